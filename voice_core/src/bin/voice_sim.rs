@@ -1,0 +1,136 @@
+//! `voice-sim`: run a recording through a simulated network and the real receive path.
+//!
+//! ```text
+//! voice-sim --input IN.wav --output OUT.wav (--trace TRACE.csv | --profile NAME --seed N)
+//!           [--policy fixed] [--no-fec] [--bitrate BPS] [--stats STATS.json] [--write-trace T.csv]
+//! ```
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use voice_core::sim::network::{NetworkProfile, PROFILE_NAMES};
+use voice_core::sim::run::{run, PolicyChoice, SimConfig};
+use voice_core::sim::trace::Trace;
+use voice_core::{wav, FRAME_SAMPLES};
+
+const USAGE: &str = "usage: voice-sim --input IN.wav --output OUT.wav \
+(--trace TRACE.csv | --profile NAME --seed N) [--policy fixed] [--no-fec] [--bitrate BPS] \
+[--stats STATS.json] [--write-trace TRACE.csv]";
+
+#[derive(Default)]
+struct Args {
+    input: Option<PathBuf>,
+    output: Option<PathBuf>,
+    trace: Option<PathBuf>,
+    profile: Option<String>,
+    seed: Option<u64>,
+    policy: Option<String>,
+    no_fec: bool,
+    bitrate: Option<u32>,
+    stats: Option<PathBuf>,
+    write_trace: Option<PathBuf>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args::default();
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
+        match flag.as_str() {
+            "--input" => a.input = Some(value("--input")?.into()),
+            "--output" => a.output = Some(value("--output")?.into()),
+            "--trace" => a.trace = Some(value("--trace")?.into()),
+            "--profile" => a.profile = Some(value("--profile")?),
+            "--seed" => {
+                let v = value("--seed")?;
+                a.seed = Some(
+                    v.parse()
+                        .map_err(|_| format!("--seed {v:?} is not a number"))?,
+                );
+            }
+            "--policy" => a.policy = Some(value("--policy")?),
+            "--no-fec" => a.no_fec = true,
+            "--bitrate" => {
+                let v = value("--bitrate")?;
+                let b: u32 = v
+                    .parse()
+                    .map_err(|_| format!("--bitrate {v:?} is not a number"))?;
+                if !(6_000..=510_000).contains(&b) {
+                    return Err(format!("--bitrate {b} is outside 6000..=510000"));
+                }
+                a.bitrate = Some(b);
+            }
+            "--stats" => a.stats = Some(value("--stats")?.into()),
+            "--write-trace" => a.write_trace = Some(value("--write-trace")?.into()),
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(a)
+}
+
+fn main_inner() -> Result<(), String> {
+    let a = parse_args()?;
+    let input = a.input.ok_or("--input is required")?;
+    let output = a.output.ok_or("--output is required")?;
+    let samples = wav::read_mono_48k(&input).map_err(|e| e.to_string())?;
+    let packets = samples.len().div_ceil(FRAME_SAMPLES);
+    let trace = match (&a.trace, &a.profile) {
+        (Some(t), None) => {
+            if a.seed.is_some() {
+                return Err("--seed goes with --profile, not --trace".into());
+            }
+            Trace::read(t).map_err(|e| e.to_string())?
+        }
+        (None, Some(p)) => {
+            let seed = a.seed.ok_or("--profile needs --seed N")?;
+            NetworkProfile::builtin(p)
+                .map_err(|e| e.to_string())?
+                .generate(packets, seed)
+        }
+        (Some(_), Some(_)) => return Err("give either --trace or --profile, not both".into()),
+        (None, None) => {
+            return Err(format!(
+                "give --trace TRACE.csv or --profile NAME --seed N (profiles: {})",
+                PROFILE_NAMES.join(", ")
+            ))
+        }
+    };
+    if let Some(t) = &a.write_trace {
+        trace.write(t).map_err(|e| e.to_string())?;
+    }
+    let policy = match a.policy.as_deref() {
+        None => SimConfig::default().policy,
+        Some(p) => {
+            PolicyChoice::parse(p).ok_or(format!("unknown --policy {p:?} (known: fixed)"))?
+        }
+    };
+    let cfg = SimConfig {
+        policy,
+        fec: !a.no_fec,
+        bitrate: a.bitrate,
+        ..SimConfig::default()
+    };
+    let out = run(&samples, &trace, &cfg).map_err(|e| e.to_string())?;
+    wav::write_mono_48k(&output, &out.audio).map_err(|e| e.to_string())?;
+    let json = serde_json::to_string_pretty(&out.stats).map_err(|e| e.to_string())?;
+    match &a.stats {
+        Some(p) => std::fs::write(p, json + "\n").map_err(|e| format!("{}: {e}", p.display()))?,
+        None => eprintln!("{json}"),
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match main_inner() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is_empty() => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("voice-sim: {e}\n{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}

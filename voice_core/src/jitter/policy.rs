@@ -1,0 +1,85 @@
+//! When playout starts: the watermark as a replaceable policy object.
+//!
+//! The buffer asks its policy, each tick while it is not playing, whether to start; the policy sees
+//! a [`BufferView`] and every arrival. [`FixedWatermark`] is the seed behaviour (start once N packets
+//! are held, 2 by default = 40 ms). An adaptive policy implements the same trait, so the buffer does
+//! not change when the policy does.
+
+use std::fmt::Debug;
+use std::time::Duration;
+
+use crate::time::Time;
+use crate::FRAME_DURATION;
+
+/// What a policy may look at when deciding to start playout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BufferView {
+    /// Packets held.
+    pub depth: usize,
+    /// How long the oldest held packet has waited.
+    pub oldest_wait: Duration,
+    /// A held packet ends its talk spurt (so no more packets of it are coming).
+    pub holds_end_of_spurt: bool,
+}
+
+/// Decides when a jitter buffer starts (or restarts) playout.
+pub trait PlayoutPolicy: Debug + Send {
+    /// Short name for logs and JSON (`"fixed"`, `"adaptive"`).
+    fn name(&self) -> &'static str;
+
+    /// Called for every packet accepted into the buffer, with its unwrapped sequence number and
+    /// its unwrapped 48 kHz timestamp.
+    fn on_arrival(&mut self, now: Time, seq: u64, timestamp: u64);
+
+    /// Whether to start playout now.
+    fn should_start(&self, now: Time, view: BufferView) -> bool;
+
+    /// The delay the policy is aiming for.
+    fn target_delay(&self) -> Duration;
+}
+
+/// Start once `packets` packets are held (the seed watermark: 2 packets = 40 ms).
+///
+/// Two exceptions keep short utterances audible: a talk spurt whose last packet is already held
+/// starts at once (nothing more is coming to wait for), and a partial spurt whose oldest packet has
+/// waited twice the watermark starts anyway (its end marker was lost).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FixedWatermark {
+    packets: usize,
+}
+
+impl FixedWatermark {
+    /// The seed default: 2 packets.
+    pub const DEFAULT_PACKETS: usize = 2;
+
+    /// A watermark of `packets` (at least 1).
+    pub fn new(packets: usize) -> Self {
+        FixedWatermark {
+            packets: packets.max(1),
+        }
+    }
+}
+
+impl Default for FixedWatermark {
+    fn default() -> Self {
+        Self::new(Self::DEFAULT_PACKETS)
+    }
+}
+
+impl PlayoutPolicy for FixedWatermark {
+    fn name(&self) -> &'static str {
+        "fixed"
+    }
+
+    fn on_arrival(&mut self, _now: Time, _seq: u64, _timestamp: u64) {}
+
+    fn should_start(&self, _now: Time, view: BufferView) -> bool {
+        view.depth >= self.packets
+            || (view.depth > 0
+                && (view.holds_end_of_spurt || view.oldest_wait >= 2 * self.target_delay()))
+    }
+
+    fn target_delay(&self) -> Duration {
+        FRAME_DURATION * self.packets as u32
+    }
+}

@@ -1,0 +1,65 @@
+//! `voice_core`: the sans-IO heart of the voice engine.
+//!
+//! **Contract: no sockets, no threads, no clock.** Every entry point that depends on time takes a
+//! [`Time`] argument; every output is returned or written into a caller-owned buffer. The same code
+//! therefore runs inside the relay, the client engine, the C API, the `voice-sim` simulator and the
+//! tests, where simulated time runs far faster than real time.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`proto`] | the wire: UDP voice header, TCP control frames and events, UDP registration proof |
+//! | [`seq`] | wrap-around-safe sequence arithmetic, duplicate detection |
+//! | [`jitter`] | the per-sender jitter buffer and its playout policy |
+//! | [`codec`] | Opus encode / decode / FEC / PLC |
+//! | [`stream`] | a sender (PCM → datagrams) and a receiver (datagrams → PCM) |
+//! | [`metrics`] | counters, 10 s loss window, delay histograms, RFC 3550 jitter |
+//! | [`sim`] | a deterministic network simulator, trace files, and the `voice-sim` pipeline |
+//! | [`wav`] | reading and writing 48 kHz mono WAV files |
+
+pub mod codec;
+pub mod jitter;
+pub mod metrics;
+pub mod proto;
+pub mod seq;
+pub mod sim;
+pub mod stream;
+pub mod time;
+pub mod wav;
+
+use std::time::Duration;
+
+pub use time::Time;
+
+/// The engine's sample rate in Hz.
+pub const SAMPLE_RATE: u32 = 48_000;
+/// Samples in one frame (20 ms at 48 kHz, mono).
+pub const FRAME_SAMPLES: usize = 960;
+/// Duration of one frame.
+pub const FRAME_DURATION: Duration = Duration::from_millis(20);
+
+/// Any error of this crate.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A UDP datagram was malformed.
+    #[error(transparent)]
+    Udp(#[from] proto::udp::UdpError),
+    /// A TCP frame was malformed or too large.
+    #[error(transparent)]
+    Frame(#[from] proto::tcp::FrameError),
+    /// A UDP registration failed to verify.
+    #[error(transparent)]
+    Register(#[from] proto::register::RegisterError),
+    /// The codec failed.
+    #[error(transparent)]
+    Codec(#[from] codec::CodecError),
+    /// Sending failed.
+    #[error(transparent)]
+    Send(#[from] stream::SendError),
+    /// A trace or profile was invalid.
+    #[error(transparent)]
+    Sim(#[from] sim::SimError),
+    /// A WAV file could not be read or written.
+    #[error(transparent)]
+    Wav(#[from] wav::WavError),
+}

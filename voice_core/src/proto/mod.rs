@@ -1,0 +1,53 @@
+//! The wire protocol: the one definition shared by the relay and every client.
+//!
+//! * [`udp`] — the voice datagram: a fixed 20-byte little-endian header read and written with
+//!   bytemuck, followed by the Opus payload (never copied by the parser).
+//! * [`tcp`] — the control plane: length-prefixed frames with a hard cap, carrying postcard-encoded
+//!   [`ClientMessage`](tcp::ClientMessage) / [`ServerMessage`](tcp::ServerMessage) events.
+//! * [`register`] — the proof that binds a UDP address to a session: a keyed MAC over a counter,
+//!   made with the secret handed out over TCP, so the secret itself never crosses UDP.
+//!
+//! `docs/PROTOCOL.md` describes the same wire for people; this module is the normative code.
+
+pub mod register;
+pub mod tcp;
+pub mod udp;
+
+use serde::{Deserialize, Serialize};
+
+/// Identifies a session (a connected user) to the relay and to other users.
+///
+/// Tokens travel in every forwarded voice header and are needed to whisper, so they are public:
+/// a token alone never authorises anything. `0` is reserved and means "no session".
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
+pub struct SessionToken(pub u32);
+
+impl SessionToken {
+    /// The reserved "no session" value (in a header's target field: the sender's channel).
+    pub const NONE: SessionToken = SessionToken(0);
+
+    /// True for the reserved value 0.
+    pub fn is_none(self) -> bool {
+        self.0 == 0
+    }
+}
+
+impl std::fmt::Display for SessionToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// Identifies a channel on a relay.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
+pub struct ChannelId(pub u32);
+
+impl std::fmt::Display for ChannelId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "channel {}", self.0)
+    }
+}

@@ -1,0 +1,558 @@
+//! The TCP control plane: length-prefixed frames carrying postcard-encoded events.
+//!
+//! A frame is a 4-byte little-endian body length followed by the body. The length is checked
+//! against [`MAX_FRAME`] before anything is buffered for it, so a hostile prefix (say 4 GiB) costs
+//! nothing but a closed connection. Bodies are [postcard](https://docs.rs/postcard) encodings of
+//! [`ClientMessage`] (client → relay) and [`ServerMessage`] (relay → client): a compact, well-kept
+//! serde format whose decoder validates UTF-8 and never trusts a length beyond the bytes it has.
+
+use std::io::{self, Read};
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use thiserror::Error;
+
+use super::register::Secret;
+use super::{ChannelId, SessionToken};
+
+/// Version number exchanged in `Hello`; bumped on any incompatible change of these messages.
+pub const CONTROL_VERSION: u16 = 1;
+/// Hard cap on a frame body in bytes.
+pub const MAX_FRAME: usize = 64 * 1024;
+/// Length of the frame prefix.
+pub const PREFIX_LEN: usize = 4;
+/// Longest user name in bytes (UTF-8).
+pub const MAX_NAME_LEN: usize = 64;
+/// Longest chat message in bytes (UTF-8).
+pub const MAX_CHAT_LEN: usize = 2000;
+
+/// A user as other users see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserInfo {
+    /// The user's session token (needed to whisper to them).
+    pub session: SessionToken,
+    /// Display name.
+    pub name: String,
+}
+
+/// A channel and, where the message says so, its members.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelInfo {
+    /// Channel id.
+    pub id: ChannelId,
+    /// Display name.
+    pub name: String,
+    /// Members at the time the message was made.
+    pub users: Vec<UserInfo>,
+}
+
+/// Machine-readable reason carried by [`ServerMessage::Error`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// The frame did not decode as a message.
+    Malformed,
+    /// A message other than `Hello` arrived before the handshake, or `Hello` twice.
+    Handshake,
+    /// The client speaks an incompatible control version.
+    Version,
+    /// Name empty, too long, or with control characters.
+    BadName,
+    /// Chat too long or empty.
+    BadChat,
+    /// No such channel.
+    NoSuchChannel,
+    /// The action needs the sender to be in a channel.
+    NotInChannel,
+    /// The relay is full.
+    Full,
+    /// Too many requests.
+    RateLimited,
+    /// No such session.
+    NoSuchSession,
+}
+
+/// Client → relay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientMessage {
+    /// First message on a connection.
+    Hello {
+        /// [`CONTROL_VERSION`] of the client.
+        version: u16,
+        /// Requested display name.
+        name: String,
+    },
+    /// Join (or switch to) a channel.
+    JoinChannel {
+        /// Channel to join.
+        channel: ChannelId,
+    },
+    /// Leave the current channel.
+    LeaveChannel,
+    /// Send a chat line to the current channel.
+    Chat {
+        /// The text (UTF-8, at most [`MAX_CHAT_LEN`] bytes).
+        text: String,
+    },
+    /// Round-trip probe; answered by [`ServerMessage::Pong`].
+    Ping {
+        /// Opaque client time echoed back.
+        client_time_us: u64,
+    },
+    /// Ask for every channel with its members; answered by [`ServerMessage::ChannelList`].
+    ListChannels,
+    /// Ask for the relay's counters; answered by [`ServerMessage::Stats`].
+    StatsRequest,
+    /// Tell a sender how its stream arrives here (drives its FEC and bitrate).
+    ReceiverReport {
+        /// Whose stream this report is about.
+        sender: SessionToken,
+        /// Loss over the last 10 s in 1/1000.
+        loss_permille: u16,
+        /// Interarrival jitter in milliseconds.
+        jitter_ms: u16,
+    },
+    /// Polite disconnect.
+    Goodbye,
+}
+
+/// Relay → client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServerMessage {
+    /// Answer to `Hello`: who you are and how to prove it over UDP.
+    Welcome {
+        /// Your session token.
+        session: SessionToken,
+        /// The secret for UDP registration (see [`super::register`]).
+        secret: Secret,
+        /// Name the relay accepted for you.
+        name: String,
+        /// Channels with their members.
+        channels: Vec<ChannelInfo>,
+        /// Channel a client joins unless told otherwise.
+        default_channel: ChannelId,
+        /// Relay clock in milliseconds.
+        server_time_ms: u64,
+    },
+    /// You are now in `channel`, with these members (you included).
+    Joined {
+        /// The channel joined.
+        channel: ChannelInfo,
+    },
+    /// You left your channel.
+    Left {
+        /// The channel left.
+        channel: ChannelId,
+    },
+    /// Someone entered your channel.
+    UserJoined {
+        /// The channel.
+        channel: ChannelId,
+        /// Who.
+        user: UserInfo,
+    },
+    /// Someone left your channel (switched, left, disconnected or timed out).
+    UserLeft {
+        /// The channel.
+        channel: ChannelId,
+        /// Who.
+        session: SessionToken,
+    },
+    /// A chat line in your channel.
+    Chat {
+        /// The channel.
+        channel: ChannelId,
+        /// Sender's session.
+        from: SessionToken,
+        /// Sender's name at the time.
+        from_name: String,
+        /// The text.
+        text: String,
+        /// Relay clock in milliseconds when the line was routed.
+        server_time_ms: u64,
+    },
+    /// Answer to `Ping`.
+    Pong {
+        /// The client's value, echoed.
+        client_time_us: u64,
+        /// Relay clock in milliseconds.
+        server_time_ms: u64,
+    },
+    /// Every channel with its members.
+    ChannelList {
+        /// The channels.
+        channels: Vec<ChannelInfo>,
+    },
+    /// A receiver's report about your stream.
+    ReceiverReport {
+        /// Who is reporting.
+        from: SessionToken,
+        /// Loss over the last 10 s in 1/1000.
+        loss_permille: u16,
+        /// Interarrival jitter in milliseconds.
+        jitter_ms: u16,
+    },
+    /// The relay's counters as (name, value) pairs.
+    Stats {
+        /// Counters.
+        counters: Vec<(String, u64)>,
+    },
+    /// A request failed; the connection stays open unless the relay says otherwise.
+    Error {
+        /// What went wrong.
+        code: ErrorCode,
+        /// Human-readable detail.
+        message: String,
+    },
+}
+
+/// Why a frame could not be read or written.
+#[derive(Debug, Error)]
+pub enum FrameError {
+    /// The length prefix exceeds [`MAX_FRAME`]; the stream cannot be resynchronised.
+    #[error("frame length {0} exceeds the {MAX_FRAME}-byte maximum")]
+    TooLarge(u64),
+    /// The body did not decode; the frame has been consumed and the stream is still in sync.
+    #[error("malformed frame body: {0}")]
+    Malformed(#[from] postcard::Error),
+    /// Reading from the stream failed.
+    #[error("i/o: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Appends one framed message to `out`.
+pub fn encode_frame<M: Serialize>(msg: &M, out: &mut Vec<u8>) -> Result<(), FrameError> {
+    let start = out.len();
+    out.extend_from_slice(&[0; PREFIX_LEN]);
+    let out_len = match postcard::to_extend(msg, std::mem::take(out)) {
+        Ok(v) => {
+            *out = v;
+            out.len()
+        }
+        Err(e) => return Err(FrameError::Malformed(e)),
+    };
+    let body = out_len - start - PREFIX_LEN;
+    if body > MAX_FRAME {
+        out.truncate(start);
+        return Err(FrameError::TooLarge(body as u64));
+    }
+    out[start..start + PREFIX_LEN].copy_from_slice(&(body as u32).to_le_bytes());
+    Ok(())
+}
+
+/// Reassembles frames from a byte stream, holding at most one frame (plus prefix) in memory.
+///
+/// Feed bytes with [`FrameReader::read_from`] or [`FrameReader::push`], then call
+/// [`FrameReader::next_message`] until it returns `Ok(None)`.
+#[derive(Debug, Default)]
+pub struct FrameReader {
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl FrameReader {
+    /// An empty reader.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Bytes buffered and not yet consumed.
+    pub fn buffered(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    /// How many more bytes may be buffered before the cap is reached.
+    pub fn room(&self) -> usize {
+        (PREFIX_LEN + MAX_FRAME).saturating_sub(self.buffered())
+    }
+
+    fn compact(&mut self) {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+    }
+
+    /// Appends bytes received from the stream. Fails (buffering nothing) when they exceed [`Self::room`].
+    pub fn push(&mut self, bytes: &[u8]) -> Result<(), FrameError> {
+        if bytes.len() > self.room() {
+            return Err(FrameError::TooLarge((self.buffered() + bytes.len()) as u64));
+        }
+        self.compact();
+        self.buf.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    /// Reads once from `r` into the free room. Returns the bytes read (0 = end of stream).
+    pub fn read_from<R: Read>(&mut self, r: &mut R) -> io::Result<usize> {
+        self.compact();
+        let room = self.room();
+        if room == 0 {
+            return Ok(0);
+        }
+        let old = self.buf.len();
+        let chunk = room.min(16 * 1024);
+        self.buf.resize(old + chunk, 0);
+        match r.read(&mut self.buf[old..]) {
+            Ok(n) => {
+                self.buf.truncate(old + n);
+                Ok(n)
+            }
+            Err(e) => {
+                self.buf.truncate(old);
+                Err(e)
+            }
+        }
+    }
+
+    /// The next complete frame's body, if any, checked against the cap.
+    fn next_body(&mut self) -> Result<Option<(usize, usize)>, FrameError> {
+        let avail = &self.buf[self.start..];
+        if avail.len() < PREFIX_LEN {
+            return Ok(None);
+        }
+        let len = u32::from_le_bytes([avail[0], avail[1], avail[2], avail[3]]) as usize;
+        if len > MAX_FRAME {
+            return Err(FrameError::TooLarge(len as u64));
+        }
+        if avail.len() < PREFIX_LEN + len {
+            return Ok(None);
+        }
+        let body_start = self.start + PREFIX_LEN;
+        self.start = body_start + len;
+        Ok(Some((body_start, len)))
+    }
+
+    /// Decodes the next complete message. `Ok(None)`: need more bytes. `Err(Malformed)`: that
+    /// frame was skipped and the reader is still usable. `Err(TooLarge)`: close the connection.
+    pub fn next_message<M: DeserializeOwned>(&mut self) -> Result<Option<M>, FrameError> {
+        match self.next_body()? {
+            None => Ok(None),
+            Some((at, len)) => {
+                let body = &self.buf[at..at + len];
+                match postcard::from_bytes::<M>(body) {
+                    Ok(m) => Ok(Some(m)),
+                    Err(e) => Err(FrameError::Malformed(e)),
+                }
+            }
+        }
+    }
+}
+
+/// Checks a display name: 1..=[`MAX_NAME_LEN`] bytes, no control characters, not only spaces.
+pub fn validate_name(name: &str) -> bool {
+    !name.trim().is_empty() && name.len() <= MAX_NAME_LEN && !name.chars().any(char::is_control)
+}
+
+/// Checks a chat line: 1..=[`MAX_CHAT_LEN`] bytes.
+pub fn validate_chat(text: &str) -> bool {
+    !text.is_empty() && text.len() <= MAX_CHAT_LEN
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all_client_messages() -> Vec<ClientMessage> {
+        vec![
+            ClientMessage::Hello {
+                version: CONTROL_VERSION,
+                name: "ännä".into(),
+            },
+            ClientMessage::JoinChannel {
+                channel: ChannelId(3),
+            },
+            ClientMessage::LeaveChannel,
+            ClientMessage::Chat { text: "hi".into() },
+            ClientMessage::Ping { client_time_us: 42 },
+            ClientMessage::ListChannels,
+            ClientMessage::StatsRequest,
+            ClientMessage::ReceiverReport {
+                sender: SessionToken(2),
+                loss_permille: 50,
+                jitter_ms: 7,
+            },
+            ClientMessage::Goodbye,
+        ]
+    }
+
+    fn all_server_messages() -> Vec<ServerMessage> {
+        let user = UserInfo {
+            session: SessionToken(1),
+            name: "a".into(),
+        };
+        let chan = ChannelInfo {
+            id: ChannelId(1),
+            name: "Lobby".into(),
+            users: vec![user.clone()],
+        };
+        vec![
+            ServerMessage::Welcome {
+                session: SessionToken(1),
+                secret: [9; 32],
+                name: "a".into(),
+                channels: vec![chan.clone()],
+                default_channel: ChannelId(1),
+                server_time_ms: 5,
+            },
+            ServerMessage::Joined {
+                channel: chan.clone(),
+            },
+            ServerMessage::Left {
+                channel: ChannelId(1),
+            },
+            ServerMessage::UserJoined {
+                channel: ChannelId(1),
+                user,
+            },
+            ServerMessage::UserLeft {
+                channel: ChannelId(1),
+                session: SessionToken(1),
+            },
+            ServerMessage::Chat {
+                channel: ChannelId(1),
+                from: SessionToken(1),
+                from_name: "a".into(),
+                text: "x".into(),
+                server_time_ms: 1,
+            },
+            ServerMessage::Pong {
+                client_time_us: 1,
+                server_time_ms: 2,
+            },
+            ServerMessage::ChannelList {
+                channels: vec![chan],
+            },
+            ServerMessage::ReceiverReport {
+                from: SessionToken(3),
+                loss_permille: 1,
+                jitter_ms: 2,
+            },
+            ServerMessage::Stats {
+                counters: vec![("x".into(), 1)],
+            },
+            ServerMessage::Error {
+                code: ErrorCode::BadChat,
+                message: "too long".into(),
+            },
+        ]
+    }
+
+    #[test]
+    fn every_message_round_trips_through_frames_split_anywhere() {
+        let mut wire = Vec::new();
+        for m in all_client_messages() {
+            encode_frame(&m, &mut wire).unwrap();
+        }
+        for split in [1usize, 3, 7, wire.len()] {
+            let mut reader = FrameReader::new();
+            let mut got = Vec::new();
+            for chunk in wire.chunks(split) {
+                reader.push(chunk).unwrap();
+                while let Some(m) = reader.next_message::<ClientMessage>().unwrap() {
+                    got.push(m);
+                }
+            }
+            assert_eq!(got, all_client_messages());
+            assert_eq!(reader.buffered(), 0);
+        }
+        let mut wire = Vec::new();
+        for m in all_server_messages() {
+            encode_frame(&m, &mut wire).unwrap();
+        }
+        let mut reader = FrameReader::new();
+        reader.push(&wire).unwrap();
+        let mut got = Vec::new();
+        while let Some(m) = reader.next_message::<ServerMessage>().unwrap() {
+            got.push(m);
+        }
+        assert_eq!(got, all_server_messages());
+    }
+
+    #[test]
+    fn huge_length_prefix_is_rejected_without_buffering_a_body() {
+        let mut reader = FrameReader::new();
+        reader.push(&u32::MAX.to_le_bytes()).unwrap();
+        assert!(matches!(
+            reader.next_message::<ClientMessage>(),
+            Err(FrameError::TooLarge(0xFFFF_FFFF))
+        ));
+        assert!(reader.buffered() <= PREFIX_LEN);
+    }
+
+    #[test]
+    fn push_beyond_the_cap_is_refused() {
+        let mut reader = FrameReader::new();
+        assert!(reader.push(&vec![0u8; PREFIX_LEN + MAX_FRAME + 1]).is_err());
+        assert_eq!(reader.buffered(), 0);
+    }
+
+    #[test]
+    fn malformed_body_is_skipped_and_stream_stays_in_sync() {
+        let mut wire = Vec::new();
+        wire.extend_from_slice(&3u32.to_le_bytes());
+        wire.extend_from_slice(&[0xFF, 0xFF, 0xFF]);
+        // A Chat whose string bytes are invalid UTF-8.
+        let mut chat = Vec::new();
+        encode_frame(&ClientMessage::Chat { text: "ab".into() }, &mut chat).unwrap();
+        let n = chat.len();
+        chat[n - 2] = 0xC3;
+        chat[n - 1] = 0x28;
+        wire.extend_from_slice(&chat);
+        encode_frame(&ClientMessage::LeaveChannel, &mut wire).unwrap();
+        let mut reader = FrameReader::new();
+        reader.push(&wire).unwrap();
+        assert!(matches!(
+            reader.next_message::<ClientMessage>(),
+            Err(FrameError::Malformed(_))
+        ));
+        assert!(matches!(
+            reader.next_message::<ClientMessage>(),
+            Err(FrameError::Malformed(_))
+        ));
+        assert_eq!(
+            reader.next_message::<ClientMessage>().unwrap(),
+            Some(ClientMessage::LeaveChannel)
+        );
+    }
+
+    #[test]
+    fn half_sent_frame_waits_for_the_rest() {
+        let mut wire = Vec::new();
+        encode_frame(
+            &ClientMessage::Chat {
+                text: "hello".into(),
+            },
+            &mut wire,
+        )
+        .unwrap();
+        let mut reader = FrameReader::new();
+        reader.push(&wire[..wire.len() - 1]).unwrap();
+        assert!(reader.next_message::<ClientMessage>().unwrap().is_none());
+        reader.push(&wire[wire.len() - 1..]).unwrap();
+        assert!(reader.next_message::<ClientMessage>().unwrap().is_some());
+    }
+
+    #[test]
+    fn oversized_message_is_not_encoded() {
+        let mut out = vec![1, 2];
+        let big = ClientMessage::Chat {
+            text: "x".repeat(MAX_FRAME + 1),
+        };
+        assert!(matches!(
+            encode_frame(&big, &mut out),
+            Err(FrameError::TooLarge(_))
+        ));
+        assert_eq!(out, vec![1, 2]);
+    }
+
+    #[test]
+    fn names_and_chat_are_validated() {
+        assert!(validate_name("Ann"));
+        assert!(!validate_name(""));
+        assert!(!validate_name("   "));
+        assert!(!validate_name("a\nb"));
+        assert!(!validate_name(&"x".repeat(MAX_NAME_LEN + 1)));
+        assert!(validate_chat("hi"));
+        assert!(!validate_chat(""));
+        assert!(!validate_chat(&"x".repeat(MAX_CHAT_LEN + 1)));
+    }
+}

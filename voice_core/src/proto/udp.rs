@@ -1,0 +1,328 @@
+//! The UDP voice datagram.
+//!
+//! ```text
+//!  0        1        2        3        4                 6                 8
+//! +--------+--------+--------+--------+--------+--------+--------+--------+
+//! |version |  kind  | flags  |reserved|   seq (u16 LE)  | reserved (u16)  |
+//! +--------+--------+--------+--------+--------+--------+--------+--------+
+//! |      timestamp (u32 LE, 48 kHz)   |     sender token (u32 LE)         |
+//! +--------+--------+--------+--------+--------+--------+--------+--------+
+//! |      target token (u32 LE)        |  payload (Opus, or kind-specific) ...
+//! +--------+--------+--------+--------+
+//! ```
+//!
+//! The header is a `#[repr(C)]` struct of byte arrays (alignment 1), so it is read in place from any
+//! received buffer with bytemuck and the payload is returned as a borrowed slice: parsing copies
+//! nothing. Multi-byte fields are explicitly little-endian. Reserved bytes are written as zero and
+//! ignored on receipt, so a later version can use them (with the version byte and the reserved
+//! flag bits) for payload encryption or positional data.
+
+use bytemuck::{Pod, Zeroable};
+use thiserror::Error;
+
+use super::SessionToken;
+
+/// The protocol version this build writes and accepts.
+pub const PROTOCOL_VERSION: u8 = 1;
+/// Length of the fixed header in bytes.
+pub const HEADER_LEN: usize = std::mem::size_of::<RawHeader>();
+/// Hard maximum size of one datagram (header + payload). Chosen to stay below common path MTUs
+/// (1280-byte IPv6 minimum minus IP/UDP headers) so voice is never IP-fragmented.
+pub const MAX_DATAGRAM: usize = 1200;
+/// Hard maximum payload size.
+pub const MAX_PAYLOAD: usize = MAX_DATAGRAM - HEADER_LEN;
+
+/// What a datagram carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum DatagramKind {
+    /// An Opus voice frame, forwarded by the relay.
+    Voice = 1,
+    /// Client → relay: bind this source address to the sender session (payload: [`super::register`]).
+    Register = 2,
+    /// Relay → client: the registration was accepted (payload: the 8-byte counter echoed).
+    RegisterAck = 3,
+    /// Client → relay: keep-alive / UDP round trip probe (payload echoed).
+    Ping = 4,
+    /// Relay → client: answer to [`DatagramKind::Ping`] with the same payload.
+    Pong = 5,
+}
+
+impl DatagramKind {
+    fn from_u8(v: u8) -> Option<Self> {
+        Some(match v {
+            1 => Self::Voice,
+            2 => Self::Register,
+            3 => Self::RegisterAck,
+            4 => Self::Ping,
+            5 => Self::Pong,
+            _ => return None,
+        })
+    }
+}
+
+/// Header flag bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct Flags(pub u8);
+
+impl Flags {
+    /// Last frame of a talk spurt: the silence that follows is not packet loss.
+    pub const END_OF_SPURT: Flags = Flags(0x01);
+    /// The Opus payload carries in-band FEC (LBRR) for the previous frame.
+    pub const FEC: Flags = Flags(0x02);
+    /// First frame of a talk spurt (like the RTP marker bit).
+    pub const START_OF_SPURT: Flags = Flags(0x04);
+    /// Reserved for a later version: payload is encrypted.
+    pub const RESERVED_ENCRYPTED: Flags = Flags(0x40);
+    /// Reserved for a later version: a positional-audio block precedes the payload.
+    pub const RESERVED_POSITIONAL: Flags = Flags(0x80);
+
+    /// True when every bit of `other` is set.
+    pub fn contains(self, other: Flags) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// The union of both sets of bits.
+    #[must_use]
+    pub fn with(self, other: Flags) -> Flags {
+        Flags(self.0 | other.0)
+    }
+}
+
+/// The header exactly as it lies on the wire.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub struct RawHeader {
+    version: u8,
+    kind: u8,
+    flags: u8,
+    reserved0: u8,
+    seq: [u8; 2],
+    reserved1: [u8; 2],
+    timestamp: [u8; 4],
+    sender: [u8; 4],
+    target: [u8; 4],
+}
+
+/// A decoded voice header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// What the datagram carries.
+    pub kind: DatagramKind,
+    /// Flag bits ([`Flags`]).
+    pub flags: Flags,
+    /// Per-sender sequence number, +1 per datagram of this kind, wrapping at 2^16.
+    pub seq: u16,
+    /// Sampling instant of the first sample, in 48 kHz units, wrapping at 2^32.
+    pub timestamp: u32,
+    /// The session that sent the datagram.
+    pub sender: SessionToken,
+    /// [`SessionToken::NONE`] for the sender's channel, otherwise the one whisper recipient.
+    pub target: SessionToken,
+}
+
+impl Header {
+    /// A voice header to the sender's channel with no flags.
+    pub fn voice(sender: SessionToken, seq: u16, timestamp: u32) -> Self {
+        Header {
+            kind: DatagramKind::Voice,
+            flags: Flags::default(),
+            seq,
+            timestamp,
+            sender,
+            target: SessionToken::NONE,
+        }
+    }
+
+    fn to_raw(self) -> RawHeader {
+        RawHeader {
+            version: PROTOCOL_VERSION,
+            kind: self.kind as u8,
+            flags: self.flags.0,
+            reserved0: 0,
+            seq: self.seq.to_le_bytes(),
+            reserved1: [0; 2],
+            timestamp: self.timestamp.to_le_bytes(),
+            sender: self.sender.0.to_le_bytes(),
+            target: self.target.0.to_le_bytes(),
+        }
+    }
+}
+
+/// Why a datagram was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum UdpError {
+    /// Shorter than the fixed header.
+    #[error("datagram of {0} bytes is shorter than the {HEADER_LEN}-byte header")]
+    TooShort(usize),
+    /// Longer than [`MAX_DATAGRAM`].
+    #[error("datagram of {0} bytes exceeds the {MAX_DATAGRAM}-byte maximum")]
+    TooLong(usize),
+    /// A version this build does not speak.
+    #[error("unsupported protocol version {0}")]
+    UnsupportedVersion(u8),
+    /// An unknown kind byte.
+    #[error("unknown datagram kind {0}")]
+    UnknownKind(u8),
+    /// The sender field is the reserved value 0.
+    #[error("sender token is 0")]
+    NoSender,
+    /// The caller's output buffer cannot hold the datagram.
+    #[error("output buffer of {have} bytes cannot hold {need}")]
+    BufferTooSmall {
+        /// Bytes needed.
+        need: usize,
+        /// Bytes available.
+        have: usize,
+    },
+}
+
+/// A parsed datagram borrowing its payload from the received buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Datagram<'a> {
+    /// The decoded header.
+    pub header: Header,
+    /// Everything after the header.
+    pub payload: &'a [u8],
+}
+
+/// Parses a received datagram without copying it. Never panics, never allocates.
+pub fn parse(bytes: &[u8]) -> Result<Datagram<'_>, UdpError> {
+    if bytes.len() < HEADER_LEN {
+        return Err(UdpError::TooShort(bytes.len()));
+    }
+    if bytes.len() > MAX_DATAGRAM {
+        return Err(UdpError::TooLong(bytes.len()));
+    }
+    let (head, payload) = bytes.split_at(HEADER_LEN);
+    let raw: &RawHeader = bytemuck::from_bytes(head);
+    if raw.version != PROTOCOL_VERSION {
+        return Err(UdpError::UnsupportedVersion(raw.version));
+    }
+    let kind = DatagramKind::from_u8(raw.kind).ok_or(UdpError::UnknownKind(raw.kind))?;
+    let sender = SessionToken(u32::from_le_bytes(raw.sender));
+    if sender.is_none() {
+        return Err(UdpError::NoSender);
+    }
+    Ok(Datagram {
+        header: Header {
+            kind,
+            flags: Flags(raw.flags),
+            seq: u16::from_le_bytes(raw.seq),
+            timestamp: u32::from_le_bytes(raw.timestamp),
+            sender,
+            target: SessionToken(u32::from_le_bytes(raw.target)),
+        },
+        payload,
+    })
+}
+
+/// Writes `header` followed by `payload` into `out` and returns the datagram length.
+/// On error `out` is left untouched.
+pub fn write(header: &Header, payload: &[u8], out: &mut [u8]) -> Result<usize, UdpError> {
+    let need = HEADER_LEN + payload.len();
+    if need > MAX_DATAGRAM {
+        return Err(UdpError::TooLong(need));
+    }
+    if out.len() < need {
+        return Err(UdpError::BufferTooSmall {
+            need,
+            have: out.len(),
+        });
+    }
+    out[..HEADER_LEN].copy_from_slice(bytemuck::bytes_of(&header.to_raw()));
+    out[HEADER_LEN..need].copy_from_slice(payload);
+    Ok(need)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Header {
+        Header {
+            kind: DatagramKind::Voice,
+            flags: Flags::FEC.with(Flags::END_OF_SPURT),
+            seq: 0xBEEF,
+            timestamp: 0xDEAD_BEEF,
+            sender: SessionToken(7),
+            target: SessionToken(9),
+        }
+    }
+
+    #[test]
+    fn header_is_twenty_bytes_with_alignment_one() {
+        assert_eq!(HEADER_LEN, 20);
+        assert_eq!(std::mem::align_of::<RawHeader>(), 1);
+    }
+
+    #[test]
+    fn round_trip_borrows_payload() {
+        let mut buf = [0u8; MAX_DATAGRAM];
+        let n = write(&sample(), b"opus!", &mut buf).unwrap();
+        assert_eq!(n, HEADER_LEN + 5);
+        let d = parse(&buf[..n]).unwrap();
+        assert_eq!(d.header, sample());
+        assert_eq!(d.payload, b"opus!");
+        assert_eq!(d.payload.as_ptr(), buf[HEADER_LEN..].as_ptr());
+    }
+
+    #[test]
+    fn fields_are_little_endian_at_documented_offsets() {
+        let mut buf = [0u8; HEADER_LEN];
+        write(&sample(), &[], &mut buf).unwrap();
+        assert_eq!(buf[0], PROTOCOL_VERSION);
+        assert_eq!(buf[1], 1);
+        assert_eq!(buf[2], 0x03);
+        assert_eq!(&buf[4..6], &[0xEF, 0xBE]);
+        assert_eq!(&buf[8..12], &[0xEF, 0xBE, 0xAD, 0xDE]);
+        assert_eq!(&buf[12..16], &[7, 0, 0, 0]);
+        assert_eq!(&buf[16..20], &[9, 0, 0, 0]);
+    }
+
+    #[test]
+    fn malformed_inputs_are_typed_errors() {
+        assert_eq!(parse(&[]), Err(UdpError::TooShort(0)));
+        assert_eq!(parse(&[1]), Err(UdpError::TooShort(1)));
+        assert_eq!(parse(&[1; 19]), Err(UdpError::TooShort(19)));
+        assert_eq!(
+            parse(&[1; MAX_DATAGRAM + 1]),
+            Err(UdpError::TooLong(MAX_DATAGRAM + 1))
+        );
+        let mut buf = [0u8; 32];
+        write(&sample(), &[0; 12], &mut buf).unwrap();
+        let mut bad = buf;
+        bad[0] = 2;
+        assert_eq!(parse(&bad), Err(UdpError::UnsupportedVersion(2)));
+        let mut bad = buf;
+        bad[1] = 0xFF;
+        assert_eq!(parse(&bad), Err(UdpError::UnknownKind(0xFF)));
+        let mut bad = buf;
+        bad[12..16].fill(0);
+        assert_eq!(parse(&bad), Err(UdpError::NoSender));
+    }
+
+    #[test]
+    fn write_rejects_small_buffers_and_oversized_payloads_untouched() {
+        let mut small = [0xAAu8; 10];
+        assert!(matches!(
+            write(&sample(), &[], &mut small),
+            Err(UdpError::BufferTooSmall { need: 20, have: 10 })
+        ));
+        assert_eq!(small, [0xAA; 10]);
+        let mut buf = [0u8; 2000];
+        assert!(matches!(
+            write(&sample(), &[0; MAX_PAYLOAD + 1], &mut buf),
+            Err(UdpError::TooLong(_))
+        ));
+    }
+
+    #[test]
+    fn reserved_bytes_are_ignored_on_receipt() {
+        let mut buf = [0u8; HEADER_LEN];
+        write(&sample(), &[], &mut buf).unwrap();
+        buf[3] = 0x55;
+        buf[6] = 0x66;
+        assert_eq!(parse(&buf).unwrap().header, sample());
+    }
+}

@@ -1,0 +1,255 @@
+//! The `voice-sim` pipeline: recording → Opus packets → trace-driven delivery → jitter buffer →
+//! decoder → what the listener hears, all on simulated time.
+//!
+//! The receiver ticks every 20 ms of its own clock starting at 0, and output sample 0 is the
+//! sender's time 0, so the playout delay is audible in the output (it starts with silence).
+
+use serde::Serialize;
+
+use super::trace::Trace;
+use super::SimError;
+use crate::codec::EncoderConfig;
+use crate::jitter::{FixedWatermark, JitterConfig, PlayoutPolicy};
+use crate::proto::udp;
+use crate::proto::SessionToken;
+use crate::stream::{FrameSource, Receiver, Sender};
+use crate::time::Time;
+use crate::{FRAME_DURATION, FRAME_SAMPLES};
+
+/// Which playout policy to simulate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyChoice {
+    /// The seed's fixed watermark of this many packets.
+    Fixed(usize),
+}
+
+impl PolicyChoice {
+    /// Parses a `--policy` value.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "fixed" => Some(PolicyChoice::Fixed(FixedWatermark::DEFAULT_PACKETS)),
+            _ => None,
+        }
+    }
+
+    /// A fresh policy object.
+    pub fn build(self) -> Box<dyn PlayoutPolicy> {
+        match self {
+            PolicyChoice::Fixed(n) => Box::new(FixedWatermark::new(n)),
+        }
+    }
+}
+
+/// Simulation settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SimConfig {
+    /// Playout policy.
+    pub policy: PolicyChoice,
+    /// In-band FEC: encoded by the sender and used by the receiver.
+    pub fec: bool,
+    /// Encoder bitrate in bits/s (`None`: the engine default).
+    pub bitrate: Option<u32>,
+    /// Jitter-buffer limits.
+    pub jitter: JitterConfig,
+    /// First wire sequence number (near the wrap by default, so long runs cross it).
+    pub first_seq: u16,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            policy: PolicyChoice::Fixed(FixedWatermark::DEFAULT_PACKETS),
+            fec: true,
+            bitrate: None,
+            jitter: JitterConfig::default(),
+            first_seq: 65_000,
+        }
+    }
+}
+
+/// The flat metrics `voice-sim --stats` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct SimStats {
+    /// Packets the sender produced.
+    pub packets_sent: u64,
+    /// Unique packets that arrived (in time or late).
+    pub packets_received: u64,
+    /// Packets that never arrived.
+    pub packets_lost: u64,
+    /// Packets that arrived after their playout slot.
+    pub packets_late: u64,
+    /// Extra copies received.
+    pub packets_duplicate: u64,
+    /// Frames released while playing.
+    pub frames_played: u64,
+    /// Frames filled by PLC.
+    pub frames_concealed: u64,
+    /// Frames recovered from in-band FEC.
+    pub frames_fec_recovered: u64,
+    /// Runs of consecutive concealed frames.
+    pub concealment_events: u64,
+    /// Mean arrival → playout delay in ms.
+    pub mean_buffer_delay_ms: f64,
+    /// 95th percentile arrival → playout delay in ms.
+    pub p95_buffer_delay_ms: f64,
+    /// Mean send → playout delay in ms.
+    pub mean_end_to_end_delay_ms: f64,
+    /// Most packets held at once.
+    pub max_buffer_depth: u32,
+    /// Packets dropped by buffer overflow.
+    pub packets_overflow_dropped: u64,
+    /// RFC 3550 interarrival jitter at the end, in ms.
+    pub jitter_ms: f64,
+    /// Frames the output holds (20 ms each).
+    pub output_frames: u64,
+    /// Concealment interruptions of 150 ms or more (≥ 8 consecutive concealed frames).
+    pub interruptions: u64,
+    /// Percentage of played frames that were concealed.
+    pub concealment_percent: f64,
+    /// Encoder bitrate used, bits/s.
+    pub bitrate: u32,
+}
+
+/// What a simulation produces.
+#[derive(Debug, Clone)]
+pub struct SimOutput {
+    /// 48 kHz mono samples as heard; sample 0 is the sender's time 0.
+    pub audio: Vec<i16>,
+    /// The metrics.
+    pub stats: SimStats,
+    /// How each output frame was produced.
+    pub sources: Vec<FrameSource>,
+}
+
+/// Runs `input` (48 kHz mono) through the path described by `trace`.
+pub fn run(input: &[i16], trace: &Trace, cfg: &SimConfig) -> Result<SimOutput, SimError> {
+    let packets = input.len().div_ceil(FRAME_SAMPLES);
+    if trace.packets() < packets {
+        return Err(SimError::TooShort {
+            have: trace.packets(),
+            need: packets,
+        });
+    }
+    // Encode every frame up front: the sender's behaviour does not depend on the path.
+    let enc_cfg = EncoderConfig {
+        bitrate: cfg.bitrate.unwrap_or(EncoderConfig::default().bitrate),
+        fec: cfg.fec,
+        ..EncoderConfig::default()
+    };
+    let mut sender = Sender::new(SessionToken(1), enc_cfg)?.with_start(cfg.first_seq, 0);
+    let mut datagrams: Vec<Vec<u8>> = Vec::with_capacity(packets);
+    let mut frame = [0i16; FRAME_SAMPLES];
+    let mut buf = [0u8; udp::MAX_DATAGRAM];
+    for k in 0..packets {
+        let chunk = &input[k * FRAME_SAMPLES..((k + 1) * FRAME_SAMPLES).min(input.len())];
+        frame.fill(0);
+        frame[..chunk.len()].copy_from_slice(chunk);
+        let n = sender
+            .encode(&frame, SessionToken::NONE, k + 1 == packets, &mut buf)
+            .map_err(|e| match e {
+                crate::stream::SendError::Codec(c) => SimError::Codec(c),
+                crate::stream::SendError::Wire(w) => SimError::Parse {
+                    line: 0,
+                    message: w.to_string(),
+                },
+            })?;
+        datagrams.push(buf[..n].to_vec());
+    }
+
+    // Arrivals in time order (stable: equal times keep file order).
+    let mut arrivals: Vec<(f64, usize)> = trace
+        .rows
+        .iter()
+        .filter(|r| (r.seq as usize) < packets)
+        .filter_map(|r| r.arrival_ms.map(|a| (a, r.seq as usize)))
+        .collect();
+    arrivals.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let send_ms = |seq: usize| seq as f64 * FRAME_DURATION.as_secs_f64() * 1000.0;
+
+    let mut rx = Receiver::new(cfg.jitter, cfg.policy.build())?;
+    rx.set_fec(cfg.fec);
+    // Unwrapped sequence number of packet 0, learnt from the first frame played.
+    let mut first_ext: Option<u64> = None;
+    let last_arrival = arrivals.last().map(|a| a.0).unwrap_or(0.0);
+    let max_ticks = (last_arrival / 20.0).ceil() as usize + packets + cfg.jitter.capacity * 2 + 100;
+    let mut audio = Vec::with_capacity(max_ticks * FRAME_SAMPLES);
+    let mut sources = Vec::with_capacity(max_ticks);
+    let mut next = 0usize;
+    let mut out = [0i16; FRAME_SAMPLES];
+    let mut concealed_run = 0u32;
+    let mut interruptions = 0u64;
+    for tick in 0..max_ticks {
+        let now_ms = tick as f64 * 20.0;
+        let now = Time::from_millis_f64(now_ms);
+        while next < arrivals.len() && arrivals[next].0 <= now_ms {
+            let (at, seq) = arrivals[next];
+            let d = udp::parse(&datagrams[seq]).map_err(|e| SimError::Parse {
+                line: 0,
+                message: e.to_string(),
+            })?;
+            let _ = rx.handle_datagram(Time::from_millis_f64(at), &d.header, d.payload);
+            next += 1;
+        }
+        let (source, ext) = rx.tick(now, &mut out);
+        if let Some(ext) = ext {
+            // Map the unwrapped sequence number back to the packet index.
+            let base = *first_ext
+                .get_or_insert_with(|| ext - u64::from((ext as u16).wrapping_sub(cfg.first_seq)));
+            let index = (ext - base) as usize;
+            if source != FrameSource::Silence && index < packets {
+                let sent = Time::from_millis_f64(send_ms(index));
+                rx.record_end_to_end(now.saturating_since(sent));
+            }
+        }
+        if source == FrameSource::Concealed {
+            concealed_run += 1;
+            if concealed_run == 8 {
+                interruptions += 1;
+            }
+        } else {
+            concealed_run = 0;
+        }
+        audio.extend_from_slice(&out);
+        sources.push(source);
+        if next >= arrivals.len()
+            && !rx.buffer().is_playing()
+            && rx.buffer().depth() == 0
+            && audio.len() >= input.len()
+        {
+            break;
+        }
+    }
+    let end = Time::from_millis_f64(sources.len() as f64 * 20.0);
+    let s = rx.stats(end);
+    let packets_received = s.packets_received;
+    let stats = SimStats {
+        packets_sent: packets as u64,
+        packets_received,
+        packets_lost: (packets as u64).saturating_sub(packets_received),
+        packets_late: s.packets_late,
+        packets_duplicate: s.packets_duplicate,
+        frames_played: s.frames_played,
+        frames_concealed: s.frames_concealed,
+        frames_fec_recovered: s.frames_fec_recovered,
+        concealment_events: s.concealment_events,
+        mean_buffer_delay_ms: s.mean_buffer_delay_ms,
+        p95_buffer_delay_ms: s.p95_buffer_delay_ms,
+        mean_end_to_end_delay_ms: s.mean_end_to_end_delay_ms,
+        max_buffer_depth: s.max_buffer_depth,
+        packets_overflow_dropped: s.packets_overflow_dropped,
+        jitter_ms: s.jitter_ms,
+        output_frames: sources.len() as u64,
+        interruptions,
+        concealment_percent: if s.frames_played == 0 {
+            0.0
+        } else {
+            s.frames_concealed as f64 * 100.0 / s.frames_played as f64
+        },
+        bitrate: enc_cfg.bitrate,
+    };
+    Ok(SimOutput {
+        audio,
+        stats,
+        sources,
+    })
+}
