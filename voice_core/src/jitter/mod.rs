@@ -122,9 +122,9 @@ impl Slot {
         }
     }
 
-    fn frame(&self) -> Frame<'_> {
+    fn frame(&self, seq: u64) -> Frame<'_> {
         Frame {
-            seq: self.seq.unwrap_or(0),
+            seq,
             timestamp: self.timestamp,
             flags: self.flags,
             arrival: self.arrival,
@@ -148,6 +148,8 @@ pub struct JitterBuffer {
     base: Option<u64>,
     missing_run: u32,
     stale_run: u32,
+    /// Sequence number after the last packet actually played (where a paused stream resumes).
+    resume_at: Option<u64>,
     metrics: StreamMetrics,
 }
 
@@ -171,6 +173,7 @@ impl JitterBuffer {
             base: None,
             missing_run: 0,
             stale_run: 0,
+            resume_at: None,
             metrics: StreamMetrics::new(),
         }
     }
@@ -234,6 +237,7 @@ impl JitterBuffer {
         self.base = None;
         self.missing_run = 0;
         self.stale_run = 0;
+        self.resume_at = None;
         self.unwrap.reset();
         self.ts_unwrap = TimestampUnwrapper::default();
         self.replay.reset();
@@ -304,7 +308,9 @@ impl JitterBuffer {
             }
             self.metrics.counts.packets_overflow_dropped += dropped;
             self.metrics.counts.resyncs += 1;
-            self.base = Some(new_base);
+            // Resume at the oldest packet still held (or this one): no concealing across the jump.
+            let resume = self.lowest_held(new_base).map_or(ext, |held| held.min(ext));
+            self.base = Some(resume);
         }
         let i = self.slot_index(ext);
         let slot = &mut self.slots[i];
@@ -374,6 +380,7 @@ impl JitterBuffer {
             self.slots[i].seq = None;
             self.depth -= 1;
             self.missing_run = 0;
+            self.resume_at = Some(seq + 1);
             self.metrics.counts.buffer_depth = self.depth as u32;
             self.metrics.counts.frames_played += 1;
             let waited: Duration = now.saturating_since(self.slots[i].arrival);
@@ -382,17 +389,23 @@ impl JitterBuffer {
             if ends_spurt && !self.held(seq + 1) {
                 self.playing = false;
             }
-            return Playout::Packet(self.slots[i].frame());
+            return Playout::Packet(self.slots[i].frame(seq));
         }
         self.missing_run += 1;
         if self.depth == 0 && self.missing_run > self.cfg.max_missing_run {
-            // The sender paused without an end marker (or it was lost): stop concealing.
+            // The sender paused without an end marker (or it was lost, or a delay spike holds
+            // everything back): stop concealing, and resume where real audio stopped, so the
+            // packets that do come next play instead of being dropped as late.
             self.playing = false;
+            if let Some(r) = self.resume_at {
+                self.base = Some(r);
+            }
             return Playout::Idle;
         }
         self.metrics.counts.frames_played += 1;
         let next_i = self.slot_index(seq + 1);
-        let next = (self.slots[next_i].seq == Some(seq + 1)).then(|| self.slots[next_i].frame());
+        let next =
+            (self.slots[next_i].seq == Some(seq + 1)).then(|| self.slots[next_i].frame(seq + 1));
         Playout::Missing { seq, next }
     }
 }
