@@ -12,18 +12,24 @@
 //! | [`jitter`] | the per-sender jitter buffer and its playout policy |
 //! | [`codec`] | Opus encode / decode / FEC / PLC |
 //! | [`stream`] | a sender (PCM → datagrams) and a receiver (datagrams → PCM) |
+//! | [`mixer`] | mixing decoded frames with gain and clipping protection |
+//! | [`vad`] | push-to-talk / voice-activity transmit decisions with talk-spurt boundaries |
+//! | [`engine`] | the client state machine: control events, UDP binding, send and receive paths |
 //! | [`metrics`] | counters, 10 s loss window, delay histograms, RFC 3550 jitter |
 //! | [`sim`] | a deterministic network simulator, trace files, and the `voice-sim` pipeline |
 //! | [`wav`] | reading and writing 48 kHz mono WAV files |
 
 pub mod codec;
+pub mod engine;
 pub mod jitter;
 pub mod metrics;
+pub mod mixer;
 pub mod proto;
 pub mod seq;
 pub mod sim;
 pub mod stream;
 pub mod time;
+pub mod vad;
 pub mod wav;
 
 use std::time::Duration;

@@ -29,7 +29,7 @@ use crate::metrics::{StreamMetrics, StreamStats};
 use crate::proto::udp::{Flags, MAX_PAYLOAD};
 use crate::seq::{ReplayCheck, ReplayWindow, SeqUnwrapper};
 use crate::time::Time;
-pub use policy::{BufferView, FixedWatermark, PlayoutPolicy};
+pub use policy::{BufferView, FixedWatermark, PlayoutPolicy, PolicyChoice};
 
 /// Sizing and recovery limits of a jitter buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

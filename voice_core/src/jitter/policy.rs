@@ -83,3 +83,27 @@ impl PlayoutPolicy for FixedWatermark {
         FRAME_DURATION * self.packets as u32
     }
 }
+
+/// A playout policy by name, as `--policy` and configs choose it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyChoice {
+    /// The seed's fixed watermark of this many packets.
+    Fixed(usize),
+}
+
+impl PolicyChoice {
+    /// Parses a `--policy` value.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "fixed" => Some(PolicyChoice::Fixed(FixedWatermark::DEFAULT_PACKETS)),
+            _ => None,
+        }
+    }
+
+    /// A fresh policy object.
+    pub fn build(self) -> Box<dyn PlayoutPolicy> {
+        match self {
+            PolicyChoice::Fixed(n) => Box::new(FixedWatermark::new(n)),
+        }
+    }
+}

@@ -9,36 +9,13 @@ use serde::Serialize;
 use super::trace::Trace;
 use super::SimError;
 use crate::codec::EncoderConfig;
-use crate::jitter::{FixedWatermark, JitterConfig, PlayoutPolicy};
+pub use crate::jitter::PolicyChoice;
+use crate::jitter::{FixedWatermark, JitterConfig};
 use crate::proto::udp;
 use crate::proto::SessionToken;
 use crate::stream::{FrameSource, Receiver, Sender};
 use crate::time::Time;
 use crate::{FRAME_DURATION, FRAME_SAMPLES};
-
-/// Which playout policy to simulate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PolicyChoice {
-    /// The seed's fixed watermark of this many packets.
-    Fixed(usize),
-}
-
-impl PolicyChoice {
-    /// Parses a `--policy` value.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "fixed" => Some(PolicyChoice::Fixed(FixedWatermark::DEFAULT_PACKETS)),
-            _ => None,
-        }
-    }
-
-    /// A fresh policy object.
-    pub fn build(self) -> Box<dyn PlayoutPolicy> {
-        match self {
-            PolicyChoice::Fixed(n) => Box::new(FixedWatermark::new(n)),
-        }
-    }
-}
 
 /// Simulation settings.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -1,0 +1,979 @@
+//! The client engine as a sans-IO state machine: what a game or app embeds, minus the sockets.
+//!
+//! Inputs, each with the current [`Time`]:
+//! * [`Engine::connect`] when a TCP connection to the relay is up, [`Engine::disconnected`] when it
+//!   is gone;
+//! * [`Engine::handle_control`] for every [`ServerMessage`] read from TCP;
+//! * [`Engine::handle_datagram`] for every UDP datagram received;
+//! * [`Engine::handle_capture`] with each captured 20 ms frame; [`Engine::mix`] once per playout
+//!   tick for the mixed 20 ms output frame;
+//! * [`Engine::handle_timeout`] when [`Engine::poll_timeout`]'s deadline passes;
+//! * commands: join, leave, chat, whisper, push-to-talk, mute, deafen, per-user volume and mute.
+//!
+//! Outputs are polled **until `None`** after every input: [`Engine::poll_control`] (messages to
+//! write on TCP), [`Engine::poll_datagram`] (datagrams to send on UDP), [`Engine::poll_event`]
+//! (presence, chat, speaking, errors, connection state for the application).
+//!
+//! Receive path: datagrams are demultiplexed by sender into one [`Receiver`] each (jitter buffer,
+//! Opus decoder with FEC and PLC, metrics); [`Engine::mix`] ticks every receiver once and mixes
+//! them with per-user gain and mute and clipping protection. Send path: the [`Transmitter`]
+//! (push-to-talk, voice activity, continuous) decides per frame, the [`Sender`] encodes with in-band
+//! FEC whose strength follows the loss that receivers report back over TCP.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::codec::EncoderConfig;
+use crate::jitter::{FixedWatermark, JitterConfig, PolicyChoice};
+use crate::metrics::StreamStats;
+use crate::mixer::Mixer;
+use crate::proto::register::{self, Secret};
+use crate::proto::tcp::{
+    validate_chat, ChannelInfo, ClientMessage, ErrorCode, ServerMessage, UserInfo, CONTROL_VERSION,
+    MAX_CHAT_LEN,
+};
+use crate::proto::udp::{self, DatagramKind, Header, MAX_DATAGRAM};
+use crate::proto::{ChannelId, SessionToken};
+use crate::stream::{FrameSource, Receiver, Sender};
+use crate::time::Time;
+use crate::vad::{FrameDecision, TransmitMode, Transmitter, VadConfig};
+use crate::FRAME_SAMPLES;
+
+/// Most remote senders tracked at once (bounds memory against a hostile relay).
+pub const MAX_REMOTES: usize = 128;
+
+/// Engine settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineConfig {
+    /// Display name sent in `Hello`.
+    pub name: String,
+    /// Encoder settings (FEC and loss hint adapt at run time).
+    pub encoder: EncoderConfig,
+    /// Jitter-buffer limits for every remote sender.
+    pub jitter: JitterConfig,
+    /// Playout policy for every remote sender.
+    pub policy: PolicyChoice,
+    /// When the microphone opens.
+    pub transmit: TransmitMode,
+    /// Voice-activity gate.
+    pub vad: VadConfig,
+    /// TCP ping (RTT) and UDP keep-alive period.
+    pub ping_interval: Duration,
+    /// First retry delay of an unanswered UDP registration (doubles up to 2 s).
+    pub register_retry: Duration,
+    /// How often receiver reports go back to each sender.
+    pub report_interval: Duration,
+    /// Join the relay's default channel after `Welcome` when there is no channel to rejoin.
+    pub auto_join: bool,
+    /// A remote sender silent this long is forgotten (its decoder freed).
+    pub remote_idle_timeout: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            name: "user".into(),
+            encoder: EncoderConfig::default(),
+            jitter: JitterConfig::default(),
+            policy: PolicyChoice::Fixed(FixedWatermark::DEFAULT_PACKETS),
+            transmit: TransmitMode::PushToTalk,
+            vad: VadConfig::default(),
+            ping_interval: Duration::from_secs(5),
+            register_retry: Duration::from_millis(250),
+            report_interval: Duration::from_secs(2),
+            auto_join: true,
+            remote_idle_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Connection state as the application sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum ConnectionState {
+    /// No TCP connection.
+    Disconnected,
+    /// TCP up, waiting for `Welcome`.
+    Handshaking,
+    /// Welcomed; `registered` says whether UDP is bound too.
+    Connected,
+}
+
+/// Something the application should know about.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Event {
+    /// The relay welcomed us.
+    Connected {
+        /// Our session token.
+        session: SessionToken,
+        /// The name the relay accepted.
+        name: String,
+    },
+    /// Our UDP address is bound: voice flows.
+    UdpReady,
+    /// The connection is gone (a reconnect may follow).
+    Disconnected {
+        /// Why.
+        reason: String,
+    },
+    /// Every channel with its members.
+    ChannelList {
+        /// The channels.
+        channels: Vec<ChannelInfo>,
+    },
+    /// We are in `channel` now, with these members.
+    ChannelJoined {
+        /// The channel with its members.
+        channel: ChannelInfo,
+    },
+    /// We left our channel.
+    ChannelLeft {
+        /// The channel.
+        channel: ChannelId,
+    },
+    /// Someone entered our channel.
+    UserJoined {
+        /// The channel.
+        channel: ChannelId,
+        /// Who.
+        user: UserInfo,
+    },
+    /// Someone left our channel.
+    UserLeft {
+        /// The channel.
+        channel: ChannelId,
+        /// Who.
+        session: SessionToken,
+    },
+    /// A chat line in our channel.
+    Chat {
+        /// The channel.
+        channel: ChannelId,
+        /// Sender.
+        from: SessionToken,
+        /// Sender's name.
+        from_name: String,
+        /// The text.
+        text: String,
+        /// Relay time in ms.
+        server_time_ms: u64,
+    },
+    /// A user (us included) started or stopped being heard.
+    Speaking {
+        /// Who.
+        session: SessionToken,
+        /// Started (true) or stopped (false).
+        speaking: bool,
+        /// The voice is a whisper to us (or, for ourselves, from us).
+        whisper: bool,
+    },
+    /// A new RTT measurement.
+    Rtt {
+        /// Round trip in ms.
+        ms: f64,
+    },
+    /// The relay's counters, answering [`Engine::request_server_stats`].
+    ServerStats {
+        /// (name, value) pairs.
+        counters: Vec<(String, u64)>,
+    },
+    /// The relay refused something.
+    Error {
+        /// What.
+        code: ErrorCode,
+        /// Detail.
+        message: String,
+    },
+}
+
+/// Why a command was refused locally.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// Not connected to a relay.
+    #[error("not connected")]
+    NotConnected,
+    /// Chat text empty or over the limit.
+    #[error("chat text must be 1..={MAX_CHAT_LEN} bytes")]
+    BadChat,
+    /// Not in a channel.
+    #[error("not in a channel")]
+    NotInChannel,
+    /// Whisper target is ourselves.
+    #[error("cannot whisper to yourself")]
+    WhisperSelf,
+}
+
+/// One remote sender as the statistics show it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RemoteStats {
+    /// Session.
+    pub session: SessionToken,
+    /// Name, if known.
+    pub name: String,
+    /// Heard right now.
+    pub speaking: bool,
+    /// Gain applied in the mix.
+    pub volume: f32,
+    /// Muted locally.
+    pub muted: bool,
+    /// Stream metrics (depth, loss % over 10 s, late, concealed, FEC-recovered, …).
+    pub stream: StreamStats,
+}
+
+/// A snapshot of the whole engine.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EngineStats {
+    /// Connection state.
+    pub state: ConnectionState,
+    /// Our session.
+    pub session: SessionToken,
+    /// Our channel.
+    pub channel: Option<ChannelId>,
+    /// UDP bound.
+    pub udp_ready: bool,
+    /// Last TCP round trip in ms.
+    pub rtt_ms: Option<f64>,
+    /// Last UDP round trip in ms.
+    pub udp_rtt_ms: Option<f64>,
+    /// Transmitting now.
+    pub transmitting: bool,
+    /// Microphone muted.
+    pub muted: bool,
+    /// Output deafened.
+    pub deafened: bool,
+    /// Whisper target, if any.
+    pub whisper: Option<SessionToken>,
+    /// Input level in dBFS.
+    pub input_level_dbfs: f32,
+    /// Voice datagrams sent.
+    pub tx_packets: u64,
+    /// Voice bytes sent.
+    pub tx_bytes: u64,
+    /// Datagrams received.
+    pub rx_packets: u64,
+    /// Datagrams dropped as malformed.
+    pub rx_malformed: u64,
+    /// The encoder's current packet-loss hint (%), driven by receiver reports.
+    pub encoder_loss_hint: u8,
+    /// Per remote sender.
+    pub remotes: Vec<RemoteStats>,
+}
+
+struct Remote {
+    receiver: Receiver,
+    volume: f32,
+    muted: bool,
+    speaking: bool,
+    whisper: bool,
+    last_packet: Time,
+    frame: Box<[i16; FRAME_SAMPLES]>,
+}
+
+/// A datagram waiting to be sent.
+type Outgoing = ([u8; MAX_DATAGRAM], usize);
+
+/// The sans-IO client engine. See the module documentation for the contract.
+pub struct Engine {
+    cfg: EngineConfig,
+    state: ConnectionState,
+    session: SessionToken,
+    name: String,
+    secret: Option<Secret>,
+    udp_ready: bool,
+    register_counter: u64,
+    register_delay: Duration,
+    next_register: Option<Time>,
+    next_ping: Option<Time>,
+    next_report: Option<Time>,
+    rtt: Option<Duration>,
+    udp_rtt: Option<Duration>,
+    channels: Vec<ChannelInfo>,
+    channel: Option<ChannelId>,
+    last_channel: Option<ChannelId>,
+    members: BTreeMap<SessionToken, String>,
+    names: HashMap<SessionToken, String>,
+    remotes: HashMap<SessionToken, Remote>,
+    prefs: HashMap<SessionToken, (f32, bool)>,
+    sender: Sender,
+    transmitter: Transmitter,
+    was_transmitting: bool,
+    whisper: Option<SessionToken>,
+    deafened: bool,
+    reports: HashMap<SessionToken, (u16, Time)>,
+    mixer: Mixer,
+    control_out: VecDeque<ClientMessage>,
+    datagrams_out: VecDeque<Outgoing>,
+    events: VecDeque<Event>,
+    tx_packets: u64,
+    tx_bytes: u64,
+    rx_packets: u64,
+    rx_malformed: u64,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("state", &self.state)
+            .field("session", &self.session)
+            .field("channel", &self.channel)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// A disconnected engine.
+    pub fn new(cfg: EngineConfig) -> Result<Self, crate::codec::CodecError> {
+        let sender = Sender::new(SessionToken::NONE, cfg.encoder)?;
+        let transmitter = Transmitter::new(cfg.transmit, cfg.vad);
+        Ok(Engine {
+            name: cfg.name.clone(),
+            cfg,
+            state: ConnectionState::Disconnected,
+            session: SessionToken::NONE,
+            secret: None,
+            udp_ready: false,
+            register_counter: 0,
+            register_delay: Duration::ZERO,
+            next_register: None,
+            next_ping: None,
+            next_report: None,
+            rtt: None,
+            udp_rtt: None,
+            channels: Vec::new(),
+            channel: None,
+            last_channel: None,
+            members: BTreeMap::new(),
+            names: HashMap::new(),
+            remotes: HashMap::new(),
+            prefs: HashMap::new(),
+            sender,
+            transmitter,
+            was_transmitting: false,
+            whisper: None,
+            deafened: false,
+            reports: HashMap::new(),
+            mixer: Mixer::new(),
+            control_out: VecDeque::new(),
+            datagrams_out: VecDeque::with_capacity(8),
+            events: VecDeque::new(),
+            tx_packets: 0,
+            tx_bytes: 0,
+            rx_packets: 0,
+            rx_malformed: 0,
+        })
+    }
+
+    // ----- connection lifecycle -----
+
+    /// A TCP connection to the relay is up: start the handshake.
+    pub fn connect(&mut self, _now: Time) {
+        self.reset_session();
+        self.state = ConnectionState::Handshaking;
+        self.control_out.clear();
+        self.control_out.push_back(ClientMessage::Hello {
+            version: CONTROL_VERSION,
+            name: self.cfg.name.clone(),
+        });
+    }
+
+    /// The TCP connection is gone. The channel is remembered and rejoined after the next `Welcome`.
+    pub fn disconnected(&mut self, _now: Time, reason: &str) {
+        if self.state == ConnectionState::Disconnected {
+            return;
+        }
+        self.reset_session();
+        self.events.push_back(Event::Disconnected {
+            reason: reason.to_string(),
+        });
+    }
+
+    fn reset_session(&mut self) {
+        self.state = ConnectionState::Disconnected;
+        self.session = SessionToken::NONE;
+        self.secret = None;
+        self.udp_ready = false;
+        self.next_register = None;
+        self.next_ping = None;
+        self.next_report = None;
+        self.channel = None;
+        self.members.clear();
+        self.remotes.clear();
+        self.reports.clear();
+        self.datagrams_out.clear();
+    }
+
+    /// The UDP socket changed (new local port, or a NAT rebinding is suspected): register again now.
+    pub fn udp_rebound(&mut self, now: Time) {
+        if self.secret.is_some() {
+            self.udp_ready = false;
+            self.register_delay = self.cfg.register_retry;
+            self.next_register = Some(now);
+        }
+    }
+
+    // ----- inputs -----
+
+    /// Handles one message from the relay.
+    pub fn handle_control(&mut self, now: Time, msg: ServerMessage) {
+        match msg {
+            ServerMessage::Welcome {
+                session,
+                secret,
+                name,
+                channels,
+                default_channel,
+                ..
+            } => {
+                self.state = ConnectionState::Connected;
+                self.session = session;
+                self.secret = Some(secret);
+                self.name = name.clone();
+                self.sender.set_session(session);
+                self.udp_ready = false;
+                self.register_delay = self.cfg.register_retry;
+                self.next_register = Some(now);
+                self.next_ping = Some(now + self.cfg.ping_interval);
+                self.next_report = Some(now + self.cfg.report_interval);
+                self.learn_names(&channels);
+                self.channels = channels.clone();
+                self.events.push_back(Event::Connected { session, name });
+                self.events.push_back(Event::ChannelList { channels });
+                let rejoin = self
+                    .last_channel
+                    .filter(|c| self.channels.iter().any(|ch| ch.id == *c));
+                let target = rejoin.or(self.cfg.auto_join.then_some(default_channel));
+                if let Some(channel) = target {
+                    self.control_out
+                        .push_back(ClientMessage::JoinChannel { channel });
+                }
+            }
+            ServerMessage::Joined { channel } => {
+                self.channel = Some(channel.id);
+                self.last_channel = Some(channel.id);
+                self.members = channel
+                    .users
+                    .iter()
+                    .map(|u| (u.session, u.name.clone()))
+                    .collect();
+                for u in &channel.users {
+                    self.names.insert(u.session, u.name.clone());
+                }
+                self.events.push_back(Event::ChannelJoined { channel });
+            }
+            ServerMessage::Left { channel } => {
+                self.channel = None;
+                self.last_channel = None;
+                self.members.clear();
+                self.events.push_back(Event::ChannelLeft { channel });
+            }
+            ServerMessage::UserJoined { channel, user } => {
+                if Some(channel) == self.channel {
+                    self.members.insert(user.session, user.name.clone());
+                }
+                self.names.insert(user.session, user.name.clone());
+                self.events.push_back(Event::UserJoined { channel, user });
+            }
+            ServerMessage::UserLeft { channel, session } => {
+                self.members.remove(&session);
+                if self.remotes.remove(&session).is_some() {
+                    self.events.push_back(Event::Speaking {
+                        session,
+                        speaking: false,
+                        whisper: false,
+                    });
+                }
+                if self.whisper == Some(session) {
+                    self.whisper = None;
+                }
+                self.events.push_back(Event::UserLeft { channel, session });
+            }
+            ServerMessage::Chat {
+                channel,
+                from,
+                from_name,
+                text,
+                server_time_ms,
+            } => self.events.push_back(Event::Chat {
+                channel,
+                from,
+                from_name,
+                text,
+                server_time_ms,
+            }),
+            ServerMessage::Pong { client_time_us, .. } => {
+                let rtt = now.saturating_since(Time::from_micros(client_time_us));
+                self.rtt = Some(rtt);
+                self.events.push_back(Event::Rtt {
+                    ms: rtt.as_secs_f64() * 1000.0,
+                });
+            }
+            ServerMessage::ChannelList { channels } => {
+                self.learn_names(&channels);
+                self.channels = channels.clone();
+                self.events.push_back(Event::ChannelList { channels });
+            }
+            ServerMessage::ReceiverReport {
+                from,
+                loss_permille,
+                ..
+            } => {
+                self.reports.insert(from, (loss_permille, now));
+                self.adapt_encoder(now);
+            }
+            ServerMessage::Stats { counters } => {
+                self.events.push_back(Event::ServerStats { counters })
+            }
+            ServerMessage::Error { code, message } => {
+                self.events.push_back(Event::Error { code, message })
+            }
+        }
+    }
+
+    fn learn_names(&mut self, channels: &[ChannelInfo]) {
+        for u in channels.iter().flat_map(|c| &c.users) {
+            self.names.insert(u.session, u.name.clone());
+        }
+    }
+
+    /// Sets the encoder's loss hint from what receivers reported over the last 10 s: the worst
+    /// receiver decides, so FEC covers the listener who needs it most.
+    fn adapt_encoder(&mut self, now: Time) {
+        self.reports
+            .retain(|_, (_, at)| now.saturating_since(*at) < Duration::from_secs(10));
+        let worst = self.reports.values().map(|(l, _)| *l).max().unwrap_or(0);
+        let base = self.cfg.encoder;
+        let hint = if worst == 0 {
+            base.packet_loss_percent
+        } else {
+            (u32::from(worst).div_ceil(10) as u8).clamp(base.packet_loss_percent.max(1), 40)
+        };
+        let enc = self.sender.encoder_mut();
+        let mut c = enc.config();
+        if c.packet_loss_percent != hint && base.fec {
+            c.packet_loss_percent = hint;
+            let _ = enc.apply(c);
+        }
+    }
+
+    /// Handles one received UDP datagram. Malformed datagrams are counted and dropped.
+    pub fn handle_datagram(&mut self, now: Time, bytes: &[u8]) {
+        let d = match udp::parse(bytes) {
+            Ok(d) => d,
+            Err(_) => {
+                self.rx_malformed += 1;
+                return;
+            }
+        };
+        self.rx_packets += 1;
+        let h = d.header;
+        match h.kind {
+            DatagramKind::RegisterAck if h.sender == self.session && !self.session.is_none() => {
+                if !self.udp_ready {
+                    self.udp_ready = true;
+                    self.events.push_back(Event::UdpReady);
+                }
+                self.next_register = None;
+            }
+            DatagramKind::Pong if h.sender == self.session && d.payload.len() == 8 => {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(d.payload);
+                let sent = Time::from_micros(u64::from_le_bytes(b));
+                self.udp_rtt = Some(now.saturating_since(sent));
+            }
+            DatagramKind::Voice if h.sender != self.session && !h.sender.is_none() => {
+                self.receive_voice(now, &h, d.payload)
+            }
+            _ => self.rx_malformed += 1,
+        }
+    }
+
+    fn receive_voice(&mut self, now: Time, h: &Header, payload: &[u8]) {
+        if !self.remotes.contains_key(&h.sender) {
+            if self.remotes.len() >= MAX_REMOTES {
+                self.rx_malformed += 1;
+                return;
+            }
+            let Ok(receiver) = Receiver::new(self.cfg.jitter, self.cfg.policy.build()) else {
+                return;
+            };
+            let (volume, muted) = self.prefs.get(&h.sender).copied().unwrap_or((1.0, false));
+            self.remotes.insert(
+                h.sender,
+                Remote {
+                    receiver,
+                    volume,
+                    muted,
+                    speaking: false,
+                    whisper: false,
+                    last_packet: now,
+                    frame: Box::new([0; FRAME_SAMPLES]),
+                },
+            );
+        }
+        if let Some(r) = self.remotes.get_mut(&h.sender) {
+            r.last_packet = now;
+            r.whisper = !h.target.is_none();
+            let _ = r.receiver.handle_datagram(now, h, payload);
+        }
+    }
+
+    /// Handles one captured 20 ms frame: decides whether to send it and queues the datagram.
+    pub fn handle_capture(&mut self, _now: Time, pcm: &[i16; FRAME_SAMPLES]) {
+        let decision = self.transmitter.decide(pcm);
+        let can_send = self.udp_ready
+            && self.state == ConnectionState::Connected
+            && (self.channel.is_some() || self.whisper.is_some());
+        let transmitting = can_send && decision != FrameDecision::Silent;
+        if transmitting {
+            let target = self.whisper.unwrap_or(SessionToken::NONE);
+            let mut buf = [0u8; MAX_DATAGRAM];
+            let last = decision == FrameDecision::SendLast;
+            if let Ok(n) = self.sender.encode(pcm, target, last, &mut buf) {
+                self.tx_packets += 1;
+                self.tx_bytes += n as u64;
+                self.datagrams_out.push_back((buf, n));
+            }
+        } else {
+            self.sender.skip_frame();
+        }
+        let now_tx = transmitting && decision == FrameDecision::Send;
+        if now_tx != self.was_transmitting {
+            self.was_transmitting = now_tx;
+            self.events.push_back(Event::Speaking {
+                session: self.session,
+                speaking: now_tx,
+                whisper: self.whisper.is_some(),
+            });
+        }
+    }
+
+    /// Produces one mixed 20 ms output frame: every remote sender's receiver ticks exactly once.
+    pub fn mix(&mut self, now: Time, out: &mut [i16; FRAME_SAMPLES]) {
+        self.mixer.clear();
+        for (session, r) in self.remotes.iter_mut() {
+            let (source, _) = r.receiver.tick(now, &mut r.frame);
+            let speaking = source != FrameSource::Silence;
+            if speaking != r.speaking {
+                r.speaking = speaking;
+                self.events.push_back(Event::Speaking {
+                    session: *session,
+                    speaking,
+                    whisper: r.whisper,
+                });
+            }
+            if speaking && !self.deafened && !r.muted {
+                self.mixer.add(&r.frame, r.volume);
+            }
+        }
+        self.mixer.finish(out);
+    }
+
+    /// Periodic work: UDP registration retries, pings, receiver reports, forgetting idle senders.
+    pub fn handle_timeout(&mut self, now: Time) {
+        if self.state != ConnectionState::Connected {
+            return;
+        }
+        if let (Some(at), Some(secret)) = (self.next_register, self.secret) {
+            if now >= at {
+                self.register_counter += 1;
+                let payload = register::sign(&secret, self.session, self.register_counter);
+                let header = Header {
+                    kind: DatagramKind::Register,
+                    ..Header::voice(self.session, 0, 0)
+                };
+                self.queue_datagram(&header, &payload);
+                self.next_register = Some(now + self.register_delay);
+                self.register_delay = (self.register_delay * 2).min(Duration::from_secs(2));
+            }
+        }
+        if let Some(at) = self.next_ping {
+            if now >= at {
+                self.control_out.push_back(ClientMessage::Ping {
+                    client_time_us: now.as_micros(),
+                });
+                let header = Header {
+                    kind: DatagramKind::Ping,
+                    ..Header::voice(self.session, 0, 0)
+                };
+                self.queue_datagram(&header, &now.as_micros().to_le_bytes());
+                self.next_ping = Some(now + self.cfg.ping_interval);
+            }
+        }
+        if let Some(at) = self.next_report {
+            if now >= at {
+                self.send_reports(now);
+                self.adapt_encoder(now);
+                self.next_report = Some(now + self.cfg.report_interval);
+            }
+        }
+        let idle = self.cfg.remote_idle_timeout;
+        let mut gone = Vec::new();
+        self.remotes.retain(|s, r| {
+            let keep = now.saturating_since(r.last_packet) < idle;
+            if !keep && r.speaking {
+                gone.push(*s);
+            }
+            keep
+        });
+        for session in gone {
+            self.events.push_back(Event::Speaking {
+                session,
+                speaking: false,
+                whisper: false,
+            });
+        }
+    }
+
+    fn send_reports(&mut self, now: Time) {
+        for (session, r) in self.remotes.iter_mut() {
+            if now.saturating_since(r.last_packet) > Duration::from_secs(10) {
+                continue;
+            }
+            let s = r.receiver.stats(now);
+            self.control_out.push_back(ClientMessage::ReceiverReport {
+                sender: *session,
+                loss_permille: (s.loss_percent_10s * 10.0).round().clamp(0.0, 1000.0) as u16,
+                jitter_ms: s.jitter_ms.round().clamp(0.0, 65_535.0) as u16,
+            });
+        }
+    }
+
+    fn queue_datagram(&mut self, header: &Header, payload: &[u8]) {
+        let mut buf = [0u8; MAX_DATAGRAM];
+        if let Ok(n) = udp::write(header, payload, &mut buf) {
+            self.datagrams_out.push_back((buf, n));
+        }
+    }
+
+    // ----- outputs -----
+
+    /// The next message to write on TCP. Poll until `None`.
+    #[must_use]
+    pub fn poll_control(&mut self) -> Option<ClientMessage> {
+        self.control_out.pop_front()
+    }
+
+    /// Copies the next datagram to send into `out` and returns its length. Poll until `None`.
+    #[must_use]
+    pub fn poll_datagram(&mut self, out: &mut [u8]) -> Option<usize> {
+        let (buf, n) = self.datagrams_out.front()?;
+        let n = *n;
+        if out.len() < n {
+            return None;
+        }
+        out[..n].copy_from_slice(&buf[..n]);
+        self.datagrams_out.pop_front();
+        Some(n)
+    }
+
+    /// The next event for the application. Poll until `None`.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Engine::handle_timeout`] next has work (besides the 20 ms media ticks).
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Time> {
+        if self.state != ConnectionState::Connected {
+            return None;
+        }
+        [self.next_register, self.next_ping, self.next_report]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    // ----- commands -----
+
+    fn require_connected(&self) -> Result<(), CommandError> {
+        if self.state == ConnectionState::Connected {
+            Ok(())
+        } else {
+            Err(CommandError::NotConnected)
+        }
+    }
+
+    /// Joins (or switches to) `channel`.
+    pub fn join_channel(&mut self, channel: ChannelId) -> Result<(), CommandError> {
+        self.require_connected()?;
+        self.control_out
+            .push_back(ClientMessage::JoinChannel { channel });
+        Ok(())
+    }
+
+    /// Leaves the current channel.
+    pub fn leave_channel(&mut self) -> Result<(), CommandError> {
+        self.require_connected()?;
+        if self.channel.is_none() {
+            return Err(CommandError::NotInChannel);
+        }
+        self.control_out.push_back(ClientMessage::LeaveChannel);
+        Ok(())
+    }
+
+    /// Sends a chat line to the current channel.
+    pub fn send_chat(&mut self, text: &str) -> Result<(), CommandError> {
+        self.require_connected()?;
+        if !validate_chat(text) {
+            return Err(CommandError::BadChat);
+        }
+        if self.channel.is_none() {
+            return Err(CommandError::NotInChannel);
+        }
+        self.control_out.push_back(ClientMessage::Chat {
+            text: text.to_string(),
+        });
+        Ok(())
+    }
+
+    /// Asks the relay for every channel with its members (answered by [`Event::ChannelList`]).
+    pub fn request_channel_list(&mut self) -> Result<(), CommandError> {
+        self.require_connected()?;
+        self.control_out.push_back(ClientMessage::ListChannels);
+        Ok(())
+    }
+
+    /// Asks the relay for its counters (answered by [`Event::ServerStats`]).
+    pub fn request_server_stats(&mut self) -> Result<(), CommandError> {
+        self.require_connected()?;
+        self.control_out.push_back(ClientMessage::StatsRequest);
+        Ok(())
+    }
+
+    /// Sends voice only to `target` (a whisper) instead of the channel; `None` returns to the channel.
+    pub fn set_whisper(&mut self, target: Option<SessionToken>) -> Result<(), CommandError> {
+        if target.is_some() && target == Some(self.session) && !self.session.is_none() {
+            return Err(CommandError::WhisperSelf);
+        }
+        self.whisper = target.filter(|t| !t.is_none());
+        Ok(())
+    }
+
+    /// Push-to-talk key state.
+    pub fn set_push_to_talk(&mut self, held: bool) {
+        self.transmitter.set_push_to_talk(held);
+    }
+
+    /// Changes how the microphone opens.
+    pub fn set_transmit_mode(&mut self, mode: TransmitMode) {
+        self.transmitter.mode = mode;
+    }
+
+    /// Voice-activity gate settings.
+    pub fn set_vad(&mut self, vad: VadConfig) {
+        self.transmitter.vad = vad;
+    }
+
+    /// Mutes or unmutes our microphone.
+    pub fn set_muted(&mut self, muted: bool) {
+        self.transmitter.set_muted(muted);
+    }
+
+    /// Deafens (silences all output) or undeafens.
+    pub fn set_deafened(&mut self, deafened: bool) {
+        self.deafened = deafened;
+    }
+
+    /// Sets one user's gain (0.0–4.0, 1.0 = unchanged); remembered across reconnects.
+    pub fn set_user_volume(&mut self, session: SessionToken, volume: f32) {
+        let v = if volume.is_finite() {
+            volume.clamp(0.0, 4.0)
+        } else {
+            1.0
+        };
+        self.prefs.entry(session).or_insert((1.0, false)).0 = v;
+        if let Some(r) = self.remotes.get_mut(&session) {
+            r.volume = v;
+        }
+    }
+
+    /// Mutes or unmutes one user locally; remembered across reconnects.
+    pub fn set_user_muted(&mut self, session: SessionToken, muted: bool) {
+        self.prefs.entry(session).or_insert((1.0, false)).1 = muted;
+        if let Some(r) = self.remotes.get_mut(&session) {
+            r.muted = muted;
+        }
+    }
+
+    // ----- queries -----
+
+    /// Connection state.
+    pub fn state(&self) -> ConnectionState {
+        self.state
+    }
+
+    /// Our session token ([`SessionToken::NONE`] when not connected).
+    pub fn session(&self) -> SessionToken {
+        self.session
+    }
+
+    /// Our current channel.
+    pub fn channel(&self) -> Option<ChannelId> {
+        self.channel
+    }
+
+    /// Members of our channel (session → name).
+    pub fn members(&self) -> &BTreeMap<SessionToken, String> {
+        &self.members
+    }
+
+    /// Channels as last reported by the relay.
+    pub fn channels(&self) -> &[ChannelInfo] {
+        &self.channels
+    }
+
+    /// The session of the first user called `name` that we know of.
+    pub fn find_user(&self, name: &str) -> Option<SessionToken> {
+        let mut found: Vec<SessionToken> = self
+            .names
+            .iter()
+            .filter(|(s, n)| n.as_str() == name && **s != self.session)
+            .map(|(s, _)| *s)
+            .collect();
+        found.sort();
+        found.first().copied()
+    }
+
+    /// Whether UDP is bound.
+    pub fn udp_ready(&self) -> bool {
+        self.udp_ready
+    }
+
+    /// A snapshot of everything measurable.
+    pub fn stats(&mut self, now: Time) -> EngineStats {
+        let mut remotes: Vec<RemoteStats> = self
+            .remotes
+            .iter_mut()
+            .map(|(s, r)| RemoteStats {
+                session: *s,
+                name: self.names.get(s).cloned().unwrap_or_default(),
+                speaking: r.speaking,
+                volume: r.volume,
+                muted: r.muted,
+                stream: r.receiver.stats(now),
+            })
+            .collect();
+        remotes.sort_by_key(|r| r.session);
+        EngineStats {
+            state: self.state,
+            session: self.session,
+            channel: self.channel,
+            udp_ready: self.udp_ready,
+            rtt_ms: self.rtt.map(|d| d.as_secs_f64() * 1000.0),
+            udp_rtt_ms: self.udp_rtt.map(|d| d.as_secs_f64() * 1000.0),
+            transmitting: self.was_transmitting,
+            muted: self.transmitter.muted(),
+            deafened: self.deafened,
+            whisper: self.whisper,
+            input_level_dbfs: self.transmitter.input_level_dbfs(),
+            tx_packets: self.tx_packets,
+            tx_bytes: self.tx_bytes,
+            rx_packets: self.rx_packets,
+            rx_malformed: self.rx_malformed,
+            encoder_loss_hint: self.sender.encoder_mut().config().packet_loss_percent,
+            remotes,
+        }
+    }
+}
