@@ -111,7 +111,7 @@ mod tests {
         }
         let mut out = [0; FRAME_SAMPLES];
         m.finish(&mut out);
-        assert!(out[0] > 30_000 && out[0] <= 32_767);
+        assert!(out[0] > 30_000, "loud but limited: {}", out[0]);
         m.clear();
         m.add(&[-32_768; FRAME_SAMPLES], 2.0);
         m.finish(&mut out);
