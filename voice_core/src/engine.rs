@@ -178,6 +178,18 @@ pub enum Event {
         /// (name, value) pairs.
         counters: Vec<(String, u64)>,
     },
+    /// A command was refused locally (not connected, bad chat text, unknown user, …).
+    CommandFailed {
+        /// The command.
+        command: String,
+        /// Why.
+        reason: String,
+    },
+    /// Something about audio devices the user should know (e.g. a fallback to the null device).
+    AudioNotice {
+        /// What happened.
+        message: String,
+    },
     /// The relay refused something.
     Error {
         /// What.
@@ -934,6 +946,11 @@ impl Engine {
             .collect();
         found.sort();
         found.first().copied()
+    }
+
+    /// The current whisper target.
+    pub fn whisper(&self) -> Option<SessionToken> {
+        self.whisper
     }
 
     /// Whether UDP is bound.

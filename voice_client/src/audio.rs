@@ -1,0 +1,414 @@
+//! Where captured audio comes from and where mixed audio goes.
+//!
+//! The engine thread pulls one 20 ms frame per tick from an [`InputStream`] and pushes one to an
+//! [`OutputStream`]. File, tone and null backends are plain code on the engine thread. Device
+//! backends (cpal) run the device callback on the device's own thread; the callback and the engine
+//! thread share nothing but a wait-free single-producer/single-consumer ring (`rtrb`): the callback
+//! never locks, never allocates and never logs. Where no device can be opened the backend falls back
+//! to null, and the driver reports that as an [`voice_core::engine::Event::AudioNotice`].
+
+use std::path::PathBuf;
+
+use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
+use voice_core::{wav, FRAME_SAMPLES, SAMPLE_RATE};
+
+/// Where captured audio comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AudioInput {
+    /// A capture device (`None`: the default one).
+    Device(Option<String>),
+    /// A WAV file, played once from the moment voice can flow (or looped).
+    Wav {
+        /// The file (any rate / channels; converted to 48 kHz mono).
+        path: PathBuf,
+        /// Start again at the end.
+        looped: bool,
+    },
+    /// A sine tone.
+    Tone {
+        /// Frequency in Hz.
+        hz: f32,
+        /// Peak amplitude, 0–1.
+        amplitude: f32,
+    },
+    /// Silence.
+    Null,
+}
+
+/// Where the mixed output goes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AudioOutput {
+    /// A playback device (`None`: the default one).
+    Device(Option<String>),
+    /// A 48 kHz mono 16-bit WAV file; sample 0 is the engine's first tick.
+    Wav(PathBuf),
+    /// Discard.
+    Null,
+}
+
+/// Why an audio backend could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum AudioError {
+    /// A WAV file failed.
+    #[error(transparent)]
+    Wav(#[from] wav::WavError),
+    /// The WAV writer failed.
+    #[error("recording: {0}")]
+    Record(#[from] hound::Error),
+    /// No such device, or it cannot do what we need.
+    #[error("audio device: {0}")]
+    Device(String),
+}
+
+/// Names of the capture and playback devices of the default host.
+pub fn device_names() -> (Vec<String>, Vec<String>) {
+    let host = cpal::default_host();
+    let name = |d: cpal::Device| d.description().ok().map(|x| x.name().to_string());
+    let inputs = host
+        .input_devices()
+        .map(|it| it.filter_map(name).collect())
+        .unwrap_or_default();
+    let outputs = host
+        .output_devices()
+        .map(|it| it.filter_map(name).collect())
+        .unwrap_or_default();
+    (inputs, outputs)
+}
+
+fn find_device(input: bool, wanted: Option<&str>) -> Result<cpal::Device, AudioError> {
+    let host = cpal::default_host();
+    let dev = match wanted {
+        None => {
+            if input {
+                host.default_input_device()
+            } else {
+                host.default_output_device()
+            }
+        }
+        Some(w) => {
+            let mut devices = if input {
+                host.input_devices()
+            } else {
+                host.output_devices()
+            }
+            .map_err(|e| AudioError::Device(e.to_string()))?;
+            devices.find(|d| d.description().is_ok_and(|x| x.name() == w))
+        }
+    };
+    dev.ok_or_else(|| {
+        AudioError::Device(format!(
+            "no {} device{}",
+            if input { "capture" } else { "playback" },
+            wanted.map(|w| format!(" named {w:?}")).unwrap_or_default()
+        ))
+    })
+}
+
+/// A device config at 48 kHz, with the device's preferred channel count.
+fn config_48k(dev: &cpal::Device, input: bool) -> Result<cpal::StreamConfig, AudioError> {
+    let def = if input {
+        dev.default_input_config()
+    } else {
+        dev.default_output_config()
+    }
+    .map_err(|e| AudioError::Device(e.to_string()))?;
+    if def.sample_format() != cpal::SampleFormat::F32
+        && def.sample_format() != cpal::SampleFormat::I16
+    {
+        log::debug!("device prefers {:?}; asking for f32", def.sample_format());
+    }
+    Ok(cpal::StreamConfig {
+        channels: def.channels().max(1),
+        sample_rate: SAMPLE_RATE,
+        buffer_size: cpal::BufferSize::Default,
+    })
+}
+
+/// A source of captured frames, read by the engine thread once per tick.
+pub struct InputStream {
+    kind: InputKind,
+    /// False until voice can flow; file and tone sources do not advance before that.
+    started: bool,
+}
+
+enum InputKind {
+    Samples {
+        data: Vec<i16>,
+        pos: usize,
+        looped: bool,
+    },
+    Tone {
+        phase: f64,
+        step: f64,
+        amplitude: f32,
+    },
+    Device {
+        ring: rtrb::Consumer<i16>,
+        _stream: cpal::Stream,
+    },
+    Null,
+}
+
+impl InputStream {
+    /// Opens `input`. A device that cannot be opened is an error (the caller decides on fallback).
+    pub fn open(input: &AudioInput) -> Result<Self, AudioError> {
+        let kind = match input {
+            AudioInput::Wav { path, looped } => InputKind::Samples {
+                data: wav::read_mono_48k(path)?,
+                pos: 0,
+                looped: *looped,
+            },
+            AudioInput::Tone { hz, amplitude } => InputKind::Tone {
+                phase: 0.0,
+                step: f64::from(*hz) / f64::from(SAMPLE_RATE) * std::f64::consts::TAU,
+                amplitude: amplitude.clamp(0.0, 1.0),
+            },
+            AudioInput::Null => InputKind::Null,
+            AudioInput::Device(name) => open_capture(name.as_deref())?,
+        };
+        Ok(InputStream {
+            kind,
+            started: false,
+        })
+    }
+
+    /// A silent source.
+    pub fn null() -> Self {
+        InputStream {
+            kind: InputKind::Null,
+            started: false,
+        }
+    }
+
+    /// Marks that voice can flow: file and tone sources start advancing.
+    pub fn start(&mut self) {
+        self.started = true;
+    }
+
+    /// Whether a finite source (a WAV played once) has been played to its end.
+    pub fn finished(&self) -> bool {
+        matches!(&self.kind, InputKind::Samples { data, pos, looped: false } if *pos >= data.len())
+    }
+
+    /// Reads one frame (silence where nothing is available).
+    pub fn read_frame(&mut self, out: &mut [i16; FRAME_SAMPLES]) {
+        out.fill(0);
+        match &mut self.kind {
+            InputKind::Samples { data, pos, looped } => {
+                if !self.started || data.is_empty() {
+                    return;
+                }
+                for o in out.iter_mut() {
+                    if *pos >= data.len() {
+                        if *looped {
+                            *pos = 0;
+                        } else {
+                            break;
+                        }
+                    }
+                    *o = data[*pos];
+                    *pos += 1;
+                }
+            }
+            InputKind::Tone {
+                phase,
+                step,
+                amplitude,
+            } => {
+                if !self.started {
+                    return;
+                }
+                for o in out.iter_mut() {
+                    *o = (phase.sin() * f64::from(*amplitude) * 32767.0) as i16;
+                    *phase = (*phase + *step) % std::f64::consts::TAU;
+                }
+            }
+            InputKind::Device { ring, .. } => {
+                // Keep capture latency bounded: if more than 3 frames are queued, drop the oldest.
+                while ring.slots() > 4 * FRAME_SAMPLES {
+                    if let Ok(chunk) = ring.read_chunk(FRAME_SAMPLES) {
+                        chunk.commit_all();
+                    }
+                }
+                if let Ok(chunk) = ring.read_chunk(FRAME_SAMPLES.min(ring.slots())) {
+                    let (a, b) = chunk.as_slices();
+                    out[..a.len()].copy_from_slice(a);
+                    out[a.len()..a.len() + b.len()].copy_from_slice(b);
+                    chunk.commit_all();
+                }
+            }
+            InputKind::Null => {}
+        }
+    }
+}
+
+fn open_capture(name: Option<&str>) -> Result<InputKind, AudioError> {
+    let dev = find_device(true, name)?;
+    let cfg = config_48k(&dev, true)?;
+    let channels = usize::from(cfg.channels);
+    let (mut producer, consumer) = rtrb::RingBuffer::<i16>::new(8 * FRAME_SAMPLES);
+    let stream = dev
+        .build_input_stream(
+            cfg,
+            move |data: &[f32], _: &cpal::InputCallbackInfo| {
+                // Real-time context: no locks, no allocation, no logging.
+                for frame in data.chunks(channels) {
+                    let mono = frame.iter().sum::<f32>() / channels as f32;
+                    let _ = producer.push((mono.clamp(-1.0, 1.0) * 32767.0) as i16);
+                }
+            },
+            |e| log::warn!("capture stream error: {e}"),
+            None,
+        )
+        .map_err(|e| AudioError::Device(e.to_string()))?;
+    stream
+        .play()
+        .map_err(|e| AudioError::Device(e.to_string()))?;
+    Ok(InputKind::Device {
+        ring: consumer,
+        _stream: stream,
+    })
+}
+
+/// A sink for mixed frames, written by the engine thread once per tick.
+pub enum OutputStream {
+    /// Recording to a WAV file.
+    Wav(hound::WavWriter<std::io::BufWriter<std::fs::File>>),
+    /// Playing on a device through a ring.
+    Device {
+        /// Producer side of the ring the callback reads.
+        ring: rtrb::Producer<i16>,
+        /// Keeps the device stream alive.
+        _stream: cpal::Stream,
+    },
+    /// Discarding.
+    Null,
+}
+
+impl OutputStream {
+    /// Opens `output`.
+    pub fn open(output: &AudioOutput) -> Result<Self, AudioError> {
+        Ok(match output {
+            AudioOutput::Wav(path) => {
+                let spec = hound::WavSpec {
+                    channels: 1,
+                    sample_rate: SAMPLE_RATE,
+                    bits_per_sample: 16,
+                    sample_format: hound::SampleFormat::Int,
+                };
+                OutputStream::Wav(hound::WavWriter::create(path, spec)?)
+            }
+            AudioOutput::Null => OutputStream::Null,
+            AudioOutput::Device(name) => open_playback(name.as_deref())?,
+        })
+    }
+
+    /// Writes one frame.
+    pub fn write_frame(&mut self, frame: &[i16; FRAME_SAMPLES]) {
+        match self {
+            OutputStream::Wav(w) => {
+                for &s in frame.iter() {
+                    if w.write_sample(s).is_err() {
+                        break;
+                    }
+                }
+            }
+            OutputStream::Device { ring, .. } => {
+                // Keep playback latency bounded: skip a frame when 4 are already queued.
+                if ring.slots() >= FRAME_SAMPLES
+                    && ring.buffer().capacity() - ring.slots() < 4 * FRAME_SAMPLES
+                {
+                    if let Ok(mut chunk) = ring.write_chunk(FRAME_SAMPLES) {
+                        let (a, b) = chunk.as_mut_slices();
+                        a.copy_from_slice(&frame[..a.len()]);
+                        b.copy_from_slice(&frame[a.len()..a.len() + b.len()]);
+                        chunk.commit_all();
+                    }
+                }
+            }
+            OutputStream::Null => {}
+        }
+    }
+
+    /// Flushes and closes (finalises a WAV header).
+    pub fn finish(self) -> Result<(), AudioError> {
+        if let OutputStream::Wav(w) = self {
+            w.finalize()?;
+        }
+        Ok(())
+    }
+}
+
+fn open_playback(name: Option<&str>) -> Result<OutputStream, AudioError> {
+    let dev = find_device(false, name)?;
+    let cfg = config_48k(&dev, false)?;
+    let channels = usize::from(cfg.channels);
+    let (producer, mut consumer) = rtrb::RingBuffer::<i16>::new(8 * FRAME_SAMPLES);
+    let stream = dev
+        .build_output_stream(
+            cfg,
+            move |data: &mut [f32], _: &cpal::OutputCallbackInfo| {
+                // Real-time context: no locks, no allocation, no logging. Underrun plays silence.
+                for frame in data.chunks_mut(channels) {
+                    let s = consumer.pop().map_or(0.0, |v| f32::from(v) / 32768.0);
+                    frame.fill(s);
+                }
+            },
+            |e| log::warn!("playback stream error: {e}"),
+            None,
+        )
+        .map_err(|e| AudioError::Device(e.to_string()))?;
+    stream
+        .play()
+        .map_err(|e| AudioError::Device(e.to_string()))?;
+    Ok(OutputStream::Device {
+        ring: producer,
+        _stream: stream,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_sources_wait_for_start_then_play_once() {
+        let dir = std::env::temp_dir().join(format!("vc_audio_{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("in.wav");
+        let samples: Vec<i16> = (0..2000).map(|i| i as i16).collect();
+        wav::write_mono_48k(&path, &samples).unwrap();
+        let mut s = InputStream::open(&AudioInput::Wav {
+            path,
+            looped: false,
+        })
+        .unwrap();
+        let mut f = [0i16; FRAME_SAMPLES];
+        s.read_frame(&mut f);
+        assert!(f.iter().all(|&x| x == 0), "silent before start");
+        s.start();
+        s.read_frame(&mut f);
+        assert_eq!(f[0], 0);
+        assert_eq!(f[959], 959);
+        s.read_frame(&mut f);
+        s.read_frame(&mut f);
+        assert_eq!(f[0], 1920);
+        assert_eq!(f[100], 0, "zero-padded after the end");
+        assert!(s.finished());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn tone_has_the_requested_amplitude() {
+        let mut s = InputStream::open(&AudioInput::Tone {
+            hz: 440.0,
+            amplitude: 0.5,
+        })
+        .unwrap();
+        s.start();
+        let mut f = [0i16; FRAME_SAMPLES];
+        s.read_frame(&mut f);
+        let peak = f.iter().map(|x| x.unsigned_abs()).max().unwrap();
+        assert!((16_000..=16_400).contains(&peak), "{peak}");
+    }
+}

@@ -1,0 +1,210 @@
+//! `voice-bot`: a headless client that joins a relay, talks from a WAV file or a tone, records what
+//! it hears, and prints events and stats as JSON lines.
+//!
+//! ```text
+//! voice-bot --server 127.0.0.1:7400 --name alice [--channel ID|NAME] [--play IN.wav [--loop] | --tone HZ]
+//!           [--whisper NAME] [--record OUT.wav] [--duration SECS] [--chat TEXT]... [--mode continuous|vad|ptt]
+//!           [--input-device NAME|default] [--output-device NAME|default] [--stats-interval MS] [--no-reconnect]
+//! ```
+//! Each stdout line is one JSON object: `{"t_ms":…,"event":{…}}` for events, `{"t_ms":…,"stats":{…}}`
+//! every `--stats-interval` and once at the end (`"final":true`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use voice_client::{AudioInput, AudioOutput, ChannelId, Client, ClientConfig, Event, TransmitMode};
+
+const USAGE: &str = "usage: voice-bot --server ADDR --name NAME [--channel ID|NAME] \
+[--play IN.wav [--loop] | --tone HZ] [--whisper NAME] [--record OUT.wav] [--duration SECS] \
+[--chat TEXT]... [--mode continuous|vad|ptt] [--input-device NAME|default] \
+[--output-device NAME|default] [--stats-interval MS] [--no-reconnect]";
+
+struct Args {
+    server: std::net::SocketAddr,
+    name: String,
+    channel: Option<String>,
+    input: AudioInput,
+    output: AudioOutput,
+    whisper: Option<String>,
+    duration: Duration,
+    chats: Vec<String>,
+    mode: TransmitMode,
+    stats_interval: Duration,
+    reconnect: bool,
+}
+
+fn parse() -> Result<Args, String> {
+    let mut server = None;
+    let mut name = None;
+    let mut a = Args {
+        server: "127.0.0.1:7400".parse().map_err(|_| "internal")?,
+        name: String::new(),
+        channel: None,
+        input: AudioInput::Null,
+        output: AudioOutput::Null,
+        whisper: None,
+        duration: Duration::from_secs(10),
+        chats: Vec::new(),
+        mode: TransmitMode::Continuous,
+        stats_interval: Duration::from_secs(1),
+        reconnect: true,
+    };
+    let mut play: Option<PathBuf> = None;
+    let mut looped = false;
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut v = |n: &str| it.next().ok_or_else(|| format!("{n} needs a value"));
+        match flag.as_str() {
+            "--server" => {
+                let s = v("--server")?;
+                server = Some(
+                    std::net::ToSocketAddrs::to_socket_addrs(&s)
+                        .map_err(|e| format!("--server {s}: {e}"))?
+                        .next()
+                        .ok_or(format!("--server {s}: no address"))?,
+                );
+            }
+            "--name" => name = Some(v("--name")?),
+            "--channel" => a.channel = Some(v("--channel")?),
+            "--play" => play = Some(v("--play")?.into()),
+            "--loop" => looped = true,
+            "--tone" => {
+                let s = v("--tone")?;
+                let hz: f32 = s.parse().map_err(|_| format!("--tone {s:?} is not Hz"))?;
+                a.input = AudioInput::Tone { hz, amplitude: 0.3 };
+            }
+            "--whisper" => a.whisper = Some(v("--whisper")?),
+            "--record" => a.output = AudioOutput::Wav(v("--record")?.into()),
+            "--duration" => {
+                let s = v("--duration")?;
+                let secs: f64 = s
+                    .parse()
+                    .map_err(|_| format!("--duration {s:?} is not seconds"))?;
+                if !(0.0..=86_400.0).contains(&secs) {
+                    return Err("--duration must be 0..=86400 s".into());
+                }
+                a.duration = Duration::from_secs_f64(secs);
+            }
+            "--chat" => a.chats.push(v("--chat")?),
+            "--mode" => {
+                a.mode = match v("--mode")?.as_str() {
+                    "continuous" => TransmitMode::Continuous,
+                    "vad" => TransmitMode::VoiceActivity,
+                    "ptt" => TransmitMode::PushToTalk,
+                    m => return Err(format!("--mode {m:?}: continuous, vad or ptt")),
+                }
+            }
+            "--input-device" => {
+                let d = v("--input-device")?;
+                a.input = AudioInput::Device((d != "default").then_some(d));
+            }
+            "--output-device" => {
+                let d = v("--output-device")?;
+                a.output = AudioOutput::Device((d != "default").then_some(d));
+            }
+            "--stats-interval" => {
+                let s = v("--stats-interval")?;
+                let ms: u64 = s.parse().map_err(|_| format!("--stats-interval {s:?}"))?;
+                a.stats_interval = Duration::from_millis(ms.max(50));
+            }
+            "--no-reconnect" => a.reconnect = false,
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    if let Some(path) = play {
+        a.input = AudioInput::Wav { path, looped };
+    }
+    a.server = server.ok_or("--server is required")?;
+    a.name = name.ok_or("--name is required")?;
+    Ok(a)
+}
+
+fn line(start: Instant, key: &str, value: serde_json::Value) {
+    println!(
+        "{}",
+        json!({ "t_ms": start.elapsed().as_millis() as u64, key: value })
+    );
+}
+
+fn run(a: Args) -> Result<(), String> {
+    let start = Instant::now();
+    let mut cfg = ClientConfig::new(a.server, &a.name);
+    cfg.input = a.input.clone();
+    cfg.output = a.output.clone();
+    cfg.reconnect = a.reconnect;
+    cfg.engine.transmit = a.mode;
+    let client = Client::start(cfg).map_err(|e| e.to_string())?;
+    if let Some(ch) = &a.channel {
+        match ch.parse::<u32>() {
+            Ok(id) => client.join_channel(ChannelId(id)),
+            Err(_) => client.join_channel_named(ch),
+        }
+    }
+    if let Some(w) = &a.whisper {
+        client.whisper_to_named(w);
+    }
+    let deadline = start + a.duration;
+    let mut next_stats = start + a.stats_interval;
+    let mut chats = a.chats.clone().into_iter();
+    let mut joined = false;
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        let wait = deadline.min(next_stats).saturating_duration_since(now);
+        match client.events().recv_timeout(wait) {
+            Ok(ev) => {
+                if let Event::ChannelJoined { channel } = &ev {
+                    let wanted = a.channel.as_deref();
+                    let ok =
+                        wanted.is_none_or(|w| w == channel.name || w == channel.id.0.to_string());
+                    if ok && !joined {
+                        joined = true;
+                        for text in chats.by_ref() {
+                            client.send_chat(&text);
+                        }
+                    }
+                }
+                let v = serde_json::to_value(&ev).unwrap_or_default();
+                line(start, "event", v);
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                return Err("engine thread stopped".into())
+            }
+        }
+        if Instant::now() >= next_stats {
+            next_stats += a.stats_interval;
+            if let Some(s) = client.stats() {
+                line(start, "stats", serde_json::to_value(&s).unwrap_or_default());
+            }
+        }
+    }
+    if let Some(s) = client.stats() {
+        let mut v = serde_json::to_value(&s).unwrap_or_default();
+        v["final"] = json!(true);
+        line(start, "stats", v);
+    }
+    client.shutdown().map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .target(env_logger::Target::Stderr)
+        .init();
+    match parse().and_then(run) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is_empty() => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("voice-bot: {e}\n{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,459 @@
+//! The engine thread: owns the sans-IO [`Engine`], the relay sockets and the audio streams.
+//!
+//! Threading model (one engine thread per client, plus the device callback threads):
+//!
+//! ```text
+//!  app threads ──Command──► crossbeam channel ──(mio Waker)──► engine thread ──Event──► app
+//!                                                               │  mio poll: TCP + UDP + waker
+//!  capture callback ─► rtrb SPSC ring ─► (tick: read 20 ms) ────┤  20 ms media clock:
+//!                                                               │   capture → encode → UDP
+//!  playback callback ◄─ rtrb SPSC ring ◄─ (tick: write 20 ms) ◄─┘   receivers → mix → playback
+//! ```
+//!
+//! The engine thread blocks only in `poll`, with a deadline that is the earliest of the next media
+//! tick, the engine's own timeout and a pending reconnect. Received datagrams are handed to the
+//! engine the moment they arrive; decoding and mixing happen on the tick. The device callbacks touch
+//! only their ring: they never lock, allocate or log, so nothing the network does can stall audio.
+//!
+//! The TCP connection is re-established with exponential backoff (250 ms doubling to 5 s) after a
+//! relay restart or a dropped connection; the engine then rejoins the last channel.
+
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use mio::net::{TcpStream, UdpSocket};
+use mio::{Events, Interest, Poll, Token};
+use voice_core::engine::{Engine, EngineStats, Event};
+use voice_core::proto::tcp::{encode_frame, FrameError, FrameReader, ServerMessage};
+use voice_core::proto::udp::MAX_DATAGRAM;
+use voice_core::proto::{ChannelId, SessionToken};
+use voice_core::vad::{TransmitMode, VadConfig};
+use voice_core::{Time, FRAME_DURATION, FRAME_SAMPLES};
+
+use crate::audio::{InputStream, OutputStream};
+
+const TCP: Token = Token(0);
+const UDP: Token = Token(1);
+/// The token of the waker that [`crate::Client`] uses to interrupt `poll`.
+pub(crate) const WAKER: Token = Token(2);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// Cap on queued outgoing TCP bytes (a relay that stops reading is treated as gone).
+const MAX_TCP_OUT: usize = 1 << 20;
+
+/// A request from the application to the engine thread.
+#[derive(Debug)]
+pub enum Command {
+    /// Join a channel by id.
+    Join(ChannelId),
+    /// Join a channel by name (resolved against the relay's channel list).
+    JoinNamed(String),
+    /// Leave the channel.
+    Leave,
+    /// Send chat text.
+    Chat(String),
+    /// Whisper to a session (`None`: back to the channel).
+    Whisper(Option<SessionToken>),
+    /// Whisper to the user with this name (resolved when known).
+    WhisperNamed(String),
+    /// Push-to-talk key.
+    PushToTalk(bool),
+    /// Transmit mode.
+    Mode(TransmitMode),
+    /// Voice-activity gate.
+    Vad(VadConfig),
+    /// Mute the microphone.
+    Mute(bool),
+    /// Deafen the output.
+    Deafen(bool),
+    /// Per-user gain.
+    UserVolume(SessionToken, f32),
+    /// Per-user local mute.
+    UserMute(SessionToken, bool),
+    /// Ask for the channel list.
+    ListChannels,
+    /// Ask for the relay's counters.
+    ServerStats,
+    /// Reply with a stats snapshot.
+    Stats(Sender<EngineStats>),
+    /// Replace the UDP socket with one on a new local port (network change) and re-register.
+    RebindUdp,
+    /// Stop the thread.
+    Shutdown,
+}
+
+/// Everything the engine thread needs.
+pub struct Driver {
+    pub(crate) server: SocketAddr,
+    pub(crate) engine: Engine,
+    pub(crate) input: InputStream,
+    pub(crate) output: OutputStream,
+    pub(crate) commands: Receiver<Command>,
+    pub(crate) events: Sender<Event>,
+    pub(crate) reconnect: bool,
+    pub(crate) poll: Poll,
+}
+
+struct Conn {
+    stream: TcpStream,
+    connected: bool,
+    reader: FrameReader,
+    out: Vec<u8>,
+}
+
+impl Driver {
+    /// Runs until [`Command::Shutdown`] (or the command channel closes). Returns the output stream
+    /// so the caller can finalise a recording.
+    pub fn run(mut self) -> OutputStream {
+        let origin = Instant::now();
+        let now = || Time::from_micros(origin.elapsed().as_micros() as u64);
+        let mut udp = match self.bind_udp() {
+            Ok(u) => Some(u),
+            Err(e) => {
+                self.emit(Event::Disconnected {
+                    reason: format!("cannot open a UDP socket: {e}"),
+                });
+                None
+            }
+        };
+        let mut conn: Option<Conn> = None;
+        let mut backoff = FIRST_BACKOFF;
+        let mut reconnect_at: Option<Instant> = Some(Instant::now());
+        let mut next_tick = Instant::now();
+        let mut events = Events::with_capacity(64);
+        let mut dgram = [0u8; MAX_DATAGRAM + 1];
+        let mut frame = [0i16; FRAME_SAMPLES];
+        let mut pending_whisper: Option<String> = None;
+        let mut pending_join: Option<String> = None;
+        let mut connected_once = false;
+        let mut last_list_request = Instant::now();
+
+        'outer: loop {
+            // --- connect / reconnect ---
+            if conn.is_none() {
+                if let Some(at) = reconnect_at {
+                    if Instant::now() >= at {
+                        reconnect_at = None;
+                        match TcpStream::connect(self.server) {
+                            Ok(mut stream) => {
+                                let _ = self.poll.registry().register(
+                                    &mut stream,
+                                    TCP,
+                                    Interest::READABLE | Interest::WRITABLE,
+                                );
+                                conn = Some(Conn {
+                                    stream,
+                                    connected: false,
+                                    reader: FrameReader::new(),
+                                    out: Vec::new(),
+                                });
+                            }
+                            Err(e) => {
+                                log::debug!("connect to {}: {e}", self.server);
+                                if !self.reconnect && connected_once {
+                                    break 'outer;
+                                }
+                                reconnect_at = Some(Instant::now() + backoff);
+                                backoff = (backoff * 2).min(MAX_BACKOFF);
+                            }
+                        }
+                    }
+                }
+            }
+
+            // --- wait ---
+            let mut deadline = next_tick;
+            if let Some(t) = self.engine.poll_timeout() {
+                let at = origin + Duration::from_micros(t.as_micros());
+                deadline = deadline.min(at);
+            }
+            if let Some(at) = reconnect_at {
+                deadline = deadline.min(at);
+            }
+            let timeout = deadline.saturating_duration_since(Instant::now());
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    log::error!("poll: {e}");
+                    break;
+                }
+            }
+
+            // --- sockets ---
+            let mut tcp_failed: Option<String> = None;
+            for ev in events.iter() {
+                match ev.token() {
+                    TCP => {
+                        let Some(c) = conn.as_mut() else { continue };
+                        if !c.connected && (ev.is_writable() || ev.is_readable()) {
+                            match c.stream.peer_addr() {
+                                Ok(_) => {
+                                    c.connected = true;
+                                    let _ = c.stream.set_nodelay(true);
+                                    backoff = FIRST_BACKOFF;
+                                    connected_once = true;
+                                    self.engine.connect(now());
+                                }
+                                Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                                    let err = c.stream.take_error().ok().flatten();
+                                    if err.is_some() || ev.is_error() || ev.is_write_closed() {
+                                        tcp_failed = Some(format!(
+                                            "connect failed: {}",
+                                            err.map(|e| e.to_string()).unwrap_or_default()
+                                        ));
+                                    }
+                                    continue;
+                                }
+                                Err(e) => {
+                                    tcp_failed = Some(format!("connect failed: {e}"));
+                                    continue;
+                                }
+                            }
+                        }
+                        if ev.is_readable() {
+                            if let Err(e) = self.read_tcp(c, now()) {
+                                tcp_failed = Some(e);
+                            }
+                        }
+                    }
+                    UDP => {
+                        if let Some(u) = udp.as_ref() {
+                            loop {
+                                match u.recv_from(&mut dgram) {
+                                    Ok((n, from)) => {
+                                        if from == self.server {
+                                            self.engine.handle_datagram(now(), &dgram[..n]);
+                                        }
+                                    }
+                                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                                    Err(e) => {
+                                        // ICMP port unreachable etc.: the relay may be restarting.
+                                        log::debug!("udp recv: {e}");
+                                        break;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+
+            // --- commands ---
+            while let Ok(cmd) = self.commands.try_recv() {
+                match cmd {
+                    Command::Shutdown => {
+                        if let Some(c) = conn.as_mut() {
+                            let _ = encode_frame(
+                                &voice_core::proto::tcp::ClientMessage::Goodbye,
+                                &mut c.out,
+                            );
+                            let _ = c.stream.write(&c.out);
+                        }
+                        break 'outer;
+                    }
+                    Command::RebindUdp => {
+                        if let Some(mut old) = udp.take() {
+                            let _ = self.poll.registry().deregister(&mut old);
+                        }
+                        match self.bind_udp() {
+                            Ok(u) => {
+                                udp = Some(u);
+                                self.engine.udp_rebound(now());
+                            }
+                            Err(e) => log::error!("rebind udp: {e}"),
+                        }
+                    }
+                    Command::JoinNamed(name) => pending_join = Some(name),
+                    Command::WhisperNamed(name) => pending_whisper = Some(name),
+                    other => self.apply(other, now()),
+                }
+            }
+            if let Some(name) = &pending_join {
+                if let Some(ch) = self.engine.channels().iter().find(|c| &c.name == name) {
+                    let id = ch.id;
+                    if self.engine.join_channel(id).is_ok() {
+                        pending_join = None;
+                    }
+                }
+            }
+            if let Some(name) = &pending_whisper {
+                if let Some(s) = self.engine.find_user(name) {
+                    let _ = self.engine.set_whisper(Some(s));
+                    pending_whisper = None;
+                } else if last_list_request.elapsed() >= Duration::from_secs(1) {
+                    // The user may be in a channel we have no presence events for: ask again.
+                    last_list_request = Instant::now();
+                    let _ = self.engine.request_channel_list();
+                }
+            }
+
+            // --- timers ---
+            let t = now();
+            if self.engine.poll_timeout().is_some_and(|d| d <= t) {
+                self.engine.handle_timeout(t);
+            }
+            let mut ticks = 0;
+            while Instant::now() >= next_tick && ticks < 5 {
+                let t = now();
+                if self.engine.udp_ready()
+                    && (self.engine.channel().is_some() || self.engine.whisper().is_some())
+                {
+                    self.input.start();
+                }
+                self.input.read_frame(&mut frame);
+                self.engine.handle_capture(t, &frame);
+                self.engine.mix(t, &mut frame);
+                self.output.write_frame(&frame);
+                next_tick += FRAME_DURATION;
+                ticks += 1;
+            }
+            if Instant::now() >= next_tick {
+                // Fell far behind (machine stalled): resynchronise the media clock.
+                next_tick = Instant::now() + FRAME_DURATION;
+            }
+
+            // --- outputs ---
+            if let Some(c) = conn.as_mut() {
+                if c.connected {
+                    while let Some(msg) = self.engine.poll_control() {
+                        if encode_frame(&msg, &mut c.out).is_err() {
+                            log::warn!("dropping an oversized control message");
+                        }
+                    }
+                    if c.out.len() > MAX_TCP_OUT {
+                        tcp_failed = Some("relay is not reading".into());
+                    } else if let Err(e) = flush(c) {
+                        tcp_failed = Some(e.to_string());
+                    }
+                }
+            }
+            if let Some(u) = udp.as_ref() {
+                while let Some(n) = self.engine.poll_datagram(&mut dgram) {
+                    match u.send_to(&dgram[..n], self.server) {
+                        Ok(_) => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => log::debug!("udp send: {e}"),
+                    }
+                }
+            }
+            while let Some(ev) = self.engine.poll_event() {
+                self.emit(ev);
+            }
+
+            if let Some(reason) = tcp_failed {
+                if let Some(mut c) = conn.take() {
+                    let _ = self.poll.registry().deregister(&mut c.stream);
+                }
+                self.engine.disconnected(now(), &reason);
+                while let Some(ev) = self.engine.poll_event() {
+                    self.emit(ev);
+                }
+                if self.reconnect || !connected_once {
+                    reconnect_at = Some(Instant::now() + backoff);
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                } else {
+                    break;
+                }
+            }
+        }
+        self.output
+    }
+
+    fn emit(&self, ev: Event) {
+        let _ = self.events.send(ev);
+    }
+
+    fn bind_udp(&self) -> io::Result<UdpSocket> {
+        let local: SocketAddr = if self.server.is_ipv4() {
+            "0.0.0.0:0".parse().unwrap_or_else(|_| unreachable_addr())
+        } else {
+            "[::]:0".parse().unwrap_or_else(|_| unreachable_addr())
+        };
+        let mut u = UdpSocket::bind(local)?;
+        self.poll
+            .registry()
+            .register(&mut u, UDP, Interest::READABLE)?;
+        Ok(u)
+    }
+
+    fn read_tcp(&mut self, c: &mut Conn, now: Time) -> Result<(), String> {
+        loop {
+            match c.reader.read_from(&mut c.stream) {
+                Ok(0) => {
+                    if c.reader.room() == 0 {
+                        return Err("relay sent an oversized frame".into());
+                    }
+                    return Err("relay closed the connection".into());
+                }
+                Ok(_) => loop {
+                    match c.reader.next_message::<ServerMessage>() {
+                        Ok(Some(msg)) => self.engine.handle_control(now, msg),
+                        Ok(None) => break,
+                        Err(FrameError::Malformed(e)) => {
+                            log::warn!("malformed message from relay: {e}");
+                        }
+                        Err(e) => return Err(e.to_string()),
+                    }
+                },
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+
+    fn apply(&mut self, cmd: Command, now: Time) {
+        let e = &mut self.engine;
+        let (name, result) = match cmd {
+            Command::Join(ch) => ("join", e.join_channel(ch)),
+            Command::Leave => ("leave", e.leave_channel()),
+            Command::Chat(text) => ("chat", e.send_chat(&text)),
+            Command::Whisper(t) => ("whisper", e.set_whisper(t)),
+            Command::PushToTalk(on) => ("push_to_talk", Ok(e.set_push_to_talk(on))),
+            Command::Mode(m) => ("transmit_mode", Ok(e.set_transmit_mode(m))),
+            Command::Vad(v) => ("vad", Ok(e.set_vad(v))),
+            Command::Mute(m) => ("mute", Ok(e.set_muted(m))),
+            Command::Deafen(d) => ("deafen", Ok(e.set_deafened(d))),
+            Command::UserVolume(s, v) => ("user_volume", Ok(e.set_user_volume(s, v))),
+            Command::UserMute(s, m) => ("user_mute", Ok(e.set_user_muted(s, m))),
+            Command::ListChannels => ("list_channels", e.request_channel_list()),
+            Command::ServerStats => ("server_stats", e.request_server_stats()),
+            Command::Stats(reply) => {
+                let _ = reply.send(e.stats(now));
+                ("stats", Ok(()))
+            }
+            Command::JoinNamed(_)
+            | Command::WhisperNamed(_)
+            | Command::RebindUdp
+            | Command::Shutdown => return,
+        };
+        if let Err(err) = result {
+            self.emit(Event::CommandFailed {
+                command: name.into(),
+                reason: err.to_string(),
+            });
+        }
+    }
+}
+
+fn unreachable_addr() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 0))
+}
+
+fn flush(c: &mut Conn) -> io::Result<()> {
+    while !c.out.is_empty() {
+        match c.stream.write(&c.out) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                c.out.drain(..n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,281 @@
+//! `voice_client`: the voice engine with its I/O, ready to embed.
+//!
+//! [`Client::start`] spawns one engine thread that connects to a relay (TCP control + UDP voice),
+//! keeps the connection alive (ping, reconnect with backoff, rejoin), captures audio from a device or
+//! a file, encodes, sends, receives, runs one jitter buffer and decoder per remote sender, mixes and
+//! plays or records the result. The application talks to it through [`Client`] methods (commands
+//! over a channel, never blocking on the network) and reads [`Event`]s from [`Client::events`].
+//! The protocol logic itself is the sans-IO [`voice_core::engine::Engine`]; this crate only moves
+//! bytes and samples. See [`driver`] for the threading model.
+//!
+//! ```no_run
+//! use voice_client::{AudioInput, AudioOutput, Client, ClientConfig, Event};
+//!
+//! let mut cfg = ClientConfig::new("127.0.0.1:7400".parse().unwrap(), "alice");
+//! cfg.input = AudioInput::Wav { path: "hello.wav".into(), looped: false };
+//! cfg.output = AudioOutput::Null;
+//! let client = Client::start(cfg).expect("engine thread");
+//! client.set_transmit_mode(voice_client::TransmitMode::Continuous);
+//! client.send_chat("hi all");
+//! while let Ok(event) = client.events().recv_timeout(std::time::Duration::from_secs(5)) {
+//!     println!("{event:?}");
+//!     if matches!(event, Event::ChannelJoined { .. }) {
+//!         break;
+//!     }
+//! }
+//! ```
+
+pub mod audio;
+pub mod driver;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+use mio::{Poll, Waker};
+
+pub use audio::{AudioError, AudioInput, AudioOutput};
+use driver::{Command, Driver};
+use voice_core::engine::Engine;
+pub use voice_core::engine::{EngineConfig, EngineStats, Event, RemoteStats};
+pub use voice_core::proto::{ChannelId, SessionToken};
+pub use voice_core::vad::{TransmitMode, VadConfig};
+
+/// Everything a client needs to start.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The relay (TCP and UDP on the same port).
+    pub server: SocketAddr,
+    /// Engine settings (name, codec, jitter buffer, transmit mode, …).
+    pub engine: EngineConfig,
+    /// Audio source.
+    pub input: AudioInput,
+    /// Audio sink.
+    pub output: AudioOutput,
+    /// Reconnect after the connection drops (with backoff), rejoining the last channel.
+    pub reconnect: bool,
+    /// When a device cannot be opened, fall back to null audio (with an [`Event::AudioNotice`])
+    /// instead of failing.
+    pub audio_fallback: bool,
+}
+
+impl ClientConfig {
+    /// Defaults: default devices with fallback, push-to-talk, reconnect on.
+    pub fn new(server: SocketAddr, name: &str) -> Self {
+        ClientConfig {
+            server,
+            engine: EngineConfig {
+                name: name.to_string(),
+                ..EngineConfig::default()
+            },
+            input: AudioInput::Device(None),
+            output: AudioOutput::Device(None),
+            reconnect: true,
+            audio_fallback: true,
+        }
+    }
+}
+
+/// Why a client could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Audio could not be opened and fallback is off.
+    #[error(transparent)]
+    Audio(#[from] AudioError),
+    /// The codec could not be created.
+    #[error(transparent)]
+    Codec(#[from] voice_core::codec::CodecError),
+    /// Polling or thread creation failed.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A running client. Dropping it stops the engine thread and finalises any recording.
+pub struct Client {
+    commands: Sender<Command>,
+    events: Receiver<Event>,
+    waker: Arc<Waker>,
+    thread: Option<JoinHandle<audio::OutputStream>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Opens audio, spawns the engine thread and starts connecting.
+    pub fn start(cfg: ClientConfig) -> Result<Client, ClientError> {
+        let mut notices = Vec::new();
+        let input = match audio::InputStream::open(&cfg.input) {
+            Ok(i) => i,
+            Err(e) if cfg.audio_fallback && matches!(cfg.input, AudioInput::Device(_)) => {
+                let msg = format!("no capture device ({e}); sending silence");
+                log::warn!("{msg}");
+                notices.push(msg);
+                audio::InputStream::null()
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let output = match audio::OutputStream::open(&cfg.output) {
+            Ok(o) => o,
+            Err(e) if cfg.audio_fallback && matches!(cfg.output, AudioOutput::Device(_)) => {
+                let msg = format!("no playback device ({e}); output discarded");
+                log::warn!("{msg}");
+                notices.push(msg);
+                audio::OutputStream::Null
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let engine = Engine::new(cfg.engine.clone())?;
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), driver::WAKER)?);
+        let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
+        let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
+        for message in notices {
+            let _ = ev_tx.send(Event::AudioNotice { message });
+        }
+        let driver = Driver {
+            server: cfg.server,
+            engine,
+            input,
+            output,
+            commands: cmd_rx,
+            events: ev_tx,
+            reconnect: cfg.reconnect,
+            poll,
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("voice-engine-{}", cfg.engine.name))
+            .spawn(move || driver.run())?;
+        Ok(Client {
+            commands: cmd_tx,
+            events: ev_rx,
+            waker,
+            thread: Some(thread),
+        })
+    }
+
+    fn send(&self, cmd: Command) {
+        if self.commands.send(cmd).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
+
+    /// Events from the engine (presence, chat, speaking, errors, connection state).
+    pub fn events(&self) -> &Receiver<Event> {
+        &self.events
+    }
+
+    /// Joins (or switches to) a channel.
+    pub fn join_channel(&self, channel: ChannelId) {
+        self.send(Command::Join(channel));
+    }
+
+    /// Joins the channel with this name once the relay's channel list is known.
+    pub fn join_channel_named(&self, name: &str) {
+        self.send(Command::JoinNamed(name.to_string()));
+    }
+
+    /// Leaves the channel.
+    pub fn leave_channel(&self) {
+        self.send(Command::Leave);
+    }
+
+    /// Sends a chat line to the channel.
+    pub fn send_chat(&self, text: &str) {
+        self.send(Command::Chat(text.to_string()));
+    }
+
+    /// Whispers to one session (`None`: talk to the channel again).
+    pub fn set_whisper(&self, target: Option<SessionToken>) {
+        self.send(Command::Whisper(target));
+    }
+
+    /// Whispers to the user with this name, as soon as the name is known.
+    pub fn whisper_to_named(&self, name: &str) {
+        self.send(Command::WhisperNamed(name.to_string()));
+    }
+
+    /// Push-to-talk key state.
+    pub fn set_push_to_talk(&self, held: bool) {
+        self.send(Command::PushToTalk(held));
+    }
+
+    /// How the microphone opens.
+    pub fn set_transmit_mode(&self, mode: TransmitMode) {
+        self.send(Command::Mode(mode));
+    }
+
+    /// Voice-activity gate settings.
+    pub fn set_vad(&self, vad: VadConfig) {
+        self.send(Command::Vad(vad));
+    }
+
+    /// Mutes the microphone.
+    pub fn set_muted(&self, muted: bool) {
+        self.send(Command::Mute(muted));
+    }
+
+    /// Deafens the output.
+    pub fn set_deafened(&self, deafened: bool) {
+        self.send(Command::Deafen(deafened));
+    }
+
+    /// One user's volume (1.0 = unchanged, up to 4.0).
+    pub fn set_user_volume(&self, session: SessionToken, volume: f32) {
+        self.send(Command::UserVolume(session, volume));
+    }
+
+    /// Mutes one user locally.
+    pub fn set_user_muted(&self, session: SessionToken, muted: bool) {
+        self.send(Command::UserMute(session, muted));
+    }
+
+    /// Asks for every channel with its members ([`Event::ChannelList`]).
+    pub fn request_channel_list(&self) {
+        self.send(Command::ListChannels);
+    }
+
+    /// Asks the relay for its counters ([`Event::ServerStats`]).
+    pub fn request_server_stats(&self) {
+        self.send(Command::ServerStats);
+    }
+
+    /// Moves to a new local UDP port and re-registers (after a network change).
+    pub fn rebind_udp(&self) {
+        self.send(Command::RebindUdp);
+    }
+
+    /// A stats snapshot (RTT, per-sender depth, loss % over 10 s, late, concealed, FEC, …).
+    /// `None` if the engine thread does not answer within a second.
+    pub fn stats(&self) -> Option<EngineStats> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.send(Command::Stats(tx));
+        rx.recv_timeout(Duration::from_secs(1)).ok()
+    }
+
+    /// Stops the engine thread (saying goodbye to the relay) and finalises the recording.
+    pub fn shutdown(mut self) -> Result<(), AudioError> {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> Result<(), AudioError> {
+        self.send(Command::Shutdown);
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(output)) => output.finish(),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        if let Err(e) = self.stop() {
+            log::warn!("finishing the recording: {e}");
+        }
+    }
+}
