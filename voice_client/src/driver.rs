@@ -298,7 +298,11 @@ impl Driver {
             let mut ticks = 0;
             while Instant::now() >= next_tick && ticks < 5 {
                 let t = now();
+                // File and tone sources start once voice can reach where it is meant to go.
                 if self.engine.udp_ready()
+                    && self.engine.settled()
+                    && pending_join.is_none()
+                    && pending_whisper.is_none()
                     && (self.engine.channel().is_some() || self.engine.whisper().is_some())
                 {
                     self.input.start();

@@ -302,7 +302,7 @@ pub struct Engine {
     udp_rtt: Option<Duration>,
     channels: Vec<ChannelInfo>,
     channel: Option<ChannelId>,
-    last_channel: Option<ChannelId>,
+    desired_channel: Option<ChannelId>,
     members: BTreeMap<SessionToken, String>,
     names: HashMap<SessionToken, String>,
     remotes: HashMap<SessionToken, Remote>,
@@ -354,7 +354,7 @@ impl Engine {
             udp_rtt: None,
             channels: Vec::new(),
             channel: None,
-            last_channel: None,
+            desired_channel: None,
             members: BTreeMap::new(),
             names: HashMap::new(),
             remotes: HashMap::new(),
@@ -445,14 +445,14 @@ impl Engine {
                 self.udp_ready = false;
                 self.register_delay = self.cfg.register_retry;
                 self.next_register = Some(now);
-                self.next_ping = Some(now + self.cfg.ping_interval);
+                self.next_ping = Some(now);
                 self.next_report = Some(now + self.cfg.report_interval);
                 self.learn_names(&channels);
                 self.channels = channels.clone();
                 self.events.push_back(Event::Connected { session, name });
                 self.events.push_back(Event::ChannelList { channels });
                 let rejoin = self
-                    .last_channel
+                    .desired_channel
                     .filter(|c| self.channels.iter().any(|ch| ch.id == *c));
                 let target = rejoin.or(self.cfg.auto_join.then_some(default_channel));
                 if let Some(channel) = target {
@@ -462,7 +462,7 @@ impl Engine {
             }
             ServerMessage::Joined { channel } => {
                 self.channel = Some(channel.id);
-                self.last_channel = Some(channel.id);
+                self.desired_channel = Some(channel.id);
                 self.members = channel
                     .users
                     .iter()
@@ -475,7 +475,7 @@ impl Engine {
             }
             ServerMessage::Left { channel } => {
                 self.channel = None;
-                self.last_channel = None;
+                self.desired_channel = None;
                 self.members.clear();
                 self.events.push_back(Event::ChannelLeft { channel });
             }
@@ -807,12 +807,20 @@ impl Engine {
         }
     }
 
-    /// Joins (or switches to) `channel`.
+    /// Joins (or switches to) `channel`; before the connection is up, remembers it and joins it
+    /// right after `Welcome` instead of the default channel.
     pub fn join_channel(&mut self, channel: ChannelId) -> Result<(), CommandError> {
-        self.require_connected()?;
-        self.control_out
-            .push_back(ClientMessage::JoinChannel { channel });
+        self.desired_channel = Some(channel);
+        if self.state == ConnectionState::Connected {
+            self.control_out
+                .push_back(ClientMessage::JoinChannel { channel });
+        }
         Ok(())
+    }
+
+    /// True once we are in the channel we asked for (or asked for none).
+    pub fn settled(&self) -> bool {
+        self.desired_channel.is_none_or(|d| self.channel == Some(d))
     }
 
     /// Leaves the current channel.

@@ -7,6 +7,7 @@
 //!
 //! | module | owns |
 //! |---|---|
+//! | [`align`] | locating a known signal in a recording (tests, latency benchmark) |
 //! | [`proto`] | the wire: UDP voice header, TCP control frames and events, UDP registration proof |
 //! | [`seq`] | wrap-around-safe sequence arithmetic, duplicate detection |
 //! | [`jitter`] | the per-sender jitter buffer and its playout policy |
@@ -19,6 +20,7 @@
 //! | [`sim`] | a deterministic network simulator, trace files, and the `voice-sim` pipeline |
 //! | [`wav`] | reading and writing 48 kHz mono WAV files |
 
+pub mod align;
 pub mod codec;
 pub mod engine;
 pub mod jitter;

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! voice-bot --server 127.0.0.1:7400 --name alice [--channel ID|NAME] [--play IN.wav [--loop] | --tone HZ]
-//!           [--whisper NAME] [--record OUT.wav] [--duration SECS] [--chat TEXT]... [--mode continuous|vad|ptt]
+//!           [--whisper NAME] [--record OUT.wav] [--duration SECS] [--chat TEXT]... [--mode continuous|vad|ptt] (default: continuous with --play/--tone, else silent)
 //!           [--input-device NAME|default] [--output-device NAME|default] [--stats-interval MS] [--no-reconnect]
 //! ```
 //! Each stdout line is one JSON object: `{"t_ms":…,"event":{…}}` for events, `{"t_ms":…,"stats":{…}}`
@@ -47,11 +47,12 @@ fn parse() -> Result<Args, String> {
         whisper: None,
         duration: Duration::from_secs(10),
         chats: Vec::new(),
-        mode: TransmitMode::Continuous,
+        mode: TransmitMode::PushToTalk,
         stats_interval: Duration::from_secs(1),
         reconnect: true,
     };
     let mut play: Option<PathBuf> = None;
+    let mut mode_given = false;
     let mut looped = false;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -89,6 +90,7 @@ fn parse() -> Result<Args, String> {
             }
             "--chat" => a.chats.push(v("--chat")?),
             "--mode" => {
+                mode_given = true;
                 a.mode = match v("--mode")?.as_str() {
                     "continuous" => TransmitMode::Continuous,
                     "vad" => TransmitMode::VoiceActivity,
@@ -116,6 +118,11 @@ fn parse() -> Result<Args, String> {
     }
     if let Some(path) = play {
         a.input = AudioInput::Wav { path, looped };
+    }
+    // A bot with something to say talks continuously unless told otherwise; a bot with nothing
+    // to say keeps its microphone closed (push-to-talk, never pressed).
+    if !mode_given && a.input != AudioInput::Null {
+        a.mode = TransmitMode::Continuous;
     }
     a.server = server.ok_or("--server is required")?;
     a.name = name.ok_or("--name is required")?;

@@ -1,0 +1,228 @@
+//! End to end on 127.0.0.1: the real relay and `voice-bot` processes.
+//!
+//! Pass criterion for "A is in B's recording": the normalised cross-correlation between A's input
+//! and B's recording at the best lag is above 0.6. Opus at 32 kb/s keeps the waveform of this
+//! harmonic test signal to a correlation of about 0.9 after a lossless loopback path; an unrelated
+//! or silent recording scores near 0. For "absent", the recording's mean power must stay below
+//! 1 % of the input's (only silence is mixed when nobody is heard).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use relay::config::Config;
+use voice_core::align::{align, mean_power};
+use voice_core::wav;
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("e2e_{name}_{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn speechlike(seconds: f64) -> Vec<i16> {
+    let n = (seconds * 48_000.0) as usize;
+    (0..n)
+        .map(|i| {
+            let t = i as f64 / 48_000.0;
+            let env = (0.5 - 0.5 * (t * 3.0 * std::f64::consts::TAU).cos()).powi(2);
+            let f0 = 150.0 + 40.0 * (t * 0.9 * std::f64::consts::TAU).sin();
+            let v: f64 = (1..6)
+                .map(|h| (t * f0 * h as f64 * std::f64::consts::TAU).sin() / h as f64)
+                .sum();
+            (v * env * 7000.0) as i16
+        })
+        .collect()
+}
+
+fn start_relay() -> relay::server::RelayHandle {
+    let cfg = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        stats_interval_ms: 0,
+        ..Config::default()
+    };
+    relay::server::Relay::bind(cfg).unwrap().spawn().unwrap()
+}
+
+fn bot(server: std::net::SocketAddr, args: &[&str], out: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_voice-bot"))
+        .arg("--server")
+        .arg(server.to_string())
+        .args(args)
+        .stdout(std::fs::File::create(out).unwrap())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+fn wait_ok(mut c: Child) {
+    let status = c.wait().unwrap();
+    assert!(status.success(), "bot exited with {status}");
+}
+
+fn json_lines(p: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(p)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn events(lines: &[serde_json::Value]) -> Vec<&serde_json::Value> {
+    lines.iter().filter_map(|l| l.get("event")).collect()
+}
+
+fn chats(lines: &[serde_json::Value]) -> Vec<String> {
+    events(lines)
+        .iter()
+        .filter_map(|e| e.get("Chat"))
+        .filter_map(|c| c["text"].as_str().map(String::from))
+        .collect()
+}
+
+#[test]
+fn channel_voice_presence_chat_and_rtt() {
+    let relay = start_relay();
+    let server = relay.local_addr();
+    let d = tmp("channel");
+    let input = speechlike(3.0);
+    wav::write_mono_48k(&d.join("a.wav"), &input).unwrap();
+    let s = |f: &str| d.join(f).to_str().unwrap().to_string();
+    let b = bot(
+        server,
+        &["--name", "bob", "--channel", "1", "--record", &s("b.wav"), "--duration", "6"],
+        &d.join("b.jsonl"),
+    );
+    let c = bot(
+        server,
+        &["--name", "carol", "--channel", "1", "--record", &s("c.wav"), "--duration", "6"],
+        &d.join("c.jsonl"),
+    );
+    let dd = bot(
+        server,
+        &["--name", "dave", "--channel", "2", "--record", &s("d.wav"), "--duration", "6"],
+        &d.join("d.jsonl"),
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    let a = bot(
+        server,
+        &[
+            "--name",
+            "alice",
+            "--channel",
+            "1",
+            "--play",
+            &s("a.wav"),
+            "--duration",
+            "4.5",
+            "--chat",
+            "hello lobby",
+        ],
+        &d.join("a.jsonl"),
+    );
+    for child in [a, b, c, dd] {
+        wait_ok(child);
+    }
+    let power = mean_power(&input);
+    for who in ["b", "c"] {
+        let rec = wav::read_mono_48k(&d.join(format!("{who}.wav"))).unwrap();
+        let al = align(&input, &rec, rec.len().saturating_sub(input.len() / 2)).unwrap();
+        assert!(
+            al.correlation > 0.6,
+            "{who} should hear alice: correlation {:.3}",
+            al.correlation
+        );
+    }
+    let rec_d = wav::read_mono_48k(&d.join("d.wav")).unwrap();
+    assert!(
+        mean_power(&rec_d) < power * 0.01,
+        "dave is in another channel and must hear nothing"
+    );
+
+    let lines_b = json_lines(&d.join("b.jsonl"));
+    let ev_b = events(&lines_b);
+    let joined: Vec<&str> = ev_b
+        .iter()
+        .filter_map(|e| e.get("UserJoined"))
+        .filter_map(|u| u["user"]["name"].as_str())
+        .collect();
+    assert!(
+        joined.contains(&"carol") && joined.contains(&"alice"),
+        "{joined:?}"
+    );
+    assert!(joined.iter().all(|n| *n != "dave"));
+    let left = ev_b.iter().filter(|e| e.get("UserLeft").is_some()).count();
+    assert!(left >= 1, "alice leaving is seen by bob");
+    assert_eq!(chats(&lines_b), vec!["hello lobby"]);
+    assert_eq!(chats(&json_lines(&d.join("c.jsonl"))), vec!["hello lobby"]);
+    assert!(chats(&json_lines(&d.join("d.jsonl"))).is_empty());
+    let rtt = lines_b
+        .iter()
+        .filter_map(|l| l.get("stats"))
+        .filter_map(|s| s["rtt_ms"].as_f64())
+        .last()
+        .expect("bob reports an RTT");
+    assert!((0.0..200.0).contains(&rtt), "rtt {rtt}");
+    let speaking = ev_b
+        .iter()
+        .filter_map(|e| e.get("Speaking"))
+        .any(|s| s["speaking"] == true);
+    assert!(speaking, "bob sees alice speaking");
+    drop(relay);
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn whisper_reaches_only_its_target() {
+    let relay = start_relay();
+    let server = relay.local_addr();
+    let d = tmp("whisper");
+    let input = speechlike(3.0);
+    wav::write_mono_48k(&d.join("a.wav"), &input).unwrap();
+    let s = |f: &str| d.join(f).to_str().unwrap().to_string();
+    let b = bot(
+        server,
+        &["--name", "bob", "--channel", "1", "--record", &s("b.wav"), "--duration", "6"],
+        &d.join("b.jsonl"),
+    );
+    // Carol is in another channel: a whisper reaches her whatever channel she is in.
+    let c = bot(
+        server,
+        &["--name", "carol", "--channel", "2", "--record", &s("c.wav"), "--duration", "6"],
+        &d.join("c.jsonl"),
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    let a = bot(
+        server,
+        &[
+            "--name",
+            "alice",
+            "--channel",
+            "1",
+            "--play",
+            &s("a.wav"),
+            "--whisper",
+            "carol",
+            "--duration",
+            "4.5",
+        ],
+        &d.join("a.jsonl"),
+    );
+    for child in [a, b, c] {
+        wait_ok(child);
+    }
+    let rec_c = wav::read_mono_48k(&d.join("c.wav")).unwrap();
+    let al = align(&input, &rec_c, rec_c.len().saturating_sub(input.len() / 2)).unwrap();
+    assert!(
+        al.correlation > 0.6,
+        "carol hears the whisper: {:.3}",
+        al.correlation
+    );
+    let rec_b = wav::read_mono_48k(&d.join("b.wav")).unwrap();
+    assert!(
+        mean_power(&rec_b) < mean_power(&input) * 0.01,
+        "bob, in alice's channel, must not hear the whisper"
+    );
+    drop(relay);
+    std::fs::remove_dir_all(&d).ok();
+}
