@@ -280,8 +280,10 @@ mod tests {
 
     #[test]
     fn inconsistent_values_are_rejected() {
-        let mut c = Config::default();
-        c.default_channel = 99;
+        let c = Config {
+            default_channel: 99,
+            ..Config::default()
+        };
         assert!(c.validate().is_err());
         let mut c = Config::default();
         c.channels.push(c.channels[0].clone());

@@ -101,6 +101,9 @@ pub struct Relay {
     recipients: Vec<SocketAddr>,
     outbox: Outbox,
     udp_pending: bool,
+    /// Set whenever a connection may have died since the last reap, so the pure-UDP path never
+    /// scans the connection table.
+    reap_needed: bool,
     tick: Duration,
 }
 
@@ -188,6 +191,7 @@ impl Relay {
             recipients: Vec::with_capacity(64),
             outbox: Vec::new(),
             udp_pending: false,
+            reap_needed: false,
             tick,
         })
     }
@@ -517,6 +521,7 @@ impl Relay {
     }
 
     fn read_conn(&mut self, id: usize) {
+        self.reap_needed = true;
         let now = Instant::now();
         loop {
             let Some(c) = self.conns.get_mut(&id) else {
@@ -674,6 +679,7 @@ impl Relay {
             self.stats.inc(Counter::TcpOverflowClosed);
             log::info!("conn {id} ({}): outgoing buffer over cap; closing", c.peer);
             c.dead = true;
+            self.reap_needed = true;
             return;
         }
         self.dirty.push(id);
@@ -688,6 +694,10 @@ impl Relay {
     }
 
     fn flush_dirty(&mut self) {
+        if self.dirty.is_empty() {
+            return;
+        }
+        self.reap_needed = true;
         let mut dirty = std::mem::take(&mut self.dirty);
         dirty.sort_unstable();
         dirty.dedup();
@@ -719,6 +729,7 @@ impl Relay {
     }
 
     fn expire(&mut self, now: Instant) {
+        self.reap_needed = true;
         for (id, c) in &mut self.conns {
             if !c.dead && now >= c.deadline {
                 let counter = if c.session.is_some() {
@@ -737,7 +748,7 @@ impl Relay {
 
     /// Drops dead connections; returns true when that queued messages for others.
     fn reap(&mut self) -> bool {
-        if !self.conns.values().any(|c| c.dead) {
+        if !std::mem::take(&mut self.reap_needed) || !self.conns.values().any(|c| c.dead) {
             return false;
         }
         let dead: Vec<usize> = self
