@@ -1,7 +1,49 @@
-//! Shared helpers for the benchmarks in `benches/`: argument handling and number formatting.
+//! Support code for the benchmarks in `benches/`. Every benchmark prints figures and never
+//! asserts on time; `--quick` (or `BENCH_QUICK=1`) shrinks a run to a CI smoke test.
 //!
-//! Every benchmark prints figures and never asserts on time. `--quick` (or `BENCH_QUICK=1`)
-//! shrinks the run for a CI smoke test.
+//! For the `relay_load` benchmark (`benches/relay_load.rs`):
+//!
+//! * [`forwarders`] — two reference forwarders that speak the same datagrams as the relay: a
+//!   naive one (blocking `recv_from`, one `send_to` per recipient, `Mutex<HashMap>` state) and a
+//!   minimal `recvmmsg`/`sendmmsg` one over a fixed table (the machine's ceiling).
+//! * [`loadgen`] — the load generator: S speakers in channels of N members, 50 packets/s each,
+//!   send timestamps in the payload, `sendmmsg` out and `recvmmsg` in, loss and latency out.
+//!
+//! Sessions share a small pool of UDP sockets (session `i` uses socket `i % SOCKETS`) so that
+//! speakers due in the same millisecond leave in one `sendmmsg` per socket; the relay allows
+//! several sessions to bind the same address, so this is legal traffic for it too.
+
+pub mod forwarders;
+pub mod loadgen;
+
+/// CPU time (user + system) of this process in microseconds, from `getrusage(RUSAGE_SELF)`.
+pub fn cpu_time_us() -> u64 {
+    // SAFETY: getrusage writes a plain C struct we own.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer to an rusage.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return 0;
+    }
+    let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    us(ru.ru_utime) + us(ru.ru_stime)
+}
+
+/// Sets `SO_RCVBUF` and `SO_SNDBUF` (the kernel caps them at `net.core.{r,w}mem_max`).
+pub fn set_buffers(fd: i32, bytes: usize) {
+    for opt in [libc::SO_RCVBUF, libc::SO_SNDBUF] {
+        let v = bytes as libc::c_int;
+        // SAFETY: valid fd and pointer to a c_int of the declared size.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                (&v as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
+}
 
 /// True when the benchmark should run briefly (CI smoke run).
 pub fn quick() -> bool {

@@ -1,0 +1,292 @@
+//! Relay configuration: defaults, an optional TOML file, and command-line flags (flags win).
+//!
+//! Everything that bounds resource use lives here so an operator can tune it and tests can make
+//! timeouts short. Durations are in milliseconds in the file. See `relay/deploy/relay.toml`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use voice_core::proto::ChannelId;
+
+use crate::budget::Limit;
+
+/// The default listen address: TCP control and UDP voice on the same port.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:7400";
+
+/// Why a configuration could not be built.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for [`Config`].
+    #[error("parsing {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: Box<toml::de::Error>,
+    },
+    /// A command-line problem.
+    #[error("{0}")]
+    Usage(String),
+    /// The values are inconsistent.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// One channel offered by the relay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelConfig {
+    /// Channel id (unique, clients refer to it).
+    pub id: u32,
+    /// Display name.
+    pub name: String,
+}
+
+/// Everything the relay can be told.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// TCP and UDP listen address (port 0: any free port, same for both).
+    pub listen: SocketAddr,
+    /// Channels offered.
+    pub channels: Vec<ChannelConfig>,
+    /// The channel announced as default in `Welcome`.
+    pub default_channel: u32,
+    /// Maximum sessions (completed handshakes); more get `Error{Full}`.
+    pub max_sessions: usize,
+    /// Maximum TCP connections (including ones still in the handshake); more are closed at once.
+    pub max_connections: usize,
+    /// Close a connection that has not sent `Hello` within this many ms.
+    pub handshake_timeout_ms: u64,
+    /// Close a connection that sent no frame within this many ms.
+    pub idle_timeout_ms: u64,
+    /// Disconnect a peer whose unsent outgoing bytes exceed this.
+    pub max_outgoing_bytes: usize,
+    /// Voice packets per second per session.
+    pub voice_packets: Limit,
+    /// Voice bytes per second per session.
+    pub voice_bytes: Limit,
+    /// Control messages per second per session (all kinds).
+    pub control_messages: Limit,
+    /// Chat lines per second per session.
+    pub chat_messages: Limit,
+    /// Log a stats line this often (ms); 0 disables.
+    pub stats_interval_ms: u64,
+    /// `SO_RCVBUF` / `SO_SNDBUF` for the UDP socket in bytes (0: kernel default).
+    pub udp_buffer_bytes: usize,
+    /// Use `recvmmsg`/`sendmmsg` batches (Linux); `false` uses one syscall per datagram.
+    pub batch_io: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: DEFAULT_LISTEN.parse().expect("valid default address"),
+            channels: vec![
+                ChannelConfig {
+                    id: 1,
+                    name: "Lobby".into(),
+                },
+                ChannelConfig {
+                    id: 2,
+                    name: "Team A".into(),
+                },
+                ChannelConfig {
+                    id: 3,
+                    name: "Team B".into(),
+                },
+            ],
+            default_channel: 1,
+            max_sessions: 1000,
+            max_connections: 1100,
+            handshake_timeout_ms: 5_000,
+            idle_timeout_ms: 30_000,
+            max_outgoing_bytes: 256 * 1024,
+            voice_packets: Limit {
+                rate: 100.0,
+                burst: 50.0,
+            },
+            voice_bytes: Limit {
+                rate: 40_000.0,
+                burst: 20_000.0,
+            },
+            control_messages: Limit {
+                rate: 50.0,
+                burst: 100.0,
+            },
+            chat_messages: Limit {
+                rate: 5.0,
+                burst: 10.0,
+            },
+            stats_interval_ms: 10_000,
+            udp_buffer_bytes: 4 * 1024 * 1024,
+            batch_io: true,
+        }
+    }
+}
+
+/// Text printed for `--help`.
+pub const USAGE: &str = "\
+relay — voice relay (TCP control + UDP voice on one port)
+
+USAGE: relay [--listen ADDR] [--config FILE]
+
+  --listen ADDR   TCP and UDP listen address (default 0.0.0.0:7400); overrides the file
+  --config FILE   TOML configuration (see deploy/relay.toml)
+  --help          this text
+
+Logging: RUST_LOG=info (default), debug, trace.";
+
+impl Config {
+    /// Reads a TOML file; missing keys keep their defaults.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let cfg: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Builds the configuration from command-line arguments (without the program name).
+    /// `Ok(None)` means `--help` was asked for.
+    pub fn from_args<I: IntoIterator<Item = String>>(
+        args: I,
+    ) -> Result<Option<Config>, ConfigError> {
+        let mut listen: Option<SocketAddr> = None;
+        let mut file: Option<PathBuf> = None;
+        let mut it = args.into_iter();
+        while let Some(a) = it.next() {
+            let mut value = |flag: &str| {
+                it.next()
+                    .ok_or_else(|| ConfigError::Usage(format!("{flag} needs a value\n\n{USAGE}")))
+            };
+            match a.as_str() {
+                "--listen" => {
+                    let v = value("--listen")?;
+                    listen = Some(
+                        v.parse()
+                            .map_err(|e| ConfigError::Usage(format!("--listen {v}: {e}")))?,
+                    );
+                }
+                "--config" => file = Some(PathBuf::from(value("--config")?)),
+                "--help" | "-h" => return Ok(None),
+                other => {
+                    return Err(ConfigError::Usage(format!(
+                        "unknown argument {other}\n\n{USAGE}"
+                    )))
+                }
+            }
+        }
+        let mut cfg = match file {
+            Some(f) => Config::from_file(&f)?,
+            None => Config::default(),
+        };
+        if let Some(l) = listen {
+            cfg.listen = l;
+        }
+        cfg.validate()?;
+        Ok(Some(cfg))
+    }
+
+    /// Checks internal consistency.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.channels.is_empty() {
+            return bad("at least one channel is needed".into());
+        }
+        let mut ids: Vec<u32> = self.channels.iter().map(|c| c.id).collect();
+        ids.sort_unstable();
+        if ids.windows(2).any(|w| w[0] == w[1]) {
+            return bad("channel ids must be unique".into());
+        }
+        if !ids.contains(&self.default_channel) {
+            return bad(format!(
+                "default_channel {} is not a configured channel",
+                self.default_channel
+            ));
+        }
+        for (name, l) in [
+            ("voice_packets", self.voice_packets),
+            ("voice_bytes", self.voice_bytes),
+            ("control_messages", self.control_messages),
+            ("chat_messages", self.chat_messages),
+        ] {
+            if !(l.rate > 0.0 && l.burst >= 1.0) {
+                return bad(format!("{name}: rate must be > 0 and burst >= 1"));
+            }
+        }
+        if self.voice_bytes.burst < voice_core::proto::udp::MAX_DATAGRAM as f64 {
+            return bad("voice_bytes.burst must hold at least one maximum datagram".into());
+        }
+        if self.handshake_timeout_ms == 0 || self.idle_timeout_ms == 0 {
+            return bad("timeouts must be > 0".into());
+        }
+        Ok(())
+    }
+
+    /// The default channel as a typed id.
+    pub fn default_channel_id(&self) -> ChannelId {
+        ChannelId(self.default_channel)
+    }
+
+    /// Handshake timeout.
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.handshake_timeout_ms)
+    }
+
+    /// Idle timeout.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_flags_override() {
+        Config::default().validate().unwrap();
+        let cfg = Config::from_args(["--listen".to_owned(), "127.0.0.1:9".to_owned()])
+            .unwrap()
+            .unwrap();
+        assert_eq!(cfg.listen, "127.0.0.1:9".parse().unwrap());
+        assert!(Config::from_args(["--help".to_owned()]).unwrap().is_none());
+        assert!(Config::from_args(["--bogus".to_owned()]).is_err());
+    }
+
+    #[test]
+    fn sample_file_parses() {
+        let text = include_str!("../deploy/relay.toml");
+        let cfg: Config = toml::from_str(text).unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.default_channel_id(), ChannelId(1));
+    }
+
+    #[test]
+    fn inconsistent_values_are_rejected() {
+        let c = Config {
+            default_channel: 99,
+            ..Config::default()
+        };
+        assert!(c.validate().is_err());
+        let mut c = Config::default();
+        c.channels.push(c.channels[0].clone());
+        assert!(c.validate().is_err());
+    }
+}

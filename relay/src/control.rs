@@ -1,0 +1,591 @@
+//! The control plane as state transitions: a decoded [`ClientMessage`] in, changes to [`State`]
+//! and a list of `(recipient, ServerMessage)` out. No sockets and no clock here (the caller passes
+//! `now` and the wall-clock milliseconds), so presence ordering, chat scoping, rate limits and
+//! error replies are unit-tested below; the server only frames and queues what comes out.
+
+use std::time::Instant;
+
+use voice_core::proto::register::Secret;
+use voice_core::proto::tcp::{
+    validate_chat, validate_name, ClientMessage, ErrorCode, ServerMessage, CONTROL_VERSION,
+};
+use voice_core::proto::{ChannelId, SessionToken};
+
+use crate::state::State;
+use crate::stats::{Counter, Stats};
+
+/// Messages to deliver: `(recipient session, message)`, in order.
+pub type Outbox = Vec<(SessionToken, ServerMessage)>;
+
+/// What the connection should do after a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum After {
+    /// Keep reading.
+    Continue,
+    /// Flush what is queued, then close (the session is already removed).
+    Close,
+}
+
+/// An `Error` reply.
+pub fn error(code: ErrorCode, message: impl Into<String>) -> ServerMessage {
+    ServerMessage::Error {
+        code,
+        message: message.into(),
+    }
+}
+
+/// Inputs of the handshake besides the message.
+#[derive(Debug, Clone, Copy)]
+pub struct HelloContext {
+    /// The server's connection id.
+    pub conn: usize,
+    /// Fresh random secret for this session.
+    pub secret: Secret,
+    /// Monotonic now.
+    pub now: Instant,
+    /// Wall clock in ms since the Unix epoch.
+    pub unix_ms: u64,
+    /// Session limit.
+    pub max_sessions: usize,
+}
+
+/// Handles the first message of a connection. `Ok`: the new session and its `Welcome`.
+/// `Err`: the error to send before closing.
+pub fn hello(
+    state: &mut State,
+    stats: &mut Stats,
+    msg: ClientMessage,
+    cx: HelloContext,
+) -> Result<(SessionToken, ServerMessage), ServerMessage> {
+    let reject = |stats: &mut Stats, code, text: &str| {
+        stats.inc(Counter::HandshakeRejected);
+        Err(error(code, text))
+    };
+    let ClientMessage::Hello { version, name } = msg else {
+        return reject(stats, ErrorCode::Handshake, "expected Hello");
+    };
+    if version != CONTROL_VERSION {
+        return reject(
+            stats,
+            ErrorCode::Version,
+            &format!("control version {version} unsupported; this relay speaks {CONTROL_VERSION}"),
+        );
+    }
+    if !validate_name(&name) {
+        return reject(stats, ErrorCode::BadName, "invalid name");
+    }
+    if state.sessions.len() >= cx.max_sessions {
+        return reject(stats, ErrorCode::Full, "relay is full");
+    }
+    let session = state.add_session(name.clone(), cx.secret, cx.conn, cx.now);
+    stats.inc(Counter::SessionsTotal);
+    let welcome = ServerMessage::Welcome {
+        session,
+        secret: cx.secret,
+        name,
+        channels: state.channel_list(),
+        default_channel: state.default_channel,
+        server_time_ms: cx.unix_ms,
+    };
+    Ok((session, welcome))
+}
+
+/// Removes `who` from its channel, telling the remaining members. Returns the channel left.
+fn leave(state: &mut State, who: SessionToken, out: &mut Outbox) -> Option<ChannelId> {
+    let ch = state.remove_member(who)?;
+    for &m in state.members(ch) {
+        out.push((
+            m,
+            ServerMessage::UserLeft {
+                channel: ch,
+                session: who,
+            },
+        ));
+    }
+    Some(ch)
+}
+
+/// Ends a session for any reason (goodbye, EOF, reset, timeout, overflow): `UserLeft` to the
+/// remaining members, then the session and its UDP binding are gone.
+pub fn disconnect(state: &mut State, who: SessionToken, out: &mut Outbox) {
+    leave(state, who, out);
+    state.sessions.remove(&who);
+}
+
+/// Handles one message from an established session.
+pub fn handle(
+    state: &mut State,
+    stats: &mut Stats,
+    who: SessionToken,
+    msg: ClientMessage,
+    now: Instant,
+    unix_ms: u64,
+    out: &mut Outbox,
+) -> After {
+    let Some(session) = state.sessions.get_mut(&who) else {
+        return After::Close;
+    };
+    if msg == ClientMessage::Goodbye {
+        disconnect(state, who, out);
+        return After::Close;
+    }
+    let chat_over = matches!(msg, ClientMessage::Chat { .. }) && !session.chat.check(now, 1.0);
+    if chat_over || !session.control.take(now, 1.0) {
+        stats.inc(Counter::TcpRateLimited);
+        out.push((who, error(ErrorCode::RateLimited, "too many requests")));
+        return After::Continue;
+    }
+    match msg {
+        ClientMessage::Hello { .. } => {
+            out.push((who, error(ErrorCode::Handshake, "already said Hello")));
+        }
+        ClientMessage::JoinChannel { channel } => join(state, who, channel, out),
+        ClientMessage::LeaveChannel => match leave(state, who, out) {
+            Some(channel) => out.push((who, ServerMessage::Left { channel })),
+            None => out.push((who, error(ErrorCode::NotInChannel, "not in a channel"))),
+        },
+        ClientMessage::Chat { text } => chat(state, stats, who, text, unix_ms, out),
+        ClientMessage::Ping { client_time_us } => out.push((
+            who,
+            ServerMessage::Pong {
+                client_time_us,
+                server_time_ms: unix_ms,
+            },
+        )),
+        ClientMessage::ListChannels => out.push((
+            who,
+            ServerMessage::ChannelList {
+                channels: state.channel_list(),
+            },
+        )),
+        ClientMessage::StatsRequest => out.push((
+            who,
+            ServerMessage::Stats {
+                counters: stats.snapshot(),
+            },
+        )),
+        ClientMessage::ReceiverReport {
+            sender,
+            loss_permille,
+            jitter_ms,
+        } => {
+            if state.sessions.contains_key(&sender) {
+                out.push((
+                    sender,
+                    ServerMessage::ReceiverReport {
+                        from: who,
+                        loss_permille,
+                        jitter_ms,
+                    },
+                ));
+            } else {
+                out.push((who, error(ErrorCode::NoSuchSession, "no such session")));
+            }
+        }
+        ClientMessage::Goodbye => {}
+    }
+    After::Continue
+}
+
+fn join(state: &mut State, who: SessionToken, channel: ChannelId, out: &mut Outbox) {
+    if !state.channels.contains_key(&channel) {
+        out.push((who, error(ErrorCode::NoSuchChannel, "no such channel")));
+        return;
+    }
+    let current = state.sessions.get(&who).and_then(|s| s.channel);
+    if current != Some(channel) {
+        leave(state, who, out);
+        state.add_member(who, channel);
+        let user = state.sessions[&who].info();
+        for &m in state.members(channel) {
+            if m != who {
+                out.push((
+                    m,
+                    ServerMessage::UserJoined {
+                        channel,
+                        user: user.clone(),
+                    },
+                ));
+            }
+        }
+    }
+    if let Some(info) = state.channel_info(channel) {
+        out.push((who, ServerMessage::Joined { channel: info }));
+    }
+}
+
+fn chat(
+    state: &mut State,
+    stats: &mut Stats,
+    who: SessionToken,
+    text: String,
+    unix_ms: u64,
+    out: &mut Outbox,
+) {
+    let Some(s) = state.sessions.get_mut(&who) else {
+        return;
+    };
+    let Some(channel) = s.channel else {
+        out.push((
+            who,
+            error(ErrorCode::NotInChannel, "join a channel to chat"),
+        ));
+        return;
+    };
+    if !validate_chat(&text) {
+        out.push((
+            who,
+            error(ErrorCode::BadChat, "chat must be 1..=2000 bytes"),
+        ));
+        return;
+    }
+    s.chat.consume(1.0);
+    stats.inc(Counter::ChatMessages);
+    let from_name = s.name.clone();
+    for &m in state.members(channel) {
+        out.push((
+            m,
+            ServerMessage::Chat {
+                channel,
+                from: who,
+                from_name: from_name.clone(),
+                text: text.clone(),
+                server_time_ms: unix_ms,
+            },
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use voice_core::proto::tcp::UserInfo;
+
+    struct Fixture {
+        st: State,
+        stats: Stats,
+        now: Instant,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            Fixture {
+                st: State::new(&Config::default()),
+                stats: Stats::new(),
+                now: Instant::now(),
+            }
+        }
+        fn connect(&mut self, name: &str) -> SessionToken {
+            let cx = HelloContext {
+                conn: 0,
+                secret: [1; 32],
+                now: self.now,
+                unix_ms: 1,
+                max_sessions: 3,
+            };
+            let msg = ClientMessage::Hello {
+                version: CONTROL_VERSION,
+                name: name.into(),
+            };
+            hello(&mut self.st, &mut self.stats, msg, cx).unwrap().0
+        }
+        fn send(&mut self, who: SessionToken, msg: ClientMessage) -> Outbox {
+            let mut out = Vec::new();
+            handle(
+                &mut self.st,
+                &mut self.stats,
+                who,
+                msg,
+                self.now,
+                7,
+                &mut out,
+            );
+            out
+        }
+    }
+
+    fn join(c: u32) -> ClientMessage {
+        ClientMessage::JoinChannel {
+            channel: ChannelId(c),
+        }
+    }
+
+    #[test]
+    fn handshake_rejections() {
+        let mut f = Fixture::new();
+        let cx = HelloContext {
+            conn: 0,
+            secret: [0; 32],
+            now: f.now,
+            unix_ms: 0,
+            max_sessions: 1,
+        };
+        let code = |r: Result<(SessionToken, ServerMessage), ServerMessage>| match r {
+            Err(ServerMessage::Error { code, .. }) => code,
+            other => panic!("{other:?}"),
+        };
+        let bad_version = ClientMessage::Hello {
+            version: 99,
+            name: "a".into(),
+        };
+        assert_eq!(
+            code(hello(&mut f.st, &mut f.stats, bad_version, cx)),
+            ErrorCode::Version
+        );
+        let bad_name = ClientMessage::Hello {
+            version: CONTROL_VERSION,
+            name: " ".into(),
+        };
+        assert_eq!(
+            code(hello(&mut f.st, &mut f.stats, bad_name, cx)),
+            ErrorCode::BadName
+        );
+        assert_eq!(
+            code(hello(
+                &mut f.st,
+                &mut f.stats,
+                ClientMessage::ListChannels,
+                cx
+            )),
+            ErrorCode::Handshake
+        );
+        let ok = ClientMessage::Hello {
+            version: CONTROL_VERSION,
+            name: "a".into(),
+        };
+        let (t, _) = hello(&mut f.st, &mut f.stats, ok.clone(), cx).unwrap();
+        assert_eq!(t, SessionToken(1));
+        assert_eq!(
+            code(hello(&mut f.st, &mut f.stats, ok, cx)),
+            ErrorCode::Full
+        );
+        assert_eq!(f.stats.get(Counter::HandshakeRejected), 4);
+    }
+
+    #[test]
+    fn presence_goes_to_exactly_the_right_members_in_order() {
+        let mut f = Fixture::new();
+        let (a, b, c) = (f.connect("a"), f.connect("b"), f.connect("c"));
+        f.send(a, join(1));
+        let out = f.send(b, join(1));
+        let ua = UserInfo {
+            session: a,
+            name: "a".into(),
+        };
+        let ub = UserInfo {
+            session: b,
+            name: "b".into(),
+        };
+        assert_eq!(
+            out,
+            vec![
+                (
+                    a,
+                    ServerMessage::UserJoined {
+                        channel: ChannelId(1),
+                        user: ub.clone()
+                    }
+                ),
+                (
+                    b,
+                    ServerMessage::Joined {
+                        channel: f.st.channel_info(ChannelId(1)).unwrap()
+                    }
+                ),
+            ]
+        );
+        f.send(c, join(2));
+        // b switches 1 -> 2: UserLeft to a, UserJoined to c, Joined to b.
+        let out = f.send(b, join(2));
+        assert_eq!(
+            out[0],
+            (
+                a,
+                ServerMessage::UserLeft {
+                    channel: ChannelId(1),
+                    session: b
+                }
+            )
+        );
+        assert_eq!(
+            out[1],
+            (
+                c,
+                ServerMessage::UserJoined {
+                    channel: ChannelId(2),
+                    user: ub
+                }
+            )
+        );
+        assert!(
+            matches!(&out[2], (t, ServerMessage::Joined { channel }) if *t == b && channel.users.len() == 2)
+        );
+        // Re-joining the same channel only re-sends Joined.
+        let out = f.send(b, join(2));
+        assert_eq!(out.len(), 1);
+        // Leave.
+        let out = f.send(c, ClientMessage::LeaveChannel);
+        assert_eq!(
+            out,
+            vec![
+                (
+                    b,
+                    ServerMessage::UserLeft {
+                        channel: ChannelId(2),
+                        session: c
+                    }
+                ),
+                (
+                    c,
+                    ServerMessage::Left {
+                        channel: ChannelId(2)
+                    }
+                ),
+            ]
+        );
+        // Goodbye from a lone member tells nobody and removes the session.
+        let _ = ua;
+        let out = f.send(a, ClientMessage::Goodbye);
+        assert!(out.is_empty());
+        assert!(!f.st.sessions.contains_key(&a));
+        assert!(f.st.members(ChannelId(1)).is_empty());
+    }
+
+    #[test]
+    fn chat_reaches_the_channel_including_the_sender() {
+        let mut f = Fixture::new();
+        let (a, b, c) = (f.connect("a"), f.connect("b"), f.connect("c"));
+        let out = f.send(a, ClientMessage::Chat { text: "x".into() });
+        assert!(matches!(
+            &out[..],
+            [(
+                _,
+                ServerMessage::Error {
+                    code: ErrorCode::NotInChannel,
+                    ..
+                }
+            )]
+        ));
+        f.send(a, join(1));
+        f.send(b, join(1));
+        f.send(c, join(2));
+        let out = f.send(a, ClientMessage::Chat { text: "hi".into() });
+        let to: Vec<_> = out.iter().map(|(t, _)| *t).collect();
+        assert_eq!(to, vec![a, b]);
+        let out = f.send(
+            a,
+            ClientMessage::Chat {
+                text: String::new(),
+            },
+        );
+        assert!(matches!(
+            &out[..],
+            [(
+                _,
+                ServerMessage::Error {
+                    code: ErrorCode::BadChat,
+                    ..
+                }
+            )]
+        ));
+    }
+
+    #[test]
+    fn chat_is_rate_limited() {
+        let mut f = Fixture::new();
+        let a = f.connect("a");
+        f.send(a, join(1));
+        let burst = f.st.limits.chat.burst as usize;
+        let limited = (0..burst + 5)
+            .filter(|_| {
+                let out = f.send(a, ClientMessage::Chat { text: "x".into() });
+                matches!(
+                    &out[..],
+                    [(
+                        _,
+                        ServerMessage::Error {
+                            code: ErrorCode::RateLimited,
+                            ..
+                        }
+                    )]
+                )
+            })
+            .count();
+        assert_eq!(limited, 5);
+        assert_eq!(f.stats.get(Counter::TcpRateLimited), 5);
+    }
+
+    #[test]
+    fn receiver_reports_and_errors() {
+        let mut f = Fixture::new();
+        let (a, b) = (f.connect("a"), f.connect("b"));
+        let rr = |s| ClientMessage::ReceiverReport {
+            sender: s,
+            loss_permille: 3,
+            jitter_ms: 4,
+        };
+        assert_eq!(
+            f.send(a, rr(b)),
+            vec![(
+                b,
+                ServerMessage::ReceiverReport {
+                    from: a,
+                    loss_permille: 3,
+                    jitter_ms: 4
+                }
+            )]
+        );
+        assert!(matches!(
+            &f.send(a, rr(SessionToken(77)))[..],
+            [(
+                _,
+                ServerMessage::Error {
+                    code: ErrorCode::NoSuchSession,
+                    ..
+                }
+            )]
+        ));
+        assert!(matches!(
+            &f.send(a, join(42))[..],
+            [(
+                _,
+                ServerMessage::Error {
+                    code: ErrorCode::NoSuchChannel,
+                    ..
+                }
+            )]
+        ));
+        assert!(matches!(
+            &f.send(a, ClientMessage::Ping { client_time_us: 5 })[..],
+            [(
+                _,
+                ServerMessage::Pong {
+                    client_time_us: 5,
+                    ..
+                }
+            )]
+        ));
+    }
+
+    #[test]
+    fn disconnect_tells_remaining_members() {
+        let mut f = Fixture::new();
+        let (a, b) = (f.connect("a"), f.connect("b"));
+        f.send(a, join(3));
+        f.send(b, join(3));
+        let mut out = Vec::new();
+        disconnect(&mut f.st, a, &mut out);
+        assert_eq!(
+            out,
+            vec![(
+                b,
+                ServerMessage::UserLeft {
+                    channel: ChannelId(3),
+                    session: a
+                }
+            )]
+        );
+        assert_eq!(f.st.members(ChannelId(3)), &[b]);
+    }
+}

@@ -1,0 +1,60 @@
+//! `relay`: the voice relay of the voice engine.
+//!
+//! One single-threaded `mio` loop serves the TCP control plane (handshake, channels, presence,
+//! chat, stats) and the UDP voice plane (registration by proof, fan-out of the exact received
+//! bytes to the sender's channel or a whisper target) on the same address and port (default
+//! [`config::DEFAULT_LISTEN`]). Protocol decisions are plain functions over plain state, tested
+//! without sockets; the loop only moves bytes. The wire format is `voice_core::proto`.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`config`] | defaults, TOML file, command-line flags |
+//! | [`state`] | sessions, channels, the routing decision for each datagram |
+//! | [`budget`] | token buckets (time passed in) |
+//! | [`control`] | TCP messages as state transitions producing outgoing messages |
+//! | [`stats`] | counters, including every drop by reason |
+//! | [`udpio`] | `recvmmsg`/`sendmmsg` batches (the only unsafe code) |
+//! | [`server`] | the event loop, timeouts, buffers, [`Relay`] and [`RelayHandle`] |
+//!
+//! ```no_run
+//! let relay = relay::Relay::bind(relay::Config::default())?;
+//! println!("listening on {}", relay.local_addr());
+//! let handle = relay.spawn()?;
+//! // ...
+//! handle.stop()?;
+//! # Ok::<(), relay::Error>(())
+//! ```
+//!
+//! Linux only (it uses `recvmmsg`/`sendmmsg` through `libc`).
+
+pub mod budget;
+pub mod config;
+pub mod control;
+pub mod server;
+pub mod state;
+pub mod stats;
+pub mod udpio;
+
+pub use config::Config;
+pub use server::{Relay, RelayHandle, Stopper};
+pub use stats::{Counter, Stats};
+
+/// Any error of the relay.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// Binding the listen address failed.
+    #[error("binding {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// An I/O error of the event loop.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}

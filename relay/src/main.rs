@@ -1,0 +1,57 @@
+//! The `relay` binary: parses flags and an optional TOML file, runs the loop on the main thread,
+//! and stops cleanly on SIGINT or SIGTERM (a named signal thread wakes the loop).
+
+use std::process::ExitCode;
+
+use relay::{Config, Relay};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let config = match Config::from_args(std::env::args().skip(1)) {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            println!("{}", relay::config::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("relay: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let relay = match Relay::bind(config) {
+        Ok(r) => r,
+        Err(e) => {
+            log::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let stopper = relay.stopper();
+    let mut signals = match Signals::new([SIGINT, SIGTERM]) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("installing signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let spawned = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                log::info!("signal {sig}: shutting down");
+                stopper.stop();
+            }
+        });
+    if let Err(e) = spawned {
+        log::error!("starting the signal thread: {e}");
+        return ExitCode::FAILURE;
+    }
+    match relay.run() {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! The TCP side of the loop: read frames until `WouldBlock`, run the handshake and
+//! [`control`](crate::control) transitions, queue framed replies under the per-connection cap,
+//! flush them, expire timeouts, and reap dead connections with a clean `UserLeft`.
+
+use std::io::{self, Write};
+use std::time::Instant;
+
+use voice_core::proto::tcp::{encode_frame, ClientMessage, ErrorCode, FrameError, ServerMessage};
+
+use super::{unix_ms, Relay};
+use crate::control::{self, After, HelloContext, Outbox};
+use crate::stats::Counter;
+
+impl Relay {
+    pub(super) fn read_conn(&mut self, id: usize) {
+        self.reap_needed = true;
+        let now = Instant::now();
+        loop {
+            let Some(c) = self.conns.get_mut(&id) else {
+                return;
+            };
+            if c.dead || c.closing {
+                // Nothing more is read from a closing connection; a hung-up peer is reaped.
+                let mut sink = [0u8; 512];
+                match io::Read::read(&mut c.stream, &mut sink) {
+                    Ok(0) => c.dead = true,
+                    Ok(_) => continue,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => c.dead = true,
+                }
+                return;
+            }
+            match c.reader.read_from(&mut c.stream) {
+                Ok(0) => {
+                    log::debug!("conn {id} ({}) closed by peer", c.peer);
+                    c.dead = true;
+                    return;
+                }
+                Ok(_) => self.process_frames(id, now),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    log::debug!("conn {id} read: {e}");
+                    c.dead = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    pub(super) fn process_frames(&mut self, id: usize, now: Instant) {
+        loop {
+            let Some(c) = self.conns.get_mut(&id) else {
+                return;
+            };
+            if c.closing || c.dead {
+                return;
+            }
+            let session = c.session;
+            let msg = match c.reader.next_message::<ClientMessage>() {
+                Ok(None) => return,
+                Ok(Some(m)) => {
+                    self.stats.inc(Counter::TcpFramesIn);
+                    m
+                }
+                Err(FrameError::Malformed(e)) => {
+                    self.stats.inc(Counter::TcpFramesIn);
+                    self.stats.inc(Counter::TcpMalformed);
+                    log::debug!("conn {id}: malformed frame: {e}");
+                    if session.is_some() {
+                        c.deadline = now + self.config.idle_timeout();
+                        let err = control::error(ErrorCode::Malformed, "frame did not decode");
+                        self.queue(id, &err);
+                    } else {
+                        let err = control::error(ErrorCode::Handshake, "expected Hello");
+                        self.stats.inc(Counter::HandshakeRejected);
+                        self.queue(id, &err);
+                        self.close_after_flush(id, now);
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    self.stats.inc(Counter::TcpOversizeClosed);
+                    log::debug!("conn {id} ({}): {e}; closing", c.peer);
+                    c.dead = true;
+                    return;
+                }
+            };
+            match session {
+                None => self.on_hello(id, msg, now),
+                Some(who) => {
+                    c.deadline = now + self.config.idle_timeout();
+                    if msg == ClientMessage::StatsRequest {
+                        self.refresh_gauges();
+                    }
+                    let mut out = std::mem::take(&mut self.outbox);
+                    let after = control::handle(
+                        &mut self.state,
+                        &mut self.stats,
+                        who,
+                        msg,
+                        now,
+                        unix_ms(),
+                        &mut out,
+                    );
+                    if after == After::Close {
+                        if let Some(c) = self.conns.get_mut(&id) {
+                            c.session = None;
+                        }
+                        self.close_after_flush(id, now);
+                    }
+                    self.deliver(&mut out);
+                    self.outbox = out;
+                }
+            }
+        }
+    }
+
+    pub(super) fn on_hello(&mut self, id: usize, msg: ClientMessage, now: Instant) {
+        let mut secret = [0u8; 32];
+        if let Err(e) = getrandom::fill(&mut secret) {
+            log::error!("getrandom failed: {e}; refusing the session");
+            self.close_after_flush(id, now);
+            return;
+        }
+        let cx = HelloContext {
+            conn: id,
+            secret,
+            now,
+            unix_ms: unix_ms(),
+            max_sessions: self.config.max_sessions,
+        };
+        match control::hello(&mut self.state, &mut self.stats, msg, cx) {
+            Ok((token, welcome)) => {
+                if let Some(c) = self.conns.get_mut(&id) {
+                    c.session = Some(token);
+                    c.deadline = now + self.config.idle_timeout();
+                    log::info!("session {token} from {}", c.peer);
+                }
+                self.queue(id, &welcome);
+            }
+            Err(err) => {
+                self.queue(id, &err);
+                self.close_after_flush(id, now);
+            }
+        }
+    }
+
+    pub(super) fn close_after_flush(&mut self, id: usize, now: Instant) {
+        if let Some(c) = self.conns.get_mut(&id) {
+            c.closing = true;
+            c.deadline = c.deadline.min(now + self.config.handshake_timeout());
+            self.dirty.push(id);
+        }
+    }
+
+    /// Frames `msg` into connection `id`'s outgoing buffer; overflowing the cap kills it.
+    pub(super) fn queue(&mut self, id: usize, msg: &ServerMessage) {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        if c.dead {
+            return;
+        }
+        if let Err(e) = encode_frame(msg, &mut c.out) {
+            log::error!("encoding a reply failed: {e}");
+            return;
+        }
+        if c.pending() > self.config.max_outgoing_bytes {
+            self.stats.inc(Counter::TcpOverflowClosed);
+            log::info!("conn {id} ({}): outgoing buffer over cap; closing", c.peer);
+            c.dead = true;
+            self.reap_needed = true;
+            return;
+        }
+        self.dirty.push(id);
+    }
+
+    pub(super) fn deliver(&mut self, out: &mut Outbox) {
+        for (to, msg) in out.drain(..) {
+            if let Some(conn) = self.state.sessions.get(&to).map(|s| s.conn) {
+                self.queue(conn, &msg);
+            }
+        }
+    }
+
+    pub(super) fn flush_dirty(&mut self) {
+        if self.dirty.is_empty() {
+            return;
+        }
+        self.reap_needed = true;
+        let mut dirty = std::mem::take(&mut self.dirty);
+        dirty.sort_unstable();
+        dirty.dedup();
+        for id in dirty.drain(..) {
+            let Some(c) = self.conns.get_mut(&id) else {
+                continue;
+            };
+            while c.pending() > 0 && !c.dead {
+                match c.stream.write(&c.out[c.out_pos..]) {
+                    Ok(0) => c.dead = true,
+                    Ok(n) => c.out_pos += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        log::debug!("conn {id} write: {e}");
+                        c.dead = true;
+                    }
+                }
+            }
+            if c.pending() == 0 {
+                c.out.clear();
+                c.out_pos = 0;
+                if c.closing {
+                    c.dead = true;
+                }
+            }
+        }
+        self.dirty = dirty;
+    }
+
+    pub(super) fn expire(&mut self, now: Instant) {
+        self.reap_needed = true;
+        for (id, c) in &mut self.conns {
+            if !c.dead && now >= c.deadline {
+                let counter = if c.session.is_some() {
+                    Counter::TcpIdleTimeout
+                } else {
+                    Counter::TcpHandshakeTimeout
+                };
+                if !c.closing {
+                    self.stats.inc(counter);
+                }
+                log::debug!("conn {id} ({}): {}; closing", c.peer, counter.name());
+                c.dead = true;
+            }
+        }
+    }
+
+    /// Drops dead connections; returns true when that queued messages for others.
+    pub(super) fn reap(&mut self) -> bool {
+        if !std::mem::take(&mut self.reap_needed) || !self.conns.values().any(|c| c.dead) {
+            return false;
+        }
+        let dead: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.dead)
+            .map(|(&id, _)| id)
+            .collect();
+        let mut out = std::mem::take(&mut self.outbox);
+        for id in dead {
+            let Some(mut c) = self.conns.remove(&id) else {
+                continue;
+            };
+            let _ = self.poll.registry().deregister(&mut c.stream);
+            if let Some(who) = c.session {
+                log::info!("session {who} ended");
+                control::disconnect(&mut self.state, who, &mut out);
+            }
+        }
+        let queued = !out.is_empty();
+        self.deliver(&mut out);
+        self.outbox = out;
+        queued
+    }
+}
