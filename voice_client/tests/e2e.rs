@@ -90,17 +90,44 @@ fn channel_voice_presence_chat_and_rtt() {
     let s = |f: &str| d.join(f).to_str().unwrap().to_string();
     let b = bot(
         server,
-        &["--name", "bob", "--channel", "1", "--record", &s("b.wav"), "--duration", "6"],
+        &[
+            "--name",
+            "bob",
+            "--channel",
+            "1",
+            "--record",
+            &s("b.wav"),
+            "--duration",
+            "6",
+        ],
         &d.join("b.jsonl"),
     );
     let c = bot(
         server,
-        &["--name", "carol", "--channel", "1", "--record", &s("c.wav"), "--duration", "6"],
+        &[
+            "--name",
+            "carol",
+            "--channel",
+            "1",
+            "--record",
+            &s("c.wav"),
+            "--duration",
+            "6",
+        ],
         &d.join("c.jsonl"),
     );
     let dd = bot(
         server,
-        &["--name", "dave", "--channel", "2", "--record", &s("d.wav"), "--duration", "6"],
+        &[
+            "--name",
+            "dave",
+            "--channel",
+            "2",
+            "--record",
+            &s("d.wav"),
+            "--duration",
+            "6",
+        ],
         &d.join("d.jsonl"),
     );
     std::thread::sleep(Duration::from_millis(800));
@@ -141,11 +168,23 @@ fn channel_voice_presence_chat_and_rtt() {
 
     let lines_b = json_lines(&d.join("b.jsonl"));
     let ev_b = events(&lines_b);
-    let joined: Vec<&str> = ev_b
+    // Bob learns who is in his channel from the member list on joining, then from UserJoined.
+    let mut joined: Vec<&str> = ev_b
         .iter()
         .filter_map(|e| e.get("UserJoined"))
         .filter_map(|u| u["user"]["name"].as_str())
         .collect();
+    for e in ev_b.iter().filter_map(|e| e.get("ChannelJoined")) {
+        if let Some(users) = e["channel"]["users"].as_array() {
+            joined.extend(users.iter().filter_map(|u| u["name"].as_str()));
+        }
+    }
+    assert!(
+        ev_b.iter()
+            .filter_map(|e| e.get("UserJoined"))
+            .any(|u| u["user"]["name"] == "alice"),
+        "alice joined after bob: a UserJoined event"
+    );
     assert!(
         joined.contains(&"carol") && joined.contains(&"alice"),
         "{joined:?}"
@@ -182,13 +221,31 @@ fn whisper_reaches_only_its_target() {
     let s = |f: &str| d.join(f).to_str().unwrap().to_string();
     let b = bot(
         server,
-        &["--name", "bob", "--channel", "1", "--record", &s("b.wav"), "--duration", "6"],
+        &[
+            "--name",
+            "bob",
+            "--channel",
+            "1",
+            "--record",
+            &s("b.wav"),
+            "--duration",
+            "6",
+        ],
         &d.join("b.jsonl"),
     );
     // Carol is in another channel: a whisper reaches her whatever channel she is in.
     let c = bot(
         server,
-        &["--name", "carol", "--channel", "2", "--record", &s("c.wav"), "--duration", "6"],
+        &[
+            "--name",
+            "carol",
+            "--channel",
+            "2",
+            "--record",
+            &s("c.wav"),
+            "--duration",
+            "6",
+        ],
         &d.join("c.jsonl"),
     );
     std::thread::sleep(Duration::from_millis(800));
