@@ -19,9 +19,12 @@ use voice_core::codec::{Decoder, Encoder, EncoderConfig, MAX_PACKET};
 use voice_core::jitter::{JitterBuffer, Playout};
 use voice_core::{Time, FRAME_SAMPLES};
 
+/// A min-heap of (sequence, owned payload).
+type PacketHeap = BinaryHeap<Reverse<(u64, Vec<u8>)>>;
+
 /// The seed's sketch: a locked binary heap of owned packets, popped when the head is expected.
 struct SeedHeap {
-    heap: Mutex<BinaryHeap<Reverse<(u64, Vec<u8>)>>>,
+    heap: Mutex<PacketHeap>,
     next: Mutex<Option<u64>>,
 }
 

@@ -416,18 +416,18 @@ impl Driver {
             Command::Leave => ("leave", e.leave_channel()),
             Command::Chat(text) => ("chat", e.send_chat(&text)),
             Command::Whisper(t) => ("whisper", e.set_whisper(t)),
-            Command::PushToTalk(on) => ("push_to_talk", Ok(e.set_push_to_talk(on))),
-            Command::Mode(m) => ("transmit_mode", Ok(e.set_transmit_mode(m))),
-            Command::Vad(v) => ("vad", Ok(e.set_vad(v))),
-            Command::Mute(m) => ("mute", Ok(e.set_muted(m))),
-            Command::Deafen(d) => ("deafen", Ok(e.set_deafened(d))),
-            Command::UserVolume(s, v) => ("user_volume", Ok(e.set_user_volume(s, v))),
-            Command::UserMute(s, m) => ("user_mute", Ok(e.set_user_muted(s, m))),
             Command::ListChannels => ("list_channels", e.request_channel_list()),
             Command::ServerStats => ("server_stats", e.request_server_stats()),
+            Command::PushToTalk(on) => return e.set_push_to_talk(on),
+            Command::Mode(m) => return e.set_transmit_mode(m),
+            Command::Vad(v) => return e.set_vad(v),
+            Command::Mute(m) => return e.set_muted(m),
+            Command::Deafen(d) => return e.set_deafened(d),
+            Command::UserVolume(s, v) => return e.set_user_volume(s, v),
+            Command::UserMute(s, m) => return e.set_user_muted(s, m),
             Command::Stats(reply) => {
                 let _ = reply.send(e.stats(now));
-                ("stats", Ok(()))
+                return;
             }
             Command::JoinNamed(_)
             | Command::WhisperNamed(_)
