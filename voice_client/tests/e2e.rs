@@ -199,7 +199,7 @@ fn channel_voice_presence_chat_and_rtt() {
         .iter()
         .filter_map(|l| l.get("stats"))
         .filter_map(|s| s["rtt_ms"].as_f64())
-        .last()
+        .next_back()
         .expect("bob reports an RTT");
     assert!((0.0..200.0).contains(&rtt), "rtt {rtt}");
     let speaking = ev_b
