@@ -33,6 +33,9 @@ pub enum AudioInput {
     },
     /// Silence.
     Null,
+    /// The application pushes captured samples itself ([`AppCapture`], e.g. from a game engine's
+    /// own audio thread).
+    App,
 }
 
 /// Where the mixed output goes.
@@ -44,6 +47,72 @@ pub enum AudioOutput {
     Wav(PathBuf),
     /// Discard.
     Null,
+    /// The application pulls mixed samples itself ([`AppPlayback`]).
+    App,
+}
+
+/// Ring size for application-owned audio: 200 ms.
+const APP_RING: usize = 10 * FRAME_SAMPLES;
+
+/// The application's end of the capture ring: push 48 kHz mono samples from any one thread.
+///
+/// Wait-free: never locks, never allocates. Samples that do not fit (the engine is not keeping up,
+/// more than 200 ms queued) are dropped and the count returned says how many were taken.
+pub struct AppCapture(rtrb::Producer<i16>);
+
+impl AppCapture {
+    /// Queues `pcm`; returns how many samples were accepted.
+    pub fn push(&mut self, pcm: &[i16]) -> usize {
+        let n = pcm.len().min(self.0.slots());
+        if let Ok(mut chunk) = self.0.write_chunk(n) {
+            let (a, b) = chunk.as_mut_slices();
+            a.copy_from_slice(&pcm[..a.len()]);
+            b.copy_from_slice(&pcm[a.len()..a.len() + b.len()]);
+            chunk.commit_all();
+            n
+        } else {
+            0
+        }
+    }
+}
+
+/// The application's end of the playback ring: pull mixed 48 kHz mono samples from any one thread.
+///
+/// Wait-free. When fewer samples are ready than asked for, the rest of `out` is filled with
+/// silence and the count returned says how many were real.
+pub struct AppPlayback(rtrb::Consumer<i16>);
+
+impl AppPlayback {
+    /// Fills `out`; returns how many samples came from the engine (the rest is silence).
+    pub fn pull(&mut self, out: &mut [i16]) -> usize {
+        let n = out.len().min(self.0.slots());
+        if let Ok(chunk) = self.0.read_chunk(n) {
+            let (a, b) = chunk.as_slices();
+            out[..a.len()].copy_from_slice(a);
+            out[a.len()..a.len() + b.len()].copy_from_slice(b);
+            chunk.commit_all();
+        }
+        out[n..].fill(0);
+        n
+    }
+}
+
+/// Creates the capture ring: the engine's reading end and the application's writing end.
+pub fn app_capture_ring() -> (InputStream, AppCapture) {
+    let (p, c) = rtrb::RingBuffer::new(APP_RING);
+    (
+        InputStream {
+            kind: InputKind::Ring(c),
+            started: false,
+        },
+        AppCapture(p),
+    )
+}
+
+/// Creates the playback ring: the engine's writing end and the application's reading end.
+pub fn app_playback_ring() -> (OutputStream, AppPlayback) {
+    let (p, c) = rtrb::RingBuffer::new(APP_RING);
+    (OutputStream::Ring(p), AppPlayback(c))
 }
 
 /// Why an audio backend could not be opened.
@@ -146,6 +215,7 @@ enum InputKind {
         ring: rtrb::Consumer<i16>,
         _stream: cpal::Stream,
     },
+    Ring(rtrb::Consumer<i16>),
     Null,
 }
 
@@ -164,6 +234,11 @@ impl InputStream {
                 amplitude: amplitude.clamp(0.0, 1.0),
             },
             AudioInput::Null => InputKind::Null,
+            AudioInput::App => {
+                return Err(AudioError::Device(
+                    "application audio is created by Client::start".into(),
+                ))
+            }
             AudioInput::Device(name) => open_capture(name.as_deref())?,
         };
         Ok(InputStream {
@@ -223,7 +298,7 @@ impl InputStream {
                     *phase = (*phase + *step) % std::f64::consts::TAU;
                 }
             }
-            InputKind::Device { ring, .. } => {
+            InputKind::Device { ring, .. } | InputKind::Ring(ring) => {
                 // Keep capture latency bounded: if more than 3 frames are queued, drop the oldest.
                 while ring.slots() > 4 * FRAME_SAMPLES {
                     if let Ok(chunk) = ring.read_chunk(FRAME_SAMPLES) {
@@ -274,6 +349,8 @@ fn open_capture(name: Option<&str>) -> Result<InputKind, AudioError> {
 pub enum OutputStream {
     /// Recording to a WAV file.
     Wav(hound::WavWriter<std::io::BufWriter<std::fs::File>>),
+    /// Handing frames to the application through a ring ([`AppPlayback`]).
+    Ring(rtrb::Producer<i16>),
     /// Playing on a device through a ring.
     Device {
         /// Producer side of the ring the callback reads.
@@ -299,6 +376,11 @@ impl OutputStream {
                 OutputStream::Wav(hound::WavWriter::create(path, spec)?)
             }
             AudioOutput::Null => OutputStream::Null,
+            AudioOutput::App => {
+                return Err(AudioError::Device(
+                    "application audio is created by Client::start".into(),
+                ))
+            }
             AudioOutput::Device(name) => open_playback(name.as_deref())?,
         })
     }
@@ -313,7 +395,7 @@ impl OutputStream {
                     }
                 }
             }
-            OutputStream::Device { ring, .. } => {
+            OutputStream::Device { ring, .. } | OutputStream::Ring(ring) => {
                 // Keep playback latency bounded: skip a frame when 4 are already queued.
                 if ring.slots() >= FRAME_SAMPLES
                     && ring.buffer().capacity() - ring.slots() < 4 * FRAME_SAMPLES

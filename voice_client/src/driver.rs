@@ -20,6 +20,8 @@
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -94,6 +96,7 @@ pub struct Driver {
     pub(crate) events: Sender<Event>,
     pub(crate) reconnect: bool,
     pub(crate) poll: Poll,
+    pub(crate) connected: Arc<AtomicBool>,
 }
 
 struct Conn {
@@ -363,10 +366,16 @@ impl Driver {
                 }
             }
         }
+        self.connected.store(false, Ordering::Release);
         self.output
     }
 
     fn emit(&self, ev: Event) {
+        match ev {
+            Event::Connected { .. } => self.connected.store(true, Ordering::Release),
+            Event::Disconnected { .. } => self.connected.store(false, Ordering::Release),
+            _ => {}
+        }
         let _ = self.events.send(ev);
     }
 

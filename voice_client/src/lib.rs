@@ -29,6 +29,7 @@ pub mod audio;
 pub mod driver;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -36,7 +37,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender};
 use mio::{Poll, Waker};
 
-pub use audio::{AudioError, AudioInput, AudioOutput};
+pub use audio::{AppCapture, AppPlayback, AudioError, AudioInput, AudioOutput};
 use driver::{Command, Driver};
 use voice_core::engine::Engine;
 pub use voice_core::engine::{EngineConfig, EngineStats, Event, RemoteStats};
@@ -98,6 +99,9 @@ pub struct Client {
     events: Receiver<Event>,
     waker: Arc<Waker>,
     thread: Option<JoinHandle<audio::OutputStream>>,
+    app_capture: Option<AppCapture>,
+    app_playback: Option<AppPlayback>,
+    connected: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Client {
@@ -110,8 +114,15 @@ impl Client {
     /// Opens audio, spawns the engine thread and starts connecting.
     pub fn start(cfg: ClientConfig) -> Result<Client, ClientError> {
         let mut notices = Vec::new();
+        let mut app_capture = None;
+        let mut app_playback = None;
         let input = match audio::InputStream::open(&cfg.input) {
             Ok(i) => i,
+            Err(_) if cfg.input == AudioInput::App => {
+                let (stream, app) = audio::app_capture_ring();
+                app_capture = Some(app);
+                stream
+            }
             Err(e) if cfg.audio_fallback && matches!(cfg.input, AudioInput::Device(_)) => {
                 let msg = format!("no capture device ({e}); sending silence");
                 log::warn!("{msg}");
@@ -122,6 +133,11 @@ impl Client {
         };
         let output = match audio::OutputStream::open(&cfg.output) {
             Ok(o) => o,
+            Err(_) if cfg.output == AudioOutput::App => {
+                let (stream, app) = audio::app_playback_ring();
+                app_playback = Some(app);
+                stream
+            }
             Err(e) if cfg.audio_fallback && matches!(cfg.output, AudioOutput::Device(_)) => {
                 let msg = format!("no playback device ({e}); output discarded");
                 log::warn!("{msg}");
@@ -138,7 +154,9 @@ impl Client {
         for message in notices {
             let _ = ev_tx.send(Event::AudioNotice { message });
         }
+        let connected = Arc::new(AtomicBool::new(false));
         let driver = Driver {
+            connected: connected.clone(),
             server: cfg.server,
             engine,
             input,
@@ -156,6 +174,9 @@ impl Client {
             events: ev_rx,
             waker,
             thread: Some(thread),
+            app_capture,
+            app_playback,
+            connected,
         })
     }
 
@@ -163,6 +184,21 @@ impl Client {
         if self.commands.send(cmd).is_ok() {
             let _ = self.waker.wake();
         }
+    }
+
+    /// Takes the application's end of the capture ring (once; only with [`AudioInput::App`]).
+    pub fn take_app_capture(&mut self) -> Option<AppCapture> {
+        self.app_capture.take()
+    }
+
+    /// Takes the application's end of the playback ring (once; only with [`AudioOutput::App`]).
+    pub fn take_app_playback(&mut self) -> Option<AppPlayback> {
+        self.app_playback.take()
+    }
+
+    /// Whether the relay has welcomed us and the connection is up (updated by the engine thread).
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Acquire)
     }
 
     /// Events from the engine (presence, chat, speaking, errors, connection state).

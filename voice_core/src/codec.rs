@@ -85,6 +85,9 @@ impl Encoder {
         let mut inner =
             opus::Encoder::new(SAMPLE_RATE, opus::Channels::Mono, opus::Application::Voip)?;
         inner.set_complexity(i32::from(config.complexity.min(10)))?;
+        // This is a voice engine: tell Opus so. It keeps the speech modes (SILK / hybrid), which
+        // are the ones that carry in-band FEC, even for tonal input it might take for music.
+        inner.set_signal(opus::Signal::Voice)?;
         let mut e = Encoder { inner, config };
         e.apply(config)?;
         Ok(e)

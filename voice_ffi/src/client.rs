@@ -1,0 +1,870 @@
+//! The batteries-included client (`voice_client_*`).
+//!
+//! Wraps [`voice_client::Client`]: the engine runs on its own thread; these functions only send it
+//! commands or read what it published, so none of them waits on the network. Events are polled with
+//! [`voice_client_poll_event`] or, once a callback is set, delivered to it from a library thread.
+
+use std::collections::VecDeque;
+use std::ffi::c_char;
+use std::net::ToSocketAddrs;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use ::voice_client::{
+    AppCapture, AppPlayback, AudioInput, AudioOutput, ChannelId, Client, ClientConfig, Event,
+    SessionToken, TransmitMode,
+};
+
+use crate::handle::Handle;
+use crate::{c_str, copy_str, ffi_guard, try_ptr, try_res, voice_result};
+
+/// Push-to-talk: transmit only while `voice_client_set_push_to_talk(c, true)`.
+pub const VOICE_TRANSMIT_PUSH_TO_TALK: u32 = 0;
+/// Voice activity: transmit when the input level says someone speaks.
+pub const VOICE_TRANSMIT_VOICE_ACTIVITY: u32 = 1;
+/// Transmit always.
+pub const VOICE_TRANSMIT_CONTINUOUS: u32 = 2;
+
+/// The engine opens the default capture and playback devices (falling back to silence, with a
+/// `VOICE_EVENT_AUDIO_NOTICE`, where there are none).
+pub const VOICE_AUDIO_DEVICES: u32 = 0;
+/// The game owns audio: `voice_client_push_capture` / `voice_client_pull_playback`.
+pub const VOICE_AUDIO_APP: u32 = 1;
+/// WAV files: `input_wav` is played once voice can flow, `output_wav` records (either may be NULL).
+pub const VOICE_AUDIO_FILES: u32 = 2;
+/// No audio in or out.
+pub const VOICE_AUDIO_NULL: u32 = 3;
+
+/// Event kinds (`voice_event.kind`).
+pub const VOICE_EVENT_CONNECTED: u32 = 1;
+/// UDP is bound: voice flows.
+pub const VOICE_EVENT_UDP_READY: u32 = 2;
+/// Disconnected (`text`: reason); a reconnect may follow.
+pub const VOICE_EVENT_DISCONNECTED: u32 = 3;
+/// One channel of the relay (`channel`, `name`); sent for each channel in a list.
+pub const VOICE_EVENT_CHANNEL: u32 = 4;
+/// We joined `channel` (`name`); `VOICE_EVENT_MEMBER` events for its members follow.
+pub const VOICE_EVENT_CHANNEL_JOINED: u32 = 5;
+/// We left `channel`.
+pub const VOICE_EVENT_CHANNEL_LEFT: u32 = 6;
+/// `session` (`name`) is a member of `channel` (after a join or a channel list).
+pub const VOICE_EVENT_MEMBER: u32 = 7;
+/// `session` (`name`) entered our `channel`.
+pub const VOICE_EVENT_USER_JOINED: u32 = 8;
+/// `session` left our `channel`.
+pub const VOICE_EVENT_USER_LEFT: u32 = 9;
+/// Chat in `channel` from `session` (`name`): `text`; `value` = relay time in ms.
+pub const VOICE_EVENT_CHAT: u32 = 10;
+/// `session` started (`flag` true) or stopped being heard; `flag2`: it is a whisper.
+pub const VOICE_EVENT_SPEAKING: u32 = 11;
+/// A new RTT measurement in `value` (ms).
+pub const VOICE_EVENT_RTT: u32 = 12;
+/// The relay refused something: `code`, `text`.
+pub const VOICE_EVENT_ERROR: u32 = 13;
+/// A command was refused locally: `text`.
+pub const VOICE_EVENT_COMMAND_FAILED: u32 = 14;
+/// An audio notice (e.g. fallback to silence): `text`.
+pub const VOICE_EVENT_AUDIO_NOTICE: u32 = 15;
+/// The relay's counters arrived (not itemised here; use the Rust API for them).
+pub const VOICE_EVENT_SERVER_STATS: u32 = 16;
+
+/// Most remote senders reported in one [`voice_stats`].
+pub const VOICE_MAX_REMOTES: usize = 32;
+
+/// Settings for [`voice_client_new`]. Initialise with [`voice_client_config_default`].
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct voice_client_config {
+    /// Relay address "host:port" (NUL-terminated). Required.
+    pub server: *const c_char,
+    /// Display name (NUL-terminated UTF-8). Required.
+    pub name: *const c_char,
+    /// `VOICE_TRANSMIT_*`.
+    pub transmit_mode: u32,
+    /// `VOICE_AUDIO_*`.
+    pub audio: u32,
+    /// With `VOICE_AUDIO_FILES`: WAV to play, or NULL.
+    pub input_wav: *const c_char,
+    /// With `VOICE_AUDIO_FILES`: WAV to record to, or NULL.
+    pub output_wav: *const c_char,
+    /// Encoder bitrate in bits/s; 0 = the engine default.
+    pub bitrate: u32,
+    /// Channel to join once connected; 0 = the relay's default channel.
+    pub initial_channel: u32,
+    /// Reconnect with backoff after the connection drops, rejoining the channel.
+    pub reconnect: bool,
+}
+
+/// One event. Strings are NUL-terminated UTF-8, truncated to fit.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct voice_event {
+    /// `VOICE_EVENT_*`.
+    pub kind: u32,
+    /// The session the event is about (0 if none).
+    pub session: u32,
+    /// The channel the event is about (0 if none).
+    pub channel: u32,
+    /// Error code for `VOICE_EVENT_ERROR`.
+    pub code: u32,
+    /// Speaking started (`VOICE_EVENT_SPEAKING`).
+    pub flag: bool,
+    /// Whisper (`VOICE_EVENT_SPEAKING`).
+    pub flag2: bool,
+    /// RTT in ms, chat time in ms, or member count of a channel.
+    pub value: f64,
+    /// Length of `name` without NUL.
+    pub name_len: usize,
+    /// User or channel name.
+    pub name: [c_char; 72],
+    /// Length of `text` without NUL.
+    pub text_len: usize,
+    /// Chat text, error message or reason.
+    pub text: [c_char; 2048],
+}
+
+impl voice_event {
+    fn new(kind: u32) -> Self {
+        voice_event {
+            kind,
+            session: 0,
+            channel: 0,
+            code: 0,
+            flag: false,
+            flag2: false,
+            value: 0.0,
+            name_len: 0,
+            name: [0; 72],
+            text_len: 0,
+            text: [0; 2048],
+        }
+    }
+
+    fn name(mut self, s: &str) -> Self {
+        self.name_len = copy_str(s, &mut self.name);
+        self
+    }
+
+    fn text(mut self, s: &str) -> Self {
+        self.text_len = copy_str(s, &mut self.text);
+        self
+    }
+}
+
+/// Flattens an engine event into C events (lists become one event per item).
+fn flatten(ev: Event, out: &mut VecDeque<voice_event>) {
+    use voice_event as E;
+    match ev {
+        Event::Connected { session, name } => {
+            let mut e = E::new(VOICE_EVENT_CONNECTED).name(&name);
+            e.session = session.0;
+            out.push_back(e);
+        }
+        Event::UdpReady => out.push_back(E::new(VOICE_EVENT_UDP_READY)),
+        Event::Disconnected { reason } => {
+            out.push_back(E::new(VOICE_EVENT_DISCONNECTED).text(&reason))
+        }
+        Event::ChannelList { channels } => {
+            for c in channels {
+                let mut e = E::new(VOICE_EVENT_CHANNEL).name(&c.name);
+                e.channel = c.id.0;
+                e.value = c.users.len() as f64;
+                out.push_back(e);
+                for u in c.users {
+                    let mut m = E::new(VOICE_EVENT_MEMBER).name(&u.name);
+                    m.channel = c.id.0;
+                    m.session = u.session.0;
+                    out.push_back(m);
+                }
+            }
+        }
+        Event::ChannelJoined { channel } => {
+            let mut e = E::new(VOICE_EVENT_CHANNEL_JOINED).name(&channel.name);
+            e.channel = channel.id.0;
+            e.value = channel.users.len() as f64;
+            out.push_back(e);
+            for u in channel.users {
+                let mut m = E::new(VOICE_EVENT_MEMBER).name(&u.name);
+                m.channel = channel.id.0;
+                m.session = u.session.0;
+                out.push_back(m);
+            }
+        }
+        Event::ChannelLeft { channel } => {
+            let mut e = E::new(VOICE_EVENT_CHANNEL_LEFT);
+            e.channel = channel.0;
+            out.push_back(e);
+        }
+        Event::UserJoined { channel, user } => {
+            let mut e = E::new(VOICE_EVENT_USER_JOINED).name(&user.name);
+            e.channel = channel.0;
+            e.session = user.session.0;
+            out.push_back(e);
+        }
+        Event::UserLeft { channel, session } => {
+            let mut e = E::new(VOICE_EVENT_USER_LEFT);
+            e.channel = channel.0;
+            e.session = session.0;
+            out.push_back(e);
+        }
+        Event::Chat {
+            channel,
+            from,
+            from_name,
+            text,
+            server_time_ms,
+        } => {
+            let mut e = E::new(VOICE_EVENT_CHAT).name(&from_name).text(&text);
+            e.channel = channel.0;
+            e.session = from.0;
+            e.value = server_time_ms as f64;
+            out.push_back(e);
+        }
+        Event::Speaking {
+            session,
+            speaking,
+            whisper,
+        } => {
+            let mut e = E::new(VOICE_EVENT_SPEAKING);
+            e.session = session.0;
+            e.flag = speaking;
+            e.flag2 = whisper;
+            out.push_back(e);
+        }
+        Event::Rtt { ms } => {
+            let mut e = E::new(VOICE_EVENT_RTT);
+            e.value = ms;
+            out.push_back(e);
+        }
+        Event::ServerStats { .. } => out.push_back(E::new(VOICE_EVENT_SERVER_STATS)),
+        Event::CommandFailed { command, reason } => {
+            out.push_back(E::new(VOICE_EVENT_COMMAND_FAILED).text(&format!("{command}: {reason}")))
+        }
+        Event::AudioNotice { message } => {
+            out.push_back(E::new(VOICE_EVENT_AUDIO_NOTICE).text(&message))
+        }
+        Event::Error { code, message } => {
+            let mut e = E::new(VOICE_EVENT_ERROR).text(&message);
+            e.code = code as u32;
+            out.push_back(e);
+        }
+    }
+}
+
+/// Per-remote-sender statistics.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct voice_remote_stats {
+    /// The sender's session.
+    pub session: u32,
+    /// Heard right now.
+    pub speaking: bool,
+    /// Packets in its jitter buffer.
+    pub buffer_depth: u32,
+    /// Loss over the last 10 s in percent.
+    pub loss_percent_10s: f64,
+    /// Packets received.
+    pub packets_received: u64,
+    /// Packets lost.
+    pub packets_lost: u64,
+    /// Packets that arrived too late to play.
+    pub packets_late: u64,
+    /// Frames concealed by PLC.
+    pub frames_concealed: u64,
+    /// Frames recovered from FEC.
+    pub frames_fec_recovered: u64,
+    /// Interarrival jitter in ms.
+    pub jitter_ms: f64,
+    /// Mean arrival → playout delay in ms.
+    pub mean_buffer_delay_ms: f64,
+}
+
+/// A snapshot of the client.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct voice_stats {
+    /// 0 disconnected, 1 handshaking, 2 connected.
+    pub state: u32,
+    /// Our session (0 when not connected).
+    pub session: u32,
+    /// Our channel (0 when none).
+    pub channel: u32,
+    /// UDP bound.
+    pub udp_ready: bool,
+    /// Transmitting now.
+    pub transmitting: bool,
+    /// Last TCP round trip in ms (negative: none yet).
+    pub rtt_ms: f64,
+    /// Input level in dBFS.
+    pub input_level_dbfs: f32,
+    /// Voice datagrams sent.
+    pub tx_packets: u64,
+    /// Number of valid entries in `remotes`.
+    pub remote_count: usize,
+    /// Per remote sender (the first `VOICE_MAX_REMOTES`).
+    pub remotes: [voice_remote_stats; VOICE_MAX_REMOTES],
+}
+
+struct ClientState {
+    client: Client,
+    pending: Mutex<VecDeque<voice_event>>,
+    capture: Mutex<Option<AppCapture>>,
+    playback: Mutex<Option<AppPlayback>>,
+    callback: Mutex<Option<(Arc<AtomicBool>, JoinHandle<()>)>>,
+}
+
+impl ClientState {
+    fn stop_callback(&self) {
+        let taken = self
+            .callback
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some((stop, thread)) = taken {
+            stop.store(true, Ordering::Release);
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for ClientState {
+    fn drop(&mut self) {
+        self.stop_callback();
+    }
+}
+
+/// An opaque client handle. Never constructed in Rust: pointers to it are handle cells.
+pub struct voice_client {
+    _opaque: [u8; 0],
+}
+
+fn state<'a>(c: *const voice_client) -> Result<&'a ClientState, voice_result> {
+    // SAFETY: `voice_client` is a transparent name for the handle cell.
+    unsafe { Handle::get(c.cast::<Handle<ClientState>>()) }
+}
+
+/// Writes the default configuration (push-to-talk, own devices, reconnect, relay default channel)
+/// to `*out`; `server` and `name` are left NULL for the caller to set.
+///
+/// Thread safety: any thread.
+#[no_mangle]
+pub unsafe extern "C" fn voice_client_config_default(
+    out: *mut voice_client_config,
+) -> voice_result {
+    ffi_guard!({
+        let out = try_ptr!(mut out);
+        *out = voice_client_config {
+            server: std::ptr::null(),
+            name: std::ptr::null(),
+            transmit_mode: VOICE_TRANSMIT_PUSH_TO_TALK,
+            audio: VOICE_AUDIO_DEVICES,
+            input_wav: std::ptr::null(),
+            output_wav: std::ptr::null(),
+            bitrate: 0,
+            initial_channel: 0,
+            reconnect: true,
+        };
+        voice_result::VOICE_OK
+    })
+}
+
+/// Starts a client: opens audio, spawns the engine thread and begins connecting. On success
+/// `*out` receives a handle the caller must release with [`voice_client_free`].
+///
+/// Thread safety: any thread.
+#[no_mangle]
+pub unsafe extern "C" fn voice_client_new(
+    config: *const voice_client_config,
+    out: *mut *mut voice_client,
+) -> voice_result {
+    ffi_guard!({
+        let cfg = try_ptr!(config);
+        if out.is_null() {
+            return voice_result::VOICE_ERR_NULL;
+        }
+        let server = try_res!(unsafe { c_str(cfg.server) });
+        let name = try_res!(unsafe { c_str(cfg.name) });
+        let Some(addr) = server.to_socket_addrs().ok().and_then(|mut a| a.next()) else {
+            return voice_result::VOICE_ERR_INVALID_ARGUMENT;
+        };
+        if !voice_core::proto::tcp::validate_name(name) {
+            return voice_result::VOICE_ERR_INVALID_ARGUMENT;
+        }
+        let mut c = ClientConfig::new(addr, name);
+        c.reconnect = cfg.reconnect;
+        c.engine.transmit = match cfg.transmit_mode {
+            VOICE_TRANSMIT_PUSH_TO_TALK => TransmitMode::PushToTalk,
+            VOICE_TRANSMIT_VOICE_ACTIVITY => TransmitMode::VoiceActivity,
+            VOICE_TRANSMIT_CONTINUOUS => TransmitMode::Continuous,
+            _ => return voice_result::VOICE_ERR_INVALID_ARGUMENT,
+        };
+        if cfg.bitrate != 0 {
+            if !(6_000..=510_000).contains(&cfg.bitrate) {
+                return voice_result::VOICE_ERR_INVALID_ARGUMENT;
+            }
+            c.engine.encoder.bitrate = cfg.bitrate;
+        }
+        (c.input, c.output) = match cfg.audio {
+            VOICE_AUDIO_DEVICES => (AudioInput::Device(None), AudioOutput::Device(None)),
+            VOICE_AUDIO_APP => (AudioInput::App, AudioOutput::App),
+            VOICE_AUDIO_NULL => (AudioInput::Null, AudioOutput::Null),
+            VOICE_AUDIO_FILES => {
+                let input = if cfg.input_wav.is_null() {
+                    AudioInput::Null
+                } else {
+                    AudioInput::Wav {
+                        path: try_res!(unsafe { c_str(cfg.input_wav) }).into(),
+                        looped: false,
+                    }
+                };
+                let output = if cfg.output_wav.is_null() {
+                    AudioOutput::Null
+                } else {
+                    AudioOutput::Wav(try_res!(unsafe { c_str(cfg.output_wav) }).into())
+                };
+                (input, output)
+            }
+            _ => return voice_result::VOICE_ERR_INVALID_ARGUMENT,
+        };
+        let mut client = match Client::start(c) {
+            Ok(c) => c,
+            Err(::voice_client::ClientError::Audio(_)) => return voice_result::VOICE_ERR_AUDIO,
+            Err(::voice_client::ClientError::Codec(_)) => return voice_result::VOICE_ERR_CODEC,
+            Err(::voice_client::ClientError::Io(_)) => return voice_result::VOICE_ERR_IO,
+        };
+        if cfg.initial_channel != 0 {
+            client.join_channel(ChannelId(cfg.initial_channel));
+        }
+        let st = ClientState {
+            capture: Mutex::new(client.take_app_capture()),
+            playback: Mutex::new(client.take_app_playback()),
+            client,
+            pending: Mutex::new(VecDeque::new()),
+            callback: Mutex::new(None),
+        };
+        // SAFETY: checked non-null above.
+        unsafe { *out = Handle::into_raw(st).cast::<voice_client>() };
+        voice_result::VOICE_OK
+    })
+}
+
+/// Says goodbye to the relay, stops the engine (and callback) threads, finalises recordings and
+/// frees the client. NULL is accepted. A second free returns `VOICE_ERR_INVALID_HANDLE`.
+///
+/// Thread safety: no other call on this client may run concurrently or afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn voice_client_free(client: *mut voice_client) -> voice_result {
+    ffi_guard!({ unsafe { Handle::<ClientState>::free(client.cast()) } })
+}
+
+/// Joins (or switches to) `channel`; before the connection is up, joins it once connected.
+///
+/// Thread safety: any thread; the command is queued to the engine thread.
+#[no_mangle]
+pub unsafe extern "C" fn voice_client_join(
+    client: *const voice_client,
+    channel: u32,
+) -> voice_result {
+    ffi_guard!({
+        let st = try_res!(state(client));
+        st.client.join_channel(ChannelId(channel));
+        voice_result::VOICE_OK
+    })
+}
+
+/// Leaves the current channel. `VOICE_ERR_NOT_CONNECTED` when not connected.
+///
+/// Thread safety: any thread; the command is queued to the engine thread.
+#[no_mangle]
+pub unsafe extern "C" fn voice_client_leave(client: *const voice_client) -> voice_result {
+    ffi_guard!({
+        let st = try_res!(state(client));
+        if !st.client.is_connected() {
+            return voice_result::VOICE_ERR_NOT_CONNECTED;
+        }
+        st.client.leave_channel();
+        voice_result::VOICE_OK
+    })
+}
+
+/// Whispers to `session` instead of the channel; 0 returns to the channel.
+///
+/// Thread safety: any thread; the command is queued to the engine thread.
+#[no_mangle]
+pub unsafe extern "C" fn voice_client_whisper(
+    client: *const voice_client,
+    session: u32,
+) -> voice_result {
+    ffi_guard!({
+        let st = try_res!(state(client));
+        st.client
+            .set_whisper((session != 0).then_some(SessionToken(session)));
+        voice_result::VOICE_OK
+    })
+}
+
+/// Push-to-talk key state.
+///
+/// Thread safety: any thread; the command is queued to the engine thread.
+#[no_mangle]
+pub unsafe extern "C" fn voice_client_set_push_to_talk(
+    client: *const voice_client,
+    held: bool,
+) -> voice_result {
+    ffi_guard!({
+        let st = try_res!(state(client));
+        st.client.set_push_to_talk(held);
+        voice_result::VOICE_OK
+    })
+}
+
+/// Mutes (true) or unmutes the microphone.
+///
+/// Thread safety: any thread; the command is queued to the engine thread.
+#[no_mangle]
+pub unsafe extern "C" fn voice_client_set_muted(
+    client: *const voice_client,
+    muted: bool,
+) -> voice_result {
+    ffi_guard!({
+        let st = try_res!(state(client));
+        st.client.set_muted(muted);
+        voice_result::VOICE_OK
+    })
+}
+
+/// Deafens (true: silence all output) or undeafens.
+///
+/// Thread safety: any thread; the command is queued to the engine thread.
+#[no_mangle]
+pub unsafe extern "C" fn voice_client_set_deafened(
+    client: *const voice_client,
+    deafened: bool,
+) -> voice_result {
+    ffi_guard!({
+        let st = try_res!(state(client));
+        st.client.set_deafened(deafened);
+        voice_result::VOICE_OK
+    })
+}
+
+/// Mutes one user locally.
+///
+/// Thread safety: any thread; the command is queued to the engine thread.
+#[no_mangle]
+pub unsafe extern "C" fn voice_client_set_user_muted(
+    client: *const voice_client,
+    session: u32,
+    muted: bool,
+) -> voice_result {
+    ffi_guard!({
+        let st = try_res!(state(client));
+        st.client.set_user_muted(SessionToken(session), muted);
+        voice_result::VOICE_OK
+    })
+}
+
+/// Asks the relay for every channel with its members (`VOICE_EVENT_CHANNEL` / `_MEMBER`).
+/// `VOICE_ERR_NOT_CONNECTED` when not connected.
+///
+/// Thread safety: any thread; the command is queued to the engine thread.
+#[no_mangle]
+pub unsafe extern "C" fn voice_client_request_channels(
+    client: *const voice_client,
+) -> voice_result {
+    ffi_guard!({
+        let st = try_res!(state(client));
+        if !st.client.is_connected() {
+            return voice_result::VOICE_ERR_NOT_CONNECTED;
+        }
+        st.client.request_channel_list();
+        voice_result::VOICE_OK
+    })
+}
+
+/// Sets one user's volume: 1.0 unchanged, 0.0 silent, up to 4.0. NaN or negative is rejected.
+///
+/// Thread safety: any thread.
+#[no_mangle]
+pub unsafe extern "C" fn voice_client_set_user_volume(
+    client: *const voice_client,
+    session: u32,
+    volume: f32,
+) -> voice_result {
+    ffi_guard!({
+        let st = try_res!(state(client));
+        if !(0.0..=4.0).contains(&volume) {
+            return voice_result::VOICE_ERR_INVALID_ARGUMENT;
+        }
+        st.client.set_user_volume(SessionToken(session), volume);
+        voice_result::VOICE_OK
+    })
+}
+
+/// Changes the transmit mode (`VOICE_TRANSMIT_*`).
+///
+/// Thread safety: any thread.
+#[no_mangle]
+pub unsafe extern "C" fn voice_client_set_transmit_mode(
+    client: *const voice_client,
+    mode: u32,
+) -> voice_result {
+    ffi_guard!({
+        let st = try_res!(state(client));
+        let m = match mode {
+            VOICE_TRANSMIT_PUSH_TO_TALK => TransmitMode::PushToTalk,
+            VOICE_TRANSMIT_VOICE_ACTIVITY => TransmitMode::VoiceActivity,
+            VOICE_TRANSMIT_CONTINUOUS => TransmitMode::Continuous,
+            _ => return voice_result::VOICE_ERR_INVALID_ARGUMENT,
+        };
+        st.client.set_transmit_mode(m);
+        voice_result::VOICE_OK
+    })
+}
+
+/// Sends `len` bytes of UTF-8 `text` as chat to the current channel (1..=2000 bytes).
+/// `VOICE_ERR_NOT_CONNECTED` when not connected.
+///
+/// Thread safety: any thread.
+#[no_mangle]
+pub unsafe extern "C" fn voice_client_send_chat(
+    client: *const voice_client,
+    text: *const u8,
+    len: usize,
+) -> voice_result {
+    ffi_guard!({
+        let st = try_res!(state(client));
+        if text.is_null() {
+            return voice_result::VOICE_ERR_NULL;
+        }
+        // SAFETY: the caller promises `len` readable bytes.
+        let bytes = unsafe { std::slice::from_raw_parts(text, len) };
+        let Ok(s) = std::str::from_utf8(bytes) else {
+            return voice_result::VOICE_ERR_INVALID_ARGUMENT;
+        };
+        if !voice_core::proto::tcp::validate_chat(s) {
+            return voice_result::VOICE_ERR_INVALID_ARGUMENT;
+        }
+        if !st.client.is_connected() {
+            return voice_result::VOICE_ERR_NOT_CONNECTED;
+        }
+        st.client.send_chat(s);
+        voice_result::VOICE_OK
+    })
+}
+
+fn next_event(st: &ClientState) -> Option<voice_event> {
+    let mut pending = st.pending.lock().unwrap_or_else(|e| e.into_inner());
+    while pending.is_empty() {
+        match st.client.events().try_recv() {
+            Ok(ev) => flatten(ev, &mut pending),
+            Err(_) => return None,
+        }
+    }
+    pending.pop_front()
+}
+
+/// Takes the next event, if any: on `VOICE_OK`, `*got` says whether `*out` was filled.
+/// While a callback is set, events go to the callback and this returns none.
+///
+/// Thread safety: any thread (events are handed out once, to whichever thread asks first).
+#[no_mangle]
+pub unsafe extern "C" fn voice_client_poll_event(
+    client: *const voice_client,
+    out: *mut voice_event,
+    got: *mut bool,
+) -> voice_result {
+    ffi_guard!({
+        let st = try_res!(state(client));
+        if out.is_null() || got.is_null() {
+            return voice_result::VOICE_ERR_NULL;
+        }
+        let ev = next_event(st);
+        // SAFETY: both checked non-null.
+        unsafe {
+            *got = ev.is_some();
+            if let Some(e) = ev {
+                *out = e;
+            }
+        }
+        voice_result::VOICE_OK
+    })
+}
+
+/// An event callback: `userdata` first, then the event (valid only during the call).
+pub type voice_event_callback =
+    Option<unsafe extern "C" fn(userdata: *mut std::ffi::c_void, event: *const voice_event)>;
+
+struct UserData(*mut std::ffi::c_void);
+// SAFETY: the caller promises the userdata may be used from the library's callback thread.
+unsafe impl Send for UserData {}
+
+/// Delivers every event to `callback(userdata, event)` from a library thread named
+/// `voice-ffi-events`, until it is replaced or cleared (`callback` NULL). Setting a callback
+/// replaces (and joins) the previous one; after clearing, events are polled again.
+///
+/// Thread safety: any thread; the callback runs on the library's thread and must not call
+/// `voice_client_free` or `voice_client_set_event_callback` on this client.
+#[no_mangle]
+pub unsafe extern "C" fn voice_client_set_event_callback(
+    client: *const voice_client,
+    callback: voice_event_callback,
+    userdata: *mut std::ffi::c_void,
+) -> voice_result {
+    ffi_guard!({
+        let st = try_res!(state(client));
+        st.stop_callback();
+        let Some(cb) = callback else {
+            return voice_result::VOICE_OK;
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let events = st.client.events().clone();
+        let ud = UserData(userdata);
+        let thread = std::thread::Builder::new()
+            .name("voice-ffi-events".into())
+            .spawn(move || {
+                let ud = ud;
+                let mut queue = VecDeque::new();
+                while !stop2.load(Ordering::Acquire) {
+                    match events.recv_timeout(Duration::from_millis(50)) {
+                        Ok(ev) => flatten(ev, &mut queue),
+                        Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
+                        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+                    }
+                    while let Some(e) = queue.pop_front() {
+                        // SAFETY: the caller's callback, with its own userdata.
+                        unsafe { cb(ud.0, &e) };
+                    }
+                }
+            });
+        match thread {
+            Ok(t) => {
+                *st.callback.lock().unwrap_or_else(|e| e.into_inner()) = Some((stop, t));
+                voice_result::VOICE_OK
+            }
+            Err(_) => voice_result::VOICE_ERR_IO,
+        }
+    })
+}
+
+/// Writes a stats snapshot to `*out` (per-sender depth, loss % over 10 s, late, concealed,
+/// FEC-recovered, jitter; RTT). Waits up to 1 s for the engine thread.
+///
+/// Thread safety: any thread.
+#[no_mangle]
+pub unsafe extern "C" fn voice_client_stats(
+    client: *const voice_client,
+    out: *mut voice_stats,
+) -> voice_result {
+    ffi_guard!({
+        let st = try_res!(state(client));
+        if out.is_null() {
+            return voice_result::VOICE_ERR_NULL;
+        }
+        let Some(s) = st.client.stats() else {
+            return voice_result::VOICE_ERR_IO;
+        };
+        let mut remotes = [voice_remote_stats::default(); VOICE_MAX_REMOTES];
+        for (dst, r) in remotes.iter_mut().zip(&s.remotes) {
+            *dst = voice_remote_stats {
+                session: r.session.0,
+                speaking: r.speaking,
+                buffer_depth: r.stream.buffer_depth,
+                loss_percent_10s: r.stream.loss_percent_10s,
+                packets_received: r.stream.packets_received,
+                packets_lost: r.stream.packets_lost,
+                packets_late: r.stream.packets_late,
+                frames_concealed: r.stream.frames_concealed,
+                frames_fec_recovered: r.stream.frames_fec_recovered,
+                jitter_ms: r.stream.jitter_ms,
+                mean_buffer_delay_ms: r.stream.mean_buffer_delay_ms,
+            };
+        }
+        let snapshot = voice_stats {
+            state: match s.state {
+                voice_core::engine::ConnectionState::Disconnected => 0,
+                voice_core::engine::ConnectionState::Handshaking => 1,
+                voice_core::engine::ConnectionState::Connected => 2,
+            },
+            session: s.session.0,
+            channel: s.channel.map_or(0, |c| c.0),
+            udp_ready: s.udp_ready,
+            transmitting: s.transmitting,
+            rtt_ms: s.rtt_ms.unwrap_or(-1.0),
+            input_level_dbfs: s.input_level_dbfs,
+            tx_packets: s.tx_packets,
+            remote_count: s.remotes.len().min(VOICE_MAX_REMOTES),
+            remotes,
+        };
+        // SAFETY: checked non-null.
+        unsafe { *out = snapshot };
+        voice_result::VOICE_OK
+    })
+}
+
+/// With `VOICE_AUDIO_APP`: queues `frames` captured 48 kHz mono samples; `*accepted` receives how
+/// many were taken (the rest did not fit: more than 200 ms is queued).
+///
+/// Thread safety: call from one audio thread at a time; never blocks (a concurrent call gets
+/// `VOICE_ERR_UNSUPPORTED`). Without `VOICE_AUDIO_APP` returns `VOICE_ERR_UNSUPPORTED`.
+#[no_mangle]
+pub unsafe extern "C" fn voice_client_push_capture(
+    client: *const voice_client,
+    pcm: *const i16,
+    frames: usize,
+    accepted: *mut usize,
+) -> voice_result {
+    ffi_guard!({
+        let st = try_res!(state(client));
+        if pcm.is_null() || accepted.is_null() {
+            return voice_result::VOICE_ERR_NULL;
+        }
+        let Ok(mut guard) = st.capture.try_lock() else {
+            return voice_result::VOICE_ERR_UNSUPPORTED;
+        };
+        let Some(cap) = guard.as_mut() else {
+            return voice_result::VOICE_ERR_UNSUPPORTED;
+        };
+        // SAFETY: the caller promises `frames` readable samples.
+        let samples = unsafe { std::slice::from_raw_parts(pcm, frames) };
+        let n = cap.push(samples);
+        // SAFETY: checked non-null.
+        unsafe { *accepted = n };
+        voice_result::VOICE_OK
+    })
+}
+
+/// With `VOICE_AUDIO_APP`: fills `pcm` with `frames` mixed 48 kHz mono samples; `*written`
+/// receives how many came from the engine (the rest is silence: underrun).
+///
+/// Thread safety: call from one audio thread at a time; never blocks (a concurrent call gets
+/// `VOICE_ERR_UNSUPPORTED`). Without `VOICE_AUDIO_APP` returns `VOICE_ERR_UNSUPPORTED`.
+#[no_mangle]
+pub unsafe extern "C" fn voice_client_pull_playback(
+    client: *const voice_client,
+    pcm: *mut i16,
+    frames: usize,
+    written: *mut usize,
+) -> voice_result {
+    ffi_guard!({
+        let st = try_res!(state(client));
+        if pcm.is_null() || written.is_null() {
+            return voice_result::VOICE_ERR_NULL;
+        }
+        let Ok(mut guard) = st.playback.try_lock() else {
+            return voice_result::VOICE_ERR_UNSUPPORTED;
+        };
+        let Some(play) = guard.as_mut() else {
+            return voice_result::VOICE_ERR_UNSUPPORTED;
+        };
+        // SAFETY: the caller promises `frames` writable samples.
+        let out = unsafe { std::slice::from_raw_parts_mut(pcm, frames) };
+        let n = play.pull(out);
+        // SAFETY: checked non-null.
+        unsafe { *written = n };
+        voice_result::VOICE_OK
+    })
+}
