@@ -29,7 +29,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     while let Some(left) = until.checked_duration_since(Instant::now()) {
         match client.events().recv_timeout(left) {
             Ok(Event::ChannelJoined { channel }) => {
-                println!("joined {} with {} member(s)", channel.name, channel.users.len());
+                println!(
+                    "joined {} with {} member(s)",
+                    channel.name,
+                    channel.users.len()
+                );
                 client.send_chat("hello from an embedded client");
             }
             Ok(event) => println!("{event:?}"),
@@ -37,7 +41,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     if let Some(stats) = client.stats() {
-        println!("sent {} packets, rtt {:?} ms", stats.tx_packets, stats.rtt_ms);
+        println!(
+            "sent {} packets, rtt {:?} ms",
+            stats.tx_packets, stats.rtt_ms
+        );
     }
     client.shutdown()?;
     Ok(())

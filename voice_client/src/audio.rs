@@ -299,8 +299,9 @@ impl InputStream {
                 }
             }
             InputKind::Device { ring, .. } | InputKind::Ring(ring) => {
-                // Keep capture latency bounded: if more than 3 frames are queued, drop the oldest.
-                while ring.slots() > 4 * FRAME_SAMPLES {
+                // Keep capture latency bounded: with more than 2 frames queued (the producer ran
+                // ahead, e.g. while we were not yet reading), drop the oldest.
+                while ring.slots() > 2 * FRAME_SAMPLES {
                     if let Ok(chunk) = ring.read_chunk(FRAME_SAMPLES) {
                         chunk.commit_all();
                     }
@@ -396,9 +397,12 @@ impl OutputStream {
                 }
             }
             OutputStream::Device { ring, .. } | OutputStream::Ring(ring) => {
-                // Keep playback latency bounded: skip a frame when 4 are already queued.
+                // Keep playback latency bounded: skip a frame when 2 are already queued (the
+                // consumer started late or runs slow). The engine's timer and the device clock are
+                // not locked together, so a slow device drifts into an occasional skipped frame
+                // rather than into ever-growing delay.
                 if ring.slots() >= FRAME_SAMPLES
-                    && ring.buffer().capacity() - ring.slots() < 4 * FRAME_SAMPLES
+                    && ring.buffer().capacity() - ring.slots() < 2 * FRAME_SAMPLES
                 {
                     if let Ok(mut chunk) = ring.write_chunk(FRAME_SAMPLES) {
                         let (a, b) = chunk.as_mut_slices();
