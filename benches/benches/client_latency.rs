@@ -183,11 +183,12 @@ fn cpu_per_stream(seconds: u64, speakers: usize) {
             wait_joined(t);
         }
         std::thread::sleep(Duration::from_millis(500));
-        let thread = format!("voice-engine-li");
-        let before = thread_cpu_us(&thread).unwrap_or(0);
+        // Thread names are truncated to 15 bytes by the kernel: "voice-engine-li…".
+        let thread = "voice-engine-li";
+        let before = thread_cpu_us(thread).unwrap_or(0);
         let t0 = Instant::now();
         std::thread::sleep(Duration::from_secs(seconds));
-        let after = thread_cpu_us(&thread).unwrap_or(0);
+        let after = thread_cpu_us(thread).unwrap_or(0);
         let wall = t0.elapsed().as_secs_f64();
         let heard = listener.stats().map_or(0, |s| s.remotes.len());
         drop(talkers);
