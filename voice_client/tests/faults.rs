@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use relay::config::Config;
 use relay::server::{Relay, RelayHandle};
 use voice_client::{AudioInput, AudioOutput, ChannelId, Client, ClientConfig, Event, TransmitMode};
-use voice_core::proto::tcp::{encode_frame, ClientMessage, FrameReader, ServerMessage, CONTROL_VERSION};
+use voice_core::proto::tcp::{
+    encode_frame, ClientMessage, FrameReader, ServerMessage, CONTROL_VERSION,
+};
 
 fn start_relay(listen: SocketAddr, idle_ms: u64) -> RelayHandle {
     let cfg = Config {
@@ -83,10 +85,16 @@ fn clients_reconnect_and_rejoin_after_a_relay_restart() {
     let b = client(addr, "bob", false);
     assert!(wait_event(&a, Duration::from_secs(5), joined_two));
     assert!(wait_event(&b, Duration::from_secs(5), joined_two));
-    assert!(wait_until(Duration::from_secs(5), || received(&b) > 20), "bob hears alice");
+    assert!(
+        wait_until(Duration::from_secs(5), || received(&b) > 20),
+        "bob hears alice"
+    );
 
     relay.stop().unwrap();
-    assert!(wait_event(&b, Duration::from_secs(5), |e| matches!(e, Event::Disconnected { .. })));
+    assert!(wait_event(&b, Duration::from_secs(5), |e| matches!(
+        e,
+        Event::Disconnected { .. }
+    )));
     // Restart on the same port after a pause: the clients are backing off meanwhile.
     std::thread::sleep(Duration::from_millis(700));
     let relay = start_relay(addr, 30_000);
@@ -97,7 +105,10 @@ fn clients_reconnect_and_rejoin_after_a_relay_restart() {
     );
     assert!(wait_event(&b, Duration::from_secs(10), joined_two));
     let reconnect = t0.elapsed();
-    assert!(reconnect < Duration::from_secs(6), "reconnected in {reconnect:?}");
+    assert!(
+        reconnect < Duration::from_secs(6),
+        "reconnected in {reconnect:?}"
+    );
     // Voice flows again on the new relay (new sessions, new UDP registration).
     assert!(
         wait_until(Duration::from_secs(5), || received(&b) > 20),
@@ -119,7 +130,10 @@ fn audio_resumes_after_the_udp_source_port_changes() {
     assert!(wait_until(Duration::from_secs(5), || received(&b) > 20));
     // Alice's UDP socket moves to a new port (a NAT rebinding): she re-registers with her secret.
     a.rebind_udp();
-    assert!(wait_event(&a, Duration::from_secs(5), |e| matches!(e, Event::UdpReady)));
+    assert!(wait_event(&a, Duration::from_secs(5), |e| matches!(
+        e,
+        Event::UdpReady
+    )));
     let before = received(&b);
     assert!(
         wait_until(Duration::from_secs(5), || received(&b) > before + 25),
@@ -138,7 +152,8 @@ fn a_client_that_goes_silent_is_announced_as_left_within_the_idle_timeout() {
     assert!(wait_event(&b, Duration::from_secs(5), joined_two));
     // A raw client: Hello, join channel 2, then nothing at all (no ping, no goodbye, socket open).
     let mut raw = TcpStream::connect(addr).unwrap();
-    raw.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    raw.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     let mut out = Vec::new();
     encode_frame(
         &ClientMessage::Hello {
@@ -162,11 +177,17 @@ fn a_client_that_goes_silent_is_announced_as_left_within_the_idle_timeout() {
     )));
     let t0 = Instant::now();
     assert!(
-        wait_event(&b, Duration::from_secs(4), |e| matches!(e, Event::UserLeft { .. })),
+        wait_event(&b, Duration::from_secs(4), |e| matches!(
+            e,
+            Event::UserLeft { .. }
+        )),
         "the silent client is dropped and announced"
     );
     let waited = t0.elapsed();
-    assert!(waited < Duration::from_millis(2500), "UserLeft after {waited:?}");
+    assert!(
+        waited < Duration::from_millis(2500),
+        "UserLeft after {waited:?}"
+    );
     // The relay closed the ghost's connection.
     let mut reader = FrameReader::new();
     let mut buf = [0u8; 4096];

@@ -13,7 +13,9 @@
 //!   dropped and counted.
 //! * After a talk spurt ends (its end marker played, or a run of gaps with nothing held) the buffer
 //!   goes idle and waits for the watermark again, so the silence between spurts is neither
-//!   concealed nor counted as loss.
+//!   concealed nor counted as loss. After a run of gaps it rewinds to just after the last packet it
+//!   played: a sender that paused without an end marker (or whose packets a delay spike held back)
+//!   continues from there, and those packets play once instead of being dropped as late.
 //! * Memory is bounded by the ring: a packet too far ahead slides the window (dropping what falls
 //!   out, counted as overflow), a depth beyond `max_depth` drops the oldest, and a run of packets far
 //!   behind (a restarted sender) resynchronises the stream.
