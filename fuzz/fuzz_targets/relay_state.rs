@@ -1,0 +1,116 @@
+//! Fuzz: the relay's state machine under arbitrary interleavings of handshakes, joins, leaves,
+//! chats, disconnects, UDP registrations and datagrams: no panic, and routing never sends a
+//! datagram back to its sender or outside the rules (channel members, or exactly the whisper target).
+#![no_main]
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use arbitrary::Arbitrary;
+use libfuzzer_sys::fuzz_target;
+use relay::config::Config;
+use relay::control::{self, HelloContext, Outbox};
+use relay::state::State;
+use relay::stats::Stats;
+use voice_core::proto::register;
+use voice_core::proto::tcp::{ClientMessage, CONTROL_VERSION};
+use voice_core::proto::udp::{self, DatagramKind, Header};
+use voice_core::proto::{ChannelId, SessionToken};
+
+#[derive(Debug, Arbitrary)]
+enum Op {
+    Hello(u8),
+    Join(u8, u8),
+    Leave(u8),
+    Chat(u8, String),
+    Disconnect(u8),
+    Register { who: u8, port: u8, counter: u8, forge: bool },
+    Voice { who: u8, port: u8, seq: u16, target: u8 },
+    Raw(Vec<u8>, u8),
+}
+
+fn addr(port: u8) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 10_000 + u16::from(port)))
+}
+
+fuzz_target!(|ops: Vec<Op>| {
+    let cfg = Config::default();
+    let mut state = State::new(&cfg);
+    let mut stats = Stats::new();
+    let mut live: Vec<SessionToken> = Vec::new();
+    let t0 = Instant::now();
+    let secret = [9u8; 32];
+    let mut recipients = Vec::new();
+    for (i, op) in ops.into_iter().take(2000).enumerate() {
+        let now = t0 + Duration::from_millis(10 * i as u64);
+        let pick = |k: u8| live.get(usize::from(k) % live.len().max(1)).copied();
+        let mut out = Outbox::new();
+        match op {
+            Op::Hello(n) => {
+                let cx = HelloContext { conn: i, secret, now, unix_ms: 0, max_sessions: 64 };
+                let msg = ClientMessage::Hello { version: CONTROL_VERSION, name: format!("u{n}") };
+                if let Ok((s, _)) = control::hello(&mut state, &mut stats, msg, cx) {
+                    live.push(s);
+                }
+            }
+            Op::Join(k, ch) => if let Some(s) = pick(k) {
+                let msg = ClientMessage::JoinChannel { channel: ChannelId(u32::from(ch % 5)) };
+                control::handle(&mut state, &mut stats, s, msg, now, 0, &mut out);
+            },
+            Op::Leave(k) => if let Some(s) = pick(k) {
+                control::handle(&mut state, &mut stats, s, ClientMessage::LeaveChannel, now, 0, &mut out);
+            },
+            Op::Chat(k, text) => if let Some(s) = pick(k) {
+                control::handle(&mut state, &mut stats, s, ClientMessage::Chat { text }, now, 0, &mut out);
+            },
+            Op::Disconnect(k) => if let Some(s) = pick(k) {
+                control::disconnect(&mut state, s, &mut out);
+                live.retain(|x| *x != s);
+            },
+            Op::Register { who, port, counter, forge } => if let Some(s) = pick(who) {
+                let key = if forge { [1u8; 32] } else { secret };
+                let payload = register::sign(&key, s, u64::from(counter));
+                let _ = state.register(addr(port), s, &payload);
+            },
+            Op::Voice { who, port, seq, target } => if let Some(s) = pick(who) {
+                let target = if target == 0 { SessionToken::NONE } else { SessionToken(u32::from(target)) };
+                let header = Header { target, ..Header::voice(s, seq, 0) };
+                let mut buf = [0u8; 64];
+                let n = udp::write(&header, &[1, 2, 3], &mut buf).expect("fits");
+                let d = udp::parse(&buf[..n]).expect("valid");
+                recipients.clear();
+                if state.route(addr(port), &d.header, &mut recipients).is_ok() {
+                    if target.is_none() {
+                        // Every other bound member of the sender's channel, once; never the sender.
+                        let ch = state.sessions.get(&s).and_then(|x| x.channel).expect("in a channel");
+                        let others = state
+                            .members(ch)
+                            .iter()
+                            .filter(|m| **m != s)
+                            .filter(|m| state.sessions.get(*m).is_some_and(|x| x.udp.is_some()))
+                            .count();
+                        assert_eq!(recipients.len(), others);
+                    } else {
+                        // Exactly the whisper target, never the sender itself.
+                        assert_ne!(target, s);
+                        let t = state.sessions.get(&target).and_then(|x| x.udp);
+                        assert_eq!(recipients.as_slice(), t.as_slice());
+                    }
+                }
+            },
+            Op::Raw(bytes, port) => {
+                if let Ok(d) = udp::parse(&bytes) {
+                    recipients.clear();
+                    if d.header.kind == DatagramKind::Voice {
+                        let _ = state.route(addr(port), &d.header, &mut recipients);
+                    }
+                }
+            }
+        }
+        // Membership is consistent: every member's session points back at its channel.
+        for (id, _) in state.channels.iter() {
+            for m in state.members(*id) {
+                assert_eq!(state.sessions.get(m).and_then(|s| s.channel), Some(*id));
+            }
+        }
+    }
+});
