@@ -167,7 +167,8 @@ impl Session {
     fn keys(&mut self, ctx: &egui::Context, settings: &Settings) {
         let typing = ctx.egui_wants_keyboard_input();
         let (ptt_key, whisper_key) = (settings.ptt(), settings.whisper());
-        let (ptt_down, whisper_down) = ctx.input(|i| (i.key_down(ptt_key), i.key_down(whisper_key)));
+        let (ptt_down, whisper_down) =
+            ctx.input(|i| (i.key_down(ptt_key), i.key_down(whisper_key)));
         let ptt = (!typing && ptt_down) || self.talk_button_held;
         let whisper = !typing && whisper_down && self.whisper_hold.is_some();
         if whisper != self.whisper_held {
@@ -309,17 +310,16 @@ impl GuiApp {
             self.settings.overlay_open = !self.settings.overlay_open;
         }
         let t = ctx.input(|i| i.time);
-        let mut action = crate::ui::Action::None;
-        match &mut self.screen {
+        let action = match &mut self.screen {
             Screen::Connect(form) => {
-                action = crate::ui::connect::show(ui, form, &mut self.settings, self.devices.as_ref());
+                crate::ui::connect::show(ui, form, &mut self.settings, self.devices.as_ref())
             }
             Screen::Main(session) => {
                 session.pump(t);
                 session.keys(&ctx, &self.settings);
-                action = crate::ui::main_window(ui, session, &mut self.settings, self.devices.as_ref());
+                crate::ui::main_window(ui, session, &mut self.settings, self.devices.as_ref())
             }
-        }
+        };
         match action {
             crate::ui::Action::None => {}
             crate::ui::Action::Connect => self.connect(&ctx),

@@ -70,7 +70,10 @@ impl Options {
                 }
                 "--channel" => {
                     let v = value()?;
-                    o.channel = Some(v.parse().map_err(|_| format!("--channel {v:?}: not an id"))?);
+                    o.channel = Some(
+                        v.parse()
+                            .map_err(|_| format!("--channel {v:?}: not an id"))?,
+                    );
                 }
                 "--size" => {
                     let v = value()?;
@@ -148,8 +151,20 @@ mod tests {
     #[test]
     fn flags() {
         let o = parse(&[
-            "--server", "127.0.0.1:1", "--name", "a", "--connect", "--overlay", "--input",
-            "tone:300", "--output", "null", "--mode", "vad", "--size", "800x600",
+            "--server",
+            "127.0.0.1:1",
+            "--name",
+            "a",
+            "--connect",
+            "--overlay",
+            "--input",
+            "tone:300",
+            "--output",
+            "null",
+            "--mode",
+            "vad",
+            "--size",
+            "800x600",
         ])
         .unwrap()
         .unwrap();

@@ -64,7 +64,11 @@ impl History {
         if let Some(rtt) = stats.rtt_ms {
             push(&mut self.rtt_ms, t, rtt);
         }
-        push(&mut self.input_dbfs, t, f64::from(stats.input_level_dbfs.max(-90.0)));
+        push(
+            &mut self.input_dbfs,
+            t,
+            f64::from(stats.input_level_dbfs.max(-90.0)),
+        );
         for r in &stats.remotes {
             let s = self.senders.entry(r.session).or_default();
             s.name.clone_from(&r.name);

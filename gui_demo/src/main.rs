@@ -7,18 +7,15 @@ use gui_demo::{ConnectRequest, GuiApp};
 use voice_client::{ChannelId, ClientConfig};
 
 /// Starts the real engine for a connect request.
-fn start_engine(
-    req: &ConnectRequest,
-    ctx: &egui::Context,
-) -> Result<Box<dyn Backend>, String> {
+fn start_engine(req: &ConnectRequest, ctx: &egui::Context) -> Result<Box<dyn Backend>, String> {
     let mut cfg = ClientConfig::new(req.server, &req.name);
     cfg.input = req.settings.input.to_audio();
     cfg.output = req.settings.output.to_audio();
     cfg.engine.transmit = req.settings.mode.to_engine();
     cfg.engine.vad.threshold_dbfs = req.settings.vad_threshold_dbfs;
     let ctx = ctx.clone();
-    let backend = ClientBackend::start(cfg, move || ctx.request_repaint())
-        .map_err(|e| e.to_string())?;
+    let backend =
+        ClientBackend::start(cfg, move || ctx.request_repaint()).map_err(|e| e.to_string())?;
     Ok(Box::new(backend))
 }
 

@@ -218,7 +218,14 @@ mod tests {
             parse_server("localhost:9").unwrap(),
             "127.0.0.1:9".parse().unwrap()
         );
-        for bad in ["", "127.0.0.1", "127.0.0.1:0", "host:7400", "1.2.3.4:99999", "localhost:"] {
+        for bad in [
+            "",
+            "127.0.0.1",
+            "127.0.0.1:0",
+            "host:7400",
+            "1.2.3.4:99999",
+            "localhost:",
+        ] {
             assert_eq!(parse_server(bad), Err(FormError::BadServer), "{bad:?}");
         }
     }

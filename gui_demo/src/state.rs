@@ -127,7 +127,10 @@ impl SessionState {
                 self.status = Status::Connected { udp: false };
                 self.me = Some(session);
                 self.my_name = name.clone();
-                self.system(format!("connected as {name} (session {})", session.0), now_unix_ms);
+                self.system(
+                    format!("connected as {name} (session {})", session.0),
+                    now_unix_ms,
+                );
             }
             Event::UdpReady => self.status = Status::Connected { udp: true },
             Event::Disconnected { reason } => {
@@ -141,7 +144,13 @@ impl SessionState {
                     .into_iter()
                     .map(|c| {
                         let users = c.users.into_iter().map(|u| (u.session, u.name)).collect();
-                        (c.id, ChannelNode { name: c.name, users })
+                        (
+                            c.id,
+                            ChannelNode {
+                                name: c.name,
+                                users,
+                            },
+                        )
                     })
                     .collect();
                 // Our own channel is authoritative from presence events; a list cannot predate
@@ -177,7 +186,9 @@ impl SessionState {
                 self.speaking.clear();
                 self.want_channel_list = true;
             }
-            Event::UserJoined { channel, user } => self.place_user(channel, user.session, user.name),
+            Event::UserJoined { channel, user } => {
+                self.place_user(channel, user.session, user.name)
+            }
             Event::UserLeft { channel, session } => {
                 if let Some(node) = self.channels.get_mut(&channel) {
                     node.users.remove(&session);
@@ -254,13 +265,10 @@ impl SessionState {
                 node.users.remove(&session);
             }
         }
-        let node = self
-            .channels
-            .entry(channel)
-            .or_insert_with(|| ChannelNode {
-                name: format!("channel {}", channel.0),
-                users: BTreeMap::new(),
-            });
+        let node = self.channels.entry(channel).or_insert_with(|| ChannelNode {
+            name: format!("channel {}", channel.0),
+            users: BTreeMap::new(),
+        });
         node.users.insert(session, name);
     }
 

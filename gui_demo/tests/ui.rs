@@ -61,8 +61,12 @@ fn connected() -> (Harness<'static, GuiApp>, StubHandle) {
     let (app, handle, _) = app("me");
     let mut h = harness(app);
     h.get_by_label("Connect").click();
-    h.run();
-    assert!(h.state().session().is_some(), "connect screen did not connect");
+    // Not `run`: the "Connecting…" spinner repaints until the (stub) relay welcomes us.
+    h.run_steps(2);
+    assert!(
+        h.state().session().is_some(),
+        "connect screen did not connect"
+    );
     for ev in [
         Event::Connected {
             session: SessionToken(1),
@@ -177,7 +181,10 @@ fn connect_form_validates_its_input() {
     h.get_by_label("Connect").click();
     h.run();
     assert!(matches!(h.state().screen, Screen::Connect(_)));
-    assert!(h.state().connect_error().is_some_and(|e| e.contains("name")));
+    assert!(h
+        .state()
+        .connect_error()
+        .is_some_and(|e| e.contains("name")));
     h.get_by_label_contains("Could not connect: name must");
     // A bad address is refused too.
     h.state_mut().settings.server = "not an address".into();
@@ -197,7 +204,7 @@ fn connect_form_validates_its_input() {
     name.type_text("  alice ");
     h.run();
     h.get_by_label("Connect").click();
-    h.run();
+    h.run_steps(2);
     assert!(h.state().session().is_some());
     let reqs = requests.lock().unwrap();
     assert_eq!(reqs.len(), 1);
@@ -235,7 +242,11 @@ fn context_menu_mutes_and_whispers() {
     h.run();
     h.get_by_label("Mute").click();
     h.run();
-    assert!(handle.sent().contains(&Command::UserMute(SessionToken(5), true)));
+    assert!(handle
+        .sent()
+        .contains(&Command::UserMute(SessionToken(5), true)));
+    h.get_by_label("bob").click_secondary();
+    h.run();
     h.get_by_label("Whisper (toggle)").click();
     h.run();
     assert!(handle
@@ -246,17 +257,24 @@ fn context_menu_mutes_and_whispers() {
 #[test]
 fn push_to_talk_key_opens_the_microphone() {
     let (mut h, handle) = connected();
+    let last_ptt = |handle: &StubHandle| {
+        handle
+            .sent()
+            .into_iter()
+            .rfind(|c| matches!(c, Command::PushToTalk(_)))
+    };
+    assert_eq!(last_ptt(&handle), None);
     h.key_down(egui::Key::V);
     h.run();
-    assert_eq!(
-        handle.sent().last(),
-        Some(&Command::PushToTalk(true)),
-        "{:?}",
-        handle.sent()
-    );
+    assert_eq!(last_ptt(&handle), Some(Command::PushToTalk(true)));
     h.key_up(egui::Key::V);
     h.run();
-    assert_eq!(handle.sent().last(), Some(&Command::PushToTalk(false)));
+    assert_eq!(last_ptt(&handle), Some(Command::PushToTalk(false)));
+    // Typing a "v" into the chat box must not talk.
+    h.get_by_label("To #Lobby").focus();
+    h.key_down(egui::Key::V);
+    h.run();
+    assert_eq!(last_ptt(&handle), Some(Command::PushToTalk(false)));
 }
 
 #[test]
@@ -295,7 +313,8 @@ fn overlay_shows_per_sender_statistics() {
     handle.stats.send(stats).unwrap();
     h.state_mut().settings.overlay_open = true;
     h.run();
-    h.get_by_label("dave");
+    // In the table (and in the plot legends).
+    assert!(h.query_all_by_label("dave").count() >= 1);
     h.get_by_label("12.5 %");
     h.get_by_label("3.5 ms");
     let senders = &h.state().session().unwrap().history.senders;

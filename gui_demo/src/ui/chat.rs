@@ -51,15 +51,19 @@ fn chat_line(ui: &mut egui::Ui, session: &Session, line: &ChatLine, show_channel
 }
 
 fn input_line(ui: &mut egui::Ui, session: &mut Session) {
-    let target = match session.state.my_channel {
-        Some(ch) => format!("Message #{}", session.state.channel_name(ch)),
-        None => "Join a channel to chat".into(),
+    let (target, hint) = match session.state.my_channel {
+        Some(ch) => (
+            format!("To #{}", session.state.channel_name(ch)),
+            "Type a message, Enter sends",
+        ),
+        None => ("Not in a channel".to_string(), "Join a channel to chat"),
     };
     ui.horizontal(|ui| {
+        let l = ui.label(target);
         let edit = egui::TextEdit::singleline(&mut session.chat_input)
-            .hint_text(target)
+            .hint_text(hint)
             .desired_width(ui.available_width() - 60.0);
-        let r = ui.add(edit);
+        let r = ui.add(edit).labelled_by(l.id);
         let enter = r.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
         if (ui.button("Send").clicked() || enter) && !session.chat_input.trim().is_empty() {
             let text = std::mem::take(&mut session.chat_input);
@@ -90,7 +94,12 @@ pub fn format_time(unix_ms: u64) -> String {
         Some(tm) => format!("{:02}:{:02}:{:02}", tm.tm_hour, tm.tm_min, tm.tm_sec),
         None => {
             let s = unix_ms / 1000;
-            format!("{:02}:{:02}:{:02} UTC", (s / 3600) % 24, (s / 60) % 60, s % 60)
+            format!(
+                "{:02}:{:02}:{:02} UTC",
+                (s / 3600) % 24,
+                (s / 60) % 60,
+                s % 60
+            )
         }
     }
 }

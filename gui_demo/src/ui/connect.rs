@@ -27,20 +27,21 @@ pub fn show(
             .spacing([12.0, 8.0])
             .show(ui, |ui| {
                 let l = ui.label("Server");
-                let server = ui.add(
+                ui.add(
                     egui::TextEdit::singleline(&mut settings.server)
                         .hint_text("127.0.0.1:7400")
                         .desired_width(240.0),
-                );
-                server.labelled_by(l.id);
+                )
+                .labelled_by(l.id);
                 ui.end_row();
                 let l = ui.label("Name");
-                let name = ui.add(
-                    egui::TextEdit::singleline(&mut settings.name)
-                        .hint_text("your name")
-                        .desired_width(240.0),
-                );
-                name.labelled_by(l.id);
+                let name = ui
+                    .add(
+                        egui::TextEdit::singleline(&mut settings.name)
+                            .hint_text("your name")
+                            .desired_width(240.0),
+                    )
+                    .labelled_by(l.id);
                 if name.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter)) {
                     action = Action::Connect;
                 }

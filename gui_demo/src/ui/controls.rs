@@ -54,10 +54,10 @@ pub fn show(
     key_picker(ui, "Whisper key", &mut settings.whisper_key);
     ui.add_space(4.0);
     ui.horizontal(|ui| {
-        if ui.toggle_value(&mut session.muted, "🎤 Mute").changed() {
+        if ui.toggle_value(&mut session.muted, "Mute mic").changed() {
             session.send(Command::Mute(session.muted));
         }
-        if ui.toggle_value(&mut session.deafened, "🔈 Deafen").changed() {
+        if ui.toggle_value(&mut session.deafened, "Deafen").changed() {
             session.send(Command::Deafen(session.deafened));
         }
     });
@@ -79,14 +79,16 @@ pub fn show(
 
 fn key_picker(ui: &mut egui::Ui, label: &str, key: &mut String) {
     ui.horizontal(|ui| {
-        ui.label(label);
+        let l = ui.label(label);
         egui::ComboBox::from_id_salt(label)
             .selected_text(key.as_str())
             .show_ui(ui, |ui| {
                 for k in egui::Key::ALL {
                     ui.selectable_value(key, k.name().to_string(), k.name());
                 }
-            });
+            })
+            .response
+            .labelled_by(l.id);
     });
 }
 
@@ -105,7 +107,7 @@ fn level_meter(ui: &mut egui::Ui, session: &Session, settings: &Settings) {
         Color32::from_gray(110)
     };
     ui.horizontal(|ui| {
-        ui.label("Input");
+        ui.label("Level");
         let bar = egui::ProgressBar::new(fraction)
             .fill(colour)
             .text(format!("{db:.0} dBFS"))
@@ -142,7 +144,7 @@ pub fn device_pickers(
     };
     let mut input = settings.input.clone();
     ui.horizontal(|ui| {
-        ui.label("Input");
+        let l = ui.label("Input");
         egui::ComboBox::from_id_salt("input_device")
             .selected_text(input.label())
             .width(180.0)
@@ -157,13 +159,19 @@ pub fn device_pickers(
                     ui.selectable_value(&mut input, wav, "WAV file (looped)");
                 }
                 ui.selectable_value(&mut input, InputChoice::Null, "none (silence)");
-            });
+            })
+            .response
+            .labelled_by(l.id);
     });
     if let InputChoice::Wav(path) = &mut input {
         let mut text = path.display().to_string();
         ui.horizontal(|ui| {
-            ui.label("WAV path");
-            if ui.text_edit_singleline(&mut text).changed() {
+            let l = ui.label("WAV path");
+            if ui
+                .text_edit_singleline(&mut text)
+                .labelled_by(l.id)
+                .changed()
+            {
                 *path = PathBuf::from(&text);
             }
         });
@@ -174,7 +182,7 @@ pub fn device_pickers(
     }
     let mut output = settings.output.clone();
     ui.horizontal(|ui| {
-        ui.label("Output");
+        let l = ui.label("Output");
         egui::ComboBox::from_id_salt("output_device")
             .selected_text(output.label())
             .width(180.0)
@@ -184,7 +192,9 @@ pub fn device_pickers(
                     ui.selectable_value(&mut output, OutputChoice::Device(Some(d.clone())), d);
                 }
                 ui.selectable_value(&mut output, OutputChoice::Null, "none (discard)");
-            });
+            })
+            .response
+            .labelled_by(l.id);
     });
     if output != settings.output {
         settings.output = output;

@@ -74,6 +74,12 @@ pub fn main_window(
     action
 }
 
+/// A small filled circle (status and speaking indicators; no emoji font needed).
+pub fn dot(ui: &mut egui::Ui, colour: Color32) {
+    let (rect, _) = ui.allocate_exact_size(egui::vec2(10.0, 10.0), egui::Sense::hover());
+    ui.painter().circle_filled(rect.center(), 4.5, colour);
+}
+
 fn status_line(ui: &mut egui::Ui, session: &Session) {
     let s = &session.state;
     match &s.status {
@@ -82,7 +88,7 @@ fn status_line(ui: &mut egui::Ui, session: &Session) {
             ui.label(format!("Connecting to {}…", session.backend.server()));
         }
         Status::Connected { udp } => {
-            ui.label(RichText::new("●").color(SPEAKING));
+            dot(ui, SPEAKING);
             ui.label(format!(
                 "{} on {}{}",
                 s.my_name,
@@ -91,7 +97,7 @@ fn status_line(ui: &mut egui::Ui, session: &Session) {
             ));
         }
         Status::Disconnected { reason } => {
-            ui.label(RichText::new("●").color(WARN));
+            dot(ui, WARN);
             ui.label(format!("Disconnected ({reason}); reconnecting…"));
         }
     }
@@ -117,7 +123,7 @@ fn notice_banner(ui: &mut egui::Ui, session: &mut Session) {
         .corner_radius(4.0)
         .show(ui, |ui| {
             ui.horizontal(|ui| {
-                ui.label(RichText::new("⚠").color(WARN));
+                ui.label(RichText::new("Audio / engine notice:").color(WARN).strong());
                 ui.label(RichText::new(&text).strong());
                 if ui.small_button("Dismiss").clicked() {
                     session.notices_seen = n;

@@ -85,7 +85,14 @@ fn senders_table(ui: &mut egui::Ui, session: &Session) {
         .spacing([12.0, 2.0])
         .show(ui, |ui| {
             for h in [
-                "sender", "depth", "loss 10s", "jitter", "late", "concealed", "FEC", "received",
+                "sender",
+                "depth",
+                "loss 10s",
+                "jitter",
+                "late",
+                "concealed",
+                "FEC",
+                "received",
             ] {
                 ui.label(RichText::new(h).strong());
             }
@@ -152,13 +159,26 @@ fn plots(ui: &mut egui::Ui, session: &Session, now: f64) {
             .map(|s| (s.name.clone(), points(f(s), now)))
             .collect::<Vec<_>>()
     };
-    plot(ui, "Jitter-buffer depth", "packets", per_sender(&|s| &s.depth));
+    plot(
+        ui,
+        "Jitter-buffer depth",
+        "packets",
+        per_sender(&|s| &s.depth),
+    );
     plot(ui, "Loss over 10 s", "%", per_sender(&|s| &s.loss_percent));
     let mut events = Vec::new();
     for s in h.senders.values() {
         events.push((format!("{} late", s.name), points(&s.late_per_s, now)));
-        events.push((format!("{} concealed", s.name), points(&s.concealed_per_s, now)));
+        events.push((
+            format!("{} concealed", s.name),
+            points(&s.concealed_per_s, now),
+        ));
         events.push((format!("{} FEC", s.name), points(&s.fec_per_s, now)));
     }
-    plot(ui, "Late / concealed / FEC-recovered frames", "per s", events);
+    plot(
+        ui,
+        "Late / concealed / FEC-recovered frames",
+        "per s",
+        events,
+    );
 }

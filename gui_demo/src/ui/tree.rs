@@ -7,7 +7,7 @@ use voice_client::{ChannelId, SessionToken};
 use crate::app::Session;
 use crate::backend::Command;
 use crate::settings::Settings;
-use crate::ui::{SPEAKING, WHISPER};
+use crate::ui::{dot, SPEAKING, WHISPER};
 
 /// Draws the tree.
 pub fn show(ui: &mut egui::Ui, session: &mut Session, settings: &Settings) {
@@ -59,13 +59,12 @@ fn user_row(
     let speaking = session.state.speaking.get(&who).copied();
     let prefs = session.state.prefs(who);
     ui.horizontal(|ui| {
-        let (rect, _) = ui.allocate_exact_size(egui::vec2(10.0, 10.0), Sense::hover());
         let colour = match speaking {
             Some(s) if s.whisper => WHISPER,
             Some(_) => SPEAKING,
             None => ui.visuals().weak_text_color().gamma_multiply(0.4),
         };
-        ui.painter().circle_filled(rect.center(), 4.5, colour);
+        dot(ui, colour);
         let mut text = RichText::new(name);
         if me {
             text = text.strong();
@@ -75,7 +74,7 @@ fn user_row(
             ui.weak("(you)");
         }
         if prefs.muted {
-            ui.weak("🔇");
+            ui.weak("(muted)");
         }
         if session.whisper_toggle == Some(who) {
             ui.label(RichText::new("whisper").color(WHISPER).small());
@@ -112,12 +111,13 @@ fn user_menu(
     if ui.checkbox(&mut prefs.muted, "Mute").changed() {
         session.send(Command::UserMute(who, prefs.muted));
     }
-    ui.horizontal(|ui| {
-        ui.label("Volume");
-        let r = ui.add(egui::Slider::new(&mut prefs.volume, 0.0..=4.0).fixed_decimals(2));
-        if r.changed() {
-            session.send(Command::UserVolume(who, prefs.volume));
-        }
-    });
+    let r = ui.add(
+        egui::Slider::new(&mut prefs.volume, 0.0..=4.0)
+            .fixed_decimals(2)
+            .text("Volume"),
+    );
+    if r.changed() {
+        session.send(Command::UserVolume(who, prefs.volume));
+    }
     session.state.prefs.insert(who, prefs);
 }
