@@ -103,7 +103,7 @@ fn status_line(ui: &mut egui::Ui, session: &Session) {
     }
     if let Some(ms) = s.rtt_ms {
         ui.separator();
-        ui.label(format!("ping {ms:.0} ms"));
+        ui.label(format!("ping {ms:.1} ms"));
     }
     if let Some(ch) = s.my_channel {
         ui.separator();

@@ -3,7 +3,7 @@
 //! frames and FEC recoveries, as numbers and plotted over the last minute.
 
 use egui::RichText;
-use egui_plot::{Legend, Line, Plot, PlotPoints};
+use egui_plot::{Corner, Legend, Line, Plot, PlotPoints};
 
 use crate::app::Session;
 use crate::history::{Series, WINDOW_S};
@@ -17,10 +17,13 @@ pub fn show(ctx: &egui::Context, session: &Session, open: &mut bool) {
         return;
     }
     let now = ctx.input(|i| i.time);
+    // Docked by default over the right-hand side, so the tree and the chat stay visible.
+    let screen = ctx.content_rect();
     egui::Window::new(TITLE)
         .open(open)
-        .default_pos([260.0, 70.0])
-        .default_width(560.0)
+        .pivot(egui::Align2::RIGHT_TOP)
+        .default_pos([screen.right() - 8.0, screen.top() + 36.0])
+        .default_size([600.0, (screen.height() - 60.0).max(300.0)])
         .resizable(true)
         .show(ctx, |ui| {
             egui::ScrollArea::vertical().show(ui, |ui| {
@@ -127,9 +130,11 @@ fn points(series: &Series, now: f64) -> PlotPoints<'static> {
 
 fn plot(ui: &mut egui::Ui, id: &str, y_label: &str, lines: Vec<(String, PlotPoints<'static>)>) {
     ui.label(RichText::new(id).strong());
+    // Room for the legend: one row per line (click an entry to hide it).
+    let height = (lines.len() as f32 * 18.0 + 20.0).max(105.0);
     Plot::new(id)
-        .height(110.0)
-        .legend(Legend::default())
+        .height(height)
+        .legend(Legend::default().position(Corner::LeftTop))
         .include_x(-WINDOW_S)
         .include_x(0.0)
         .include_y(0.0)
