@@ -109,6 +109,8 @@ pub struct SessionState {
     pub chat: Vec<ChatLine>,
     /// Audio notices and errors worth a banner, oldest first.
     pub notices: Vec<String>,
+    /// Audio notices alone (e.g. a device fell back to null), for the audio panel.
+    pub audio_notices: Vec<String>,
     /// Last TCP round trip in ms.
     pub rtt_ms: Option<f64>,
     /// The relay's counters from the last `ServerStats`.
@@ -223,7 +225,12 @@ impl SessionState {
             Event::CommandFailed { command, reason } => {
                 self.notice(format!("{command} failed: {reason}"), now_unix_ms);
             }
-            Event::AudioNotice { message } => self.notice(message, now_unix_ms),
+            Event::AudioNotice { message } => {
+                if self.audio_notices.len() < MAX_NOTICES {
+                    self.audio_notices.push(message.clone());
+                }
+                self.notice(message, now_unix_ms);
+            }
             Event::Error { code, message } => {
                 self.notice(format!("relay refused ({code:?}): {message}"), now_unix_ms);
             }

@@ -332,9 +332,9 @@ fn audio_notice_is_shown_as_a_banner() {
         },
     );
     let msg = "no capture device (none); sending silence";
-    // Once as the banner, once as a system line in the chat log.
-    assert_eq!(h.query_all_by_label(msg).count(), 2);
+    // In the banner, as a system line in the chat log, and in the audio panel.
+    assert_eq!(h.query_all_by_label(msg).count(), 3);
     h.get_by_label("Dismiss").click();
     h.run();
-    assert_eq!(h.query_all_by_label(msg).count(), 1);
+    assert_eq!(h.query_all_by_label(msg).count(), 2);
 }

@@ -65,6 +65,12 @@ pub fn show(
     ui.add_space(8.0);
     ui.heading("Audio devices");
     ui.separator();
+    for n in &session.state.audio_notices {
+        ui.label(RichText::new(n).color(WARN));
+    }
+    if !session.state.audio_notices.is_empty() {
+        ui.weak("Pick a test tone, a WAV file or none below and apply to send something.");
+    }
     if device_pickers(ui, settings, devices) {
         session.audio_dirty = true;
     }

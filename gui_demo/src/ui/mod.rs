@@ -116,15 +116,21 @@ fn notice_banner(ui: &mut egui::Ui, session: &mut Session) {
     if n <= session.notices_seen {
         return;
     }
-    let text = session.state.notices[n - 1].clone();
+    let unseen = session.state.notices[session.notices_seen..].to_vec();
     egui::Frame::new()
         .fill(ui.visuals().warn_fg_color.gamma_multiply(0.15))
         .inner_margin(6.0)
         .corner_radius(4.0)
         .show(ui, |ui| {
             ui.horizontal(|ui| {
-                ui.label(RichText::new("Audio / engine notice:").color(WARN).strong());
-                ui.label(RichText::new(&text).strong());
+                ui.vertical(|ui| {
+                    for text in &unseen {
+                        ui.horizontal_wrapped(|ui| {
+                            ui.label(RichText::new("Notice:").color(WARN).strong());
+                            ui.label(RichText::new(text).strong());
+                        });
+                    }
+                });
                 if ui.small_button("Dismiss").clicked() {
                     session.notices_seen = n;
                 }

@@ -2,7 +2,7 @@
 //! per-user context menu (whisper toggle, hold-to-whisper binding, local mute, volume).
 
 use egui::{RichText, Sense};
-use voice_client::{ChannelId, SessionToken};
+use voice_client::SessionToken;
 
 use crate::app::Session;
 use crate::backend::Command;
@@ -13,22 +13,15 @@ use crate::ui::{dot, SPEAKING, WHISPER};
 pub fn show(ui: &mut egui::Ui, session: &mut Session, settings: &Settings) {
     ui.heading("Channels");
     ui.separator();
-    let channels: Vec<(ChannelId, String, Vec<(SessionToken, String)>)> = session
-        .state
-        .channels
-        .iter()
-        .map(|(id, n)| {
-            let users = n.users.iter().map(|(s, name)| (*s, name.clone())).collect();
-            (*id, n.name.clone(), users)
-        })
-        .collect();
+    // A snapshot: the rows below may send commands through `session` while we iterate.
+    let channels = session.state.channels.clone();
     if channels.is_empty() {
         ui.weak("(waiting for the channel list)");
     }
     egui::ScrollArea::vertical().show(ui, |ui| {
-        for (id, name, users) in channels {
+        for (id, node) in channels {
             let mine = session.state.my_channel == Some(id);
-            let label = format!("# {name}  ({})", users.len());
+            let label = format!("# {}  ({})", node.name, node.users.len());
             let r = ui
                 .selectable_label(mine, RichText::new(label).strong())
                 .on_hover_text(if mine {
@@ -40,8 +33,8 @@ pub fn show(ui: &mut egui::Ui, session: &mut Session, settings: &Settings) {
                 session.send(Command::Join(id));
             }
             ui.indent(("channel", id.0), |ui| {
-                for (who, name) in users {
-                    user_row(ui, session, settings, who, &name);
+                for (who, name) in &node.users {
+                    user_row(ui, session, settings, *who, name);
                 }
             });
         }
