@@ -346,6 +346,13 @@ impl eframe::App for GuiApp {
     fn save(&mut self, storage: &mut dyn eframe::Storage) {
         eframe::set_value(storage, settings::STORAGE_KEY, &self.settings);
     }
+
+    fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
+        // Say goodbye to the relay before the process ends.
+        if let Some(s) = self.session_mut() {
+            s.backend.close(true);
+        }
+    }
 }
 
 /// Wall-clock time in Unix milliseconds.

@@ -9,12 +9,11 @@
 //! * the `gui-stats` thread calls [`Client::stats`] (which can wait up to a second for the engine
 //!   thread) every [`STATS_PERIOD`] and hands the snapshot over the same way.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use voice_client::{
     ChannelId, Client, ClientConfig, ClientError, EngineStats, Event, SessionToken, TransmitMode,
     VadConfig,
@@ -64,6 +63,11 @@ pub trait Backend {
     fn drain_stats(&mut self) -> Vec<EngineStats>;
     /// The relay address, for display.
     fn server(&self) -> String;
+    /// Stops the engine. With `wait`, returns when it has ended (app exit); without, finishes
+    /// in the background so the UI does not stall. Dropping a backend closes it without waiting.
+    fn close(&mut self, wait: bool) {
+        let _ = wait;
+    }
 }
 
 fn drain<T>(rx: &Receiver<T>) -> Vec<T> {
@@ -82,7 +86,8 @@ pub struct ClientBackend {
     server: String,
     events: Receiver<Event>,
     stats: Receiver<EngineStats>,
-    stop: Arc<AtomicBool>,
+    /// Dropping this wakes the stats thread and tells it to end.
+    stop: Option<Sender<()>>,
     events_thread: Option<JoinHandle<()>>,
     stats_thread: Option<JoinHandle<()>>,
 }
@@ -104,7 +109,7 @@ impl ClientBackend {
         let server = cfg.server.to_string();
         let client = Arc::new(Client::start(cfg)?);
         let repaint = Arc::new(repaint);
-        let stop = Arc::new(AtomicBool::new(false));
+        let (stop, stop_rx) = crossbeam_channel::bounded::<()>(0);
         let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
         let (st_tx, st_rx) = crossbeam_channel::bounded(16);
 
@@ -124,31 +129,36 @@ impl ClientBackend {
             })?;
 
         let c = client.clone();
-        let s = stop.clone();
         let stats = std::thread::Builder::new()
             .name("gui-stats".into())
-            .spawn(move || stats_loop(&c, &s, &st_tx, &*repaint))?;
+            .spawn(move || stats_loop(&c, &stop_rx, &st_tx, &*repaint))?;
 
         Ok(ClientBackend {
             client: Some(client),
             server,
             events: ev_rx,
             stats: st_rx,
-            stop,
+            stop: Some(stop),
             events_thread: Some(events),
             stats_thread: Some(stats),
         })
     }
 }
 
-fn stats_loop(client: &Client, stop: &AtomicBool, tx: &Sender<EngineStats>, repaint: &dyn Fn()) {
-    while !stop.load(Ordering::Relaxed) {
+fn stats_loop(client: &Client, stop: &Receiver<()>, tx: &Sender<EngineStats>, repaint: &dyn Fn()) {
+    loop {
         if let Some(s) = client.stats() {
             // A full queue means the UI is not drawing (minimised): drop the sample.
             let _ = tx.try_send(s);
             repaint();
         }
-        std::thread::sleep(STATS_PERIOD);
+        // Sleeps one period, or ends at once when the backend drops the stop sender.
+        if !matches!(
+            stop.recv_timeout(STATS_PERIOD),
+            Err(RecvTimeoutError::Timeout)
+        ) {
+            return;
+        }
     }
 }
 
@@ -185,25 +195,57 @@ impl Backend for ClientBackend {
     fn server(&self) -> String {
         self.server.clone()
     }
+
+    fn close(&mut self, wait: bool) {
+        self.shut(wait);
+    }
+}
+
+impl ClientBackend {
+    fn shut(&mut self, wait: bool) {
+        let Some(stop) = self.stop.take() else {
+            return;
+        };
+        let stats_thread = self.stats_thread.take();
+        let events_thread = self.events_thread.take();
+        let client = self.client.take();
+        let teardown = move || {
+            // The stats thread holds a reference to the client: end it first (dropping `stop`
+            // wakes it; a `stats()` call in flight returns within a second), then shut the
+            // engine down through the last reference, which closes the event channel and so
+            // ends the events thread.
+            drop(stop);
+            if let Some(h) = stats_thread {
+                let _ = h.join();
+            }
+            if let Some(c) = client.and_then(|c| Arc::try_unwrap(c).ok()) {
+                if let Err(e) = c.shutdown() {
+                    log::warn!("shutting the engine down: {e}");
+                }
+            }
+            if let Some(h) = events_thread {
+                let _ = h.join();
+            }
+        };
+        if wait {
+            teardown();
+            return;
+        }
+        // If the thread cannot start, the closure is dropped: the stop sender and the client
+        // reference go with it, so the threads still end and the client's own `Drop` stops the
+        // engine, just without the joins.
+        if let Err(e) = std::thread::Builder::new()
+            .name("gui-teardown".into())
+            .spawn(teardown)
+        {
+            log::warn!("teardown thread: {e}");
+        }
+    }
 }
 
 impl Drop for ClientBackend {
     fn drop(&mut self) {
-        // The stats thread holds a reference to the client: stop it first (its `stats()` call
-        // returns within a second), then shut the engine down through the last reference, which
-        // closes the event channel and so ends the events thread.
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.stats_thread.take() {
-            let _ = h.join();
-        }
-        if let Some(c) = self.client.take().and_then(|c| Arc::try_unwrap(c).ok()) {
-            if let Err(e) = c.shutdown() {
-                log::warn!("shutting the engine down: {e}");
-            }
-        }
-        if let Some(h) = self.events_thread.take() {
-            let _ = h.join();
-        }
+        self.shut(false);
     }
 }
 

@@ -338,3 +338,53 @@ fn audio_notice_is_shown_as_a_banner() {
     h.run();
     assert_eq!(h.query_all_by_label(msg).count(), 2);
 }
+
+#[test]
+fn whisper_key_whispers_while_held() {
+    let (mut h, handle) = connected();
+    send(
+        &mut h,
+        &handle,
+        Event::UserJoined {
+            channel: ChannelId(1),
+            user: user(5, "bob"),
+        },
+    );
+    h.get_by_label("bob").click_secondary();
+    h.run();
+    h.get_by_label("Whisper while holding B").click();
+    h.run();
+    assert_eq!(
+        h.state().session().unwrap().whisper_hold,
+        Some(SessionToken(5))
+    );
+    let whisper_and_ptt = |handle: &StubHandle| {
+        let sent = handle.sent();
+        (
+            sent.iter()
+                .rfind(|c| matches!(c, Command::Whisper(_)))
+                .cloned(),
+            sent.iter()
+                .rfind(|c| matches!(c, Command::PushToTalk(_)))
+                .cloned(),
+        )
+    };
+    h.key_down(egui::Key::B);
+    h.run();
+    assert_eq!(
+        whisper_and_ptt(&handle),
+        (
+            Some(Command::Whisper(Some(SessionToken(5)))),
+            Some(Command::PushToTalk(true))
+        )
+    );
+    h.key_up(egui::Key::B);
+    h.run();
+    assert_eq!(
+        whisper_and_ptt(&handle),
+        (
+            Some(Command::Whisper(None)),
+            Some(Command::PushToTalk(false))
+        )
+    );
+}
