@@ -76,8 +76,8 @@ fn thread_cpu_us(prefix: &str) -> Option<u64> {
 fn latency(seconds: u64) {
     let relay = relay();
     let server = relay.local_addr();
-    let mut a = client(server, "mouth", AudioInput::App, AudioOutput::Null);
-    let mut b = client(server, "ear", AudioInput::Null, AudioOutput::App);
+    let a = client(server, "mouth", AudioInput::App, AudioOutput::Null);
+    let b = client(server, "ear", AudioInput::Null, AudioOutput::App);
     wait_joined(&a);
     wait_joined(&b);
     let mut cap = a.take_app_capture().expect("capture ring");

@@ -9,8 +9,15 @@ use voice_core::Time;
 
 #[derive(Debug, Arbitrary)]
 enum Op {
-    Push { seq: u16, ts: u32, flags: u8, len: u8 },
-    Pop { advance_ms: u8 },
+    Push {
+        seq: u16,
+        ts: u32,
+        flags: u8,
+        len: u8,
+    },
+    Pop {
+        advance_ms: u8,
+    },
 }
 
 fuzz_target!(|ops: Vec<Op>| {
@@ -20,7 +27,12 @@ fuzz_target!(|ops: Vec<Op>| {
     let mut resyncs = 0;
     for op in ops.into_iter().take(5000) {
         match op {
-            Op::Push { seq, ts, flags, len } => {
+            Op::Push {
+                seq,
+                ts,
+                flags,
+                len,
+            } => {
                 let mut payload = vec![0u8; usize::from(len).max(2)];
                 payload[..2].copy_from_slice(&seq.to_le_bytes());
                 let _ = b.push(Time::from_millis(now), seq, ts, Flags(flags), &payload);

@@ -8,6 +8,9 @@ fuzz_target!(|data: &[u8]| {
     let secret = [0x42u8; register::SECRET_LEN];
     if let Ok(counter) = register::verify(&secret, SessionToken(7), data, 0) {
         // Only a genuine signature verifies.
-        assert_eq!(register::sign(&secret, SessionToken(7), counter)[..], data[..]);
+        assert_eq!(
+            register::sign(&secret, SessionToken(7), counter)[..],
+            data[..]
+        );
     }
 });

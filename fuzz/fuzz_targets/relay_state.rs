@@ -23,8 +23,18 @@ enum Op {
     Leave(u8),
     Chat(u8, String),
     Disconnect(u8),
-    Register { who: u8, port: u8, counter: u8, forge: bool },
-    Voice { who: u8, port: u8, seq: u16, target: u8 },
+    Register {
+        who: u8,
+        port: u8,
+        counter: u8,
+        forge: bool,
+    },
+    Voice {
+        who: u8,
+        port: u8,
+        seq: u16,
+        target: u8,
+    },
     Raw(Vec<u8>, u8),
 }
 
@@ -46,57 +56,117 @@ fuzz_target!(|ops: Vec<Op>| {
         let mut out = Outbox::new();
         match op {
             Op::Hello(n) => {
-                let cx = HelloContext { conn: i, secret, now, unix_ms: 0, max_sessions: 64 };
-                let msg = ClientMessage::Hello { version: CONTROL_VERSION, name: format!("u{n}") };
+                let cx = HelloContext {
+                    conn: i,
+                    secret,
+                    now,
+                    unix_ms: 0,
+                    max_sessions: 64,
+                };
+                let msg = ClientMessage::Hello {
+                    version: CONTROL_VERSION,
+                    name: format!("u{n}"),
+                };
                 if let Ok((s, _)) = control::hello(&mut state, &mut stats, msg, cx) {
                     live.push(s);
                 }
             }
-            Op::Join(k, ch) => if let Some(s) = pick(k) {
-                let msg = ClientMessage::JoinChannel { channel: ChannelId(u32::from(ch % 5)) };
-                control::handle(&mut state, &mut stats, s, msg, now, 0, &mut out);
-            },
-            Op::Leave(k) => if let Some(s) = pick(k) {
-                control::handle(&mut state, &mut stats, s, ClientMessage::LeaveChannel, now, 0, &mut out);
-            },
-            Op::Chat(k, text) => if let Some(s) = pick(k) {
-                control::handle(&mut state, &mut stats, s, ClientMessage::Chat { text }, now, 0, &mut out);
-            },
-            Op::Disconnect(k) => if let Some(s) = pick(k) {
-                control::disconnect(&mut state, s, &mut out);
-                live.retain(|x| *x != s);
-            },
-            Op::Register { who, port, counter, forge } => if let Some(s) = pick(who) {
-                let key = if forge { [1u8; 32] } else { secret };
-                let payload = register::sign(&key, s, u64::from(counter));
-                let _ = state.register(addr(port), s, &payload);
-            },
-            Op::Voice { who, port, seq, target } => if let Some(s) = pick(who) {
-                let target = if target == 0 { SessionToken::NONE } else { SessionToken(u32::from(target)) };
-                let header = Header { target, ..Header::voice(s, seq, 0) };
-                let mut buf = [0u8; 64];
-                let n = udp::write(&header, &[1, 2, 3], &mut buf).expect("fits");
-                let d = udp::parse(&buf[..n]).expect("valid");
-                recipients.clear();
-                if state.route(addr(port), &d.header, &mut recipients).is_ok() {
-                    if target.is_none() {
-                        // Every other bound member of the sender's channel, once; never the sender.
-                        let ch = state.sessions.get(&s).and_then(|x| x.channel).expect("in a channel");
-                        let others = state
-                            .members(ch)
-                            .iter()
-                            .filter(|m| **m != s)
-                            .filter(|m| state.sessions.get(*m).is_some_and(|x| x.udp.is_some()))
-                            .count();
-                        assert_eq!(recipients.len(), others);
+            Op::Join(k, ch) => {
+                if let Some(s) = pick(k) {
+                    let msg = ClientMessage::JoinChannel {
+                        channel: ChannelId(u32::from(ch % 5)),
+                    };
+                    control::handle(&mut state, &mut stats, s, msg, now, 0, &mut out);
+                }
+            }
+            Op::Leave(k) => {
+                if let Some(s) = pick(k) {
+                    control::handle(
+                        &mut state,
+                        &mut stats,
+                        s,
+                        ClientMessage::LeaveChannel,
+                        now,
+                        0,
+                        &mut out,
+                    );
+                }
+            }
+            Op::Chat(k, text) => {
+                if let Some(s) = pick(k) {
+                    control::handle(
+                        &mut state,
+                        &mut stats,
+                        s,
+                        ClientMessage::Chat { text },
+                        now,
+                        0,
+                        &mut out,
+                    );
+                }
+            }
+            Op::Disconnect(k) => {
+                if let Some(s) = pick(k) {
+                    control::disconnect(&mut state, s, &mut out);
+                    live.retain(|x| *x != s);
+                }
+            }
+            Op::Register {
+                who,
+                port,
+                counter,
+                forge,
+            } => {
+                if let Some(s) = pick(who) {
+                    let key = if forge { [1u8; 32] } else { secret };
+                    let payload = register::sign(&key, s, u64::from(counter));
+                    let _ = state.register(addr(port), s, &payload);
+                }
+            }
+            Op::Voice {
+                who,
+                port,
+                seq,
+                target,
+            } => {
+                if let Some(s) = pick(who) {
+                    let target = if target == 0 {
+                        SessionToken::NONE
                     } else {
-                        // Exactly the whisper target, never the sender itself.
-                        assert_ne!(target, s);
-                        let t = state.sessions.get(&target).and_then(|x| x.udp);
-                        assert_eq!(recipients.as_slice(), t.as_slice());
+                        SessionToken(u32::from(target))
+                    };
+                    let header = Header {
+                        target,
+                        ..Header::voice(s, seq, 0)
+                    };
+                    let mut buf = [0u8; 64];
+                    let n = udp::write(&header, &[1, 2, 3], &mut buf).expect("fits");
+                    let d = udp::parse(&buf[..n]).expect("valid");
+                    recipients.clear();
+                    if state.route(addr(port), &d.header, &mut recipients).is_ok() {
+                        if target.is_none() {
+                            // Every other bound member of the sender's channel, once; never the sender.
+                            let ch = state
+                                .sessions
+                                .get(&s)
+                                .and_then(|x| x.channel)
+                                .expect("in a channel");
+                            let others = state
+                                .members(ch)
+                                .iter()
+                                .filter(|m| **m != s)
+                                .filter(|m| state.sessions.get(*m).is_some_and(|x| x.udp.is_some()))
+                                .count();
+                            assert_eq!(recipients.len(), others);
+                        } else {
+                            // Exactly the whisper target, never the sender itself.
+                            assert_ne!(target, s);
+                            let t = state.sessions.get(&target).and_then(|x| x.udp);
+                            assert_eq!(recipients.as_slice(), t.as_slice());
+                        }
                     }
                 }
-            },
+            }
             Op::Raw(bytes, port) => {
                 if let Ok(d) = udp::parse(&bytes) {
                     recipients.clear();

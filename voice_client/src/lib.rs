@@ -99,8 +99,8 @@ pub struct Client {
     events: Receiver<Event>,
     waker: Arc<Waker>,
     thread: Option<JoinHandle<audio::OutputStream>>,
-    app_capture: Option<AppCapture>,
-    app_playback: Option<AppPlayback>,
+    app_capture: std::sync::Mutex<Option<AppCapture>>,
+    app_playback: std::sync::Mutex<Option<AppPlayback>>,
     connected: Arc<AtomicBool>,
 }
 
@@ -174,8 +174,8 @@ impl Client {
             events: ev_rx,
             waker,
             thread: Some(thread),
-            app_capture,
-            app_playback,
+            app_capture: std::sync::Mutex::new(app_capture),
+            app_playback: std::sync::Mutex::new(app_playback),
             connected,
         })
     }
@@ -187,13 +187,19 @@ impl Client {
     }
 
     /// Takes the application's end of the capture ring (once; only with [`AudioInput::App`]).
-    pub fn take_app_capture(&mut self) -> Option<AppCapture> {
-        self.app_capture.take()
+    pub fn take_app_capture(&self) -> Option<AppCapture> {
+        self.app_capture
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
     }
 
     /// Takes the application's end of the playback ring (once; only with [`AudioOutput::App`]).
-    pub fn take_app_playback(&mut self) -> Option<AppPlayback> {
-        self.app_playback.take()
+    pub fn take_app_playback(&self) -> Option<AppPlayback> {
+        self.app_playback
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
     }
 
     /// Whether the relay has welcomed us and the connection is up (updated by the engine thread).

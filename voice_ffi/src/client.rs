@@ -428,7 +428,7 @@ pub unsafe extern "C" fn voice_client_new(
             }
             _ => return voice_result::VOICE_ERR_INVALID_ARGUMENT,
         };
-        let mut client = match Client::start(c) {
+        let client = match Client::start(c) {
             Ok(c) => c,
             Err(::voice_client::ClientError::Audio(_)) => return voice_result::VOICE_ERR_AUDIO,
             Err(::voice_client::ClientError::Codec(_)) => return voice_result::VOICE_ERR_CODEC,

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Takes docs/gui_demo.png: runs gui_demo under Xvfb (software OpenGL) against a local relay while
+# voice-bots talk and chat, with the diagnostics overlay open.
+#
+#   gui_demo/screenshot.sh [OUT.png]        (default: docs/gui_demo.png)
+#
+# Installs what it needs with apt-get (as root, or through sudo): Xvfb, xwd, ImageMagick, Mesa.
+# Environment: PORT (relay port, default 7471), WAIT (seconds of talking before the shot, 20),
+# DISPLAY_NUM (Xvfb display, 99).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+OUT=${1:-docs/gui_demo.png}
+PORT=${PORT:-7471}
+WAIT=${WAIT:-20}
+DISPLAY_NUM=${DISPLAY_NUM:-99}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+BIN=$CARGO_TARGET_DIR/release
+
+pkgs=(xvfb x11-apps imagemagick libgl1-mesa-dri libegl1 libgl1 libxkbcommon-x11-0 libxcursor1
+      libxrandr2 libxi6 libx11-xcb1 fonts-dejavu-core)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+cargo build --release -p relay -p voice_client -p gui_demo --bins
+
+WORK=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+Xvfb ":$DISPLAY_NUM" -screen 0 1280x800x24 -nolisten tcp >"$WORK/xvfb.log" 2>&1 &
+pids+=($!)
+"$BIN/relay" --listen "127.0.0.1:$PORT" >"$WORK/relay.log" 2>&1 &
+pids+=($!)
+sleep 1
+
+# The demo, scripted by flags: connect at once, overlay open, a tone as the microphone (so the level
+# meter moves and the bots hear us), no speaker. Its settings go to a throw-away XDG dir.
+DISPLAY=":$DISPLAY_NUM" LIBGL_ALWAYS_SOFTWARE=1 XDG_DATA_HOME="$WORK/data" \
+  "$BIN/gui_demo" --server "127.0.0.1:$PORT" --name alice --connect --overlay \
+  --input tone:220 --output null --mode continuous --size 1280x800 >"$WORK/gui.log" 2>&1 &
+gui=$!
+pids+=($gui)
+sleep 3
+
+bot() { "$BIN/voice-bot" --server "127.0.0.1:$PORT" --stats-interval 60000 "$@" >>"$WORK/bots.log" 2>&1 & pids+=($!); }
+bot --name bob --channel Lobby --tone 300 --duration 120 --chat "hi, bob here" --chat "tone check, 300 Hz"
+sleep 2
+bot --name carol --channel Lobby --tone 520 --duration 120 --chat "carol joining, can you hear me?"
+bot --name dave --channel "Team A" --duration 120 --chat "Team A standing by"
+bot --name erin --channel "Team B" --duration 120
+
+sleep "$WAIT"
+if ! kill -0 "$gui" 2>/dev/null; then
+  echo "gui_demo exited early:" >&2
+  cat "$WORK/gui.log" >&2
+  exit 1
+fi
+mkdir -p "$(dirname "$OUT")"
+xwd -root -display ":$DISPLAY_NUM" -silent | convert xwd:- "png:$OUT"
+echo "wrote $OUT"

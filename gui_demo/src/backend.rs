@@ -1,0 +1,314 @@
+//! The app's only door to the engine: [`Backend`], with the real [`ClientBackend`] and the
+//! [`StubBackend`] that tests drive.
+//!
+//! The UI never blocks on the network. Commands are fire-and-forget ([`Command`] values handed to
+//! the engine's command queue). Events and statistics arrive on channels that the app drains once
+//! per frame:
+//! * the `gui-events` thread forwards [`Client::events`] to the app's channel and asks egui for a
+//!   repaint, so a chat line or a presence change shows up at once even when the window is idle;
+//! * the `gui-stats` thread calls [`Client::stats`] (which can wait up to a second for the engine
+//!   thread) every [`STATS_PERIOD`] and hands the snapshot over the same way.
+
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use voice_client::{
+    ChannelId, Client, ClientConfig, ClientError, EngineStats, Event, SessionToken, TransmitMode,
+    VadConfig,
+};
+
+/// How often the stats thread asks the engine for a snapshot.
+pub const STATS_PERIOD: Duration = Duration::from_millis(250);
+
+/// What the UI asks of the engine. One enum so that the test stub can record it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Join (or switch to) a channel.
+    Join(ChannelId),
+    /// Leave the channel.
+    Leave,
+    /// Say something in our channel.
+    Chat(String),
+    /// Whisper to one session (`None`: talk to the channel).
+    Whisper(Option<SessionToken>),
+    /// Push-to-talk held or released.
+    PushToTalk(bool),
+    /// Transmit mode.
+    Mode(TransmitMode),
+    /// Voice-activity gate.
+    Vad(VadConfig),
+    /// Microphone mute.
+    Mute(bool),
+    /// Output deafen.
+    Deafen(bool),
+    /// One user's gain.
+    UserVolume(SessionToken, f32),
+    /// One user muted locally.
+    UserMute(SessionToken, bool),
+    /// Ask for the whole channel tree.
+    ListChannels,
+    /// Ask for the relay's counters.
+    ServerStats,
+}
+
+/// The engine as the app sees it.
+pub trait Backend {
+    /// Hands a command to the engine (never blocks).
+    fn send(&mut self, command: Command);
+    /// Events that arrived since the last call (never blocks).
+    fn drain_events(&mut self) -> Vec<Event>;
+    /// Statistics snapshots that arrived since the last call, oldest first (never blocks).
+    fn drain_stats(&mut self) -> Vec<EngineStats>;
+    /// The relay address, for display.
+    fn server(&self) -> String;
+    /// Stops the engine. With `wait`, returns when it has ended (app exit); without, finishes
+    /// in the background so the UI does not stall. Dropping a backend closes it without waiting.
+    fn close(&mut self, wait: bool) {
+        let _ = wait;
+    }
+}
+
+fn drain<T>(rx: &Receiver<T>) -> Vec<T> {
+    let mut out = Vec::new();
+    loop {
+        match rx.try_recv() {
+            Ok(v) => out.push(v),
+            Err(TryRecvError::Empty | TryRecvError::Disconnected) => return out,
+        }
+    }
+}
+
+/// A real engine: a [`Client`] plus the two helper threads.
+pub struct ClientBackend {
+    client: Option<Arc<Client>>,
+    server: String,
+    events: Receiver<Event>,
+    stats: Receiver<EngineStats>,
+    /// Dropping this wakes the stats thread and tells it to end.
+    stop: Option<Sender<()>>,
+    events_thread: Option<JoinHandle<()>>,
+    stats_thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for ClientBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientBackend")
+            .field("server", &self.server)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientBackend {
+    /// Starts the engine and the helper threads. `repaint` is called whenever something arrives.
+    pub fn start(
+        cfg: ClientConfig,
+        repaint: impl Fn() + Send + Sync + 'static,
+    ) -> Result<Self, ClientError> {
+        let server = cfg.server.to_string();
+        let client = Arc::new(Client::start(cfg)?);
+        let repaint = Arc::new(repaint);
+        let (stop, stop_rx) = crossbeam_channel::bounded::<()>(0);
+        let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
+        let (st_tx, st_rx) = crossbeam_channel::bounded(16);
+
+        let engine_events = client.events().clone();
+        let r = repaint.clone();
+        let events = std::thread::Builder::new()
+            .name("gui-events".into())
+            .spawn(move || {
+                // Ends when the engine thread drops its sender (client shut down) or the app
+                // drops its receiver.
+                while let Ok(ev) = engine_events.recv() {
+                    if ev_tx.send(ev).is_err() {
+                        break;
+                    }
+                    r();
+                }
+            })?;
+
+        let c = client.clone();
+        let stats = std::thread::Builder::new()
+            .name("gui-stats".into())
+            .spawn(move || stats_loop(&c, &stop_rx, &st_tx, &*repaint))?;
+
+        Ok(ClientBackend {
+            client: Some(client),
+            server,
+            events: ev_rx,
+            stats: st_rx,
+            stop: Some(stop),
+            events_thread: Some(events),
+            stats_thread: Some(stats),
+        })
+    }
+}
+
+fn stats_loop(client: &Client, stop: &Receiver<()>, tx: &Sender<EngineStats>, repaint: &dyn Fn()) {
+    loop {
+        if let Some(s) = client.stats() {
+            // A full queue means the UI is not drawing (minimised): drop the sample.
+            let _ = tx.try_send(s);
+            repaint();
+        }
+        // Sleeps one period, or ends at once when the backend drops the stop sender.
+        if !matches!(
+            stop.recv_timeout(STATS_PERIOD),
+            Err(RecvTimeoutError::Timeout)
+        ) {
+            return;
+        }
+    }
+}
+
+impl Backend for ClientBackend {
+    fn send(&mut self, command: Command) {
+        let Some(c) = self.client.as_deref() else {
+            return;
+        };
+        match command {
+            Command::Join(ch) => c.join_channel(ch),
+            Command::Leave => c.leave_channel(),
+            Command::Chat(text) => c.send_chat(&text),
+            Command::Whisper(t) => c.set_whisper(t),
+            Command::PushToTalk(held) => c.set_push_to_talk(held),
+            Command::Mode(m) => c.set_transmit_mode(m),
+            Command::Vad(v) => c.set_vad(v),
+            Command::Mute(m) => c.set_muted(m),
+            Command::Deafen(d) => c.set_deafened(d),
+            Command::UserVolume(s, v) => c.set_user_volume(s, v),
+            Command::UserMute(s, m) => c.set_user_muted(s, m),
+            Command::ListChannels => c.request_channel_list(),
+            Command::ServerStats => c.request_server_stats(),
+        }
+    }
+
+    fn drain_events(&mut self) -> Vec<Event> {
+        drain(&self.events)
+    }
+
+    fn drain_stats(&mut self) -> Vec<EngineStats> {
+        drain(&self.stats)
+    }
+
+    fn server(&self) -> String {
+        self.server.clone()
+    }
+
+    fn close(&mut self, wait: bool) {
+        self.shut(wait);
+    }
+}
+
+impl ClientBackend {
+    fn shut(&mut self, wait: bool) {
+        let Some(stop) = self.stop.take() else {
+            return;
+        };
+        let stats_thread = self.stats_thread.take();
+        let events_thread = self.events_thread.take();
+        let client = self.client.take();
+        let teardown = move || {
+            // The stats thread holds a reference to the client: end it first (dropping `stop`
+            // wakes it; a `stats()` call in flight returns within a second), then shut the
+            // engine down through the last reference, which closes the event channel and so
+            // ends the events thread.
+            drop(stop);
+            if let Some(h) = stats_thread {
+                let _ = h.join();
+            }
+            if let Some(c) = client.and_then(|c| Arc::try_unwrap(c).ok()) {
+                if let Err(e) = c.shutdown() {
+                    log::warn!("shutting the engine down: {e}");
+                }
+            }
+            if let Some(h) = events_thread {
+                let _ = h.join();
+            }
+        };
+        if wait {
+            teardown();
+            return;
+        }
+        // If the thread cannot start, the closure is dropped: the stop sender and the client
+        // reference go with it, so the threads still end and the client's own `Drop` stops the
+        // engine, just without the joins.
+        if let Err(e) = std::thread::Builder::new()
+            .name("gui-teardown".into())
+            .spawn(teardown)
+        {
+            log::warn!("teardown thread: {e}");
+        }
+    }
+}
+
+impl Drop for ClientBackend {
+    fn drop(&mut self) {
+        self.shut(false);
+    }
+}
+
+/// A backend without a network, for tests: it records commands and replays injected events.
+#[derive(Debug)]
+pub struct StubBackend {
+    events: Receiver<Event>,
+    stats: Receiver<EngineStats>,
+    sent: Arc<Mutex<Vec<Command>>>,
+}
+
+/// The test's side of a [`StubBackend`].
+#[derive(Debug, Clone)]
+pub struct StubHandle {
+    /// Events to deliver to the app on its next frame.
+    pub events: Sender<Event>,
+    /// Statistics snapshots to deliver on the next frame.
+    pub stats: Sender<EngineStats>,
+    sent: Arc<Mutex<Vec<Command>>>,
+}
+
+impl StubHandle {
+    /// The commands the app has sent so far.
+    pub fn sent(&self) -> Vec<Command> {
+        self.sent.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+}
+
+/// A connected pair: the backend for the app and the handle for the test.
+pub fn stub() -> (StubBackend, StubHandle) {
+    let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
+    let (st_tx, st_rx) = crossbeam_channel::unbounded();
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    (
+        StubBackend {
+            events: ev_rx,
+            stats: st_rx,
+            sent: sent.clone(),
+        },
+        StubHandle {
+            events: ev_tx,
+            stats: st_tx,
+            sent,
+        },
+    )
+}
+
+impl Backend for StubBackend {
+    fn send(&mut self, command: Command) {
+        if let Ok(mut v) = self.sent.lock() {
+            v.push(command);
+        }
+    }
+
+    fn drain_events(&mut self) -> Vec<Event> {
+        drain(&self.events)
+    }
+
+    fn drain_stats(&mut self) -> Vec<EngineStats> {
+        drain(&self.stats)
+    }
+
+    fn server(&self) -> String {
+        "stub".into()
+    }
+}

@@ -1,0 +1,188 @@
+//! Command-line flags: they pre-fill (and override) the remembered settings so that scripts can run
+//! the demo without clicking.
+
+use std::path::PathBuf;
+
+use crate::settings::{InputChoice, Mode, OutputChoice, Settings};
+
+/// Usage text for `--help`.
+pub const USAGE: &str = "\
+usage: gui_demo [--server ADDR] [--name NAME] [--connect] [--overlay]
+                [--input default|DEVICE_NAME|tone[:HZ]|null|wav:PATH]
+                [--output default|DEVICE_NAME|null] [--mode ptt|vad|continuous]
+                [--channel ID] [--size WxH]
+
+  --server ADDR     relay address (IP:PORT or localhost:PORT); remembered
+  --name NAME       display name; remembered
+  --connect         connect at start instead of showing the connect screen
+  --overlay         open the diagnostics overlay (F3) at start
+  --input SRC       capture source; a missing device falls back to silence with a notice
+  --output SINK     playback sink; a missing device falls back to discarding with a notice
+  --mode MODE       push-to-talk (key V by default), voice activity, or continuous
+  --channel ID      join this channel id after connecting
+  --size WxH        initial window size in points (default 1200x760)";
+
+/// Parsed flags. `None` means "keep the remembered value".
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Options {
+    /// `--server`.
+    pub server: Option<String>,
+    /// `--name`.
+    pub name: Option<String>,
+    /// `--connect`.
+    pub connect: bool,
+    /// `--overlay`.
+    pub overlay: bool,
+    /// `--input`.
+    pub input: Option<InputChoice>,
+    /// `--output`.
+    pub output: Option<OutputChoice>,
+    /// `--mode`.
+    pub mode: Option<Mode>,
+    /// `--channel`.
+    pub channel: Option<u32>,
+    /// `--size`.
+    pub size: Option<[f32; 2]>,
+}
+
+impl Options {
+    /// Parses flags (without the program name). `Ok(None)` means `--help` was asked for.
+    pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, String> {
+        let mut o = Options::default();
+        let mut it = args.into_iter();
+        while let Some(flag) = it.next() {
+            let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+            match flag.as_str() {
+                "-h" | "--help" => return Ok(None),
+                "--server" => o.server = Some(value()?),
+                "--name" => o.name = Some(value()?),
+                "--connect" => o.connect = true,
+                "--overlay" => o.overlay = true,
+                "--input" => o.input = Some(parse_input(&value()?)?),
+                "--output" => o.output = Some(parse_output(&value()?)),
+                "--mode" => {
+                    o.mode = Some(match value()?.as_str() {
+                        "ptt" | "push-to-talk" => Mode::PushToTalk,
+                        "vad" | "voice-activity" => Mode::VoiceActivity,
+                        "continuous" => Mode::Continuous,
+                        m => return Err(format!("--mode {m:?}: expected ptt, vad or continuous")),
+                    });
+                }
+                "--channel" => {
+                    let v = value()?;
+                    o.channel = Some(
+                        v.parse()
+                            .map_err(|_| format!("--channel {v:?}: not an id"))?,
+                    );
+                }
+                "--size" => {
+                    let v = value()?;
+                    let (w, h) = v
+                        .split_once('x')
+                        .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)))
+                        .ok_or_else(|| format!("--size {v:?}: expected WxH"))?;
+                    o.size = Some([w, h]);
+                }
+                other => return Err(format!("unknown flag {other:?}")),
+            }
+        }
+        Ok(Some(o))
+    }
+
+    /// Applies the flags over remembered settings.
+    pub fn apply(&self, s: &mut Settings) {
+        if let Some(v) = &self.server {
+            s.server.clone_from(v);
+        }
+        if let Some(v) = &self.name {
+            s.name.clone_from(v);
+        }
+        if let Some(v) = &self.input {
+            s.input = v.clone();
+        }
+        if let Some(v) = &self.output {
+            s.output = v.clone();
+        }
+        if let Some(v) = self.mode {
+            s.mode = v;
+        }
+        if self.overlay {
+            s.overlay_open = true;
+        }
+    }
+}
+
+fn parse_input(v: &str) -> Result<InputChoice, String> {
+    Ok(match v {
+        "default" => InputChoice::Device(None),
+        "null" => InputChoice::Null,
+        "tone" => InputChoice::Tone(440.0),
+        _ => {
+            if let Some(hz) = v.strip_prefix("tone:") {
+                InputChoice::Tone(
+                    hz.parse()
+                        .map_err(|_| format!("--input {v:?}: tone needs Hz"))?,
+                )
+            } else if let Some(path) = v.strip_prefix("wav:") {
+                InputChoice::Wav(PathBuf::from(path))
+            } else {
+                InputChoice::Device(Some(v.to_string()))
+            }
+        }
+    })
+}
+
+fn parse_output(v: &str) -> OutputChoice {
+    match v {
+        "default" => OutputChoice::Device(None),
+        "null" => OutputChoice::Null,
+        _ => OutputChoice::Device(Some(v.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Option<Options>, String> {
+        Options::parse(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn flags() {
+        let o = parse(&[
+            "--server",
+            "127.0.0.1:1",
+            "--name",
+            "a",
+            "--connect",
+            "--overlay",
+            "--input",
+            "tone:300",
+            "--output",
+            "null",
+            "--mode",
+            "vad",
+            "--size",
+            "800x600",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(o.input, Some(InputChoice::Tone(300.0)));
+        assert_eq!(o.output, Some(OutputChoice::Null));
+        assert_eq!(o.mode, Some(Mode::VoiceActivity));
+        assert_eq!(o.size, Some([800.0, 600.0]));
+        assert!(o.connect && o.overlay);
+        let mut s = Settings::default();
+        o.apply(&mut s);
+        assert_eq!((s.server.as_str(), s.name.as_str()), ("127.0.0.1:1", "a"));
+        assert!(s.overlay_open);
+        assert_eq!(parse(&["--help"]), Ok(None));
+        assert!(parse(&["--bogus"]).is_err());
+        assert!(parse(&["--name"]).is_err());
+        assert_eq!(
+            parse(&["--input", "wav:x.wav"]).unwrap().unwrap().input,
+            Some(InputChoice::Wav("x.wav".into()))
+        );
+    }
+}

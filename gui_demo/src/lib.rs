@@ -1,0 +1,19 @@
+//! `gui_demo`: an egui/eframe client for the voice engine.
+//!
+//! Shape (after egui's demo app and eframe_template): the model ([`state`], [`history`],
+//! [`settings`]) is separate from drawing ([`ui`]); [`app::GuiApp`] glues them and is the
+//! [`eframe::App`]. The engine is reached only through [`backend::Backend`]: its events and
+//! statistics arrive on channels and are applied once per frame, so the UI never blocks on the
+//! network, and tests drive the real UI with [`backend::StubBackend`] and synthetic events.
+//!
+//! Run it with `cargo run --release -p gui_demo` (see [`cli::USAGE`] for flags).
+
+pub mod app;
+pub mod backend;
+pub mod cli;
+pub mod history;
+pub mod settings;
+pub mod state;
+pub mod ui;
+
+pub use app::{ConnectRequest, Connector, GuiApp};

@@ -1,0 +1,252 @@
+//! What the demo remembers between runs (eframe persistence) and the connect form's validation.
+//!
+//! [`Settings`] is `serde(default)` so that a settings file written by an older or newer build
+//! still loads: unknown fields are ignored, missing ones take their defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use voice_client::{AudioInput, AudioOutput, TransmitMode};
+use voice_core::proto::tcp::MAX_NAME_LEN;
+
+/// The eframe storage key of [`Settings`].
+pub const STORAGE_KEY: &str = "gui_demo.settings";
+
+/// Where the microphone signal comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum InputChoice {
+    /// A capture device (`None`: the system default).
+    Device(Option<String>),
+    /// A test tone at this frequency.
+    Tone(f32),
+    /// A WAV file, looped.
+    Wav(PathBuf),
+    /// Silence.
+    Null,
+}
+
+/// Where the mix goes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum OutputChoice {
+    /// A playback device (`None`: the system default).
+    Device(Option<String>),
+    /// Discard.
+    Null,
+}
+
+impl InputChoice {
+    /// The engine's audio input for this choice.
+    pub fn to_audio(&self) -> AudioInput {
+        match self {
+            InputChoice::Device(d) => AudioInput::Device(d.clone()),
+            InputChoice::Tone(hz) => AudioInput::Tone {
+                hz: *hz,
+                amplitude: 0.3,
+            },
+            InputChoice::Wav(path) => AudioInput::Wav {
+                path: path.clone(),
+                looped: true,
+            },
+            InputChoice::Null => AudioInput::Null,
+        }
+    }
+
+    /// Short label for menus.
+    pub fn label(&self) -> String {
+        match self {
+            InputChoice::Device(None) => "default device".into(),
+            InputChoice::Device(Some(d)) => d.clone(),
+            InputChoice::Tone(hz) => format!("test tone {hz} Hz"),
+            InputChoice::Wav(p) => format!("file {}", p.display()),
+            InputChoice::Null => "none (silence)".into(),
+        }
+    }
+}
+
+impl OutputChoice {
+    /// The engine's audio output for this choice.
+    pub fn to_audio(&self) -> AudioOutput {
+        match self {
+            OutputChoice::Device(d) => AudioOutput::Device(d.clone()),
+            OutputChoice::Null => AudioOutput::Null,
+        }
+    }
+
+    /// Short label for menus.
+    pub fn label(&self) -> String {
+        match self {
+            OutputChoice::Device(None) => "default device".into(),
+            OutputChoice::Device(Some(d)) => d.clone(),
+            OutputChoice::Null => "none (discard)".into(),
+        }
+    }
+}
+
+/// How the microphone opens, as stored (the engine's enum is not `Deserialize`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Mode {
+    /// While the push-to-talk key (or button) is held.
+    PushToTalk,
+    /// When the voice-activity gate opens.
+    VoiceActivity,
+    /// Always.
+    Continuous,
+}
+
+impl Mode {
+    /// The engine's transmit mode.
+    pub fn to_engine(self) -> TransmitMode {
+        match self {
+            Mode::PushToTalk => TransmitMode::PushToTalk,
+            Mode::VoiceActivity => TransmitMode::VoiceActivity,
+            Mode::Continuous => TransmitMode::Continuous,
+        }
+    }
+}
+
+/// Everything remembered between runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Relay address as typed (`host:port`).
+    pub server: String,
+    /// Display name.
+    pub name: String,
+    /// Microphone source.
+    pub input: InputChoice,
+    /// Speaker sink.
+    pub output: OutputChoice,
+    /// Transmit mode.
+    pub mode: Mode,
+    /// Push-to-talk key (an [`egui::Key`] name).
+    pub ptt_key: String,
+    /// Hold-to-whisper key (an [`egui::Key`] name).
+    pub whisper_key: String,
+    /// Voice-activity threshold in dBFS.
+    pub vad_threshold_dbfs: f32,
+    /// Show chat of every channel, not only ours.
+    pub chat_all_channels: bool,
+    /// Diagnostics overlay open.
+    pub overlay_open: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            server: "127.0.0.1:7400".into(),
+            name: String::new(),
+            input: InputChoice::Device(None),
+            output: OutputChoice::Device(None),
+            mode: Mode::PushToTalk,
+            ptt_key: egui::Key::V.name().into(),
+            whisper_key: egui::Key::B.name().into(),
+            vad_threshold_dbfs: -45.0,
+            chat_all_channels: false,
+            overlay_open: false,
+        }
+    }
+}
+
+impl Settings {
+    /// The push-to-talk key (V if the stored name is unknown).
+    pub fn ptt(&self) -> egui::Key {
+        egui::Key::from_name(&self.ptt_key).unwrap_or(egui::Key::V)
+    }
+
+    /// The hold-to-whisper key (B if the stored name is unknown).
+    pub fn whisper(&self) -> egui::Key {
+        egui::Key::from_name(&self.whisper_key).unwrap_or(egui::Key::B)
+    }
+}
+
+/// Why the connect form cannot be submitted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FormError {
+    /// The address is not `ip:port` or `localhost:port`.
+    #[error("server must be IP:PORT (e.g. 127.0.0.1:7400)")]
+    BadServer,
+    /// The name is empty, too long, or has control characters.
+    #[error("name must be 1–{MAX_NAME_LEN} bytes, not only spaces, no control characters")]
+    BadName,
+}
+
+/// Parses the server field without touching the network: an IP address with a port, or
+/// `localhost:PORT` (no DNS lookup on the UI thread).
+pub fn parse_server(text: &str) -> Result<SocketAddr, FormError> {
+    let text = text.trim();
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return if addr.port() == 0 {
+            Err(FormError::BadServer)
+        } else {
+            Ok(addr)
+        };
+    }
+    match text.rsplit_once(':') {
+        Some((host, port)) if host.eq_ignore_ascii_case("localhost") => match port.parse::<u16>() {
+            Ok(p) if p != 0 => Ok(SocketAddr::from(([127, 0, 0, 1], p))),
+            _ => Err(FormError::BadServer),
+        },
+        _ => Err(FormError::BadServer),
+    }
+}
+
+/// Checks the name field the way the relay will.
+pub fn check_name(name: &str) -> Result<String, FormError> {
+    let name = name.trim();
+    if voice_core::proto::tcp::validate_name(name) {
+        Ok(name.to_string())
+    } else {
+        Err(FormError::BadName)
+    }
+}
+
+/// Validates the whole connect form: the address to dial and the name to send.
+pub fn validate(server: &str, name: &str) -> Result<(SocketAddr, String), FormError> {
+    Ok((parse_server(server)?, check_name(name)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_field() {
+        assert!(parse_server("127.0.0.1:7400").is_ok());
+        assert!(parse_server(" [::1]:7400 ").is_ok());
+        assert_eq!(
+            parse_server("localhost:9").unwrap(),
+            "127.0.0.1:9".parse().unwrap()
+        );
+        for bad in [
+            "",
+            "127.0.0.1",
+            "127.0.0.1:0",
+            "host:7400",
+            "1.2.3.4:99999",
+            "localhost:",
+        ] {
+            assert_eq!(parse_server(bad), Err(FormError::BadServer), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn name_field() {
+        assert_eq!(check_name(" alice ").unwrap(), "alice");
+        assert!(check_name("   ").is_err());
+        assert!(check_name("a\u{7}b").is_err());
+        assert!(check_name(&"x".repeat(MAX_NAME_LEN + 1)).is_err());
+    }
+
+    #[test]
+    fn settings_load_with_missing_fields() {
+        let s: Settings = serde_json_like();
+        assert_eq!(s.server, "10.0.0.1:1");
+        assert_eq!(s.ptt(), egui::Key::V);
+    }
+
+    fn serde_json_like() -> Settings {
+        // eframe stores RON; JSON exercises the same `serde(default)` path.
+        serde_json::from_str(r#"{"server":"10.0.0.1:1","unknown":3}"#).expect("loads")
+    }
+}

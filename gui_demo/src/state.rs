@@ -1,0 +1,447 @@
+//! The session model: what the UI shows, updated only by [`SessionState::apply_event`].
+//!
+//! This module owns the channel tree (channels → users), who is speaking, the chat log, notices
+//! and connection status. It knows nothing about egui or the network: every engine [`Event`] goes
+//! through one pure function, so tests feed synthetic events and check the result without a relay.
+//!
+//! Presence is channel-scoped in the protocol: `UserJoined` / `UserLeft` only arrive for our own
+//! channel. The rest of the tree comes from `ChannelList` snapshots, which the app asks for every
+//! couple of seconds (see [`crate::app`]). A user is in at most one channel, so adding a user to one
+//! channel removes them from every other.
+
+use std::collections::{BTreeMap, HashMap};
+
+use voice_client::{ChannelId, Event, SessionToken};
+
+/// Most chat lines kept (older ones are dropped first).
+pub const MAX_CHAT_LINES: usize = 1000;
+/// Most notices kept.
+pub const MAX_NOTICES: usize = 20;
+
+/// Where the connection stands, as the UI shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Status {
+    /// The engine is starting and has not been welcomed yet.
+    #[default]
+    Connecting,
+    /// Welcomed by the relay.
+    Connected {
+        /// UDP is bound too (voice flows).
+        udp: bool,
+    },
+    /// The connection dropped (the engine reconnects with backoff).
+    Disconnected {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// One channel of the tree.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ChannelNode {
+    /// Display name.
+    pub name: String,
+    /// Members by session, with their display names.
+    pub users: BTreeMap<SessionToken, String>,
+}
+
+/// One line of the chat log (chat or a system line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatLine {
+    /// The channel it was said in (`None` for system lines).
+    pub channel: Option<ChannelId>,
+    /// Sender name (empty for system lines).
+    pub from: String,
+    /// The text.
+    pub text: String,
+    /// Wall-clock time in Unix milliseconds (relay time for chat, local for system lines).
+    pub unix_ms: u64,
+}
+
+impl ChatLine {
+    /// True for lines the client itself wrote (connection changes, errors).
+    pub fn is_system(&self) -> bool {
+        self.channel.is_none()
+    }
+}
+
+/// How a user is heard right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Speaking {
+    /// The voice is a whisper (to us, or from us for our own session).
+    pub whisper: bool,
+}
+
+/// Local per-user choices (mixing gain and mute), kept while the app runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct UserPrefs {
+    /// Gain, 0–4 (1 = unchanged).
+    pub volume: f32,
+    /// Muted locally.
+    pub muted: bool,
+}
+
+impl Default for UserPrefs {
+    fn default() -> Self {
+        UserPrefs {
+            volume: 1.0,
+            muted: false,
+        }
+    }
+}
+
+/// Everything the UI shows about one connection, rebuilt from engine events.
+#[derive(Debug, Clone, Default)]
+pub struct SessionState {
+    /// Connection status.
+    pub status: Status,
+    /// Our session token once welcomed.
+    pub me: Option<SessionToken>,
+    /// The name the relay accepted.
+    pub my_name: String,
+    /// Our channel.
+    pub my_channel: Option<ChannelId>,
+    /// The channel tree.
+    pub channels: BTreeMap<ChannelId, ChannelNode>,
+    /// Who is heard right now.
+    pub speaking: HashMap<SessionToken, Speaking>,
+    /// Chat and system lines, oldest first.
+    pub chat: Vec<ChatLine>,
+    /// Audio notices and errors worth a banner, oldest first.
+    pub notices: Vec<String>,
+    /// Audio notices alone (e.g. a device fell back to null), for the audio panel.
+    pub audio_notices: Vec<String>,
+    /// Last TCP round trip in ms.
+    pub rtt_ms: Option<f64>,
+    /// The relay's counters from the last `ServerStats`.
+    pub server_counters: Vec<(String, u64)>,
+    /// Local per-user volume and mute.
+    pub prefs: HashMap<SessionToken, UserPrefs>,
+    /// Set by `ChannelJoined`: the app should refresh the channel list now.
+    pub want_channel_list: bool,
+}
+
+impl SessionState {
+    /// Applies one engine event. `now_unix_ms` stamps system lines.
+    pub fn apply_event(&mut self, event: Event, now_unix_ms: u64) {
+        match event {
+            Event::Connected { session, name } => {
+                self.status = Status::Connected { udp: false };
+                self.me = Some(session);
+                self.my_name = name.clone();
+                self.system(
+                    format!("connected as {name} (session {})", session.0),
+                    now_unix_ms,
+                );
+            }
+            Event::UdpReady => self.status = Status::Connected { udp: true },
+            Event::Disconnected { reason } => {
+                self.system(format!("disconnected: {reason}"), now_unix_ms);
+                self.status = Status::Disconnected { reason };
+                self.speaking.clear();
+                self.my_channel = None;
+            }
+            Event::ChannelList { channels } => {
+                self.channels = channels
+                    .into_iter()
+                    .map(|c| {
+                        let users = c.users.into_iter().map(|u| (u.session, u.name)).collect();
+                        (
+                            c.id,
+                            ChannelNode {
+                                name: c.name,
+                                users,
+                            },
+                        )
+                    })
+                    .collect();
+                // Our own channel is authoritative from presence events; a list cannot predate
+                // our join in a way that drops us, but make sure we show up where we are.
+                if let (Some(me), Some(ch)) = (self.me, self.my_channel) {
+                    let name = self.my_name.clone();
+                    self.place_user(ch, me, name);
+                }
+            }
+            Event::ChannelJoined { channel } => {
+                self.my_channel = Some(channel.id);
+                let node = self.channels.entry(channel.id).or_default();
+                node.name = channel.name.clone();
+                node.users.clear();
+                for u in channel.users {
+                    self.place_user(channel.id, u.session, u.name);
+                }
+                if let Some(me) = self.me {
+                    let name = self.my_name.clone();
+                    self.place_user(channel.id, me, name);
+                }
+                self.speaking.retain(|s, _| Some(*s) == self.me);
+                self.want_channel_list = true;
+                self.system(format!("joined #{}", channel.name), now_unix_ms);
+            }
+            Event::ChannelLeft { channel } => {
+                if let (Some(me), Some(node)) = (self.me, self.channels.get_mut(&channel)) {
+                    node.users.remove(&me);
+                }
+                if self.my_channel == Some(channel) {
+                    self.my_channel = None;
+                }
+                self.speaking.clear();
+                self.want_channel_list = true;
+            }
+            Event::UserJoined { channel, user } => {
+                self.place_user(channel, user.session, user.name)
+            }
+            Event::UserLeft { channel, session } => {
+                if let Some(node) = self.channels.get_mut(&channel) {
+                    node.users.remove(&session);
+                }
+                self.speaking.remove(&session);
+            }
+            Event::Chat {
+                channel,
+                from_name,
+                text,
+                server_time_ms,
+                ..
+            } => self.push_chat(ChatLine {
+                channel: Some(channel),
+                from: from_name,
+                text,
+                unix_ms: server_time_ms,
+            }),
+            Event::Speaking {
+                session,
+                speaking,
+                whisper,
+            } => {
+                if speaking {
+                    self.speaking.insert(session, Speaking { whisper });
+                } else {
+                    self.speaking.remove(&session);
+                }
+            }
+            Event::Rtt { ms } => self.rtt_ms = Some(ms),
+            Event::ServerStats { counters } => self.server_counters = counters,
+            Event::CommandFailed { command, reason } => {
+                self.notice(format!("{command} failed: {reason}"), now_unix_ms);
+            }
+            Event::AudioNotice { message } => {
+                if self.audio_notices.len() < MAX_NOTICES {
+                    self.audio_notices.push(message.clone());
+                }
+                self.notice(message, now_unix_ms);
+            }
+            Event::Error { code, message } => {
+                self.notice(format!("relay refused ({code:?}): {message}"), now_unix_ms);
+            }
+        }
+    }
+
+    /// The channel a user is in, if the tree knows it.
+    pub fn channel_of(&self, session: SessionToken) -> Option<ChannelId> {
+        self.channels
+            .iter()
+            .find(|(_, n)| n.users.contains_key(&session))
+            .map(|(id, _)| *id)
+    }
+
+    /// A user's display name, if the tree knows it.
+    pub fn user_name(&self, session: SessionToken) -> Option<&str> {
+        self.channels
+            .values()
+            .find_map(|n| n.users.get(&session))
+            .map(String::as_str)
+    }
+
+    /// A channel's display name (or "channel N" when unknown).
+    pub fn channel_name(&self, id: ChannelId) -> String {
+        self.channels
+            .get(&id)
+            .map(|n| n.name.clone())
+            .unwrap_or_else(|| format!("channel {}", id.0))
+    }
+
+    /// Local volume and mute of one user.
+    pub fn prefs(&self, session: SessionToken) -> UserPrefs {
+        self.prefs.get(&session).copied().unwrap_or_default()
+    }
+
+    fn place_user(&mut self, channel: ChannelId, session: SessionToken, name: String) {
+        for (id, node) in self.channels.iter_mut() {
+            if *id != channel {
+                node.users.remove(&session);
+            }
+        }
+        let node = self.channels.entry(channel).or_insert_with(|| ChannelNode {
+            name: format!("channel {}", channel.0),
+            users: BTreeMap::new(),
+        });
+        node.users.insert(session, name);
+    }
+
+    fn push_chat(&mut self, line: ChatLine) {
+        self.chat.push(line);
+        if self.chat.len() > MAX_CHAT_LINES {
+            let extra = self.chat.len() - MAX_CHAT_LINES;
+            self.chat.drain(..extra);
+        }
+    }
+
+    /// Adds a system line to the chat log.
+    pub fn system(&mut self, text: String, now_unix_ms: u64) {
+        self.push_chat(ChatLine {
+            channel: None,
+            from: String::new(),
+            text,
+            unix_ms: now_unix_ms,
+        });
+    }
+
+    /// Adds a notice (banner) and the same text as a system line.
+    pub fn notice(&mut self, text: String, now_unix_ms: u64) {
+        self.system(text.clone(), now_unix_ms);
+        self.notices.push(text);
+        if self.notices.len() > MAX_NOTICES {
+            self.notices.remove(0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use voice_core::proto::tcp::{ChannelInfo, UserInfo};
+
+    use super::*;
+
+    fn user(id: u32, name: &str) -> UserInfo {
+        UserInfo {
+            session: SessionToken(id),
+            name: name.into(),
+        }
+    }
+
+    fn welcomed() -> SessionState {
+        let mut s = SessionState::default();
+        s.apply_event(
+            Event::Connected {
+                session: SessionToken(1),
+                name: "me".into(),
+            },
+            0,
+        );
+        s.apply_event(
+            Event::ChannelList {
+                channels: vec![
+                    ChannelInfo {
+                        id: ChannelId(1),
+                        name: "Lobby".into(),
+                        users: vec![],
+                    },
+                    ChannelInfo {
+                        id: ChannelId(2),
+                        name: "Team A".into(),
+                        users: vec![user(7, "carol")],
+                    },
+                ],
+            },
+            0,
+        );
+        s.apply_event(
+            Event::ChannelJoined {
+                channel: ChannelInfo {
+                    id: ChannelId(1),
+                    name: "Lobby".into(),
+                    users: vec![user(1, "me"), user(5, "bob")],
+                },
+            },
+            0,
+        );
+        s
+    }
+
+    #[test]
+    fn join_places_members_and_me() {
+        let s = welcomed();
+        assert_eq!(s.my_channel, Some(ChannelId(1)));
+        assert_eq!(s.channel_of(SessionToken(1)), Some(ChannelId(1)));
+        assert_eq!(s.channel_of(SessionToken(5)), Some(ChannelId(1)));
+        assert_eq!(s.channel_of(SessionToken(7)), Some(ChannelId(2)));
+        assert!(s.want_channel_list);
+    }
+
+    #[test]
+    fn user_moves_between_channels() {
+        let mut s = welcomed();
+        s.apply_event(
+            Event::UserJoined {
+                channel: ChannelId(1),
+                user: user(7, "carol"),
+            },
+            0,
+        );
+        assert_eq!(s.channel_of(SessionToken(7)), Some(ChannelId(1)));
+        assert!(s.channels[&ChannelId(2)].users.is_empty());
+        s.apply_event(
+            Event::UserLeft {
+                channel: ChannelId(1),
+                session: SessionToken(7),
+            },
+            0,
+        );
+        assert_eq!(s.channel_of(SessionToken(7)), None);
+    }
+
+    #[test]
+    fn speaking_and_disconnect() {
+        let mut s = welcomed();
+        s.apply_event(
+            Event::Speaking {
+                session: SessionToken(5),
+                speaking: true,
+                whisper: true,
+            },
+            0,
+        );
+        assert_eq!(
+            s.speaking.get(&SessionToken(5)),
+            Some(&Speaking { whisper: true })
+        );
+        s.apply_event(
+            Event::Disconnected {
+                reason: "eof".into(),
+            },
+            9,
+        );
+        assert!(s.speaking.is_empty());
+        assert_eq!(s.my_channel, None);
+        assert!(matches!(s.status, Status::Disconnected { .. }));
+        assert_eq!(s.chat.last().map(|l| l.unix_ms), Some(9));
+    }
+
+    #[test]
+    fn list_refresh_keeps_me_in_my_channel() {
+        let mut s = welcomed();
+        s.apply_event(
+            Event::ChannelList {
+                channels: vec![ChannelInfo {
+                    id: ChannelId(1),
+                    name: "Lobby".into(),
+                    users: vec![],
+                }],
+            },
+            0,
+        );
+        assert_eq!(s.channel_of(SessionToken(1)), Some(ChannelId(1)));
+        assert!(!s.channels.contains_key(&ChannelId(2)));
+    }
+
+    #[test]
+    fn chat_log_is_bounded() {
+        let mut s = SessionState::default();
+        for i in 0..(MAX_CHAT_LINES + 5) {
+            s.system(format!("{i}"), 0);
+        }
+        assert_eq!(s.chat.len(), MAX_CHAT_LINES);
+        assert_eq!(s.chat[0].text, "5");
+    }
+}

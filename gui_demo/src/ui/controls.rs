@@ -1,0 +1,230 @@
+//! Audio controls: transmit mode, push-to-talk and whisper keys, a hold-to-talk button, mute and
+//! deafen, the input level meter, and the capture / playback choice (a device, or a file / tone /
+//! null fallback where there is no device).
+
+use std::path::PathBuf;
+
+use egui::{Color32, RichText};
+use voice_client::VadConfig;
+
+use crate::app::Session;
+use crate::backend::Command;
+use crate::settings::{InputChoice, Mode, OutputChoice, Settings};
+use crate::ui::{SPEAKING, WARN, WHISPER};
+
+/// Level meter range (dBFS at the left edge).
+const METER_FLOOR_DBFS: f32 = -60.0;
+
+/// Draws the controls. Returns true when the user asked to restart audio with new devices.
+pub fn show(
+    ui: &mut egui::Ui,
+    session: &mut Session,
+    settings: &mut Settings,
+    devices: Option<&(Vec<String>, Vec<String>)>,
+) -> bool {
+    ui.heading("Voice");
+    ui.separator();
+    let before = settings.mode;
+    ui.radio_value(&mut settings.mode, Mode::PushToTalk, "Push to talk");
+    ui.radio_value(&mut settings.mode, Mode::VoiceActivity, "Voice activity");
+    ui.radio_value(&mut settings.mode, Mode::Continuous, "Always on");
+    if settings.mode != before {
+        session.send(Command::Mode(settings.mode.to_engine()));
+    }
+    match settings.mode {
+        Mode::PushToTalk => {
+            key_picker(ui, "Talk key", &mut settings.ptt_key);
+            let talk = ui.add(egui::Button::new("Hold to talk").sense(egui::Sense::drag()));
+            session.talk_button_held = talk.is_pointer_button_down_on();
+        }
+        Mode::VoiceActivity => {
+            let r = ui.add(
+                egui::Slider::new(&mut settings.vad_threshold_dbfs, -70.0..=-10.0)
+                    .text("gate dBFS"),
+            );
+            if r.changed() {
+                session.send(Command::Vad(VadConfig {
+                    threshold_dbfs: settings.vad_threshold_dbfs,
+                    ..VadConfig::default()
+                }));
+            }
+        }
+        Mode::Continuous => {}
+    }
+    key_picker(ui, "Whisper key", &mut settings.whisper_key);
+    ui.add_space(4.0);
+    ui.horizontal(|ui| {
+        if ui.toggle_value(&mut session.muted, "Mute mic").changed() {
+            session.send(Command::Mute(session.muted));
+        }
+        if ui.toggle_value(&mut session.deafened, "Deafen").changed() {
+            session.send(Command::Deafen(session.deafened));
+        }
+    });
+    level_meter(ui, session, settings);
+    ui.add_space(8.0);
+    ui.heading("Audio devices");
+    ui.separator();
+    for n in &session.state.audio_notices {
+        ui.label(RichText::new(n).color(WARN));
+    }
+    if !session.state.audio_notices.is_empty() {
+        ui.weak("Pick a test tone, a WAV file or none below and apply to send something.");
+    }
+    if device_pickers(ui, settings, devices) {
+        session.audio_dirty = true;
+    }
+    if session.audio_dirty {
+        return ui
+            .button("Apply (restarts the connection)")
+            .on_hover_text("Devices are opened when the engine starts")
+            .clicked();
+    }
+    false
+}
+
+fn key_picker(ui: &mut egui::Ui, label: &str, key: &mut String) {
+    ui.horizontal(|ui| {
+        let l = ui.label(label);
+        egui::ComboBox::from_id_salt(label)
+            .selected_text(key.as_str())
+            .show_ui(ui, |ui| {
+                for k in egui::Key::ALL {
+                    ui.selectable_value(key, k.name().to_string(), k.name());
+                }
+            })
+            .response
+            .labelled_by(l.id);
+    });
+}
+
+fn level_meter(ui: &mut egui::Ui, session: &Session, settings: &Settings) {
+    let latest = session.history.latest.as_ref();
+    let db = latest.map_or(METER_FLOOR_DBFS, |s| s.input_level_dbfs);
+    let transmitting = latest.is_some_and(|s| s.transmitting);
+    let fraction = ((db - METER_FLOOR_DBFS) / -METER_FLOOR_DBFS).clamp(0.0, 1.0);
+    let colour = if transmitting {
+        if session.whisper_target().is_some() {
+            WHISPER
+        } else {
+            SPEAKING
+        }
+    } else {
+        Color32::from_gray(110)
+    };
+    ui.horizontal(|ui| {
+        ui.label("Level");
+        let bar = egui::ProgressBar::new(fraction)
+            .fill(colour)
+            .text(format!("{db:.0} dBFS"))
+            .desired_width(ui.available_width());
+        let r = ui.add(bar);
+        if settings.mode == Mode::VoiceActivity {
+            let x = r.rect.left()
+                + r.rect.width()
+                    * ((settings.vad_threshold_dbfs - METER_FLOOR_DBFS) / -METER_FLOOR_DBFS)
+                        .clamp(0.0, 1.0);
+            ui.painter().vline(x, r.rect.y_range(), (2.0, WARN));
+        }
+    });
+    let state = if session.muted {
+        RichText::new("muted").color(WARN)
+    } else if transmitting {
+        RichText::new("transmitting").color(colour)
+    } else {
+        RichText::new("not transmitting").weak()
+    };
+    ui.label(state);
+}
+
+/// Capture and playback pickers (shared with the connect screen). Returns true on a change.
+pub fn device_pickers(
+    ui: &mut egui::Ui,
+    settings: &mut Settings,
+    devices: Option<&(Vec<String>, Vec<String>)>,
+) -> bool {
+    let mut changed = false;
+    let (inputs, outputs) = match devices {
+        Some((i, o)) => (i.as_slice(), o.as_slice()),
+        None => (&[][..], &[][..]),
+    };
+    let mut input = settings.input.clone();
+    ui.horizontal(|ui| {
+        let l = ui.label("Input");
+        egui::ComboBox::from_id_salt("input_device")
+            .selected_text(input.label())
+            .width(180.0)
+            .show_ui(ui, |ui| {
+                ui.selectable_value(&mut input, InputChoice::Device(None), "default device");
+                for d in inputs {
+                    ui.selectable_value(&mut input, InputChoice::Device(Some(d.clone())), d);
+                }
+                ui.selectable_value(&mut input, InputChoice::Tone(440.0), "test tone 440 Hz");
+                if !matches!(input, InputChoice::Wav(_)) {
+                    let wav = InputChoice::Wav(PathBuf::from("input.wav"));
+                    ui.selectable_value(&mut input, wav, "WAV file (looped)");
+                }
+                ui.selectable_value(&mut input, InputChoice::Null, "none (silence)");
+            })
+            .response
+            .labelled_by(l.id);
+    });
+    if let InputChoice::Wav(path) = &mut input {
+        let mut text = path.display().to_string();
+        ui.horizontal(|ui| {
+            let l = ui.label("WAV path");
+            if ui
+                .text_edit_singleline(&mut text)
+                .labelled_by(l.id)
+                .changed()
+            {
+                *path = PathBuf::from(&text);
+            }
+        });
+    }
+    if input != settings.input {
+        settings.input = input;
+        changed = true;
+    }
+    let mut output = settings.output.clone();
+    ui.horizontal(|ui| {
+        let l = ui.label("Output");
+        egui::ComboBox::from_id_salt("output_device")
+            .selected_text(output.label())
+            .width(180.0)
+            .show_ui(ui, |ui| {
+                ui.selectable_value(&mut output, OutputChoice::Device(None), "default device");
+                for d in outputs {
+                    ui.selectable_value(&mut output, OutputChoice::Device(Some(d.clone())), d);
+                }
+                ui.selectable_value(&mut output, OutputChoice::Null, "none (discard)");
+            })
+            .response
+            .labelled_by(l.id);
+    });
+    if output != settings.output {
+        settings.output = output;
+        changed = true;
+    }
+    match devices {
+        None => {
+            ui.weak("Looking for audio devices…");
+        }
+        Some((i, o)) if i.is_empty() || o.is_empty() => {
+            let what = match (i.is_empty(), o.is_empty()) {
+                (true, true) => "No audio devices found",
+                (true, false) => "No capture device found",
+                _ => "No playback device found",
+            };
+            ui.label(
+                RichText::new(format!(
+                    "{what}. A missing device falls back to silence / discard; pick a test tone \
+                     or a WAV file to send something."
+                ))
+                .color(WARN),
+            );
+        }
+        Some(_) => {}
+    }
+    changed
+}

@@ -1,0 +1,116 @@
+//! The channel tree: channels (click to join) and their users with speaking indicators and a
+//! per-user context menu (whisper toggle, hold-to-whisper binding, local mute, volume).
+
+use egui::{RichText, Sense};
+use voice_client::SessionToken;
+
+use crate::app::Session;
+use crate::backend::Command;
+use crate::settings::Settings;
+use crate::ui::{dot, SPEAKING, WHISPER};
+
+/// Draws the tree.
+pub fn show(ui: &mut egui::Ui, session: &mut Session, settings: &Settings) {
+    ui.heading("Channels");
+    ui.separator();
+    // A snapshot: the rows below may send commands through `session` while we iterate.
+    let channels = session.state.channels.clone();
+    if channels.is_empty() {
+        ui.weak("(waiting for the channel list)");
+    }
+    egui::ScrollArea::vertical().show(ui, |ui| {
+        for (id, node) in channels {
+            let mine = session.state.my_channel == Some(id);
+            let label = format!("# {}  ({})", node.name, node.users.len());
+            let r = ui
+                .selectable_label(mine, RichText::new(label).strong())
+                .on_hover_text(if mine {
+                    "You are here"
+                } else {
+                    "Click to join"
+                });
+            if r.clicked() && !mine {
+                session.send(Command::Join(id));
+            }
+            ui.indent(("channel", id.0), |ui| {
+                for (who, name) in &node.users {
+                    user_row(ui, session, settings, *who, name);
+                }
+            });
+        }
+    });
+}
+
+fn user_row(
+    ui: &mut egui::Ui,
+    session: &mut Session,
+    settings: &Settings,
+    who: SessionToken,
+    name: &str,
+) {
+    let me = session.state.me == Some(who);
+    let speaking = session.state.speaking.get(&who).copied();
+    let prefs = session.state.prefs(who);
+    ui.horizontal(|ui| {
+        let colour = match speaking {
+            Some(s) if s.whisper => WHISPER,
+            Some(_) => SPEAKING,
+            None => ui.visuals().weak_text_color().gamma_multiply(0.4),
+        };
+        dot(ui, colour);
+        let mut text = RichText::new(name);
+        if me {
+            text = text.strong();
+        }
+        let r = ui.add(egui::Label::new(text).sense(Sense::click()));
+        if me {
+            ui.weak("(you)");
+        }
+        if prefs.muted {
+            ui.weak("(muted)");
+        }
+        if session.whisper_toggle == Some(who) {
+            ui.label(RichText::new("whisper").color(WHISPER).small());
+        }
+        if me {
+            return;
+        }
+        r.context_menu(|ui| user_menu(ui, session, settings, who, name));
+    });
+}
+
+fn user_menu(
+    ui: &mut egui::Ui,
+    session: &mut Session,
+    settings: &Settings,
+    who: SessionToken,
+    name: &str,
+) {
+    ui.label(RichText::new(name).strong());
+    ui.separator();
+    let mut on = session.whisper_toggle == Some(who);
+    if ui.checkbox(&mut on, "Whisper (toggle)").changed() {
+        session.toggle_whisper(who);
+    }
+    let key = settings.whisper().name();
+    let mut bound = session.whisper_hold == Some(who);
+    if ui
+        .checkbox(&mut bound, format!("Whisper while holding {key}"))
+        .changed()
+    {
+        session.whisper_hold = bound.then_some(who);
+    }
+    let mut prefs = session.state.prefs(who);
+    if ui.checkbox(&mut prefs.muted, "Mute").changed() {
+        session.send(Command::UserMute(who, prefs.muted));
+    }
+    let r = ui.add(
+        egui::Slider::new(&mut prefs.volume, 0.0..=4.0)
+            .fixed_decimals(2)
+            .text("Volume"),
+    );
+    if r.changed() {
+        session.send(Command::UserVolume(who, prefs.volume));
+    }
+    session.state.prefs.insert(who, prefs);
+}
