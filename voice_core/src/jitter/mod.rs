@@ -21,6 +21,7 @@
 //! The buffer is sans-IO and single-owner: the thread that decodes owns it; packets reach that
 //! thread by queue, so the audio side never waits on the network side.
 
+pub mod adaptive;
 pub mod policy;
 
 use std::time::Duration;
@@ -29,6 +30,7 @@ use crate::metrics::{StreamMetrics, StreamStats};
 use crate::proto::udp::{Flags, MAX_PAYLOAD};
 use crate::seq::{ReplayCheck, ReplayWindow, SeqUnwrapper};
 use crate::time::Time;
+pub use adaptive::{AdaptiveConfig, AdaptivePolicy};
 pub use policy::{BufferView, FixedWatermark, PlayoutPolicy, PolicyChoice};
 
 /// Sizing and recovery limits of a jitter buffer.
@@ -75,6 +77,8 @@ pub struct Frame<'a> {
     pub seq: u64,
     /// Wire timestamp.
     pub timestamp: u32,
+    /// The timestamp unwrapped to 64 bits (as the policy sees it).
+    pub timestamp_ext: u64,
     /// Header flags.
     pub flags: Flags,
     /// When the packet arrived.
@@ -104,6 +108,7 @@ pub enum Playout<'a> {
 struct Slot {
     seq: Option<u64>,
     timestamp: u32,
+    timestamp_ext: u64,
     flags: Flags,
     arrival: Time,
     len: u16,
@@ -115,6 +120,7 @@ impl Slot {
         Slot {
             seq: None,
             timestamp: 0,
+            timestamp_ext: 0,
             flags: Flags::default(),
             arrival: Time::ZERO,
             len: 0,
@@ -126,6 +132,7 @@ impl Slot {
         Frame {
             seq,
             timestamp: self.timestamp,
+            timestamp_ext: self.timestamp_ext,
             flags: self.flags,
             arrival: self.arrival,
             payload: &self.data[..usize::from(self.len)],
@@ -316,6 +323,7 @@ impl JitterBuffer {
         let slot = &mut self.slots[i];
         slot.seq = Some(ext);
         slot.timestamp = timestamp;
+        slot.timestamp_ext = ts;
         slot.flags = flags;
         slot.arrival = now;
         slot.len = payload.len() as u16;
@@ -341,14 +349,20 @@ impl JitterBuffer {
             oldest = oldest.min(s.arrival);
             end |= s.flags.contains(Flags::END_OF_SPURT);
         }
+        let next_timestamp = self
+            .lowest_held(self.base.unwrap_or(0))
+            .map(|s| self.slots[self.slot_index(s)].timestamp_ext);
         BufferView {
             depth: self.depth,
             oldest_wait: now.saturating_since(oldest),
             holds_end_of_spurt: end,
+            next_timestamp,
         }
     }
 
-    /// One 20 ms tick of playout at `now`. Call exactly once per frame period.
+    /// Releases the next 20 ms frame at `now`. With a fixed policy call exactly once per tick; a
+    /// receiver that time-scales its output calls it whenever it needs the next frame (sometimes
+    /// twice in a tick, sometimes not at all), so the policy controls the consumption rate.
     pub fn pop(&mut self, now: Time) -> Playout<'_> {
         if !self.playing {
             if self.depth == 0 || !self.policy.should_start(now, self.view(now)) {
