@@ -101,12 +101,10 @@ fn main_inner() -> Result<(), String> {
     }
     let policy = match a.policy.as_deref() {
         None => SimConfig::default().policy,
-        Some(p) => {
-            PolicyChoice::parse(p).ok_or(format!(
-                "unknown --policy {p:?} (known: {})",
-                PolicyChoice::NAMES.join(", ")
-            ))?
-        }
+        Some(p) => PolicyChoice::parse(p).ok_or(format!(
+            "unknown --policy {p:?} (known: {})",
+            PolicyChoice::NAMES.join(", ")
+        ))?,
     };
     let cfg = SimConfig {
         policy,

@@ -17,6 +17,9 @@
 //!   count again.
 //! * **Reordering.** Out-of-order arrivals add a margin (up to 10 ms at 5 % reordering), so the
 //!   packet after a gap — the one whose in-band FEC repairs it — is usually already held.
+//! * **Loss.** Once a packet goes missing (loss average above 0.3 %, off again below 0.1 %), one
+//!   frame is added: a lost packet's in-band FEC travels in the *next* packet, which must already
+//!   be held when the gap is played, or the gap is concealed instead of recovered.
 //! * **Bounds and start.** The target is clamped to `[min_delay_ms, max_delay_ms]`; before
 //!   `warmup` packets have been seen it is `initial_delay_ms`.
 //!
@@ -30,7 +33,7 @@ use std::time::Duration;
 
 use super::policy::{BufferView, PlayoutPolicy};
 use crate::time::Time;
-use crate::SAMPLE_RATE;
+use crate::{FRAME_DURATION, SAMPLE_RATE};
 
 /// Tuning of [`AdaptivePolicy`] (integers, so a policy choice stays `Eq` and `Copy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,6 +126,10 @@ pub struct AdaptivePolicy {
     held_out: f64,
     /// Fraction of recent packets that arrived out of order (decaying average).
     reordered: f64,
+    /// Fraction of recent packets missing from the sequence (decaying average).
+    lost: f64,
+    /// Whether the FEC margin is on (hysteresis on `lost`).
+    fec_margin: bool,
     estimate_us: i64,
 }
 
@@ -141,6 +148,8 @@ impl AdaptivePolicy {
             spike_from: None,
             held_out: 0.0,
             reordered: 0.0,
+            lost: 0.0,
+            fec_margin: false,
             estimate_us: i64::from(cfg.initial_delay_ms) * 1000,
         }
     }
@@ -180,7 +189,17 @@ impl AdaptivePolicy {
             return;
         }
         let reorder_us = (self.reordered * 200_000.0).min(10_000.0) as i64;
-        self.estimate_us = self.quantile_us() + reorder_us;
+        if self.lost > 0.003 {
+            self.fec_margin = true;
+        } else if self.lost < 0.001 {
+            self.fec_margin = false;
+        }
+        let fec_us = if self.fec_margin {
+            FRAME_DURATION.as_micros() as i64
+        } else {
+            0
+        };
+        self.estimate_us = self.quantile_us() + reorder_us + fec_us;
     }
 
     fn bounded_us(&self) -> i64 {
@@ -209,6 +228,16 @@ impl PlayoutPolicy for AdaptivePolicy {
         let relative = transit - floor;
         self.seen += 1;
         let in_order = self.highest_seq.is_none_or(|h| seq > h);
+        match self.highest_seq {
+            Some(h) if seq > h + 1 => {
+                for _ in 0..(seq - h - 1).min(64) {
+                    self.lost += (1.0 - self.lost) / 250.0;
+                }
+            }
+            Some(h) if seq < h => self.lost = (self.lost - 1.0 / 250.0).max(0.0),
+            _ => {}
+        }
+        self.lost -= self.lost / 250.0;
         self.highest_seq = Some(self.highest_seq.map_or(seq, |h| h.max(seq)));
         self.reordered += (if in_order { 0.0 } else { 1.0 } - self.reordered) / 250.0;
 

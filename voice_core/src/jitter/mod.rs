@@ -294,6 +294,9 @@ impl JitterBuffer {
                     }
                 } else {
                     self.stale_run = 0;
+                    // Too late to play, but its delay is exactly what the policy must learn.
+                    let ts = self.ts_unwrap.unwrap(timestamp);
+                    self.policy.on_arrival(now, ext, ts);
                 }
                 return PushOutcome::Late;
             }

@@ -9,8 +9,8 @@ use serde::Serialize;
 use super::trace::Trace;
 use super::SimError;
 use crate::codec::EncoderConfig;
-pub use crate::jitter::PolicyChoice;
 use crate::jitter::JitterConfig;
+pub use crate::jitter::PolicyChoice;
 use crate::proto::udp;
 use crate::proto::SessionToken;
 use crate::stream::{FrameSource, Receiver, Sender};
@@ -110,6 +110,9 @@ pub struct SimOutput {
     pub stats: SimStats,
     /// How each output frame was produced.
     pub sources: Vec<FrameSource>,
+    /// For every frame taken from the jitter buffer: the tick (ms of receiver time) and the
+    /// send → playout delay of its packet, in ms.
+    pub frame_delays_ms: Vec<(f64, f64)>,
 }
 
 /// Runs `input` (48 kHz mono) through the path described by `trace`.
@@ -170,6 +173,7 @@ pub fn run(input: &[i16], trace: &Trace, cfg: &SimConfig) -> Result<SimOutput, S
     let mut concealed_run = 0u32;
     let mut interruptions = 0u64;
     let mut played_as: Vec<Option<FrameSource>> = vec![None; packets];
+    let mut frame_delays_ms = Vec::with_capacity(max_ticks);
     for tick in 0..max_ticks {
         let now_ms = tick as f64 * 20.0;
         let now = Time::from_millis_f64(now_ms);
@@ -193,6 +197,7 @@ pub fn run(input: &[i16], trace: &Trace, cfg: &SimConfig) -> Result<SimOutput, S
                 played_as[index] = Some(src);
                 let sent = Time::from_millis_f64(send_ms(index));
                 e2e.push(now.saturating_since(sent));
+                frame_delays_ms.push((now_ms, now_ms - send_ms(index)));
             }
         }
         for d in e2e {
@@ -271,5 +276,6 @@ pub fn run(input: &[i16], trace: &Trace, cfg: &SimConfig) -> Result<SimOutput, S
         audio,
         stats,
         sources,
+        frame_delays_ms,
     })
 }
