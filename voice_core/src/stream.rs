@@ -135,7 +135,7 @@ const MAX_POPS: usize = 4;
 const OUT_CAP: usize = FRAME_SAMPLES + tsm::MAX_OUTPUT;
 /// How far above the target a frame may be played before the output is shortened (hysteresis:
 /// one frame quantum plus this guard, so a delay on the 20 ms tick lattice does not oscillate).
-const SHORTEN_GUARD_US: i64 = 5_000;
+const SHORTEN_GUARD_US: i64 = 10_000;
 /// Above this excess over the target, shorten every frame that allows it ("fast accelerate");
 /// below it, at most every [`SLOW_SHORTEN_EVERY`]-th frame.
 const FAST_SHORTEN_US: i64 = 60_000;

@@ -41,6 +41,6 @@ fn drift_does_not_creep_over_ten_minutes() {
                 "{profile}: minute {minute} buffer delay {now:.1} ms vs {first:.1} ms at the start"
             );
         }
-        assert!(first <= 25.0, "{profile}: buffer delay {first:.1} ms");
+        assert!(first < 40.0, "{profile}: buffer delay {first:.1} ms");
     }
 }

@@ -5,7 +5,8 @@
 //! packet). The clock offset between sender and receiver cancels, and a slow clock drift only moves
 //! the window minimum, so a ±200 ppm sender does not make the buffer creep.
 //!
-//! * **Quantile with forgetting.** Relative delays go into a histogram (2 ms bins up to 1 s) whose
+//! * **Quantile with forgetting.** Transit times go into a histogram (2 ms bins, ±1 s around an
+//!   anchor that follows the floor on long drifting calls) whose
 //!   weights decay by a forgetting factor per packet; the target is a high quantile of it (97 % by
 //!   default). The target therefore grows within a second or two when jitter rises and shrinks
 //!   back when it falls.
@@ -62,14 +63,18 @@ impl Default for AdaptiveConfig {
             initial_delay_ms: 20,
             warmup: 10,
             quantile_permille: 970,
-            memory_packets: 100,
+            memory_packets: 200,
             spike_ms: 80,
         }
     }
 }
 
 const BIN_US: i64 = 2_000;
-const BINS: usize = 500;
+/// Bins cover ±1 s of transit around the anchor.
+const BINS: usize = 1000;
+const HALF_RANGE_US: i64 = BINS as i64 / 2 * BIN_US;
+/// The anchor follows the floor once they are this far apart (drift over a long call).
+const RECENTER_US: i64 = 250_000;
 /// Blocks of the sliding transit minimum, and their length.
 const MIN_BLOCKS: usize = 5;
 const MIN_BLOCK_US: u64 = 2_000_000;
@@ -115,7 +120,9 @@ impl SlidingMin {
 pub struct AdaptivePolicy {
     cfg: AdaptiveConfig,
     forget: f64,
+    /// Transit times relative to `anchor`, with forgetting.
     hist: Box<[f64; BINS]>,
+    anchor: Option<i64>,
     mass: f64,
     seen: u64,
     floor: SlidingMin,
@@ -141,6 +148,7 @@ impl AdaptivePolicy {
             cfg,
             forget: 1.0 - 1.0 / memory,
             hist: Box::new([0.0; BINS]),
+            anchor: None,
             mass: 0.0,
             seen: 0,
             floor: SlidingMin::new(),
@@ -163,28 +171,47 @@ impl AdaptivePolicy {
         now.as_micros() as i64 - (timestamp as i128 * 1_000_000 / i128::from(SAMPLE_RATE)) as i64
     }
 
+    /// The quantile of the transit histogram, relative to the anchor.
     fn quantile_us(&self) -> i64 {
         let want = self.mass * f64::from(self.cfg.quantile_permille.min(1000)) / 1000.0;
         let mut acc = 0.0;
         for (i, &w) in self.hist.iter().enumerate() {
             acc += w;
             if acc >= want {
-                return (i as i64 + 1) * BIN_US;
+                return (i as i64 + 1) * BIN_US - HALF_RANGE_US;
             }
         }
-        BINS as i64 * BIN_US
+        HALF_RANGE_US
     }
 
-    fn add(&mut self, relative_us: i64) {
+    /// Adds one transit time. The histogram holds transit times, not delays relative to the
+    /// floor: when the window minimum moves (an old minimum expires) the quantile does not
+    /// jump, and the receiver's comparison `transit >= quantile` does not depend on the floor.
+    fn add(&mut self, transit: i64, floor: i64) {
+        let anchor = *self.anchor.get_or_insert(floor);
+        if (floor - anchor).abs() > RECENTER_US {
+            let shift = (floor - anchor) / BIN_US;
+            let old = self.hist.clone();
+            for (i, w) in self.hist.iter_mut().enumerate() {
+                let from = i as i64 + shift;
+                *w = if (0..BINS as i64).contains(&from) {
+                    old[from as usize]
+                } else {
+                    0.0
+                };
+            }
+            self.anchor = Some(anchor + shift * BIN_US);
+        }
+        let anchor = self.anchor.unwrap_or(floor);
         for w in self.hist.iter_mut() {
             *w *= self.forget;
         }
-        let bin = (relative_us.max(0) / BIN_US).min(BINS as i64 - 1) as usize;
+        let bin = ((transit - anchor + HALF_RANGE_US) / BIN_US).clamp(0, BINS as i64 - 1) as usize;
         self.hist[bin] += 1.0;
         self.mass = self.mass * self.forget + 1.0;
     }
 
-    fn refresh(&mut self) {
+    fn refresh(&mut self, floor: i64) {
         if self.seen < u64::from(self.cfg.warmup) {
             return;
         }
@@ -199,7 +226,8 @@ impl AdaptivePolicy {
         } else {
             0
         };
-        self.estimate_us = self.quantile_us() + reorder_us + fec_us;
+        let anchor = self.anchor.unwrap_or(floor);
+        self.estimate_us = self.quantile_us() + anchor - floor + reorder_us + fec_us;
     }
 
     fn bounded_us(&self) -> i64 {
@@ -259,8 +287,8 @@ impl PlayoutPolicy for AdaptivePolicy {
         if !in_spike {
             self.spike_from = None;
         }
-        self.add(relative);
-        self.refresh();
+        self.add(transit, floor);
+        self.refresh(floor);
     }
 
     fn should_start(&self, now: Time, view: BufferView) -> bool {
