@@ -26,7 +26,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::codec::EncoderConfig;
-use crate::jitter::{FixedWatermark, JitterConfig, PolicyChoice};
+use crate::jitter::{JitterConfig, PolicyChoice};
 use crate::metrics::StreamStats;
 use crate::mixer::Mixer;
 use crate::proto::register::{self, Secret};
@@ -77,7 +77,7 @@ impl Default for EngineConfig {
             name: "user".into(),
             encoder: EncoderConfig::default(),
             jitter: JitterConfig::default(),
-            policy: PolicyChoice::Fixed(FixedWatermark::DEFAULT_PACKETS),
+            policy: PolicyChoice::default(),
             transmit: TransmitMode::PushToTalk,
             vad: VadConfig::default(),
             ping_interval: Duration::from_secs(5),

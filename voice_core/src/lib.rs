@@ -12,6 +12,7 @@
 //! | [`seq`] | wrap-around-safe sequence arithmetic, duplicate detection |
 //! | [`jitter`] | the per-sender jitter buffer and its playout policy |
 //! | [`codec`] | Opus encode / decode / FEC / PLC |
+//! | [`tsm`] | time-scale modification: shortening / lengthening decoded speech by pitch periods |
 //! | [`stream`] | a sender (PCM → datagrams) and a receiver (datagrams → PCM) |
 //! | [`mixer`] | mixing decoded frames with gain and clipping protection |
 //! | [`vad`] | push-to-talk / voice-activity transmit decisions with talk-spurt boundaries |
@@ -31,6 +32,7 @@ pub mod seq;
 pub mod sim;
 pub mod stream;
 pub mod time;
+pub mod tsm;
 pub mod vad;
 pub mod wav;
 

@@ -195,6 +195,10 @@ pub struct StreamStats {
     pub jitter_ms: f64,
     /// Loss over the last 10 s, in percent.
     pub loss_percent_10s: f64,
+    /// Samples inserted by time-scale modification (lengthening the output).
+    pub samples_inserted: u64,
+    /// Samples removed by time-scale modification (shortening the output).
+    pub samples_removed: u64,
 }
 
 /// The live metrics of one receive stream.

@@ -10,7 +10,8 @@ use crate::metrics::StreamStats;
 use crate::proto::udp::{self, DatagramKind, Flags, Header, UdpError};
 use crate::proto::SessionToken;
 use crate::time::Time;
-use crate::FRAME_SAMPLES;
+use crate::tsm::{self, Stretch};
+use crate::{FRAME_DURATION, FRAME_SAMPLES};
 
 /// Encodes 20 ms frames and wraps them in voice datagrams with sequence numbers and timestamps.
 #[derive(Debug)]
@@ -128,7 +129,26 @@ pub enum FrameSource {
     Concealed,
 }
 
+/// Most frames one tick can consume (two when shortening, plus headroom).
+const MAX_POPS: usize = 4;
+/// Capacity of the output buffer: what one tick can leave behind plus the longest stretched frame.
+const OUT_CAP: usize = FRAME_SAMPLES + tsm::MAX_OUTPUT;
+/// How far above the target a frame may be played before the output is shortened (hysteresis:
+/// one frame quantum plus this guard, so a delay on the 20 ms tick lattice does not oscillate).
+const SHORTEN_GUARD_US: i64 = 10_000;
+/// Above this excess over the target, shorten every frame that allows it ("fast accelerate");
+/// below it, at most every [`SLOW_SHORTEN_EVERY`]-th frame.
+const FAST_SHORTEN_US: i64 = 60_000;
+const SLOW_SHORTEN_EVERY: u32 = 4;
+
 /// One remote sender's receive path: jitter buffer, Opus decoder (packet / FEC / PLC) and metrics.
+///
+/// Every [`Receiver::tick`] returns exactly one 20 ms frame. With a policy that tracks transit
+/// times (the adaptive one) the receiver keeps a small output buffer of decoded samples and
+/// time-scales decoded frames ([`crate::tsm`]) to move the playout delay toward the policy's
+/// target: it then takes a frame from the jitter buffer whenever the output buffer holds less
+/// than one frame, which is sometimes twice in a tick (shortening) and sometimes not at all
+/// (lengthening). With the fixed policy it decodes exactly one packet per tick, as the seed did.
 #[derive(Debug)]
 pub struct Receiver {
     buffer: JitterBuffer,
@@ -136,6 +156,11 @@ pub struct Receiver {
     use_fec: bool,
     concealing: bool,
     last_source: FrameSource,
+    out: Box<[i16; OUT_CAP]>,
+    out_len: usize,
+    since_shorten: u32,
+    pops: [(u64, FrameSource); MAX_POPS],
+    n_pops: usize,
 }
 
 impl Receiver {
@@ -147,6 +172,11 @@ impl Receiver {
             use_fec: true,
             concealing: false,
             last_source: FrameSource::Silence,
+            out: Box::new([0; OUT_CAP]),
+            out_len: 0,
+            since_shorten: 0,
+            pops: [(0, FrameSource::Silence); MAX_POPS],
+            n_pops: 0,
         })
     }
 
@@ -171,31 +201,132 @@ impl Receiver {
         self.last_source
     }
 
+    /// The frames taken from the jitter buffer during the last [`Receiver::tick`], in order:
+    /// unwrapped sequence number and how each was produced (empty if the tick only drained the
+    /// output buffer or was silent).
+    pub fn last_frames(&self) -> &[(u64, FrameSource)] {
+        &self.pops[..self.n_pops]
+    }
+
+    /// Decoded samples waiting to be played (0 with the fixed policy at every tick boundary).
+    pub fn buffered_samples(&self) -> usize {
+        self.out_len
+    }
+
     /// Produces the frame for the tick at `now` into `out` (exactly one 20 ms frame).
     ///
-    /// Returns the unwrapped sequence number played (if any) with the frame's source. Never fails:
-    /// a payload that does not decode is concealed and counted.
+    /// Returns the unwrapped sequence number of the last frame taken from the jitter buffer in
+    /// this tick (if any) with how the tick's audio was produced: the worst source among the
+    /// frames taken (concealed before FEC before packet), the previous frame's source when the
+    /// tick only drained decoded samples, or silence. Never fails: a payload that does not decode
+    /// is concealed and counted.
     pub fn tick(
         &mut self,
         now: Time,
         out: &mut [i16; FRAME_SAMPLES],
     ) -> (FrameSource, Option<u64>) {
-        let use_fec = self.use_fec;
-        let (mut result, seq, failed) = match self.buffer.pop(now) {
-            Playout::Idle => {
-                out.fill(0);
-                (FrameSource::Silence, None, false)
+        self.n_pops = 0;
+        let had = self.out_len;
+        let mut frame = [0i16; FRAME_SAMPLES];
+        while self.out_len < FRAME_SAMPLES && self.n_pops < MAX_POPS {
+            let Some((source, seq, ts)) = self.next_frame(now, &mut frame) else {
+                break;
+            };
+            self.pops[self.n_pops] = (seq, source);
+            self.n_pops += 1;
+            let stretch = match (source, ts) {
+                (FrameSource::Packet, Some(ts)) => self.stretch_for(now, ts),
+                _ => None,
+            };
+            self.append(&frame, stretch);
+        }
+        let n = self.out_len.min(FRAME_SAMPLES);
+        out[..n].copy_from_slice(&self.out[..n]);
+        out[n..].fill(0);
+        self.out.copy_within(n..self.out_len, 0);
+        self.out_len -= n;
+
+        let worst = self.pops[..self.n_pops]
+            .iter()
+            .map(|p| p.1)
+            .max_by_key(|s| match s {
+                FrameSource::Silence => 0,
+                FrameSource::Packet => 1,
+                FrameSource::Fec => 2,
+                FrameSource::Concealed => 3,
+            });
+        let result = match worst {
+            Some(s) => s,
+            None if had > 0 => self.last_source,
+            None => FrameSource::Silence,
+        };
+        self.last_source = result;
+        (result, self.pops[..self.n_pops].last().map(|p| p.0))
+    }
+
+    /// Whether to time-scale the packet with unwrapped timestamp `ts` decoded at `now`.
+    fn stretch_for(&mut self, now: Time, ts: u64) -> Option<Stretch> {
+        self.since_shorten = self.since_shorten.saturating_add(1);
+        let policy = self.buffer.policy();
+        let delay = policy.schedule_delay(now, ts)?;
+        let target = policy.target_delay().as_micros() as i64;
+        let frame_us = FRAME_DURATION.as_micros() as i64;
+        if delay < target {
+            Some(Stretch::Lengthen)
+        } else {
+            let excess = delay - frame_us - target;
+            let due = excess >= FAST_SHORTEN_US || self.since_shorten >= SLOW_SHORTEN_EVERY;
+            (excess >= SHORTEN_GUARD_US && due).then_some(Stretch::Shorten)
+        }
+    }
+
+    /// Appends a decoded frame to the output buffer, time-scaled if asked and possible.
+    fn append(&mut self, frame: &[i16; FRAME_SAMPLES], stretch: Option<Stretch>) {
+        let at = self.out_len;
+        let Some(stretch) = stretch else {
+            self.out[at..at + FRAME_SAMPLES].copy_from_slice(frame);
+            self.out_len += FRAME_SAMPLES;
+            return;
+        };
+        let len = tsm::plan(frame, stretch);
+        let mut tmp = [0i16; tsm::MAX_OUTPUT];
+        let n = match stretch {
+            Stretch::Shorten => tsm::shorten(frame, len, &mut tmp),
+            Stretch::Lengthen => tsm::lengthen(frame, len, &mut tmp),
+        };
+        self.out[at..at + n].copy_from_slice(&tmp[..n]);
+        self.out_len += n;
+        let c = &mut self.buffer.metrics_mut().counts;
+        match stretch {
+            Stretch::Shorten if len > 0 => {
+                c.samples_removed += len as u64;
+                self.since_shorten = 0;
             }
+            Stretch::Lengthen => c.samples_inserted += len as u64,
+            Stretch::Shorten => {}
+        }
+    }
+
+    /// Takes the next frame from the jitter buffer and decodes it into `out`: its source, its
+    /// sequence number and (for a packet) its unwrapped timestamp. `None` when idle.
+    fn next_frame(
+        &mut self,
+        now: Time,
+        out: &mut [i16; FRAME_SAMPLES],
+    ) -> Option<(FrameSource, u64, Option<u64>)> {
+        let use_fec = self.use_fec;
+        let (mut result, seq, ts, failed) = match self.buffer.pop(now) {
+            Playout::Idle => return None,
             Playout::Packet(f) => {
                 let ok = self.decoder.decode(f.payload, out).is_ok();
-                (FrameSource::Packet, Some(f.seq), !ok)
+                (FrameSource::Packet, f.seq, Some(f.timestamp_ext), !ok)
             }
             Playout::Missing { seq, next } => match next {
                 Some(n) if use_fec && n.flags.contains(Flags::FEC) => {
                     let ok = self.decoder.decode_fec(n.payload, out).is_ok();
-                    (FrameSource::Fec, Some(seq), !ok)
+                    (FrameSource::Fec, seq, None, !ok)
                 }
-                _ => (FrameSource::Concealed, Some(seq), true),
+                _ => (FrameSource::Concealed, seq, None, true),
             },
         };
         let m = self.buffer.metrics_mut();
@@ -222,8 +353,7 @@ impl Receiver {
             }
             _ => self.concealing = false,
         }
-        self.last_source = result;
-        (result, seq)
+        Some((result, seq, ts))
     }
 
     /// Records a send-to-playout delay for a frame whose send time the caller knows.

@@ -202,3 +202,51 @@ fn bad_invocations_fail_with_a_clear_message() {
     assert_eq!(code, Some(2));
     std::fs::remove_dir_all(&d).ok();
 }
+
+#[test]
+fn policy_flag_selects_fixed_or_adaptive_and_adaptive_is_the_default() {
+    let d = dir("policy");
+    let input = d.join("in.wav");
+    wav::write_mono_48k(&input, &speechlike(2.0)).unwrap();
+    let out = d.join("out.wav");
+    for (args, want) in [
+        (&["--policy", "fixed"][..], "fixed"),
+        (&["--policy", "adaptive"][..], "adaptive"),
+        (&[][..], "adaptive"),
+    ] {
+        let st = d.join("stats.json");
+        let status = Command::new(env!("CARGO_BIN_EXE_voice-sim"))
+            .args(["--input", input.to_str().unwrap()])
+            .args(["--output", out.to_str().unwrap()])
+            .args(["--profile", "jitter20", "--seed", "2"])
+            .args(args)
+            .args(["--stats", st.to_str().unwrap()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "{args:?}");
+        let j = stats(&st);
+        assert_eq!(j["policy"], want, "{args:?}");
+        for key in [
+            "samples_inserted",
+            "samples_removed",
+            "tsm_percent",
+            "isolated_losses",
+            "isolated_losses_fec_recovered",
+        ] {
+            assert!(j.get(key).is_some(), "missing key {key}");
+        }
+    }
+    let bad = Command::new(env!("CARGO_BIN_EXE_voice-sim"))
+        .args([
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ])
+        .args(["--profile", "clean", "--seed", "1", "--policy", "nope"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("adaptive, fixed"));
+    std::fs::remove_dir_all(&d).ok();
+}

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! voice-sim --input IN.wav --output OUT.wav (--trace TRACE.csv | --profile NAME --seed N)
-//!           [--policy fixed] [--no-fec] [--bitrate BPS] [--stats STATS.json] [--write-trace T.csv]
+//!           [--policy adaptive|fixed] [--no-fec] [--bitrate BPS] [--stats STATS.json] [--write-trace T.csv]
 //! ```
 
 use std::path::PathBuf;
@@ -14,7 +14,7 @@ use voice_core::sim::trace::Trace;
 use voice_core::{wav, FRAME_SAMPLES};
 
 const USAGE: &str = "usage: voice-sim --input IN.wav --output OUT.wav \
-(--trace TRACE.csv | --profile NAME --seed N) [--policy fixed] [--no-fec] [--bitrate BPS] \
+(--trace TRACE.csv | --profile NAME --seed N) [--policy adaptive|fixed] [--no-fec] [--bitrate BPS] \
 [--stats STATS.json] [--write-trace TRACE.csv]";
 
 #[derive(Default)]
@@ -101,9 +101,10 @@ fn main_inner() -> Result<(), String> {
     }
     let policy = match a.policy.as_deref() {
         None => SimConfig::default().policy,
-        Some(p) => {
-            PolicyChoice::parse(p).ok_or(format!("unknown --policy {p:?} (known: fixed)"))?
-        }
+        Some(p) => PolicyChoice::parse(p).ok_or(format!(
+            "unknown --policy {p:?} (known: {})",
+            PolicyChoice::NAMES.join(", ")
+        ))?,
     };
     let cfg = SimConfig {
         policy,

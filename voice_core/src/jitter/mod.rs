@@ -23,6 +23,7 @@
 //! The buffer is sans-IO and single-owner: the thread that decodes owns it; packets reach that
 //! thread by queue, so the audio side never waits on the network side.
 
+pub mod adaptive;
 pub mod policy;
 
 use std::time::Duration;
@@ -31,6 +32,7 @@ use crate::metrics::{StreamMetrics, StreamStats};
 use crate::proto::udp::{Flags, MAX_PAYLOAD};
 use crate::seq::{ReplayCheck, ReplayWindow, SeqUnwrapper};
 use crate::time::Time;
+pub use adaptive::{AdaptiveConfig, AdaptivePolicy};
 pub use policy::{BufferView, FixedWatermark, PlayoutPolicy, PolicyChoice};
 
 /// Sizing and recovery limits of a jitter buffer.
@@ -77,6 +79,8 @@ pub struct Frame<'a> {
     pub seq: u64,
     /// Wire timestamp.
     pub timestamp: u32,
+    /// The timestamp unwrapped to 64 bits (as the policy sees it).
+    pub timestamp_ext: u64,
     /// Header flags.
     pub flags: Flags,
     /// When the packet arrived.
@@ -106,6 +110,7 @@ pub enum Playout<'a> {
 struct Slot {
     seq: Option<u64>,
     timestamp: u32,
+    timestamp_ext: u64,
     flags: Flags,
     arrival: Time,
     len: u16,
@@ -117,6 +122,7 @@ impl Slot {
         Slot {
             seq: None,
             timestamp: 0,
+            timestamp_ext: 0,
             flags: Flags::default(),
             arrival: Time::ZERO,
             len: 0,
@@ -128,6 +134,7 @@ impl Slot {
         Frame {
             seq,
             timestamp: self.timestamp,
+            timestamp_ext: self.timestamp_ext,
             flags: self.flags,
             arrival: self.arrival,
             payload: &self.data[..usize::from(self.len)],
@@ -289,6 +296,9 @@ impl JitterBuffer {
                     }
                 } else {
                     self.stale_run = 0;
+                    // Too late to play, but its delay is exactly what the policy must learn.
+                    let ts = self.ts_unwrap.unwrap(timestamp);
+                    self.policy.on_arrival(now, ext, ts);
                 }
                 return PushOutcome::Late;
             }
@@ -318,6 +328,7 @@ impl JitterBuffer {
         let slot = &mut self.slots[i];
         slot.seq = Some(ext);
         slot.timestamp = timestamp;
+        slot.timestamp_ext = ts;
         slot.flags = flags;
         slot.arrival = now;
         slot.len = payload.len() as u16;
@@ -343,14 +354,20 @@ impl JitterBuffer {
             oldest = oldest.min(s.arrival);
             end |= s.flags.contains(Flags::END_OF_SPURT);
         }
+        let next_timestamp = self
+            .lowest_held(self.base.unwrap_or(0))
+            .map(|s| self.slots[self.slot_index(s)].timestamp_ext);
         BufferView {
             depth: self.depth,
             oldest_wait: now.saturating_since(oldest),
             holds_end_of_spurt: end,
+            next_timestamp,
         }
     }
 
-    /// One 20 ms tick of playout at `now`. Call exactly once per frame period.
+    /// Releases the next 20 ms frame at `now`. With a fixed policy call exactly once per tick; a
+    /// receiver that time-scales its output calls it whenever it needs the next frame (sometimes
+    /// twice in a tick, sometimes not at all), so the policy controls the consumption rate.
     pub fn pop(&mut self, now: Time) -> Playout<'_> {
         if !self.playing {
             if self.depth == 0 || !self.policy.should_start(now, self.view(now)) {

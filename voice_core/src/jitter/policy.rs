@@ -3,11 +3,13 @@
 //! The buffer asks its policy, each tick while it is not playing, whether to start; the policy sees
 //! a [`BufferView`] and every arrival. [`FixedWatermark`] is the seed behaviour (start once N packets
 //! are held, 2 by default = 40 ms). An adaptive policy implements the same trait, so the buffer does
-//! not change when the policy does.
+//! not change when the policy does. [`PolicyChoice`] names them for `--policy` and configs; the
+//! adaptive one ([`super::adaptive`]) is the default.
 
 use std::fmt::Debug;
 use std::time::Duration;
 
+use super::adaptive::{AdaptiveConfig, AdaptivePolicy};
 use crate::time::Time;
 use crate::FRAME_DURATION;
 
@@ -20,6 +22,8 @@ pub struct BufferView {
     pub oldest_wait: Duration,
     /// A held packet ends its talk spurt (so no more packets of it are coming).
     pub holds_end_of_spurt: bool,
+    /// Unwrapped 48 kHz timestamp of the packet playout would start with.
+    pub next_timestamp: Option<u64>,
 }
 
 /// Decides when a jitter buffer starts (or restarts) playout.
@@ -36,6 +40,18 @@ pub trait PlayoutPolicy: Debug + Send {
 
     /// The delay the policy is aiming for.
     fn target_delay(&self) -> Duration;
+
+    /// How late, relative to the fastest recent packet, the frame with unwrapped timestamp
+    /// `timestamp` is when it plays at `now`, in microseconds (negative: earlier than the fastest
+    /// packet could have arrived).
+    ///
+    /// `None` (the default) means the policy does not track transit times: the receiver then
+    /// never time-scales and plays exactly one packet per tick. A policy that returns `Some` asks
+    /// the receiver to keep this value at or above [`PlayoutPolicy::target_delay`], and no more
+    /// than one frame above it, by shortening or lengthening the output.
+    fn schedule_delay(&self, _now: Time, _timestamp: u64) -> Option<i64> {
+        None
+    }
 }
 
 /// Start once `packets` packets are held (the seed watermark: 2 packets = 40 ms).
@@ -89,13 +105,25 @@ impl PlayoutPolicy for FixedWatermark {
 pub enum PolicyChoice {
     /// The seed's fixed watermark of this many packets.
     Fixed(usize),
+    /// The adaptive target delay with time-scale modification (the default).
+    Adaptive(AdaptiveConfig),
+}
+
+impl Default for PolicyChoice {
+    fn default() -> Self {
+        PolicyChoice::Adaptive(AdaptiveConfig::default())
+    }
 }
 
 impl PolicyChoice {
+    /// The names [`PolicyChoice::parse`] accepts.
+    pub const NAMES: &'static [&'static str] = &["adaptive", "fixed"];
+
     /// Parses a `--policy` value.
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "fixed" => Some(PolicyChoice::Fixed(FixedWatermark::DEFAULT_PACKETS)),
+            "adaptive" => Some(PolicyChoice::Adaptive(AdaptiveConfig::default())),
             _ => None,
         }
     }
@@ -104,6 +132,7 @@ impl PolicyChoice {
     pub fn build(self) -> Box<dyn PlayoutPolicy> {
         match self {
             PolicyChoice::Fixed(n) => Box::new(FixedWatermark::new(n)),
+            PolicyChoice::Adaptive(cfg) => Box::new(AdaptivePolicy::new(cfg)),
         }
     }
 }

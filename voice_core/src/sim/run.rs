@@ -9,8 +9,8 @@ use serde::Serialize;
 use super::trace::Trace;
 use super::SimError;
 use crate::codec::EncoderConfig;
+use crate::jitter::JitterConfig;
 pub use crate::jitter::PolicyChoice;
-use crate::jitter::{FixedWatermark, JitterConfig};
 use crate::proto::udp;
 use crate::proto::SessionToken;
 use crate::stream::{FrameSource, Receiver, Sender};
@@ -35,7 +35,7 @@ pub struct SimConfig {
 impl Default for SimConfig {
     fn default() -> Self {
         SimConfig {
-            policy: PolicyChoice::Fixed(FixedWatermark::DEFAULT_PACKETS),
+            policy: PolicyChoice::default(),
             fec: true,
             bitrate: None,
             jitter: JitterConfig::default(),
@@ -85,6 +85,20 @@ pub struct SimStats {
     pub concealment_percent: f64,
     /// Encoder bitrate used, bits/s.
     pub bitrate: u32,
+    /// The playout policy (`"adaptive"` or `"fixed"`).
+    pub policy: &'static str,
+    /// The policy's target delay at the end, in ms.
+    pub target_delay_ms: f64,
+    /// Samples inserted by time-scale modification.
+    pub samples_inserted: u64,
+    /// Samples removed by time-scale modification.
+    pub samples_removed: u64,
+    /// Inserted plus removed samples, in percent of the output.
+    pub tsm_percent: f64,
+    /// Lost packets (never arrived) whose neighbours both arrived.
+    pub isolated_losses: u64,
+    /// Of those, how many were played from the next packet's in-band FEC.
+    pub isolated_losses_fec_recovered: u64,
 }
 
 /// What a simulation produces.
@@ -96,6 +110,9 @@ pub struct SimOutput {
     pub stats: SimStats,
     /// How each output frame was produced.
     pub sources: Vec<FrameSource>,
+    /// For every frame taken from the jitter buffer: the tick (ms of receiver time) and the
+    /// send → playout delay of its packet, in ms.
+    pub frame_delays_ms: Vec<(f64, f64)>,
 }
 
 /// Runs `input` (48 kHz mono) through the path described by `trace`.
@@ -155,6 +172,8 @@ pub fn run(input: &[i16], trace: &Trace, cfg: &SimConfig) -> Result<SimOutput, S
     let mut out = [0i16; FRAME_SAMPLES];
     let mut concealed_run = 0u32;
     let mut interruptions = 0u64;
+    let mut played_as: Vec<Option<FrameSource>> = vec![None; packets];
+    let mut frame_delays_ms = Vec::with_capacity(max_ticks);
     for tick in 0..max_ticks {
         let now_ms = tick as f64 * 20.0;
         let now = Time::from_millis_f64(now_ms);
@@ -167,16 +186,22 @@ pub fn run(input: &[i16], trace: &Trace, cfg: &SimConfig) -> Result<SimOutput, S
             let _ = rx.handle_datagram(Time::from_millis_f64(at), &d.header, d.payload);
             next += 1;
         }
-        let (source, ext) = rx.tick(now, &mut out);
-        if let Some(ext) = ext {
+        let (source, _) = rx.tick(now, &mut out);
+        let mut e2e = Vec::new();
+        for &(ext, src) in rx.last_frames() {
             // Map the unwrapped sequence number back to the packet index.
             let base = *first_ext
                 .get_or_insert_with(|| ext - u64::from((ext as u16).wrapping_sub(cfg.first_seq)));
             let index = (ext - base) as usize;
-            if source != FrameSource::Silence && index < packets {
+            if index < packets {
+                played_as[index] = Some(src);
                 let sent = Time::from_millis_f64(send_ms(index));
-                rx.record_end_to_end(now.saturating_since(sent));
+                e2e.push(now.saturating_since(sent));
+                frame_delays_ms.push((now_ms, now_ms - send_ms(index)));
             }
+        }
+        for d in e2e {
+            rx.record_end_to_end(d);
         }
         if source == FrameSource::Concealed {
             concealed_run += 1;
@@ -198,6 +223,18 @@ pub fn run(input: &[i16], trace: &Trace, cfg: &SimConfig) -> Result<SimOutput, S
     }
     let end = Time::from_millis_f64(sources.len() as f64 * 20.0);
     let s = rx.stats(end);
+    let mut arrived = vec![false; packets];
+    for &(_, seq) in &arrivals {
+        arrived[seq] = true;
+    }
+    let isolated: Vec<usize> = (1..packets.saturating_sub(1))
+        .filter(|&k| !arrived[k] && arrived[k - 1] && arrived[k + 1])
+        .collect();
+    let isolated_fec = isolated
+        .iter()
+        .filter(|&&k| played_as[k] == Some(FrameSource::Fec))
+        .count();
+    let output_samples = (sources.len() * FRAME_SAMPLES) as f64;
     let packets_received = s.packets_received;
     let stats = SimStats {
         packets_sent: packets as u64,
@@ -223,10 +260,22 @@ pub fn run(input: &[i16], trace: &Trace, cfg: &SimConfig) -> Result<SimOutput, S
             s.frames_concealed as f64 * 100.0 / s.frames_played as f64
         },
         bitrate: enc_cfg.bitrate,
+        policy: rx.buffer().policy().name(),
+        target_delay_ms: rx.buffer().policy().target_delay().as_secs_f64() * 1000.0,
+        samples_inserted: s.samples_inserted,
+        samples_removed: s.samples_removed,
+        tsm_percent: if output_samples > 0.0 {
+            (s.samples_inserted + s.samples_removed) as f64 * 100.0 / output_samples
+        } else {
+            0.0
+        },
+        isolated_losses: isolated.len() as u64,
+        isolated_losses_fec_recovered: isolated_fec as u64,
     };
     Ok(SimOutput {
         audio,
         stats,
         sources,
+        frame_delays_ms,
     })
 }

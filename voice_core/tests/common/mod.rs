@@ -75,3 +75,48 @@ pub fn pop(b: &mut JitterBuffer, now: Time) -> Option<Result<u64, u64>> {
         Playout::Missing { seq, .. } => Some(Err(seq)),
     }
 }
+
+/// A speech-like test signal: a harmonic tone (gliding pitch) with a 4 Hz syllable envelope.
+pub fn speechlike(seconds: f64) -> Vec<i16> {
+    let n = (seconds * 48_000.0) as usize;
+    (0..n)
+        .map(|i| {
+            let t = i as f64 / 48_000.0;
+            let env = (0.5 - 0.5 * (t * 4.0 * std::f64::consts::TAU).cos()).powi(2);
+            let f0 = 140.0 + 30.0 * (t * 0.7 * std::f64::consts::TAU).sin();
+            let v: f64 = (1..8)
+                .map(|h| (t * f0 * h as f64 * std::f64::consts::TAU).sin() / h as f64)
+                .sum();
+            (v * env * 6000.0) as i16
+        })
+        .collect()
+}
+
+/// A trace of `packets` packets sent every 20 ms, arriving after `delay_ms(k)` (never lost).
+pub fn trace_with(
+    packets: usize,
+    delay_ms: impl Fn(usize) -> f64,
+) -> voice_core::sim::trace::Trace {
+    use voice_core::sim::trace::{Trace, TraceRow};
+    Trace {
+        rows: (0..packets)
+            .map(|k| TraceRow {
+                seq: k as u32,
+                send_ms: 20.0 * k as f64,
+                arrival_ms: Some(20.0 * k as f64 + delay_ms(k)),
+            })
+            .collect(),
+        comments: Vec::new(),
+    }
+}
+
+/// Mean send → playout delay (ms) of the frames played between `from_ms` and `to_ms`.
+pub fn mean_delay(out: &voice_core::sim::run::SimOutput, from_ms: f64, to_ms: f64) -> f64 {
+    let d: Vec<f64> = out
+        .frame_delays_ms
+        .iter()
+        .filter(|(t, _)| (from_ms..to_ms).contains(t))
+        .map(|(_, d)| *d)
+        .collect();
+    d.iter().sum::<f64>() / d.len().max(1) as f64
+}
