@@ -1,10 +1,12 @@
 //! End to end on 127.0.0.1: the real relay and `voice-bot` processes.
 //!
-//! Pass criterion for "A is in B's recording": the normalised cross-correlation between A's input
-//! and B's recording at the best lag is above 0.6. Opus at 32 kb/s keeps the waveform of this
-//! harmonic test signal to a correlation of about 0.9 after a lossless loopback path; an unrelated
-//! or silent recording scores near 0. For "absent", the recording's mean power must stay below
-//! 1 % of the input's (only silence is mixed when nobody is heard).
+//! Pass criterion for "A is in B's recording": A's input is cut into 0.5 s segments, each segment
+//! is located in B's recording at its own best lag (the adaptive playout may shift the lag by a
+//! few ms between segments through time-scale modification), and the median normalised
+//! cross-correlation is above 0.6. Opus at 32 kb/s keeps this harmonic test signal's waveform to
+//! about 0.8–0.9 on loopback; an unrelated or silent recording scores near 0. For "absent", the
+//! recording's mean power must stay below 1 % of the input's (only silence is mixed when nobody
+//! is heard).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -33,6 +35,18 @@ fn speechlike(seconds: f64) -> Vec<i16> {
             (v * env * 7000.0) as i16
         })
         .collect()
+}
+
+/// Median over 0.5 s segments of `input` of the best normalised correlation found in `rec`.
+fn heard(input: &[i16], rec: &[i16]) -> f64 {
+    let mut scores: Vec<f64> = input
+        .chunks(24_000)
+        .filter(|seg| mean_power(seg) > mean_power(input) * 0.2)
+        .filter_map(|seg| align(seg, rec, rec.len().saturating_sub(seg.len())))
+        .map(|a| a.correlation)
+        .collect();
+    scores.sort_by(f64::total_cmp);
+    scores.get(scores.len() / 2).copied().unwrap_or(0.0)
 }
 
 fn start_relay() -> relay::server::RelayHandle {
@@ -153,11 +167,11 @@ fn channel_voice_presence_chat_and_rtt() {
     let power = mean_power(&input);
     for who in ["b", "c"] {
         let rec = wav::read_mono_48k(&d.join(format!("{who}.wav"))).unwrap();
-        let al = align(&input, &rec, rec.len().saturating_sub(input.len() / 2)).unwrap();
+        let score = heard(&input, &rec);
+        eprintln!("{who}: median segment correlation {score:.3}");
         assert!(
-            al.correlation > 0.6,
-            "{who} should hear alice: correlation {:.3}",
-            al.correlation
+            score > 0.6,
+            "{who} should hear alice: correlation {score:.3}"
         );
     }
     let rec_d = wav::read_mono_48k(&d.join("d.wav")).unwrap();
@@ -269,12 +283,8 @@ fn whisper_reaches_only_its_target() {
         wait_ok(child);
     }
     let rec_c = wav::read_mono_48k(&d.join("c.wav")).unwrap();
-    let al = align(&input, &rec_c, rec_c.len().saturating_sub(input.len() / 2)).unwrap();
-    assert!(
-        al.correlation > 0.6,
-        "carol hears the whisper: {:.3}",
-        al.correlation
-    );
+    let score = heard(&input, &rec_c);
+    assert!(score > 0.6, "carol hears the whisper: {score:.3}");
     let rec_b = wav::read_mono_48k(&d.join("b.wav")).unwrap();
     assert!(
         mean_power(&rec_b) < mean_power(&input) * 0.01,

@@ -67,6 +67,8 @@ pub struct EngineConfig {
     pub report_interval: Duration,
     /// Join the relay's default channel after `Welcome` when there is no channel to rejoin.
     pub auto_join: bool,
+    /// The channel to join right after the first `Welcome` (instead of the default channel).
+    pub initial_channel: Option<ChannelId>,
     /// A remote sender silent this long is forgotten (its decoder freed).
     pub remote_idle_timeout: Duration,
 }
@@ -84,6 +86,7 @@ impl Default for EngineConfig {
             register_retry: Duration::from_millis(250),
             report_interval: Duration::from_secs(2),
             auto_join: true,
+            initial_channel: None,
             remote_idle_timeout: Duration::from_secs(30),
         }
     }
@@ -338,6 +341,7 @@ impl Engine {
     pub fn new(cfg: EngineConfig) -> Result<Self, crate::codec::CodecError> {
         let sender = Sender::new(SessionToken::NONE, cfg.encoder)?;
         let transmitter = Transmitter::new(cfg.transmit, cfg.vad);
+        let initial_channel = cfg.initial_channel;
         Ok(Engine {
             name: cfg.name.clone(),
             cfg,
@@ -354,7 +358,7 @@ impl Engine {
             udp_rtt: None,
             channels: Vec::new(),
             channel: None,
-            desired_channel: None,
+            desired_channel: initial_channel,
             members: BTreeMap::new(),
             names: HashMap::new(),
             remotes: HashMap::new(),

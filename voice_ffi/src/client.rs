@@ -394,6 +394,8 @@ pub unsafe extern "C" fn voice_client_new(
         }
         let mut c = ClientConfig::new(addr, name);
         c.reconnect = cfg.reconnect;
+        c.engine.initial_channel =
+            (cfg.initial_channel != 0).then_some(ChannelId(cfg.initial_channel));
         c.engine.transmit = match cfg.transmit_mode {
             VOICE_TRANSMIT_PUSH_TO_TALK => TransmitMode::PushToTalk,
             VOICE_TRANSMIT_VOICE_ACTIVITY => TransmitMode::VoiceActivity,
@@ -434,9 +436,7 @@ pub unsafe extern "C" fn voice_client_new(
             Err(::voice_client::ClientError::Codec(_)) => return voice_result::VOICE_ERR_CODEC,
             Err(::voice_client::ClientError::Io(_)) => return voice_result::VOICE_ERR_IO,
         };
-        if cfg.initial_channel != 0 {
-            client.join_channel(ChannelId(cfg.initial_channel));
-        }
+
         let st = ClientState {
             capture: Mutex::new(client.take_app_capture()),
             playback: Mutex::new(client.take_app_playback()),

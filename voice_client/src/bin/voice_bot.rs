@@ -143,12 +143,15 @@ fn run(a: Args) -> Result<(), String> {
     cfg.output = a.output.clone();
     cfg.reconnect = a.reconnect;
     cfg.engine.transmit = a.mode;
+    // A numeric channel is joined straight after the handshake, never passing through the default.
+    cfg.engine.initial_channel = a
+        .channel
+        .as_deref()
+        .and_then(|c| c.parse().ok())
+        .map(ChannelId);
     let client = Client::start(cfg).map_err(|e| e.to_string())?;
-    if let Some(ch) = &a.channel {
-        match ch.parse::<u32>() {
-            Ok(id) => client.join_channel(ChannelId(id)),
-            Err(_) => client.join_channel_named(ch),
-        }
+    if let Some(ch) = a.channel.as_deref().filter(|c| c.parse::<u32>().is_err()) {
+        client.join_channel_named(ch);
     }
     if let Some(w) = &a.whisper {
         client.whisper_to_named(w);
