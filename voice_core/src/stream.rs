@@ -4,6 +4,8 @@
 //! that `voice-sim` and the C "stream" API drive directly: time is an argument, buffers are the
 //! caller's, nothing here touches a socket or a clock.
 
+use std::time::Duration;
+
 use crate::codec::{CodecError, Decoder, Encoder, EncoderConfig, MAX_PACKET};
 use crate::jitter::{JitterBuffer, JitterConfig, Playout, PlayoutPolicy, PushOutcome};
 use crate::metrics::StreamStats;
@@ -136,6 +138,8 @@ const OUT_CAP: usize = FRAME_SAMPLES + tsm::MAX_OUTPUT;
 /// How far above the target a frame may be played before the output is shortened (hysteresis:
 /// one frame quantum plus this guard, so a delay on the 20 ms tick lattice does not oscillate).
 const SHORTEN_GUARD_US: i64 = 10_000;
+/// Excess over the target above which queued decoded audio (the lead) is trimmed.
+const LEAD_SHORTEN_GUARD_US: i64 = 10_000;
 /// Above this excess over the target, shorten every frame that allows it ("fast accelerate");
 /// below it, at most every [`SLOW_SHORTEN_EVERY`]-th frame.
 const FAST_SHORTEN_US: i64 = 60_000;
@@ -160,6 +164,8 @@ pub struct Receiver {
     out_len: usize,
     since_shorten: u32,
     pops: [(u64, FrameSource); MAX_POPS],
+    /// For each pop of the last tick: samples of earlier audio queued ahead of it.
+    leads: [usize; MAX_POPS],
     n_pops: usize,
 }
 
@@ -176,6 +182,7 @@ impl Receiver {
             out_len: 0,
             since_shorten: 0,
             pops: [(0, FrameSource::Silence); MAX_POPS],
+            leads: [0; MAX_POPS],
             n_pops: 0,
         })
     }
@@ -208,6 +215,14 @@ impl Receiver {
         &self.pops[..self.n_pops]
     }
 
+    /// When each of [`Receiver::last_frames`] is heard, relative to the start of the last tick:
+    /// decoded audio queued ahead of a frame delays it by that much.
+    pub fn last_frame_leads(&self) -> impl Iterator<Item = Duration> + '_ {
+        self.leads[..self.n_pops]
+            .iter()
+            .map(|&n| Duration::from_micros(n as u64 * 1_000_000 / u64::from(crate::SAMPLE_RATE)))
+    }
+
     /// Decoded samples waiting to be played (0 with the fixed policy at every tick boundary).
     pub fn buffered_samples(&self) -> usize {
         self.out_len
@@ -229,13 +244,19 @@ impl Receiver {
         let had = self.out_len;
         let mut frame = [0i16; FRAME_SAMPLES];
         while self.out_len < FRAME_SAMPLES && self.n_pops < MAX_POPS {
-            let Some((source, seq, ts)) = self.next_frame(now, &mut frame) else {
+            // The frame taken now is heard after the decoded samples already queued: every delay
+            // decision and measurement uses that playout instant, not the tick's start.
+            let lead = self.out_len;
+            let plays_at = now
+                + Duration::from_micros(lead as u64 * 1_000_000 / u64::from(crate::SAMPLE_RATE));
+            let Some((source, seq, ts)) = self.next_frame(plays_at, &mut frame) else {
                 break;
             };
             self.pops[self.n_pops] = (seq, source);
+            self.leads[self.n_pops] = lead;
             self.n_pops += 1;
             let stretch = match (source, ts) {
-                (FrameSource::Packet, Some(ts)) => self.stretch_for(now, ts),
+                (FrameSource::Packet, Some(ts)) => self.stretch_for(now, ts, lead),
                 _ => None,
             };
             self.append(&frame, stretch);
@@ -264,20 +285,32 @@ impl Receiver {
         (result, self.pops[..self.n_pops].last().map(|p| p.0))
     }
 
-    /// Whether to time-scale the packet with unwrapped timestamp `ts` decoded at `now`.
-    fn stretch_for(&mut self, now: Time, ts: u64) -> Option<Stretch> {
+    /// Whether to time-scale the packet with unwrapped timestamp `ts` taken from the buffer at the
+    /// tick `now`, with `lead` decoded samples queued ahead of it.
+    ///
+    /// Two delays matter. The *slack* (how long after its fastest-possible arrival the packet is
+    /// taken, measured at the tick) is what protects against late packets; the *lead* (decoded audio
+    /// queued ahead) only adds listening delay. So: lengthen when the slack is below the target
+    /// (the inserted samples eventually skip a take, adding a frame of slack); when the slack is
+    /// comfortably above the target, trim the lead first — that only shortens audio already
+    /// decoded and moves no take earlier; only shorten into the next take (which needs the next
+    /// packet early) when the slack exceeds the target by a whole frame plus a guard (every 4th
+    /// frame, or every frame when far over).
+    fn stretch_for(&mut self, now: Time, ts: u64, lead: usize) -> Option<Stretch> {
         self.since_shorten = self.since_shorten.saturating_add(1);
         let policy = self.buffer.policy();
-        let delay = policy.schedule_delay(now, ts)?;
+        let slack = policy.schedule_delay(now, ts)?;
         let target = policy.target_delay().as_micros() as i64;
         let frame_us = FRAME_DURATION.as_micros() as i64;
-        if delay < target {
-            Some(Stretch::Lengthen)
-        } else {
-            let excess = delay - frame_us - target;
-            let due = excess >= FAST_SHORTEN_US || self.since_shorten >= SLOW_SHORTEN_EVERY;
-            (excess >= SHORTEN_GUARD_US && due).then_some(Stretch::Shorten)
+        if slack < target {
+            return Some(Stretch::Lengthen);
         }
+        if lead >= tsm::MAX_PERIOD && slack - target >= LEAD_SHORTEN_GUARD_US {
+            return Some(Stretch::Shorten);
+        }
+        let excess = slack - frame_us - target;
+        let due = excess >= FAST_SHORTEN_US || self.since_shorten >= SLOW_SHORTEN_EVERY;
+        (excess >= SHORTEN_GUARD_US && due).then_some(Stretch::Shorten)
     }
 
     /// Appends a decoded frame to the output buffer, time-scaled if asked and possible.

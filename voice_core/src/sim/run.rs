@@ -188,7 +188,8 @@ pub fn run(input: &[i16], trace: &Trace, cfg: &SimConfig) -> Result<SimOutput, S
         }
         let (source, _) = rx.tick(now, &mut out);
         let mut e2e = Vec::new();
-        for &(ext, src) in rx.last_frames() {
+        let leads: Vec<_> = rx.last_frame_leads().collect();
+        for (&(ext, src), lead) in rx.last_frames().iter().zip(leads) {
             // Map the unwrapped sequence number back to the packet index.
             let base = *first_ext
                 .get_or_insert_with(|| ext - u64::from((ext as u16).wrapping_sub(cfg.first_seq)));
@@ -196,8 +197,9 @@ pub fn run(input: &[i16], trace: &Trace, cfg: &SimConfig) -> Result<SimOutput, S
             if index < packets {
                 played_as[index] = Some(src);
                 let sent = Time::from_millis_f64(send_ms(index));
-                e2e.push(now.saturating_since(sent));
-                frame_delays_ms.push((now_ms, now_ms - send_ms(index)));
+                let heard = now + lead;
+                e2e.push(heard.saturating_since(sent));
+                frame_delays_ms.push((now_ms, heard.as_millis_f64() - send_ms(index)));
             }
         }
         for d in e2e {
