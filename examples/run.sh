@@ -19,7 +19,7 @@ printf '#include "voice.h"\nint main() { return voice_abi_version() == VOICE_ABI
   > "$out/header_check.cpp"
 g++ "${cxxflags[@]}" "$out/header_check.cpp" "$lib" "${libs[@]}" -o "$out/header_check"
 
-vg=(valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite
+vg=(valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --show-possibly-lost=no
     --suppressions=examples/valgrind.supp)
 "${vg[@]}" "$out/header_check"
 "${vg[@]}" "$out/sansio_loopback"
