@@ -14,27 +14,13 @@ use std::time::Duration;
 
 use relay::config::Config;
 use voice_core::align::{align, mean_power};
+use voice_core::sim::signal::speechlike;
 use voice_core::wav;
 
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("e2e_{name}_{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     d
-}
-
-fn speechlike(seconds: f64) -> Vec<i16> {
-    let n = (seconds * 48_000.0) as usize;
-    (0..n)
-        .map(|i| {
-            let t = i as f64 / 48_000.0;
-            let env = (0.5 - 0.5 * (t * 3.0 * std::f64::consts::TAU).cos()).powi(2);
-            let f0 = 150.0 + 40.0 * (t * 0.9 * std::f64::consts::TAU).sin();
-            let v: f64 = (1..6)
-                .map(|h| (t * f0 * h as f64 * std::f64::consts::TAU).sin() / h as f64)
-                .sum();
-            (v * env * 7000.0) as i16
-        })
-        .collect()
 }
 
 /// Median over 0.5 s segments of `input` of the best normalised correlation found in `rec`.

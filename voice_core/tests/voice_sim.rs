@@ -4,6 +4,7 @@ use std::process::Command;
 
 use voice_core::sim::network::{NetworkProfile, PROFILE_NAMES};
 use voice_core::sim::run::{run, SimConfig};
+use voice_core::sim::signal::speechlike;
 use voice_core::sim::trace::Trace;
 use voice_core::{wav, FRAME_SAMPLES};
 
@@ -11,22 +12,6 @@ fn dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("voice_sim_{name}_{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     d
-}
-
-/// A speech-like test signal: a harmonic tone with a 4 Hz syllable envelope.
-fn speechlike(seconds: f64) -> Vec<i16> {
-    let n = (seconds * 48_000.0) as usize;
-    (0..n)
-        .map(|i| {
-            let t = i as f64 / 48_000.0;
-            let env = (0.5 - 0.5 * (t * 4.0 * std::f64::consts::TAU).cos()).powi(2);
-            let f0 = 140.0 + 30.0 * (t * 0.7 * std::f64::consts::TAU).sin();
-            let v: f64 = (1..8)
-                .map(|h| (t * f0 * h as f64 * std::f64::consts::TAU).sin() / h as f64)
-                .sum();
-            (v * env * 6000.0) as i16
-        })
-        .collect()
 }
 
 fn stats(path: &PathBuf) -> serde_json::Value {

@@ -4,6 +4,7 @@
 //!   Gilbert-Elliott bursty loss, reordering, duplication and clock drift, with named built-in
 //!   profiles.
 //! * [`trace`] — the trace file: which packet was sent when and arrived when (or never).
+//! * [`signal`] — a synthetic speech-like test signal.
 //! * [`run`] — encodes a recording, delivers its packets as a trace says, runs the real jitter
 //!   buffer and decoder on simulated time, and returns what a listener hears plus the metrics.
 //!
@@ -11,6 +12,7 @@
 
 pub mod network;
 pub mod run;
+pub mod signal;
 pub mod trace;
 
 use thiserror::Error;

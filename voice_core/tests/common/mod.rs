@@ -76,21 +76,7 @@ pub fn pop(b: &mut JitterBuffer, now: Time) -> Option<Result<u64, u64>> {
     }
 }
 
-/// A speech-like test signal: a harmonic tone (gliding pitch) with a 4 Hz syllable envelope.
-pub fn speechlike(seconds: f64) -> Vec<i16> {
-    let n = (seconds * 48_000.0) as usize;
-    (0..n)
-        .map(|i| {
-            let t = i as f64 / 48_000.0;
-            let env = (0.5 - 0.5 * (t * 4.0 * std::f64::consts::TAU).cos()).powi(2);
-            let f0 = 140.0 + 30.0 * (t * 0.7 * std::f64::consts::TAU).sin();
-            let v: f64 = (1..8)
-                .map(|h| (t * f0 * h as f64 * std::f64::consts::TAU).sin() / h as f64)
-                .sum();
-            (v * env * 6000.0) as i16
-        })
-        .collect()
-}
+pub use voice_core::sim::signal::speechlike;
 
 /// A trace of `packets` packets sent every 20 ms, arriving after `delay_ms(k)` (never lost).
 pub fn trace_with(
