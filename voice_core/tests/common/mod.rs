@@ -76,6 +76,7 @@ pub fn pop(b: &mut JitterBuffer, now: Time) -> Option<Result<u64, u64>> {
     }
 }
 
+#[allow(unused_imports)]
 pub use voice_core::sim::signal::speechlike;
 
 /// A trace of `packets` packets sent every 20 ms, arriving after `delay_ms(k)` (never lost).
