@@ -12,6 +12,21 @@ use crate::SAMPLE_RATE;
 
 /// The encoder's default bitrate in bits/s: wideband-to-fullband speech with room for FEC.
 pub const DEFAULT_BITRATE: u32 = 32_000;
+/// The encoder's packet-loss hint (%) before any receiver has reported: enough for Opus to add
+/// in-band FEC from the first packet, then [`loss_hint`] takes over.
+pub const DEFAULT_LOSS_HINT: u8 = 5;
+
+/// Loss-driven FEC: the encoder's packet-loss hint from the worst loss (in 1/1000) that receivers
+/// reported over the last seconds, or `None` before any report. A clean path gets 0 (no bits spent
+/// on FEC: on a lossless path FEC only costs quality); any loss gets at least 2 % and at most 40 %.
+pub fn loss_hint(worst_reported_permille: Option<u16>) -> u8 {
+    match worst_reported_permille {
+        None => DEFAULT_LOSS_HINT,
+        Some(0) => 0,
+        Some(p) => (u32::from(p).div_ceil(10) as u8).clamp(2, 40),
+    }
+}
+
 /// Encoded frames larger than this are refused (well under [`crate::proto::udp::MAX_PAYLOAD`]).
 pub const MAX_PACKET: usize = 1000;
 
@@ -49,7 +64,7 @@ impl Default for EncoderConfig {
         EncoderConfig {
             bitrate: DEFAULT_BITRATE,
             fec: true,
-            packet_loss_percent: 10,
+            packet_loss_percent: DEFAULT_LOSS_HINT,
             dtx: false,
             complexity: 9,
         }

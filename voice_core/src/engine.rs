@@ -553,20 +553,18 @@ impl Engine {
     }
 
     /// Sets the encoder's loss hint from what receivers reported over the last 10 s: the worst
-    /// receiver decides, so FEC covers the listener who needs it most.
+    /// receiver decides, so FEC covers the listener who needs it most ([`crate::codec::loss_hint`]).
     fn adapt_encoder(&mut self, now: Time) {
         self.reports
             .retain(|_, (_, at)| now.saturating_since(*at) < Duration::from_secs(10));
-        let worst = self.reports.values().map(|(l, _)| *l).max().unwrap_or(0);
-        let base = self.cfg.encoder;
-        let hint = if worst == 0 {
-            base.packet_loss_percent
-        } else {
-            (u32::from(worst).div_ceil(10) as u8).clamp(base.packet_loss_percent.max(1), 40)
-        };
+        if !self.cfg.encoder.fec {
+            return;
+        }
+        let worst = self.reports.values().map(|(l, _)| *l).max();
+        let hint = crate::codec::loss_hint(worst);
         let enc = self.sender.encoder_mut();
         let mut c = enc.config();
-        if c.packet_loss_percent != hint && base.fec {
+        if c.packet_loss_percent != hint {
             c.packet_loss_percent = hint;
             let _ = enc.apply(c);
         }

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::trace::Trace;
 use super::SimError;
-use crate::codec::EncoderConfig;
+use crate::codec::{loss_hint, EncoderConfig};
 use crate::jitter::JitterConfig;
 pub use crate::jitter::PolicyChoice;
 use crate::proto::udp;
@@ -115,6 +115,36 @@ pub struct SimOutput {
     pub frame_delays_ms: Vec<(f64, f64)>,
 }
 
+/// Report period of receivers in the engine (`EngineConfig::report_interval`).
+const REPORT_EVERY: usize = 100;
+/// Window of the loss they report (10 s).
+const REPORT_WINDOW: usize = 500;
+
+/// The encoder's loss hint for each packet as the engine's feedback loop sets it: every 2 s the
+/// receiver reports the loss of the last 10 s, and the sender applies [`loss_hint`] to the packets
+/// it encodes after that report (before the first report: the default hint).
+fn loss_hints(trace: &Trace, packets: usize) -> Vec<u8> {
+    let mut arrived = vec![false; packets];
+    for r in trace.rows.iter().filter(|r| (r.seq as usize) < packets) {
+        if r.arrival_ms.is_some() {
+            arrived[r.seq as usize] = true;
+        }
+    }
+    (0..packets)
+        .map(|k| {
+            // The last report made before packet k was encoded.
+            let reports = k / REPORT_EVERY;
+            if reports < 1 {
+                return loss_hint(None);
+            }
+            let end = reports * REPORT_EVERY;
+            let start = end.saturating_sub(REPORT_WINDOW);
+            let lost = arrived[start..end].iter().filter(|a| !**a).count();
+            loss_hint(Some((lost * 1000 / (end - start).max(1)) as u16))
+        })
+        .collect()
+}
+
 /// Runs `input` (48 kHz mono) through the path described by `trace`.
 pub fn run(input: &[i16], trace: &Trace, cfg: &SimConfig) -> Result<SimOutput, SimError> {
     let packets = input.len().div_ceil(FRAME_SAMPLES);
@@ -131,6 +161,7 @@ pub fn run(input: &[i16], trace: &Trace, cfg: &SimConfig) -> Result<SimOutput, S
         ..EncoderConfig::default()
     };
     let mut sender = Sender::new(SessionToken(1), enc_cfg)?.with_start(cfg.first_seq, 0);
+    let hints = loss_hints(trace, packets);
     let mut datagrams: Vec<Vec<u8>> = Vec::with_capacity(packets);
     let mut frame = [0i16; FRAME_SAMPLES];
     let mut buf = [0u8; udp::MAX_DATAGRAM];
@@ -138,6 +169,14 @@ pub fn run(input: &[i16], trace: &Trace, cfg: &SimConfig) -> Result<SimOutput, S
         let chunk = &input[k * FRAME_SAMPLES..((k + 1) * FRAME_SAMPLES).min(input.len())];
         frame.fill(0);
         frame[..chunk.len()].copy_from_slice(chunk);
+        if cfg.fec {
+            let enc = sender.encoder_mut();
+            let mut c = enc.config();
+            if c.packet_loss_percent != hints[k] {
+                c.packet_loss_percent = hints[k];
+                enc.apply(c)?;
+            }
+        }
         let n = sender
             .encode(&frame, SessionToken::NONE, k + 1 == packets, &mut buf)
             .map_err(|e| match e {
