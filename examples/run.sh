@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=target/examples
 mkdir -p "$out"
-cargo build --release -p voice_ffi -p relay -p voice_client --bin relay --bin voice-bot
+cargo build --release -p voice_ffi
+cargo build --release --bin relay --bin voice-bot
 lib=target/release/libvoice_ffi.a
 libs=(-lasound -lpthread -ldl -lm)
 cflags=(-std=c11 -Wall -Wextra -Werror -O1 -g -Iinclude)
