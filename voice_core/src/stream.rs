@@ -138,6 +138,10 @@ const OUT_CAP: usize = FRAME_SAMPLES + tsm::MAX_OUTPUT;
 /// How far above the target a frame may be played before the output is shortened (hysteresis:
 /// one frame quantum plus this guard, so a delay on the 20 ms tick lattice does not oscillate).
 const SHORTEN_GUARD_US: i64 = 10_000;
+/// Weight 1/N of each new packet in the smoothed slack.
+const SLACK_SMOOTHING: i64 = 8;
+/// A slack this far from the smoothed value replaces it at once.
+const SLACK_JUMP_US: i64 = 60_000;
 /// Excess over the target above which queued decoded audio (the lead) is trimmed.
 const LEAD_SHORTEN_GUARD_US: i64 = 10_000;
 /// Above this excess over the target, shorten every frame that allows it ("fast accelerate");
@@ -164,6 +168,8 @@ pub struct Receiver {
     out_len: usize,
     since_shorten: u32,
     pops: [(u64, FrameSource); MAX_POPS],
+    /// Exponentially smoothed slack (µs) that the time-scaling decisions use.
+    smoothed_slack: Option<i64>,
     /// For each pop of the last tick: samples of earlier audio queued ahead of it.
     leads: [usize; MAX_POPS],
     n_pops: usize,
@@ -183,6 +189,7 @@ impl Receiver {
             since_shorten: 0,
             pops: [(0, FrameSource::Silence); MAX_POPS],
             leads: [0; MAX_POPS],
+            smoothed_slack: None,
             n_pops: 0,
         })
     }
@@ -299,7 +306,16 @@ impl Receiver {
     fn stretch_for(&mut self, now: Time, ts: u64, lead: usize) -> Option<Stretch> {
         self.since_shorten = self.since_shorten.saturating_add(1);
         let policy = self.buffer.policy();
-        let slack = policy.schedule_delay(now, ts)?;
+        let raw = policy.schedule_delay(now, ts)?;
+        // Decide on a smoothed slack (like NetEq's filtered buffer level): per-packet slack swings
+        // with every packet's jitter, and reacting to each swing only trades insertions for
+        // removals. Large deviations still act at once (a sudden spike or drop).
+        let smoothed = match self.smoothed_slack {
+            Some(s) if (raw - s).abs() < SLACK_JUMP_US => s + (raw - s) / SLACK_SMOOTHING,
+            _ => raw,
+        };
+        self.smoothed_slack = Some(smoothed);
+        let slack = smoothed;
         let target = policy.target_delay().as_micros() as i64;
         let frame_us = FRAME_DURATION.as_micros() as i64;
         if slack < target {
