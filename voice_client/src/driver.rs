@@ -380,10 +380,11 @@ impl Driver {
     }
 
     fn bind_udp(&self) -> io::Result<UdpSocket> {
-        let local: SocketAddr = if self.server.is_ipv4() {
-            "0.0.0.0:0".parse().unwrap_or_else(|_| unreachable_addr())
+        // Any local port, on the relay's address family.
+        let local = if self.server.is_ipv4() {
+            SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0))
         } else {
-            "[::]:0".parse().unwrap_or_else(|_| unreachable_addr())
+            SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
         };
         let mut u = UdpSocket::bind(local)?;
         self.poll
@@ -450,10 +451,6 @@ impl Driver {
             });
         }
     }
-}
-
-fn unreachable_addr() -> SocketAddr {
-    SocketAddr::from(([0, 0, 0, 0], 0))
 }
 
 fn flush(c: &mut Conn) -> io::Result<()> {
