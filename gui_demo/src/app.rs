@@ -19,7 +19,7 @@ use std::sync::mpsc;
 use egui::{Key, Modifiers};
 use voice_client::{ChannelId, SessionToken, VadConfig};
 
-use crate::backend::{Backend, Command};
+use crate::backend::{Backend, Request};
 use crate::history::History;
 use crate::settings::{self, Settings};
 use crate::state::{SessionState, Status};
@@ -112,7 +112,7 @@ impl Session {
     }
 
     /// Sends a command to the engine.
-    pub fn send(&mut self, c: Command) {
+    pub fn send(&mut self, c: Request) {
         self.backend.send(c);
     }
 
@@ -124,7 +124,7 @@ impl Session {
             self.state.apply_event(ev, now_ms);
             if welcomed {
                 if let Some(ch) = self.join_after_welcome.take() {
-                    self.send(Command::Join(ch));
+                    self.send(Request::Join(ch));
                 }
             }
         }
@@ -139,7 +139,7 @@ impl Session {
         if connected && (due || self.state.want_channel_list) {
             self.state.want_channel_list = false;
             self.last_list_request = Some(t);
-            self.send(Command::ListChannels);
+            self.send(Request::ListChannels);
         }
     }
 
@@ -160,7 +160,7 @@ impl Session {
             Some(who)
         };
         let t = self.whisper_target();
-        self.send(Command::Whisper(t));
+        self.send(Request::Whisper(t));
     }
 
     /// Samples the talk and whisper keys (ignored while typing).
@@ -174,12 +174,12 @@ impl Session {
         if whisper != self.whisper_held {
             self.whisper_held = whisper;
             let t = self.whisper_target();
-            self.send(Command::Whisper(t));
+            self.send(Request::Whisper(t));
         }
         let transmit = ptt || whisper;
         if transmit != self.ptt_held {
             self.ptt_held = transmit;
-            self.send(Command::PushToTalk(transmit));
+            self.send(Request::PushToTalk(transmit));
         }
     }
 }
@@ -279,8 +279,8 @@ impl GuiApp {
             Ok(backend) => {
                 let mut s = Session::new(backend);
                 s.join_after_welcome = self.join_on_connect;
-                s.send(Command::Mode(self.settings.mode.to_engine()));
-                s.send(Command::Vad(VadConfig {
+                s.send(Request::Mode(self.settings.mode.to_engine()));
+                s.send(Request::Vad(VadConfig {
                     threshold_dbfs: self.settings.vad_threshold_dbfs,
                     ..VadConfig::default()
                 }));

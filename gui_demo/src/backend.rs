@@ -1,7 +1,7 @@
 //! The app's only door to the engine: [`Backend`], with the real [`ClientBackend`] and the
 //! [`StubBackend`] that tests drive.
 //!
-//! The UI never blocks on the network. Commands are fire-and-forget ([`Command`] values handed to
+//! The UI never blocks on the network. Commands are fire-and-forget ([`Request`] values handed to
 //! the engine's command queue). Events and statistics arrive on channels that the app drains once
 //! per frame:
 //! * the `gui-events` thread forwards [`Client::events`] to the app's channel and asks egui for a
@@ -14,49 +14,16 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
-use voice_client::{
-    ChannelId, Client, ClientConfig, ClientError, EngineStats, Event, SessionToken, TransmitMode,
-    VadConfig,
-};
+pub use voice_client::Request;
+use voice_client::{Client, ClientConfig, ClientError, EngineStats, Event};
 
 /// How often the stats thread asks the engine for a snapshot.
 pub const STATS_PERIOD: Duration = Duration::from_millis(250);
 
-/// What the UI asks of the engine. One enum so that the test stub can record it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Command {
-    /// Join (or switch to) a channel.
-    Join(ChannelId),
-    /// Leave the channel.
-    Leave,
-    /// Say something in our channel.
-    Chat(String),
-    /// Whisper to one session (`None`: talk to the channel).
-    Whisper(Option<SessionToken>),
-    /// Push-to-talk held or released.
-    PushToTalk(bool),
-    /// Transmit mode.
-    Mode(TransmitMode),
-    /// Voice-activity gate.
-    Vad(VadConfig),
-    /// Microphone mute.
-    Mute(bool),
-    /// Output deafen.
-    Deafen(bool),
-    /// One user's gain.
-    UserVolume(SessionToken, f32),
-    /// One user muted locally.
-    UserMute(SessionToken, bool),
-    /// Ask for the whole channel tree.
-    ListChannels,
-    /// Ask for the relay's counters.
-    ServerStats,
-}
-
 /// The engine as the app sees it.
 pub trait Backend {
     /// Hands a command to the engine (never blocks).
-    fn send(&mut self, command: Command);
+    fn send(&mut self, command: Request);
     /// Events that arrived since the last call (never blocks).
     fn drain_events(&mut self) -> Vec<Event>;
     /// Statistics snapshots that arrived since the last call, oldest first (never blocks).
@@ -163,25 +130,11 @@ fn stats_loop(client: &Client, stop: &Receiver<()>, tx: &Sender<EngineStats>, re
 }
 
 impl Backend for ClientBackend {
-    fn send(&mut self, command: Command) {
+    fn send(&mut self, command: Request) {
         let Some(c) = self.client.as_deref() else {
             return;
         };
-        match command {
-            Command::Join(ch) => c.join_channel(ch),
-            Command::Leave => c.leave_channel(),
-            Command::Chat(text) => c.send_chat(&text),
-            Command::Whisper(t) => c.set_whisper(t),
-            Command::PushToTalk(held) => c.set_push_to_talk(held),
-            Command::Mode(m) => c.set_transmit_mode(m),
-            Command::Vad(v) => c.set_vad(v),
-            Command::Mute(m) => c.set_muted(m),
-            Command::Deafen(d) => c.set_deafened(d),
-            Command::UserVolume(s, v) => c.set_user_volume(s, v),
-            Command::UserMute(s, m) => c.set_user_muted(s, m),
-            Command::ListChannels => c.request_channel_list(),
-            Command::ServerStats => c.request_server_stats(),
-        }
+        c.request(command);
     }
 
     fn drain_events(&mut self) -> Vec<Event> {
@@ -254,7 +207,7 @@ impl Drop for ClientBackend {
 pub struct StubBackend {
     events: Receiver<Event>,
     stats: Receiver<EngineStats>,
-    sent: Arc<Mutex<Vec<Command>>>,
+    sent: Arc<Mutex<Vec<Request>>>,
 }
 
 /// The test's side of a [`StubBackend`].
@@ -264,12 +217,12 @@ pub struct StubHandle {
     pub events: Sender<Event>,
     /// Statistics snapshots to deliver on the next frame.
     pub stats: Sender<EngineStats>,
-    sent: Arc<Mutex<Vec<Command>>>,
+    sent: Arc<Mutex<Vec<Request>>>,
 }
 
 impl StubHandle {
     /// The commands the app has sent so far.
-    pub fn sent(&self) -> Vec<Command> {
+    pub fn sent(&self) -> Vec<Request> {
         self.sent.lock().map(|v| v.clone()).unwrap_or_default()
     }
 }
@@ -294,7 +247,7 @@ pub fn stub() -> (StubBackend, StubHandle) {
 }
 
 impl Backend for StubBackend {
-    fn send(&mut self, command: Command) {
+    fn send(&mut self, command: Request) {
         if let Ok(mut v) = self.sent.lock() {
             v.push(command);
         }

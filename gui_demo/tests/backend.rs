@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gui_demo::backend::{Backend, ClientBackend, Command};
+use gui_demo::backend::{Backend, ClientBackend, Request};
 use relay::config::Config;
 use voice_client::{AudioInput, AudioOutput, ClientConfig, Event};
 
@@ -60,7 +60,7 @@ fn events_and_stats_flow_and_close_is_prompt() {
         }
         let _ = b.drain_events();
         if joined && saw_bob && !chatted {
-            b.send(Command::Chat("hi".into()));
+            b.send(Request::Chat("hi".into()));
             chatted = true;
         }
         std::thread::sleep(Duration::from_millis(20));

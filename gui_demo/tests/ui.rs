@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
 use gui_demo::app::Screen;
-use gui_demo::backend::{stub, Backend, Command, StubHandle};
+use gui_demo::backend::{stub, Backend, Request, StubHandle};
 use gui_demo::settings::{InputChoice, OutputChoice, Settings};
 use gui_demo::{ConnectRequest, GuiApp};
 use voice_client::{ChannelId, EngineStats, Event, RemoteStats, SessionToken};
@@ -169,7 +169,7 @@ fn chat_input_sends_to_the_engine() {
     h.run();
     h.get_by_label("Send").click();
     h.run();
-    assert!(handle.sent().contains(&Command::Chat("hi all".into())));
+    assert!(handle.sent().contains(&Request::Chat("hi all".into())));
     assert!(h.state().session().unwrap().chat_input.is_empty());
 }
 
@@ -217,14 +217,14 @@ fn clicking_a_channel_joins_it() {
     let (mut h, handle) = connected();
     h.get_by_label_contains("# Team A").click();
     h.run();
-    assert!(handle.sent().contains(&Command::Join(ChannelId(2))));
+    assert!(handle.sent().contains(&Request::Join(ChannelId(2))));
 }
 
 #[test]
 fn channel_list_refresh_is_requested() {
     let (h, handle) = connected();
     drop(h);
-    assert!(handle.sent().contains(&Command::ListChannels));
+    assert!(handle.sent().contains(&Request::ListChannels));
 }
 
 #[test]
@@ -244,14 +244,14 @@ fn context_menu_mutes_and_whispers() {
     h.run();
     assert!(handle
         .sent()
-        .contains(&Command::UserMute(SessionToken(5), true)));
+        .contains(&Request::UserMute(SessionToken(5), true)));
     h.get_by_label("bob").click_secondary();
     h.run();
     h.get_by_label("Whisper (toggle)").click();
     h.run();
     assert!(handle
         .sent()
-        .contains(&Command::Whisper(Some(SessionToken(5)))));
+        .contains(&Request::Whisper(Some(SessionToken(5)))));
 }
 
 #[test]
@@ -261,20 +261,20 @@ fn push_to_talk_key_opens_the_microphone() {
         handle
             .sent()
             .into_iter()
-            .rfind(|c| matches!(c, Command::PushToTalk(_)))
+            .rfind(|c| matches!(c, Request::PushToTalk(_)))
     };
     assert_eq!(last_ptt(&handle), None);
     h.key_down(egui::Key::V);
     h.run();
-    assert_eq!(last_ptt(&handle), Some(Command::PushToTalk(true)));
+    assert_eq!(last_ptt(&handle), Some(Request::PushToTalk(true)));
     h.key_up(egui::Key::V);
     h.run();
-    assert_eq!(last_ptt(&handle), Some(Command::PushToTalk(false)));
+    assert_eq!(last_ptt(&handle), Some(Request::PushToTalk(false)));
     // Typing a "v" into the chat box must not talk.
     h.get_by_label("To #Lobby").focus();
     h.key_down(egui::Key::V);
     h.run();
-    assert_eq!(last_ptt(&handle), Some(Command::PushToTalk(false)));
+    assert_eq!(last_ptt(&handle), Some(Request::PushToTalk(false)));
 }
 
 #[test]
@@ -362,10 +362,10 @@ fn whisper_key_whispers_while_held() {
         let sent = handle.sent();
         (
             sent.iter()
-                .rfind(|c| matches!(c, Command::Whisper(_)))
+                .rfind(|c| matches!(c, Request::Whisper(_)))
                 .cloned(),
             sent.iter()
-                .rfind(|c| matches!(c, Command::PushToTalk(_)))
+                .rfind(|c| matches!(c, Request::PushToTalk(_)))
                 .cloned(),
         )
     };
@@ -374,8 +374,8 @@ fn whisper_key_whispers_while_held() {
     assert_eq!(
         whisper_and_ptt(&handle),
         (
-            Some(Command::Whisper(Some(SessionToken(5)))),
-            Some(Command::PushToTalk(true))
+            Some(Request::Whisper(Some(SessionToken(5)))),
+            Some(Request::PushToTalk(true))
         )
     );
     h.key_up(egui::Key::B);
@@ -383,8 +383,8 @@ fn whisper_key_whispers_while_held() {
     assert_eq!(
         whisper_and_ptt(&handle),
         (
-            Some(Command::Whisper(None)),
-            Some(Command::PushToTalk(false))
+            Some(Request::Whisper(None)),
+            Some(Request::PushToTalk(false))
         )
     );
 }

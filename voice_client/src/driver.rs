@@ -27,11 +27,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use mio::net::{TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token};
-use voice_core::engine::{Engine, EngineStats, Event};
+use voice_core::engine::{Engine, EngineStats, Event, Request};
 use voice_core::proto::tcp::{encode_frame, FrameError, FrameReader, ServerMessage};
 use voice_core::proto::udp::MAX_DATAGRAM;
-use voice_core::proto::{ChannelId, SessionToken};
-use voice_core::vad::{TransmitMode, VadConfig};
 use voice_core::{Time, FRAME_DURATION, FRAME_SAMPLES};
 
 use crate::audio::{InputStream, OutputStream};
@@ -45,39 +43,16 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 /// Cap on queued outgoing TCP bytes (a relay that stops reading is treated as gone).
 const MAX_TCP_OUT: usize = 1 << 20;
 
-/// A request from the application to the engine thread.
+/// What the application sends the engine thread: an engine [`Request`], or one of the
+/// requests only the thread can carry out (name lookups, stats replies, sockets, shutdown).
 #[derive(Debug)]
 pub enum Command {
-    /// Join a channel by id.
-    Join(ChannelId),
+    /// Carry out an engine request.
+    Request(Request),
     /// Join a channel by name (resolved against the relay's channel list).
     JoinNamed(String),
-    /// Leave the channel.
-    Leave,
-    /// Send chat text.
-    Chat(String),
-    /// Whisper to a session (`None`: back to the channel).
-    Whisper(Option<SessionToken>),
     /// Whisper to the user with this name (resolved when known).
     WhisperNamed(String),
-    /// Push-to-talk key.
-    PushToTalk(bool),
-    /// Transmit mode.
-    Mode(TransmitMode),
-    /// Voice-activity gate.
-    Vad(VadConfig),
-    /// Mute the microphone.
-    Mute(bool),
-    /// Deafen the output.
-    Deafen(bool),
-    /// Per-user gain.
-    UserVolume(SessionToken, f32),
-    /// Per-user local mute.
-    UserMute(SessionToken, bool),
-    /// Ask for the channel list.
-    ListChannels,
-    /// Ask for the relay's counters.
-    ServerStats,
     /// Reply with a stats snapshot.
     Stats(Sender<EngineStats>),
     /// Replace the UDP socket with one on a new local port (network change) and re-register.
@@ -420,35 +395,18 @@ impl Driver {
     }
 
     fn apply(&mut self, cmd: Command, now: Time) {
-        let e = &mut self.engine;
-        let (name, result) = match cmd {
-            Command::Join(ch) => ("join", e.join_channel(ch)),
-            Command::Leave => ("leave", e.leave_channel()),
-            Command::Chat(text) => ("chat", e.send_chat(&text)),
-            Command::Whisper(t) => ("whisper", e.set_whisper(t)),
-            Command::ListChannels => ("list_channels", e.request_channel_list()),
-            Command::ServerStats => ("server_stats", e.request_server_stats()),
-            Command::PushToTalk(on) => return e.set_push_to_talk(on),
-            Command::Mode(m) => return e.set_transmit_mode(m),
-            Command::Vad(v) => return e.set_vad(v),
-            Command::Mute(m) => return e.set_muted(m),
-            Command::Deafen(d) => return e.set_deafened(d),
-            Command::UserVolume(s, v) => return e.set_user_volume(s, v),
-            Command::UserMute(s, m) => return e.set_user_muted(s, m),
+        match cmd {
+            Command::Request(request) => {
+                // A refusal is queued as `Event::CommandFailed` and forwarded with the others.
+                let _ = self.engine.apply(request);
+            }
             Command::Stats(reply) => {
-                let _ = reply.send(e.stats(now));
-                return;
+                let _ = reply.send(self.engine.stats(now));
             }
             Command::JoinNamed(_)
             | Command::WhisperNamed(_)
             | Command::RebindUdp
-            | Command::Shutdown => return,
-        };
-        if let Err(err) = result {
-            self.emit(Event::CommandFailed {
-                command: name.into(),
-                reason: err.to_string(),
-            });
+            | Command::Shutdown => {}
         }
     }
 }

@@ -40,7 +40,7 @@ use mio::{Poll, Waker};
 pub use audio::{AppCapture, AppPlayback, AudioError, AudioInput, AudioOutput};
 use driver::{Command, Driver};
 use voice_core::engine::Engine;
-pub use voice_core::engine::{EngineConfig, EngineStats, Event, RemoteStats};
+pub use voice_core::engine::{EngineConfig, EngineStats, Event, RemoteStats, Request};
 pub use voice_core::proto::{ChannelId, SessionToken};
 pub use voice_core::vad::{TransmitMode, VadConfig};
 
@@ -212,9 +212,15 @@ impl Client {
         &self.events
     }
 
+    /// Hands one [`Request`] to the engine thread (never blocks). Refusals come back as
+    /// [`Event::CommandFailed`]. The methods below are shorthands for the common ones.
+    pub fn request(&self, request: Request) {
+        self.send(Command::Request(request));
+    }
+
     /// Joins (or switches to) a channel.
     pub fn join_channel(&self, channel: ChannelId) {
-        self.send(Command::Join(channel));
+        self.request(Request::Join(channel));
     }
 
     /// Joins the channel with this name once the relay's channel list is known.
@@ -224,17 +230,17 @@ impl Client {
 
     /// Leaves the channel.
     pub fn leave_channel(&self) {
-        self.send(Command::Leave);
+        self.request(Request::Leave);
     }
 
     /// Sends a chat line to the channel.
     pub fn send_chat(&self, text: &str) {
-        self.send(Command::Chat(text.to_string()));
+        self.request(Request::Chat(text.to_string()));
     }
 
     /// Whispers to one session (`None`: talk to the channel again).
     pub fn set_whisper(&self, target: Option<SessionToken>) {
-        self.send(Command::Whisper(target));
+        self.request(Request::Whisper(target));
     }
 
     /// Whispers to the user with this name, as soon as the name is known.
@@ -244,47 +250,47 @@ impl Client {
 
     /// Push-to-talk key state.
     pub fn set_push_to_talk(&self, held: bool) {
-        self.send(Command::PushToTalk(held));
+        self.request(Request::PushToTalk(held));
     }
 
     /// How the microphone opens.
     pub fn set_transmit_mode(&self, mode: TransmitMode) {
-        self.send(Command::Mode(mode));
+        self.request(Request::Mode(mode));
     }
 
     /// Voice-activity gate settings.
     pub fn set_vad(&self, vad: VadConfig) {
-        self.send(Command::Vad(vad));
+        self.request(Request::Vad(vad));
     }
 
     /// Mutes the microphone.
     pub fn set_muted(&self, muted: bool) {
-        self.send(Command::Mute(muted));
+        self.request(Request::Mute(muted));
     }
 
     /// Deafens the output.
     pub fn set_deafened(&self, deafened: bool) {
-        self.send(Command::Deafen(deafened));
+        self.request(Request::Deafen(deafened));
     }
 
     /// One user's volume (1.0 = unchanged, up to 4.0).
     pub fn set_user_volume(&self, session: SessionToken, volume: f32) {
-        self.send(Command::UserVolume(session, volume));
+        self.request(Request::UserVolume(session, volume));
     }
 
     /// Mutes one user locally.
     pub fn set_user_muted(&self, session: SessionToken, muted: bool) {
-        self.send(Command::UserMute(session, muted));
+        self.request(Request::UserMute(session, muted));
     }
 
     /// Asks for every channel with its members ([`Event::ChannelList`]).
     pub fn request_channel_list(&self) {
-        self.send(Command::ListChannels);
+        self.request(Request::ListChannels);
     }
 
     /// Asks the relay for its counters ([`Event::ServerStats`]).
     pub fn request_server_stats(&self) {
-        self.send(Command::ServerStats);
+        self.request(Request::ServerStats);
     }
 
     /// Moves to a new local UDP port and re-registers (after a network change).

@@ -8,7 +8,8 @@
 //! * [`Engine::handle_capture`] with each captured 20 ms frame; [`Engine::mix`] once per playout
 //!   tick for the mixed 20 ms output frame;
 //! * [`Engine::handle_timeout`] when [`Engine::poll_timeout`]'s deadline passes;
-//! * commands: join, leave, chat, whisper, push-to-talk, mute, deafen, per-user volume and mute.
+//! * commands, one [`Request`] each through [`Engine::apply`] or its own method: join, leave,
+//!   chat, whisper, push-to-talk, mute, deafen, per-user volume and mute.
 //!
 //! Outputs are polled **until `None`** after every input: [`Engine::poll_control`] (messages to
 //! write on TCP), [`Engine::poll_datagram`] (datagrams to send on UDP), [`Engine::poll_event`]
@@ -200,6 +201,60 @@ pub enum Event {
         /// Detail.
         message: String,
     },
+}
+
+/// What an application asks of the engine: one value per user action, so a UI, a script or a
+/// test can queue, record or replay them. [`Engine::apply`] carries one out; each also has its own
+/// method (`join_channel`, `send_chat`, …).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    /// Join (or switch to) a channel.
+    Join(ChannelId),
+    /// Leave the channel.
+    Leave,
+    /// Say something in our channel.
+    Chat(String),
+    /// Whisper to one session (`None`: talk to the channel again).
+    Whisper(Option<SessionToken>),
+    /// Push-to-talk held or released.
+    PushToTalk(bool),
+    /// Transmit mode.
+    Mode(TransmitMode),
+    /// Voice-activity gate.
+    Vad(VadConfig),
+    /// Microphone mute.
+    Mute(bool),
+    /// Output deafen.
+    Deafen(bool),
+    /// One user's gain (0.0–4.0).
+    UserVolume(SessionToken, f32),
+    /// One user muted locally.
+    UserMute(SessionToken, bool),
+    /// Ask for the whole channel tree ([`Event::ChannelList`]).
+    ListChannels,
+    /// Ask for the relay's counters ([`Event::ServerStats`]).
+    ServerStats,
+}
+
+impl Request {
+    /// A short name for logs and [`Event::CommandFailed`].
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::Join(_) => "join",
+            Request::Leave => "leave",
+            Request::Chat(_) => "chat",
+            Request::Whisper(_) => "whisper",
+            Request::PushToTalk(_) => "push_to_talk",
+            Request::Mode(_) => "mode",
+            Request::Vad(_) => "vad",
+            Request::Mute(_) => "mute",
+            Request::Deafen(_) => "deafen",
+            Request::UserVolume(..) => "user_volume",
+            Request::UserMute(..) => "user_mute",
+            Request::ListChannels => "list_channels",
+            Request::ServerStats => "server_stats",
+        }
+    }
 }
 
 /// Why a command was refused locally.
@@ -800,6 +855,55 @@ impl Engine {
     }
 
     // ----- commands -----
+
+    /// Carries out `request`. A refusal (not connected, bad chat text, whispering to ourselves, …)
+    /// is reported as [`Event::CommandFailed`] and returned.
+    pub fn apply(&mut self, request: Request) -> Result<(), CommandError> {
+        let name = request.name();
+        let result = match request {
+            Request::Join(ch) => self.join_channel(ch),
+            Request::Leave => self.leave_channel(),
+            Request::Chat(text) => self.send_chat(&text),
+            Request::Whisper(t) => self.set_whisper(t),
+            Request::ListChannels => self.request_channel_list(),
+            Request::ServerStats => self.request_server_stats(),
+            Request::PushToTalk(on) => {
+                self.set_push_to_talk(on);
+                Ok(())
+            }
+            Request::Mode(m) => {
+                self.set_transmit_mode(m);
+                Ok(())
+            }
+            Request::Vad(v) => {
+                self.set_vad(v);
+                Ok(())
+            }
+            Request::Mute(m) => {
+                self.set_muted(m);
+                Ok(())
+            }
+            Request::Deafen(d) => {
+                self.set_deafened(d);
+                Ok(())
+            }
+            Request::UserVolume(s, v) => {
+                self.set_user_volume(s, v);
+                Ok(())
+            }
+            Request::UserMute(s, m) => {
+                self.set_user_muted(s, m);
+                Ok(())
+            }
+        };
+        if let Err(err) = &result {
+            self.events.push_back(Event::CommandFailed {
+                command: name.into(),
+                reason: err.to_string(),
+            });
+        }
+        result
+    }
 
     fn require_connected(&self) -> Result<(), CommandError> {
         if self.state == ConnectionState::Connected {

@@ -1,7 +1,7 @@
 //! The sans-IO client engine driven by a scripted relay on simulated time.
 mod common;
 use common::tone;
-use voice_core::engine::{Engine, EngineConfig, Event};
+use voice_core::engine::{CommandError, Engine, EngineConfig, Event, Request};
 use voice_core::proto::register;
 use voice_core::proto::tcp::{ChannelInfo, ClientMessage, ServerMessage, UserInfo};
 use voice_core::proto::udp::{self, DatagramKind, Flags, Header, MAX_DATAGRAM};
@@ -241,6 +241,48 @@ fn presence_chat_and_errors_become_events() {
     let ev = drain_events(&mut a);
     assert!(matches!(ev[0], Event::UserJoined { .. }));
     assert!(matches!(ev[1], Event::UserLeft { .. }));
+}
+
+#[test]
+fn requests_are_carried_out_and_refusals_become_events() {
+    // Before the connection is up, a chat is refused (and said so) but a join is remembered.
+    let mut e = Engine::new(EngineConfig::default()).unwrap();
+    assert_eq!(
+        e.apply(Request::Chat("hi".into())),
+        Err(CommandError::NotConnected)
+    );
+    assert_eq!(e.apply(Request::Join(ChannelId(3))), Ok(()));
+    assert!(matches!(
+        drain_events(&mut e).as_slice(),
+        [Event::CommandFailed { command, .. }] if command == "chat"
+    ));
+
+    let t0 = Time::from_millis(0);
+    let mut a = connected(1, "alice", t0);
+    a.apply(Request::Chat("hello".into())).unwrap();
+    a.apply(Request::Join(ChannelId(2))).unwrap();
+    a.apply(Request::Whisper(Some(SessionToken(7)))).unwrap();
+    assert_eq!(a.whisper(), Some(SessionToken(7)));
+    assert_eq!(
+        drain_control(&mut a),
+        vec![
+            ClientMessage::Chat {
+                text: "hello".into()
+            },
+            ClientMessage::JoinChannel {
+                channel: ChannelId(2)
+            },
+        ]
+    );
+    // Whispering to ourselves is refused, and the refusal is an event.
+    assert_eq!(
+        a.apply(Request::Whisper(Some(SessionToken(1)))),
+        Err(CommandError::WhisperSelf)
+    );
+    assert!(drain_events(&mut a)
+        .iter()
+        .any(|ev| matches!(ev, Event::CommandFailed { command, .. } if command == "whisper")));
+    assert_eq!(a.whisper(), Some(SessionToken(7)));
 }
 
 #[test]

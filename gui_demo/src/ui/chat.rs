@@ -4,7 +4,7 @@
 use egui::RichText;
 
 use crate::app::Session;
-use crate::backend::Command;
+use crate::backend::Request;
 use crate::settings::Settings;
 use crate::state::ChatLine;
 use crate::ui::WHISPER;
@@ -67,7 +67,7 @@ fn input_line(ui: &mut egui::Ui, session: &mut Session) {
         let enter = r.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
         if (ui.button("Send").clicked() || enter) && !session.chat_input.trim().is_empty() {
             let text = std::mem::take(&mut session.chat_input);
-            session.send(Command::Chat(text));
+            session.send(Request::Chat(text));
             r.request_focus();
         }
     });

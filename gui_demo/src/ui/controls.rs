@@ -8,7 +8,7 @@ use egui::{Color32, RichText};
 use voice_client::VadConfig;
 
 use crate::app::Session;
-use crate::backend::Command;
+use crate::backend::Request;
 use crate::settings::{InputChoice, Mode, OutputChoice, Settings};
 use crate::ui::{SPEAKING, WARN, WHISPER};
 
@@ -29,7 +29,7 @@ pub fn show(
     ui.radio_value(&mut settings.mode, Mode::VoiceActivity, "Voice activity");
     ui.radio_value(&mut settings.mode, Mode::Continuous, "Always on");
     if settings.mode != before {
-        session.send(Command::Mode(settings.mode.to_engine()));
+        session.send(Request::Mode(settings.mode.to_engine()));
     }
     match settings.mode {
         Mode::PushToTalk => {
@@ -43,7 +43,7 @@ pub fn show(
                     .text("gate dBFS"),
             );
             if r.changed() {
-                session.send(Command::Vad(VadConfig {
+                session.send(Request::Vad(VadConfig {
                     threshold_dbfs: settings.vad_threshold_dbfs,
                     ..VadConfig::default()
                 }));
@@ -55,10 +55,10 @@ pub fn show(
     ui.add_space(4.0);
     ui.horizontal(|ui| {
         if ui.toggle_value(&mut session.muted, "Mute mic").changed() {
-            session.send(Command::Mute(session.muted));
+            session.send(Request::Mute(session.muted));
         }
         if ui.toggle_value(&mut session.deafened, "Deafen").changed() {
-            session.send(Command::Deafen(session.deafened));
+            session.send(Request::Deafen(session.deafened));
         }
     });
     level_meter(ui, session, settings);

@@ -5,7 +5,7 @@ use egui::{RichText, Sense};
 use voice_client::SessionToken;
 
 use crate::app::Session;
-use crate::backend::Command;
+use crate::backend::Request;
 use crate::settings::Settings;
 use crate::ui::{dot, SPEAKING, WHISPER};
 
@@ -30,7 +30,7 @@ pub fn show(ui: &mut egui::Ui, session: &mut Session, settings: &Settings) {
                     "Click to join"
                 });
             if r.clicked() && !mine {
-                session.send(Command::Join(id));
+                session.send(Request::Join(id));
             }
             ui.indent(("channel", id.0), |ui| {
                 for (who, name) in &node.users {
@@ -102,7 +102,7 @@ fn user_menu(
     }
     let mut prefs = session.state.prefs(who);
     if ui.checkbox(&mut prefs.muted, "Mute").changed() {
-        session.send(Command::UserMute(who, prefs.muted));
+        session.send(Request::UserMute(who, prefs.muted));
     }
     let r = ui.add(
         egui::Slider::new(&mut prefs.volume, 0.0..=4.0)
@@ -110,7 +110,7 @@ fn user_menu(
             .text("Volume"),
     );
     if r.changed() {
-        session.send(Command::UserVolume(who, prefs.volume));
+        session.send(Request::UserVolume(who, prefs.volume));
     }
     session.state.prefs.insert(who, prefs);
 }
