@@ -25,7 +25,7 @@ pub const MAX_PERIOD: usize = FRAME_SAMPLES / 2;
 pub const MIN_CORRELATION: f64 = 0.75;
 /// RMS (of 16-bit samples) below which a frame counts as silence (about −50 dBFS).
 pub const SILENCE_RMS: f64 = 100.0;
-/// The longest output [`accelerate`] or [`expand`] can write.
+/// The longest output [`shorten`] or [`lengthen`] can write.
 pub const MAX_OUTPUT: usize = FRAME_SAMPLES + MAX_PERIOD;
 
 /// What to do to a frame.

@@ -1,6 +1,6 @@
 //! The batteries-included client (`voice_client_*`).
 //!
-//! Wraps [`voice_client::Client`]: the engine runs on its own thread; these functions only send it
+//! Wraps [`::voice_client::Client`]: the engine runs on its own thread; these functions only send it
 //! commands or read what it published, so none of them waits on the network. Events are polled with
 //! [`voice_client_poll_event`] or, once a callback is set, delivered to it from a library thread.
 
