@@ -50,7 +50,7 @@ impl Rng {
 
 struct Sim {
     stream: TcpStream,
-    reader: FrameReader,
+    reader: FrameReader<ServerMessage>,
     out: Vec<u8>,
     session: Option<SessionToken>,
     secret: [u8; 32],
@@ -316,7 +316,7 @@ fn wave(addr: SocketAddr, relay_pid: u32, clients: usize, secs: u64, report: &mu
                                 break;
                             }
                         }
-                        while let Ok(Some(msg)) = sim.reader.next_message::<ServerMessage>() {
+                        while let Ok(Some(msg)) = sim.reader.next_message() {
                             if let ServerMessage::ChannelList { channels } = &msg {
                                 if asked_truth {
                                     truth = Some(
@@ -580,7 +580,7 @@ fn main() {
             while Instant::now() < until && counters.is_empty() {
                 let _ = poll.poll(&mut events, Some(Duration::from_millis(20)));
                 let _ = sim.reader.read_from(&mut sim.stream);
-                while let Ok(Some(msg)) = sim.reader.next_message::<ServerMessage>() {
+                while let Ok(Some(msg)) = sim.reader.next_message() {
                     if let ServerMessage::Stats { counters: c } = msg {
                         counters = c;
                     }

@@ -88,12 +88,12 @@ fn control_send(tcp: &mut TcpStream, msg: &ClientMessage) -> io::Result<()> {
     tcp.write_all(&buf)
 }
 
-fn control_recv(tcp: &mut TcpStream, reader: &mut FrameReader) -> io::Result<ServerMessage> {
+fn control_recv(
+    tcp: &mut TcpStream,
+    reader: &mut FrameReader<ServerMessage>,
+) -> io::Result<ServerMessage> {
     loop {
-        if let Some(m) = reader
-            .next_message::<ServerMessage>()
-            .map_err(io::Error::other)?
-        {
+        if let Some(m) = reader.next_message().map_err(io::Error::other)? {
             return Ok(m);
         }
         if reader.read_from(tcp)? == 0 {

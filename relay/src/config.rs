@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+use voice_core::proto::tcp::{listing_bound, MAX_SERVER_FRAME};
 use voice_core::proto::ChannelId;
 
 use crate::budget::Limit;
@@ -236,6 +237,26 @@ impl Config {
         if self.handshake_timeout_ms == 0 || self.idle_timeout_ms == 0 {
             return bad("timeouts must be > 0".into());
         }
+        // `Welcome` and `ChannelList` list every user in one frame: the largest possible listing
+        // must fit the protocol's frame cap, and the outgoing buffer cap must not cut it off.
+        let listing = |users| listing_bound(self.channels.iter().map(|c| c.name.len()), users);
+        let max_listing = listing(self.max_sessions);
+        if max_listing > MAX_SERVER_FRAME {
+            let fit = MAX_SERVER_FRAME.saturating_sub(listing(0)) / (listing(1) - listing(0));
+            return bad(format!(
+                "max_sessions {}: a channel listing could reach {max_listing} bytes, over the \
+                 control protocol's {MAX_SERVER_FRAME}-byte frame cap; at most {fit} sessions fit \
+                 with these channel names",
+                self.max_sessions
+            ));
+        }
+        if self.max_outgoing_bytes < max_listing {
+            return bad(format!(
+                "max_outgoing_bytes {} is below the largest channel listing ({max_listing} bytes \
+                 for max_sessions {}): clients would be disconnected on Welcome",
+                self.max_outgoing_bytes, self.max_sessions
+            ));
+        }
         Ok(())
     }
 
@@ -288,5 +309,30 @@ mod tests {
         let mut c = Config::default();
         c.channels.push(c.channels[0].clone());
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn the_largest_listing_must_fit_a_frame_and_the_outgoing_cap() {
+        let too_many = Config {
+            max_sessions: 100_000,
+            max_connections: 100_000,
+            max_outgoing_bytes: 64 << 20,
+            ..Config::default()
+        };
+        let err = too_many.validate().unwrap_err().to_string();
+        assert!(err.contains("sessions fit"), "{err}");
+        let many = Config {
+            max_sessions: 10_000,
+            max_connections: 10_000,
+            max_outgoing_bytes: 1 << 20,
+            ..Config::default()
+        };
+        many.validate().unwrap();
+        let tight = Config {
+            max_outgoing_bytes: 256 * 1024,
+            ..many
+        };
+        let err = tight.validate().unwrap_err().to_string();
+        assert!(err.contains("max_outgoing_bytes"), "{err}");
     }
 }

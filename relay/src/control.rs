@@ -312,6 +312,46 @@ mod tests {
     }
 
     #[test]
+    fn welcome_lists_a_full_relay_with_the_longest_names() {
+        // The default relay full of users with 64-byte names: the listing is larger than any
+        // client frame but must still reach the client in one piece.
+        use voice_core::proto::tcp::{encode_frame, FrameReader, MAX_CLIENT_FRAME, MAX_NAME_LEN};
+        let cfg = Config::default();
+        let mut f = Fixture::new();
+        let hello_as = |f: &mut Fixture, k: usize| {
+            let cx = HelloContext {
+                conn: k,
+                secret: [1; 32],
+                now: f.now,
+                unix_ms: 1,
+                max_sessions: cfg.max_sessions,
+            };
+            let name = format!("{k:0>width$}", width = MAX_NAME_LEN);
+            let msg = ClientMessage::Hello {
+                version: CONTROL_VERSION,
+                name,
+            };
+            hello(&mut f.st, &mut f.stats, msg, cx).unwrap()
+        };
+        for k in 0..cfg.max_sessions - 1 {
+            let (s, _) = hello_as(&mut f, k);
+            f.send(s, join(1 + (k % 3) as u32));
+        }
+        let (_, welcome) = hello_as(&mut f, cfg.max_sessions);
+        let mut wire = Vec::new();
+        encode_frame(&welcome, &mut wire).unwrap();
+        assert!(wire.len() > MAX_CLIENT_FRAME);
+        assert!(wire.len() <= cfg.max_outgoing_bytes);
+        let mut reader = FrameReader::<ServerMessage>::new();
+        reader.push(&wire).unwrap();
+        let Some(ServerMessage::Welcome { channels, .. }) = reader.next_message().unwrap() else {
+            panic!("no Welcome");
+        };
+        let listed: usize = channels.iter().map(|c| c.users.len()).sum();
+        assert_eq!(listed, cfg.max_sessions - 1);
+    }
+
+    #[test]
     fn handshake_rejections() {
         let mut f = Fixture::new();
         let cx = HelloContext {

@@ -77,7 +77,7 @@ pub struct Driver {
 struct Conn {
     stream: TcpStream,
     connected: bool,
-    reader: FrameReader,
+    reader: FrameReader<ServerMessage>,
     out: Vec<u8>,
 }
 
@@ -378,7 +378,7 @@ impl Driver {
                     return Err("relay closed the connection".into());
                 }
                 Ok(_) => loop {
-                    match c.reader.next_message::<ServerMessage>() {
+                    match c.reader.next_message() {
                         Ok(Some(msg)) => self.engine.handle_control(now, msg),
                         Ok(None) => break,
                         Err(FrameError::Malformed(e)) => {

@@ -189,13 +189,13 @@ fn a_client_that_goes_silent_is_announced_as_left_within_the_idle_timeout() {
         "UserLeft after {waited:?}"
     );
     // The relay closed the ghost's connection.
-    let mut reader = FrameReader::new();
+    let mut reader = FrameReader::<ServerMessage>::new();
     let mut buf = [0u8; 4096];
     let closed = wait_until(Duration::from_secs(2), || match raw.read(&mut buf) {
         Ok(0) => true,
         Ok(n) => {
             let _ = reader.push(&buf[..n]);
-            while let Ok(Some(_)) = reader.next_message::<ServerMessage>() {}
+            while let Ok(Some(_)) = reader.next_message() {}
             false
         }
         Err(_) => false,

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
-use voice_core::proto::tcp::FrameReader;
+use voice_core::proto::tcp::{ClientMessage, FrameReader};
 use voice_core::proto::SessionToken;
 
 use crate::config::Config;
@@ -72,7 +72,7 @@ impl Stopper {
 struct Conn {
     stream: TcpStream,
     peer: SocketAddr,
-    reader: FrameReader,
+    reader: FrameReader<ClientMessage>,
     out: Vec<u8>,
     out_pos: usize,
     session: Option<SessionToken>,

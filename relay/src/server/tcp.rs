@@ -58,7 +58,7 @@ impl Relay {
                 return;
             }
             let session = c.session;
-            let msg = match c.reader.next_message::<ClientMessage>() {
+            let msg = match c.reader.next_message() {
                 Ok(None) => return,
                 Ok(Some(m)) => {
                     self.stats.inc(Counter::TcpFramesIn);

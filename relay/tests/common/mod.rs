@@ -36,7 +36,7 @@ pub fn start(tweak: impl FnOnce(&mut Config)) -> RelayHandle {
 /// A TCP control connection without UDP.
 pub struct Control {
     pub tcp: TcpStream,
-    reader: FrameReader,
+    reader: FrameReader<ServerMessage>,
 }
 
 impl Control {
@@ -63,7 +63,7 @@ impl Control {
     pub fn try_recv(&mut self, timeout: Duration) -> Option<ServerMessage> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(m) = self.reader.next_message::<ServerMessage>().unwrap() {
+            if let Some(m) = self.reader.next_message().unwrap() {
                 return Some(m);
             }
             let left = deadline.saturating_duration_since(Instant::now());

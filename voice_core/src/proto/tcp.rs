@@ -1,12 +1,15 @@
 //! The TCP control plane: length-prefixed frames carrying postcard-encoded events.
 //!
 //! A frame is a 4-byte little-endian body length followed by the body. The length is checked
-//! against [`MAX_FRAME`] before anything is buffered for it, so a hostile prefix (say 4 GiB) costs
-//! nothing but a closed connection. Bodies are [postcard](https://docs.rs/postcard) encodings of
+//! against the direction's cap ([`Message::MAX_BODY`]: [`MAX_CLIENT_FRAME`] for what the relay
+//! accepts from the internet, [`MAX_SERVER_FRAME`] for what a client accepts from its relay, which
+//! must hold a whole channel listing) before anything is buffered for it, so a hostile prefix
+//! (say 4 GiB) costs nothing but a closed connection. Bodies are [postcard](https://docs.rs/postcard) encodings of
 //! [`ClientMessage`] (client → relay) and [`ServerMessage`] (relay → client): a compact, well-kept
 //! serde format whose decoder validates UTF-8 and never trusts a length beyond the bytes it has.
 
 use std::io::{self, Read};
+use std::marker::PhantomData;
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use thiserror::Error;
@@ -16,8 +19,12 @@ use super::{ChannelId, SessionToken};
 
 /// Version number exchanged in `Hello`; bumped on any incompatible change of these messages.
 pub const CONTROL_VERSION: u16 = 1;
-/// Hard cap on a frame body in bytes.
-pub const MAX_FRAME: usize = 64 * 1024;
+/// Cap on a client → relay frame body in bytes (the largest, a chat line, needs about 2 KiB).
+pub const MAX_CLIENT_FRAME: usize = 64 * 1024;
+/// Cap on a relay → client frame body in bytes: `Welcome` and `ChannelList` carry every user, so
+/// this bounds how many users one relay can list (see [`listing_bound`]): about 14,000 with
+/// 64-byte names.
+pub const MAX_SERVER_FRAME: usize = 1024 * 1024;
 /// Length of the frame prefix.
 pub const PREFIX_LEN: usize = 4;
 /// Longest user name in bytes (UTF-8).
@@ -207,9 +214,14 @@ pub enum ServerMessage {
 /// Why a frame could not be read or written.
 #[derive(Debug, Error)]
 pub enum FrameError {
-    /// The length prefix exceeds [`MAX_FRAME`]; the stream cannot be resynchronised.
-    #[error("frame length {0} exceeds the {MAX_FRAME}-byte maximum")]
-    TooLarge(u64),
+    /// The length exceeds the direction's cap; the stream cannot be resynchronised.
+    #[error("frame length {len} exceeds the {max}-byte maximum")]
+    TooLarge {
+        /// The length found (or the bytes that would have been buffered).
+        len: u64,
+        /// The cap.
+        max: usize,
+    },
     /// The body did not decode; the frame has been consumed and the stream is still in sync.
     #[error("malformed frame body: {0}")]
     Malformed(#[from] postcard::Error),
@@ -218,8 +230,40 @@ pub enum FrameError {
     Io(#[from] io::Error),
 }
 
-/// Appends one framed message to `out`.
-pub fn encode_frame<M: Serialize>(msg: &M, out: &mut Vec<u8>) -> Result<(), FrameError> {
+/// A message type of one direction, with the cap on its frame bodies.
+pub trait Message: Serialize + DeserializeOwned {
+    /// Largest body encoded or accepted for this type.
+    const MAX_BODY: usize;
+}
+
+impl Message for ClientMessage {
+    const MAX_BODY: usize = MAX_CLIENT_FRAME;
+}
+
+impl Message for ServerMessage {
+    const MAX_BODY: usize = MAX_SERVER_FRAME;
+}
+
+/// An upper bound on the body of a `Welcome` or `ChannelList` listing channels whose names have
+/// these lengths in bytes and `users` users (with names of up to [`MAX_NAME_LEN`] bytes). A relay
+/// checks its configuration against [`MAX_SERVER_FRAME`] with it.
+pub fn listing_bound(channel_name_lens: impl IntoIterator<Item = usize>, users: usize) -> usize {
+    // postcard: u32 and usize lengths are varints of at most 5 (u32) or 10 (u64) bytes.
+    const VARINT_U32: usize = 5;
+    const VARINT_U64: usize = 10;
+    // Welcome: variant, session, secret, name, channel count, default channel, server time.
+    let fixed =
+        1 + VARINT_U32 + 32 + VARINT_U64 + MAX_NAME_LEN + VARINT_U64 + VARINT_U32 + VARINT_U64;
+    let per_user = VARINT_U32 + VARINT_U64 + MAX_NAME_LEN;
+    let channels: usize = channel_name_lens
+        .into_iter()
+        .map(|n| VARINT_U32 + VARINT_U64 + n + VARINT_U64)
+        .sum();
+    fixed + channels + users * per_user
+}
+
+/// Appends one framed message to `out`; a body over `M`'s cap is refused and nothing is appended.
+pub fn encode_frame<M: Message>(msg: &M, out: &mut Vec<u8>) -> Result<(), FrameError> {
     let start = out.len();
     out.extend_from_slice(&[0; PREFIX_LEN]);
     let out_len = match postcard::to_extend(msg, std::mem::take(out)) {
@@ -227,28 +271,46 @@ pub fn encode_frame<M: Serialize>(msg: &M, out: &mut Vec<u8>) -> Result<(), Fram
             *out = v;
             out.len()
         }
-        Err(e) => return Err(FrameError::Malformed(e)),
+        Err(e) => {
+            out.truncate(start);
+            return Err(FrameError::Malformed(e));
+        }
     };
     let body = out_len - start - PREFIX_LEN;
-    if body > MAX_FRAME {
+    if body > M::MAX_BODY {
         out.truncate(start);
-        return Err(FrameError::TooLarge(body as u64));
+        return Err(FrameError::TooLarge {
+            len: body as u64,
+            max: M::MAX_BODY,
+        });
     }
     out[start..start + PREFIX_LEN].copy_from_slice(&(body as u32).to_le_bytes());
     Ok(())
 }
 
-/// Reassembles frames from a byte stream, holding at most one frame (plus prefix) in memory.
+/// Reassembles frames of `M` from a byte stream, holding at most one frame (plus prefix) in
+/// memory.
 ///
 /// Feed bytes with [`FrameReader::read_from`] or [`FrameReader::push`], then call
 /// [`FrameReader::next_message`] until it returns `Ok(None)`.
-#[derive(Debug, Default)]
-pub struct FrameReader {
+#[derive(Debug)]
+pub struct FrameReader<M> {
     buf: Vec<u8>,
     start: usize,
+    message: PhantomData<fn() -> M>,
 }
 
-impl FrameReader {
+impl<M: Message> Default for FrameReader<M> {
+    fn default() -> Self {
+        FrameReader {
+            buf: Vec::new(),
+            start: 0,
+            message: PhantomData,
+        }
+    }
+}
+
+impl<M: Message> FrameReader<M> {
     /// An empty reader.
     pub fn new() -> Self {
         Self::default()
@@ -261,7 +323,7 @@ impl FrameReader {
 
     /// How many more bytes may be buffered before the cap is reached.
     pub fn room(&self) -> usize {
-        (PREFIX_LEN + MAX_FRAME).saturating_sub(self.buffered())
+        (PREFIX_LEN + M::MAX_BODY).saturating_sub(self.buffered())
     }
 
     fn compact(&mut self) {
@@ -274,7 +336,10 @@ impl FrameReader {
     /// Appends bytes received from the stream. Fails (buffering nothing) when they exceed [`Self::room`].
     pub fn push(&mut self, bytes: &[u8]) -> Result<(), FrameError> {
         if bytes.len() > self.room() {
-            return Err(FrameError::TooLarge((self.buffered() + bytes.len()) as u64));
+            return Err(FrameError::TooLarge {
+                len: (self.buffered() + bytes.len()) as u64,
+                max: M::MAX_BODY,
+            });
         }
         self.compact();
         self.buf.extend_from_slice(bytes);
@@ -310,8 +375,11 @@ impl FrameReader {
             return Ok(None);
         }
         let len = u32::from_le_bytes([avail[0], avail[1], avail[2], avail[3]]) as usize;
-        if len > MAX_FRAME {
-            return Err(FrameError::TooLarge(len as u64));
+        if len > M::MAX_BODY {
+            return Err(FrameError::TooLarge {
+                len: len as u64,
+                max: M::MAX_BODY,
+            });
         }
         if avail.len() < PREFIX_LEN + len {
             return Ok(None);
@@ -323,7 +391,7 @@ impl FrameReader {
 
     /// Decodes the next complete message. `Ok(None)`: need more bytes. `Err(Malformed)`: that
     /// frame was skipped and the reader is still usable. `Err(TooLarge)`: close the connection.
-    pub fn next_message<M: DeserializeOwned>(&mut self) -> Result<Option<M>, FrameError> {
+    pub fn next_message(&mut self) -> Result<Option<M>, FrameError> {
         match self.next_body()? {
             None => Ok(None),
             Some((at, len)) => {
@@ -443,11 +511,11 @@ mod tests {
             encode_frame(&m, &mut wire).unwrap();
         }
         for split in [1usize, 3, 7, wire.len()] {
-            let mut reader = FrameReader::new();
+            let mut reader = FrameReader::<ClientMessage>::new();
             let mut got = Vec::new();
             for chunk in wire.chunks(split) {
                 reader.push(chunk).unwrap();
-                while let Some(m) = reader.next_message::<ClientMessage>().unwrap() {
+                while let Some(m) = reader.next_message().unwrap() {
                     got.push(m);
                 }
             }
@@ -458,10 +526,10 @@ mod tests {
         for m in all_server_messages() {
             encode_frame(&m, &mut wire).unwrap();
         }
-        let mut reader = FrameReader::new();
+        let mut reader = FrameReader::<ServerMessage>::new();
         reader.push(&wire).unwrap();
         let mut got = Vec::new();
-        while let Some(m) = reader.next_message::<ServerMessage>().unwrap() {
+        while let Some(m) = reader.next_message().unwrap() {
             got.push(m);
         }
         assert_eq!(got, all_server_messages());
@@ -469,19 +537,24 @@ mod tests {
 
     #[test]
     fn huge_length_prefix_is_rejected_without_buffering_a_body() {
-        let mut reader = FrameReader::new();
+        let mut reader = FrameReader::<ClientMessage>::new();
         reader.push(&u32::MAX.to_le_bytes()).unwrap();
         assert!(matches!(
-            reader.next_message::<ClientMessage>(),
-            Err(FrameError::TooLarge(0xFFFF_FFFF))
+            reader.next_message(),
+            Err(FrameError::TooLarge {
+                len: 0xFFFF_FFFF,
+                max: MAX_CLIENT_FRAME
+            })
         ));
         assert!(reader.buffered() <= PREFIX_LEN);
     }
 
     #[test]
     fn push_beyond_the_cap_is_refused() {
-        let mut reader = FrameReader::new();
-        assert!(reader.push(&vec![0u8; PREFIX_LEN + MAX_FRAME + 1]).is_err());
+        let mut reader = FrameReader::<ClientMessage>::new();
+        assert!(reader
+            .push(&vec![0u8; PREFIX_LEN + MAX_CLIENT_FRAME + 1])
+            .is_err());
         assert_eq!(reader.buffered(), 0);
     }
 
@@ -498,18 +571,18 @@ mod tests {
         chat[n - 1] = 0x28;
         wire.extend_from_slice(&chat);
         encode_frame(&ClientMessage::LeaveChannel, &mut wire).unwrap();
-        let mut reader = FrameReader::new();
+        let mut reader = FrameReader::<ClientMessage>::new();
         reader.push(&wire).unwrap();
         assert!(matches!(
-            reader.next_message::<ClientMessage>(),
+            reader.next_message(),
             Err(FrameError::Malformed(_))
         ));
         assert!(matches!(
-            reader.next_message::<ClientMessage>(),
+            reader.next_message(),
             Err(FrameError::Malformed(_))
         ));
         assert_eq!(
-            reader.next_message::<ClientMessage>().unwrap(),
+            reader.next_message().unwrap(),
             Some(ClientMessage::LeaveChannel)
         );
     }
@@ -524,24 +597,70 @@ mod tests {
             &mut wire,
         )
         .unwrap();
-        let mut reader = FrameReader::new();
+        let mut reader = FrameReader::<ClientMessage>::new();
         reader.push(&wire[..wire.len() - 1]).unwrap();
-        assert!(reader.next_message::<ClientMessage>().unwrap().is_none());
+        assert!(reader.next_message().unwrap().is_none());
         reader.push(&wire[wire.len() - 1..]).unwrap();
-        assert!(reader.next_message::<ClientMessage>().unwrap().is_some());
+        assert!(reader.next_message().unwrap().is_some());
     }
 
     #[test]
     fn oversized_message_is_not_encoded() {
         let mut out = vec![1, 2];
         let big = ClientMessage::Chat {
-            text: "x".repeat(MAX_FRAME + 1),
+            text: "x".repeat(MAX_CLIENT_FRAME + 1),
         };
         assert!(matches!(
             encode_frame(&big, &mut out),
-            Err(FrameError::TooLarge(_))
+            Err(FrameError::TooLarge { .. })
         ));
         assert_eq!(out, vec![1, 2]);
+    }
+
+    #[test]
+    fn a_listing_of_every_user_fits_the_server_cap_and_its_bound() {
+        // 10,000 users with the longest names, over three channels with long names.
+        let names = ["x".repeat(200), "Team A".into(), "y".repeat(64)];
+        let users = 10_000usize;
+        let mut channels: Vec<ChannelInfo> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| ChannelInfo {
+                id: ChannelId(u32::MAX - i as u32),
+                name: n.clone(),
+                users: Vec::new(),
+            })
+            .collect();
+        for u in 0..users {
+            channels[u % 3].users.push(UserInfo {
+                session: SessionToken(u32::MAX - u as u32),
+                name: "n".repeat(MAX_NAME_LEN),
+            });
+        }
+        let welcome = ServerMessage::Welcome {
+            session: SessionToken(u32::MAX),
+            secret: [0xFF; 32],
+            name: "n".repeat(MAX_NAME_LEN),
+            channels,
+            default_channel: ChannelId(u32::MAX),
+            server_time_ms: u64::MAX,
+        };
+        let mut wire = Vec::new();
+        encode_frame(&welcome, &mut wire).unwrap();
+        let body = wire.len() - PREFIX_LEN;
+        let bound = listing_bound(names.iter().map(String::len), users);
+        assert!(body <= bound, "{body} > {bound}");
+        assert!(bound <= MAX_SERVER_FRAME);
+        // A client reads it; the relay's reader would refuse a frame that size from a client.
+        let mut reader = FrameReader::<ServerMessage>::new();
+        reader.push(&wire).unwrap();
+        assert_eq!(reader.next_message().unwrap(), Some(welcome));
+        let mut relay_side = FrameReader::<ClientMessage>::new();
+        relay_side.push(&wire[..PREFIX_LEN]).unwrap();
+        assert!(matches!(
+            relay_side.next_message(),
+            Err(FrameError::TooLarge { .. })
+        ));
     }
 
     #[test]
