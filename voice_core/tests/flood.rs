@@ -65,6 +65,31 @@ fn a_restarted_sender_far_behind_is_followed() {
     assert!(played_new, "the buffer follows the restarted stream");
 }
 
+/// Regression (found by `fuzz/receiver_decode`): the packet that triggered the restart was
+/// counted twice — once as late in the old stream, once as the first of the new one.
+#[test]
+fn a_restart_counts_every_packet_once() {
+    let cfg = JitterConfig::default();
+    let mut b = buffer();
+    let mut pushed = 0u64;
+    for k in 0..20u64 {
+        push(&mut b, tick(k), 30_000 + k as u16);
+        pushed += 1;
+        let _ = pop(&mut b, tick(k));
+    }
+    // The sender restarts from 100.
+    for k in 20..60u64 {
+        push(&mut b, tick(k), 100 + (k - 20) as u16);
+        pushed += 1;
+        let _ = pop(&mut b, tick(k));
+    }
+    let st = b.stats(tick(60));
+    assert_eq!(st.resyncs, 1);
+    assert_eq!(st.packets_received, pushed);
+    // Only the packets before the restart were late; the trigger starts the new stream.
+    assert_eq!(st.packets_late, u64::from(cfg.restart_after_stale) - 1);
+}
+
 #[test]
 fn random_garbage_numbers_keep_memory_bounded() {
     let mut b = buffer();

@@ -44,6 +44,7 @@ proptest! {
         let mut last_packet: Option<u64> = None;
         let mut last_slot: Option<u64> = None;
         let mut resyncs = 0;
+        let mut pushed = 0u64;
         for (k, arrivals) in ticks.iter().enumerate() {
             let now = Time::from_millis(20 * k as u64);
             for a in arrivals {
@@ -60,10 +61,13 @@ proptest! {
                 let copies = if matches!(a, Arrival::Recent { twice: true, .. }) { 2 } else { 1 };
                 for _ in 0..copies {
                     let _ = b.push(now, seq, u32::from(seq) * 960, flags, &payload);
+                    pushed += 1;
                     prop_assert!(b.depth() <= cfg.capacity);
                 }
             }
             let st = b.stats(now);
+            // Each packet is counted once at most (duplicates and restarts included).
+            prop_assert!(st.packets_received + st.packets_duplicate <= pushed);
             if st.resyncs != resyncs {
                 // A resynchronisation re-bases the stream: order restarts from there.
                 resyncs = st.resyncs;

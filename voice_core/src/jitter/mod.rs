@@ -273,6 +273,19 @@ impl JitterBuffer {
             }
             ReplayCheck::TooOld | ReplayCheck::New => {}
         }
+        // Far behind the playout point: a run of these means the sender restarted its sequence.
+        // Decided before any accounting, so the packet that triggers the restart is counted once,
+        // as the first of the new stream.
+        let far_behind = self
+            .base
+            .is_some_and(|base| ext < base && base - ext > self.cfg.capacity as u64);
+        if far_behind {
+            self.stale_run += 1;
+            if self.stale_run >= self.cfg.restart_after_stale {
+                self.restart();
+                return self.push(now, seq, timestamp, flags, payload);
+            }
+        }
         let prev_highest = self.unwrap.highest();
         self.unwrap.unwrap(seq);
         let newly_expected = match prev_highest {
@@ -288,13 +301,7 @@ impl JitterBuffer {
         if let Some(base) = self.base {
             if ext < base {
                 self.metrics.counts.packets_late += 1;
-                if base - ext > self.cfg.capacity as u64 {
-                    self.stale_run += 1;
-                    if self.stale_run >= self.cfg.restart_after_stale {
-                        self.restart();
-                        return self.push(now, seq, timestamp, flags, payload);
-                    }
-                } else {
+                if !far_behind {
                     self.stale_run = 0;
                     // Too late to play, but its delay is exactly what the policy must learn.
                     let ts = self.ts_unwrap.unwrap(timestamp);
