@@ -26,6 +26,7 @@ fuzz_target!(|ops: Vec<Op>| {
     let mut last: Option<u64> = None;
     let mut resyncs = 0;
     let mut played = 0u64;
+    let mut pushed = 0u64;
     for op in ops.into_iter().take(5000) {
         match op {
             Op::Push {
@@ -38,6 +39,7 @@ fuzz_target!(|ops: Vec<Op>| {
                 payload[..2].copy_from_slice(&seq.to_le_bytes());
                 let payload = &payload[..usize::from(len).max(2)];
                 let _ = b.push(Time::from_millis(now), seq, ts, Flags(flags), payload);
+                pushed += 1;
             }
             Op::Pop { advance_ms } => {
                 now += u64::from(advance_ms);
@@ -60,5 +62,6 @@ fuzz_target!(|ops: Vec<Op>| {
     // Every packet played was received once; the snapshot agrees with what was seen.
     let s = b.stats(Time::from_millis(now));
     assert!(played <= s.packets_received);
+    assert!(s.packets_received + s.packets_duplicate <= pushed);
     assert!(s.max_buffer_depth <= 64);
 });
