@@ -238,8 +238,10 @@ fn child(args: &[String]) {
                         name: format!("c{id}"),
                     })
                     .collect(),
-                max_sessions: 100_000,
-                max_connections: 100_000,
+                // Room for the largest step; a listing of 10,000 users still fits one frame.
+                max_sessions: 10_000,
+                max_connections: 10_000,
+                max_outgoing_bytes: 1 << 20,
                 idle_timeout_ms: 3_600_000,
                 stats_interval_ms: 0,
                 batch_io: kind == "relay",

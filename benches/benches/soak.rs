@@ -76,6 +76,8 @@ fn relay_role() {
         stats_interval_ms: 0,
         max_sessions: 5000,
         max_connections: 6000,
+        // The outgoing cap must hold a listing of every session (the relay checks).
+        max_outgoing_bytes: 1 << 20,
         channels: (1..=CHANNELS)
             .map(|id| relay::config::ChannelConfig {
                 id,
