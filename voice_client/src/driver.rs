@@ -18,7 +18,7 @@
 //! The TCP connection is re-established with exponential backoff (250 ms doubling to 5 s) after a
 //! relay restart or a dropped connection; the engine then rejoins the last channel.
 
-use std::io::{self, Write};
+use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -28,7 +28,7 @@ use crossbeam_channel::{Receiver, Sender};
 use mio::net::{TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token};
 use voice_core::engine::{Engine, EngineStats, Event, Request};
-use voice_core::proto::tcp::{encode_frame, FrameError, FrameReader, ServerMessage};
+use voice_core::proto::tcp::{FrameError, FrameQueue, FrameReader, ServerMessage};
 use voice_core::proto::udp::MAX_DATAGRAM;
 use voice_core::{Time, FRAME_DURATION, FRAME_SAMPLES};
 
@@ -78,7 +78,7 @@ struct Conn {
     stream: TcpStream,
     connected: bool,
     reader: FrameReader<ServerMessage>,
-    out: Vec<u8>,
+    out: FrameQueue,
 }
 
 impl Driver {
@@ -125,7 +125,7 @@ impl Driver {
                                     stream,
                                     connected: false,
                                     reader: FrameReader::new(),
-                                    out: Vec::new(),
+                                    out: FrameQueue::new(),
                                 });
                             }
                             Err(e) => {
@@ -224,11 +224,8 @@ impl Driver {
                 match cmd {
                     Command::Shutdown => {
                         if let Some(c) = conn.as_mut() {
-                            let _ = encode_frame(
-                                &voice_core::proto::tcp::ClientMessage::Goodbye,
-                                &mut c.out,
-                            );
-                            let _ = c.stream.write(&c.out);
+                            let _ = c.out.push(&voice_core::proto::tcp::ClientMessage::Goodbye);
+                            let _ = c.out.write_to(&mut c.stream);
                         }
                         break 'outer;
                     }
@@ -301,13 +298,13 @@ impl Driver {
             if let Some(c) = conn.as_mut() {
                 if c.connected {
                     while let Some(msg) = self.engine.poll_control() {
-                        if encode_frame(&msg, &mut c.out).is_err() {
+                        if c.out.push(&msg).is_err() {
                             log::warn!("dropping an oversized control message");
                         }
                     }
-                    if c.out.len() > MAX_TCP_OUT {
+                    if c.out.pending() > MAX_TCP_OUT {
                         tcp_failed = Some("relay is not reading".into());
-                    } else if let Err(e) = flush(c) {
+                    } else if let Err(e) = c.out.write_to(&mut c.stream) {
                         tcp_failed = Some(e.to_string());
                     }
                 }
@@ -409,19 +406,4 @@ impl Driver {
             | Command::Shutdown => {}
         }
     }
-}
-
-fn flush(c: &mut Conn) -> io::Result<()> {
-    while !c.out.is_empty() {
-        match c.stream.write(&c.out) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                c.out.drain(..n);
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
-use voice_core::proto::tcp::{ClientMessage, FrameReader};
+use voice_core::proto::tcp::{ClientMessage, FrameQueue, FrameReader};
 use voice_core::proto::SessionToken;
 
 use crate::config::Config;
@@ -73,8 +73,7 @@ struct Conn {
     stream: TcpStream,
     peer: SocketAddr,
     reader: FrameReader<ClientMessage>,
-    out: Vec<u8>,
-    out_pos: usize,
+    out: FrameQueue,
     session: Option<SessionToken>,
     deadline: Instant,
     closing: bool,
@@ -83,7 +82,7 @@ struct Conn {
 
 impl Conn {
     fn pending(&self) -> usize {
-        self.out.len() - self.out_pos
+        self.out.pending()
     }
 }
 
@@ -336,8 +335,7 @@ impl Relay {
                             stream,
                             peer,
                             reader: FrameReader::new(),
-                            out: Vec::new(),
-                            out_pos: 0,
+                            out: FrameQueue::new(),
                             session: None,
                             deadline: Instant::now() + self.config.handshake_timeout(),
                             closing: false,

@@ -2,10 +2,10 @@
 //! [`control`](crate::control) transitions, queue framed replies under the per-connection cap,
 //! flush them, expire timeouts, and reap dead connections with a clean `UserLeft`.
 
-use std::io::{self, Write};
+use std::io;
 use std::time::Instant;
 
-use voice_core::proto::tcp::{encode_frame, ClientMessage, ErrorCode, FrameError, ServerMessage};
+use voice_core::proto::tcp::{ClientMessage, ErrorCode, FrameError, ServerMessage};
 
 use super::{unix_ms, Relay};
 use crate::control::{self, After, HelloContext, Outbox};
@@ -163,7 +163,7 @@ impl Relay {
         if c.dead {
             return;
         }
-        if let Err(e) = encode_frame(msg, &mut c.out) {
+        if let Err(e) = c.out.push(msg) {
             log::error!("encoding a reply failed: {e}");
             return;
         }
@@ -197,24 +197,15 @@ impl Relay {
             let Some(c) = self.conns.get_mut(&id) else {
                 continue;
             };
-            while c.pending() > 0 && !c.dead {
-                match c.stream.write(&c.out[c.out_pos..]) {
-                    Ok(0) => c.dead = true,
-                    Ok(n) => c.out_pos += n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        log::debug!("conn {id} write: {e}");
-                        c.dead = true;
-                    }
-                }
+            if c.dead {
+                continue;
             }
-            if c.pending() == 0 {
-                c.out.clear();
-                c.out_pos = 0;
-                if c.closing {
-                    c.dead = true;
-                }
+            if let Err(e) = c.out.write_to(&mut c.stream) {
+                log::debug!("conn {id} write: {e}");
+                c.dead = true;
+            }
+            if c.out.is_empty() && c.closing {
+                c.dead = true;
             }
         }
         self.dirty = dirty;

@@ -8,7 +8,7 @@
 //! [`ClientMessage`] (client → relay) and [`ServerMessage`] (relay → client): a compact, well-kept
 //! serde format whose decoder validates UTF-8 and never trusts a length beyond the bytes it has.
 
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::marker::PhantomData;
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
@@ -286,6 +286,83 @@ pub fn encode_frame<M: Message>(msg: &M, out: &mut Vec<u8>) -> Result<(), FrameE
     }
     out[start..start + PREFIX_LEN].copy_from_slice(&(body as u32).to_le_bytes());
     Ok(())
+}
+
+/// Framed messages waiting to be written to a non-blocking stream.
+///
+/// Written bytes are reclaimed as they go: the queue compacts once the written prefix reaches
+/// [`FrameQueue::COMPACT_AT`] (a peer that reads slowly but never catches up would otherwise grow
+/// the buffer without bound), and a queue that has drained gives back capacity above
+/// [`FrameQueue::KEEP_CAPACITY`] (one burst does not pin memory for the life of the connection).
+#[derive(Debug, Default)]
+pub struct FrameQueue {
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl FrameQueue {
+    /// Written-prefix size at which the pending bytes are moved to the front.
+    pub const COMPACT_AT: usize = 64 * 1024;
+    /// Capacity kept once the queue has drained.
+    pub const KEEP_CAPACITY: usize = 16 * 1024;
+
+    /// An empty queue.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends one framed message (see [`encode_frame`]).
+    pub fn push<M: Message>(&mut self, msg: &M) -> Result<(), FrameError> {
+        encode_frame(msg, &mut self.buf)
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn pending(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    /// Whether everything queued has been written.
+    pub fn is_empty(&self) -> bool {
+        self.pending() == 0
+    }
+
+    /// Bytes of memory held (for limits and tests).
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// Writes until the queue is empty or `w` would block. `Ok`: the bytes written this call.
+    /// A write of zero bytes is `WriteZero`; other errors are returned as they come.
+    pub fn write_to<W: Write>(&mut self, w: &mut W) -> io::Result<usize> {
+        let mut written = 0;
+        while !self.is_empty() {
+            match w.write(&self.buf[self.pos..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    written += n;
+                    self.consume(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(written)
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos += n;
+        if self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+            if self.buf.capacity() > Self::KEEP_CAPACITY {
+                self.buf.shrink_to(Self::KEEP_CAPACITY);
+            }
+        } else if self.pos >= Self::COMPACT_AT {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+    }
 }
 
 /// Reassembles frames of `M` from a byte stream, holding at most one frame (plus prefix) in
@@ -661,6 +738,67 @@ mod tests {
             relay_side.next_message(),
             Err(FrameError::TooLarge { .. })
         ));
+    }
+
+    /// A writer that accepts at most `per_call` bytes, then would block after `calls` writes.
+    struct Trickle {
+        got: Vec<u8>,
+        per_call: usize,
+        calls: usize,
+    }
+
+    impl Write for Trickle {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            if self.calls == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            self.calls -= 1;
+            let n = b.len().min(self.per_call);
+            self.got.extend_from_slice(&b[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_queue_read_slowly_but_never_empty_stays_bounded_and_in_order() {
+        let mut q = FrameQueue::new();
+        let mut peer = Trickle {
+            got: Vec::new(),
+            per_call: 1000,
+            calls: 0,
+        };
+        let msg = ClientMessage::Chat {
+            text: "x".repeat(500),
+        };
+        let mut sent = 0usize;
+        // The peer reads a little less than is queued each round: the queue never drains.
+        for _ in 0..5000 {
+            q.push(&msg).unwrap();
+            q.push(&msg).unwrap();
+            sent += 2;
+            peer.calls = 1;
+            q.write_to(&mut peer).unwrap();
+            assert!(q.pending() > 0);
+            assert!(q.capacity() <= 2 * (FrameQueue::COMPACT_AT + q.pending()) + 4096);
+        }
+        peer.calls = usize::MAX;
+        peer.per_call = usize::MAX;
+        q.write_to(&mut peer).unwrap();
+        assert!(q.is_empty());
+        assert!(q.capacity() <= FrameQueue::KEEP_CAPACITY);
+        let mut reader = FrameReader::<ClientMessage>::new();
+        let mut got = 0;
+        for chunk in peer.got.chunks(50_000) {
+            reader.push(chunk).unwrap();
+            while let Some(m) = reader.next_message().unwrap() {
+                assert_eq!(m, msg);
+                got += 1;
+            }
+        }
+        assert_eq!(got, sent);
     }
 
     #[test]
