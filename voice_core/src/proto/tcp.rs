@@ -266,17 +266,12 @@ pub fn listing_bound(channel_name_lens: impl IntoIterator<Item = usize>, users: 
 pub fn encode_frame<M: Message>(msg: &M, out: &mut Vec<u8>) -> Result<(), FrameError> {
     let start = out.len();
     out.extend_from_slice(&[0; PREFIX_LEN]);
-    let out_len = match postcard::to_extend(msg, std::mem::take(out)) {
-        Ok(v) => {
-            *out = v;
-            out.len()
-        }
-        Err(e) => {
-            out.truncate(start);
-            return Err(FrameError::Malformed(e));
-        }
-    };
-    let body = out_len - start - PREFIX_LEN;
+    // Serialise through `&mut Vec` so that on failure the bytes already queued are still there.
+    if let Err(e) = postcard::to_io(msg, &mut *out) {
+        out.truncate(start);
+        return Err(FrameError::Malformed(e));
+    }
+    let body = out.len() - start - PREFIX_LEN;
     if body > M::MAX_BODY {
         out.truncate(start);
         return Err(FrameError::TooLarge {
@@ -799,6 +794,32 @@ mod tests {
             }
         }
         assert_eq!(got, sent);
+    }
+
+    /// A message whose serialisation always fails.
+    #[derive(Debug, Deserialize)]
+    struct Unencodable;
+
+    impl Serialize for Unencodable {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            Err(serde::ser::Error::custom("cannot encode"))
+        }
+    }
+
+    impl Message for Unencodable {
+        const MAX_BODY: usize = MAX_CLIENT_FRAME;
+    }
+
+    #[test]
+    fn a_failed_encoding_keeps_what_was_queued() {
+        let mut out = Vec::new();
+        encode_frame(&ClientMessage::LeaveChannel, &mut out).unwrap();
+        let queued = out.clone();
+        assert!(matches!(
+            encode_frame(&Unencodable, &mut out),
+            Err(FrameError::Malformed(_))
+        ));
+        assert_eq!(out, queued);
     }
 
     #[test]
