@@ -243,7 +243,13 @@ impl Driver {
                     }
                     Command::JoinNamed(name) => pending_join = Some(name),
                     Command::WhisperNamed(name) => pending_whisper = Some(name),
-                    other => self.apply(other, now()),
+                    Command::Request(request) => {
+                        // A refusal is queued as `Event::CommandFailed` and forwarded below.
+                        let _ = self.engine.apply(request);
+                    }
+                    Command::Stats(reply) => {
+                        let _ = reply.send(self.engine.stats(now()));
+                    }
                 }
             }
             if let Some(name) = &pending_join {
@@ -388,22 +394,6 @@ impl Driver {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e.to_string()),
             }
-        }
-    }
-
-    fn apply(&mut self, cmd: Command, now: Time) {
-        match cmd {
-            Command::Request(request) => {
-                // A refusal is queued as `Event::CommandFailed` and forwarded with the others.
-                let _ = self.engine.apply(request);
-            }
-            Command::Stats(reply) => {
-                let _ = reply.send(self.engine.stats(now));
-            }
-            Command::JoinNamed(_)
-            | Command::WhisperNamed(_)
-            | Command::RebindUdp
-            | Command::Shutdown => {}
         }
     }
 }

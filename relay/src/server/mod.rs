@@ -80,12 +80,6 @@ struct Conn {
     dead: bool,
 }
 
-impl Conn {
-    fn pending(&self) -> usize {
-        self.out.pending()
-    }
-}
-
 /// A bound relay, ready to [`run`](Relay::run) or [`spawn`](Relay::spawn).
 #[derive(Debug)]
 pub struct Relay {

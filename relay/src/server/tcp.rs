@@ -167,7 +167,7 @@ impl Relay {
             log::error!("encoding a reply failed: {e}");
             return;
         }
-        if c.pending() > self.config.max_outgoing_bytes {
+        if c.out.pending() > self.config.max_outgoing_bytes {
             self.stats.inc(Counter::TcpOverflowClosed);
             log::info!("conn {id} ({}): outgoing buffer over cap; closing", c.peer);
             c.dead = true;
