@@ -2,20 +2,25 @@
 //!
 //! ```text
 //! voice-sim --input IN.wav --output OUT.wav (--trace TRACE.csv | --profile NAME --seed N)
-//!           [--policy adaptive|fixed] [--no-fec] [--bitrate BPS] [--stats STATS.json] [--write-trace T.csv]
+//!           [--policy adaptive|fixed] [--no-fec] [--bitrate BPS] [--tick-phase MS]
+//!           [--stats STATS.json] [--write-trace T.csv] [--write-packets P.bin]
 //! ```
+//!
+//! `--write-packets` saves the Opus payload of every packet, by packet index: for each packet
+//! a little-endian `u32` index, a little-endian `u16` length, then the payload bytes.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use voice_core::sim::network::{NetworkProfile, PROFILE_NAMES};
+use voice_core::sim::run::SimOutput;
 use voice_core::sim::run::{run, PolicyChoice, SimConfig};
 use voice_core::sim::trace::Trace;
 use voice_core::{wav, FRAME_SAMPLES};
 
 const USAGE: &str = "usage: voice-sim --input IN.wav --output OUT.wav \
 (--trace TRACE.csv | --profile NAME --seed N) [--policy adaptive|fixed] [--no-fec] [--bitrate BPS] \
-[--stats STATS.json] [--write-trace TRACE.csv]";
+[--tick-phase MS] [--stats STATS.json] [--write-trace TRACE.csv] [--write-packets PACKETS.bin]";
 
 #[derive(Default)]
 struct Args {
@@ -29,6 +34,8 @@ struct Args {
     bitrate: Option<u32>,
     stats: Option<PathBuf>,
     write_trace: Option<PathBuf>,
+    write_packets: Option<PathBuf>,
+    tick_phase_ms: Option<f64>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -62,6 +69,16 @@ fn parse_args() -> Result<Args, String> {
             }
             "--stats" => a.stats = Some(value("--stats")?.into()),
             "--write-trace" => a.write_trace = Some(value("--write-trace")?.into()),
+            "--write-packets" => a.write_packets = Some(value("--write-packets")?.into()),
+            "--tick-phase" => {
+                let v = value("--tick-phase")?;
+                let ms: f64 = v
+                    .parse()
+                    .ok()
+                    .filter(|m: &f64| (0.0..20.0).contains(m))
+                    .ok_or_else(|| format!("--tick-phase {v:?} is not a time in 0 <= ms < 20"))?;
+                a.tick_phase_ms = Some(ms);
+            }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -84,7 +101,7 @@ fn main_inner() -> Result<(), String> {
         }
         (None, Some(p)) => {
             let seed = a.seed.ok_or("--profile needs --seed N")?;
-            NetworkProfile::builtin(p)
+            NetworkProfile::for_seed(p, seed)
                 .map_err(|e| e.to_string())?
                 .generate(packets, seed)
         }
@@ -110,16 +127,31 @@ fn main_inner() -> Result<(), String> {
         policy,
         fec: !a.no_fec,
         bitrate: a.bitrate,
+        tick_phase_ms: a.tick_phase_ms.unwrap_or(0.0),
         ..SimConfig::default()
     };
     let out = run(&samples, &trace, &cfg).map_err(|e| e.to_string())?;
     wav::write_mono_48k(&output, &out.audio).map_err(|e| e.to_string())?;
+    if let Some(p) = &a.write_packets {
+        std::fs::write(p, packet_file(&out)).map_err(|e| format!("{}: {e}", p.display()))?;
+    }
     let json = serde_json::to_string_pretty(&out.stats).map_err(|e| e.to_string())?;
     match &a.stats {
         Some(p) => std::fs::write(p, json + "\n").map_err(|e| format!("{}: {e}", p.display()))?,
         None => eprintln!("{json}"),
     }
     Ok(())
+}
+
+/// The `--write-packets` file: per packet, `u32` LE index, `u16` LE length, payload.
+fn packet_file(out: &SimOutput) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(out.payloads.iter().map(|p| p.len() + 6).sum());
+    for (k, p) in out.payloads.iter().enumerate() {
+        bytes.extend_from_slice(&(k as u32).to_le_bytes());
+        bytes.extend_from_slice(&(p.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(p);
+    }
+    bytes
 }
 
 fn main() -> ExitCode {

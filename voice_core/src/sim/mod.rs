@@ -47,6 +47,9 @@ pub enum SimError {
     /// No built-in profile has that name.
     #[error("unknown profile {0:?} (known: {known})", known = network::PROFILE_NAMES.join(", "))]
     UnknownProfile(String),
+    /// The tick phase is outside `0 ≤ phase < 20` ms.
+    #[error("tick phase {0} ms is outside 0 <= phase < 20")]
+    TickPhase(f64),
     /// The codec failed.
     #[error(transparent)]
     Codec(#[from] crate::codec::CodecError),

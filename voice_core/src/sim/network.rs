@@ -4,11 +4,21 @@
 //! packet, from a seeded ChaCha8 generator: the same seed always gives the same trace.
 //!
 //! * latency: a fixed base delay;
-//! * jitter: none, normal (truncated at the base), or Pareto (heavy-tailed extra delay);
+//! * jitter: none, normal (truncated at the base), Pareto (heavy-tailed extra delay) or uniform
+//!   extra delay;
 //! * spikes: occasional queue build-ups — extra delay that drains linearly over a duration;
 //! * loss: Gilbert-Elliott two-state bursts (mean burst = 1 / p(bad→good));
 //! * reordering: a packet held back by an extra delay; duplication: a second copy shortly after;
 //! * clock drift: the receiver's clock runs `drift_ppm` off the sender's.
+//!
+//! Two kinds of built-in profile:
+//!
+//! * **path classes** ([`CLASS_NAMES`]: `clean`, `wifi`, `lte`, `bursty`, `reorder`, `dup`) are
+//!   ranges of parameters. [`NetworkProfile::for_seed`] draws one point of the ranges from the
+//!   seed (with a generator separate from the trace's), so two seeds differ in their parameters and
+//!   not only in their noise; [`NetworkProfile::builtin`] gives the middle of the ranges.
+//! * **fixed profiles** (`jitter20`, `pareto`, `ge5`, `ge10`, `drift`, `drift-slow`) have one set
+//!   of parameters whatever the seed; tests rely on their exact figures.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -34,6 +44,11 @@ pub enum JitterModel {
         scale_ms: f64,
         /// Shape (tail index); smaller is heavier.
         shape: f64,
+    },
+    /// Extra delay uniform in `[0, max_ms)`: packets overtake each other by up to `max_ms`.
+    Uniform {
+        /// Largest extra delay in ms.
+        max_ms: f64,
     },
 }
 
@@ -70,9 +85,13 @@ impl GilbertElliott {
 pub struct Spikes {
     /// Probability per packet that a spike starts (when none is running).
     pub probability: f64,
-    /// Extra delay at the spike's start in ms.
+    /// Largest extra delay at a spike's start in ms.
     pub extra_ms: f64,
-    /// Time the extra delay takes to drain to zero, in ms.
+    /// Each spike's height is drawn uniformly between `min_fraction × extra_ms` and `extra_ms`
+    /// (1: every spike is `extra_ms` high).
+    pub min_fraction: f64,
+    /// Time the extra delay of a full-height spike takes to drain to zero, in ms (a lower spike
+    /// drains in proportionally less time, at the same rate).
     pub duration_ms: f64,
 }
 
@@ -99,17 +118,29 @@ pub struct NetworkProfile {
     pub drift_ppm: f64,
 }
 
-/// Names of the built-in profiles.
+/// Names of the path classes: built-in profiles whose parameters [`NetworkProfile::for_seed`]
+/// draws per seed from a range.
+pub const CLASS_NAMES: &[&str] = &["clean", "wifi", "lte", "bursty", "reorder", "dup"];
+
+/// Names of all built-in profiles: the path classes, then the fixed profiles.
 pub const PROFILE_NAMES: &[&str] = &[
     "clean",
+    "wifi",
+    "lte",
+    "bursty",
+    "reorder",
+    "dup",
     "jitter20",
     "pareto",
     "ge5",
     "ge10",
     "drift",
     "drift-slow",
-    "reorder",
 ];
+
+/// Mixed into the seed of the generator that draws a class's parameters, so that it is not the
+/// generator of the trace's noise.
+const PARAMETER_STREAM: u64 = 0x9e37_79b9_7f4a_7c15;
 
 impl NetworkProfile {
     fn base(name: &str, latency_ms: f64) -> Self {
@@ -126,15 +157,103 @@ impl NetworkProfile {
         }
     }
 
-    /// A built-in profile by name (see [`PROFILE_NAMES`]).
+    /// A built-in profile by name (see [`PROFILE_NAMES`]); for a path class, the middle of its
+    /// parameter ranges.
     pub fn builtin(name: &str) -> Result<Self, SimError> {
+        match Self::class(name, &mut |lo, hi| (lo + hi) / 2.0) {
+            Some(p) => Ok(p),
+            None => Self::fixed(name),
+        }
+    }
+
+    /// The profile `--profile NAME --seed N` simulates: for a path class, parameters drawn
+    /// uniformly from its ranges by a generator seeded from `seed`; for a fixed profile, the same
+    /// as [`NetworkProfile::builtin`].
+    pub fn for_seed(name: &str, seed: u64) -> Result<Self, SimError> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ PARAMETER_STREAM);
+        let mut draw = |lo: f64, hi: f64| {
+            if hi > lo {
+                rng.random_range(lo..hi)
+            } else {
+                lo
+            }
+        };
+        match Self::class(name, &mut draw) {
+            Some(p) => Ok(p),
+            None => Self::fixed(name),
+        }
+    }
+
+    /// A path class with each parameter taken by `draw(low, high)`, or `None` if `name` is not a
+    /// class. The ranges model the paths the issue tracker's benchmark names.
+    fn class(name: &str, draw: &mut dyn FnMut(f64, f64) -> f64) -> Option<Self> {
+        let mut p = Self::base(name, 0.0);
+        match name {
+            // A good wired path: steady delay, about 1 ms of jitter.
+            "clean" => {
+                p.latency_ms = draw(10.0, 40.0);
+                p.jitter = JitterModel::Normal {
+                    sigma_ms: draw(0.5, 1.5),
+                };
+            }
+            // Wi-Fi: moderate jitter, and every few seconds a stall of 100–200 ms whose queued
+            // packets then drain over several packets; little loss.
+            "wifi" => {
+                p.latency_ms = draw(5.0, 30.0);
+                p.jitter = JitterModel::Normal {
+                    sigma_ms: draw(3.0, 8.0),
+                };
+                let extra_ms = draw(100.0, 200.0);
+                p.spikes = Some(Spikes {
+                    probability: 1.0 / draw(150.0, 400.0),
+                    extra_ms,
+                    min_fraction: 0.75,
+                    duration_ms: extra_ms * draw(1.0, 2.5),
+                });
+                p.loss = Some(GilbertElliott::with_mean(draw(0.0, 0.01), 1.5));
+            }
+            // LTE: heavy-tailed (Pareto) delay and bursty loss of a few percent.
+            "lte" => {
+                p.latency_ms = draw(30.0, 70.0);
+                p.jitter = JitterModel::Pareto {
+                    scale_ms: draw(4.0, 10.0),
+                    shape: draw(1.6, 2.5),
+                };
+                p.loss = Some(GilbertElliott::with_mean(draw(0.015, 0.04), draw(1.5, 3.0)));
+            }
+            // Gilbert-Elliott loss near 8 % in bursts of a few packets, little jitter.
+            "bursty" => {
+                p.latency_ms = draw(20.0, 50.0);
+                p.jitter = JitterModel::Normal {
+                    sigma_ms: draw(1.0, 3.0),
+                };
+                p.loss = Some(GilbertElliott::with_mean(draw(0.06, 0.10), draw(2.0, 4.0)));
+            }
+            // Tens of ms of uniform extra delay (so packets overtake each other), ~1 % loss.
+            "reorder" => {
+                p.latency_ms = draw(20.0, 50.0);
+                p.jitter = JitterModel::Uniform {
+                    max_ms: draw(20.0, 60.0),
+                };
+                p.loss = Some(GilbertElliott::with_mean(draw(0.005, 0.015), 1.0));
+            }
+            // A few percent of packets arrive twice, on a steady path.
+            "dup" => {
+                p.latency_ms = draw(15.0, 40.0);
+                p.jitter = JitterModel::Normal {
+                    sigma_ms: draw(1.0, 3.0),
+                };
+                p.duplicate_probability = draw(0.02, 0.05);
+            }
+            _ => return None,
+        }
+        Some(p)
+    }
+
+    /// A fixed built-in profile.
+    fn fixed(name: &str) -> Result<Self, SimError> {
         let mut p = Self::base(name, 40.0);
         match name {
-            // A good wired path: small, steady delay.
-            "clean" => {
-                p.latency_ms = 25.0;
-                p.jitter = JitterModel::Normal { sigma_ms: 1.0 };
-            }
             // A busy Wi-Fi hop: normal jitter with σ = 20 ms.
             "jitter20" => {
                 p.latency_ms = 60.0;
@@ -149,6 +268,7 @@ impl NetworkProfile {
                 p.spikes = Some(Spikes {
                     probability: 0.002,
                     extra_ms: 300.0,
+                    min_fraction: 1.0,
                     duration_ms: 400.0,
                 });
             }
@@ -170,23 +290,60 @@ impl NetworkProfile {
                 p.jitter = JitterModel::Normal { sigma_ms: 2.0 };
                 p.drift_ppm = -200.0;
             }
-            // Explicit reordering and duplication on a steady path.
-            "reorder" => {
-                p.jitter = JitterModel::Normal { sigma_ms: 2.0 };
-                p.reorder_probability = 0.05;
-                p.reorder_extra_ms = 35.0;
-                p.duplicate_probability = 0.02;
-            }
             other => return Err(SimError::UnknownProfile(other.to_string())),
         }
         Ok(p)
+    }
+
+    /// The parameters in one line (kept in a generated trace's comments).
+    pub fn describe(&self) -> String {
+        let mut s = format!("latency_ms={:.2}", self.latency_ms);
+        match self.jitter {
+            JitterModel::None => {}
+            JitterModel::Normal { sigma_ms } => s += &format!(" normal_sigma_ms={sigma_ms:.2}"),
+            JitterModel::Pareto { scale_ms, shape } => {
+                s += &format!(" pareto_scale_ms={scale_ms:.2} pareto_shape={shape:.2}")
+            }
+            JitterModel::Uniform { max_ms } => s += &format!(" uniform_max_ms={max_ms:.2}"),
+        }
+        if let Some(l) = self.loss {
+            let mean = l.p_good_to_bad / (l.p_good_to_bad + l.p_bad_to_good);
+            s += &format!(
+                " ge_loss={:.4} ge_burst={:.2}",
+                mean * l.loss_bad + (1.0 - mean) * l.loss_good,
+                1.0 / l.p_bad_to_good
+            );
+        }
+        if let Some(k) = self.spikes {
+            s += &format!(
+                " spike_every_packets={:.0} spike_ms={:.1} spike_min_fraction={:.2} spike_drain_ms={:.1}",
+                1.0 / k.probability,
+                k.extra_ms,
+                k.min_fraction,
+                k.duration_ms
+            );
+        }
+        if self.reorder_probability > 0.0 {
+            s += &format!(
+                " reorder_p={:.3} reorder_ms={:.1}",
+                self.reorder_probability, self.reorder_extra_ms
+            );
+        }
+        if self.duplicate_probability > 0.0 {
+            s += &format!(" duplicate_p={:.3}", self.duplicate_probability);
+        }
+        if self.drift_ppm != 0.0 {
+            s += &format!(" drift_ppm={:.0}", self.drift_ppm);
+        }
+        s
     }
 
     /// Simulates `packets` packets sent every 20 ms from time 0 and returns the trace.
     pub fn generate(&self, packets: usize, seed: u64) -> Trace {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut bad = false;
-        let mut spike_start: Option<f64> = None;
+        // A running spike: its start (ms) and height (ms).
+        let mut spike: Option<(f64, f64)> = None;
         let frame_ms = FRAME_DURATION.as_secs_f64() * 1000.0;
         let normal = match self.jitter {
             JitterModel::Normal { sigma_ms } => Normal::new(0.0, sigma_ms.max(0.0)).ok(),
@@ -224,17 +381,30 @@ impl NetworkProfile {
             if let Some((d, scale)) = &pareto {
                 delay += d.sample(&mut rng) - scale;
             }
+            if let JitterModel::Uniform { max_ms } = self.jitter {
+                if max_ms > 0.0 {
+                    delay += rng.random_range(0.0..max_ms);
+                }
+            }
             if let Some(s) = self.spikes {
-                if let Some(start) = spike_start {
-                    if send_ms - start >= s.duration_ms {
-                        spike_start = None;
+                // Full-height spikes drain in `duration_ms`; lower ones at the same rate.
+                let drain = s.extra_ms / s.duration_ms.max(1e-6);
+                if let Some((start, height)) = spike {
+                    if (send_ms - start) * drain >= height {
+                        spike = None;
                     }
                 }
-                if spike_start.is_none() && rng.random::<f64>() < s.probability {
-                    spike_start = Some(send_ms);
+                if spike.is_none() && rng.random::<f64>() < s.probability {
+                    let f = s.min_fraction.clamp(0.0, 1.0);
+                    let height = if f < 1.0 {
+                        s.extra_ms * rng.random_range(f..1.0)
+                    } else {
+                        s.extra_ms
+                    };
+                    spike = Some((send_ms, height));
                 }
-                if let Some(start) = spike_start {
-                    delay += s.extra_ms * (1.0 - (send_ms - start) / s.duration_ms).max(0.0);
+                if let Some((start, height)) = spike {
+                    delay += (height - (send_ms - start) * drain).max(0.0);
                 }
             }
             if self.reorder_probability > 0.0 && rng.random::<f64>() < self.reorder_probability {
@@ -268,10 +438,10 @@ impl NetworkProfile {
         }
         Trace {
             rows,
-            comments: vec![format!(
-                "profile={} seed={seed} packets={packets}",
-                self.name
-            )],
+            comments: vec![
+                format!("profile={} seed={seed} packets={packets}", self.name),
+                self.describe(),
+            ],
         }
     }
 }

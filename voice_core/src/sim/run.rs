@@ -1,8 +1,9 @@
 //! The `voice-sim` pipeline: recording → Opus packets → trace-driven delivery → jitter buffer →
 //! decoder → what the listener hears, all on simulated time.
 //!
-//! The receiver ticks every 20 ms of its own clock starting at 0, and output sample 0 is the
-//! sender's time 0, so the playout delay is audible in the output (it starts with silence).
+//! The receiver ticks every 20 ms of its own clock starting at `tick_phase_ms` (0 by default), and
+//! output sample 0 is the sender's time 0, so the playout delay is audible in the output (it
+//! starts with silence: the phase, then the ticks before playout starts).
 
 use serde::Serialize;
 
@@ -30,6 +31,9 @@ pub struct SimConfig {
     pub jitter: JitterConfig,
     /// First wire sequence number (near the wrap by default, so long runs cross it).
     pub first_seq: u16,
+    /// The receiver's tick phase in ms, `0 ≤ phase < 20`: it ticks at `phase + 20 k` ms of the
+    /// sender's clock (real receivers run at an arbitrary phase). Rounded to whole samples.
+    pub tick_phase_ms: f64,
 }
 
 impl Default for SimConfig {
@@ -40,6 +44,7 @@ impl Default for SimConfig {
             bitrate: None,
             jitter: JitterConfig::default(),
             first_seq: 65_000,
+            tick_phase_ms: 0.0,
         }
     }
 }
@@ -113,6 +118,9 @@ pub struct SimOutput {
     /// For every frame taken from the jitter buffer: the tick (ms of receiver time) and the
     /// send → playout delay of its packet, in ms.
     pub frame_delays_ms: Vec<(f64, f64)>,
+    /// The Opus payload of every packet the sender produced, by packet index (what
+    /// `voice-sim --write-packets` saves, so other receivers can be fed the same packets).
+    pub payloads: Vec<Vec<u8>>,
 }
 
 /// Report period of receivers in the engine (`EngineConfig::report_interval`).
@@ -148,6 +156,12 @@ fn loss_hints(trace: &Trace, packets: usize) -> Vec<u8> {
 /// Runs `input` (48 kHz mono) through the path described by `trace`.
 pub fn run(input: &[i16], trace: &Trace, cfg: &SimConfig) -> Result<SimOutput, SimError> {
     let packets = input.len().div_ceil(FRAME_SAMPLES);
+    if !(0.0..20.0).contains(&cfg.tick_phase_ms) {
+        return Err(SimError::TickPhase(cfg.tick_phase_ms));
+    }
+    // The phase in whole output samples (48 per ms), and in ms exactly as many samples.
+    let phase_samples = (cfg.tick_phase_ms * 48.0).round() as usize;
+    let phase_ms = phase_samples as f64 / 48.0;
     if trace.packets() < packets {
         return Err(SimError::TooShort {
             have: trace.packets(),
@@ -205,7 +219,9 @@ pub fn run(input: &[i16], trace: &Trace, cfg: &SimConfig) -> Result<SimOutput, S
     let mut first_ext: Option<u64> = None;
     let last_arrival = arrivals.last().map(|a| a.0).unwrap_or(0.0);
     let max_ticks = (last_arrival / 20.0).ceil() as usize + packets + cfg.jitter.capacity * 2 + 100;
-    let mut audio = Vec::with_capacity(max_ticks * FRAME_SAMPLES);
+    let mut audio = Vec::with_capacity(phase_samples + max_ticks * FRAME_SAMPLES);
+    // Before the first tick, at `phase_ms`, the listener hears nothing.
+    audio.resize(phase_samples, 0);
     let mut sources = Vec::with_capacity(max_ticks);
     let mut next = 0usize;
     let mut out = [0i16; FRAME_SAMPLES];
@@ -214,7 +230,7 @@ pub fn run(input: &[i16], trace: &Trace, cfg: &SimConfig) -> Result<SimOutput, S
     let mut played_as: Vec<Option<FrameSource>> = vec![None; packets];
     let mut frame_delays_ms = Vec::with_capacity(max_ticks);
     for tick in 0..max_ticks {
-        let now_ms = tick as f64 * 20.0;
+        let now_ms = phase_ms + tick as f64 * 20.0;
         let now = Time::from_millis_f64(now_ms);
         while next < arrivals.len() && arrivals[next].0 <= now_ms {
             let (at, seq) = arrivals[next];
@@ -262,7 +278,7 @@ pub fn run(input: &[i16], trace: &Trace, cfg: &SimConfig) -> Result<SimOutput, S
             break;
         }
     }
-    let end = Time::from_millis_f64(sources.len() as f64 * 20.0);
+    let end = Time::from_millis_f64(phase_ms + sources.len() as f64 * 20.0);
     let s = rx.stats(end);
     let mut arrived = vec![false; packets];
     for &(_, seq) in &arrivals {
@@ -275,7 +291,7 @@ pub fn run(input: &[i16], trace: &Trace, cfg: &SimConfig) -> Result<SimOutput, S
         .iter()
         .filter(|&&k| played_as[k] == Some(FrameSource::Fec))
         .count();
-    let output_samples = (sources.len() * FRAME_SAMPLES) as f64;
+    let output_samples = (phase_samples + sources.len() * FRAME_SAMPLES) as f64;
     let packets_received = s.packets_received;
     let stats = SimStats {
         packets_sent: packets as u64,
@@ -313,10 +329,22 @@ pub fn run(input: &[i16], trace: &Trace, cfg: &SimConfig) -> Result<SimOutput, S
         isolated_losses: isolated.len() as u64,
         isolated_losses_fec_recovered: isolated_fec as u64,
     };
+    let payloads = datagrams
+        .iter()
+        .map(|d| {
+            udp::parse(d)
+                .map(|d| d.payload.to_vec())
+                .map_err(|e| SimError::Parse {
+                    line: 0,
+                    message: e.to_string(),
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(SimOutput {
         audio,
         stats,
         sources,
         frame_delays_ms,
+        payloads,
     })
 }
