@@ -199,10 +199,20 @@ fn check_frame<M: Message + Debug>(b: &Block) -> M {
         .next_message()
         .unwrap_or_else(|e| panic!("line {}: frame does not decode: {e}", b.line))
         .unwrap_or_else(|| panic!("line {}: incomplete frame", b.line));
-    assert_eq!(reader.buffered(), 0, "line {}: bytes after the frame", b.line);
+    assert_eq!(
+        reader.buffered(),
+        0,
+        "line {}: bytes after the frame",
+        b.line
+    );
     assert_eq!(format!("{v:?}"), b.get("value"), "line {}", b.line);
     let len = u32::from_le_bytes(bytes[..PREFIX_LEN].try_into().unwrap()) as usize;
-    assert_eq!(len, bytes.len() - PREFIX_LEN, "line {}: length prefix", b.line);
+    assert_eq!(
+        len,
+        bytes.len() - PREFIX_LEN,
+        "line {}: length prefix",
+        b.line
+    );
     let mut again = Vec::new();
     encode_frame(&v, &mut again).unwrap();
     assert_eq!(again, bytes, "line {}: re-encodes to other bytes", b.line);
@@ -213,11 +223,21 @@ fn check_frame<M: Message + Debug>(b: &Block) -> M {
 fn check_datagram(b: &Block, payload: &[u8]) -> udp::Header {
     let bytes = b.bytes("hex");
     let d = udp::parse(&bytes).unwrap_or_else(|e| panic!("line {}: {e}", b.line));
-    assert_eq!(format!("{:?}", d.header), b.get("header"), "line {}", b.line);
+    assert_eq!(
+        format!("{:?}", d.header),
+        b.get("header"),
+        "line {}",
+        b.line
+    );
     assert_eq!(d.payload, payload, "line {}: payload", b.line);
     let mut again = vec![0u8; bytes.len()];
     let n = udp::write(&d.header, d.payload, &mut again).unwrap();
-    assert_eq!(&again[..n], &bytes[..], "line {}: re-encodes differently", b.line);
+    assert_eq!(
+        &again[..n],
+        &bytes[..],
+        "line {}: re-encodes differently",
+        b.line
+    );
     d.header
 }
 
@@ -269,7 +289,10 @@ fn every_wire_example_decodes_to_its_stated_value_and_back() {
                 let h = check_datagram(b, &payload);
                 assert_eq!(h.kind, DatagramKind::Register);
                 assert_eq!(register::sign(&secret, h.sender, counter)[..], payload[..]);
-                assert_eq!(register::verify(&secret, h.sender, &payload, 0), Ok(counter));
+                assert_eq!(
+                    register::verify(&secret, h.sender, &payload, 0),
+                    Ok(counter)
+                );
                 assert_eq!(bytes.len(), HEADER_LEN + REGISTER_PAYLOAD_LEN);
                 kinds.insert(h.kind as u8);
             }
@@ -282,7 +305,11 @@ fn every_wire_example_decodes_to_its_stated_value_and_back() {
     assert_eq!(client, all_client, "client messages without an example");
     assert_eq!(server, all_server, "server messages without an example");
     assert_eq!(errors, all_errors, "error codes without an example");
-    assert_eq!(kinds, (1..=5).collect(), "datagram kinds without an example");
+    assert_eq!(
+        kinds,
+        (1..=5).collect(),
+        "datagram kinds without an example"
+    );
 }
 
 #[test]
