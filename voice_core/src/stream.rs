@@ -141,7 +141,7 @@ const SLACK_SMOOTHING: i64 = 8;
 /// A slack this far from the smoothed value replaces it at once.
 const SLACK_JUMP_US: i64 = 60_000;
 /// A frame this far (in amplitude) below the talker's recent level counts as quiet.
-const QUIET_RATIO: f64 = 0.1;
+const QUIET_RATIO: f64 = 0.03;
 /// Per-frame decay of the talker level tracker (about −1 dB per second).
 const LEVEL_DECAY: f64 = 0.9977;
 
@@ -374,7 +374,8 @@ impl Receiver {
         if std::env::var_os("VDEBUG").is_some() {
             eprintln!("t={} raw={} sm={} tgt={} lead={} st={:?} op={:?}", now.as_millis_f64(), raw/1000, smoothed/1000, target/1000, lead, status, decision::decide_stretch(&status));
         }
-        match decision::decide_stretch(&status) {
+        let op = if std::env::var_os("VNOSTRETCH").is_some() { StretchOp::None } else { decision::decide_stretch(&status) };
+        match op {
             StretchOp::None => None,
             StretchOp::ShrinkSilence => Some((Stretch::Shorten, samples(excess_us))),
             StretchOp::GrowSilence => Some((Stretch::Lengthen, samples(excess_us))),
