@@ -34,8 +34,14 @@ fn a_refused_connect_is_reported_at_once_and_not_retried_without_reconnect() {
         panic!("expected Disconnected, got {ev:?}");
     };
     assert!(took < Duration::from_secs(1), "reported after {took:?}");
-    assert!(reason.contains("refused"), "reason names the refusal: {reason}");
-    assert!(reason.contains("not retrying"), "reason says what follows: {reason}");
+    assert!(
+        reason.contains("refused"),
+        "reason names the refusal: {reason}"
+    );
+    assert!(
+        reason.contains("not retrying"),
+        "reason says what follows: {reason}"
+    );
     // The engine thread has stopped: the event channel closes without a further event.
     match c.events().recv_timeout(Duration::from_secs(2)) {
         Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {}
@@ -64,7 +70,10 @@ fn with_reconnect_each_refused_attempt_is_reported_and_backs_off() {
     while at.len() < 3 && t0.elapsed() < Duration::from_secs(5) {
         match c.events().recv_timeout(Duration::from_secs(3)) {
             Ok(Event::Disconnected { reason }) => {
-                assert!(reason.contains("refused") && reason.contains("retrying in"), "{reason}");
+                assert!(
+                    reason.contains("refused") && reason.contains("retrying in"),
+                    "{reason}"
+                );
                 at.push(t0.elapsed());
             }
             Ok(other) => panic!("unexpected event {other:?}"),
@@ -72,11 +81,18 @@ fn with_reconnect_each_refused_attempt_is_reported_and_backs_off() {
         }
     }
     assert_eq!(at.len(), 3, "three attempts reported: {at:?}");
-    assert!(at[0] < Duration::from_secs(1), "first report after {:?}", at[0]);
+    assert!(
+        at[0] < Duration::from_secs(1),
+        "first report after {:?}",
+        at[0]
+    );
     // 250 ms, then 500 ms between attempts (with slack for a loaded machine).
     let gap1 = at[1] - at[0];
     let gap2 = at[2] - at[1];
     assert!(gap1 >= Duration::from_millis(200), "first backoff {gap1:?}");
-    assert!(gap2 >= Duration::from_millis(450), "second backoff {gap2:?}");
+    assert!(
+        gap2 >= Duration::from_millis(450),
+        "second backoff {gap2:?}"
+    );
     assert!(gap2 > gap1, "backoff grows: {gap1:?} then {gap2:?}");
 }
