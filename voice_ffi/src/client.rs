@@ -18,6 +18,7 @@ use ::voice_client::{
 };
 
 use crate::handle::{Handle, Kind, Shared};
+use crate::stats_worker::StatsWorker;
 use crate::{c_str, copy_str, ffi_guard, try_ptr, try_res, voice_result};
 
 /// Push-to-talk: transmit only while `voice_client_set_push_to_talk(c, true)`.
@@ -317,7 +318,9 @@ pub struct voice_stats {
 }
 
 struct ClientState {
-    client: Client,
+    /// Answers `voice_client_stats`; declared first so it is joined before the client goes.
+    stats: StatsWorker,
+    client: Arc<Client>,
     pending: Mutex<VecDeque<voice_event>>,
     capture: Mutex<Option<AppCapture>>,
     playback: Mutex<Option<AppPlayback>>,
@@ -453,9 +456,14 @@ pub unsafe extern "C" fn voice_client_new(
             Err(::voice_client::ClientError::Io(_)) => return voice_result::VOICE_ERR_IO,
         };
 
+        let client = Arc::new(client);
+        let Ok(stats) = StatsWorker::start(client.clone()) else {
+            return voice_result::VOICE_ERR_IO;
+        };
         let st = ClientState {
             capture: Mutex::new(client.take_app_capture()),
             playback: Mutex::new(client.take_app_playback()),
+            stats,
             client,
             pending: Mutex::new(VecDeque::new()),
             callback: Mutex::new(None),
@@ -787,7 +795,7 @@ pub unsafe extern "C" fn voice_client_stats(
         if out.is_null() {
             return voice_result::VOICE_ERR_NULL;
         }
-        let Some(s) = st.client.stats() else {
+        let Some(s) = st.stats.snapshot() else {
             return voice_result::VOICE_ERR_IO;
         };
         let mut remotes = [voice_remote_stats::default(); VOICE_MAX_REMOTES];

@@ -20,6 +20,7 @@
 
 pub mod client;
 mod handle;
+mod stats_worker;
 pub mod stream;
 
 use std::ffi::c_char;
