@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian machine lacks to build and test the workspace:
-# cmake (bundled libopus), libasound2-dev + pkg-config (cpal), and the tools the C examples use.
+# cmake (bundled libopus), libasound2-dev + pkg-config (cpal), and the tools the C examples use:
+# valgrind, clang (AddressSanitizer + UndefinedBehaviorSanitizer runs), libopus-dev (the test that
+# links libvoice.a beside the system libopus) and binutils (ld -r / objcopy for that archive).
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
-pkgs=(cmake pkg-config libasound2-dev gcc g++ valgrind)
+pkgs=(cmake pkg-config libasound2-dev gcc g++ valgrind clang libopus-dev binutils)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -13,4 +15,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+# The sanitizer runtimes of the installed clang (a recommendation that --no-install-recommends skips;
+# the package name carries clang's major version).
+major=$(clang -dumpversion | cut -d. -f1)
+if ! dpkg -s "libclang-rt-$major-dev" >/dev/null 2>&1; then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get install -y -qq --no-install-recommends "libclang-rt-$major-dev" \
+    || { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends "libclang-rt-$major-dev"; }
 fi

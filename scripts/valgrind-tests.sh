@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Runs Rust integration tests under valgrind (memcheck; any error or definite leak fails):
 # the voice_core behaviour tests (jitter buffer, codec FEC/PLC, engine), the relay's socket tests
-# for fan-out and hostile input, and the FFI misuse tests. Long simulations (10-minute drift,
+# for fan-out and hostile input, and the FFI misuse and defect tests. Long simulations (10-minute drift,
 # the quality profiles) are left out: under valgrind they would take most of an hour.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tests=(
   "voice_core watermark" "voice_core reorder" "voice_core late_packets" "voice_core fec_and_plc"
   "voice_core wraparound" "voice_core talk_spurts" "voice_core loss_window" "voice_core flood"
-  "voice_core engine" "relay fanout" "relay bad_udp" "voice_ffi misuse"
+  "voice_core engine" "relay fanout" "relay bad_udp" "voice_ffi misuse" "voice_ffi defects"
 )
 vg=(valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --show-possibly-lost=no
     --suppressions=examples/valgrind.supp)
