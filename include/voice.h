@@ -279,9 +279,9 @@ typedef struct voice_remote_stats {
   uint32_t buffer_depth;
   // Loss over the last 10 s in percent.
   double loss_percent_10s;
-  // Packets received.
+  // Distinct packets received (each sequence number once), late ones included.
   uint64_t packets_received;
-  // Packets lost.
+  // Packets never received (expected by sequence number minus `packets_received`).
   uint64_t packets_lost;
   // Packets that arrived too late to play.
   uint64_t packets_late;
@@ -527,7 +527,9 @@ voice_result voice_client_set_event_callback(const struct voice_client *client,
                                              void *userdata);
 
 // Writes a stats snapshot to `*out` (per-sender depth, loss % over 10 s, late, concealed,
-// FEC-recovered, jitter; RTT). Waits up to 1 s for the engine thread.
+// FEC-recovered, jitter; RTT). Waits up to 1.5 s for the engine thread (`VOICE_ERR_IO` if it
+// does not answer); the caller's thread only waits on a condition variable, so a thread the
+// library did not create is left with nothing allocated for it.
 //
 // Thread safety: any thread.
 voice_result voice_client_stats(const struct voice_client *client, struct voice_stats *out);

@@ -275,9 +275,9 @@ pub struct voice_remote_stats {
     pub buffer_depth: u32,
     /// Loss over the last 10 s in percent.
     pub loss_percent_10s: f64,
-    /// Packets received.
+    /// Distinct packets received (each sequence number once), late ones included.
     pub packets_received: u64,
-    /// Packets lost.
+    /// Packets never received (expected by sequence number minus `packets_received`).
     pub packets_lost: u64,
     /// Packets that arrived too late to play.
     pub packets_late: u64,
@@ -782,7 +782,9 @@ pub unsafe extern "C" fn voice_client_set_event_callback(
 }
 
 /// Writes a stats snapshot to `*out` (per-sender depth, loss % over 10 s, late, concealed,
-/// FEC-recovered, jitter; RTT). Waits up to 1 s for the engine thread.
+/// FEC-recovered, jitter; RTT). Waits up to 1.5 s for the engine thread (`VOICE_ERR_IO` if it
+/// does not answer); the caller's thread only waits on a condition variable, so a thread the
+/// library did not create is left with nothing allocated for it.
 ///
 /// Thread safety: any thread.
 #[no_mangle]
