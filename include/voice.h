@@ -345,7 +345,8 @@ typedef struct voice_receiver_config {
   uint32_t max_delay_ms;
   // The session token of the one sender this receiver serves; datagrams of any other sender
   // are dropped with `VOICE_ERR_WRONG_SENDER` and counted. 0 (default): the sender of the
-  // first well-formed voice datagram.
+  // first well-formed voice datagram. A peer that comes back under a new session token needs
+  // a new receiver (its sequence numbers start afresh too).
   uint32_t sender;
   // Recover a lost frame from the next packet's in-band FEC (default true); false conceals
   // every gap.

@@ -83,7 +83,8 @@ pub struct voice_receiver_config {
     pub max_delay_ms: u32,
     /// The session token of the one sender this receiver serves; datagrams of any other sender
     /// are dropped with `VOICE_ERR_WRONG_SENDER` and counted. 0 (default): the sender of the
-    /// first well-formed voice datagram.
+    /// first well-formed voice datagram. A peer that comes back under a new session token needs
+    /// a new receiver (its sequence numbers start afresh too).
     pub sender: u32,
     /// Recover a lost frame from the next packet's in-band FEC (default true); false conceals
     /// every gap.
