@@ -2,6 +2,8 @@
 # Installs the C library under PREFIX, the way cargo-c lays out rustls-ffi:
 #   PREFIX/lib/libvoice.so.X.Y.Z (SONAME libvoice.so.X) + libvoice.so.X + libvoice.so symlinks
 #   PREFIX/lib/libvoice.a                    (exports only voice_*; scripts/build-c-lib.sh)
+#   PREFIX/lib/debug/libvoice.so.X.Y.Z.debug (the libraries are installed stripped; this is the
+#                                             shared library's debug information, debuglinked)
 #   PREFIX/include/voice.h                   (VOICE_VERSION_MAJOR/MINOR/PATCH, VOICE_ABI_VERSION)
 #   PREFIX/lib/pkgconfig/voice.pc            (pkg-config --cflags --libs voice; --static adds the
 #                                             system libraries the static library needs)
@@ -24,10 +26,17 @@ for part in MAJOR MINOR PATCH; do
 done
 private_libs="-lasound -lpthread -ldl -lm -lgcc_s"
 
-install -d "$prefix/lib/pkgconfig" "$prefix/lib/cmake/Voice" "$prefix/include"
+install -d "$prefix/lib/pkgconfig" "$prefix/lib/cmake/Voice" "$prefix/include" "$prefix/lib/debug"
 install -m 0644 include/voice.h "$prefix/include/voice.h"
-install -m 0644 "$build/libvoice.a" "$prefix/lib/libvoice.a"
-install -m 0755 "$build/libvoice.so.$version" "$prefix/lib/libvoice.so.$version"
+# Stripped libraries; the debug information goes beside them in lib/debug (the shared library
+# names it with a GNU debuglink, as Debian's -dbgsym packages do).
+so=libvoice.so.$version
+objcopy --only-keep-debug "$build/$so" "$prefix/lib/debug/$so.debug"
+objcopy --strip-debug --strip-unneeded --add-gnu-debuglink="$prefix/lib/debug/$so.debug" \
+  "$build/$so" "$prefix/lib/$so"
+chmod 0755 "$prefix/lib/$so"
+objcopy --strip-debug "$build/libvoice.a" "$prefix/lib/libvoice.a"
+chmod 0644 "$prefix/lib/libvoice.a" "$prefix/lib/debug/$so.debug"
 ln -sf "libvoice.so.$version" "$prefix/lib/libvoice.so.$major"
 ln -sf "libvoice.so.$major" "$prefix/lib/libvoice.so"
 
@@ -81,4 +90,8 @@ else()
   set(PACKAGE_VERSION_COMPATIBLE FALSE)
 endif()
 EOF
+size() { stat -c %s "$1"; }
 echo "installed voice $version into $prefix"
+printf '  %-28s %10s bytes (unstripped %s)\n' "lib/$so" "$(size "$prefix/lib/$so")" "$(size "$build/$so")" \
+  "lib/libvoice.a" "$(size "$prefix/lib/libvoice.a")" "$(size "$build/libvoice.a")"
+printf '  %-28s %10s bytes\n' "lib/debug/$so.debug" "$(size "$prefix/lib/debug/$so.debug")"

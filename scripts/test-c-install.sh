@@ -20,6 +20,13 @@ done
 readelf -d "$prefix/lib/libvoice.so.$version" | grep -q "SONAME.*\[libvoice.so.$major\]" \
   || { echo "wrong SONAME" >&2; exit 1; }
 
+# Stripped, with the debug information beside it and linked by name.
+readelf -S "$prefix/lib/libvoice.so.$version" >"$work/sections.txt"
+grep -q "\.debug_info" "$work/sections.txt" && { echo "libvoice.so is not stripped" >&2; exit 1; }
+grep -q "\.gnu_debuglink" "$work/sections.txt" || { echo "libvoice.so has no debuglink" >&2; exit 1; }
+readelf -S "$prefix/lib/debug/libvoice.so.$version.debug" | grep -q "\.debug_info" \
+  || { echo "the .debug file holds no debug information" >&2; exit 1; }
+
 # pkg-config, shared.
 export PKG_CONFIG_PATH=$prefix/lib/pkgconfig
 [ "$(pkg-config --modversion voice)" = "$version" ] || { echo "pkg-config version" >&2; exit 1; }
