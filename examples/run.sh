@@ -1,36 +1,72 @@
 #!/usr/bin/env bash
 # Builds the C/C++ examples against include/voice.h and the static library with -Wall -Wextra
-# -Werror, then runs them against a relay on 127.0.0.1 under valgrind (leak check full; any error
-# fails). Used by .ci/run; run it by hand the same way: examples/run.sh
+# -Werror -pedantic, then runs them twice:
+#  1. under valgrind memcheck (leak check full; any error, definite or *possible* leak fails), the
+#     client against a relay on 127.0.0.1 with a bot talking to it;
+#  2. built with clang's AddressSanitizer + UndefinedBehaviorSanitizer (LeakSanitizer on, every
+#     report fatal).
+# The programs: header_check (the header alone, as C++), sansio_loopback (encoder → lossy link →
+# receiver, fixed and adaptive playout), stream.cpp (RAII from C++), misuse (every integrator
+# mistake from issue 17 returns a code), reconnect (a relay restart under a client) and client
+# (a full client in a channel). Then scripts/test-c-install.sh checks the installed library
+# (system_opus.c, examples/cmake). Used by .ci/run; run it by hand the same way: examples/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=target/examples
+tdir=${CARGO_TARGET_DIR:-target}
+out=$tdir/examples
 mkdir -p "$out"
 cargo build --release -p voice_ffi
 cargo build --release --bin relay --bin voice-bot
-lib=target/release/libvoice_ffi.a
+lib=$tdir/release/libvoice_ffi.a
+relay_bin=$tdir/release/relay
 libs=(-lasound -lpthread -ldl -lm)
-cflags=(-std=c11 -Wall -Wextra -Werror -O1 -g -Iinclude)
-cxxflags=(-std=c++17 -Wall -Wextra -Werror -O1 -g -Iinclude)
-gcc "${cflags[@]}" examples/client.c "$lib" "${libs[@]}" -o "$out/client"
-gcc "${cflags[@]}" examples/sansio_loopback.c "$lib" "${libs[@]}" -o "$out/sansio_loopback"
-g++ "${cxxflags[@]}" examples/stream.cpp "$lib" "${libs[@]}" -o "$out/stream_cpp"
+cflags=(-std=c11 -Wall -Wextra -Werror -pedantic -O1 -g -Iinclude)
+cxxflags=(-std=c++17 -Wall -Wextra -Werror -pedantic -O1 -g -Iinclude)
+san=(-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
+c_programs=(client sansio_loopback misuse reconnect)
 # The header must also compile as C++ on its own.
 printf '#include "voice.h"\nint main() { return voice_abi_version() == VOICE_ABI_VERSION ? 0 : 1; }\n' \
   > "$out/header_check.cpp"
+for p in "${c_programs[@]}"; do
+  gcc "${cflags[@]}" "examples/$p.c" "$lib" "${libs[@]}" -o "$out/$p"
+  clang "${cflags[@]}" "${san[@]}" "examples/$p.c" "$lib" "${libs[@]}" -o "$out/$p.asan"
+done
+g++ "${cxxflags[@]}" examples/stream.cpp "$lib" "${libs[@]}" -o "$out/stream_cpp"
+clang++ "${cxxflags[@]}" "${san[@]}" examples/stream.cpp "$lib" "${libs[@]}" -o "$out/stream_cpp.asan"
 g++ "${cxxflags[@]}" "$out/header_check.cpp" "$lib" "${libs[@]}" -o "$out/header_check"
 
-vg=(valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --show-possibly-lost=no
-    --suppressions=examples/valgrind.supp)
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+vg=(valgrind --quiet --error-exitcode=99 --leak-check=full --show-possibly-lost=yes
+    --errors-for-leak-kinds=definite,possible --suppressions=examples/valgrind.supp)
+export ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:abort_on_error=0:exitcode=98
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+# run NAME ARGS...: the program under valgrind, then its sanitizer build.
+run() {
+  local p=$1
+  shift
+  echo "== $p (valgrind)"
+  "${vg[@]}" "$out/$p" "$@"
+  if [ -x "$out/$p.asan" ]; then
+    echo "== $p (asan+ubsan)"
+    "$out/$p.asan" "$@"
+  fi
+}
+
 "${vg[@]}" "$out/header_check"
-"${vg[@]}" "$out/sansio_loopback"
-"${vg[@]}" "$out/stream_cpp"
+run sansio_loopback
+run stream_cpp
+run misuse "$(free_port)"
+run reconnect "$relay_bin" "$(free_port)"
 
 # A relay on a free loopback port, a bot talking in the channel, and the C client joining it.
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-target/release/relay --listen "127.0.0.1:$port" >"$out/relay.log" 2>&1 &
+port=$(free_port)
+"$relay_bin" --listen "127.0.0.1:$port" >"$out/relay.log" 2>&1 &
 relay_pid=$!
-trap 'kill $relay_pid 2>/dev/null || true' EXIT
+bot_pid=
+trap 'kill $relay_pid $bot_pid 2>/dev/null || true' EXIT
 for _ in $(seq 50); do
   (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
   sleep 0.1
@@ -41,13 +77,24 @@ w = wave.open(sys.argv[1], "wb"); w.setnchannels(1); w.setsampwidth(2); w.setfra
 w.writeframes(b"".join(struct.pack("<h", int(6000 * math.sin(2 * math.pi * 250 * i / 48000))) for i in range(48000 * 2)))
 w.close()
 PY
-target/release/voice-bot --server "127.0.0.1:$port" --name bot --tone 440 --duration 10 \
+# The bot talks until both clients are done (valgrind's start-up time varies with load); its
+# JSON lines are written as they happen, so stopping it loses nothing.
+"$tdir/release/voice-bot" --server "127.0.0.1:$port" --name bot --tone 440 --duration 300 \
   --chat "hi from the bot" >"$out/bot.jsonl" &
 bot_pid=$!
 sleep 0.5
+echo "== client (valgrind)"
 "${vg[@]}" "$out/client" "127.0.0.1:$port" c-client "$out/tone.wav" "$out/heard.wav" 4 1 \
   | tee "$out/client.log"
-wait "$bot_pid"
+echo "== client (asan+ubsan)"
+"$out/client.asan" "127.0.0.1:$port" c-client-asan "$out/tone.wav" "$out/heard-asan.wav" 3 1 \
+  | tee "$out/client-asan.log"
+kill "$bot_pid"
+wait "$bot_pid" 2>/dev/null || true
 grep -q "from #1: received [1-9]" "$out/client.log" || { echo "the C client heard nobody"; exit 1; }
+grep -q "from #1: received [1-9]" "$out/client-asan.log" || { echo "the ASan C client heard nobody"; exit 1; }
 grep -q '"text":"hello from C"' "$out/bot.jsonl" || { echo "the bot did not get the C client's chat"; exit 1; }
+# Packaging: the installed layout, pkg-config, CMake find_package(Voice), and the static library
+# (voice_* only) linked beside Debian's libopus.
+scripts/test-c-install.sh
 echo "examples: ok"

@@ -36,6 +36,7 @@ static uint32_t rnd(void) {
 
 static int misuse(void) {
     voice_encoder_config ec;
+    voice_receiver_config rc;
     voice_encoder *enc = NULL;
     voice_receiver *rx = NULL;
     int16_t pcm[VOICE_FRAME_SAMPLES] = {0};
@@ -62,7 +63,13 @@ static int misuse(void) {
     CHECK(voice_encoder_encode(enc, pcm, VOICE_FRAME_SAMPLES, 0, false, small, sizeof small, &n) ==
               VOICE_ERR_BUFFER_TOO_SMALL && n == 777,
           "too-small buffer, written untouched");
-    CHECK(voice_receiver_new(0, &rx) == VOICE_OK, "receiver");
+    CHECK(voice_receiver_config_default(&rc) == VOICE_OK, "receiver config");
+    rc.policy = VOICE_PLAYOUT_FIXED;
+    rc.watermark_packets = VOICE_MAX_WATERMARK + 1;
+    CHECK(voice_receiver_new(&rc, &rx) == VOICE_ERR_INVALID_ARGUMENT && rx == NULL,
+          "watermark out of range");
+    CHECK(voice_receiver_config_default(&rc) == VOICE_OK, "receiver config");
+    CHECK(voice_receiver_new(&rc, &rx) == VOICE_OK, "receiver");
     CHECK(voice_receiver_push(rx, 0, small, 3) == VOICE_ERR_MALFORMED, "short datagram");
     CHECK(voice_receiver_pop(rx, 0, pcm, 10, &src) == VOICE_ERR_BUFFER_TOO_SMALL, "small pcm");
     CHECK(voice_receiver_pop(rx, 0, pcm, VOICE_FRAME_SAMPLES, NULL) == VOICE_ERR_NULL, "NULL src");
@@ -75,8 +82,9 @@ static int misuse(void) {
     CHECK(voice_receiver_free(NULL) == VOICE_OK, "free NULL is fine");
     CHECK(voice_error_message(VOICE_ERR_NULL, msg, sizeof msg, &n) == VOICE_OK && n > 0,
           "error message");
-    CHECK(voice_error_message(VOICE_ERR_NULL, msg, 0, &n) == VOICE_ERR_BUFFER_TOO_SMALL,
-          "error message into empty buffer");
+    CHECK(voice_error_message(VOICE_ERR_NULL, NULL, 0, &n) == VOICE_ERR_BUFFER_TOO_SMALL &&
+              n == strlen(msg),
+          "error message size query");
     voice_client *client = NULL;
     voice_client_config cc;
     voice_client_config_default(&cc);
@@ -88,20 +96,27 @@ static int misuse(void) {
     return 0;
 }
 
-int main(void) {
-    if (misuse() != 0) return 1;
-
+/* Runs FRAMES frames through the link into a receiver with `policy`; fills `st`. */
+static int run_link(uint32_t policy, voice_stream_stats *st, int *dropped_out, int *played_out,
+                    int *filled_out) {
     voice_encoder_config ec;
     voice_encoder_config_default(&ec);
     ec.session = 42;
+    voice_receiver_config rc;
+    voice_receiver_config_default(&rc);
+    rc.policy = policy;       /* VOICE_PLAYOUT_ADAPTIVE is the default */
+    rc.watermark_packets = 2; /* used by VOICE_PLAYOUT_FIXED */
+    rc.max_delay_ms = 300;    /* used by VOICE_PLAYOUT_ADAPTIVE */
+    rc.sender = ec.session;   /* datagrams of anyone else are dropped and counted */
     voice_encoder *enc = NULL;
     voice_receiver *rx = NULL;
     CHECK(voice_encoder_new(&ec, &enc) == VOICE_OK, "encoder");
-    CHECK(voice_receiver_new(0, &rx) == VOICE_OK, "receiver");
+    CHECK(voice_receiver_new(&rc, &rx) == VOICE_OK, "receiver");
 
     static packet link[FRAMES];
     int16_t pcm[VOICE_FRAME_SAMPLES];
     int dropped = 0;
+    lcg = 12345;
     for (int f = 0; f < FRAMES; f++) {
         /* A voiced, speech-like signal: harmonics of a gliding pitch under a syllable envelope. */
         for (int i = 0; i < VOICE_FRAME_SAMPLES; i++) {
@@ -117,15 +132,18 @@ int main(void) {
         voice_result r = voice_encoder_encode(enc, pcm, VOICE_FRAME_SAMPLES, 0, f == FRAMES - 1,
                                               p->bytes, sizeof p->bytes, &p->len);
         CHECK(r == VOICE_OK, "encode %d", f);
-        /* 3% loss, 30 ms base latency, up to 25 ms jitter (so some packets overtake others). */
+        /* 3% loss, 30 ms base latency, up to 25 ms jitter (so some packets overtake others);
+         * from frame 200 to 300 a congested stretch adds up to 120 ms more. */
         p->used = (rnd() % 100) >= 3;
         if (!p->used) dropped++;
-        p->arrival_us = (uint64_t)f * 20000u + 30000u + (uint64_t)(rnd() % 25) * 1000u;
+        uint64_t extra = (f >= 200 && f < 300) ? (uint64_t)(rnd() % 120) * 1000u : 0;
+        p->arrival_us = (uint64_t)f * 20000u + 30000u + (uint64_t)(rnd() % 25) * 1000u + extra;
     }
 
     int played = 0, concealed = 0, fec = 0;
     double energy = 0;
-    for (int tick = 0; tick < FRAMES + 50; tick++) {
+    const int ticks = FRAMES + 50;
+    for (int tick = 0; tick < ticks; tick++) {
         uint64_t now = (uint64_t)tick * 20000u;
         for (int f = 0; f < FRAMES; f++) {
             if (link[f].used == 1 && link[f].arrival_us <= now) {
@@ -142,22 +160,54 @@ int main(void) {
         if (src == VOICE_SOURCE_FEC) fec++;
         for (int i = 0; i < VOICE_FRAME_SAMPLES; i++) energy += (double)pcm[i] * pcm[i];
     }
-    voice_stream_stats st;
-    CHECK(voice_receiver_stats(rx, (uint64_t)(FRAMES + 50) * 20000u, &st) == VOICE_OK, "stats");
-    printf("sent %d dropped %d | received %llu lost %llu late %llu played %llu concealed %llu "
-           "fec %llu mean buffer delay %.1f ms\n",
-           FRAMES, dropped, (unsigned long long)st.packets_received,
-           (unsigned long long)st.packets_lost, (unsigned long long)st.packets_late,
-           (unsigned long long)st.frames_played, (unsigned long long)st.frames_concealed,
-           (unsigned long long)st.frames_fec_recovered, st.mean_buffer_delay_ms);
-    CHECK(st.packets_lost == (uint64_t)dropped, "lost %llu == dropped %d",
-          (unsigned long long)st.packets_lost, dropped);
-    CHECK(st.packets_received + st.packets_lost == FRAMES, "every packet accounted for");
-    CHECK(played == FRAMES, "one frame per packet slot: %d", played);
-    CHECK((uint64_t)(concealed + fec) >= (uint64_t)dropped, "every loss filled");
-    CHECK(fec > 0, "some losses recovered from FEC");
+    CHECK(voice_receiver_stats(rx, (uint64_t)ticks * 20000u, st) == VOICE_OK, "stats");
     CHECK(energy > 0, "audio came out");
+    CHECK(fec > 0, "some losses recovered from FEC");
     CHECK(voice_encoder_free(enc) == VOICE_OK && voice_receiver_free(rx) == VOICE_OK, "free");
+    *dropped_out = dropped;
+    *played_out = played;
+    *filled_out = concealed + fec;
+    return 0;
+}
+
+static void print_stats(const char *name, const voice_stream_stats *st) {
+    printf("%-8s received %llu lost %llu late %llu played %llu concealed %llu fec %llu "
+           "stretched +%llu/-%llu samples, buffer delay mean %.1f ms p95 %.1f ms\n",
+           name, (unsigned long long)st->packets_received, (unsigned long long)st->packets_lost,
+           (unsigned long long)st->packets_late, (unsigned long long)st->frames_played,
+           (unsigned long long)st->frames_concealed,
+           (unsigned long long)st->frames_fec_recovered,
+           (unsigned long long)st->samples_inserted, (unsigned long long)st->samples_removed,
+           st->mean_buffer_delay_ms, st->p95_buffer_delay_ms);
+}
+
+int main(void) {
+    if (misuse() != 0) return 1;
+
+    voice_stream_stats fixed, adaptive;
+    int dropped = 0, played = 0, filled = 0;
+    if (run_link(VOICE_PLAYOUT_FIXED, &fixed, &dropped, &played, &filled) != 0) return 1;
+    print_stats("fixed", &fixed);
+    /* Fixed: exactly one frame per packet slot, every loss filled by FEC or concealment. */
+    CHECK(fixed.packets_received + fixed.packets_lost == FRAMES, "every packet accounted for");
+    CHECK(fixed.packets_lost == (uint64_t)dropped, "lost %llu == dropped %d",
+          (unsigned long long)fixed.packets_lost, dropped);
+    CHECK(played == FRAMES, "one frame per packet slot: %d", played);
+    CHECK(filled >= dropped + (int)fixed.packets_late, "every gap filled");
+    CHECK(fixed.samples_inserted == 0 && fixed.samples_removed == 0, "fixed never stretches");
+
+    if (run_link(VOICE_PLAYOUT_ADAPTIVE, &adaptive, &dropped, &played, &filled) != 0) return 1;
+    print_stats("adaptive", &adaptive);
+    /* Adaptive: same accounting; the delay grew over the congested stretch (fewer late packets
+     * than the fixed 40 ms) by stretching audio, and came back down by shortening it. */
+    CHECK(adaptive.packets_received + adaptive.packets_lost == FRAMES, "every packet accounted");
+    CHECK(adaptive.packets_lost == (uint64_t)dropped, "adaptive lost == dropped");
+    CHECK(adaptive.packets_late < fixed.packets_late, "adaptive late %llu < fixed late %llu",
+          (unsigned long long)adaptive.packets_late, (unsigned long long)fixed.packets_late);
+    CHECK(adaptive.samples_inserted > 0 && adaptive.samples_removed > 0,
+          "adaptive stretched and shortened");
+    CHECK(adaptive.datagrams_wrong_sender == 0 && adaptive.datagrams_malformed == 0,
+          "nothing foreign");
     printf("sansio_loopback: ok\n");
     return 0;
 }

@@ -24,7 +24,10 @@ int main() {
     voice_receiver *raw_rx = nullptr;
     if (voice_encoder_new(&cfg, &raw_enc) != VOICE_OK) return 1;
     Encoder enc(raw_enc);
-    if (voice_receiver_new(2, &raw_rx) != VOICE_OK) return 1;
+    voice_receiver_config rcfg{};
+    if (voice_receiver_config_default(&rcfg) != VOICE_OK) return 1;
+    rcfg.policy = VOICE_PLAYOUT_FIXED;
+    if (voice_receiver_new(&rcfg, &raw_rx) != VOICE_OK) return 1;
     Receiver rx(raw_rx);
 
     std::vector<int16_t> pcm(VOICE_FRAME_SAMPLES);

@@ -9,9 +9,15 @@
  * - Every fallible function returns a voice_result; VOICE_OK is 0. Out-parameters are written
  *   only on success. voice_error_message() renders any code as text.
  * - Every byte or sample buffer is followed by its length. Strings are NUL-terminated UTF-8.
- * - NULL handles or pointers return VOICE_ERR_NULL. A panic inside the library returns
+ * - NULL handles or pointers return VOICE_ERR_NULL. A handle of the wrong kind (a receiver
+ *   passed as a client) returns VOICE_ERR_INVALID_HANDLE. A panic inside the library returns
  *   VOICE_ERR_PANIC; nothing unwinds into C.
- * - Thread safety is stated per function.
+ * - Configuration structures and the strings they point to are copied by the call that takes
+ *   them: they need not outlive it. Strings the library returns are static or copied into the
+ *   caller's buffers; the caller never frees anything but handles.
+ * - Thread safety is stated per function. A handle used from two threads where the function
+ *   says "one thread at a time" returns VOICE_ERR_BUSY on the second, without blocking.
+ * - Every struct has a tag name (struct voice_client_config, ...), so it can be forward-declared.
  */
 
 #ifndef VOICE_H
@@ -22,7 +28,21 @@
 #include <stdint.h>
 
 // Version of this C ABI. Bumped on any incompatible change of the header.
-#define VOICE_ABI_VERSION 1
+//
+// 2: handles carry a kind tag, `VOICE_ERR_BUSY` and `VOICE_ERR_WRONG_SENDER`, the receiver takes a
+// `voice_receiver_config` (fixed or adaptive playout, expected sender), `voice_stream_stats`
+// gained counters, `voice_error_message` reports the size it needs.
+#define VOICE_ABI_VERSION 2
+
+// Major version of the library (`voice_version()` as numbers; the shared library's SONAME is
+// `libvoice.so.MAJOR`).
+#define VOICE_VERSION_MAJOR 0
+
+// Minor version of the library.
+#define VOICE_VERSION_MINOR 1
+
+// Patch version of the library.
+#define VOICE_VERSION_PATCH 0
 
 // Push-to-talk: transmit only while `voice_client_set_push_to_talk(c, true)`.
 #define VOICE_TRANSMIT_PUSH_TO_TALK 0
@@ -52,7 +72,8 @@
 // UDP is bound: voice flows.
 #define VOICE_EVENT_UDP_READY 2
 
-// Disconnected (`text`: reason); a reconnect may follow.
+// The connection failed or dropped (`text`: reason, e.g. the refused connect); sent at once for
+// each failed attempt. A reconnect follows only with `reconnect` set.
 #define VOICE_EVENT_DISCONNECTED 3
 
 // One channel of the relay (`channel`, `name`); sent for each channel in a list.
@@ -115,6 +136,24 @@
 // The frame was concealed (packet loss concealment).
 #define VOICE_SOURCE_CONCEALED 3
 
+// Adaptive playout (the default): the target delay follows a high quantile of the packets'
+// delay relative to the fastest recent one, between `min_delay_ms` and `max_delay_ms`, and is
+// reached by stretching or shortening decoded audio in whole pitch periods.
+#define VOICE_PLAYOUT_ADAPTIVE 0
+
+// Fixed playout: start once `watermark_packets` packets are buffered, then release exactly one
+// packet per tick.
+#define VOICE_PLAYOUT_FIXED 1
+
+// Default loss hint of [`voice_encoder_config_default`], in percent.
+#define VOICE_DEFAULT_LOSS_PERCENT 5
+
+// Largest fixed watermark, in packets.
+#define VOICE_MAX_WATERMARK 20
+
+// Largest adaptive delay bound, in ms (the jitter buffer holds at most 25 packets = 500 ms).
+#define VOICE_MAX_DELAY_MS 500
+
 // Result of every fallible call. Values are stable and never renumbered.
 enum voice_result
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -142,10 +181,17 @@ enum voice_result
   // A datagram or message was malformed; it was dropped and counted.
   VOICE_ERR_MALFORMED = 9,
   // The call is not possible in this configuration (e.g. pulling playback when the engine
-  // owns the audio device) or the resource is busy on another thread.
+  // owns the audio device).
   VOICE_ERR_UNSUPPORTED = 10,
   // A panic was caught at the boundary (a bug in this library).
   VOICE_ERR_PANIC = 11,
+  // Another thread is inside a call on this handle (an encoder, receiver or audio ring is
+  // used by one thread at a time, and a handle in use cannot be freed). Nothing was done;
+  // never blocks.
+  VOICE_ERR_BUSY = 12,
+  // A datagram from another sender than the one this receiver serves; dropped and counted
+  // (`voice_stream_stats.datagrams_wrong_sender`).
+  VOICE_ERR_WRONG_SENDER = 13,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -165,10 +211,14 @@ typedef struct voice_encoder voice_encoder;
 typedef struct voice_receiver voice_receiver;
 
 // Settings for [`voice_client_new`]. Initialise with [`voice_client_config_default`].
-typedef struct {
-  // Relay address "host:port" (NUL-terminated). Required.
+// [`voice_client_new`] copies everything it needs (strings included): the structure and the
+// strings it points to need not outlive the call.
+typedef struct voice_client_config {
+  // Relay address "host:port" (NUL-terminated; a host name is resolved during
+  // `voice_client_new`). Required.
   const char *server;
-  // Display name (NUL-terminated UTF-8). Required.
+  // Display name (NUL-terminated UTF-8): 1..=64 bytes, no control characters, not only
+  // spaces. Required.
   const char *name;
   // `VOICE_TRANSMIT_*`.
   uint32_t transmit_mode;
@@ -182,12 +232,16 @@ typedef struct {
   uint32_t bitrate;
   // Channel to join once connected; 0 = the relay's default channel.
   uint32_t initial_channel;
-  // Reconnect with backoff after the connection drops, rejoining the channel.
+  // Reconnect with backoff (250 ms doubling to 5 s) when the connection fails or drops,
+  // rejoining the channel. false: a refused or dropped connection is reported with
+  // `VOICE_EVENT_DISCONNECTED` and never retried.
   bool reconnect;
 } voice_client_config;
 
-// One event. Strings are NUL-terminated UTF-8, truncated to fit.
-typedef struct {
+// One event. Strings are NUL-terminated UTF-8, truncated to fit at a character boundary; the
+// `_len` fields give the bytes written. A chat text from a non-C client may contain a NUL byte:
+// `text_len` then counts past it.
+typedef struct voice_event {
   // `VOICE_EVENT_*`.
   uint32_t kind;
   // The session the event is about (0 if none).
@@ -213,10 +267,10 @@ typedef struct {
 } voice_event;
 
 // An event callback: `userdata` first, then the event (valid only during the call).
-typedef void (*voice_event_callback)(void *userdata, const voice_event *event);
+typedef void (*voice_event_callback)(void *userdata, const struct voice_event *event);
 
 // Per-remote-sender statistics.
-typedef struct {
+typedef struct voice_remote_stats {
   // The sender's session.
   uint32_t session;
   // Heard right now.
@@ -225,9 +279,9 @@ typedef struct {
   uint32_t buffer_depth;
   // Loss over the last 10 s in percent.
   double loss_percent_10s;
-  // Packets received.
+  // Distinct packets received (each sequence number once), late ones included.
   uint64_t packets_received;
-  // Packets lost.
+  // Packets never received (expected by sequence number minus `packets_received`).
   uint64_t packets_lost;
   // Packets that arrived too late to play.
   uint64_t packets_late;
@@ -242,7 +296,7 @@ typedef struct {
 } voice_remote_stats;
 
 // A snapshot of the client.
-typedef struct {
+typedef struct voice_stats {
   // 0 disconnected, 1 handshaking, 2 connected.
   uint32_t state;
   // Our session (0 when not connected).
@@ -262,11 +316,11 @@ typedef struct {
   // Number of valid entries in `remotes`.
   size_t remote_count;
   // Per remote sender (the first `VOICE_MAX_REMOTES`).
-  voice_remote_stats remotes[VOICE_MAX_REMOTES];
+  struct voice_remote_stats remotes[VOICE_MAX_REMOTES];
 } voice_stats;
 
 // Encoder settings. Initialise with [`voice_encoder_config_default`].
-typedef struct {
+typedef struct voice_encoder_config {
   // Bitrate in bits/s (6000..=510000).
   uint32_t bitrate;
   // In-band FEC on.
@@ -277,16 +331,41 @@ typedef struct {
   uint32_t session;
 } voice_encoder_config;
 
+// Receiver settings. Initialise with [`voice_receiver_config_default`], then change fields.
+typedef struct voice_receiver_config {
+  // `VOICE_PLAYOUT_ADAPTIVE` (default) or `VOICE_PLAYOUT_FIXED`.
+  uint32_t policy;
+  // With `VOICE_PLAYOUT_FIXED`: packets buffered before playout starts, 1..=`VOICE_MAX_WATERMARK`
+  // (default 2 = 40 ms).
+  uint32_t watermark_packets;
+  // With `VOICE_PLAYOUT_ADAPTIVE`: lowest target delay in ms (default 0).
+  uint32_t min_delay_ms;
+  // With `VOICE_PLAYOUT_ADAPTIVE`: highest target delay in ms, `min_delay_ms`..=
+  // `VOICE_MAX_DELAY_MS` (default 400).
+  uint32_t max_delay_ms;
+  // The session token of the one sender this receiver serves; datagrams of any other sender
+  // are dropped with `VOICE_ERR_WRONG_SENDER` and counted. 0 (default): the sender of the
+  // first well-formed voice datagram. A peer that comes back under a new session token needs
+  // a new receiver (its sequence numbers start afresh too).
+  uint32_t sender;
+  // Recover a lost frame from the next packet's in-band FEC (default true); false conceals
+  // every gap.
+  bool fec;
+} voice_receiver_config;
+
 // Stream metrics of one receiver.
-typedef struct {
-  // Unique packets received.
+typedef struct voice_stream_stats {
+  // Distinct packets received (each sequence number once), including those that came too
+  // late to play (`packets_late`); duplicates are not counted here.
   uint64_t packets_received;
-  // Packets never received.
+  // Packets never received: expected by sequence number minus `packets_received`.
   uint64_t packets_lost;
-  // Packets that arrived after their slot.
+  // Packets that arrived after their playout slot and were dropped.
   uint64_t packets_late;
-  // Duplicate packets.
+  // Extra copies of packets already received (dropped).
   uint64_t packets_duplicate;
+  // Packets dropped because the buffer overflowed (flood or sequence jump).
+  uint64_t packets_overflow_dropped;
   // Frames released while playing.
   uint64_t frames_played;
   // Frames concealed.
@@ -295,15 +374,27 @@ typedef struct {
   uint64_t frames_fec_recovered;
   // Runs of concealment.
   uint64_t concealment_events;
+  // Opus payloads that failed to decode (concealed instead).
+  uint64_t decode_errors;
+  // Datagrams `voice_receiver_push` rejected as malformed (`VOICE_ERR_MALFORMED`).
+  uint64_t datagrams_malformed;
+  // Datagrams of another sender `voice_receiver_push` rejected (`VOICE_ERR_WRONG_SENDER`).
+  uint64_t datagrams_wrong_sender;
+  // Samples inserted by time-scale modification (adaptive playout lengthening the output).
+  uint64_t samples_inserted;
+  // Samples removed by time-scale modification (adaptive playout shortening the output).
+  uint64_t samples_removed;
   // Packets buffered now.
   uint32_t buffer_depth;
   // Most packets buffered.
   uint32_t max_buffer_depth;
   // Mean arrival → playout delay, ms.
   double mean_buffer_delay_ms;
+  // 95th percentile of arrival → playout delay, ms.
+  double p95_buffer_delay_ms;
   // Loss over the last 10 s, percent.
   double loss_percent_10s;
-  // Interarrival jitter, ms.
+  // Interarrival jitter (RFC 3550), ms.
   double jitter_ms;
 } voice_stream_stats;
 
@@ -321,8 +412,12 @@ const char *voice_version(void);
 // Thread safety: any thread.
 uint32_t voice_abi_version(void);
 
-// Writes the text for `code` into `buf` (NUL-terminated, truncated to `len`) and the text length
-// (without NUL) to `*written`. Unknown codes get a generic text.
+// Renders `code` as text (unknown codes get a generic text), in the manner of `snprintf`:
+// `*written` always receives the full length of the text in bytes, without the NUL, whatever
+// `len` is; `buf` receives as much of it as fits in `len - 1` bytes (cut at a character
+// boundary) and a NUL. Returns `VOICE_OK` when the whole text fitted and
+// `VOICE_ERR_BUFFER_TOO_SMALL` when it was cut (`buf` then holds the cut text when `len` > 0).
+// `len` = 0 with `buf` NULL asks for the size only: allocate `*written + 1` bytes.
 //
 // Thread safety: any thread.
 voice_result voice_error_message(uint32_t code, char *buf, size_t len, size_t *written);
@@ -331,84 +426,96 @@ voice_result voice_error_message(uint32_t code, char *buf, size_t len, size_t *w
 // to `*out`; `server` and `name` are left NULL for the caller to set.
 //
 // Thread safety: any thread.
-voice_result voice_client_config_default(voice_client_config *out);
+voice_result voice_client_config_default(struct voice_client_config *out);
 
 // Starts a client: opens audio, spawns the engine thread and begins connecting. On success
-// `*out` receives a handle the caller must release with [`voice_client_free`].
+// `*out` receives a handle the caller must release with [`voice_client_free`]. The
+// configuration and its strings are copied: they need not outlive the call. A bad address or
+// name is `VOICE_ERR_INVALID_ARGUMENT`. A relay that cannot be reached is not an error here: it
+// is reported as `VOICE_EVENT_DISCONNECTED`.
 //
 // Thread safety: any thread.
-voice_result voice_client_new(const voice_client_config *config, voice_client **out);
+voice_result voice_client_new(const struct voice_client_config *config, struct voice_client **out);
 
 // Says goodbye to the relay, stops the engine (and callback) threads, finalises recordings and
-// frees the client. NULL is accepted. A second free returns `VOICE_ERR_INVALID_HANDLE`.
+// frees the client. NULL is accepted. A second free returns `VOICE_ERR_INVALID_HANDLE`; a free
+// while another thread is inside a call on this client returns `VOICE_ERR_BUSY` (nothing freed).
 //
-// Thread safety: no other call on this client may run concurrently or afterwards.
-voice_result voice_client_free(voice_client *client);
+// Thread safety: no other call on this client may start afterwards.
+voice_result voice_client_free(struct voice_client *client);
 
 // Joins (or switches to) `channel`; before the connection is up, joins it once connected.
 //
 // Thread safety: any thread; the command is queued to the engine thread.
-voice_result voice_client_join(const voice_client *client, uint32_t channel);
+voice_result voice_client_join(const struct voice_client *client, uint32_t channel);
 
 // Leaves the current channel. `VOICE_ERR_NOT_CONNECTED` when not connected.
 //
 // Thread safety: any thread; the command is queued to the engine thread.
-voice_result voice_client_leave(const voice_client *client);
+voice_result voice_client_leave(const struct voice_client *client);
 
 // Whispers to `session` instead of the channel; 0 returns to the channel.
 //
 // Thread safety: any thread; the command is queued to the engine thread.
-voice_result voice_client_whisper(const voice_client *client, uint32_t session);
+voice_result voice_client_whisper(const struct voice_client *client, uint32_t session);
 
 // Push-to-talk key state.
 //
 // Thread safety: any thread; the command is queued to the engine thread.
-voice_result voice_client_set_push_to_talk(const voice_client *client, bool held);
+voice_result voice_client_set_push_to_talk(const struct voice_client *client, bool held);
 
 // Mutes (true) or unmutes the microphone.
 //
 // Thread safety: any thread; the command is queued to the engine thread.
-voice_result voice_client_set_muted(const voice_client *client, bool muted);
+voice_result voice_client_set_muted(const struct voice_client *client, bool muted);
 
 // Deafens (true: silence all output) or undeafens.
 //
 // Thread safety: any thread; the command is queued to the engine thread.
-voice_result voice_client_set_deafened(const voice_client *client, bool deafened);
+voice_result voice_client_set_deafened(const struct voice_client *client, bool deafened);
 
 // Mutes one user locally.
 //
 // Thread safety: any thread; the command is queued to the engine thread.
-voice_result voice_client_set_user_muted(const voice_client *client, uint32_t session, bool muted);
+voice_result voice_client_set_user_muted(const struct voice_client *client,
+                                         uint32_t session,
+                                         bool muted);
 
 // Asks the relay for every channel with its members (`VOICE_EVENT_CHANNEL` / `_MEMBER`).
 // `VOICE_ERR_NOT_CONNECTED` when not connected.
 //
 // Thread safety: any thread; the command is queued to the engine thread.
-voice_result voice_client_request_channels(const voice_client *client);
+voice_result voice_client_request_channels(const struct voice_client *client);
 
 // Sets one user's volume: 1.0 unchanged, 0.0 silent, up to 4.0. NaN or negative is rejected.
 //
 // Thread safety: any thread.
-voice_result voice_client_set_user_volume(const voice_client *client,
+voice_result voice_client_set_user_volume(const struct voice_client *client,
                                           uint32_t session,
                                           float volume);
 
 // Changes the transmit mode (`VOICE_TRANSMIT_*`).
 //
 // Thread safety: any thread.
-voice_result voice_client_set_transmit_mode(const voice_client *client, uint32_t mode);
+voice_result voice_client_set_transmit_mode(const struct voice_client *client, uint32_t mode);
 
-// Sends `len` bytes of UTF-8 `text` as chat to the current channel (1..=2000 bytes).
-// `VOICE_ERR_NOT_CONNECTED` when not connected.
+// Sends `len` bytes of UTF-8 `text` as chat to the current channel. `len` must be 1..=2000 and
+// is checked before `text` is read; the bytes must be UTF-8 without NUL (receivers get the text
+// NUL-terminated), otherwise `VOICE_ERR_INVALID_ARGUMENT`. `VOICE_ERR_NOT_CONNECTED` when not
+// connected.
 //
 // Thread safety: any thread.
-voice_result voice_client_send_chat(const voice_client *client, const uint8_t *text, size_t len);
+voice_result voice_client_send_chat(const struct voice_client *client,
+                                    const uint8_t *text,
+                                    size_t len);
 
 // Takes the next event, if any: on `VOICE_OK`, `*got` says whether `*out` was filled.
 // While a callback is set, events go to the callback and this returns none.
 //
 // Thread safety: any thread (events are handed out once, to whichever thread asks first).
-voice_result voice_client_poll_event(const voice_client *client, voice_event *out, bool *got);
+voice_result voice_client_poll_event(const struct voice_client *client,
+                                     struct voice_event *out,
+                                     bool *got);
 
 // Delivers every event to `callback(userdata, event)` from a library thread named
 // `voice-ffi-events`, until it is replaced or cleared (`callback` NULL). Setting a callback
@@ -416,22 +523,24 @@ voice_result voice_client_poll_event(const voice_client *client, voice_event *ou
 //
 // Thread safety: any thread; the callback runs on the library's thread and must not call
 // `voice_client_free` or `voice_client_set_event_callback` on this client.
-voice_result voice_client_set_event_callback(const voice_client *client,
+voice_result voice_client_set_event_callback(const struct voice_client *client,
                                              voice_event_callback callback,
                                              void *userdata);
 
 // Writes a stats snapshot to `*out` (per-sender depth, loss % over 10 s, late, concealed,
-// FEC-recovered, jitter; RTT). Waits up to 1 s for the engine thread.
+// FEC-recovered, jitter; RTT). Waits up to 1.5 s for the engine thread (`VOICE_ERR_IO` if it
+// does not answer); the caller's thread only waits on a condition variable, so a thread the
+// library did not create is left with nothing allocated for it.
 //
 // Thread safety: any thread.
-voice_result voice_client_stats(const voice_client *client, voice_stats *out);
+voice_result voice_client_stats(const struct voice_client *client, struct voice_stats *out);
 
 // With `VOICE_AUDIO_APP`: queues `frames` captured 48 kHz mono samples; `*accepted` receives how
 // many were taken (the rest did not fit: more than 200 ms is queued).
 //
 // Thread safety: call from one audio thread at a time; never blocks (a concurrent call gets
-// `VOICE_ERR_UNSUPPORTED`). Without `VOICE_AUDIO_APP` returns `VOICE_ERR_UNSUPPORTED`.
-voice_result voice_client_push_capture(const voice_client *client,
+// `VOICE_ERR_BUSY`). Without `VOICE_AUDIO_APP` returns `VOICE_ERR_UNSUPPORTED`.
+voice_result voice_client_push_capture(const struct voice_client *client,
                                        const int16_t *pcm,
                                        size_t frames,
                                        size_t *accepted);
@@ -440,34 +549,41 @@ voice_result voice_client_push_capture(const voice_client *client,
 // receives how many came from the engine (the rest is silence: underrun).
 //
 // Thread safety: call from one audio thread at a time; never blocks (a concurrent call gets
-// `VOICE_ERR_UNSUPPORTED`). Without `VOICE_AUDIO_APP` returns `VOICE_ERR_UNSUPPORTED`.
-voice_result voice_client_pull_playback(const voice_client *client,
+// `VOICE_ERR_BUSY`). Without `VOICE_AUDIO_APP` returns `VOICE_ERR_UNSUPPORTED`.
+voice_result voice_client_pull_playback(const struct voice_client *client,
                                         int16_t *pcm,
                                         size_t frames,
                                         size_t *written);
 
-// Writes the default encoder settings (32 kb/s, FEC on, 10 % loss hint, session 1) to `*out`.
+// Writes the default encoder settings (32 kb/s, FEC on, `VOICE_DEFAULT_LOSS_PERCENT` = 5 % loss
+// hint, session 1) to `*out`.
 //
 // Thread safety: any thread.
-voice_result voice_encoder_config_default(voice_encoder_config *out);
+voice_result voice_encoder_config_default(struct voice_encoder_config *out);
 
-// Creates an encoder; `*out` receives a handle to release with [`voice_encoder_free`].
+// Creates an encoder; `*out` receives a handle to release with [`voice_encoder_free`]. The
+// configuration is copied: it need not outlive the call.
 //
 // Thread safety: any thread.
-voice_result voice_encoder_new(const voice_encoder_config *config, voice_encoder **out);
+voice_result voice_encoder_new(const struct voice_encoder_config *config,
+                               struct voice_encoder **out);
 
-// Frees an encoder. NULL is accepted; a second free returns `VOICE_ERR_INVALID_HANDLE`.
+// Frees an encoder. NULL is accepted; a second free returns `VOICE_ERR_INVALID_HANDLE`, a free
+// while another thread is inside a call on it returns `VOICE_ERR_BUSY` (and frees nothing).
 //
-// Thread safety: no other call on this encoder may run concurrently or afterwards.
-voice_result voice_encoder_free(voice_encoder *encoder);
+// Thread safety: no other call on this encoder may start afterwards.
+voice_result voice_encoder_free(struct voice_encoder *encoder);
 
 // Encodes one frame (`frames` must be `VOICE_FRAME_SAMPLES`) into a datagram in `out`
 // (`out_len` ≥ `VOICE_MAX_DATAGRAM` always suffices); `*written` receives its length.
 // `target` 0 addresses the channel, otherwise a whisper recipient. Set `end_of_spurt` on the
-// last frame before transmission pauses.
+// last frame before transmission pauses. On `VOICE_ERR_BUFFER_TOO_SMALL` nothing is written and
+// no sequence number is used: the next successful encode carries the one this call would have,
+// so the receiver sees no loss.
 //
-// Thread safety: one thread at a time per encoder.
-voice_result voice_encoder_encode(voice_encoder *encoder,
+// Thread safety: one thread at a time per encoder; a concurrent call returns `VOICE_ERR_BUSY`
+// without touching the codec.
+voice_result voice_encoder_encode(struct voice_encoder *encoder,
                                   const int16_t *pcm,
                                   size_t frames,
                                   uint32_t target,
@@ -478,36 +594,49 @@ voice_result voice_encoder_encode(voice_encoder *encoder,
 
 // Lets one frame period pass without sending (silence between talk spurts).
 //
-// Thread safety: one thread at a time per encoder.
-voice_result voice_encoder_skip_frame(voice_encoder *encoder);
+// Thread safety: one thread at a time per encoder; a concurrent call returns `VOICE_ERR_BUSY`.
+voice_result voice_encoder_skip_frame(struct voice_encoder *encoder);
 
-// Creates a receiver for one remote sender with a fixed watermark of `watermark_packets`
-// (0 = the default of 2, i.e. 40 ms); `*out` receives a handle to free with
-// [`voice_receiver_free`].
+// Writes the default receiver settings to `*out`: adaptive playout between 0 and 400 ms,
+// a fixed watermark of 2 packets should `policy` be switched to `VOICE_PLAYOUT_FIXED`, the
+// sender of the first datagram, FEC recovery on.
 //
 // Thread safety: any thread.
-voice_result voice_receiver_new(uint32_t watermark_packets, voice_receiver **out);
+voice_result voice_receiver_config_default(struct voice_receiver_config *out);
 
-// Frees a receiver. NULL is accepted; a second free returns `VOICE_ERR_INVALID_HANDLE`.
+// Creates a receiver for one remote sender; `*out` receives a handle to free with
+// [`voice_receiver_free`]. The configuration is copied: it need not outlive the call. A value
+// out of its documented range is `VOICE_ERR_INVALID_ARGUMENT` (`*out` untouched).
 //
-// Thread safety: no other call on this receiver may run concurrently or afterwards.
-voice_result voice_receiver_free(voice_receiver *receiver);
+// Thread safety: any thread.
+voice_result voice_receiver_new(const struct voice_receiver_config *config,
+                                struct voice_receiver **out);
 
-// Offers a received datagram (`len` bytes) that arrived at `now_us`. A malformed datagram is
-// counted and dropped with `VOICE_ERR_MALFORMED`; the receiver stays usable.
+// Frees a receiver. NULL is accepted; a second free returns `VOICE_ERR_INVALID_HANDLE`, a free
+// while another thread is inside a call on it returns `VOICE_ERR_BUSY` (and frees nothing).
 //
-// Thread safety: one thread at a time per receiver.
-voice_result voice_receiver_push(voice_receiver *receiver,
+// Thread safety: no other call on this receiver may start afterwards.
+voice_result voice_receiver_free(struct voice_receiver *receiver);
+
+// Offers a received datagram (`len` bytes) that arrived at `now_us`. A malformed datagram
+// (not a voice datagram of this protocol) is dropped with `VOICE_ERR_MALFORMED` and counted in
+// `datagrams_malformed`; one from another sender than the receiver's is dropped with
+// `VOICE_ERR_WRONG_SENDER` and counted in `datagrams_wrong_sender`. Duplicates and late packets
+// are `VOICE_OK` and counted in `packets_duplicate` / `packets_late`. The receiver stays usable.
+//
+// Thread safety: one thread at a time per receiver; a concurrent call returns `VOICE_ERR_BUSY`.
+voice_result voice_receiver_push(struct voice_receiver *receiver,
                                  uint64_t now_us,
                                  const uint8_t *packet,
                                  size_t len);
 
 // Produces the frame for the tick at `now_us` into `pcm` (`frames` ≥ `VOICE_FRAME_SAMPLES`;
 // exactly `VOICE_FRAME_SAMPLES` are written) and its origin (`VOICE_SOURCE_*`) into `*source`.
-// Call exactly once every 20 ms.
+// Call exactly once every 20 ms (with the adaptive policy the receiver may take two packets in
+// one tick, or none, to move its delay; it still returns one frame per call).
 //
-// Thread safety: one thread at a time per receiver.
-voice_result voice_receiver_pop(voice_receiver *receiver,
+// Thread safety: one thread at a time per receiver; a concurrent call returns `VOICE_ERR_BUSY`.
+voice_result voice_receiver_pop(struct voice_receiver *receiver,
                                 uint64_t now_us,
                                 int16_t *pcm,
                                 size_t frames,
@@ -515,10 +644,10 @@ voice_result voice_receiver_pop(voice_receiver *receiver,
 
 // Writes the receiver's metrics as of `now_us` to `*out`.
 //
-// Thread safety: one thread at a time per receiver.
-voice_result voice_receiver_stats(voice_receiver *receiver,
+// Thread safety: one thread at a time per receiver; a concurrent call returns `VOICE_ERR_BUSY`.
+voice_result voice_receiver_stats(struct voice_receiver *receiver,
                                   uint64_t now_us,
-                                  voice_stream_stats *out);
+                                  struct voice_stream_stats *out);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -16,7 +16,10 @@
 //! only their ring: they never lock, allocate or log, so nothing the network does can stall audio.
 //!
 //! The TCP connection is re-established with exponential backoff (250 ms doubling to 5 s) after a
-//! relay restart or a dropped connection; the engine then rejoins the last channel.
+//! relay restart, a dropped connection or a failed connect; the engine then rejoins the last
+//! channel. A connect that fails (refused, unreachable) is reported at once as
+//! [`Event::Disconnected`] with the reason and what happens next. With `reconnect` off nothing is
+//! retried: the first failed connect or the first drop ends the engine thread.
 
 use std::io;
 use std::net::SocketAddr;
@@ -105,7 +108,6 @@ impl Driver {
         let mut frame = [0i16; FRAME_SAMPLES];
         let mut pending_whisper: Option<String> = None;
         let mut pending_join: Option<String> = None;
-        let mut connected_once = false;
         let mut last_list_request = Instant::now();
 
         'outer: loop {
@@ -129,12 +131,11 @@ impl Driver {
                                 });
                             }
                             Err(e) => {
-                                log::debug!("connect to {}: {e}", self.server);
-                                if !self.reconnect && connected_once {
-                                    break 'outer;
+                                let reason = format!("connect to {} failed: {e}", self.server);
+                                match self.connect_failed(reason, &mut backoff) {
+                                    Some(at) => reconnect_at = Some(at),
+                                    None => break 'outer,
                                 }
-                                reconnect_at = Some(Instant::now() + backoff);
-                                backoff = (backoff * 2).min(MAX_BACKOFF);
                             }
                         }
                     }
@@ -170,21 +171,25 @@ impl Driver {
                                     c.connected = true;
                                     let _ = c.stream.set_nodelay(true);
                                     backoff = FIRST_BACKOFF;
-                                    connected_once = true;
                                     self.engine.connect(now());
                                 }
                                 Err(e) if e.kind() == io::ErrorKind::NotConnected => {
                                     let err = c.stream.take_error().ok().flatten();
                                     if err.is_some() || ev.is_error() || ev.is_write_closed() {
                                         tcp_failed = Some(format!(
-                                            "connect failed: {}",
-                                            err.map(|e| e.to_string()).unwrap_or_default()
+                                            "connect to {} failed: {}",
+                                            self.server,
+                                            err.map_or_else(
+                                                || "connection closed".to_string(),
+                                                |e| e.to_string()
+                                            )
                                         ));
                                     }
                                     continue;
                                 }
                                 Err(e) => {
-                                    tcp_failed = Some(format!("connect failed: {e}"));
+                                    tcp_failed =
+                                        Some(format!("connect to {} failed: {e}", self.server));
                                     continue;
                                 }
                             }
@@ -329,23 +334,51 @@ impl Driver {
             }
 
             if let Some(reason) = tcp_failed {
+                let mut was_up = false;
                 if let Some(mut c) = conn.take() {
                     let _ = self.poll.registry().deregister(&mut c.stream);
+                    was_up = c.connected;
                 }
-                self.engine.disconnected(now(), &reason);
-                while let Some(ev) = self.engine.poll_event() {
-                    self.emit(ev);
-                }
-                if self.reconnect || !connected_once {
+                if was_up {
+                    // The engine reports the drop (it knows the session it loses).
+                    self.engine.disconnected(now(), &reason);
+                    while let Some(ev) = self.engine.poll_event() {
+                        self.emit(ev);
+                    }
+                    if !self.reconnect {
+                        break;
+                    }
                     reconnect_at = Some(Instant::now() + backoff);
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 } else {
-                    break;
+                    // The connect itself failed: the engine never saw a connection.
+                    match self.connect_failed(reason, &mut backoff) {
+                        Some(at) => reconnect_at = Some(at),
+                        None => break,
+                    }
                 }
             }
         }
         self.connected.store(false, Ordering::Release);
         self.output
+    }
+
+    /// Reports a connect that failed and says what happens next: the time of the next attempt
+    /// (backing off), or `None` when `reconnect` is off and the thread should stop.
+    fn connect_failed(&self, reason: String, backoff: &mut Duration) -> Option<Instant> {
+        log::debug!("{reason}");
+        if !self.reconnect {
+            self.emit(Event::Disconnected {
+                reason: format!("{reason}; not retrying (reconnect is off)"),
+            });
+            return None;
+        }
+        let wait = *backoff;
+        *backoff = (*backoff * 2).min(MAX_BACKOFF);
+        self.emit(Event::Disconnected {
+            reason: format!("{reason}; retrying in {} ms", wait.as_millis()),
+        });
+        Some(Instant::now() + wait)
     }
 
     fn emit(&self, ev: Event) {

@@ -55,7 +55,9 @@ pub struct ClientConfig {
     pub input: AudioInput,
     /// Audio sink.
     pub output: AudioOutput,
-    /// Reconnect after the connection drops (with backoff), rejoining the last channel.
+    /// Reconnect (with backoff) after a failed connect or a dropped connection, rejoining the
+    /// last channel. Off: the first failure is reported as [`Event::Disconnected`] and the engine
+    /// thread stops; nothing is retried.
     pub reconnect: bool,
     /// When a device cannot be opened, fall back to null audio (with an [`Event::AudioNotice`])
     /// instead of failing.

@@ -17,7 +17,8 @@ use ::voice_client::{
     SessionToken, TransmitMode,
 };
 
-use crate::handle::Handle;
+use crate::handle::{Handle, Kind, Shared};
+use crate::stats_worker::StatsWorker;
 use crate::{c_str, copy_str, ffi_guard, try_ptr, try_res, voice_result};
 
 /// Push-to-talk: transmit only while `voice_client_set_push_to_talk(c, true)`.
@@ -41,7 +42,8 @@ pub const VOICE_AUDIO_NULL: u32 = 3;
 pub const VOICE_EVENT_CONNECTED: u32 = 1;
 /// UDP is bound: voice flows.
 pub const VOICE_EVENT_UDP_READY: u32 = 2;
-/// Disconnected (`text`: reason); a reconnect may follow.
+/// The connection failed or dropped (`text`: reason, e.g. the refused connect); sent at once for
+/// each failed attempt. A reconnect follows only with `reconnect` set.
 pub const VOICE_EVENT_DISCONNECTED: u32 = 3;
 /// One channel of the relay (`channel`, `name`); sent for each channel in a list.
 pub const VOICE_EVENT_CHANNEL: u32 = 4;
@@ -74,12 +76,16 @@ pub const VOICE_EVENT_SERVER_STATS: u32 = 16;
 pub const VOICE_MAX_REMOTES: usize = 32;
 
 /// Settings for [`voice_client_new`]. Initialise with [`voice_client_config_default`].
+/// [`voice_client_new`] copies everything it needs (strings included): the structure and the
+/// strings it points to need not outlive the call.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct voice_client_config {
-    /// Relay address "host:port" (NUL-terminated). Required.
+    /// Relay address "host:port" (NUL-terminated; a host name is resolved during
+    /// `voice_client_new`). Required.
     pub server: *const c_char,
-    /// Display name (NUL-terminated UTF-8). Required.
+    /// Display name (NUL-terminated UTF-8): 1..=64 bytes, no control characters, not only
+    /// spaces. Required.
     pub name: *const c_char,
     /// `VOICE_TRANSMIT_*`.
     pub transmit_mode: u32,
@@ -93,11 +99,15 @@ pub struct voice_client_config {
     pub bitrate: u32,
     /// Channel to join once connected; 0 = the relay's default channel.
     pub initial_channel: u32,
-    /// Reconnect with backoff after the connection drops, rejoining the channel.
+    /// Reconnect with backoff (250 ms doubling to 5 s) when the connection fails or drops,
+    /// rejoining the channel. false: a refused or dropped connection is reported with
+    /// `VOICE_EVENT_DISCONNECTED` and never retried.
     pub reconnect: bool,
 }
 
-/// One event. Strings are NUL-terminated UTF-8, truncated to fit.
+/// One event. Strings are NUL-terminated UTF-8, truncated to fit at a character boundary; the
+/// `_len` fields give the bytes written. A chat text from a non-C client may contain a NUL byte:
+/// `text_len` then counts past it.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct voice_event {
@@ -265,9 +275,9 @@ pub struct voice_remote_stats {
     pub buffer_depth: u32,
     /// Loss over the last 10 s in percent.
     pub loss_percent_10s: f64,
-    /// Packets received.
+    /// Distinct packets received (each sequence number once), late ones included.
     pub packets_received: u64,
-    /// Packets lost.
+    /// Packets never received (expected by sequence number minus `packets_received`).
     pub packets_lost: u64,
     /// Packets that arrived too late to play.
     pub packets_late: u64,
@@ -308,7 +318,9 @@ pub struct voice_stats {
 }
 
 struct ClientState {
-    client: Client,
+    /// Answers `voice_client_stats`; declared first so it is joined before the client goes.
+    stats: StatsWorker,
+    client: Arc<Client>,
     pending: Mutex<VecDeque<voice_event>>,
     capture: Mutex<Option<AppCapture>>,
     playback: Mutex<Option<AppPlayback>>,
@@ -329,6 +341,10 @@ impl ClientState {
     }
 }
 
+impl Kind for ClientState {
+    const TAG: u32 = 0x434c_4931; // "CLI1"
+}
+
 impl Drop for ClientState {
     fn drop(&mut self) {
         self.stop_callback();
@@ -340,8 +356,8 @@ pub struct voice_client {
     _opaque: [u8; 0],
 }
 
-fn state<'a>(c: *const voice_client) -> Result<&'a ClientState, voice_result> {
-    // SAFETY: `voice_client` is a transparent name for the handle cell.
+fn state<'a>(c: *const voice_client) -> Result<Shared<'a, ClientState>, voice_result> {
+    // SAFETY: `voice_client` is a transparent name for the handle cell; the kind tag is checked.
     unsafe { Handle::get(c.cast::<Handle<ClientState>>()) }
 }
 
@@ -371,7 +387,10 @@ pub unsafe extern "C" fn voice_client_config_default(
 }
 
 /// Starts a client: opens audio, spawns the engine thread and begins connecting. On success
-/// `*out` receives a handle the caller must release with [`voice_client_free`].
+/// `*out` receives a handle the caller must release with [`voice_client_free`]. The
+/// configuration and its strings are copied: they need not outlive the call. A bad address or
+/// name is `VOICE_ERR_INVALID_ARGUMENT`. A relay that cannot be reached is not an error here: it
+/// is reported as `VOICE_EVENT_DISCONNECTED`.
 ///
 /// Thread safety: any thread.
 #[no_mangle]
@@ -437,9 +456,14 @@ pub unsafe extern "C" fn voice_client_new(
             Err(::voice_client::ClientError::Io(_)) => return voice_result::VOICE_ERR_IO,
         };
 
+        let client = Arc::new(client);
+        let Ok(stats) = StatsWorker::start(client.clone()) else {
+            return voice_result::VOICE_ERR_IO;
+        };
         let st = ClientState {
             capture: Mutex::new(client.take_app_capture()),
             playback: Mutex::new(client.take_app_playback()),
+            stats,
             client,
             pending: Mutex::new(VecDeque::new()),
             callback: Mutex::new(None),
@@ -451,9 +475,10 @@ pub unsafe extern "C" fn voice_client_new(
 }
 
 /// Says goodbye to the relay, stops the engine (and callback) threads, finalises recordings and
-/// frees the client. NULL is accepted. A second free returns `VOICE_ERR_INVALID_HANDLE`.
+/// frees the client. NULL is accepted. A second free returns `VOICE_ERR_INVALID_HANDLE`; a free
+/// while another thread is inside a call on this client returns `VOICE_ERR_BUSY` (nothing freed).
 ///
-/// Thread safety: no other call on this client may run concurrently or afterwards.
+/// Thread safety: no other call on this client may start afterwards.
 #[no_mangle]
 pub unsafe extern "C" fn voice_client_free(client: *mut voice_client) -> voice_result {
     ffi_guard!({ unsafe { Handle::<ClientState>::free(client.cast()) } })
@@ -624,8 +649,10 @@ pub unsafe extern "C" fn voice_client_set_transmit_mode(
     })
 }
 
-/// Sends `len` bytes of UTF-8 `text` as chat to the current channel (1..=2000 bytes).
-/// `VOICE_ERR_NOT_CONNECTED` when not connected.
+/// Sends `len` bytes of UTF-8 `text` as chat to the current channel. `len` must be 1..=2000 and
+/// is checked before `text` is read; the bytes must be UTF-8 without NUL (receivers get the text
+/// NUL-terminated), otherwise `VOICE_ERR_INVALID_ARGUMENT`. `VOICE_ERR_NOT_CONNECTED` when not
+/// connected.
 ///
 /// Thread safety: any thread.
 #[no_mangle]
@@ -639,12 +666,16 @@ pub unsafe extern "C" fn voice_client_send_chat(
         if text.is_null() {
             return voice_result::VOICE_ERR_NULL;
         }
+        // The length first: the caller only promises `len` bytes when `len` is in range.
+        if !(1..=voice_core::proto::tcp::MAX_CHAT_LEN).contains(&len) {
+            return voice_result::VOICE_ERR_INVALID_ARGUMENT;
+        }
         // SAFETY: the caller promises `len` readable bytes.
         let bytes = unsafe { std::slice::from_raw_parts(text, len) };
         let Ok(s) = std::str::from_utf8(bytes) else {
             return voice_result::VOICE_ERR_INVALID_ARGUMENT;
         };
-        if !voice_core::proto::tcp::validate_chat(s) {
+        if s.contains('\0') || !voice_core::proto::tcp::validate_chat(s) {
             return voice_result::VOICE_ERR_INVALID_ARGUMENT;
         }
         if !st.client.is_connected() {
@@ -681,7 +712,7 @@ pub unsafe extern "C" fn voice_client_poll_event(
         if out.is_null() || got.is_null() {
             return voice_result::VOICE_ERR_NULL;
         }
-        let ev = next_event(st);
+        let ev = next_event(&st);
         // SAFETY: both checked non-null.
         unsafe {
             *got = ev.is_some();
@@ -751,7 +782,9 @@ pub unsafe extern "C" fn voice_client_set_event_callback(
 }
 
 /// Writes a stats snapshot to `*out` (per-sender depth, loss % over 10 s, late, concealed,
-/// FEC-recovered, jitter; RTT). Waits up to 1 s for the engine thread.
+/// FEC-recovered, jitter; RTT). Waits up to 1.5 s for the engine thread (`VOICE_ERR_IO` if it
+/// does not answer); the caller's thread only waits on a condition variable, so a thread the
+/// library did not create is left with nothing allocated for it.
 ///
 /// Thread safety: any thread.
 #[no_mangle]
@@ -764,7 +797,7 @@ pub unsafe extern "C" fn voice_client_stats(
         if out.is_null() {
             return voice_result::VOICE_ERR_NULL;
         }
-        let Some(s) = st.client.stats() else {
+        let Some(s) = st.stats.snapshot() else {
             return voice_result::VOICE_ERR_IO;
         };
         let mut remotes = [voice_remote_stats::default(); VOICE_MAX_REMOTES];
@@ -809,7 +842,7 @@ pub unsafe extern "C" fn voice_client_stats(
 /// many were taken (the rest did not fit: more than 200 ms is queued).
 ///
 /// Thread safety: call from one audio thread at a time; never blocks (a concurrent call gets
-/// `VOICE_ERR_UNSUPPORTED`). Without `VOICE_AUDIO_APP` returns `VOICE_ERR_UNSUPPORTED`.
+/// `VOICE_ERR_BUSY`). Without `VOICE_AUDIO_APP` returns `VOICE_ERR_UNSUPPORTED`.
 #[no_mangle]
 pub unsafe extern "C" fn voice_client_push_capture(
     client: *const voice_client,
@@ -823,7 +856,7 @@ pub unsafe extern "C" fn voice_client_push_capture(
             return voice_result::VOICE_ERR_NULL;
         }
         let Ok(mut guard) = st.capture.try_lock() else {
-            return voice_result::VOICE_ERR_UNSUPPORTED;
+            return voice_result::VOICE_ERR_BUSY;
         };
         let Some(cap) = guard.as_mut() else {
             return voice_result::VOICE_ERR_UNSUPPORTED;
@@ -841,7 +874,7 @@ pub unsafe extern "C" fn voice_client_push_capture(
 /// receives how many came from the engine (the rest is silence: underrun).
 ///
 /// Thread safety: call from one audio thread at a time; never blocks (a concurrent call gets
-/// `VOICE_ERR_UNSUPPORTED`). Without `VOICE_AUDIO_APP` returns `VOICE_ERR_UNSUPPORTED`.
+/// `VOICE_ERR_BUSY`). Without `VOICE_AUDIO_APP` returns `VOICE_ERR_UNSUPPORTED`.
 #[no_mangle]
 pub unsafe extern "C" fn voice_client_pull_playback(
     client: *const voice_client,
@@ -855,7 +888,7 @@ pub unsafe extern "C" fn voice_client_pull_playback(
             return voice_result::VOICE_ERR_NULL;
         }
         let Ok(mut guard) = st.playback.try_lock() else {
-            return voice_result::VOICE_ERR_UNSUPPORTED;
+            return voice_result::VOICE_ERR_BUSY;
         };
         let Some(play) = guard.as_mut() else {
             return voice_result::VOICE_ERR_UNSUPPORTED;

@@ -20,12 +20,42 @@
 
 pub mod client;
 mod handle;
+mod stats_worker;
 pub mod stream;
 
 use std::ffi::c_char;
 
 /// Version of this C ABI. Bumped on any incompatible change of the header.
-pub const VOICE_ABI_VERSION: u32 = 1;
+///
+/// 2: handles carry a kind tag, `VOICE_ERR_BUSY` and `VOICE_ERR_WRONG_SENDER`, the receiver takes a
+/// `voice_receiver_config` (fixed or adaptive playout, expected sender), `voice_stream_stats`
+/// gained counters, `voice_error_message` reports the size it needs.
+pub const VOICE_ABI_VERSION: u32 = 2;
+/// Major version of the library (`voice_version()` as numbers; the shared library's SONAME is
+/// `libvoice.so.MAJOR`).
+pub const VOICE_VERSION_MAJOR: u32 = 0;
+/// Minor version of the library.
+pub const VOICE_VERSION_MINOR: u32 = 1;
+/// Patch version of the library.
+pub const VOICE_VERSION_PATCH: u32 = 0;
+// The header's literals must follow the crate version (cbindgen cannot evaluate `env!`).
+const _: () = assert!(
+    VOICE_VERSION_MAJOR == parse_u32(env!("CARGO_PKG_VERSION_MAJOR"))
+        && VOICE_VERSION_MINOR == parse_u32(env!("CARGO_PKG_VERSION_MINOR"))
+        && VOICE_VERSION_PATCH == parse_u32(env!("CARGO_PKG_VERSION_PATCH")),
+    "update VOICE_VERSION_* to the crate version"
+);
+
+const fn parse_u32(s: &str) -> u32 {
+    let b = s.as_bytes();
+    let mut i = 0;
+    let mut v = 0u32;
+    while i < b.len() {
+        v = v * 10 + (b[i] - b'0') as u32;
+        i += 1;
+    }
+    v
+}
 
 /// Result of every fallible call. Values are stable and never renumbered.
 #[repr(u32)]
@@ -52,10 +82,17 @@ pub enum voice_result {
     /// A datagram or message was malformed; it was dropped and counted.
     VOICE_ERR_MALFORMED = 9,
     /// The call is not possible in this configuration (e.g. pulling playback when the engine
-    /// owns the audio device) or the resource is busy on another thread.
+    /// owns the audio device).
     VOICE_ERR_UNSUPPORTED = 10,
     /// A panic was caught at the boundary (a bug in this library).
     VOICE_ERR_PANIC = 11,
+    /// Another thread is inside a call on this handle (an encoder, receiver or audio ring is
+    /// used by one thread at a time, and a handle in use cannot be freed). Nothing was done;
+    /// never blocks.
+    VOICE_ERR_BUSY = 12,
+    /// A datagram from another sender than the one this receiver serves; dropped and counted
+    /// (`voice_stream_stats.datagrams_wrong_sender`).
+    VOICE_ERR_WRONG_SENDER = 13,
 }
 
 impl voice_result {
@@ -71,8 +108,10 @@ impl voice_result {
             Self::VOICE_ERR_IO => "i/o error",
             Self::VOICE_ERR_AUDIO => "audio device or file error",
             Self::VOICE_ERR_MALFORMED => "malformed input dropped",
-            Self::VOICE_ERR_UNSUPPORTED => "not supported in this configuration, or busy",
+            Self::VOICE_ERR_UNSUPPORTED => "not supported in this configuration",
             Self::VOICE_ERR_PANIC => "internal panic caught at the C boundary",
+            Self::VOICE_ERR_BUSY => "handle in use by another thread",
+            Self::VOICE_ERR_WRONG_SENDER => "datagram from another sender dropped",
         }
     }
 }
@@ -153,8 +192,12 @@ pub extern "C" fn voice_abi_version() -> u32 {
     VOICE_ABI_VERSION
 }
 
-/// Writes the text for `code` into `buf` (NUL-terminated, truncated to `len`) and the text length
-/// (without NUL) to `*written`. Unknown codes get a generic text.
+/// Renders `code` as text (unknown codes get a generic text), in the manner of `snprintf`:
+/// `*written` always receives the full length of the text in bytes, without the NUL, whatever
+/// `len` is; `buf` receives as much of it as fits in `len - 1` bytes (cut at a character
+/// boundary) and a NUL. Returns `VOICE_OK` when the whole text fitted and
+/// `VOICE_ERR_BUFFER_TOO_SMALL` when it was cut (`buf` then holds the cut text when `len` > 0).
+/// `len` = 0 with `buf` NULL asks for the size only: allocate `*written + 1` bytes.
 ///
 /// Thread safety: any thread.
 #[no_mangle]
@@ -165,19 +208,22 @@ pub unsafe extern "C" fn voice_error_message(
     written: *mut usize,
 ) -> voice_result {
     ffi_guard!({
-        if buf.is_null() || written.is_null() {
+        if written.is_null() || (buf.is_null() && len != 0) {
             return voice_result::VOICE_ERR_NULL;
         }
-        if len == 0 {
-            return voice_result::VOICE_ERR_BUFFER_TOO_SMALL;
-        }
         let text = result_from_u32(code).map_or("unknown result code", voice_result::message);
-        // SAFETY: the caller promises `buf` holds `len` bytes.
-        let dst = unsafe { std::slice::from_raw_parts_mut(buf, len) };
-        let n = copy_str(text, dst);
+        if len > 0 {
+            // SAFETY: the caller promises `buf` holds `len` bytes.
+            let dst = unsafe { std::slice::from_raw_parts_mut(buf, len) };
+            copy_str(text, dst);
+        }
         // SAFETY: checked non-null above.
-        unsafe { *written = n };
-        voice_result::VOICE_OK
+        unsafe { *written = text.len() };
+        if text.len() < len {
+            voice_result::VOICE_OK
+        } else {
+            voice_result::VOICE_ERR_BUFFER_TOO_SMALL
+        }
     })
 }
 
@@ -196,6 +242,8 @@ fn result_from_u32(v: u32) -> Option<voice_result> {
         9 => VOICE_ERR_MALFORMED,
         10 => VOICE_ERR_UNSUPPORTED,
         11 => VOICE_ERR_PANIC,
+        12 => VOICE_ERR_BUSY,
+        13 => VOICE_ERR_WRONG_SENDER,
         _ => return None,
     })
 }

@@ -5,15 +5,21 @@
 //! receiver per remote sender takes the bytes with the arrival time and, on every 20 ms tick, yields
 //! exactly one frame: decoded, recovered from FEC, concealed, or silence before playout starts.
 //! Time is the caller's monotonic clock in microseconds.
+//!
+//! The receiver's playout policy is chosen in [`voice_receiver_config`]: the adaptive one (the
+//! engine's default: a target delay from arrival statistics, reached by time-scale modification)
+//! or a fixed watermark. Both are `voice_core`'s, built through its public
+//! [`PolicyChoice`]; this module only validates the C settings and counts what the C side drops
+//! before the core sees it (malformed datagrams, datagrams of another sender).
 
 use voice_core::codec::EncoderConfig;
-use voice_core::jitter::{FixedWatermark, JitterConfig};
+use voice_core::jitter::{AdaptiveConfig, FixedWatermark, JitterConfig, PolicyChoice};
 use voice_core::proto::udp;
 use voice_core::proto::SessionToken;
 use voice_core::stream::{FrameSource, Receiver, SendError, Sender};
 use voice_core::{Time, FRAME_SAMPLES};
 
-use crate::handle::Handle;
+use crate::handle::{Handle, Kind};
 use crate::{ffi_guard, try_ptr, try_res, voice_result};
 
 /// Samples in one frame (20 ms at 48 kHz, mono).
@@ -32,6 +38,21 @@ pub const VOICE_SOURCE_FEC: u32 = 2;
 /// The frame was concealed (packet loss concealment).
 pub const VOICE_SOURCE_CONCEALED: u32 = 3;
 
+/// Adaptive playout (the default): the target delay follows a high quantile of the packets'
+/// delay relative to the fastest recent one, between `min_delay_ms` and `max_delay_ms`, and is
+/// reached by stretching or shortening decoded audio in whole pitch periods.
+pub const VOICE_PLAYOUT_ADAPTIVE: u32 = 0;
+/// Fixed playout: start once `watermark_packets` packets are buffered, then release exactly one
+/// packet per tick.
+pub const VOICE_PLAYOUT_FIXED: u32 = 1;
+
+/// Default loss hint of [`voice_encoder_config_default`], in percent.
+pub const VOICE_DEFAULT_LOSS_PERCENT: u32 = 5;
+const _: () = assert!(VOICE_DEFAULT_LOSS_PERCENT == voice_core::codec::DEFAULT_LOSS_HINT as u32);
+/// Largest fixed watermark, in packets.
+pub const VOICE_MAX_WATERMARK: u32 = 20;
+/// Largest adaptive delay bound, in ms (the jitter buffer holds at most 25 packets = 500 ms).
+pub const VOICE_MAX_DELAY_MS: u32 = 500;
 /// Encoder settings. Initialise with [`voice_encoder_config_default`].
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
@@ -46,18 +67,45 @@ pub struct voice_encoder_config {
     pub session: u32,
 }
 
+/// Receiver settings. Initialise with [`voice_receiver_config_default`], then change fields.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct voice_receiver_config {
+    /// `VOICE_PLAYOUT_ADAPTIVE` (default) or `VOICE_PLAYOUT_FIXED`.
+    pub policy: u32,
+    /// With `VOICE_PLAYOUT_FIXED`: packets buffered before playout starts, 1..=`VOICE_MAX_WATERMARK`
+    /// (default 2 = 40 ms).
+    pub watermark_packets: u32,
+    /// With `VOICE_PLAYOUT_ADAPTIVE`: lowest target delay in ms (default 0).
+    pub min_delay_ms: u32,
+    /// With `VOICE_PLAYOUT_ADAPTIVE`: highest target delay in ms, `min_delay_ms`..=
+    /// `VOICE_MAX_DELAY_MS` (default 400).
+    pub max_delay_ms: u32,
+    /// The session token of the one sender this receiver serves; datagrams of any other sender
+    /// are dropped with `VOICE_ERR_WRONG_SENDER` and counted. 0 (default): the sender of the
+    /// first well-formed voice datagram. A peer that comes back under a new session token needs
+    /// a new receiver (its sequence numbers start afresh too).
+    pub sender: u32,
+    /// Recover a lost frame from the next packet's in-band FEC (default true); false conceals
+    /// every gap.
+    pub fec: bool,
+}
+
 /// Stream metrics of one receiver.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct voice_stream_stats {
-    /// Unique packets received.
+    /// Distinct packets received (each sequence number once), including those that came too
+    /// late to play (`packets_late`); duplicates are not counted here.
     pub packets_received: u64,
-    /// Packets never received.
+    /// Packets never received: expected by sequence number minus `packets_received`.
     pub packets_lost: u64,
-    /// Packets that arrived after their slot.
+    /// Packets that arrived after their playout slot and were dropped.
     pub packets_late: u64,
-    /// Duplicate packets.
+    /// Extra copies of packets already received (dropped).
     pub packets_duplicate: u64,
+    /// Packets dropped because the buffer overflowed (flood or sequence jump).
+    pub packets_overflow_dropped: u64,
     /// Frames released while playing.
     pub frames_played: u64,
     /// Frames concealed.
@@ -66,15 +114,27 @@ pub struct voice_stream_stats {
     pub frames_fec_recovered: u64,
     /// Runs of concealment.
     pub concealment_events: u64,
+    /// Opus payloads that failed to decode (concealed instead).
+    pub decode_errors: u64,
+    /// Datagrams `voice_receiver_push` rejected as malformed (`VOICE_ERR_MALFORMED`).
+    pub datagrams_malformed: u64,
+    /// Datagrams of another sender `voice_receiver_push` rejected (`VOICE_ERR_WRONG_SENDER`).
+    pub datagrams_wrong_sender: u64,
+    /// Samples inserted by time-scale modification (adaptive playout lengthening the output).
+    pub samples_inserted: u64,
+    /// Samples removed by time-scale modification (adaptive playout shortening the output).
+    pub samples_removed: u64,
     /// Packets buffered now.
     pub buffer_depth: u32,
     /// Most packets buffered.
     pub max_buffer_depth: u32,
     /// Mean arrival → playout delay, ms.
     pub mean_buffer_delay_ms: f64,
+    /// 95th percentile of arrival → playout delay, ms.
+    pub p95_buffer_delay_ms: f64,
     /// Loss over the last 10 s, percent.
     pub loss_percent_10s: f64,
-    /// Interarrival jitter, ms.
+    /// Interarrival jitter (RFC 3550), ms.
     pub jitter_ms: f64,
 }
 
@@ -87,7 +147,25 @@ pub struct voice_receiver {
     _opaque: [u8; 0],
 }
 
-/// Writes the default encoder settings (32 kb/s, FEC on, 10 % loss hint, session 1) to `*out`.
+impl Kind for Sender {
+    const TAG: u32 = 0x454e_4331; // "ENC1"
+}
+
+/// What a receiver handle holds: the core receiver and what the C side dropped before it.
+struct RxState {
+    rx: Receiver,
+    /// The sender served; `None` until the first well-formed voice datagram when configured 0.
+    sender: Option<SessionToken>,
+    malformed: u64,
+    wrong_sender: u64,
+}
+
+impl Kind for RxState {
+    const TAG: u32 = 0x5243_5631; // "RCV1"
+}
+
+/// Writes the default encoder settings (32 kb/s, FEC on, `VOICE_DEFAULT_LOSS_PERCENT` = 5 % loss
+/// hint, session 1) to `*out`.
 ///
 /// Thread safety: any thread.
 #[no_mangle]
@@ -107,7 +185,8 @@ pub unsafe extern "C" fn voice_encoder_config_default(
     })
 }
 
-/// Creates an encoder; `*out` receives a handle to release with [`voice_encoder_free`].
+/// Creates an encoder; `*out` receives a handle to release with [`voice_encoder_free`]. The
+/// configuration is copied: it need not outlive the call.
 ///
 /// Thread safety: any thread.
 #[no_mangle]
@@ -139,9 +218,10 @@ pub unsafe extern "C" fn voice_encoder_new(
     })
 }
 
-/// Frees an encoder. NULL is accepted; a second free returns `VOICE_ERR_INVALID_HANDLE`.
+/// Frees an encoder. NULL is accepted; a second free returns `VOICE_ERR_INVALID_HANDLE`, a free
+/// while another thread is inside a call on it returns `VOICE_ERR_BUSY` (and frees nothing).
 ///
-/// Thread safety: no other call on this encoder may run concurrently or afterwards.
+/// Thread safety: no other call on this encoder may start afterwards.
 #[no_mangle]
 pub unsafe extern "C" fn voice_encoder_free(encoder: *mut voice_encoder) -> voice_result {
     ffi_guard!({ unsafe { Handle::<Sender>::free(encoder.cast()) } })
@@ -150,9 +230,12 @@ pub unsafe extern "C" fn voice_encoder_free(encoder: *mut voice_encoder) -> voic
 /// Encodes one frame (`frames` must be `VOICE_FRAME_SAMPLES`) into a datagram in `out`
 /// (`out_len` ≥ `VOICE_MAX_DATAGRAM` always suffices); `*written` receives its length.
 /// `target` 0 addresses the channel, otherwise a whisper recipient. Set `end_of_spurt` on the
-/// last frame before transmission pauses.
+/// last frame before transmission pauses. On `VOICE_ERR_BUFFER_TOO_SMALL` nothing is written and
+/// no sequence number is used: the next successful encode carries the one this call would have,
+/// so the receiver sees no loss.
 ///
-/// Thread safety: one thread at a time per encoder.
+/// Thread safety: one thread at a time per encoder; a concurrent call returns `VOICE_ERR_BUSY`
+/// without touching the codec.
 #[no_mangle]
 pub unsafe extern "C" fn voice_encoder_encode(
     encoder: *mut voice_encoder,
@@ -166,7 +249,7 @@ pub unsafe extern "C" fn voice_encoder_encode(
 ) -> voice_result {
     ffi_guard!({
         // SAFETY: handle cell cast.
-        let s = try_res!(unsafe { Handle::<Sender>::get_mut(encoder.cast()) });
+        let mut s = try_res!(unsafe { Handle::<Sender>::get_mut(encoder.cast()) });
         if pcm.is_null() || out.is_null() || written.is_null() {
             return voice_result::VOICE_ERR_NULL;
         }
@@ -175,79 +258,126 @@ pub unsafe extern "C" fn voice_encoder_encode(
         }
         // SAFETY: the caller promises the sizes.
         let pcm = unsafe { std::slice::from_raw_parts(pcm, frames) };
-        let mut buf = [0u8; udp::MAX_DATAGRAM];
-        let n = match s.encode(pcm, SessionToken(target), end_of_spurt, &mut buf) {
+        // The caller's buffer itself: `Sender::encode` checks its size before writing and, on
+        // that error, keeps its sequence number and timestamp (a staging buffer here would let
+        // the sender count a datagram that was never handed out).
+        // SAFETY: the caller promises `out_len` writable bytes.
+        let out = unsafe { std::slice::from_raw_parts_mut(out, out_len) };
+        let n = match s.encode(pcm, SessionToken(target), end_of_spurt, out) {
             Ok(n) => n,
             Err(SendError::Codec(_)) => return voice_result::VOICE_ERR_CODEC,
             Err(SendError::Wire(_)) => return voice_result::VOICE_ERR_BUFFER_TOO_SMALL,
         };
-        if n > out_len {
-            return voice_result::VOICE_ERR_BUFFER_TOO_SMALL;
-        }
-        // SAFETY: `out` holds `out_len` ≥ n bytes.
-        unsafe {
-            std::ptr::copy_nonoverlapping(buf.as_ptr(), out, n);
-            *written = n;
-        }
+        // SAFETY: checked non-null.
+        unsafe { *written = n };
         voice_result::VOICE_OK
     })
 }
 
 /// Lets one frame period pass without sending (silence between talk spurts).
 ///
-/// Thread safety: one thread at a time per encoder.
+/// Thread safety: one thread at a time per encoder; a concurrent call returns `VOICE_ERR_BUSY`.
 #[no_mangle]
 pub unsafe extern "C" fn voice_encoder_skip_frame(encoder: *mut voice_encoder) -> voice_result {
     ffi_guard!({
-        let s = try_res!(unsafe { Handle::<Sender>::get_mut(encoder.cast()) });
+        let mut s = try_res!(unsafe { Handle::<Sender>::get_mut(encoder.cast()) });
         s.skip_frame();
         voice_result::VOICE_OK
     })
 }
 
-/// Creates a receiver for one remote sender with a fixed watermark of `watermark_packets`
-/// (0 = the default of 2, i.e. 40 ms); `*out` receives a handle to free with
-/// [`voice_receiver_free`].
+/// Writes the default receiver settings to `*out`: adaptive playout between 0 and 400 ms,
+/// a fixed watermark of 2 packets should `policy` be switched to `VOICE_PLAYOUT_FIXED`, the
+/// sender of the first datagram, FEC recovery on.
 ///
 /// Thread safety: any thread.
 #[no_mangle]
-pub unsafe extern "C" fn voice_receiver_new(
-    watermark_packets: u32,
-    out: *mut *mut voice_receiver,
+pub unsafe extern "C" fn voice_receiver_config_default(
+    out: *mut voice_receiver_config,
 ) -> voice_result {
     ffi_guard!({
-        if out.is_null() {
-            return voice_result::VOICE_ERR_NULL;
-        }
-        if watermark_packets > 20 {
-            return voice_result::VOICE_ERR_INVALID_ARGUMENT;
-        }
-        let n = if watermark_packets == 0 {
-            FixedWatermark::DEFAULT_PACKETS
-        } else {
-            watermark_packets as usize
+        let out = try_ptr!(mut out);
+        let a = AdaptiveConfig::default();
+        *out = voice_receiver_config {
+            policy: VOICE_PLAYOUT_ADAPTIVE,
+            watermark_packets: FixedWatermark::DEFAULT_PACKETS as u32,
+            min_delay_ms: a.min_delay_ms,
+            max_delay_ms: a.max_delay_ms,
+            sender: 0,
+            fec: true,
         };
-        let Ok(r) = Receiver::new(JitterConfig::default(), Box::new(FixedWatermark::new(n))) else {
-            return voice_result::VOICE_ERR_CODEC;
-        };
-        // SAFETY: checked non-null.
-        unsafe { *out = Handle::into_raw(r).cast() };
         voice_result::VOICE_OK
     })
 }
 
-/// Frees a receiver. NULL is accepted; a second free returns `VOICE_ERR_INVALID_HANDLE`.
-///
-/// Thread safety: no other call on this receiver may run concurrently or afterwards.
-#[no_mangle]
-pub unsafe extern "C" fn voice_receiver_free(receiver: *mut voice_receiver) -> voice_result {
-    ffi_guard!({ unsafe { Handle::<Receiver>::free(receiver.cast()) } })
+fn policy_of(c: &voice_receiver_config) -> Result<PolicyChoice, voice_result> {
+    match c.policy {
+        VOICE_PLAYOUT_FIXED if (1..=VOICE_MAX_WATERMARK).contains(&c.watermark_packets) => {
+            Ok(PolicyChoice::Fixed(c.watermark_packets as usize))
+        }
+        VOICE_PLAYOUT_ADAPTIVE
+            if c.min_delay_ms <= c.max_delay_ms && c.max_delay_ms <= VOICE_MAX_DELAY_MS =>
+        {
+            let d = AdaptiveConfig::default();
+            Ok(PolicyChoice::Adaptive(AdaptiveConfig {
+                min_delay_ms: c.min_delay_ms,
+                max_delay_ms: c.max_delay_ms,
+                initial_delay_ms: d.initial_delay_ms.clamp(c.min_delay_ms, c.max_delay_ms),
+                ..d
+            }))
+        }
+        _ => Err(voice_result::VOICE_ERR_INVALID_ARGUMENT),
+    }
 }
 
-/// Offers a received datagram (`len` bytes) that arrived at `now_us`. A malformed datagram is
-/// counted and dropped with `VOICE_ERR_MALFORMED`; the receiver stays usable.
+/// Creates a receiver for one remote sender; `*out` receives a handle to free with
+/// [`voice_receiver_free`]. The configuration is copied: it need not outlive the call. A value
+/// out of its documented range is `VOICE_ERR_INVALID_ARGUMENT` (`*out` untouched).
 ///
-/// Thread safety: one thread at a time per receiver.
+/// Thread safety: any thread.
+#[no_mangle]
+pub unsafe extern "C" fn voice_receiver_new(
+    config: *const voice_receiver_config,
+    out: *mut *mut voice_receiver,
+) -> voice_result {
+    ffi_guard!({
+        let c = try_ptr!(config);
+        if out.is_null() {
+            return voice_result::VOICE_ERR_NULL;
+        }
+        let policy = try_res!(policy_of(c));
+        let Ok(mut rx) = Receiver::new(JitterConfig::default(), policy.build()) else {
+            return voice_result::VOICE_ERR_CODEC;
+        };
+        rx.set_fec(c.fec);
+        let st = RxState {
+            rx,
+            sender: (c.sender != 0).then_some(SessionToken(c.sender)),
+            malformed: 0,
+            wrong_sender: 0,
+        };
+        // SAFETY: checked non-null.
+        unsafe { *out = Handle::into_raw(st).cast() };
+        voice_result::VOICE_OK
+    })
+}
+
+/// Frees a receiver. NULL is accepted; a second free returns `VOICE_ERR_INVALID_HANDLE`, a free
+/// while another thread is inside a call on it returns `VOICE_ERR_BUSY` (and frees nothing).
+///
+/// Thread safety: no other call on this receiver may start afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn voice_receiver_free(receiver: *mut voice_receiver) -> voice_result {
+    ffi_guard!({ unsafe { Handle::<RxState>::free(receiver.cast()) } })
+}
+
+/// Offers a received datagram (`len` bytes) that arrived at `now_us`. A malformed datagram
+/// (not a voice datagram of this protocol) is dropped with `VOICE_ERR_MALFORMED` and counted in
+/// `datagrams_malformed`; one from another sender than the receiver's is dropped with
+/// `VOICE_ERR_WRONG_SENDER` and counted in `datagrams_wrong_sender`. Duplicates and late packets
+/// are `VOICE_OK` and counted in `packets_duplicate` / `packets_late`. The receiver stays usable.
+///
+/// Thread safety: one thread at a time per receiver; a concurrent call returns `VOICE_ERR_BUSY`.
 #[no_mangle]
 pub unsafe extern "C" fn voice_receiver_push(
     receiver: *mut voice_receiver,
@@ -256,7 +386,7 @@ pub unsafe extern "C" fn voice_receiver_push(
     len: usize,
 ) -> voice_result {
     ffi_guard!({
-        let r = try_res!(unsafe { Handle::<Receiver>::get_mut(receiver.cast()) });
+        let mut st = try_res!(unsafe { Handle::<RxState>::get_mut(receiver.cast()) });
         if packet.is_null() {
             return voice_result::VOICE_ERR_NULL;
         }
@@ -264,19 +394,34 @@ pub unsafe extern "C" fn voice_receiver_push(
         let bytes = unsafe { std::slice::from_raw_parts(packet, len) };
         match udp::parse(bytes) {
             Ok(d) if d.header.kind == udp::DatagramKind::Voice => {
-                let _ = r.handle_datagram(Time::from_micros(now_us), &d.header, d.payload);
+                let from = d.header.sender;
+                match st.sender {
+                    Some(s) if s != from => {
+                        st.wrong_sender += 1;
+                        return voice_result::VOICE_ERR_WRONG_SENDER;
+                    }
+                    Some(_) => {}
+                    None => st.sender = Some(from),
+                }
+                let _ = st
+                    .rx
+                    .handle_datagram(Time::from_micros(now_us), &d.header, d.payload);
                 voice_result::VOICE_OK
             }
-            _ => voice_result::VOICE_ERR_MALFORMED,
+            _ => {
+                st.malformed += 1;
+                voice_result::VOICE_ERR_MALFORMED
+            }
         }
     })
 }
 
 /// Produces the frame for the tick at `now_us` into `pcm` (`frames` ≥ `VOICE_FRAME_SAMPLES`;
 /// exactly `VOICE_FRAME_SAMPLES` are written) and its origin (`VOICE_SOURCE_*`) into `*source`.
-/// Call exactly once every 20 ms.
+/// Call exactly once every 20 ms (with the adaptive policy the receiver may take two packets in
+/// one tick, or none, to move its delay; it still returns one frame per call).
 ///
-/// Thread safety: one thread at a time per receiver.
+/// Thread safety: one thread at a time per receiver; a concurrent call returns `VOICE_ERR_BUSY`.
 #[no_mangle]
 pub unsafe extern "C" fn voice_receiver_pop(
     receiver: *mut voice_receiver,
@@ -286,7 +431,7 @@ pub unsafe extern "C" fn voice_receiver_pop(
     source: *mut u32,
 ) -> voice_result {
     ffi_guard!({
-        let r = try_res!(unsafe { Handle::<Receiver>::get_mut(receiver.cast()) });
+        let mut st = try_res!(unsafe { Handle::<RxState>::get_mut(receiver.cast()) });
         if pcm.is_null() || source.is_null() {
             return voice_result::VOICE_ERR_NULL;
         }
@@ -294,7 +439,7 @@ pub unsafe extern "C" fn voice_receiver_pop(
             return voice_result::VOICE_ERR_BUFFER_TOO_SMALL;
         }
         let mut frame = [0i16; FRAME_SAMPLES];
-        let (src, _) = r.tick(Time::from_micros(now_us), &mut frame);
+        let (src, _) = st.rx.tick(Time::from_micros(now_us), &mut frame);
         // SAFETY: `pcm` holds at least FRAME_SAMPLES samples; `source` checked.
         unsafe {
             std::ptr::copy_nonoverlapping(frame.as_ptr(), pcm, FRAME_SAMPLES);
@@ -311,7 +456,7 @@ pub unsafe extern "C" fn voice_receiver_pop(
 
 /// Writes the receiver's metrics as of `now_us` to `*out`.
 ///
-/// Thread safety: one thread at a time per receiver.
+/// Thread safety: one thread at a time per receiver; a concurrent call returns `VOICE_ERR_BUSY`.
 #[no_mangle]
 pub unsafe extern "C" fn voice_receiver_stats(
     receiver: *mut voice_receiver,
@@ -319,21 +464,28 @@ pub unsafe extern "C" fn voice_receiver_stats(
     out: *mut voice_stream_stats,
 ) -> voice_result {
     ffi_guard!({
-        let r = try_res!(unsafe { Handle::<Receiver>::get_mut(receiver.cast()) });
+        let mut st = try_res!(unsafe { Handle::<RxState>::get_mut(receiver.cast()) });
         let out = try_ptr!(mut out);
-        let s = r.stats(Time::from_micros(now_us));
+        let s = st.rx.stats(Time::from_micros(now_us));
         *out = voice_stream_stats {
             packets_received: s.packets_received,
             packets_lost: s.packets_lost,
             packets_late: s.packets_late,
             packets_duplicate: s.packets_duplicate,
+            packets_overflow_dropped: s.packets_overflow_dropped,
             frames_played: s.frames_played,
             frames_concealed: s.frames_concealed,
             frames_fec_recovered: s.frames_fec_recovered,
             concealment_events: s.concealment_events,
+            decode_errors: s.decode_errors,
+            datagrams_malformed: st.malformed,
+            datagrams_wrong_sender: st.wrong_sender,
+            samples_inserted: s.samples_inserted,
+            samples_removed: s.samples_removed,
             buffer_depth: s.buffer_depth,
             max_buffer_depth: s.max_buffer_depth,
             mean_buffer_delay_ms: s.mean_buffer_delay_ms,
+            p95_buffer_delay_ms: s.p95_buffer_delay_ms,
             loss_percent_10s: s.loss_percent_10s,
             jitter_ms: s.jitter_ms,
         };

@@ -34,7 +34,14 @@ fn null_pointers_are_errors() {
             voice_encoder_new(ptr::null(), ptr::null_mut()),
             VOICE_ERR_NULL
         );
-        assert_eq!(voice_receiver_new(0, ptr::null_mut()), VOICE_ERR_NULL);
+        let mut rc = std::mem::MaybeUninit::uninit();
+        assert_eq!(voice_receiver_config_default(rc.as_mut_ptr()), VOICE_OK);
+        let rc: voice_receiver_config = rc.assume_init();
+        assert_eq!(voice_receiver_new(&rc, ptr::null_mut()), VOICE_ERR_NULL);
+        assert_eq!(
+            voice_receiver_new(ptr::null(), ptr::null_mut()),
+            VOICE_ERR_NULL
+        );
         let mut src = 0u32;
         let mut pcm = [0i16; VOICE_FRAME_SAMPLES];
         assert_eq!(
@@ -61,8 +68,11 @@ fn double_free_and_use_after_free_are_detected() {
         assert_eq!(voice_encoder_free(enc), VOICE_OK);
         assert_eq!(voice_encoder_free(enc), VOICE_ERR_INVALID_HANDLE);
         assert_eq!(voice_encoder_skip_frame(enc), VOICE_ERR_INVALID_HANDLE);
+        let mut rc = std::mem::MaybeUninit::uninit();
+        voice_receiver_config_default(rc.as_mut_ptr());
+        let rc: voice_receiver_config = rc.assume_init();
         let mut rx = ptr::null_mut();
-        assert_eq!(voice_receiver_new(0, &mut rx), VOICE_OK);
+        assert_eq!(voice_receiver_new(&rc, &mut rx), VOICE_OK);
         assert_eq!(voice_receiver_free(rx), VOICE_OK);
         assert_eq!(voice_receiver_free(rx), VOICE_ERR_INVALID_HANDLE);
     }
@@ -121,17 +131,25 @@ fn small_buffers_and_bad_arguments_leave_outputs_untouched() {
         let mut n = 0usize;
         assert_eq!(
             voice_error_message(VOICE_ERR_NULL as u32, msg.as_mut_ptr(), 8, &mut n),
-            VOICE_OK
+            VOICE_ERR_BUFFER_TOO_SMALL
         );
-        assert_eq!(n, 7, "truncated to fit with its NUL");
+        assert_eq!(n, "a required pointer was NULL".len(), "the size it needs");
+        assert_eq!(msg[7], 0, "truncated to fit with its NUL");
+        let mut big = [0 as std::ffi::c_char; 64];
         assert_eq!(
-            voice_error_message(9999, msg.as_mut_ptr(), 8, &mut n),
+            voice_error_message(9999, big.as_mut_ptr(), 64, &mut n),
             VOICE_OK
         );
 
+        let mut rc = std::mem::MaybeUninit::uninit();
+        voice_receiver_config_default(rc.as_mut_ptr());
+        let mut rc: voice_receiver_config = rc.assume_init();
+        rc.policy = VOICE_PLAYOUT_FIXED;
+        rc.watermark_packets = 99;
         let mut rx = ptr::null_mut();
-        assert_eq!(voice_receiver_new(99, &mut rx), VOICE_ERR_INVALID_ARGUMENT);
-        assert_eq!(voice_receiver_new(0, &mut rx), VOICE_OK);
+        assert_eq!(voice_receiver_new(&rc, &mut rx), VOICE_ERR_INVALID_ARGUMENT);
+        rc.watermark_packets = 2;
+        assert_eq!(voice_receiver_new(&rc, &mut rx), VOICE_OK);
         for junk in [&[][..], &[1u8][..], &[0xFF; 40][..]] {
             assert_eq!(
                 voice_receiver_push(rx, 0, junk.as_ptr(), junk.len()),
