@@ -178,6 +178,8 @@ pub struct Receiver {
     level: f64,
     /// Decoded frames since the last silent or quiet one.
     since_quiet: u32,
+    /// Consecutive silent decoded frames.
+    silent_run: u32,
 }
 
 impl Receiver {
@@ -198,6 +200,7 @@ impl Receiver {
             n_pops: 0,
             level: 0.0,
             since_quiet: 0,
+            silent_run: 0,
         })
     }
 
@@ -360,12 +363,17 @@ impl Receiver {
             FrameClass::Active => self.since_quiet.saturating_add(1),
             _ => 0,
         };
+        self.silent_run = match class {
+            FrameClass::Silent => self.silent_run.saturating_add(1),
+            _ => 0,
+        };
         let status = StretchStatus {
             excess_us,
             class,
             next_held: self.buffer.status(now).next_held,
             since_voiced_stretch: self.since_voiced_stretch,
             since_quiet: self.since_quiet,
+            silent_run: self.silent_run,
         };
         let samples = |us: i64| {
             ((us.unsigned_abs() as usize * crate::SAMPLE_RATE as usize).div_ceil(1_000_000))

@@ -143,6 +143,8 @@ pub struct StretchStatus {
     pub since_voiced_stretch: u32,
     /// Frames since the last silent or quiet frame (how long speech has run without a pause).
     pub since_quiet: u32,
+    /// Consecutive silent frames up to and including this one (0 for a frame that is not silent).
+    pub silent_run: u32,
 }
 
 /// What to do to a decoded frame.
@@ -166,7 +168,7 @@ pub const SHRINK_SILENCE_US: i64 = 5_000;
 /// Deficit below the target beyond which silent frames are grown.
 pub const GROW_SILENCE_US: i64 = 5_000;
 /// Excess delay above which voiced speech is accelerated too (far above target).
-pub const ACCELERATE_US: i64 = 100_000;
+pub const ACCELERATE_US: i64 = 1_000_000;
 /// Speech that has run this many frames without a pause gets its (smaller) excess removed by
 /// acceleration too, at the slow rate [`VOICED_SLOW_EVERY`].
 pub const NO_PAUSE_FRAMES: u32 = 50;
@@ -174,12 +176,15 @@ pub const NO_PAUSE_FRAMES: u32 = 50;
 pub const EXPAND_VOICED_US: i64 = 5_000;
 /// At most one voiced time-scaling per this many frames.
 pub const VOICED_EVERY: u32 = 4;
+/// Silent frames in a row before delay moves in silence (a pause, not a gap between syllables).
+pub const MIN_SILENT_RUN: u32 = 8;
 /// At most one voiced time-scaling per this many frames when the need is not urgent.
 pub const VOICED_SLOW_EVERY: u32 = 10;
 
 /// Decides whether and how to time-scale a decoded frame.
 pub fn decide_stretch(s: &StretchStatus) -> StretchOp {
-    let quiet = s.class != FrameClass::Active;
+    // Only inside a pause: a lone low frame between words is part of the utterance.
+    let quiet = s.class == FrameClass::Silent && s.silent_run >= MIN_SILENT_RUN;
     let voiced_ok = s.since_voiced_stretch >= VOICED_EVERY;
     if s.excess_us >= SHRINK_SILENCE_US && quiet {
         return StretchOp::ShrinkSilence;
@@ -340,12 +345,16 @@ mod tests {
             next_held,
             since_voiced_stretch: since,
             since_quiet: 10,
+            silent_run: match class {
+                Silent => 3,
+                _ => 0,
+            },
         };
         use FrameClass::*;
         let table = [
             (s(0, Active, true, 10), StretchOp::None),
             (s(30, Silent, true, 10), StretchOp::ShrinkSilence),
-            (s(30, Quiet, true, 10), StretchOp::ShrinkSilence),
+            (s(30, Quiet, true, 10), StretchOp::None),
             (s(30, Active, true, 10), StretchOp::None),
             (s(120, Active, true, 10), StretchOp::Accelerate),
             (s(120, Active, true, 1), StretchOp::None),
