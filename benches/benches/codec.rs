@@ -1,8 +1,9 @@
 //! Opus with DRED and deep PLC: what it costs.
 //!
-//! * Bitrate: mean packet size and kb/s on the speech-like signal for DRED off and on, at the
-//!   plain 32 kb/s target and with [`dred_bitrate`]'s raised target, for several loss hints;
-//!   the share of packets that really carry DRED and how far back it reaches.
+//! * Bitrate: mean packet size and kb/s on the speech-like signal at a 32 kb/s target, for the
+//!   settings [`loss_plan`] picks per reported loss and a few alternatives (FEC and DRED
+//!   together); the share of packets that really carry DRED, how far back it reaches, and the
+//!   SNR of the lossless decode (a coarse check that DRED does not take speech's bits).
 //! * CPU per stream, per 20 ms frame and as a share of one core: decode at complexity 0 (classic)
 //!   and [`DECODER_COMPLEXITY`] (OSCE), concealment (classic vs deep PLC), DRED parse + decode of
 //!   a 5-frame burst, and a whole stream at 5 % loss in bursts of 2 filled by DRED or deep PLC.
@@ -11,11 +12,10 @@
 //! smoke run).
 
 use std::hint::black_box;
-use std::time::Instant;
 
-use voice_benches::{ns_per, quick};
+use voice_benches::{cpu_time_us, quick};
 use voice_core::codec::{
-    dred_bitrate, Decoder, DredRecovery, Encoder, EncoderConfig, DECODER_COMPLEXITY, MAX_PACKET,
+    loss_plan, Decoder, DredRecovery, Encoder, EncoderConfig, DECODER_COMPLEXITY, MAX_PACKET,
 };
 use voice_core::sim::signal::speechlike;
 use voice_core::FRAME_SAMPLES;
@@ -34,12 +34,36 @@ fn encode(pcm: &[i16], cfg: EncoderConfig, dred: u8) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// SNR (dB) of the lossless decode of `packets` against `pcm`, at the best delay (0..1000
+/// samples): how much of the target bitrate speech itself got.
+fn decoded_snr(pcm: &[i16], packets: &[Vec<u8>]) -> f64 {
+    let mut dec = Decoder::new().expect("decoder");
+    let mut out = [0i16; FRAME_SAMPLES];
+    let mut y = Vec::with_capacity(pcm.len());
+    for p in packets {
+        dec.decode(p, &mut out).expect("decode");
+        y.extend_from_slice(&out);
+    }
+    let x: Vec<f64> = pcm.iter().map(|&s| f64::from(s)).collect();
+    let y: Vec<f64> = y.iter().map(|&s| f64::from(s)).collect();
+    let n = x.len() - 1000;
+    let delay = (0..1000)
+        .max_by(|&a, &b| {
+            let c = |d: usize| (0..n).step_by(7).map(|i| x[i] * y[i + d]).sum::<f64>();
+            c(a).total_cmp(&c(b))
+        })
+        .unwrap_or(0);
+    let sig: f64 = (0..n).map(|i| x[i] * x[i]).sum();
+    let err: f64 = (0..n).map(|i| (x[i] - y[i + delay]).powi(2)).sum();
+    10.0 * (sig / err.max(1.0)).log10()
+}
+
 fn bench_bitrate(pcm: &[i16]) {
     println!(
-        "bitrate on {:.0} s of speech-like signal (FEC on; DRED in 10 ms units):",
+        "bitrate on {:.0} s of speech-like signal (DRED in 10 ms units; VBR):",
         pcm.len() as f64 / 48_000.0
     );
-    println!("  target   loss%  DRED   bytes/pkt    kb/s   vs 32k/no DRED   with DRED   reach ms");
+    println!("  target  FEC  loss%  DRED  bytes/pkt    kb/s  vs 32k/FEC/5%/no DRED  with DRED  reach ms  speech SNR dB");
     let base = encode(
         pcm,
         EncoderConfig {
@@ -51,149 +75,149 @@ fn bench_bitrate(pcm: &[i16]) {
     let mean = |p: &[Vec<u8>]| p.iter().map(Vec::len).sum::<usize>() as f64 / p.len() as f64;
     let base_bytes = mean(&base);
     let mut dred = DredRecovery::new().expect("dred decoder");
-    for loss in [5u8, 10, 20] {
-        for d in [0u8, 10, 20] {
-            for raised in [false, true] {
-                if raised && d == 0 {
-                    continue;
-                }
-                let bitrate = if raised { dred_bitrate(32_000, d) } else { 32_000 };
-                let cfg = EncoderConfig {
-                    bitrate,
-                    packet_loss_percent: loss,
-                    ..EncoderConfig::default()
-                };
-                let packets = encode(pcm, cfg, d);
-                let bytes = mean(&packets);
-                let (mut carried, mut reach) = (0usize, 0usize);
-                for p in &packets {
-                    let span = dred.parse(p, 50).expect("parse");
-                    if !span.is_empty() {
-                        carried += 1;
-                        reach += span.reach;
-                    }
-                }
-                println!(
-                    "  {:5}k  {loss:5}  {d:4}  {bytes:10.1}  {:6.1}   {:+13.1} %   {:7.0} %   {:8.0}",
-                    bitrate / 1000,
-                    bytes * 8.0 * 50.0 / 1000.0,
-                    (bytes / base_bytes - 1.0) * 100.0,
-                    carried as f64 * 100.0 / packets.len() as f64,
-                    reach as f64 / carried.max(1) as f64 / 48.0,
-                );
+    let mut rows: Vec<(u32, bool, u8, u8)> = [None, Some(0), Some(30), Some(80), Some(200)]
+        .into_iter()
+        .map(|w| {
+            let p = loss_plan(w);
+            (32_000, p.fec, p.packet_loss_percent, p.dred_duration)
+        })
+        .collect();
+    rows.extend_from_slice(&[
+        (32_000, true, 20, 0),
+        (32_000, false, 10, 0),
+        (32_000, true, 20, 20),
+        (32_000, true, 40, 20),
+        (40_000, true, 40, 20),
+    ]);
+    for (bitrate, fec, loss, d) in rows {
+        let cfg = EncoderConfig {
+            bitrate,
+            fec,
+            packet_loss_percent: loss,
+            ..EncoderConfig::default()
+        };
+        let packets = encode(pcm, cfg, d);
+        let bytes = mean(&packets);
+        let (mut carried, mut reach) = (0usize, 0usize);
+        for p in &packets {
+            let span = dred.parse(p, 50).expect("parse");
+            if !span.is_empty() {
+                carried += 1;
+                reach += span.reach;
             }
         }
+        println!(
+            "  {:5}k  {:3}  {loss:5}  {d:4}  {bytes:9.1}  {:6.1}  {:+19.1} %  {:7.0} %  {:8.0}  {:13.1}",
+            bitrate / 1000,
+            if fec { "on" } else { "off" },
+            bytes * 8.0 * 50.0 / 1000.0,
+            (bytes / base_bytes - 1.0) * 100.0,
+            carried as f64 * 100.0 / packets.len() as f64,
+            reach as f64 / carried.max(1) as f64 / 48.0,
+            decoded_snr(pcm, &packets),
+        );
     }
 }
 
 fn line(what: &str, ns: f64) {
     println!(
-        "  {what:44} {:8.1} us/frame   {:6.3} % of one core",
+        "  {what:52} {:8.1} us/frame   {:6.3} % of one core",
         ns / 1000.0,
         ns / FRAME_NS * 100.0
     );
 }
 
-fn bench_cpu(pcm: &[i16]) {
-    let cfg = EncoderConfig {
-        bitrate: 40_000,
-        packet_loss_percent: 20,
-        ..EncoderConfig::default()
-    };
-    let packets = encode(pcm, cfg, 20);
-    let n = packets.len();
+/// CPU time (this process, user + system) spent in `f`, in ns: the figure that counts on a
+/// shared machine, where wall time also counts waiting for a core.
+fn cpu_ns(f: impl FnOnce()) -> f64 {
+    let t = cpu_time_us();
+    f();
+    (cpu_time_us() - t) as f64 * 1000.0
+}
+
+/// Plays `packets` through one decoder at `complexity`, with the frames `lost(i)` says missing,
+/// filled by `fill`: a receive path's decoder work. Returns CPU ns per played frame.
+fn stream(packets: &[Vec<u8>], complexity: u8, lost: impl Fn(usize) -> bool, dred: bool) -> f64 {
+    let mut dec = Decoder::with_complexity(complexity).expect("decoder");
+    let mut rec = DredRecovery::new().expect("dred");
     let mut out = [0i16; FRAME_SAMPLES];
-    println!("CPU per stream, {n} frames (40 kb/s, FEC, 20 % loss hint, DRED 200 ms):");
-    for c in [0u8, DECODER_COMPLEXITY] {
-        let mut dec = Decoder::with_complexity(c).expect("decoder");
-        let t = Instant::now();
-        for p in &packets {
+    let n = packets.len();
+    cpu_ns(|| {
+        let mut missing = 0usize;
+        for (i, p) in packets.iter().enumerate() {
+            if lost(i) {
+                missing += 1;
+                continue;
+            }
+            if missing > 0 {
+                let span = if dred {
+                    rec.parse(p, missing).expect("parse")
+                } else {
+                    rec.clear();
+                    rec.span()
+                };
+                for back in (1..=missing).rev() {
+                    if span.covers(back) {
+                        dec.decode_dred(&rec, back, &mut out).expect("dred");
+                    } else {
+                        dec.conceal(&mut out).expect("conceal");
+                    }
+                    black_box(&out);
+                }
+                missing = 0;
+            }
             dec.decode(p, &mut out).expect("decode");
             black_box(&out);
         }
-        line(&format!("decode, complexity {c}"), ns_per(t.elapsed(), n as u64));
-    }
-    for c in [0u8, DECODER_COMPLEXITY] {
-        // Concealment runs after real speech: alternate 4 decoded and 1 concealed frame, and
-        // charge the concealed ones (decode time at the same complexity subtracted).
-        let mut dec = Decoder::with_complexity(c).expect("decoder");
-        let (mut conceal_ns, mut count) = (0.0, 0u64);
-        for (i, p) in packets.iter().enumerate() {
-            if i % 5 == 4 {
-                let t = Instant::now();
-                dec.conceal(&mut out).expect("conceal");
-                conceal_ns += t.elapsed().as_nanos() as f64;
-                count += 1;
-            } else {
-                dec.decode(p, &mut out).expect("decode");
-            }
-        }
+    }) / n as f64
+}
+
+fn bench_cpu(pcm: &[i16]) {
+    let plan = loss_plan(Some(80));
+    let cfg = plan.apply_to(EncoderConfig::default());
+    let packets = encode(pcm, cfg, plan.dred_duration);
+    let n = packets.len();
+    println!("decoder CPU per stream (process CPU time), {n} frames at 32 kb/s, {plan:?}:");
+    for c in [0u8, 5, 6, DECODER_COMPLEXITY] {
         line(
-            &format!("conceal one frame, complexity {c}"),
-            conceal_ns / count.max(1) as f64,
+            &format!("no loss, complexity {c}"),
+            stream(&packets, c, |_| false, false),
         );
     }
-    // A 5-frame burst recovered from the next packet's DRED: parse + 5 decodes, per burst and
-    // per recovered frame.
-    let mut dec = Decoder::new().expect("decoder");
-    let mut dred = DredRecovery::new().expect("dred");
-    let (mut parse_ns, mut dec_ns, mut bursts) = (0.0, 0.0, 0u64);
-    let mut i = 0;
-    while i + 10 <= n {
-        for p in &packets[i..i + 4] {
-            dec.decode(p, &mut out).expect("decode");
-        }
-        let next = &packets[i + 9];
-        let t = Instant::now();
-        let span = dred.parse(next, 5).expect("parse");
-        parse_ns += t.elapsed().as_nanos() as f64;
-        let t = Instant::now();
-        for back in (1..=5).rev() {
-            if span.covers(back) {
-                dec.decode_dred(&dred, back, &mut out).expect("dred decode");
-            } else {
-                dec.conceal(&mut out).expect("conceal");
-            }
-        }
-        dec_ns += t.elapsed().as_nanos() as f64;
-        dec.decode(next, &mut out).expect("decode");
-        bursts += 1;
-        i += 10;
-    }
-    let b = bursts.max(1) as f64;
-    line("DRED parse (5 frames wanted), per parse", parse_ns / b);
-    line("DRED decode, per recovered frame", dec_ns / b / 5.0);
-    // A whole stream at 5 % loss, losses in bursts of 2 (every 40th frame starts one), at
-    // DECODER_COMPLEXITY: the receive path's decoder cost per played frame.
-    for fill in ["deep PLC", "DRED"] {
-        let mut dec = Decoder::new().expect("decoder");
-        let t = Instant::now();
-        let mut j = 0;
-        while j < n {
-            if j % 40 == 0 && j + 2 < n {
-                if fill == "DRED" {
-                    let span = dred.parse(&packets[j + 2], 2).expect("parse");
-                    for back in [2, 1] {
-                        if span.covers(back) {
-                            dec.decode_dred(&dred, back, &mut out).expect("dred");
-                        } else {
-                            dec.conceal(&mut out).expect("conceal");
-                        }
-                    }
-                } else {
-                    dec.conceal(&mut out).expect("conceal");
-                    dec.conceal(&mut out).expect("conceal");
-                }
-                j += 2;
-            } else {
-                dec.decode(&packets[j], &mut out).expect("decode");
-                j += 1;
-            }
-            black_box(&out);
-        }
+    // 5 % loss: one frame in 20 (isolated), and in bursts (5 of every 100).
+    for c in [0u8, 5, DECODER_COMPLEXITY] {
         line(
-            &format!("stream, 5 % loss in pairs, filled by {fill}"),
-            ns_per(t.elapsed(), n as u64),
+            &format!("5 % isolated loss, concealed, complexity {c}"),
+            stream(&packets, c, |i| i % 20 == 19, false),
+        );
+    }
+    line(
+        &format!("5 % isolated loss, DRED, complexity {DECODER_COMPLEXITY}"),
+        stream(&packets, DECODER_COMPLEXITY, |i| i % 20 == 19, true),
+    );
+    for c in [0u8, 5, DECODER_COMPLEXITY] {
+        line(
+            &format!("5 % loss in bursts of 5, concealed, complexity {c}"),
+            stream(&packets, c, |i| i % 100 >= 95, false),
+        );
+    }
+    for c in [5u8, DECODER_COMPLEXITY] {
+        line(
+            &format!("5 % loss in bursts of 5, DRED, complexity {c}"),
+            stream(&packets, c, |i| i % 100 >= 95, true),
+        );
+    }
+    // DRED parse alone, per parse, for 1 and 5 frames wanted.
+    let mut rec = DredRecovery::new().expect("dred");
+    for want in [1usize, 5] {
+        let ns = cpu_ns(|| {
+            for p in &packets {
+                black_box(rec.parse(p, want).expect("parse"));
+            }
+        }) / n as f64;
+        line(
+            &format!("DRED parse, {want} frame(s) wanted (per parse)"),
+            ns,
         );
     }
 }

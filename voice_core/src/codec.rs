@@ -47,42 +47,73 @@ pub fn loss_hint(worst_reported_permille: Option<u16>) -> u8 {
 /// The longest DRED history libopus can carry, in 10 ms units (1.04 s).
 pub const MAX_DRED_DURATION: u8 = 104;
 
-/// Loss-driven DRED: how much history (in 10 ms units, for [`Encoder::set_dred_duration`]) each
-/// packet should carry, from the worst loss (in 1/1000) that receivers reported, or `None` before
-/// any report.
+/// What the sender's encoder should be told for the worst loss (in 1/1000) that receivers
+/// reported over the last seconds (`None` before any report): in-band FEC, the packet-loss hint,
+/// and the DRED history. Apply with [`Encoder::apply`] (FEC and hint; keep the bitrate) and
+/// [`Encoder::set_dred_duration`].
 ///
-/// * No report yet, or under 1 % loss: 0. DRED costs a fixed ~5 kb/s per stream once it is on
-///   (its initial state and signalling ride in every packet), which a clean path should not pay;
-///   isolated losses are covered by in-band FEC (LBRR) and deep PLC.
-/// * 1 % to under 5 %: 100 ms — bursts of up to five frames, the common case on LTE-like paths.
-/// * 5 % to under 10 %: 200 ms.
-/// * 10 % and more: 400 ms, for heavy, bursty loss (a jitter buffer rarely waits longer than
-///   that for the packet that carries it).
+/// * No report yet, or under 1 % loss: no DRED; FEC and hint as [`loss_hint`] says. Once on, DRED
+///   costs a fixed ~5 kb/s per stream (its initial state and signalling ride in every packet),
+///   which a clean path should not pay; isolated losses are covered by FEC and deep PLC.
+/// * 1 % and more: DRED replaces in-band FEC. DRED also recovers the single lost frame FEC would,
+///   and for the same bytes reaches several frames back (FEC only one); both together cost more
+///   and reach less (libopus gives DRED a smaller share next to LBRR). libopus sizes DRED from
+///   the loss hint, so the hint sets how far back each packet reaches (at 32 kb/s, measured
+///   with `cargo bench -p voice_benches --bench codec`):
+///   1–5 %: hint 10, ~90 ms (bursts of 4 frames), +21 % bytes; 5–10 %: hint 20, ~170 ms, +25 %;
+///   10 % and more: hint 40, ~200 ms, +27 % — against 32 kb/s with FEC at a 5 % hint.
 ///
-/// DRED only gets bits when the encoder's loss hint is above zero and the bitrate leaves room for
-/// it (libopus takes DRED's bits out of the target bitrate); see [`dred_bitrate`].
-pub fn dred_duration(worst_reported_permille: Option<u16>) -> u8 {
-    match worst_reported_permille {
-        None | Some(0..10) => 0,
-        Some(10..50) => 10,
-        Some(50..100) => 20,
-        Some(_) => 40,
+/// The bitrate target stays as it is: libopus takes DRED's bits out of the target, but in VBR at
+/// 32 kb/s speech alone uses ~27 kb/s, so DRED fills the headroom and speech keeps its rate
+/// (its decoded quality was unchanged in the measurement above).
+pub fn loss_plan(worst_reported_permille: Option<u16>) -> LossPlan {
+    let (hint, dred) = match worst_reported_permille {
+        None | Some(0..10) => {
+            return LossPlan {
+                fec: true,
+                packet_loss_percent: loss_hint(worst_reported_permille),
+                dred_duration: 0,
+            }
+        }
+        Some(10..50) => (10, 10),
+        Some(50..100) => (20, 20),
+        Some(_) => (40, 40),
+    };
+    LossPlan {
+        fec: false,
+        packet_loss_percent: hint,
+        dred_duration: dred,
     }
 }
 
-/// The bitrate to give an encoder that carries DRED for `dred_duration` (10 ms units) on top of a
-/// speech bitrate of `speech_bitrate` bits/s.
-///
-/// libopus carves DRED's bits out of the target bitrate, so with DRED on and the bitrate
-/// unchanged, speech is coded at a lower rate. This rule raises the target by a quarter when DRED
-/// is on (and leaves it alone when it is off), so speech keeps about the rate it had: the bitrate
-/// cost of DRED is then at most +25 %.
-pub fn dred_bitrate(speech_bitrate: u32, dred_duration: u8) -> u32 {
-    if dred_duration == 0 {
-        speech_bitrate
-    } else {
-        speech_bitrate.saturating_add(speech_bitrate / 4)
+/// The encoder's loss-protection settings; see [`loss_plan`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LossPlan {
+    /// In-band FEC (LBRR) on or off.
+    pub fec: bool,
+    /// The packet-loss hint given to libopus (%).
+    pub packet_loss_percent: u8,
+    /// DRED history in 10 ms units (0 = off).
+    pub dred_duration: u8,
+}
+
+impl LossPlan {
+    /// `config` with this plan's FEC and loss hint (everything else kept).
+    pub fn apply_to(&self, config: EncoderConfig) -> EncoderConfig {
+        EncoderConfig {
+            fec: self.fec,
+            packet_loss_percent: self.packet_loss_percent,
+            ..config
+        }
     }
+}
+
+/// Loss-driven DRED: how much history (10 ms units, for [`Encoder::set_dred_duration`]) each
+/// packet should carry for the worst reported loss (1/1000; `None` before any report): 0 on a
+/// clean path and under 1 % loss, 100 ms from 1 %, 200 ms from 5 %, 400 ms from 10 %. DRED only
+/// gets bits when the loss hint is above zero; use [`loss_plan`] for the whole set of settings.
+pub fn dred_duration(worst_reported_permille: Option<u16>) -> u8 {
+    loss_plan(worst_reported_permille).dred_duration
 }
 
 /// The decoder complexity the engine uses: 5 and up turns on the deep PLC (LPCNet features and
@@ -216,12 +247,7 @@ impl Encoder {
         let mut err = 0;
         // SAFETY: plain constructor; `err` is a valid out-pointer for the duration of the call.
         let raw = unsafe {
-            sys::opus_encoder_create(
-                SAMPLE_RATE as i32,
-                1,
-                sys::OPUS_APPLICATION_VOIP,
-                &mut err,
-            )
+            sys::opus_encoder_create(SAMPLE_RATE as i32, 1, sys::OPUS_APPLICATION_VOIP, &mut err)
         };
         check_code(err)?;
         let st = NonNull::new(raw).ok_or(OpusError(sys::OPUS_ALLOC_FAIL))?;
@@ -272,7 +298,7 @@ impl Encoder {
 
     /// Sets how much history each packet's DRED carries, in 10 ms units (0 = DRED off, at most
     /// [`MAX_DRED_DURATION`]; larger values are clamped). libopus only spends bits on DRED when
-    /// the packet-loss hint is above zero and the bitrate leaves room ([`dred_bitrate`]); how many
+    /// the packet-loss hint is above zero and the bitrate leaves room ([`loss_plan`]); how many
     /// of the requested frames fit is its decision, packet by packet.
     pub fn set_dred_duration(&mut self, frames_10ms: u8) -> Result<(), CodecError> {
         let d = frames_10ms.min(MAX_DRED_DURATION);
@@ -574,8 +600,15 @@ mod tests {
         assert_eq!(dred_duration(Some(30)), 10);
         assert_eq!(dred_duration(Some(80)), 20);
         assert_eq!(dred_duration(Some(300)), 40);
-        assert_eq!(dred_bitrate(32_000, 0), 32_000);
-        assert_eq!(dred_bitrate(32_000, 10), 40_000);
+        assert!(loss_plan(Some(5)).fec);
+        assert_eq!(loss_plan(None).packet_loss_percent, DEFAULT_LOSS_HINT);
+        let p = loss_plan(Some(80));
+        assert!(!p.fec && p.packet_loss_percent == 20 && p.dred_duration == 20);
+        let c = p.apply_to(EncoderConfig::default());
+        assert_eq!(
+            (c.fec, c.packet_loss_percent, c.bitrate),
+            (false, 20, DEFAULT_BITRATE)
+        );
         let mut enc = Encoder::new(EncoderConfig::default()).unwrap();
         enc.set_dred_duration(200).unwrap();
         assert_eq!(enc.dred_duration(), MAX_DRED_DURATION);

@@ -7,21 +7,20 @@
 //! the measures are per-frame level (dB) and log-spectral distance, not sample SNR.
 
 use voice_core::codec::{
-    CodecError, Decoder, DredRecovery, Encoder, EncoderConfig, DECODER_COMPLEXITY, MAX_PACKET,
+    loss_plan, CodecError, Decoder, DredRecovery, Encoder, EncoderConfig, DECODER_COMPLEXITY,
+    MAX_PACKET,
 };
 use voice_core::sim::signal::speechlike;
 use voice_core::FRAME_SAMPLES;
 
 type Frame = [i16; FRAME_SAMPLES];
 
-/// The DRED set-up the tests use: 40 kb/s, FEC, 20 % loss hint, 200 ms of DRED.
+/// The DRED set-up the tests use: what [`loss_plan`] picks for 8 % reported loss (32 kb/s, FEC
+/// off, 20 % loss hint), with `dred_10ms` of DRED (the plan's is 20).
 fn dred_encoder(dred_10ms: u8) -> Encoder {
-    let mut enc = Encoder::new(EncoderConfig {
-        bitrate: 40_000,
-        packet_loss_percent: 20,
-        ..EncoderConfig::default()
-    })
-    .unwrap();
+    let plan = loss_plan(Some(80));
+    assert_eq!(plan.dred_duration, 20);
+    let mut enc = Encoder::new(plan.apply_to(EncoderConfig::default())).unwrap();
     enc.set_dred_duration(dred_10ms).unwrap();
     enc
 }
@@ -119,14 +118,22 @@ fn spectrum_db(f: &Frame) -> Vec<f64> {
         .collect()
 }
 
-/// Mean log-spectral distance (dB, RMS over bins) between two runs of frames.
+/// Mean log-spectral distance (dB, RMS over bins) of `a` from the truth `b`, both floored at
+/// 40 dB under the truth frame's strongest bin, so that the harmonics count and the noise
+/// floor between them does not.
 fn lsd(a: &[Frame], b: &[Frame]) -> f64 {
     let d: f64 = a
         .iter()
         .zip(b)
         .map(|(x, y)| {
             let (sx, sy) = (spectrum_db(x), spectrum_db(y));
-            let m = sx.iter().zip(&sy).map(|(p, q)| (p - q).powi(2)).sum::<f64>() / sx.len() as f64;
+            let floor = sy.iter().copied().fold(f64::MIN, f64::max) - 40.0;
+            let m = sx
+                .iter()
+                .zip(&sy)
+                .map(|(p, q)| (p.max(floor) - q.max(floor)).powi(2))
+                .sum::<f64>()
+                / sx.len() as f64;
             m.sqrt()
         })
         .sum();
@@ -221,15 +228,21 @@ fn dred_is_present_and_frames_beyond_its_reach_are_refused() {
     let pcm = speechlike(1.0);
     let packets = encode_all(&mut dred_encoder(20), &pcm);
     let mut dred = DredRecovery::new().unwrap();
-    let with_dred = packets
+    let reach: Vec<usize> = packets
         .iter()
-        .filter(|p| !dred.parse(p, 10).unwrap().is_empty())
-        .count();
+        .map(|p| dred.parse(p, 10).unwrap().reach / 48)
+        .collect();
+    let with_dred = reach.iter().filter(|&&r| r > 0).count();
     assert!(
         with_dred * 10 >= packets.len() * 9,
-        "{with_dred} of {} packets carry DRED",
+        "{with_dred} of {} packets carry DRED: reach ms {reach:?}",
         packets.len()
     );
+    // Once the history has filled, asking for k frames gets DRED that reaches k frames back.
+    for want in 1..=8 {
+        let span = dred.parse(&packets[30], want).unwrap();
+        assert!(span.covers(want), "asked for {want} frames: {span:?}");
+    }
     let span = dred.parse(packets.last().unwrap(), 2).unwrap();
     assert!(span.covers(2), "{span:?}");
     let mut dec = Decoder::new().unwrap();

@@ -98,7 +98,7 @@ impl DredRecovery {
 
     /// Parses and decodes the DRED in `packet`, as much as is needed to recover `frames_wanted`
     /// frames before it (the neural decoding cost grows with that; at most 50 frames = 1 s are
-    /// decoded). Returns how far back it reaches; an empty span when the packet has no DRED.
+    /// decoded). Returns how far back it reaches (possibly further than asked); an empty span when the packet has no DRED.
     /// A malformed packet is an error and leaves the span empty.
     pub fn parse(&mut self, packet: &[u8], frames_wanted: usize) -> Result<DredSpan, CodecError> {
         self.span = DredSpan::default();
@@ -106,7 +106,11 @@ impl DredRecovery {
             return Err(OpusError(sys::OPUS_INVALID_PACKET).into());
         }
         let len = i32::try_from(packet.len()).map_err(|_| OpusError(sys::OPUS_INVALID_PACKET))?;
+        // One frame more than wanted: libopus decodes DRED in 40 ms latents counted from an
+        // offset, and asked for exactly k frames it can stop one latent short of the k-th
+        // (measured: asked for 5 frames, it reached 95 ms).
         let max_samples = frames_wanted
+            .saturating_add(1)
             .saturating_mul(FRAME_SAMPLES)
             .min(SAMPLE_RATE as usize) as i32;
         let mut end = 0;
