@@ -47,25 +47,31 @@ pub fn loss_hint(worst_reported_permille: Option<u16>) -> u8 {
 /// The longest DRED history libopus can carry, in 10 ms units (1.04 s).
 pub const MAX_DRED_DURATION: u8 = 104;
 
+/// The bitrate target (bits/s) an encoder carrying DRED is held to (a lower target is kept).
+///
+/// libopus takes DRED's bits out of the target but in VBR the total still grows by ~10 kb/s,
+/// and above ~28.4 kb/s without LBRR it quantises DRED finer (libopus `compute_dred_bitrate`:
+/// `q0` steps down once `bitrate - 12000` reaches 16384), which costs a third more. At a
+/// 28 kb/s target the whole packet is +16–18 % over 32 kb/s with LBRR, and the lossless decode
+/// is as good (speech SNR 5.6–6.1 dB against 6.1 dB; `cargo bench -p voice_benches --bench codec`).
+pub const DRED_MAX_BITRATE: u32 = 28_000;
+
 /// What the sender's encoder should be told for the worst loss (in 1/1000) that receivers
 /// reported over the last seconds (`None` before any report): in-band FEC, the packet-loss hint,
-/// and the DRED history. Apply with [`Encoder::apply`] (FEC and hint; keep the bitrate) and
-/// [`Encoder::set_dred_duration`].
+/// the DRED history and the bitrate cap. Apply with [`LossPlan::apply_to`] + [`Encoder::apply`]
+/// and [`Encoder::set_dred_duration`].
 ///
 /// * No report yet, or under 1 % loss: no DRED; FEC and hint as [`loss_hint`] says. Once on, DRED
-///   costs a fixed ~5 kb/s per stream (its initial state and signalling ride in every packet),
-///   which a clean path should not pay; isolated losses are covered by FEC and deep PLC.
+///   costs ~10 kb/s per stream (its initial state and signalling ride in every packet), which a
+///   clean path should not pay; isolated losses are covered by FEC and deep PLC.
 /// * 1 % and more: DRED replaces in-band FEC. DRED also recovers the single lost frame FEC would,
-///   and for the same bytes reaches several frames back (FEC only one); both together cost more
-///   and reach less (libopus gives DRED a smaller share next to LBRR). libopus sizes DRED from
-///   the loss hint, so the hint sets how far back each packet reaches (at 32 kb/s, measured
-///   with `cargo bench -p voice_benches --bench codec`):
-///   1–5 %: hint 10, ~90 ms (bursts of 4 frames), +21 % bytes; 5–10 %: hint 20, ~170 ms, +25 %;
-///   10 % and more: hint 40, ~200 ms, +27 % — against 32 kb/s with FEC at a 5 % hint.
-///
-/// The bitrate target stays as it is: libopus takes DRED's bits out of the target, but in VBR at
-/// 32 kb/s speech alone uses ~27 kb/s, so DRED fills the headroom and speech keeps its rate
-/// (its decoded quality was unchanged in the measurement above).
+///   and for the same bytes reaches many frames back (FEC only one); both together cost more and
+///   reach less (next to LBRR libopus gives DRED a smaller share: 95 ms at +27 %). libopus sizes
+///   DRED from the loss hint, so the hint sets how far back each packet reaches. Measured on 20 s
+///   of the speech-like signal, against 32 kb/s with FEC at a 5 % hint (31.9 kb/s):
+///   1–10 %: hint 20, 200 ms, reaches ~210 ms, 37.8 kb/s (+18 %);
+///   10 % and more: hint 40, 400 ms, reaches ~400 ms, 37.5 kb/s (+18 %);
+///   both with the target held to [`DRED_MAX_BITRATE`].
 pub fn loss_plan(worst_reported_permille: Option<u16>) -> LossPlan {
     let (hint, dred) = match worst_reported_permille {
         None | Some(0..10) => {
@@ -75,8 +81,7 @@ pub fn loss_plan(worst_reported_permille: Option<u16>) -> LossPlan {
                 dred_duration: 0,
             }
         }
-        Some(10..50) => (10, 10),
-        Some(50..100) => (20, 20),
+        Some(10..100) => (20, 20),
         Some(_) => (40, 40),
     };
     LossPlan {
@@ -98,9 +103,16 @@ pub struct LossPlan {
 }
 
 impl LossPlan {
-    /// `config` with this plan's FEC and loss hint (everything else kept).
+    /// `config` with this plan's FEC and loss hint, and with DRED on its bitrate held to
+    /// [`DRED_MAX_BITRATE`] (everything else kept).
     pub fn apply_to(&self, config: EncoderConfig) -> EncoderConfig {
+        let bitrate = if self.dred_duration > 0 {
+            config.bitrate.min(DRED_MAX_BITRATE)
+        } else {
+            config.bitrate
+        };
         EncoderConfig {
+            bitrate,
             fec: self.fec,
             packet_loss_percent: self.packet_loss_percent,
             ..config
@@ -110,8 +122,8 @@ impl LossPlan {
 
 /// Loss-driven DRED: how much history (10 ms units, for [`Encoder::set_dred_duration`]) each
 /// packet should carry for the worst reported loss (1/1000; `None` before any report): 0 on a
-/// clean path and under 1 % loss, 100 ms from 1 %, 200 ms from 5 %, 400 ms from 10 %. DRED only
-/// gets bits when the loss hint is above zero; use [`loss_plan`] for the whole set of settings.
+/// clean path and under 1 % loss, 200 ms from 1 %, 400 ms from 10 %. DRED only gets bits when
+/// the loss hint is above zero and the bitrate leaves room: use [`loss_plan`] for the whole set.
 pub fn dred_duration(worst_reported_permille: Option<u16>) -> u8 {
     loss_plan(worst_reported_permille).dred_duration
 }
@@ -597,7 +609,7 @@ mod tests {
         assert_eq!(dred_duration(None), 0);
         assert_eq!(dred_duration(Some(0)), 0);
         assert_eq!(dred_duration(Some(9)), 0);
-        assert_eq!(dred_duration(Some(30)), 10);
+        assert_eq!(dred_duration(Some(30)), 20);
         assert_eq!(dred_duration(Some(80)), 20);
         assert_eq!(dred_duration(Some(300)), 40);
         assert!(loss_plan(Some(5)).fec);
@@ -607,7 +619,19 @@ mod tests {
         let c = p.apply_to(EncoderConfig::default());
         assert_eq!(
             (c.fec, c.packet_loss_percent, c.bitrate),
-            (false, 20, DEFAULT_BITRATE)
+            (false, 20, DRED_MAX_BITRATE)
+        );
+        let quiet = EncoderConfig {
+            bitrate: 20_000,
+            ..EncoderConfig::default()
+        };
+        assert_eq!(p.apply_to(quiet).bitrate, 20_000);
+        assert_eq!(loss_plan(Some(5)).apply_to(quiet).bitrate, 20_000);
+        assert_eq!(
+            loss_plan(Some(5))
+                .apply_to(EncoderConfig::default())
+                .bitrate,
+            DEFAULT_BITRATE
         );
         let mut enc = Encoder::new(EncoderConfig::default()).unwrap();
         enc.set_dred_duration(200).unwrap();
