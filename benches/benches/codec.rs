@@ -9,7 +9,7 @@
 //!   a 5-frame burst, and a whole stream at 5 % loss in bursts of 2 filled by DRED or deep PLC.
 //!
 //! Run: `cargo bench -p voice_benches --bench codec` (add `-- --quick` or `BENCH_QUICK=1` for a
-//! smoke run).
+//! smoke run; `CODEC_BENCH_WAV=file.wav` adds the bitrate table for that recording).
 
 use std::hint::black_box;
 
@@ -46,7 +46,7 @@ fn decoded_snr(pcm: &[i16], packets: &[Vec<u8>]) -> f64 {
     }
     let x: Vec<f64> = pcm.iter().map(|&s| f64::from(s)).collect();
     let y: Vec<f64> = y.iter().map(|&s| f64::from(s)).collect();
-    let n = x.len() - 1000;
+    let n = x.len().min(y.len()).saturating_sub(1000);
     let delay = (0..1000)
         .max_by(|&a, &b| {
             let c = |d: usize| (0..n).step_by(7).map(|i| x[i] * y[i + d]).sum::<f64>();
@@ -60,7 +60,7 @@ fn decoded_snr(pcm: &[i16], packets: &[Vec<u8>]) -> f64 {
 
 fn bench_bitrate(pcm: &[i16]) {
     println!(
-        "bitrate on {:.0} s of speech-like signal (DRED in 10 ms units; VBR):",
+        "bitrate on {:.0} s of speech (DRED in 10 ms units; VBR):",
         pcm.len() as f64 / 48_000.0
     );
     println!("  target  FEC  loss%  DRED  bytes/pkt    kb/s  vs 32k/FEC/5%/no DRED  with DRED  reach ms  speech SNR dB");
@@ -227,5 +227,16 @@ fn main() {
     let q = quick();
     let pcm = speechlike(if q { 2.0 } else { 20.0 });
     bench_bitrate(&pcm);
+    // Real speech, when given: `CODEC_BENCH_WAV=speech.wav` (any rate, mono), e.g. from
+    // `espeak-ng -w speech.wav "..."`.
+    if let Some(path) = std::env::var_os("CODEC_BENCH_WAV") {
+        match voice_core::wav::read_mono_48k(std::path::Path::new(&path)) {
+            Ok(speech) => {
+                println!("{}:", std::path::Path::new(&path).display());
+                bench_bitrate(&speech);
+            }
+            Err(e) => println!("CODEC_BENCH_WAV: {e}"),
+        }
+    }
     bench_cpu(&pcm);
 }

@@ -51,9 +51,12 @@ pub const MAX_DRED_DURATION: u8 = 104;
 ///
 /// libopus takes DRED's bits out of the target but in VBR the total still grows by ~10 kb/s,
 /// and above ~28.4 kb/s without LBRR it quantises DRED finer (libopus `compute_dred_bitrate`:
-/// `q0` steps down once `bitrate - 12000` reaches 16384), which costs a third more. At a
-/// 28 kb/s target the whole packet is +16–18 % over 32 kb/s with LBRR, and the lossless decode
-/// is as good (speech SNR 5.6–6.1 dB against 6.1 dB; `cargo bench -p voice_benches --bench codec`).
+/// `q0` steps down once `bitrate - 12000` reaches 16384), which costs a third more. Measured
+/// against 32 kb/s with LBRR at a 5 % hint (`cargo bench -p voice_benches --bench codec`, and
+/// `CODEC_BENCH_WAV=` for 21 s of espeak-ng sentences): at a 28 kb/s target with 200 ms of DRED
+/// the stream is +18 % (speech-like signal) and +4.5 % (espeak-ng) in bytes, and the lossless
+/// decode's SNR moves 6.1 → 5.6 dB and 10.7 → 9.6 dB; uncapped at 32 kb/s it is +34 % / +19 %
+/// for no better speech (5.4 / 9.3 dB).
 pub const DRED_MAX_BITRATE: u32 = 28_000;
 
 /// What the sender's encoder should be told for the worst loss (in 1/1000) that receivers
@@ -61,16 +64,16 @@ pub const DRED_MAX_BITRATE: u32 = 28_000;
 /// the DRED history and the bitrate cap. Apply with [`LossPlan::apply_to`] + [`Encoder::apply`]
 /// and [`Encoder::set_dred_duration`].
 ///
-/// * No report yet, or under 1 % loss: no DRED; FEC and hint as [`loss_hint`] says. Once on, DRED
-///   costs ~10 kb/s per stream (its initial state and signalling ride in every packet), which a
-///   clean path should not pay; isolated losses are covered by FEC and deep PLC.
+/// * No report yet, or under 1 % loss: no DRED; FEC and hint as [`loss_hint`] says. DRED's
+///   initial state and signalling ride in every packet (~7–10 kb/s at these rates), which a clean
+///   path should not pay; isolated losses are covered by FEC and deep PLC.
 /// * 1 % and more: DRED replaces in-band FEC. DRED also recovers the single lost frame FEC would,
 ///   and for the same bytes reaches many frames back (FEC only one); both together cost more and
 ///   reach less (next to LBRR libopus gives DRED a smaller share: 95 ms at +27 %). libopus sizes
-///   DRED from the loss hint, so the hint sets how far back each packet reaches. Measured on 20 s
-///   of the speech-like signal, against 32 kb/s with FEC at a 5 % hint (31.9 kb/s):
-///   1–10 %: hint 20, 200 ms, reaches ~210 ms, 37.8 kb/s (+18 %);
-///   10 % and more: hint 40, 400 ms, reaches ~400 ms, 37.5 kb/s (+18 %);
+///   DRED from the loss hint, so the hint sets how far back each packet reaches. Measured against
+///   32 kb/s with FEC at a 5 % hint, on the speech-like signal / espeak-ng speech:
+///   1–10 %: hint 20, 200 ms, reaches ~210 ms, +18 % / +4.5 % bytes;
+///   10 % and more: hint 40, 400 ms, reaches ~400 ms, +18 % / −2 % bytes;
 ///   both with the target held to [`DRED_MAX_BITRATE`].
 pub fn loss_plan(worst_reported_permille: Option<u16>) -> LossPlan {
     let (hint, dred) = match worst_reported_permille {
