@@ -88,6 +88,9 @@ fn bench_bitrate(pcm: &[i16]) {
     rows.extend_from_slice(&[
         (32_000, false, 20, 20),
         (32_000, true, 40, 20),
+        (36_000, true, 25, 20),
+        (36_000, true, 25, 40),
+        (34_000, true, 25, 20),
         (28_000, false, 20, 0),
     ]);
     for (bitrate, fec, loss, d) in rows {
