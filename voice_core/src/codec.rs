@@ -395,7 +395,8 @@ impl Drop for Decoder {
 }
 
 impl Decoder {
-    /// A new decoder at [`DECODER_COMPLEXITY`] (deep PLC and OSCE on).
+    /// A new decoder at [`DECODER_COMPLEXITY`] (deep PLC and OSCE on). Its state is ~187 KiB
+    /// (18 KiB for a libopus built without the neural models), allocated here once.
     pub fn new() -> Result<Self, CodecError> {
         Self::with_complexity(DECODER_COMPLEXITY)
     }
