@@ -47,6 +47,9 @@ pub fn loss_hint(worst_reported_permille: Option<u16>) -> u8 {
 /// The longest DRED history libopus can carry, in 10 ms units (1.04 s).
 pub const MAX_DRED_DURATION: u8 = 104;
 
+/// Reported loss (1/1000) from which senders switch from in-band FEC to DRED (see [`loss_plan`]).
+pub const DRED_FROM_PERMILLE: u16 = 100;
+
 /// The bitrate target (bits/s) an encoder carrying DRED is held to (a lower target is kept).
 ///
 /// libopus takes DRED's bits out of the target but in VBR the total still grows by ~10 kb/s,
@@ -64,33 +67,31 @@ pub const DRED_MAX_BITRATE: u32 = 28_000;
 /// the DRED history and the bitrate cap. Apply with [`LossPlan::apply_to`] + [`Encoder::apply`]
 /// and [`Encoder::set_dred_duration`].
 ///
-/// * No report yet, or under 1 % loss: no DRED; FEC and hint as [`loss_hint`] says. DRED's
-///   initial state and signalling ride in every packet (~7–10 kb/s at these rates), which a clean
-///   path should not pay; isolated losses are covered by FEC and deep PLC.
-/// * 1 % and more: DRED replaces in-band FEC. DRED also recovers the single lost frame FEC would,
-///   and for the same bytes reaches many frames back (FEC only one); both together cost more and
-///   reach less (next to LBRR libopus gives DRED a smaller share: 95 ms at +27 %). libopus sizes
-///   DRED from the loss hint, so the hint sets how far back each packet reaches. Measured against
-///   32 kb/s with FEC at a 5 % hint, on the speech-like signal / espeak-ng speech:
-///   1–10 %: hint 20, 200 ms, reaches ~210 ms, +18 % / +4.5 % bytes;
-///   10 % and more: hint 40, 400 ms, reaches ~400 ms, +18 % / −2 % bytes;
-///   both with the target held to [`DRED_MAX_BITRATE`].
+/// * No report yet, or under 10 % loss: no DRED; in-band FEC and the hint [`loss_hint`] gives.
+///   DRED's initial state and signalling ride in every packet (~7–10 kb/s at these rates), which a
+///   clean path should not pay; isolated losses and short bursts are covered by FEC, the stall
+///   logic of the receive path and deep PLC.
+/// * 10 % and more ([`DRED_FROM_PERMILLE`]): DRED replaces in-band FEC, 400 ms of history (hint
+///   40), the target held to [`DRED_MAX_BITRATE`]: +18 % / −2 % bytes on the speech-like signal /
+///   espeak-ng speech against 32 kb/s with FEC at a 5 % hint, reaching ~400 ms back.
 ///
-///   The price: a single lost frame recovered from DRED is a vocoder's rendering, less faithful
-///   than LBRR's (log-spectral distance 7.3 dB against LBRR's 4.9 and deep PLC's 7.6 in
-///   `tests/dred.rs`); bursts are where DRED wins (level error 8 dB against deep PLC's 36 over 5
-///   lost frames). Keeping LBRR next to DRED (`fec: true`, a 25 % hint, 34 kb/s) costs +19 % /
-///   +35 % bytes for ~170 ms of reach and takes ~2 dB off the lossless decode's SNR.
+/// Why not from 1 %: on the benchmark's bursty (Gilbert-Elliott ~8 %) and LTE classes (3 seeds ×
+/// 2 tick phases × 2 clips, `benches/quality.sh`), DRED from 1 % (200 ms, LBRR off, 28 kb/s)
+/// recovered ~19 frames per clip but scored 0.25 PESQ *below* FEC alone (2.32 vs 2.57 bursty,
+/// 2.59 vs 2.86 LTE) for +0.01–0.02 PLCMOS; at 32 kb/s with 100 ms it was still 0.08–0.16 below,
+/// and keeping LBRR beside DRED left DRED almost unused at +25 % bytes. A single lost frame
+/// rebuilt by DRED is a vocoder's rendering, less faithful than LBRR's (log-spectral distance 7.3
+/// dB against LBRR's 4.9 and deep PLC's 7.6 in `tests/dred.rs`); bursts are where DRED wins (level
+/// error 8 dB against deep PLC's 36 over 5 lost frames), so it is kept for paths that lose a lot.
 pub fn loss_plan(worst_reported_permille: Option<u16>) -> LossPlan {
     let (hint, dred) = match worst_reported_permille {
-        None | Some(0..10) => {
+        None | Some(0..DRED_FROM_PERMILLE) => {
             return LossPlan {
                 fec: true,
                 packet_loss_percent: loss_hint(worst_reported_permille),
                 dred_duration: 0,
             }
         }
-        Some(10..100) => (20, 20),
         Some(_) => (40, 40),
     };
     LossPlan {
@@ -618,18 +619,18 @@ mod tests {
     fn dred_duration_is_zero_when_clean_and_grows_with_loss() {
         assert_eq!(dred_duration(None), 0);
         assert_eq!(dred_duration(Some(0)), 0);
-        assert_eq!(dred_duration(Some(9)), 0);
-        assert_eq!(dred_duration(Some(30)), 20);
-        assert_eq!(dred_duration(Some(80)), 20);
+        assert_eq!(dred_duration(Some(80)), 0);
+        assert_eq!(dred_duration(Some(DRED_FROM_PERMILLE)), 40);
         assert_eq!(dred_duration(Some(300)), 40);
-        assert!(loss_plan(Some(5)).fec);
+        assert!(loss_plan(Some(80)).fec);
+        assert_eq!(loss_plan(Some(80)).packet_loss_percent, 8);
         assert_eq!(loss_plan(None).packet_loss_percent, DEFAULT_LOSS_HINT);
-        let p = loss_plan(Some(80));
-        assert!(!p.fec && p.packet_loss_percent == 20 && p.dred_duration == 20);
+        let p = loss_plan(Some(150));
+        assert!(!p.fec && p.packet_loss_percent == 40 && p.dred_duration == 40);
         let c = p.apply_to(EncoderConfig::default());
         assert_eq!(
             (c.fec, c.packet_loss_percent, c.bitrate),
-            (false, 20, DRED_MAX_BITRATE)
+            (false, 40, DRED_MAX_BITRATE)
         );
         let quiet = EncoderConfig {
             bitrate: 20_000,

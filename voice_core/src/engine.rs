@@ -338,6 +338,8 @@ struct Remote {
     whisper: bool,
     last_packet: Time,
     frame: Box<[i16; FRAME_SAMPLES]>,
+    /// The sender left: play out what is buffered, accept nothing new, then forget it.
+    left: bool,
 }
 
 /// A datagram waiting to be sent.
@@ -547,12 +549,11 @@ impl Engine {
             }
             ServerMessage::UserLeft { channel, session } => {
                 self.members.remove(&session);
-                if self.remotes.remove(&session).is_some() {
-                    self.events.push_back(Event::Speaking {
-                        session,
-                        speaking: false,
-                        whisper: false,
-                    });
+                // What is already buffered is the end of what they said: it plays out, and the
+                // remote is forgotten once drained ([`Engine::mix`]).
+                if let Some(r) = self.remotes.get_mut(&session) {
+                    r.left = true;
+                    r.receiver.close();
                 }
                 if self.whisper == Some(session) {
                     self.whisper = None;
@@ -607,8 +608,9 @@ impl Engine {
         }
     }
 
-    /// Sets the encoder's loss hint from what receivers reported over the last 10 s: the worst
-    /// receiver decides, so FEC covers the listener who needs it most ([`crate::codec::loss_hint`]).
+    /// Sets the encoder's loss protection from what receivers reported over the last 10 s: the
+    /// worst receiver decides, so FEC (or, on very lossy paths, DRED) covers the listener who
+    /// needs it most ([`crate::codec::loss_plan`]). A refused setting is reported as an event.
     fn adapt_encoder(&mut self, now: Time) {
         self.reports
             .retain(|_, (_, at)| now.saturating_since(*at) < Duration::from_secs(10));
@@ -616,12 +618,18 @@ impl Engine {
             return;
         }
         let worst = self.reports.values().map(|(l, _)| *l).max();
-        let hint = crate::codec::loss_hint(worst);
+        let plan = crate::codec::loss_plan(worst);
+        let want = plan.apply_to(self.cfg.encoder);
         let enc = self.sender.encoder_mut();
-        let mut c = enc.config();
-        if c.packet_loss_percent != hint {
-            c.packet_loss_percent = hint;
-            let _ = enc.apply(c);
+        let mut result = Ok(());
+        if enc.config() != want {
+            result = enc.apply(want);
+        }
+        if result.is_ok() && enc.dred_duration() != plan.dred_duration {
+            result = enc.set_dred_duration(plan.dred_duration);
+        }
+        if let Err(e) = result {
+            log::warn!("encoder refused its loss protection: {e}");
         }
     }
 
@@ -659,6 +667,13 @@ impl Engine {
 
     fn receive_voice(&mut self, now: Time, h: &Header, payload: &[u8]) {
         if !self.remotes.contains_key(&h.sender) {
+            // Only members of our channel, or someone whispering to us, become a remote: a
+            // datagram still in flight after its sender left must not recreate it (a ghost that
+            // conceals and sends receiver reports until it times out).
+            let expected = self.members.contains_key(&h.sender) || h.target == self.session;
+            if !expected {
+                return;
+            }
             if self.remotes.len() >= MAX_REMOTES {
                 self.rx_malformed += 1;
                 return;
@@ -677,10 +692,11 @@ impl Engine {
                     whisper: false,
                     last_packet: now,
                     frame: Box::new([0; FRAME_SAMPLES]),
+                    left: false,
                 },
             );
         }
-        if let Some(r) = self.remotes.get_mut(&h.sender) {
+        if let Some(r) = self.remotes.get_mut(&h.sender).filter(|r| !r.left) {
             r.last_packet = now;
             r.whisper = !h.target.is_none();
             let _ = r.receiver.handle_datagram(now, h, payload);
@@ -736,6 +752,17 @@ impl Engine {
             }
         }
         self.mixer.finish(out);
+        self.remotes.retain(|session, r| {
+            let gone = r.left && r.receiver.is_drained();
+            if gone && r.speaking {
+                self.events.push_back(Event::Speaking {
+                    session: *session,
+                    speaking: false,
+                    whisper: false,
+                });
+            }
+            !gone
+        });
     }
 
     /// Periodic work: UDP registration retries, pings, receiver reports, forgetting idle senders.

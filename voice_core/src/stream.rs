@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::codec::{CodecError, Decoder, Encoder, EncoderConfig, MAX_PACKET};
+use crate::codec::{CodecError, Decoder, DredRecovery, Encoder, EncoderConfig, MAX_PACKET};
 use crate::jitter::decision::{self, FrameClass, StretchOp, StretchStatus};
 use crate::jitter::{JitterBuffer, JitterConfig, Playout, PlayoutPolicy, PushOutcome, Redundancy};
 use crate::metrics::StreamStats;
@@ -126,7 +126,7 @@ pub enum FrameSource {
     Silence,
     /// Decoded from its own packet.
     Packet,
-    /// Recovered from the next packet's in-band FEC.
+    /// Recovered from redundancy: the next packet's in-band FEC or a later packet's DRED.
     Fec,
     /// Concealed (PLC).
     Concealed,
@@ -176,11 +176,20 @@ pub struct Receiver {
     n_pops: usize,
     /// The talker's recent level (RMS of active frames, slowly decaying).
     level: f64,
-    /// Decoded frames since the last silent or quiet one.
+    /// Decoded frames since the last pause (see [`StretchStatus::since_quiet`]).
     since_quiet: u32,
     /// Consecutive silent decoded frames.
     silent_run: u32,
+    /// The DRED decoder (None: DRED recovery off).
+    dred: Option<Box<DredRecovery>>,
+    /// Sequence number of the packet whose DRED was parsed last.
+    dred_parsed: Option<u64>,
 }
+
+/// How many frames back the decision may ask DRED for: the longest history senders put in a
+/// packet ([`crate::codec::loss_plan`]: 400 ms). A packet whose DRED reaches less is found out
+/// when it is parsed, and the frame is concealed instead.
+pub const DRED_MAX_FRAMES: u32 = 20;
 
 impl Receiver {
     /// A receiver with the given jitter-buffer limits and playout policy.
@@ -201,13 +210,44 @@ impl Receiver {
             level: 0.0,
             since_quiet: 0,
             silent_run: 0,
-        })
+            dred: Some(Box::new(DredRecovery::new()?)),
+            dred_parsed: None,
+        }
+        .with_recovery())
+    }
+
+    fn with_recovery(mut self) -> Self {
+        let dred = if self.dred.is_some() {
+            DRED_MAX_FRAMES
+        } else {
+            0
+        };
+        self.buffer.set_recovery(self.use_fec, dred);
+        self
+    }
+
+    /// Turns recovery from senders' deep redundancy (DRED) on (the default) or off.
+    pub fn set_dred(&mut self, on: bool) -> Result<(), CodecError> {
+        if on && self.dred.is_none() {
+            self.dred = Some(Box::new(DredRecovery::new()?));
+        } else if !on {
+            self.dred = None;
+        }
+        self.dred_parsed = None;
+        let dred = if on { DRED_MAX_FRAMES } else { 0 };
+        self.buffer.set_recovery(self.use_fec, dred);
+        Ok(())
     }
 
     /// Turns FEC recovery on or off (off: every gap is concealed).
     pub fn set_fec(&mut self, on: bool) {
         self.use_fec = on;
-        self.buffer.set_recovery(on, 0);
+        let dred = if self.dred.is_some() {
+            DRED_MAX_FRAMES
+        } else {
+            0
+        };
+        self.buffer.set_recovery(on, dred);
     }
 
     /// The jitter buffer.
@@ -244,6 +284,11 @@ impl Receiver {
     /// Decoded samples waiting to be played (0 with the fixed policy at every tick boundary).
     pub fn buffered_samples(&self) -> usize {
         self.out_len
+    }
+
+    /// The sender left: what is buffered still plays, nothing is concealed after it.
+    pub fn close(&mut self) {
+        self.buffer.close();
     }
 
     /// Whether the receiver has nothing left to play: no decoded samples queued, no packet held
@@ -359,13 +404,14 @@ impl Receiver {
             lead_us + (smoothed.min(raw) - target - frame_us).max(0)
         };
         let class = self.classify(frame);
-        self.since_quiet = match class {
-            FrameClass::Active => self.since_quiet.saturating_add(1),
-            _ => 0,
-        };
         self.silent_run = match class {
             FrameClass::Silent => self.silent_run.saturating_add(1),
             _ => 0,
+        };
+        self.since_quiet = if self.silent_run >= decision::MIN_SILENT_RUN {
+            0
+        } else {
+            self.since_quiet.saturating_add(1)
         };
         let status = StretchStatus {
             excess_us,
@@ -379,11 +425,7 @@ impl Receiver {
             ((us.unsigned_abs() as usize * crate::SAMPLE_RATE as usize).div_ceil(1_000_000))
                 .clamp(1, tsm::MAX_PERIOD)
         };
-        if std::env::var_os("VDEBUG").is_some() {
-            eprintln!("t={} raw={} sm={} tgt={} lead={} st={:?} op={:?}", now.as_millis_f64(), raw/1000, smoothed/1000, target/1000, lead, status, decision::decide_stretch(&status));
-        }
-        let op = if std::env::var_os("VNOSTRETCH").is_some() { StretchOp::None } else { decision::decide_stretch(&status) };
-        match op {
+        match decision::decide_stretch(&status) {
             StretchOp::None => None,
             StretchOp::ShrinkSilence => Some((Stretch::Shorten, samples(excess_us))),
             StretchOp::GrowSilence => Some((Stretch::Lengthen, samples(excess_us))),
@@ -430,9 +472,6 @@ impl Receiver {
         now: Time,
         out: &mut [i16; FRAME_SAMPLES],
     ) -> Option<(FrameSource, u64, Option<u64>)> {
-        if std::env::var_os("VDEBUG").is_some() {
-            eprintln!("pop t={} {:?}", now.as_millis_f64(), self.buffer.status(now));
-        }
         let (mut result, seq, ts, failed) = match self.buffer.pop(now) {
             Playout::Idle => return None,
             Playout::Packet(f) => {
@@ -448,9 +487,37 @@ impl Receiver {
                 let ok = self.decoder.decode_fec(from.payload, out).is_ok();
                 (FrameSource::Fec, seq, None, !ok)
             }
-            Playout::Recover { seq, .. }
-            | Playout::Missing { seq, .. }
-            | Playout::Stall { seq } => (FrameSource::Concealed, seq, None, true),
+            Playout::Recover {
+                seq,
+                from,
+                frames_back,
+                via: Redundancy::Dred,
+            } => {
+                let back = frames_back as usize;
+                let recovered = match self.dred.as_deref_mut() {
+                    Some(dred) => {
+                        if self.dred_parsed != Some(from.seq) {
+                            // A packet that does not parse (or carries no DRED) is concealed.
+                            if dred.parse(from.payload, back).is_err() {
+                                dred.clear();
+                            }
+                            self.dred_parsed = Some(from.seq);
+                        }
+                        dred.span().covers(back)
+                            && self.decoder.decode_dred(dred, back, out).is_ok()
+                    }
+                    None => false,
+                };
+                if recovered {
+                    self.buffer.metrics_mut().counts.frames_dred_recovered += 1;
+                    self.concealing = false;
+                    return Some((FrameSource::Fec, seq, None));
+                }
+                (FrameSource::Concealed, seq, None, true)
+            }
+            Playout::Missing { seq, .. } | Playout::Stall { seq } => {
+                (FrameSource::Concealed, seq, None, true)
+            }
         };
         let m = self.buffer.metrics_mut();
         if failed {

@@ -7,7 +7,7 @@
 //! the measures are per-frame level (dB) and log-spectral distance, not sample SNR.
 
 use voice_core::codec::{
-    loss_plan, CodecError, Decoder, DredRecovery, Encoder, EncoderConfig, DECODER_COMPLEXITY,
+    CodecError, Decoder, DredRecovery, Encoder, EncoderConfig, LossPlan, DECODER_COMPLEXITY,
     MAX_PACKET,
 };
 use voice_core::sim::signal::speechlike;
@@ -15,11 +15,14 @@ use voice_core::FRAME_SAMPLES;
 
 type Frame = [i16; FRAME_SAMPLES];
 
-/// The DRED set-up the tests use: what [`loss_plan`] picks for 8 % reported loss (32 kb/s, FEC
-/// off, 20 % loss hint), with `dred_10ms` of DRED (the plan's is 20).
+/// The DRED set-up the tests use: FEC off, a 20 % loss hint, the bitrate held to
+/// `DRED_MAX_BITRATE`, with `dred_10ms` of DRED.
 fn dred_encoder(dred_10ms: u8) -> Encoder {
-    let plan = loss_plan(Some(80));
-    assert_eq!(plan.dred_duration, 20);
+    let plan = LossPlan {
+        fec: false,
+        packet_loss_percent: 20,
+        dred_duration: 20,
+    };
     let mut enc = Encoder::new(plan.apply_to(EncoderConfig::default())).unwrap();
     enc.set_dred_duration(dred_10ms).unwrap();
     enc
@@ -337,7 +340,7 @@ fn deep_plc_changes_concealment_and_does_not_do_worse() {
 
 #[test]
 fn single_losses_recovered_from_dred_match_concealment_and_compare_with_fec() {
-    // Every 10th frame lost over 2 s. DRED (loss_plan's set-up, LBRR off) against deep PLC on the
+    // Every 10th frame lost over 2 s. DRED (LBRR off) against deep PLC on the
     // same stream, and in-band FEC on the default stream (32 kb/s, LBRR at a 5 % hint), each
     // measured against its own stream's lossless decode.
     let pcm = speechlike(2.0);

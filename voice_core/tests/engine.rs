@@ -141,6 +141,16 @@ fn voice_flows_between_two_engines_and_is_mixed() {
     let t0 = Time::from_millis(0);
     let mut a = connected(1, "alice", t0);
     let mut b = connected(2, "bob", t0);
+    b.handle_control(
+        t0,
+        ServerMessage::UserJoined {
+            channel: ChannelId(1),
+            user: UserInfo {
+                session: SessionToken(1),
+                name: "alice".into(),
+            },
+        },
+    );
     let mut heard = Vec::new();
     let mut out = [0i16; FRAME_SAMPLES];
     for k in 0..100u64 {
@@ -375,7 +385,132 @@ fn receiver_reports_raise_the_encoder_loss_hint() {
             jitter_ms: 3,
         },
     );
+    // 25 % loss is past DRED_FROM_PERMILLE: the sender carries DRED with the loss hint at 40.
     let after = a.stats(t0).encoder_loss_hint;
-    assert_eq!(after, 25);
+    assert_eq!(after, 40);
     assert!(after > before);
+    a.handle_control(
+        t0,
+        ServerMessage::ReceiverReport {
+            from: SessionToken(3),
+            loss_permille: 30,
+            jitter_ms: 3,
+        },
+    );
+    // The worst report of the last 10 s still decides.
+    assert_eq!(a.stats(t0).encoder_loss_hint, 40);
+    let t1 = Time::from_millis(11_000);
+    a.handle_control(
+        t1,
+        ServerMessage::ReceiverReport {
+            from: SessionToken(3),
+            loss_permille: 30,
+            jitter_ms: 3,
+        },
+    );
+    a.handle_timeout(t1);
+    assert_eq!(a.stats(t1).encoder_loss_hint, 3, "3 % loss: in-band FEC");
+}
+
+/// Feeds `n` frames of alice's voice to bob (exact bytes, 15 ms later) and mixes each tick.
+fn talk(a: &mut Engine, b: &mut Engine, from: u64, n: u64, out: &mut Vec<i16>) {
+    let mut frame = [0i16; FRAME_SAMPLES];
+    for k in from..from + n {
+        let now = Time::from_millis(20 * k);
+        a.handle_capture(now, &tone(k as usize));
+        for d in drain_datagrams(a) {
+            if udp::parse(&d).unwrap().header.kind == DatagramKind::Voice {
+                b.handle_datagram(now + std::time::Duration::from_millis(15), &d);
+            }
+        }
+        b.mix(now, &mut frame);
+        out.extend_from_slice(&frame);
+    }
+}
+
+#[test]
+fn a_sender_outside_the_channel_does_not_become_a_remote() {
+    let t0 = Time::from_millis(0);
+    let mut a = connected(1, "alice", t0);
+    let mut b = connected(2, "bob", t0);
+    let mut heard = Vec::new();
+    talk(&mut a, &mut b, 0, 20, &mut heard);
+    assert!(
+        b.stats(t0).remotes.is_empty(),
+        "alice is not in bob's channel"
+    );
+    assert!(heard.iter().all(|&s| s == 0));
+    // Whispering to bob is allowed from anywhere.
+    a.set_whisper(Some(SessionToken(2))).unwrap();
+    talk(&mut a, &mut b, 20, 20, &mut heard);
+    assert_eq!(b.stats(t0).remotes.len(), 1);
+}
+
+#[test]
+fn a_leaving_sender_is_played_out_and_no_ghost_comes_back() {
+    let t0 = Time::from_millis(0);
+    let mut a = connected(1, "alice", t0);
+    let mut b = connected(2, "bob", t0);
+    b.handle_control(
+        t0,
+        ServerMessage::UserJoined {
+            channel: ChannelId(1),
+            user: UserInfo {
+                session: SessionToken(1),
+                name: "alice".into(),
+            },
+        },
+    );
+    let mut heard = Vec::new();
+    talk(&mut a, &mut b, 0, 50, &mut heard);
+    // Alice says three more frames that bob has received but not yet played, then leaves.
+    let mut in_flight = Vec::new();
+    for k in 50..53u64 {
+        a.handle_capture(Time::from_millis(20 * k), &tone(k as usize));
+        in_flight.extend(drain_datagrams(&mut a));
+    }
+    for d in &in_flight {
+        b.handle_datagram(Time::from_millis(20 * 50), d);
+    }
+    let held = b.stats(t0).remotes[0].stream.buffer_depth;
+    assert!(held >= 3, "held {held}");
+    b.handle_control(
+        Time::from_millis(20 * 50),
+        ServerMessage::UserLeft {
+            channel: ChannelId(1),
+            session: SessionToken(1),
+        },
+    );
+    let before = b.stats(t0).remotes[0].stream;
+    let mut frame = [0i16; FRAME_SAMPLES];
+    let mut tail = Vec::new();
+    for k in 50..60u64 {
+        b.mix(Time::from_millis(20 * k), &mut frame);
+        tail.extend_from_slice(&frame);
+        // A straggler datagram after the leave is ignored.
+        b.handle_datagram(Time::from_millis(20 * k), &in_flight[0]);
+    }
+    let energy: f64 = tail[..3 * FRAME_SAMPLES]
+        .iter()
+        .map(|&s| f64::from(s).powi(2))
+        .sum();
+    assert!(energy > 1e8, "the buffered end of the sentence is heard");
+    assert!(
+        // The held packets plus at most one frame of decoded lead, then silence.
+        tail[(held as usize + 1) * FRAME_SAMPLES..]
+            .iter()
+            .all(|&s| s == 0),
+        "nothing is concealed after it"
+    );
+    assert!(
+        b.stats(t0).remotes.is_empty(),
+        "the remote is forgotten once drained"
+    );
+    assert_eq!(before.frames_concealed, 0);
+    let ev = drain_events(&mut b);
+    assert!(ev.contains(&Event::Speaking {
+        session: SessionToken(1),
+        speaking: false,
+        whisper: false
+    }));
 }

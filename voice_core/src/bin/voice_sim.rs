@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! voice-sim --input IN.wav --output OUT.wav (--trace TRACE.csv | --profile NAME --seed N)
-//!           [--policy adaptive|fixed] [--no-fec] [--bitrate BPS] [--tick-phase MS]
+//!           [--policy adaptive|fixed] [--no-fec] [--no-dred] [--bitrate BPS] [--tick-phase MS]
 //!           [--stats STATS.json] [--write-trace T.csv] [--write-packets P.bin]
 //! ```
 //!
@@ -19,7 +19,7 @@ use voice_core::sim::trace::Trace;
 use voice_core::{wav, FRAME_SAMPLES};
 
 const USAGE: &str = "usage: voice-sim --input IN.wav --output OUT.wav \
-(--trace TRACE.csv | --profile NAME --seed N) [--policy adaptive|fixed] [--no-fec] [--bitrate BPS] \
+(--trace TRACE.csv | --profile NAME --seed N) [--policy adaptive|fixed] [--no-fec] [--no-dred] [--bitrate BPS] \
 [--tick-phase MS] [--stats STATS.json] [--write-trace TRACE.csv] [--write-packets PACKETS.bin]";
 
 #[derive(Default)]
@@ -31,6 +31,7 @@ struct Args {
     seed: Option<u64>,
     policy: Option<String>,
     no_fec: bool,
+    no_dred: bool,
     bitrate: Option<u32>,
     stats: Option<PathBuf>,
     write_trace: Option<PathBuf>,
@@ -57,6 +58,7 @@ fn parse_args() -> Result<Args, String> {
             }
             "--policy" => a.policy = Some(value("--policy")?),
             "--no-fec" => a.no_fec = true,
+            "--no-dred" => a.no_dred = true,
             "--bitrate" => {
                 let v = value("--bitrate")?;
                 let b: u32 = v
@@ -126,6 +128,7 @@ fn main_inner() -> Result<(), String> {
     let cfg = SimConfig {
         policy,
         fec: !a.no_fec,
+        dred: !a.no_dred,
         bitrate: a.bitrate,
         tick_phase_ms: a.tick_phase_ms.unwrap_or(0.0),
         ..SimConfig::default()

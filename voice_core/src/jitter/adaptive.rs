@@ -53,11 +53,6 @@ pub struct AdaptiveConfig {
     pub memory_packets: u32,
     /// A packet this far (ms) above the estimate starts a delay spike.
     pub spike_ms: u32,
-    /// Peak hold: once delay spikes recur (two within [`AdaptiveConfig::peak_window_ms`]), the
-    /// target is held at this share (per mille) of the highest recent spike. 0 turns it off.
-    pub peak_hold_permille: u32,
-    /// How long a spike is remembered for peak hold, in ms.
-    pub peak_window_ms: u32,
 }
 
 impl Default for AdaptiveConfig {
@@ -67,21 +62,12 @@ impl Default for AdaptiveConfig {
             max_delay_ms: 400,
             initial_delay_ms: 0,
             warmup: 10,
-            quantile_permille: env_u32("VQ", 970),
+            quantile_permille: 970,
             memory_packets: 200,
             spike_ms: 80,
-            peak_hold_permille: env_u32("VPEAK", 0),
-            peak_window_ms: env_u32("VPEAKWIN", 20_000),
         }
     }
 }
-
-fn env_u32(k: &str, d: u32) -> u32 {
-    std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d)
-}
-
-/// Spikes remembered for peak hold.
-const PEAKS: usize = 4;
 
 const BIN_US: i64 = 2_000;
 /// Bins cover ±1 s of transit around the anchor.
@@ -152,10 +138,6 @@ pub struct AdaptivePolicy {
     /// Whether the FEC margin is on (hysteresis on `lost`).
     fec_margin: bool,
     estimate_us: i64,
-    /// Recent delay spikes: (arrival time µs, height µs above the floor).
-    peaks: [Option<(u64, i64)>; PEAKS],
-    /// The target peak hold asks for (0 when spikes do not recur).
-    peak_us: i64,
 }
 
 impl AdaptivePolicy {
@@ -177,8 +159,6 @@ impl AdaptivePolicy {
             lost: 0.0,
             fec_margin: false,
             estimate_us: i64::from(cfg.initial_delay_ms) * 1000,
-            peaks: [None; PEAKS],
-            peak_us: 0,
         }
     }
 
@@ -250,52 +230,8 @@ impl AdaptivePolicy {
         self.estimate_us = self.quantile_us() + anchor - floor + reorder_us + fec_us;
     }
 
-    /// Remembers a spike of `height` µs at `now` (a higher one within 1 s updates it) and
-    /// recomputes the peak-hold target.
-    fn record_peak(&mut self, now: Time, height: i64) {
-        let t = now.as_micros();
-        let window = u64::from(self.cfg.peak_window_ms) * 1000;
-        let newest = self.peaks.iter().flatten().max_by_key(|p| p.0).copied();
-        match newest {
-            Some((at, h)) if t.saturating_sub(at) < 1_000_000 => {
-                if let Some(p) = self.peaks.iter_mut().flatten().find(|p| p.0 == at) {
-                    p.1 = h.max(height);
-                }
-            }
-            _ => {
-                let slot = self
-                    .peaks
-                    .iter()
-                    .position(Option::is_none)
-                    .unwrap_or_else(|| {
-                        (0..PEAKS)
-                            .min_by_key(|&i| self.peaks[i].map_or(0, |p| p.0))
-                            .unwrap_or(0)
-                    });
-                self.peaks[slot] = Some((t, height));
-            }
-        }
-        self.refresh_peak(now, window);
-    }
-
-    fn refresh_peak(&mut self, now: Time, window: u64) {
-        let t = now.as_micros();
-        for p in self.peaks.iter_mut() {
-            if p.is_some_and(|(at, _)| t.saturating_sub(at) > window) {
-                *p = None;
-            }
-        }
-        let recent: Vec<i64> = self.peaks.iter().flatten().map(|p| p.1).collect();
-        self.peak_us = if recent.len() >= env_u32("VPEAKN", 2) as usize {
-            recent.iter().copied().max().unwrap_or(0) * i64::from(self.cfg.peak_hold_permille)
-                / 1000
-        } else {
-            0
-        };
-    }
-
     fn bounded_us(&self) -> i64 {
-        self.estimate_us.max(self.peak_us).clamp(
+        self.estimate_us.clamp(
             i64::from(self.cfg.min_delay_ms) * 1000,
             i64::from(self.cfg.max_delay_ms.max(self.cfg.min_delay_ms)) * 1000,
         )
@@ -340,13 +276,6 @@ impl PlayoutPolicy for AdaptivePolicy {
         let in_spike = self.spike_from.is_some_and(|from| {
             ts_us >= from && ts_us - from <= 1_000_000 && relative > estimate + 20_000
         });
-        if self.cfg.peak_hold_permille > 0 {
-            if starts_spike || in_spike {
-                self.record_peak(now, relative);
-            } else if self.peak_us > 0 {
-                self.refresh_peak(now, u64::from(self.cfg.peak_window_ms) * 1000);
-            }
-        }
         let hold_out = (starts_spike || in_spike) && self.held_out < 0.1;
         self.held_out += (if hold_out { 1.0 } else { 0.0 } - self.held_out) / 250.0;
         if starts_spike && !in_spike {
@@ -381,7 +310,7 @@ impl PlayoutPolicy for AdaptivePolicy {
     }
 
     fn holds_on_stall(&self) -> bool {
-        std::env::var_os("VNOSTALL").is_none()
+        true
     }
 
     fn schedule_delay(&self, now: Time, timestamp: u64) -> Option<i64> {

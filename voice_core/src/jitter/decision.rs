@@ -141,7 +141,7 @@ pub struct StretchStatus {
     pub next_held: bool,
     /// Frames since the last time voiced speech was time-scaled.
     pub since_voiced_stretch: u32,
-    /// Frames since the last silent or quiet frame (how long speech has run without a pause).
+    /// Frames since the last pause (a frame deep enough into silence for delay to move there).
     pub since_quiet: u32,
     /// Consecutive silent frames up to and including this one (0 for a frame that is not silent).
     pub silent_run: u32,
@@ -168,18 +168,22 @@ pub const SHRINK_SILENCE_US: i64 = 5_000;
 /// Deficit below the target beyond which silent frames are grown.
 pub const GROW_SILENCE_US: i64 = 5_000;
 /// Excess delay above which voiced speech is accelerated too (far above target).
-pub const ACCELERATE_US: i64 = 1_000_000;
+pub const ACCELERATE_US: i64 = 100_000;
 /// Speech that has run this many frames without a pause gets its (smaller) excess removed by
 /// acceleration too, at the slow rate [`VOICED_SLOW_EVERY`].
 pub const NO_PAUSE_FRAMES: u32 = 50;
-/// Deficit beyond which voiced speech is expanded when the next packet is not yet held.
+/// Deficit beyond which voiced speech is expanded (below the target the next packets are at risk).
 pub const EXPAND_VOICED_US: i64 = 5_000;
 /// At most one voiced time-scaling per this many frames.
 pub const VOICED_EVERY: u32 = 4;
+/// Far above the target (a spike that drained), voiced speech may be shortened this often, like
+/// NetEq's fast accelerate: the excess is audible as delay, and one pitch period in two frames is
+/// still a small tempo change.
+pub const VOICED_FAST_EVERY: u32 = 2;
 /// Silent frames in a row before delay moves in silence (a pause, not a gap between syllables).
 pub const MIN_SILENT_RUN: u32 = 8;
 /// At most one voiced time-scaling per this many frames when the need is not urgent.
-pub const VOICED_SLOW_EVERY: u32 = 10;
+pub const VOICED_SLOW_EVERY: u32 = 6;
 
 /// Decides whether and how to time-scale a decoded frame.
 pub fn decide_stretch(s: &StretchStatus) -> StretchOp {
@@ -189,7 +193,7 @@ pub fn decide_stretch(s: &StretchStatus) -> StretchOp {
     if s.excess_us >= SHRINK_SILENCE_US && quiet {
         return StretchOp::ShrinkSilence;
     }
-    if s.excess_us >= ACCELERATE_US && voiced_ok {
+    if s.excess_us >= ACCELERATE_US && s.since_voiced_stretch >= VOICED_FAST_EVERY {
         return StretchOp::Accelerate;
     }
     if s.excess_us >= SHRINK_SILENCE_US
@@ -201,7 +205,7 @@ pub fn decide_stretch(s: &StretchStatus) -> StretchOp {
     if s.excess_us <= -GROW_SILENCE_US && quiet {
         return StretchOp::GrowSilence;
     }
-    if s.excess_us <= -EXPAND_VOICED_US && !s.next_held && voiced_ok {
+    if s.excess_us <= -EXPAND_VOICED_US && voiced_ok {
         return StretchOp::PreemptiveExpand;
     }
     StretchOp::None
@@ -346,7 +350,7 @@ mod tests {
             since_voiced_stretch: since,
             since_quiet: 10,
             silent_run: match class {
-                Silent => 3,
+                Silent => MIN_SILENT_RUN,
                 _ => 0,
             },
         };
@@ -358,15 +362,24 @@ mod tests {
             (s(30, Active, true, 10), StretchOp::None),
             (s(120, Active, true, 10), StretchOp::Accelerate),
             (s(120, Active, true, 1), StretchOp::None),
+            (
+                s(120, Active, true, VOICED_FAST_EVERY),
+                StretchOp::Accelerate,
+            ),
             (s(-10, Silent, true, 10), StretchOp::GrowSilence),
             (s(-3, Active, false, 10), StretchOp::None),
-            (s(-20, Active, true, 10), StretchOp::None),
+            (s(-20, Active, true, 10), StretchOp::PreemptiveExpand),
             (s(-20, Active, false, 10), StretchOp::PreemptiveExpand),
             (s(-20, Active, false, 2), StretchOp::None),
         ];
         for (i, (status, op)) in table.iter().enumerate() {
             assert_eq!(decide_stretch(status), *op, "row {i}: {status:?}");
         }
+        let between_words = StretchStatus {
+            silent_run: MIN_SILENT_RUN - 1,
+            ..s(30, Silent, true, 10)
+        };
+        assert_eq!(decide_stretch(&between_words), StretchOp::None);
         let long_speech = StretchStatus {
             since_quiet: NO_PAUSE_FRAMES,
             ..s(30, Active, true, VOICED_SLOW_EVERY)

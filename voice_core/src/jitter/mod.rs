@@ -194,6 +194,10 @@ pub struct JitterBuffer {
     lowest_seen: Option<u64>,
     fec: bool,
     dred_frames: u32,
+    /// No more packets will come (the sender left): once what is held has played, stop.
+    closed: bool,
+    /// Frames concealed after `resume_at` before the last stop (not skipped when playout resumes).
+    concealed_before_stop: u64,
     metrics: StreamMetrics,
 }
 
@@ -222,6 +226,8 @@ impl JitterBuffer {
             lowest_seen: None,
             fec: true,
             dred_frames: 0,
+            closed: false,
+            concealed_before_stop: 0,
             metrics: StreamMetrics::new(),
         }
     }
@@ -351,7 +357,11 @@ impl JitterBuffer {
 
         // Before anything has played, an earlier packet moves the start back instead of being late.
         if let Some(base) = self.base {
-            if !self.playing && self.resume_at.is_none() && ext < base && base - ext < cap_u64(&self.cfg) {
+            if !self.playing
+                && self.resume_at.is_none()
+                && ext < base
+                && base - ext < cap_u64(&self.cfg)
+            {
                 let highest = self.unwrap.highest().unwrap_or(ext);
                 if highest - ext < cap_u64(&self.cfg) {
                     self.base = Some(ext);
@@ -439,6 +449,12 @@ impl JitterBuffer {
         self.dred_frames = dred_frames;
     }
 
+    /// Tells the buffer that no more packets will come (the sender left): what is held still
+    /// plays, and playout stops at the first gap with nothing after it instead of concealing.
+    pub fn close(&mut self) {
+        self.closed = true;
+    }
+
     /// The status snapshot [`decision::decide_packet`] decides on, as of `now`.
     pub fn status(&self, now: Time) -> PacketStatus {
         let base = self.base.unwrap_or(0);
@@ -465,7 +481,11 @@ impl JitterBuffer {
             fec: self.fec,
             missing_run: self.missing_run,
             stalled: self.stalled,
-            max_missing_run: self.cfg.max_missing_run,
+            max_missing_run: if self.closed {
+                0
+            } else {
+                self.cfg.max_missing_run
+            },
             hold_on_stall: self.policy.holds_on_stall(),
         }
     }
@@ -491,6 +511,8 @@ impl JitterBuffer {
                     self.stalled = 0;
                     if let Some(r) = self.resume_at {
                         self.base = Some(r);
+                        // Those frames were concealed already; what lies beyond them is skipped.
+                        self.concealed_before_stop = u64::from(self.missing_run);
                     }
                     return Playout::Idle;
                 }
@@ -509,9 +531,11 @@ impl JitterBuffer {
             if self.resume_at.is_some() {
                 // Sequence numbers run on through pauses, so what lies between where audio
                 // stopped and where it restarts was lost without being heard.
-                self.metrics.counts.frames_skipped += first.saturating_sub(base);
+                self.metrics.counts.frames_skipped +=
+                    first.saturating_sub(base + self.concealed_before_stop);
             }
             self.base = Some(first);
+            self.concealed_before_stop = 0;
             self.playing = true;
             self.missing_run = 0;
             self.stalled = 0;

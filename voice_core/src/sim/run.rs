@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::trace::Trace;
 use super::SimError;
-use crate::codec::{loss_hint, EncoderConfig};
+use crate::codec::{loss_plan, EncoderConfig, LossPlan};
 use crate::jitter::JitterConfig;
 pub use crate::jitter::PolicyChoice;
 use crate::proto::udp;
@@ -25,6 +25,9 @@ pub struct SimConfig {
     pub policy: PolicyChoice,
     /// In-band FEC: encoded by the sender and used by the receiver.
     pub fec: bool,
+    /// Deep redundancy (DRED): carried by the sender once receivers report loss (as the engine's
+    /// [`loss_plan`] decides) and used by the receiver.
+    pub dred: bool,
     /// Encoder bitrate in bits/s (`None`: the engine default).
     pub bitrate: Option<u32>,
     /// Jitter-buffer limits.
@@ -41,6 +44,7 @@ impl Default for SimConfig {
         SimConfig {
             policy: PolicyChoice::default(),
             fec: true,
+            dred: true,
             bitrate: None,
             jitter: JitterConfig::default(),
             first_seq: 65_000,
@@ -68,6 +72,14 @@ pub struct SimStats {
     pub frames_concealed: u64,
     /// Frames recovered from in-band FEC.
     pub frames_fec_recovered: u64,
+    /// Frames recovered from deep redundancy (DRED).
+    pub frames_dred_recovered: u64,
+    /// Frames concealed while waiting for a late packet (included in `frames_concealed`).
+    pub frames_stalled: u64,
+    /// Lost frames neither concealed nor recovered (skipped while idle or to bound the buffer).
+    pub frames_skipped: u64,
+    /// Mean Opus payload bitrate actually sent, bits/s.
+    pub payload_bitrate: f64,
     /// Runs of consecutive concealed frames.
     pub concealment_events: u64,
     /// Mean arrival → playout delay in ms.
@@ -128,10 +140,10 @@ const REPORT_EVERY: usize = 100;
 /// Window of the loss they report (10 s).
 const REPORT_WINDOW: usize = 500;
 
-/// The encoder's loss hint for each packet as the engine's feedback loop sets it: every 2 s the
-/// receiver reports the loss of the last 10 s, and the sender applies [`loss_hint`] to the packets
-/// it encodes after that report (before the first report: the default hint).
-fn loss_hints(trace: &Trace, packets: usize) -> Vec<u8> {
+/// The encoder's loss protection for each packet as the engine's feedback loop sets it: every 2 s
+/// the receiver reports the loss of the last 10 s, and the sender applies [`loss_plan`] to the
+/// packets it encodes after that report (before the first report: the plan for no report).
+fn loss_plans(trace: &Trace, packets: usize) -> Vec<LossPlan> {
     let mut arrived = vec![false; packets];
     for r in trace.rows.iter().filter(|r| (r.seq as usize) < packets) {
         if r.arrival_ms.is_some() {
@@ -143,12 +155,12 @@ fn loss_hints(trace: &Trace, packets: usize) -> Vec<u8> {
             // The last report made before packet k was encoded.
             let reports = k / REPORT_EVERY;
             if reports < 1 {
-                return loss_hint(None);
+                return loss_plan(None);
             }
             let end = reports * REPORT_EVERY;
             let start = end.saturating_sub(REPORT_WINDOW);
             let lost = arrived[start..end].iter().filter(|a| !**a).count();
-            loss_hint(Some((lost * 1000 / (end - start).max(1)) as u16))
+            loss_plan(Some((lost * 1000 / (end - start).max(1)) as u16))
         })
         .collect()
 }
@@ -175,7 +187,8 @@ pub fn run(input: &[i16], trace: &Trace, cfg: &SimConfig) -> Result<SimOutput, S
         ..EncoderConfig::default()
     };
     let mut sender = Sender::new(SessionToken(1), enc_cfg)?.with_start(cfg.first_seq, 0);
-    let hints = loss_hints(trace, packets);
+    let plans = loss_plans(trace, packets);
+    let mut payload_bytes = 0u64;
     let mut datagrams: Vec<Vec<u8>> = Vec::with_capacity(packets);
     let mut frame = [0i16; FRAME_SAMPLES];
     let mut buf = [0u8; udp::MAX_DATAGRAM];
@@ -183,12 +196,24 @@ pub fn run(input: &[i16], trace: &Trace, cfg: &SimConfig) -> Result<SimOutput, S
         let chunk = &input[k * FRAME_SAMPLES..((k + 1) * FRAME_SAMPLES).min(input.len())];
         frame.fill(0);
         frame[..chunk.len()].copy_from_slice(chunk);
-        if cfg.fec {
+        if cfg.fec || cfg.dred {
+            let mut plan = plans[k];
+            if !cfg.dred && plan.dred_duration > 0 {
+                // In-band FEC alone: the hint the loss asks for, no DRED.
+                plan = LossPlan {
+                    fec: true,
+                    dred_duration: 0,
+                    ..plan
+                };
+            }
+            plan.fec &= cfg.fec;
             let enc = sender.encoder_mut();
-            let mut c = enc.config();
-            if c.packet_loss_percent != hints[k] {
-                c.packet_loss_percent = hints[k];
-                enc.apply(c)?;
+            let want = plan.apply_to(enc_cfg);
+            if enc.config() != want {
+                enc.apply(want)?;
+            }
+            if enc.dred_duration() != plan.dred_duration {
+                enc.set_dred_duration(plan.dred_duration)?;
             }
         }
         let n = sender
@@ -200,6 +225,7 @@ pub fn run(input: &[i16], trace: &Trace, cfg: &SimConfig) -> Result<SimOutput, S
                     message: w.to_string(),
                 },
             })?;
+        payload_bytes += (n - udp::HEADER_LEN) as u64;
         datagrams.push(buf[..n].to_vec());
     }
 
@@ -215,6 +241,7 @@ pub fn run(input: &[i16], trace: &Trace, cfg: &SimConfig) -> Result<SimOutput, S
 
     let mut rx = Receiver::new(cfg.jitter, cfg.policy.build())?;
     rx.set_fec(cfg.fec);
+    rx.set_dred(cfg.dred)?;
     // Unwrapped sequence number of packet 0, learnt from the first frame played.
     let mut first_ext: Option<u64> = None;
     let last_arrival = arrivals.last().map(|a| a.0).unwrap_or(0.0);
@@ -302,6 +329,10 @@ pub fn run(input: &[i16], trace: &Trace, cfg: &SimConfig) -> Result<SimOutput, S
         frames_played: s.frames_played,
         frames_concealed: s.frames_concealed,
         frames_fec_recovered: s.frames_fec_recovered,
+        frames_dred_recovered: s.frames_dred_recovered,
+        frames_stalled: s.frames_stalled,
+        frames_skipped: s.frames_skipped,
+        payload_bitrate: payload_bytes as f64 * 8.0 / (packets.max(1) as f64 * 0.02),
         concealment_events: s.concealment_events,
         mean_buffer_delay_ms: s.mean_buffer_delay_ms,
         p95_buffer_delay_ms: s.p95_buffer_delay_ms,
