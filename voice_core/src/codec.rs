@@ -12,7 +12,7 @@
 //! The decoder decodes a packet, recovers a lost frame from the next packet's FEC, recovers lost
 //! frames from a later packet's DRED ([`DredRecovery`], [`Decoder::decode_dred`]), or conceals a
 //! lost frame; each returns exactly one frame. At [`DECODER_COMPLEXITY`] concealment is the deep
-//! PLC (LPCNet features + FARGAN vocoder) and decoded SILK speech is enhanced by OSCE.
+//! PLC (LPCNet features + FARGAN vocoder).
 //! Nothing on the decode path allocates.
 
 use std::ptr::NonNull;
@@ -141,7 +141,12 @@ pub fn dred_duration(worst_reported_permille: Option<u16>) -> u8 {
 /// The decoder complexity the engine uses: 5 and up turns on the deep PLC (LPCNet features and
 /// the FARGAN vocoder) for concealment and DRED, 6 adds OSCE LACE and 7 OSCE NoLACE enhancement
 /// of decoded SILK speech (libopus 1.6.1 `opus_decoder.c`).
-pub const DECODER_COMPLEXITY: u8 = 7;
+///
+/// The engine uses 5: deep PLC without OSCE. With OSCE (7) the decoder's output overshot to
+/// full scale on a voiced test signal after a concealed frame (a 18 785 sample step where the
+/// plain decode's largest is 14 158, `tests/tsm.rs`), and it costs 1.2–1.5 % of a core per stream
+/// against 0.3–0.6 % (`cargo bench -p voice_benches --bench codec`).
+pub const DECODER_COMPLEXITY: u8 = 5;
 
 /// Encoded frames larger than this are refused (well under [`crate::proto::udp::MAX_PAYLOAD`]).
 pub const MAX_PACKET: usize = 1000;
@@ -396,7 +401,7 @@ impl Drop for Decoder {
 }
 
 impl Decoder {
-    /// A new decoder at [`DECODER_COMPLEXITY`] (deep PLC and OSCE on). Its state is ~187 KiB
+    /// A new decoder at [`DECODER_COMPLEXITY`] (deep PLC on). Its state is ~187 KiB
     /// (18 KiB for a libopus built without the neural models), allocated here once.
     pub fn new() -> Result<Self, CodecError> {
         Self::with_complexity(DECODER_COMPLEXITY)
