@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
 # The main job in one command: builds everything, starts a relay on a free loopback port, lets
 # one voice-bot talk (a speech-like test signal) while two others listen and record, then prints
-# what the listeners measured. Recordings land in target/demo/.
+# what the listeners measured. Recordings land in target/demo/. On a fresh Debian machine it first
+# installs what is missing (scripts/install-deps.sh: apt packages and a Rust toolchain).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 cargo build --release --bin relay --bin voice-bot --bin voice-sim
+bin="${CARGO_TARGET_DIR:-target}/release"
 out=target/demo
 mkdir -p "$out"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-target/release/relay --listen "127.0.0.1:$port" 2>"$out/relay.log" &
-relay=$!
+# The relay picks a free port and prints `listening on 127.0.0.1:PORT` as its first stdout line.
+coproc RELAY { exec "$bin/relay" --listen 127.0.0.1:0 2>"$out/relay.log"; }
+relay=$RELAY_PID
 trap 'kill $relay 2>/dev/null || true' EXIT
-sleep 0.3
+read -r -t 30 first <&"${RELAY[0]}" || { echo "demo: the relay did not start (see $out/relay.log)" >&2; exit 1; }
+addr=${first#listening on }
+port=${addr##*:}
 python3 - "$out/talk.wav" <<'PY'
 import math, struct, sys, wave
 w = wave.open(sys.argv[1], "wb"); w.setnchannels(1); w.setsampwidth(2); w.setframerate(48000)
@@ -24,7 +30,7 @@ for i in range(48000 * 4):
     frames.append(struct.pack("<h", int(7000 * env * v)))
 w.writeframes(b"".join(frames)); w.close()
 PY
-bot=target/release/voice-bot
+bot="$bin/voice-bot"
 $bot --server "127.0.0.1:$port" --name bob --record "$out/bob.wav" --duration 7 >"$out/bob.jsonl" &
 b=$!
 $bot --server "127.0.0.1:$port" --name carol --record "$out/carol.wav" --duration 7 >"$out/carol.jsonl" &

@@ -142,10 +142,14 @@ relay — voice relay (TCP control + UDP voice on one port)
 
 USAGE: relay [--listen ADDR] [--config FILE]
 
-  --listen ADDR   TCP and UDP listen address (default 0.0.0.0:7400); overrides the file
+  --listen ADDR   TCP and UDP listen address (default 0.0.0.0:7400); overrides the file.
+                  Port 0 picks a free port, the same for TCP and UDP
   --config FILE   TOML configuration (see deploy/relay.toml)
   --help          this text
 
+Once bound, the relay prints one line on stdout: `listening on IP:PORT`.
+Exit status: 0 clean stop (SIGINT/SIGTERM) or --help; 1 unusable configuration file, bind
+failure or I/O error; 2 bad command line.
 Logging: RUST_LOG=info (default), debug, trace.";
 
 impl Config {

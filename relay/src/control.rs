@@ -77,7 +77,9 @@ pub fn hello(
     if state.sessions.len() >= cx.max_sessions {
         return reject(stats, ErrorCode::Full, "relay is full");
     }
-    let session = state.add_session(name.clone(), cx.secret, cx.conn, cx.now);
+    let Some(session) = state.add_session(name.clone(), cx.secret, cx.conn, cx.now) else {
+        return reject(stats, ErrorCode::Full, "relay has no session tokens left");
+    };
     stats.inc(Counter::SessionsTotal);
     let welcome = ServerMessage::Welcome {
         session,
@@ -401,6 +403,36 @@ mod tests {
             ErrorCode::Full
         );
         assert_eq!(f.stats.get(Counter::HandshakeRejected), 4);
+    }
+
+    #[test]
+    fn hello_answers_full_when_session_tokens_run_out() {
+        let mut f = Fixture::new();
+        f.st.set_next_token(u32::MAX);
+        let last = f.connect("last");
+        assert_eq!(last, SessionToken(u32::MAX));
+        let cx = HelloContext {
+            conn: 1,
+            secret: [2; 32],
+            now: f.now,
+            unix_ms: 1,
+            max_sessions: 1000,
+        };
+        let hello_msg = ClientMessage::Hello {
+            version: CONTROL_VERSION,
+            name: "one too many".into(),
+        };
+        match hello(&mut f.st, &mut f.stats, hello_msg, cx) {
+            Err(ServerMessage::Error {
+                code: ErrorCode::Full,
+                ..
+            }) => {}
+            other => panic!("expected Error{{Full}}, got {other:?}"),
+        }
+        assert_eq!(f.stats.get(Counter::HandshakeRejected), 1);
+        assert_eq!(f.stats.get(Counter::SessionsTotal), 1);
+        // The session that got the last token keeps working.
+        assert_eq!(f.send(last, join(1)).len(), 1);
     }
 
     #[test]

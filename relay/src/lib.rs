@@ -4,7 +4,8 @@
 //! chat, stats) and the UDP voice plane (registration by proof, fan-out of the exact received
 //! bytes to the sender's channel or a whisper target) on the same address and port (default
 //! [`config::DEFAULT_LISTEN`]). Protocol decisions are plain functions over plain state, tested
-//! without sockets; the loop only moves bytes. The wire format is `voice_core::proto`.
+//! without sockets; the loop only moves bytes. The wire format is `voice_core::proto`, specified
+//! for people (and other implementations) in `docs/PROTOCOL.md`.
 //!
 //! | module | owns |
 //! |---|---|
@@ -13,7 +14,7 @@
 //! | [`budget`] | token buckets (time passed in) |
 //! | [`control`] | TCP messages as state transitions producing outgoing messages |
 //! | [`stats`] | counters, including every drop by reason |
-//! | [`udpio`] | `recvmmsg`/`sendmmsg` batches (the only unsafe code) |
+//! | [`udpio`] | `recvmmsg`/`sendmmsg` batches (the unsafe code, but for one `setsockopt` in `server`) |
 //! | [`server`] | the event loop, timeouts, buffers, [`Relay`] and [`RelayHandle`] |
 //!
 //! ```no_run

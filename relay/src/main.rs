@@ -1,8 +1,13 @@
 //! The `relay` binary: parses flags and an optional TOML file, runs the loop on the main thread,
 //! and stops cleanly on SIGINT or SIGTERM (a named signal thread wakes the loop).
+//!
+//! Exit status: 0 after a clean stop or `--help`; 1 when the configuration file cannot be read,
+//! parsed or validated, the address cannot be bound, or the loop fails; 2 for a bad command line
+//! (unknown flag, missing or unparsable value).
 
 use std::process::ExitCode;
 
+use relay::config::ConfigError;
 use relay::{Config, Relay};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -17,7 +22,7 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("relay: {e}");
-            return ExitCode::from(2);
+            return exit_status(&e);
         }
     };
     let relay = match Relay::bind(config) {
@@ -27,6 +32,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The bound address on stdout, whatever RUST_LOG says: with `--listen HOST:0` this is how
+    // a script learns the port.
+    println!("listening on {}", relay.local_addr());
+    let _ = std::io::Write::flush(&mut std::io::stdout());
     let stopper = relay.stopper();
     let mut signals = match Signals::new([SIGINT, SIGTERM]) {
         Ok(s) => s,
@@ -51,6 +60,16 @@ fn main() -> ExitCode {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// 2 for a bad command line (the usual convention for usage errors), 1 for everything else.
+fn exit_status(e: &ConfigError) -> ExitCode {
+    match e {
+        ConfigError::Usage(_) => ExitCode::from(2),
+        ConfigError::Read { .. } | ConfigError::Parse { .. } | ConfigError::Invalid(_) => {
             ExitCode::FAILURE
         }
     }

@@ -233,19 +233,24 @@ impl State {
         }
     }
 
-    /// Creates a session with the next token (monotonic from 1, never reused).
+    /// Creates a session with the next token (monotonic from 1, never reused). `None` once every
+    /// token up to `u32::MAX` has been handed out: the relay then answers `Error{Full}` to every
+    /// further `Hello` until it restarts (tokens are never reused, so a stale token in a datagram
+    /// or a whisper can never reach a newer session).
     pub fn add_session(
         &mut self,
         name: String,
         secret: Secret,
         conn: usize,
         now: Instant,
-    ) -> SessionToken {
+    ) -> Option<SessionToken> {
+        // 0 is the reserved "no session" value; `next_token` wraps to it after u32::MAX and
+        // stays there, meaning "exhausted".
+        if self.next_token == 0 {
+            return None;
+        }
         let token = SessionToken(self.next_token);
-        self.next_token = self
-            .next_token
-            .checked_add(1)
-            .expect("session tokens exhausted");
+        self.next_token = self.next_token.wrapping_add(1);
         let l = self.limits;
         self.sessions.insert(
             token,
@@ -265,7 +270,13 @@ impl State {
                 chat: TokenBucket::new(l.chat, now),
             },
         );
-        token
+        Some(token)
+    }
+
+    /// Sets the next token to hand out (tests of token exhaustion).
+    #[cfg(test)]
+    pub(crate) fn set_next_token(&mut self, next: u32) {
+        self.next_token = next;
     }
 
     /// A channel with its members, as sent to clients.
@@ -457,7 +468,9 @@ mod tests {
         let now = Instant::now();
         let mut st = State::new(&Config::default());
         for i in 1..=n {
-            let t = st.add_session(format!("u{i}"), [i as u8; 32], i as usize, now);
+            let t = st
+                .add_session(format!("u{i}"), [i as u8; 32], i as usize, now)
+                .unwrap();
             assert_eq!(t, SessionToken(i));
             let p = register::sign(&[i as u8; 32], t, 1);
             st.register(addr(1000 + i as u16), t, &p).unwrap();
@@ -570,6 +583,22 @@ mod tests {
             })
             .count();
         assert_eq!(n, (st.limits.voice_bytes.burst / max as f64) as usize);
+    }
+
+    #[test]
+    fn tokens_run_out_without_a_panic_and_are_never_reused() {
+        let now = Instant::now();
+        let mut st = State::new(&Config::default());
+        st.next_token = u32::MAX - 1;
+        let a = st.add_session("a".into(), [1; 32], 1, now);
+        let b = st.add_session("b".into(), [2; 32], 2, now);
+        assert_eq!(a, Some(SessionToken(u32::MAX - 1)));
+        assert_eq!(b, Some(SessionToken(u32::MAX)));
+        // Exhausted: refused, also after sessions end (no token is handed out twice).
+        assert_eq!(st.add_session("c".into(), [3; 32], 3, now), None);
+        st.sessions.clear();
+        assert_eq!(st.add_session("d".into(), [4; 32], 4, now), None);
+        assert!(st.sessions.is_empty());
     }
 
     #[test]

@@ -2,8 +2,11 @@
 //! batches that point back into those slots, so a forwarded datagram is never copied in user space
 //! and nothing is allocated per packet.
 //!
-//! The unsafe code of the relay is confined to this module: building `mmsghdr` arrays over owned,
-//! never-reallocated buffers, and converting `sockaddr_storage` to and from [`SocketAddr`].
+//! Nearly all unsafe code of the relay is in this module (the rest is one `setsockopt` in
+//! `server`): building `mmsghdr` arrays over owned, never-reallocated buffers, and converting
+//! `sockaddr_storage` to and from [`SocketAddr`]. Its safe API cannot make the kernel read outside
+//! a received datagram: [`SendBatch::flush`] checks every queued slot and length against the
+//! [`RecvBatch`] it sends from.
 //!
 //! Measured with `cargo bench -p voice_benches --bench relay_load` on the 2-core development VM
 //! (load generator on the same CPUs): with `batch_io = false` (one `recv_from`/`send_to` per
@@ -169,11 +172,19 @@ impl RecvBatch {
     }
 
     /// Datagram `i` of the last receive: its bytes and source address.
+    ///
+    /// # Panics
+    /// When `i` is not below [`Self::capacity`] (like slice indexing).
     pub fn get(&self, i: usize) -> (&[u8], Option<SocketAddr>) {
         let h = &self.hdrs[i];
         let len = (h.msg_len as usize).min(SLOT);
         let data = &self.bufs[i * SLOT..i * SLOT + len];
         (data, from_storage(&self.addrs[i], h.msg_hdr.msg_namelen))
+    }
+
+    /// Bytes received in slot `i` by the last [`Self::recv`]; `None` for a slot it did not fill.
+    pub fn received_len(&self, i: usize) -> Option<usize> {
+        (i < self.filled).then(|| (self.hdrs[i].msg_len as usize).min(SLOT))
     }
 
     fn slot_ptr(&self, i: usize) -> *const u8 {
@@ -244,23 +255,56 @@ impl SendBatch {
         self.entries.is_empty()
     }
 
-    /// Queues the first `len` bytes of receive slot `slot` for `dst`. The caller flushes first
-    /// when [`Self::is_full`].
-    pub fn push(&mut self, slot: usize, len: usize, dst: &SocketAddr) {
+    /// Queues the first `len` bytes of receive slot `slot` for `dst` and returns true. Returns
+    /// false and queues nothing when the batch [`is full`](Self::is_full) (flush first) or `len`
+    /// exceeds a slot ([`SLOT`]).
+    ///
+    /// Safe code may pass any slot and length: [`Self::flush`] checks each entry against the
+    /// [`RecvBatch`] it reads from (slot received by its last `recv`, length within what that
+    /// slot received) and sends nothing for an entry that fails, so no byte outside a received
+    /// datagram ever reaches the kernel.
+    pub fn push(&mut self, slot: usize, len: usize, dst: &SocketAddr) -> bool {
         let i = self.entries.len();
-        assert!(i < self.hdrs.len(), "SendBatch overflow: flush when full");
+        if i >= self.hdrs.len() || len > SLOT {
+            return false;
+        }
+        let (Ok(slot), Ok(len)) = (u32::try_from(slot), u32::try_from(len)) else {
+            return false;
+        };
         self.addr_lens[i] = to_storage(dst, &mut self.addrs[i]);
-        self.entries.push((slot as u32, len as u32));
+        self.entries.push((slot, len));
+        true
     }
 
     /// Sends everything queued (datagram data read from `from`) and empties the batch. A full
     /// socket buffer drops the rest of the batch: late voice is worthless, and waiting would
     /// stall every other sender.
+    ///
+    /// An entry whose slot was not filled by `from`'s last receive, or whose length exceeds the
+    /// bytes received in that slot, is not sent and counts as failed.
     pub fn flush(&mut self, fd: RawFd, from: &RecvBatch) -> Flushed {
-        let n = self.entries.len();
         let mut out = Flushed::default();
+        // Keep only entries that lie within a received datagram, moving their addresses along.
+        let mut n = 0;
+        for i in 0..self.entries.len() {
+            let (slot, len) = self.entries[i];
+            if from
+                .received_len(slot as usize)
+                .is_some_and(|got| len as usize <= got)
+            {
+                self.entries[n] = (slot, len);
+                self.addrs[n] = self.addrs[i];
+                self.addr_lens[n] = self.addr_lens[i];
+                n += 1;
+            } else {
+                out.failed += 1;
+            }
+        }
+        self.entries.truncate(n);
         for (i, &(slot, len)) in self.entries.iter().enumerate() {
             self.iovecs[i] = libc::iovec {
+                // Checked above: `slot` < from.len() and `len` <= the bytes received in it
+                // (<= SLOT), so the iovec lies inside the slot.
                 iov_base: from.slot_ptr(slot as usize) as *mut libc::c_void,
                 iov_len: len as usize,
             };
@@ -332,6 +376,74 @@ mod tests {
         }
     }
 
+    /// Receives exactly one datagram of `len` bytes into a fresh 4-slot batch.
+    fn receive_one(relay: &std::net::UdpSocket, len: usize) -> RecvBatch {
+        let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        a.send_to(&vec![0x5A; len], relay.local_addr().unwrap())
+            .unwrap();
+        let mut rb = RecvBatch::new(4);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while std::time::Instant::now() < deadline {
+            match rb.recv(relay.as_raw_fd()) {
+                Ok(n) => {
+                    assert_eq!(n, 1);
+                    return rb;
+                }
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
+            }
+        }
+        panic!("datagram did not arrive");
+    }
+
+    #[test]
+    fn out_of_bounds_slots_and_lengths_are_never_sent() {
+        let relay = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let dst = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        dst.set_read_timeout(Some(std::time::Duration::from_millis(300)))
+            .unwrap();
+        let to = dst.local_addr().unwrap();
+        let rb = receive_one(&relay, 30);
+        assert_eq!(rb.received_len(0), Some(30));
+        assert_eq!(rb.received_len(1), None);
+        let mut sb = SendBatch::new(8);
+        // Longer than a slot (the reported case: 4804 bytes from a 1201-byte slot): refused.
+        assert!(!sb.push(0, 4 * SLOT, &to));
+        assert!(!sb.push(0, SLOT + 1, &to));
+        // Within a slot but past what was received, a slot past the ring, a slot not filled by
+        // the last receive: queued, then refused by flush.
+        assert!(sb.push(0, SLOT, &to));
+        assert!(sb.push(0, 31, &to));
+        assert!(sb.push(rb.capacity() + 5, 30, &to));
+        assert!(sb.push(1, 1, &to));
+        // The one valid entry goes out, in full and alone.
+        assert!(sb.push(0, 30, &to));
+        let f = sb.flush(relay.as_raw_fd(), &rb);
+        assert_eq!(
+            f,
+            Flushed {
+                sent: 1,
+                bytes: 30,
+                failed: 4
+            }
+        );
+        assert!(sb.is_empty());
+        let mut buf = [0u8; 8192];
+        let (n, _) = dst.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], &[0x5A; 30]);
+        assert!(dst.recv_from(&mut buf).is_err(), "a refused entry was sent");
+    }
+
+    #[test]
+    fn a_full_batch_refuses_instead_of_panicking() {
+        let to: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let mut sb = SendBatch::new(2);
+        assert!(sb.push(0, 1, &to));
+        assert!(sb.push(0, 1, &to));
+        assert!(sb.is_full());
+        assert!(!sb.push(0, 1, &to));
+        assert_eq!(sb.len(), 2);
+    }
+
     #[test]
     fn batch_receive_and_forward_is_byte_exact() {
         let relay = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -351,7 +463,7 @@ mod tests {
                 for i in 0..n {
                     let (d, src) = rb.get(i);
                     assert_eq!(src, Some(a.local_addr().unwrap()));
-                    sb.push(i, d.len(), &b.local_addr().unwrap());
+                    assert!(sb.push(i, d.len(), &b.local_addr().unwrap()));
                 }
                 got += n;
                 assert_eq!(sb.flush(relay.as_raw_fd(), &rb).sent, n);

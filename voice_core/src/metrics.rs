@@ -177,6 +177,14 @@ pub struct StreamStats {
     pub frames_concealed: u64,
     /// Frames recovered from the next packet's in-band FEC.
     pub frames_fec_recovered: u64,
+    /// Frames recovered from a later packet's deep redundancy (DRED).
+    pub frames_dred_recovered: u64,
+    /// Lost frames that were neither concealed nor recovered: skipped while the stream was idle
+    /// (a sender that came back after a long gap) or to bound the buffer.
+    pub frames_skipped: u64,
+    /// Frames concealed while waiting for a late (not lost) packet; included in
+    /// `frames_concealed`.
+    pub frames_stalled: u64,
     /// Runs of consecutive concealed frames.
     pub concealment_events: u64,
     /// Opus payloads that failed to decode (concealed instead).

@@ -7,7 +7,8 @@
 use std::time::Duration;
 
 use crate::codec::{CodecError, Decoder, Encoder, EncoderConfig, MAX_PACKET};
-use crate::jitter::{JitterBuffer, JitterConfig, Playout, PlayoutPolicy, PushOutcome};
+use crate::jitter::decision::{self, FrameClass, StretchOp, StretchStatus};
+use crate::jitter::{JitterBuffer, JitterConfig, Playout, PlayoutPolicy, PushOutcome, Redundancy};
 use crate::metrics::StreamStats;
 use crate::proto::udp::{self, DatagramKind, Flags, Header, UdpError};
 use crate::proto::SessionToken;
@@ -135,28 +136,28 @@ pub enum FrameSource {
 const MAX_POPS: usize = 4;
 /// Capacity of the output buffer: what one tick can leave behind plus the longest stretched frame.
 const OUT_CAP: usize = FRAME_SAMPLES + tsm::MAX_OUTPUT;
-/// How far above the target a frame may be played before the output is shortened (hysteresis:
-/// one frame quantum plus this guard, so a delay on the 20 ms tick lattice does not oscillate).
-const SHORTEN_GUARD_US: i64 = 10_000;
 /// Weight 1/N of each new packet in the smoothed slack.
 const SLACK_SMOOTHING: i64 = 8;
 /// A slack this far from the smoothed value replaces it at once.
 const SLACK_JUMP_US: i64 = 60_000;
-/// Excess over the target above which queued decoded audio (the lead) is trimmed.
-const LEAD_SHORTEN_GUARD_US: i64 = 10_000;
-/// Above this excess over the target, shorten every frame that allows it ("fast accelerate");
-/// below it, at most every [`SLOW_SHORTEN_EVERY`]-th frame.
-const FAST_SHORTEN_US: i64 = 60_000;
-const SLOW_SHORTEN_EVERY: u32 = 4;
+/// A frame this far (in amplitude) below the talker's recent level counts as quiet.
+const QUIET_RATIO: f64 = 0.1;
+/// Per-frame decay of the talker level tracker (about −1 dB per second).
+const LEVEL_DECAY: f64 = 0.9977;
 
 /// One remote sender's receive path: jitter buffer, Opus decoder (packet / FEC / PLC) and metrics.
 ///
-/// Every [`Receiver::tick`] returns exactly one 20 ms frame. With a policy that tracks transit
-/// times (the adaptive one) the receiver keeps a small output buffer of decoded samples and
-/// time-scales decoded frames ([`crate::tsm`]) to move the playout delay toward the policy's
-/// target: it then takes a frame from the jitter buffer whenever the output buffer holds less
-/// than one frame, which is sometimes twice in a tick (shortening) and sometimes not at all
-/// (lengthening). With the fixed policy it decodes exactly one packet per tick, as the seed did.
+/// Every [`Receiver::tick`] returns exactly one 20 ms frame. What to take from the jitter buffer
+/// and whether to time-scale a decoded frame are decided in one place,
+/// [`crate::jitter::decision`]; the receiver carries the decisions out and counts them.
+///
+/// With a policy that tracks transit times (the adaptive one) the receiver keeps a small output
+/// buffer of decoded samples and time-scales decoded frames ([`crate::tsm`]) to move the playout
+/// delay toward the policy's target — in silence and quiet frames first, in voiced speech only
+/// when far above the target or about to run dry: it takes a frame from the jitter buffer
+/// whenever the output buffer holds less than one frame, which is sometimes twice in a tick
+/// (shortening) and sometimes not at all (lengthening). With the fixed policy it decodes exactly
+/// one packet per tick.
 #[derive(Debug)]
 pub struct Receiver {
     buffer: JitterBuffer,
@@ -166,13 +167,17 @@ pub struct Receiver {
     last_source: FrameSource,
     out: Box<[i16; OUT_CAP]>,
     out_len: usize,
-    since_shorten: u32,
+    since_voiced_stretch: u32,
     pops: [(u64, FrameSource); MAX_POPS],
     /// Exponentially smoothed slack (µs) that the time-scaling decisions use.
     smoothed_slack: Option<i64>,
     /// For each pop of the last tick: samples of earlier audio queued ahead of it.
     leads: [usize; MAX_POPS],
     n_pops: usize,
+    /// The talker's recent level (RMS of active frames, slowly decaying).
+    level: f64,
+    /// Decoded frames since the last silent or quiet one.
+    since_quiet: u32,
 }
 
 impl Receiver {
@@ -186,17 +191,20 @@ impl Receiver {
             last_source: FrameSource::Silence,
             out: Box::new([0; OUT_CAP]),
             out_len: 0,
-            since_shorten: 0,
+            since_voiced_stretch: u32::MAX,
             pops: [(0, FrameSource::Silence); MAX_POPS],
             leads: [0; MAX_POPS],
             smoothed_slack: None,
             n_pops: 0,
+            level: 0.0,
+            since_quiet: 0,
         })
     }
 
     /// Turns FEC recovery on or off (off: every gap is concealed).
     pub fn set_fec(&mut self, on: bool) {
         self.use_fec = on;
+        self.buffer.set_recovery(on, 0);
     }
 
     /// The jitter buffer.
@@ -235,6 +243,12 @@ impl Receiver {
         self.out_len
     }
 
+    /// Whether the receiver has nothing left to play: no decoded samples queued, no packet held
+    /// and playout stopped. A sender that left can be forgotten once this holds.
+    pub fn is_drained(&self) -> bool {
+        self.out_len == 0 && self.buffer.depth() == 0 && !self.buffer.is_playing()
+    }
+
     /// Produces the frame for the tick at `now` into `out` (exactly one 20 ms frame).
     ///
     /// Returns the unwrapped sequence number of the last frame taken from the jitter buffer in
@@ -251,8 +265,8 @@ impl Receiver {
         let had = self.out_len;
         let mut frame = [0i16; FRAME_SAMPLES];
         while self.out_len < FRAME_SAMPLES && self.n_pops < MAX_POPS {
-            // The frame taken now is heard after the decoded samples already queued: every delay
-            // decision and measurement uses that playout instant, not the tick's start.
+            // The frame taken now is heard after the decoded samples already queued: delay
+            // measurements use that playout instant, not the tick's start.
             let lead = self.out_len;
             let plays_at = now
                 + Duration::from_micros(lead as u64 * 1_000_000 / u64::from(crate::SAMPLE_RATE));
@@ -263,7 +277,7 @@ impl Receiver {
             self.leads[self.n_pops] = lead;
             self.n_pops += 1;
             let stretch = match (source, ts) {
-                (FrameSource::Packet, Some(ts)) => self.stretch_for(now, ts, lead),
+                (FrameSource::Packet, Some(ts)) => self.stretch_for(now, ts, lead, &frame),
                 _ => None,
             };
             self.append(&frame, stretch);
@@ -292,52 +306,97 @@ impl Receiver {
         (result, self.pops[..self.n_pops].last().map(|p| p.0))
     }
 
-    /// Whether to time-scale the packet with unwrapped timestamp `ts` taken from the buffer at the
-    /// tick `now`, with `lead` decoded samples queued ahead of it.
+    /// Classifies a decoded frame against the talker's recent level.
+    fn classify(&mut self, frame: &[i16; FRAME_SAMPLES]) -> FrameClass {
+        let rms = tsm::rms(frame);
+        self.level = (self.level * LEVEL_DECAY).max(rms);
+        if rms < tsm::SILENCE_RMS {
+            FrameClass::Silent
+        } else if rms < self.level * QUIET_RATIO {
+            FrameClass::Quiet
+        } else {
+            FrameClass::Active
+        }
+    }
+
+    /// Whether and how to time-scale the packet with unwrapped timestamp `ts` taken from the
+    /// buffer at the tick `now`, with `lead` decoded samples queued ahead of it: the status for
+    /// [`decision::decide_stretch`] and the number of samples the operation may move.
     ///
     /// Two delays matter. The *slack* (how long after its fastest-possible arrival the packet is
-    /// taken, measured at the tick) is what protects against late packets; the *lead* (decoded audio
-    /// queued ahead) only adds listening delay. So: lengthen when the slack is below the target
-    /// (the inserted samples eventually skip a take, adding a frame of slack); when the slack is
-    /// comfortably above the target, trim the lead first — that only shortens audio already
-    /// decoded and moves no take earlier; only shorten into the next take (which needs the next
-    /// packet early) when the slack exceeds the target by a whole frame plus a guard (every 4th
-    /// frame, or every frame when far over).
-    fn stretch_for(&mut self, now: Time, ts: u64, lead: usize) -> Option<Stretch> {
-        self.since_shorten = self.since_shorten.saturating_add(1);
+    /// taken, measured at the tick, smoothed like NetEq's filtered buffer level) is what protects
+    /// against late packets; the *lead* (decoded audio queued ahead) only adds listening delay.
+    /// Below the target the deficit is what is missing; above it, the surplus is the lead plus
+    /// whatever exceeds the target by more than one frame (takes happen on the 20 ms tick
+    /// lattice, so up to a frame above the target cannot be removed without going below it).
+    fn stretch_for(
+        &mut self,
+        now: Time,
+        ts: u64,
+        lead: usize,
+        frame: &[i16; FRAME_SAMPLES],
+    ) -> Option<(Stretch, usize)> {
+        self.since_voiced_stretch = self.since_voiced_stretch.saturating_add(1);
         let policy = self.buffer.policy();
         let raw = policy.schedule_delay(now, ts)?;
-        // Decide on a smoothed slack (like NetEq's filtered buffer level): per-packet slack swings
-        // with every packet's jitter, and reacting to each swing only trades insertions for
-        // removals. Large deviations still act at once (a sudden spike or drop).
+        let target = policy.target_delay().as_micros() as i64;
         let smoothed = match self.smoothed_slack {
             Some(s) if (raw - s).abs() < SLACK_JUMP_US => s + (raw - s) / SLACK_SMOOTHING,
             _ => raw,
         };
         self.smoothed_slack = Some(smoothed);
-        let slack = smoothed;
-        let target = policy.target_delay().as_micros() as i64;
         let frame_us = FRAME_DURATION.as_micros() as i64;
-        if slack < target {
-            return Some(Stretch::Lengthen);
+        let lead_us = lead as i64 * 1_000_000 / i64::from(crate::SAMPLE_RATE);
+        // Growing follows the smoothed slack (one late packet is not a trend); shrinking never
+        // removes more than the raw slack of this very packet allows, or the next take would
+        // come before its packet.
+        let excess_us = if smoothed < target {
+            smoothed - target
+        } else {
+            lead_us + (smoothed.min(raw) - target - frame_us).max(0)
+        };
+        let class = self.classify(frame);
+        self.since_quiet = match class {
+            FrameClass::Active => self.since_quiet.saturating_add(1),
+            _ => 0,
+        };
+        let status = StretchStatus {
+            excess_us,
+            class,
+            next_held: self.buffer.status(now).next_held,
+            since_voiced_stretch: self.since_voiced_stretch,
+            since_quiet: self.since_quiet,
+        };
+        let samples = |us: i64| {
+            ((us.unsigned_abs() as usize * crate::SAMPLE_RATE as usize).div_ceil(1_000_000))
+                .clamp(1, tsm::MAX_PERIOD)
+        };
+        if std::env::var_os("VDEBUG").is_some() {
+            eprintln!("t={} raw={} sm={} tgt={} lead={} st={:?} op={:?}", now.as_millis_f64(), raw/1000, smoothed/1000, target/1000, lead, status, decision::decide_stretch(&status));
         }
-        if lead >= tsm::MAX_PERIOD && slack - target >= LEAD_SHORTEN_GUARD_US {
-            return Some(Stretch::Shorten);
+        match decision::decide_stretch(&status) {
+            StretchOp::None => None,
+            StretchOp::ShrinkSilence => Some((Stretch::Shorten, samples(excess_us))),
+            StretchOp::GrowSilence => Some((Stretch::Lengthen, samples(excess_us))),
+            StretchOp::Accelerate => {
+                let len = tsm::pitch_cut(frame);
+                (len > 0).then_some((Stretch::Shorten, len))
+            }
+            StretchOp::PreemptiveExpand => {
+                let len = tsm::pitch_cut(frame);
+                (len > 0).then_some((Stretch::Lengthen, len))
+            }
         }
-        let excess = slack - frame_us - target;
-        let due = excess >= FAST_SHORTEN_US || self.since_shorten >= SLOW_SHORTEN_EVERY;
-        (excess >= SHORTEN_GUARD_US && due).then_some(Stretch::Shorten)
     }
 
-    /// Appends a decoded frame to the output buffer, time-scaled if asked and possible.
-    fn append(&mut self, frame: &[i16; FRAME_SAMPLES], stretch: Option<Stretch>) {
+    /// Appends a decoded frame to the output buffer, time-scaled by `len` samples if asked.
+    fn append(&mut self, frame: &[i16; FRAME_SAMPLES], stretch: Option<(Stretch, usize)>) {
         let at = self.out_len;
-        let Some(stretch) = stretch else {
+        let Some((stretch, len)) = stretch else {
             self.out[at..at + FRAME_SAMPLES].copy_from_slice(frame);
             self.out_len += FRAME_SAMPLES;
             return;
         };
-        let len = tsm::plan(frame, stretch);
         let mut tmp = [0i16; tsm::MAX_OUTPUT];
         let n = match stretch {
             Stretch::Shorten => tsm::shorten(frame, len, &mut tmp),
@@ -345,14 +404,13 @@ impl Receiver {
         };
         self.out[at..at + n].copy_from_slice(&tmp[..n]);
         self.out_len += n;
+        if len >= tsm::MIN_PERIOD && tsm::rms(frame) >= tsm::SILENCE_RMS {
+            self.since_voiced_stretch = 0;
+        }
         let c = &mut self.buffer.metrics_mut().counts;
         match stretch {
-            Stretch::Shorten if len > 0 => {
-                c.samples_removed += len as u64;
-                self.since_shorten = 0;
-            }
+            Stretch::Shorten => c.samples_removed += len as u64,
             Stretch::Lengthen => c.samples_inserted += len as u64,
-            Stretch::Shorten => {}
         }
     }
 
@@ -363,20 +421,27 @@ impl Receiver {
         now: Time,
         out: &mut [i16; FRAME_SAMPLES],
     ) -> Option<(FrameSource, u64, Option<u64>)> {
-        let use_fec = self.use_fec;
+        if std::env::var_os("VDEBUG").is_some() {
+            eprintln!("pop t={} {:?}", now.as_millis_f64(), self.buffer.status(now));
+        }
         let (mut result, seq, ts, failed) = match self.buffer.pop(now) {
             Playout::Idle => return None,
             Playout::Packet(f) => {
                 let ok = self.decoder.decode(f.payload, out).is_ok();
                 (FrameSource::Packet, f.seq, Some(f.timestamp_ext), !ok)
             }
-            Playout::Missing { seq, next } => match next {
-                Some(n) if use_fec && n.flags.contains(Flags::FEC) => {
-                    let ok = self.decoder.decode_fec(n.payload, out).is_ok();
-                    (FrameSource::Fec, seq, None, !ok)
-                }
-                _ => (FrameSource::Concealed, seq, None, true),
-            },
+            Playout::Recover {
+                seq,
+                from,
+                via: Redundancy::InBandFec,
+                ..
+            } => {
+                let ok = self.decoder.decode_fec(from.payload, out).is_ok();
+                (FrameSource::Fec, seq, None, !ok)
+            }
+            Playout::Recover { seq, .. }
+            | Playout::Missing { seq, .. }
+            | Playout::Stall { seq } => (FrameSource::Concealed, seq, None, true),
         };
         let m = self.buffer.metrics_mut();
         if failed {

@@ -85,9 +85,9 @@ pub fn pitch_period(frame: &[i16; FRAME_SAMPLES]) -> (usize, f64) {
     best
 }
 
-/// How many samples `stretch` would remove or insert in `frame` (0: leave it alone).
-pub fn plan(frame: &[i16; FRAME_SAMPLES], stretch: Stretch) -> usize {
-    let _ = stretch;
+/// How many samples may be cut out of or repeated in voiced speech: one pitch period if the frame
+/// is periodic enough, else 0 (leave it alone). A silent frame allows half a frame.
+pub fn pitch_cut(frame: &[i16; FRAME_SAMPLES]) -> usize {
     if rms(frame) < SILENCE_RMS {
         return MAX_PERIOD;
     }
@@ -153,7 +153,7 @@ mod tests {
         let (p, c) = pitch_period(&voiced(200.0));
         assert!((239..=241).contains(&p), "period {p}");
         assert!(c > 0.95);
-        assert_eq!(plan(&voiced(200.0), Stretch::Shorten), p);
+        assert_eq!(pitch_cut(&voiced(200.0)), p);
     }
 
     #[test]
@@ -164,8 +164,8 @@ mod tests {
             r = r.wrapping_mul(1_103_515_245).wrapping_add(12345);
             *s = ((r >> 16) as i16) / 4;
         }
-        assert_eq!(plan(&x, Stretch::Shorten), 0);
-        assert_eq!(plan(&[3; FRAME_SAMPLES], Stretch::Lengthen), MAX_PERIOD);
+        assert_eq!(pitch_cut(&x), 0);
+        assert_eq!(pitch_cut(&[3; FRAME_SAMPLES]), MAX_PERIOD);
     }
 
     #[test]

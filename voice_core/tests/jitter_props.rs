@@ -98,6 +98,15 @@ proptest! {
                     }
                     last_slot = Some(seq);
                 }
+                Playout::Recover { seq, from, frames_back, .. } => {
+                    prop_assert!(last_packet.is_none_or(|l| seq > l), "recovery {} at or before a played packet", seq);
+                    prop_assert_eq!(from.seq, seq + u64::from(frames_back));
+                    last_slot = Some(seq);
+                }
+                Playout::Stall { seq } => {
+                    prop_assert!(last_packet.is_none_or(|l| seq > l), "stall {} at or before a played packet", seq);
+                    prop_assert!(last_slot.is_none_or(|l| seq >= l), "stall out of order");
+                }
             }
             prop_assert!(b.depth() <= cfg.capacity);
         }

@@ -43,7 +43,11 @@ impl Relay {
                                     let f = self.send.flush(fd, &recv);
                                     self.count_flush(f.sent, f.bytes, f.failed);
                                 }
-                                self.send.push(i, data.len(), &self.recipients[r]);
+                                // Cannot fail: the batch was just flushed if full, and
+                                // `data` is a received slot. Counted if it ever did.
+                                if !self.send.push(i, data.len(), &self.recipients[r]) {
+                                    self.count_flush(0, 0, 1);
+                                }
                             }
                         }
                     }

@@ -309,6 +309,10 @@ impl PlayoutPolicy for AdaptivePolicy {
         Duration::from_micros(self.bounded_us() as u64)
     }
 
+    fn holds_on_stall(&self) -> bool {
+        true
+    }
+
     fn schedule_delay(&self, now: Time, timestamp: u64) -> Option<i64> {
         self.floor
             .get()

@@ -24,6 +24,7 @@
 //! thread by queue, so the audio side never waits on the network side.
 
 pub mod adaptive;
+pub mod decision;
 pub mod policy;
 
 use std::time::Duration;
@@ -33,6 +34,7 @@ use crate::proto::udp::{Flags, MAX_PAYLOAD};
 use crate::seq::{ReplayCheck, ReplayWindow, SeqUnwrapper};
 use crate::time::Time;
 pub use adaptive::{AdaptiveConfig, AdaptivePolicy};
+pub use decision::{PacketOp, PacketStatus};
 pub use policy::{BufferView, FixedWatermark, PlayoutPolicy, PolicyChoice};
 
 /// Sizing and recovery limits of a jitter buffer.
@@ -97,13 +99,40 @@ pub enum Playout<'a> {
     Idle,
     /// The expected packet.
     Packet(Frame<'a>),
-    /// The expected packet is missing. `next` is the following packet if it is already held.
+    /// The expected packet is lost: conceal it (the position has moved past it). `next` is the
+    /// following packet if it is already held (it stays held for the next tick).
     Missing {
         /// The missing sequence number.
         seq: u64,
-        /// The next packet, if held (for FEC recovery). It stays held for the next tick.
+        /// The next packet, if held.
         next: Option<Frame<'a>>,
     },
+    /// The expected packet is lost and a held packet carries redundancy for it: recover it.
+    Recover {
+        /// The missing sequence number.
+        seq: u64,
+        /// The packet carrying the redundancy (it stays held and plays in its own turn).
+        from: Frame<'a>,
+        /// How far ahead `from` is (1 = the next packet).
+        frames_back: u32,
+        /// Which redundancy to decode.
+        via: Redundancy,
+    },
+    /// The expected packet has not arrived and nothing newer has: the stream is late, not lost.
+    /// Conceal while the position stays put, so the packet still plays if it comes next.
+    Stall {
+        /// The awaited sequence number.
+        seq: u64,
+    },
+}
+
+/// The redundancy a lost frame is recovered from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redundancy {
+    /// Opus in-band FEC (LBRR) of the next packet.
+    InBandFec,
+    /// Opus deep redundancy (DRED) of a later packet.
+    Dred,
 }
 
 #[derive(Debug, Clone)]
@@ -159,6 +188,12 @@ pub struct JitterBuffer {
     stale_run: u32,
     /// Sequence number after the last packet actually played (where a paused stream resumes).
     resume_at: Option<u64>,
+    /// Frames concealed while holding the position (a stall).
+    stalled: u32,
+    /// Lowest sequence number seen (loss counts the range from here to the highest).
+    lowest_seen: Option<u64>,
+    fec: bool,
+    dred_frames: u32,
     metrics: StreamMetrics,
 }
 
@@ -183,6 +218,10 @@ impl JitterBuffer {
             missing_run: 0,
             stale_run: 0,
             resume_at: None,
+            stalled: 0,
+            lowest_seen: None,
+            fec: true,
+            dred_frames: 0,
             metrics: StreamMetrics::new(),
         }
     }
@@ -247,6 +286,8 @@ impl JitterBuffer {
         self.missing_run = 0;
         self.stale_run = 0;
         self.resume_at = None;
+        self.stalled = 0;
+        self.lowest_seen = None;
         self.unwrap.reset();
         self.ts_unwrap = TimestampUnwrapper::default();
         self.replay.reset();
@@ -288,16 +329,35 @@ impl JitterBuffer {
         }
         let prev_highest = self.unwrap.highest();
         self.unwrap.unwrap(seq);
-        let newly_expected = match prev_highest {
+        let mut newly_expected = match prev_highest {
             None => 1,
             Some(h) => ext.saturating_sub(h),
         };
+        // A packet older than every one seen so far (the first packets of a stream arriving out
+        // of order) widens the expected range downward.
+        match self.lowest_seen {
+            Some(l) if ext < l && l - ext < self.cfg.capacity as u64 => {
+                newly_expected += l - ext;
+                self.lowest_seen = Some(ext);
+            }
+            None => self.lowest_seen = Some(ext),
+            _ => {}
+        }
         self.metrics.expected += newly_expected;
         self.metrics.counts.packets_received += 1;
         self.metrics
             .loss
             .record(now, newly_expected.min(u64::from(u32::MAX)) as u32, 1);
 
+        // Before anything has played, an earlier packet moves the start back instead of being late.
+        if let Some(base) = self.base {
+            if !self.playing && self.resume_at.is_none() && ext < base && base - ext < cap_u64(&self.cfg) {
+                let highest = self.unwrap.highest().unwrap_or(ext);
+                if highest - ext < cap_u64(&self.cfg) {
+                    self.base = Some(ext);
+                }
+            }
+        }
         if let Some(base) = self.base {
             if ext < base {
                 self.metrics.counts.packets_late += 1;
@@ -372,22 +432,97 @@ impl JitterBuffer {
         }
     }
 
-    /// Releases the next 20 ms frame at `now`. With a fixed policy call exactly once per tick; a
-    /// receiver that time-scales its output calls it whenever it needs the next frame (sometimes
-    /// twice in a tick, sometimes not at all), so the policy controls the consumption rate.
+    /// Sets what the decision may recover a missing frame from: in-band FEC (on by default) and
+    /// how many frames before a packet its DRED covers (0, the default: no DRED).
+    pub fn set_recovery(&mut self, fec: bool, dred_frames: u32) {
+        self.fec = fec;
+        self.dred_frames = dred_frames;
+    }
+
+    /// The status snapshot [`decision::decide_packet`] decides on, as of `now`.
+    pub fn status(&self, now: Time) -> PacketStatus {
+        let base = self.base.unwrap_or(0);
+        let next_held = self.depth > 0 && self.held(base);
+        let following = if self.depth > usize::from(next_held) {
+            self.lowest_held(base + 1).map(|s| s - base)
+        } else {
+            None
+        };
+        let next_has_fec = following == Some(1)
+            && self.slots[self.slot_index(base + 1)]
+                .flags
+                .contains(Flags::FEC);
+        PacketStatus {
+            playing: self.playing,
+            start_ready: !self.playing
+                && self.depth > 0
+                && self.policy.should_start(now, self.view(now)),
+            depth: self.depth,
+            next_held: self.playing && next_held,
+            following: if self.playing { following } else { None },
+            next_has_fec,
+            dred_frames: self.dred_frames,
+            fec: self.fec,
+            missing_run: self.missing_run,
+            stalled: self.stalled,
+            max_missing_run: self.cfg.max_missing_run,
+            hold_on_stall: self.policy.holds_on_stall(),
+        }
+    }
+
+    /// Releases the next 20 ms frame at `now`: asks [`decision::decide_packet`] what to do and
+    /// carries it out on the storage. With a fixed policy call exactly once per tick; a receiver
+    /// that time-scales its output calls it whenever it needs the next frame (sometimes twice in
+    /// a tick, sometimes not at all), so the policy controls the consumption rate.
     pub fn pop(&mut self, now: Time) -> Playout<'_> {
-        if !self.playing {
-            if self.depth == 0 || !self.policy.should_start(now, self.view(now)) {
-                return Playout::Idle;
+        // Each catch-up moves the position forward and is followed by a real decision, so this
+        // loop runs at most three times.
+        for _ in 0..4 {
+            let status = self.status(now);
+            match decision::decide_packet(&status) {
+                PacketOp::Idle => return Playout::Idle,
+                PacketOp::CatchUp(n) => self.catch_up(n),
+                PacketOp::Stop => {
+                    // The sender paused without an end marker (or it was lost, or a delay spike
+                    // holds everything back): stop concealing, and resume where real audio
+                    // stopped, so the packets that do come next play instead of being dropped
+                    // as late.
+                    self.playing = false;
+                    self.stalled = 0;
+                    if let Some(r) = self.resume_at {
+                        self.base = Some(r);
+                    }
+                    return Playout::Idle;
+                }
+                op => return self.carry_out(now, op),
             }
-            let base = self.base.unwrap_or(0);
-            let Some(first) = self.lowest_held(base) else {
-                return Playout::Idle;
-            };
+        }
+        Playout::Idle
+    }
+
+    /// Moves the position: from idle to the lowest held packet (`n` = 0), or over `n` frames
+    /// already concealed during a stall.
+    fn catch_up(&mut self, n: u64) {
+        let base = self.base.unwrap_or(0);
+        if !self.playing {
+            let first = self.lowest_held(base).unwrap_or(base);
+            if self.resume_at.is_some() {
+                // Sequence numbers run on through pauses, so what lies between where audio
+                // stopped and where it restarts was lost without being heard.
+                self.metrics.counts.frames_skipped += first.saturating_sub(base);
+            }
             self.base = Some(first);
             self.playing = true;
             self.missing_run = 0;
+            self.stalled = 0;
+            return;
         }
+        self.base = Some(base + n);
+        self.stalled = 0;
+    }
+
+    fn carry_out(&mut self, now: Time, op: PacketOp) -> Playout<'_> {
+        self.playing = true;
         // Bound the delay: beyond max_depth, skip the oldest held packets.
         while self.depth > self.cfg.max_depth {
             let base = self.base.unwrap_or(0);
@@ -396,16 +531,20 @@ impl JitterBuffer {
             };
             self.drop_slot(oldest);
             self.metrics.counts.packets_overflow_dropped += 1;
+            self.metrics.counts.frames_skipped += oldest - base;
             self.base = Some(oldest + 1);
+            self.stalled = 0;
         }
         let seq = self.base.unwrap_or(0);
-        self.base = Some(seq + 1);
         let i = self.slot_index(seq);
         self.metrics.counts.buffer_depth = self.depth as u32;
         if self.slots[i].seq == Some(seq) {
+            // The expected packet (re-checked: the depth bound may have moved the position).
+            self.base = Some(seq + 1);
             self.slots[i].seq = None;
             self.depth -= 1;
             self.missing_run = 0;
+            self.stalled = 0;
             self.resume_at = Some(seq + 1);
             self.metrics.counts.buffer_depth = self.depth as u32;
             self.metrics.counts.frames_played += 1;
@@ -418,22 +557,47 @@ impl JitterBuffer {
             return Playout::Packet(self.slots[i].frame(seq));
         }
         self.missing_run += 1;
-        if self.depth == 0 && self.missing_run > self.cfg.max_missing_run {
-            // The sender paused without an end marker (or it was lost, or a delay spike holds
-            // everything back): stop concealing, and resume where real audio stopped, so the
-            // packets that do come next play instead of being dropped as late.
-            self.playing = false;
-            if let Some(r) = self.resume_at {
-                self.base = Some(r);
-            }
-            return Playout::Idle;
-        }
         self.metrics.counts.frames_played += 1;
-        let next_i = self.slot_index(seq + 1);
-        let next =
-            (self.slots[next_i].seq == Some(seq + 1)).then(|| self.slots[next_i].frame(seq + 1));
-        Playout::Missing { seq, next }
+        match op {
+            PacketOp::Expand => {
+                self.stalled += 1;
+                self.metrics.counts.frames_stalled += 1;
+                Playout::Stall { seq }
+            }
+            PacketOp::Dred { frames_back } => {
+                self.base = Some(seq + 1);
+                let from = seq + u64::from(frames_back);
+                match self.slots[self.slot_index(from)].seq {
+                    Some(s) if s == from => Playout::Recover {
+                        seq,
+                        from: self.slots[self.slot_index(from)].frame(from),
+                        frames_back,
+                        via: Redundancy::Dred,
+                    },
+                    _ => Playout::Missing { seq, next: None },
+                }
+            }
+            _ => {
+                self.base = Some(seq + 1);
+                let next_i = self.slot_index(seq + 1);
+                let next = (self.slots[next_i].seq == Some(seq + 1))
+                    .then(|| self.slots[next_i].frame(seq + 1));
+                match (op, next) {
+                    (PacketOp::Fec, Some(from)) => Playout::Recover {
+                        seq,
+                        from,
+                        frames_back: 1,
+                        via: Redundancy::InBandFec,
+                    },
+                    (_, next) => Playout::Missing { seq, next },
+                }
+            }
+        }
     }
+}
+
+fn cap_u64(cfg: &JitterConfig) -> u64 {
+    cfg.capacity as u64
 }
 
 /// Extends 32-bit wire timestamps to 64 bits (same serial arithmetic as sequence numbers).

@@ -52,6 +52,13 @@ pub trait PlayoutPolicy: Debug + Send {
     fn schedule_delay(&self, _now: Time, _timestamp: u64) -> Option<i64> {
         None
     }
+
+    /// Whether a missing packet with nothing newer held is waited for (concealing without
+    /// advancing, see [`super::decision`]) rather than given up at once. Policies that time-scale
+    /// say yes: they can take the extra delay back out later.
+    fn holds_on_stall(&self) -> bool {
+        false
+    }
 }
 
 /// Start once `packets` packets are held (the seed watermark: 2 packets = 40 ms).

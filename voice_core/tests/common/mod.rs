@@ -72,7 +72,9 @@ pub fn pop(b: &mut JitterBuffer, now: Time) -> Option<Result<u64, u64>> {
     match b.pop(now) {
         Playout::Idle => None,
         Playout::Packet(f) => Some(Ok(f.seq)),
-        Playout::Missing { seq, .. } => Some(Err(seq)),
+        Playout::Missing { seq, .. } | Playout::Recover { seq, .. } | Playout::Stall { seq } => {
+            Some(Err(seq))
+        }
     }
 }
 

@@ -1,0 +1,107 @@
+//! The `relay` executable as an operator runs it: exit statuses as `relay/OPERATORS.md` states them
+//! (2 for a bad command line, 1 for a configuration that cannot be used, 0 after `--help` or a
+//! clean stop), and learning the port chosen for `--listen 127.0.0.1:0` from its first stdout line.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use voice_core::proto::tcp::ServerMessage;
+
+const RELAY: &str = env!("CARGO_BIN_EXE_relay");
+
+fn status(args: &[&str]) -> i32 {
+    let out = Command::new(RELAY)
+        .args(args)
+        .env("RUST_LOG", "off")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run relay");
+    out.status.code().expect("exit status")
+}
+
+/// A file in a directory of the system temp dir private to this test process, removed on drop.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(name: &str, text: &str) -> TempFile {
+        let dir = std::env::temp_dir().join(format!("relay-binary-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        TempFile(p)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn bad_flags_exit_2_and_unusable_configurations_exit_1() {
+    assert_eq!(status(&["--help"]), 0);
+    assert_eq!(status(&["--bogus"]), 2);
+    assert_eq!(status(&["--listen"]), 2);
+    assert_eq!(status(&["--listen", "not-an-address"]), 2);
+    assert_eq!(status(&["--config", "/nonexistent/relay.toml"]), 1);
+    let unparsable = TempFile::new("unparsable.toml", "max_sessions = [\n");
+    assert_eq!(status(&["--config", unparsable.path()]), 1);
+    let unknown_key = TempFile::new("unknown.toml", "no_such_key = 1\n");
+    assert_eq!(status(&["--config", unknown_key.path()]), 1);
+    let invalid = TempFile::new("invalid.toml", "default_channel = 99\n");
+    assert_eq!(status(&["--config", invalid.path()]), 1);
+}
+
+#[test]
+fn the_port_chosen_for_listen_port_0_is_printed_and_sigterm_stops_cleanly() {
+    let mut child = Command::new(RELAY)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "off")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn relay");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr: SocketAddr = line
+        .trim_end()
+        .strip_prefix("listening on ")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    assert_ne!(addr.port(), 0);
+    // TCP and UDP both answer on it.
+    let mut c = Client::connect(addr, "a");
+    c.send(&voice_core::proto::tcp::ClientMessage::ListChannels);
+    assert!(matches!(c.recv(), ServerMessage::ChannelList { .. }));
+    // SIGTERM: a clean stop with status 0.
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: kill(2) on the pid of a child this test spawned and has not reaped.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let code = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("relay did not stop on SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(code, Some(0));
+}
