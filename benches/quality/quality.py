@@ -295,11 +295,16 @@ def main():
               f"metrics {','.join(metrics)}; {a.jobs} workers", file=sys.stderr)
         rows = []
         futs = [ex.submit(one, j) for j in jobs]
+        # Each run is appended as it completes, so an interrupted benchmark keeps what it measured.
+        partial = open(os.path.join(a.work, "runs.partial.jsonl"), "w")
         for i, f in enumerate(cf.as_completed(futs), 1):
             rows.append(f.result())
+            partial.write(json.dumps(rows[-1]) + "\n")
+            partial.flush()
             if i % 20 == 0 or i == len(futs):
                 el = time.time() - t0
                 print(f"  {i}/{len(futs)} runs, {el:.0f} s", file=sys.stderr)
+    partial.close()
     elapsed = time.time() - t0
 
     rows.sort(key=lambda r: (r["class"], r["receiver"], r["seed"], r["clip"], r["phase"]))
