@@ -246,11 +246,49 @@ def fmt_cell(rs, metrics):
     return " / ".join(parts) + f" @ {m2e:.0f}"
 
 
+def table(rows):
+    """Prints the markdown table of `rows` (class x receiver) and returns the summary dict."""
+    classes = [c for c in CLASSES if any(r["class"] == c for r in rows)]
+    receivers = [x for x in RECEIVERS if any(r["receiver"] == x for r in rows)]
+    metrics = [m for m in METRICS if any(m in r for r in rows)]
+    clips = sorted({r["clip"] for r in rows})
+    seeds = sorted({r["seed"] for r in rows})
+    phases = sorted({r["phase"] for r in rows})
+    summary = {}
+    head = " / ".join({"pesq": "PESQ", "visqol": "ViSQOL", "plcmos": "PLCMOS"}[m] for m in metrics)
+    print(f"\n{head} @ mouth-to-ear ms (concealed 20 ms frames per run); means over "
+          f"{len(clips)} clips, seeds {','.join(map(str, seeds))}, "
+          f"phases {','.join(map(str, phases))}\n")
+    print("| class | " + " | ".join(receivers) + " |")
+    print("|---" * (len(receivers) + 1) + "|")
+    for cls in classes:
+        cells = []
+        for rcv in receivers:
+            rs = [r for r in rows if r["class"] == cls and r["receiver"] == rcv]
+            if not rs:
+                cells.append("-")
+                continue
+            conc = np.mean([r["concealed"] for r in rs])
+            cells.append(f"{fmt_cell(rs, metrics)} ({conc:.1f})")
+            summary[f"{cls}/{rcv}"] = {
+                **{m: float(np.nanmean([r[m] for r in rs])) for m in metrics},
+                "mouth_to_ear_ms": float(np.mean([r["mouth_to_ear_ms"] for r in rs])),
+                "concealed": float(conc),
+                "fec_recovered": float(np.mean([r["fec_recovered"] for r in rs])),
+                "runs": len(rs),
+            }
+        print(f"| {cls} | " + " | ".join(cells) + " |")
+    return summary
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--voice-sim", required=True)
-    ap.add_argument("--baselines", required=True)
-    ap.add_argument("--work", required=True)
+    ap.add_argument("--voice-sim")
+    ap.add_argument("--baselines")
+    ap.add_argument("--work")
+    ap.add_argument("--table", metavar="RUNS.jsonl",
+                    help="only print the table of a previous (or interrupted) run's runs.jsonl "
+                         "or runs.partial.jsonl")
     ap.add_argument("--quick", action="store_true",
                     help="adaptive and fixed only, PESQ + PLCMOS, one seed")
     ap.add_argument("--classes", default=",".join(CLASSES))
@@ -263,6 +301,12 @@ def main():
     ap.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--keep", action="store_true", help="keep the output WAVs")
     a = ap.parse_args()
+    if a.table:
+        with open(a.table) as f:
+            table([json.loads(line) for line in f if line.strip()])
+        return
+    if not (a.voice_sim and a.baselines and a.work):
+        sys.exit("--voice-sim, --baselines and --work are required (or --table RUNS.jsonl)")
     classes = a.classes.split(",")
     receivers = (a.receivers or ("adaptive,fixed" if a.quick else ",".join(RECEIVERS))).split(",")
     metrics = (a.metrics or ("pesq,plcmos" if a.quick else ",".join(METRICS))).split(",")
@@ -319,29 +363,7 @@ def main():
         w.writeheader()
         w.writerows(rows)
 
-    summary = {}
-    head = "PESQ / ViSQOL / PLCMOS" if metrics == METRICS else " / ".join(
-        m.upper() if m == "pesq" else {"visqol": "ViSQOL", "plcmos": "PLCMOS"}[m]
-        for m in metrics)
-    print(f"\n{head} @ mouth-to-ear ms (concealed 20 ms frames per run); means over "
-          f"{len(clips)} clips x {seeds} seed(s) each (seeds 1..{seeds * len(clips)}) x "
-          f"phases {','.join(map(str, phases))}\n")
-    print("| class | " + " | ".join(receivers) + " |")
-    print("|---" * (len(receivers) + 1) + "|")
-    for cls in classes:
-        cells = []
-        for rcv in receivers:
-            rs = [r for r in rows if r["class"] == cls and r["receiver"] == rcv]
-            conc = np.mean([r["concealed"] for r in rs])
-            cells.append(f"{fmt_cell(rs, metrics)} ({conc:.1f})")
-            summary[f"{cls}/{rcv}"] = {
-                **{m: float(np.nanmean([r[m] for r in rs])) for m in metrics},
-                "mouth_to_ear_ms": float(np.mean([r["mouth_to_ear_ms"] for r in rs])),
-                "concealed": float(conc),
-                "fec_recovered": float(np.mean([r["fec_recovered"] for r in rs])),
-                "runs": len(rs),
-            }
-        print(f"| {cls} | " + " | ".join(cells) + " |")
+    summary = table(rows)
     with open(os.path.join(a.work, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
     print(f"\n{len(rows)} runs in {elapsed:.0f} s; every run in {a.work}/runs.jsonl and runs.csv, "
