@@ -35,6 +35,7 @@
 #define FRAME 960 /* 20 ms: a packet and a tick */
 #define STEP 480  /* 10 ms: Mumble's iFrameSize (per channel) */
 #define MAX_DECODE 2880
+#define FRAME_NUMBER_BASE 1000 /* the sender's 10 ms frame counter at packet 0 */
 
 static void die(const char *msg, const char *arg) {
     fprintf(stderr, "baselines: %s%s%s\n", msg, arg ? " " : "", arg ? arg : "");
@@ -282,7 +283,9 @@ static void speex_put(Speex *s, int seq, const Packet *pk) {
     p.data = (char *)pk[seq].data;
     p.len = (spx_uint32_t)pk[seq].len;
     p.span = (spx_uint32_t)opus_packet_get_nb_samples(pk[seq].data, pk[seq].len, RATE);
-    p.timestamp = (spx_uint32_t)(STEP * (2 * seq)); /* frame number counts 10 ms frames */
+    /* Mumble's frame number counts 10 ms frames since the sender's client started: never 0 for
+     * a packet, so a pointer timestamp of 0 means "nothing taken yet" (the start wait, fade-in). */
+    p.timestamp = (spx_uint32_t)(STEP * (FRAME_NUMBER_BASE + 2 * seq));
     p.user_data = (spx_uint32_t)seq;
     jitter_buffer_put(s->jb, &p);
 }
