@@ -10,7 +10,7 @@
 #                      [--seeds N] [--phases 0,5,10,15] [--metrics pesq,visqol,plcmos]
 #                      [--voice-sim PATH] [--work DIR] [-j N] [--keep]
 #
-# --quick: adaptive and fixed only, PESQ + PLCMOS, one seed (a few minutes).
+# --quick: adaptive and fixed only, PESQ + PLCMOS (a few minutes on idle cores).
 # --voice-sim PATH: measure another build (otherwise this tree's is built, release).
 #
 # Installs what it needs: espeak-ng, sox, libspeexdsp-dev, libopus-dev, pkg-config, gcc from Debian

@@ -290,7 +290,7 @@ def main():
                     help="only print the table of a previous (or interrupted) run's runs.jsonl "
                          "or runs.partial.jsonl")
     ap.add_argument("--quick", action="store_true",
-                    help="adaptive and fixed only, PESQ + PLCMOS, one seed")
+                    help="adaptive and fixed only, PESQ + PLCMOS")
     ap.add_argument("--classes", default=",".join(CLASSES))
     ap.add_argument("--receivers", default=None)
     ap.add_argument("--seeds", type=int, default=1,
