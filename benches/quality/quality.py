@@ -10,7 +10,8 @@ parameters from the seed. Then, for every tick phase, every receiver plays those
 same trace:
 
   adaptive   voice-sim (default policy, FEC on)            --trace T --tick-phase P
-  fixed      voice-sim --policy fixed (FEC on)             --trace T --tick-phase P
+  adaptive-nodred  voice-sim --no-dred (in-band FEC alone)
+  fixed      voice-sim --policy fixed --no-dred (FEC on)             --trace T --tick-phase P
   speex      baselines.c: speexdsp jitter buffer driven as Mumble's AudioOutputSpeech drives it
   plain      baselines.c: start after 2 packets, one packet per 20 ms tick, PLC, late dropped
   plain-fec  baselines.c: plain + Opus in-band FEC from the next packet when it is held
@@ -52,8 +53,14 @@ from scipy.io import wavfile  # noqa: E402
 from scipy.signal import fftconvolve, resample_poly  # noqa: E402
 
 CLASSES = ["clean", "wifi", "lte", "bursty", "reorder", "dup"]
-RECEIVERS = ["adaptive", "fixed", "speex", "plain", "plain-fec"]
-OURS = {"adaptive": ["--policy", "adaptive"], "fixed": ["--policy", "fixed"]}
+RECEIVERS = ["adaptive", "adaptive-nodred", "fixed", "speex", "plain", "plain-fec"]
+OURS = {
+    "adaptive": ["--policy", "adaptive"],
+    # The default receive path with in-band FEC alone (no DRED): what DRED adds.
+    "adaptive-nodred": ["--policy", "adaptive", "--no-dred"],
+    # Our fixed 2-packet policy with in-band FEC, as before DRED existed.
+    "fixed": ["--policy", "fixed", "--no-dred"],
+}
 METRICS = ["pesq", "visqol", "plcmos"]
 PHASES = [0, 5, 10, 15]
 # ~10 s each, three voices.

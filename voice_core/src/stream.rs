@@ -416,7 +416,6 @@ impl Receiver {
         let status = StretchStatus {
             excess_us,
             class,
-            next_held: self.buffer.status(now).next_held,
             since_voiced_stretch: self.since_voiced_stretch,
             since_quiet: self.since_quiet,
             silent_run: self.silent_run,

@@ -137,8 +137,6 @@ pub struct StretchStatus {
     pub excess_us: i64,
     /// The frame's class.
     pub class: FrameClass,
-    /// The next packet is already held (the buffer is not about to run dry).
-    pub next_held: bool,
     /// Frames since the last time voiced speech was time-scaled.
     pub since_voiced_stretch: u32,
     /// Frames since the last pause (a frame deep enough into silence for delay to move there).
@@ -343,10 +341,9 @@ mod tests {
 
     #[test]
     fn delay_moves_in_silence_first() {
-        let s = |excess_ms: i64, class, next_held, since| StretchStatus {
+        let s = |excess_ms: i64, class, since| StretchStatus {
             excess_us: excess_ms * 1000,
             class,
-            next_held,
             since_voiced_stretch: since,
             since_quiet: 10,
             silent_run: match class {
@@ -356,33 +353,29 @@ mod tests {
         };
         use FrameClass::*;
         let table = [
-            (s(0, Active, true, 10), StretchOp::None),
-            (s(30, Silent, true, 10), StretchOp::ShrinkSilence),
-            (s(30, Quiet, true, 10), StretchOp::None),
-            (s(30, Active, true, 10), StretchOp::None),
-            (s(120, Active, true, 10), StretchOp::Accelerate),
-            (s(120, Active, true, 1), StretchOp::None),
-            (
-                s(120, Active, true, VOICED_FAST_EVERY),
-                StretchOp::Accelerate,
-            ),
-            (s(-10, Silent, true, 10), StretchOp::GrowSilence),
-            (s(-3, Active, false, 10), StretchOp::None),
-            (s(-20, Active, true, 10), StretchOp::PreemptiveExpand),
-            (s(-20, Active, false, 10), StretchOp::PreemptiveExpand),
-            (s(-20, Active, false, 2), StretchOp::None),
+            (s(0, Active, 10), StretchOp::None),
+            (s(30, Silent, 10), StretchOp::ShrinkSilence),
+            (s(30, Quiet, 10), StretchOp::None),
+            (s(30, Active, 10), StretchOp::None),
+            (s(120, Active, 10), StretchOp::Accelerate),
+            (s(120, Active, 1), StretchOp::None),
+            (s(120, Active, VOICED_FAST_EVERY), StretchOp::Accelerate),
+            (s(-10, Silent, 10), StretchOp::GrowSilence),
+            (s(-3, Active, 10), StretchOp::None),
+            (s(-20, Active, 10), StretchOp::PreemptiveExpand),
+            (s(-20, Active, 2), StretchOp::None),
         ];
         for (i, (status, op)) in table.iter().enumerate() {
             assert_eq!(decide_stretch(status), *op, "row {i}: {status:?}");
         }
         let between_words = StretchStatus {
             silent_run: MIN_SILENT_RUN - 1,
-            ..s(30, Silent, true, 10)
+            ..s(30, Silent, 10)
         };
         assert_eq!(decide_stretch(&between_words), StretchOp::None);
         let long_speech = StretchStatus {
             since_quiet: NO_PAUSE_FRAMES,
-            ..s(30, Active, true, VOICED_SLOW_EVERY)
+            ..s(30, Active, VOICED_SLOW_EVERY)
         };
         assert_eq!(decide_stretch(&long_speech), StretchOp::Accelerate);
         let recent = StretchStatus {
