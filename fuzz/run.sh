@@ -4,7 +4,7 @@
 # on a stable toolchain RUSTC_BOOTSTRAP=1 lets it pass its -Z flags.
 #   fuzz/run.sh [RUNS] [SECONDS]        e.g. fuzz/run.sh 100000 60 for a short check
 # SANITIZER=none (default: address) builds without AddressSanitizer: 3-5x the executions per
-# second. voice_core has no unsafe code, the relay's is only in socket batching (not reached
+# second. voice_core's unsafe code is its libopus calls (codec), the relay's only in socket batching (not reached
 # here), and the bundled libopus is not instrumented either way, so little is lost.
 set -euo pipefail
 cd "$(dirname "$0")/.."
