@@ -32,10 +32,6 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // The bound address on stdout, whatever RUST_LOG says: with `--listen HOST:0` this is how
-    // a script learns the port.
-    println!("listening on {}", relay.local_addr());
-    let _ = std::io::Write::flush(&mut std::io::stdout());
     let stopper = relay.stopper();
     let mut signals = match Signals::new([SIGINT, SIGTERM]) {
         Ok(s) => s,
@@ -44,6 +40,17 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Handlers first, the stdout lines after: a script that signals the relay as soon as it has
+    // read them must not kill it.
+    // The bound address on stdout, whatever RUST_LOG says: with `--listen HOST:0` this is how
+    // a script learns the port.
+    println!("listening on {}", relay.local_addr());
+    // The certificate's SHA-256 on stdout too: clients pin it (`voice-bot --fingerprint`).
+    match relay.fingerprint() {
+        Some(fp) => println!("fingerprint {fp}"),
+        None => println!("insecure-plaintext"),
+    }
+    let _ = std::io::Write::flush(&mut std::io::stdout());
     let spawned = std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
