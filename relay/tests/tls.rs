@@ -17,7 +17,8 @@ fn closed(s: &mut TcpStream, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     let mut buf = [0u8; 4096];
     while Instant::now() < deadline {
-        s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
         match s.read(&mut buf) {
             Ok(0) => return true,
             Ok(_) => {}
@@ -173,7 +174,8 @@ fn the_plaintext_development_mode_serves_frames_without_tls() {
     b.expect_udp(&bytes);
     a.send(&ClientMessage::ListChannels);
     assert!(matches!(
-        a.ctl.recv_until(|m| matches!(m, ServerMessage::ChannelList { .. })),
+        a.ctl
+            .recv_until(|m| matches!(m, ServerMessage::ChannelList { .. })),
         ServerMessage::ChannelList { .. }
     ));
 }

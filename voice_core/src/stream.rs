@@ -372,7 +372,16 @@ impl Receiver {
                 .clamp(1, tsm::MAX_PERIOD)
         };
         if std::env::var_os("VDEBUG").is_some() {
-            eprintln!("t={} raw={} sm={} tgt={} lead={} st={:?} op={:?}", now.as_millis_f64(), raw/1000, smoothed/1000, target/1000, lead, status, decision::decide_stretch(&status));
+            eprintln!(
+                "t={} raw={} sm={} tgt={} lead={} st={:?} op={:?}",
+                now.as_millis_f64(),
+                raw / 1000,
+                smoothed / 1000,
+                target / 1000,
+                lead,
+                status,
+                decision::decide_stretch(&status)
+            );
         }
         match decision::decide_stretch(&status) {
             StretchOp::None => None,
@@ -422,7 +431,11 @@ impl Receiver {
         out: &mut [i16; FRAME_SAMPLES],
     ) -> Option<(FrameSource, u64, Option<u64>)> {
         if std::env::var_os("VDEBUG").is_some() {
-            eprintln!("pop t={} {:?}", now.as_millis_f64(), self.buffer.status(now));
+            eprintln!(
+                "pop t={} {:?}",
+                now.as_millis_f64(),
+                self.buffer.status(now)
+            );
         }
         let (mut result, seq, ts, failed) = match self.buffer.pop(now) {
             Playout::Idle => return None,

@@ -163,6 +163,8 @@ fn flatten(ev: Event, out: &mut VecDeque<voice_event>) {
             out.push_back(e);
         }
         Event::UdpReady => out.push_back(E::new(VOICE_EVENT_UDP_READY)),
+        // A refusal reaches C as the `Disconnected` that follows (its text names the fingerprint).
+        Event::ServerFingerprint { .. } => {}
         Event::Disconnected { reason } => {
             out.push_back(E::new(VOICE_EVENT_DISCONNECTED).text(&reason))
         }

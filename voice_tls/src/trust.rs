@@ -234,12 +234,10 @@ impl ClientTls {
                 } else {
                     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
                 }
-                let v = WebPkiServerVerifier::builder_with_provider(
-                    Arc::new(roots),
-                    provider.clone(),
-                )
-                .build()
-                .map_err(|e| rustls::Error::General(e.to_string()))?;
+                let v =
+                    WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                        .build()
+                        .map_err(|e| rustls::Error::General(e.to_string()))?;
                 Check::Chain(v)
             }
             TlsTrust::Pinned(fp) => Check::Pinned(*fp),
@@ -290,7 +288,10 @@ mod tests {
     fn fingerprints_print_and_parse() {
         let fp = Fingerprint::of(b"certificate");
         let text = fp.to_string();
-        assert!(text.starts_with("sha256:") && text.len() == 7 + 64, "{text}");
+        assert!(
+            text.starts_with("sha256:") && text.len() == 7 + 64,
+            "{text}"
+        );
         assert_eq!(text.parse::<Fingerprint>().unwrap(), fp);
         let colons: String = text[7..]
             .to_uppercase()

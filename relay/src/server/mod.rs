@@ -162,7 +162,9 @@ impl Relay {
         config.validate()?;
         let tls = crate::identity::load(&config)?;
         if tls.is_none() {
-            log::warn!("insecure_plaintext: the control connection is NOT encrypted (development only)");
+            log::warn!(
+                "insecure_plaintext: the control connection is NOT encrypted (development only)"
+            );
         }
         let (mut listener, mut udp) = bind_pair(config.listen)?;
         if config.udp_buffer_bytes > 0 {

@@ -351,7 +351,11 @@ impl JitterBuffer {
 
         // Before anything has played, an earlier packet moves the start back instead of being late.
         if let Some(base) = self.base {
-            if !self.playing && self.resume_at.is_none() && ext < base && base - ext < cap_u64(&self.cfg) {
+            if !self.playing
+                && self.resume_at.is_none()
+                && ext < base
+                && base - ext < cap_u64(&self.cfg)
+            {
                 let highest = self.unwrap.highest().unwrap_or(ext);
                 if highest - ext < cap_u64(&self.cfg) {
                     self.base = Some(ext);
