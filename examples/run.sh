@@ -28,24 +28,32 @@ vg=(valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kin
 
 # A relay on a free loopback port, a bot talking in the channel, and the C client joining it.
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-target/release/relay --listen "127.0.0.1:$port" >"$out/relay.log" 2>&1 &
+# TLS with a self-signed identity kept under $out; the relay prints `fingerprint sha256:…`.
+target/release/relay --listen "127.0.0.1:$port" --identity-dir "$out/relay-identity" >"$out/relay.log" 2>&1 &
 relay_pid=$!
 trap 'kill $relay_pid 2>/dev/null || true' EXIT
 for _ in $(seq 50); do
   (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
   sleep 0.1
 done
+fp=
+for _ in $(seq 50); do
+  fp=$(sed -n 's/^fingerprint //p' "$out/relay.log")
+  [ -n "$fp" ] && break
+  sleep 0.1
+done
+[ -n "$fp" ] || { echo "the relay printed no fingerprint"; exit 1; }
 python3 - "$out/tone.wav" <<'PY'
 import math, struct, sys, wave
 w = wave.open(sys.argv[1], "wb"); w.setnchannels(1); w.setsampwidth(2); w.setframerate(48000)
 w.writeframes(b"".join(struct.pack("<h", int(6000 * math.sin(2 * math.pi * 250 * i / 48000))) for i in range(48000 * 2)))
 w.close()
 PY
-target/release/voice-bot --server "127.0.0.1:$port" --name bot --tone 440 --duration 10 \
+target/release/voice-bot --server "127.0.0.1:$port" --fingerprint "$fp" --name bot --tone 440 --duration 10 \
   --chat "hi from the bot" >"$out/bot.jsonl" &
 bot_pid=$!
 sleep 0.5
-"${vg[@]}" "$out/client" "127.0.0.1:$port" c-client "$out/tone.wav" "$out/heard.wav" 4 1 \
+VOICE_RELAY_FINGERPRINT="$fp" "${vg[@]}" "$out/client" "127.0.0.1:$port" c-client "$out/tone.wav" "$out/heard.wav" 4 1 \
   | tee "$out/client.log"
 wait "$bot_pid"
 grep -q "from #1: received [1-9]" "$out/client.log" || { echo "the C client heard nobody"; exit 1; }

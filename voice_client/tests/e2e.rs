@@ -48,10 +48,7 @@ fn start_relay() -> relay::server::RelayHandle {
     };
     let relay = relay::server::Relay::bind(cfg).unwrap().spawn().unwrap();
     let fp = relay.fingerprint().expect("TLS by default").to_string();
-    FINGERPRINTS
-        .lock()
-        .unwrap()
-        .push((relay.local_addr(), fp));
+    FINGERPRINTS.lock().unwrap().push((relay.local_addr(), fp));
     relay
 }
 

@@ -104,7 +104,10 @@ fn a_self_signed_relay_is_refused_by_default_and_its_fingerprint_reported() {
         Event::Disconnected { reason } if reason.contains("not trusted") && reason.contains(&fp)
     )));
     // Pinning what was reported gets in.
-    let pinned = null_client(|c| c.tls = TlsTrust::Pinned(fp.parse().unwrap()), relay.local_addr());
+    let pinned = null_client(
+        |c| c.tls = TlsTrust::Pinned(fp.parse().unwrap()),
+        relay.local_addr(),
+    );
     assert!(wait_event(&pinned, Duration::from_secs(5), |e| matches!(
         e,
         Event::Connected { .. }
@@ -257,8 +260,7 @@ fn a_client_that_goes_silent_is_announced_as_left_within_the_idle_timeout() {
     tcp.set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
     let tls = voice_tls::ClientTls::new(&TlsTrust::TrustOnFirstUse).unwrap();
-    let mut raw =
-        voice_tls::rustls::StreamOwned::new(tls.connect(addr.ip().into()).unwrap(), tcp);
+    let mut raw = voice_tls::rustls::StreamOwned::new(tls.connect(addr.ip().into()).unwrap(), tcp);
     let mut out = Vec::new();
     encode_frame(
         &ClientMessage::Hello {
