@@ -136,10 +136,12 @@ impl TlsSetup {
         let seen = seen.map_or_else(|| "unknown".to_owned(), |f| f.to_string());
         match &self.trust {
             TlsTrust::Pinned(want) => format!(
-                "the relay's certificate changed: pinned {want}, presented {seen}; refusing                  (if the operator rotated it, pin the new fingerprint)"
+                "the relay's certificate changed: pinned {want}, presented {seen}; refusing \
+                 (if the operator rotated it, pin the new fingerprint)"
             ),
             _ => format!(
-                "the relay's certificate is not trusted ({err}); its fingerprint is {seen}: pin it                  (TlsTrust::Pinned, voice-bot --fingerprint) or accept it on first use"
+                "the relay's certificate is not trusted ({err}); its fingerprint is {seen}: pin it \
+                 (TlsTrust::Pinned, voice-bot --fingerprint) or accept it on first use"
             ),
         }
     }
