@@ -16,6 +16,7 @@
 //! | [`control`] | TCP messages as state transitions producing outgoing messages |
 //! | [`identity`] | the TLS certificate: the operator's, or self-signed and persisted |
 //! | [`stats`] | counters, including every drop by reason |
+//! | [`token`] | access tokens (EdDSA JWTs): verification, minting, key generation |
 //! | [`udpio`] | `recvmmsg`/`sendmmsg` batches (the unsafe code, but for one `setsockopt` in `server`) |
 //! | [`server`] | the event loop, timeouts, buffers, [`Relay`] and [`RelayHandle`] |
 //!
@@ -37,6 +38,7 @@ pub mod identity;
 pub mod server;
 pub mod state;
 pub mod stats;
+pub mod token;
 pub mod udpio;
 
 pub use config::Config;

@@ -1,11 +1,14 @@
 //! The `relay` binary: parses flags and an optional TOML file, runs the loop on the main thread,
-//! and stops cleanly on SIGINT or SIGTERM (a named signal thread wakes the loop).
+//! and stops cleanly on SIGINT or SIGTERM (a named signal thread wakes the loop). Two
+//! subcommands help with access tokens: `relay keygen` and `relay token` (see `tokens`).
 //!
 //! Exit status: 0 after a clean stop or `--help`; 1 when the configuration file cannot be read,
 //! parsed or validated, the address cannot be bound, or the loop fails; 2 for a bad command line
 //! (unknown flag, missing or unparsable value).
 
 use std::process::ExitCode;
+
+mod tokens;
 
 use relay::config::ConfigError;
 use relay::{Config, Relay};
@@ -14,6 +17,12 @@ use signal_hook::iterator::Signals;
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let mut args = std::env::args().skip(1).peekable();
+    match args.peek().map(String::as_str) {
+        Some("keygen") => return tokens::run(tokens::keygen(args.skip(1))),
+        Some("token") => return tokens::run(tokens::token(args.skip(1))),
+        _ => {}
+    }
     let config = match Config::from_args(std::env::args().skip(1)) {
         Ok(Some(c)) => c,
         Ok(None) => {

@@ -156,3 +156,37 @@ fn child_stop(child: &mut std::process::Child) -> Option<i32> {
     };
     code
 }
+
+#[test]
+fn keygen_and_token_mint_a_token_the_verifier_accepts() {
+    let dir = identity_dir("tokens");
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("k.pem");
+    let out = Command::new(RELAY)
+        .args(["keygen", "--out", key.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let public = text
+        .lines()
+        .find_map(|l| l.strip_prefix("public "))
+        .expect("public key line")
+        .to_owned();
+    // An existing key is never overwritten.
+    assert_eq!(status(&["keygen", "--out", key.to_str().unwrap()]), 1);
+    let out = Command::new(RELAY)
+        .args(["token", "--key", key.to_str().unwrap(), "--sub", "u1"])
+        .args(["--name", "alice", "--channels", "1,2", "--aud", "r1"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let jwt = String::from_utf8(out.stdout).unwrap();
+    let v = relay::token::Verifier::new(&[public], "r1").unwrap();
+    let claims = v.verify(jwt.trim()).unwrap();
+    assert_eq!((claims.sub.as_str(), claims.name.as_str()), ("u1", "alice"));
+    assert!(claims.may_join(voice_core::proto::ChannelId(2)));
+    assert!(!claims.may_join(voice_core::proto::ChannelId(3)));
+    assert_eq!(status(&["token", "--key", key.to_str().unwrap()]), 2);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
