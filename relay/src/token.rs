@@ -9,9 +9,9 @@
 //!
 //! Every rejection is its own [`TokenError`] (fuzzed: `fuzz/fuzz_targets/access_token.rs`).
 //! The header is read by hand before any signature work, so `alg: none` (or any algorithm but
-//! EdDSA) is refused by name. A token whose `kid` names a configured key is checked with that key only (so a bad signature is told apart from
-//! an unknown key); a token without `kid` is tried against every key. Tokens are never logged:
-//! errors name the claim, not the token.
+//! EdDSA) is refused by name. A token whose `kid` names a configured key is checked with that
+//! key only (so a bad signature is told apart from an unknown key); a token without `kid` is
+//! tried against every key. Tokens are never logged: errors name the claim, not the token.
 //!
 //! Status: minting and verification are complete and tested; `Hello` does not carry a token yet
 //! (issue 13 item 2, the wire change, is the next step).
