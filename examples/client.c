@@ -43,6 +43,8 @@ int main(int argc, char **argv) {
     if (r != VOICE_OK) die("config", r);
     cfg.server = argv[1];
     cfg.name = argv[2];
+    /* TLS: pin the certificate fingerprint the relay printed (NULL: public CAs only). */
+    cfg.tls_fingerprint = getenv("VOICE_RELAY_FINGERPRINT");
     cfg.audio = VOICE_AUDIO_FILES;
     cfg.input_wav = argv[3];
     cfg.output_wav = argv[4];

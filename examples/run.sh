@@ -63,7 +63,8 @@ run reconnect "$relay_bin" "$(free_port)"
 
 # A relay on a free loopback port, a bot talking in the channel, and the C client joining it.
 port=$(free_port)
-"$relay_bin" --listen "127.0.0.1:$port" >"$out/relay.log" 2>&1 &
+# TLS with a self-signed identity kept under $out; the relay prints `fingerprint sha256:…`.
+"$relay_bin" --listen "127.0.0.1:$port" --identity-dir "$out/relay-identity" >"$out/relay.log" 2>&1 &
 relay_pid=$!
 bot_pid=
 trap 'kill $relay_pid $bot_pid 2>/dev/null || true' EXIT
@@ -71,25 +72,32 @@ for _ in $(seq 50); do
   (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
   sleep 0.1
 done
+fp=
+for _ in $(seq 50); do
+  fp=$(sed -n 's/^fingerprint //p' "$out/relay.log")
+  [ -n "$fp" ] && break
+  sleep 0.1
+done
+[ -n "$fp" ] || { echo "the relay printed no fingerprint"; exit 1; }
 python3 - "$out/tone.wav" <<'PY'
 import math, struct, sys, wave
 w = wave.open(sys.argv[1], "wb"); w.setnchannels(1); w.setsampwidth(2); w.setframerate(48000)
 w.writeframes(b"".join(struct.pack("<h", int(6000 * math.sin(2 * math.pi * 250 * i / 48000))) for i in range(48000 * 2)))
 w.close()
 PY
-# The bot talks until both clients are done (valgrind's start-up time varies with load); its
-# JSON lines are written as they happen, so stopping it loses nothing.
-"$tdir/release/voice-bot" --server "127.0.0.1:$port" --name bot --tone 440 --duration 300 \
+# The bot talks until both clients are done (valgrind's start-up time and the TLS handshake vary
+# with load); its JSON lines are written as they happen, so stopping it loses nothing.
+"$tdir/release/voice-bot" --server "127.0.0.1:$port" --fingerprint "$fp" --name bot --tone 440 --duration 300 \
   --chat "hi from the bot" >"$out/bot.jsonl" &
 bot_pid=$!
 sleep 0.5
 echo "== client (valgrind)"
-"${vg[@]}" "$out/client" "127.0.0.1:$port" c-client "$out/tone.wav" "$out/heard.wav" 4 1 \
+VOICE_RELAY_FINGERPRINT="$fp" "${vg[@]}" "$out/client" "127.0.0.1:$port" c-client "$out/tone.wav" "$out/heard.wav" 4 1 \
   | tee "$out/client.log"
 echo "== client (asan+ubsan)"
-"$out/client.asan" "127.0.0.1:$port" c-client-asan "$out/tone.wav" "$out/heard-asan.wav" 3 1 \
+VOICE_RELAY_FINGERPRINT="$fp" "$out/client.asan" "127.0.0.1:$port" c-client-asan "$out/tone.wav" "$out/heard-asan.wav" 3 1 \
   | tee "$out/client-asan.log"
-kill "$bot_pid"
+kill "$bot_pid" 2>/dev/null || true
 wait "$bot_pid" 2>/dev/null || true
 grep -q "from #1: received [1-9]" "$out/client.log" || { echo "the C client heard nobody"; exit 1; }
 grep -q "from #1: received [1-9]" "$out/client-asan.log" || { echo "the ASan C client heard nobody"; exit 1; }

@@ -236,6 +236,17 @@ typedef struct voice_client_config {
   // rejoining the channel. false: a refused or dropped connection is reported with
   // `VOICE_EVENT_DISCONNECTED` and never retried.
   bool reconnect;
+  // The relay's certificate fingerprint to pin, as the relay prints it
+  // (`sha256:` + 64 hex digits; NUL-terminated), or NULL. Borrowed during
+  // `voice_client_new` only.
+  const char *tls_fingerprint;
+  // A PEM file of CA certificates to trust instead of the public roots, or NULL.
+  const char *tls_ca_file;
+  // With neither of the above: accept the relay's certificate on first use (and refuse a
+  // different one on reconnect) instead of requiring one from a public CA.
+  bool tls_trust_on_first_use;
+  // Development only: no TLS (for a relay started with `--insecure-plaintext`).
+  bool insecure_plaintext;
 } voice_client_config;
 
 // One event. Strings are NUL-terminated UTF-8, truncated to fit at a character boundary; the

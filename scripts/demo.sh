@@ -11,12 +11,15 @@ cargo build --release --bin relay --bin voice-bot --bin voice-sim
 bin="${CARGO_TARGET_DIR:-target}/release"
 out=target/demo
 mkdir -p "$out"
-# The relay picks a free port and prints `listening on 127.0.0.1:PORT` as its first stdout line.
-coproc RELAY { exec "$bin/relay" --listen 127.0.0.1:0 2>"$out/relay.log"; }
+# The relay picks a free port and prints `listening on 127.0.0.1:PORT` as its first stdout line,
+# then `fingerprint sha256:…` (its TLS certificate, kept in $out/relay-identity), which the bots pin.
+coproc RELAY { exec "$bin/relay" --listen 127.0.0.1:0 --identity-dir "$out/relay-identity" 2>"$out/relay.log"; }
 relay=$RELAY_PID
 trap 'kill $relay 2>/dev/null || true' EXIT
 read -r -t 30 first <&"${RELAY[0]}" || { echo "demo: the relay did not start (see $out/relay.log)" >&2; exit 1; }
 addr=${first#listening on }
+read -r -t 30 second <&"${RELAY[0]}" || { echo "demo: the relay printed no fingerprint" >&2; exit 1; }
+fp=${second#fingerprint }
 port=${addr##*:}
 python3 - "$out/talk.wav" <<'PY'
 import math, struct, sys, wave
@@ -30,7 +33,7 @@ for i in range(48000 * 4):
     frames.append(struct.pack("<h", int(7000 * env * v)))
 w.writeframes(b"".join(frames)); w.close()
 PY
-bot="$bin/voice-bot"
+bot="$bin/voice-bot --fingerprint $fp"
 $bot --server "127.0.0.1:$port" --name bob --record "$out/bob.wav" --duration 7 >"$out/bob.jsonl" &
 b=$!
 $bot --server "127.0.0.1:$port" --name carol --record "$out/carol.wav" --duration 7 >"$out/carol.jsonl" &

@@ -35,6 +35,8 @@ fn client(
     output: AudioOutput,
 ) -> Client {
     let mut cfg = ClientConfig::new(server, name);
+    // TLS 1.3 to the relay's in-memory self-signed certificate.
+    cfg.tls = voice_client::TlsTrust::TrustOnFirstUse;
     cfg.input = input;
     cfg.output = output;
     cfg.engine.transmit = TransmitMode::Continuous;

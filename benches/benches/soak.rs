@@ -29,6 +29,7 @@ use voice_core::proto::tcp::{
 };
 use voice_core::proto::udp::{self, DatagramKind, Header};
 use voice_core::proto::{ChannelId, SessionToken};
+use voice_tls::{ClientTls, TlsStream, TlsTrust, Transport};
 
 const UDP_SOCKETS: usize = 16;
 /// Channels in the relay config: rooms of about 20 at 1000 clients.
@@ -49,7 +50,7 @@ impl Rng {
 }
 
 struct Sim {
-    stream: TcpStream,
+    stream: Transport<TcpStream>,
     reader: FrameReader<ServerMessage>,
     out: Vec<u8>,
     session: Option<SessionToken>,
@@ -128,7 +129,7 @@ fn flush(sim: &mut Sim) -> io::Result<()> {
             Err(e) => return Err(e),
         }
     }
-    Ok(())
+    sim.stream.flush_tls()
 }
 
 struct Report {
@@ -227,6 +228,8 @@ fn wave(addr: SocketAddr, relay_pid: u32, clients: usize, secs: u64, report: &mu
     let mut voice_sent = 0u64;
     let mut voice_rx = 0u64;
     let mut peak_rss = 0u64;
+    // Every simulated client speaks TLS 1.3, trusting the relay's certificate on first use.
+    let tls = ClientTls::new(&TlsTrust::TrustOnFirstUse).expect("TLS client configuration");
     let connect = |poll: &Poll, next_token: &mut usize| -> Option<(usize, Sim)> {
         let mut stream = TcpStream::connect(addr).ok()?;
         let tok = *next_token;
@@ -238,8 +241,9 @@ fn wave(addr: SocketAddr, relay_pid: u32, clients: usize, secs: u64, report: &mu
                 Interest::READABLE | Interest::WRITABLE,
             )
             .ok()?;
+        let conn = tls.connect(addr.ip().into()).ok()?;
         let mut sim = Sim {
-            stream,
+            stream: Transport::Tls(Box::new(TlsStream::new(conn, stream))),
             reader: FrameReader::new(),
             out: Vec::new(),
             session: None,
@@ -443,7 +447,7 @@ fn wave(addr: SocketAddr, relay_pid: u32, clients: usize, secs: u64, report: &mu
                 .collect();
             for t in closing {
                 if let Some(mut s) = sims.remove(&t) {
-                    let _ = poll.registry().deregister(&mut s.stream);
+                    let _ = poll.registry().deregister(s.stream.sock_mut());
                     // Its chat lines may legitimately never echo now.
                     chat_sent.retain(|c| !c.starts_with(&format!("c{t}-")));
                 }

@@ -7,6 +7,9 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use voice_tls::rustls::{ClientConnection, StreamOwned};
+use voice_tls::{ClientTls, TlsTrust};
+
 use relay::udpio::{to_storage, RecvBatch};
 use voice_core::proto::register::{self, Secret};
 use voice_core::proto::tcp::{
@@ -64,7 +67,7 @@ impl StepResult {
 pub struct Fleet {
     socks: Vec<UdpSocket>,
     tokens: Vec<SessionToken>,
-    _tcp: Vec<TcpStream>,
+    _tcp: Vec<Control>,
     fwd: SocketAddr,
     n: usize,
     seq: Vec<u16>,
@@ -82,14 +85,17 @@ fn pool() -> io::Result<Vec<UdpSocket>> {
         .collect()
 }
 
-fn control_send(tcp: &mut TcpStream, msg: &ClientMessage) -> io::Result<()> {
+/// A control connection: TLS 1.3 (trust on first use) to the relay.
+type Control = StreamOwned<ClientConnection, TcpStream>;
+
+fn control_send(tcp: &mut Control, msg: &ClientMessage) -> io::Result<()> {
     let mut buf = Vec::new();
     encode_frame(msg, &mut buf).map_err(io::Error::other)?;
     tcp.write_all(&buf)
 }
 
 fn control_recv(
-    tcp: &mut TcpStream,
+    tcp: &mut Control,
     reader: &mut FrameReader<ServerMessage>,
 ) -> io::Result<ServerMessage> {
     loop {
@@ -129,9 +135,12 @@ impl Fleet {
     pub fn relay(fwd: SocketAddr, sessions: usize, n: usize) -> io::Result<Fleet> {
         let mut f = Fleet::new(fwd, n, pool()?);
         let mut secrets: Vec<Secret> = Vec::with_capacity(sessions);
+        let tls = ClientTls::new(&TlsTrust::TrustOnFirstUse).map_err(io::Error::other)?;
         for i in 0..sessions {
-            let mut tcp = TcpStream::connect(fwd)?;
+            let tcp = TcpStream::connect(fwd)?;
             tcp.set_nodelay(true)?;
+            let conn = tls.connect(fwd.ip().into()).map_err(io::Error::other)?;
+            let mut tcp = StreamOwned::new(conn, tcp);
             let mut reader = FrameReader::new();
             control_send(
                 &mut tcp,

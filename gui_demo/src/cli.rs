@@ -10,7 +10,7 @@ pub const USAGE: &str = "\
 usage: gui_demo [--server ADDR] [--name NAME] [--connect] [--overlay]
                 [--input default|DEVICE_NAME|tone[:HZ]|null|wav:PATH]
                 [--output default|DEVICE_NAME|null] [--mode ptt|vad|continuous]
-                [--channel ID] [--size WxH]
+                [--channel ID] [--size WxH] [--fingerprint SHA256 | --insecure-plaintext]
 
   --server ADDR     relay address (IP:PORT or localhost:PORT); remembered
   --name NAME       display name; remembered
@@ -20,7 +20,11 @@ usage: gui_demo [--server ADDR] [--name NAME] [--connect] [--overlay]
   --output SINK     playback sink; a missing device falls back to discarding with a notice
   --mode MODE       push-to-talk (key V by default), voice activity, or continuous
   --channel ID      join this channel id after connecting
-  --size WxH        initial window size in points (default 1200x760)";
+  --size WxH        initial window size in points (default 1200x760)
+  --fingerprint FP  pin the relay's TLS certificate (the `fingerprint sha256:…` line the relay
+                    prints); without it the first certificate seen is trusted and shown in the
+                    chat log, and a different one later is refused
+  --insecure-plaintext  development only: no TLS (a relay started with the same flag)";
 
 /// Parsed flags. `None` means "keep the remembered value".
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -43,6 +47,10 @@ pub struct Options {
     pub channel: Option<u32>,
     /// `--size`.
     pub size: Option<[f32; 2]>,
+    /// `--fingerprint`.
+    pub fingerprint: Option<voice_client::Fingerprint>,
+    /// `--insecure-plaintext`.
+    pub insecure_plaintext: bool,
 }
 
 impl Options {
@@ -57,6 +65,12 @@ impl Options {
                 "--server" => o.server = Some(value()?),
                 "--name" => o.name = Some(value()?),
                 "--connect" => o.connect = true,
+                "--fingerprint" => {
+                    let v = value()?;
+                    o.fingerprint =
+                        Some(v.parse().map_err(|e| format!("--fingerprint {v:?}: {e}"))?);
+                }
+                "--insecure-plaintext" => o.insecure_plaintext = true,
                 "--overlay" => o.overlay = true,
                 "--input" => o.input = Some(parse_input(&value()?)?),
                 "--output" => o.output = Some(parse_output(&value()?)),

@@ -4,11 +4,18 @@ use gui_demo::backend::{Backend, ClientBackend};
 use gui_demo::cli::{Options, USAGE};
 use gui_demo::settings::{Settings, STORAGE_KEY};
 use gui_demo::{ConnectRequest, GuiApp};
-use voice_client::{ChannelId, ClientConfig};
+use voice_client::{ChannelId, ClientConfig, TlsTrust};
 
 /// Starts the real engine for a connect request.
-fn start_engine(req: &ConnectRequest, ctx: &egui::Context) -> Result<Box<dyn Backend>, String> {
+fn start_engine(
+    req: &ConnectRequest,
+    ctx: &egui::Context,
+    tls: &TlsTrust,
+    insecure_plaintext: bool,
+) -> Result<Box<dyn Backend>, String> {
     let mut cfg = ClientConfig::new(req.server, &req.name);
+    cfg.tls = tls.clone();
+    cfg.insecure_plaintext = insecure_plaintext;
     cfg.input = req.settings.input.to_audio();
     cfg.output = req.settings.output.to_audio();
     cfg.engine.transmit = req.settings.mode.to_engine();
@@ -49,7 +56,15 @@ fn main() -> std::process::ExitCode {
                 .and_then(|s| eframe::get_value(s, STORAGE_KEY))
                 .unwrap_or_default();
             opts.apply(&mut settings);
-            let mut app = GuiApp::new(settings, Box::new(start_engine));
+            // The Mumble flow: a pin if given, else trust on first use (the fingerprint is shown).
+            let tls = opts
+                .fingerprint
+                .map_or(TlsTrust::TrustOnFirstUse, TlsTrust::Pinned);
+            let plaintext = opts.insecure_plaintext;
+            let connector = move |req: &ConnectRequest, ctx: &egui::Context| {
+                start_engine(req, ctx, &tls, plaintext)
+            };
+            let mut app = GuiApp::new(settings, Box::new(connector));
             app.scan_devices();
             app.join_on_connect(opts.channel.map(ChannelId));
             if opts.connect {

@@ -135,6 +135,21 @@ impl SessionState {
                 );
             }
             Event::UdpReady => self.status = Status::Connected { udp: true },
+            Event::ServerFingerprint {
+                fingerprint,
+                first_use,
+                accepted,
+            } => {
+                let what = match (accepted, first_use) {
+                    (true, true) => "trusted on first use",
+                    (true, false) => "verified",
+                    (false, _) => "REFUSED",
+                };
+                self.system(
+                    format!("relay certificate {fingerprint}: {what}"),
+                    now_unix_ms,
+                );
+            }
             Event::Disconnected { reason } => {
                 self.system(format!("disconnected: {reason}"), now_unix_ms);
                 self.status = Status::Disconnected { reason };

@@ -9,6 +9,7 @@ use gui_demo::backend::{Backend, ClientBackend, Request};
 use relay::config::Config;
 use voice_client::{AudioInput, AudioOutput, ClientConfig, Event};
 
+/// A relay on TLS with an in-memory certificate; the backends pin its fingerprint.
 fn start_relay() -> relay::server::RelayHandle {
     let cfg = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -18,8 +19,13 @@ fn start_relay() -> relay::server::RelayHandle {
     relay::server::Relay::bind(cfg).unwrap().spawn().unwrap()
 }
 
-fn backend(server: std::net::SocketAddr, name: &str, repaints: Arc<AtomicUsize>) -> ClientBackend {
-    let mut cfg = ClientConfig::new(server, name);
+fn backend(
+    relay: &relay::server::RelayHandle,
+    name: &str,
+    repaints: Arc<AtomicUsize>,
+) -> ClientBackend {
+    let mut cfg = ClientConfig::new(relay.local_addr(), name);
+    cfg.tls = voice_client::TlsTrust::Pinned(relay.fingerprint().expect("TLS"));
     cfg.input = AudioInput::Null;
     cfg.output = AudioOutput::Null;
     ClientBackend::start(cfg, move || {
@@ -32,8 +38,8 @@ fn backend(server: std::net::SocketAddr, name: &str, repaints: Arc<AtomicUsize>)
 fn events_and_stats_flow_and_close_is_prompt() {
     let relay = start_relay();
     let repaints = Arc::new(AtomicUsize::new(0));
-    let mut a = backend(relay.local_addr(), "alice", repaints.clone());
-    let mut b = backend(relay.local_addr(), "bob", Arc::new(AtomicUsize::new(0)));
+    let mut a = backend(&relay, "alice", repaints.clone());
+    let mut b = backend(&relay, "bob", Arc::new(AtomicUsize::new(0)));
 
     let deadline = Instant::now() + Duration::from_secs(10);
     let (mut joined, mut saw_bob, mut stats, mut chat) = (false, false, 0, false);

@@ -17,6 +17,9 @@ use crate::budget::Limit;
 /// The default listen address: TCP control and UDP voice on the same port.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:7400";
 
+/// Where the `relay` binary keeps its self-signed identity unless told otherwise.
+pub const DEFAULT_IDENTITY_DIR: &str = "relay-identity";
+
 /// Why a configuration could not be built.
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -87,6 +90,19 @@ pub struct Config {
     pub udp_buffer_bytes: usize,
     /// Use `recvmmsg`/`sendmmsg` batches (Linux); `false` uses one syscall per datagram.
     pub batch_io: bool,
+    /// Development only: serve the control connection without TLS (names, chat and the UDP
+    /// registration secret travel in the clear).
+    pub insecure_plaintext: bool,
+    /// PEM certificate chain for TLS (with `tls_key`). Without both, the relay uses the identity
+    /// in `identity_dir`.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Where the self-signed identity lives (`cert.pem`, `key.pem`): created with a new
+    /// certificate on first start, reused afterwards so the fingerprint clients pinned stays
+    /// valid. `None` (the library default): a fresh in-memory certificate for each start. The
+    /// `relay` binary defaults it to `./relay-identity`.
+    pub identity_dir: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -132,6 +148,10 @@ impl Default for Config {
             stats_interval_ms: 10_000,
             udp_buffer_bytes: 4 * 1024 * 1024,
             batch_io: true,
+            insecure_plaintext: false,
+            tls_cert: None,
+            tls_key: None,
+            identity_dir: None,
         }
     }
 }
@@ -140,14 +160,22 @@ impl Default for Config {
 pub const USAGE: &str = "\
 relay — voice relay (TCP control + UDP voice on one port)
 
-USAGE: relay [--listen ADDR] [--config FILE]
+USAGE: relay [--listen ADDR] [--config FILE] [--cert PEM --key PEM | --identity-dir DIR]
+             [--insecure-plaintext]
 
-  --listen ADDR   TCP and UDP listen address (default 0.0.0.0:7400); overrides the file.
-                  Port 0 picks a free port, the same for TCP and UDP
-  --config FILE   TOML configuration (see deploy/relay.toml)
-  --help          this text
+  --listen ADDR         TCP and UDP listen address (default 0.0.0.0:7400); overrides the file.
+                        Port 0 picks a free port, the same for TCP and UDP
+  --config FILE         TOML configuration (see deploy/relay.toml)
+  --cert PEM            TLS certificate chain (PEM), with --key
+  --key PEM             TLS private key (PEM)
+  --identity-dir DIR    where the self-signed identity is created on first start and reused
+                        (default ./relay-identity when no --cert/--key)
+  --insecure-plaintext  development only: no TLS on the control connection
+  --help                this text
 
-Once bound, the relay prints one line on stdout: `listening on IP:PORT`.
+The control connection is TLS 1.3. Once bound, the relay prints on stdout
+`listening on IP:PORT`, then (with TLS) `fingerprint sha256:<64 hex digits>`: the SHA-256 of
+its certificate, which clients pin.
 Exit status: 0 clean stop (SIGINT/SIGTERM) or --help; 1 unusable configuration file, bind
 failure or I/O error; 2 bad command line.
 Logging: RUST_LOG=info (default), debug, trace.";
@@ -174,6 +202,10 @@ impl Config {
     ) -> Result<Option<Config>, ConfigError> {
         let mut listen: Option<SocketAddr> = None;
         let mut file: Option<PathBuf> = None;
+        let mut cert: Option<PathBuf> = None;
+        let mut key: Option<PathBuf> = None;
+        let mut identity: Option<PathBuf> = None;
+        let mut plaintext = false;
         let mut it = args.into_iter();
         while let Some(a) = it.next() {
             let mut value = |flag: &str| {
@@ -189,6 +221,10 @@ impl Config {
                     );
                 }
                 "--config" => file = Some(PathBuf::from(value("--config")?)),
+                "--cert" => cert = Some(PathBuf::from(value("--cert")?)),
+                "--key" => key = Some(PathBuf::from(value("--key")?)),
+                "--identity-dir" => identity = Some(PathBuf::from(value("--identity-dir")?)),
+                "--insecure-plaintext" => plaintext = true,
                 "--help" | "-h" => return Ok(None),
                 other => {
                     return Err(ConfigError::Usage(format!(
@@ -204,6 +240,17 @@ impl Config {
         if let Some(l) = listen {
             cfg.listen = l;
         }
+        if cert.is_some() || key.is_some() {
+            cfg.tls_cert = cert;
+            cfg.tls_key = key;
+        }
+        if identity.is_some() {
+            cfg.identity_dir = identity;
+        }
+        if cfg.identity_dir.is_none() && cfg.tls_cert.is_none() {
+            cfg.identity_dir = Some(PathBuf::from(DEFAULT_IDENTITY_DIR));
+        }
+        cfg.insecure_plaintext |= plaintext;
         cfg.validate()?;
         Ok(Some(cfg))
     }
@@ -237,6 +284,9 @@ impl Config {
         }
         if self.voice_bytes.burst < voice_core::proto::udp::MAX_DATAGRAM as f64 {
             return bad("voice_bytes.burst must hold at least one maximum datagram".into());
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return bad("tls_cert and tls_key go together (--cert and --key)".into());
         }
         if self.handshake_timeout_ms == 0 || self.idle_timeout_ms == 0 {
             return bad("timeouts must be > 0".into());

@@ -1,6 +1,7 @@
 //! `relay`: the voice relay of the voice engine.
 //!
-//! One single-threaded `mio` loop serves the TCP control plane (handshake, channels, presence,
+//! One single-threaded `mio` loop serves the TCP control plane (TLS 1.3 unless
+//! [`Config::insecure_plaintext`]) (handshake, channels, presence,
 //! chat, stats) and the UDP voice plane (registration by proof, fan-out of the exact received
 //! bytes to the sender's channel or a whisper target) on the same address and port (default
 //! [`config::DEFAULT_LISTEN`]). Protocol decisions are plain functions over plain state, tested
@@ -13,7 +14,9 @@
 //! | [`state`] | sessions, channels, the routing decision for each datagram |
 //! | [`budget`] | token buckets (time passed in) |
 //! | [`control`] | TCP messages as state transitions producing outgoing messages |
+//! | [`identity`] | the TLS certificate: the operator's, or self-signed and persisted |
 //! | [`stats`] | counters, including every drop by reason |
+//! | [`token`] | access tokens (EdDSA JWTs): verification, minting, key generation |
 //! | [`udpio`] | `recvmmsg`/`sendmmsg` batches (the unsafe code, but for one `setsockopt` in `server`) |
 //! | [`server`] | the event loop, timeouts, buffers, [`Relay`] and [`RelayHandle`] |
 //!
@@ -31,9 +34,11 @@
 pub mod budget;
 pub mod config;
 pub mod control;
+pub mod identity;
 pub mod server;
 pub mod state;
 pub mod stats;
+pub mod token;
 pub mod udpio;
 
 pub use config::Config;
@@ -55,6 +60,9 @@ pub enum Error {
         /// The cause.
         source: std::io::Error,
     },
+    /// The TLS identity could not be loaded or created.
+    #[error(transparent)]
+    Identity(#[from] identity::IdentityError),
     /// An I/O error of the event loop.
     #[error(transparent)]
     Io(#[from] std::io::Error),

@@ -101,6 +101,9 @@ counters! {
     TcpOverflowClosed => "tcp_overflow_closed",
     /// Connections refused because the relay is at its connection limit.
     TcpRefused => "tcp_refused",
+    /// Connections closed for a TLS failure: a failed handshake (a plaintext client on the TLS
+    /// port, a certificate the client refused), a bad record.
+    TlsFailed => "tls_failed",
     /// Handshakes rejected (version, name, full, not-Hello).
     HandshakeRejected => "handshake_rejected",
     /// Control requests refused by the per-session rate limit.

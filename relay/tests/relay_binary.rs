@@ -64,30 +64,81 @@ fn bad_flags_exit_2_and_unusable_configurations_exit_1() {
     assert_eq!(status(&["--config", invalid.path()]), 1);
 }
 
-#[test]
-fn the_port_chosen_for_listen_port_0_is_printed_and_sigterm_stops_cleanly() {
+/// Starts the relay binary with `args`; returns it with its address and the fingerprint line.
+fn spawn(args: &[&str]) -> (std::process::Child, SocketAddr, String) {
     let mut child = Command::new(RELAY)
-        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
         .env("RUST_LOG", "off")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn relay");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    out.read_line(&mut line).unwrap();
     let addr: SocketAddr = line
         .trim_end()
         .strip_prefix("listening on ")
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    let mut second = String::new();
+    out.read_line(&mut second).unwrap();
+    (child, addr, second.trim_end().to_owned())
+}
+
+fn identity_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("relay-binary-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+#[test]
+fn the_port_chosen_for_listen_port_0_is_printed_and_sigterm_stops_cleanly() {
+    let dir = identity_dir("port0");
+    let (mut child, addr, fp_line) = spawn(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--identity-dir",
+        dir.to_str().unwrap(),
+    ]);
     assert_ne!(addr.port(), 0);
-    // TCP and UDP both answer on it.
+    // The second line is the certificate's fingerprint; the client pins it.
+    let fp: voice_tls::Fingerprint = fp_line
+        .strip_prefix("fingerprint ")
+        .and_then(|f| f.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected second line {fp_line:?}"));
+    remember(addr, Some(fp));
+    // TCP (TLS) and UDP both answer on it.
     let mut c = Client::connect(addr, "a");
     c.send(&voice_core::proto::tcp::ClientMessage::ListChannels);
     assert!(matches!(c.recv(), ServerMessage::ChannelList { .. }));
-    // SIGTERM: a clean stop with status 0.
+    stop(child_stop(&mut child));
+    // A restart reuses the identity: the same fingerprint.
+    let (mut again, _, line) = spawn(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--identity-dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(line, fp_line);
+    stop(child_stop(&mut again));
+    // The development mode says so instead of a fingerprint.
+    let (mut plain, addr, line) = spawn(&["--listen", "127.0.0.1:0", "--insecure-plaintext"]);
+    assert_eq!(line, "insecure-plaintext");
+    remember(addr, None);
+    let mut c = Client::connect(addr, "b");
+    c.send(&voice_core::proto::tcp::ClientMessage::ListChannels);
+    assert!(matches!(c.recv(), ServerMessage::ChannelList { .. }));
+    stop(child_stop(&mut plain));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn stop(code: Option<i32>) {
+    assert_eq!(code, Some(0));
+}
+
+/// SIGTERM, then the exit status (a clean stop is 0).
+fn child_stop(child: &mut std::process::Child) -> Option<i32> {
     let pid = libc::pid_t::try_from(child.id()).unwrap();
     // SAFETY: kill(2) on the pid of a child this test spawned and has not reaped.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
@@ -103,5 +154,39 @@ fn the_port_chosen_for_listen_port_0_is_printed_and_sigterm_stops_cleanly() {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    assert_eq!(code, Some(0));
+    code
+}
+
+#[test]
+fn keygen_and_token_mint_a_token_the_verifier_accepts() {
+    let dir = identity_dir("tokens");
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("k.pem");
+    let out = Command::new(RELAY)
+        .args(["keygen", "--out", key.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let public = text
+        .lines()
+        .find_map(|l| l.strip_prefix("public "))
+        .expect("public key line")
+        .to_owned();
+    // An existing key is never overwritten.
+    assert_eq!(status(&["keygen", "--out", key.to_str().unwrap()]), 1);
+    let out = Command::new(RELAY)
+        .args(["token", "--key", key.to_str().unwrap(), "--sub", "u1"])
+        .args(["--name", "alice", "--channels", "1,2", "--aud", "r1"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let jwt = String::from_utf8(out.stdout).unwrap();
+    let v = relay::token::Verifier::new(&[public], "r1").unwrap();
+    let claims = v.verify(jwt.trim()).unwrap();
+    assert_eq!((claims.sub.as_str(), claims.name.as_str()), ("u1", "alice"));
+    assert!(claims.may_join(voice_core::proto::ChannelId(2)));
+    assert!(!claims.may_join(voice_core::proto::ChannelId(3)));
+    assert_eq!(status(&["token", "--key", key.to_str().unwrap()]), 2);
+    std::fs::remove_dir_all(&dir).unwrap();
 }

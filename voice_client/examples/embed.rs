@@ -1,11 +1,14 @@
 //! Embedding the engine as a crate: connect to a relay, join a channel, talk from a WAV file (or a
 //! tone), print events for a while.
 //!
-//! `cargo run --release -p voice_client --example embed -- 127.0.0.1:7400 alice [IN.wav]`
+//! `VOICE_RELAY_FINGERPRINT=sha256:… cargo run --release -p voice_client --example embed -- 127.0.0.1:7400 alice [IN.wav]`
+//!
+//! The control connection is TLS: the fingerprint (what the relay printed at start) is pinned;
+//! without it the certificate is trusted on first use and its fingerprint printed.
 
 use std::time::{Duration, Instant};
 
-use voice_client::{AudioInput, AudioOutput, Client, ClientConfig, Event, TransmitMode};
+use voice_client::{AudioInput, AudioOutput, Client, ClientConfig, Event, TlsTrust, TransmitMode};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -23,6 +26,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
     };
     cfg.output = AudioOutput::Null;
+    cfg.tls = match std::env::var("VOICE_RELAY_FINGERPRINT") {
+        Ok(fp) => TlsTrust::Pinned(fp.parse()?),
+        Err(_) => TlsTrust::TrustOnFirstUse,
+    };
     let client = Client::start(cfg)?;
     client.set_transmit_mode(TransmitMode::Continuous);
     let until = Instant::now() + Duration::from_secs(5);

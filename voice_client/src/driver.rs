@@ -20,6 +20,14 @@
 //! channel. A connect that fails (refused, unreachable) is reported at once as
 //! [`Event::Disconnected`] with the reason and what happens next. With `reconnect` off nothing is
 //! retried: the first failed connect or the first drop ends the engine thread.
+//!
+//! The control connection is TLS 1.3 ([`voice_tls::TlsStream`] over the mio stream) unless the
+//! application asked for the plaintext development mode. The engine's `Hello` is queued at TCP
+//! connect and rustls holds it until the handshake completes. Once the relay's certificate is
+//! accepted the driver reports [`Event::ServerFingerprint`]; trust on first use then pins that
+//! fingerprint for every reconnect. A refused certificate (untrusted, or a pin that no longer
+//! matches) is reported the same way with `accepted: false`, followed by `Disconnected`, and is
+//! final: retrying cannot make it trusted.
 
 use std::io;
 use std::net::SocketAddr;
@@ -34,6 +42,8 @@ use voice_core::engine::{Engine, EngineStats, Event, Request};
 use voice_core::proto::tcp::{FrameError, FrameQueue, FrameReader, ServerMessage};
 use voice_core::proto::udp::MAX_DATAGRAM;
 use voice_core::{Time, FRAME_DURATION, FRAME_SAMPLES};
+use voice_tls::rustls::{self, ClientConnection};
+use voice_tls::{ClientTls, Fingerprint, TlsStream, TlsTrust, Transport};
 
 use crate::audio::{InputStream, OutputStream};
 
@@ -73,12 +83,77 @@ pub struct Driver {
     pub(crate) commands: Receiver<Command>,
     pub(crate) events: Sender<Event>,
     pub(crate) reconnect: bool,
+    /// `None`: the plaintext development mode.
+    pub(crate) tls: Option<TlsSetup>,
+    /// Set when the relay's certificate was refused: the connection ends for good.
+    pub(crate) refused: bool,
     pub(crate) poll: Poll,
     pub(crate) connected: Arc<AtomicBool>,
 }
 
+/// The client's TLS state across reconnects: the trust policy (an acceptance on first use turns
+/// into a pin) and the rustls configuration built from it.
+#[derive(Debug)]
+pub struct TlsSetup {
+    trust: TlsTrust,
+    server_name: Option<String>,
+    built: Option<ClientTls>,
+}
+
+impl TlsSetup {
+    /// A setup for `trust`; `server_name` is checked by chain verification (default: the IP).
+    pub fn new(trust: TlsTrust, server_name: Option<String>) -> TlsSetup {
+        TlsSetup {
+            trust,
+            server_name,
+            built: None,
+        }
+    }
+
+    fn connection(&mut self, server: SocketAddr) -> Result<ClientConnection, String> {
+        let name = match &self.server_name {
+            Some(n) => rustls::pki_types::ServerName::try_from(n.clone())
+                .map_err(|e| format!("TLS server name {n:?}: {e}"))?,
+            None => server.ip().into(),
+        };
+        if self.built.is_none() {
+            self.built = Some(ClientTls::new(&self.trust).map_err(|e| format!("TLS: {e}"))?);
+        }
+        let tls = self.built.as_ref().ok_or("TLS setup missing")?;
+        tls.connect(name).map_err(|e| format!("TLS: {e}"))
+    }
+
+    /// The relay's certificate passed with fingerprint `fp`: returns whether this was its first
+    /// use, and pins it from now on if so.
+    fn accepted(&mut self, fp: Fingerprint) -> bool {
+        if self.trust == TlsTrust::TrustOnFirstUse {
+            self.trust = TlsTrust::Pinned(fp);
+            self.built = None;
+            return true;
+        }
+        false
+    }
+
+    /// Why the certificate with fingerprint `seen` was refused, in words for the user.
+    fn refusal(&self, seen: Option<Fingerprint>, err: &str) -> String {
+        let seen = seen.map_or_else(|| "unknown".to_owned(), |f| f.to_string());
+        match &self.trust {
+            TlsTrust::Pinned(want) => format!(
+                "the relay's certificate changed: pinned {want}, presented {seen}; refusing \
+                 (if the operator rotated it, pin the new fingerprint)"
+            ),
+            _ => format!(
+                "the relay's certificate is not trusted ({err}); its fingerprint is {seen}: pin it \
+                 (TlsTrust::Pinned, voice-bot --fingerprint) or accept it on first use"
+            ),
+        }
+    }
+}
+
 struct Conn {
-    stream: TcpStream,
+    stream: Transport<TcpStream>,
+    /// The TLS handshake's outcome was reported.
+    tls_reported: bool,
     connected: bool,
     reader: FrameReader<ServerMessage>,
     out: FrameQueue,
@@ -123,8 +198,24 @@ impl Driver {
                                     TCP,
                                     Interest::READABLE | Interest::WRITABLE,
                                 );
+                                let stream = match self.tls.as_mut() {
+                                    None => Transport::Plain(stream),
+                                    Some(tls) => match tls.connection(self.server) {
+                                        Ok(c) => {
+                                            Transport::Tls(Box::new(TlsStream::new(c, stream)))
+                                        }
+                                        Err(reason) => {
+                                            // A configuration problem (e.g. an unreadable CA
+                                            // file): no retry can fix it.
+                                            let _ = self.poll.registry().deregister(&mut stream);
+                                            self.emit(Event::Disconnected { reason });
+                                            break 'outer;
+                                        }
+                                    },
+                                };
                                 conn = Some(Conn {
                                     stream,
+                                    tls_reported: false,
                                     connected: false,
                                     reader: FrameReader::new(),
                                     out: FrameQueue::new(),
@@ -166,15 +257,15 @@ impl Driver {
                     TCP => {
                         let Some(c) = conn.as_mut() else { continue };
                         if !c.connected && (ev.is_writable() || ev.is_readable()) {
-                            match c.stream.peer_addr() {
+                            match c.stream.sock().peer_addr() {
                                 Ok(_) => {
                                     c.connected = true;
-                                    let _ = c.stream.set_nodelay(true);
+                                    let _ = c.stream.sock().set_nodelay(true);
                                     backoff = FIRST_BACKOFF;
                                     self.engine.connect(now());
                                 }
                                 Err(e) if e.kind() == io::ErrorKind::NotConnected => {
-                                    let err = c.stream.take_error().ok().flatten();
+                                    let err = c.stream.sock().take_error().ok().flatten();
                                     if err.is_some() || ev.is_error() || ev.is_write_closed() {
                                         tcp_failed = Some(format!(
                                             "connect to {} failed: {}",
@@ -198,6 +289,9 @@ impl Driver {
                             if let Err(e) = self.read_tcp(c, now()) {
                                 tcp_failed = Some(e);
                             }
+                        }
+                        if !c.tls_reported && tcp_failed.is_none() {
+                            self.report_tls(c);
                         }
                     }
                     UDP => {
@@ -231,6 +325,8 @@ impl Driver {
                         if let Some(c) = conn.as_mut() {
                             let _ = c.out.push(&voice_core::proto::tcp::ClientMessage::Goodbye);
                             let _ = c.out.write_to(&mut c.stream);
+                            c.stream.close_notify();
+                            let _ = c.stream.flush_tls();
                         }
                         break 'outer;
                     }
@@ -317,6 +413,8 @@ impl Driver {
                         tcp_failed = Some("relay is not reading".into());
                     } else if let Err(e) = c.out.write_to(&mut c.stream) {
                         tcp_failed = Some(e.to_string());
+                    } else if let Err(e) = c.stream.flush_tls() {
+                        tcp_failed = Some(e.to_string());
                     }
                 }
             }
@@ -336,16 +434,17 @@ impl Driver {
             if let Some(reason) = tcp_failed {
                 let mut was_up = false;
                 if let Some(mut c) = conn.take() {
-                    let _ = self.poll.registry().deregister(&mut c.stream);
+                    let _ = self.poll.registry().deregister(c.stream.sock_mut());
                     was_up = c.connected;
                 }
-                if was_up {
+                let refused = std::mem::take(&mut self.refused);
+                if was_up || refused {
                     // The engine reports the drop (it knows the session it loses).
                     self.engine.disconnected(now(), &reason);
                     while let Some(ev) = self.engine.poll_event() {
                         self.emit(ev);
                     }
-                    if !self.reconnect {
+                    if refused || !self.reconnect {
                         break;
                     }
                     reconnect_at = Some(Instant::now() + backoff);
@@ -425,8 +524,45 @@ impl Driver {
                 },
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e.to_string()),
+                Err(e) => {
+                    let cert = e
+                        .get_ref()
+                        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+                        .is_some_and(|r| matches!(r, rustls::Error::InvalidCertificate(_)));
+                    if let (true, Some(tls)) = (cert, self.tls.as_ref()) {
+                        let seen = tls.built.as_ref().and_then(ClientTls::seen);
+                        let reason = tls.refusal(seen, &e.to_string());
+                        if let Some(fp) = seen {
+                            self.emit(Event::ServerFingerprint {
+                                fingerprint: fp.to_string(),
+                                first_use: !matches!(tls.trust, TlsTrust::Pinned(_)),
+                                accepted: false,
+                            });
+                        }
+                        log::warn!("{reason}");
+                        self.refused = true;
+                        return Err(reason);
+                    }
+                    return Err(e.to_string());
+                }
             }
         }
+    }
+
+    /// Reports the relay's certificate once the TLS handshake has completed.
+    fn report_tls(&mut self, c: &mut Conn) {
+        if !matches!(c.stream, Transport::Tls(_)) || c.stream.is_handshaking() {
+            return;
+        }
+        c.tls_reported = true;
+        let (Some(fp), Some(tls)) = (c.stream.peer_fingerprint(), self.tls.as_mut()) else {
+            return;
+        };
+        let first_use = tls.accepted(fp);
+        self.emit(Event::ServerFingerprint {
+            fingerprint: fp.to_string(),
+            first_use,
+            accepted: true,
+        });
     }
 }

@@ -1,6 +1,7 @@
 //! `voice_client`: the voice engine with its I/O, ready to embed.
 //!
-//! [`Client::start`] spawns one engine thread that connects to a relay (TCP control + UDP voice),
+//! [`Client::start`] spawns one engine thread that connects to a relay (TLS 1.3 over TCP for
+//! control, trusted as [`ClientConfig::tls`] says; UDP for voice),
 //! keeps the connection alive (ping, reconnect with backoff, rejoin), captures audio from a device or
 //! a file, encodes, sends, receives, runs one jitter buffer and decoder per remote sender, mixes and
 //! plays or records the result. The application talks to it through [`Client`] methods (commands
@@ -12,6 +13,9 @@
 //! use voice_client::{AudioInput, AudioOutput, Client, ClientConfig, Event};
 //!
 //! let mut cfg = ClientConfig::new("127.0.0.1:7400".parse().unwrap(), "alice");
+//! // The fingerprint the relay printed at start (`fingerprint sha256:…`).
+//! let fp = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+//! cfg.tls = voice_client::TlsTrust::Pinned(fp.parse().unwrap());
 //! cfg.input = AudioInput::Wav { path: "hello.wav".into(), looped: false };
 //! cfg.output = AudioOutput::Null;
 //! let client = Client::start(cfg).expect("engine thread");
@@ -43,6 +47,7 @@ use voice_core::engine::Engine;
 pub use voice_core::engine::{EngineConfig, EngineStats, Event, RemoteStats, Request};
 pub use voice_core::proto::{ChannelId, SessionToken};
 pub use voice_core::vad::{TransmitMode, VadConfig};
+pub use voice_tls::{Fingerprint, TlsTrust};
 
 /// Everything a client needs to start.
 #[derive(Debug, Clone)]
@@ -62,6 +67,18 @@ pub struct ClientConfig {
     /// When a device cannot be opened, fall back to null audio (with an [`Event::AudioNotice`])
     /// instead of failing.
     pub audio_fallback: bool,
+    /// Whom to trust as the relay (TLS 1.3 on the control connection). The default,
+    /// [`TlsTrust::System`], accepts only a certificate from a public CA: a relay with a
+    /// self-signed certificate is refused with an [`Event::ServerFingerprint`] naming its
+    /// fingerprint, which the application can pin ([`TlsTrust::Pinned`]) or accept once
+    /// ([`TlsTrust::TrustOnFirstUse`]).
+    pub tls: TlsTrust,
+    /// The name the relay's certificate must carry for [`TlsTrust::System`] and
+    /// [`TlsTrust::CaFile`] (`None`: the server's IP address). Pinned and TOFU ignore names.
+    pub tls_server_name: Option<String>,
+    /// Development only: no TLS (for a relay started with `--insecure-plaintext`). Names,
+    /// chat and the UDP registration secret then travel in the clear.
+    pub insecure_plaintext: bool,
 }
 
 impl ClientConfig {
@@ -77,6 +94,9 @@ impl ClientConfig {
             output: AudioOutput::Device(None),
             reconnect: true,
             audio_fallback: true,
+            tls: TlsTrust::System,
+            tls_server_name: None,
+            insecure_plaintext: false,
         }
     }
 }
@@ -166,6 +186,15 @@ impl Client {
             commands: cmd_rx,
             events: ev_tx,
             reconnect: cfg.reconnect,
+            tls: if cfg.insecure_plaintext {
+                None
+            } else {
+                Some(driver::TlsSetup::new(
+                    cfg.tls.clone(),
+                    cfg.tls_server_name.clone(),
+                ))
+            },
+            refused: false,
             poll,
         };
         let thread = std::thread::Builder::new()

@@ -35,19 +35,36 @@ fn heard(input: &[i16], rec: &[i16]) -> f64 {
     scores.get(scores.len() / 2).copied().unwrap_or(0.0)
 }
 
+/// Each relay's address and certificate fingerprint: the bots pin it (`--fingerprint`).
+static FINGERPRINTS: std::sync::Mutex<Vec<(std::net::SocketAddr, String)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// A relay on TLS with an in-memory certificate.
 fn start_relay() -> relay::server::RelayHandle {
     let cfg = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         stats_interval_ms: 0,
         ..Config::default()
     };
-    relay::server::Relay::bind(cfg).unwrap().spawn().unwrap()
+    let relay = relay::server::Relay::bind(cfg).unwrap().spawn().unwrap();
+    let fp = relay.fingerprint().expect("TLS by default").to_string();
+    FINGERPRINTS.lock().unwrap().push((relay.local_addr(), fp));
+    relay
 }
 
 fn bot(server: std::net::SocketAddr, args: &[&str], out: &Path) -> Child {
+    let fp = FINGERPRINTS
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(a, _)| *a == server)
+        .map(|(_, f)| f.clone())
+        .expect("a relay started by start_relay");
     Command::new(env!("CARGO_BIN_EXE_voice-bot"))
         .arg("--server")
         .arg(server.to_string())
+        .arg("--fingerprint")
+        .arg(fp)
         .args(args)
         .stdout(std::fs::File::create(out).unwrap())
         .stderr(Stdio::inherit())

@@ -1,5 +1,10 @@
 //! Fault tests with the real relay and in-process clients on 127.0.0.1: the relay restarts, a
-//! client's UDP source port changes, a client goes silent without goodbye.
+//! client's UDP source port changes, a client goes silent without goodbye, the relay's
+//! certificate changes under a pinned client.
+//!
+//! The relays here keep one self-signed identity in a directory private to this test process,
+//! so a restarted relay shows the same certificate; the clients trust on first use (and so pin
+//! it for their reconnects).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -7,23 +12,123 @@ use std::time::{Duration, Instant};
 
 use relay::config::Config;
 use relay::server::{Relay, RelayHandle};
-use voice_client::{AudioInput, AudioOutput, ChannelId, Client, ClientConfig, Event, TransmitMode};
+use voice_client::{
+    AudioInput, AudioOutput, ChannelId, Client, ClientConfig, Event, TlsTrust, TransmitMode,
+};
 use voice_core::proto::tcp::{
     encode_frame, ClientMessage, FrameReader, ServerMessage, CONTROL_VERSION,
 };
+
+fn identity_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("voice-client-faults-{}", std::process::id()))
+}
 
 fn start_relay(listen: SocketAddr, idle_ms: u64) -> RelayHandle {
     let cfg = Config {
         listen,
         stats_interval_ms: 0,
         idle_timeout_ms: idle_ms,
+        identity_dir: Some(identity_dir()),
+        ..Config::default()
+    };
+    // The first bind creates the identity: one at a time, so no relay reads a half-written one.
+    static CREATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = CREATING.lock().unwrap_or_else(|e| e.into_inner());
+    Relay::bind(cfg).unwrap().spawn().unwrap()
+}
+
+/// A relay with a fresh in-memory certificate (a different fingerprint each time).
+fn start_fresh_relay(listen: SocketAddr, plaintext: bool) -> RelayHandle {
+    let cfg = Config {
+        listen,
+        stats_interval_ms: 0,
+        insecure_plaintext: plaintext,
         ..Config::default()
     };
     Relay::bind(cfg).unwrap().spawn().unwrap()
 }
 
+fn null_client(cfg_tweak: impl FnOnce(&mut ClientConfig), server: SocketAddr) -> Client {
+    let mut cfg = ClientConfig::new(server, "pin");
+    cfg.input = AudioInput::Null;
+    cfg.output = AudioOutput::Null;
+    cfg_tweak(&mut cfg);
+    Client::start(cfg).unwrap()
+}
+
+#[test]
+fn a_changed_certificate_is_refused_with_its_fingerprint_and_not_retried() {
+    let first = start_fresh_relay("127.0.0.1:0".parse().unwrap(), false);
+    let addr = first.local_addr();
+    let fp1 = first.fingerprint().unwrap().to_string();
+    let c = null_client(|c| c.tls = TlsTrust::TrustOnFirstUse, addr);
+    assert!(wait_event(&c, Duration::from_secs(5), |e| matches!(
+        e,
+        Event::ServerFingerprint { fingerprint, first_use: true, accepted: true } if *fingerprint == fp1
+    )));
+    assert!(wait_event(&c, Duration::from_secs(5), |e| matches!(
+        e,
+        Event::Connected { .. }
+    )));
+    drop(first);
+    // Same address, another certificate: the pin taken on first use refuses it.
+    let second = start_fresh_relay(addr, false);
+    let fp2 = second.fingerprint().unwrap().to_string();
+    assert_ne!(fp1, fp2);
+    assert!(wait_event(&c, Duration::from_secs(8), |e| matches!(
+        e,
+        Event::ServerFingerprint { fingerprint, first_use: false, accepted: false } if *fingerprint == fp2
+    )));
+    assert!(wait_event(&c, Duration::from_secs(2), |e| matches!(
+        e,
+        Event::Disconnected { reason } if reason.contains("changed") && reason.contains(&fp2)
+    )));
+    // Final: no further attempts (a retry would be another TLS failure at the relay).
+    std::thread::sleep(Duration::from_millis(1200));
+    let stats = second.stop().unwrap();
+    assert_eq!(stats.get(relay::Counter::TlsFailed), 1);
+    assert_eq!(stats.get(relay::Counter::SessionsTotal), 0);
+}
+
+#[test]
+fn a_self_signed_relay_is_refused_by_default_and_its_fingerprint_reported() {
+    let relay = start_fresh_relay("127.0.0.1:0".parse().unwrap(), false);
+    let fp = relay.fingerprint().unwrap().to_string();
+    let c = null_client(|_| {}, relay.local_addr());
+    assert!(wait_event(&c, Duration::from_secs(5), |e| matches!(
+        e,
+        Event::ServerFingerprint { fingerprint, first_use: true, accepted: false } if *fingerprint == fp
+    )));
+    assert!(wait_event(&c, Duration::from_secs(2), |e| matches!(
+        e,
+        Event::Disconnected { reason } if reason.contains("not trusted") && reason.contains(&fp)
+    )));
+    // Pinning what was reported gets in.
+    let pinned = null_client(
+        |c| c.tls = TlsTrust::Pinned(fp.parse().unwrap()),
+        relay.local_addr(),
+    );
+    assert!(wait_event(&pinned, Duration::from_secs(5), |e| matches!(
+        e,
+        Event::Connected { .. }
+    )));
+}
+
+#[test]
+fn the_plaintext_development_mode_connects_when_both_sides_ask_for_it() {
+    let relay = start_fresh_relay("127.0.0.1:0".parse().unwrap(), true);
+    let c = null_client(|c| c.insecure_plaintext = true, relay.local_addr());
+    let saw_fingerprint = std::cell::Cell::new(false);
+    assert!(wait_event(&c, Duration::from_secs(5), |e| {
+        saw_fingerprint.set(saw_fingerprint.get() | matches!(e, Event::ServerFingerprint { .. }));
+        matches!(e, Event::Connected { .. })
+    }));
+    assert!(!saw_fingerprint.get());
+}
+
 fn client(server: SocketAddr, name: &str, talk: bool) -> Client {
     let mut cfg = ClientConfig::new(server, name);
+    cfg.tls = TlsTrust::TrustOnFirstUse;
     cfg.input = if talk {
         AudioInput::Tone {
             hz: 300.0,
@@ -151,9 +256,11 @@ fn a_client_that_goes_silent_is_announced_as_left_within_the_idle_timeout() {
     let b = client(addr, "bob", false);
     assert!(wait_event(&b, Duration::from_secs(5), joined_two));
     // A raw client: Hello, join channel 2, then nothing at all (no ping, no goodbye, socket open).
-    let mut raw = TcpStream::connect(addr).unwrap();
-    raw.set_read_timeout(Some(Duration::from_millis(200)))
+    let tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
+    let tls = voice_tls::ClientTls::new(&TlsTrust::TrustOnFirstUse).unwrap();
+    let mut raw = voice_tls::rustls::StreamOwned::new(tls.connect(addr.ip().into()).unwrap(), tcp);
     let mut out = Vec::new();
     encode_frame(
         &ClientMessage::Hello {
@@ -193,6 +300,7 @@ fn a_client_that_goes_silent_is_announced_as_left_within_the_idle_timeout() {
     let mut buf = [0u8; 4096];
     let closed = wait_until(Duration::from_secs(2), || match raw.read(&mut buf) {
         Ok(0) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => true,
         Ok(n) => {
             let _ = reader.push(&buf[..n]);
             while let Ok(Some(_)) = reader.next_message() {}

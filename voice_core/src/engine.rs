@@ -116,6 +116,19 @@ pub enum Event {
     },
     /// Our UDP address is bound: voice flows.
     UdpReady,
+    /// The relay presented a TLS certificate with this SHA-256 fingerprint (`sha256:` + 64 hex
+    /// digits). Reported by the I/O driver once per handshake, before `Connected`; an application
+    /// that trusts on first use stores a `first_use` fingerprint and pins it next time.
+    ServerFingerprint {
+        /// The fingerprint.
+        fingerprint: String,
+        /// No pin or CA vouched for it before: trust on first use accepted it, or (with
+        /// `accepted: false`) the client refused it for lack of trust.
+        first_use: bool,
+        /// The client went on with the connection; `false`: refused (unknown, or a pinned
+        /// fingerprint changed) and a `Disconnected` with the reason follows.
+        accepted: bool,
+    },
     /// The connection is gone (a reconnect may follow).
     Disconnected {
         /// Why.

@@ -103,6 +103,17 @@ pub struct voice_client_config {
     /// rejoining the channel. false: a refused or dropped connection is reported with
     /// `VOICE_EVENT_DISCONNECTED` and never retried.
     pub reconnect: bool,
+    /// The relay's certificate fingerprint to pin, as the relay prints it
+    /// (`sha256:` + 64 hex digits; NUL-terminated), or NULL. Borrowed during
+    /// `voice_client_new` only.
+    pub tls_fingerprint: *const c_char,
+    /// A PEM file of CA certificates to trust instead of the public roots, or NULL.
+    pub tls_ca_file: *const c_char,
+    /// With neither of the above: accept the relay's certificate on first use (and refuse a
+    /// different one on reconnect) instead of requiring one from a public CA.
+    pub tls_trust_on_first_use: bool,
+    /// Development only: no TLS (for a relay started with `--insecure-plaintext`).
+    pub insecure_plaintext: bool,
 }
 
 /// One event. Strings are NUL-terminated UTF-8, truncated to fit at a character boundary; the
@@ -173,6 +184,8 @@ fn flatten(ev: Event, out: &mut VecDeque<voice_event>) {
             out.push_back(e);
         }
         Event::UdpReady => out.push_back(E::new(VOICE_EVENT_UDP_READY)),
+        // A refusal reaches C as the `Disconnected` that follows (its text names the fingerprint).
+        Event::ServerFingerprint { .. } => {}
         Event::Disconnected { reason } => {
             out.push_back(E::new(VOICE_EVENT_DISCONNECTED).text(&reason))
         }
@@ -381,6 +394,10 @@ pub unsafe extern "C" fn voice_client_config_default(
             bitrate: 0,
             initial_channel: 0,
             reconnect: true,
+            tls_fingerprint: std::ptr::null(),
+            tls_ca_file: std::ptr::null(),
+            tls_trust_on_first_use: false,
+            insecure_plaintext: false,
         };
         voice_result::VOICE_OK
     })
@@ -413,6 +430,19 @@ pub unsafe extern "C" fn voice_client_new(
         }
         let mut c = ClientConfig::new(addr, name);
         c.reconnect = cfg.reconnect;
+        c.insecure_plaintext = cfg.insecure_plaintext;
+        if !cfg.tls_fingerprint.is_null() {
+            let fp = try_res!(unsafe { c_str(cfg.tls_fingerprint) });
+            let Ok(fp) = fp.parse() else {
+                return voice_result::VOICE_ERR_INVALID_ARGUMENT;
+            };
+            c.tls = ::voice_client::TlsTrust::Pinned(fp);
+        } else if !cfg.tls_ca_file.is_null() {
+            let path = try_res!(unsafe { c_str(cfg.tls_ca_file) });
+            c.tls = ::voice_client::TlsTrust::CaFile(path.into());
+        } else if cfg.tls_trust_on_first_use {
+            c.tls = ::voice_client::TlsTrust::TrustOnFirstUse;
+        }
         c.engine.initial_channel =
             (cfg.initial_channel != 0).then_some(ChannelId(cfg.initial_channel));
         c.engine.transmit = match cfg.transmit_mode {

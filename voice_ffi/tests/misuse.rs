@@ -188,6 +188,7 @@ fn calls_after_the_relay_goes_away_return_not_connected() {
     .spawn()
     .unwrap();
     let server = CString::new(relay.local_addr().to_string()).unwrap();
+    let fingerprint = CString::new(relay.fingerprint().unwrap().to_string()).unwrap();
     let name = CString::new("ffi-test").unwrap();
     unsafe {
         let mut cfg = std::mem::MaybeUninit::uninit();
@@ -195,6 +196,7 @@ fn calls_after_the_relay_goes_away_return_not_connected() {
         let mut cfg: voice_client_config = cfg.assume_init();
         cfg.server = server.as_ptr();
         cfg.name = name.as_ptr();
+        cfg.tls_fingerprint = fingerprint.as_ptr();
         cfg.audio = VOICE_AUDIO_APP;
         cfg.reconnect = false;
         let mut c = ptr::null_mut();

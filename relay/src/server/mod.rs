@@ -29,6 +29,7 @@ use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
 use voice_core::proto::tcp::{ClientMessage, FrameQueue, FrameReader};
 use voice_core::proto::SessionToken;
+use voice_tls::{rustls, Fingerprint, TlsStream, Transport};
 
 use crate::config::Config;
 use crate::control::Outbox;
@@ -70,13 +71,15 @@ impl Stopper {
 
 #[derive(Debug)]
 struct Conn {
-    stream: TcpStream,
+    stream: Transport<TcpStream>,
     peer: SocketAddr,
     reader: FrameReader<ClientMessage>,
     out: FrameQueue,
     session: Option<SessionToken>,
     deadline: Instant,
     closing: bool,
+    /// `close_notify` queued (TLS): sent once, when a closing connection's frames are out.
+    close_sent: bool,
     dead: bool,
 }
 
@@ -89,6 +92,8 @@ pub struct Relay {
     stopper: Stopper,
     local: SocketAddr,
     config: Config,
+    /// TLS for every accepted connection; `None` only with `insecure_plaintext`.
+    tls: Option<crate::identity::Identity>,
     state: State,
     stats: Stats,
     conns: HashMap<usize, Conn>,
@@ -155,6 +160,12 @@ impl Relay {
     /// Binds TCP and UDP on `config.listen` (port 0: a free port, the same for both).
     pub fn bind(config: Config) -> Result<Relay, Error> {
         config.validate()?;
+        let tls = crate::identity::load(&config)?;
+        if tls.is_none() {
+            log::warn!(
+                "insecure_plaintext: the control connection is NOT encrypted (development only)"
+            );
+        }
         let (mut listener, mut udp) = bind_pair(config.listen)?;
         if config.udp_buffer_bytes > 0 {
             set_buffer(udp.as_raw_fd(), libc::SO_RCVBUF, config.udp_buffer_bytes);
@@ -180,6 +191,7 @@ impl Relay {
             local,
             state: State::new(&config),
             config,
+            tls,
             stats: Stats::new(),
             conns: HashMap::new(),
             next_conn: FIRST_CONN,
@@ -199,6 +211,11 @@ impl Relay {
         self.local
     }
 
+    /// The SHA-256 fingerprint of the TLS certificate clients see (`None`: plaintext mode).
+    pub fn fingerprint(&self) -> Option<Fingerprint> {
+        self.tls.as_ref().map(|t| t.fingerprint)
+    }
+
     /// A handle that stops [`Relay::run`] from another thread.
     pub fn stopper(&self) -> Stopper {
         self.stopper.clone()
@@ -207,12 +224,14 @@ impl Relay {
     /// Runs the relay on a thread named `relay` and returns a handle to stop it.
     pub fn spawn(self) -> Result<RelayHandle, Error> {
         let addr = self.local;
+        let fingerprint = self.fingerprint();
         let stopper = self.stopper();
         let thread = std::thread::Builder::new()
             .name("relay".into())
             .spawn(move || self.run())?;
         Ok(RelayHandle {
             addr,
+            fingerprint,
             stopper,
             thread: Some(thread),
         })
@@ -323,6 +342,17 @@ impl Relay {
                     }
                     let _ = stream.set_nodelay(true);
                     log::debug!("conn {id} from {peer}");
+                    let stream = match &self.tls {
+                        None => Transport::Plain(stream),
+                        Some(tls) => match rustls::ServerConnection::new(tls.config.clone()) {
+                            Ok(c) => Transport::Tls(Box::new(TlsStream::new(c, stream))),
+                            Err(e) => {
+                                log::warn!("TLS session for {peer}: {e}");
+                                let _ = self.poll.registry().deregister(&mut stream);
+                                continue;
+                            }
+                        },
+                    };
                     self.conns.insert(
                         id,
                         Conn {
@@ -333,6 +363,7 @@ impl Relay {
                             session: None,
                             deadline: Instant::now() + self.config.handshake_timeout(),
                             closing: false,
+                            close_sent: false,
                             dead: false,
                         },
                     );
@@ -355,6 +386,7 @@ impl Relay {
 #[derive(Debug)]
 pub struct RelayHandle {
     addr: SocketAddr,
+    fingerprint: Option<Fingerprint>,
     stopper: Stopper,
     thread: Option<std::thread::JoinHandle<Result<Stats, Error>>>,
 }
@@ -363,6 +395,11 @@ impl RelayHandle {
     /// The relay's address (TCP and UDP).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The TLS certificate's fingerprint (`None`: plaintext mode).
+    pub fn fingerprint(&self) -> Option<Fingerprint> {
+        self.fingerprint
     }
 
     /// Stops the relay and waits for its thread; returns its final counters.

@@ -6,6 +6,7 @@ use std::io;
 use std::time::Instant;
 
 use voice_core::proto::tcp::{ClientMessage, ErrorCode, FrameError, ServerMessage};
+use voice_tls::Transport;
 
 use super::{unix_ms, Relay};
 use crate::control::{self, After, HelloContext, Outbox};
@@ -31,7 +32,12 @@ impl Relay {
                 }
                 return;
             }
-            match c.reader.read_from(&mut c.stream) {
+            let read = c.reader.read_from(&mut c.stream);
+            if c.stream.wants_write() {
+                // Handshake messages (or an alert) that did not fit the socket yet.
+                self.dirty.push(id);
+            }
+            match read {
                 Ok(0) => {
                     log::debug!("conn {id} ({}) closed by peer", c.peer);
                     c.dead = true;
@@ -41,7 +47,14 @@ impl Relay {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    log::debug!("conn {id} read: {e}");
+                    if e.kind() == io::ErrorKind::InvalidData
+                        && matches!(c.stream, Transport::Tls(_))
+                    {
+                        self.stats.inc(Counter::TlsFailed);
+                        log::info!("conn {id} ({}): TLS: {e}; closing", c.peer);
+                    } else {
+                        log::debug!("conn {id} read: {e}");
+                    }
                     c.dead = true;
                     return;
                 }
@@ -203,8 +216,18 @@ impl Relay {
             if let Err(e) = c.out.write_to(&mut c.stream) {
                 log::debug!("conn {id} write: {e}");
                 c.dead = true;
+                continue;
             }
-            if c.out.is_empty() && c.closing {
+            if c.out.is_empty() && c.closing && !c.close_sent {
+                c.stream.close_notify();
+                c.close_sent = true;
+            }
+            if let Err(e) = c.stream.flush_tls() {
+                log::debug!("conn {id} write: {e}");
+                c.dead = true;
+                continue;
+            }
+            if c.out.is_empty() && c.closing && !c.stream.wants_write() {
                 c.dead = true;
             }
         }
@@ -245,7 +268,7 @@ impl Relay {
             let Some(mut c) = self.conns.remove(&id) else {
                 continue;
             };
-            let _ = self.poll.registry().deregister(&mut c.stream);
+            let _ = self.poll.registry().deregister(c.stream.sock_mut());
             if let Some(who) = c.session {
                 log::info!("session {who} ended");
                 control::disconnect(&mut self.state, who, &mut out);

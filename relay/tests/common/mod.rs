@@ -1,12 +1,22 @@
 //! Test client for the relay integration tests: TCP frames with timeouts, UDP registration, and
 //! voice datagrams built with `voice_core`.
+//!
+//! Every relay [`start`] starts serves TLS 1.3 with a certificate generated in memory, and
+//! [`Control::connect`] pins that certificate's fingerprint (it remembers which relay address has
+//! which), so every test here runs over TLS. A relay started with `insecure_plaintext` (the
+//! development mode) is reached in plaintext; an address nobody registered (e.g. a relay
+//! process a test spawned) is reached with trust on first use unless [`remember`] pinned it.
 
 #![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use voice_tls::rustls::{ClientConnection, StreamOwned};
+use voice_tls::{ClientTls, Fingerprint, TlsTrust};
 
 use relay::{Config, Relay, RelayHandle};
 use voice_core::proto::register::{self, Secret};
@@ -30,19 +40,110 @@ pub fn start(tweak: impl FnOnce(&mut Config)) -> RelayHandle {
         ..Config::default()
     };
     tweak(&mut cfg);
-    Relay::bind(cfg).unwrap().spawn().unwrap()
+    let relay = Relay::bind(cfg).unwrap().spawn().unwrap();
+    remember(relay.local_addr(), relay.fingerprint());
+    relay
+}
+
+/// Which relay address serves which certificate (`None`: plaintext).
+static KNOWN: Mutex<Vec<(SocketAddr, Option<Fingerprint>)>> = Mutex::new(Vec::new());
+
+/// Records what the relay at `addr` serves, for [`Control::connect`].
+pub fn remember(addr: SocketAddr, fingerprint: Option<Fingerprint>) {
+    let mut known = KNOWN.lock().unwrap();
+    known.retain(|(a, _)| *a != addr);
+    known.push((addr, fingerprint));
+}
+
+fn known(addr: SocketAddr) -> Option<Option<Fingerprint>> {
+    let known = KNOWN.lock().unwrap();
+    known.iter().find(|(a, _)| *a == addr).map(|(_, f)| *f)
+}
+
+/// The control stream: TLS (pinned) or, for the development mode, plaintext.
+pub enum Stream {
+    /// Plaintext (`insecure_plaintext` relays).
+    Plain(TcpStream),
+    /// TLS 1.3.
+    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+}
+
+impl Stream {
+    /// The TCP socket underneath.
+    pub fn sock(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(t) => &t.sock,
+        }
+    }
+
+    /// Sets the socket's write timeout.
+    pub fn set_write_timeout(&self, t: Option<Duration>) -> std::io::Result<()> {
+        self.sock().set_write_timeout(t)
+    }
+
+    /// Sets the socket's read timeout.
+    pub fn set_read_timeout(&self, t: Option<Duration>) -> std::io::Result<()> {
+        self.sock().set_read_timeout(t)
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(t) => match t.read(buf) {
+                // A relay that closes without close_notify has closed all the same.
+                Err(e) if e.kind() == ErrorKind::UnexpectedEof => Ok(0),
+                r => r,
+            },
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(t) => t.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(t) => t.flush(),
+        }
+    }
+}
+
+/// A TLS client connection to `addr` trusting `trust`; the handshake completes on first use.
+pub fn tls_stream(addr: SocketAddr, trust: &TlsTrust) -> StreamOwned<ClientConnection, TcpStream> {
+    let tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_nodelay(true).unwrap();
+    let tls = ClientTls::new(trust).unwrap();
+    let conn = tls.connect(addr.ip().into()).unwrap();
+    StreamOwned::new(conn, tcp)
 }
 
 /// A TCP control connection without UDP.
 pub struct Control {
-    pub tcp: TcpStream,
+    pub tcp: Stream,
     reader: FrameReader<ServerMessage>,
 }
 
 impl Control {
+    /// Connects the way the relay at `addr` expects (see the module doc).
     pub fn connect(addr: SocketAddr) -> Control {
-        let tcp = TcpStream::connect(addr).unwrap();
-        tcp.set_nodelay(true).unwrap();
+        let tcp = match known(addr) {
+            Some(None) => {
+                let tcp = TcpStream::connect(addr).unwrap();
+                tcp.set_nodelay(true).unwrap();
+                Stream::Plain(tcp)
+            }
+            Some(Some(fp)) => Stream::Tls(Box::new(tls_stream(addr, &TlsTrust::Pinned(fp)))),
+            None => Stream::Tls(Box::new(tls_stream(addr, &TlsTrust::TrustOnFirstUse))),
+        };
         Control {
             tcp,
             reader: FrameReader::new(),

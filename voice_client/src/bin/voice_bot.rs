@@ -5,7 +5,13 @@
 //! voice-bot --server 127.0.0.1:7400 --name alice [--channel ID|NAME] [--play IN.wav [--loop] | --tone HZ]
 //!           [--whisper NAME] [--record OUT.wav] [--duration SECS] [--chat TEXT]... [--mode continuous|vad|ptt] (default: continuous with --play/--tone, else silent)
 //!           [--input-device NAME|default] [--output-device NAME|default] [--stats-interval MS] [--no-reconnect]
+//!           [--fingerprint SHA256 | --ca CA.pem [--server-name NAME] | --tofu | --insecure-plaintext]
 //! ```
+//! The control connection is TLS 1.3. `--fingerprint` pins the relay's certificate (the
+//! `fingerprint sha256:…` line the relay prints), `--ca` trusts a private CA, `--tofu` accepts
+//! whatever certificate comes first (and refuses a different one on reconnect); with none of
+//! them only a certificate from a public CA is accepted, and a refusal names the fingerprint
+//! seen. `--insecure-plaintext` talks to a relay started with that flag (development only).
 //! Each stdout line is one JSON object: `{"t_ms":…,"event":{…}}` for events, `{"t_ms":…,"stats":{…}}`
 //! every `--stats-interval` and once at the end (`"final":true`).
 
@@ -14,12 +20,15 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use voice_client::{AudioInput, AudioOutput, ChannelId, Client, ClientConfig, Event, TransmitMode};
+use voice_client::{
+    AudioInput, AudioOutput, ChannelId, Client, ClientConfig, Event, TlsTrust, TransmitMode,
+};
 
 const USAGE: &str = "usage: voice-bot --server ADDR --name NAME [--channel ID|NAME] \
 [--play IN.wav [--loop] | --tone HZ] [--whisper NAME] [--record OUT.wav] [--duration SECS] \
 [--chat TEXT]... [--mode continuous|vad|ptt] [--input-device NAME|default] \
-[--output-device NAME|default] [--stats-interval MS] [--no-reconnect]";
+[--output-device NAME|default] [--stats-interval MS] [--no-reconnect] \
+[--fingerprint SHA256 | --ca CA.pem [--server-name NAME] | --tofu | --insecure-plaintext]";
 
 struct Args {
     server: std::net::SocketAddr,
@@ -33,6 +42,9 @@ struct Args {
     mode: TransmitMode,
     stats_interval: Duration,
     reconnect: bool,
+    tls: TlsTrust,
+    server_name: Option<String>,
+    insecure_plaintext: bool,
 }
 
 fn parse() -> Result<Args, String> {
@@ -50,6 +62,9 @@ fn parse() -> Result<Args, String> {
         mode: TransmitMode::PushToTalk,
         stats_interval: Duration::from_secs(1),
         reconnect: true,
+        tls: TlsTrust::System,
+        server_name: None,
+        insecure_plaintext: false,
     };
     let mut play: Option<PathBuf> = None;
     let mut mode_given = false;
@@ -112,6 +127,15 @@ fn parse() -> Result<Args, String> {
                 a.stats_interval = Duration::from_millis(ms.max(50));
             }
             "--no-reconnect" => a.reconnect = false,
+            "--fingerprint" => {
+                let s = v("--fingerprint")?;
+                let fp = s.parse().map_err(|e| format!("--fingerprint {s:?}: {e}"))?;
+                a.tls = TlsTrust::Pinned(fp);
+            }
+            "--ca" => a.tls = TlsTrust::CaFile(v("--ca")?.into()),
+            "--server-name" => a.server_name = Some(v("--server-name")?),
+            "--tofu" => a.tls = TlsTrust::TrustOnFirstUse,
+            "--insecure-plaintext" => a.insecure_plaintext = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -142,6 +166,9 @@ fn run(a: Args) -> Result<(), String> {
     cfg.input = a.input.clone();
     cfg.output = a.output.clone();
     cfg.reconnect = a.reconnect;
+    cfg.tls = a.tls.clone();
+    cfg.tls_server_name = a.server_name.clone();
+    cfg.insecure_plaintext = a.insecure_plaintext;
     cfg.engine.transmit = a.mode;
     // A numeric channel is joined straight after the handshake, never passing through the default.
     cfg.engine.initial_channel = a
@@ -160,6 +187,7 @@ fn run(a: Args) -> Result<(), String> {
     let mut next_stats = start + a.stats_interval;
     let mut chats = a.chats.clone().into_iter();
     let mut joined = false;
+    let mut last_reason = String::new();
     loop {
         let now = Instant::now();
         if now >= deadline {
@@ -179,12 +207,15 @@ fn run(a: Args) -> Result<(), String> {
                         }
                     }
                 }
+                if let Event::Disconnected { reason } = &ev {
+                    last_reason.clone_from(reason);
+                }
                 let v = serde_json::to_value(&ev).unwrap_or_default();
                 line(start, "event", v);
             }
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                return Err("engine thread stopped".into())
+                return Err(format!("engine thread stopped: {last_reason}"))
             }
         }
         if Instant::now() >= next_stats {

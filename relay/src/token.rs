@@ -1,0 +1,410 @@
+//! Access tokens: JSON Web Tokens signed with Ed25519 (`alg: EdDSA`), minted by the operator's or
+//! the game's backend with any JWT library, checked by the relay against its configured public
+//! keys. [`mint`] and [`keygen`] are what `relay token` and `relay keygen` run (for development
+//! and tests).
+//!
+//! Claims ([`Claims`]): `sub` (stable user id), `name` (display name), `channels` (`"all"` or a
+//! list of channel ids), `whisper` (`"none"`, `"channel"`: same channel only, `"any"`), `admin`,
+//! `exp` and `nbf` (seconds since the Unix epoch; 30 s leeway) and `aud` (the relay's name).
+//!
+//! Every rejection is its own [`TokenError`] (fuzzed: `fuzz/fuzz_targets/access_token.rs`).
+//! The header is read by hand before any signature work, so `alg: none` (or any algorithm but
+//! EdDSA) is refused by name. A token whose `kid` names a configured key is checked with that
+//! key only (so a bad signature is told apart from an unknown key); a token without `kid` is
+//! tried against every key. Tokens are never logged: errors name the claim, not the token.
+//!
+//! Status: minting and verification are complete and tested; `Hello` does not carry a token yet
+//! (issue 13 item 2, the wire change, is the next step).
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use ring::signature::KeyPair as _;
+use serde::{Deserialize, Serialize};
+use voice_core::proto::ChannelId;
+
+/// Seconds of clock skew tolerated on `exp` and `nbf`.
+pub const LEEWAY_SECS: u64 = 30;
+
+/// Which channels a token admits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ChannelScope {
+    /// The word `"all"`.
+    Word(String),
+    /// These channel ids.
+    List(Vec<u32>),
+}
+
+/// Whom the holder may whisper to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum WhisperScope {
+    /// Nobody.
+    #[default]
+    None,
+    /// Members of the holder's channel.
+    Channel,
+    /// Anyone on the relay.
+    Any,
+}
+
+/// The claims of an access token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// Stable user id.
+    pub sub: String,
+    /// Display name.
+    pub name: String,
+    /// Channels the holder may join.
+    pub channels: ChannelScope,
+    /// Whisper scope.
+    #[serde(default)]
+    pub whisper: WhisperScope,
+    /// May kick and ban.
+    #[serde(default)]
+    pub admin: bool,
+    /// Expiry, seconds since the epoch.
+    pub exp: u64,
+    /// Not valid before, seconds since the epoch.
+    #[serde(default)]
+    pub nbf: u64,
+    /// The relay's name.
+    pub aud: String,
+}
+
+impl Claims {
+    /// True when the token admits `channel`.
+    pub fn may_join(&self, channel: ChannelId) -> bool {
+        match &self.channels {
+            ChannelScope::Word(w) => w == "all",
+            ChannelScope::List(ids) => ids.contains(&channel.0),
+        }
+    }
+
+    /// `Ok` when the token admits `channel`.
+    pub fn check_channel(&self, channel: ChannelId) -> Result<(), TokenError> {
+        if self.may_join(channel) {
+            Ok(())
+        } else {
+            Err(TokenError::ChannelNotAllowed(channel.0))
+        }
+    }
+}
+
+/// Why a token was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// Not three base64url parts, or the header or claims are not the expected JSON.
+    #[error("malformed token: {0}")]
+    Malformed(String),
+    /// The header names another algorithm than EdDSA (e.g. `none`).
+    #[error("token algorithm {0:?} is not allowed (only EdDSA)")]
+    AlgorithmNotAllowed(String),
+    /// `exp` is in the past.
+    #[error("token expired")]
+    Expired,
+    /// `nbf` is in the future.
+    #[error("token not yet valid")]
+    NotYetValid,
+    /// The signature does not verify with the key it names (or with any key).
+    #[error("token signature does not verify")]
+    BadSignature,
+    /// `aud` is not this relay's name.
+    #[error("token is for another relay (wrong audience)")]
+    WrongAudience,
+    /// The `kid` names no configured key.
+    #[error("token signed by an unknown key")]
+    UnknownKey,
+    /// The token does not admit this channel.
+    #[error("token does not allow channel {0}")]
+    ChannelNotAllowed(u32),
+    /// A configured public key is unusable.
+    #[error("bad public key: {0}")]
+    BadKey(String),
+}
+
+/// The id of a public key: the first 8 bytes of its SHA-256, in hex (the JWT `kid`).
+pub fn key_id(public: &[u8]) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, public);
+    d.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Checks tokens against the relay's public keys and name.
+pub struct Verifier {
+    keys: Vec<(String, DecodingKey)>,
+    audience: String,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field(
+                "key_ids",
+                &self.keys.iter().map(|k| &k.0).collect::<Vec<_>>(),
+            )
+            .field("audience", &self.audience)
+            .finish()
+    }
+}
+
+impl Verifier {
+    /// `public_keys`: raw Ed25519 public keys in base64url (what `relay keygen` prints).
+    pub fn new(public_keys: &[String], audience: &str) -> Result<Verifier, TokenError> {
+        let mut keys = Vec::new();
+        for k in public_keys {
+            let raw = URL_SAFE_NO_PAD
+                .decode(k.trim())
+                .map_err(|e| TokenError::BadKey(e.to_string()))?;
+            if raw.len() != 32 {
+                return Err(TokenError::BadKey(format!(
+                    "an Ed25519 public key has 32 bytes, not {}",
+                    raw.len()
+                )));
+            }
+            keys.push((key_id(&raw), DecodingKey::from_ed_der(&raw)));
+        }
+        Ok(Verifier {
+            keys,
+            audience: audience.to_owned(),
+        })
+    }
+
+    /// The claims of a valid token.
+    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let header = token
+            .split('.')
+            .next()
+            .ok_or_else(|| TokenError::Malformed("empty".into()))?;
+        let header = URL_SAFE_NO_PAD
+            .decode(header)
+            .map_err(|_| TokenError::Malformed("header is not base64url".into()))?;
+        let header: serde_json::Value = serde_json::from_slice(&header)
+            .map_err(|_| TokenError::Malformed("header is not JSON".into()))?;
+        let alg = header.get("alg").and_then(|a| a.as_str()).unwrap_or("");
+        if alg != "EdDSA" {
+            return Err(TokenError::AlgorithmNotAllowed(alg.to_owned()));
+        }
+        let kid = header.get("kid").and_then(|k| k.as_str());
+        let candidates: Vec<&DecodingKey> = match kid {
+            Some(kid) => {
+                let k: Vec<_> = self
+                    .keys
+                    .iter()
+                    .filter(|(id, _)| id == kid)
+                    .map(|(_, k)| k)
+                    .collect();
+                if k.is_empty() {
+                    return Err(TokenError::UnknownKey);
+                }
+                k
+            }
+            None => self.keys.iter().map(|(_, k)| k).collect(),
+        };
+        if candidates.is_empty() {
+            return Err(TokenError::UnknownKey);
+        }
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_nbf = true;
+        validation.set_audience(&[&self.audience]);
+        validation.set_required_spec_claims(&["exp", "aud", "sub"]);
+        let mut last = TokenError::BadSignature;
+        for key in candidates {
+            use jsonwebtoken::errors::ErrorKind as K;
+            match jsonwebtoken::decode::<Claims>(token, key, &validation) {
+                Ok(data) => return Ok(data.claims),
+                Err(e) => {
+                    last = match e.kind() {
+                        K::InvalidSignature => TokenError::BadSignature,
+                        K::ExpiredSignature => return Err(TokenError::Expired),
+                        K::ImmatureSignature => return Err(TokenError::NotYetValid),
+                        K::InvalidAudience => return Err(TokenError::WrongAudience),
+                        K::InvalidAlgorithm => {
+                            return Err(TokenError::AlgorithmNotAllowed(alg.to_owned()))
+                        }
+                        other => return Err(TokenError::Malformed(format!("{other:?}"))),
+                    }
+                }
+            }
+        }
+        Err(last)
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A new Ed25519 key pair: (private key as PKCS#8 PEM, public key in base64url).
+pub fn keygen() -> Result<(String, String), TokenError> {
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng)
+        .map_err(|_| TokenError::BadKey("key generation failed".into()))?;
+    let pair = ring::signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
+        .map_err(|_| TokenError::BadKey("key generation failed".into()))?;
+    let b64 = STANDARD.encode(pkcs8.as_ref());
+    let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+        pem.push('\n');
+    }
+    pem.push_str("-----END PRIVATE KEY-----\n");
+    Ok((pem, URL_SAFE_NO_PAD.encode(pair.public_key().as_ref())))
+}
+
+/// Signs `claims` with the PKCS#8 Ed25519 key in the PEM file `key` (with its `kid`).
+pub fn mint(key: &Path, claims: &Claims) -> Result<String, TokenError> {
+    let der = match voice_tls::load_key(key).map_err(|e| TokenError::BadKey(e.to_string()))? {
+        voice_tls::pki_types::PrivateKeyDer::Pkcs8(k) => k.secret_pkcs8_der().to_vec(),
+        _ => return Err(TokenError::BadKey("want a PKCS#8 Ed25519 key".into())),
+    };
+    let pair = ring::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der)
+        .map_err(|_| TokenError::BadKey("not an Ed25519 key".into()))?;
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = Some(key_id(pair.public_key().as_ref()));
+    jsonwebtoken::encode(&header, claims, &EncodingKey::from_ed_der(&der))
+        .map_err(|e| TokenError::BadKey(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Keys {
+        dir: std::path::PathBuf,
+        public: String,
+    }
+
+    impl Keys {
+        fn new(tag: &str) -> Keys {
+            let dir =
+                std::env::temp_dir().join(format!("relay-token-{}-{tag}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let (pem, public) = keygen().unwrap();
+            std::fs::write(dir.join("key.pem"), pem).unwrap();
+            Keys { dir, public }
+        }
+
+        fn mint(&self, c: &Claims) -> String {
+            mint(&self.dir.join("key.pem"), c).unwrap()
+        }
+    }
+
+    impl Drop for Keys {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn claims() -> Claims {
+        Claims {
+            sub: "user-1".into(),
+            name: "alice".into(),
+            channels: ChannelScope::List(vec![1, 2]),
+            whisper: WhisperScope::Channel,
+            admin: false,
+            exp: now_secs() + 3600,
+            nbf: now_secs() - 10,
+            aud: "relay-test".into(),
+        }
+    }
+
+    #[test]
+    fn a_valid_token_yields_its_claims_and_channel_scope() {
+        let k = Keys::new("valid");
+        let v = Verifier::new(std::slice::from_ref(&k.public), "relay-test").unwrap();
+        let got = v.verify(&k.mint(&claims())).unwrap();
+        assert_eq!(got, claims());
+        assert!(got.check_channel(ChannelId(2)).is_ok());
+        assert_eq!(
+            got.check_channel(ChannelId(3)),
+            Err(TokenError::ChannelNotAllowed(3))
+        );
+        let all = Claims {
+            channels: ChannelScope::Word("all".into()),
+            ..claims()
+        };
+        assert!(v.verify(&k.mint(&all)).unwrap().may_join(ChannelId(99)));
+    }
+
+    #[test]
+    fn expired_and_not_yet_valid_tokens_are_refused() {
+        let k = Keys::new("time");
+        let v = Verifier::new(std::slice::from_ref(&k.public), "relay-test").unwrap();
+        let expired = Claims {
+            exp: now_secs() - 3600,
+            ..claims()
+        };
+        assert_eq!(v.verify(&k.mint(&expired)), Err(TokenError::Expired));
+        let early = Claims {
+            nbf: now_secs() + 3600,
+            ..claims()
+        };
+        assert_eq!(v.verify(&k.mint(&early)), Err(TokenError::NotYetValid));
+    }
+
+    #[test]
+    fn a_wrong_audience_is_refused() {
+        let k = Keys::new("aud");
+        let v = Verifier::new(std::slice::from_ref(&k.public), "another-relay").unwrap();
+        assert_eq!(v.verify(&k.mint(&claims())), Err(TokenError::WrongAudience));
+    }
+
+    #[test]
+    fn an_unknown_key_and_a_wrong_signature_are_told_apart() {
+        let ours = Keys::new("ours");
+        let theirs = Keys::new("theirs");
+        let v = Verifier::new(std::slice::from_ref(&ours.public), "relay-test").unwrap();
+        assert_eq!(
+            v.verify(&theirs.mint(&claims())),
+            Err(TokenError::UnknownKey)
+        );
+        // Our kid, another key's signature: a forged token.
+        let good = ours.mint(&claims());
+        let forged = theirs.mint(&claims());
+        let mut parts: Vec<&str> = good.split('.').collect();
+        parts[2] = forged.split('.').nth(2).unwrap();
+        assert_eq!(v.verify(&parts.join(".")), Err(TokenError::BadSignature));
+        // Changed claims under a valid signature.
+        let admin = URL_SAFE_NO_PAD.encode(
+            serde_json::to_vec(&Claims {
+                admin: true,
+                ..claims()
+            })
+            .unwrap(),
+        );
+        let mut parts: Vec<&str> = good.split('.').collect();
+        parts[1] = &admin;
+        assert_eq!(v.verify(&parts.join(".")), Err(TokenError::BadSignature));
+    }
+
+    #[test]
+    fn alg_none_and_garbage_are_refused_by_name() {
+        let k = Keys::new("none");
+        let v = Verifier::new(std::slice::from_ref(&k.public), "relay-test").unwrap();
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+        let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims()).unwrap());
+        assert_eq!(
+            v.verify(&format!("{header}.{body}.")),
+            Err(TokenError::AlgorithmNotAllowed("none".into()))
+        );
+        let hs = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+        assert_eq!(
+            v.verify(&format!("{hs}.{body}.c2ln")),
+            Err(TokenError::AlgorithmNotAllowed("HS256".into()))
+        );
+        assert!(matches!(v.verify("garbage"), Err(TokenError::Malformed(_))));
+        assert!(matches!(v.verify(""), Err(TokenError::Malformed(_))));
+        assert!(matches!(
+            Verifier::new(&["AAAA".into()], "x"),
+            Err(TokenError::BadKey(_))
+        ));
+    }
+}
