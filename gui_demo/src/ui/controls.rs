@@ -2,7 +2,7 @@
 //! deafen, the input level meter, and the capture / playback choice (a device, or a file / tone /
 //! null fallback where there is no device).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use egui::{Color32, RichText};
 use voice_client::VadConfig;
@@ -17,6 +17,18 @@ const METER_FLOOR_DBFS: f32 = -60.0;
 
 /// Draws the controls. Returns true when the user asked to restart audio with new devices.
 pub fn show(
+    ui: &mut egui::Ui,
+    session: &mut Session,
+    settings: &mut Settings,
+    devices: Option<&(Vec<String>, Vec<String>)>,
+) -> bool {
+    egui::ScrollArea::vertical()
+        .auto_shrink([false, false])
+        .show(ui, |ui| controls(ui, session, settings, devices))
+        .inner
+}
+
+fn controls(
     ui: &mut egui::Ui,
     session: &mut Session,
     settings: &mut Settings,
@@ -65,11 +77,11 @@ pub fn show(
     ui.add_space(8.0);
     ui.heading("Audio devices");
     ui.separator();
-    for n in &session.state.audio_notices {
-        ui.label(RichText::new(n).color(WARN));
-    }
-    if !session.state.audio_notices.is_empty() {
-        ui.weak("Pick a test tone, a WAV file or none below and apply to send something.");
+    // Audio notices are shown once: in the banner until dismissed, then here by the pickers.
+    if session.notices_seen >= session.state.notices.len() {
+        for n in &session.state.audio_notices {
+            ui.add(egui::Label::new(RichText::new(n).color(WARN)).wrap());
+        }
     }
     if device_pickers(ui, settings, devices) {
         session.audio_dirty = true;
@@ -114,18 +126,27 @@ fn level_meter(ui: &mut egui::Ui, session: &Session, settings: &Settings) {
     };
     ui.horizontal(|ui| {
         ui.label("Level");
-        let bar = egui::ProgressBar::new(fraction)
-            .fill(colour)
-            .text(format!("{db:.0} dBFS"))
-            .desired_width(ui.available_width());
-        let r = ui.add(bar);
+        // The number sits beside the bar in the normal text colour (never pale on green, never
+        // under the gate marker).
+        let text = if db <= METER_FLOOR_DBFS {
+            format!("≤{METER_FLOOR_DBFS:.0} dB")
+        } else {
+            format!("{db:.0} dB")
+        };
+        let width = (ui.available_width() - 56.0).max(40.0);
+        let (rect, _) = ui.allocate_exact_size(egui::vec2(width, 12.0), egui::Sense::hover());
+        let painter = ui.painter();
+        painter.rect_filled(rect, 3.0, ui.visuals().extreme_bg_color);
+        let mut filled = rect;
+        filled.set_width(rect.width() * fraction);
+        painter.rect_filled(filled, 3.0, colour);
         if settings.mode == Mode::VoiceActivity {
-            let x = r.rect.left()
-                + r.rect.width()
-                    * ((settings.vad_threshold_dbfs - METER_FLOOR_DBFS) / -METER_FLOOR_DBFS)
-                        .clamp(0.0, 1.0);
-            ui.painter().vline(x, r.rect.y_range(), (2.0, WARN));
+            let gate = ((settings.vad_threshold_dbfs - METER_FLOOR_DBFS) / -METER_FLOOR_DBFS)
+                .clamp(0.0, 1.0);
+            let x = rect.left() + rect.width() * gate;
+            painter.vline(x, rect.expand(2.0).y_range(), (2.0, WARN));
         }
+        ui.add(egui::Label::new(RichText::new(text).monospace()).extend());
     });
     let state = if session.muted {
         RichText::new("muted").color(WARN)
@@ -170,17 +191,24 @@ pub fn device_pickers(
             .labelled_by(l.id);
     });
     if let InputChoice::Wav(path) = &mut input {
-        let mut text = path.display().to_string();
+        // The text is kept as typed (in egui's memory): rebuilding it from the `PathBuf` every
+        // frame would drop a trailing "/" ("/tmp/" == "/tmp" as paths), eating each slash typed.
+        let id = ui.scope_id().with("wav_path_text");
+        let mut text: String = ui
+            .data(|d| d.get_temp::<String>(id))
+            .filter(|t| Path::new(t) == path.as_path())
+            .unwrap_or_else(|| path.display().to_string());
         ui.horizontal(|ui| {
             let l = ui.label("WAV path");
             if ui
-                .text_edit_singleline(&mut text)
+                .add(egui::TextEdit::singleline(&mut text).desired_width(ui.available_width()))
                 .labelled_by(l.id)
                 .changed()
             {
                 *path = PathBuf::from(&text);
             }
         });
+        ui.data_mut(|d| d.insert_temp(id, text));
     }
     if input != settings.input {
         settings.input = input;
@@ -212,17 +240,16 @@ pub fn device_pickers(
         }
         Some((i, o)) if i.is_empty() || o.is_empty() => {
             let what = match (i.is_empty(), o.is_empty()) {
-                (true, true) => "No audio devices found",
-                (true, false) => "No capture device found",
-                _ => "No playback device found",
+                (true, true) => {
+                    "No microphone and no speaker found. You can still connect: choose a test \
+                     tone or a WAV file to send sound; you will not hear others."
+                }
+                (true, false) => {
+                    "No microphone found. Choose a test tone or a WAV file to send sound."
+                }
+                _ => "No speaker found: you can talk, but you will not hear others.",
             };
-            ui.label(
-                RichText::new(format!(
-                    "{what}. A missing device falls back to silence / discard; pick a test tone \
-                     or a WAV file to send something."
-                ))
-                .color(WARN),
-            );
+            ui.add(egui::Label::new(RichText::new(what).color(WARN)).wrap());
         }
         Some(_) => {}
     }
