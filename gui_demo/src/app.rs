@@ -527,7 +527,8 @@ impl GuiApp {
         self.disconnect();
         self.connect(ctx);
         if let Some(s) = self.session_mut() {
-            s.state.system("reconnected with the new settings".into(), unix_ms());
+            s.state
+                .system("reconnected with the new settings".into(), unix_ms());
         }
     }
 

@@ -14,11 +14,12 @@ fn start_engine(req: &ConnectRequest, ctx: &egui::Context) -> Result<Box<dyn Bac
     cfg.engine.transmit = req.settings.mode.to_engine();
     cfg.engine.vad.threshold_dbfs = req.settings.vad_threshold_dbfs;
     let ctx = ctx.clone();
-    let backend = ClientBackend::start(cfg, move || ctx.request_repaint()).map_err(|e| match e {
-        ClientError::Audio(AudioError::Wav(w)) => format!("cannot read the WAV file {w}"),
-        ClientError::Audio(a) => format!("cannot open audio: {a}"),
-        e => format!("cannot start the voice engine: {e}"),
-    })?;
+    let backend =
+        ClientBackend::start(cfg, move || ctx.request_repaint()).map_err(|e| match e {
+            ClientError::Audio(AudioError::Wav(w)) => format!("cannot read the WAV file {w}"),
+            ClientError::Audio(a) => format!("cannot open audio: {a}"),
+            e => format!("cannot start the voice engine: {e}"),
+        })?;
     Ok(Box::new(backend))
 }
 

@@ -125,7 +125,7 @@ fn chat_line(ui: &mut egui::Ui, session: &Session, line: &ChatLine, show_channel
     let label = egui::Label::new(job).wrap().sense(egui::Sense::click());
     let (pos, galley, r) = label.layout_in_ui(ui);
     let text = galley.text().to_string();
-    r.widget_info(|| egui::WidgetInfo::labeled(egui::WidgetType::Label, true, &text));
+    r.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Label, true, &text));
     if ui.is_rect_visible(r.rect) {
         ui.painter().galley(pos, galley.clone(), v_text(ui));
     }
@@ -149,7 +149,9 @@ fn v_text(ui: &egui::Ui) -> Color32 {
 }
 
 fn char_to_byte(text: &str, chars: usize) -> usize {
-    text.char_indices().nth(chars).map_or(text.len(), |(b, _)| b)
+    text.char_indices()
+        .nth(chars)
+        .map_or(text.len(), |(b, _)| b)
 }
 
 fn input_line(ui: &mut egui::Ui, session: &mut Session) {
@@ -165,9 +167,12 @@ fn input_line(ui: &mut egui::Ui, session: &mut Session) {
     let whisper = session
         .whisper_target()
         .map(|t| session.state.display_name(t));
+    // Widths come from the panel, not from what the rows above happened to take.
+    let full = ui.available_width();
     let l = ui
         .horizontal(|ui| {
             ui.set_height(18.0);
+            ui.set_max_width(full);
             let l = ui.add(egui::Label::new(RichText::new(target).small()).truncate());
             if let Some(name) = whisper {
                 ui.add(
@@ -186,7 +191,7 @@ fn input_line(ui: &mut egui::Ui, session: &mut Session) {
         let send_w = 56.0;
         let edit = egui::TextEdit::singleline(&mut session.chat_input)
             .hint_text(hint)
-            .desired_width((ui.available_width() - send_w).max(60.0));
+            .desired_width((full - send_w).max(60.0));
         let r = ui.add(edit).labelled_by(l.id);
         let enter = r.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
         if (ui.button("Send").clicked() || enter) && !session.chat_input.trim().is_empty() {

@@ -100,7 +100,11 @@ fn form_ui(
                 ui.label(format!("Looking up {host}…"));
             }
         });
-        if let Some(e) = form.error.as_ref().or(problem.as_ref().filter(|_| form.touched)) {
+        if let Some(e) = form
+            .error
+            .as_ref()
+            .or(problem.as_ref().filter(|_| form.touched))
+        {
             ui.add_space(4.0);
             ui.add(egui::Label::new(RichText::new(e).color(WARN)).wrap());
         }

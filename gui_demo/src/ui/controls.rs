@@ -22,8 +22,9 @@ pub fn show(
     settings: &mut Settings,
     devices: Option<&(Vec<String>, Vec<String>)>,
 ) -> bool {
+    // Shrinks horizontally: a side panel would otherwise grow to fill the window.
     egui::ScrollArea::vertical()
-        .auto_shrink([false, false])
+        .auto_shrink([true, false])
         .show(ui, |ui| controls(ui, session, settings, devices))
         .inner
 }
@@ -133,20 +134,24 @@ fn level_meter(ui: &mut egui::Ui, session: &Session, settings: &Settings) {
         } else {
             format!("{db:.0} dB")
         };
-        let width = (ui.available_width() - 56.0).max(40.0);
-        let (rect, _) = ui.allocate_exact_size(egui::vec2(width, 12.0), egui::Sense::hover());
-        let painter = ui.painter();
-        painter.rect_filled(rect, 3.0, ui.visuals().extreme_bg_color);
-        let mut filled = rect;
-        filled.set_width(rect.width() * fraction);
-        painter.rect_filled(filled, 3.0, colour);
-        if settings.mode == Mode::VoiceActivity {
-            let gate = ((settings.vad_threshold_dbfs - METER_FLOOR_DBFS) / -METER_FLOOR_DBFS)
-                .clamp(0.0, 1.0);
-            let x = rect.left() + rect.width() * gate;
-            painter.vline(x, rect.expand(2.0).y_range(), (2.0, WARN));
-        }
-        ui.add(egui::Label::new(RichText::new(text).monospace()).extend());
+        // Right to left: the number takes what it needs, the bar the rest (never more, so the
+        // panel does not creep wider frame by frame).
+        ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+            ui.add(egui::Label::new(RichText::new(text).monospace()).extend());
+            let width = (ui.available_width() - 2.0).max(20.0);
+            let (rect, _) = ui.allocate_exact_size(egui::vec2(width, 12.0), egui::Sense::hover());
+            let painter = ui.painter();
+            painter.rect_filled(rect, 3.0, ui.visuals().extreme_bg_color);
+            let mut filled = rect;
+            filled.set_width(rect.width() * fraction);
+            painter.rect_filled(filled, 3.0, colour);
+            if settings.mode == Mode::VoiceActivity {
+                let gate = ((settings.vad_threshold_dbfs - METER_FLOOR_DBFS) / -METER_FLOOR_DBFS)
+                    .clamp(0.0, 1.0);
+                let x = rect.left() + rect.width() * gate;
+                painter.vline(x, rect.expand(2.0).y_range(), (2.0, WARN));
+            }
+        });
     });
     let state = if session.muted {
         RichText::new("muted").color(WARN)
@@ -169,12 +174,14 @@ pub fn device_pickers(
         Some((i, o)) => (i.as_slice(), o.as_slice()),
         None => (&[][..], &[][..]),
     };
+    // Combo boxes fit the panel (the connect screen and a narrow side panel alike).
+    let combo_w = (ui.available_width() - 70.0).clamp(90.0, 180.0);
     let mut input = settings.input.clone();
     ui.horizontal(|ui| {
         let l = ui.label("Input");
         egui::ComboBox::from_id_salt("input_device")
             .selected_text(input.label())
-            .width(180.0)
+            .width(combo_w)
             .show_ui(ui, |ui| {
                 ui.selectable_value(&mut input, InputChoice::Device(None), "default device");
                 for d in inputs {
@@ -219,7 +226,7 @@ pub fn device_pickers(
         let l = ui.label("Output");
         egui::ComboBox::from_id_salt("output_device")
             .selected_text(output.label())
-            .width(180.0)
+            .width(combo_w)
             .show_ui(ui, |ui| {
                 ui.selectable_value(&mut output, OutputChoice::Device(None), "default device");
                 for d in outputs {

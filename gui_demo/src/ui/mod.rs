@@ -52,7 +52,10 @@ pub fn main_window(
             // Buttons first (right-aligned, always visible); the status takes what is left.
             let live = session.state.is_live();
             let (text, tip) = if live {
-                ("Disconnect", "Leave the relay and return to the connect screen")
+                (
+                    "Disconnect",
+                    "Leave the relay and return to the connect screen",
+                )
             } else {
                 ("Cancel", "Stop trying and return to the connect screen")
             };
@@ -172,9 +175,7 @@ fn notice_banner(ctx: &egui::Context, over: egui::Rect, session: &mut Session) {
                         ui.vertical(|ui| {
                             ui.set_max_width(text_w);
                             for text in &unseen {
-                                ui.add(
-                                    egui::Label::new(RichText::new(text).color(WARN)).wrap(),
-                                );
+                                ui.add(egui::Label::new(RichText::new(text).color(WARN)).wrap());
                             }
                         });
                         if ui.button("Dismiss").clicked() {

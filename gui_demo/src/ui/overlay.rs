@@ -198,7 +198,8 @@ fn plot(ui: &mut egui::Ui, id: &str, y_label: &str, traces: Vec<Trace>, key: &[(
                 ui.horizontal(|ui| {
                     let (rect, _) =
                         ui.allocate_exact_size(egui::vec2(14.0, 10.0), egui::Sense::hover());
-                    ui.painter().hline(rect.x_range(), rect.center().y, (3.0, t.colour));
+                    ui.painter()
+                        .hline(rect.x_range(), rect.center().y, (3.0, t.colour));
                     ui.add(egui::Label::new(RichText::new(&t.name).small()).truncate());
                 });
             }
@@ -258,7 +259,13 @@ fn plots(ui: &mut egui::Ui, session: &Session, now: f64) {
         per_sender(&|s| &s.depth),
         &[],
     );
-    plot(ui, "Loss over 10 s", "%", per_sender(&|s| &s.loss_percent), &[]);
+    plot(
+        ui,
+        "Loss over 10 s",
+        "%",
+        per_sender(&|s| &s.loss_percent),
+        &[],
+    );
     // One colour per sender, one line style per kind of event.
     let late = LineStyle::Solid;
     let concealed = LineStyle::Dashed { length: 6.0 };
