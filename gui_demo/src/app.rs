@@ -111,6 +111,7 @@ pub struct Session {
     /// The channel we were last in (rejoined after a manual reconnect).
     pub last_channel: Option<ChannelId>,
     last_list_request: Option<f64>,
+    last_stats_t: f64,
     join_after_welcome: Option<JoinTarget>,
     prefs_applied: HashSet<SessionToken>,
 }
@@ -144,6 +145,7 @@ impl Session {
             retry_at: None,
             last_channel: None,
             last_list_request: None,
+            last_stats_t: f64::MIN,
             join_after_welcome: None,
             prefs_applied: HashSet::new(),
         }
@@ -215,9 +217,15 @@ impl Session {
             self.last_channel = self.state.my_channel;
         }
         self.apply_saved_prefs(settings);
+        // Snapshots queue up while nothing repaints (plots hidden): they were taken one
+        // `STATS_PERIOD` apart, so they are placed back in time instead of all at `t`.
         let stats = self.backend.drain_stats();
-        for s in stats {
-            self.history.record(t, s);
+        let n = stats.len();
+        let period = crate::backend::STATS_PERIOD.as_secs_f64();
+        for (k, s) in stats.into_iter().enumerate() {
+            let at = (t - (n - 1 - k) as f64 * period).max(self.last_stats_t);
+            self.last_stats_t = at;
+            self.history.record(at, s);
         }
         self.history.prune(t);
         let due = self

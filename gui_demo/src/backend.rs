@@ -23,6 +23,9 @@ use voice_client::{Client, ClientConfig, ClientError, EngineStats, Event};
 /// How often the stats thread asks the engine for a snapshot.
 pub const STATS_PERIOD: Duration = Duration::from_millis(250);
 
+/// Most statistics snapshots held for the app (one minute at [`STATS_PERIOD`]).
+pub const STATS_QUEUE: usize = 240;
+
 /// The engine as the app sees it.
 pub trait Backend {
     /// Hands a command to the engine (never blocks).
@@ -87,7 +90,9 @@ impl ClientBackend {
         let repaint = Arc::new(repaint);
         let (stop, stop_rx) = crossbeam_channel::bounded::<()>(0);
         let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
-        let (st_tx, st_rx) = crossbeam_channel::bounded(16);
+        // A minute of snapshots: while the window does not repaint they wait here, so the plots
+        // are complete when the overlay opens.
+        let (st_tx, st_rx) = crossbeam_channel::bounded(STATS_QUEUE);
 
         let engine_events = client.events().clone();
         let r = repaint.clone();
@@ -96,11 +101,15 @@ impl ClientBackend {
             .spawn(move || {
                 // Ends when the engine thread drops its sender (client shut down) or the app
                 // drops its receiver.
+                let mut last_list = None;
                 while let Ok(ev) = engine_events.recv() {
+                    let news = event_is_news(&ev, &mut last_list);
                     if ev_tx.send(ev).is_err() {
                         break;
                     }
-                    r();
+                    if news {
+                        r();
+                    }
                 }
             })?;
 
@@ -122,6 +131,23 @@ impl ClientBackend {
             events_thread: Some(events),
             stats_thread: Some(stats),
         })
+    }
+}
+
+/// Whether an engine event must be drawn at once. Not: a ping measurement (shown with the next
+/// frame), a channel list equal to the previous one (the periodic refresh while nothing changed).
+pub fn event_is_news(ev: &Event, last_list: &mut Option<Event>) -> bool {
+    match ev {
+        Event::Rtt { .. } => false,
+        Event::ChannelList { .. } => {
+            if last_list.as_ref() == Some(ev) {
+                false
+            } else {
+                *last_list = Some(ev.clone());
+                true
+            }
+        }
+        _ => true,
     }
 }
 

@@ -895,6 +895,21 @@ fn idle_statistics_do_not_repaint() {
     let mut d = a.clone();
     d.state = ConnectionState::Disconnected;
     assert!(worth_repaint(Some(&a), &d, false));
+    // Periodic news that changes nothing does not wake the window.
+    use gui_demo::backend::event_is_news;
+    let mut last = None;
+    let list = Event::ChannelList {
+        channels: vec![channel(1, "Lobby", vec![])],
+    };
+    assert!(event_is_news(&list, &mut last));
+    assert!(!event_is_news(&list, &mut last));
+    assert!(!event_is_news(&Event::Rtt { ms: 1.0 }, &mut last));
+    assert!(event_is_news(
+        &Event::ChannelList {
+            channels: vec![channel(1, "Lobby", vec![user(5, "bob")])],
+        },
+        &mut last
+    ));
     // Connected and idle, the app itself only wakes for the channel list refresh.
     let (h, _handle) = connected();
     assert_eq!(

@@ -245,8 +245,12 @@ pub fn device_pickers(
         None => {
             ui.weak("Looking for audio devices…");
         }
-        Some((i, o)) if i.is_empty() || o.is_empty() => {
-            let what = match (i.is_empty(), o.is_empty()) {
+        Some((i, o)) => {
+            // Only about what the user relies on: a missing microphone does not matter while a
+            // test tone plays, a missing speaker not when "none" was chosen.
+            let no_mic = i.is_empty() && matches!(settings.input, InputChoice::Device(_));
+            let no_speaker = o.is_empty() && matches!(settings.output, OutputChoice::Device(_));
+            let what = match (no_mic, no_speaker) {
                 (true, true) => {
                     "No microphone and no speaker found. You can still connect: choose a test \
                      tone or a WAV file to send sound; you will not hear others."
@@ -254,11 +258,13 @@ pub fn device_pickers(
                 (true, false) => {
                     "No microphone found. Choose a test tone or a WAV file to send sound."
                 }
-                _ => "No speaker found: you can talk, but you will not hear others.",
+                (false, true) => "No speaker found: you can talk, but you will not hear others.",
+                (false, false) => "",
             };
-            ui.add(egui::Label::new(RichText::new(what).color(WARN)).wrap());
+            if !what.is_empty() {
+                ui.add(egui::Label::new(RichText::new(what).color(WARN)).wrap());
+            }
         }
-        Some(_) => {}
     }
     changed
 }
