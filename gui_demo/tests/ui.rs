@@ -630,9 +630,7 @@ fn lost_relay_is_shown_honestly_and_can_be_cancelled() {
     // Not `run`: the countdown asks for a repaint every second.
     h.run_steps(3);
     assert!(h.query_all_by_label_contains("ping").next().is_none());
-    h.get_by_label_contains(
-        "Cannot reach stub: Connection refused. Attempt 2 failed; retrying in 4 s",
-    );
+    h.get_by_label_contains("Retry 3 in 4 s · cannot reach stub: Connection refused");
     h.get_by_label_contains("Not connected: last known state");
     let s = h.state().session().unwrap();
     assert_eq!(s.attempts, 2);

@@ -80,7 +80,7 @@ fn form_ui(
                 ui.end_row();
             });
         ui.add_space(8.0);
-        controls::device_pickers(ui, settings, devices);
+        controls::device_pickers(ui, settings, devices, true);
         ui.add_space(12.0);
         // One line at most: the reason the last attempt failed, else (once typed into) what is
         // wrong with the form now.

@@ -84,7 +84,9 @@ fn controls(
             ui.add(egui::Label::new(RichText::new(n).color(WARN)).wrap());
         }
     }
-    if device_pickers(ui, settings, devices) {
+    // The engine's notice already says what is missing: no second hint from the device list.
+    let hint = session.state.audio_notices.is_empty();
+    if device_pickers(ui, settings, devices, hint) {
         session.audio_dirty = true;
     }
     if session.audio_dirty {
@@ -163,11 +165,13 @@ fn level_meter(ui: &mut egui::Ui, session: &Session, settings: &Settings) {
     ui.label(state);
 }
 
-/// Capture and playback pickers (shared with the connect screen). Returns true on a change.
+/// Capture and playback pickers (shared with the connect screen). With `hint`, says which device
+/// kinds were not found. Returns true on a change.
 pub fn device_pickers(
     ui: &mut egui::Ui,
     settings: &mut Settings,
     devices: Option<&(Vec<String>, Vec<String>)>,
+    hint: bool,
 ) -> bool {
     let mut changed = false;
     let (inputs, outputs) = match devices {
@@ -261,7 +265,7 @@ pub fn device_pickers(
                 (false, true) => "No speaker found: you can talk, but you will not hear others.",
                 (false, false) => "",
             };
-            if !what.is_empty() {
+            if hint && !what.is_empty() {
                 ui.add(egui::Label::new(RichText::new(what).color(WARN)).wrap());
             }
         }

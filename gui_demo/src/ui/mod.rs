@@ -134,21 +134,22 @@ fn status_line(ui: &mut egui::Ui, session: &Session, now: f64) {
         }
         Status::Disconnected { reason } => {
             dot(ui, WARN);
-            let mut t = format!("Cannot reach {server}: {}.", plain_reason(reason));
+            // The countdown first: at 640 px the end of the line is cut off.
+            let why = plain_reason(reason);
             match session.retry_at {
                 Some(at) => {
                     let left = (at - now).max(0.0).ceil();
-                    t.push_str(&format!(
-                        " Attempt {} failed; retrying in {left:.0} s",
-                        session.attempts
-                    ));
+                    format!(
+                        "Retry {} in {left:.0} s · cannot reach {server}: {why}",
+                        session.attempts + 1
+                    )
                 }
-                None => t.push_str(" Not retrying."),
+                None => format!("Not connected · cannot reach {server}: {why}"),
             }
-            t
         }
     };
-    ui.add(egui::Label::new(text).truncate());
+    ui.add(egui::Label::new(text.as_str()).truncate())
+        .on_hover_text(text);
 }
 
 /// Unseen notices as a floating box over the top of the chat: showing or dismissing it moves
