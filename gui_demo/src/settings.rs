@@ -303,6 +303,21 @@ mod tests {
         assert_eq!(s.ptt(), egui::Key::V);
     }
 
+    #[test]
+    fn user_prefs_are_remembered() {
+        let mut s = Settings::default();
+        s.user_prefs.insert(
+            "bob".into(),
+            UserPrefs {
+                volume: 1.5,
+                muted: true,
+            },
+        );
+        let text = serde_json::to_string(&s).expect("saves");
+        let back: Settings = serde_json::from_str(&text).expect("loads");
+        assert_eq!(back.user_prefs["bob"], s.user_prefs["bob"]);
+    }
+
     fn serde_json_like() -> Settings {
         // eframe stores RON; JSON exercises the same `serde(default)` path.
         serde_json::from_str(r#"{"server":"10.0.0.1:1","unknown":3}"#).expect("loads")

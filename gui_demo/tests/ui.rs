@@ -941,3 +941,26 @@ fn chat_mentions_and_links() {
     let own = h.state().session().unwrap().state.chat.last().unwrap().own;
     assert!(own);
 }
+
+// Chat: a link in a line opens on click.
+#[test]
+fn chat_links_open_on_click() {
+    let (mut h, handle) = connected();
+    send(
+        &mut h,
+        &handle,
+        Event::Chat {
+            channel: ChannelId(1),
+            from: SessionToken(5),
+            from_name: "bo".into(),
+            text: "https://example.org/some/long/path/to/click".into(),
+            server_time_ms: 1_700_000_000_000,
+        },
+    );
+    h.get_by_label_contains("https://example.org").click();
+    h.step();
+    let opened = h.output().platform_output.commands.iter().any(|c| {
+        matches!(c, egui::OutputCommand::OpenUrl(u) if u.url == "https://example.org/some/long/path/to/click")
+    });
+    assert!(opened, "{:?}", h.output().platform_output.commands);
+}
