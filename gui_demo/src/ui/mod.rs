@@ -1,9 +1,11 @@
 //! Drawing. Every function here reads the model and returns what the user asked for; none of them
 //! talks to the network or waits.
 //!
-//! Layout of the main window: a status bar on top (connection, RTT, overlay and disconnect buttons)
-//! with a notice banner under it, the channel tree on the left, audio controls on the right, the
-//! chat in the middle, and the diagnostics overlay as a floating window.
+//! Layout of the main window: a status bar on top (connection, RTT or the retry countdown, overlay
+//! and Disconnect / Cancel buttons), the channel tree on the left, audio controls on the right, the
+//! chat in the middle, notices floating over the top of the chat (showing or dismissing them moves
+//! nothing), and the diagnostics overlay as a floating window. Side panels scale with the window
+//! so that the 640×420 minimum keeps the chat input and its buttons usable.
 
 pub mod chat;
 pub mod connect;
