@@ -644,6 +644,19 @@ fn lost_relay_is_shown_honestly_and_can_be_cancelled() {
             .count(),
         1
     );
+    // The overlay says "-" rather than the last ping.
+    handle
+        .stats
+        .send(stats_with(vec![], ConnectionState::Disconnected, -60.0))
+        .unwrap();
+    h.state_mut().settings.overlay_open = true;
+    h.run_steps(2);
+    assert!(
+        h.query_by_label("3.5 ms").is_none(),
+        "stale ping in the overlay"
+    );
+    h.state_mut().settings.overlay_open = false;
+    h.run_steps(2);
     h.get_by_label("Cancel").click();
     h.run();
     assert!(matches!(h.state().screen, Screen::Connect(_)));

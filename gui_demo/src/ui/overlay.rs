@@ -75,12 +75,15 @@ fn summary(ui: &mut egui::Ui, session: &Session) {
             ui.monospace(st.me.map_or("-".into(), |s| s.0.to_string()));
             ui.end_row();
             ui.label("TCP ping");
-            let rtt = latest.and_then(|s| s.rtt_ms).or(st.rtt_ms);
+            // A lost connection has no ping: the last value would read as live.
+            let live = st.is_live();
+            let rtt = latest.and_then(|s| s.rtt_ms).or(st.rtt_ms).filter(|_| live);
             ui.monospace(rtt.map_or("-".into(), |ms| format!("{ms:.1} ms")));
             ui.label("UDP ping");
             ui.monospace(
                 latest
                     .and_then(|s| s.udp_rtt_ms)
+                    .filter(|_| live)
                     .map_or("-".into(), |ms| format!("{ms:.1} ms")),
             );
             ui.end_row();
