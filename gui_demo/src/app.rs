@@ -110,6 +110,8 @@ pub struct Session {
     pub retry_at: Option<f64>,
     /// The channel we were last in (rejoined after a manual reconnect).
     pub last_channel: Option<ChannelId>,
+    /// App time of the first frame of this session.
+    pub started: Option<f64>,
     last_list_request: Option<f64>,
     last_stats_t: f64,
     join_after_welcome: Option<JoinTarget>,
@@ -144,6 +146,7 @@ impl Session {
             attempts: 0,
             retry_at: None,
             last_channel: None,
+            started: None,
             last_list_request: None,
             last_stats_t: f64::MIN,
             join_after_welcome: None,
@@ -187,6 +190,7 @@ impl Session {
     /// `settings` supplies the remembered per-user volume and mute.
     pub fn pump(&mut self, t: f64, settings: &Settings) {
         let now_ms = unix_ms();
+        self.started.get_or_insert(t);
         for ev in self.backend.drain_events() {
             match &ev {
                 Event::Connected { .. } => {
@@ -328,8 +332,9 @@ impl Session {
         }
     }
 
-    /// When the window must be drawn again although nothing arrives: the retry countdown ticks
-    /// each second, the channel list is refreshed every [`LIST_REFRESH_S`]. `None`: only news
+    /// When the window must be drawn again although nothing arrives: the connecting counter and
+    /// the retry countdown tick each second, the channel list is refreshed every
+    /// [`LIST_REFRESH_S`]. `None`: only news
     /// (an engine event, a statistics change worth showing) repaints.
     pub fn next_repaint(&self, t: f64) -> Option<f64> {
         match self.state.status {
@@ -343,7 +348,8 @@ impl Session {
                     (left - left.floor()).max(0.05)
                 }
             }),
-            Status::Connecting => None,
+            // The seconds counter of "Connecting to …".
+            Status::Connecting => Some(1.0),
         }
     }
 }

@@ -505,3 +505,18 @@ fn chat_links_open_on_click() {
     });
     assert!(opened, "{:?}", h.output().platform_output.commands);
 }
+
+// Defect 6: while the first connection is pending the window says so, counts, and can cancel.
+#[test]
+fn connecting_counts_and_can_be_cancelled() {
+    let (app, _handle, _) = app("me");
+    let mut h = harness(app);
+    h.get_by_label("Connect").click();
+    h.run_steps(2);
+    h.get_by_label_contains("Connecting to stub…");
+    let s = h.state().session().unwrap();
+    assert_eq!(s.next_repaint(0.0), Some(1.0), "the counter ticks");
+    h.get_by_label("Cancel").click();
+    h.run_steps(2);
+    assert!(matches!(h.state().screen, Screen::Connect(_)));
+}

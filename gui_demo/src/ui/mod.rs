@@ -116,8 +116,11 @@ fn status_line(ui: &mut egui::Ui, session: &Session, now: f64) {
     let server = session.backend.server();
     let text = match &s.status {
         Status::Connecting => {
-            ui.spinner();
-            format!("Connecting to {server}…")
+            // A dot and a seconds counter, not a spinner: a spinner redraws the window at full
+            // frame rate for as long as the operating system takes to give up on a silent host.
+            dot(ui, ui.visuals().weak_text_color());
+            let waited = session.started.map_or(0.0, |t0| (now - t0).max(0.0));
+            format!("Connecting to {server}… {waited:.0} s")
         }
         Status::Connected { udp } => {
             dot(ui, SPEAKING);
