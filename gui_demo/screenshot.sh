@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Takes docs/gui_demo.png: runs gui_demo under Xvfb (software OpenGL) against a local relay while
-# voice-bots talk and chat, with the diagnostics overlay open.
+# Takes docs/gui_demo.png and docs/gui_demo_overlay.png: runs gui_demo under Xvfb (software
+# OpenGL) against a local relay while voice-bots talk and chat; the first picture is the main
+# window, the second the same window with the diagnostics overlay (F3) open.
 #
-#   gui_demo/screenshot.sh [OUT.png]        (default: docs/gui_demo.png)
+#   gui_demo/screenshot.sh [OUT.png [OVERLAY_OUT.png]]
+#                             (default: docs/gui_demo.png docs/gui_demo_overlay.png)
 #
 # Installs what it needs with apt-get (as root, or through sudo): Xvfb, xwd, ImageMagick, Mesa.
 # Environment: PORT (relay port, default 7471), WAIT (seconds of talking before the shot, 20),
@@ -11,13 +13,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 OUT=${1:-docs/gui_demo.png}
+OVERLAY_OUT=${2:-docs/gui_demo_overlay.png}
 PORT=${PORT:-7471}
 WAIT=${WAIT:-20}
 DISPLAY_NUM=${DISPLAY_NUM:-99}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$CARGO_TARGET_DIR/release
 
-pkgs=(xvfb x11-apps imagemagick libgl1-mesa-dri libegl1 libgl1 libxkbcommon-x11-0 libxcursor1
+pkgs=(xvfb x11-apps xdotool imagemagick libgl1-mesa-dri libegl1 libgl1 libxkbcommon-x11-0 libxcursor1
       libxrandr2 libxi6 libx11-xcb1 fonts-dejavu-core)
 missing=()
 for p in "${pkgs[@]}"; do
@@ -48,10 +51,10 @@ pids+=($!)
 pids+=($!)
 sleep 1
 
-# The demo, scripted by flags: connect at once, overlay open, a tone as the microphone (so the level
+# The demo, scripted by flags: connect at once, a tone as the microphone (so the level
 # meter moves and the bots hear us), no speaker. Its settings go to a throw-away XDG dir.
 DISPLAY=":$DISPLAY_NUM" LIBGL_ALWAYS_SOFTWARE=1 XDG_DATA_HOME="$WORK/data" \
-  "$BIN/gui_demo" --server "127.0.0.1:$PORT" --name alice --connect --overlay \
+  "$BIN/gui_demo" --server "127.0.0.1:$PORT" --name alice --connect \
   --input tone:220 --output null --mode continuous --size 1280x800 >"$WORK/gui.log" 2>&1 &
 gui=$!
 pids+=($gui)
@@ -70,6 +73,12 @@ if ! kill -0 "$gui" 2>/dev/null; then
   cat "$WORK/gui.log" >&2
   exit 1
 fi
-mkdir -p "$(dirname "$OUT")"
+mkdir -p "$(dirname "$OUT")" "$(dirname "$OVERLAY_OUT")"
 xwd -root -display ":$DISPLAY_NUM" -silent | convert xwd:- "png:$OUT"
 echo "wrote $OUT"
+# Open the overlay with the status bar's "Diagnostics (F3)" button (top right at 1280x800; without
+# a window manager a synthetic F3 does not reach the window reliably).
+DISPLAY=":$DISPLAY_NUM" xdotool mousemove 1130 12 sleep 0.3 click 1
+sleep 3
+xwd -root -display ":$DISPLAY_NUM" -silent | convert xwd:- "png:$OVERLAY_OUT"
+echo "wrote $OVERLAY_OUT"

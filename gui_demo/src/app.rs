@@ -8,21 +8,25 @@
 //!    channel) and right after a join;
 //! 3. handles keys: F3 toggles the diagnostics overlay, the push-to-talk and whisper keys are
 //!    sampled (ignored while a text field has focus, so typing a "v" in chat does not talk);
-//! 4. draws the screen (see [`crate::ui`]).
+//! 4. draws the screen (see [`crate::ui`]);
+//! 5. asks for the next frame only when a clock-driven part needs one (retry countdown, channel
+//!    list refresh): otherwise only news repaints, so an idle window costs nothing.
 //!
 //! How to reach an engine is injected as a [`Connector`], so tests run the real UI on a
 //! [`crate::backend::StubBackend`].
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::mpsc;
 
 use egui::{Key, Modifiers};
-use voice_client::{ChannelId, SessionToken, VadConfig};
+use voice_client::{ChannelId, Event, SessionToken, VadConfig};
 
 use crate::backend::{Backend, Request};
 use crate::history::History;
-use crate::settings::{self, Settings};
-use crate::state::{SessionState, Status};
+use crate::settings::{self, InputChoice, ServerField, Settings};
+use crate::state::{split_retry, ChatLine, SessionState, Status};
 
 /// Seconds between channel-list refreshes while connected.
 pub const LIST_REFRESH_S: f64 = 2.0;
@@ -30,7 +34,7 @@ pub const LIST_REFRESH_S: f64 = 2.0;
 /// What the connect screen hands to a [`Connector`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConnectRequest {
-    /// The relay.
+    /// The relay (host names already resolved).
     pub server: SocketAddr,
     /// Our name.
     pub name: String,
@@ -42,11 +46,34 @@ pub struct ConnectRequest {
 pub type Connector =
     Box<dyn FnMut(&ConnectRequest, &egui::Context) -> Result<Box<dyn Backend>, String>>;
 
+/// The channel to join once welcomed (`--channel`): by id, or by name once the list is known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JoinTarget {
+    /// A channel id.
+    Id(ChannelId),
+    /// A channel name (compared without regard to case).
+    Name(String),
+}
+
 /// The connect screen's fields.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct ConnectForm {
     /// Why the last attempt was refused.
     pub error: Option<String>,
+    /// The user has typed into the form (problems are shown only then, or after a submit).
+    pub touched: bool,
+    /// A host name being resolved off the UI thread: the host, and where the answer arrives.
+    pub resolving: Option<(String, mpsc::Receiver<Result<SocketAddr, String>>)>,
+}
+
+/// What survives a manual reconnect (Apply, or Reconnect): the chat, mute and deafen, and the
+/// channel we were in.
+#[derive(Debug, Clone, Default)]
+pub struct Carry {
+    chat: Vec<ChatLine>,
+    muted: bool,
+    deafened: bool,
+    channel: Option<ChannelId>,
 }
 
 /// One live connection and everything the main window shows about it.
@@ -77,8 +104,18 @@ pub struct Session {
     pub audio_dirty: bool,
     /// Notices the user has dismissed (count of the notice list at the time).
     pub notices_seen: usize,
+    /// Failed connection attempts since the last welcome.
+    pub attempts: u32,
+    /// App time of the engine's next connection attempt, when it said.
+    pub retry_at: Option<f64>,
+    /// The channel we were last in (rejoined after a manual reconnect).
+    pub last_channel: Option<ChannelId>,
+    /// App time of the first frame of this session.
+    pub started: Option<f64>,
     last_list_request: Option<f64>,
-    join_after_welcome: Option<ChannelId>,
+    last_stats_t: f64,
+    join_after_welcome: Option<JoinTarget>,
+    prefs_applied: HashSet<SessionToken>,
 }
 
 impl std::fmt::Debug for Session {
@@ -106,8 +143,14 @@ impl Session {
             whisper_held: false,
             audio_dirty: false,
             notices_seen: 0,
+            attempts: 0,
+            retry_at: None,
+            last_channel: None,
+            started: None,
             last_list_request: None,
+            last_stats_t: f64::MIN,
             join_after_welcome: None,
+            prefs_applied: HashSet::new(),
         }
     }
 
@@ -116,20 +159,77 @@ impl Session {
         self.backend.send(c);
     }
 
-    /// Drains what the engine reported since the last frame. `t` is app time in seconds.
-    pub fn pump(&mut self, t: f64) {
+    /// What a manual reconnect keeps.
+    pub fn carry(&self) -> Carry {
+        Carry {
+            chat: self.state.chat.clone(),
+            muted: self.muted,
+            deafened: self.deafened,
+            channel: self.state.my_channel.or(self.last_channel),
+        }
+    }
+
+    /// Restores what [`Session::carry`] kept, on a fresh engine.
+    fn restore(&mut self, carry: Carry) {
+        self.state.chat = carry.chat;
+        self.muted = carry.muted;
+        self.deafened = carry.deafened;
+        if self.muted {
+            self.send(Request::Mute(true));
+        }
+        if self.deafened {
+            self.send(Request::Deafen(true));
+        }
+        if let Some(ch) = carry.channel {
+            self.last_channel = Some(ch);
+            self.join_after_welcome = Some(JoinTarget::Id(ch));
+        }
+    }
+
+    /// Drains what the engine reported since the last frame. `t` is app time in seconds;
+    /// `settings` supplies the remembered per-user volume and mute.
+    pub fn pump(&mut self, t: f64, settings: &Settings) {
         let now_ms = unix_ms();
+        self.started.get_or_insert(t);
         for ev in self.backend.drain_events() {
-            let welcomed = matches!(ev, voice_client::Event::Connected { .. });
+            match &ev {
+                Event::Connected { .. } => {
+                    self.attempts = 0;
+                    self.retry_at = None;
+                }
+                Event::Disconnected { reason } => {
+                    self.attempts += 1;
+                    self.retry_at = split_retry(reason).1.map(|ms| t + ms as f64 / 1000.0);
+                }
+                _ => {}
+            }
+            let welcomed = matches!(ev, Event::Connected { .. });
+            let listed = matches!(ev, Event::ChannelList { .. });
             self.state.apply_event(ev, now_ms);
             if welcomed {
-                if let Some(ch) = self.join_after_welcome.take() {
+                if let Some(JoinTarget::Id(ch)) = &self.join_after_welcome {
+                    let ch = *ch;
+                    self.join_after_welcome = None;
                     self.send(Request::Join(ch));
                 }
             }
+            if listed {
+                self.join_by_name(now_ms);
+            }
         }
-        for s in self.backend.drain_stats() {
-            self.history.record(t, s);
+        if self.state.my_channel.is_some() {
+            self.last_channel = self.state.my_channel;
+        }
+        self.apply_saved_prefs(settings);
+        // Snapshots queue up while nothing repaints (plots hidden): they were taken one
+        // `STATS_PERIOD` apart, so they are placed back in time instead of all at `t`.
+        let stats = self.backend.drain_stats();
+        let n = stats.len();
+        let period = crate::backend::STATS_PERIOD.as_secs_f64();
+        for (k, s) in stats.into_iter().enumerate() {
+            let at = (t - (n - 1 - k) as f64 * period).max(self.last_stats_t);
+            self.last_stats_t = at;
+            self.history.record(at, s);
         }
         self.history.prune(t);
         let due = self
@@ -140,6 +240,55 @@ impl Session {
             self.state.want_channel_list = false;
             self.last_list_request = Some(t);
             self.send(Request::ListChannels);
+        }
+    }
+
+    fn join_by_name(&mut self, now_ms: u64) {
+        let Some(JoinTarget::Name(want)) = &self.join_after_welcome else {
+            return;
+        };
+        let want = want.clone();
+        self.join_after_welcome = None;
+        let found = self
+            .state
+            .channels
+            .iter()
+            .find(|(_, n)| n.name.eq_ignore_ascii_case(&want))
+            .map(|(id, _)| *id);
+        match found {
+            Some(id) => self.send(Request::Join(id)),
+            None => self
+                .state
+                .notice(format!("there is no channel named {want:?}"), now_ms),
+        }
+    }
+
+    /// Sends the remembered volume and mute of every user seen for the first time.
+    fn apply_saved_prefs(&mut self, settings: &Settings) {
+        if settings.user_prefs.is_empty() {
+            return;
+        }
+        let me = self.state.me;
+        let fresh: Vec<(SessionToken, String)> = self
+            .state
+            .channels
+            .values()
+            .flat_map(|n| n.users.iter())
+            .filter(|(s, _)| Some(**s) != me && !self.prefs_applied.contains(*s))
+            .map(|(s, n)| (*s, n.clone()))
+            .collect();
+        for (who, name) in fresh {
+            self.prefs_applied.insert(who);
+            let Some(p) = settings.user_prefs.get(&name).copied() else {
+                continue;
+            };
+            if p.muted {
+                self.send(Request::UserMute(who, true));
+            }
+            if p.volume != 1.0 {
+                self.send(Request::UserVolume(who, p.volume));
+            }
+            self.state.prefs.insert(who, p);
         }
     }
 
@@ -182,6 +331,27 @@ impl Session {
             self.send(Request::PushToTalk(transmit));
         }
     }
+
+    /// When the window must be drawn again although nothing arrives: the connecting counter and
+    /// the retry countdown tick each second, the channel list is refreshed every
+    /// [`LIST_REFRESH_S`]. `None`: only news
+    /// (an engine event, a statistics change worth showing) repaints.
+    pub fn next_repaint(&self, t: f64) -> Option<f64> {
+        match self.state.status {
+            Status::Connected { .. } => Some(LIST_REFRESH_S),
+            Status::Disconnected { .. } => self.retry_at.map(|at| {
+                let left = at - t;
+                if left <= 0.0 {
+                    1.0
+                } else {
+                    // Just after the displayed whole second changes.
+                    (left - left.floor()).max(0.05)
+                }
+            }),
+            // The seconds counter of "Connecting to …".
+            Status::Connecting => Some(1.0),
+        }
+    }
 }
 
 /// Which screen is up.
@@ -198,11 +368,30 @@ pub struct GuiApp {
     pub settings: Settings,
     /// The current screen.
     pub screen: Screen,
-    /// Capture and playback device names, once enumerated.
+    /// Capture and playback device names, once enumerated (junk entries filtered out).
     pub devices: Option<(Vec<String>, Vec<String>)>,
     device_scan: Option<mpsc::Receiver<(Vec<String>, Vec<String>)>>,
     connector: Connector,
-    join_on_connect: Option<ChannelId>,
+    join_on_connect: Option<JoinTarget>,
+    carry: Option<Carry>,
+}
+
+/// Drops device names that are not devices a user would pick: ALSA's descriptive lines
+/// ("Discard all samples (playback) or generate zero samples (capture)" is the `null` plugin),
+/// multi-line descriptions, and duplicates.
+pub fn usable_device_names(names: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for n in names {
+        let n = n.trim().to_string();
+        let junk = n.is_empty()
+            || n.contains('\n')
+            || n.starts_with("Discard all samples")
+            || n.eq_ignore_ascii_case("null");
+        if !junk && !out.contains(&n) {
+            out.push(n);
+        }
+    }
+    out
 }
 
 impl GuiApp {
@@ -215,6 +404,7 @@ impl GuiApp {
             device_scan: None,
             connector,
             join_on_connect: None,
+            carry: None,
         }
     }
 
@@ -224,7 +414,8 @@ impl GuiApp {
         let spawned = std::thread::Builder::new()
             .name("gui-devices".into())
             .spawn(move || {
-                let _ = tx.send(voice_client::audio::device_names());
+                let (i, o) = voice_client::audio::device_names();
+                let _ = tx.send((usable_device_names(i), usable_device_names(o)));
             });
         match spawned {
             Ok(_) => self.device_scan = Some(rx),
@@ -233,7 +424,7 @@ impl GuiApp {
     }
 
     /// Joins this channel once welcomed (the `--channel` flag).
-    pub fn join_on_connect(&mut self, channel: Option<ChannelId>) {
+    pub fn join_on_connect(&mut self, channel: Option<JoinTarget>) {
         self.join_on_connect = channel;
     }
 
@@ -261,34 +452,80 @@ impl GuiApp {
         }
     }
 
-    /// Validates the form and starts an engine. On failure stays on (or returns to) the connect
-    /// screen with the reason.
+    /// True while a host name is being resolved.
+    pub fn resolving(&self) -> bool {
+        matches!(&self.screen, Screen::Connect(f) if f.resolving.is_some())
+    }
+
+    /// Validates the form and starts an engine; a host name is resolved on a helper thread
+    /// first (the connect screen says so, and [`GuiApp::show`] picks the answer up). On failure
+    /// stays on (or returns to) the connect screen with the reason.
     pub fn connect(&mut self, ctx: &egui::Context) {
-        let result = settings::validate(&self.settings.server, &self.settings.name)
-            .map_err(|e| e.to_string())
-            .and_then(|(server, name)| {
-                self.settings.name.clone_from(&name);
-                let req = ConnectRequest {
-                    server,
-                    name,
-                    settings: self.settings.clone(),
-                };
-                (self.connector)(&req, ctx)
-            });
-        match result {
+        let (field, name) = match settings::validate(&self.settings.server, &self.settings.name) {
+            Ok(v) => v,
+            Err(e) => return self.refuse(e.to_string()),
+        };
+        self.settings.name.clone_from(&name);
+        if let InputChoice::Wav(path) = &self.settings.input {
+            if !Path::new(path).is_file() {
+                return self.refuse(format!("WAV file not found: {}", path.display()));
+            }
+        }
+        match field {
+            ServerField::Addr(addr) => self.start(addr, name, ctx),
+            ServerField::Host(host, port) => {
+                let (tx, rx) = mpsc::channel();
+                let c = ctx.clone();
+                let field = ServerField::Host(host.clone(), port);
+                let spawned = std::thread::Builder::new()
+                    .name("gui-resolve".into())
+                    .spawn(move || {
+                        let _ = tx.send(settings::resolve(&field));
+                        c.request_repaint();
+                    });
+                match spawned {
+                    Ok(_) => {
+                        self.screen = Screen::Connect(ConnectForm {
+                            error: None,
+                            touched: true,
+                            resolving: Some((host, rx)),
+                        });
+                    }
+                    Err(e) => self.refuse(format!("cannot start the resolver: {e}")),
+                }
+            }
+        }
+    }
+
+    fn refuse(&mut self, error: String) {
+        self.screen = Screen::Connect(ConnectForm {
+            error: Some(error),
+            touched: true,
+            resolving: None,
+        });
+    }
+
+    fn start(&mut self, server: SocketAddr, name: String, ctx: &egui::Context) {
+        let req = ConnectRequest {
+            server,
+            name,
+            settings: self.settings.clone(),
+        };
+        match (self.connector)(&req, ctx) {
             Ok(backend) => {
                 let mut s = Session::new(backend);
-                s.join_after_welcome = self.join_on_connect;
+                s.join_after_welcome = self.join_on_connect.clone();
                 s.send(Request::Mode(self.settings.mode.to_engine()));
                 s.send(Request::Vad(VadConfig {
                     threshold_dbfs: self.settings.vad_threshold_dbfs,
                     ..VadConfig::default()
                 }));
+                if let Some(c) = self.carry.take() {
+                    s.restore(c);
+                }
                 self.screen = Screen::Main(Box::new(s));
             }
-            Err(e) => {
-                self.screen = Screen::Connect(ConnectForm { error: Some(e) });
-            }
+            Err(e) => self.refuse(e),
         }
     }
 
@@ -297,15 +534,50 @@ impl GuiApp {
         self.screen = Screen::Connect(ConnectForm::default());
     }
 
-    /// One frame: pump, keys, draw.
-    pub fn show(&mut self, ui: &mut egui::Ui) {
-        let ctx = ui.ctx().clone();
+    /// Restarts the engine with the current settings, keeping the chat, mute and deafen and
+    /// the channel (per-user volume and mute are remembered by name in the settings anyway).
+    pub fn reconnect(&mut self, ctx: &egui::Context) {
+        self.carry = self.session().map(Session::carry);
+        self.disconnect();
+        self.connect(ctx);
+        if let Some(s) = self.session_mut() {
+            s.state
+                .system("reconnected with the new settings".into(), unix_ms());
+        }
+    }
+
+    fn poll_background(&mut self, ctx: &egui::Context) {
         if let Some(rx) = &self.device_scan {
             if let Ok(list) = rx.try_recv() {
                 self.devices = Some(list);
                 self.device_scan = None;
             }
         }
+        let answer = match &self.screen {
+            Screen::Connect(ConnectForm {
+                resolving: Some((_, rx)),
+                ..
+            }) => match rx.try_recv() {
+                Ok(r) => Some(r),
+                Err(mpsc::TryRecvError::Empty) => None,
+                Err(mpsc::TryRecvError::Disconnected) => Some(Err("resolver ended".into())),
+            },
+            _ => None,
+        };
+        match answer {
+            Some(Ok(addr)) => {
+                let name = self.settings.name.trim().to_string();
+                self.start(addr, name, ctx);
+            }
+            Some(Err(e)) => self.refuse(e),
+            None => {}
+        }
+    }
+
+    /// One frame: pump, keys, draw.
+    pub fn show(&mut self, ui: &mut egui::Ui) {
+        let ctx = ui.ctx().clone();
+        self.poll_background(&ctx);
         if ctx.input_mut(|i| i.consume_key(Modifiers::NONE, Key::F3)) {
             self.settings.overlay_open = !self.settings.overlay_open;
         }
@@ -315,8 +587,10 @@ impl GuiApp {
                 crate::ui::connect::show(ui, form, &mut self.settings, self.devices.as_ref())
             }
             Screen::Main(session) => {
-                session.pump(t);
+                session.pump(t, &self.settings);
                 session.keys(&ctx, &self.settings);
+                // Statistics repaint at their own pace only while the plots are visible.
+                session.backend.set_live(self.settings.overlay_open);
                 crate::ui::main_window(ui, session, &mut self.settings, self.devices.as_ref())
             }
         };
@@ -324,9 +598,11 @@ impl GuiApp {
             crate::ui::Action::None => {}
             crate::ui::Action::Connect => self.connect(&ctx),
             crate::ui::Action::Disconnect => self.disconnect(),
-            crate::ui::Action::Reconnect => {
-                self.disconnect();
-                self.connect(&ctx);
+            crate::ui::Action::Reconnect => self.reconnect(&ctx),
+        }
+        if let Some(s) = self.session() {
+            if let Some(after) = s.next_repaint(t) {
+                ctx.request_repaint_after(std::time::Duration::from_secs_f64(after));
             }
         }
     }
@@ -335,12 +611,6 @@ impl GuiApp {
 impl eframe::App for GuiApp {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         self.show(ui);
-        if self.session().is_some() {
-            // The backend's threads repaint on news; this keeps the clock-driven parts (channel
-            // list refresh, plot scrolling) going even if the engine is quiet.
-            ui.ctx()
-                .request_repaint_after(std::time::Duration::from_millis(500));
-        }
     }
 
     fn save(&mut self, storage: &mut dyn eframe::Storage) {

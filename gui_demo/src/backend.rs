@@ -7,8 +7,11 @@
 //! * the `gui-events` thread forwards [`Client::events`] to the app's channel and asks egui for a
 //!   repaint, so a chat line or a presence change shows up at once even when the window is idle;
 //! * the `gui-stats` thread calls [`Client::stats`] (which can wait up to a second for the engine
-//!   thread) every [`STATS_PERIOD`] and hands the snapshot over the same way.
+//!   thread) every [`STATS_PERIOD`] and hands the snapshot over the same way, but asks for a
+//!   repaint only while the plots are visible or when the snapshot changes something the main
+//!   window shows ([`worth_repaint`]): an idle connected window is not redrawn four times a second.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -20,6 +23,9 @@ use voice_client::{Client, ClientConfig, ClientError, EngineStats, Event};
 /// How often the stats thread asks the engine for a snapshot.
 pub const STATS_PERIOD: Duration = Duration::from_millis(250);
 
+/// Most statistics snapshots held for the app (one minute at [`STATS_PERIOD`]).
+pub const STATS_QUEUE: usize = 240;
+
 /// The engine as the app sees it.
 pub trait Backend {
     /// Hands a command to the engine (never blocks).
@@ -30,6 +36,11 @@ pub trait Backend {
     fn drain_stats(&mut self) -> Vec<EngineStats>;
     /// The relay address, for display.
     fn server(&self) -> String;
+    /// Whether every statistics snapshot should repaint (plots visible). Off, only snapshots
+    /// that change what the main window shows do (see [`worth_repaint`]).
+    fn set_live(&mut self, live: bool) {
+        let _ = live;
+    }
     /// Stops the engine. With `wait`, returns when it has ended (app exit); without, finishes
     /// in the background so the UI does not stall. Dropping a backend closes it without waiting.
     fn close(&mut self, wait: bool) {
@@ -53,6 +64,7 @@ pub struct ClientBackend {
     server: String,
     events: Receiver<Event>,
     stats: Receiver<EngineStats>,
+    live: Arc<AtomicBool>,
     /// Dropping this wakes the stats thread and tells it to end.
     stop: Option<Sender<()>>,
     events_thread: Option<JoinHandle<()>>,
@@ -78,7 +90,9 @@ impl ClientBackend {
         let repaint = Arc::new(repaint);
         let (stop, stop_rx) = crossbeam_channel::bounded::<()>(0);
         let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
-        let (st_tx, st_rx) = crossbeam_channel::bounded(16);
+        // A minute of snapshots: while the window does not repaint they wait here, so the plots
+        // are complete when the overlay opens.
+        let (st_tx, st_rx) = crossbeam_channel::bounded(STATS_QUEUE);
 
         let engine_events = client.events().clone();
         let r = repaint.clone();
@@ -87,24 +101,32 @@ impl ClientBackend {
             .spawn(move || {
                 // Ends when the engine thread drops its sender (client shut down) or the app
                 // drops its receiver.
+                let mut last_list = None;
                 while let Ok(ev) = engine_events.recv() {
+                    let news = event_is_news(&ev, &mut last_list);
                     if ev_tx.send(ev).is_err() {
                         break;
                     }
-                    r();
+                    if news {
+                        r();
+                    }
                 }
             })?;
 
         let c = client.clone();
+        let live = Arc::new(AtomicBool::new(false));
+        let l = live.clone();
+        let st_rx2 = st_rx.clone();
         let stats = std::thread::Builder::new()
             .name("gui-stats".into())
-            .spawn(move || stats_loop(&c, &stop_rx, &st_tx, &*repaint))?;
+            .spawn(move || stats_loop(&c, &stop_rx, (&st_tx, &st_rx2), &l, &*repaint))?;
 
         Ok(ClientBackend {
             client: Some(client),
             server,
             events: ev_rx,
             stats: st_rx,
+            live,
             stop: Some(stop),
             events_thread: Some(events),
             stats_thread: Some(stats),
@@ -112,12 +134,70 @@ impl ClientBackend {
     }
 }
 
-fn stats_loop(client: &Client, stop: &Receiver<()>, tx: &Sender<EngineStats>, repaint: &dyn Fn()) {
+/// Whether an engine event must be drawn at once. Not: a ping measurement (shown with the next
+/// frame), a channel list equal to the previous one (the periodic refresh while nothing changed).
+pub fn event_is_news(ev: &Event, last_list: &mut Option<Event>) -> bool {
+    match ev {
+        Event::Rtt { .. } => false,
+        Event::ChannelList { .. } => {
+            if last_list.as_ref() == Some(ev) {
+                false
+            } else {
+                *last_list = Some(ev.clone());
+                true
+            }
+        }
+        _ => true,
+    }
+}
+
+/// Input level change (dB) that is worth redrawing the level meter for.
+pub const LEVEL_STEP_DB: f32 = 3.0;
+
+/// Whether a statistics snapshot changes what the window shows enough to redraw it: always while
+/// `live` (plots visible); otherwise when the connection state, the voice path, transmitting, the
+/// set of heard senders or the input level (by [`LEVEL_STEP_DB`], above the meter's floor) moved.
+pub fn worth_repaint(prev: Option<&EngineStats>, new: &EngineStats, live: bool) -> bool {
+    let Some(p) = prev else {
+        return true;
+    };
+    let heard = |s: &EngineStats| {
+        s.remotes
+            .iter()
+            .filter(|r| r.speaking)
+            .map(|r| r.session)
+            .collect::<Vec<_>>()
+    };
+    let level = |s: &EngineStats| s.input_level_dbfs.max(-60.0);
+    live || p.state != new.state
+        || p.udp_ready != new.udp_ready
+        || p.transmitting != new.transmitting
+        || p.muted != new.muted
+        || (level(p) - level(new)).abs() >= LEVEL_STEP_DB
+        || heard(p) != heard(new)
+}
+
+fn stats_loop(
+    client: &Client,
+    stop: &Receiver<()>,
+    (tx, rx): (&Sender<EngineStats>, &Receiver<EngineStats>),
+    live: &AtomicBool,
+    repaint: &dyn Fn(),
+) {
+    let mut shown: Option<EngineStats> = None;
     loop {
         if let Some(s) = client.stats() {
-            // A full queue means the UI is not drawing (minimised): drop the sample.
-            let _ = tx.try_send(s);
-            repaint();
+            let worth = worth_repaint(shown.as_ref(), &s, live.load(Ordering::Relaxed));
+            // A full queue means the UI is not drawing: the oldest snapshot makes room, so the
+            // newest is what the next frame shows.
+            if tx.is_full() {
+                let _ = rx.try_recv();
+            }
+            let _ = tx.try_send(s.clone());
+            if worth {
+                shown = Some(s);
+                repaint();
+            }
         }
         // Sleeps one period, or ends at once when the backend drops the stop sender.
         if !matches!(
@@ -147,6 +227,10 @@ impl Backend for ClientBackend {
 
     fn server(&self) -> String {
         self.server.clone()
+    }
+
+    fn set_live(&mut self, live: bool) {
+        self.live.store(live, Ordering::Relaxed);
     }
 
     fn close(&mut self, wait: bool) {

@@ -3,6 +3,9 @@
 
 use std::path::PathBuf;
 
+use voice_client::ChannelId;
+
+use crate::app::JoinTarget;
 use crate::settings::{InputChoice, Mode, OutputChoice, Settings};
 
 /// Usage text for `--help`.
@@ -10,21 +13,25 @@ pub const USAGE: &str = "\
 usage: gui_demo [--server ADDR] [--name NAME] [--connect] [--overlay]
                 [--input default|DEVICE_NAME|tone[:HZ]|null|wav:PATH]
                 [--output default|DEVICE_NAME|null] [--mode ptt|vad|continuous]
-                [--channel ID] [--size WxH] [--fingerprint SHA256 | --insecure-plaintext]
+                [--channel NAME|ID] [--size WxH] [--version]
+                [--fingerprint SHA256 | --insecure-plaintext]
 
-  --server ADDR     relay address (IP:PORT or localhost:PORT); remembered
+  --server ADDR     relay address (IP:PORT or HOST:PORT); remembered
   --name NAME       display name; remembered
   --connect         connect at start instead of showing the connect screen
   --overlay         open the diagnostics overlay (F3) at start
   --input SRC       capture source; a missing device falls back to silence with a notice
   --output SINK     playback sink; a missing device falls back to discarding with a notice
   --mode MODE       push-to-talk (key V by default), voice activity, or continuous
-  --channel ID      join this channel id after connecting
+  --channel CHAN    join this channel (its name as shown, or its numeric id) after connecting
   --size WxH        initial window size in points (default 1200x760)
+  --version         print the version and exit
   --fingerprint FP  pin the relay's TLS certificate (the `fingerprint sha256:…` line the relay
                     prints); without it the first certificate seen is trusted and shown in the
                     chat log, and a different one later is refused
-  --insecure-plaintext  development only: no TLS (a relay started with the same flag)";
+  --insecure-plaintext  development only: no TLS (a relay started with the same flag)
+
+ALSA's own error lines on stderr are silenced; set GUI_DEMO_ALSA_ERRORS=1 to see them.";
 
 /// Parsed flags. `None` means "keep the remembered value".
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -43,8 +50,10 @@ pub struct Options {
     pub output: Option<OutputChoice>,
     /// `--mode`.
     pub mode: Option<Mode>,
-    /// `--channel`.
-    pub channel: Option<u32>,
+    /// `--channel`: a name, or a number taken as an id.
+    pub channel: Option<JoinTarget>,
+    /// `--version`.
+    pub version: bool,
     /// `--size`.
     pub size: Option<[f32; 2]>,
     /// `--fingerprint`.
@@ -84,11 +93,16 @@ impl Options {
                 }
                 "--channel" => {
                     let v = value()?;
-                    o.channel = Some(
-                        v.parse()
-                            .map_err(|_| format!("--channel {v:?}: not an id"))?,
-                    );
+                    let v = v.trim().trim_start_matches('#').to_string();
+                    if v.is_empty() {
+                        return Err("--channel needs a name or an id".into());
+                    }
+                    o.channel = Some(match v.parse::<u32>() {
+                        Ok(id) => JoinTarget::Id(ChannelId(id)),
+                        Err(_) => JoinTarget::Name(v),
+                    });
                 }
+                "-V" | "--version" => o.version = true,
                 "--size" => {
                     let v = value()?;
                     let (w, h) = v
@@ -192,6 +206,15 @@ mod tests {
         assert_eq!((s.server.as_str(), s.name.as_str()), ("127.0.0.1:1", "a"));
         assert!(s.overlay_open);
         assert_eq!(parse(&["--help"]), Ok(None));
+        assert!(parse(&["--version"]).unwrap().unwrap().version);
+        assert_eq!(
+            parse(&["--channel", "Team A"]).unwrap().unwrap().channel,
+            Some(JoinTarget::Name("Team A".into()))
+        );
+        assert_eq!(
+            parse(&["--channel", "3"]).unwrap().unwrap().channel,
+            Some(JoinTarget::Id(ChannelId(3)))
+        );
         assert!(parse(&["--bogus"]).is_err());
         assert!(parse(&["--name"]).is_err());
         assert_eq!(

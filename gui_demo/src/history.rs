@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use voice_client::{EngineStats, SessionToken};
+use voice_core::engine::ConnectionState;
 
 /// How much history is kept, in seconds.
 pub const WINDOW_S: f64 = 60.0;
@@ -61,9 +62,15 @@ fn prune(series: &mut Series, oldest: f64) {
 impl History {
     /// Adds one snapshot taken at app time `t` (seconds).
     pub fn record(&mut self, t: f64, stats: EngineStats) {
-        if let Some(rtt) = stats.rtt_ms {
+        // A lost connection measures nothing: the ping plot stops instead of repeating the last
+        // value as if it were live.
+        let live = stats.state == ConnectionState::Connected;
+        if let (true, Some(rtt)) = (live, stats.rtt_ms) {
             push(&mut self.rtt_ms, t, rtt);
         }
+        // Senders the engine no longer knows (they left, or we did) leave the plots and legends.
+        self.senders
+            .retain(|s, _| stats.remotes.iter().any(|r| r.session == *s));
         push(
             &mut self.input_dbfs,
             t,
@@ -120,7 +127,6 @@ impl History {
 #[cfg(test)]
 mod tests {
     use voice_client::RemoteStats;
-    use voice_core::engine::ConnectionState;
     use voice_core::metrics::StreamStats;
 
     use super::*;
@@ -171,5 +177,18 @@ mod tests {
         assert_eq!(h.senders[&SessionToken(5)].depth.len(), 1);
         h.prune(200.0);
         assert!(h.senders.is_empty());
+    }
+
+    #[test]
+    fn departed_senders_and_dead_links_stop_plotting() {
+        let mut h = History::default();
+        h.record(0.0, stats(0, 10.0));
+        assert!(h.senders.contains_key(&SessionToken(5)));
+        let mut gone = stats(0, 10.0);
+        gone.remotes.clear();
+        gone.state = ConnectionState::Disconnected;
+        h.record(1.0, gone);
+        assert!(h.senders.is_empty(), "bob left: out of the legends");
+        assert_eq!(h.rtt_ms.len(), 1, "no ping points while disconnected");
     }
 }

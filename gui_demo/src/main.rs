@@ -4,7 +4,7 @@ use gui_demo::backend::{Backend, ClientBackend};
 use gui_demo::cli::{Options, USAGE};
 use gui_demo::settings::{Settings, STORAGE_KEY};
 use gui_demo::{ConnectRequest, GuiApp};
-use voice_client::{ChannelId, ClientConfig, TlsTrust};
+use voice_client::{AudioError, ClientConfig, ClientError, TlsTrust};
 
 /// Starts the real engine for a connect request.
 fn start_engine(
@@ -22,9 +22,44 @@ fn start_engine(
     cfg.engine.vad.threshold_dbfs = req.settings.vad_threshold_dbfs;
     let ctx = ctx.clone();
     let backend =
-        ClientBackend::start(cfg, move || ctx.request_repaint()).map_err(|e| e.to_string())?;
+        ClientBackend::start(cfg, move || ctx.request_repaint()).map_err(|e| match e {
+            ClientError::Audio(AudioError::Wav(w)) => format!("cannot read the WAV file {w}"),
+            ClientError::Audio(a) => format!("cannot open audio: {a}"),
+            e => format!("cannot start the voice engine: {e}"),
+        })?;
     Ok(Box::new(backend))
 }
+
+/// Silences alsa-lib's own error printer: probing devices writes lines such as
+/// "ALSA lib pcm.c:… unknown PCM" to stderr on every start, which mean nothing to a user (a device
+/// that cannot be opened is reported in the window instead).
+#[cfg(target_os = "linux")]
+fn quiet_alsa() {
+    use std::ffi::{c_char, c_int};
+    // alsa-lib's handler is variadic; this one takes the fixed arguments and ignores the rest,
+    // which the C calling convention allows on the platforms cpal's ALSA backend runs on.
+    type Handler = unsafe extern "C" fn(*const c_char, c_int, *const c_char, c_int, *const c_char);
+    unsafe extern "C" fn ignore(
+        _file: *const c_char,
+        _line: c_int,
+        _function: *const c_char,
+        _err: c_int,
+        _fmt: *const c_char,
+    ) {
+    }
+    unsafe extern "C" {
+        // libasound is linked through cpal's ALSA backend.
+        fn snd_lib_error_set_handler(handler: Option<Handler>) -> c_int;
+    }
+    // SAFETY: sets a process-wide function pointer in alsa-lib before any audio thread starts;
+    // the handler never touches its arguments.
+    unsafe {
+        snd_lib_error_set_handler(Some(ignore));
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn quiet_alsa() {}
 
 fn main() -> std::process::ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
@@ -39,6 +74,13 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    if opts.version {
+        println!("gui_demo {}", env!("CARGO_PKG_VERSION"));
+        return std::process::ExitCode::SUCCESS;
+    }
+    if std::env::var_os("GUI_DEMO_ALSA_ERRORS").is_none() {
+        quiet_alsa();
+    }
     let size = opts.size.unwrap_or([1200.0, 760.0]);
     let native = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
@@ -66,7 +108,7 @@ fn main() -> std::process::ExitCode {
             };
             let mut app = GuiApp::new(settings, Box::new(connector));
             app.scan_devices();
-            app.join_on_connect(opts.channel.map(ChannelId));
+            app.join_on_connect(opts.channel.clone());
             if opts.connect {
                 app.connect(&cc.egui_ctx);
             }

@@ -3,12 +3,15 @@
 //! [`Settings`] is `serde(default)` so that a settings file written by an older or newer build
 //! still loads: unknown fields are ignored, missing ones take their defaults.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use voice_client::{AudioInput, AudioOutput, TransmitMode};
 use voice_core::proto::tcp::MAX_NAME_LEN;
+
+use crate::state::UserPrefs;
 
 /// The eframe storage key of [`Settings`].
 pub const STORAGE_KEY: &str = "gui_demo.settings";
@@ -129,6 +132,9 @@ pub struct Settings {
     pub chat_all_channels: bool,
     /// Diagnostics overlay open.
     pub overlay_open: bool,
+    /// Local volume and mute per user name (names are the only identity that survives a
+    /// reconnect: session tokens are handed out afresh).
+    pub user_prefs: BTreeMap<String, UserPrefs>,
 }
 
 impl Default for Settings {
@@ -144,6 +150,7 @@ impl Default for Settings {
             vad_threshold_dbfs: -45.0,
             chat_all_channels: false,
             overlay_open: false,
+            user_prefs: BTreeMap::new(),
         }
     }
 }
@@ -163,31 +170,70 @@ impl Settings {
 /// Why the connect form cannot be submitted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FormError {
-    /// The address is not `ip:port` or `localhost:port`.
-    #[error("server must be IP:PORT (e.g. 127.0.0.1:7400)")]
+    /// The address is not `host:port`.
+    #[error("server must be HOST:PORT (e.g. 127.0.0.1:7400 or relay.example.org:7400)")]
     BadServer,
     /// The name is empty, too long, or has control characters.
     #[error("name must be 1–{MAX_NAME_LEN} bytes, not only spaces, no control characters")]
     BadName,
 }
 
-/// Parses the server field without touching the network: an IP address with a port, or
-/// `localhost:PORT` (no DNS lookup on the UI thread).
-pub fn parse_server(text: &str) -> Result<SocketAddr, FormError> {
+/// The server field, parsed without touching the network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerField {
+    /// An IP address with a port: dial it.
+    Addr(SocketAddr),
+    /// A host name with a port: resolve it first (off the UI thread, see [`crate::app`]).
+    Host(String, u16),
+}
+
+/// Parses the server field: `IP:PORT`, `[IPv6]:PORT` or `HOST:PORT` (a DNS name made of letters,
+/// digits, `-` and `.`). No lookup happens here.
+pub fn parse_server(text: &str) -> Result<ServerField, FormError> {
     let text = text.trim();
     if let Ok(addr) = text.parse::<SocketAddr>() {
         return if addr.port() == 0 {
             Err(FormError::BadServer)
         } else {
-            Ok(addr)
+            Ok(ServerField::Addr(addr))
         };
     }
-    match text.rsplit_once(':') {
-        Some((host, port)) if host.eq_ignore_ascii_case("localhost") => match port.parse::<u16>() {
-            Ok(p) if p != 0 => Ok(SocketAddr::from(([127, 0, 0, 1], p))),
-            _ => Err(FormError::BadServer),
-        },
-        _ => Err(FormError::BadServer),
+    let (host, port) = text.rsplit_once(':').ok_or(FormError::BadServer)?;
+    let port = match port.parse::<u16>() {
+        Ok(p) if p != 0 => p,
+        _ => return Err(FormError::BadServer),
+    };
+    let host_ok = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        && host.chars().any(|c| c.is_ascii_alphabetic());
+    if host_ok {
+        Ok(ServerField::Host(host.to_string(), port))
+    } else {
+        Err(FormError::BadServer)
+    }
+}
+
+/// Resolves a parsed server field (blocking on DNS for host names: call it off the UI thread).
+/// IPv4 answers are preferred (the relay usually listens on one family).
+pub fn resolve(field: &ServerField) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    match field {
+        ServerField::Addr(a) => Ok(*a),
+        ServerField::Host(host, port) => {
+            let addrs: Vec<SocketAddr> = (host.as_str(), *port)
+                .to_socket_addrs()
+                .map_err(|e| format!("cannot resolve {host}: {e}"))?
+                .collect();
+            addrs
+                .iter()
+                .find(|a| a.is_ipv4())
+                .or_else(|| addrs.first())
+                .copied()
+                .ok_or_else(|| format!("cannot resolve {host}: no addresses"))
+        }
     }
 }
 
@@ -201,8 +247,8 @@ pub fn check_name(name: &str) -> Result<String, FormError> {
     }
 }
 
-/// Validates the whole connect form: the address to dial and the name to send.
-pub fn validate(server: &str, name: &str) -> Result<(SocketAddr, String), FormError> {
+/// Validates the whole connect form: the address to dial (or resolve) and the name to send.
+pub fn validate(server: &str, name: &str) -> Result<(ServerField, String), FormError> {
     Ok((parse_server(server)?, check_name(name)?))
 }
 
@@ -216,18 +262,30 @@ mod tests {
         assert!(parse_server(" [::1]:7400 ").is_ok());
         assert_eq!(
             parse_server("localhost:9").unwrap(),
-            "127.0.0.1:9".parse().unwrap()
+            ServerField::Host("localhost".into(), 9)
+        );
+        assert_eq!(
+            parse_server("relay.example.org:7400").unwrap(),
+            ServerField::Host("relay.example.org".into(), 7400)
         );
         for bad in [
             "",
             "127.0.0.1",
             "127.0.0.1:0",
-            "host:7400",
+            "host name:7400",
             "1.2.3.4:99999",
             "localhost:",
+            ":7400",
+            "a/b:7400",
         ] {
             assert_eq!(parse_server(bad), Err(FormError::BadServer), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn localhost_resolves_without_the_network() {
+        let a = resolve(&ServerField::Host("localhost".into(), 9)).expect("resolves");
+        assert!(a.ip().is_loopback() && a.port() == 9);
     }
 
     #[test]
@@ -243,6 +301,21 @@ mod tests {
         let s: Settings = serde_json_like();
         assert_eq!(s.server, "10.0.0.1:1");
         assert_eq!(s.ptt(), egui::Key::V);
+    }
+
+    #[test]
+    fn user_prefs_are_remembered() {
+        let mut s = Settings::default();
+        s.user_prefs.insert(
+            "bob".into(),
+            UserPrefs {
+                volume: 1.5,
+                muted: true,
+            },
+        );
+        let text = serde_json::to_string(&s).expect("saves");
+        let back: Settings = serde_json::from_str(&text).expect("loads");
+        assert_eq!(back.user_prefs["bob"], s.user_prefs["bob"]);
     }
 
     fn serde_json_like() -> Settings {

@@ -50,8 +50,10 @@ pub struct ChannelNode {
 pub struct ChatLine {
     /// The channel it was said in (`None` for system lines).
     pub channel: Option<ChannelId>,
-    /// Sender name (empty for system lines).
+    /// Sender name as displayed (empty for system lines; duplicates disambiguated, "bob (2)").
     pub from: String,
+    /// We sent it.
+    pub own: bool,
     /// The text.
     pub text: String,
     /// Wall-clock time in Unix milliseconds (relay time for chat, local for system lines).
@@ -72,8 +74,9 @@ pub struct Speaking {
     pub whisper: bool,
 }
 
-/// Local per-user choices (mixing gain and mute), kept while the app runs.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Local per-user choices (mixing gain and mute), remembered by name across sessions.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct UserPrefs {
     /// Gain, 0–4 (1 = unchanged).
     pub volume: f32,
@@ -109,7 +112,8 @@ pub struct SessionState {
     pub chat: Vec<ChatLine>,
     /// Audio notices and errors worth a banner, oldest first.
     pub notices: Vec<String>,
-    /// Audio notices alone (e.g. a device fell back to null), for the audio panel.
+    /// Audio notices alone, in plain language (see [`plain_audio_notice`]); the audio panel shows
+    /// them once the banner is dismissed.
     pub audio_notices: Vec<String>,
     /// Last TCP round trip in ms.
     pub rtt_ms: Option<f64>,
@@ -151,10 +155,15 @@ impl SessionState {
                 );
             }
             Event::Disconnected { reason } => {
-                self.system(format!("disconnected: {reason}"), now_unix_ms);
+                // One chat line per lost connection, not one per failed retry.
+                if matches!(self.status, Status::Connected { .. }) {
+                    self.system(format!("disconnected: {reason}"), now_unix_ms);
+                }
                 self.status = Status::Disconnected { reason };
                 self.speaking.clear();
                 self.my_channel = None;
+                // Nothing measured any more: no stale ping in the status bar.
+                self.rtt_ms = None;
             }
             Event::ChannelList { channels } => {
                 self.channels = channels
@@ -214,16 +223,25 @@ impl SessionState {
             }
             Event::Chat {
                 channel,
+                from,
                 from_name,
                 text,
                 server_time_ms,
-                ..
-            } => self.push_chat(ChatLine {
-                channel: Some(channel),
-                from: from_name,
-                text,
-                unix_ms: server_time_ms,
-            }),
+            } => {
+                let shown = if self.user_name(from).is_some() {
+                    self.display_name(from)
+                } else {
+                    from_name
+                };
+                let own = self.me == Some(from);
+                self.push_chat(ChatLine {
+                    channel: Some(channel),
+                    from: shown,
+                    own,
+                    text,
+                    unix_ms: server_time_ms,
+                });
+            }
             Event::Speaking {
                 session,
                 speaking,
@@ -241,10 +259,15 @@ impl SessionState {
                 self.notice(format!("{command} failed: {reason}"), now_unix_ms);
             }
             Event::AudioNotice { message } => {
-                if self.audio_notices.len() < MAX_NOTICES {
-                    self.audio_notices.push(message.clone());
+                // Shown once, in plain words: in the banner, then (dismissed) in the audio panel.
+                let text = plain_audio_notice(&message);
+                if !self.audio_notices.contains(&text) && self.audio_notices.len() < MAX_NOTICES {
+                    self.audio_notices.push(text.clone());
+                    self.notices.push(text);
+                    if self.notices.len() > MAX_NOTICES {
+                        self.notices.remove(0);
+                    }
                 }
-                self.notice(message, now_unix_ms);
             }
             Event::Error { code, message } => {
                 self.notice(format!("relay refused ({code:?}): {message}"), now_unix_ms);
@@ -274,6 +297,31 @@ impl SessionState {
             .get(&id)
             .map(|n| n.name.clone())
             .unwrap_or_else(|| format!("channel {}", id.0))
+    }
+
+    /// A user's name as shown: the name, or "name (2)", "name (3)" … for later sessions (by
+    /// token order) that share it, so that two "bob"s can be told apart in the tree and the chat.
+    pub fn display_name(&self, session: SessionToken) -> String {
+        let Some(name) = self.user_name(session) else {
+            return format!("#{}", session.0);
+        };
+        let mut same: Vec<SessionToken> = self
+            .channels
+            .values()
+            .flat_map(|n| n.users.iter())
+            .filter(|(_, n)| n.as_str() == name)
+            .map(|(s, _)| *s)
+            .collect();
+        same.sort();
+        match same.iter().position(|s| *s == session) {
+            Some(i) if i > 0 => format!("{name} ({})", i + 1),
+            _ => name.to_string(),
+        }
+    }
+
+    /// True while the tree and statistics describe a live connection.
+    pub fn is_live(&self) -> bool {
+        matches!(self.status, Status::Connected { .. })
     }
 
     /// Local volume and mute of one user.
@@ -307,6 +355,7 @@ impl SessionState {
         self.push_chat(ChatLine {
             channel: None,
             from: String::new(),
+            own: false,
             text,
             unix_ms: now_unix_ms,
         });
@@ -320,6 +369,34 @@ impl SessionState {
             self.notices.remove(0);
         }
     }
+}
+
+/// An engine audio notice in words a new user understands, with advice that fits what is
+/// missing: no microphone means silence is sent (a test tone or WAV file can stand in); no
+/// speaker means nothing is heard (only another output device helps).
+pub fn plain_audio_notice(message: &str) -> String {
+    if message.starts_with("no capture device") {
+        "No microphone could be opened, so others hear silence from you. To send sound anyway, \
+         choose a test tone or a WAV file as Input and press Apply."
+            .into()
+    } else if message.starts_with("no playback device") {
+        "No speaker could be opened, so you will not hear anyone. Plug in or choose another \
+         Output device and press Apply."
+            .into()
+    } else {
+        message.to_string()
+    }
+}
+
+/// Splits an engine disconnect reason ("connect to … failed: …; retrying in 500 ms") into the
+/// reason and the retry delay in milliseconds, if the engine will retry.
+pub fn split_retry(reason: &str) -> (&str, Option<u64>) {
+    if let Some((why, tail)) = reason.rsplit_once("; retrying in ") {
+        if let Some(ms) = tail.strip_suffix(" ms").and_then(|m| m.parse().ok()) {
+            return (why, Some(ms));
+        }
+    }
+    (reason, None)
 }
 
 #[cfg(test)]
@@ -448,6 +525,59 @@ mod tests {
         );
         assert_eq!(s.channel_of(SessionToken(1)), Some(ChannelId(1)));
         assert!(!s.channels.contains_key(&ChannelId(2)));
+    }
+
+    #[test]
+    fn duplicate_names_are_told_apart() {
+        let mut s = welcomed();
+        s.apply_event(
+            Event::UserJoined {
+                channel: ChannelId(1),
+                user: user(9, "bob"),
+            },
+            0,
+        );
+        assert_eq!(s.display_name(SessionToken(5)), "bob");
+        assert_eq!(s.display_name(SessionToken(9)), "bob (2)");
+        s.apply_event(
+            Event::Chat {
+                channel: ChannelId(1),
+                from: SessionToken(9),
+                from_name: "bob".into(),
+                text: "hi".into(),
+                server_time_ms: 0,
+            },
+            0,
+        );
+        assert_eq!(s.chat.last().map(|l| l.from.as_str()), Some("bob (2)"));
+    }
+
+    #[test]
+    fn retry_delay_is_parsed() {
+        assert_eq!(
+            split_retry("connect to 1.2.3.4:5 failed: refused; retrying in 500 ms"),
+            ("connect to 1.2.3.4:5 failed: refused", Some(500))
+        );
+        assert_eq!(split_retry("eof"), ("eof", None));
+    }
+
+    #[test]
+    fn audio_notice_advice_fits_what_is_missing() {
+        let mic = plain_audio_notice("no capture device (x); sending silence");
+        assert!(mic.contains("microphone") && mic.contains("test tone"));
+        let spk = plain_audio_notice("no playback device (x); output discarded");
+        assert!(spk.contains("speaker") && !spk.contains("tone"));
+        let mut s = SessionState::default();
+        for _ in 0..2 {
+            s.apply_event(
+                Event::AudioNotice {
+                    message: "no capture device (x); sending silence".into(),
+                },
+                0,
+            );
+        }
+        assert_eq!(s.notices.len(), 1);
+        assert!(s.chat.is_empty(), "audio notices stay out of the chat");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The connect screen: server address, name, audio choices, and why the last attempt failed.
 //!
-//! Fields are validated live (the Connect button says what is wrong) and again on submit.
+//! Fields are validated live once the user has typed (not before) and again on submit; at most
+//! one problem line is shown. A host name is resolved in the background ("Looking up …").
 
 use egui::RichText;
 
@@ -17,57 +18,94 @@ pub fn show(
 ) -> Action {
     let mut action = Action::None;
     egui::CentralPanel::default().show(ui, |ui| {
-        ui.vertical_centered(|ui| {
-            ui.add_space(40.0);
-            ui.heading("Voice demo");
-            ui.add_space(12.0);
-        });
-        egui::Grid::new("connect")
-            .num_columns(2)
-            .spacing([12.0, 8.0])
-            .show(ui, |ui| {
-                let l = ui.label("Server");
-                ui.add(
+        egui::ScrollArea::vertical()
+            .auto_shrink([false, false])
+            .show(ui, |ui| action = form_ui(ui, form, settings, devices));
+    });
+    action
+}
+
+fn form_ui(
+    ui: &mut egui::Ui,
+    form: &mut ConnectForm,
+    settings: &mut Settings,
+    devices: Option<&(Vec<String>, Vec<String>)>,
+) -> Action {
+    let mut action = Action::None;
+    ui.vertical_centered(|ui| {
+        ui.add_space(16.0);
+        ui.heading("Voice demo");
+        ui.add_space(12.0);
+    });
+    egui::Grid::new("connect")
+        .num_columns(2)
+        .spacing([12.0, 8.0])
+        .show(ui, |ui| {
+            let l = ui.label("Server");
+            let server = ui
+                .add(
                     egui::TextEdit::singleline(&mut settings.server)
-                        .hint_text("127.0.0.1:7400")
+                        .hint_text("127.0.0.1:7400 or host:port")
                         .desired_width(240.0),
                 )
                 .labelled_by(l.id);
-                ui.end_row();
-                let l = ui.label("Name");
-                let name = ui
-                    .add(
-                        egui::TextEdit::singleline(&mut settings.name)
-                            .hint_text("your name")
-                            .desired_width(240.0),
-                    )
-                    .labelled_by(l.id);
-                if name.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter)) {
-                    action = Action::Connect;
-                }
-                ui.end_row();
-                ui.label("Transmit");
-                ui.horizontal(|ui| {
-                    ui.radio_value(&mut settings.mode, Mode::PushToTalk, "Push to talk");
-                    ui.radio_value(&mut settings.mode, Mode::VoiceActivity, "Voice activity");
-                    ui.radio_value(&mut settings.mode, Mode::Continuous, "Always");
-                });
-                ui.end_row();
+            if server.changed() {
+                form.touched = true;
+                form.error = None;
+            }
+            ui.end_row();
+            let l = ui.label("Name");
+            let name = ui
+                .add(
+                    egui::TextEdit::singleline(&mut settings.name)
+                        .hint_text("your name")
+                        .desired_width(240.0),
+                )
+                .labelled_by(l.id);
+            if name.changed() {
+                form.touched = true;
+                form.error = None;
+            }
+            if name.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter)) {
+                action = Action::Connect;
+            }
+            ui.end_row();
+            ui.label("Transmit");
+            ui.horizontal(|ui| {
+                ui.radio_value(&mut settings.mode, Mode::PushToTalk, "Push to talk");
+                ui.radio_value(&mut settings.mode, Mode::VoiceActivity, "Voice activity");
+                ui.radio_value(&mut settings.mode, Mode::Continuous, "Always");
             });
-        ui.add_space(8.0);
-        controls::device_pickers(ui, settings, devices);
-        ui.add_space(12.0);
-        let problem = settings::validate(&settings.server, &settings.name).err();
-        if let Some(p) = &problem {
-            ui.label(RichText::new(p.to_string()).color(WARN));
-        }
-        if ui.button("Connect").clicked() {
+            ui.end_row();
+        });
+    ui.add_space(8.0);
+    controls::device_pickers(ui, settings, devices, true);
+    ui.add_space(12.0);
+    // One line at most: the reason the last attempt failed, else (once typed into) what is
+    // wrong with the form now.
+    let problem = settings::validate(&settings.server, &settings.name)
+        .err()
+        .map(|e| e.to_string());
+    let busy = form.resolving.is_some();
+    ui.horizontal(|ui| {
+        if ui
+            .add_enabled(!busy, egui::Button::new("Connect"))
+            .clicked()
+        {
             action = Action::Connect;
         }
-        if let Some(e) = &form.error {
-            ui.add_space(8.0);
-            ui.label(RichText::new(format!("Could not connect: {e}")).color(WARN));
+        if let Some((host, _)) = &form.resolving {
+            ui.spinner();
+            ui.label(format!("Looking up {host}…"));
         }
     });
+    if let Some(e) = form
+        .error
+        .as_ref()
+        .or(problem.as_ref().filter(|_| form.touched))
+    {
+        ui.add_space(4.0);
+        ui.add(egui::Label::new(RichText::new(e).color(WARN)).wrap());
+    }
     action
 }

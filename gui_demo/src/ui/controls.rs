@@ -2,7 +2,7 @@
 //! deafen, the input level meter, and the capture / playback choice (a device, or a file / tone /
 //! null fallback where there is no device).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use egui::{Color32, RichText};
 use voice_client::VadConfig;
@@ -17,6 +17,19 @@ const METER_FLOOR_DBFS: f32 = -60.0;
 
 /// Draws the controls. Returns true when the user asked to restart audio with new devices.
 pub fn show(
+    ui: &mut egui::Ui,
+    session: &mut Session,
+    settings: &mut Settings,
+    devices: Option<&(Vec<String>, Vec<String>)>,
+) -> bool {
+    // Shrinks horizontally: a side panel would otherwise grow to fill the window.
+    egui::ScrollArea::vertical()
+        .auto_shrink([true, false])
+        .show(ui, |ui| controls(ui, session, settings, devices))
+        .inner
+}
+
+fn controls(
     ui: &mut egui::Ui,
     session: &mut Session,
     settings: &mut Settings,
@@ -65,13 +78,15 @@ pub fn show(
     ui.add_space(8.0);
     ui.heading("Audio devices");
     ui.separator();
-    for n in &session.state.audio_notices {
-        ui.label(RichText::new(n).color(WARN));
+    // Audio notices are shown once: in the banner until dismissed, then here by the pickers.
+    if session.notices_seen >= session.state.notices.len() {
+        for n in &session.state.audio_notices {
+            ui.add(egui::Label::new(RichText::new(n).color(WARN)).wrap());
+        }
     }
-    if !session.state.audio_notices.is_empty() {
-        ui.weak("Pick a test tone, a WAV file or none below and apply to send something.");
-    }
-    if device_pickers(ui, settings, devices) {
+    // The engine's notice already says what is missing: no second hint from the device list.
+    let hint = session.state.audio_notices.is_empty();
+    if device_pickers(ui, settings, devices, hint) {
         session.audio_dirty = true;
     }
     if session.audio_dirty {
@@ -114,18 +129,31 @@ fn level_meter(ui: &mut egui::Ui, session: &Session, settings: &Settings) {
     };
     ui.horizontal(|ui| {
         ui.label("Level");
-        let bar = egui::ProgressBar::new(fraction)
-            .fill(colour)
-            .text(format!("{db:.0} dBFS"))
-            .desired_width(ui.available_width());
-        let r = ui.add(bar);
-        if settings.mode == Mode::VoiceActivity {
-            let x = r.rect.left()
-                + r.rect.width()
-                    * ((settings.vad_threshold_dbfs - METER_FLOOR_DBFS) / -METER_FLOOR_DBFS)
-                        .clamp(0.0, 1.0);
-            ui.painter().vline(x, r.rect.y_range(), (2.0, WARN));
-        }
+        // The number sits beside the bar in the normal text colour (never pale on green, never
+        // under the gate marker).
+        let text = if db <= METER_FLOOR_DBFS {
+            format!("≤{METER_FLOOR_DBFS:.0} dB")
+        } else {
+            format!("{db:.0} dB")
+        };
+        // Right to left: the number takes what it needs, the bar the rest (never more, so the
+        // panel does not creep wider frame by frame).
+        ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+            ui.add(egui::Label::new(RichText::new(text).monospace()).extend());
+            let width = (ui.available_width() - 2.0).max(20.0);
+            let (rect, _) = ui.allocate_exact_size(egui::vec2(width, 12.0), egui::Sense::hover());
+            let painter = ui.painter();
+            painter.rect_filled(rect, 3.0, ui.visuals().extreme_bg_color);
+            let mut filled = rect;
+            filled.set_width(rect.width() * fraction);
+            painter.rect_filled(filled, 3.0, colour);
+            if settings.mode == Mode::VoiceActivity {
+                let gate = ((settings.vad_threshold_dbfs - METER_FLOOR_DBFS) / -METER_FLOOR_DBFS)
+                    .clamp(0.0, 1.0);
+                let x = rect.left() + rect.width() * gate;
+                painter.vline(x, rect.expand(2.0).y_range(), (2.0, WARN));
+            }
+        });
     });
     let state = if session.muted {
         RichText::new("muted").color(WARN)
@@ -137,23 +165,27 @@ fn level_meter(ui: &mut egui::Ui, session: &Session, settings: &Settings) {
     ui.label(state);
 }
 
-/// Capture and playback pickers (shared with the connect screen). Returns true on a change.
+/// Capture and playback pickers (shared with the connect screen). With `hint`, says which device
+/// kinds were not found. Returns true on a change.
 pub fn device_pickers(
     ui: &mut egui::Ui,
     settings: &mut Settings,
     devices: Option<&(Vec<String>, Vec<String>)>,
+    hint: bool,
 ) -> bool {
     let mut changed = false;
     let (inputs, outputs) = match devices {
         Some((i, o)) => (i.as_slice(), o.as_slice()),
         None => (&[][..], &[][..]),
     };
+    // Combo boxes fit the panel (the connect screen and a narrow side panel alike).
+    let combo_w = (ui.available_width() - 70.0).clamp(90.0, 180.0);
     let mut input = settings.input.clone();
     ui.horizontal(|ui| {
         let l = ui.label("Input");
         egui::ComboBox::from_id_salt("input_device")
             .selected_text(input.label())
-            .width(180.0)
+            .width(combo_w)
             .show_ui(ui, |ui| {
                 ui.selectable_value(&mut input, InputChoice::Device(None), "default device");
                 for d in inputs {
@@ -170,17 +202,24 @@ pub fn device_pickers(
             .labelled_by(l.id);
     });
     if let InputChoice::Wav(path) = &mut input {
-        let mut text = path.display().to_string();
+        // The text is kept as typed (in egui's memory): rebuilding it from the `PathBuf` every
+        // frame would drop a trailing "/" ("/tmp/" == "/tmp" as paths), eating each slash typed.
+        let id = ui.scope_id().with("wav_path_text");
+        let mut text: String = ui
+            .data(|d| d.get_temp::<String>(id))
+            .filter(|t| Path::new(t) == path.as_path())
+            .unwrap_or_else(|| path.display().to_string());
         ui.horizontal(|ui| {
             let l = ui.label("WAV path");
             if ui
-                .text_edit_singleline(&mut text)
+                .add(egui::TextEdit::singleline(&mut text).desired_width(ui.available_width()))
                 .labelled_by(l.id)
                 .changed()
             {
                 *path = PathBuf::from(&text);
             }
         });
+        ui.data_mut(|d| d.insert_temp(id, text));
     }
     if input != settings.input {
         settings.input = input;
@@ -191,7 +230,7 @@ pub fn device_pickers(
         let l = ui.label("Output");
         egui::ComboBox::from_id_salt("output_device")
             .selected_text(output.label())
-            .width(180.0)
+            .width(combo_w)
             .show_ui(ui, |ui| {
                 ui.selectable_value(&mut output, OutputChoice::Device(None), "default device");
                 for d in outputs {
@@ -210,21 +249,26 @@ pub fn device_pickers(
         None => {
             ui.weak("Looking for audio devices…");
         }
-        Some((i, o)) if i.is_empty() || o.is_empty() => {
-            let what = match (i.is_empty(), o.is_empty()) {
-                (true, true) => "No audio devices found",
-                (true, false) => "No capture device found",
-                _ => "No playback device found",
+        Some((i, o)) => {
+            // Only about what the user relies on: a missing microphone does not matter while a
+            // test tone plays, a missing speaker not when "none" was chosen.
+            let no_mic = i.is_empty() && matches!(settings.input, InputChoice::Device(_));
+            let no_speaker = o.is_empty() && matches!(settings.output, OutputChoice::Device(_));
+            let what = match (no_mic, no_speaker) {
+                (true, true) => {
+                    "No microphone and no speaker found. You can still connect: choose a test \
+                     tone or a WAV file to send sound; you will not hear others."
+                }
+                (true, false) => {
+                    "No microphone found. Choose a test tone or a WAV file to send sound."
+                }
+                (false, true) => "No speaker found: you can talk, but you will not hear others.",
+                (false, false) => "",
             };
-            ui.label(
-                RichText::new(format!(
-                    "{what}. A missing device falls back to silence / discard; pick a test tone \
-                     or a WAV file to send something."
-                ))
-                .color(WARN),
-            );
+            if hint && !what.is_empty() {
+                ui.add(egui::Label::new(RichText::new(what).color(WARN)).wrap());
+            }
         }
-        Some(_) => {}
     }
     changed
 }

@@ -1,12 +1,38 @@
 //! The diagnostics overlay (F3 or the status-bar button): relay address and session token, TCP
 //! ping, and per sender the jitter-buffer depth, loss % over the last 10 s, late and concealed
 //! frames and FEC recoveries, as numbers and plotted over the last minute.
+//!
+//! Each sender has one colour ([`sender_colour`]) in the table and in every plot; the legends sit
+//! beside the plots (never over the data), and senders who left are gone from both (the history
+//! keeps only senders the engine still reports).
 
-use egui::RichText;
-use egui_plot::{Corner, Legend, Line, Plot, PlotPoints};
+use egui::{Color32, RichText};
+use egui_plot::{Line, LineStyle, Plot, PlotPoints};
+use voice_client::SessionToken;
 
 use crate::app::Session;
 use crate::history::{Series, WINDOW_S};
+
+/// Width of the legend column beside each plot.
+const LEGEND_W: f32 = 130.0;
+
+/// One colour per sender, the same in the table and every plot (by session token).
+pub fn sender_colour(session: SessionToken) -> Color32 {
+    const PALETTE: [Color32; 8] = [
+        Color32::from_rgb(86, 180, 233),
+        Color32::from_rgb(230, 159, 0),
+        Color32::from_rgb(0, 158, 115),
+        Color32::from_rgb(204, 121, 167),
+        Color32::from_rgb(240, 228, 66),
+        Color32::from_rgb(213, 94, 0),
+        Color32::from_rgb(160, 160, 255),
+        Color32::from_rgb(200, 200, 200),
+    ];
+    PALETTE[session.0 as usize % PALETTE.len()]
+}
+
+/// The colour of the ping line (no sender).
+const PING: Color32 = Color32::from_rgb(120, 200, 255);
 
 /// The overlay window's title (tests look for it).
 pub const TITLE: &str = "Diagnostics";
@@ -49,12 +75,15 @@ fn summary(ui: &mut egui::Ui, session: &Session) {
             ui.monospace(st.me.map_or("-".into(), |s| s.0.to_string()));
             ui.end_row();
             ui.label("TCP ping");
-            let rtt = latest.and_then(|s| s.rtt_ms).or(st.rtt_ms);
+            // A lost connection has no ping: the last value would read as live.
+            let live = st.is_live();
+            let rtt = latest.and_then(|s| s.rtt_ms).or(st.rtt_ms).filter(|_| live);
             ui.monospace(rtt.map_or("-".into(), |ms| format!("{ms:.1} ms")));
             ui.label("UDP ping");
             ui.monospace(
                 latest
                     .and_then(|s| s.udp_rtt_ms)
+                    .filter(|_| live)
                     .map_or("-".into(), |ms| format!("{ms:.1} ms")),
             );
             ui.end_row();
@@ -107,11 +136,11 @@ fn senders_table(ui: &mut egui::Ui, session: &Session) {
                 } else {
                     r.name.clone()
                 };
-                ui.label(if r.speaking {
-                    RichText::new(name).color(crate::ui::SPEAKING)
-                } else {
-                    RichText::new(name)
-                });
+                let mut text = RichText::new(name).color(sender_colour(r.session));
+                if r.speaking {
+                    text = text.strong();
+                }
+                ui.label(text);
                 ui.monospace(s.buffer_depth.to_string());
                 ui.monospace(format!("{:.1} %", s.loss_percent_10s));
                 ui.monospace(format!("{:.1} ms", s.jitter_ms));
@@ -124,44 +153,106 @@ fn senders_table(ui: &mut egui::Ui, session: &Session) {
         });
 }
 
-fn points(series: &Series, now: f64) -> PlotPoints<'static> {
+fn points(series: &Series, now: f64) -> Vec<[f64; 2]> {
     series.iter().map(|[t, v]| [t - now, *v]).collect()
 }
 
-fn plot(ui: &mut egui::Ui, id: &str, y_label: &str, lines: Vec<(String, PlotPoints<'static>)>) {
+/// One plotted line: legend text, colour, style, points.
+struct Trace {
+    name: String,
+    colour: Color32,
+    style: LineStyle,
+    points: Vec<[f64; 2]>,
+}
+
+fn plot(ui: &mut egui::Ui, id: &str, y_label: &str, traces: Vec<Trace>, key: &[(&str, LineStyle)]) {
     ui.label(RichText::new(id).strong());
-    // Room for the legend: one row per line (click an entry to hide it).
-    let height = (lines.len() as f32 * 18.0 + 20.0).max(105.0);
-    Plot::new(id)
-        .height(height)
-        .legend(Legend::default().position(Corner::LeftTop))
-        .include_x(-WINDOW_S)
-        .include_x(0.0)
-        .include_y(0.0)
-        .allow_drag(false)
-        .allow_zoom(false)
-        .allow_scroll(false)
-        .x_axis_label("seconds ago")
-        .y_axis_label(y_label)
-        .show(ui, |p| {
-            for (name, pts) in lines {
-                p.line(Line::new(name, pts));
+    ui.horizontal_top(|ui| {
+        let width = (ui.available_width() - LEGEND_W - 8.0).max(120.0);
+        Plot::new(id)
+            .width(width)
+            .height(105.0)
+            .include_x(-WINDOW_S)
+            .include_x(0.0)
+            .include_y(0.0)
+            .allow_drag(false)
+            .allow_zoom(false)
+            .allow_scroll(false)
+            .x_axis_label("seconds ago")
+            .y_axis_label(y_label)
+            .show(ui, |p| {
+                for t in &traces {
+                    p.line(
+                        Line::new(t.name.clone(), PlotPoints::from(t.points.clone()))
+                            .color(t.colour)
+                            .style(t.style),
+                    );
+                }
+            });
+        // The legend beside the plot: one row per sender (and a key for the line styles).
+        ui.vertical(|ui| {
+            ui.set_width(LEGEND_W);
+            let mut seen = Vec::new();
+            for t in &traces {
+                if seen.contains(&t.name) {
+                    continue;
+                }
+                seen.push(t.name.clone());
+                ui.horizontal(|ui| {
+                    let (rect, _) =
+                        ui.allocate_exact_size(egui::vec2(14.0, 10.0), egui::Sense::hover());
+                    ui.painter()
+                        .hline(rect.x_range(), rect.center().y, (3.0, t.colour));
+                    ui.add(egui::Label::new(RichText::new(&t.name).small()).truncate());
+                });
+            }
+            for (what, style) in key {
+                ui.weak(format!("{} {what}", style_mark(*style)));
             }
         });
+    });
+}
+
+fn style_mark(style: LineStyle) -> &'static str {
+    match style {
+        LineStyle::Solid => "——",
+        LineStyle::Dashed { .. } => "- -",
+        LineStyle::Dotted { .. } => "···",
+    }
+}
+
+fn sender_name(s: &crate::history::SenderSeries, who: SessionToken) -> String {
+    if s.name.is_empty() {
+        format!("#{}", who.0)
+    } else {
+        s.name.clone()
+    }
 }
 
 fn plots(ui: &mut egui::Ui, session: &Session, now: f64) {
     let h = &session.history;
+    let live = session.state.is_live();
     plot(
         ui,
         "TCP ping",
         "ms",
-        vec![("rtt".into(), points(&h.rtt_ms, now))],
+        vec![Trace {
+            name: if live { "ping" } else { "ping (disconnected)" }.into(),
+            colour: PING,
+            style: LineStyle::Solid,
+            points: points(&h.rtt_ms, now),
+        }],
+        &[],
     );
     let per_sender = |f: &dyn Fn(&crate::history::SenderSeries) -> &Series| {
         h.senders
-            .values()
-            .map(|s| (s.name.clone(), points(f(s), now)))
+            .iter()
+            .map(|(who, s)| Trace {
+                name: sender_name(s, *who),
+                colour: sender_colour(*who),
+                style: LineStyle::Solid,
+                points: points(f(s), now),
+            })
             .collect::<Vec<_>>()
     };
     plot(
@@ -169,21 +260,39 @@ fn plots(ui: &mut egui::Ui, session: &Session, now: f64) {
         "Jitter-buffer depth",
         "packets",
         per_sender(&|s| &s.depth),
+        &[],
     );
-    plot(ui, "Loss over 10 s", "%", per_sender(&|s| &s.loss_percent));
+    plot(
+        ui,
+        "Loss over 10 s",
+        "%",
+        per_sender(&|s| &s.loss_percent),
+        &[],
+    );
+    // One colour per sender, one line style per kind of event.
+    let late = LineStyle::Solid;
+    let concealed = LineStyle::Dashed { length: 6.0 };
+    let fec = LineStyle::Dotted { spacing: 4.0 };
     let mut events = Vec::new();
-    for s in h.senders.values() {
-        events.push((format!("{} late", s.name), points(&s.late_per_s, now)));
-        events.push((
-            format!("{} concealed", s.name),
-            points(&s.concealed_per_s, now),
-        ));
-        events.push((format!("{} FEC", s.name), points(&s.fec_per_s, now)));
+    for (who, s) in &h.senders {
+        for (series, style) in [
+            (&s.late_per_s, late),
+            (&s.concealed_per_s, concealed),
+            (&s.fec_per_s, fec),
+        ] {
+            events.push(Trace {
+                name: sender_name(s, *who),
+                colour: sender_colour(*who),
+                style,
+                points: points(series, now),
+            });
+        }
     }
     plot(
         ui,
         "Late / concealed / FEC-recovered frames",
         "per s",
         events,
+        &[("late", late), ("concealed", concealed), ("FEC", fec)],
     );
 }

@@ -1,5 +1,9 @@
 //! The channel tree: channels (click to join) and their users with speaking indicators and a
 //! per-user context menu (whisper toggle, hold-to-whisper binding, local mute, volume).
+//!
+//! Names are shown disambiguated ("bob (2)"); local volume and mute are remembered by name in
+//! the settings. While the connection is down the tree is drawn greyed out: it is the last
+//! known state, not the current one.
 
 use egui::{RichText, Sense};
 use voice_client::SessionToken;
@@ -10,13 +14,17 @@ use crate::settings::Settings;
 use crate::ui::{dot, SPEAKING, WHISPER};
 
 /// Draws the tree.
-pub fn show(ui: &mut egui::Ui, session: &mut Session, settings: &Settings) {
+pub fn show(ui: &mut egui::Ui, session: &mut Session, settings: &mut Settings) {
     ui.heading("Channels");
     ui.separator();
     // A snapshot: the rows below may send commands through `session` while we iterate.
     let channels = session.state.channels.clone();
     if channels.is_empty() {
         ui.weak("(waiting for the channel list)");
+    }
+    if !session.state.is_live() && !channels.is_empty() {
+        ui.add(egui::Label::new(RichText::new("Not connected: last known state").italics()).wrap());
+        ui.disable();
     }
     egui::ScrollArea::vertical().show(ui, |ui| {
         for (id, node) in channels {
@@ -34,7 +42,8 @@ pub fn show(ui: &mut egui::Ui, session: &mut Session, settings: &Settings) {
             }
             ui.indent(("channel", id.0), |ui| {
                 for (who, name) in &node.users {
-                    user_row(ui, session, settings, *who, name);
+                    let shown = session.state.display_name(*who);
+                    user_row(ui, session, settings, *who, name, &shown);
                 }
             });
         }
@@ -44,9 +53,10 @@ pub fn show(ui: &mut egui::Ui, session: &mut Session, settings: &Settings) {
 fn user_row(
     ui: &mut egui::Ui,
     session: &mut Session,
-    settings: &Settings,
+    settings: &mut Settings,
     who: SessionToken,
     name: &str,
+    shown: &str,
 ) {
     let me = session.state.me == Some(who);
     let speaking = session.state.speaking.get(&who).copied();
@@ -58,7 +68,7 @@ fn user_row(
             None => ui.visuals().weak_text_color().gamma_multiply(0.4),
         };
         dot(ui, colour);
-        let mut text = RichText::new(name);
+        let mut text = RichText::new(shown);
         if me {
             text = text.strong();
         }
@@ -68,6 +78,8 @@ fn user_row(
         }
         if prefs.muted {
             ui.weak("(muted)");
+        } else if (prefs.volume - 1.0).abs() > 0.005 {
+            ui.weak(format!("({:.0} %)", prefs.volume * 100.0));
         }
         if session.whisper_toggle == Some(who) {
             ui.label(RichText::new("whisper").color(WHISPER).small());
@@ -75,18 +87,19 @@ fn user_row(
         if me {
             return;
         }
-        r.context_menu(|ui| user_menu(ui, session, settings, who, name));
+        r.context_menu(|ui| user_menu(ui, session, settings, who, name, shown));
     });
 }
 
 fn user_menu(
     ui: &mut egui::Ui,
     session: &mut Session,
-    settings: &Settings,
+    settings: &mut Settings,
     who: SessionToken,
     name: &str,
+    shown: &str,
 ) {
-    ui.label(RichText::new(name).strong());
+    ui.label(RichText::new(shown).strong());
     ui.separator();
     let mut on = session.whisper_toggle == Some(who);
     if ui.checkbox(&mut on, "Whisper (toggle)").changed() {
@@ -111,6 +124,14 @@ fn user_menu(
     );
     if r.changed() {
         session.send(Request::UserVolume(who, prefs.volume));
+    }
+    if prefs != session.state.prefs(who) {
+        // Remembered by name for the next session (the token changes on every connect).
+        if prefs == crate::state::UserPrefs::default() {
+            settings.user_prefs.remove(name);
+        } else {
+            settings.user_prefs.insert(name.to_string(), prefs);
+        }
     }
     session.state.prefs.insert(who, prefs);
 }
