@@ -14,7 +14,10 @@ fuzz_target!(|data: &[u8]| {
     let Ok(span) = dred.parse(packet, frames_wanted) else {
         return;
     };
-    assert!(span.frames() <= usize::from(MAX_DRED_DURATION) / 2 + 1, "{span:?}");
+    assert!(
+        span.frames() <= usize::from(MAX_DRED_DURATION) / 2 + 1,
+        "{span:?}"
+    );
     let mut dec = Decoder::new().expect("decoder");
     let mut out = [0i16; FRAME_SAMPLES];
     for back in (1..=span.frames().min(frames_wanted)).rev() {
