@@ -176,8 +176,6 @@ pub struct Receiver {
     n_pops: usize,
     /// The talker's recent level (RMS of active frames, slowly decaying).
     level: f64,
-    /// Decoded frames since the last pause (see [`StretchStatus::since_quiet`]).
-    since_quiet: u32,
     /// Consecutive silent decoded frames.
     silent_run: u32,
     /// The DRED decoder (None: DRED recovery off).
@@ -208,7 +206,6 @@ impl Receiver {
             smoothed_slack: None,
             n_pops: 0,
             level: 0.0,
-            since_quiet: 0,
             silent_run: 0,
             dred: Some(Box::new(DredRecovery::new()?)),
             dred_parsed: None,
@@ -408,16 +405,10 @@ impl Receiver {
             FrameClass::Silent => self.silent_run.saturating_add(1),
             _ => 0,
         };
-        self.since_quiet = if self.silent_run >= decision::MIN_SILENT_RUN {
-            0
-        } else {
-            self.since_quiet.saturating_add(1)
-        };
         let status = StretchStatus {
             excess_us,
             class,
             since_voiced_stretch: self.since_voiced_stretch,
-            since_quiet: self.since_quiet,
             silent_run: self.silent_run,
         };
         let samples = |us: i64| {

@@ -6,7 +6,7 @@ use voice_core::sim::run::{run, SimConfig};
 
 #[test]
 fn drift_does_not_creep_over_ten_minutes() {
-    let samples = speechlike(600.0);
+    let samples = speechlike_with_pauses(600.0);
     let packets = samples.len().div_ceil(voice_core::FRAME_SAMPLES);
     for profile in ["drift", "drift-slow"] {
         let trace = NetworkProfile::builtin(profile)

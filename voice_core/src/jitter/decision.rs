@@ -139,8 +139,6 @@ pub struct StretchStatus {
     pub class: FrameClass,
     /// Frames since the last time voiced speech was time-scaled.
     pub since_voiced_stretch: u32,
-    /// Frames since the last pause (a frame deep enough into silence for delay to move there).
-    pub since_quiet: u32,
     /// Consecutive silent frames up to and including this one (0 for a frame that is not silent).
     pub silent_run: u32,
 }
@@ -167,9 +165,6 @@ pub const SHRINK_SILENCE_US: i64 = 5_000;
 pub const GROW_SILENCE_US: i64 = 5_000;
 /// Excess delay above which voiced speech is accelerated too (far above target).
 pub const ACCELERATE_US: i64 = 100_000;
-/// Speech that has run this many frames without a pause gets its (smaller) excess removed by
-/// acceleration too, at the slow rate [`VOICED_SLOW_EVERY`].
-pub const NO_PAUSE_FRAMES: u32 = 50;
 /// Deficit beyond which voiced speech is expanded (below the target the next packets are at risk).
 pub const EXPAND_VOICED_US: i64 = 5_000;
 /// At most one voiced time-scaling per this many frames.
@@ -180,8 +175,6 @@ pub const VOICED_EVERY: u32 = 4;
 pub const VOICED_FAST_EVERY: u32 = 2;
 /// Silent frames in a row before delay moves in silence (a pause, not a gap between syllables).
 pub const MIN_SILENT_RUN: u32 = 8;
-/// At most one voiced time-scaling per this many frames when the need is not urgent.
-pub const VOICED_SLOW_EVERY: u32 = 6;
 
 /// Decides whether and how to time-scale a decoded frame.
 pub fn decide_stretch(s: &StretchStatus) -> StretchOp {
@@ -192,12 +185,6 @@ pub fn decide_stretch(s: &StretchStatus) -> StretchOp {
         return StretchOp::ShrinkSilence;
     }
     if s.excess_us >= ACCELERATE_US && s.since_voiced_stretch >= VOICED_FAST_EVERY {
-        return StretchOp::Accelerate;
-    }
-    if s.excess_us >= SHRINK_SILENCE_US
-        && s.since_quiet >= NO_PAUSE_FRAMES
-        && s.since_voiced_stretch >= VOICED_SLOW_EVERY
-    {
         return StretchOp::Accelerate;
     }
     if s.excess_us <= -GROW_SILENCE_US && quiet {
@@ -345,7 +332,6 @@ mod tests {
             excess_us: excess_ms * 1000,
             class,
             since_voiced_stretch: since,
-            since_quiet: 10,
             silent_run: match class {
                 Silent => MIN_SILENT_RUN,
                 _ => 0,
@@ -373,15 +359,5 @@ mod tests {
             ..s(30, Silent, 10)
         };
         assert_eq!(decide_stretch(&between_words), StretchOp::None);
-        let long_speech = StretchStatus {
-            since_quiet: NO_PAUSE_FRAMES,
-            ..s(30, Active, VOICED_SLOW_EVERY)
-        };
-        assert_eq!(decide_stretch(&long_speech), StretchOp::Accelerate);
-        let recent = StretchStatus {
-            since_voiced_stretch: VOICED_SLOW_EVERY - 1,
-            ..long_speech
-        };
-        assert_eq!(decide_stretch(&recent), StretchOp::None);
     }
 }

@@ -20,3 +20,16 @@ pub fn speechlike(seconds: f64) -> Vec<i16> {
         })
         .collect()
 }
+
+/// [`speechlike`] with the pauses real speech has: 400 ms of silence after every 1.6 s of voice
+/// (where a receiver can move its delay without time-scaling voiced sound).
+pub fn speechlike_with_pauses(seconds: f64) -> Vec<i16> {
+    let mut x = speechlike(seconds);
+    let rate = SAMPLE_RATE as usize;
+    for (i, s) in x.iter_mut().enumerate() {
+        if i % (2 * rate) >= rate * 16 / 10 {
+            *s = 0;
+        }
+    }
+    x
+}

@@ -79,7 +79,7 @@ pub fn pop(b: &mut JitterBuffer, now: Time) -> Option<Result<u64, u64>> {
 }
 
 #[allow(unused_imports)]
-pub use voice_core::sim::signal::speechlike;
+pub use voice_core::sim::signal::{speechlike, speechlike_with_pauses};
 
 /// A trace of `packets` packets sent every 20 ms, arriving after `delay_ms(k)` (never lost).
 pub fn trace_with(
