@@ -25,6 +25,20 @@ fn lobby(users: &[(u32, &str)]) -> ChannelInfo {
     }
 }
 
+/// The relay tells `e` that `session` joined its channel (the Lobby).
+fn joins_lobby(e: &mut Engine, now: Time, session: u32, name: &str) {
+    e.handle_control(
+        now,
+        ServerMessage::UserJoined {
+            channel: ChannelId(1),
+            user: UserInfo {
+                session: SessionToken(session),
+                name: name.into(),
+            },
+        },
+    );
+}
+
 fn drain_control(e: &mut Engine) -> Vec<ClientMessage> {
     std::iter::from_fn(|| e.poll_control()).collect()
 }
@@ -141,16 +155,7 @@ fn voice_flows_between_two_engines_and_is_mixed() {
     let t0 = Time::from_millis(0);
     let mut a = connected(1, "alice", t0);
     let mut b = connected(2, "bob", t0);
-    b.handle_control(
-        t0,
-        ServerMessage::UserJoined {
-            channel: ChannelId(1),
-            user: UserInfo {
-                session: SessionToken(1),
-                name: "alice".into(),
-            },
-        },
-    );
+    joins_lobby(&mut b, t0, 1, "alice");
     let mut heard = Vec::new();
     let mut out = [0i16; FRAME_SAMPLES];
     for k in 0..100u64 {
@@ -451,16 +456,7 @@ fn a_leaving_sender_is_played_out_and_no_ghost_comes_back() {
     let t0 = Time::from_millis(0);
     let mut a = connected(1, "alice", t0);
     let mut b = connected(2, "bob", t0);
-    b.handle_control(
-        t0,
-        ServerMessage::UserJoined {
-            channel: ChannelId(1),
-            user: UserInfo {
-                session: SessionToken(1),
-                name: "alice".into(),
-            },
-        },
-    );
+    joins_lobby(&mut b, t0, 1, "alice");
     let mut heard = Vec::new();
     talk(&mut a, &mut b, 0, 50, &mut heard);
     // Alice says three more frames that bob has received but not yet played, then leaves.
