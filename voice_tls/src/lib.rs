@@ -1,7 +1,7 @@
 //! `voice_tls`: TLS 1.3 for the control (TCP) connection of the voice engine.
 //!
 //! The relay and the client both run non-blocking `mio` loops, so neither can use a blocking TLS
-//! stream. [`TlsStream`] drives a rustls [`Connection`] over any non-blocking `Read + Write`
+//! stream. [`TlsStream`] drives a rustls [`Connection`](rustls::Connection) over any non-blocking `Read + Write`
 //! socket in the style of rustls's `tlsserver-mio` example: `read` pulls TLS records with
 //! `read_tls`, runs `process_new_packets` and hands out plaintext; `write` first flushes the TLS
 //! bytes still waiting for the socket (answering `WouldBlock` while any remain, so at most one
