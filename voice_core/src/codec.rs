@@ -48,7 +48,7 @@ pub fn loss_hint(worst_reported_permille: Option<u16>) -> u8 {
 pub const MAX_DRED_DURATION: u8 = 104;
 
 /// Reported loss (1/1000) from which senders switch from in-band FEC to DRED (see [`loss_plan`]).
-pub const DRED_FROM_PERMILLE: u16 = 100;
+pub const DRED_FROM_PERMILLE: u16 = 200;
 
 /// The bitrate target (bits/s) an encoder carrying DRED is held to (a lower target is kept).
 ///
@@ -67,15 +67,17 @@ pub const DRED_MAX_BITRATE: u32 = 28_000;
 /// the DRED history and the bitrate cap. Apply with [`LossPlan::apply_to`] + [`Encoder::apply`]
 /// and [`Encoder::set_dred_duration`].
 ///
-/// * No report yet, or under 10 % loss: no DRED; in-band FEC and the hint [`loss_hint`] gives.
+/// * No report yet, or under 20 % loss: no DRED; in-band FEC and the hint [`loss_hint`] gives.
 ///   DRED's initial state and signalling ride in every packet (~7–10 kb/s at these rates), which a
 ///   clean path should not pay; isolated losses and short bursts are covered by FEC, the stall
 ///   logic of the receive path and deep PLC.
-/// * 10 % and more ([`DRED_FROM_PERMILLE`]): DRED replaces in-band FEC, 400 ms of history (hint
+/// * 20 % and more ([`DRED_FROM_PERMILLE`]): DRED replaces in-band FEC, 400 ms of history (hint
 ///   40), the target held to [`DRED_MAX_BITRATE`]: +18 % / −2 % bytes on the speech-like signal /
 ///   espeak-ng speech against 32 kb/s with FEC at a 5 % hint, reaching ~400 ms back.
 ///
-/// Why not from 1 %: on the benchmark's bursty (Gilbert-Elliott ~8 %) and LTE classes (3 seeds ×
+/// Why not from 1 % or 10 %: with DRED from 10 %, the bursty class (where some paths report more
+/// than 10 %) scored 2.42 / 3.98 / 3.15 (PESQ / ViSQOL / PLCMOS) against 2.50 / 4.00 / 3.20 with
+/// FEC alone (`benches/quality.sh`, 2026-11-28). And on the benchmark's bursty (Gilbert-Elliott ~8 %) and LTE classes (3 seeds ×
 /// 2 tick phases × 2 clips, `benches/quality.sh`), DRED from 1 % (200 ms, LBRR off, 28 kb/s)
 /// recovered ~19 frames per clip but scored 0.25 PESQ *below* FEC alone (2.32 vs 2.57 bursty,
 /// 2.59 vs 2.86 LTE) for +0.01–0.02 PLCMOS; at 32 kb/s with 100 ms it was still 0.08–0.16 below,
@@ -132,7 +134,7 @@ impl LossPlan {
 
 /// Loss-driven DRED: how much history (10 ms units, for [`Encoder::set_dred_duration`]) each
 /// packet should carry for the worst reported loss (1/1000; `None` before any report): 0 on a
-/// clean path and under 1 % loss, 200 ms from 1 %, 400 ms from 10 %. DRED only gets bits when
+/// clean path and under [`DRED_FROM_PERMILLE`] (20 %), 400 ms from there. DRED only gets bits when
 /// the loss hint is above zero and the bitrate leaves room: use [`loss_plan`] for the whole set.
 pub fn dred_duration(worst_reported_permille: Option<u16>) -> u8 {
     loss_plan(worst_reported_permille).dred_duration
@@ -625,12 +627,13 @@ mod tests {
         assert_eq!(dred_duration(None), 0);
         assert_eq!(dred_duration(Some(0)), 0);
         assert_eq!(dred_duration(Some(80)), 0);
+        assert_eq!(dred_duration(Some(150)), 0);
         assert_eq!(dred_duration(Some(DRED_FROM_PERMILLE)), 40);
         assert_eq!(dred_duration(Some(300)), 40);
         assert!(loss_plan(Some(80)).fec);
         assert_eq!(loss_plan(Some(80)).packet_loss_percent, 8);
         assert_eq!(loss_plan(None).packet_loss_percent, DEFAULT_LOSS_HINT);
-        let p = loss_plan(Some(150));
+        let p = loss_plan(Some(250));
         assert!(!p.fec && p.packet_loss_percent == 40 && p.dred_duration == 40);
         let c = p.apply_to(EncoderConfig::default());
         assert_eq!(

@@ -390,7 +390,7 @@ fn receiver_reports_raise_the_encoder_loss_hint() {
             jitter_ms: 3,
         },
     );
-    // 25 % loss is past DRED_FROM_PERMILLE: the sender carries DRED with the loss hint at 40.
+    // 25 % loss is past DRED_FROM_PERMILLE (20 %): the sender carries DRED with the hint at 40.
     let after = a.stats(t0).encoder_loss_hint;
     assert_eq!(after, 40);
     assert!(after > before);
