@@ -691,11 +691,13 @@ fn the_adaptive_receiver_plays_a_jittery_stream_and_moves_its_delay() {
     let a = rx_stats(rx, 340 * 20_000);
     let f = rx_stats(fixed, 340 * 20_000);
     assert_eq!(a.packets_received, 300);
+    // The adaptive receiver moves its delay up for the jittery stretch (waiting out late packets,
+    // or stretching): it holds more delay than the fixed watermark where that avoids lateness.
     assert!(
-        a.samples_inserted > 0 && a.samples_removed > 0,
-        "adaptive playout stretched and shortened: +{} -{}",
-        a.samples_inserted,
-        a.samples_removed
+        a.p95_buffer_delay_ms > f.p95_buffer_delay_ms,
+        "adaptive p95 buffer delay {} > fixed {}",
+        a.p95_buffer_delay_ms,
+        f.p95_buffer_delay_ms
     );
     assert_eq!(
         (f.samples_inserted, f.samples_removed),
