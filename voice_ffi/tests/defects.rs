@@ -255,7 +255,10 @@ fn four_threads_on_one_encoder_get_busy_instead_of_entering_libopus_together() {
     }
     let ok = ok.load(Ordering::Relaxed);
     let busy = busy.load(Ordering::Relaxed);
-    assert!(busy > 0, "contention was detected ({ok} encodes)");
+    // Whether the threads overlapped depends on the scheduler (under valgrind they never do);
+    // busy detection itself is tested deterministically in handle.rs. What must always hold:
+    // nothing but OK or BUSY came back, and every encode that ran had the encoder to itself.
+    eprintln!("{ok} encodes, {busy} refused as busy");
     // Exclusive access means every successful encode took the next sequence number exactly once.
     let mut seqs = seqs.lock().unwrap().clone();
     seqs.sort_unstable();
