@@ -214,13 +214,18 @@ impl Receiver {
     }
 
     fn with_recovery(mut self) -> Self {
+        self.apply_recovery();
+        self
+    }
+
+    /// Tells the jitter buffer what the decision may recover from (FEC, DRED).
+    fn apply_recovery(&mut self) {
         let dred = if self.dred.is_some() {
             DRED_MAX_FRAMES
         } else {
             0
         };
         self.buffer.set_recovery(self.use_fec, dred);
-        self
     }
 
     /// Turns recovery from senders' deep redundancy (DRED) on (the default) or off.
@@ -231,20 +236,14 @@ impl Receiver {
             self.dred = None;
         }
         self.dred_parsed = None;
-        let dred = if on { DRED_MAX_FRAMES } else { 0 };
-        self.buffer.set_recovery(self.use_fec, dred);
+        self.apply_recovery();
         Ok(())
     }
 
     /// Turns FEC recovery on or off (off: every gap is concealed).
     pub fn set_fec(&mut self, on: bool) {
         self.use_fec = on;
-        let dred = if self.dred.is_some() {
-            DRED_MAX_FRAMES
-        } else {
-            0
-        };
-        self.buffer.set_recovery(on, dred);
+        self.apply_recovery();
     }
 
     /// The jitter buffer.
