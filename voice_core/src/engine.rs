@@ -712,7 +712,9 @@ impl Engine {
         if let Some(r) = self.remotes.get_mut(&h.sender).filter(|r| !r.left) {
             r.last_packet = now;
             r.whisper = !h.target.is_none();
-            let _ = r.receiver.handle_datagram(now, h, payload);
+            // Late and duplicate packets are counted by the receiver's jitter buffer; nothing
+            // else is to be done with the outcome here.
+            let _counted = r.receiver.handle_datagram(now, h, payload);
         }
     }
 
@@ -864,16 +866,23 @@ impl Engine {
     }
 
     /// Copies the next datagram to send into `out` and returns its length. Poll until `None`.
+    ///
+    /// Pass a buffer of [`MAX_DATAGRAM`] bytes: no datagram is longer. A datagram that does not
+    /// fit a smaller `out` is dropped (with a warning) rather than left at the head of the queue,
+    /// where it would hold back every datagram behind it.
     #[must_use]
     pub fn poll_datagram(&mut self, out: &mut [u8]) -> Option<usize> {
-        let (buf, n) = self.datagrams_out.front()?;
-        let n = *n;
-        if out.len() < n {
-            return None;
+        loop {
+            let (buf, n) = self.datagrams_out.pop_front()?;
+            if out.len() >= n {
+                out[..n].copy_from_slice(&buf[..n]);
+                return Some(n);
+            }
+            log::warn!(
+                "poll_datagram: a {n}-byte datagram does not fit the {}-byte buffer; dropped",
+                out.len()
+            );
         }
-        out[..n].copy_from_slice(&buf[..n]);
-        self.datagrams_out.pop_front();
-        Some(n)
     }
 
     /// The next event for the application. Poll until `None`.
