@@ -373,6 +373,14 @@ namespace Voice
             var raw = new voice_event();
             bool got;
             IntPtr p = h.Enter("voice_client_poll_event");
+            // The library's poll competes with its callback thread for events (the header promises
+            // none are polled while a callback is set): keep the promise on this side.
+            if (h.Callback.IsAllocated)
+            {
+                h.Leave();
+                ev = null;
+                return false;
+            }
             try { Call(Native.voice_client_poll_event(p, ref raw, out got), "voice_client_poll_event"); } finally { h.Leave(); }
             ev = got ? VoiceEvent.From(ref raw) : null;
             return got;
