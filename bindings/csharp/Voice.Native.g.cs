@@ -193,6 +193,8 @@ namespace Voice
         /// <summary>
         /// User or channel name.
         /// </summary>
+        /// <summary>Elements in the C array `name`.</summary>
+        public const int name_capacity = 72;
         public fixed byte name[72];
         /// <summary>
         /// Length of `text` without NUL.
@@ -201,6 +203,8 @@ namespace Voice
         /// <summary>
         /// Chat text, error message or reason.
         /// </summary>
+        /// <summary>Elements in the C array `text`.</summary>
+        public const int text_capacity = 2048;
         public fixed byte text[2048];
     }
 
@@ -304,6 +308,8 @@ namespace Voice
         /// <summary>
         /// Per remote sender (the first `VOICE_MAX_REMOTES`).
         /// </summary>
+        /// <summary>Elements in the C array `remotes`.</summary>
+        public const int remotes_capacity = 32;
         public voice_remote_stats remotes_0;
         public voice_remote_stats remotes_1;
         public voice_remote_stats remotes_2;

@@ -174,8 +174,8 @@ namespace Voice
                 Value = e.value,
                 Raw = e,
             };
-            fixed (byte* n = e.name) v.Name = Native.Utf8Read(n, e.name_len, 72);
-            fixed (byte* t = e.text) v.Text = Native.Utf8Read(t, e.text_len, 2048);
+            fixed (byte* n = e.name) v.Name = Native.Utf8Read(n, e.name_len, voice_event.name_capacity);
+            fixed (byte* t = e.text) v.Text = Native.Utf8Read(t, e.text_len, voice_event.text_capacity);
             return v;
         }
 

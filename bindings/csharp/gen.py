@@ -20,7 +20,7 @@ Mapping (see README.md):
   bool parameter -> [MarshalAs(UnmanagedType.U1)] bool;
   const char * field -> IntPtr (Native.Utf8Alloc / Native.Utf8Read);
   scalar array field -> `fixed` buffer; struct array field -> unrolled fields name_0..name_N-1
-  plus an accessor `name(i)`; function-pointer field or parameter -> IntPtr;
+  plus an accessor `name(i)`; either with a constant `name_capacity` = N; function-pointer field or parameter -> IntPtr;
   opaque handle pointer -> IntPtr; `T **out` -> out IntPtr; struct pointer -> ref T;
   scalar pointer followed by a size_t parameter -> T[] (char/uint8_t -> byte[]);
   const char * parameter alone -> byte[] (NUL-terminated UTF-8: Native.Utf8z);
@@ -317,6 +317,8 @@ class Gen:
                 if depth != 0:
                     raise ParseError("array of pointers %s.%s" % (name, fname))
                 n = self.count(f)
+                o.append("        /// <summary>Elements in the C array `%s`.</summary>" % fname)
+                o.append("        public const int %s_capacity = %d;" % (fname, n))
                 if t in self.structs:
                     for k in range(n):
                         o.append("        public %s %s_%d;" % (t, fname, k))
