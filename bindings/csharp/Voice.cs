@@ -373,8 +373,8 @@ namespace Voice
             var raw = new voice_event();
             bool got;
             IntPtr p = h.Enter("voice_client_poll_event");
-            // The library's poll competes with its callback thread for events (the header promises
-            // none are polled while a callback is set): keep the promise on this side.
+            // The header promises no polled events while a callback is set; libraries before the
+            // fix of voice_client_poll_event raced the callback thread for them: kept here too.
             if (h.Callback.IsAllocated)
             {
                 h.Leave();
