@@ -14,7 +14,8 @@ command -v mcs >/dev/null && command -v mono >/dev/null \
   || { echo "bindings/csharp/test.sh needs mcs and mono (apt-get install mono-devel; scripts/install-deps.sh does)" >&2; exit 1; }
 
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+# The relay the tests start writes its pid here: stopped even if mono dies.
+trap '[ -f "$work/relay.pid" ] && kill "$(cat "$work/relay.pid")" 2>/dev/null; rm -rf "$work"' EXIT
 python3 "$here/gen.py" --check --layout "$work"
 
 cargo build --release -p voice_ffi

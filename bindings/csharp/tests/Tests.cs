@@ -322,7 +322,7 @@ namespace Voice.Tests
             public void Dispose()
             {
                 try { if (!Process.HasExited) Process.Kill(); } catch (InvalidOperationException) { }
-                Process.WaitForExit(5000);
+                if (Process.WaitForExit(5000)) File.Delete(Path.Combine(workDir, "relay.pid"));
                 Process.Dispose();
             }
         }
@@ -340,6 +340,8 @@ namespace Voice.Tests
             };
             psi.EnvironmentVariables["RUST_LOG"] = "warn";
             var p = Process.Start(psi);
+            // test.sh kills it from this file should the test process die first.
+            File.WriteAllText(Path.Combine(workDir, "relay.pid"), p.Id.ToString());
             var lines = new BlockingCollection<string>();
             var reader = new Thread(() =>
             {
