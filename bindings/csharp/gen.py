@@ -80,6 +80,7 @@ class Header:
         self.structs = []  # (name, [field dict], doc)
         self.callbacks = []  # (name, return type, [(type, name)], doc)
         self.functions = []  # (name, return type, [(type, name)], doc)
+        self.aliases = {}  # typedef name -> scalar C type
 
     def struct_names(self):
         return {s[0] for s in self.structs}
@@ -207,6 +208,12 @@ def parse(path):
             h.callbacks.append((m.group(2), m.group(1).strip(), parse_params(m.group(3)), doc))
             doc = []
             continue
+        m = re.match(r"^typedef (?:const )?(\w+) (\w+);$", line)
+        if m and m.group(1) in SCALARS and m.group(2) not in h.aliases and m.group(2) not in h.enum_names():
+            # A scalar alias (`typedef uint32_t voice_x;`); not cbindgen's C11 spelling of an enum.
+            h.aliases[m.group(2)] = m.group(1)
+            doc = []
+            continue
         if line.startswith("typedef ") or line == "{" or line.startswith("}") or line.startswith(": "):
             # The C23/C++ enum typedefs and the enum's underlying-type lines.
             doc = []
@@ -278,6 +285,7 @@ class Gen:
         self.enums = h.enum_names()
 
     def scalar(self, t):
+        t = self.h.aliases.get(t, t)
         if t in SCALARS:
             return SCALARS[t]
         if t in self.enums:

@@ -1,7 +1,8 @@
 // Tests of the C# binding against the real library, run by bindings/csharp/test.sh under Mono:
 //   layout    Marshal.SizeOf / OffsetOf of every struct and every constant equal the C compiler's
 //   sansio    encoder -> receiver on simulated time: a tone comes back; bad datagrams are counted
-//   misuse    freed handles, wrong handle kinds and bad arguments give exceptions with the code
+//   misuse    freed handles (also Dispose racing a call), wrong handle kinds and bad arguments
+//             give exceptions with the code
 //   relay     two clients (app audio) on a relay on 127.0.0.1: a tone from one is heard by the
 //             other, chat with non-ASCII text and names both ways, events by callback and polling
 // Usage: mono tests.exe LAYOUT_FROM_C RELAY_BINARY WORK_DIR [test names...]
@@ -200,6 +201,43 @@ namespace Voice.Tests
             var rx = new VoiceReceiver(VoiceReceiver.DefaultConfig());
             rx.Dispose();
             Throws(voice_result.VOICE_ERR_INVALID_HANDLE, () => rx.Pop(0, pcm), "pop after Dispose");
+
+            // Dispose racing calls on another thread: the SafeHandle defers the free until the call in
+            // flight returns; later calls throw VOICE_ERR_INVALID_HANDLE; nothing crashes.
+            var rx2 = new VoiceReceiver(VoiceReceiver.DefaultConfig());
+            Exception unexpected = null;
+            int popped = 0, refused = 0;
+            var popper = new Thread(() =>
+            {
+                var buf = new short[Native.VOICE_FRAME_SAMPLES];
+                var sw = Stopwatch.StartNew();
+                for (ulong t = 0; sw.ElapsedMilliseconds < 3000; t += 20000)
+                {
+                    try
+                    {
+                        rx2.Pop(t, buf);
+                        popped++;
+                    }
+                    catch (VoiceException e)
+                    {
+                        if (e.Code != voice_result.VOICE_ERR_INVALID_HANDLE) unexpected = e;
+                        refused++;
+                        return;
+                    }
+                    catch (Exception e)
+                    {
+                        unexpected = e;
+                        return;
+                    }
+                }
+            }) { Name = "popper" };
+            popper.Start();
+            var wait = Stopwatch.StartNew();
+            while (popped < 100 && wait.ElapsedMilliseconds < 2000) Thread.Sleep(1);
+            rx2.Dispose();
+            Check(popper.Join(5000), "the popping thread ended");
+            Check(unexpected == null, "only VOICE_ERR_INVALID_HANDLE after Dispose: " + unexpected);
+            Check(popped >= 100 && refused == 1, "popped " + popped + " frames, then refused");
 
             // Through the raw layer the library itself detects a freed handle and a wrong kind.
             var ec = VoiceEncoder.DefaultConfig();
