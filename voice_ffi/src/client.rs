@@ -742,6 +742,18 @@ pub unsafe extern "C" fn voice_client_poll_event(
         if out.is_null() || got.is_null() {
             return voice_result::VOICE_ERR_NULL;
         }
+        // While a callback is set its thread owns the events: a poll returns none instead of
+        // racing it for them (found by the C# binding's tests).
+        if st
+            .callback
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+        {
+            // SAFETY: checked non-null.
+            unsafe { *got = false };
+            return voice_result::VOICE_OK;
+        }
         let ev = next_event(&st);
         // SAFETY: both checked non-null.
         unsafe {
