@@ -90,12 +90,14 @@ def make_clips(work):
     clips = []
     for i, (voice, rate, text) in enumerate(TEXTS):
         # Named by content, so a changed text never reuses a stale clip.
-        h = hashlib.sha256(f"{voice}/{rate}/{text}".encode()).hexdigest()[:8]
+        h = hashlib.sha256(f"{voice}/{rate}/{text}/undithered".encode()).hexdigest()[:8]
         raw = os.path.join(work, f"clip{i}_{h}_raw.wav")
         out = os.path.join(work, f"clip{i}_{h}.wav")
         if not os.path.exists(out):
+            # No dither (-D): sox dithers by default, which would give every work directory
+            # different clips (and PLCMOS scores that differ by up to 0.1 for that alone).
             subprocess.run(["espeak-ng", "-v", voice, "-s", str(rate), "-w", raw, text], check=True)
-            subprocess.run(["sox", raw, "-r", "48000", "-c", "1", "-b", "16", out], check=True)
+            subprocess.run(["sox", "-D", raw, "-r", "48000", "-c", "1", "-b", "16", out], check=True)
             os.remove(raw)
         clips.append(out)
     return clips
