@@ -96,6 +96,15 @@ pub struct Config {
     /// Forwarding workers: UDP sockets sharing the port with `SO_REUSEPORT`, each drained by its
     /// own thread (the first by the control loop). 0 (the default): one per available core.
     pub workers: usize,
+    /// Scale-out: `redis://HOST:PORT/` of the cluster's Redis. `None` (the default): the relay
+    /// runs alone and hosts every room itself.
+    pub redis: Option<String>,
+    /// Scale-out: the `IP:PORT` clients are redirected to for rooms this relay hosts (default:
+    /// the bound address, which must then be reachable by clients).
+    pub advertise: Option<SocketAddr>,
+    /// Scale-out: room lease length in ms (renewed every third of it); a dead relay's rooms
+    /// are placed again after at most this long.
+    pub lease_ms: u64,
     /// Development only: serve the control connection without TLS (names, chat and the UDP
     /// registration secret travel in the clear).
     pub insecure_plaintext: bool,
@@ -155,6 +164,9 @@ impl Default for Config {
             udp_buffer_bytes: 4 * 1024 * 1024,
             batch_io: true,
             workers: 0,
+            redis: None,
+            advertise: None,
+            lease_ms: 3_000,
             insecure_plaintext: false,
             tls_cert: None,
             tls_key: None,
@@ -169,6 +181,7 @@ relay — voice relay (TCP control + UDP voice on one port)
 
 USAGE: relay [--listen ADDR] [--config FILE] [--cert PEM --key PEM | --identity-dir DIR]
              [--insecure-plaintext] [--workers N]
+             [--redis URL [--advertise ADDR] [--lease-ms MS]]
 
   --listen ADDR         TCP and UDP listen address (default 0.0.0.0:7400); overrides the file.
                         Port 0 picks a free port, the same for TCP and UDP
@@ -180,6 +193,10 @@ USAGE: relay [--listen ADDR] [--config FILE] [--cert PEM --key PEM | --identity-
   --insecure-plaintext  development only: no TLS on the control connection
   --workers N           forwarding threads, each with its own SO_REUSEPORT UDP socket
                         (default: one per available core; 1: a single thread, as before)
+  --redis URL           join a cluster: rooms placed across relays with leases in this Redis
+                        (redis://127.0.0.1:6379/); without it the relay runs alone
+  --advertise ADDR      the IP:PORT clients are redirected to for rooms hosted here
+  --lease-ms MS         room lease length (default 3000)
   --help                this text
 
 The control connection is TLS 1.3. Once bound, the relay prints on stdout
@@ -216,6 +233,9 @@ impl Config {
         let mut identity: Option<PathBuf> = None;
         let mut plaintext = false;
         let mut workers: Option<usize> = None;
+        let mut redis: Option<String> = None;
+        let mut advertise: Option<SocketAddr> = None;
+        let mut lease_ms: Option<u64> = None;
         let mut it = args.into_iter();
         while let Some(a) = it.next() {
             let mut value = |flag: &str| {
@@ -235,6 +255,21 @@ impl Config {
                 "--key" => key = Some(PathBuf::from(value("--key")?)),
                 "--identity-dir" => identity = Some(PathBuf::from(value("--identity-dir")?)),
                 "--insecure-plaintext" => plaintext = true,
+                "--redis" => redis = Some(value("--redis")?),
+                "--advertise" => {
+                    let v = value("--advertise")?;
+                    advertise = Some(
+                        v.parse()
+                            .map_err(|e| ConfigError::Usage(format!("--advertise {v}: {e}")))?,
+                    );
+                }
+                "--lease-ms" => {
+                    let v = value("--lease-ms")?;
+                    lease_ms = Some(
+                        v.parse()
+                            .map_err(|e| ConfigError::Usage(format!("--lease-ms {v}: {e}")))?,
+                    );
+                }
                 "--workers" => {
                     let v = value("--workers")?;
                     workers = Some(
@@ -259,6 +294,15 @@ impl Config {
         }
         if let Some(w) = workers {
             cfg.workers = w;
+        }
+        if redis.is_some() {
+            cfg.redis = redis;
+        }
+        if advertise.is_some() {
+            cfg.advertise = advertise;
+        }
+        if let Some(l) = lease_ms {
+            cfg.lease_ms = l;
         }
         if cert.is_some() || key.is_some() {
             cfg.tls_cert = cert;
@@ -307,6 +351,9 @@ impl Config {
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return bad("tls_cert and tls_key go together (--cert and --key)".into());
+        }
+        if self.redis.is_some() && self.lease_ms < 100 {
+            return bad("lease_ms must be at least 100".into());
         }
         if self.workers > MAX_WORKERS {
             return bad(format!("workers must be at most {MAX_WORKERS}"));

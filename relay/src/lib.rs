@@ -13,6 +13,7 @@
 //! | [`config`] | defaults, TOML file, command-line flags |
 //! | [`state`] | sessions, channels, the routing decision for each datagram |
 //! | [`budget`] | token buckets (time passed in) |
+//! | [`cluster`] | rooms across relays: leases in Redis, on their own thread |
 //! | [`forward`] | what forwarding workers read (the published snapshot) and own (sender state, counters) |
 //! | [`control`] | TCP messages as state transitions producing outgoing messages |
 //! | [`identity`] | the TLS certificate: the operator's, or self-signed and persisted |
@@ -33,6 +34,7 @@
 //! Linux only (it uses `recvmmsg`/`sendmmsg` through `libc`).
 
 pub mod budget;
+pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod forward;

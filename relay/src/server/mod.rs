@@ -131,6 +131,12 @@ pub struct Relay {
     published: u64,
     registrations: mpsc::Receiver<Registration>,
     registrations_tx: mpsc::Sender<Registration>,
+    /// Scale-out: the Redis placement thread (`None`: the relay runs alone).
+    cluster: Option<crate::cluster::Cluster>,
+    /// Rooms this relay hosts (cluster mode).
+    hosted: std::collections::HashSet<voice_core::proto::ChannelId>,
+    /// Joins waiting for a placement answer: (session, room).
+    pending_joins: Vec<(SessionToken, voice_core::proto::ChannelId)>,
     stopper: Stopper,
     local: SocketAddr,
     config: Config,
@@ -261,7 +267,24 @@ impl Relay {
         let shortest = config.handshake_timeout().min(config.idle_timeout());
         let tick = (shortest / 4).clamp(Duration::from_millis(1), Duration::from_millis(100));
         let (registrations_tx, registrations) = mpsc::channel();
+        let cluster = match &config.redis {
+            None => None,
+            Some(url) => Some(
+                crate::cluster::Cluster::start(
+                    crate::cluster::ClusterConfig {
+                        redis: url.clone(),
+                        advertise: config.advertise.unwrap_or(local),
+                        lease: Duration::from_millis(config.lease_ms),
+                    },
+                    wakers[0].clone(),
+                )
+                .map_err(Error::Io)?,
+            ),
+        };
         Ok(Relay {
+            cluster,
+            hosted: Default::default(),
+            pending_joins: Vec::new(),
             poll,
             listener,
             worker,
@@ -408,6 +431,7 @@ impl Relay {
                 }
             }
             self.take_registrations();
+            self.take_placements();
             if udp_ready {
                 self.drain_udp();
             }
@@ -473,6 +497,113 @@ impl Relay {
                 );
             }
         }
+    }
+
+    /// Cluster mode: a `JoinChannel` for a configured room this relay does not host waits for
+    /// the placement thread. Returns true when `msg` was taken.
+    fn defer_join(&mut self, who: SessionToken, msg: &ClientMessage) -> bool {
+        let (Some(cluster), ClientMessage::JoinChannel { channel }) = (&self.cluster, msg) else {
+            return false;
+        };
+        if self.hosted.contains(channel) || !self.state.channels.contains_key(channel) {
+            return false;
+        }
+        // The join costs a control token like any request (a flood is refused by `handle`).
+        let now = Instant::now();
+        if !self
+            .state
+            .sessions
+            .get_mut(&who)
+            .is_some_and(|s| s.control.take(now, 1.0))
+        {
+            return false;
+        }
+        if !self.pending_joins.iter().any(|(_, c)| c == channel) {
+            cluster.request(crate::cluster::Request::Place(*channel));
+        }
+        self.pending_joins.push((who, *channel));
+        true
+    }
+
+    /// Answers the joins waiting for placements, and moves members of rooms this relay lost.
+    fn take_placements(&mut self) {
+        use crate::cluster::Notice;
+        use voice_core::proto::tcp::{ErrorCode, ServerMessage};
+        let Some(cluster) = &self.cluster else { return };
+        let me = cluster.me.clone();
+        let mut notices = Vec::new();
+        while let Some(n) = cluster.try_notice() {
+            notices.push(n);
+        }
+        let now = Instant::now();
+        let mut out = std::mem::take(&mut self.outbox);
+        for n in notices {
+            match n {
+                Notice::Placed { channel, owner } => {
+                    let waiting: Vec<SessionToken> = self
+                        .pending_joins
+                        .iter()
+                        .filter(|(_, c)| *c == channel)
+                        .map(|(w, _)| *w)
+                        .collect();
+                    self.pending_joins.retain(|(_, c)| *c != channel);
+                    match owner {
+                        Some(o) if o == me => {
+                            self.hosted.insert(channel);
+                            for who in waiting {
+                                crate::control::handle(
+                                    &mut self.state,
+                                    &mut self.stats,
+                                    who,
+                                    ClientMessage::JoinChannel { channel },
+                                    now,
+                                    unix_ms(),
+                                    &mut out,
+                                );
+                            }
+                        }
+                        Some(o) => {
+                            for who in waiting {
+                                out.push((
+                                    who,
+                                    ServerMessage::Redirect {
+                                        channel,
+                                        relay: o.clone(),
+                                    },
+                                ));
+                            }
+                        }
+                        None => {
+                            for who in waiting {
+                                out.push((
+                                    who,
+                                    crate::control::error(
+                                        ErrorCode::Placement,
+                                        "room placement unavailable",
+                                    ),
+                                ));
+                            }
+                        }
+                    }
+                }
+                Notice::Lost { channel, owner } => {
+                    self.hosted.remove(&channel);
+                    if let Some(o) = owner {
+                        for &m in self.state.members(channel) {
+                            out.push((
+                                m,
+                                ServerMessage::Redirect {
+                                    channel,
+                                    relay: o.clone(),
+                                },
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        self.deliver(&mut out);
+        self.outbox = out;
     }
 
     /// Control counters plus every worker's.

@@ -104,6 +104,9 @@ impl Relay {
                 None => self.on_hello(id, msg, now),
                 Some(who) => {
                     c.deadline = now + self.config.idle_timeout();
+                    if self.defer_join(who, &msg) {
+                        continue;
+                    }
                     let mut out = std::mem::take(&mut self.outbox);
                     let after = if msg == ClientMessage::StatsRequest {
                         // The reply shows every worker's counters; what `handle` counts
