@@ -102,12 +102,15 @@ fn start_relay(redis_port: u16) -> (Proc, SocketAddr) {
         .unwrap();
     remember(addr, None);
     // Keep reading stdout so the relay never blocks on a full pipe.
-    std::thread::spawn(move || {
-        let mut sink = String::new();
-        while out.read_line(&mut sink).is_ok_and(|n| n > 0) {
-            sink.clear();
-        }
-    });
+    std::thread::Builder::new()
+        .name("relay-stdout".into())
+        .spawn(move || {
+            let mut sink = String::new();
+            while out.read_line(&mut sink).is_ok_and(|n| n > 0) {
+                sink.clear();
+            }
+        })
+        .unwrap();
     (Proc(child), addr)
 }
 
@@ -159,9 +162,6 @@ fn enter_until(entry: SocketAddr, name: &str, limit: Duration) -> (Client, Vec<S
 /// from `seen` (its `Joined` list).
 fn presence_until(c: &mut Client, seen: &mut Vec<String>, names: &[&str], deadline: Instant) {
     let want: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-    let mut ids: std::collections::BTreeMap<voice_core::proto::SessionToken, String> =
-        Default::default();
-    let _ = &mut ids;
     loop {
         let mut now_seen = seen.clone();
         now_seen.sort();
