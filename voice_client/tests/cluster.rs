@@ -116,7 +116,7 @@ fn a_client_configured_with_another_relay_is_redirected_to_the_rooms_host() {
     let joined = events
         .iter()
         .filter_map(|e| e.get("ChannelJoined"))
-        .last()
+        .next_back()
         .expect("bob never joined");
     let names: Vec<&str> = joined["channel"]["users"]
         .as_array()
