@@ -111,7 +111,7 @@ fn leave(state: &mut State, who: SessionToken, out: &mut Outbox) -> Option<Chann
 /// remaining members, then the session and its UDP binding are gone.
 pub fn disconnect(state: &mut State, who: SessionToken, out: &mut Outbox) {
     leave(state, who, out);
-    state.sessions.remove(&who);
+    state.remove_session(who);
 }
 
 /// Handles one message from an established session.

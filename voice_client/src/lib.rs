@@ -180,6 +180,7 @@ impl Client {
         let driver = Driver {
             connected: connected.clone(),
             server: cfg.server,
+            entry: None,
             engine,
             input,
             output,

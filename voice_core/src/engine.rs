@@ -376,6 +376,8 @@ pub struct Engine {
     channels: Vec<ChannelInfo>,
     channel: Option<ChannelId>,
     desired_channel: Option<ChannelId>,
+    /// A `Redirect` not yet taken by the driver.
+    redirect: Option<String>,
     members: BTreeMap<SessionToken, String>,
     names: HashMap<SessionToken, String>,
     remotes: HashMap<SessionToken, Remote>,
@@ -429,6 +431,7 @@ impl Engine {
             channels: Vec::new(),
             channel: None,
             desired_channel: initial_channel,
+            redirect: None,
             members: BTreeMap::new(),
             names: HashMap::new(),
             remotes: HashMap::new(),
@@ -612,7 +615,18 @@ impl Engine {
             ServerMessage::Error { code, message } => {
                 self.events.push_back(Event::Error { code, message })
             }
+            ServerMessage::Redirect { channel, relay } => {
+                // Rejoined on the hosting relay after the driver reconnects there.
+                self.desired_channel = Some(channel);
+                self.redirect = Some(relay);
+            }
         }
+    }
+
+    /// The relay this engine was told to move to with `Redirect` (scale-out), once: the driver
+    /// connects there and the engine rejoins the room it asked for.
+    pub fn take_redirect(&mut self) -> Option<String> {
+        self.redirect.take()
     }
 
     fn learn_names(&mut self, channels: &[ChannelInfo]) {

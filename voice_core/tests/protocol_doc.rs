@@ -58,6 +58,7 @@ fn server_name(m: &ServerMessage) -> &'static str {
         ServerMessage::ReceiverReport { .. } => "ReceiverReport",
         ServerMessage::Stats { .. } => "Stats",
         ServerMessage::Error { .. } => "Error",
+        ServerMessage::Redirect { .. } => "Redirect",
     }
 }
 
@@ -73,6 +74,7 @@ fn error_name(c: ErrorCode) -> &'static str {
         ErrorCode::Full => "Full",
         ErrorCode::RateLimited => "RateLimited",
         ErrorCode::NoSuchSession => "NoSuchSession",
+        ErrorCode::Placement => "Placement",
     }
 }
 

@@ -75,6 +75,9 @@ pub enum ErrorCode {
     RateLimited,
     /// No such session.
     NoSuchSession,
+    /// Scale-out (allocated index 15): the room's placement could not be decided (Redis
+    /// unreachable); try again later.
+    Placement,
 }
 
 /// Client → relay.
@@ -208,6 +211,14 @@ pub enum ServerMessage {
         code: ErrorCode,
         /// Human-readable detail.
         message: String,
+    },
+    /// Scale-out (allocated index 20): the room asked for with `JoinChannel` is hosted by
+    /// another relay of the cluster; reconnect there (same name) and join it again.
+    Redirect {
+        /// The room.
+        channel: ChannelId,
+        /// The hosting relay's address, `IP:PORT` (TCP control and UDP voice).
+        relay: String,
     },
 }
 
