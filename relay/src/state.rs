@@ -165,6 +165,8 @@ pub struct Session {
     pub control: TokenBucket,
     /// Budget for chat lines.
     pub chat: TokenBucket,
+    /// The end-to-end identity blob this client announced (opaque to the relay).
+    pub e2ee_identity: Option<Vec<u8>>,
 }
 
 impl Session {
@@ -268,6 +270,7 @@ impl State {
                 bytes: TokenBucket::new(l.voice_bytes, now),
                 control: TokenBucket::new(l.control, now),
                 chat: TokenBucket::new(l.chat, now),
+                e2ee_identity: None,
             },
         );
         Some(token)

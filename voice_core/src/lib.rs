@@ -74,4 +74,7 @@ pub enum Error {
     /// A WAV file could not be read or written.
     #[error(transparent)]
     Wav(#[from] wav::WavError),
+    /// End-to-end encryption could not be set up or failed.
+    #[error(transparent)]
+    E2ee(#[from] e2ee::E2eeError),
 }

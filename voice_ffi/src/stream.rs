@@ -267,6 +267,7 @@ pub unsafe extern "C" fn voice_encoder_encode(
             Ok(n) => n,
             Err(SendError::Codec(_)) => return voice_result::VOICE_ERR_CODEC,
             Err(SendError::Wire(_)) => return voice_result::VOICE_ERR_BUFFER_TOO_SMALL,
+            Err(SendError::Seal(_)) => return voice_result::VOICE_ERR_INVALID_ARGUMENT,
         };
         // SAFETY: checked non-null.
         unsafe { *written = n };

@@ -375,7 +375,10 @@ mod tests {
             Err(DecryptError::BadTag)
         );
         assert!(!ring.contains(77));
-        assert_eq!(ring.open_with_candidate(META, &f, &K1).unwrap(), (77, &b"pw"[..]));
+        assert_eq!(
+            ring.open_with_candidate(META, &f, &K1).unwrap(),
+            (77, &b"pw"[..])
+        );
         assert_eq!(ring.open(META, &f), Err(DecryptError::Replay));
         let g = seal(&mut enc, b"next");
         assert_eq!(ring.open(META, &g).unwrap(), (77, &b"next"[..]));

@@ -221,10 +221,15 @@ impl GroupKeys {
             .identity
             .unwrap(&public, &Self::context(from, self.me), blob)?;
         if plain.len() != KEY_BLOB_PLAIN {
-            return Err(E2eeError::InvalidKey("wrapped sender key has the wrong length"));
+            return Err(E2eeError::InvalidKey(
+                "wrapped sender key has the wrong length",
+            ));
         }
         let kid = u64::from_le_bytes(plain[..8].try_into().map_err(|_| E2eeError::Crypto)?);
-        self.rings.entry(from).or_default().insert(kid, &plain[8..])?;
+        self.rings
+            .entry(from)
+            .or_default()
+            .insert(kid, &plain[8..])?;
         Ok(kid)
     }
 
@@ -316,6 +321,8 @@ impl GroupKeys {
 
     /// True if at least one key from `session` is installed (its audio can be decrypted).
     pub fn has_keys_from(&self, session: SessionToken) -> bool {
-        self.rings.get(&session).is_some_and(|r| r.key_ids().next().is_some())
+        self.rings
+            .get(&session)
+            .is_some_and(|r| r.key_ids().next().is_some())
     }
 }

@@ -92,13 +92,18 @@ fn wrap_key(
     context: &[u8],
 ) -> Result<aead::LessSafeKey, E2eeError> {
     let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, WRAP_SALT).extract(ikm);
-    let info = [WRAP_INFO, &enc[..], &sender.0[..], &recipient.0[..], context];
+    let info = [
+        WRAP_INFO,
+        &enc[..],
+        &sender.0[..],
+        &recipient.0[..],
+        context,
+    ];
     let mut key = [0u8; 16];
     prk.expand(&info, Len(16))
         .and_then(|okm| okm.fill(&mut key))
         .map_err(|_| E2eeError::Crypto)?;
-    let unbound =
-        aead::UnboundKey::new(&aead::AES_128_GCM, &key).map_err(|_| E2eeError::Crypto)?;
+    let unbound = aead::UnboundKey::new(&aead::AES_128_GCM, &key).map_err(|_| E2eeError::Crypto)?;
     Ok(aead::LessSafeKey::new(unbound))
 }
 
@@ -154,7 +159,9 @@ impl Identity {
         let dh1 = eph.diffie_hellman(&r);
         let dh2 = self.secret.diffie_hellman(&r);
         if !dh1.was_contributory() || !dh2.was_contributory() {
-            return Err(E2eeError::InvalidKey("recipient identity is a low-order point"));
+            return Err(E2eeError::InvalidKey(
+                "recipient identity is a low-order point",
+            ));
         }
         let mut ikm = [0u8; 64];
         ikm[..32].copy_from_slice(dh1.as_bytes());
@@ -223,7 +230,10 @@ mod tests {
         assert_eq!(b.unwrap(&a.public(), b"ctx", &blob).unwrap(), b"sender key");
         assert!(c.unwrap(&a.public(), b"ctx", &blob).is_err(), "not for c");
         assert!(b.unwrap(&c.public(), b"ctx", &blob).is_err(), "not from c");
-        assert!(b.unwrap(&a.public(), b"other", &blob).is_err(), "context bound");
+        assert!(
+            b.unwrap(&a.public(), b"other", &blob).is_err(),
+            "context bound"
+        );
         let mut bad = blob.clone();
         bad[40] ^= 1;
         assert!(b.unwrap(&a.public(), b"ctx", &bad).is_err());

@@ -37,10 +37,12 @@ pub mod group;
 pub mod identity;
 pub mod password;
 mod replay;
+pub mod session;
 
 pub use frame::{max_counter_for, FrameEncryptor, SenderKeyRing};
 pub use identity::{Identity, PublicIdentity};
 pub use password::PasswordKeys;
+pub use session::{E2eeMode, E2eeSession, E2eeStats};
 
 /// The SFrame cipher suite used on the wire (RFC 9605 value 0x0003).
 pub const CIPHER_SUITE: sframe::CipherSuite = sframe::CipherSuite::AesCtr128HmacSha256_32;

@@ -125,7 +125,10 @@ mod tests {
             Err(DecryptError::BadTag),
             "keys are per sender"
         );
-        assert_eq!(keys.open(&mut ring, alice, b"hdr", &out[..n]).unwrap(), b"voice");
+        assert_eq!(
+            keys.open(&mut ring, alice, b"hdr", &out[..n]).unwrap(),
+            b"voice"
+        );
         assert_eq!(
             keys.open(&mut ring, alice, b"hdr", &out[..n]),
             Err(DecryptError::Replay)
@@ -138,6 +141,9 @@ mod tests {
         let k = PasswordKeys::new(b"password").sender_base_key(SessionToken(1), 2);
         let again = PasswordKeys::new(b"password").sender_base_key(SessionToken(1), 2);
         assert_eq!(k, again);
-        assert_ne!(k, PasswordKeys::new(b"password").sender_base_key(SessionToken(1), 3));
+        assert_ne!(
+            k,
+            PasswordKeys::new(b"password").sender_base_key(SessionToken(1), 3)
+        );
     }
 }
