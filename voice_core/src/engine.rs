@@ -565,6 +565,8 @@ impl Engine {
                 for u in &channel.users {
                     self.names.insert(u.session, u.name.clone());
                 }
+                self.e2ee
+                    .joined_channel(now, channel.users.iter().map(|u| u.session));
                 self.events.push_back(Event::ChannelJoined { channel });
             }
             ServerMessage::Left { channel } => {

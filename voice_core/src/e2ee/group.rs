@@ -4,7 +4,9 @@
 //! control plane. Every sender makes its own random sender keys and wraps each one for every member
 //! ([`Identity::wrap`]); the relay only moves the blobs. The key schedule:
 //!
-//! * **Session start**: a first random key, active at once (no member can have missed it).
+//! * **Session start** and **joining a channel**: a fresh random key, active at once. The members
+//!   already in the channel receive this current key when their identities arrive
+//!   ([`GroupKeys::joined_channel`]): they are the only ones who heard it.
 //! * **Membership change** (a member's identity announced, a member left): a fresh random key with
 //!   the next key id, wrapped for every current member and queued ([`GroupKeys::poll_delivery`]),
 //!   becomes *pending*; the sender keeps sealing with the current key for the rotation lead
@@ -49,6 +51,7 @@ pub struct KeyDelivery {
 
 struct Pending {
     enc: FrameEncryptor,
+    key: (u64, [u8; BASE_KEY_LEN]),
     at: Time,
 }
 
@@ -61,7 +64,11 @@ pub struct GroupKeys {
     me: SessionToken,
     members: BTreeMap<SessionToken, PublicIdentity>,
     current: Option<FrameEncryptor>,
+    current_key: Option<(u64, [u8; BASE_KEY_LEN])>,
     pending: Option<Pending>,
+    /// Members that were in the channel when we joined: their identities get our current key
+    /// (they were the only audience of it) instead of a rotation.
+    existing: Vec<SessionToken>,
     next_kid: u64,
     lead: Duration,
     rings: HashMap<SessionToken, SenderKeyRing>,
@@ -89,7 +96,9 @@ impl GroupKeys {
             me: SessionToken::NONE,
             members: BTreeMap::new(),
             current: None,
+            current_key: None,
             pending: None,
+            existing: Vec::new(),
             next_kid: 0,
             lead,
             rings: HashMap::new(),
@@ -118,9 +127,48 @@ impl GroupKeys {
         self.rings.clear();
         self.outbox.clear();
         self.pending = None;
+        self.existing.clear();
         let (kid, key) = self.fresh_key()?;
         self.current = Some(FrameEncryptor::new(kid, &key)?);
+        self.current_key = Some((kid, key));
         Ok(())
+    }
+
+    /// This client joined a channel whose members (besides us) are `existing`: forget the
+    /// previous channel's members and keys and start a fresh key at once (nobody here heard the old
+    /// one). When an existing member's identity arrives, it receives the current key (and the
+    /// pending one) instead of causing a rotation: the existing members were the only audience of
+    /// what we sent since joining. Members announced later cause a rotation as usual.
+    pub fn joined_channel(
+        &mut self,
+        now: Time,
+        existing: impl IntoIterator<Item = SessionToken>,
+    ) -> Result<(), E2eeError> {
+        self.members.clear();
+        self.rings.clear();
+        self.outbox.clear();
+        self.pending = None;
+        self.existing = existing.into_iter().filter(|s| *s != self.me).collect();
+        let (kid, key) = self.fresh_key()?;
+        self.current = Some(FrameEncryptor::new(kid, &key)?);
+        self.current_key = Some((kid, key));
+        let _ = now;
+        Ok(())
+    }
+
+    fn wrap_for(
+        &self,
+        to: SessionToken,
+        public: &PublicIdentity,
+        (kid, key): &(u64, [u8; BASE_KEY_LEN]),
+    ) -> Result<KeyDelivery, E2eeError> {
+        let mut plain = [0u8; KEY_BLOB_PLAIN];
+        plain[..8].copy_from_slice(&kid.to_le_bytes());
+        plain[8..].copy_from_slice(key);
+        let blob = self
+            .identity
+            .wrap(public, &Self::context(self.me, to), &plain)?;
+        Ok(KeyDelivery { to, blob })
     }
 
     /// Forgets every member (this client left its channel) and re-keys so that nobody who heard
@@ -128,6 +176,7 @@ impl GroupKeys {
     pub fn clear_members(&mut self, now: Time) -> Result<(), E2eeError> {
         self.members.clear();
         self.rings.clear();
+        self.existing.clear();
         self.rotate(now)
     }
 
@@ -149,24 +198,21 @@ impl GroupKeys {
     /// Makes the next key, wraps it for every member and schedules it.
     fn rotate(&mut self, now: Time) -> Result<(), E2eeError> {
         let (kid, key) = self.fresh_key()?;
-        let mut plain = [0u8; KEY_BLOB_PLAIN];
-        plain[..8].copy_from_slice(&kid.to_le_bytes());
-        plain[8..].copy_from_slice(&key);
         // A pending key that was never used is simply replaced: drop its deliveries.
         self.outbox.clear();
         for (&to, public) in &self.members {
-            let blob = self
-                .identity
-                .wrap(public, &Self::context(self.me, to), &plain)?;
-            self.outbox.push_back(KeyDelivery { to, blob });
+            let d = self.wrap_for(to, public, &(kid, key))?;
+            self.outbox.push_back(d);
         }
         let enc = FrameEncryptor::new(kid, &key)?;
         if self.members.is_empty() || self.current.is_none() {
             self.current = Some(enc);
+            self.current_key = Some((kid, key));
             self.pending = None;
         } else {
             self.pending = Some(Pending {
                 enc,
+                key: (kid, key),
                 at: now + self.lead,
             });
         }
@@ -185,6 +231,20 @@ impl GroupKeys {
             return Ok(());
         }
         let public = PublicIdentity::from_blob(blob)?;
+        if let Some(i) = self.existing.iter().position(|s| *s == session) {
+            self.existing.swap_remove(i);
+            if !self.members.contains_key(&session) {
+                self.members.insert(session, public);
+                for key in [self.current_key, self.pending.as_ref().map(|p| p.key)]
+                    .into_iter()
+                    .flatten()
+                {
+                    let d = self.wrap_for(session, &public, &key)?;
+                    self.outbox.push_back(d);
+                }
+                return Ok(());
+            }
+        }
         if self.members.insert(session, public) != Some(public) {
             // A changed identity invalidates the keys it sent before.
             self.rings.remove(&session);
@@ -196,6 +256,7 @@ impl GroupKeys {
     /// A member left: forget its keys and re-key so it cannot read what follows.
     pub fn member_left(&mut self, now: Time, session: SessionToken) -> Result<(), E2eeError> {
         self.rings.remove(&session);
+        self.existing.retain(|s| *s != session);
         if self.members.remove(&session).is_some() {
             self.rotate(now)?;
         }
@@ -247,7 +308,10 @@ impl GroupKeys {
     /// Activates the pending key once its lead has passed.
     pub fn handle_timeout(&mut self, now: Time) {
         if self.pending.as_ref().is_some_and(|p| now >= p.at) {
-            self.current = self.pending.take().map(|p| p.enc);
+            if let Some(p) = self.pending.take() {
+                self.current = Some(p.enc);
+                self.current_key = Some(p.key);
+            }
         }
     }
 
@@ -263,6 +327,7 @@ impl GroupKeys {
         self.handle_timeout(now);
         if self.current.as_ref().is_some_and(|c| c.remaining() == 0) {
             self.current = None;
+            self.current_key = None;
             self.rotate(now)?;
         }
         match self.current.as_mut() {

@@ -286,6 +286,19 @@ impl E2eeSession {
         }
     }
 
+    /// We joined a channel whose members are `existing` (see [`GroupKeys::joined_channel`]).
+    pub fn joined_channel(&mut self, now: Time, existing: impl IntoIterator<Item = SessionToken>) {
+        match &mut self.keys {
+            Keys::Off | Keys::Unavailable => {}
+            Keys::Password { rings, .. } => rings.clear(),
+            Keys::Group(g) => {
+                if let Err(e) = g.joined_channel(now, existing) {
+                    log::warn!("fresh key after joining failed: {e}");
+                }
+            }
+        }
+    }
+
     /// We left our channel.
     pub fn left_channel(&mut self, now: Time) {
         match &mut self.keys {
