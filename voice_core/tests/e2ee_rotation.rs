@@ -205,7 +205,12 @@ fn twenty_joins_and_leaves_lose_no_frame_and_lock_out_joiners_and_leavers() {
             .collect();
         assert!(relevant.len() > 1000, "{} frames", relevant.len());
         let failed: Vec<_> = relevant.iter().filter(|(_, _, r)| r.is_err()).collect();
-        assert!(failed.is_empty(), "{me} lost {} frames: {:?}", failed.len(), &failed[..failed.len().min(5)]);
+        assert!(
+            failed.is_empty(),
+            "{me} lost {} frames: {:?}",
+            failed.len(),
+            &failed[..failed.len().min(5)]
+        );
         assert!(m.keys.rotations() >= 20, "{} rotations", m.keys.rotations());
     }
     // From joiners too, every frame sealed once the joiner's key could have arrived (two control
@@ -236,7 +241,11 @@ fn twenty_joins_and_leaves_lose_no_frame_and_lock_out_joiners_and_leavers() {
             }
             if *t >= left + CTRL_LATENCY + LEAD + FRAME {
                 // The rotation after the leave locks the leaver out.
-                assert_eq!(*r, Err(DecryptError::UnknownKeyId), "leaver {i} read later audio");
+                assert_eq!(
+                    *r,
+                    Err(DecryptError::UnknownKeyId),
+                    "leaver {i} read later audio"
+                );
             }
         }
     }
