@@ -152,12 +152,12 @@ impl Kind for Sender {
 }
 
 /// What a receiver handle holds: the core receiver and what the C side dropped before it.
-struct RxState {
-    rx: Receiver,
+pub(crate) struct RxState {
+    pub(crate) rx: Receiver,
     /// The sender served; `None` until the first well-formed voice datagram when configured 0.
-    sender: Option<SessionToken>,
-    malformed: u64,
-    wrong_sender: u64,
+    pub(crate) sender: Option<SessionToken>,
+    pub(crate) malformed: u64,
+    pub(crate) wrong_sender: u64,
 }
 
 impl Kind for RxState {
