@@ -122,7 +122,7 @@ impl Sender {
         pcm: &[i16],
         target: SessionToken,
         end_of_spurt: bool,
-        seal: &mut dyn FnMut(&[u8], &[u8], &mut [u8]) -> Result<usize, crate::e2ee::E2eeError>,
+        seal: &mut crate::e2ee::SealFn<'_>,
         out: &mut [u8],
     ) -> Result<usize, SendError> {
         let enc = self.encoder.encode(pcm, &mut self.payload)?;

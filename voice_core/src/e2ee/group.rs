@@ -233,8 +233,8 @@ impl GroupKeys {
         let public = PublicIdentity::from_blob(blob)?;
         if let Some(i) = self.existing.iter().position(|s| *s == session) {
             self.existing.swap_remove(i);
-            if !self.members.contains_key(&session) {
-                self.members.insert(session, public);
+            if let std::collections::btree_map::Entry::Vacant(slot) = self.members.entry(session) {
+                slot.insert(public);
                 for key in [self.current_key, self.pending.as_ref().map(|p| p.key)]
                     .into_iter()
                     .flatten()

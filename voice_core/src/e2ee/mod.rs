@@ -44,6 +44,10 @@ pub use identity::{Identity, PublicIdentity};
 pub use password::PasswordKeys;
 pub use session::{E2eeMode, E2eeSession, E2eeStats};
 
+/// A payload sealer as [`crate::stream::Sender::encode_sealed`] takes it: (metadata, payload,
+/// output) → bytes written.
+pub type SealFn<'a> = dyn FnMut(&[u8], &[u8], &mut [u8]) -> Result<usize, E2eeError> + 'a;
+
 /// The SFrame cipher suite used on the wire (RFC 9605 value 0x0003).
 pub const CIPHER_SUITE: sframe::CipherSuite = sframe::CipherSuite::AesCtr128HmacSha256_32;
 /// The cipher suite's IANA value, for documents and the C API.

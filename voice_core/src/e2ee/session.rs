@@ -101,8 +101,8 @@ enum Keys {
     /// E2EE was asked for but its keys could not be made: send nothing, hear nothing.
     Unavailable,
     Password {
-        keys: PasswordKeys,
-        enc: Option<FrameEncryptor>,
+        keys: Box<PasswordKeys>,
+        enc: Option<Box<FrameEncryptor>>,
         me: SessionToken,
         rings: HashMap<SessionToken, SenderKeyRing>,
     },
@@ -133,7 +133,7 @@ impl E2eeSession {
         let keys = match mode {
             E2eeMode::Off => Keys::Off,
             E2eeMode::Password(p) => Keys::Password {
-                keys: PasswordKeys::new(p),
+                keys: Box::new(PasswordKeys::new(p)),
                 enc: None,
                 me: SessionToken::NONE,
                 rings: HashMap::new(),
@@ -190,7 +190,7 @@ impl E2eeSession {
             } => {
                 *m = me;
                 rings.clear();
-                *enc = keys.encryptor(me).ok();
+                *enc = keys.encryptor(me).ok().map(Box::new);
                 None
             }
             Keys::Group(g) => {
@@ -218,7 +218,7 @@ impl E2eeSession {
             )),
             Keys::Password { keys, enc, me, .. } => {
                 if enc.as_ref().is_none_or(|e| e.remaining() == 0) {
-                    *enc = Some(keys.encryptor(*me)?);
+                    *enc = Some(Box::new(keys.encryptor(*me)?));
                 }
                 match enc.as_mut() {
                     Some(e) => e.seal(metadata, payload, out),
