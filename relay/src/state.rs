@@ -164,6 +164,8 @@ pub struct Session {
     pub control: TokenBucket,
     /// Budget for chat lines.
     pub chat: TokenBucket,
+    /// The end-to-end identity blob this client announced (opaque to the relay).
+    pub e2ee_identity: Option<Vec<u8>>,
 }
 
 impl Session {
@@ -266,6 +268,7 @@ impl State {
                 register_counter: 0,
                 control: TokenBucket::new(l.control, now),
                 chat: TokenBucket::new(l.chat, now),
+                e2ee_identity: None,
             },
         );
         Some(token)
