@@ -32,6 +32,7 @@ use voice_core::proto::udp::Header;
 use voice_core::proto::{ChannelId, SessionToken};
 use voice_core::seq::{ReplayCheck, ReplayWindow, SeqUnwrapper};
 
+use crate::admission::Grants;
 use crate::budget::{Limit, TokenBucket};
 use crate::config::Config;
 use crate::stats::Counter;
@@ -165,6 +166,8 @@ pub struct Session {
     pub control: TokenBucket,
     /// Budget for chat lines.
     pub chat: TokenBucket,
+    /// What the session's token allows (set by the handshake; open rights until then).
+    pub grants: Grants,
 }
 
 impl Session {
@@ -268,6 +271,7 @@ impl State {
                 bytes: TokenBucket::new(l.voice_bytes, now),
                 control: TokenBucket::new(l.control, now),
                 chat: TokenBucket::new(l.chat, now),
+                grants: Grants::open(""),
             },
         );
         Some(token)

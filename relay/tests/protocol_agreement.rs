@@ -13,9 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use voice_core::proto::register;
-use voice_core::proto::tcp::{
-    encode_frame, ClientMessage, ErrorCode, ServerMessage, CONTROL_VERSION,
-};
+use voice_core::proto::tcp::{encode_frame, ClientMessage, ErrorCode, ServerMessage};
 use voice_core::proto::udp::{self, DatagramKind, Flags, Header, MAX_DATAGRAM, MAX_PAYLOAD};
 use voice_core::proto::{ChannelId, SessionToken};
 
@@ -91,10 +89,7 @@ fn after_welcome_errors_leave_the_session_open_a_second_hello_included() {
     let relay = start(|_| {});
     let mut g = group(relay.local_addr(), 1, &["a", "b"]);
     let before = g[0].stats();
-    g[0].send(&ClientMessage::Hello {
-        version: CONTROL_VERSION,
-        name: "again".into(),
-    });
+    g[0].send(&hello(relay.local_addr(), "again"));
     assert_eq!(error_code(g[0].recv()), ErrorCode::Handshake);
     // Undecodable after the handshake: Malformed, still in sync.
     g[0].ctl.send_raw(&[1, 0, 0, 0, 99]);
@@ -114,19 +109,13 @@ fn names_of_only_white_space_are_refused_and_closed() {
     let relay = start(|_| {});
     for name in ["   ", " ", "\u{3000}", "\u{a0} \u{a0}"] {
         let mut c = Control::connect(relay.local_addr());
-        c.send(&ClientMessage::Hello {
-            version: CONTROL_VERSION,
-            name: name.into(),
-        });
+        c.send(&hello(relay.local_addr(), name));
         assert_eq!(error_code(c.recv()), ErrorCode::BadName, "{name:?}");
         assert!(c.closed_within(WAIT));
     }
     // Spaces around other characters are fine, and kept.
     let mut c = Control::connect(relay.local_addr());
-    c.send(&ClientMessage::Hello {
-        version: CONTROL_VERSION,
-        name: " a b ".into(),
-    });
+    c.send(&hello(relay.local_addr(), " a b "));
     assert!(matches!(c.recv(), ServerMessage::Welcome { name, .. } if name == " a b "));
 }
 

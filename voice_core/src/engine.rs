@@ -32,8 +32,8 @@ use crate::metrics::StreamStats;
 use crate::mixer::Mixer;
 use crate::proto::register::{self, Secret};
 use crate::proto::tcp::{
-    validate_chat, ChannelInfo, ClientMessage, ErrorCode, ServerMessage, UserInfo, CONTROL_VERSION,
-    MAX_CHAT_LEN,
+    validate_chat, AccessToken, ChannelInfo, ClientMessage, ErrorCode, ServerMessage, UserInfo,
+    CONTROL_VERSION, MAX_CHAT_LEN,
 };
 use crate::proto::udp::{self, DatagramKind, Header, MAX_DATAGRAM};
 use crate::proto::{ChannelId, SessionToken};
@@ -72,6 +72,9 @@ pub struct EngineConfig {
     pub initial_channel: Option<ChannelId>,
     /// A remote sender silent this long is forgotten (its decoder freed).
     pub remote_idle_timeout: Duration,
+    /// The access token presented in `Hello` (minted by the relay operator's or the game's
+    /// backend; `None` only for a relay in open mode). Never logged.
+    pub token: Option<AccessToken>,
 }
 
 impl Default for EngineConfig {
@@ -89,6 +92,7 @@ impl Default for EngineConfig {
             auto_join: true,
             initial_channel: None,
             remote_idle_timeout: Duration::from_secs(30),
+            token: None,
         }
     }
 }
@@ -460,6 +464,7 @@ impl Engine {
         self.control_out.push_back(ClientMessage::Hello {
             version: CONTROL_VERSION,
             name: self.cfg.name.clone(),
+            token: self.cfg.token.clone(),
         });
     }
 

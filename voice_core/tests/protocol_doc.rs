@@ -73,6 +73,8 @@ fn error_name(c: ErrorCode) -> &'static str {
         ErrorCode::Full => "Full",
         ErrorCode::RateLimited => "RateLimited",
         ErrorCode::NoSuchSession => "NoSuchSession",
+        ErrorCode::Unauthorized => "Unauthorized",
+        ErrorCode::Forbidden => "Forbidden",
     }
 }
 

@@ -31,10 +31,12 @@ use voice_core::proto::tcp::{ClientMessage, FrameQueue, FrameReader};
 use voice_core::proto::SessionToken;
 use voice_tls::{rustls, Fingerprint, TlsStream, Transport};
 
+use crate::admission::Admission;
 use crate::config::Config;
 use crate::control::Outbox;
 use crate::state::State;
 use crate::stats::{Counter, Stats};
+use crate::token::Claims;
 use crate::udpio::{RecvBatch, SendBatch};
 use crate::Error;
 
@@ -94,6 +96,8 @@ pub struct Relay {
     config: Config,
     /// TLS for every accepted connection; `None` only with `insecure_plaintext`.
     tls: Option<crate::identity::Identity>,
+    /// Who may open a session (access tokens or open mode).
+    admission: Arc<Admission>,
     state: State,
     stats: Stats,
     conns: HashMap<usize, Conn>,
@@ -166,6 +170,18 @@ impl Relay {
                 "insecure_plaintext: the control connection is NOT encrypted (development only)"
             );
         }
+        let admission = Arc::new(Admission::load(&config)?);
+        if admission.is_open() {
+            log::warn!(
+                "open mode: clients are admitted WITHOUT an access token (development only)"
+            );
+        } else if let Some(path) = admission.key_file() {
+            log::info!(
+                "access tokens: signed by {}; mint one with `relay token --identity-dir {} --name NAME`",
+                path.display(),
+                path.parent().map_or(".".into(), |d| d.display().to_string())
+            );
+        }
         let (mut listener, mut udp) = bind_pair(config.listen)?;
         if config.udp_buffer_bytes > 0 {
             set_buffer(udp.as_raw_fd(), libc::SO_RCVBUF, config.udp_buffer_bytes);
@@ -192,6 +208,7 @@ impl Relay {
             state: State::new(&config),
             config,
             tls,
+            admission,
             stats: Stats::new(),
             conns: HashMap::new(),
             next_conn: FIRST_CONN,
@@ -216,6 +233,19 @@ impl Relay {
         self.tls.as_ref().map(|t| t.fingerprint)
     }
 
+    /// A token this relay accepts for `claims`, signed with its own key (`None` when it checks
+    /// the operator's keys or runs open). For tests and embedded development relays.
+    pub fn mint_token(&self, claims: &Claims) -> Option<String> {
+        self.admission.mint(claims)
+    }
+
+    /// A token for `name` (every channel, whisper to anyone, one hour), as
+    /// [`Relay::mint_token`].
+    pub fn token_for(&self, name: &str) -> Option<String> {
+        self.admission
+            .mint(&Claims::for_name(name, self.admission.audience(), 3600))
+    }
+
     /// A handle that stops [`Relay::run`] from another thread.
     pub fn stopper(&self) -> Stopper {
         self.stopper.clone()
@@ -226,12 +256,14 @@ impl Relay {
         let addr = self.local;
         let fingerprint = self.fingerprint();
         let stopper = self.stopper();
+        let admission = Arc::clone(&self.admission);
         let thread = std::thread::Builder::new()
             .name("relay".into())
             .spawn(move || self.run())?;
         Ok(RelayHandle {
             addr,
             fingerprint,
+            admission,
             stopper,
             thread: Some(thread),
         })
@@ -387,6 +419,7 @@ impl Relay {
 pub struct RelayHandle {
     addr: SocketAddr,
     fingerprint: Option<Fingerprint>,
+    admission: Arc<Admission>,
     stopper: Stopper,
     thread: Option<std::thread::JoinHandle<Result<Stats, Error>>>,
 }
@@ -400,6 +433,27 @@ impl RelayHandle {
     /// The TLS certificate's fingerprint (`None`: plaintext mode).
     pub fn fingerprint(&self) -> Option<Fingerprint> {
         self.fingerprint
+    }
+
+    /// A token this relay accepts for `claims` (see [`Relay::mint_token`]).
+    pub fn mint_token(&self, claims: &Claims) -> Option<String> {
+        self.admission.mint(claims)
+    }
+
+    /// A token for `name` (see [`Relay::token_for`]).
+    pub fn token_for(&self, name: &str) -> Option<String> {
+        self.admission
+            .mint(&Claims::for_name(name, self.admission.audience(), 3600))
+    }
+
+    /// The audience tokens for this relay must name.
+    pub fn audience(&self) -> &str {
+        self.admission.audience()
+    }
+
+    /// The relay's admission policy (shared; mints tokens with [`Admission::token_for`]).
+    pub fn admission(&self) -> Arc<Admission> {
+        Arc::clone(&self.admission)
     }
 
     /// Stops the relay and waits for its thread; returns its final counters.

@@ -12,16 +12,18 @@
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use voice_tls::rustls::{ClientConnection, StreamOwned};
 use voice_tls::{ClientTls, Fingerprint, TlsTrust};
 
+use relay::admission::Admission;
 use relay::{Config, Relay, RelayHandle};
 use voice_core::proto::register::{self, Secret};
 use voice_core::proto::tcp::{
-    encode_frame, ChannelInfo, ClientMessage, FrameReader, ServerMessage, CONTROL_VERSION,
+    encode_frame, AccessToken, ChannelInfo, ClientMessage, FrameReader, ServerMessage,
+    CONTROL_VERSION,
 };
 use voice_core::proto::udp::{self, DatagramKind, Header, MAX_DATAGRAM};
 use voice_core::proto::{ChannelId, SessionToken};
@@ -42,7 +44,34 @@ pub fn start(tweak: impl FnOnce(&mut Config)) -> RelayHandle {
     tweak(&mut cfg);
     let relay = Relay::bind(cfg).unwrap().spawn().unwrap();
     remember(relay.local_addr(), relay.fingerprint());
+    MINTERS
+        .lock()
+        .unwrap()
+        .push((relay.local_addr(), relay.admission()));
     relay
+}
+
+/// Which relay address accepts tokens from which admission policy (relays started by [`start`]).
+static MINTERS: Mutex<Vec<(SocketAddr, Arc<Admission>)>> = Mutex::new(Vec::new());
+
+/// A token the relay at `addr` accepts for `name` (`None`: open mode, or a relay not started by
+/// [`start`]).
+pub fn token_for(addr: SocketAddr, name: &str) -> Option<String> {
+    let minters = MINTERS.lock().unwrap();
+    minters
+        .iter()
+        .rev()
+        .find(|(a, _)| *a == addr)
+        .and_then(|(_, m)| m.token_for(name))
+}
+
+/// `Hello` for `name` with the token the relay at `addr` accepts.
+pub fn hello(addr: SocketAddr, name: &str) -> ClientMessage {
+    ClientMessage::Hello {
+        version: CONTROL_VERSION,
+        name: name.into(),
+        token: token_for(addr, name).map(AccessToken),
+    }
 }
 
 /// Which relay address serves which certificate (`None`: plaintext).
@@ -253,12 +282,19 @@ pub struct Client {
 }
 
 impl Client {
-    /// Hello + Welcome, then UDP registration acknowledged.
+    /// Hello (with the token [`token_for`] mints) + Welcome, then UDP registration
+    /// acknowledged.
     pub fn connect(relay: SocketAddr, name: &str) -> Client {
+        Client::connect_with(relay, name, token_for(relay, name))
+    }
+
+    /// As [`Client::connect`], presenting `token`.
+    pub fn connect_with(relay: SocketAddr, name: &str, token: Option<String>) -> Client {
         let mut ctl = Control::connect(relay);
         ctl.send(&ClientMessage::Hello {
             version: CONTROL_VERSION,
             name: name.into(),
+            token: token.map(AccessToken),
         });
         let ServerMessage::Welcome {
             session,
