@@ -247,6 +247,10 @@ typedef struct voice_client_config {
   bool tls_trust_on_first_use;
   // Development only: no TLS (for a relay started with `--insecure-plaintext`).
   bool insecure_plaintext;
+  // Access tokens (issue 13): the token presented in `Hello` (NUL-terminated; a JWT minted
+  // by your backend, or `relay token --name NAME` for development), or NULL for a relay
+  // started with `--open`. Copied during `voice_client_new`; never logged.
+  const char *access_token;
 } voice_client_config;
 
 // One event. Strings are NUL-terminated UTF-8, truncated to fit at a character boundary; the

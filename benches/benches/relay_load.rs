@@ -90,6 +90,10 @@ impl Fwd {
         let exe = std::env::current_exe()?;
         let mut child = Command::new(exe)
             .args(["--role", "fwd", kind, &N.to_string(), &channels.to_string()])
+            .env(
+                voice_benches::tokens::ENV,
+                voice_benches::tokens::key().public(),
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()?;
@@ -245,6 +249,7 @@ fn child(args: &[String]) {
                 idle_timeout_ms: 3_600_000,
                 stats_interval_ms: 0,
                 batch_io: kind == "relay",
+                token_keys: voice_benches::tokens::relay_keys(),
                 ..relay::Config::default()
             };
             let r = relay::Relay::bind(cfg).expect("bind relay");

@@ -147,6 +147,7 @@ impl Fleet {
                 &ClientMessage::Hello {
                     version: CONTROL_VERSION,
                     name: format!("u{i}"),
+                    token: Some(crate::tokens::token(&format!("u{i}"))),
                 },
             )?;
             let ServerMessage::Welcome {

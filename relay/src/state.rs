@@ -36,6 +36,7 @@ use crate::admission::Grants;
 use crate::budget::{Limit, TokenBucket};
 use crate::config::Config;
 use crate::stats::Counter;
+use crate::token::WhisperScope;
 
 /// A fast hasher for relay-allocated integer keys (Fibonacci multiplicative hashing).
 #[derive(Debug, Default, Clone, Copy)]
@@ -88,6 +89,10 @@ pub enum DropReason {
     /// Whisper to oneself.
     #[error("whisper to self")]
     WhisperSelf,
+    /// Whisper outside the sender's token scope (`whisper`: none, or channel and the target is
+    /// elsewhere).
+    #[error("whisper outside the token's scope")]
+    WhisperForbidden,
 }
 
 impl DropReason {
@@ -103,6 +108,7 @@ impl DropReason {
             DropReason::NotInChannel => Counter::DropNotInChannel,
             DropReason::WhisperNoTarget => Counter::DropWhisperNoTarget,
             DropReason::WhisperSelf => Counter::DropWhisperSelf,
+            DropReason::WhisperForbidden => Counter::DropWhisperForbidden,
         }
     }
 }
@@ -367,11 +373,21 @@ impl State {
             if header.target == header.sender {
                 return Err(DropReason::WhisperSelf);
             }
-            let addr = self
+            let target = self
                 .sessions
                 .get(&header.target)
-                .and_then(|t| t.udp)
                 .ok_or(DropReason::WhisperNoTarget)?;
+            let allowed = match sender.grants.whisper {
+                WhisperScope::None => false,
+                WhisperScope::Channel => {
+                    sender.channel.is_some() && sender.channel == target.channel
+                }
+                WhisperScope::Any => true,
+            };
+            if !allowed {
+                return Err(DropReason::WhisperForbidden);
+            }
+            let addr = target.udp.ok_or(DropReason::WhisperNoTarget)?;
             out.push(addr);
             Ok(())
         }

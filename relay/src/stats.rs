@@ -125,6 +125,8 @@ counters! {
     /// Requests refused by the session's token (channel outside its list, admin action
     /// without the admin claim).
     Forbidden => "forbidden",
+    /// Whisper outside the sender's token scope.
+    DropWhisperForbidden => "drop_whisper_forbidden",
 }
 
 /// Number of counters.

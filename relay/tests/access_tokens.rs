@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use common::*;
-use relay::token::{ChannelScope, Claims, SigningKey};
+use relay::token::{ChannelScope, Claims, SigningKey, WhisperScope};
 use voice_core::proto::tcp::{
     AccessToken, ClientMessage, ErrorCode, ServerMessage, CONTROL_VERSION,
 };
@@ -182,4 +182,46 @@ fn open_mode_admits_a_hello_without_a_token() {
     let mut g = group(relay.local_addr(), 1, &["eve", "frank"]);
     assert_eq!(g[0].name, "eve");
     still_talking(&mut g);
+}
+
+#[test]
+fn whispers_stay_within_the_token_scope_and_honest_whispers_pass() {
+    let relay = start(|_| {});
+    let addr = relay.local_addr();
+    let with = |name: &str, whisper: WhisperScope| {
+        let claims = Claims {
+            whisper,
+            ..Claims::for_name(name, relay.audience(), 3600)
+        };
+        Client::connect_with(addr, name, relay.mint_token(&claims))
+    };
+    let mut mute = with("mute", WhisperScope::None);
+    let mut local = with("local", WhisperScope::Channel);
+    let mut loud = with("loud", WhisperScope::Any);
+    let mut near = with("near", WhisperScope::None);
+    let mut far = with("far", WhisperScope::None);
+    for c in [&mut mute, &mut local, &mut loud, &mut near] {
+        c.join(1);
+    }
+    far.join(2);
+    let before = near.stats();
+    let whisper = |c: &mut Client, to, payload: &[u8]| {
+        let d = c.voice(to, payload);
+        c.send_udp(&d);
+        d
+    };
+    // Scope none: not even to a channel mate.
+    whisper(&mut mute, near.session, b"psst");
+    // Scope channel: a channel mate yes, another channel no.
+    let ok = whisper(&mut local, near.session, b"to near");
+    whisper(&mut local, far.session, b"to far");
+    // Scope any: across channels.
+    let across = whisper(&mut loud, far.session, b"across");
+    near.expect_udp(&ok);
+    far.expect_udp(&across);
+    near.expect_no_udp();
+    far.expect_no_udp();
+    let after = near.stats();
+    assert_eq!(delta(&before, &after, "drop_whisper_forbidden"), 2);
+    assert_eq!(delta(&before, &after, "voice_accepted"), 2);
 }

@@ -114,6 +114,10 @@ pub struct voice_client_config {
     pub tls_trust_on_first_use: bool,
     /// Development only: no TLS (for a relay started with `--insecure-plaintext`).
     pub insecure_plaintext: bool,
+    /// Access tokens (issue 13): the token presented in `Hello` (NUL-terminated; a JWT minted
+    /// by your backend, or `relay token --name NAME` for development), or NULL for a relay
+    /// started with `--open`. Copied during `voice_client_new`; never logged.
+    pub access_token: *const c_char,
 }
 
 /// One event. Strings are NUL-terminated UTF-8, truncated to fit at a character boundary; the
@@ -398,6 +402,7 @@ pub unsafe extern "C" fn voice_client_config_default(
             tls_ca_file: std::ptr::null(),
             tls_trust_on_first_use: false,
             insecure_plaintext: false,
+            access_token: std::ptr::null(),
         };
         voice_result::VOICE_OK
     })
@@ -431,6 +436,10 @@ pub unsafe extern "C" fn voice_client_new(
         let mut c = ClientConfig::new(addr, name);
         c.reconnect = cfg.reconnect;
         c.insecure_plaintext = cfg.insecure_plaintext;
+        if !cfg.access_token.is_null() {
+            let t = try_res!(unsafe { c_str(cfg.access_token) });
+            c.token = Some(::voice_client::AccessToken(t.to_owned()));
+        }
         if !cfg.tls_fingerprint.is_null() {
             let fp = try_res!(unsafe { c_str(cfg.tls_fingerprint) });
             let Ok(fp) = fp.parse() else {
