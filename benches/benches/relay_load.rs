@@ -7,8 +7,10 @@
 //! its `getrusage` CPU time. For each forwarder the offered load is raised step by step (more
 //! channels of N members, every member speaking at 50 packets/s) until two steps are not
 //! sustainable (loss above 1 % or median latency above 2 ms); the highest delivered rate of a
-//! sustainable step is its max sustainable rate. Numbers are printed,
-//! never asserted. Loopback only; every loop is bounded in count and time.
+//! sustainable step is its max sustainable rate. `relay-untagged` is the relay with
+//! `check_datagram_tags = false` (measurement only): the summary compares the relay's CPU per
+//! forwarded datagram with and without checking datagram tags, step by step, in the same run.
+//! Numbers are printed, never asserted. Loopback only; every loop is bounded in count and time.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, UdpSocket};
@@ -43,7 +45,13 @@ fn main() {
     );
     let mut summary = Vec::new();
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
-    for kind in ["minimal", "naive", "relay", "relay-nobatch"] {
+    for kind in [
+        "minimal",
+        "naive",
+        "relay",
+        "relay-untagged",
+        "relay-nobatch",
+    ] {
         if (quick && kind == "relay-nobatch")
             || (!only.is_empty() && !only.split(',').any(|o| o == kind))
         {
@@ -202,6 +210,29 @@ fn report(all: &[Summary]) {
             }
         }
     }
+    if let Some(untagged) = get("relay-untagged") {
+        let mut ratios = Vec::new();
+        for (sp, r, cpu) in &relay.steps {
+            let Some((_, ru, cpu_u)) = untagged.steps.iter().find(|s| s.0 == *sp) else {
+                continue;
+            };
+            if *cpu_u > 0.0 && sustainable(r) && sustainable(ru) {
+                ratios.push(cpu / cpu_u);
+                println!(
+                    "tags at {sp} speakers: {cpu:.2} µs CPU per forwarded datagram checked,                      {cpu_u:.2} µs unchecked ({:.2}x)",
+                    cpu / cpu_u
+                );
+            }
+        }
+        if !ratios.is_empty() {
+            ratios.sort_by(f64::total_cmp);
+            println!(
+                "relay CPU per forwarded datagram, tags checked / unchecked: median {:.2}x over {}                  steps (target <= 1.1x)",
+                ratios[ratios.len() / 2],
+                ratios.len()
+            );
+        }
+    }
     if let Some(nb) = get("relay-nobatch") {
         if nb.max_rate() > 0.0 {
             println!("relay batched / unbatched: {:.2}x", rr / nb.max_rate());
@@ -233,7 +264,7 @@ fn child(args: &[String]) {
     let n: u32 = args.get(2).and_then(|v| v.parse().ok()).unwrap_or(N as u32);
     let channels: u32 = args.get(3).and_then(|v| v.parse().ok()).unwrap_or(1);
     let addr = match kind.as_str() {
-        "relay" | "relay-nobatch" => {
+        "relay" | "relay-untagged" | "relay-nobatch" => {
             let cfg = relay::Config {
                 listen: "127.0.0.1:0".parse().expect("addr"),
                 channels: (1..=channels)
@@ -248,7 +279,8 @@ fn child(args: &[String]) {
                 max_outgoing_bytes: 1 << 20,
                 idle_timeout_ms: 3_600_000,
                 stats_interval_ms: 0,
-                batch_io: kind == "relay",
+                batch_io: kind != "relay-nobatch",
+                check_datagram_tags: kind != "relay-untagged",
                 token_keys: voice_benches::tokens::relay_keys(),
                 ..relay::Config::default()
             };

@@ -382,7 +382,9 @@ fn wave(addr: SocketAddr, relay_pid: u32, clients: usize, secs: u64, report: &mu
                         ..Header::voice(session, 0, 0)
                     };
                     let mut d = [0u8; 64];
-                    if let Ok(n) = udp::write(&header, &payload, &mut d) {
+                    if let Ok(n) =
+                        udp::write(&header, &payload, &udp::TagKey::derive(&sim.secret), &mut d)
+                    {
                         let _ = udps[t % UDP_SOCKETS].send_to(&d[..n], addr);
                     }
                 }
@@ -430,7 +432,12 @@ fn wave(addr: SocketAddr, relay_pid: u32, clients: usize, secs: u64, report: &mu
                         };
                         sim.seq = sim.seq.wrapping_add(1);
                         let mut d = [0u8; 120];
-                        if let Ok(n) = udp::write(&header, &[0x55; 60], &mut d) {
+                        if let Ok(n) = udp::write(
+                            &header,
+                            &[0x55; 60],
+                            &udp::TagKey::derive(&sim.secret),
+                            &mut d,
+                        ) {
                             if udps[t % UDP_SOCKETS].send_to(&d[..n], addr).is_ok() {
                                 voice_sent += 1;
                             }

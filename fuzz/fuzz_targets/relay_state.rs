@@ -146,7 +146,8 @@ fuzz_target!(|ops: Vec<Op>| {
                         ..Header::voice(s, seq, 0)
                     };
                     let mut buf = [0u8; 64];
-                    let n = udp::write(&header, &[1, 2, 3], &mut buf).expect("fits");
+                    let n = udp::write(&header, &[1, 2, 3], &udp::TagKey::UNKEYED, &mut buf)
+                        .expect("fits");
                     let d = udp::parse(&buf[..n]).expect("valid");
                     recipients.clear();
                     if state.route(addr(port), &d.header, &mut recipients).is_ok() {

@@ -112,6 +112,10 @@ pub struct Config {
     pub token_keys: Vec<String>,
     /// The audience (`aud`) tokens must name: this relay's name.
     pub token_audience: String,
+    /// Check the authentication tag of every datagram (the default). `false` is for
+    /// measurement only (`relay_load` compares both): datagrams are then trusted by their source
+    /// address alone, as before datagram version 2.
+    pub check_datagram_tags: bool,
 }
 
 /// The default `token_audience`.
@@ -167,6 +171,7 @@ impl Default for Config {
             open: false,
             token_keys: Vec::new(),
             token_audience: DEFAULT_AUDIENCE.into(),
+            check_datagram_tags: true,
         }
     }
 }

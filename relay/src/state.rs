@@ -28,7 +28,7 @@ use std::time::Instant;
 
 use voice_core::proto::register::{self, RegisterError, Secret};
 use voice_core::proto::tcp::{ChannelInfo, UserInfo};
-use voice_core::proto::udp::Header;
+use voice_core::proto::udp::{Header, TagKey};
 use voice_core::proto::{ChannelId, SessionToken};
 use voice_core::seq::{ReplayCheck, ReplayWindow, SeqUnwrapper};
 
@@ -93,6 +93,9 @@ pub enum DropReason {
     /// elsewhere).
     #[error("whisper outside the token's scope")]
     WhisperForbidden,
+    /// The authentication tag does not verify with the sender session's key.
+    #[error("bad authentication tag")]
+    BadTag,
 }
 
 impl DropReason {
@@ -109,6 +112,7 @@ impl DropReason {
             DropReason::WhisperNoTarget => Counter::DropWhisperNoTarget,
             DropReason::WhisperSelf => Counter::DropWhisperSelf,
             DropReason::WhisperForbidden => Counter::DropWhisperForbidden,
+            DropReason::BadTag => Counter::DropBadTag,
         }
     }
 }
@@ -157,6 +161,8 @@ pub struct Session {
     pub name: String,
     /// UDP registration secret.
     pub secret: Secret,
+    /// Key of the tags on this session's datagrams (derived from `secret`).
+    pub tag_key: TagKey,
     /// The server's connection id for the TCP stream.
     pub conn: usize,
     /// Bound UDP address, once registered.
@@ -267,6 +273,7 @@ impl State {
                 token,
                 name,
                 secret,
+                tag_key: TagKey::derive(&secret),
                 conn,
                 udp: None,
                 channel: None,
@@ -326,6 +333,15 @@ impl State {
         s.register_counter = counter;
         s.udp = Some(src);
         Ok(counter)
+    }
+
+    /// Checks the tag of `datagram` against the key of `sender`'s session.
+    pub fn check_tag(&self, sender: SessionToken, datagram: &[u8]) -> Result<(), DropReason> {
+        let s = self
+            .sessions
+            .get(&sender)
+            .ok_or(DropReason::UnknownSession)?;
+        s.tag_key.verify(datagram).map_err(|_| DropReason::BadTag)
     }
 
     /// Whether `src` is the address bound to `sender`.

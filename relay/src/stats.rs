@@ -127,6 +127,9 @@ counters! {
     Forbidden => "forbidden",
     /// Whisper outside the sender's token scope.
     DropWhisperForbidden => "drop_whisper_forbidden",
+    /// Datagram whose authentication tag does not verify with its sender session's key
+    /// (spoofed, altered, or tagged with another session's key).
+    DropBadTag => "drop_bad_tag",
 }
 
 /// Number of counters.

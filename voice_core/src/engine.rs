@@ -35,7 +35,7 @@ use crate::proto::tcp::{
     validate_chat, AccessToken, ChannelInfo, ClientMessage, ErrorCode, ServerMessage, UserInfo,
     CONTROL_VERSION, MAX_CHAT_LEN,
 };
-use crate::proto::udp::{self, DatagramKind, Header, MAX_DATAGRAM};
+use crate::proto::udp::{self, DatagramKind, Header, TagKey, MAX_DATAGRAM};
 use crate::proto::{ChannelId, SessionToken};
 use crate::stream::{FrameSource, Receiver, Sender};
 use crate::time::Time;
@@ -369,6 +369,8 @@ pub struct Engine {
     session: SessionToken,
     name: String,
     secret: Option<Secret>,
+    /// Tags our datagrams and checks the relay's replies (derived from `secret`).
+    tag_key: TagKey,
     udp_ready: bool,
     register_counter: u64,
     register_delay: Duration,
@@ -422,6 +424,7 @@ impl Engine {
             state: ConnectionState::Disconnected,
             session: SessionToken::NONE,
             secret: None,
+            tag_key: TagKey::UNKEYED,
             udp_ready: false,
             register_counter: 0,
             register_delay: Duration::ZERO,
@@ -483,6 +486,7 @@ impl Engine {
         self.state = ConnectionState::Disconnected;
         self.session = SessionToken::NONE;
         self.secret = None;
+        self.tag_key = TagKey::UNKEYED;
         self.udp_ready = false;
         self.next_register = None;
         self.next_ping = None;
@@ -519,8 +523,10 @@ impl Engine {
                 self.state = ConnectionState::Connected;
                 self.session = session;
                 self.secret = Some(secret);
+                self.tag_key = TagKey::derive(&secret);
                 self.name = name.clone();
                 self.sender.set_session(session);
+                self.sender.set_tag_key(self.tag_key.clone());
                 self.udp_ready = false;
                 self.register_delay = self.cfg.register_retry;
                 self.next_register = Some(now);
@@ -662,6 +668,14 @@ impl Engine {
         };
         self.rx_packets += 1;
         let h = d.header;
+        // The relay tags its replies with our key; forwarded voice carries its sender's tag,
+        // which only the relay can check.
+        if matches!(h.kind, DatagramKind::RegisterAck | DatagramKind::Pong)
+            && self.tag_key.verify(bytes).is_err()
+        {
+            self.rx_malformed += 1;
+            return;
+        }
         match h.kind {
             DatagramKind::RegisterAck if h.sender == self.session && !self.session.is_none() => {
                 if !self.udp_ready {
@@ -855,7 +869,7 @@ impl Engine {
 
     fn queue_datagram(&mut self, header: &Header, payload: &[u8]) {
         let mut buf = [0u8; MAX_DATAGRAM];
-        if let Ok(n) = udp::write(header, payload, &mut buf) {
+        if let Ok(n) = udp::write(header, payload, &self.tag_key, &mut buf) {
             self.datagrams_out.push_back((buf, n));
         }
     }

@@ -10,7 +10,7 @@ use crate::codec::{CodecError, Decoder, DredRecovery, Encoder, EncoderConfig, MA
 use crate::jitter::decision::{self, FrameClass, StretchOp, StretchStatus};
 use crate::jitter::{JitterBuffer, JitterConfig, Playout, PlayoutPolicy, PushOutcome, Redundancy};
 use crate::metrics::StreamStats;
-use crate::proto::udp::{self, DatagramKind, Flags, Header, UdpError};
+use crate::proto::udp::{self, DatagramKind, Flags, Header, TagKey, UdpError};
 use crate::proto::SessionToken;
 use crate::time::Time;
 use crate::tsm::{self, Stretch};
@@ -25,6 +25,7 @@ pub struct Sender {
     timestamp: u32,
     in_spurt: bool,
     payload: [u8; MAX_PACKET],
+    tag_key: TagKey,
 }
 
 /// A sender failure.
@@ -48,6 +49,7 @@ impl Sender {
             timestamp: 0,
             in_spurt: false,
             payload: [0; MAX_PACKET],
+            tag_key: TagKey::UNKEYED,
         })
     }
 
@@ -56,6 +58,12 @@ impl Sender {
         self.seq = seq;
         self.timestamp = timestamp;
         self
+    }
+
+    /// The key that tags every datagram from now on (the session's, derived from its `Welcome`
+    /// secret; [`TagKey::UNKEYED`] until set, for streams no relay checks).
+    pub fn set_tag_key(&mut self, key: TagKey) {
+        self.tag_key = key;
     }
 
     /// Changes the session token (after a reconnect).
@@ -104,7 +112,7 @@ impl Sender {
             sender: self.session,
             target,
         };
-        let n = udp::write(&header, &self.payload[..enc.len], out)?;
+        let n = udp::write(&header, &self.payload[..enc.len], &self.tag_key, out)?;
         self.in_spurt = !end_of_spurt;
         self.seq = self.seq.wrapping_add(1);
         self.timestamp = self.timestamp.wrapping_add(FRAME_SAMPLES as u32);

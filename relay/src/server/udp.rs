@@ -1,7 +1,10 @@
 //! The UDP side of the loop: drain the socket in `recvmmsg` batches (or one `recv_from` at a
 //! time with `batch_io = false`), decide per datagram with [`State`](crate::state::State), and
 //! forward the exact received bytes with `sendmmsg` before the receive slots are reused.
-//! Registration acks and pongs are answered here, never larger than the request.
+//! Registration acks and pongs are answered here, never larger than the request. Every Voice,
+//! Register and Ping datagram's tag is checked against its sender session's key first
+//! (`drop_bad_tag`); forwarded voice leaves with its tag unchanged, replies are tagged with the
+//! recipient's key.
 
 use std::io;
 use std::net::SocketAddr;
@@ -12,6 +15,7 @@ use voice_core::proto::udp::{self, DatagramKind, Header, UdpError, MAX_DATAGRAM}
 use voice_core::proto::SessionToken;
 
 use super::{Relay, MAX_UDP_BATCHES_PER_TURN, RECV_BATCH};
+use crate::state::DropReason;
 use crate::stats::Counter;
 use crate::udpio::SLOT;
 
@@ -113,12 +117,28 @@ impl Relay {
                     UdpError::TooLong(_) => Counter::DropTooLong,
                     UdpError::UnsupportedVersion(_) => Counter::DropBadVersion,
                     UdpError::UnknownKind(_) => Counter::DropBadKind,
+                    UdpError::BadTag => Counter::DropBadTag,
                     UdpError::NoSender | UdpError::BufferTooSmall { .. } => Counter::DropNoSender,
                 });
                 return false;
             }
         };
         let h = d.header;
+        if matches!(
+            h.kind,
+            DatagramKind::Voice | DatagramKind::Register | DatagramKind::Ping
+        ) && self.config.check_datagram_tags
+        {
+            if let Err(r) = self.state.check_tag(h.sender, data) {
+                self.stats.inc(match (h.kind, r) {
+                    (DatagramKind::Register, DropReason::UnknownSession) => {
+                        Counter::RegisterUnknownSession
+                    }
+                    _ => r.counter(),
+                });
+                return false;
+            }
+        }
         match h.kind {
             DatagramKind::Voice => {
                 match self
@@ -146,7 +166,7 @@ impl Relay {
                             target: SessionToken::NONE,
                             ..h
                         };
-                        self.reply(&ack, &counter.to_le_bytes(), src);
+                        self.reply(h.sender, &ack, &counter.to_le_bytes(), src);
                     }
                     Err(f) => self.stats.inc(f.counter()),
                 }
@@ -160,7 +180,7 @@ impl Relay {
                             kind: DatagramKind::Pong,
                             ..h
                         };
-                        self.reply(&pong, d.payload, src);
+                        self.reply(h.sender, &pong, d.payload, src);
                     }
                     Err(r) => self.stats.inc(r.counter()),
                 }
@@ -173,9 +193,19 @@ impl Relay {
         }
     }
 
-    pub(super) fn reply(&mut self, header: &Header, payload: &[u8], dst: SocketAddr) {
+    /// Sends `header` + `payload` to `dst`, tagged with the key of session `to`.
+    pub(super) fn reply(
+        &mut self,
+        to: SessionToken,
+        header: &Header,
+        payload: &[u8],
+        dst: SocketAddr,
+    ) {
+        let Some(key) = self.state.sessions.get(&to).map(|s| s.tag_key.clone()) else {
+            return;
+        };
         let mut buf = [0u8; MAX_DATAGRAM];
-        match udp::write(header, payload, &mut buf) {
+        match udp::write(header, payload, &key, &mut buf) {
             Ok(n) => match self.udp.send_to(&buf[..n], dst) {
                 Ok(_) => {}
                 Err(e) => {

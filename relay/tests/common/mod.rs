@@ -25,7 +25,7 @@ use voice_core::proto::tcp::{
     encode_frame, AccessToken, ChannelInfo, ClientMessage, FrameReader, ServerMessage,
     CONTROL_VERSION,
 };
-use voice_core::proto::udp::{self, DatagramKind, Header, MAX_DATAGRAM};
+use voice_core::proto::udp::{self, DatagramKind, Header, TagKey, MAX_DATAGRAM};
 use voice_core::proto::{ChannelId, SessionToken};
 
 /// How long any expected message may take.
@@ -274,6 +274,8 @@ pub struct Client {
     pub udp: UdpSocket,
     pub session: SessionToken,
     pub secret: Secret,
+    /// The key that tags this session's datagrams (derived from `secret`).
+    pub key: TagKey,
     pub name: String,
     pub relay: SocketAddr,
     pub channels: Vec<ChannelInfo>,
@@ -311,6 +313,7 @@ impl Client {
             udp,
             session,
             secret,
+            key: TagKey::derive(&secret),
             name: name.into(),
             relay,
             channels,
@@ -330,12 +333,17 @@ impl Client {
             ..Header::voice(self.session, 0, 0)
         };
         let mut buf = [0u8; MAX_DATAGRAM];
-        let n = udp::write(&h, &payload, &mut buf).unwrap();
+        let n = udp::write(&h, &payload, &self.key, &mut buf).unwrap();
         for _ in 0..5 {
             self.udp.send_to(&buf[..n], self.relay).unwrap();
             if let Some(ack) = self.recv_udp(Duration::from_millis(500)) {
                 let d = udp::parse(&ack).unwrap();
                 assert_eq!(d.header.kind, DatagramKind::RegisterAck);
+                assert_eq!(
+                    self.key.verify(&ack),
+                    Ok(()),
+                    "the ack is tagged with our key"
+                );
                 assert_eq!(d.header.sender, self.session);
                 assert_eq!(d.payload, &self.counter.to_le_bytes());
                 assert!(ack.len() <= n);
@@ -367,7 +375,7 @@ impl Client {
     /// A voice datagram from this client with the next sequence number.
     pub fn voice(&mut self, target: SessionToken, payload: &[u8]) -> Vec<u8> {
         self.seq = self.seq.wrapping_add(1);
-        voice_bytes(self.session, self.seq, target, payload)
+        voice_bytes(&self.key, self.session, self.seq, target, payload)
     }
 
     pub fn send_udp(&self, bytes: &[u8]) {
@@ -409,8 +417,16 @@ impl Client {
     }
 }
 
-/// A voice datagram with explicit fields.
+/// Re-computes the tag of `datagram` with `key` (after a test changed its bytes).
+pub fn retag(key: &TagKey, datagram: &mut [u8]) {
+    let body = datagram.len() - udp::TAG_LEN;
+    let tag = key.tag(&datagram[..body]);
+    datagram[body..].copy_from_slice(&tag);
+}
+
+/// A voice datagram with explicit fields, tagged with `key`.
 pub fn voice_bytes(
+    key: &TagKey,
     sender: SessionToken,
     seq: u16,
     target: SessionToken,
@@ -421,7 +437,7 @@ pub fn voice_bytes(
         ..Header::voice(sender, seq, u32::from(seq) * 960)
     };
     let mut buf = vec![0u8; MAX_DATAGRAM];
-    let n = udp::write(&h, payload, &mut buf).unwrap();
+    let n = udp::write(&h, payload, key, &mut buf).unwrap();
     buf.truncate(n);
     buf
 }
