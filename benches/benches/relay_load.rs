@@ -219,7 +219,7 @@ fn report(all: &[Summary]) {
             if *cpu_u > 0.0 && sustainable(r) && sustainable(ru) {
                 ratios.push(cpu / cpu_u);
                 println!(
-                    "tags at {sp} speakers: {cpu:.2} µs CPU per forwarded datagram checked,                      {cpu_u:.2} µs unchecked ({:.2}x)",
+                    "tags at {sp} speakers: {cpu:.2} µs CPU per forwarded datagram checked, {cpu_u:.2} µs unchecked ({:.2}x)",
                     cpu / cpu_u
                 );
             }
@@ -227,7 +227,7 @@ fn report(all: &[Summary]) {
         if !ratios.is_empty() {
             ratios.sort_by(f64::total_cmp);
             println!(
-                "relay CPU per forwarded datagram, tags checked / unchecked: median {:.2}x over {}                  steps (target <= 1.1x)",
+                "relay CPU per forwarded datagram, tags checked / unchecked: median {:.2}x over {} steps (target <= 1.1x)",
                 ratios[ratios.len() / 2],
                 ratios.len()
             );
