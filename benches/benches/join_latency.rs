@@ -105,11 +105,11 @@ fn main() -> io::Result<()> {
         .collect();
     let tls = ClientTls::new(&TlsTrust::Pinned(fp)).map_err(io::Error::other)?;
     let mut times = Vec::with_capacity(n);
-    for i in 0..n {
+    for (i, token) in tokens.iter().enumerate() {
         let t0 = Instant::now();
         let conn = tls.connect(addr.ip().into()).map_err(io::Error::other)?;
         let mut s = StreamOwned::new(conn, connect(addr)?);
-        join(&mut s, i, &tokens[i])?;
+        join(&mut s, i, token)?;
         times.push(t0.elapsed());
     }
     report("TLS 1.3 connect + token + join", times);
@@ -120,10 +120,10 @@ fn main() -> io::Result<()> {
         .map(|i| plain.token_for(&format!("j{i}")).expect("relay key"))
         .collect();
     let mut times = Vec::with_capacity(n);
-    for i in 0..n {
+    for (i, token) in tokens.iter().enumerate() {
         let t0 = Instant::now();
         let mut s = connect(addr)?;
-        join(&mut s, i, &tokens[i])?;
+        join(&mut s, i, token)?;
         times.push(t0.elapsed());
     }
     report("plaintext connect + token + join", times);
