@@ -254,17 +254,15 @@ impl Relay {
         }
         let state = State::new(&config);
         let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::of(&state, 0)));
-        let mut workers_iter = sockets
-            .into_iter()
-            .map(|udp| {
-                Worker::new(
-                    udp,
-                    state.limits,
-                    config.batch_io,
-                    config.check_datagram_tags,
-                    snapshot.clone(),
-                )
-            });
+        let mut workers_iter = sockets.into_iter().map(|udp| {
+            Worker::new(
+                udp,
+                state.limits,
+                config.batch_io,
+                config.check_datagram_tags,
+                snapshot.clone(),
+            )
+        });
         let mut worker = workers_iter
             .next()
             .ok_or_else(|| Error::Io(io::Error::other("at least one worker socket is bound")))?;
