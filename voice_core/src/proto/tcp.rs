@@ -84,10 +84,10 @@ pub enum ErrorCode {
     /// The session's token does not allow this action (a channel outside its list, a whisper
     /// outside its scope, an admin action without the admin claim).
     Forbidden,
-    /// Scale-out (allocated index 15): the room's placement could not be decided (Redis
+    /// Scale-out: the room's placement could not be decided (Redis
     /// unreachable); try again later.
     Placement,
-    /// E2EE (wire index 17): an end-to-end identity or wrapped-key blob was too large, or its
+    /// E2EE: an end-to-end identity or wrapped-key blob was too large, or its
     /// recipient is not in the sender's channel.
     BadE2eeBlob,
 }
@@ -155,13 +155,13 @@ pub enum ClientMessage {
     },
     /// Polite disconnect.
     Goodbye,
-    /// E2EE (wire index 13): this client's public identity, an opaque blob of at most
+    /// E2EE: this client's public identity, an opaque blob of at most
     /// [`MAX_E2EE_IDENTITY`] bytes. The relay stores it and shows it to the channel's members.
     E2eeIdentity {
         /// The blob (an X25519 public key, see `voice_core::e2ee::identity`).
         blob: Vec<u8>,
     },
-    /// E2EE (wire index 14): sender keys wrapped per member, each an opaque blob of at most
+    /// E2EE: sender keys wrapped per member, each an opaque blob of at most
     /// [`MAX_E2EE_KEY_BLOB`] bytes, delivered only to recipients in the sender's channel.
     E2eeKeys {
         /// (recipient, blob) pairs.
@@ -262,7 +262,7 @@ pub enum ServerMessage {
         /// Human-readable detail.
         message: String,
     },
-    /// E2EE (wire index 15): a channel member's public identity blob (when it announces one, and
+    /// E2EE: a channel member's public identity blob (when it announces one, and
     /// for every member when this client joins).
     E2eeIdentity {
         /// Whose identity.
@@ -270,14 +270,14 @@ pub enum ServerMessage {
         /// The opaque blob, exactly as announced.
         blob: Vec<u8>,
     },
-    /// E2EE (wire index 16): a sender key wrapped for this client by `from`.
+    /// E2EE: a sender key wrapped for this client by `from`.
     E2eeKey {
         /// The sender.
         from: SessionToken,
         /// The opaque blob, exactly as sent.
         blob: Vec<u8>,
     },
-    /// Scale-out (allocated index 20): the room asked for with `JoinChannel` is hosted by
+    /// Scale-out: the room asked for with `JoinChannel` is hosted by
     /// another relay of the cluster; reconnect there (same name) and join it again.
     Redirect {
         /// The room.
