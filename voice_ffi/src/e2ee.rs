@@ -458,7 +458,11 @@ pub unsafe extern "C" fn voice_receiver_push_sealed(
                 .count(voice_core::e2ee::DecryptError::UnknownKeyId);
             return voice_result::VOICE_ERR_DECRYPT;
         }
-        let meta_len = bytes.len() - d.payload.len();
+        // Everything before the payload is the SFrame metadata (the datagram tag after the
+        // payload is not).
+        let meta_len = (d.payload.as_ptr() as usize)
+            .checked_sub(bytes.as_ptr() as usize)
+            .unwrap_or(udp::HEADER_LEN);
         let o = &mut *o;
         match o.ring.open(&bytes[..meta_len], d.payload) {
             Ok((_, plain)) => {
