@@ -24,7 +24,7 @@
 //! sender's datagrams always reach the same socket. Socket 0 is drained by this control loop,
 //! sockets 1.. by one thread each with its own poll. The control loop owns [`State`] alone and,
 //! whenever its [`version`](State::version) moved, publishes an immutable
-//! [`Snapshot`](crate::forward::Snapshot) through an `ArcSwap` before any reply that could make
+//! [`Snapshot`] through an `ArcSwap` before any reply that could make
 //! a client send voice goes out (`Joined`, `RegisterAck`). Workers read the snapshot without a
 //! lock and keep their own per-sender state and counters (summed for `Stats`). `Register`
 //! datagrams arriving at another worker are passed to the control loop over a channel (it owns
