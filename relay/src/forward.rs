@@ -153,14 +153,7 @@ impl Snapshot {
                 .peers
                 .get(&header.target)
                 .ok_or(DropReason::WhisperNoTarget)?;
-            let allowed = match sender.whisper {
-                WhisperScope::None => false,
-                WhisperScope::Channel => {
-                    sender.channel.is_some() && sender.channel == target.channel
-                }
-                WhisperScope::Any => true,
-            };
-            if !allowed {
+            if !sender.whisper.allows(sender.channel, target.channel) {
                 return Err(DropReason::WhisperForbidden);
             }
             let addr = target.udp.ok_or(DropReason::WhisperNoTarget)?;

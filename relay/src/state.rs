@@ -39,7 +39,6 @@ use crate::admission::Grants;
 use crate::budget::{Limit, TokenBucket};
 use crate::config::Config;
 use crate::stats::Counter;
-use crate::token::WhisperScope;
 
 /// A fast hasher for relay-allocated integer keys (Fibonacci multiplicative hashing).
 #[derive(Debug, Default, Clone, Copy)]
@@ -395,14 +394,7 @@ impl State {
                 .sessions
                 .get(&header.target)
                 .ok_or(DropReason::WhisperNoTarget)?;
-            let allowed = match sender.grants.whisper {
-                WhisperScope::None => false,
-                WhisperScope::Channel => {
-                    sender.channel.is_some() && sender.channel == target.channel
-                }
-                WhisperScope::Any => true,
-            };
-            if !allowed {
+            if !sender.grants.whisper.allows(sender.channel, target.channel) {
                 return Err(DropReason::WhisperForbidden);
             }
             let addr = target.udp.ok_or(DropReason::WhisperNoTarget)?;

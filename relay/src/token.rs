@@ -53,6 +53,17 @@ pub enum WhisperScope {
     Any,
 }
 
+impl WhisperScope {
+    /// Whether a session in channel `from` may whisper to one in channel `to`.
+    pub fn allows(self, from: Option<ChannelId>, to: Option<ChannelId>) -> bool {
+        match self {
+            WhisperScope::None => false,
+            WhisperScope::Channel => from.is_some() && from == to,
+            WhisperScope::Any => true,
+        }
+    }
+}
+
 /// The claims of an access token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
