@@ -97,8 +97,7 @@ impl Snapshot {
         self.peers.contains_key(&token)
     }
 
-    /// Checks the tag of `datagram` against the key of `sender`'s session (the same check as
-    /// [`State::check_tag`]).
+    /// Checks the tag of `datagram` against the key of `sender`'s session.
     pub fn check_tag(&self, sender: SessionToken, datagram: &[u8]) -> Result<(), DropReason> {
         let p = self.peers.get(&sender).ok_or(DropReason::UnknownSession)?;
         p.tag_key.verify(datagram).map_err(|_| DropReason::BadTag)

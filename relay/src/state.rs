@@ -336,15 +336,6 @@ impl State {
         Ok(counter)
     }
 
-    /// Checks the tag of `datagram` against the key of `sender`'s session.
-    pub fn check_tag(&self, sender: SessionToken, datagram: &[u8]) -> Result<(), DropReason> {
-        let s = self
-            .sessions
-            .get(&sender)
-            .ok_or(DropReason::UnknownSession)?;
-        s.tag_key.verify(datagram).map_err(|_| DropReason::BadTag)
-    }
-
     /// Whether `src` is the address bound to `sender`.
     pub fn check_source(&self, src: SocketAddr, sender: SessionToken) -> Result<(), DropReason> {
         let s = self
