@@ -735,13 +735,7 @@ impl Engine {
                 self.udp_rtt = Some(now.saturating_since(sent));
             }
             DatagramKind::Voice if h.sender != self.session && !h.sender.is_none() => {
-                // Everything before the payload is the SFrame metadata (header, and any block
-                // the header announces).
-                let meta_len = bytes.len() - d.payload.len();
-                let meta_len = (d.payload.as_ptr() as usize)
-                    .checked_sub(bytes.as_ptr() as usize)
-                    .unwrap_or(meta_len);
-                self.receive_voice(now, &h, &bytes[..meta_len], d.payload)
+                self.receive_voice(now, &h, udp::metadata(bytes, &d), d.payload)
             }
             _ => self.rx_malformed += 1,
         }

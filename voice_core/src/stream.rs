@@ -97,24 +97,7 @@ impl Sender {
         out: &mut [u8],
     ) -> Result<usize, SendError> {
         let enc = self.encoder.encode(pcm, &mut self.payload)?;
-        let mut flags = Flags::default();
-        if !self.in_spurt {
-            flags = flags.with(Flags::START_OF_SPURT);
-        }
-        if end_of_spurt {
-            flags = flags.with(Flags::END_OF_SPURT);
-        }
-        if enc.has_fec {
-            flags = flags.with(Flags::FEC);
-        }
-        let header = Header {
-            kind: DatagramKind::Voice,
-            flags,
-            seq: self.seq,
-            timestamp: self.timestamp,
-            sender: self.session,
-            target,
-        };
+        let header = self.voice_header(Flags::default(), target, end_of_spurt, enc.has_fec);
         let n = udp::write(&header, &self.payload[..enc.len], &self.tag_key, out)?;
         self.in_spurt = !end_of_spurt;
         self.seq = self.seq.wrapping_add(1);
@@ -134,30 +117,9 @@ impl Sender {
         out: &mut [u8],
     ) -> Result<usize, SendError> {
         let enc = self.encoder.encode(pcm, &mut self.payload)?;
-        let mut flags = Flags::ENCRYPTED;
-        if !self.in_spurt {
-            flags = flags.with(Flags::START_OF_SPURT);
-        }
-        if end_of_spurt {
-            flags = flags.with(Flags::END_OF_SPURT);
-        }
-        if enc.has_fec {
-            flags = flags.with(Flags::FEC);
-        }
-        let header = Header {
-            kind: DatagramKind::Voice,
-            flags,
-            seq: self.seq,
-            timestamp: self.timestamp,
-            sender: self.session,
-            target,
-        };
-        // The header bytes alone (written with an empty payload; its tag is not used).
-        let mut empty = [0u8; udp::HEADER_LEN + udp::TAG_LEN];
-        udp::write(&header, &[], &udp::TagKey::UNKEYED, &mut empty)?;
-        let head: [u8; udp::HEADER_LEN] = empty[..udp::HEADER_LEN]
-            .try_into()
-            .expect("a slice of HEADER_LEN bytes");
+        let header = self.voice_header(Flags::ENCRYPTED, target, end_of_spurt, enc.has_fec);
+        let mut head = [0u8; udp::HEADER_LEN];
+        udp::write_header(&header, &mut head);
         let room = out.len().min(udp::MAX_DATAGRAM);
         if room < udp::HEADER_LEN + udp::TAG_LEN {
             return Err(UdpError::BufferTooSmall {
@@ -180,6 +142,33 @@ impl Sender {
         self.seq = self.seq.wrapping_add(1);
         self.timestamp = self.timestamp.wrapping_add(FRAME_SAMPLES as u32);
         Ok(body + udp::TAG_LEN)
+    }
+
+    /// The header of the next voice datagram: `flags` plus the talk-spurt and FEC flags.
+    fn voice_header(
+        &self,
+        mut flags: Flags,
+        target: SessionToken,
+        end_of_spurt: bool,
+        has_fec: bool,
+    ) -> Header {
+        if !self.in_spurt {
+            flags = flags.with(Flags::START_OF_SPURT);
+        }
+        if end_of_spurt {
+            flags = flags.with(Flags::END_OF_SPURT);
+        }
+        if has_fec {
+            flags = flags.with(Flags::FEC);
+        }
+        Header {
+            kind: DatagramKind::Voice,
+            flags,
+            seq: self.seq,
+            timestamp: self.timestamp,
+            sender: self.session,
+            target,
+        }
     }
 
     /// Lets one frame period pass without sending (silence between spurts): the timestamp keeps

@@ -458,13 +458,8 @@ pub unsafe extern "C" fn voice_receiver_push_sealed(
                 .count(voice_core::e2ee::DecryptError::UnknownKeyId);
             return voice_result::VOICE_ERR_DECRYPT;
         }
-        // Everything before the payload is the SFrame metadata (the datagram tag after the
-        // payload is not).
-        let meta_len = (d.payload.as_ptr() as usize)
-            .checked_sub(bytes.as_ptr() as usize)
-            .unwrap_or(udp::HEADER_LEN);
         let o = &mut *o;
-        match o.ring.open(&bytes[..meta_len], d.payload) {
+        match o.ring.open(udp::metadata(bytes, &d), d.payload) {
             Ok((_, plain)) => {
                 let _ = st
                     .rx

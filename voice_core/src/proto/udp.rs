@@ -290,6 +290,22 @@ pub fn parse(bytes: &[u8]) -> Result<Datagram<'_>, UdpError> {
     })
 }
 
+/// Writes the bytes of `header` alone (e.g. the metadata an end-to-end cipher authenticates).
+pub fn write_header(header: &Header, out: &mut [u8; HEADER_LEN]) {
+    out.copy_from_slice(bytemuck::bytes_of(&header.to_raw()));
+}
+
+/// The bytes of `datagram` before the payload of its parse `d` (header and any block the header
+/// announces): the metadata an end-to-end cipher authenticates. The tag after the payload is not
+/// part of it.
+pub fn metadata<'a>(datagram: &'a [u8], d: &Datagram<'_>) -> &'a [u8] {
+    let len = (d.payload.as_ptr() as usize)
+        .checked_sub(datagram.as_ptr() as usize)
+        .filter(|&n| n <= datagram.len())
+        .unwrap_or(HEADER_LEN.min(datagram.len()));
+    &datagram[..len]
+}
+
 /// Writes `header`, `payload` and the tag made with `key` into `out` and returns the datagram
 /// length. On error `out` is left untouched.
 pub fn write(
@@ -309,7 +325,12 @@ pub fn write(
         });
     }
     let body = need - TAG_LEN;
-    out[..HEADER_LEN].copy_from_slice(bytemuck::bytes_of(&header.to_raw()));
+    write_header(
+        header,
+        (&mut out[..HEADER_LEN])
+            .try_into()
+            .expect("HEADER_LEN bytes"),
+    );
     out[HEADER_LEN..body].copy_from_slice(payload);
     let tag = key.tag(&out[..body]);
     out[body..need].copy_from_slice(&tag);
