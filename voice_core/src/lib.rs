@@ -11,6 +11,7 @@
 //! | [`proto`] | the wire: UDP voice header, TCP control frames and events, UDP registration proof |
 //! | [`seq`] | wrap-around-safe sequence arithmetic, duplicate detection |
 //! | [`jitter`] | the per-sender jitter buffer and its playout policy |
+//! | [`capture`] | capture processing: high-pass, echo cancellation, noise suppression, gain control, speech detection |
 //! | [`codec`] | Opus encode / decode / FEC / PLC |
 //! | [`tsm`] | time-scale modification: shortening / lengthening decoded speech by pitch periods |
 //! | [`stream`] | a sender (PCM → datagrams) and a receiver (datagrams → PCM) |
@@ -22,6 +23,7 @@
 //! | [`wav`] | reading and writing 48 kHz mono WAV files |
 
 pub mod align;
+pub mod capture;
 pub mod codec;
 pub mod engine;
 pub mod jitter;
@@ -69,6 +71,9 @@ pub enum Error {
     /// A trace or profile was invalid.
     #[error(transparent)]
     Sim(#[from] sim::SimError),
+    /// A capture frame had the wrong length.
+    #[error(transparent)]
+    Capture(#[from] capture::CaptureError),
     /// A WAV file could not be read or written.
     #[error(transparent)]
     Wav(#[from] wav::WavError),
