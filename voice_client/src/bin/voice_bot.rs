@@ -6,7 +6,12 @@
 //!           [--whisper NAME] [--record OUT.wav] [--duration SECS] [--chat TEXT]... [--mode continuous|vad|ptt] (default: continuous with --play/--tone, else silent)
 //!           [--input-device NAME|default] [--output-device NAME|default] [--stats-interval MS] [--no-reconnect]
 //!           [--fingerprint SHA256 | --ca CA.pem [--server-name NAME] | --tofu | --insecure-plaintext]
+//!           [--apm on|off] [--no-hpf] [--no-aec] [--no-ns] [--no-agc] [--no-speech-vad]
+//!           [--ns-level low|moderate|high|very-high] [--echo-delay MS]
 //! ```
+//! Capture processing (`voice_core::capture`: high-pass, echo cancellation, noise suppression,
+//! gain control, speech detection for `--mode vad`) is on by default with `--input-device` and off
+//! for files and tones; `--apm` overrides that, the `--no-*` flags switch single stages off.
 //! The control connection is TLS 1.3. `--fingerprint` pins the relay's certificate (the
 //! `fingerprint sha256:…` line the relay prints), `--ca` trusts a private CA, `--tofu` accepts
 //! whatever certificate comes first (and refuses a different one on reconnect); with none of
@@ -23,12 +28,15 @@ use serde_json::json;
 use voice_client::{
     AudioInput, AudioOutput, ChannelId, Client, ClientConfig, Event, TlsTrust, TransmitMode,
 };
+use voice_core::capture::{CaptureConfig, SuppressionLevel};
 
 const USAGE: &str = "usage: voice-bot --server ADDR --name NAME [--channel ID|NAME] \
 [--play IN.wav [--loop] | --tone HZ] [--whisper NAME] [--record OUT.wav] [--duration SECS] \
 [--chat TEXT]... [--mode continuous|vad|ptt] [--input-device NAME|default] \
 [--output-device NAME|default] [--stats-interval MS] [--no-reconnect] \
-[--fingerprint SHA256 | --ca CA.pem [--server-name NAME] | --tofu | --insecure-plaintext]";
+[--fingerprint SHA256 | --ca CA.pem [--server-name NAME] | --tofu | --insecure-plaintext] \
+[--apm on|off] [--no-hpf] [--no-aec] [--no-ns] [--no-agc] [--no-speech-vad] \
+[--ns-level low|moderate|high|very-high] [--echo-delay MS]";
 
 struct Args {
     server: std::net::SocketAddr,
@@ -45,6 +53,9 @@ struct Args {
     tls: TlsTrust,
     server_name: Option<String>,
     insecure_plaintext: bool,
+    /// Capture processing on/off (`None`: on with a capture device).
+    apm: Option<bool>,
+    capture: CaptureConfig,
 }
 
 fn parse() -> Result<Args, String> {
@@ -65,6 +76,8 @@ fn parse() -> Result<Args, String> {
         tls: TlsTrust::System,
         server_name: None,
         insecure_plaintext: false,
+        apm: None,
+        capture: CaptureConfig::default(),
     };
     let mut play: Option<PathBuf> = None;
     let mut mode_given = false;
@@ -136,6 +149,32 @@ fn parse() -> Result<Args, String> {
             "--server-name" => a.server_name = Some(v("--server-name")?),
             "--tofu" => a.tls = TlsTrust::TrustOnFirstUse,
             "--insecure-plaintext" => a.insecure_plaintext = true,
+            "--apm" => {
+                a.apm = match v("--apm")?.as_str() {
+                    "on" => Some(true),
+                    "off" => Some(false),
+                    o => return Err(format!("--apm {o:?}: on or off")),
+                }
+            }
+            "--no-hpf" => a.capture.high_pass = false,
+            "--no-aec" => a.capture.echo_cancel = false,
+            "--no-ns" => a.capture.noise_suppression = None,
+            "--no-agc" => a.capture.gain_control = false,
+            "--no-speech-vad" => a.capture.vad = false,
+            "--ns-level" => {
+                let l = v("--ns-level")?;
+                a.capture.noise_suppression = Some(SuppressionLevel::parse(&l).ok_or(format!(
+                    "--ns-level {l:?}: low, moderate, high or very-high"
+                ))?);
+            }
+            "--echo-delay" => {
+                let s = v("--echo-delay")?;
+                a.capture.echo_delay_ms = s
+                    .parse()
+                    .ok()
+                    .filter(|ms| *ms <= 500)
+                    .ok_or(format!("--echo-delay {s:?}: 0..=500 ms"))?;
+            }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -170,6 +209,9 @@ fn run(a: Args) -> Result<(), String> {
     cfg.tls_server_name = a.server_name.clone();
     cfg.insecure_plaintext = a.insecure_plaintext;
     cfg.engine.transmit = a.mode;
+    if a.apm.unwrap_or(matches!(a.input, AudioInput::Device(_))) {
+        cfg.engine.capture = a.capture;
+    }
     // A numeric channel is joined straight after the handshake, never passing through the default.
     cfg.engine.initial_channel = a
         .channel
