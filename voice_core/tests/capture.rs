@@ -277,3 +277,34 @@ fn all_off_is_transparent_and_bad_frames_are_refused() {
     assert_eq!(p.far_end(&[]), Err(CaptureError::FrameLength(0)));
     assert_eq!(p.stats().frames, 0);
 }
+
+#[test]
+fn the_engine_runs_the_processor_with_its_playback_as_far_end() {
+    use voice_core::engine::{Engine, EngineConfig, Request};
+    use voice_core::Time;
+    let mut engine = Engine::new(EngineConfig {
+        capture: CaptureConfig::default(),
+        ..EngineConfig::default()
+    })
+    .unwrap();
+    let noise = to_i16(
+        &white(50 * FRAME_SAMPLES, 14)
+            .iter()
+            .map(|v| v * 0.05)
+            .collect::<Vec<_>>(),
+    );
+    let mut out = [0i16; FRAME_SAMPLES];
+    for (i, f) in noise.chunks_exact(FRAME_SAMPLES).enumerate() {
+        let t = Time::from_micros(i as u64 * 20_000);
+        engine.handle_capture(t, f.try_into().unwrap());
+        engine.mix(t, &mut out);
+    }
+    let s = engine.capture_stats().expect("processing is on");
+    assert_eq!(s.frames, 50);
+    assert_eq!(s.far_end_chunks, 100, "every mixed frame is the far end");
+    assert!(!s.speech, "white noise is not speech");
+    engine
+        .apply(Request::Capture(CaptureConfig::off()))
+        .unwrap();
+    assert!(engine.capture_stats().is_none());
+}

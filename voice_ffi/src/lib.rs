@@ -22,6 +22,8 @@ pub mod client;
 mod handle;
 mod stats_worker;
 pub mod stream;
+// Capture processing (issue 15): keep last so its functions close the header.
+pub mod processor;
 
 use std::ffi::c_char;
 
