@@ -464,7 +464,7 @@ typedef struct voice_stream_stats {
 } voice_stream_stats;
 
 // What the processor measured on the last frame.
-typedef struct voice_processor_stats {
+typedef struct voice_capture_stats {
   // Highest speech probability (0..1) over the frame's 10 ms chunks.
   float speech_probability;
   // The speech detector's verdict (hangover included).
@@ -475,7 +475,7 @@ typedef struct voice_processor_stats {
   int32_t echo_delay_ms;
   // Frames processed.
   uint64_t frames;
-} voice_processor_stats;
+} voice_capture_stats;
 
 #ifdef __cplusplus
 extern "C" {
@@ -775,7 +775,7 @@ voice_result voice_processor_set_echo_delay(struct voice_processor *processor, u
 //
 // Thread safety: one thread at a time per processor; a concurrent call returns `VOICE_ERR_BUSY`.
 voice_result voice_processor_stats(struct voice_processor *processor,
-                                   struct voice_processor_stats *out);
+                                   struct voice_capture_stats *out);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -44,7 +44,7 @@ pub struct voice_processor_config {
 /// What the processor measured on the last frame.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
-pub struct voice_processor_stats {
+pub struct voice_capture_stats {
     /// Highest speech probability (0..1) over the frame's 10 ms chunks.
     pub speech_probability: f32,
     /// The speech detector's verdict (hangover included).
@@ -240,13 +240,13 @@ pub unsafe extern "C" fn voice_processor_set_echo_delay(
 #[no_mangle]
 pub unsafe extern "C" fn voice_processor_stats(
     processor: *mut voice_processor,
-    out: *mut voice_processor_stats,
+    out: *mut voice_capture_stats,
 ) -> voice_result {
     ffi_guard!({
         let st = try_res!(unsafe { Handle::<ProcState>::get_mut(processor.cast()) });
         let out = try_ptr!(mut out);
         let s = st.0.stats();
-        *out = voice_processor_stats {
+        *out = voice_capture_stats {
             speech_probability: s.speech_probability,
             speech: s.speech,
             erle_db: s.erle_db.unwrap_or(f64::NAN),
