@@ -299,7 +299,7 @@ impl CaptureProcessor {
     /// Hands in far-end audio (what the loudspeaker is about to play), a multiple of 10 ms.
     /// Call it with each playback frame before the capture frames it may echo into.
     pub fn far_end(&mut self, pcm: &[i16]) -> Result<(), CaptureError> {
-        if pcm.is_empty() || pcm.len() % CHUNK_SAMPLES != 0 {
+        if pcm.is_empty() || !pcm.len().is_multiple_of(CHUNK_SAMPLES) {
             return Err(CaptureError::FrameLength(pcm.len()));
         }
         let Some(front) = self.front.as_mut().filter(|_| self.cfg.echo_cancel) else {
@@ -318,7 +318,7 @@ impl CaptureProcessor {
     /// Cleans one capture frame in place (a multiple of 10 ms) and returns whether it holds speech
     /// (the detector with hangover; `false` when the detector is off).
     pub fn process(&mut self, pcm: &mut [i16]) -> Result<bool, CaptureError> {
-        if pcm.is_empty() || pcm.len() % CHUNK_SAMPLES != 0 {
+        if pcm.is_empty() || !pcm.len().is_multiple_of(CHUNK_SAMPLES) {
             return Err(CaptureError::FrameLength(pcm.len()));
         }
         let mut best = 0.0f32;

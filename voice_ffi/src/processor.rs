@@ -170,7 +170,7 @@ pub unsafe extern "C" fn voice_processor_far_end(
         if pcm.is_null() {
             return voice_result::VOICE_ERR_NULL;
         }
-        if frames == 0 || frames % VOICE_PROCESSOR_CHUNK_SAMPLES != 0 {
+        if frames == 0 || !frames.is_multiple_of(VOICE_PROCESSOR_CHUNK_SAMPLES) {
             return voice_result::VOICE_ERR_INVALID_ARGUMENT;
         }
         // SAFETY: the caller passes `frames` readable samples at `pcm` (checked non-null).
@@ -200,7 +200,7 @@ pub unsafe extern "C" fn voice_processor_process(
         if pcm.is_null() || speech.is_null() {
             return voice_result::VOICE_ERR_NULL;
         }
-        if frames == 0 || frames % VOICE_PROCESSOR_CHUNK_SAMPLES != 0 {
+        if frames == 0 || !frames.is_multiple_of(VOICE_PROCESSOR_CHUNK_SAMPLES) {
             return voice_result::VOICE_ERR_INVALID_ARGUMENT;
         }
         // SAFETY: the caller passes `frames` writable samples at `pcm` (checked non-null).
