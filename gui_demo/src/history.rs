@@ -160,7 +160,9 @@ mod tests {
                     buffer_depth: 3,
                     ..StreamStats::default()
                 },
+                encrypted: false,
             }],
+            e2ee: Default::default(),
         }
     }
 

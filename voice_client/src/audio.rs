@@ -12,7 +12,16 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
+#[cfg(feature = "devices")]
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
+
+/// A running device stream (kept alive by the engine). Without the `devices` feature there is
+/// none: the type has no values, so the device variants below cannot be built.
+#[cfg(feature = "devices")]
+pub type DeviceStream = cpal::Stream;
+/// A running device stream; this build has no device support, so there is none.
+#[cfg(not(feature = "devices"))]
+pub enum DeviceStream {}
 use voice_core::{wav, FRAME_SAMPLES, SAMPLE_RATE};
 
 /// Where captured audio comes from.
@@ -133,6 +142,7 @@ pub enum AudioError {
 }
 
 /// Names of the capture and playback devices of the default host.
+#[cfg(feature = "devices")]
 pub fn device_names() -> (Vec<String>, Vec<String>) {
     let host = cpal::default_host();
     let name = |d: cpal::Device| d.description().ok().map(|x| x.name().to_string());
@@ -147,6 +157,27 @@ pub fn device_names() -> (Vec<String>, Vec<String>) {
     (inputs, outputs)
 }
 
+/// Names of the capture and playback devices: none in a build without the `devices` feature.
+#[cfg(not(feature = "devices"))]
+pub fn device_names() -> (Vec<String>, Vec<String>) {
+    (Vec::new(), Vec::new())
+}
+
+#[cfg(not(feature = "devices"))]
+const NO_DEVICES: &str = "this build has no sound-card support (cargo feature `devices`); \
+    use application audio, a WAV file or a tone";
+
+#[cfg(not(feature = "devices"))]
+fn open_capture(_name: Option<&str>) -> Result<InputKind, AudioError> {
+    Err(AudioError::Device(NO_DEVICES.into()))
+}
+
+#[cfg(not(feature = "devices"))]
+fn open_playback(_name: Option<&str>) -> Result<OutputStream, AudioError> {
+    Err(AudioError::Device(NO_DEVICES.into()))
+}
+
+#[cfg(feature = "devices")]
 fn find_device(input: bool, wanted: Option<&str>) -> Result<cpal::Device, AudioError> {
     let host = cpal::default_host();
     let dev = match wanted {
@@ -177,6 +208,7 @@ fn find_device(input: bool, wanted: Option<&str>) -> Result<cpal::Device, AudioE
 }
 
 /// A device config at 48 kHz, with the device's preferred channel count.
+#[cfg(feature = "devices")]
 fn config_48k(dev: &cpal::Device, input: bool) -> Result<cpal::StreamConfig, AudioError> {
     let def = if input {
         dev.default_input_config()
@@ -214,9 +246,11 @@ enum InputKind {
         step: f64,
         amplitude: f32,
     },
+    // Without the `devices` feature this variant cannot be built (its stream type has no values).
+    #[cfg_attr(not(feature = "devices"), allow(dead_code))]
     Device {
         ring: rtrb::Consumer<i16>,
-        _stream: cpal::Stream,
+        _stream: DeviceStream,
         /// Capture latency reported by the device (capture instant to callback), µs.
         latency_us: Arc<AtomicU32>,
     },
@@ -350,6 +384,7 @@ pub fn echo_delay_ms(input: &InputStream, output: &OutputStream) -> Option<u32> 
     Some((us / 1000).min(500) as u32)
 }
 
+#[cfg(feature = "devices")]
 fn open_capture(name: Option<&str>) -> Result<InputKind, AudioError> {
     let dev = find_device(true, name)?;
     let cfg = config_48k(&dev, true)?;
@@ -398,7 +433,7 @@ pub enum OutputStream {
         /// Producer side of the ring the callback reads.
         ring: rtrb::Producer<i16>,
         /// Keeps the device stream alive.
-        _stream: cpal::Stream,
+        _stream: DeviceStream,
         /// Playback latency reported by the device (callback to playback instant), µs.
         latency_us: Arc<AtomicU32>,
     },
@@ -468,6 +503,7 @@ impl OutputStream {
     }
 }
 
+#[cfg(feature = "devices")]
 fn open_playback(name: Option<&str>) -> Result<OutputStream, AudioError> {
     let dev = find_device(false, name)?;
     let cfg = config_48k(&dev, false)?;

@@ -22,7 +22,9 @@ pub mod client;
 mod handle;
 mod stats_worker;
 pub mod stream;
-// Capture processing (issue 15): keep last so its functions close the header.
+// Last, so that its functions form the last block of include/voice.h (E2EE, then capture
+// processing, issue 15).
+pub mod e2ee;
 pub mod processor;
 
 use std::ffi::c_char;
@@ -95,6 +97,9 @@ pub enum voice_result {
     /// A datagram from another sender than the one this receiver serves; dropped and counted
     /// (`voice_stream_stats.datagrams_wrong_sender`).
     VOICE_ERR_WRONG_SENDER = 13,
+    /// End-to-end: the frame did not decrypt (bad tag, replay, unknown key id, malformed) and was
+    /// dropped; the receiver conceals it.
+    VOICE_ERR_DECRYPT = 14,
 }
 
 impl voice_result {
@@ -114,6 +119,7 @@ impl voice_result {
             Self::VOICE_ERR_PANIC => "internal panic caught at the C boundary",
             Self::VOICE_ERR_BUSY => "handle in use by another thread",
             Self::VOICE_ERR_WRONG_SENDER => "datagram from another sender dropped",
+            Self::VOICE_ERR_DECRYPT => "end-to-end decryption failed; frame dropped",
         }
     }
 }

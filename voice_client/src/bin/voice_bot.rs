@@ -36,7 +36,8 @@ const USAGE: &str = "usage: voice-bot --server ADDR --name NAME [--channel ID|NA
 [--output-device NAME|default] [--stats-interval MS] [--no-reconnect] \
 [--fingerprint SHA256 | --ca CA.pem [--server-name NAME] | --tofu | --insecure-plaintext] \
 [--apm on|off] [--no-hpf] [--no-aec] [--no-ns] [--no-agc] [--no-speech-vad] \
-[--ns-level low|moderate|high|very-high] [--echo-delay MS]";
+[--ns-level low|moderate|high|very-high] [--echo-delay MS] \
+[--e2ee-password SECRET | --e2ee-password-env VAR | --e2ee-keys [--e2ee-identity HEX64]]";
 
 struct Args {
     server: std::net::SocketAddr,
@@ -56,6 +57,7 @@ struct Args {
     /// Capture processing on/off (`None`: on with a capture device).
     apm: Option<bool>,
     capture: CaptureConfig,
+    e2ee: voice_client::E2eeMode,
 }
 
 fn parse() -> Result<Args, String> {
@@ -78,6 +80,7 @@ fn parse() -> Result<Args, String> {
         insecure_plaintext: false,
         apm: None,
         capture: CaptureConfig::default(),
+        e2ee: voice_client::E2eeMode::Off,
     };
     let mut play: Option<PathBuf> = None;
     let mut mode_given = false;
@@ -175,6 +178,34 @@ fn parse() -> Result<Args, String> {
                     .filter(|ms| *ms <= 500)
                     .ok_or(format!("--echo-delay {s:?}: 0..=500 ms"))?;
             }
+            "--e2ee-password" => {
+                a.e2ee = voice_client::E2eeMode::Password(v("--e2ee-password")?.into_bytes())
+            }
+            "--e2ee-password-env" => {
+                let var = v("--e2ee-password-env")?;
+                let secret = std::env::var(&var)
+                    .map_err(|_| format!("--e2ee-password-env: {var} is not set"))?;
+                a.e2ee = voice_client::E2eeMode::Password(secret.into_bytes());
+            }
+            "--e2ee-keys" => {
+                if !matches!(a.e2ee, voice_client::E2eeMode::Keys { .. }) {
+                    a.e2ee = voice_client::E2eeMode::keys();
+                }
+            }
+            "--e2ee-identity" => {
+                let h = v("--e2ee-identity")?;
+                let bytes: Vec<u8> = (0..h.len())
+                    .step_by(2)
+                    .filter_map(|i| h.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+                    .collect();
+                let secret: [u8; 32] = bytes
+                    .try_into()
+                    .map_err(|_| "--e2ee-identity needs 64 hex digits".to_string())?;
+                a.e2ee = voice_client::E2eeMode::Keys {
+                    identity: Some(secret),
+                    lead: voice_client::E2EE_DEFAULT_LEAD,
+                };
+            }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -208,6 +239,7 @@ fn run(a: Args) -> Result<(), String> {
     cfg.tls = a.tls.clone();
     cfg.tls_server_name = a.server_name.clone();
     cfg.insecure_plaintext = a.insecure_plaintext;
+    cfg.engine.e2ee = a.e2ee.clone();
     cfg.engine.transmit = a.mode;
     if a.apm.unwrap_or(matches!(a.input, AudioInput::Device(_))) {
         cfg.engine.capture = a.capture;
