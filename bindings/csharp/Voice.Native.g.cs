@@ -212,6 +212,12 @@ namespace Voice
         /// </summary>
         public IntPtr e2ee_identity;
         /// <summary>
+        /// Access tokens (issue 13): the token presented in `Hello` (NUL-terminated; a JWT minted
+        /// by your backend, or `relay token --name NAME` for development), or NULL for a relay
+        /// started with `--open`. Copied during `voice_client_new`; never logged.
+        /// </summary>
+        public IntPtr access_token;
+        /// <summary>
         /// Capture processing (issue 15): `VOICE_CAPTURE_AUTO` (default: on with
         /// `VOICE_AUDIO_DEVICES`, off otherwise: application audio may be processed already),
         /// `VOICE_CAPTURE_ON` or `VOICE_CAPTURE_OFF`. A bad mode or stage setting is

@@ -32,12 +32,14 @@ use std::time::Instant;
 
 use voice_core::proto::register::{self, RegisterError, Secret};
 use voice_core::proto::tcp::{ChannelInfo, UserInfo};
-use voice_core::proto::udp::Header;
+use voice_core::proto::udp::{Header, TagKey};
 use voice_core::proto::{ChannelId, SessionToken};
 
+use crate::admission::Grants;
 use crate::budget::{Limit, TokenBucket};
 use crate::config::Config;
 use crate::stats::Counter;
+use crate::token::WhisperScope;
 
 /// A fast hasher for relay-allocated integer keys (Fibonacci multiplicative hashing).
 #[derive(Debug, Default, Clone, Copy)]
@@ -90,6 +92,13 @@ pub enum DropReason {
     /// Whisper to oneself.
     #[error("whisper to self")]
     WhisperSelf,
+    /// Whisper outside the sender's token scope (`whisper`: none, or channel and the target is
+    /// elsewhere).
+    #[error("whisper outside the token's scope")]
+    WhisperForbidden,
+    /// The authentication tag does not verify with the sender session's key.
+    #[error("bad authentication tag")]
+    BadTag,
 }
 
 impl DropReason {
@@ -105,6 +114,8 @@ impl DropReason {
             DropReason::NotInChannel => Counter::DropNotInChannel,
             DropReason::WhisperNoTarget => Counter::DropWhisperNoTarget,
             DropReason::WhisperSelf => Counter::DropWhisperSelf,
+            DropReason::WhisperForbidden => Counter::DropWhisperForbidden,
+            DropReason::BadTag => Counter::DropBadTag,
         }
     }
 }
@@ -153,6 +164,8 @@ pub struct Session {
     pub name: String,
     /// UDP registration secret.
     pub secret: Secret,
+    /// Key of the tags on this session's datagrams (derived from `secret`).
+    pub tag_key: TagKey,
     /// The server's connection id for the TCP stream.
     pub conn: usize,
     /// Bound UDP address, once registered.
@@ -166,6 +179,8 @@ pub struct Session {
     pub chat: TokenBucket,
     /// The end-to-end identity blob this client announced (opaque to the relay).
     pub e2ee_identity: Option<Vec<u8>>,
+    /// What the session's token allows (set by the handshake; open rights until then).
+    pub grants: Grants,
 }
 
 impl Session {
@@ -262,6 +277,7 @@ impl State {
                 token,
                 name,
                 secret,
+                tag_key: TagKey::derive(&secret),
                 conn,
                 udp: None,
                 channel: None,
@@ -269,6 +285,7 @@ impl State {
                 control: TokenBucket::new(l.control, now),
                 chat: TokenBucket::new(l.chat, now),
                 e2ee_identity: None,
+                grants: Grants::open(""),
             },
         );
         Some(token)
@@ -320,6 +337,15 @@ impl State {
         Ok(counter)
     }
 
+    /// Checks the tag of `datagram` against the key of `sender`'s session.
+    pub fn check_tag(&self, sender: SessionToken, datagram: &[u8]) -> Result<(), DropReason> {
+        let s = self
+            .sessions
+            .get(&sender)
+            .ok_or(DropReason::UnknownSession)?;
+        s.tag_key.verify(datagram).map_err(|_| DropReason::BadTag)
+    }
+
     /// Whether `src` is the address bound to `sender`.
     pub fn check_source(&self, src: SocketAddr, sender: SessionToken) -> Result<(), DropReason> {
         let s = self
@@ -365,11 +391,21 @@ impl State {
             if header.target == header.sender {
                 return Err(DropReason::WhisperSelf);
             }
-            let addr = self
+            let target = self
                 .sessions
                 .get(&header.target)
-                .and_then(|t| t.udp)
                 .ok_or(DropReason::WhisperNoTarget)?;
+            let allowed = match sender.grants.whisper {
+                WhisperScope::None => false,
+                WhisperScope::Channel => {
+                    sender.channel.is_some() && sender.channel == target.channel
+                }
+                WhisperScope::Any => true,
+            };
+            if !allowed {
+                return Err(DropReason::WhisperForbidden);
+            }
+            let addr = target.udp.ok_or(DropReason::WhisperNoTarget)?;
             out.push(addr);
             Ok(())
         }

@@ -8,10 +8,14 @@
 //!           [--fingerprint SHA256 | --ca CA.pem [--server-name NAME] | --tofu | --insecure-plaintext]
 //!           [--apm on|off] [--no-hpf] [--no-aec] [--no-ns] [--no-agc] [--no-speech-vad]
 //!           [--ns-level low|moderate|high|very-high] [--echo-delay MS]
+//!           [--token JWT | --token-file FILE]
 //! ```
 //! Capture processing (`voice_core::capture`: high-pass, echo cancellation, noise suppression,
 //! gain control, speech detection for `--mode vad`) is on by default with `--input-device` and off
 //! for files and tones; `--apm` overrides that, the `--no-*` flags switch single stages off.
+//! `--token` (or `--token-file`, whose contents are trimmed) is the access token the relay
+//! requires (`relay token --name NAME` mints one for a development relay); only a relay started
+//! with `--open` admits a bot without one.
 //! The control connection is TLS 1.3. `--fingerprint` pins the relay's certificate (the
 //! `fingerprint sha256:…` line the relay prints), `--ca` trusts a private CA, `--tofu` accepts
 //! whatever certificate comes first (and refuses a different one on reconnect); with none of
@@ -37,7 +41,8 @@ const USAGE: &str = "usage: voice-bot --server ADDR --name NAME [--channel ID|NA
 [--fingerprint SHA256 | --ca CA.pem [--server-name NAME] | --tofu | --insecure-plaintext] \
 [--apm on|off] [--no-hpf] [--no-aec] [--no-ns] [--no-agc] [--no-speech-vad] \
 [--ns-level low|moderate|high|very-high] [--echo-delay MS] \
-[--e2ee-password SECRET | --e2ee-password-env VAR | --e2ee-keys [--e2ee-identity HEX64]]";
+[--e2ee-password SECRET | --e2ee-password-env VAR | --e2ee-keys [--e2ee-identity HEX64]] \
+[--token JWT | --token-file FILE]";
 
 struct Args {
     server: std::net::SocketAddr,
@@ -58,6 +63,7 @@ struct Args {
     apm: Option<bool>,
     capture: CaptureConfig,
     e2ee: voice_client::E2eeMode,
+    token: Option<String>,
 }
 
 fn parse() -> Result<Args, String> {
@@ -81,6 +87,7 @@ fn parse() -> Result<Args, String> {
         apm: None,
         capture: CaptureConfig::default(),
         e2ee: voice_client::E2eeMode::Off,
+        token: None,
     };
     let mut play: Option<PathBuf> = None;
     let mut mode_given = false;
@@ -206,6 +213,13 @@ fn parse() -> Result<Args, String> {
                     lead: voice_client::E2EE_DEFAULT_LEAD,
                 };
             }
+            "--token" => a.token = Some(v("--token")?),
+            "--token-file" => {
+                let path = v("--token-file")?;
+                let t = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("--token-file {path}: {e}"))?;
+                a.token = Some(t.trim().to_owned());
+            }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -240,6 +254,7 @@ fn run(a: Args) -> Result<(), String> {
     cfg.tls_server_name = a.server_name.clone();
     cfg.insecure_plaintext = a.insecure_plaintext;
     cfg.engine.e2ee = a.e2ee.clone();
+    cfg.token = a.token.clone().map(voice_client::AccessToken);
     cfg.engine.transmit = a.mode;
     if a.apm.unwrap_or(matches!(a.input, AudioInput::Device(_))) {
         cfg.engine.capture = a.capture;

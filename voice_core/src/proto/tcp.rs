@@ -18,7 +18,10 @@ use super::register::Secret;
 use super::{ChannelId, SessionToken};
 
 /// Version number exchanged in `Hello`; bumped on any incompatible change of these messages.
-pub const CONTROL_VERSION: u16 = 1;
+/// Version 2 added the access token to `Hello`.
+pub const CONTROL_VERSION: u16 = 2;
+/// Longest access token in bytes accepted in `Hello`.
+pub const MAX_TOKEN_LEN: usize = 4096;
 /// Cap on a client → relay frame body in bytes (the largest, a chat line, needs about 2 KiB).
 pub const MAX_CLIENT_FRAME: usize = 64 * 1024;
 /// Cap on a relay → client frame body in bytes: `Welcome` and `ChannelList` carry every user, so
@@ -75,12 +78,37 @@ pub enum ErrorCode {
     RateLimited,
     /// No such session.
     NoSuchSession,
+    /// `Hello` carried no access token, or one the relay does not accept (bad signature,
+    /// unknown key, expired, not yet valid, wrong audience, `alg` other than EdDSA).
+    Unauthorized,
+    /// The session's token does not allow this action (a channel outside its list, a whisper
+    /// outside its scope, an admin action without the admin claim).
+    Forbidden,
     /// Scale-out (allocated index 15): the room's placement could not be decided (Redis
     /// unreachable); try again later.
     Placement,
     /// E2EE (wire index 17): an end-to-end identity or wrapped-key blob was too large, or its
     /// recipient is not in the sender's channel.
     BadE2eeBlob,
+}
+
+/// An access token (a JWT) as carried in `Hello`. On the wire exactly a string; its `Debug`
+/// shows only its length, so a logged message never reveals a token.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AccessToken(pub String);
+
+impl std::fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AccessToken(<{} bytes>)", self.0.len())
+    }
+}
+
+impl AccessToken {
+    /// The token text (for the verifier; never log it).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
 }
 
 /// Client → relay.
@@ -90,8 +118,10 @@ pub enum ClientMessage {
     Hello {
         /// [`CONTROL_VERSION`] of the client.
         version: u16,
-        /// Requested display name.
+        /// Requested display name (a relay that checks tokens uses the token's `name` claim).
         name: String,
+        /// The access token (`None`: only a relay in open mode admits the client).
+        token: Option<AccessToken>,
     },
     /// Join (or switch to) a channel.
     JoinChannel {
@@ -542,6 +572,7 @@ mod tests {
             ClientMessage::Hello {
                 version: CONTROL_VERSION,
                 name: "ännä".into(),
+                token: Some(AccessToken("a.b.c".into())),
             },
             ClientMessage::JoinChannel {
                 channel: ChannelId(3),
@@ -866,6 +897,20 @@ mod tests {
             Err(FrameError::Malformed(_))
         ));
         assert_eq!(out, queued);
+    }
+
+    #[test]
+    fn a_token_is_a_plain_string_on_the_wire_and_never_in_debug_output() {
+        let with = ClientMessage::Hello {
+            version: CONTROL_VERSION,
+            name: "a".into(),
+            token: Some(AccessToken("secret.jwt.sig".into())),
+        };
+        let body = postcard::to_allocvec(&with).unwrap();
+        // variant 0, version 2, name "a", Some, "secret.jwt.sig"
+        assert_eq!(&body[..5], &[0, 2, 1, b'a', 1]);
+        assert_eq!(body[5] as usize, "secret.jwt.sig".len());
+        assert!(!format!("{with:?}").contains("secret"));
     }
 
     #[test]
