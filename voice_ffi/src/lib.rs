@@ -22,8 +22,10 @@ pub mod client;
 mod handle;
 mod stats_worker;
 pub mod stream;
-// Last, so that its functions form the last block of include/voice.h.
+// Last, so that its functions form the last block of include/voice.h (E2EE, then capture
+// processing, issue 15).
 pub mod e2ee;
+pub mod processor;
 
 use std::ffi::c_char;
 
