@@ -185,6 +185,9 @@ pub fn handle(
             }
         }
         ClientMessage::Goodbye => {}
+        // Voice, not control: the server carries tunneled datagrams (`server/tunnel.rs`)
+        // without this rate limit; the voice budgets apply instead.
+        ClientMessage::Tunnel { .. } => {}
     }
     After::Continue
 }

@@ -154,6 +154,9 @@ pub struct Session {
     pub conn: usize,
     /// Bound UDP address, once registered.
     pub udp: Option<SocketAddr>,
+    /// Its voice travels through the control connection (the client said so with
+    /// `ClientMessage::Tunnel`): forwarded voice goes there instead of to `udp`.
+    pub tunnel: bool,
     /// Current channel.
     pub channel: Option<ChannelId>,
     register_counter: u64,
@@ -260,6 +263,7 @@ impl State {
                 secret,
                 conn,
                 udp: None,
+                tunnel: false,
                 channel: None,
                 register_counter: 0,
                 seq: SeqUnwrapper::new(),
@@ -347,6 +351,21 @@ impl State {
         if sender.udp != Some(src) {
             return Err(DropReason::UnboundSource);
         }
+        self.udp_recipients(header, out)
+    }
+
+    /// The UDP addresses that receive a voice datagram with `header` whose sender exists and
+    /// was authenticated (by source address, or by its tunnel). Tunneled members are left out
+    /// ([`Self::tunnel_recipients`] lists them).
+    pub(crate) fn udp_recipients(
+        &self,
+        header: &Header,
+        out: &mut Vec<SocketAddr>,
+    ) -> Result<(), DropReason> {
+        let sender = self
+            .sessions
+            .get(&header.sender)
+            .ok_or(DropReason::UnknownSession)?;
         if header.target.is_none() {
             let ch = sender.channel.ok_or(DropReason::NotInChannel)?;
             let channel = self.channels.get(&ch).ok_or(DropReason::NotInChannel)?;
@@ -354,7 +373,12 @@ impl State {
                 if *m == header.sender {
                     continue;
                 }
-                if let Some(addr) = self.sessions.get(m).and_then(|s| s.udp) {
+                if let Some(addr) = self
+                    .sessions
+                    .get(m)
+                    .filter(|s| !s.tunnel)
+                    .and_then(|s| s.udp)
+                {
                     out.push(addr);
                 }
             }
@@ -363,12 +387,14 @@ impl State {
             if header.target == header.sender {
                 return Err(DropReason::WhisperSelf);
             }
-            let addr = self
+            let target = self
                 .sessions
                 .get(&header.target)
-                .and_then(|t| t.udp)
                 .ok_or(DropReason::WhisperNoTarget)?;
-            out.push(addr);
+            if target.tunnel {
+                return Ok(());
+            }
+            out.push(target.udp.ok_or(DropReason::WhisperNoTarget)?);
             Ok(())
         }
     }
@@ -447,6 +473,11 @@ impl State {
         self.channels
             .get(&channel)
             .map_or(&[][..], |c| &c.members[..])
+    }
+
+    /// Sessions whose voice is tunneled.
+    pub fn tunneled_count(&self) -> usize {
+        self.sessions.values().filter(|s| s.tunnel).count()
     }
 
     /// Sessions with a bound UDP address.

@@ -110,6 +110,12 @@ counters! {
     TcpRateLimited => "tcp_rate_limited",
     /// Chat lines routed.
     ChatMessages => "chat_messages",
+    /// Gauge: sessions whose voice travels through the control connection (tunnel fallback).
+    Tunneled => "tunneled",
+    /// Datagrams received through a tunnel (`Tunnel` messages with a datagram).
+    TunnelRxPackets => "tunnel_rx_packets",
+    /// Copies of voice datagrams queued into tunnels, one per tunneled recipient.
+    TunnelForwarded => "tunnel_forwarded",
 }
 
 /// Number of counters.

@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use mio::net::{TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token};
-use voice_core::engine::{Engine, EngineStats, Event, Request};
+use voice_core::engine::{ConnectionStatus, Engine, EngineStats, Event, Request};
 use voice_core::proto::tcp::{FrameError, FrameQueue, FrameReader, ServerMessage};
 use voice_core::proto::udp::MAX_DATAGRAM;
 use voice_core::{Time, FRAME_DURATION, FRAME_SAMPLES};
@@ -89,6 +89,12 @@ pub struct Driver {
     pub(crate) refused: bool,
     pub(crate) poll: Poll,
     pub(crate) connected: Arc<AtomicBool>,
+    /// The last status reported (each change is reported once).
+    pub(crate) status: Option<ConnectionStatus>,
+    /// Connection attempts since the last success.
+    pub(crate) attempt: u32,
+    /// Why the last attempt failed or the last connection dropped.
+    pub(crate) last_error: Option<String>,
 }
 
 /// The client's TLS state across reconnects: the trust policy (an acceptance on first use turns
@@ -191,6 +197,11 @@ impl Driver {
                 if let Some(at) = reconnect_at {
                     if Instant::now() >= at {
                         reconnect_at = None;
+                        self.attempt += 1;
+                        self.emit(Event::Status(ConnectionStatus::Connecting {
+                            attempt: self.attempt,
+                            last_error: self.last_error.clone(),
+                        }));
                         match TcpStream::connect(self.server) {
                             Ok(mut stream) => {
                                 let _ = self.poll.registry().register(
@@ -208,7 +219,12 @@ impl Driver {
                                             // A configuration problem (e.g. an unreadable CA
                                             // file): no retry can fix it.
                                             let _ = self.poll.registry().deregister(&mut stream);
-                                            self.emit(Event::Disconnected { reason });
+                                            self.emit(Event::Disconnected {
+                                                reason: reason.clone(),
+                                            });
+                                            self.emit(Event::Status(ConnectionStatus::Failed {
+                                                reason,
+                                            }));
                                             break 'outer;
                                         }
                                     },
@@ -349,7 +365,11 @@ impl Driver {
                         let _ = self.engine.apply(request);
                     }
                     Command::Stats(reply) => {
-                        let _ = reply.send(self.engine.stats(now()));
+                        let mut stats = self.engine.stats(now());
+                        if let Some(status) = &self.status {
+                            stats.status = status.clone();
+                        }
+                        let _ = reply.send(stats);
                     }
                 }
             }
@@ -381,7 +401,7 @@ impl Driver {
             while Instant::now() >= next_tick && ticks < 5 {
                 let t = now();
                 // File and tone sources start once voice can reach where it is meant to go.
-                if self.engine.udp_ready()
+                if self.engine.voice_path().is_some()
                     && self.engine.settled()
                     && pending_join.is_none()
                     && pending_whisper.is_none()
@@ -445,8 +465,14 @@ impl Driver {
                         self.emit(ev);
                     }
                     if refused || !self.reconnect {
+                        self.emit(Event::Status(ConnectionStatus::Failed { reason }));
                         break;
                     }
+                    self.emit(Event::Status(ConnectionStatus::Reconnecting {
+                        in_ms: backoff.as_millis() as u64,
+                        reason: reason.clone(),
+                    }));
+                    self.last_error = Some(reason);
                     reconnect_at = Some(Instant::now() + backoff);
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 } else {
@@ -464,12 +490,13 @@ impl Driver {
 
     /// Reports a connect that failed and says what happens next: the time of the next attempt
     /// (backing off), or `None` when `reconnect` is off and the thread should stop.
-    fn connect_failed(&self, reason: String, backoff: &mut Duration) -> Option<Instant> {
+    fn connect_failed(&mut self, reason: String, backoff: &mut Duration) -> Option<Instant> {
         log::debug!("{reason}");
         if !self.reconnect {
             self.emit(Event::Disconnected {
                 reason: format!("{reason}; not retrying (reconnect is off)"),
             });
+            self.emit(Event::Status(ConnectionStatus::Failed { reason }));
             return None;
         }
         let wait = *backoff;
@@ -477,13 +504,30 @@ impl Driver {
         self.emit(Event::Disconnected {
             reason: format!("{reason}; retrying in {} ms", wait.as_millis()),
         });
+        self.emit(Event::Status(ConnectionStatus::Reconnecting {
+            in_ms: wait.as_millis() as u64,
+            reason: reason.clone(),
+        }));
+        self.last_error = Some(reason);
         Some(Instant::now() + wait)
     }
 
-    fn emit(&self, ev: Event) {
-        match ev {
+    /// Hands `ev` to the application. A status equal to the last one reported is dropped, so
+    /// each change is reported exactly once.
+    fn emit(&mut self, ev: Event) {
+        match &ev {
             Event::Connected { .. } => self.connected.store(true, Ordering::Release),
             Event::Disconnected { .. } => self.connected.store(false, Ordering::Release),
+            Event::Status(status) => {
+                if self.status.as_ref() == Some(status) {
+                    return;
+                }
+                if matches!(status, ConnectionStatus::Connected { .. }) {
+                    self.attempt = 0;
+                    self.last_error = None;
+                }
+                self.status = Some(status.clone());
+            }
             _ => {}
         }
         let _ = self.events.send(ev);

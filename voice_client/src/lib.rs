@@ -44,7 +44,9 @@ use mio::{Poll, Waker};
 pub use audio::{AppCapture, AppPlayback, AudioError, AudioInput, AudioOutput};
 use driver::{Command, Driver};
 use voice_core::engine::Engine;
-pub use voice_core::engine::{EngineConfig, EngineStats, Event, RemoteStats, Request};
+pub use voice_core::engine::{
+    ConnectionStatus, EngineConfig, EngineStats, Event, PathConfig, RemoteStats, Request, VoicePath,
+};
 pub use voice_core::proto::{ChannelId, SessionToken};
 pub use voice_core::vad::{TransmitMode, VadConfig};
 pub use voice_tls::{Fingerprint, TlsTrust};
@@ -196,6 +198,9 @@ impl Client {
             },
             refused: false,
             poll,
+            status: None,
+            attempt: 0,
+            last_error: None,
         };
         let thread = std::thread::Builder::new()
             .name(format!("voice-engine-{}", cfg.engine.name))

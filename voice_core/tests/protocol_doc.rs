@@ -42,6 +42,7 @@ fn client_name(m: &ClientMessage) -> &'static str {
         ClientMessage::StatsRequest => "StatsRequest",
         ClientMessage::ReceiverReport { .. } => "ReceiverReport",
         ClientMessage::Goodbye => "Goodbye",
+        ClientMessage::Tunnel { .. } => "Tunnel",
     }
 }
 
@@ -58,6 +59,7 @@ fn server_name(m: &ServerMessage) -> &'static str {
         ServerMessage::ReceiverReport { .. } => "ReceiverReport",
         ServerMessage::Stats { .. } => "Stats",
         ServerMessage::Error { .. } => "Error",
+        ServerMessage::Tunnel { .. } => "Tunnel",
     }
 }
 

@@ -147,7 +147,7 @@ pub struct voice_event {
 }
 
 impl voice_event {
-    fn new(kind: u32) -> Self {
+    pub(crate) fn new(kind: u32) -> Self {
         voice_event {
             kind,
             session: 0,
@@ -168,7 +168,7 @@ impl voice_event {
         self
     }
 
-    fn text(mut self, s: &str) -> Self {
+    pub(crate) fn text(mut self, s: &str) -> Self {
         self.text_len = copy_str(s, &mut self.text);
         self
     }
@@ -184,6 +184,7 @@ fn flatten(ev: Event, out: &mut VecDeque<voice_event>) {
             out.push_back(e);
         }
         Event::UdpReady => out.push_back(E::new(VOICE_EVENT_UDP_READY)),
+        Event::Status(status) => out.push_back(crate::net::status_event(&status)),
         // A refusal reaches C as the `Disconnected` that follows (its text names the fingerprint).
         Event::ServerFingerprint { .. } => {}
         Event::Disconnected { reason } => {
@@ -330,9 +331,9 @@ pub struct voice_stats {
     pub remotes: [voice_remote_stats; VOICE_MAX_REMOTES],
 }
 
-struct ClientState {
+pub(crate) struct ClientState {
     /// Answers `voice_client_stats`; declared first so it is joined before the client goes.
-    stats: StatsWorker,
+    pub(crate) stats: StatsWorker,
     client: Arc<Client>,
     pending: Mutex<VecDeque<voice_event>>,
     capture: Mutex<Option<AppCapture>>,
@@ -369,7 +370,7 @@ pub struct voice_client {
     _opaque: [u8; 0],
 }
 
-fn state<'a>(c: *const voice_client) -> Result<Shared<'a, ClientState>, voice_result> {
+pub(crate) fn state<'a>(c: *const voice_client) -> Result<Shared<'a, ClientState>, voice_result> {
     // SAFETY: `voice_client` is a transparent name for the handle cell; the kind tag is checked.
     unsafe { Handle::get(c.cast::<Handle<ClientState>>()) }
 }

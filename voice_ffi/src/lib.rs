@@ -22,6 +22,8 @@ pub mod client;
 mod handle;
 mod stats_worker;
 pub mod stream;
+// Last, so its items form the last block of include/voice.h.
+pub mod net;
 
 use std::ffi::c_char;
 

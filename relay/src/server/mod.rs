@@ -39,6 +39,7 @@ use crate::udpio::{RecvBatch, SendBatch};
 use crate::Error;
 
 mod tcp;
+mod tunnel;
 mod udp;
 
 const LISTENER: Token = Token(0);
@@ -102,6 +103,8 @@ pub struct Relay {
     recv: Option<RecvBatch>,
     send: SendBatch,
     recipients: Vec<SocketAddr>,
+    /// Connections of tunneled recipients of the datagram being forwarded.
+    tunnel_conns: Vec<usize>,
     outbox: Outbox,
     udp_pending: bool,
     /// Set whenever a connection may have died since the last reap, so the pure-UDP path never
@@ -199,6 +202,7 @@ impl Relay {
             recv: Some(RecvBatch::new(RECV_BATCH)),
             send: SendBatch::new(SEND_BATCH),
             recipients: Vec::with_capacity(64),
+            tunnel_conns: Vec::new(),
             outbox: Vec::new(),
             udp_pending: false,
             reap_needed: false,
@@ -304,6 +308,8 @@ impl Relay {
             .set(Counter::Connections, self.conns.len() as u64);
         self.stats
             .set(Counter::UdpBound, self.state.bound_count() as u64);
+        self.stats
+            .set(Counter::Tunneled, self.state.tunneled_count() as u64);
     }
 
     fn log_stats(&self) {

@@ -127,6 +127,7 @@ impl Relay {
                 {
                     Ok(()) => {
                         self.stats.inc(Counter::VoiceAccepted);
+                        self.forward_to_tunnels(&h, data);
                         !self.recipients.is_empty()
                     }
                     Err(r) => {

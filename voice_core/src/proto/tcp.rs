@@ -119,6 +119,16 @@ pub enum ClientMessage {
     },
     /// Polite disconnect.
     Goodbye,
+    /// Tunnel fallback (allocated index 12): `active` puts this session's voice on the control
+    /// connection (`true`: the relay sends it voice as [`ServerMessage::Tunnel`] from now on) or
+    /// back on UDP (`false`); `datagram`, when not empty, is one voice datagram byte for byte as
+    /// it would have gone over UDP, forwarded like one.
+    Tunnel {
+        /// The session wants its voice over the control connection.
+        active: bool,
+        /// One whole UDP datagram (header and payload), or empty.
+        datagram: Vec<u8>,
+    },
 }
 
 /// Relay → client.
@@ -208,6 +218,12 @@ pub enum ServerMessage {
         code: ErrorCode,
         /// Human-readable detail.
         message: String,
+    },
+    /// Tunnel fallback (allocated index 14): one voice datagram, byte for byte as the relay would
+    /// have sent it over UDP, for a session whose voice is on the control connection.
+    Tunnel {
+        /// One whole UDP datagram (header and payload).
+        datagram: Vec<u8>,
     },
 }
 
