@@ -95,6 +95,14 @@ pub struct Driver {
     pub(crate) attempt: u32,
     /// Why the last attempt failed or the last connection dropped.
     pub(crate) last_error: Option<String>,
+    /// The relay as `host:port`, resolved before each connection round (`None`: `server`).
+    pub(crate) host: Option<String>,
+    /// Resolved addresses not tried yet in this round.
+    pub(crate) addrs: std::collections::VecDeque<SocketAddr>,
+    /// A resolution under way on a helper thread.
+    pub(crate) resolving: Option<Receiver<Result<Vec<SocketAddr>, String>>>,
+    /// Wakes `poll` when the resolver answers.
+    pub(crate) waker: Arc<mio::Waker>,
 }
 
 /// The client's TLS state across reconnects: the trust policy (an acceptance on first use turns
@@ -195,7 +203,10 @@ impl Driver {
             // --- connect / reconnect ---
             if conn.is_none() {
                 if let Some(at) = reconnect_at {
-                    if Instant::now() >= at {
+                    if Instant::now() >= at && !self.next_address(&mut udp) {
+                        // Resolving: the resolver wakes `poll` with the answer.
+                        reconnect_at = None;
+                    } else if Instant::now() >= at {
                         reconnect_at = None;
                         self.attempt += 1;
                         self.emit(Event::Status(ConnectionStatus::Connecting {
@@ -237,6 +248,11 @@ impl Driver {
                                     out: FrameQueue::new(),
                                 });
                             }
+                            Err(e) if !self.addrs.is_empty() => {
+                                log::debug!("connect to {} failed: {e}; next address", self.server);
+                                self.attempt -= 1;
+                                reconnect_at = Some(Instant::now());
+                            }
                             Err(e) => {
                                 let reason = format!("connect to {} failed: {e}", self.server);
                                 match self.connect_failed(reason, &mut backoff) {
@@ -247,6 +263,38 @@ impl Driver {
                         }
                     }
                 }
+            }
+
+            if let Some(rx) = &self.resolving {
+                match rx.try_recv() {
+                    Ok(Ok(list)) => {
+                        self.resolving = None;
+                        self.addrs = happy_eyeballs_order(list);
+                        if self.addrs.is_empty() {
+                            let reason = format!("{}: no address", self.host_name());
+                            self.resolve_failed(reason, &mut backoff, &mut reconnect_at);
+                        } else {
+                            reconnect_at = Some(Instant::now());
+                        }
+                    }
+                    Ok(Err(reason)) => {
+                        self.resolving = None;
+                        self.resolve_failed(reason, &mut backoff, &mut reconnect_at);
+                    }
+                    Err(crossbeam_channel::TryRecvError::Empty) => {}
+                    Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                        self.resolving = None;
+                        let reason = "the resolver thread ended".to_string();
+                        self.resolve_failed(reason, &mut backoff, &mut reconnect_at);
+                    }
+                }
+            }
+            if reconnect_at.is_none()
+                && conn.is_none()
+                && matches!(self.status, Some(ConnectionStatus::Failed { .. }))
+            {
+                // A resolution failed and reconnect is off.
+                break 'outer;
             }
 
             // --- wait ---
@@ -277,6 +325,8 @@ impl Driver {
                                 Ok(_) => {
                                     c.connected = true;
                                     let _ = c.stream.sock().set_nodelay(true);
+                                    // The next round resolves the host again.
+                                    self.addrs.clear();
                                     backoff = FIRST_BACKOFF;
                                     self.engine.connect(now());
                                 }
@@ -475,6 +525,11 @@ impl Driver {
                     self.last_error = Some(reason);
                     reconnect_at = Some(Instant::now() + backoff);
                     backoff = (backoff * 2).min(MAX_BACKOFF);
+                } else if !self.addrs.is_empty() {
+                    // Another address of the host: try it at once, as the same attempt.
+                    log::debug!("{reason}; next address");
+                    self.attempt -= 1;
+                    reconnect_at = Some(Instant::now());
                 } else {
                     // The connect itself failed: the engine never saw a connection.
                     match self.connect_failed(reason, &mut backoff) {
@@ -486,6 +541,67 @@ impl Driver {
         }
         self.connected.store(false, Ordering::Release);
         self.output
+    }
+
+    fn host_name(&self) -> &str {
+        self.host.as_deref().unwrap_or("")
+    }
+
+    /// Picks the address for the next connect: `true` when `self.server` is set to it, `false`
+    /// while a resolution is under way (started here when the round's addresses are used up).
+    /// Rebinds the UDP socket when the address family changes.
+    fn next_address(&mut self, udp: &mut Option<UdpSocket>) -> bool {
+        let Some(host) = self.host.clone() else {
+            return true;
+        };
+        if self.resolving.is_some() {
+            return false;
+        }
+        let Some(addr) = self.addrs.pop_front() else {
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            let waker = self.waker.clone();
+            let spawned = std::thread::Builder::new()
+                .name("voice-resolve".into())
+                .spawn(move || {
+                    let r = std::net::ToSocketAddrs::to_socket_addrs(&host)
+                        .map(Iterator::collect)
+                        .map_err(|e| format!("cannot resolve {host}: {e}"));
+                    let _ = tx.send(r);
+                    let _ = waker.wake();
+                });
+            match spawned {
+                Ok(_) => self.resolving = Some(rx),
+                Err(e) => log::error!("cannot start the resolver thread: {e}"),
+            }
+            return false;
+        };
+        if self.server.is_ipv4() != addr.is_ipv4() || self.server.port() == 0 {
+            if let Some(mut old) = udp.take() {
+                let _ = self.poll.registry().deregister(&mut old);
+            }
+            self.server = addr;
+            match self.bind_udp() {
+                Ok(u) => *udp = Some(u),
+                Err(e) => log::error!("udp socket for {addr}: {e}"),
+            }
+        }
+        self.server = addr;
+        true
+    }
+
+    /// A resolution failed: reported like a failed connect (retried with backoff, or final).
+    fn resolve_failed(
+        &mut self,
+        reason: String,
+        backoff: &mut Duration,
+        reconnect_at: &mut Option<Instant>,
+    ) {
+        self.attempt += 1;
+        self.emit(Event::Status(ConnectionStatus::Connecting {
+            attempt: self.attempt,
+            last_error: self.last_error.clone(),
+        }));
+        *reconnect_at = self.connect_failed(reason, backoff);
     }
 
     /// Reports a connect that failed and says what happens next: the time of the next attempt
@@ -608,5 +724,38 @@ impl Driver {
             first_use,
             accepted: true,
         });
+    }
+}
+
+/// Orders resolved addresses as RFC 8305 does: IPv6 and IPv4 alternately, IPv6 first, each
+/// family in the resolver's order.
+fn happy_eyeballs_order(list: Vec<SocketAddr>) -> std::collections::VecDeque<SocketAddr> {
+    let (v6, v4): (Vec<_>, Vec<_>) = list.into_iter().partition(SocketAddr::is_ipv6);
+    let mut out = std::collections::VecDeque::new();
+    let (mut a, mut b) = (v6.into_iter(), v4.into_iter());
+    loop {
+        match (a.next(), b.next()) {
+            (None, None) => break,
+            (x, y) => out.extend(x.into_iter().chain(y)),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_alternate_families_ipv6_first() {
+        let a: Vec<SocketAddr> = ["1.1.1.1:1", "2.2.2.2:1", "[::1]:1", "3.3.3.3:1"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        let got: Vec<String> = happy_eyeballs_order(a)
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        assert_eq!(got, ["[::1]:1", "1.1.1.1:1", "2.2.2.2:1", "3.3.3.3:1"]);
     }
 }
