@@ -242,8 +242,10 @@ typedef struct voice_receiver voice_receiver;
 // [`voice_client_new`] copies everything it needs (strings included): the structure and the
 // strings it points to need not outlive the call.
 typedef struct voice_client_config {
-  // Relay address "host:port" (NUL-terminated; a host name is resolved during
-  // `voice_client_new`). Required.
+  // Relay address "host:port", "v4:port" or "[v6]:port" (NUL-terminated). A host name is
+  // resolved by the client's own thread, never in `voice_client_new`; IPv6 and IPv4
+  // addresses are tried. A name that does not resolve is reported as a failed attempt
+  // (`VOICE_EVENT_STATUS`). Required.
   const char *server;
   // Display name (NUL-terminated UTF-8): 1..=64 bytes, no control characters, not only
   // spaces. Required.
