@@ -21,6 +21,14 @@
 //! [`Event::Disconnected`] with the reason and what happens next. With `reconnect` off nothing is
 //! retried: the first failed connect or the first drop ends the engine thread.
 //!
+//! Every change of the connection is reported once as [`Event::Status`]: `Connecting` when an
+//! attempt starts, `Reconnecting` with the delay when one failed or the connection dropped,
+//! `Failed` when nothing will be retried, and (from the engine) `Connected` with the voice path,
+//! UDP or the tunnel through this connection. A status equal to the last one is never repeated.
+//! A relay given as `host:port` is resolved on a `voice-resolve` helper thread (the engine thread
+//! keeps its media clock meanwhile) before each round of attempts; the addresses are tried IPv6
+//! and IPv4 alternately, the next one at once when one fails.
+//!
 //! The control connection is TLS 1.3 ([`voice_tls::TlsStream`] over the mio stream) unless the
 //! application asked for the plaintext development mode. The engine's `Hello` is queued at TCP
 //! connect and rustls holds it until the handshake completes. Once the relay's certificate is
