@@ -166,7 +166,9 @@ mod tests {
                     buffer_depth: 3,
                     ..StreamStats::default()
                 },
+                encrypted: false,
             }],
+            e2ee: Default::default(),
         }
     }
 

@@ -13,13 +13,17 @@
 //! minimal forwarder with a fixed `Vec` table (120–160 k/s across runs, the machine's ceiling).
 //! Map lookups are not the bottleneck at all (tens of ns against ~5 µs of kernel work per
 //! delivered datagram), so nothing justifies a concurrent map; a DashMap itself was not
-//! benchmarked. Scaling past one core would shard *rooms* across SO_REUSEPORT workers
-//! (each owning its own maps), not share maps between threads.
+//! benchmarked. Scaling past one core does not share these maps either: the control plane
+//! (the one thread that owns this `State`) publishes an immutable
+//! [`Snapshot`](crate::forward::Snapshot) after each change, and each `SO_REUSEPORT` worker
+//! reads it and keeps its own per-sender state (see [`forward`](crate::forward)).
 //!
 //! # Decisions as plain functions
-//! [`State::route`] answers "who receives this voice datagram?" from `&State` alone, and
-//! [`State::admit_voice`] applies the per-sender sequence window and budgets. Neither touches a
-//! socket, so both are unit-tested below; the server loop only moves bytes.
+//! [`State::route`] answers "who receives this voice datagram?" from `&State` alone (the
+//! reference the snapshot's routing is tested against, and what the fuzz target drives), and
+//! [`SenderState::admit`](crate::forward::SenderState::admit) applies the per-sender sequence
+//! window and budgets. Neither touches a socket, so both are unit-tested; the server loop only
+//! moves bytes.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -30,7 +34,6 @@ use voice_core::proto::register::{self, RegisterError, Secret};
 use voice_core::proto::tcp::{ChannelInfo, UserInfo};
 use voice_core::proto::udp::Header;
 use voice_core::proto::{ChannelId, SessionToken};
-use voice_core::seq::{ReplayCheck, ReplayWindow, SeqUnwrapper};
 
 use crate::budget::{Limit, TokenBucket};
 use crate::config::Config;
@@ -160,14 +163,12 @@ pub struct Session {
     /// Current channel.
     pub channel: Option<ChannelId>,
     register_counter: u64,
-    seq: SeqUnwrapper,
-    replay: ReplayWindow,
-    packets: TokenBucket,
-    bytes: TokenBucket,
     /// Budget for control messages.
     pub control: TokenBucket,
     /// Budget for chat lines.
     pub chat: TokenBucket,
+    /// The end-to-end identity blob this client announced (opaque to the relay).
+    pub e2ee_identity: Option<Vec<u8>>,
 }
 
 impl Session {
@@ -203,6 +204,7 @@ pub struct State {
     /// Per-session limits.
     pub limits: Limits,
     next_token: u32,
+    version: u64,
 }
 
 impl State {
@@ -233,6 +235,7 @@ impl State {
                 chat: cfg.chat_messages,
             },
             next_token: 1,
+            version: 0,
         }
     }
 
@@ -254,6 +257,7 @@ impl State {
         }
         let token = SessionToken(self.next_token);
         self.next_token = self.next_token.wrapping_add(1);
+        self.version += 1;
         let l = self.limits;
         self.sessions.insert(
             token,
@@ -266,12 +270,9 @@ impl State {
                 tunnel: false,
                 channel: None,
                 register_counter: 0,
-                seq: SeqUnwrapper::new(),
-                replay: ReplayWindow::new(),
-                packets: TokenBucket::new(l.voice_packets, now),
-                bytes: TokenBucket::new(l.voice_bytes, now),
                 control: TokenBucket::new(l.control, now),
                 chat: TokenBucket::new(l.chat, now),
+                e2ee_identity: None,
             },
         );
         Some(token)
@@ -319,6 +320,7 @@ impl State {
         let counter = register::verify(&s.secret, sender, payload, s.register_counter)?;
         s.register_counter = counter;
         s.udp = Some(src);
+        self.version += 1;
         Ok(counter)
     }
 
@@ -399,53 +401,23 @@ impl State {
         }
     }
 
-    /// Applies the sender's replay window and budgets to a routed datagram of `len` bytes.
-    /// The sender must exist (call after a successful [`Self::route`]).
-    pub fn admit_voice(
-        &mut self,
-        now: Instant,
-        header: &Header,
-        len: usize,
-    ) -> Result<(), DropReason> {
-        let s = self
-            .sessions
-            .get_mut(&header.sender)
-            .ok_or(DropReason::UnknownSession)?;
-        let ext = s.seq.peek(header.seq);
-        match s.replay.check_and_set(ext) {
-            ReplayCheck::New => {
-                s.seq.unwrap(header.seq);
-            }
-            ReplayCheck::Duplicate => return Err(DropReason::Duplicate),
-            ReplayCheck::TooOld => return Err(DropReason::TooOld),
-        }
-        if !s.packets.check(now, 1.0) {
-            return Err(DropReason::PacketBudget);
-        }
-        if !s.bytes.check(now, len as f64) {
-            return Err(DropReason::ByteBudget);
-        }
-        s.packets.consume(1.0);
-        s.bytes.consume(len as f64);
-        Ok(())
+    /// Ends `who`'s session (and its UDP binding). The caller took it out of its channel.
+    pub fn remove_session(&mut self, who: SessionToken) -> Option<Session> {
+        let s = self.sessions.remove(&who)?;
+        self.version += 1;
+        Some(s)
     }
 
-    /// Route then admit: the full decision for one voice datagram.
-    pub fn accept_voice(
-        &mut self,
-        now: Instant,
-        src: SocketAddr,
-        header: &Header,
-        len: usize,
-        out: &mut Vec<SocketAddr>,
-    ) -> Result<(), DropReason> {
-        let r = self
-            .route(src, header, out)
-            .and_then(|()| self.admit_voice(now, header, len));
-        if r.is_err() {
-            out.clear();
-        }
-        r
+    /// Increases with every change the forwarding path cares about (sessions, bindings,
+    /// membership made through these methods): the control plane republishes its
+    /// [`Snapshot`](crate::forward::Snapshot) when it moved.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Marks a change the forwarding path must see (made outside the methods above).
+    pub(crate) fn bump_version(&mut self) {
+        self.version += 1;
     }
 
     /// Puts `who` into `channel` (appended to the member list). The caller removed it from any
@@ -455,6 +427,7 @@ impl State {
         {
             s.channel = Some(channel);
             ch.members.push(who);
+            self.version += 1;
         }
     }
 
@@ -462,6 +435,7 @@ impl State {
     pub fn remove_member(&mut self, who: SessionToken) -> Option<ChannelId> {
         let s = self.sessions.get_mut(&who)?;
         let ch = s.channel.take()?;
+        self.version += 1;
         if let Some(c) = self.channels.get_mut(&ch) {
             c.members.retain(|m| *m != who);
         }
@@ -573,47 +547,6 @@ mod tests {
             Err(DropReason::NotInChannel)
         );
         assert_eq!(st.members(ChannelId(1)), &[SessionToken(2)]);
-    }
-
-    #[test]
-    fn replays_and_old_sequence_numbers_are_dropped() {
-        let (mut st, now) = state(2);
-        let mut out = Vec::new();
-        let mut send = |st: &mut State, seq: u16| {
-            st.accept_voice(now, addr(1001), &voice(1, 0, seq), 60, &mut out)
-        };
-        assert_eq!(send(&mut st, 10), Ok(()));
-        assert_eq!(send(&mut st, 10), Err(DropReason::Duplicate));
-        assert_eq!(send(&mut st, 9), Ok(()));
-        assert_eq!(send(&mut st, 10 + 300), Ok(()));
-        assert_eq!(send(&mut st, 11), Err(DropReason::TooOld));
-    }
-
-    #[test]
-    fn budgets_bound_a_flood() {
-        let (mut st, now) = state(2);
-        let mut out = Vec::new();
-        let burst = st.limits.voice_packets.burst as u16;
-        let mut ok = 0;
-        for seq in 0..burst * 10 {
-            if st
-                .accept_voice(now, addr(1001), &voice(1, 0, seq), 60, &mut out)
-                .is_ok()
-            {
-                ok += 1;
-            }
-        }
-        assert_eq!(ok, burst);
-        // Byte budget: big datagrams run out first.
-        let (mut st, now) = state(2);
-        let max = voice_core::proto::udp::MAX_DATAGRAM;
-        let n = (0..50u16)
-            .filter(|&s| {
-                st.accept_voice(now, addr(1002), &voice(2, 0, s), max, &mut out)
-                    .is_ok()
-            })
-            .count();
-        assert_eq!(n, (st.limits.voice_bytes.burst / max as f64) as usize);
     }
 
     #[test]

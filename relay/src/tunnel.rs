@@ -1,83 +1,64 @@
-//! The tunnel fallback's decisions, over plain [`State`]: who among the recipients of a voice
-//! datagram is tunneled (their copy goes into their control connection as
-//! `ServerMessage::Tunnel`), and whether a datagram that arrived through a tunnel is accepted.
+//! The tunnel fallback's decisions: who among the recipients of a voice datagram is tunneled
+//! (their copy goes into their control connection as `ServerMessage::Tunnel`), and whether a
+//! datagram that arrived through a tunnel is accepted.
 //!
+//! [`State`] holds the flag and the reference answer ([`State::tunnel_recipients`]); the
+//! forwarding path decides with the published [`Snapshot`](crate::forward::Snapshot)
+//! ([`Snapshot::tunnel_recipients`](crate::forward::Snapshot::tunnel_recipients),
+//! [`Senders::accept_tunneled`](crate::forward::Senders::accept_tunneled)), tested equal here.
 //! A tunneled datagram gets exactly the checks a UDP one gets (replay window, packet and byte
-//! budgets, channel or whisper routing), with one difference: its sender is authenticated by the
-//! control connection it came on (the header's sender must be that connection's session) instead
-//! of by its UDP source address. The server moves the bytes (`server/tunnel.rs`).
-
-use std::net::SocketAddr;
-use std::time::Instant;
+//! budgets, channel or whisper routing), with one difference: its sender is authenticated by
+//! the control connection it came on (the header's sender must be that connection's session)
+//! instead of by its UDP source address. The server moves the bytes (`server/tunnel.rs`).
 
 use voice_core::proto::udp::Header;
 use voice_core::proto::SessionToken;
 
-use crate::state::{DropReason, State};
+use crate::state::State;
 
 impl State {
     /// Puts `who`'s voice on its control connection (`true`) or back on UDP (`false`).
     pub fn set_tunnel(&mut self, who: SessionToken, active: bool) {
         if let Some(s) = self.sessions.get_mut(&who) {
-            s.tunnel = active;
+            if s.tunnel != active {
+                s.tunnel = active;
+                self.bump_version();
+            }
         }
     }
 
-    /// The connections of the tunneled sessions that receive a voice datagram with `header`
-    /// (cleared first). Pure. Call after the datagram was accepted.
-    pub fn tunnel_recipients(&self, header: &Header, out: &mut Vec<usize>) {
+    /// The tunneled sessions that receive a voice datagram with `header` (cleared first; never
+    /// the sender). Pure. Call after the datagram was accepted.
+    pub fn tunnel_recipients(&self, header: &Header, out: &mut Vec<SessionToken>) {
         out.clear();
-        let tunneled = |t: &SessionToken| {
-            self.sessions
-                .get(t)
-                .filter(|s| s.tunnel && *t != header.sender)
-                .map(|s| s.conn)
-        };
+        let tunneled =
+            |t: &SessionToken| *t != header.sender && self.sessions.get(t).is_some_and(|s| s.tunnel);
         if header.target.is_none() {
             let Some(ch) = self.sessions.get(&header.sender).and_then(|s| s.channel) else {
                 return;
             };
-            out.extend(self.members(ch).iter().filter_map(tunneled));
-        } else {
-            out.extend(tunneled(&header.target));
+            out.extend(self.members(ch).iter().copied().filter(|t| tunneled(t)));
+        } else if tunneled(&header.target) {
+            out.push(header.target);
         }
-    }
-
-    /// The full decision for a voice datagram that `who` sent through its tunnel: the header
-    /// must name `who` as sender; then routing (UDP recipients into `out`) and the same replay
-    /// window and budgets as UDP voice.
-    pub fn accept_tunneled(
-        &mut self,
-        now: Instant,
-        who: SessionToken,
-        header: &Header,
-        len: usize,
-        out: &mut Vec<SocketAddr>,
-    ) -> Result<(), DropReason> {
-        out.clear();
-        if header.sender != who {
-            return Err(DropReason::UnboundSource);
-        }
-        let r = self
-            .udp_recipients(header, out)
-            .and_then(|()| self.admit_voice(now, header, len));
-        if r.is_err() {
-            out.clear();
-        }
-        r
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::net::SocketAddr;
+    use std::time::Instant;
+
     use super::*;
     use crate::config::Config;
+    use crate::forward::{Senders, Snapshot};
+    use crate::state::DropReason;
 
     fn addr(port: u16) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], port))
     }
 
-    /// Three sessions (conns 10, 11, 12) in channel 1, each bound to port 1000 + token.
+    /// Three sessions in channel 1, each bound to port 1000 + token.
     fn three() -> (State, Instant, Vec<SessionToken>) {
         let now = Instant::now();
         let mut st = State::new(&Config::default());
@@ -97,19 +78,32 @@ mod tests {
     #[test]
     fn udp_voice_reaches_tunneled_members_through_their_connection_only() {
         let (mut st, now, t) = three();
+        let v = st.version();
         st.set_tunnel(t[1], true);
+        assert!(st.version() > v, "workers must see the change");
+        let snap = Snapshot::of(&st, st.version());
+        assert!(snap.has_tunnels());
         let h = Header::voice(t[0], 0, 0);
         let mut udp = Vec::new();
-        st.accept_voice(now, addr(1000 + t[0].0 as u16), &h, 100, &mut udp)
+        let mut w = Senders::new(st.limits);
+        w.accept_voice(&snap, now, addr(1000 + t[0].0 as u16), &h, 100, &mut udp)
             .expect("accepted");
         assert_eq!(udp, vec![addr(1000 + t[2].0 as u16)]);
-        let mut conns = Vec::new();
-        st.tunnel_recipients(&h, &mut conns);
-        assert_eq!(conns, vec![11]);
-        // Back on UDP: no tunnel copy any more.
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        snap.tunnel_recipients(&h, &mut a);
+        st.tunnel_recipients(&h, &mut b);
+        assert_eq!(a, vec![t[1]]);
+        assert_eq!(a, b);
+        // Back on UDP: no tunnel copy any more, the UDP copy again.
         st.set_tunnel(t[1], false);
-        st.tunnel_recipients(&h, &mut conns);
-        assert!(conns.is_empty());
+        let snap = Snapshot::of(&st, st.version());
+        assert!(!snap.has_tunnels());
+        snap.tunnel_recipients(&h, &mut a);
+        assert!(a.is_empty());
+        let h = Header::voice(t[0], 1, 0);
+        w.accept_voice(&snap, now, addr(1000 + t[0].0 as u16), &h, 100, &mut udp)
+            .expect("accepted");
+        assert_eq!(udp.len(), 2);
     }
 
     #[test]
@@ -117,39 +111,60 @@ mod tests {
         let (mut st, now, t) = three();
         st.set_tunnel(t[0], true);
         st.set_tunnel(t[2], true);
+        // The tunneled sender never got UDP through.
+        st.sessions.get_mut(&t[0]).expect("session").udp = None;
+        let snap = Snapshot::of(&st, st.version());
+        let mut control = Senders::new(st.limits);
         let mut udp = Vec::new();
         let h = Header::voice(t[0], 7, 0);
-        st.accept_tunneled(now, t[0], &h, 100, &mut udp)
+        control
+            .accept_tunneled(&snap, now, t[0], &h, 100, &mut udp)
             .expect("accepted");
         assert_eq!(udp, vec![addr(1000 + t[1].0 as u16)]);
-        let mut conns = Vec::new();
-        st.tunnel_recipients(&h, &mut conns);
-        assert_eq!(conns, vec![12], "not back to the sender");
+        let mut to = Vec::new();
+        snap.tunnel_recipients(&h, &mut to);
+        assert_eq!(to, vec![t[2]], "not back to the sender");
         assert_eq!(
-            st.accept_tunneled(now, t[0], &h, 100, &mut udp),
+            control.accept_tunneled(&snap, now, t[0], &h, 100, &mut udp),
             Err(DropReason::Duplicate)
         );
         assert!(udp.is_empty());
         let forged = Header::voice(t[1], 8, 0);
         assert_eq!(
-            st.accept_tunneled(now, t[0], &forged, 100, &mut udp),
+            control.accept_tunneled(&snap, now, t[0], &forged, 100, &mut udp),
             Err(DropReason::UnboundSource),
             "a connection speaks only for its own session"
         );
         // A whisper to a tunneled target: no UDP copy, one tunnel copy.
         let mut w = Header::voice(t[1], 9, 0);
         w.target = t[2];
-        st.accept_voice(now, addr(1000 + t[1].0 as u16), &w, 100, &mut udp)
+        Senders::new(st.limits)
+            .accept_voice(&snap, now, addr(1000 + t[1].0 as u16), &w, 100, &mut udp)
             .expect("whisper accepted");
         assert!(udp.is_empty());
-        st.tunnel_recipients(&w, &mut conns);
-        assert_eq!(conns, vec![12]);
-        // Outside any channel: refused like UDP voice.
+        snap.tunnel_recipients(&w, &mut to);
+        assert_eq!(to, vec![t[2]]);
+        // Budgets: a flood through the tunnel is cut like one over UDP.
+        let burst = st.limits.voice_packets.burst as u16;
+        let ok = (100..100 + burst * 4)
+            .filter(|&seq| {
+                let h = Header::voice(t[0], seq, 0);
+                control
+                    .accept_tunneled(&snap, now, t[0], &h, 100, &mut udp)
+                    .is_ok()
+            })
+            .count();
+        assert!(ok < burst as usize, "{ok} of a flood accepted");
+        // Outside any channel: refused like UDP voice; gone: forgotten by housekeeping.
         st.remove_member(t[0]);
-        let h = Header::voice(t[0], 10, 0);
+        let snap = Snapshot::of(&st, st.version());
+        let h = Header::voice(t[0], 1000, 0);
         assert_eq!(
-            st.accept_tunneled(now, t[0], &h, 100, &mut udp),
+            control.accept_tunneled(&snap, now, t[0], &h, 100, &mut udp),
             Err(DropReason::NotInChannel)
         );
+        st.remove_session(t[0]);
+        control.retain_sessions(&Snapshot::of(&st, st.version()));
+        assert!(control.is_empty());
     }
 }

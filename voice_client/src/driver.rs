@@ -85,6 +85,9 @@ pub enum Command {
 /// Everything the engine thread needs.
 pub struct Driver {
     pub(crate) server: SocketAddr,
+    /// The relay the client was configured with (scale-out): `server` moves on `Redirect`, and a
+    /// dropped connection goes back here so the cluster can place the room again.
+    pub(crate) entry: Option<SocketAddr>,
     pub(crate) engine: Engine,
     pub(crate) input: InputStream,
     pub(crate) output: OutputStream,
@@ -324,6 +327,7 @@ impl Driver {
 
             // --- sockets ---
             let mut tcp_failed: Option<String> = None;
+            let mut redirected = false;
             for ev in events.iter() {
                 match ev.token() {
                     TCP => {
@@ -366,6 +370,27 @@ impl Driver {
                         }
                         if !c.tls_reported && tcp_failed.is_none() {
                             self.report_tls(c);
+                        }
+                        if tcp_failed.is_none() {
+                            if let Some(to) = self.engine.take_redirect() {
+                                match to.parse::<SocketAddr>() {
+                                    Ok(addr) => {
+                                        log::info!("redirected to {addr}");
+                                        self.entry.get_or_insert(self.server);
+                                        if self.host.is_some() {
+                                            // The next connect takes it instead of resolving
+                                            // the configured host (and rebinds UDP if needed).
+                                            self.addrs.clear();
+                                            self.addrs.push_back(addr);
+                                        } else {
+                                            self.server = addr;
+                                        }
+                                        redirected = true;
+                                        tcp_failed = Some(format!("redirected to {addr}"));
+                                    }
+                                    Err(e) => log::warn!("ignoring a redirect to {to:?}: {e}"),
+                                }
+                            }
                         }
                     }
                     UDP => {
@@ -522,17 +547,28 @@ impl Driver {
                     while let Some(ev) = self.engine.poll_event() {
                         self.emit(ev);
                     }
-                    if refused || !self.reconnect {
+                    if refused || (!self.reconnect && !redirected) {
                         self.emit(Event::Status(ConnectionStatus::Failed { reason }));
                         break;
                     }
+                    let wait = if redirected {
+                        // Straight to the hosting relay.
+                        Duration::ZERO
+                    } else {
+                        if let Some(entry) = self.entry {
+                            // The host went away: the entry relay places the room again.
+                            self.server = entry;
+                        }
+                        let wait = backoff;
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        wait
+                    };
                     self.emit(Event::Status(ConnectionStatus::Reconnecting {
-                        in_ms: backoff.as_millis() as u64,
+                        in_ms: wait.as_millis() as u64,
                         reason: reason.clone(),
                     }));
                     self.last_error = Some(reason);
-                    reconnect_at = Some(Instant::now() + backoff);
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    reconnect_at = Some(Instant::now() + wait);
                 } else if !self.addrs.is_empty() {
                     // Another address of the host: try it at once, as the same attempt.
                     log::debug!("{reason}; next address");
@@ -540,6 +576,9 @@ impl Driver {
                     reconnect_at = Some(Instant::now());
                 } else {
                     // The connect itself failed: the engine never saw a connection.
+                    if let Some(entry) = self.entry {
+                        self.server = entry;
+                    }
                     match self.connect_failed(reason, &mut backoff) {
                         Some(at) => reconnect_at = Some(at),
                         None => break,

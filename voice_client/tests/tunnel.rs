@@ -20,9 +20,15 @@ use voice_client::{
 
 /// The relay of every test here (TLS with an in-memory certificate).
 fn start_relay() -> RelayHandle {
+    start_relay_with(1)
+}
+
+/// The relay with `workers` forwarding threads.
+fn start_relay_with(workers: usize) -> RelayHandle {
     let cfg = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         stats_interval_ms: 0,
+        workers,
         ..Config::default()
     };
     Relay::bind(cfg).unwrap().spawn().unwrap()
@@ -322,6 +328,46 @@ fn a_client_whose_udp_never_gets_through_talks_through_the_tunnel() {
         "both hear each other through alice's tunnel"
     );
     drop(proxy);
+}
+
+/// With several workers, UDP senders land on worker threads other than the control thread's:
+/// their voice still reaches the tunneled member (handed to the control thread), and the
+/// tunneled member's voice reaches every UDP member.
+#[test]
+fn a_tunneled_member_hears_and_is_heard_across_workers() {
+    let relay = start_relay_with(4);
+    let proxy = Proxy::start(relay.local_addr(), true);
+    let a = client(proxy.addr, "alice");
+    let others: Vec<Client> = ["bob", "carol", "dave"]
+        .iter()
+        .map(|n| client(relay.local_addr(), n))
+        .collect();
+    let (seen, tunneled) = statuses_until(&a, Duration::from_secs(5), on(VoicePath::Tunnel));
+    assert!(tunneled, "{seen:?}");
+    let heard_from = |listener: &Client, min: u64| {
+        listener.stats().map_or(0, |s| {
+            s.remotes
+                .iter()
+                .filter(|r| r.stream.packets_received > min)
+                .count()
+        })
+    };
+    assert!(
+        wait_until(Duration::from_secs(8), || heard_from(&a, 20) == 3
+            && others.iter().all(|o| heard_from(o, 20) == 3)),
+        "alice hears all three through her tunnel and all hear her: alice {:?}",
+        a.stats().map(|s| s
+            .remotes
+            .iter()
+            .map(|r| (r.name.clone(), r.stream.packets_received))
+            .collect::<Vec<_>>())
+    );
+    drop(others);
+    drop(a);
+    drop(proxy);
+    let stats = relay.stop().unwrap();
+    assert!(stats.get(relay::stats::Counter::TunnelForwarded) > 60);
+    assert!(stats.get(relay::stats::Counter::TunnelRxPackets) > 20);
 }
 
 #[test]

@@ -102,6 +102,8 @@ pub(crate) fn status_event(s: &ConnectionStatus) -> voice_event {
     e
 }
 
+/// Connection status and tunnel fallback — the functions of this feature follow.
+///
 /// Writes the connection status, the voice path and the tunnel counters to `*out`. Like
 /// `voice_client_stats`, the snapshot is taken by a library thread (`VOICE_ERR_IO` if the
 /// engine does not answer within a second).

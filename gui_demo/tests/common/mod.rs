@@ -180,6 +180,7 @@ pub fn stats_with(remotes: Vec<RemoteStats>, state: ConnectionState, level: f32)
         rx_malformed: 0,
         encoder_loss_hint: 0,
         remotes,
+        e2ee: Default::default(),
     }
 }
 
@@ -191,5 +192,6 @@ pub fn remote(id: u32, name: &str) -> RemoteStats {
         volume: 1.0,
         muted: false,
         stream: StreamStats::default(),
+        encrypted: false,
     }
 }

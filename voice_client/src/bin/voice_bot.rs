@@ -28,7 +28,8 @@ const USAGE: &str = "usage: voice-bot --server HOST:PORT --name NAME [--channel 
 [--play IN.wav [--loop] | --tone HZ] [--whisper NAME] [--record OUT.wav] [--duration SECS] \
 [--chat TEXT]... [--mode continuous|vad|ptt] [--input-device NAME|default] \
 [--output-device NAME|default] [--stats-interval MS] [--no-reconnect] \
-[--fingerprint SHA256 | --ca CA.pem [--server-name NAME] | --tofu | --insecure-plaintext]";
+[--fingerprint SHA256 | --ca CA.pem [--server-name NAME] | --tofu | --insecure-plaintext] \
+[--e2ee-password SECRET | --e2ee-password-env VAR | --e2ee-keys [--e2ee-identity HEX64]]";
 
 struct Args {
     /// `host:port`, resolved by the client's engine (IPv6 and IPv4 tried).
@@ -46,6 +47,7 @@ struct Args {
     tls: TlsTrust,
     server_name: Option<String>,
     insecure_plaintext: bool,
+    e2ee: voice_client::E2eeMode,
 }
 
 fn parse() -> Result<Args, String> {
@@ -66,6 +68,7 @@ fn parse() -> Result<Args, String> {
         tls: TlsTrust::System,
         server_name: None,
         insecure_plaintext: false,
+        e2ee: voice_client::E2eeMode::Off,
     };
     let mut play: Option<PathBuf> = None;
     let mut mode_given = false;
@@ -136,6 +139,34 @@ fn parse() -> Result<Args, String> {
             "--server-name" => a.server_name = Some(v("--server-name")?),
             "--tofu" => a.tls = TlsTrust::TrustOnFirstUse,
             "--insecure-plaintext" => a.insecure_plaintext = true,
+            "--e2ee-password" => {
+                a.e2ee = voice_client::E2eeMode::Password(v("--e2ee-password")?.into_bytes())
+            }
+            "--e2ee-password-env" => {
+                let var = v("--e2ee-password-env")?;
+                let secret = std::env::var(&var)
+                    .map_err(|_| format!("--e2ee-password-env: {var} is not set"))?;
+                a.e2ee = voice_client::E2eeMode::Password(secret.into_bytes());
+            }
+            "--e2ee-keys" => {
+                if !matches!(a.e2ee, voice_client::E2eeMode::Keys { .. }) {
+                    a.e2ee = voice_client::E2eeMode::keys();
+                }
+            }
+            "--e2ee-identity" => {
+                let h = v("--e2ee-identity")?;
+                let bytes: Vec<u8> = (0..h.len())
+                    .step_by(2)
+                    .filter_map(|i| h.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+                    .collect();
+                let secret: [u8; 32] = bytes
+                    .try_into()
+                    .map_err(|_| "--e2ee-identity needs 64 hex digits".to_string())?;
+                a.e2ee = voice_client::E2eeMode::Keys {
+                    identity: Some(secret),
+                    lead: voice_client::E2EE_DEFAULT_LEAD,
+                };
+            }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -169,6 +200,7 @@ fn run(a: Args) -> Result<(), String> {
     cfg.tls = a.tls.clone();
     cfg.tls_server_name = a.server_name.clone();
     cfg.insecure_plaintext = a.insecure_plaintext;
+    cfg.engine.e2ee = a.e2ee.clone();
     cfg.engine.transmit = a.mode;
     // A numeric channel is joined straight after the handshake, never passing through the default.
     cfg.engine.initial_channel = a

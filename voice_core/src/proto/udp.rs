@@ -74,6 +74,10 @@ impl Flags {
     pub const START_OF_SPURT: Flags = Flags(0x04);
     /// Reserved for a later version: payload is encrypted.
     pub const RESERVED_ENCRYPTED: Flags = Flags(0x40);
+    /// The payload is an SFrame frame (RFC 9605) sealing the Opus payload end to end; every byte
+    /// before it is the frame's authenticated metadata (`crate::e2ee`). Same bit as
+    /// [`Flags::RESERVED_ENCRYPTED`].
+    pub const ENCRYPTED: Flags = Flags(0x40);
     /// Reserved for a later version: a positional-audio block precedes the payload.
     pub const RESERVED_POSITIONAL: Flags = Flags(0x80);
 

@@ -1,0 +1,574 @@
+//! What a forwarding worker reads and owns.
+//!
+//! The control plane (the thread that owns [`State`]) publishes an immutable [`Snapshot`] of
+//! who is bound where and who is in which channel each time membership or a binding changes;
+//! workers load it once per receive batch through an [`ArcSwap`](arc_swap::ArcSwap) and never
+//! take a lock or write anything shared on the forwarding path. Per-sender state (sequence
+//! window, packet and byte budgets) is a [`SenderState`] owned by the worker whose socket the
+//! sender's datagrams arrive on (the kernel's `SO_REUSEPORT` 4-tuple hash keeps one address on
+//! one worker). Counters are a [`WorkerStats`] per worker: written by that worker alone, summed
+//! by the control plane when asked.
+//!
+//! # Address changes
+//! A sender that re-registers from a new address may land on another worker. The old worker's
+//! state for it is keyed by `(token, address)`: datagrams from the old address no longer pass the
+//! snapshot's source check, and the entry is dropped on the worker's next housekeeping pass. The
+//! new worker starts a fresh window and fresh budgets for the new binding. A rebinding needs a
+//! registration proof with a growing counter, so only the session's owner can trigger it, and
+//! the replay window of the new binding rejects repeats from then on.
+//!
+//! # Tunneled sessions
+//! A session whose voice rides its control connection (tunnel fallback) is left out of the UDP
+//! recipients ([`Snapshot::route`]) and listed by [`Snapshot::tunnel_recipients`] instead: a
+//! worker that accepted a datagram for such members hands a copy to the control plane (which
+//! owns the connections) over a channel. Voice that arrives through a tunnel is decided on the
+//! control thread with the same snapshot and the same [`Senders`] checks
+//! ([`Senders::accept_tunneled`]), its sender authenticated by the connection instead of a
+//! source address.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use voice_core::proto::udp::Header;
+use voice_core::proto::{ChannelId, SessionToken};
+use voice_core::seq::{ReplayCheck, ReplayWindow, SeqUnwrapper};
+
+use crate::budget::TokenBucket;
+use crate::state::{DropReason, Limits, State, TokenMap};
+use crate::stats::{Counter, Stats, COUNTERS};
+
+/// One session as the forwarding path sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    /// Bound UDP address, once registered.
+    pub udp: Option<SocketAddr>,
+    /// Current channel.
+    pub channel: Option<ChannelId>,
+    /// Its voice travels through the control connection.
+    pub tunnel: bool,
+}
+
+/// An immutable view of sessions, bindings and channel membership, published by the control
+/// plane after every change.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Increases with every publication.
+    pub generation: u64,
+    peers: TokenMap<Peer>,
+    /// Bound members of each channel in join order, with their addresses (tunneled ones left
+    /// out).
+    channels: HashMap<ChannelId, Vec<(SessionToken, SocketAddr)>>,
+    /// Tunneled members of each channel in join order (only channels that have some).
+    tunneled: HashMap<ChannelId, Vec<SessionToken>>,
+}
+
+impl Snapshot {
+    /// The view of `state`, numbered `generation`.
+    pub fn of(state: &State, generation: u64) -> Snapshot {
+        let peers = state
+            .sessions
+            .iter()
+            .map(|(&t, s)| {
+                (
+                    t,
+                    Peer {
+                        udp: s.udp,
+                        channel: s.channel,
+                        tunnel: s.tunnel,
+                    },
+                )
+            })
+            .collect();
+        let channels = state
+            .channels
+            .values()
+            .map(|c| {
+                let bound = c
+                    .members
+                    .iter()
+                    .filter_map(|t| {
+                        let s = state.sessions.get(t).filter(|s| !s.tunnel)?;
+                        s.udp.map(|a| (*t, a))
+                    })
+                    .collect();
+                (c.id, bound)
+            })
+            .collect();
+        let tunneled = state
+            .channels
+            .values()
+            .filter_map(|c| {
+                let t: Vec<SessionToken> = c
+                    .members
+                    .iter()
+                    .copied()
+                    .filter(|t| state.sessions.get(t).is_some_and(|s| s.tunnel))
+                    .collect();
+                (!t.is_empty()).then_some((c.id, t))
+            })
+            .collect();
+        Snapshot {
+            generation,
+            peers,
+            channels,
+            tunneled,
+        }
+    }
+
+    /// Whether any session is tunneled (workers skip the tunnel lookup otherwise).
+    pub fn has_tunnels(&self) -> bool {
+        self.peers.values().any(|p| p.tunnel)
+    }
+
+    /// Whether `token` is a live session in this view.
+    pub fn contains(&self, token: SessionToken) -> bool {
+        self.peers.contains_key(&token)
+    }
+
+    /// Whether `src` is the address bound to `sender`.
+    pub fn check_source(&self, src: SocketAddr, sender: SessionToken) -> Result<(), DropReason> {
+        let p = self.peers.get(&sender).ok_or(DropReason::UnknownSession)?;
+        if p.udp == Some(src) {
+            Ok(())
+        } else {
+            Err(DropReason::UnboundSource)
+        }
+    }
+
+    /// Who receives a voice datagram with `header` from `src`: fills `out` (cleared first) with
+    /// recipient addresses. The same decision as [`State::route`] (a test holds them equal).
+    pub fn route(
+        &self,
+        src: SocketAddr,
+        header: &Header,
+        out: &mut Vec<SocketAddr>,
+    ) -> Result<(), DropReason> {
+        out.clear();
+        let sender = self
+            .peers
+            .get(&header.sender)
+            .ok_or(DropReason::UnknownSession)?;
+        if sender.udp != Some(src) {
+            return Err(DropReason::UnboundSource);
+        }
+        self.udp_recipients(sender, header, out)
+    }
+
+    /// Routing of a voice datagram that `who` sent through its control connection: the header
+    /// must name `who` as its sender (a connection speaks only for its own session); then the
+    /// UDP recipients exactly as [`Self::route`] gives them.
+    pub fn route_tunneled(
+        &self,
+        who: SessionToken,
+        header: &Header,
+        out: &mut Vec<SocketAddr>,
+    ) -> Result<(), DropReason> {
+        out.clear();
+        if header.sender != who {
+            return Err(DropReason::UnboundSource);
+        }
+        let sender = self
+            .peers
+            .get(&header.sender)
+            .ok_or(DropReason::UnknownSession)?;
+        self.udp_recipients(sender, header, out)
+    }
+
+    /// The tunneled sessions that receive an accepted voice datagram with `header` (cleared
+    /// first; never the sender).
+    pub fn tunnel_recipients(&self, header: &Header, out: &mut Vec<SessionToken>) {
+        out.clear();
+        let tunneled = |t: &SessionToken| {
+            *t != header.sender && self.peers.get(t).is_some_and(|p| p.tunnel)
+        };
+        if header.target.is_none() {
+            let Some(ch) = self.peers.get(&header.sender).and_then(|p| p.channel) else {
+                return;
+            };
+            if let Some(members) = self.tunneled.get(&ch) {
+                out.extend(members.iter().copied().filter(|t| tunneled(t)));
+            }
+        } else if tunneled(&header.target) {
+            out.push(header.target);
+        }
+    }
+
+    fn udp_recipients(
+        &self,
+        sender: &Peer,
+        header: &Header,
+        out: &mut Vec<SocketAddr>,
+    ) -> Result<(), DropReason> {
+        if header.target.is_none() {
+            let ch = sender.channel.ok_or(DropReason::NotInChannel)?;
+            let members = self.channels.get(&ch).ok_or(DropReason::NotInChannel)?;
+            out.extend(
+                members
+                    .iter()
+                    .filter(|(t, _)| *t != header.sender)
+                    .map(|(_, a)| *a),
+            );
+            Ok(())
+        } else {
+            if header.target == header.sender {
+                return Err(DropReason::WhisperSelf);
+            }
+            let target = self
+                .peers
+                .get(&header.target)
+                .ok_or(DropReason::WhisperNoTarget)?;
+            if target.tunnel {
+                // Its copy goes through the tunnel.
+                return Ok(());
+            }
+            out.push(target.udp.ok_or(DropReason::WhisperNoTarget)?);
+            Ok(())
+        }
+    }
+}
+
+/// The address a tunneled sender's state is kept under (it has no UDP source).
+const TUNNEL_ADDR: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::UNSPECIFIED,
+    0,
+));
+
+/// A sender's sequence window and budgets, owned by one worker.
+#[derive(Debug)]
+pub struct SenderState {
+    /// The address this state belongs to (a rebinding starts a new state).
+    pub addr: SocketAddr,
+    seq: SeqUnwrapper,
+    replay: ReplayWindow,
+    packets: TokenBucket,
+    bytes: TokenBucket,
+}
+
+impl SenderState {
+    /// A fresh window and full budgets for a sender bound to `addr`.
+    pub fn new(addr: SocketAddr, limits: &Limits, now: Instant) -> Self {
+        SenderState {
+            addr,
+            seq: SeqUnwrapper::new(),
+            replay: ReplayWindow::new(),
+            packets: TokenBucket::new(limits.voice_packets, now),
+            bytes: TokenBucket::new(limits.voice_bytes, now),
+        }
+    }
+
+    /// Applies the replay window and budgets to a routed datagram of `len` bytes.
+    pub fn admit(&mut self, now: Instant, header: &Header, len: usize) -> Result<(), DropReason> {
+        let ext = self.seq.peek(header.seq);
+        match self.replay.check_and_set(ext) {
+            ReplayCheck::New => {
+                self.seq.unwrap(header.seq);
+            }
+            ReplayCheck::Duplicate => return Err(DropReason::Duplicate),
+            ReplayCheck::TooOld => return Err(DropReason::TooOld),
+        }
+        if !self.packets.check(now, 1.0) {
+            return Err(DropReason::PacketBudget);
+        }
+        if !self.bytes.check(now, len as f64) {
+            return Err(DropReason::ByteBudget);
+        }
+        self.packets.consume(1.0);
+        self.bytes.consume(len as f64);
+        Ok(())
+    }
+}
+
+/// The senders one worker has seen, keyed by token.
+#[derive(Debug)]
+pub struct Senders {
+    map: TokenMap<SenderState>,
+    limits: Limits,
+}
+
+impl Senders {
+    /// No sender yet; new ones get budgets from `limits`.
+    pub fn new(limits: Limits) -> Self {
+        Senders {
+            map: TokenMap::default(),
+            limits,
+        }
+    }
+
+    /// Route with `snap`, then admit with this worker's state for the sender (created, or
+    /// replaced when the sender's binding moved to `src`): the full decision for one voice
+    /// datagram. `out` is empty unless it returns `Ok`.
+    pub fn accept_voice(
+        &mut self,
+        snap: &Snapshot,
+        now: Instant,
+        src: SocketAddr,
+        header: &Header,
+        len: usize,
+        out: &mut Vec<SocketAddr>,
+    ) -> Result<(), DropReason> {
+        let r = snap.route(src, header, out).and_then(|()| {
+            let limits = &self.limits;
+            let s = self
+                .map
+                .entry(header.sender)
+                .or_insert_with(|| SenderState::new(src, limits, now));
+            if s.addr != src {
+                *s = SenderState::new(src, limits, now);
+            }
+            s.admit(now, header, len)
+        });
+        if r.is_err() {
+            out.clear();
+        }
+        r
+    }
+
+    /// [`Self::accept_voice`] for a datagram that arrived through `who`'s control connection
+    /// (this `Senders` is the control plane's, for tunneled voice only): routing with
+    /// [`Snapshot::route_tunneled`], then the same replay window and budgets.
+    pub fn accept_tunneled(
+        &mut self,
+        snap: &Snapshot,
+        now: Instant,
+        who: SessionToken,
+        header: &Header,
+        len: usize,
+        out: &mut Vec<SocketAddr>,
+    ) -> Result<(), DropReason> {
+        let r = snap.route_tunneled(who, header, out).and_then(|()| {
+            let limits = &self.limits;
+            self.map
+                .entry(header.sender)
+                .or_insert_with(|| SenderState::new(TUNNEL_ADDR, limits, now))
+                .admit(now, header, len)
+        });
+        if r.is_err() {
+            out.clear();
+        }
+        r
+    }
+
+    /// Forgets tunneled senders whose session is gone from `snap` (the control plane's
+    /// housekeeping of its tunnel `Senders`).
+    pub fn retain_sessions(&mut self, snap: &Snapshot) {
+        self.map.retain(|t, _| snap.contains(*t));
+    }
+
+    /// Forgets senders that are gone from `snap` or no longer bound to the address their state
+    /// belongs to (housekeeping, off the per-datagram path).
+    pub fn retain_live(&mut self, snap: &Snapshot) {
+        self.map
+            .retain(|t, s| snap.peers.get(t).is_some_and(|p| p.udp == Some(s.addr)));
+    }
+
+    /// Senders tracked.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// True when no sender is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+/// One worker's counters: written by that worker alone (a relaxed load and store, no
+/// read-modify-write, no contention), read by the control plane for `Stats`.
+#[derive(Debug)]
+#[repr(align(128))]
+pub struct WorkerStats {
+    values: [AtomicU64; COUNTERS],
+}
+
+impl Default for WorkerStats {
+    fn default() -> Self {
+        WorkerStats {
+            values: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+impl WorkerStats {
+    /// Adds `n` (only the owning worker calls this).
+    #[inline]
+    pub fn add(&self, c: Counter, n: u64) {
+        let v = &self.values[c as usize];
+        v.store(v.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+    }
+
+    /// Adds one.
+    #[inline]
+    pub fn inc(&self, c: Counter) {
+        self.add(c, 1);
+    }
+
+    /// Adds every counter into `into`.
+    pub fn add_to(&self, into: &mut Stats) {
+        for &c in Counter::ALL {
+            into.add(c, self.values[c as usize].load(Ordering::Relaxed));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use voice_core::proto::register;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    /// Sessions 1..=n, each bound to port 1000+token, all in channel 1.
+    fn state(n: u32) -> (State, Instant) {
+        let now = Instant::now();
+        let mut st = State::new(&Config::default());
+        for i in 1..=n {
+            let t = st
+                .add_session(format!("u{i}"), [i as u8; 32], i as usize, now)
+                .unwrap();
+            let p = register::sign(&[i as u8; 32], t, 1);
+            st.register(addr(1000 + i as u16), t, &p).unwrap();
+            st.add_member(t, ChannelId(1));
+        }
+        (st, now)
+    }
+
+    fn voice(sender: u32, target: u32, seq: u16) -> Header {
+        Header {
+            target: SessionToken(target),
+            ..Header::voice(SessionToken(sender), seq, 0)
+        }
+    }
+
+    #[test]
+    fn snapshot_routes_exactly_like_the_state() {
+        let (mut st, _) = state(5);
+        st.remove_member(SessionToken(4));
+        st.add_member(SessionToken(4), ChannelId(2));
+        st.remove_member(SessionToken(5));
+        st.sessions.get_mut(&SessionToken(3)).unwrap().udp = None;
+        st.set_tunnel(SessionToken(2), true);
+        let snap = Snapshot::of(&st, 1);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for sender in 0..7 {
+            for target in 0..7 {
+                for port in [1001, 1002, 1004, 1005, 4000] {
+                    let h = voice(sender, target, 0);
+                    assert_eq!(
+                        snap.route(addr(port), &h, &mut a),
+                        st.route(addr(port), &h, &mut b),
+                        "sender {sender} target {target} port {port}"
+                    );
+                    assert_eq!(a, b);
+                }
+                let h = voice(sender, target, 0);
+                let who = SessionToken(sender);
+                let (mut ta, mut tb) = (Vec::new(), Vec::new());
+                let r = snap.route_tunneled(who, &h, &mut a);
+                let expected = st.sessions.get(&who).map(|s| s.udp);
+                if let Some(Some(src)) = expected {
+                    assert_eq!(r, st.route(src, &h, &mut b), "tunneled {sender} {target}");
+                    assert_eq!(a, b);
+                }
+                snap.tunnel_recipients(&h, &mut ta);
+                st.tunnel_recipients(&h, &mut tb);
+                assert_eq!(ta, tb, "tunnel recipients {sender} {target}");
+            }
+        }
+    }
+
+    #[test]
+    fn replays_and_old_sequence_numbers_are_dropped() {
+        let (st, now) = state(2);
+        let snap = Snapshot::of(&st, 1);
+        let mut w = Senders::new(st.limits);
+        let mut out = Vec::new();
+        let mut send = |w: &mut Senders, seq: u16| {
+            w.accept_voice(&snap, now, addr(1001), &voice(1, 0, seq), 60, &mut out)
+        };
+        assert_eq!(send(&mut w, 10), Ok(()));
+        assert_eq!(send(&mut w, 10), Err(DropReason::Duplicate));
+        assert_eq!(send(&mut w, 9), Ok(()));
+        assert_eq!(send(&mut w, 10 + 300), Ok(()));
+        assert_eq!(send(&mut w, 11), Err(DropReason::TooOld));
+    }
+
+    #[test]
+    fn budgets_bound_a_flood() {
+        let (st, now) = state(2);
+        let snap = Snapshot::of(&st, 1);
+        let mut w = Senders::new(st.limits);
+        let mut out = Vec::new();
+        let burst = st.limits.voice_packets.burst as u16;
+        let ok = (0..burst * 10)
+            .filter(|&seq| {
+                w.accept_voice(&snap, now, addr(1001), &voice(1, 0, seq), 60, &mut out)
+                    .is_ok()
+            })
+            .count();
+        assert_eq!(ok, burst as usize);
+        let max = voice_core::proto::udp::MAX_DATAGRAM;
+        let n = (0..50u16)
+            .filter(|&s| {
+                w.accept_voice(&snap, now, addr(1002), &voice(2, 0, s), max, &mut out)
+                    .is_ok()
+            })
+            .count();
+        assert_eq!(n, (st.limits.voice_bytes.burst / max as f64) as usize);
+    }
+
+    #[test]
+    fn a_rebinding_starts_fresh_state_and_the_old_address_is_refused() {
+        let (mut st, now) = state(2);
+        let t = SessionToken(1);
+        let mut w = Senders::new(st.limits);
+        let mut out = Vec::new();
+        let snap = Snapshot::of(&st, 1);
+        for seq in 0..5 {
+            let h = voice(1, 0, seq);
+            w.accept_voice(&snap, now, addr(1001), &h, 60, &mut out)
+                .unwrap();
+        }
+        // Rebind to a new address (a new proof with a higher counter).
+        let p = register::sign(&[1; 32], t, 2);
+        st.register(addr(3001), t, &p).unwrap();
+        let snap = Snapshot::of(&st, 2);
+        let h = voice(1, 0, 5);
+        assert_eq!(
+            w.accept_voice(&snap, now, addr(1001), &h, 60, &mut out),
+            Err(DropReason::UnboundSource)
+        );
+        assert!(out.is_empty());
+        w.accept_voice(&snap, now, addr(3001), &h, 60, &mut out)
+            .unwrap();
+        assert_eq!(out, vec![addr(1002)]);
+        assert_eq!(
+            w.accept_voice(&snap, now, addr(3001), &h, 60, &mut out),
+            Err(DropReason::Duplicate)
+        );
+        // Housekeeping keeps the live binding only; a session gone is forgotten.
+        w.retain_live(&snap);
+        assert_eq!(w.len(), 1);
+        st.sessions.remove(&t);
+        w.retain_live(&Snapshot::of(&st, 3));
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn worker_stats_sum_into_stats() {
+        let (a, b) = (WorkerStats::default(), WorkerStats::default());
+        a.inc(Counter::ForwardedPackets);
+        b.add(Counter::ForwardedPackets, 4);
+        b.inc(Counter::DropTooShort);
+        let mut s = Stats::new();
+        s.inc(Counter::ForwardedPackets);
+        a.add_to(&mut s);
+        b.add_to(&mut s);
+        assert_eq!(s.get(Counter::ForwardedPackets), 6);
+        assert_eq!(s.total_drops(), 1);
+    }
+}
