@@ -180,9 +180,8 @@ impl Snapshot {
     /// first; never the sender).
     pub fn tunnel_recipients(&self, header: &Header, out: &mut Vec<SessionToken>) {
         out.clear();
-        let tunneled = |t: &SessionToken| {
-            *t != header.sender && self.peers.get(t).is_some_and(|p| p.tunnel)
-        };
+        let tunneled =
+            |t: &SessionToken| *t != header.sender && self.peers.get(t).is_some_and(|p| p.tunnel);
         if header.target.is_none() {
             let Some(ch) = self.peers.get(&header.sender).and_then(|p| p.channel) else {
                 return;

@@ -31,8 +31,9 @@ impl State {
     /// the sender). Pure. Call after the datagram was accepted.
     pub fn tunnel_recipients(&self, header: &Header, out: &mut Vec<SessionToken>) {
         out.clear();
-        let tunneled =
-            |t: &SessionToken| *t != header.sender && self.sessions.get(t).is_some_and(|s| s.tunnel);
+        let tunneled = |t: &SessionToken| {
+            *t != header.sender && self.sessions.get(t).is_some_and(|s| s.tunnel)
+        };
         if header.target.is_none() {
             let Some(ch) = self.sessions.get(&header.sender).and_then(|s| s.channel) else {
                 return;
