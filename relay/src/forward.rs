@@ -22,30 +22,35 @@
 //! recipients ([`Snapshot::route`]) and listed by [`Snapshot::tunnel_recipients`] instead: a
 //! worker that accepted a datagram for such members hands a copy to the control plane (which
 //! owns the connections) over a channel. Voice that arrives through a tunnel is decided on the
-//! control thread with the same snapshot and the same [`Senders`] checks
-//! ([`Senders::accept_tunneled`]), its sender authenticated by the connection instead of a
-//! source address.
+//! control thread by worker 0's per-datagram path (tag check included) with the same snapshot
+//! and the same [`Senders`] checks ([`Senders::accept_tunneled`]), its sender authenticated by
+//! the connection instead of a source address.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use voice_core::proto::udp::Header;
+use voice_core::proto::udp::{Header, TagKey};
 use voice_core::proto::{ChannelId, SessionToken};
 use voice_core::seq::{ReplayCheck, ReplayWindow, SeqUnwrapper};
 
 use crate::budget::TokenBucket;
 use crate::state::{DropReason, Limits, State, TokenMap};
 use crate::stats::{Counter, Stats, COUNTERS};
+use crate::token::WhisperScope;
 
 /// One session as the forwarding path sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peer {
     /// Bound UDP address, once registered.
     pub udp: Option<SocketAddr>,
     /// Current channel.
     pub channel: Option<ChannelId>,
+    /// The key of the tags on its datagrams (and on the replies it is sent).
+    pub tag_key: TagKey,
+    /// Whom its token lets it whisper to.
+    pub whisper: WhisperScope,
     /// Its voice travels through the control connection.
     pub tunnel: bool,
 }
@@ -76,6 +81,8 @@ impl Snapshot {
                     Peer {
                         udp: s.udp,
                         channel: s.channel,
+                        tag_key: s.tag_key.clone(),
+                        whisper: s.grants.whisper,
                         tunnel: s.tunnel,
                     },
                 )
@@ -125,6 +132,17 @@ impl Snapshot {
     /// Whether `token` is a live session in this view.
     pub fn contains(&self, token: SessionToken) -> bool {
         self.peers.contains_key(&token)
+    }
+
+    /// Checks the tag of `datagram` against the key of `sender`'s session.
+    pub fn check_tag(&self, sender: SessionToken, datagram: &[u8]) -> Result<(), DropReason> {
+        let p = self.peers.get(&sender).ok_or(DropReason::UnknownSession)?;
+        p.tag_key.verify(datagram).map_err(|_| DropReason::BadTag)
+    }
+
+    /// The key to tag a reply to `token` with.
+    pub fn tag_key(&self, token: SessionToken) -> Option<&TagKey> {
+        self.peers.get(&token).map(|p| &p.tag_key)
     }
 
     /// Whether `src` is the address bound to `sender`.
@@ -218,11 +236,15 @@ impl Snapshot {
                 .peers
                 .get(&header.target)
                 .ok_or(DropReason::WhisperNoTarget)?;
+            if !sender.whisper.allows(sender.channel, target.channel) {
+                return Err(DropReason::WhisperForbidden);
+            }
             if target.tunnel {
                 // Its copy goes through the tunnel.
                 return Ok(());
             }
-            out.push(target.udp.ok_or(DropReason::WhisperNoTarget)?);
+            let addr = target.udp.ok_or(DropReason::WhisperNoTarget)?;
+            out.push(addr);
             Ok(())
         }
     }
@@ -313,7 +335,10 @@ impl Senders {
                 .map
                 .entry(header.sender)
                 .or_insert_with(|| SenderState::new(src, limits, now));
-            if s.addr != src {
+            if s.addr == TUNNEL_ADDR {
+                // Back from the tunnel on the address it stayed bound to: the same window.
+                s.addr = src;
+            } else if s.addr != src {
                 *s = SenderState::new(src, limits, now);
             }
             s.admit(now, header, len)
@@ -325,8 +350,10 @@ impl Senders {
     }
 
     /// [`Self::accept_voice`] for a datagram that arrived through `who`'s control connection
-    /// (this `Senders` is the control plane's, for tunneled voice only): routing with
-    /// [`Snapshot::route_tunneled`], then the same replay window and budgets.
+    /// (worker 0's `Senders`, on the control thread): routing with
+    /// [`Snapshot::route_tunneled`], then the same replay window and budgets (the state the
+    /// sender's UDP voice on this worker built, when there is one: switching paths does not
+    /// reopen the replay window).
     pub fn accept_tunneled(
         &mut self,
         snap: &Snapshot,
@@ -349,17 +376,15 @@ impl Senders {
         r
     }
 
-    /// Forgets tunneled senders whose session is gone from `snap` (the control plane's
-    /// housekeeping of its tunnel `Senders`).
-    pub fn retain_sessions(&mut self, snap: &Snapshot) {
-        self.map.retain(|t, _| snap.contains(*t));
-    }
-
-    /// Forgets senders that are gone from `snap` or no longer bound to the address their state
-    /// belongs to (housekeeping, off the per-datagram path).
+    /// Forgets senders that are gone from `snap`, or no longer bound to the address their
+    /// state belongs to, or (state created by tunneled voice) no longer tunneled
+    /// (housekeeping, off the per-datagram path).
     pub fn retain_live(&mut self, snap: &Snapshot) {
-        self.map
-            .retain(|t, s| snap.peers.get(t).is_some_and(|p| p.udp == Some(s.addr)));
+        self.map.retain(|t, s| {
+            snap.peers.get(t).is_some_and(|p| {
+                p.udp == Some(s.addr) || (s.addr == TUNNEL_ADDR && p.tunnel)
+            })
+        });
     }
 
     /// Senders tracked.

@@ -32,9 +32,10 @@ use std::time::Instant;
 
 use voice_core::proto::register::{self, RegisterError, Secret};
 use voice_core::proto::tcp::{ChannelInfo, UserInfo};
-use voice_core::proto::udp::Header;
+use voice_core::proto::udp::{Header, TagKey};
 use voice_core::proto::{ChannelId, SessionToken};
 
+use crate::admission::Grants;
 use crate::budget::{Limit, TokenBucket};
 use crate::config::Config;
 use crate::stats::Counter;
@@ -90,6 +91,13 @@ pub enum DropReason {
     /// Whisper to oneself.
     #[error("whisper to self")]
     WhisperSelf,
+    /// Whisper outside the sender's token scope (`whisper`: none, or channel and the target is
+    /// elsewhere).
+    #[error("whisper outside the token's scope")]
+    WhisperForbidden,
+    /// The authentication tag does not verify with the sender session's key.
+    #[error("bad authentication tag")]
+    BadTag,
 }
 
 impl DropReason {
@@ -105,6 +113,8 @@ impl DropReason {
             DropReason::NotInChannel => Counter::DropNotInChannel,
             DropReason::WhisperNoTarget => Counter::DropWhisperNoTarget,
             DropReason::WhisperSelf => Counter::DropWhisperSelf,
+            DropReason::WhisperForbidden => Counter::DropWhisperForbidden,
+            DropReason::BadTag => Counter::DropBadTag,
         }
     }
 }
@@ -153,6 +163,8 @@ pub struct Session {
     pub name: String,
     /// UDP registration secret.
     pub secret: Secret,
+    /// Key of the tags on this session's datagrams (derived from `secret`).
+    pub tag_key: TagKey,
     /// The server's connection id for the TCP stream.
     pub conn: usize,
     /// Bound UDP address, once registered.
@@ -169,6 +181,8 @@ pub struct Session {
     pub chat: TokenBucket,
     /// The end-to-end identity blob this client announced (opaque to the relay).
     pub e2ee_identity: Option<Vec<u8>>,
+    /// What the session's token allows (set by the handshake; open rights until then).
+    pub grants: Grants,
 }
 
 impl Session {
@@ -265,6 +279,7 @@ impl State {
                 token,
                 name,
                 secret,
+                tag_key: TagKey::derive(&secret),
                 conn,
                 udp: None,
                 tunnel: false,
@@ -273,6 +288,7 @@ impl State {
                 control: TokenBucket::new(l.control, now),
                 chat: TokenBucket::new(l.chat, now),
                 e2ee_identity: None,
+                grants: Grants::open(""),
             },
         );
         Some(token)
@@ -393,10 +409,15 @@ impl State {
                 .sessions
                 .get(&header.target)
                 .ok_or(DropReason::WhisperNoTarget)?;
+            if !sender.grants.whisper.allows(sender.channel, target.channel) {
+                return Err(DropReason::WhisperForbidden);
+            }
             if target.tunnel {
+                // Its copy goes through the tunnel.
                 return Ok(());
             }
-            out.push(target.udp.ok_or(DropReason::WhisperNoTarget)?);
+            let addr = target.udp.ok_or(DropReason::WhisperNoTarget)?;
+            out.push(addr);
             Ok(())
         }
     }

@@ -165,7 +165,7 @@ mod tests {
             Err(DropReason::NotInChannel)
         );
         st.remove_session(t[0]);
-        control.retain_sessions(&Snapshot::of(&st, st.version()));
+        control.retain_live(&Snapshot::of(&st, st.version()));
         assert!(control.is_empty());
     }
 }

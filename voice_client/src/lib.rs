@@ -16,6 +16,8 @@
 //! // The fingerprint the relay printed at start (`fingerprint sha256:…`).
 //! let fp = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
 //! cfg.tls = voice_client::TlsTrust::Pinned(fp.parse().unwrap());
+//! // The access token the game's backend minted (development: `relay token --name alice`).
+//! cfg.token = Some(voice_client::AccessToken(std::env::var("VOICE_TOKEN").unwrap_or_default()));
 //! cfg.input = AudioInput::Wav { path: "hello.wav".into(), looped: false };
 //! cfg.output = AudioOutput::Null;
 //! let client = Client::start(cfg).expect("engine thread");
@@ -50,6 +52,7 @@ use voice_core::engine::Engine;
 pub use voice_core::engine::{
     ConnectionStatus, EngineConfig, EngineStats, Event, PathConfig, RemoteStats, Request, VoicePath,
 };
+pub use voice_core::proto::tcp::AccessToken;
 pub use voice_core::proto::{ChannelId, SessionToken};
 pub use voice_core::vad::{TransmitMode, VadConfig};
 pub use voice_tls::{Fingerprint, TlsTrust};
@@ -90,6 +93,10 @@ pub struct ClientConfig {
     /// Development only: no TLS (for a relay started with `--insecure-plaintext`). Names,
     /// chat and the UDP registration secret then travel in the clear.
     pub insecure_plaintext: bool,
+    /// The access token presented in `Hello` (a JWT minted by the operator's or game's
+    /// backend, or `relay token` for development); `None` only for a relay started with
+    /// `--open`. Its `Debug` shows only its length. Overrides `engine.token` when set.
+    pub token: Option<AccessToken>,
 }
 
 impl ClientConfig {
@@ -118,6 +125,7 @@ impl ClientConfig {
             tls: TlsTrust::System,
             tls_server_name: None,
             insecure_plaintext: false,
+            token: None,
         }
     }
 }
@@ -211,7 +219,11 @@ impl Client {
             }
             Err(e) => return Err(e.into()),
         };
-        let engine = Engine::new(cfg.engine.clone())?;
+        let mut engine_cfg = cfg.engine.clone();
+        if cfg.token.is_some() {
+            engine_cfg.token = cfg.token.clone();
+        }
+        let engine = Engine::new(engine_cfg)?;
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), driver::WAKER)?);
         let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();

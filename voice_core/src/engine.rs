@@ -34,10 +34,10 @@ use crate::path::PathMonitor;
 pub use crate::path::{ConnectionStatus, PathConfig, VoicePath};
 use crate::proto::register::{self, Secret};
 use crate::proto::tcp::{
-    validate_chat, ChannelInfo, ClientMessage, ErrorCode, ServerMessage, UserInfo, CONTROL_VERSION,
-    MAX_CHAT_LEN,
+    validate_chat, AccessToken, ChannelInfo, ClientMessage, ErrorCode, ServerMessage, UserInfo,
+    CONTROL_VERSION, MAX_CHAT_LEN,
 };
-use crate::proto::udp::{self, DatagramKind, Header, MAX_DATAGRAM};
+use crate::proto::udp::{self, DatagramKind, Header, TagKey, MAX_DATAGRAM};
 use crate::proto::{ChannelId, SessionToken};
 use crate::stream::{FrameSource, Receiver, Sender};
 use crate::time::Time;
@@ -78,6 +78,9 @@ pub struct EngineConfig {
     pub remote_idle_timeout: Duration,
     /// End-to-end encryption of the voice payload ([`crate::e2ee`]); off by default.
     pub e2ee: crate::e2ee::E2eeMode,
+    /// The access token presented in `Hello` (minted by the relay operator's or the game's
+    /// backend; `None` only for a relay in open mode). Never logged.
+    pub token: Option<AccessToken>,
 }
 
 impl Default for EngineConfig {
@@ -97,6 +100,7 @@ impl Default for EngineConfig {
             initial_channel: None,
             remote_idle_timeout: Duration::from_secs(30),
             e2ee: crate::e2ee::E2eeMode::Off,
+            token: None,
         }
     }
 }
@@ -392,6 +396,8 @@ pub struct Engine {
     session: SessionToken,
     name: String,
     secret: Option<Secret>,
+    /// Tags our datagrams and checks the relay's replies (derived from `secret`).
+    tag_key: TagKey,
     udp_ready: bool,
     register_counter: u64,
     register_delay: Duration,
@@ -461,6 +467,7 @@ impl Engine {
             state: ConnectionState::Disconnected,
             session: SessionToken::NONE,
             secret: None,
+            tag_key: TagKey::UNKEYED,
             udp_ready: false,
             register_counter: 0,
             register_delay: Duration::ZERO,
@@ -510,6 +517,7 @@ impl Engine {
         self.control_out.push_back(ClientMessage::Hello {
             version: CONTROL_VERSION,
             name: self.cfg.name.clone(),
+            token: self.cfg.token.clone(),
         });
     }
 
@@ -528,6 +536,7 @@ impl Engine {
         self.state = ConnectionState::Disconnected;
         self.session = SessionToken::NONE;
         self.secret = None;
+        self.tag_key = TagKey::UNKEYED;
         self.udp_ready = false;
         self.next_register = None;
         self.next_ping = None;
@@ -567,8 +576,10 @@ impl Engine {
                 self.state = ConnectionState::Connected;
                 self.session = session;
                 self.secret = Some(secret);
+                self.tag_key = TagKey::derive(&secret);
                 self.name = name.clone();
                 self.sender.set_session(session);
+                self.sender.set_tag_key(self.tag_key.clone());
                 self.udp_ready = false;
                 self.register_delay = self.cfg.register_retry;
                 self.next_register = Some(now);
@@ -689,8 +700,10 @@ impl Engine {
         }
     }
 
-    /// One datagram that came through the tunnel: only voice is expected there (registration
-    /// and keep-alives prove UDP, so they never travel inside the tunnel).
+    /// One datagram that came through the tunnel: a whole version-2 datagram, parsed as over
+    /// UDP (the tag stripped; forwarded voice carries its sender's tag, which only the relay can
+    /// check). Only voice is expected there (registration and keep-alives prove UDP, so they
+    /// never travel inside the tunnel).
     fn handle_tunneled(&mut self, now: Time, bytes: &[u8]) {
         let Ok(d) = udp::parse(bytes) else {
             self.rx_malformed += 1;
@@ -700,11 +713,7 @@ impl Engine {
         let h = d.header;
         if h.kind == DatagramKind::Voice && h.sender != self.session && !h.sender.is_none() {
             // As over UDP: everything before the payload is the SFrame metadata.
-            let meta_len = bytes.len() - d.payload.len();
-            let meta_len = (d.payload.as_ptr() as usize)
-                .checked_sub(bytes.as_ptr() as usize)
-                .unwrap_or(meta_len);
-            self.receive_voice(now, &h, &bytes[..meta_len], d.payload);
+            self.receive_voice(now, &h, udp::metadata(bytes, &d), d.payload);
         } else {
             self.rx_malformed += 1;
         }
@@ -787,6 +796,14 @@ impl Engine {
         };
         self.rx_packets += 1;
         let h = d.header;
+        // The relay tags its replies with our key; forwarded voice carries its sender's tag,
+        // which only the relay can check.
+        if matches!(h.kind, DatagramKind::RegisterAck | DatagramKind::Pong)
+            && self.tag_key.verify(bytes).is_err()
+        {
+            self.rx_malformed += 1;
+            return;
+        }
         match h.kind {
             DatagramKind::RegisterAck if h.sender == self.session && !self.session.is_none() => {
                 if !self.udp_ready {
@@ -806,13 +823,7 @@ impl Engine {
                 let _ = self.monitor.udp_answered(false);
             }
             DatagramKind::Voice if h.sender != self.session && !h.sender.is_none() => {
-                // Everything before the payload is the SFrame metadata (header, and any block
-                // the header announces).
-                let meta_len = bytes.len() - d.payload.len();
-                let meta_len = (d.payload.as_ptr() as usize)
-                    .checked_sub(bytes.as_ptr() as usize)
-                    .unwrap_or(meta_len);
-                self.receive_voice(now, &h, &bytes[..meta_len], d.payload)
+                self.receive_voice(now, &h, udp::metadata(bytes, &d), d.payload)
             }
             _ => self.rx_malformed += 1,
         }
@@ -1042,7 +1053,7 @@ impl Engine {
 
     fn queue_datagram(&mut self, header: &Header, payload: &[u8]) {
         let mut buf = [0u8; MAX_DATAGRAM];
-        if let Ok(n) = udp::write(header, payload, &mut buf) {
+        if let Ok(n) = udp::write(header, payload, &self.tag_key, &mut buf) {
             self.datagrams_out.push_back((buf, n));
         }
     }

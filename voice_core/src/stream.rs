@@ -10,7 +10,7 @@ use crate::codec::{CodecError, Decoder, DredRecovery, Encoder, EncoderConfig, MA
 use crate::jitter::decision::{self, FrameClass, StretchOp, StretchStatus};
 use crate::jitter::{JitterBuffer, JitterConfig, Playout, PlayoutPolicy, PushOutcome, Redundancy};
 use crate::metrics::StreamStats;
-use crate::proto::udp::{self, DatagramKind, Flags, Header, UdpError};
+use crate::proto::udp::{self, DatagramKind, Flags, Header, TagKey, UdpError};
 use crate::proto::SessionToken;
 use crate::time::Time;
 use crate::tsm::{self, Stretch};
@@ -25,6 +25,7 @@ pub struct Sender {
     timestamp: u32,
     in_spurt: bool,
     payload: [u8; MAX_PACKET],
+    tag_key: TagKey,
 }
 
 /// A sender failure.
@@ -51,6 +52,7 @@ impl Sender {
             timestamp: 0,
             in_spurt: false,
             payload: [0; MAX_PACKET],
+            tag_key: TagKey::UNKEYED,
         })
     }
 
@@ -59,6 +61,12 @@ impl Sender {
         self.seq = seq;
         self.timestamp = timestamp;
         self
+    }
+
+    /// The key that tags every datagram from now on (the session's, derived from its `Welcome`
+    /// secret; [`TagKey::UNKEYED`] until set, for streams no relay checks).
+    pub fn set_tag_key(&mut self, key: TagKey) {
+        self.tag_key = key;
     }
 
     /// Changes the session token (after a reconnect).
@@ -89,25 +97,8 @@ impl Sender {
         out: &mut [u8],
     ) -> Result<usize, SendError> {
         let enc = self.encoder.encode(pcm, &mut self.payload)?;
-        let mut flags = Flags::default();
-        if !self.in_spurt {
-            flags = flags.with(Flags::START_OF_SPURT);
-        }
-        if end_of_spurt {
-            flags = flags.with(Flags::END_OF_SPURT);
-        }
-        if enc.has_fec {
-            flags = flags.with(Flags::FEC);
-        }
-        let header = Header {
-            kind: DatagramKind::Voice,
-            flags,
-            seq: self.seq,
-            timestamp: self.timestamp,
-            sender: self.session,
-            target,
-        };
-        let n = udp::write(&header, &self.payload[..enc.len], out)?;
+        let header = self.voice_header(Flags::default(), target, end_of_spurt, enc.has_fec);
+        let n = udp::write(&header, &self.payload[..enc.len], &self.tag_key, out)?;
         self.in_spurt = !end_of_spurt;
         self.seq = self.seq.wrapping_add(1);
         self.timestamp = self.timestamp.wrapping_add(FRAME_SAMPLES as u32);
@@ -126,30 +117,13 @@ impl Sender {
         out: &mut [u8],
     ) -> Result<usize, SendError> {
         let enc = self.encoder.encode(pcm, &mut self.payload)?;
-        let mut flags = Flags::ENCRYPTED;
-        if !self.in_spurt {
-            flags = flags.with(Flags::START_OF_SPURT);
-        }
-        if end_of_spurt {
-            flags = flags.with(Flags::END_OF_SPURT);
-        }
-        if enc.has_fec {
-            flags = flags.with(Flags::FEC);
-        }
-        let header = Header {
-            kind: DatagramKind::Voice,
-            flags,
-            seq: self.seq,
-            timestamp: self.timestamp,
-            sender: self.session,
-            target,
-        };
+        let header = self.voice_header(Flags::ENCRYPTED, target, end_of_spurt, enc.has_fec);
         let mut head = [0u8; udp::HEADER_LEN];
-        udp::write(&header, &[], &mut head)?;
+        udp::write_header(&header, &mut head);
         let room = out.len().min(udp::MAX_DATAGRAM);
-        if room < udp::HEADER_LEN {
+        if room < udp::HEADER_LEN + udp::TAG_LEN {
             return Err(UdpError::BufferTooSmall {
-                need: udp::HEADER_LEN,
+                need: udp::HEADER_LEN + udp::TAG_LEN,
                 have: out.len(),
             }
             .into());
@@ -157,13 +131,44 @@ impl Sender {
         let n = seal(
             &head,
             &self.payload[..enc.len],
-            &mut out[udp::HEADER_LEN..room],
+            &mut out[udp::HEADER_LEN..room - udp::TAG_LEN],
         )?;
         out[..udp::HEADER_LEN].copy_from_slice(&head);
+        // The datagram tag over header and sealed payload, last, as for every datagram.
+        let body = udp::HEADER_LEN + n;
+        let tag = self.tag_key.tag(&out[..body]);
+        out[body..body + udp::TAG_LEN].copy_from_slice(&tag);
         self.in_spurt = !end_of_spurt;
         self.seq = self.seq.wrapping_add(1);
         self.timestamp = self.timestamp.wrapping_add(FRAME_SAMPLES as u32);
-        Ok(udp::HEADER_LEN + n)
+        Ok(body + udp::TAG_LEN)
+    }
+
+    /// The header of the next voice datagram: `flags` plus the talk-spurt and FEC flags.
+    fn voice_header(
+        &self,
+        mut flags: Flags,
+        target: SessionToken,
+        end_of_spurt: bool,
+        has_fec: bool,
+    ) -> Header {
+        if !self.in_spurt {
+            flags = flags.with(Flags::START_OF_SPURT);
+        }
+        if end_of_spurt {
+            flags = flags.with(Flags::END_OF_SPURT);
+        }
+        if has_fec {
+            flags = flags.with(Flags::FEC);
+        }
+        Header {
+            kind: DatagramKind::Voice,
+            flags,
+            seq: self.seq,
+            timestamp: self.timestamp,
+            sender: self.session,
+            target,
+        }
     }
 
     /// Lets one frame period pass without sending (silence between spurts): the timestamp keeps

@@ -7,12 +7,14 @@ use std::time::Duration;
 
 use voice_core::engine::{ConnectionStatus, Engine, EngineConfig, Event, PathConfig, VoicePath};
 use voice_core::proto::tcp::{ChannelInfo, ClientMessage, ServerMessage};
-use voice_core::proto::udp::{self, DatagramKind, Header, MAX_DATAGRAM};
+use voice_core::proto::udp::{self, DatagramKind, Header, TagKey, MAX_DATAGRAM};
 use voice_core::proto::{ChannelId, SessionToken};
 use voice_core::vad::TransmitMode;
 use voice_core::Time;
 
 const ME: SessionToken = SessionToken(4);
+/// The session secret of `Welcome`; the relay tags its replies with the key derived from it.
+const SECRET: [u8; 32] = [1; 32];
 
 fn ms(n: u64) -> Time {
     Time::from_micros(n * 1000)
@@ -24,7 +26,7 @@ fn reply(kind: DatagramKind, payload: &[u8]) -> Vec<u8> {
         kind,
         ..Header::voice(ME, 0, 0)
     };
-    let n = udp::write(&h, payload, &mut buf).unwrap();
+    let n = udp::write(&h, payload, &TagKey::derive(&SECRET), &mut buf).unwrap();
     buf[..n].to_vec()
 }
 
@@ -45,7 +47,7 @@ fn welcomed() -> Engine {
         ms(0),
         ServerMessage::Welcome {
             session: ME,
-            secret: [1; 32],
+            secret: SECRET,
             name: "me".into(),
             channels: vec![ChannelInfo {
                 id: ChannelId(1),
@@ -164,11 +166,23 @@ fn keepalives_follow_the_configured_interval_and_an_unanswered_one_moves_voice_i
     e.handle_capture(ms(12_000), &frame);
     let mut buf = [0u8; MAX_DATAGRAM];
     assert_eq!(e.poll_datagram(&mut buf), None);
-    let voice = tunnel_msgs(&std::iter::from_fn(|| e.poll_control()).collect::<Vec<_>>());
+    let control: Vec<ClientMessage> = std::iter::from_fn(|| e.poll_control()).collect();
+    let voice = tunnel_msgs(&control);
     assert!(
-        matches!(voice[..], [(true, n)] if n > udp::HEADER_LEN),
+        matches!(voice[..], [(true, n)] if n > udp::HEADER_LEN + udp::TAG_LEN),
         "{voice:?}"
     );
+    // The tunnel carries a whole version-2 datagram, tagged with this session's key as over UDP.
+    let datagram = control
+        .iter()
+        .find_map(|m| match m {
+            ClientMessage::Tunnel { datagram, .. } => Some(datagram),
+            _ => None,
+        })
+        .expect("a tunneled datagram");
+    assert_eq!(TagKey::derive(&SECRET).verify(datagram), Ok(()));
+    let d = udp::parse(datagram).unwrap();
+    assert_eq!((d.header.kind, d.header.sender), (DatagramKind::Voice, ME));
 
     // While tunneled, UDP is probed with registrations at the keep-alive interval; the first
     // acknowledgement brings voice back.
@@ -209,7 +223,7 @@ fn with_the_tunnel_off_voice_waits_for_udp() {
         ms(0),
         ServerMessage::Welcome {
             session: ME,
-            secret: [1; 32],
+            secret: SECRET,
             name: "me".into(),
             channels: vec![],
             default_channel: ChannelId(1),

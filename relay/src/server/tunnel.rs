@@ -5,16 +5,15 @@
 //! bytes either way. The decisions are in [`crate::tunnel`] and [`crate::forward`].
 //!
 //! Threads: tunneled datagrams arrive on the control thread (which owns the connections); it
-//! decides them with the published snapshot and its own [`Senders`](crate::forward::Senders)
-//! (a tunneled sender has no UDP source, so no worker sees it) and sends the UDP copies from
-//! socket 0. UDP voice a worker accepted for tunneled members comes to the control thread as a
-//! [`TunnelCopy`] over a bounded channel (workers 1.. wake it), and is queued into their
-//! connections here.
+//! hands them to worker 0's per-datagram path (the one every UDP datagram takes, tag check
+//! included; a tunneled sender has no UDP source, so no other worker sees it), which sends the
+//! UDP copies from socket 0. Voice any worker accepted for tunneled members (worker 0's
+//! included) comes to the control thread as a [`TunnelCopy`] over a bounded channel (workers
+//! 1.. wake it), and is queued into their connections here.
 
 use std::time::Instant;
 
 use voice_core::proto::tcp::ServerMessage;
-use voice_core::proto::udp::{self, DatagramKind, UdpError};
 use voice_core::proto::SessionToken;
 
 use super::Relay;
@@ -58,60 +57,28 @@ impl Relay {
         }
     }
 
-    /// A `ClientMessage::Tunnel` from `who`.
+    /// A `ClientMessage::Tunnel` from `who` (an admitted session: the connection carried a
+    /// `Hello` the relay accepted). A datagram in it is decided by worker 0's per-datagram path
+    /// exactly like one from a UDP socket: the same parse, tag check, routing, replay window,
+    /// budgets and counters.
+    ///
+    /// A change of path republishes the snapshot, so it is charged to the session's control
+    /// request budget (a client flips a few times per outage; a flood of flips is refused and
+    /// counted as `tcp_rate_limited`, the datagram still taken).
     pub(super) fn on_tunnel(&mut self, who: SessionToken, active: bool, data: &[u8], now: Instant) {
-        self.state.set_tunnel(who, active);
-        // Workers route around (or back to) this member from their next batch on.
-        self.publish();
-        if data.is_empty() {
-            return;
-        }
-        self.stats.inc(Counter::TunnelRxPackets);
-        let d = match udp::parse(data) {
-            Ok(d) => d,
-            Err(e) => {
-                self.stats.inc(match e {
-                    UdpError::TooShort(_) => Counter::DropTooShort,
-                    UdpError::TooLong(_) => Counter::DropTooLong,
-                    UdpError::UnsupportedVersion(_) => Counter::DropBadVersion,
-                    UdpError::UnknownKind(_) => Counter::DropBadKind,
-                    UdpError::NoSender | UdpError::BufferTooSmall { .. } => Counter::DropNoSender,
-                });
-                return;
-            }
-        };
-        let h = d.header;
-        if h.kind != DatagramKind::Voice {
-            // Registration and keep-alives prove UDP; inside the tunnel they mean nothing.
-            self.stats.inc(Counter::DropBadKind);
-            return;
-        }
-        let snap = self.snapshot.load_full();
-        let mut recipients = std::mem::take(&mut self.recipients);
-        match self
-            .tunnel_senders
-            .accept_tunneled(&snap, now, who, &h, data.len(), &mut recipients)
-        {
-            Ok(()) => {
-                self.stats.inc(Counter::VoiceAccepted);
-                for dst in &recipients {
-                    match self.worker.socket().send_to(data, *dst) {
-                        Ok(_) => {
-                            self.stats.inc(Counter::ForwardedPackets);
-                            self.stats.add(Counter::ForwardedBytes, data.len() as u64);
-                        }
-                        Err(_) => self.stats.inc(Counter::DropSendFailed),
-                    }
+        if let Some(s) = self.state.sessions.get_mut(&who) {
+            if s.tunnel != active {
+                if s.control.take(now, 1.0) {
+                    self.state.set_tunnel(who, active);
+                    // Workers route around (or back to) this member from their next batch on.
+                    self.publish();
+                } else {
+                    self.stats.inc(Counter::TcpRateLimited);
                 }
-                let mut to = std::mem::take(&mut self.tunnel_to);
-                snap.tunnel_recipients(&h, &mut to);
-                if !to.is_empty() {
-                    self.queue_tunneled(&to, data.to_vec());
-                }
-                self.tunnel_to = to;
             }
-            Err(r) => self.stats.inc(r.counter()),
         }
-        self.recipients = recipients;
+        if !data.is_empty() {
+            self.worker.on_tunneled(who, data);
+        }
     }
 }

@@ -6,7 +6,14 @@
 //! acks are sent here or by the control plane, never larger than the request.
 //!
 //! Worker 0 runs inside the control thread's loop; workers 1.. run [`run_worker`] on their own
-//! threads. Every per-datagram decision is [`Worker::on_datagram`]: one place to add a check.
+//! threads. Every per-datagram decision is `Path::on_datagram`: one place to add a check.
+//! Datagrams that arrive through a tunnel (a session's control connection, on the control
+//! thread) take the same path through worker 0 ([`Worker::on_tunneled`]); accepted voice with
+//! tunneled recipients is handed to the control thread, which owns the connections.
+//!
+//! Every Voice, Register and Ping datagram's tag is checked first, against its sender session's
+//! key from the snapshot (`drop_bad_tag`); forwarded voice leaves with its tag unchanged, and
+//! replies are tagged with the recipient's key.
 
 use std::io;
 use std::net::SocketAddr;
@@ -19,13 +26,13 @@ use arc_swap::cache::Cache;
 use arc_swap::ArcSwap;
 use mio::net::UdpSocket;
 use mio::{Events, Poll, Token, Waker};
-use voice_core::proto::udp::{self, DatagramKind, Header, UdpError, MAX_DATAGRAM};
+use voice_core::proto::udp::{self, DatagramKind, Header, TagKey, UdpError, MAX_DATAGRAM};
 use voice_core::proto::SessionToken;
 
 use super::tunnel::TunnelCopy;
 use super::{MAX_UDP_BATCHES_PER_TURN, RECV_BATCH, SEND_BATCH};
 use crate::forward::{Senders, Snapshot, WorkerStats};
-use crate::state::Limits;
+use crate::state::{DropReason, Limits};
 use crate::stats::Counter;
 use crate::udpio::{RecvBatch, SendBatch, SLOT};
 
@@ -43,6 +50,15 @@ pub(crate) struct Registration {
 /// What the control plane says about a registration: `Some(counter)` to ack it now, `None`
 /// when it failed or will be acked later.
 pub(crate) type Registrar<'a> = dyn FnMut(Registration) -> Option<u64> + 'a;
+
+/// Where a datagram came from.
+#[derive(Debug, Clone, Copy)]
+enum Origin {
+    /// This worker's socket, from this address.
+    Udp(SocketAddr),
+    /// The control connection of this (admitted) session: tunnel fallback.
+    Tunnel(SessionToken),
+}
 
 /// One UDP socket and everything its forwarding path owns.
 pub(crate) struct Worker {
@@ -75,6 +91,8 @@ struct Path {
     senders: Senders,
     recipients: Vec<SocketAddr>,
     stats: Arc<WorkerStats>,
+    /// Check datagram tags (`check_datagram_tags`; off only to measure what the check costs).
+    check_tags: bool,
     /// Tunneled recipients of the datagram being decided.
     tunnel_to: Vec<SessionToken>,
     /// Copies for tunneled members go to the control thread (it owns the connections).
@@ -88,6 +106,7 @@ impl Worker {
         udp: UdpSocket,
         limits: Limits,
         batch_io: bool,
+        check_tags: bool,
         snapshot: Arc<ArcSwap<Snapshot>>,
         to_control: mpsc::SyncSender<TunnelCopy>,
     ) -> Self {
@@ -97,6 +116,7 @@ impl Worker {
                 senders: Senders::new(limits),
                 recipients: Vec::with_capacity(64),
                 stats: Arc::new(WorkerStats::default()),
+                check_tags,
                 tunnel_to: Vec::new(),
                 to_control,
                 control: None,
@@ -129,6 +149,25 @@ impl Worker {
         &mut self.path.udp
     }
 
+    /// A datagram that arrived through `who`'s control connection (tunnel fallback; only the
+    /// control thread, which owns worker 0, calls this). Decided by the same per-datagram path
+    /// as one from the socket (parse, tag, routing, replay window, budgets), with the
+    /// connection instead of a source address authenticating the sender; UDP copies leave from
+    /// this socket, tunneled recipients get theirs through the control thread's queue.
+    pub(crate) fn on_tunneled(&mut self, who: SessionToken, data: &[u8]) {
+        let now = Instant::now();
+        let snap = self.snap.load();
+        let path = &mut self.path;
+        if path.on_datagram(snap, now, data, Origin::Tunnel(who), &mut |_| None) {
+            for r in 0..path.recipients.len() {
+                match path.udp.send_to(data, path.recipients[r]) {
+                    Ok(_) => path.count_flush(1, data.len(), 0),
+                    Err(_) => path.count_flush(0, 0, 1),
+                }
+            }
+        }
+    }
+
     /// Forgets senders that left or moved (off the per-datagram path).
     pub(crate) fn housekeep(&mut self) {
         let snap = self.snap.load();
@@ -158,7 +197,7 @@ impl Worker {
                     for i in 0..n {
                         let (data, src) = recv.get(i);
                         let Some(src) = src else { continue };
-                        if path.on_datagram(snap, now, data, src, registrar) {
+                        if path.on_datagram(snap, now, data, Origin::Udp(src), registrar) {
                             for r in 0..path.recipients.len() {
                                 if self.send.is_full() {
                                     let f = self.send.flush(fd, &recv);
@@ -201,7 +240,7 @@ impl Worker {
                 Ok((n, src)) => {
                     let now = Instant::now();
                     let snap = self.snap.load();
-                    if path.on_datagram(snap, now, &buf[..n], src, registrar) {
+                    if path.on_datagram(snap, now, &buf[..n], Origin::Udp(src), registrar) {
                         for r in 0..path.recipients.len() {
                             match path.udp.send_to(&buf[..n], path.recipients[r]) {
                                 Ok(_) => path.count_flush(1, n, 0),
@@ -242,6 +281,30 @@ impl Path {
         }
     }
 
+    /// Counts the verdict on a voice datagram; accepted voice goes to the tunneled recipients
+    /// (a copy to the control thread) and, when this returns true, to `self.recipients`.
+    fn accepted(
+        &mut self,
+        snap: &Snapshot,
+        h: &Header,
+        data: &[u8],
+        verdict: Result<(), DropReason>,
+    ) -> bool {
+        match verdict {
+            Ok(()) => {
+                self.stats.inc(Counter::VoiceAccepted);
+                if snap.has_tunnels() {
+                    self.hand_to_tunnels(snap, h, data);
+                }
+                !self.recipients.is_empty()
+            }
+            Err(r) => {
+                self.stats.inc(r.counter());
+                false
+            }
+        }
+    }
+
     fn count_flush(&mut self, sent: usize, bytes: usize, failed: usize) {
         self.stats.add(Counter::ForwardedPackets, sent as u64);
         self.stats.add(Counter::ForwardedBytes, bytes as u64);
@@ -256,11 +319,16 @@ impl Path {
         snap: &Snapshot,
         now: Instant,
         data: &[u8],
-        src: SocketAddr,
+        origin: Origin,
         registrar: &mut Registrar<'_>,
     ) -> bool {
-        self.stats.inc(Counter::UdpRxPackets);
-        self.stats.add(Counter::UdpRxBytes, data.len() as u64);
+        match origin {
+            Origin::Udp(_) => {
+                self.stats.inc(Counter::UdpRxPackets);
+                self.stats.add(Counter::UdpRxBytes, data.len() as u64);
+            }
+            Origin::Tunnel(_) => self.stats.inc(Counter::TunnelRxPackets),
+        }
         let d = match udp::parse(data) {
             Ok(d) => d,
             Err(e) => {
@@ -269,33 +337,60 @@ impl Path {
                     UdpError::TooLong(_) => Counter::DropTooLong,
                     UdpError::UnsupportedVersion(_) => Counter::DropBadVersion,
                     UdpError::UnknownKind(_) => Counter::DropBadKind,
+                    UdpError::BadTag => Counter::DropBadTag,
                     UdpError::NoSender | UdpError::BufferTooSmall { .. } => Counter::DropNoSender,
                 });
                 return false;
             }
         };
         let h = d.header;
-        match h.kind {
-            DatagramKind::Voice => match self.senders.accept_voice(
-                snap,
-                now,
-                src,
-                &h,
-                data.len(),
-                &mut self.recipients,
-            ) {
-                Ok(()) => {
-                    self.stats.inc(Counter::VoiceAccepted);
-                    if snap.has_tunnels() {
-                        self.hand_to_tunnels(snap, &h, data);
+        // Every datagram a client sends is tagged with its session's key: checked first.
+        if matches!(
+            h.kind,
+            DatagramKind::Voice | DatagramKind::Register | DatagramKind::Ping
+        ) && self.check_tags
+        {
+            if let Err(r) = snap.check_tag(h.sender, data) {
+                self.stats.inc(match (h.kind, r) {
+                    (DatagramKind::Register, DropReason::UnknownSession) => {
+                        Counter::RegisterUnknownSession
                     }
-                    !self.recipients.is_empty()
+                    _ => r.counter(),
+                });
+                return false;
+            }
+        }
+        let src = match origin {
+            Origin::Udp(src) => src,
+            Origin::Tunnel(who) => {
+                if h.kind != DatagramKind::Voice {
+                    // Registration and keep-alives prove UDP; inside a tunnel they mean nothing.
+                    self.stats.inc(Counter::DropBadKind);
+                    return false;
                 }
-                Err(r) => {
-                    self.stats.inc(r.counter());
-                    false
-                }
-            },
+                let r = self.senders.accept_tunneled(
+                    snap,
+                    now,
+                    who,
+                    &h,
+                    data.len(),
+                    &mut self.recipients,
+                );
+                return self.accepted(snap, &h, data, r);
+            }
+        };
+        match h.kind {
+            DatagramKind::Voice => {
+                let r = self.senders.accept_voice(
+                    snap,
+                    now,
+                    src,
+                    &h,
+                    data.len(),
+                    &mut self.recipients,
+                );
+                self.accepted(snap, &h, data, r)
+            }
             DatagramKind::Register => {
                 let reg = Registration {
                     src,
@@ -303,7 +398,9 @@ impl Path {
                     payload: d.payload.to_vec(),
                 };
                 if let Some(counter) = registrar(reg) {
-                    send_ack(&self.udp, &self.stats, &h, counter, src);
+                    if let Some(key) = snap.tag_key(h.sender) {
+                        send_ack(&self.udp, &self.stats, key, &h, counter, src);
+                    }
                 }
                 false
             }
@@ -315,7 +412,9 @@ impl Path {
                             kind: DatagramKind::Pong,
                             ..h
                         };
-                        reply(&self.udp, &self.stats, &pong, d.payload, src);
+                        if let Some(key) = snap.tag_key(h.sender) {
+                            reply(&self.udp, &self.stats, key, &pong, d.payload, src);
+                        }
                     }
                     Err(r) => self.stats.inc(r.counter()),
                 }
@@ -329,10 +428,12 @@ impl Path {
     }
 }
 
-/// Acknowledges a registration of `request` (its header) with the verified `counter`.
+/// Acknowledges a registration of `request` (its header) with the verified `counter`, tagged
+/// with the registering session's `key`.
 pub(crate) fn send_ack(
     udp: &UdpSocket,
     stats: &WorkerStats,
+    key: &TagKey,
     request: &Header,
     counter: u64,
     dst: SocketAddr,
@@ -344,12 +445,20 @@ pub(crate) fn send_ack(
         target: SessionToken::NONE,
         ..*request
     };
-    reply(udp, stats, &ack, &counter.to_le_bytes(), dst);
+    reply(udp, stats, key, &ack, &counter.to_le_bytes(), dst);
 }
 
-fn reply(udp: &UdpSocket, stats: &WorkerStats, header: &Header, payload: &[u8], dst: SocketAddr) {
+/// Sends `header` + `payload` to `dst`, tagged with the recipient session's `key`.
+fn reply(
+    udp: &UdpSocket,
+    stats: &WorkerStats,
+    key: &TagKey,
+    header: &Header,
+    payload: &[u8],
+    dst: SocketAddr,
+) {
     let mut buf = [0u8; MAX_DATAGRAM];
-    match udp::write(header, payload, &mut buf) {
+    match udp::write(header, payload, key, &mut buf) {
         Ok(n) => {
             if let Err(e) = udp.send_to(&buf[..n], dst) {
                 stats.inc(Counter::DropSendFailed);

@@ -6,7 +6,11 @@
 //!           [--whisper NAME] [--record OUT.wav] [--duration SECS] [--chat TEXT]... [--mode continuous|vad|ptt] (default: continuous with --play/--tone, else silent)
 //!           [--input-device NAME|default] [--output-device NAME|default] [--stats-interval MS] [--no-reconnect]
 //!           [--fingerprint SHA256 | --ca CA.pem [--server-name NAME] | --tofu | --insecure-plaintext]
+//!           [--token JWT | --token-file FILE]
 //! ```
+//! `--token` (or `--token-file`, whose contents are trimmed) is the access token the relay
+//! requires (`relay token --name NAME` mints one for a development relay); only a relay started
+//! with `--open` admits a bot without one.
 //! The control connection is TLS 1.3. `--fingerprint` pins the relay's certificate (the
 //! `fingerprint sha256:…` line the relay prints), `--ca` trusts a private CA, `--tofu` accepts
 //! whatever certificate comes first (and refuses a different one on reconnect); with none of
@@ -29,7 +33,8 @@ const USAGE: &str = "usage: voice-bot --server HOST:PORT --name NAME [--channel 
 [--chat TEXT]... [--mode continuous|vad|ptt] [--input-device NAME|default] \
 [--output-device NAME|default] [--stats-interval MS] [--no-reconnect] \
 [--fingerprint SHA256 | --ca CA.pem [--server-name NAME] | --tofu | --insecure-plaintext] \
-[--e2ee-password SECRET | --e2ee-password-env VAR | --e2ee-keys [--e2ee-identity HEX64]]";
+[--e2ee-password SECRET | --e2ee-password-env VAR | --e2ee-keys [--e2ee-identity HEX64]] \
+[--token JWT | --token-file FILE]";
 
 struct Args {
     /// `host:port`, resolved by the client's engine (IPv6 and IPv4 tried).
@@ -48,6 +53,7 @@ struct Args {
     server_name: Option<String>,
     insecure_plaintext: bool,
     e2ee: voice_client::E2eeMode,
+    token: Option<String>,
 }
 
 fn parse() -> Result<Args, String> {
@@ -69,6 +75,7 @@ fn parse() -> Result<Args, String> {
         server_name: None,
         insecure_plaintext: false,
         e2ee: voice_client::E2eeMode::Off,
+        token: None,
     };
     let mut play: Option<PathBuf> = None;
     let mut mode_given = false;
@@ -167,6 +174,13 @@ fn parse() -> Result<Args, String> {
                     lead: voice_client::E2EE_DEFAULT_LEAD,
                 };
             }
+            "--token" => a.token = Some(v("--token")?),
+            "--token-file" => {
+                let path = v("--token-file")?;
+                let t = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("--token-file {path}: {e}"))?;
+                a.token = Some(t.trim().to_owned());
+            }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -201,6 +215,7 @@ fn run(a: Args) -> Result<(), String> {
     cfg.tls_server_name = a.server_name.clone();
     cfg.insecure_plaintext = a.insecure_plaintext;
     cfg.engine.e2ee = a.e2ee.clone();
+    cfg.token = a.token.clone().map(voice_client::AccessToken);
     cfg.engine.transmit = a.mode;
     // A numeric channel is joined straight after the handshake, never passing through the default.
     cfg.engine.initial_channel = a

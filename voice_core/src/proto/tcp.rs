@@ -18,7 +18,10 @@ use super::register::Secret;
 use super::{ChannelId, SessionToken};
 
 /// Version number exchanged in `Hello`; bumped on any incompatible change of these messages.
-pub const CONTROL_VERSION: u16 = 1;
+/// Version 2 added the access token to `Hello`.
+pub const CONTROL_VERSION: u16 = 2;
+/// Longest access token in bytes accepted in `Hello`.
+pub const MAX_TOKEN_LEN: usize = 4096;
 /// Cap on a client → relay frame body in bytes (the largest, a chat line, needs about 2 KiB).
 pub const MAX_CLIENT_FRAME: usize = 64 * 1024;
 /// Cap on a relay → client frame body in bytes: `Welcome` and `ChannelList` carry every user, so
@@ -75,12 +78,37 @@ pub enum ErrorCode {
     RateLimited,
     /// No such session.
     NoSuchSession,
-    /// Scale-out (allocated index 15): the room's placement could not be decided (Redis
+    /// `Hello` carried no access token, or one the relay does not accept (bad signature,
+    /// unknown key, expired, not yet valid, wrong audience, `alg` other than EdDSA).
+    Unauthorized,
+    /// The session's token does not allow this action (a channel outside its list, a whisper
+    /// outside its scope, an admin action without the admin claim).
+    Forbidden,
+    /// Scale-out: the room's placement could not be decided (Redis
     /// unreachable); try again later.
     Placement,
-    /// E2EE (wire index 17): an end-to-end identity or wrapped-key blob was too large, or its
+    /// E2EE: an end-to-end identity or wrapped-key blob was too large, or its
     /// recipient is not in the sender's channel.
     BadE2eeBlob,
+}
+
+/// An access token (a JWT) as carried in `Hello`. On the wire exactly a string; its `Debug`
+/// shows only its length, so a logged message never reveals a token.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AccessToken(pub String);
+
+impl std::fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AccessToken(<{} bytes>)", self.0.len())
+    }
+}
+
+impl AccessToken {
+    /// The token text (for the verifier; never log it).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
 }
 
 /// Client → relay.
@@ -90,8 +118,10 @@ pub enum ClientMessage {
     Hello {
         /// [`CONTROL_VERSION`] of the client.
         version: u16,
-        /// Requested display name.
+        /// Requested display name (a relay that checks tokens uses the token's `name` claim).
         name: String,
+        /// The access token (`None`: only a relay in open mode admits the client).
+        token: Option<AccessToken>,
     },
     /// Join (or switch to) a channel.
     JoinChannel {
@@ -125,27 +155,27 @@ pub enum ClientMessage {
     },
     /// Polite disconnect.
     Goodbye,
-    /// Tunnel fallback (allocated index 12): `active` puts this session's voice on the control
-    /// connection (`true`: the relay sends it voice as [`ServerMessage::Tunnel`] from now on) or
-    /// back on UDP (`false`); `datagram`, when not empty, is one voice datagram byte for byte as
-    /// it would have gone over UDP, forwarded like one.
-    Tunnel {
-        /// The session wants its voice over the control connection.
-        active: bool,
-        /// One whole UDP datagram (header and payload), or empty.
-        datagram: Vec<u8>,
-    },
-    /// E2EE (wire index 13): this client's public identity, an opaque blob of at most
+    /// E2EE: this client's public identity, an opaque blob of at most
     /// [`MAX_E2EE_IDENTITY`] bytes. The relay stores it and shows it to the channel's members.
     E2eeIdentity {
         /// The blob (an X25519 public key, see `voice_core::e2ee::identity`).
         blob: Vec<u8>,
     },
-    /// E2EE (wire index 14): sender keys wrapped per member, each an opaque blob of at most
+    /// E2EE: sender keys wrapped per member, each an opaque blob of at most
     /// [`MAX_E2EE_KEY_BLOB`] bytes, delivered only to recipients in the sender's channel.
     E2eeKeys {
         /// (recipient, blob) pairs.
         keys: Vec<(SessionToken, Vec<u8>)>,
+    },
+    /// Tunnel fallback: `active` puts this session's voice on the control connection (`true`:
+    /// the relay sends it voice as [`ServerMessage::Tunnel`] from now on) or back on UDP
+    /// (`false`); `datagram`, when not empty, is one voice datagram byte for byte as it would
+    /// have gone over UDP (version 2, tag included), checked and forwarded like one.
+    Tunnel {
+        /// The session wants its voice over the control connection.
+        active: bool,
+        /// One whole UDP datagram (header, payload and tag), or empty.
+        datagram: Vec<u8>,
     },
 }
 
@@ -242,13 +272,7 @@ pub enum ServerMessage {
         /// Human-readable detail.
         message: String,
     },
-    /// Tunnel fallback (allocated index 14): one voice datagram, byte for byte as the relay would
-    /// have sent it over UDP, for a session whose voice is on the control connection.
-    Tunnel {
-        /// One whole UDP datagram (header and payload).
-        datagram: Vec<u8>,
-    },
-    /// E2EE (wire index 15): a channel member's public identity blob (when it announces one, and
+    /// E2EE: a channel member's public identity blob (when it announces one, and
     /// for every member when this client joins).
     E2eeIdentity {
         /// Whose identity.
@@ -256,20 +280,27 @@ pub enum ServerMessage {
         /// The opaque blob, exactly as announced.
         blob: Vec<u8>,
     },
-    /// E2EE (wire index 16): a sender key wrapped for this client by `from`.
+    /// E2EE: a sender key wrapped for this client by `from`.
     E2eeKey {
         /// The sender.
         from: SessionToken,
         /// The opaque blob, exactly as sent.
         blob: Vec<u8>,
     },
-    /// Scale-out (allocated index 20): the room asked for with `JoinChannel` is hosted by
+    /// Scale-out: the room asked for with `JoinChannel` is hosted by
     /// another relay of the cluster; reconnect there (same name) and join it again.
     Redirect {
         /// The room.
         channel: ChannelId,
         /// The hosting relay's address, `IP:PORT` (TCP control and UDP voice).
         relay: String,
+    },
+    /// Tunnel fallback: one voice datagram, byte for byte as the relay would have sent it over
+    /// UDP (version 2, tagged with this session's key), for a session whose voice is on the
+    /// control connection.
+    Tunnel {
+        /// One whole UDP datagram (header, payload and tag).
+        datagram: Vec<u8>,
     },
 }
 
@@ -558,6 +589,7 @@ mod tests {
             ClientMessage::Hello {
                 version: CONTROL_VERSION,
                 name: "ännä".into(),
+                token: Some(AccessToken("a.b.c".into())),
             },
             ClientMessage::JoinChannel {
                 channel: ChannelId(3),
@@ -882,6 +914,20 @@ mod tests {
             Err(FrameError::Malformed(_))
         ));
         assert_eq!(out, queued);
+    }
+
+    #[test]
+    fn a_token_is_a_plain_string_on_the_wire_and_never_in_debug_output() {
+        let with = ClientMessage::Hello {
+            version: CONTROL_VERSION,
+            name: "a".into(),
+            token: Some(AccessToken("secret.jwt.sig".into())),
+        };
+        let body = postcard::to_allocvec(&with).unwrap();
+        // variant 0, version 2, name "a", Some, "secret.jwt.sig"
+        assert_eq!(&body[..5], &[0, 2, 1, b'a', 1]);
+        assert_eq!(body[5] as usize, "secret.jwt.sig".len());
+        assert!(!format!("{with:?}").contains("secret"));
     }
 
     #[test]

@@ -9,7 +9,16 @@
 //! +--------+--------+--------+--------+--------+--------+--------+--------+
 //! |      target token (u32 LE)        |  payload (Opus, or kind-specific) ...
 //! +--------+--------+--------+--------+
+//! ... payload |  tag (8 bytes): keyed BLAKE3 of every byte before it, truncated  |
 //! ```
+//!
+//! Version 2 ends every datagram with an 8-byte authentication tag ([`TAG_LEN`]): the first 8
+//! bytes of BLAKE3 in keyed mode over all preceding bytes (header and payload), with the session's
+//! [`TagKey`], derived from the secret of its `Welcome` ([`TagKey::derive`]). A client tags what it
+//! sends with its own key; the relay checks the tag of every datagram against the key of the
+//! session its sender field names before acting on it, forwards Voice unchanged (tag included),
+//! and tags its replies (`RegisterAck`, `Pong`) with the recipient's key. Receivers of forwarded
+//! voice cannot check its tag (they do not hold the sender's key); they skip it.
 //!
 //! The header is a `#[repr(C)]` struct of byte arrays (alignment 1), so it is read in place from any
 //! received buffer with bytemuck and the payload is returned as a borrowed slice: parsing copies
@@ -22,15 +31,64 @@ use thiserror::Error;
 
 use super::SessionToken;
 
-/// The protocol version this build writes and accepts.
-pub const PROTOCOL_VERSION: u8 = 1;
+/// The protocol version this build writes and accepts (2: every datagram ends with a tag).
+pub const PROTOCOL_VERSION: u8 = 2;
+/// Length of the authentication tag that ends every datagram.
+pub const TAG_LEN: usize = 8;
+/// The BLAKE3 `derive_key` context that turns a session secret into its [`TagKey`].
+pub const TAG_KEY_CONTEXT: &str = "voice-engine datagram tag v2";
 /// Length of the fixed header in bytes.
 pub const HEADER_LEN: usize = std::mem::size_of::<RawHeader>();
 /// Hard maximum size of one datagram (header + payload). Chosen to stay below common path MTUs
 /// (1280-byte IPv6 minimum minus IP/UDP headers) so voice is never IP-fragmented.
 pub const MAX_DATAGRAM: usize = 1200;
 /// Hard maximum payload size.
-pub const MAX_PAYLOAD: usize = MAX_DATAGRAM - HEADER_LEN;
+pub const MAX_PAYLOAD: usize = MAX_DATAGRAM - HEADER_LEN - TAG_LEN;
+
+/// The key that tags a session's datagrams. Its `Debug` does not show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TagKey([u8; 32]);
+
+impl std::fmt::Debug for TagKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TagKey(<secret>)")
+    }
+}
+
+impl TagKey {
+    /// The all-zero key: for streams that no relay checks (a sans-IO loopback, tests). It
+    /// authenticates nothing.
+    pub const UNKEYED: TagKey = TagKey([0; 32]);
+
+    /// The key of the session whose `Welcome` carried `secret`:
+    /// `BLAKE3.derive_key(TAG_KEY_CONTEXT, secret)`.
+    pub fn derive(secret: &super::register::Secret) -> TagKey {
+        TagKey(blake3::derive_key(TAG_KEY_CONTEXT, secret))
+    }
+
+    /// The tag of `bytes` (everything before the tag).
+    pub fn tag(&self, bytes: &[u8]) -> [u8; TAG_LEN] {
+        let full = blake3::keyed_hash(&self.0, bytes);
+        let mut t = [0u8; TAG_LEN];
+        t.copy_from_slice(&full.as_bytes()[..TAG_LEN]);
+        t
+    }
+
+    /// Checks the tag that ends `datagram` (constant-time comparison).
+    pub fn verify(&self, datagram: &[u8]) -> Result<(), UdpError> {
+        if datagram.len() < HEADER_LEN + TAG_LEN {
+            return Err(UdpError::TooShort(datagram.len()));
+        }
+        let (body, tag) = datagram.split_at(datagram.len() - TAG_LEN);
+        let want = self.tag(body);
+        let diff = want.iter().zip(tag).fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        if diff == 0 {
+            Ok(())
+        } else {
+            Err(UdpError::BadTag)
+        }
+    }
+}
 
 /// What a datagram carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -171,6 +229,9 @@ pub enum UdpError {
     /// The sender field is the reserved value 0.
     #[error("sender token is 0")]
     NoSender,
+    /// The tag does not match the key of the session the datagram claims to come from.
+    #[error("authentication tag does not verify")]
+    BadTag,
     /// The caller's output buffer cannot hold the datagram.
     #[error("output buffer of {have} bytes cannot hold {need}")]
     BufferTooSmall {
@@ -186,19 +247,26 @@ pub enum UdpError {
 pub struct Datagram<'a> {
     /// The decoded header.
     pub header: Header,
-    /// Everything after the header.
+    /// Everything between the header and the tag.
     pub payload: &'a [u8],
+    /// The authentication tag (the last [`TAG_LEN`] bytes), not yet checked: see
+    /// [`TagKey::verify`].
+    pub tag: [u8; TAG_LEN],
 }
 
-/// Parses a received datagram without copying it. Never panics, never allocates.
+/// Parses a received datagram without copying it. Never panics, never allocates. The tag is
+/// returned, not checked ([`TagKey::verify`] needs the sender's key).
 pub fn parse(bytes: &[u8]) -> Result<Datagram<'_>, UdpError> {
-    if bytes.len() < HEADER_LEN {
+    if bytes.len() < HEADER_LEN + TAG_LEN {
         return Err(UdpError::TooShort(bytes.len()));
     }
     if bytes.len() > MAX_DATAGRAM {
         return Err(UdpError::TooLong(bytes.len()));
     }
-    let (head, payload) = bytes.split_at(HEADER_LEN);
+    let (head, rest) = bytes.split_at(HEADER_LEN);
+    let (payload, tag_bytes) = rest.split_at(rest.len() - TAG_LEN);
+    let mut tag = [0u8; TAG_LEN];
+    tag.copy_from_slice(tag_bytes);
     let raw: &RawHeader = bytemuck::from_bytes(head);
     if raw.version != PROTOCOL_VERSION {
         return Err(UdpError::UnsupportedVersion(raw.version));
@@ -218,13 +286,35 @@ pub fn parse(bytes: &[u8]) -> Result<Datagram<'_>, UdpError> {
             target: SessionToken(u32::from_le_bytes(raw.target)),
         },
         payload,
+        tag,
     })
 }
 
-/// Writes `header` followed by `payload` into `out` and returns the datagram length.
-/// On error `out` is left untouched.
-pub fn write(header: &Header, payload: &[u8], out: &mut [u8]) -> Result<usize, UdpError> {
-    let need = HEADER_LEN + payload.len();
+/// Writes the bytes of `header` alone (e.g. the metadata an end-to-end cipher authenticates).
+pub fn write_header(header: &Header, out: &mut [u8; HEADER_LEN]) {
+    out.copy_from_slice(bytemuck::bytes_of(&header.to_raw()));
+}
+
+/// The bytes of `datagram` before the payload of its parse `d` (header and any block the header
+/// announces): the metadata an end-to-end cipher authenticates. The tag after the payload is not
+/// part of it.
+pub fn metadata<'a>(datagram: &'a [u8], d: &Datagram<'_>) -> &'a [u8] {
+    let len = (d.payload.as_ptr() as usize)
+        .checked_sub(datagram.as_ptr() as usize)
+        .filter(|&n| n <= datagram.len())
+        .unwrap_or(HEADER_LEN.min(datagram.len()));
+    &datagram[..len]
+}
+
+/// Writes `header`, `payload` and the tag made with `key` into `out` and returns the datagram
+/// length. On error `out` is left untouched.
+pub fn write(
+    header: &Header,
+    payload: &[u8],
+    key: &TagKey,
+    out: &mut [u8],
+) -> Result<usize, UdpError> {
+    let need = HEADER_LEN + payload.len() + TAG_LEN;
     if need > MAX_DATAGRAM {
         return Err(UdpError::TooLong(need));
     }
@@ -234,8 +324,16 @@ pub fn write(header: &Header, payload: &[u8], out: &mut [u8]) -> Result<usize, U
             have: out.len(),
         });
     }
-    out[..HEADER_LEN].copy_from_slice(bytemuck::bytes_of(&header.to_raw()));
-    out[HEADER_LEN..need].copy_from_slice(payload);
+    let body = need - TAG_LEN;
+    write_header(
+        header,
+        (&mut out[..HEADER_LEN])
+            .try_into()
+            .expect("HEADER_LEN bytes"),
+    );
+    out[HEADER_LEN..body].copy_from_slice(payload);
+    let tag = key.tag(&out[..body]);
+    out[body..need].copy_from_slice(&tag);
     Ok(need)
 }
 
@@ -260,21 +358,46 @@ mod tests {
         assert_eq!(std::mem::align_of::<RawHeader>(), 1);
     }
 
+    const K: TagKey = TagKey::UNKEYED;
+
     #[test]
     fn round_trip_borrows_payload() {
         let mut buf = [0u8; MAX_DATAGRAM];
-        let n = write(&sample(), b"opus!", &mut buf).unwrap();
-        assert_eq!(n, HEADER_LEN + 5);
+        let n = write(&sample(), b"opus!", &K, &mut buf).unwrap();
+        assert_eq!(n, HEADER_LEN + 5 + TAG_LEN);
         let d = parse(&buf[..n]).unwrap();
         assert_eq!(d.header, sample());
         assert_eq!(d.payload, b"opus!");
         assert_eq!(d.payload.as_ptr(), buf[HEADER_LEN..].as_ptr());
+        assert_eq!(d.tag, K.tag(&buf[..n - TAG_LEN]));
+    }
+
+    #[test]
+    fn the_tag_binds_every_byte_to_the_session_key() {
+        let alice = TagKey::derive(&[1; 32]);
+        let bob = TagKey::derive(&[2; 32]);
+        let mut buf = [0u8; MAX_DATAGRAM];
+        let n = write(&sample(), b"opus!", &alice, &mut buf).unwrap();
+        assert_eq!(alice.verify(&buf[..n]), Ok(()));
+        // Another session's key, any flipped bit, a cut datagram: refused.
+        assert_eq!(bob.verify(&buf[..n]), Err(UdpError::BadTag));
+        for i in 0..n {
+            let mut bad = buf;
+            bad[i] ^= 0x10;
+            assert_eq!(alice.verify(&bad[..n]), Err(UdpError::BadTag), "byte {i}");
+        }
+        assert_eq!(alice.verify(&buf[..n - 1]), Err(UdpError::BadTag));
+        assert_eq!(
+            alice.verify(&buf[..HEADER_LEN]),
+            Err(UdpError::TooShort(HEADER_LEN))
+        );
+        assert!(!format!("{alice:?}").contains('1'));
     }
 
     #[test]
     fn fields_are_little_endian_at_documented_offsets() {
-        let mut buf = [0u8; HEADER_LEN];
-        write(&sample(), &[], &mut buf).unwrap();
+        let mut buf = [0u8; HEADER_LEN + TAG_LEN];
+        write(&sample(), &[], &K, &mut buf).unwrap();
         assert_eq!(buf[0], PROTOCOL_VERSION);
         assert_eq!(buf[1], 1);
         assert_eq!(buf[2], 0x03);
@@ -289,15 +412,16 @@ mod tests {
         assert_eq!(parse(&[]), Err(UdpError::TooShort(0)));
         assert_eq!(parse(&[1]), Err(UdpError::TooShort(1)));
         assert_eq!(parse(&[1; 19]), Err(UdpError::TooShort(19)));
+        assert_eq!(parse(&[1; 27]), Err(UdpError::TooShort(27)));
         assert_eq!(
             parse(&[1; MAX_DATAGRAM + 1]),
             Err(UdpError::TooLong(MAX_DATAGRAM + 1))
         );
-        let mut buf = [0u8; 32];
-        write(&sample(), &[0; 12], &mut buf).unwrap();
+        let mut buf = [0u8; 40];
+        write(&sample(), &[0; 12], &K, &mut buf).unwrap();
         let mut bad = buf;
-        bad[0] = 2;
-        assert_eq!(parse(&bad), Err(UdpError::UnsupportedVersion(2)));
+        bad[0] = 1;
+        assert_eq!(parse(&bad), Err(UdpError::UnsupportedVersion(1)));
         let mut bad = buf;
         bad[1] = 0xFF;
         assert_eq!(parse(&bad), Err(UdpError::UnknownKind(0xFF)));
@@ -310,21 +434,21 @@ mod tests {
     fn write_rejects_small_buffers_and_oversized_payloads_untouched() {
         let mut small = [0xAAu8; 10];
         assert!(matches!(
-            write(&sample(), &[], &mut small),
-            Err(UdpError::BufferTooSmall { need: 20, have: 10 })
+            write(&sample(), &[], &K, &mut small),
+            Err(UdpError::BufferTooSmall { need: 28, have: 10 })
         ));
         assert_eq!(small, [0xAA; 10]);
         let mut buf = [0u8; 2000];
         assert!(matches!(
-            write(&sample(), &[0; MAX_PAYLOAD + 1], &mut buf),
+            write(&sample(), &[0; MAX_PAYLOAD + 1], &K, &mut buf),
             Err(UdpError::TooLong(_))
         ));
     }
 
     #[test]
     fn reserved_bytes_are_ignored_on_receipt() {
-        let mut buf = [0u8; HEADER_LEN];
-        write(&sample(), &[], &mut buf).unwrap();
+        let mut buf = [0u8; HEADER_LEN + TAG_LEN];
+        write(&sample(), &[], &K, &mut buf).unwrap();
         buf[3] = 0x55;
         buf[6] = 0x66;
         assert_eq!(parse(&buf).unwrap().header, sample());
