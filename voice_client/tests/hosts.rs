@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 use relay::config::Config;
 use relay::server::{Relay, RelayHandle};
 use voice_client::{
-    AudioInput, AudioOutput, ChannelId, Client, ClientConfig, ConnectionStatus, Event, TlsTrust,
-    TransmitMode, VoicePath,
+    AccessToken, AudioInput, AudioOutput, ChannelId, Client, ClientConfig, ConnectionStatus, Event,
+    TlsTrust, TransmitMode, VoicePath,
 };
 
-/// The relay of every test here: dual-stack on `[::]`, TLS with an in-memory certificate.
+/// The relay of every test here: dual-stack on `[::]`, TLS with an in-memory certificate, tokens
+/// signed by its own key.
 fn start_relay() -> RelayHandle {
     let cfg = Config {
         listen: "[::]:0".parse().unwrap(),
@@ -22,9 +23,16 @@ fn start_relay() -> RelayHandle {
     Relay::bind(cfg).unwrap().spawn().unwrap()
 }
 
-fn client(host: &str, name: &str, reconnect: bool) -> Client {
+/// A client of `host`; with `relay`, pinning its certificate and presenting a token it minted.
+fn client(relay: Option<&RelayHandle>, host: &str, name: &str, reconnect: bool) -> Client {
     let mut cfg = ClientConfig::with_host(host, name);
     cfg.tls = TlsTrust::TrustOnFirstUse;
+    if let Some(relay) = relay {
+        cfg.tls = TlsTrust::Pinned(relay.fingerprint().expect("TLS by default"));
+        cfg.token = Some(AccessToken(
+            relay.token_for(name).expect("the relay's own key"),
+        ));
+    }
     cfg.input = AudioInput::Tone {
         hz: 300.0,
         amplitude: 0.3,
@@ -60,8 +68,8 @@ fn a_dual_stack_relay_serves_a_host_name_and_an_ipv6_literal() {
     let relay = start_relay();
     let port = relay.local_addr().port();
     assert!(relay.local_addr().is_ipv6());
-    let a = client(&format!("localhost:{port}"), "alice", true);
-    let b = client(&format!("[::1]:{port}"), "bob", true);
+    let a = client(Some(&relay), &format!("localhost:{port}"), "alice", true);
+    let b = client(Some(&relay), &format!("[::1]:{port}"), "bob", true);
     assert!(
         wait_until(Duration::from_secs(8), || received(&a) > 20
             && received(&b) > 20),
@@ -76,7 +84,7 @@ fn a_dual_stack_relay_serves_a_host_name_and_an_ipv6_literal() {
 #[test]
 fn a_host_that_does_not_resolve_is_a_failed_attempt() {
     // No port: the resolver refuses it without asking any DNS server.
-    let c = client("localhost", "nobody", false);
+    let c = client(None, "localhost", "nobody", false);
     let mut statuses = Vec::new();
     let until = Instant::now() + Duration::from_secs(5);
     while let Some(left) = until.checked_duration_since(Instant::now()) {

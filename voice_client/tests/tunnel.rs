@@ -14,11 +14,12 @@ use std::time::{Duration, Instant};
 use relay::config::Config;
 use relay::server::{Relay, RelayHandle};
 use voice_client::{
-    AudioInput, AudioOutput, ChannelId, Client, ClientConfig, ConnectionStatus, Event, TlsTrust,
-    TransmitMode, VoicePath,
+    AccessToken, AudioInput, AudioOutput, ChannelId, Client, ClientConfig, ConnectionStatus, Event,
+    TlsTrust, TransmitMode, VoicePath,
 };
 
-/// The relay of every test here (TLS with an in-memory certificate).
+/// The relay of every test here (TLS with an in-memory certificate, tokens signed by its own
+/// key).
 fn start_relay() -> RelayHandle {
     start_relay_with(1)
 }
@@ -34,10 +35,15 @@ fn start_relay_with(workers: usize) -> RelayHandle {
     Relay::bind(cfg).unwrap().spawn().unwrap()
 }
 
-/// A client that talks (a continuous tone) and listens, in channel 2.
-fn client(server: SocketAddr, name: &str) -> Client {
+/// A client that talks (a continuous tone) and listens, in channel 2, connecting to `server`
+/// (the relay or a proxy in front of it), pinning the relay's certificate and presenting a token
+/// it minted.
+fn client(relay: &RelayHandle, server: SocketAddr, name: &str) -> Client {
     let mut cfg = ClientConfig::new(server, name);
-    cfg.tls = TlsTrust::TrustOnFirstUse;
+    cfg.tls = TlsTrust::Pinned(relay.fingerprint().expect("TLS by default"));
+    cfg.token = Some(AccessToken(
+        relay.token_for(name).expect("the relay's own key"),
+    ));
     cfg.input = AudioInput::Tone {
         hz: 300.0,
         amplitude: 0.3,
@@ -243,8 +249,8 @@ fn longest_gap(a: &Client, b: &Client, span: Duration) -> Duration {
 fn blocked_udp_moves_voice_into_the_tunnel_and_back() {
     let relay = start_relay();
     let proxy = Proxy::start(relay.local_addr(), false);
-    let a = client(proxy.addr, "alice");
-    let b = client(relay.local_addr(), "bob");
+    let a = client(&relay, proxy.addr, "alice");
+    let b = client(&relay, relay.local_addr(), "bob");
     let (_, up) = statuses_until(&a, Duration::from_secs(5), on(VoicePath::Udp));
     assert!(up, "alice on UDP");
     assert!(
@@ -304,8 +310,8 @@ fn a_client_whose_udp_never_gets_through_talks_through_the_tunnel() {
     let relay = start_relay();
     let proxy = Proxy::start(relay.local_addr(), true);
     let t0 = Instant::now();
-    let a = client(proxy.addr, "alice");
-    let b = client(relay.local_addr(), "bob");
+    let a = client(&relay, proxy.addr, "alice");
+    let b = client(&relay, relay.local_addr(), "bob");
     let (seen, tunneled) = statuses_until(&a, Duration::from_secs(5), on(VoicePath::Tunnel));
     assert!(tunneled, "{seen:?}");
     assert!(
@@ -337,10 +343,10 @@ fn a_client_whose_udp_never_gets_through_talks_through_the_tunnel() {
 fn a_tunneled_member_hears_and_is_heard_across_workers() {
     let relay = start_relay_with(4);
     let proxy = Proxy::start(relay.local_addr(), true);
-    let a = client(proxy.addr, "alice");
+    let a = client(&relay, proxy.addr, "alice");
     let others: Vec<Client> = ["bob", "carol", "dave"]
         .iter()
-        .map(|n| client(relay.local_addr(), n))
+        .map(|n| client(&relay, relay.local_addr(), n))
         .collect();
     let (seen, tunneled) = statuses_until(&a, Duration::from_secs(5), on(VoicePath::Tunnel));
     assert!(tunneled, "{seen:?}");
@@ -374,8 +380,8 @@ fn a_tunneled_member_hears_and_is_heard_across_workers() {
 fn a_nat_rebinding_is_recovered_by_registering_again() {
     let relay = start_relay();
     let proxy = Proxy::start(relay.local_addr(), false);
-    let a = client(proxy.addr, "alice");
-    let b = client(relay.local_addr(), "bob");
+    let a = client(&relay, proxy.addr, "alice");
+    let b = client(&relay, relay.local_addr(), "bob");
     assert!(statuses_until(&a, Duration::from_secs(5), on(VoicePath::Udp)).1);
     assert!(wait_until(Duration::from_secs(5), || received(&b) > 20));
     // The NAT maps alice to a new public port; her client does not know. The relay drops what
