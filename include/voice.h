@@ -879,6 +879,8 @@ voice_result voice_receiver_push_sealed(struct voice_receiver *receiver,
                                         const uint8_t *packet,
                                         size_t len);
 
+// Connection status and tunnel fallback — the functions of this feature follow.
+//
 // Writes the connection status, the voice path and the tunnel counters to `*out`. Like
 // `voice_client_stats`, the snapshot is taken by a library thread (`VOICE_ERR_IO` if the
 // engine does not answer within a second).
