@@ -108,6 +108,37 @@ mod tests {
     }
 
     #[test]
+    fn switching_paths_keeps_one_replay_window() {
+        let (mut st, now, t) = three();
+        let src = addr(1000 + t[0].0 as u16);
+        let mut w = Senders::new(st.limits);
+        let mut out = Vec::new();
+        let h1 = Header::voice(t[0], 1, 0);
+        let snap = Snapshot::of(&st, st.version());
+        w.accept_voice(&snap, now, src, &h1, 100, &mut out)
+            .expect("over UDP");
+        st.set_tunnel(t[0], true);
+        let snap = Snapshot::of(&st, st.version());
+        assert_eq!(
+            w.accept_tunneled(&snap, now, t[0], &h1, 100, &mut out),
+            Err(DropReason::Duplicate),
+            "a UDP datagram replayed through the tunnel"
+        );
+        let h2 = Header::voice(t[0], 2, 0);
+        w.accept_tunneled(&snap, now, t[0], &h2, 100, &mut out)
+            .expect("through the tunnel");
+        st.set_tunnel(t[0], false);
+        let snap = Snapshot::of(&st, st.version());
+        assert_eq!(
+            w.accept_voice(&snap, now, src, &h2, 100, &mut out),
+            Err(DropReason::Duplicate),
+            "a tunneled datagram replayed over UDP"
+        );
+        w.accept_voice(&snap, now, src, &Header::voice(t[0], 3, 0), 100, &mut out)
+            .expect("over UDP again");
+    }
+
+    #[test]
     fn tunneled_voice_gets_the_udp_checks_and_reaches_both_kinds_of_member() {
         let (mut st, now, t) = three();
         st.set_tunnel(t[0], true);
@@ -130,6 +161,13 @@ mod tests {
             Err(DropReason::Duplicate)
         );
         assert!(udp.is_empty());
+        // Housekeeping keeps a tunneled sender's window: the replay stays a duplicate.
+        control.retain_live(&snap);
+        assert_eq!(control.len(), 1);
+        assert_eq!(
+            control.accept_tunneled(&snap, now, t[0], &h, 100, &mut udp),
+            Err(DropReason::Duplicate)
+        );
         let forged = Header::voice(t[1], 8, 0);
         assert_eq!(
             control.accept_tunneled(&snap, now, t[0], &forged, 100, &mut udp),
