@@ -1289,6 +1289,8 @@ namespace Voice
         public static extern voice_result voice_receiver_push_sealed(IntPtr receiver, IntPtr opener, ulong now_us, [In] byte[] packet, UIntPtr len);
 
         /// <summary>
+        /// Connection status and tunnel fallback — the functions of this feature follow.
+        ///
         /// Writes the connection status, the voice path and the tunnel counters to `*out`. Like
         /// `voice_client_stats`, the snapshot is taken by a library thread (`VOICE_ERR_IO` if the
         /// engine does not answer within a second).
