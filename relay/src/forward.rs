@@ -381,9 +381,9 @@ impl Senders {
     /// (housekeeping, off the per-datagram path).
     pub fn retain_live(&mut self, snap: &Snapshot) {
         self.map.retain(|t, s| {
-            snap.peers.get(t).is_some_and(|p| {
-                p.udp == Some(s.addr) || (s.addr == TUNNEL_ADDR && p.tunnel)
-            })
+            snap.peers
+                .get(t)
+                .is_some_and(|p| p.udp == Some(s.addr) || (s.addr == TUNNEL_ADDR && p.tunnel))
         });
     }
 

@@ -381,14 +381,9 @@ impl Path {
         };
         match h.kind {
             DatagramKind::Voice => {
-                let r = self.senders.accept_voice(
-                    snap,
-                    now,
-                    src,
-                    &h,
-                    data.len(),
-                    &mut self.recipients,
-                );
+                let r =
+                    self.senders
+                        .accept_voice(snap, now, src, &h, data.len(), &mut self.recipients);
                 self.accepted(snap, &h, data, r)
             }
             DatagramKind::Register => {
