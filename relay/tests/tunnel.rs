@@ -179,3 +179,33 @@ fn only_an_admitted_session_can_tunnel() {
     assert_eq!(delta(&before, &after, "voice_accepted"), 0);
     assert_eq!(delta(&before, &after, "drop_unbound_source"), 1);
 }
+
+#[test]
+fn a_flood_of_path_changes_is_held_to_the_control_budget() {
+    let relay = start(|_| {});
+    let mut g = group(relay.local_addr(), 1, &["a", "b"]);
+    let before = g[1].stats();
+    // Each change republishes the routing snapshot: 400 alternating requests at once exceed
+    // the budget (burst 100, 50/s).
+    for i in 0..400 {
+        tunnel(&mut g[0], i % 2 == 0, Vec::new());
+    }
+    let mut refused = 0;
+    while let Some(m) = g[0].ctl.try_recv(QUIET) {
+        if let ServerMessage::Error { code, .. } = m {
+            assert_eq!(code, ErrorCode::RateLimited);
+            refused += 1;
+        }
+    }
+    let after = g[1].stats();
+    // Once the budget is spent every other message is a refused change (the one after it
+    // asks for the path the session still has, which is free).
+    assert!(refused >= 120, "{refused} of 400 changes refused");
+    assert_eq!(delta(&before, &after, "tcp_rate_limited"), refused);
+    // The session is still served, voice still flows.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    tunnel(&mut g[0], false, Vec::new());
+    let _ = g[0].stats();
+    let d = g[1].talk(b"still here");
+    g[0].expect_udp(&d);
+}

@@ -13,10 +13,11 @@
 
 use std::time::Instant;
 
-use voice_core::proto::tcp::ServerMessage;
+use voice_core::proto::tcp::{ErrorCode, ServerMessage};
 use voice_core::proto::SessionToken;
 
 use super::Relay;
+use crate::control;
 use crate::stats::Counter;
 
 /// Copies a worker hands to the control thread before it refuses more (then dropped and
@@ -63,8 +64,8 @@ impl Relay {
     /// budgets and counters.
     ///
     /// A change of path republishes the snapshot, so it is charged to the session's control
-    /// request budget (a client flips a few times per outage; a flood of flips is refused and
-    /// counted as `tcp_rate_limited`, the datagram still taken).
+    /// request budget (a client flips a few times per outage; a flip over budget is ignored and
+    /// answered `Error{RateLimited}` like any request over budget, the datagram still taken).
     pub(super) fn on_tunnel(&mut self, who: SessionToken, active: bool, data: &[u8], now: Instant) {
         if let Some(s) = self.state.sessions.get_mut(&who) {
             if s.tunnel != active {
@@ -73,7 +74,10 @@ impl Relay {
                     // Workers route around (or back to) this member from their next batch on.
                     self.publish();
                 } else {
+                    let conn = s.conn;
                     self.stats.inc(Counter::TcpRateLimited);
+                    let err = control::error(ErrorCode::RateLimited, "too many path changes");
+                    self.queue(conn, &err);
                 }
             }
         }
