@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::capture::{CaptureConfig, CaptureProcessor, CaptureStats};
 use crate::codec::EncoderConfig;
 use crate::jitter::{JitterConfig, PolicyChoice};
 use crate::metrics::StreamStats;
@@ -76,6 +77,10 @@ pub struct EngineConfig {
     pub initial_channel: Option<ChannelId>,
     /// A remote sender silent this long is forgotten (its decoder freed).
     pub remote_idle_timeout: Duration,
+    /// Capture processing (high-pass, echo cancellation against our own playback mix, noise
+    /// suppression, gain control, speech detection). Off here (tests and simulations feed clean
+    /// signals); the client turns it on for a microphone.
+    pub capture: CaptureConfig,
     /// End-to-end encryption of the voice payload ([`crate::e2ee`]); off by default.
     pub e2ee: crate::e2ee::E2eeMode,
     /// The access token presented in `Hello` (minted by the relay operator's or the game's
@@ -99,6 +104,7 @@ impl Default for EngineConfig {
             auto_join: true,
             initial_channel: None,
             remote_idle_timeout: Duration::from_secs(30),
+            capture: CaptureConfig::off(),
             e2ee: crate::e2ee::E2eeMode::Off,
             token: None,
         }
@@ -263,6 +269,10 @@ pub enum Request {
     ListChannels,
     /// Ask for the relay's counters ([`Event::ServerStats`]).
     ServerStats,
+    /// Capture processing stages.
+    Capture(CaptureConfig),
+    /// Echo path delay hint in ms (device output + input latency and buffering).
+    EchoDelay(u32),
 }
 
 impl Request {
@@ -282,6 +292,8 @@ impl Request {
             Request::UserMute(..) => "user_mute",
             Request::ListChannels => "list_channels",
             Request::ServerStats => "server_stats",
+            Request::Capture(_) => "capture",
+            Request::EchoDelay(_) => "echo_delay",
         }
     }
 }
@@ -419,6 +431,7 @@ pub struct Engine {
     prefs: HashMap<SessionToken, (f32, bool)>,
     sender: Sender,
     transmitter: Transmitter,
+    capture: Option<Box<CaptureProcessor>>,
     was_transmitting: bool,
     whisper: Option<SessionToken>,
     deafened: bool,
@@ -461,6 +474,10 @@ impl Engine {
         let transmitter = Transmitter::new(cfg.transmit, cfg.vad);
         let initial_channel = cfg.initial_channel;
         let path_cfg = cfg.path;
+        let capture = cfg
+            .capture
+            .any()
+            .then(|| Box::new(CaptureProcessor::new(cfg.capture)));
         Ok(Engine {
             name: cfg.name.clone(),
             cfg,
@@ -488,6 +505,7 @@ impl Engine {
             prefs: HashMap::new(),
             sender,
             transmitter,
+            capture,
             was_transmitting: false,
             whisper: None,
             deafened: false,
@@ -885,9 +903,19 @@ impl Engine {
         }
     }
 
-    /// Handles one captured 20 ms frame: decides whether to send it and queues the datagram.
+    /// Handles one captured 20 ms frame: runs capture processing (when on), decides whether to
+    /// send it and queues the datagram.
     pub fn handle_capture(&mut self, now: Time, pcm: &[i16; FRAME_SAMPLES]) {
-        let decision = self.transmitter.decide(pcm);
+        let mut processed = *pcm;
+        let speech = match self.capture.as_mut() {
+            Some(p) => {
+                let speech = p.process(&mut processed).unwrap_or(false);
+                p.config().vad.then_some(speech)
+            }
+            None => None,
+        };
+        let pcm = &processed;
+        let decision = self.transmitter.decide_with_speech(pcm, speech);
         let path = self.monitor.path();
         let can_send = path.is_some()
             && self.state == ConnectionState::Connected
@@ -953,6 +981,10 @@ impl Engine {
             }
         }
         self.mixer.finish(out);
+        // What the loudspeaker will play is the echo canceller's far-end reference.
+        if let Some(p) = self.capture.as_mut() {
+            let _ = p.far_end(out);
+        }
         self.remotes.retain(|session, r| {
             let gone = r.left && r.receiver.is_drained();
             if gone && r.speaking {
@@ -1154,6 +1186,14 @@ impl Engine {
                 self.set_user_muted(s, m);
                 Ok(())
             }
+            Request::Capture(c) => {
+                self.set_capture(c);
+                Ok(())
+            }
+            Request::EchoDelay(ms) => {
+                self.set_echo_delay_ms(ms);
+                Ok(())
+            }
         };
         if let Err(err) = &result {
             self.events.push_back(Event::CommandFailed {
@@ -1249,6 +1289,34 @@ impl Engine {
     /// Voice-activity gate settings.
     pub fn set_vad(&mut self, vad: VadConfig) {
         self.transmitter.vad = vad;
+    }
+
+    /// Switches capture processing stages (a new processor when they change; the echo canceller
+    /// then adapts again).
+    pub fn set_capture(&mut self, cfg: CaptureConfig) {
+        if cfg == self.cfg.capture {
+            return;
+        }
+        self.cfg.capture = cfg;
+        self.capture = cfg.any().then(|| Box::new(CaptureProcessor::new(cfg)));
+    }
+
+    /// The capture processing stages in use.
+    pub fn capture_config(&self) -> CaptureConfig {
+        self.cfg.capture
+    }
+
+    /// Updates the echo path delay hint (device output + input latency and buffering, ms).
+    pub fn set_echo_delay_ms(&mut self, ms: u32) {
+        self.cfg.capture.echo_delay_ms = ms;
+        if let Some(p) = self.capture.as_mut() {
+            p.set_echo_delay_ms(ms);
+        }
+    }
+
+    /// What capture processing measured on the last frame (`None` when it is off).
+    pub fn capture_stats(&self) -> Option<CaptureStats> {
+        self.capture.as_ref().map(|p| p.stats())
     }
 
     /// Mutes or unmutes our microphone.
