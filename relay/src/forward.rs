@@ -16,6 +16,15 @@
 //! new worker starts a fresh window and fresh budgets for the new binding. A rebinding needs a
 //! registration proof with a growing counter, so only the session's owner can trigger it, and
 //! the replay window of the new binding rejects repeats from then on.
+//!
+//! # Tunneled sessions
+//! A session whose voice rides its control connection (tunnel fallback) is left out of the UDP
+//! recipients ([`Snapshot::route`]) and listed by [`Snapshot::tunnel_recipients`] instead: a
+//! worker that accepted a datagram for such members hands a copy to the control plane (which
+//! owns the connections) over a channel. Voice that arrives through a tunnel is decided on the
+//! control thread by worker 0's per-datagram path (tag check included) with the same snapshot
+//! and the same [`Senders`] checks ([`Senders::accept_tunneled`]), its sender authenticated by
+//! the connection instead of a source address.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -42,6 +51,8 @@ pub struct Peer {
     pub tag_key: TagKey,
     /// Whom its token lets it whisper to.
     pub whisper: WhisperScope,
+    /// Its voice travels through the control connection.
+    pub tunnel: bool,
 }
 
 /// An immutable view of sessions, bindings and channel membership, published by the control
@@ -51,8 +62,11 @@ pub struct Snapshot {
     /// Increases with every publication.
     pub generation: u64,
     peers: TokenMap<Peer>,
-    /// Bound members of each channel in join order, with their addresses.
+    /// Bound members of each channel in join order, with their addresses (tunneled ones left
+    /// out).
     channels: HashMap<ChannelId, Vec<(SessionToken, SocketAddr)>>,
+    /// Tunneled members of each channel in join order (only channels that have some).
+    tunneled: HashMap<ChannelId, Vec<SessionToken>>,
 }
 
 impl Snapshot {
@@ -69,6 +83,7 @@ impl Snapshot {
                         channel: s.channel,
                         tag_key: s.tag_key.clone(),
                         whisper: s.grants.whisper,
+                        tunnel: s.tunnel,
                     },
                 )
             })
@@ -80,16 +95,38 @@ impl Snapshot {
                 let bound = c
                     .members
                     .iter()
-                    .filter_map(|t| state.sessions.get(t).and_then(|s| s.udp.map(|a| (*t, a))))
+                    .filter_map(|t| {
+                        let s = state.sessions.get(t).filter(|s| !s.tunnel)?;
+                        s.udp.map(|a| (*t, a))
+                    })
                     .collect();
                 (c.id, bound)
+            })
+            .collect();
+        let tunneled = state
+            .channels
+            .values()
+            .filter_map(|c| {
+                let t: Vec<SessionToken> = c
+                    .members
+                    .iter()
+                    .copied()
+                    .filter(|t| state.sessions.get(t).is_some_and(|s| s.tunnel))
+                    .collect();
+                (!t.is_empty()).then_some((c.id, t))
             })
             .collect();
         Snapshot {
             generation,
             peers,
             channels,
+            tunneled,
         }
+    }
+
+    /// Whether any session is tunneled (workers skip the tunnel lookup otherwise).
+    pub fn has_tunnels(&self) -> bool {
+        self.peers.values().any(|p| p.tunnel)
     }
 
     /// Whether `token` is a live session in this view.
@@ -134,6 +171,53 @@ impl Snapshot {
         if sender.udp != Some(src) {
             return Err(DropReason::UnboundSource);
         }
+        self.udp_recipients(sender, header, out)
+    }
+
+    /// Routing of a voice datagram that `who` sent through its control connection: the header
+    /// must name `who` as its sender (a connection speaks only for its own session); then the
+    /// UDP recipients exactly as [`Self::route`] gives them.
+    pub fn route_tunneled(
+        &self,
+        who: SessionToken,
+        header: &Header,
+        out: &mut Vec<SocketAddr>,
+    ) -> Result<(), DropReason> {
+        out.clear();
+        if header.sender != who {
+            return Err(DropReason::UnboundSource);
+        }
+        let sender = self
+            .peers
+            .get(&header.sender)
+            .ok_or(DropReason::UnknownSession)?;
+        self.udp_recipients(sender, header, out)
+    }
+
+    /// The tunneled sessions that receive an accepted voice datagram with `header` (cleared
+    /// first; never the sender).
+    pub fn tunnel_recipients(&self, header: &Header, out: &mut Vec<SessionToken>) {
+        out.clear();
+        let tunneled =
+            |t: &SessionToken| *t != header.sender && self.peers.get(t).is_some_and(|p| p.tunnel);
+        if header.target.is_none() {
+            let Some(ch) = self.peers.get(&header.sender).and_then(|p| p.channel) else {
+                return;
+            };
+            if let Some(members) = self.tunneled.get(&ch) {
+                out.extend(members.iter().copied().filter(|t| tunneled(t)));
+            }
+        } else if tunneled(&header.target) {
+            out.push(header.target);
+        }
+    }
+
+    fn udp_recipients(
+        &self,
+        sender: &Peer,
+        header: &Header,
+        out: &mut Vec<SocketAddr>,
+    ) -> Result<(), DropReason> {
         if header.target.is_none() {
             let ch = sender.channel.ok_or(DropReason::NotInChannel)?;
             let members = self.channels.get(&ch).ok_or(DropReason::NotInChannel)?;
@@ -155,12 +239,22 @@ impl Snapshot {
             if !sender.whisper.allows(sender.channel, target.channel) {
                 return Err(DropReason::WhisperForbidden);
             }
+            if target.tunnel {
+                // Its copy goes through the tunnel.
+                return Ok(());
+            }
             let addr = target.udp.ok_or(DropReason::WhisperNoTarget)?;
             out.push(addr);
             Ok(())
         }
     }
 }
+
+/// The address a tunneled sender's state is kept under (it has no UDP source).
+const TUNNEL_ADDR: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::UNSPECIFIED,
+    0,
+));
 
 /// A sender's sequence window and budgets, owned by one worker.
 #[derive(Debug)]
@@ -241,7 +335,10 @@ impl Senders {
                 .map
                 .entry(header.sender)
                 .or_insert_with(|| SenderState::new(src, limits, now));
-            if s.addr != src {
+            if s.addr == TUNNEL_ADDR {
+                // Back from the tunnel on the address it stayed bound to: the same window.
+                s.addr = src;
+            } else if s.addr != src {
                 *s = SenderState::new(src, limits, now);
             }
             s.admit(now, header, len)
@@ -252,11 +349,42 @@ impl Senders {
         r
     }
 
-    /// Forgets senders that are gone from `snap` or no longer bound to the address their state
-    /// belongs to (housekeeping, off the per-datagram path).
+    /// [`Self::accept_voice`] for a datagram that arrived through `who`'s control connection
+    /// (worker 0's `Senders`, on the control thread): routing with
+    /// [`Snapshot::route_tunneled`], then the same replay window and budgets (the state the
+    /// sender's UDP voice on this worker built, when there is one: switching paths does not
+    /// reopen the replay window).
+    pub fn accept_tunneled(
+        &mut self,
+        snap: &Snapshot,
+        now: Instant,
+        who: SessionToken,
+        header: &Header,
+        len: usize,
+        out: &mut Vec<SocketAddr>,
+    ) -> Result<(), DropReason> {
+        let r = snap.route_tunneled(who, header, out).and_then(|()| {
+            let limits = &self.limits;
+            self.map
+                .entry(header.sender)
+                .or_insert_with(|| SenderState::new(TUNNEL_ADDR, limits, now))
+                .admit(now, header, len)
+        });
+        if r.is_err() {
+            out.clear();
+        }
+        r
+    }
+
+    /// Forgets senders that are gone from `snap`, or no longer bound to the address their
+    /// state belongs to, or (state created by tunneled voice) no longer tunneled
+    /// (housekeeping, off the per-datagram path).
     pub fn retain_live(&mut self, snap: &Snapshot) {
-        self.map
-            .retain(|t, s| snap.peers.get(t).is_some_and(|p| p.udp == Some(s.addr)));
+        self.map.retain(|t, s| {
+            snap.peers
+                .get(t)
+                .is_some_and(|p| p.udp == Some(s.addr) || (s.addr == TUNNEL_ADDR && p.tunnel))
+        });
     }
 
     /// Senders tracked.
@@ -347,6 +475,7 @@ mod tests {
         st.add_member(SessionToken(4), ChannelId(2));
         st.remove_member(SessionToken(5));
         st.sessions.get_mut(&SessionToken(3)).unwrap().udp = None;
+        st.set_tunnel(SessionToken(2), true);
         let snap = Snapshot::of(&st, 1);
         let (mut a, mut b) = (Vec::new(), Vec::new());
         for sender in 0..7 {
@@ -360,6 +489,18 @@ mod tests {
                     );
                     assert_eq!(a, b);
                 }
+                let h = voice(sender, target, 0);
+                let who = SessionToken(sender);
+                let (mut ta, mut tb) = (Vec::new(), Vec::new());
+                let r = snap.route_tunneled(who, &h, &mut a);
+                let expected = st.sessions.get(&who).map(|s| s.udp);
+                if let Some(Some(src)) = expected {
+                    assert_eq!(r, st.route(src, &h, &mut b), "tunneled {sender} {target}");
+                    assert_eq!(a, b);
+                }
+                snap.tunnel_recipients(&h, &mut ta);
+                st.tunnel_recipients(&h, &mut tb);
+                assert_eq!(ta, tb, "tunnel recipients {sender} {target}");
             }
         }
     }

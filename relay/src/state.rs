@@ -169,6 +169,9 @@ pub struct Session {
     pub conn: usize,
     /// Bound UDP address, once registered.
     pub udp: Option<SocketAddr>,
+    /// Its voice travels through the control connection (the client said so with
+    /// `ClientMessage::Tunnel`): forwarded voice goes there instead of to `udp`.
+    pub tunnel: bool,
     /// Current channel.
     pub channel: Option<ChannelId>,
     register_counter: u64,
@@ -279,6 +282,7 @@ impl State {
                 tag_key: TagKey::derive(&secret),
                 conn,
                 udp: None,
+                tunnel: false,
                 channel: None,
                 register_counter: 0,
                 control: TokenBucket::new(l.control, now),
@@ -365,6 +369,21 @@ impl State {
         if sender.udp != Some(src) {
             return Err(DropReason::UnboundSource);
         }
+        self.udp_recipients(header, out)
+    }
+
+    /// The UDP addresses that receive a voice datagram with `header` whose sender exists and
+    /// was authenticated (by source address, or by its tunnel). Tunneled members are left out
+    /// ([`Self::tunnel_recipients`] lists them).
+    pub(crate) fn udp_recipients(
+        &self,
+        header: &Header,
+        out: &mut Vec<SocketAddr>,
+    ) -> Result<(), DropReason> {
+        let sender = self
+            .sessions
+            .get(&header.sender)
+            .ok_or(DropReason::UnknownSession)?;
         if header.target.is_none() {
             let ch = sender.channel.ok_or(DropReason::NotInChannel)?;
             let channel = self.channels.get(&ch).ok_or(DropReason::NotInChannel)?;
@@ -372,7 +391,12 @@ impl State {
                 if *m == header.sender {
                     continue;
                 }
-                if let Some(addr) = self.sessions.get(m).and_then(|s| s.udp) {
+                if let Some(addr) = self
+                    .sessions
+                    .get(m)
+                    .filter(|s| !s.tunnel)
+                    .and_then(|s| s.udp)
+                {
                     out.push(addr);
                 }
             }
@@ -387,6 +411,10 @@ impl State {
                 .ok_or(DropReason::WhisperNoTarget)?;
             if !sender.grants.whisper.allows(sender.channel, target.channel) {
                 return Err(DropReason::WhisperForbidden);
+            }
+            if target.tunnel {
+                // Its copy goes through the tunnel.
+                return Ok(());
             }
             let addr = target.udp.ok_or(DropReason::WhisperNoTarget)?;
             out.push(addr);
@@ -406,6 +434,11 @@ impl State {
     /// [`Snapshot`](crate::forward::Snapshot) when it moved.
     pub fn version(&self) -> u64 {
         self.version
+    }
+
+    /// Marks a change the forwarding path must see (made outside the methods above).
+    pub(crate) fn bump_version(&mut self) {
+        self.version += 1;
     }
 
     /// Puts `who` into `channel` (appended to the member list). The caller removed it from any
@@ -435,6 +468,11 @@ impl State {
         self.channels
             .get(&channel)
             .map_or(&[][..], |c| &c.members[..])
+    }
+
+    /// Sessions whose voice is tunneled.
+    pub fn tunneled_count(&self) -> usize {
+        self.sessions.values().filter(|s| s.tunnel).count()
     }
 
     /// Sessions with a bound UDP address.

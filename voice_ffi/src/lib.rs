@@ -22,10 +22,12 @@ pub mod client;
 mod handle;
 mod stats_worker;
 pub mod stream;
-// Last, so that its functions form the last block of include/voice.h (E2EE, then capture
-// processing, issue 15).
+// After the others, so that its functions form a block near the end of include/voice.h (E2EE,
+// then capture processing, issue 15).
 pub mod e2ee;
 pub mod processor;
+// Last, so its items form the last block of include/voice.h.
+pub mod net;
 
 use std::ffi::c_char;
 
