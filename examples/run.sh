@@ -16,8 +16,9 @@ cd "$(dirname "$0")/.."
 tdir=${CARGO_TARGET_DIR:-target}
 out=$tdir/examples
 mkdir -p "$out"
-cargo build --release -p voice_ffi
-cargo build --release --bin relay --bin voice-bot
+# The workspace's libraries and binaries, resolved as `cargo test --release` resolves them (see the
+# feature pins in benches/Cargo.toml), so after the test suite nothing is rebuilt.
+cargo build --release --lib --bins
 lib=$tdir/release/libvoice_ffi.a
 relay_bin=$tdir/release/relay
 libs=(-lasound -lpthread -ldl -lm)

@@ -14,17 +14,19 @@
 #   scripts/build-c-lib.sh [--no-devices] [OUT]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-features=()
+# The workspace's libraries (resolved like the test suite's build, so CI reuses it), or voice_ffi
+# alone without its default features.
+features=(--lib)
 system_libs=(-lasound -lpthread -ldl -lm -lgcc_s)
 if [ "${1:-}" = --no-devices ]; then
-  features=(--no-default-features)
+  features=(-p voice_ffi --no-default-features)
   system_libs=(-lpthread -ldl -lm -lgcc_s)
   shift
 fi
 tdir=${CARGO_TARGET_DIR:-target}
 out=${1:-$tdir/c}
 mkdir -p "$out"
-cargo build --release -p voice_ffi "${features[@]}"
+cargo build --release "${features[@]}"
 rust_a=$tdir/release/libvoice_ffi.a
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 major=${version%%.*}

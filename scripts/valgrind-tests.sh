@@ -16,14 +16,21 @@ vg=(valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kin
 vg_ffi=(valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,possible
     --show-possibly-lost=yes --suppressions=examples/valgrind.supp
     --suppressions=scripts/valgrind-rust-tests.supp)
-for entry in "${tests[@]}"; do
-  read -r pkg test <<<"$entry"
-  exe=$(cargo test --release -p "$pkg" --test "$test" --no-run --message-format=json 2>/dev/null \
-    | python3 -c 'import json,sys
+# One build of every test executable, resolved exactly as the test suite's (no `-p`: selecting a
+# package changes feature unification and would rebuild the workspace), listed as
+# "package test executable".
+exes=$(cargo test --release --no-run --message-format=json 2>/dev/null | python3 -c 'import json,sys
 for l in sys.stdin:
     m = json.loads(l)
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["test"]:
-        print(m["executable"])' | tail -1)
+        # path+file:///…/DIR#NAME@VERSION, or path+file:///…/NAME#VERSION
+        where, frag = m["package_id"].split("#")
+        pkg = frag.split("@")[0] if "@" in frag else where.rstrip("/").split("/")[-1]
+        print(pkg, m["target"]["name"], m["executable"])')
+for entry in "${tests[@]}"; do
+  read -r pkg test <<<"$entry"
+  exe=$(awk -v p="$pkg" -v t="$test" '$1 == p && $2 == t { print $3 }' <<<"$exes" | tail -1)
+  [ -n "$exe" ] || { echo "valgrind-tests: no test executable for $pkg/$test" >&2; exit 1; }
   echo "valgrind: $pkg/$test"
   if [ "$pkg" = voice_ffi ]; then
     # The C ABI is held to the C examples' bar: a "possibly lost" block fails too (the libtest

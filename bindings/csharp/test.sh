@@ -18,9 +18,8 @@ work=$(mktemp -d)
 trap '[ -f "$work/relay.pid" ] && kill "$(cat "$work/relay.pid")" 2>/dev/null; rm -rf "$work"' EXIT
 python3 "$here/gen.py" --check --layout "$work"
 
-cargo build --release -p voice_ffi
-# The same commands as examples/run.sh, so CI reuses its artefacts (same feature resolution).
-cargo build --release --bin relay --bin voice-bot
+# The same command as examples/run.sh, so CI reuses its artefacts (same feature resolution).
+cargo build --release --lib --bins
 lib=$tdir/csharp/lib
 if [ ! "$lib/libvoice.so" -nt "$tdir/release/libvoice_ffi.a" ]; then
   scripts/build-c-lib.sh "$lib" >/dev/null
