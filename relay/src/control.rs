@@ -213,6 +213,9 @@ fn join(state: &mut State, who: SessionToken, channel: ChannelId, out: &mut Outb
     }
     if let Some(info) = state.channel_info(channel) {
         out.push((who, ServerMessage::Joined { channel: info }));
+        if let Some(spatial) = state.channel_spatial(channel) {
+            out.push((who, ServerMessage::ChannelSpatial { channel, spatial }));
+        }
     }
 }
 

@@ -27,10 +27,11 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use voice_core::proto::register::{self, RegisterError, Secret};
-use voice_core::proto::tcp::{ChannelInfo, UserInfo};
-use voice_core::proto::udp::Header;
+use voice_core::proto::tcp::{ChannelInfo, SpatialInfo, UserInfo};
+use voice_core::proto::udp::{Header, Position};
 use voice_core::proto::{ChannelId, SessionToken};
 use voice_core::seq::{ReplayCheck, ReplayWindow, SeqUnwrapper};
+use voice_core::spatial::Attenuation;
 
 use crate::budget::{Limit, TokenBucket};
 use crate::config::Config;
@@ -156,6 +157,8 @@ pub struct Session {
     pub udp: Option<SocketAddr>,
     /// Current channel.
     pub channel: Option<ChannelId>,
+    /// Last position from an accepted Voice or Ping datagram (forgotten on leaving a channel).
+    pub position: Option<Position>,
     register_counter: u64,
     seq: SeqUnwrapper,
     replay: ReplayWindow,
@@ -186,6 +189,8 @@ pub struct Channel {
     pub name: String,
     /// Members in join order.
     pub members: Vec<SessionToken>,
+    /// 3D settings; `None` for a 2D channel.
+    pub spatial: Option<Attenuation>,
 }
 
 /// All sessions and channels.
@@ -218,6 +223,7 @@ impl State {
                             id,
                             name: c.name.clone(),
                             members: Vec::new(),
+                            spatial: c.spatial,
                         },
                     )
                 })
@@ -261,6 +267,7 @@ impl State {
                 conn,
                 udp: None,
                 channel: None,
+                position: None,
                 register_counter: 0,
                 seq: SeqUnwrapper::new(),
                 replay: ReplayWindow::new(),
@@ -422,6 +429,64 @@ impl State {
         r
     }
 
+    /// Records `sender`'s position from an accepted datagram (`None` keeps the last one).
+    pub fn record_position(&mut self, sender: SessionToken, position: Option<Position>) {
+        if let (Some(p), Some(s)) = (position, self.sessions.get_mut(&sender)) {
+            s.position = Some(p);
+        }
+    }
+
+    /// Proximity culling, after [`Self::accept_voice`] filled `out`: records the sender's
+    /// `position`, and for channel voice in a 3D channel from a sender with a position keeps in
+    /// `out` only members within the channel's `max_distance` of it (members whose position is
+    /// unknown stay). Returns how many recipients were culled; 0 for 2D channels and whispers.
+    pub fn cull_out_of_range(
+        &mut self,
+        header: &Header,
+        position: Option<Position>,
+        out: &mut Vec<SocketAddr>,
+    ) -> usize {
+        self.record_position(header.sender, position);
+        let Some(from) = position else { return 0 };
+        if !header.target.is_none() {
+            return 0;
+        }
+        let Some(ch) = self
+            .sessions
+            .get(&header.sender)
+            .and_then(|s| s.channel)
+            .and_then(|c| self.channels.get(&c))
+        else {
+            return 0;
+        };
+        let Some(a) = ch.spatial else { return 0 };
+        let range2 = a.max_distance * a.max_distance;
+        let before = out.len();
+        out.clear();
+        for m in &ch.members {
+            if *m == header.sender {
+                continue;
+            }
+            let Some(s) = self.sessions.get(m) else {
+                continue;
+            };
+            if let Some(addr) = s.udp {
+                if s.position
+                    .is_none_or(|p| p.distance_squared(from) <= range2)
+                {
+                    out.push(addr);
+                }
+            }
+        }
+        before - out.len()
+    }
+
+    /// The 3D settings of `channel` as announced to clients (`None`: 2D or unknown channel).
+    pub fn channel_spatial(&self, channel: ChannelId) -> Option<SpatialInfo> {
+        let a = self.channels.get(&channel)?.spatial?;
+        SpatialInfo::from_attenuation(&a).ok()
+    }
+
     /// Puts `who` into `channel` (appended to the member list). The caller removed it from any
     /// previous channel.
     pub fn add_member(&mut self, who: SessionToken, channel: ChannelId) {
@@ -435,6 +500,7 @@ impl State {
     /// Takes `who` out of its channel; returns the channel it was in.
     pub fn remove_member(&mut self, who: SessionToken) -> Option<ChannelId> {
         let s = self.sessions.get_mut(&who)?;
+        s.position = None;
         let ch = s.channel.take()?;
         if let Some(c) = self.channels.get_mut(&ch) {
             c.members.retain(|m| *m != who);

@@ -35,8 +35,12 @@ use crate::proto::tcp::{
     validate_chat, ChannelInfo, ClientMessage, ErrorCode, ServerMessage, UserInfo, CONTROL_VERSION,
     MAX_CHAT_LEN,
 };
-use crate::proto::udp::{self, DatagramKind, Header, MAX_DATAGRAM};
+use crate::proto::udp::{self, DatagramKind, Header, Position, MAX_DATAGRAM};
 use crate::proto::{ChannelId, SessionToken};
+use crate::spatial::{
+    Attenuation, EarParams, ListenerPose, SpatialError, SpatialVoice, StereoMixer,
+    STEREO_FRAME_SAMPLES,
+};
 use crate::stream::{FrameSource, Receiver, Sender};
 use crate::time::Time;
 use crate::vad::{FrameDecision, TransmitMode, Transmitter, VadConfig};
@@ -353,6 +357,10 @@ struct Remote {
     frame: Box<[i16; FRAME_SAMPLES]>,
     /// The sender left: play out what is buffered, accept nothing new, then forget it.
     left: bool,
+    /// Last position the sender's datagrams carried.
+    position: Option<Position>,
+    /// Stereo rendering state (interaural delay history, ramp).
+    voice: SpatialVoice,
 }
 
 /// A datagram waiting to be sent.
@@ -387,6 +395,10 @@ pub struct Engine {
     deafened: bool,
     reports: HashMap<SessionToken, (u16, Time)>,
     mixer: Mixer,
+    stereo: StereoMixer,
+    listener: ListenerPose,
+    channel_spatial: Option<Attenuation>,
+    spatial_override: Option<Attenuation>,
     control_out: VecDeque<ClientMessage>,
     datagrams_out: VecDeque<Outgoing>,
     events: VecDeque<Event>,
@@ -440,6 +452,10 @@ impl Engine {
             deafened: false,
             reports: HashMap::new(),
             mixer: Mixer::new(),
+            stereo: StereoMixer::new(),
+            listener: ListenerPose::default(),
+            channel_spatial: None,
+            spatial_override: None,
             control_out: VecDeque::new(),
             datagrams_out: VecDeque::with_capacity(8),
             events: VecDeque::new(),
@@ -483,6 +499,7 @@ impl Engine {
         self.next_ping = None;
         self.next_report = None;
         self.channel = None;
+        self.channel_spatial = None;
         self.members.clear();
         self.remotes.clear();
         self.reports.clear();
@@ -535,6 +552,8 @@ impl Engine {
                 }
             }
             ServerMessage::Joined { channel } => {
+                // 2D until a `ChannelSpatial` for this channel follows.
+                self.channel_spatial = None;
                 self.channel = Some(channel.id);
                 self.desired_channel = Some(channel.id);
                 self.members = channel
@@ -549,6 +568,7 @@ impl Engine {
             }
             ServerMessage::Left { channel } => {
                 self.channel = None;
+                self.channel_spatial = None;
                 self.desired_channel = None;
                 self.members.clear();
                 self.events.push_back(Event::ChannelLeft { channel });
@@ -612,6 +632,17 @@ impl Engine {
             ServerMessage::Error { code, message } => {
                 self.events.push_back(Event::Error { code, message })
             }
+            ServerMessage::ChannelSpatial { channel, spatial } => {
+                if Some(channel) == self.channel {
+                    match spatial.attenuation() {
+                        Ok(a) => self.channel_spatial = Some(a),
+                        Err(e) => {
+                            self.channel_spatial = None;
+                            log::warn!("relay announced unusable 3D settings: {e}");
+                        }
+                    }
+                }
+            }
         }
     }
 
@@ -672,7 +703,10 @@ impl Engine {
                 self.udp_rtt = Some(now.saturating_since(sent));
             }
             DatagramKind::Voice if h.sender != self.session && !h.sender.is_none() => {
-                self.receive_voice(now, &h, d.payload)
+                self.receive_voice(now, &h, d.payload);
+                if let (Some(p), Some(r)) = (d.position, self.remotes.get_mut(&h.sender)) {
+                    r.position = Some(p);
+                }
             }
             _ => self.rx_malformed += 1,
         }
@@ -706,6 +740,8 @@ impl Engine {
                     last_packet: now,
                     frame: Box::new([0; FRAME_SAMPLES]),
                     left: false,
+                    position: None,
+                    voice: SpatialVoice::new(),
                 },
             );
         }
@@ -747,8 +783,51 @@ impl Engine {
     }
 
     /// Produces one mixed 20 ms output frame: every remote sender's receiver ticks exactly once.
+    /// Mono: positions are ignored (see [`Engine::mix_stereo`]).
     pub fn mix(&mut self, now: Time, out: &mut [i16; FRAME_SAMPLES]) {
         self.mixer.clear();
+        self.tick_remotes(now);
+        for r in self.remotes.values() {
+            if r.speaking && !self.deafened && !r.muted {
+                self.mixer.add(&r.frame, r.volume);
+            }
+        }
+        self.mixer.finish(out);
+        self.forget_drained();
+    }
+
+    /// Produces one interleaved stereo 20 ms frame (left, right, …), ticking every receiver exactly
+    /// once like [`Engine::mix`] (call one of the two per frame, not both). In a 3D channel (the
+    /// relay's [`ServerMessage::ChannelSpatial`] or [`Engine::set_channel_attenuation`]) a sender
+    /// whose datagrams carry a position is placed by its distance model and ILD/ITD relative to
+    /// the [listener pose](Engine::set_listener); whispers, senders without a position and every
+    /// voice of a 2D channel are centred.
+    pub fn mix_stereo(&mut self, now: Time, out: &mut [i16; STEREO_FRAME_SAMPLES]) {
+        self.stereo.clear();
+        self.tick_remotes(now);
+        let att = self.spatial_attenuation();
+        for r in self.remotes.values_mut() {
+            if !r.speaking {
+                // The next spurt starts where the sender then is, without a glide.
+                r.voice.reset();
+                continue;
+            }
+            if self.deafened || r.muted {
+                continue;
+            }
+            match (att, r.position, r.whisper) {
+                (Some(a), Some(p), false) => {
+                    let ears = EarParams::for_source(&self.listener, p, &a, r.volume);
+                    self.stereo.add_spatial(&mut r.voice, &r.frame, ears);
+                }
+                _ => self.stereo.add_centered(&r.frame, r.volume),
+            }
+        }
+        self.stereo.finish(out);
+        self.forget_drained();
+    }
+
+    fn tick_remotes(&mut self, now: Time) {
         for (session, r) in self.remotes.iter_mut() {
             let (source, _) = r.receiver.tick(now, &mut r.frame);
             let speaking = source != FrameSource::Silence;
@@ -760,11 +839,10 @@ impl Engine {
                     whisper: r.whisper,
                 });
             }
-            if speaking && !self.deafened && !r.muted {
-                self.mixer.add(&r.frame, r.volume);
-            }
         }
-        self.mixer.finish(out);
+    }
+
+    fn forget_drained(&mut self) {
         self.remotes.retain(|session, r| {
             let gone = r.left && r.receiver.is_drained();
             if gone && r.speaking {
@@ -805,7 +883,15 @@ impl Engine {
                     kind: DatagramKind::Ping,
                     ..Header::voice(self.session, 0, 0)
                 };
-                self.queue_datagram(&header, &now.as_micros().to_le_bytes());
+                // The position rides on the ping too, so the relay knows where a listener who
+                // does not talk stands (proximity culling).
+                let mut buf = [0u8; MAX_DATAGRAM];
+                let payload = now.as_micros().to_le_bytes();
+                if let Ok(n) =
+                    udp::write_positional(&header, self.sender.position(), &payload, &mut buf)
+                {
+                    self.datagrams_out.push_back((buf, n));
+                }
                 self.next_ping = Some(now + self.cfg.ping_interval);
             }
         }
@@ -856,6 +942,68 @@ impl Engine {
     }
 
     // ----- outputs -----
+
+    // ----- positional audio -----
+
+    /// Sets this client's own position (carried on every voice datagram and UDP ping from now
+    /// on), or stops sending one with `None`. Usually the same as the listener position.
+    pub fn set_position(&mut self, position: Option<Position>) -> Result<(), SpatialError> {
+        self.sender
+            .set_position(position)
+            .map_err(|_| SpatialError::BadPosition)
+    }
+
+    /// This client's own position, if set.
+    pub fn position(&self) -> Option<Position> {
+        self.sender.position()
+    }
+
+    /// Sets the listener's pose for [`Engine::mix_stereo`] (call every frame as the player moves).
+    pub fn set_listener(&mut self, pose: ListenerPose) -> Result<(), SpatialError> {
+        pose.validate()?;
+        self.listener = pose;
+        Ok(())
+    }
+
+    /// The listener's pose.
+    pub fn listener(&self) -> ListenerPose {
+        self.listener
+    }
+
+    /// Overrides the distance model of whatever channel this client is in (`None`: use what the
+    /// relay announced; a channel the relay did not announce as 3D becomes 3D with `Some`).
+    pub fn set_channel_attenuation(
+        &mut self,
+        attenuation: Option<Attenuation>,
+    ) -> Result<(), SpatialError> {
+        if let Some(a) = &attenuation {
+            a.validate()?;
+        }
+        self.spatial_override = attenuation;
+        Ok(())
+    }
+
+    /// The attenuation the renderer uses now: the app's override, else the relay's for the
+    /// current channel; `None` in a 2D channel.
+    pub fn spatial_attenuation(&self) -> Option<Attenuation> {
+        self.spatial_override.or(self.channel_spatial)
+    }
+
+    /// The relay's 3D settings for the current channel (`None`: 2D).
+    pub fn channel_spatial(&self) -> Option<Attenuation> {
+        self.channel_spatial
+    }
+
+    /// Last known position of every remote sender that sent one (for a map).
+    pub fn remote_positions(&self) -> Vec<(SessionToken, Position)> {
+        let mut v: Vec<_> = self
+            .remotes
+            .iter()
+            .filter_map(|(s, r)| r.position.map(|p| (*s, p)))
+            .collect();
+        v.sort_by_key(|(s, _)| *s);
+        v
+    }
 
     /// The next message to write on TCP. Poll until `None`.
     #[must_use]

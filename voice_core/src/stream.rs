@@ -10,7 +10,7 @@ use crate::codec::{CodecError, Decoder, DredRecovery, Encoder, EncoderConfig, MA
 use crate::jitter::decision::{self, FrameClass, StretchOp, StretchStatus};
 use crate::jitter::{JitterBuffer, JitterConfig, Playout, PlayoutPolicy, PushOutcome, Redundancy};
 use crate::metrics::StreamStats;
-use crate::proto::udp::{self, DatagramKind, Flags, Header, UdpError};
+use crate::proto::udp::{self, DatagramKind, Flags, Header, Position, UdpError};
 use crate::proto::SessionToken;
 use crate::time::Time;
 use crate::tsm::{self, Stretch};
@@ -25,6 +25,7 @@ pub struct Sender {
     timestamp: u32,
     in_spurt: bool,
     payload: [u8; MAX_PACKET],
+    position: Option<Position>,
 }
 
 /// A sender failure.
@@ -48,6 +49,7 @@ impl Sender {
             timestamp: 0,
             in_spurt: false,
             payload: [0; MAX_PACKET],
+            position: None,
         })
     }
 
@@ -61,6 +63,21 @@ impl Sender {
     /// Changes the session token (after a reconnect).
     pub fn set_session(&mut self, session: SessionToken) {
         self.session = session;
+    }
+
+    /// Puts `position` on every following datagram (positional block), or stops with `None`.
+    /// A non-finite position is refused with [`UdpError::BadPosition`] and changes nothing.
+    pub fn set_position(&mut self, position: Option<Position>) -> Result<(), UdpError> {
+        if position.is_some_and(|p| !p.is_finite()) {
+            return Err(UdpError::BadPosition);
+        }
+        self.position = position;
+        Ok(())
+    }
+
+    /// The position put on datagrams, if any.
+    pub fn position(&self) -> Option<Position> {
+        self.position
     }
 
     /// The encoder, to change its settings.
@@ -104,7 +121,7 @@ impl Sender {
             sender: self.session,
             target,
         };
-        let n = udp::write(&header, &self.payload[..enc.len], out)?;
+        let n = udp::write_positional(&header, self.position, &self.payload[..enc.len], out)?;
         self.in_spurt = !end_of_spurt;
         self.seq = self.seq.wrapping_add(1);
         self.timestamp = self.timestamp.wrapping_add(FRAME_SAMPLES as u32);

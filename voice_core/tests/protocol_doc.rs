@@ -58,6 +58,7 @@ fn server_name(m: &ServerMessage) -> &'static str {
         ServerMessage::ReceiverReport { .. } => "ReceiverReport",
         ServerMessage::Stats { .. } => "Stats",
         ServerMessage::Error { .. } => "Error",
+        ServerMessage::ChannelSpatial { .. } => "ChannelSpatial",
     }
 }
 
@@ -230,8 +231,15 @@ fn check_datagram(b: &Block, payload: &[u8]) -> udp::Header {
         b.line
     );
     assert_eq!(d.payload, payload, "line {}: payload", b.line);
+    let stated = b.fields.get("position").map(String::as_str);
+    assert_eq!(
+        d.position.map(|p| format!("{p:?}")).as_deref(),
+        stated,
+        "line {}: position",
+        b.line
+    );
     let mut again = vec![0u8; bytes.len()];
-    let n = udp::write(&d.header, d.payload, &mut again).unwrap();
+    let n = udp::write_positional(&d.header, d.position, d.payload, &mut again).unwrap();
     assert_eq!(
         &again[..n],
         &bytes[..],

@@ -114,6 +114,7 @@ impl Relay {
                     UdpError::UnsupportedVersion(_) => Counter::DropBadVersion,
                     UdpError::UnknownKind(_) => Counter::DropBadKind,
                     UdpError::NoSender | UdpError::BufferTooSmall { .. } => Counter::DropNoSender,
+                    UdpError::BadPosition => Counter::DropBadPosition,
                 });
                 return false;
             }
@@ -127,6 +128,10 @@ impl Relay {
                 {
                     Ok(()) => {
                         self.stats.inc(Counter::VoiceAccepted);
+                        let culled =
+                            self.state
+                                .cull_out_of_range(&h, d.position, &mut self.recipients);
+                        self.stats.add(Counter::VoiceCulled, culled as u64);
                         !self.recipients.is_empty()
                     }
                     Err(r) => {
@@ -156,6 +161,7 @@ impl Relay {
                 match self.state.check_source(src, h.sender) {
                     Ok(()) => {
                         self.stats.inc(Counter::UdpPings);
+                        self.state.record_position(h.sender, d.position);
                         let pong = Header {
                             kind: DatagramKind::Pong,
                             ..h

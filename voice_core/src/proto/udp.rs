@@ -7,9 +7,14 @@
 //! +--------+--------+--------+--------+--------+--------+--------+--------+
 //! |      timestamp (u32 LE, 48 kHz)   |     sender token (u32 LE)         |
 //! +--------+--------+--------+--------+--------+--------+--------+--------+
-//! |      target token (u32 LE)        |  payload (Opus, or kind-specific) ...
+//! |      target token (u32 LE)        |  [positional block] payload (Opus, or kind-specific) ...
 //! +--------+--------+--------+--------+
 //! ```
+//!
+//! When flag bit 7 ([`Flags::POSITIONAL`]) is set, a 12-byte positional block follows the header:
+//! the sender's x, y, z position as three `f32` little-endian values in game units (finite; a
+//! block with NaN or an infinity, or a datagram too short for the block, is rejected). The payload
+//! starts after it. Relay and client both parse here, so the two never disagree.
 //!
 //! The header is a `#[repr(C)]` struct of byte arrays (alignment 1), so it is read in place from any
 //! received buffer with bytemuck and the payload is returned as a borrowed slice: parsing copies
@@ -74,8 +79,11 @@ impl Flags {
     pub const START_OF_SPURT: Flags = Flags(0x04);
     /// Reserved for a later version: payload is encrypted.
     pub const RESERVED_ENCRYPTED: Flags = Flags(0x40);
-    /// Reserved for a later version: a positional-audio block precedes the payload.
+    /// Former name of [`Flags::POSITIONAL`] (the bit was reserved for it).
     pub const RESERVED_POSITIONAL: Flags = Flags(0x80);
+    /// A 12-byte positional block ([`Position`]) follows the header. Set and cleared by
+    /// [`write_positional`] from its `position` argument, never by the caller.
+    pub const POSITIONAL: Flags = Flags(0x80);
 
     /// True when every bit of `other` is set.
     pub fn contains(self, other: Flags) -> bool {
@@ -86,6 +94,56 @@ impl Flags {
     #[must_use]
     pub fn with(self, other: Flags) -> Flags {
         Flags(self.0 | other.0)
+    }
+}
+
+/// Length of the positional block in bytes.
+pub const POSITION_LEN: usize = 12;
+
+/// A sender's position in game units (right-handed: x right, y up, −z forward, as OpenAL).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Position {
+    /// X coordinate.
+    pub x: f32,
+    /// Y coordinate.
+    pub y: f32,
+    /// Z coordinate.
+    pub z: f32,
+}
+
+impl Position {
+    /// A position from its coordinates.
+    pub const fn new(x: f32, y: f32, z: f32) -> Self {
+        Position { x, y, z }
+    }
+
+    /// True when every coordinate is finite (the only positions the wire carries).
+    pub fn is_finite(self) -> bool {
+        self.x.is_finite() && self.y.is_finite() && self.z.is_finite()
+    }
+
+    /// Euclidean distance to `other`.
+    pub fn distance(self, other: Position) -> f32 {
+        self.distance_squared(other).sqrt()
+    }
+
+    /// Squared Euclidean distance to `other` (no square root: for range checks).
+    pub fn distance_squared(self, other: Position) -> f32 {
+        let (dx, dy, dz) = (self.x - other.x, self.y - other.y, self.z - other.z);
+        dx * dx + dy * dy + dz * dz
+    }
+
+    fn to_bytes(self) -> [u8; POSITION_LEN] {
+        let mut b = [0u8; POSITION_LEN];
+        b[0..4].copy_from_slice(&self.x.to_le_bytes());
+        b[4..8].copy_from_slice(&self.y.to_le_bytes());
+        b[8..12].copy_from_slice(&self.z.to_le_bytes());
+        b
+    }
+
+    fn from_bytes(b: &[u8; POSITION_LEN]) -> Self {
+        let f = |i: usize| f32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        Position::new(f(0), f(4), f(8))
     }
 }
 
@@ -167,6 +225,10 @@ pub enum UdpError {
     /// The sender field is the reserved value 0.
     #[error("sender token is 0")]
     NoSender,
+    /// The positional flag is set but the block is cut short or holds a non-finite coordinate
+    /// (also returned by [`write_positional`] for a non-finite position).
+    #[error("positional block missing or not finite")]
+    BadPosition,
     /// The caller's output buffer cannot hold the datagram.
     #[error("output buffer of {have} bytes cannot hold {need}")]
     BufferTooSmall {
@@ -178,11 +240,13 @@ pub enum UdpError {
 }
 
 /// A parsed datagram borrowing its payload from the received buffer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Datagram<'a> {
     /// The decoded header.
     pub header: Header,
-    /// Everything after the header.
+    /// The sender's position, when the positional flag is set.
+    pub position: Option<Position>,
+    /// Everything after the header (and the positional block, if any).
     pub payload: &'a [u8],
 }
 
@@ -194,7 +258,7 @@ pub fn parse(bytes: &[u8]) -> Result<Datagram<'_>, UdpError> {
     if bytes.len() > MAX_DATAGRAM {
         return Err(UdpError::TooLong(bytes.len()));
     }
-    let (head, payload) = bytes.split_at(HEADER_LEN);
+    let (head, mut payload) = bytes.split_at(HEADER_LEN);
     let raw: &RawHeader = bytemuck::from_bytes(head);
     if raw.version != PROTOCOL_VERSION {
         return Err(UdpError::UnsupportedVersion(raw.version));
@@ -204,23 +268,53 @@ pub fn parse(bytes: &[u8]) -> Result<Datagram<'_>, UdpError> {
     if sender.is_none() {
         return Err(UdpError::NoSender);
     }
+    let flags = Flags(raw.flags);
+    let mut position = None;
+    if flags.contains(Flags::POSITIONAL) {
+        let Some((block, rest)) = payload.split_first_chunk::<POSITION_LEN>() else {
+            return Err(UdpError::BadPosition);
+        };
+        let p = Position::from_bytes(block);
+        if !p.is_finite() {
+            return Err(UdpError::BadPosition);
+        }
+        position = Some(p);
+        payload = rest;
+    }
     Ok(Datagram {
         header: Header {
             kind,
-            flags: Flags(raw.flags),
+            flags,
             seq: u16::from_le_bytes(raw.seq),
             timestamp: u32::from_le_bytes(raw.timestamp),
             sender,
             target: SessionToken(u32::from_le_bytes(raw.target)),
         },
+        position,
         payload,
     })
 }
 
-/// Writes `header` followed by `payload` into `out` and returns the datagram length.
-/// On error `out` is left untouched.
+/// Writes `header` followed by `payload` into `out` and returns the datagram length (no
+/// positional block: the positional flag is cleared). On error `out` is left untouched.
 pub fn write(header: &Header, payload: &[u8], out: &mut [u8]) -> Result<usize, UdpError> {
-    let need = HEADER_LEN + payload.len();
+    write_positional(header, None, payload, out)
+}
+
+/// Writes `header`, the positional block when `position` is `Some` (setting
+/// [`Flags::POSITIONAL`], clearing it otherwise) and `payload` into `out`; returns the datagram
+/// length. A non-finite position is [`UdpError::BadPosition`]. On error `out` is left untouched.
+pub fn write_positional(
+    header: &Header,
+    position: Option<Position>,
+    payload: &[u8],
+    out: &mut [u8],
+) -> Result<usize, UdpError> {
+    if position.is_some_and(|p| !p.is_finite()) {
+        return Err(UdpError::BadPosition);
+    }
+    let block = if position.is_some() { POSITION_LEN } else { 0 };
+    let need = HEADER_LEN + block + payload.len();
     if need > MAX_DATAGRAM {
         return Err(UdpError::TooLong(need));
     }
@@ -230,8 +324,17 @@ pub fn write(header: &Header, payload: &[u8], out: &mut [u8]) -> Result<usize, U
             have: out.len(),
         });
     }
-    out[..HEADER_LEN].copy_from_slice(bytemuck::bytes_of(&header.to_raw()));
-    out[HEADER_LEN..need].copy_from_slice(payload);
+    let mut raw = header.to_raw();
+    raw.flags = if position.is_some() {
+        raw.flags | Flags::POSITIONAL.0
+    } else {
+        raw.flags & !Flags::POSITIONAL.0
+    };
+    out[..HEADER_LEN].copy_from_slice(bytemuck::bytes_of(&raw));
+    if let Some(p) = position {
+        out[HEADER_LEN..HEADER_LEN + POSITION_LEN].copy_from_slice(&p.to_bytes());
+    }
+    out[HEADER_LEN + block..need].copy_from_slice(payload);
     Ok(need)
 }
 
@@ -315,6 +418,61 @@ mod tests {
             write(&sample(), &[0; MAX_PAYLOAD + 1], &mut buf),
             Err(UdpError::TooLong(_))
         ));
+    }
+
+    #[test]
+    fn positional_block_round_trips_after_the_header() {
+        let mut buf = [0u8; MAX_DATAGRAM];
+        let p = Position::new(1.5, -2.0, 1000.25);
+        let n = write_positional(&sample(), Some(p), b"opus", &mut buf).unwrap();
+        assert_eq!(n, HEADER_LEN + POSITION_LEN + 4);
+        assert_eq!(buf[2], 0x83);
+        assert_eq!(&buf[20..24], &1.5f32.to_le_bytes());
+        assert_eq!(&buf[24..28], &(-2.0f32).to_le_bytes());
+        assert_eq!(&buf[28..32], &1000.25f32.to_le_bytes());
+        let d = parse(&buf[..n]).unwrap();
+        assert_eq!(d.position, Some(p));
+        assert_eq!(d.payload, b"opus");
+        assert!(d.header.flags.contains(Flags::POSITIONAL));
+        // Re-encoding what was parsed gives the same bytes (the fuzz target's property).
+        let mut again = [0u8; MAX_DATAGRAM];
+        let m = write_positional(&d.header, d.position, d.payload, &mut again).unwrap();
+        assert_eq!(&again[..m], &buf[..n]);
+        // `write` never emits the flag without the block.
+        let n = write(&d.header, b"x", &mut buf).unwrap();
+        let d = parse(&buf[..n]).unwrap();
+        assert_eq!((d.position, d.payload), (None, &b"x"[..]));
+    }
+
+    #[test]
+    fn bad_positional_blocks_are_rejected() {
+        let mut buf = [0u8; MAX_DATAGRAM];
+        let n =
+            write_positional(&sample(), Some(Position::new(0.0, 1.0, 2.0)), &[], &mut buf).unwrap();
+        for cut in HEADER_LEN..n {
+            assert_eq!(
+                parse(&buf[..cut]),
+                Err(UdpError::BadPosition),
+                "cut at {cut}"
+            );
+        }
+        let mut nan = buf;
+        nan[24..28].copy_from_slice(&f32::NAN.to_le_bytes());
+        assert_eq!(parse(&nan[..n]), Err(UdpError::BadPosition));
+        let mut inf = buf;
+        inf[28..32].copy_from_slice(&f32::INFINITY.to_le_bytes());
+        assert_eq!(parse(&inf[..n]), Err(UdpError::BadPosition));
+        let mut out = [0xAAu8; 64];
+        assert_eq!(
+            write_positional(
+                &sample(),
+                Some(Position::new(f32::NAN, 0.0, 0.0)),
+                &[],
+                &mut out
+            ),
+            Err(UdpError::BadPosition)
+        );
+        assert_eq!(out, [0xAA; 64]);
     }
 
     #[test]

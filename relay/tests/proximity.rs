@@ -1,0 +1,164 @@
+//! Proximity culling over real sockets: 100 speakers spread over a 3D room, each listener receives
+//! exactly the audible ones (the exact bytes), and the relay counts what it culled. A 2D channel
+//! with the same positions forwards everything.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::{Client, WAIT};
+use relay::config::ChannelConfig;
+use relay::RelayHandle;
+use voice_core::proto::tcp::{ServerMessage, SpatialInfo};
+use voice_core::proto::udp::{self, DatagramKind, Header, Position, MAX_DATAGRAM};
+use voice_core::proto::{ChannelId, SessionToken};
+use voice_core::spatial::{Attenuation, DistanceModel};
+
+const ROOM_3D: u32 = 7;
+const ROOM_2D: u32 = 8;
+const RANGE: f32 = 30.0;
+
+/// The one place relay and clients start: a relay with a 3D channel (linear, range 30) and a 2D
+/// one, and `n` registered clients joined to `channel` (the 3D join checked for `ChannelSpatial`).
+fn room(n: usize, channel: u32) -> (RelayHandle, Vec<Client>) {
+    let att = Attenuation {
+        model: DistanceModel::Linear,
+        min_distance: 1.0,
+        max_distance: RANGE,
+        rolloff: 1.0,
+    };
+    let relay = common::start(|c| {
+        c.channels.push(ChannelConfig {
+            id: ROOM_3D,
+            name: "arena".into(),
+            spatial: Some(att),
+        });
+        c.channels.push(ChannelConfig {
+            id: ROOM_2D,
+            name: "flat".into(),
+            spatial: None,
+        });
+        c.max_sessions = 200;
+    });
+    let mut clients = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut c = Client::connect(relay.local_addr(), &format!("p{i}"));
+        c.join(channel);
+        if channel == ROOM_3D {
+            match c.recv() {
+                ServerMessage::ChannelSpatial {
+                    channel: ChannelId(ROOM_3D),
+                    spatial,
+                } => assert_eq!(spatial, SpatialInfo::from_attenuation(&att).unwrap()),
+                other => panic!("expected ChannelSpatial, got {other:?}"),
+            }
+        }
+        clients.push(c);
+    }
+    (relay, clients)
+}
+
+/// Deterministic positions in a 120 × 10 × 120 room.
+fn positions(n: usize) -> Vec<Position> {
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x >> 40) as f32 / (1u64 << 24) as f32
+    };
+    (0..n)
+        .map(|_| Position::new(next() * 120.0, next() * 10.0, next() * 120.0))
+        .collect()
+}
+
+fn datagram(kind: DatagramKind, c: &Client, seq: u16, p: Position, payload: &[u8]) -> Vec<u8> {
+    let h = Header {
+        kind,
+        ..Header::voice(c.session, seq, u32::from(seq) * 960)
+    };
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let n = udp::write_positional(&h, Some(p), payload, &mut buf).unwrap();
+    buf.truncate(n);
+    buf
+}
+
+/// Every client announces its position with a UDP Ping, then talks once; returns, per client, the
+/// senders it received (checking each datagram is the exact bytes sent) and the bytes sent.
+fn talk_once(clients: &mut [Client], pos: &[Position]) -> Vec<BTreeSet<SessionToken>> {
+    for (c, p) in clients.iter().zip(pos) {
+        c.send_udp(&datagram(DatagramKind::Ping, c, 0, *p, &[1; 8]));
+        let pong = c.recv_udp(WAIT).expect("pong");
+        assert_eq!(udp::parse(&pong).unwrap().header.kind, DatagramKind::Pong);
+    }
+    let mut sent = Vec::new();
+    for (i, (c, p)) in clients.iter().zip(pos).enumerate() {
+        let d = datagram(DatagramKind::Voice, c, 1, *p, &[i as u8; 40]);
+        c.send_udp(&d);
+        sent.push(d);
+    }
+    // Everything is forwarded well within this on loopback; then each socket is drained with a
+    // short bounded wait, which also shows that nothing more arrives.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut heard = Vec::new();
+    for c in clients.iter() {
+        let mut from = BTreeSet::new();
+        for _ in 0..clients.len() {
+            let Some(d) = c.recv_udp(Duration::from_millis(50)) else {
+                break;
+            };
+            let p = udp::parse(&d).unwrap();
+            let i = clients
+                .iter()
+                .position(|o| o.session == p.header.sender)
+                .unwrap();
+            assert_eq!(d, sent[i], "forwarded bytes differ");
+            assert!(from.insert(p.header.sender), "duplicate");
+        }
+        heard.push(from);
+    }
+    heard
+}
+
+#[test]
+fn hundred_speakers_in_a_3d_room_reach_only_listeners_in_range() {
+    let n = 100;
+    let (_relay, mut clients) = room(n, ROOM_3D);
+    let pos = positions(n);
+    let heard = talk_once(&mut clients, &pos);
+    let mut audible_pairs = 0u64;
+    for (i, from) in heard.iter().enumerate() {
+        let expected: BTreeSet<SessionToken> = (0..n)
+            .filter(|&j| j != i && pos[i].distance(pos[j]) <= RANGE)
+            .map(|j| clients[j].session)
+            .collect();
+        assert_eq!(from, &expected, "listener {i}");
+        audible_pairs += expected.len() as u64;
+    }
+    let all_pairs = (n * (n - 1)) as u64;
+    // The room is large against the range: most pairs are out of range, but not all.
+    assert!(
+        audible_pairs > 0 && audible_pairs < all_pairs / 2,
+        "{audible_pairs}"
+    );
+    let stats = clients[0].stats();
+    assert_eq!(stats["voice_accepted"], n as u64);
+    assert_eq!(stats["forwarded_packets"], audible_pairs);
+    assert_eq!(stats["voice_culled"], all_pairs - audible_pairs);
+    println!("3D room: {audible_pairs} of {all_pairs} copies forwarded");
+}
+
+#[test]
+fn a_2d_channel_forwards_to_everyone_whatever_the_positions() {
+    let n = 20;
+    let (_relay, mut clients) = room(n, ROOM_2D);
+    let pos = positions(n);
+    let heard = talk_once(&mut clients, &pos);
+    for from in &heard {
+        assert_eq!(from.len(), n - 1);
+    }
+    let stats = clients[0].stats();
+    assert_eq!(stats["voice_culled"], 0);
+    assert_eq!(stats["forwarded_packets"], (n * (n - 1)) as u64);
+}
