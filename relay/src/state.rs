@@ -567,6 +567,49 @@ mod tests {
     }
 
     #[test]
+    fn a_3d_channel_culls_by_range_and_nothing_else_does() {
+        let (mut st, now) = state(5);
+        let at = |x: f32| Some(Position::new(x, 0.0, 0.0));
+        let mut out = Vec::new();
+        let mut send = |st: &mut State, h: &Header, p: Option<Position>| {
+            st.accept_voice(now, addr(1000 + h.sender.0 as u16), h, 60, &mut out)
+                .unwrap();
+            let culled = st.cull_out_of_range(h, p, &mut out);
+            (out.clone(), culled)
+        };
+        // 2D: positions are recorded but nothing is culled.
+        for (i, x) in [(2, 5.0), (3, 100.0), (4, 20.0)] {
+            st.record_position(SessionToken(i), at(x));
+        }
+        assert_eq!(send(&mut st, &voice(1, 0, 1), at(0.0)).1, 0);
+        st.channels.get_mut(&ChannelId(1)).unwrap().spatial = Some(Attenuation {
+            max_distance: 20.0,
+            ..Attenuation::default()
+        });
+        // 3D: 2 at 5 and 4 at exactly 20 hear, 3 at 100 does not, 5 (position unknown) does.
+        assert_eq!(
+            send(&mut st, &voice(1, 0, 2), at(0.0)),
+            (vec![addr(1002), addr(1004), addr(1005)], 1)
+        );
+        // A sender without a position, and a whisper, are not culled.
+        assert_eq!(send(&mut st, &voice(1, 0, 3), None).1, 0);
+        assert_eq!(
+            send(&mut st, &voice(1, 3, 4), at(0.0)),
+            (vec![addr(1003)], 0)
+        );
+        // The sender's own position is recorded from its datagram; leaving forgets it.
+        assert_eq!(st.sessions[&SessionToken(1)].position, at(0.0));
+        st.remove_member(SessionToken(3));
+        assert_eq!(st.sessions[&SessionToken(3)].position, None);
+        assert_eq!(
+            st.channel_spatial(ChannelId(1))
+                .map(|s| s.max_distance_milli),
+            Some(20_000)
+        );
+        assert_eq!(st.channel_spatial(ChannelId(2)), None);
+    }
+
+    #[test]
     fn source_must_match_binding_and_sender_must_exist() {
         let (st, _) = state(2);
         let mut out = vec![addr(1)];
