@@ -251,6 +251,12 @@ pub enum Request {
     ListChannels,
     /// Ask for the relay's counters ([`Event::ServerStats`]).
     ServerStats,
+    /// This client's position for positional audio ([`Engine::set_position`]).
+    Position(Option<Position>),
+    /// The listener's pose ([`Engine::set_listener`]).
+    Listener(ListenerPose),
+    /// Override of the channel's distance model ([`Engine::set_channel_attenuation`]).
+    ChannelAttenuation(Option<Attenuation>),
 }
 
 impl Request {
@@ -270,6 +276,9 @@ impl Request {
             Request::UserMute(..) => "user_mute",
             Request::ListChannels => "list_channels",
             Request::ServerStats => "server_stats",
+            Request::Position(_) => "position",
+            Request::Listener(_) => "listener",
+            Request::ChannelAttenuation(_) => "channel_attenuation",
         }
     }
 }
@@ -289,6 +298,9 @@ pub enum CommandError {
     /// Whisper target is ourselves.
     #[error("cannot whisper to yourself")]
     WhisperSelf,
+    /// A position, pose or distance model out of range.
+    #[error(transparent)]
+    Spatial(#[from] SpatialError),
 }
 
 /// One remote sender as the statistics show it.
@@ -783,13 +795,20 @@ impl Engine {
     }
 
     /// Produces one mixed 20 ms output frame: every remote sender's receiver ticks exactly once.
-    /// Mono: positions are ignored (see [`Engine::mix_stereo`]).
+    /// Mono: in a 3D channel a sender's distance gain applies (no left/right; see
+    /// [`Engine::mix_stereo`]).
     pub fn mix(&mut self, now: Time, out: &mut [i16; FRAME_SAMPLES]) {
         self.mixer.clear();
         self.tick_remotes(now);
+        let att = self.spatial_attenuation();
+        let listener = self.listener.position;
         for r in self.remotes.values() {
             if r.speaking && !self.deafened && !r.muted {
-                self.mixer.add(&r.frame, r.volume);
+                let distance_gain = match (att, r.position, r.whisper) {
+                    (Some(a), Some(p), false) => a.gain(p.distance(listener)),
+                    _ => 1.0,
+                };
+                self.mixer.add(&r.frame, r.volume * distance_gain);
             }
         }
         self.mixer.finish(out);
@@ -1082,6 +1101,11 @@ impl Engine {
             Request::UserMute(s, m) => {
                 self.set_user_muted(s, m);
                 Ok(())
+            }
+            Request::Position(p) => self.set_position(p).map_err(CommandError::from),
+            Request::Listener(pose) => self.set_listener(pose).map_err(CommandError::from),
+            Request::ChannelAttenuation(a) => {
+                self.set_channel_attenuation(a).map_err(CommandError::from)
             }
         };
         if let Err(err) = &result {

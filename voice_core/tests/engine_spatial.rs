@@ -90,6 +90,11 @@ fn engine(me: u32, spatial: Option<Attenuation>) -> Engine {
 /// Alice (1) at `at` talks a tone for 2 s; bob (2) at the origin facing −z mixes stereo.
 /// Returns bob's left and right RMS over the second second.
 fn listen(spatial: Option<Attenuation>, at: Position) -> (f64, f64) {
+    listen_with(spatial, at, true)
+}
+
+/// [`listen`], or with `stereo` false through the mono mix (both values the mono RMS).
+fn listen_with(spatial: Option<Attenuation>, at: Position, stereo: bool) -> (f64, f64) {
     let mut a = engine(1, spatial);
     let mut b = engine(2, spatial);
     a.set_position(Some(at)).unwrap();
@@ -106,7 +111,15 @@ fn listen(spatial: Option<Attenuation>, at: Position) -> (f64, f64) {
                 b.handle_datagram(now + Duration::from_millis(15), &d);
             }
         }
-        b.mix_stereo(now, &mut out);
+        if stereo {
+            b.mix_stereo(now, &mut out);
+        } else {
+            let mut mono = [0i16; voice_core::FRAME_SAMPLES];
+            b.mix(now, &mut mono);
+            for (o, m) in out.chunks_exact_mut(2).zip(mono) {
+                o.fill(m);
+            }
+        }
         if k >= 50 {
             for f in out.chunks_exact(2) {
                 l += f64::from(f[0]).powi(2);
@@ -138,6 +151,27 @@ fn a_talker_on_the_right_is_louder_in_the_right_ear_and_fades_with_distance() {
     // Out of range: silent.
     let (l, r) = listen(Some(att), Position::new(60.0, 0.0, 0.0));
     assert!(l < 1.0 && r < 1.0, "{l} {r}");
+}
+
+#[test]
+fn the_mono_mix_applies_the_distance_gain() {
+    let att = Attenuation {
+        model: DistanceModel::Linear,
+        min_distance: 1.0,
+        max_distance: 21.0,
+        rolloff: 1.0,
+    };
+    let (near, _) = listen_with(Some(att), Position::new(0.0, 0.0, -1.0), false);
+    let (mid, _) = listen_with(Some(att), Position::new(0.0, 0.0, -11.0), false);
+    // Linear from 1 to 21: half way is half the gain (−6 dB).
+    let fade = 20.0 * (mid / near).log10();
+    assert!((fade + 6.02).abs() < 1.0, "{fade:.2} dB");
+    let (flat_near, _) = listen_with(None, Position::new(0.0, 0.0, -1.0), false);
+    let (flat_far, _) = listen_with(None, Position::new(0.0, 0.0, -11.0), false);
+    assert!(
+        (20.0 * (flat_far / flat_near).log10()).abs() < 0.5,
+        "2D: no fade"
+    );
 }
 
 #[test]
