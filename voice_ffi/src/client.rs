@@ -330,10 +330,10 @@ pub struct voice_stats {
     pub remotes: [voice_remote_stats; VOICE_MAX_REMOTES],
 }
 
-struct ClientState {
+pub(crate) struct ClientState {
     /// Answers `voice_client_stats`; declared first so it is joined before the client goes.
     stats: StatsWorker,
-    client: Arc<Client>,
+    pub(crate) client: Arc<Client>,
     pending: Mutex<VecDeque<voice_event>>,
     capture: Mutex<Option<AppCapture>>,
     playback: Mutex<Option<AppPlayback>>,
@@ -369,7 +369,7 @@ pub struct voice_client {
     _opaque: [u8; 0],
 }
 
-fn state<'a>(c: *const voice_client) -> Result<Shared<'a, ClientState>, voice_result> {
+pub(crate) fn state<'a>(c: *const voice_client) -> Result<Shared<'a, ClientState>, voice_result> {
     // SAFETY: `voice_client` is a transparent name for the handle cell; the kind tag is checked.
     unsafe { Handle::get(c.cast::<Handle<ClientState>>()) }
 }
@@ -484,6 +484,9 @@ pub unsafe extern "C" fn voice_client_new(
             Err(::voice_client::ClientError::Audio(_)) => return voice_result::VOICE_ERR_AUDIO,
             Err(::voice_client::ClientError::Codec(_)) => return voice_result::VOICE_ERR_CODEC,
             Err(::voice_client::ClientError::Io(_)) => return voice_result::VOICE_ERR_IO,
+            Err(::voice_client::ClientError::Spatial(_)) => {
+                return voice_result::VOICE_ERR_INVALID_ARGUMENT
+            }
         };
 
         let client = Arc::new(client);

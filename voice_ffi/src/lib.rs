@@ -22,6 +22,8 @@ pub mod client;
 mod handle;
 mod stats_worker;
 pub mod stream;
+// Positional audio: declared last so its block comes last in include/voice.h.
+pub mod spatial;
 
 use std::ffi::c_char;
 

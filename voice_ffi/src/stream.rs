@@ -152,12 +152,14 @@ impl Kind for Sender {
 }
 
 /// What a receiver handle holds: the core receiver and what the C side dropped before it.
-struct RxState {
+pub(crate) struct RxState {
     rx: Receiver,
     /// The sender served; `None` until the first well-formed voice datagram when configured 0.
     sender: Option<SessionToken>,
     malformed: u64,
     wrong_sender: u64,
+    /// Last position the sender's datagrams carried (positional audio).
+    pub(crate) position: Option<udp::Position>,
 }
 
 impl Kind for RxState {
@@ -355,6 +357,7 @@ pub unsafe extern "C" fn voice_receiver_new(
             sender: (c.sender != 0).then_some(SessionToken(c.sender)),
             malformed: 0,
             wrong_sender: 0,
+            position: None,
         };
         // SAFETY: checked non-null.
         unsafe { *out = Handle::into_raw(st).cast() };
@@ -402,6 +405,9 @@ pub unsafe extern "C" fn voice_receiver_push(
                     }
                     Some(_) => {}
                     None => st.sender = Some(from),
+                }
+                if d.position.is_some() {
+                    st.position = d.position;
                 }
                 let _ = st
                     .rx
