@@ -231,7 +231,10 @@ fn calls_after_the_relay_goes_away_return_not_connected() {
             ..here
         };
         assert_eq!(voice_client_set_position(c, &here), VOICE_OK);
-        assert_eq!(voice_client_set_position(c, &nan), VOICE_ERR_INVALID_ARGUMENT);
+        assert_eq!(
+            voice_client_set_position(c, &nan),
+            VOICE_ERR_INVALID_ARGUMENT
+        );
         assert_eq!(voice_client_set_position(c, ptr::null()), VOICE_OK);
         let up = voice_position {
             x: 0.0,
@@ -248,7 +251,10 @@ fn calls_after_the_relay_goes_away_return_not_connected() {
             up,
         };
         assert_eq!(voice_client_set_listener(c, &pose), VOICE_OK);
-        let parallel = voice_listener_pose { forward: up, ..pose };
+        let parallel = voice_listener_pose {
+            forward: up,
+            ..pose
+        };
         assert_eq!(
             voice_client_set_listener(c, &parallel),
             VOICE_ERR_INVALID_ARGUMENT
@@ -263,7 +269,10 @@ fn calls_after_the_relay_goes_away_return_not_connected() {
             voice_client_set_channel_attenuation(c, &att),
             VOICE_ERR_INVALID_ARGUMENT
         );
-        assert_eq!(voice_client_set_channel_attenuation(c, ptr::null()), VOICE_OK);
+        assert_eq!(
+            voice_client_set_channel_attenuation(c, ptr::null()),
+            VOICE_OK
+        );
         // App audio works without blocking.
         let pcm = [0i16; 960];
         let mut accepted = 0usize;
