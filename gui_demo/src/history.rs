@@ -161,6 +161,7 @@ mod tests {
                     ..StreamStats::default()
                 },
             }],
+            spatial: None,
         }
     }
 

@@ -229,6 +229,7 @@ fn overlay_shows_per_sender_statistics() {
                 ..StreamStats::default()
             },
         }],
+        spatial: None,
     };
     handle.stats.send(stats).unwrap();
     h.state_mut().settings.overlay_open = true;

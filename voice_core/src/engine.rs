@@ -357,6 +357,23 @@ pub struct EngineStats {
     pub encoder_loss_hint: u8,
     /// Per remote sender.
     pub remotes: Vec<RemoteStats>,
+    /// Positional audio, in a 3D channel (`None` in a 2D one): what a map shows.
+    pub spatial: Option<SpatialView>,
+}
+
+/// Positional audio as a map shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SpatialView {
+    /// The channel's audible range (`max_distance`).
+    pub range: f32,
+    /// This client's own position, if set.
+    pub me: Option<Position>,
+    /// The listener's pose.
+    pub listener_position: Position,
+    /// Where the listener faces.
+    pub listener_forward: [f32; 3],
+    /// Every remote sender's last position, by session.
+    pub others: Vec<(SessionToken, Position)>,
 }
 
 struct Remote {
@@ -1317,6 +1334,13 @@ impl Engine {
             rx_malformed: self.rx_malformed,
             encoder_loss_hint: self.sender.encoder_mut().config().packet_loss_percent,
             remotes,
+            spatial: self.spatial_attenuation().map(|a| SpatialView {
+                range: a.max_distance,
+                me: self.sender.position(),
+                listener_position: self.listener.position,
+                listener_forward: self.listener.forward,
+                others: self.remote_positions(),
+            }),
         }
     }
 }

@@ -101,7 +101,7 @@ impl Flags {
 pub const POSITION_LEN: usize = 12;
 
 /// A sender's position in game units (right-handed: x right, y up, −z forward, as OpenAL).
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
 pub struct Position {
     /// X coordinate.
     pub x: f32,
