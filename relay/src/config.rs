@@ -374,6 +374,28 @@ mod tests {
     }
 
     #[test]
+    fn a_3d_channel_parses_and_bad_ranges_are_refused() {
+        let text = r#"
+            default_channel = 4
+            [[channels]]
+            id = 4
+            name = "Arena"
+            spatial = { model = "Linear", min_distance = 1.0, max_distance = 40.0, rolloff = 1.0 }
+        "#;
+        let cfg: Config = toml::from_str(text).unwrap();
+        cfg.validate().unwrap();
+        let a = cfg.channels[0].spatial.unwrap();
+        assert_eq!(
+            (a.model, a.max_distance),
+            (voice_core::spatial::DistanceModel::Linear, 40.0)
+        );
+        let bad: Config =
+            toml::from_str(&text.replace("max_distance = 40.0", "max_distance = 0.5")).unwrap();
+        assert!(bad.validate().is_err());
+        assert!(toml::from_str::<Config>(&text.replace("Linear", "Cubic")).is_err());
+    }
+
+    #[test]
     fn inconsistent_values_are_rejected() {
         let c = Config {
             default_channel: 99,
