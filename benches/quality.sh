@@ -9,6 +9,7 @@
 #   benches/quality.sh [--quick] [--classes clean,wifi,...] [--receivers adaptive,fixed,speex,plain,plain-fec]
 #                      [--seeds N] [--phases 0,5,10,15] [--metrics pesq,visqol,plcmos]
 #                      [--voice-sim PATH] [--work DIR] [-j N] [--keep]
+#   benches/quality.sh --tsm 3,-3    how audible forced time-scaling is (ours vs sox WSOLA)
 #
 # --quick: adaptive and fixed only, PESQ + PLCMOS (a few minutes on idle cores).
 # --voice-sim PATH: measure another build (otherwise this tree's is built, release).

@@ -154,6 +154,20 @@
 // Largest adaptive delay bound, in ms (the jitter buffer holds at most 25 packets = 500 ms).
 #define VOICE_MAX_DELAY_MS 500
 
+// `voice_client_config.e2ee_mode`: no end-to-end encryption.
+#define VOICE_E2EE_OFF 0
+
+// `voice_client_config.e2ee_mode`: keys derived from `e2ee_password`.
+#define VOICE_E2EE_PASSWORD 1
+
+// `voice_client_config.e2ee_mode`: identity keys, sender keys wrapped per member.
+#define VOICE_E2EE_KEYS 2
+
+// Bytes of a sender base key.
+#define VOICE_E2EE_KEY_LEN 32
+
+// Most bytes sealing adds to a datagram.
+#define VOICE_E2EE_MAX_OVERHEAD 10
 // Distance model: no attenuation (still silent beyond `max_distance`).
 #define VOICE_DISTANCE_NONE 0
 
@@ -207,6 +221,9 @@ enum voice_result
   // A datagram from another sender than the one this receiver serves; dropped and counted
   // (`voice_stream_stats.datagrams_wrong_sender`).
   VOICE_ERR_WRONG_SENDER = 13,
+  // End-to-end: the frame did not decrypt (bad tag, replay, unknown key id, malformed) and was
+  // dropped; the receiver conceals it.
+  VOICE_ERR_DECRYPT = 14,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -218,6 +235,12 @@ typedef uint32_t voice_result;
 
 // An opaque client handle. Never constructed in Rust: pointers to it are handle cells.
 typedef struct voice_client voice_client;
+
+// An opaque opener (the keys of one remote sender). Pointers to it are handle cells.
+typedef struct voice_e2ee_opener voice_e2ee_opener;
+
+// An opaque sealer (one sender key). Never constructed in Rust: pointers to it are handle cells.
+typedef struct voice_e2ee_sealer voice_e2ee_sealer;
 
 // An opaque encoder handle. Never constructed in Rust: pointers to it are handle cells.
 typedef struct voice_encoder voice_encoder;
@@ -266,6 +289,16 @@ typedef struct voice_client_config {
   bool tls_trust_on_first_use;
   // Development only: no TLS (for a relay started with `--insecure-plaintext`).
   bool insecure_plaintext;
+  // End-to-end encryption (`VOICE_E2EE_*`): off, a channel password, or identity keys.
+  uint32_t e2ee_mode;
+  // With `VOICE_E2EE_PASSWORD`: the channel secret (`e2ee_password_len` bytes, high-entropy);
+  // copied during `voice_client_new`.
+  const uint8_t *e2ee_password;
+  // Length of `e2ee_password`.
+  size_t e2ee_password_len;
+  // With `VOICE_E2EE_KEYS`: 32 bytes of identity secret to keep the same safety number across
+  // runs, or NULL for a fresh identity. Copied during `voice_client_new`.
+  const uint8_t *e2ee_identity;
 } voice_client_config;
 
 // One event. Strings are NUL-terminated UTF-8, truncated to fit at a character boundary; the
@@ -428,6 +461,27 @@ typedef struct voice_stream_stats {
   double jitter_ms;
 } voice_stream_stats;
 
+// End-to-end counters of a client.
+typedef struct voice_e2ee_stats {
+  // `VOICE_E2EE_*` of the client.
+  uint32_t mode;
+  // Frames sealed.
+  uint64_t sealed;
+  // Frames opened.
+  uint64_t opened;
+  // Dropped: authentication tag did not verify.
+  uint64_t decrypt_failed_bad_tag;
+  // Dropped: replayed counter.
+  uint64_t decrypt_failed_replay;
+  // Dropped: unknown key id (or E2EE off here).
+  uint64_t decrypt_failed_unknown_key_id;
+  // Dropped: malformed frame.
+  uint64_t decrypt_failed_malformed;
+  // Plaintext voice dropped because E2EE is on.
+  uint64_t plaintext_dropped;
+  // Sender-key rotations.
+  uint64_t rotations;
+} voice_e2ee_stats;
 // A distance model. Initialise with [`voice_attenuation_default`].
 typedef struct voice_attenuation {
   // `VOICE_DISTANCE_*`.
@@ -712,6 +766,111 @@ voice_result voice_receiver_stats(struct voice_receiver *receiver,
                                   uint64_t now_us,
                                   struct voice_stream_stats *out);
 
+// End-to-end encryption (SFrame, RFC 9605) — the functions of this feature follow.
+//
+// Writes the client's end-to-end counters to `*out` (waits for the engine thread like
+// `voice_client_stats`; `VOICE_ERR_IO` if it does not answer).
+//
+// Thread safety: any thread.
+voice_result voice_client_e2ee_stats(const struct voice_client *client,
+                                     struct voice_e2ee_stats *out);
+
+// Writes the safety number of `session` (0: this client's own) as NUL-terminated text
+// ("12345 67890 12345 67890") into `buf` (`len` ≥ 24); `*written` receives its length without
+// the NUL. `VOICE_ERR_UNSUPPORTED` outside identity-keys mode or for a member whose identity has
+// not arrived; `VOICE_ERR_BUFFER_TOO_SMALL` if `len` < 24.
+//
+// Thread safety: any thread.
+voice_result voice_client_safety_number(const struct voice_client *client,
+                                        uint32_t session,
+                                        uint8_t *buf,
+                                        size_t len,
+                                        size_t *written);
+
+// Derives the password-mode base key of `sender`'s key `kid` from `password` (`password_len`
+// bytes) into `out` (`VOICE_E2EE_KEY_LEN` bytes).
+//
+// Thread safety: any thread.
+voice_result voice_e2ee_password_key(const uint8_t *password,
+                                     size_t password_len,
+                                     uint32_t sender,
+                                     uint64_t kid,
+                                     uint8_t *out);
+
+// Creates a sealer for key id `kid` (at most 2^24 − 1) with the 32-byte base `key` (copied);
+// its counter starts at 0. Release with [`voice_e2ee_sealer_free`]. Use a new key (and key id)
+// before the counter runs out: sealing then returns `VOICE_ERR_UNSUPPORTED`.
+//
+// Thread safety: any thread.
+voice_result voice_e2ee_sealer_new(uint64_t kid,
+                                   const uint8_t *key,
+                                   size_t key_len,
+                                   struct voice_e2ee_sealer **out);
+
+// Frees a sealer (NULL accepted).
+//
+// Thread safety: no other call on this sealer may start afterwards.
+voice_result voice_e2ee_sealer_free(struct voice_e2ee_sealer *sealer);
+
+// Like `voice_encoder_encode`, but the Opus payload is sealed with `sealer` and the datagram
+// carries the encrypted flag (at most `VOICE_E2EE_MAX_OVERHEAD` more bytes). On error nothing is
+// written and neither sequence number nor counter is used.
+//
+// Thread safety: one thread at a time per encoder and per sealer (`VOICE_ERR_BUSY` otherwise).
+voice_result voice_encoder_encode_sealed(struct voice_encoder *encoder,
+                                         struct voice_e2ee_sealer *sealer,
+                                         const int16_t *pcm,
+                                         size_t frames,
+                                         uint32_t target,
+                                         bool end_of_spurt,
+                                         uint8_t *out,
+                                         size_t out_len,
+                                         size_t *written);
+
+// Creates an opener with no keys; release with [`voice_e2ee_opener_free`].
+//
+// Thread safety: any thread.
+voice_result voice_e2ee_opener_new(struct voice_e2ee_opener **out);
+
+// Frees an opener (NULL accepted).
+//
+// Thread safety: no other call on this opener may start afterwards.
+voice_result voice_e2ee_opener_free(struct voice_e2ee_opener *opener);
+
+// Installs (or replaces) key `kid` with the 32-byte base `key` (copied). An opener holds the 4
+// most recently added keys; install the next key before the sender uses it.
+//
+// Thread safety: one thread at a time per opener.
+voice_result voice_e2ee_opener_add_key(struct voice_e2ee_opener *opener,
+                                       uint64_t kid,
+                                       const uint8_t *key,
+                                       size_t key_len);
+
+// Forgets key `kid` (after a member left and the sender re-keyed).
+//
+// Thread safety: one thread at a time per opener.
+voice_result voice_e2ee_opener_remove_key(struct voice_e2ee_opener *opener, uint64_t kid);
+
+// Writes the opener's drops by reason: bad tag, replay, unknown key id, malformed.
+//
+// Thread safety: one thread at a time per opener.
+voice_result voice_e2ee_opener_failures(struct voice_e2ee_opener *opener,
+                                        uint64_t *bad_tag,
+                                        uint64_t *replay,
+                                        uint64_t *unknown_key_id,
+                                        uint64_t *malformed);
+
+// Like `voice_receiver_push`, for a sealed datagram: opens it with `opener` first. A frame that
+// does not open is dropped (`VOICE_ERR_DECRYPT`, counted by reason in the opener) and the
+// receiver conceals it; a datagram without the encrypted flag is refused with
+// `VOICE_ERR_DECRYPT` too (counted as unknown key id): an encrypting game never plays plaintext.
+//
+// Thread safety: one thread at a time per receiver and per opener.
+voice_result voice_receiver_push_sealed(struct voice_receiver *receiver,
+                                        struct voice_e2ee_opener *opener,
+                                        uint64_t now_us,
+                                        const uint8_t *packet,
+                                        size_t len);
 // Writes the default distance model (inverse, 1 to 50 units, rolloff 1) to `*out`.
 //
 // Thread safety: any thread.

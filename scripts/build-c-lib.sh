@@ -9,13 +9,22 @@
 # OUT defaults to ${CARGO_TARGET_DIR:-target}/c. How: `ld -r` partially links the whole Rust
 # staticlib into one object (so internal references resolve inside it), then
 # `objcopy --keep-global-symbols` makes every defined symbol but voice_* local.
-#   scripts/build-c-lib.sh [OUT]
+# --no-devices builds without sound-card support (voice_ffi's `devices` feature): for games that
+# own their audio; that library does not need libasound at load time.
+#   scripts/build-c-lib.sh [--no-devices] [OUT]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+features=()
+system_libs=(-lasound -lpthread -ldl -lm -lgcc_s)
+if [ "${1:-}" = --no-devices ]; then
+  features=(--no-default-features)
+  system_libs=(-lpthread -ldl -lm -lgcc_s)
+  shift
+fi
 tdir=${CARGO_TARGET_DIR:-target}
 out=${1:-$tdir/c}
 mkdir -p "$out"
-cargo build --release -p voice_ffi
+cargo build --release -p voice_ffi "${features[@]}"
 rust_a=$tdir/release/libvoice_ffi.a
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 major=${version%%.*}
@@ -43,7 +52,7 @@ ar rcs "$out/libvoice.a" "$work/voice_local.o"
 } >"$work/voice.map"
 cc -shared -o "$out/libvoice.so.$version" "$work/voice_local.o" \
   -Wl,-soname,"libvoice.so.$major" -Wl,--version-script="$work/voice.map" -Wl,--gc-sections \
-  -Wl,-z,noexecstack -lasound -lpthread -ldl -lm -lgcc_s
+  -Wl,-z,noexecstack -Wl,--as-needed "${system_libs[@]}"
 ln -sf "libvoice.so.$version" "$out/libvoice.so.$major"
 ln -sf "libvoice.so.$major" "$out/libvoice.so"
 

@@ -10,21 +10,28 @@
 #   PREFIX/lib/cmake/Voice/VoiceConfig.cmake (+ VoiceConfigVersion.cmake): find_package(Voice)
 #                                             gives the targets Voice::voice (shared) and
 #                                             Voice::voice_static
-#   scripts/install-c.sh PREFIX
+# --no-devices installs the build without sound-card support (no libasound; see build-c-lib.sh).
+#   scripts/install-c.sh [--no-devices] PREFIX
 set -euo pipefail
-[ $# -eq 1 ] || { echo "usage: $0 PREFIX" >&2; exit 2; }
+devices=()
+private_libs="-lasound -lpthread -ldl -lm -lgcc_s"
+if [ "${1:-}" = --no-devices ]; then
+  devices=(--no-devices)
+  private_libs="-lpthread -ldl -lm -lgcc_s"
+  shift
+fi
+[ $# -eq 1 ] || { echo "usage: $0 [--no-devices] PREFIX" >&2; exit 2; }
 cd "$(dirname "$0")/.."
 prefix=$(mkdir -p "$1" && cd "$1" && pwd)
 tdir=${CARGO_TARGET_DIR:-target}
-build=$tdir/c
-scripts/build-c-lib.sh "$build"
+build=$tdir/c${devices:+-nodevices}
+scripts/build-c-lib.sh "${devices[@]}" "$build"
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 major=${version%%.*}
 # The header's version macros must be the crate's (voice_ffi checks the same at compile time).
 for part in MAJOR MINOR PATCH; do
   grep -q "#define VOICE_VERSION_$part " include/voice.h || { echo "voice.h lacks VOICE_VERSION_$part" >&2; exit 1; }
 done
-private_libs="-lasound -lpthread -ldl -lm -lgcc_s"
 
 install -d "$prefix/lib/pkgconfig" "$prefix/lib/cmake/Voice" "$prefix/include" "$prefix/lib/debug"
 install -m 0644 include/voice.h "$prefix/include/voice.h"
@@ -69,14 +76,16 @@ if(NOT TARGET Voice::voice_static)
   set_target_properties(Voice::voice_static PROPERTIES
     IMPORTED_LOCATION "${_voice_prefix}/lib/libvoice.a"
     INTERFACE_INCLUDE_DIRECTORIES "${_voice_prefix}/include"
-    INTERFACE_LINK_LIBRARIES "asound;Threads::Threads;${CMAKE_DL_LIBS};m;gcc_s")
+    INTERFACE_LINK_LIBRARIES "@ASOUND@Threads::Threads;${CMAKE_DL_LIBS};m;gcc_s")
 endif()
 set(Voice_VERSION "@VERSION@")
 set(Voice_INCLUDE_DIRS "${_voice_prefix}/include")
 set(Voice_LIBRARIES Voice::voice)
 unset(_voice_prefix)
 EOF
-sed -i "s/@VERSION@/$version/g; s/@MAJOR@/$major/g" "$prefix/lib/cmake/Voice/VoiceConfig.cmake"
+asound="asound;"
+[ ${#devices[@]} -eq 0 ] || asound=""
+sed -i "s/@VERSION@/$version/g; s/@MAJOR@/$major/g; s/@ASOUND@/$asound/" "$prefix/lib/cmake/Voice/VoiceConfig.cmake"
 
 cat >"$prefix/lib/cmake/Voice/VoiceConfigVersion.cmake" <<EOF
 # Same major version = compatible (the SONAME changes with the major version).

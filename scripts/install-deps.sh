@@ -3,10 +3,14 @@
 # cmake (bundled libopus), libasound2-dev + pkg-config (cpal), the tools the C examples use:
 # valgrind, clang (AddressSanitizer + UndefinedBehaviorSanitizer runs), libopus-dev (the test that
 # links libvoice.a beside the system libopus) and binutils (ld -r / objcopy for that archive);
-# python3 (the demo and example scripts), and a Rust toolchain (scripts/install-rust.sh).
+# python3 (the demo and example scripts), mono-devel (mcs + mono: the C# binding's tests,
+# bindings/csharp/test.sh), redis-server (rooms across relays: relay/tests/cluster.rs and
+# scripts/cluster-demo.sh start their own on a loopback port), and a Rust toolchain
+# (scripts/install-rust.sh).
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
-pkgs=(cmake pkg-config libasound2-dev gcc g++ valgrind python3 clang libopus-dev binutils)
+pkgs=(cmake pkg-config libasound2-dev gcc g++ valgrind python3 clang libopus-dev binutils mono-devel
+  redis-server)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

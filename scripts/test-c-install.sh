@@ -49,4 +49,25 @@ cmake -S examples/cmake -B "$work/cmake" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_B
 cmake --build "$work/cmake" >/dev/null
 LD_LIBRARY_PATH=$prefix/lib "$work/cmake/sansio_loopback" | tail -1
 "$work/cmake/system_opus_static"
+
+# Without sound-card support (for games that own their audio): the library never loads libasound,
+# and the sans-IO example runs against it.
+scripts/install-c.sh --no-devices "$work/nodev" >/dev/null
+if ldd "$work/nodev/lib/libvoice.so.$version" | grep -q libasound; then
+  echo "the --no-devices library still needs libasound" >&2; exit 1
+fi
+ldd "$prefix/lib/libvoice.so.$version" | grep -q libasound \
+  || { echo "the default library lost device support (no libasound)" >&2; exit 1; }
+# shellcheck disable=SC2046
+PKG_CONFIG_PATH=$work/nodev/lib/pkgconfig cc -std=c11 -Wall -Wextra -Werror -pedantic \
+  examples/sansio_loopback.c $(PKG_CONFIG_PATH=$work/nodev/lib/pkgconfig pkg-config --cflags --libs voice) \
+  -lm -Wl,-rpath,"$work/nodev/lib" -o "$work/nodev_sansio"
+"$work/nodev_sansio" | tail -1
+# Artefact sizes (stripped; the debug information is installed separately).
+for p in "$prefix" "$work/nodev"; do
+  printf "%-10s libvoice.so %6d KiB   libvoice.a %6d KiB   debug %6d KiB\n" \
+    "$([ "$p" = "$prefix" ] && echo devices || echo no-devices)" \
+    $(($(stat -c %s "$p/lib/libvoice.so.$version") / 1024)) $(($(stat -c %s "$p/lib/libvoice.a") / 1024)) \
+    $(($(stat -c %s "$p/lib/debug/libvoice.so.$version.debug") / 1024))
+done
 echo "c install: ok"

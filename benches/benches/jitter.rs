@@ -1,6 +1,6 @@
 //! Jitter buffer and codec costs.
 //!
-//! * ns per push + pop of our ring-slot [`JitterBuffer`] versus the seed's sketch
+//! * ns per push + pop of our ring-slot [`JitterBuffer`] versus a naive baseline
 //!   (`Mutex<BinaryHeap>` of owned packets), measured side by side in one run, on the same
 //!   arrival pattern (5 % of packets swapped with their neighbour);
 //! * CPU per decoded stream: Opus decode, FEC recovery and PLC per 20 ms frame, as a share of
@@ -22,13 +22,13 @@ use voice_core::{Time, FRAME_SAMPLES};
 /// A min-heap of (sequence, owned payload).
 type PacketHeap = BinaryHeap<Reverse<(u64, Vec<u8>)>>;
 
-/// The seed's sketch: a locked binary heap of owned packets, popped when the head is expected.
-struct SeedHeap {
+/// The naive baseline: a locked binary heap of owned packets, popped when the head is expected.
+struct LockedHeap {
     heap: Mutex<PacketHeap>,
     next: Mutex<Option<u64>>,
 }
 
-impl SeedHeap {
+impl LockedHeap {
     fn push(&self, seq: u64, payload: &[u8]) {
         let next = *self.next.lock().unwrap_or_else(|e| e.into_inner());
         if next.is_some_and(|n| seq < n) {
@@ -93,23 +93,23 @@ fn bench_buffers(n: u64) {
     }
     let ours_ns = ns_per(start.elapsed(), n);
 
-    let seed = SeedHeap {
+    let heap = LockedHeap {
         heap: Mutex::new(BinaryHeap::new()),
         next: Mutex::new(None),
     };
     let start = Instant::now();
-    let mut seed_played = 0u64;
+    let mut heap_played = 0u64;
     for &seq in &order {
-        seed.push(seq, &payload);
-        if let Some(len) = seed.pop() {
-            seed_played += black_box(len) as u64 / 80;
+        heap.push(seq, &payload);
+        if let Some(len) = heap.pop() {
+            heap_played += black_box(len) as u64 / 80;
         }
     }
-    let seed_ns = ns_per(start.elapsed(), n);
+    let heap_ns = ns_per(start.elapsed(), n);
     println!("jitter buffer, {n} packets, 5% adjacent reordering, one push + one pop per packet:");
     println!("  ring slots (ours)       {ours_ns:8.1} ns per push+pop   ({played} played)");
-    println!("  Mutex<BinaryHeap> seed  {seed_ns:8.1} ns per push+pop   ({seed_played} played)");
-    println!("  ratio seed / ours       {:8.2}x", seed_ns / ours_ns);
+    println!("  Mutex<BinaryHeap>       {heap_ns:8.1} ns per push+pop   ({heap_played} played)");
+    println!("  ratio heap / ours       {:8.2}x", heap_ns / ours_ns);
 }
 
 fn bench_codec(frames: usize) {

@@ -1,14 +1,21 @@
-//! `relay_load`: the relay against two reference forwarders under the same offered load.
+//! `relay_load`: the relay against two reference forwarders under the same offered load, for
+//! 1, 2, 4, … forwarding threads.
 //!
 //! `cargo bench -p voice_benches --bench relay_load [-- --quick]` (or `BENCH_QUICK=1`).
+//! `BENCH_WORKERS=1,2,4` picks the thread counts (default: powers of two up to the CPU count,
+//! at least 1 and 2; quick: 1 and 2); `BENCH_ONLY=minimal,relay` picks forwarders.
 //!
 //! This process is the load generator; each forwarder runs in a child process (this binary
-//! re-executed with `--role fwd KIND N`) that prints `addr ADDR` and answers `cpu` on stdin with
-//! its `getrusage` CPU time. For each forwarder the offered load is raised step by step (more
-//! channels of N members, every member speaking at 50 packets/s) until two steps are not
-//! sustainable (loss above 1 % or median latency above 2 ms); the highest delivered rate of a
-//! sustainable step is its max sustainable rate. Numbers are printed,
-//! never asserted. Loopback only; every loop is bounded in count and time.
+//! re-executed with `--role fwd KIND N CHANNELS WORKERS`) that prints `addr ADDR` and answers
+//! `cpu` on stdin with its `getrusage` CPU time (all its threads). For each forwarder and thread
+//! count the offered load is raised step by step (more channels of N members, every member
+//! speaking at 50 packets/s, up to 400 channels per thread) until two steps are not sustainable
+//! (loss above 1 % or median latency above 2 ms): the highest delivered rate of a sustainable
+//! step is its ceiling. With at least `threads + 2` CPUs the forwarder is pinned to CPUs
+//! `0..threads` and the load generator to the rest; with fewer they share every CPU (said in
+//! the output). The relay runs with `--workers` = the thread count; the minimal forwarder with
+//! one `SO_REUSEPORT` socket per thread. Numbers are printed, never asserted. Loopback only;
+//! every loop is bounded in count and time.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, UdpSocket};
@@ -28,7 +35,24 @@ fn main() {
     let (steps, secs): (&[usize], f64) = if quick {
         (&[10, 40], 0.5)
     } else {
-        (&[40, 80, 120, 160, 200, 240, 280, 320], 1.5)
+        (
+            &[
+                40, 80, 120, 160, 200, 240, 320, 400, 480, 640, 800, 960, 1280, 1600,
+            ],
+            1.5,
+        )
+    };
+    let cpus = num_cpus();
+    let workers: Vec<usize> = match std::env::var("BENCH_WORKERS") {
+        Ok(v) if !v.is_empty() => v.split(',').filter_map(|w| w.trim().parse().ok()).collect(),
+        _ if quick => vec![1, 2],
+        _ => {
+            let mut w = vec![1, 2];
+            while w[w.len() - 1] * 2 <= cpus {
+                w.push(w[w.len() - 1] * 2);
+            }
+            w
+        }
     };
     let duration = Duration::from_secs_f64(secs);
     println!(
@@ -37,24 +61,33 @@ fn main() {
         secs,
         if quick { " (quick)" } else { "" }
     );
-    println!(
-        "machine: {} CPUs (load generator and forwarder share them)",
-        num_cpus()
-    );
+    println!("machine: {cpus} CPUs; forwarding threads: {workers:?}");
     let mut summary = Vec::new();
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
-    for kind in ["minimal", "naive", "relay", "relay-nobatch"] {
-        if (quick && kind == "relay-nobatch")
-            || (!only.is_empty() && !only.split(',').any(|o| o == kind))
-        {
-            continue;
-        }
-        match measure(kind, steps, duration) {
-            Ok(s) => summary.push(s),
-            Err(e) => println!("{kind}: failed: {e}"),
+    for &w in &workers {
+        for kind in ["minimal", "naive", "relay", "relay-nobatch"] {
+            // The naive and unbatched forwarders are single-threaded references.
+            if (quick && kind == "relay-nobatch")
+                || (w > 1 && matches!(kind, "naive" | "relay-nobatch"))
+                || (!only.is_empty() && !only.split(',').any(|o| o == kind))
+            {
+                continue;
+            }
+            let max = 400 * w;
+            let steps: Vec<usize> = steps.iter().copied().filter(|&c| c <= max).collect();
+            match measure(kind, w, &steps, duration) {
+                Ok(s) => summary.push(s),
+                Err(e) => println!("{kind} x{w}: failed: {e}"),
+            }
         }
     }
+    pin_to_all();
     report(&summary);
+    report_workers(&summary, &workers);
+}
+
+fn pin_to_all() {
+    voice_benches::pin_to(0..num_cpus());
 }
 
 fn num_cpus() -> usize {
@@ -63,6 +96,7 @@ fn num_cpus() -> usize {
 
 struct Summary {
     kind: &'static str,
+    workers: usize,
     steps: Vec<(usize, StepResult, f64)>,
 }
 
@@ -86,10 +120,17 @@ struct Fwd {
 }
 
 impl Fwd {
-    fn spawn(kind: &str, channels: usize) -> std::io::Result<Fwd> {
+    fn spawn(kind: &str, channels: usize, workers: usize) -> std::io::Result<Fwd> {
         let exe = std::env::current_exe()?;
         let mut child = Command::new(exe)
-            .args(["--role", "fwd", kind, &N.to_string(), &channels.to_string()])
+            .args([
+                "--role",
+                "fwd",
+                kind,
+                &N.to_string(),
+                &channels.to_string(),
+                &workers.to_string(),
+            ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()?;
@@ -133,22 +174,44 @@ impl Drop for Fwd {
     }
 }
 
-fn measure(kind: &'static str, steps: &[usize], duration: Duration) -> std::io::Result<Summary> {
+fn measure(
+    kind: &'static str,
+    workers: usize,
+    steps: &[usize],
+    duration: Duration,
+) -> std::io::Result<Summary> {
     let max_channels = *steps.iter().max().unwrap_or(&1);
-    let mut fwd = Fwd::spawn(kind, max_channels)?;
+    let cpus = num_cpus();
+    let pinned = cpus >= workers + 2;
+    // The child pins itself (see `child`); this process takes the other CPUs.
+    if pinned {
+        voice_benches::pin_to(workers..cpus);
+    } else {
+        pin_to_all();
+    }
+    let mut fwd = Fwd::spawn(kind, max_channels, workers)?;
     let sessions = max_channels * N;
     let mut fleet = if kind.starts_with("relay") {
         Fleet::relay(fwd.addr, sessions, N)?
     } else {
         Fleet::reference(fwd.addr, sessions, N)?
     };
-    println!("\n== {kind} ({sessions} sessions set up) ==");
+    println!(
+        "\n== {kind}, {workers} thread{} ({sessions} sessions set up; {}) ==",
+        if workers == 1 { "" } else { "s" },
+        if pinned {
+            format!("forwarder on CPUs 0..{workers}, load generator on {workers}..{cpus}")
+        } else {
+            "forwarder and load generator share the CPUs".to_owned()
+        }
+    );
     println!(
         "{:>8} {:>12} {:>12} {:>7} {:>9} {:>9} {:>10}",
         "speakers", "offered/s", "delivered/s", "loss%", "p50 µs", "p99 µs", "cpu µs/pkt"
     );
     let mut out = Summary {
         kind,
+        workers,
         steps: Vec::new(),
     };
     let mut failures = 0;
@@ -183,11 +246,12 @@ fn sustainable(r: &StepResult) -> bool {
 }
 
 fn report(all: &[Summary]) {
-    let get = |k: &str| all.iter().find(|s| s.kind == k);
+    let get = |k: &str| all.iter().find(|s| s.kind == k && s.workers == 1);
     println!("\n== summary: max sustainable delivered packets/s (loss <= 1 %, p50 <= 2 ms) ==");
     for s in all {
-        println!("{:>14}: {:>10.0}/s", s.kind, s.max_rate());
+        println!("{:>14} x{}: {:>10.0}/s", s.kind, s.workers, s.max_rate());
     }
+    println!("-- one thread --");
     let Some(relay) = get("relay") else { return };
     let rr = relay.max_rate();
     for (k, target) in [("minimal", "target >= 80 %"), ("naive", "target >= 200 %")] {
@@ -223,11 +287,77 @@ fn report(all: &[Summary]) {
     }
 }
 
+/// The step nearest to `pps` offered deliveries/s.
+fn near(s: &Summary, pps: f64) -> Option<&(usize, StepResult, f64)> {
+    s.steps.iter().min_by(|a, b| {
+        (a.1.offered_pps() - pps)
+            .abs()
+            .total_cmp(&(b.1.offered_pps() - pps).abs())
+    })
+}
+
+/// Per thread count: the relay's ceiling beside the minimal forwarder's, latency at half the
+/// relay's ceiling, and CPU per delivered datagram against one thread's.
+fn report_workers(all: &[Summary], workers: &[usize]) {
+    println!(
+        "\n== per thread count (targets: relay >= 0.9x minimal; p99 < 1000 µs at half the \
+         ceiling; CPU per datagram within 10 % of one thread's) =="
+    );
+    println!(
+        "{:>7} {:>12} {:>12} {:>7} {:>8} {:>8} {:>11} {:>11} {:>9}",
+        "threads",
+        "minimal/s",
+        "relay/s",
+        "ratio",
+        "p50 µs",
+        "p99 µs",
+        "cpu µs/pkt",
+        "min µs/pkt",
+        "vs 1 thr"
+    );
+    let find = |k: &str, w: usize| all.iter().find(|s| s.kind == k && s.workers == w);
+    let mut base_cpu = None;
+    for &w in workers {
+        let (Some(relay), min) = (find("relay", w), find("minimal", w)) else {
+            continue;
+        };
+        let rr = relay.max_rate();
+        let mr = min.map_or(0.0, Summary::max_rate);
+        let half = near(relay, rr / 2.0);
+        let cpu = half.map_or(0.0, |h| h.2);
+        let min_cpu = min.and_then(|m| near(m, rr / 2.0)).map_or(0.0, |h| h.2);
+        if w == 1 {
+            base_cpu = Some(cpu);
+        }
+        println!(
+            "{:>7} {:>12.0} {:>12.0} {:>7.2} {:>8} {:>8} {:>11.2} {:>11.2} {:>9}",
+            w,
+            mr,
+            rr,
+            if mr > 0.0 { rr / mr } else { 0.0 },
+            half.map_or(0, |h| h.1.p50_us),
+            half.map_or(0, |h| h.1.p99_us),
+            cpu,
+            min_cpu,
+            base_cpu
+                .filter(|b| *b > 0.0)
+                .map_or("-".to_owned(), |b| format!(
+                    "{:+.0} %",
+                    100.0 * (cpu / b - 1.0)
+                )),
+        );
+    }
+}
+
 /// Child process: run one forwarder and answer `cpu` requests until stdin closes.
 fn child(args: &[String]) {
     let kind = args.get(1).cloned().unwrap_or_default();
     let n: u32 = args.get(2).and_then(|v| v.parse().ok()).unwrap_or(N as u32);
     let channels: u32 = args.get(3).and_then(|v| v.parse().ok()).unwrap_or(1);
+    let workers: usize = args.get(4).and_then(|v| v.parse().ok()).unwrap_or(1);
+    if num_cpus() >= workers + 2 {
+        voice_benches::pin_to(0..workers);
+    }
     let addr = match kind.as_str() {
         "relay" | "relay-nobatch" => {
             let cfg = relay::Config {
@@ -246,6 +376,7 @@ fn child(args: &[String]) {
                 idle_timeout_ms: 3_600_000,
                 stats_interval_ms: 0,
                 batch_io: kind == "relay",
+                workers,
                 ..relay::Config::default()
             };
             let r = relay::Relay::bind(cfg).expect("bind relay");
@@ -254,7 +385,14 @@ fn child(args: &[String]) {
             std::mem::forget(h); // runs until the process exits
             addr
         }
-        "naive" | "minimal" => {
+        "minimal" => voice_benches::forwarders::run_minimal_threads(
+            workers,
+            n,
+            channels as usize * n as usize,
+            4 << 20,
+        )
+        .expect("bind minimal forwarder"),
+        "naive" => {
             let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
             voice_benches::set_buffers(std::os::fd::AsRawFd::as_raw_fd(&sock), 4 << 20);
             let addr = sock.local_addr().expect("addr");

@@ -31,6 +31,12 @@ Metrics (all at 16 kHz, polyphase-resampled from 48 kHz):
   PLCMOS  v2 (`speechmos`; non-intrusive) on the aligned output, numpy's generator seeded per
           call so identical audio scores identically;
   concealed  20 ms frames of packet-loss concealment, as the receiver counts them.
+
+--tsm RATES (e.g. 3,-3): how audible time-scale modification is, instead of the path classes. Each
+clip goes through voice-sim on the clean class, once as is and once per rate with
+`--force-rate RATE` (the receiver's own time-scaling: silence first, then whole pitch periods);
+the same rate-0 output is also time-scaled by sox's WSOLA (`tempo -s`), the baseline. Prints
+ViSQOL and PLCMOS per rate and method, and the cost against rate 0.
 """
 
 import argparse
@@ -84,12 +90,14 @@ def make_clips(work):
     clips = []
     for i, (voice, rate, text) in enumerate(TEXTS):
         # Named by content, so a changed text never reuses a stale clip.
-        h = hashlib.sha256(f"{voice}/{rate}/{text}".encode()).hexdigest()[:8]
+        h = hashlib.sha256(f"{voice}/{rate}/{text}/undithered".encode()).hexdigest()[:8]
         raw = os.path.join(work, f"clip{i}_{h}_raw.wav")
         out = os.path.join(work, f"clip{i}_{h}.wav")
         if not os.path.exists(out):
+            # No dither (-D): sox dithers by default, which would give every work directory
+            # different clips (and PLCMOS scores that differ by up to 0.1 for that alone).
             subprocess.run(["espeak-ng", "-v", voice, "-s", str(rate), "-w", raw, text], check=True)
-            subprocess.run(["sox", raw, "-r", "48000", "-c", "1", "-b", "16", out], check=True)
+            subprocess.run(["sox", "-D", raw, "-r", "48000", "-c", "1", "-b", "16", out], check=True)
             os.remove(raw)
         clips.append(out)
     return clips
@@ -244,6 +252,53 @@ def one(args):
     return row
 
 
+def tsm_one(args):
+    """One clip at one forced rate: (clip, rate, method, visqol, plcmos)."""
+    voice_sim, work, clip, rate, method = args
+    name = os.path.basename(clip).split("_")[0]
+    base = os.path.join(work, "runs", f"tsm_{name}_0.wav")
+    out = os.path.join(work, "runs", f"tsm_{name}_{method}_{rate}.wav")
+    if method == "ours":
+        subprocess.run([voice_sim, "--input", clip, "--output", out, "--profile", "clean",
+                        "--seed", "1", "--force-rate", str(rate)], check=True, capture_output=True)
+    else:
+        if not os.path.exists(base):
+            subprocess.run([voice_sim, "--input", clip, "--output", base, "--profile", "clean",
+                            "--seed", "1"], check=True, capture_output=True)
+        subprocess.run(["sox", base, out, "tempo", "-s", str(1.0 + rate / 100.0)], check=True)
+    _, ref48 = wavfile.read(clip)
+    _, deg48 = wavfile.read(out)
+    ref, deg = to16k(ref48), to16k(deg48)
+    lag0, _, _ = measure_delay(ref, deg)
+    deg_al = aligned(deg, lag0, len(ref))
+    v = float(_get_visqol().measure_from_arrays(ref, deg_al, 16000).moslqo)
+    np.random.seed(0)
+    p = float(_get_plcmos().get_mos(np.clip(deg_al, -1.0, 1.0).astype(np.float32)))
+    return name, rate, method, v, p
+
+
+def tsm_table(voice_sim, work, clips, rates, jobs):
+    """Prints ViSQOL / PLCMOS per forced rate for ours and sox WSOLA, and the cost vs rate 0."""
+    jobs_ = [(voice_sim, work, c, 0, "ours") for c in clips]
+    jobs_ += [(voice_sim, work, c, r, m) for c in clips for r in rates for m in ("ours", "sox")]
+    # Rate-0 outputs first: the sox runs time-scale them.
+    with cf.ProcessPoolExecutor(max_workers=jobs) as ex:
+        rows = list(ex.map(tsm_one, jobs_[:len(clips)]))
+        rows += list(ex.map(tsm_one, jobs_[len(clips):]))
+    base = {k: (np.mean([r[3] for r in rows if r[1] == 0]), np.mean([r[4] for r in rows if r[1] == 0]))
+            for k in ("ours",)}["ours"]
+    print(f"\ntime-scale modification on clean speech, {len(clips)} clips (ViSQOL / PLCMOS; cost = rate 0 minus this)")
+    print("| rate | method | ViSQOL | PLCMOS | ViSQOL cost | PLCMOS cost |")
+    print("|---|---|---|---|---|---|")
+    print(f"| 0 % | none | {base[0]:.2f} | {base[1]:.2f} | | |")
+    for r in rates:
+        for m in ("ours", "sox"):
+            sel = [x for x in rows if x[1] == r and x[2] == m]
+            v, p = np.mean([x[3] for x in sel]), np.mean([x[4] for x in sel])
+            label = "ours (receiver TSM)" if m == "ours" else "sox tempo -s (WSOLA)"
+            print(f"| {r:+g} % | {label} | {v:.2f} | {p:.2f} | {base[0] - v:+.2f} | {base[1] - p:+.2f} |")
+
+
 def fmt_cell(rs, metrics):
     parts = []
     for m in metrics:
@@ -307,6 +362,8 @@ def main():
     ap.add_argument("--clips", type=int, default=len(TEXTS))
     ap.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--keep", action="store_true", help="keep the output WAVs")
+    ap.add_argument("--tsm", metavar="RATES",
+                    help="measure forced time-scaling at these rates in %% (e.g. 3,-3) instead")
     a = ap.parse_args()
     if a.table:
         with open(a.table) as f:
@@ -314,6 +371,12 @@ def main():
         return
     if not (a.voice_sim and a.baselines and a.work):
         sys.exit("--voice-sim, --baselines and --work are required (or --table RUNS.jsonl)")
+    if a.tsm:
+        for d in ("traces", "runs"):
+            os.makedirs(os.path.join(a.work, d), exist_ok=True)
+        clips = make_clips(a.work)[:a.clips]
+        tsm_table(a.voice_sim, a.work, clips, [float(r) for r in a.tsm.split(",")], a.jobs)
+        return
     classes = a.classes.split(",")
     receivers = (a.receivers or ("adaptive,fixed" if a.quick else ",".join(RECEIVERS))).split(",")
     metrics = (a.metrics or ("pesq,plcmos" if a.quick else ",".join(METRICS))).split(",")

@@ -45,6 +45,19 @@ pub fn set_buffers(fd: i32, bytes: usize) {
     }
 }
 
+/// Restricts this process (threads created afterwards inherit it) to CPUs `cpus`. Returns
+/// false when the kernel refused (nothing changes then).
+pub fn pin_to(cpus: std::ops::Range<usize>) -> bool {
+    // SAFETY: cpu_set_t is a plain bit mask, valid when zeroed; CPU_SET writes within it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for c in cpus {
+        // SAFETY: `set` is a valid cpu_set_t; CPU_SET ignores CPUs beyond its size.
+        unsafe { libc::CPU_SET(c, &mut set) };
+    }
+    // SAFETY: pid 0 = this thread; a valid mask of the declared size.
+    unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0 }
+}
+
 /// True when the benchmark should run briefly (CI smoke run).
 pub fn quick() -> bool {
     std::env::args().any(|a| a == "--quick")

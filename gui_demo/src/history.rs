@@ -160,8 +160,10 @@ mod tests {
                     buffer_depth: 3,
                     ..StreamStats::default()
                 },
+                encrypted: false,
             }],
             spatial: None,
+            e2ee: Default::default(),
         }
     }
 

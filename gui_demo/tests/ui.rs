@@ -228,8 +228,10 @@ fn overlay_shows_per_sender_statistics() {
                 loss_percent_10s: 12.5,
                 ..StreamStats::default()
             },
+            encrypted: false,
         }],
         spatial: None,
+        e2ee: Default::default(),
     };
     handle.stats.send(stats).unwrap();
     h.state_mut().settings.overlay_open = true;

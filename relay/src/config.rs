@@ -18,6 +18,9 @@ use crate::budget::Limit;
 /// The default listen address: TCP control and UDP voice on the same port.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:7400";
 
+/// The most forwarding workers a relay runs.
+pub const MAX_WORKERS: usize = 256;
+
 /// Where the `relay` binary keeps its self-signed identity unless told otherwise.
 pub const DEFAULT_IDENTITY_DIR: &str = "relay-identity";
 
@@ -96,6 +99,18 @@ pub struct Config {
     pub udp_buffer_bytes: usize,
     /// Use `recvmmsg`/`sendmmsg` batches (Linux); `false` uses one syscall per datagram.
     pub batch_io: bool,
+    /// Forwarding workers: UDP sockets sharing the port with `SO_REUSEPORT`, each drained by its
+    /// own thread (the first by the control loop). 0 (the default): one per available core.
+    pub workers: usize,
+    /// Scale-out: `redis://HOST:PORT/` of the cluster's Redis. `None` (the default): the relay
+    /// runs alone and hosts every room itself.
+    pub redis: Option<String>,
+    /// Scale-out: the `IP:PORT` clients are redirected to for rooms this relay hosts (default:
+    /// the bound address, which must then be reachable by clients).
+    pub advertise: Option<SocketAddr>,
+    /// Scale-out: room lease length in ms (renewed every third of it); a dead relay's rooms
+    /// are placed again after at most this long.
+    pub lease_ms: u64,
     /// Development only: serve the control connection without TLS (names, chat and the UDP
     /// registration secret travel in the clear).
     pub insecure_plaintext: bool,
@@ -157,6 +172,10 @@ impl Default for Config {
             stats_interval_ms: 10_000,
             udp_buffer_bytes: 4 * 1024 * 1024,
             batch_io: true,
+            workers: 0,
+            redis: None,
+            advertise: None,
+            lease_ms: 3_000,
             insecure_plaintext: false,
             tls_cert: None,
             tls_key: None,
@@ -170,7 +189,8 @@ pub const USAGE: &str = "\
 relay — voice relay (TCP control + UDP voice on one port)
 
 USAGE: relay [--listen ADDR] [--config FILE] [--cert PEM --key PEM | --identity-dir DIR]
-             [--insecure-plaintext]
+             [--insecure-plaintext] [--workers N]
+             [--redis URL [--advertise ADDR] [--lease-ms MS]]
 
   --listen ADDR         TCP and UDP listen address (default 0.0.0.0:7400); overrides the file.
                         Port 0 picks a free port, the same for TCP and UDP
@@ -180,6 +200,12 @@ USAGE: relay [--listen ADDR] [--config FILE] [--cert PEM --key PEM | --identity-
   --identity-dir DIR    where the self-signed identity is created on first start and reused
                         (default ./relay-identity when no --cert/--key)
   --insecure-plaintext  development only: no TLS on the control connection
+  --workers N           forwarding threads, each with its own SO_REUSEPORT UDP socket
+                        (default: one per available core; 1: a single thread, as before)
+  --redis URL           join a cluster: rooms placed across relays with leases in this Redis
+                        (redis://127.0.0.1:6379/); without it the relay runs alone
+  --advertise ADDR      the IP:PORT clients are redirected to for rooms hosted here
+  --lease-ms MS         room lease length (default 3000)
   --help                this text
 
 The control connection is TLS 1.3. Once bound, the relay prints on stdout
@@ -215,6 +241,10 @@ impl Config {
         let mut key: Option<PathBuf> = None;
         let mut identity: Option<PathBuf> = None;
         let mut plaintext = false;
+        let mut workers: Option<usize> = None;
+        let mut redis: Option<String> = None;
+        let mut advertise: Option<SocketAddr> = None;
+        let mut lease_ms: Option<u64> = None;
         let mut it = args.into_iter();
         while let Some(a) = it.next() {
             let mut value = |flag: &str| {
@@ -234,6 +264,28 @@ impl Config {
                 "--key" => key = Some(PathBuf::from(value("--key")?)),
                 "--identity-dir" => identity = Some(PathBuf::from(value("--identity-dir")?)),
                 "--insecure-plaintext" => plaintext = true,
+                "--redis" => redis = Some(value("--redis")?),
+                "--advertise" => {
+                    let v = value("--advertise")?;
+                    advertise = Some(
+                        v.parse()
+                            .map_err(|e| ConfigError::Usage(format!("--advertise {v}: {e}")))?,
+                    );
+                }
+                "--lease-ms" => {
+                    let v = value("--lease-ms")?;
+                    lease_ms = Some(
+                        v.parse()
+                            .map_err(|e| ConfigError::Usage(format!("--lease-ms {v}: {e}")))?,
+                    );
+                }
+                "--workers" => {
+                    let v = value("--workers")?;
+                    workers = Some(
+                        v.parse()
+                            .map_err(|e| ConfigError::Usage(format!("--workers {v}: {e}")))?,
+                    );
+                }
                 "--help" | "-h" => return Ok(None),
                 other => {
                     return Err(ConfigError::Usage(format!(
@@ -248,6 +300,18 @@ impl Config {
         };
         if let Some(l) = listen {
             cfg.listen = l;
+        }
+        if let Some(w) = workers {
+            cfg.workers = w;
+        }
+        if redis.is_some() {
+            cfg.redis = redis;
+        }
+        if advertise.is_some() {
+            cfg.advertise = advertise;
+        }
+        if let Some(l) = lease_ms {
+            cfg.lease_ms = l;
         }
         if cert.is_some() || key.is_some() {
             cfg.tls_cert = cert;
@@ -308,6 +372,12 @@ impl Config {
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return bad("tls_cert and tls_key go together (--cert and --key)".into());
         }
+        if self.redis.is_some() && self.lease_ms < 100 {
+            return bad("lease_ms must be at least 100".into());
+        }
+        if self.workers > MAX_WORKERS {
+            return bad(format!("workers must be at most {MAX_WORKERS}"));
+        }
         if self.handshake_timeout_ms == 0 || self.idle_timeout_ms == 0 {
             return bad("timeouts must be > 0".into());
         }
@@ -339,6 +409,14 @@ impl Config {
         ChannelId(self.default_channel)
     }
 
+    /// The number of forwarding workers to run: `workers`, or one per available core for 0.
+    pub fn worker_count(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_WORKERS)),
+            n => n,
+        }
+    }
+
     /// Handshake timeout.
     pub fn handshake_timeout(&self) -> Duration {
         Duration::from_millis(self.handshake_timeout_ms)
@@ -363,6 +441,13 @@ mod tests {
         assert_eq!(cfg.listen, "127.0.0.1:9".parse().unwrap());
         assert!(Config::from_args(["--help".to_owned()]).unwrap().is_none());
         assert!(Config::from_args(["--bogus".to_owned()]).is_err());
+        let cfg = Config::from_args(["--workers".to_owned(), "3".to_owned()])
+            .unwrap()
+            .unwrap();
+        assert_eq!(cfg.worker_count(), 3);
+        assert!(Config::default().worker_count() >= 1);
+        assert!(Config::from_args(["--workers".to_owned(), "x".to_owned()]).is_err());
+        assert!(Config::from_args(["--workers".to_owned(), "9999".to_owned()]).is_err());
     }
 
     #[test]

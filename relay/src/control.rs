@@ -8,6 +8,7 @@ use std::time::Instant;
 use voice_core::proto::register::Secret;
 use voice_core::proto::tcp::{
     validate_chat, validate_name, ClientMessage, ErrorCode, ServerMessage, CONTROL_VERSION,
+    MAX_E2EE_IDENTITY, MAX_E2EE_KEY_BLOB,
 };
 use voice_core::proto::{ChannelId, SessionToken};
 
@@ -111,7 +112,7 @@ fn leave(state: &mut State, who: SessionToken, out: &mut Outbox) -> Option<Chann
 /// remaining members, then the session and its UDP binding are gone.
 pub fn disconnect(state: &mut State, who: SessionToken, out: &mut Outbox) {
     leave(state, who, out);
-    state.sessions.remove(&who);
+    state.remove_session(who);
 }
 
 /// Handles one message from an established session.
@@ -185,8 +186,96 @@ pub fn handle(
             }
         }
         ClientMessage::Goodbye => {}
+        ClientMessage::E2eeIdentity { blob } => e2ee_identity(state, who, blob, out),
+        ClientMessage::E2eeKeys { keys } => e2ee_keys(state, who, keys, out),
     }
     After::Continue
+}
+
+/// Stores a client's end-to-end identity blob and shows it to its channel. The relay never looks
+/// inside: it only bounds the size.
+fn e2ee_identity(state: &mut State, who: SessionToken, blob: Vec<u8>, out: &mut Outbox) {
+    if blob.is_empty() || blob.len() > MAX_E2EE_IDENTITY {
+        out.push((
+            who,
+            error(ErrorCode::BadE2eeBlob, "identity blob of bad size"),
+        ));
+        return;
+    }
+    let Some(s) = state.sessions.get_mut(&who) else {
+        return;
+    };
+    s.e2ee_identity = Some(blob.clone());
+    if let Some(channel) = s.channel {
+        for &m in state.members(channel) {
+            if m != who {
+                out.push((
+                    m,
+                    ServerMessage::E2eeIdentity {
+                        session: who,
+                        blob: blob.clone(),
+                    },
+                ));
+            }
+        }
+    }
+}
+
+/// Delivers wrapped sender keys, each to its recipient, only inside the sender's channel.
+fn e2ee_keys(
+    state: &mut State,
+    who: SessionToken,
+    keys: Vec<(SessionToken, Vec<u8>)>,
+    out: &mut Outbox,
+) {
+    let channel = state.sessions.get(&who).and_then(|s| s.channel);
+    let mut refused = 0usize;
+    for (to, blob) in keys {
+        let same_channel = channel.is_some()
+            && to != who
+            && state.sessions.get(&to).and_then(|s| s.channel) == channel;
+        if !same_channel || blob.is_empty() || blob.len() > MAX_E2EE_KEY_BLOB {
+            refused += 1;
+            continue;
+        }
+        out.push((to, ServerMessage::E2eeKey { from: who, blob }));
+    }
+    if refused > 0 {
+        out.push((
+            who,
+            error(
+                ErrorCode::BadE2eeBlob,
+                format!(
+                    "{refused} wrapped key(s) refused: bad size or recipient not in your channel"
+                ),
+            ),
+        ));
+    }
+}
+
+/// Shows a joiner's identity to the channel and every member's identity to the joiner.
+fn e2ee_on_join(state: &State, who: SessionToken, channel: ChannelId, out: &mut Outbox) {
+    let mine = state
+        .sessions
+        .get(&who)
+        .and_then(|s| s.e2ee_identity.clone());
+    for &m in state.members(channel) {
+        if m == who {
+            continue;
+        }
+        if let Some(blob) = &mine {
+            out.push((
+                m,
+                ServerMessage::E2eeIdentity {
+                    session: who,
+                    blob: blob.clone(),
+                },
+            ));
+        }
+        if let Some(blob) = state.sessions.get(&m).and_then(|s| s.e2ee_identity.clone()) {
+            out.push((who, ServerMessage::E2eeIdentity { session: m, blob }));
+        }
+    }
 }
 
 fn join(state: &mut State, who: SessionToken, channel: ChannelId, out: &mut Outbox) {
@@ -215,6 +304,9 @@ fn join(state: &mut State, who: SessionToken, channel: ChannelId, out: &mut Outb
         out.push((who, ServerMessage::Joined { channel: info }));
         if let Some(spatial) = state.channel_spatial(channel) {
             out.push((who, ServerMessage::ChannelSpatial { channel, spatial }));
+        }
+        if current != Some(channel) {
+            e2ee_on_join(state, who, channel, out);
         }
     }
 }

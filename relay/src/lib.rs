@@ -1,6 +1,6 @@
 //! `relay`: the voice relay of the voice engine.
 //!
-//! One single-threaded `mio` loop serves the TCP control plane (TLS 1.3 unless
+//! One `mio` control loop (plus `workers - 1` `SO_REUSEPORT` forwarding threads) serves the TCP control plane (TLS 1.3 unless
 //! [`Config::insecure_plaintext`]) (handshake, channels, presence,
 //! chat, stats) and the UDP voice plane (registration by proof, fan-out of the exact received
 //! bytes to the sender's channel or a whisper target) on the same address and port (default
@@ -13,6 +13,8 @@
 //! | [`config`] | defaults, TOML file, command-line flags |
 //! | [`state`] | sessions, channels, the routing decision for each datagram |
 //! | [`budget`] | token buckets (time passed in) |
+//! | [`cluster`] | rooms across relays: leases in Redis, on their own thread |
+//! | [`forward`] | what forwarding workers read (the published snapshot) and own (sender state, counters) |
 //! | [`control`] | TCP messages as state transitions producing outgoing messages |
 //! | [`identity`] | the TLS certificate: the operator's, or self-signed and persisted |
 //! | [`stats`] | counters, including every drop by reason |
@@ -32,8 +34,10 @@
 //! Linux only (it uses `recvmmsg`/`sendmmsg` through `libc`).
 
 pub mod budget;
+pub mod cluster;
 pub mod config;
 pub mod control;
+pub mod forward;
 pub mod identity;
 pub mod server;
 pub mod state;

@@ -13,28 +13,33 @@
 //! minimal forwarder with a fixed `Vec` table (120–160 k/s across runs, the machine's ceiling).
 //! Map lookups are not the bottleneck at all (tens of ns against ~5 µs of kernel work per
 //! delivered datagram), so nothing justifies a concurrent map; a DashMap itself was not
-//! benchmarked. Scaling past one core would shard *rooms* across SO_REUSEPORT workers
-//! (each owning its own maps), not share maps between threads.
+//! benchmarked. Scaling past one core does not share these maps either: the control plane
+//! (the one thread that owns this `State`) publishes an immutable
+//! [`Snapshot`](crate::forward::Snapshot) after each change, and each `SO_REUSEPORT` worker
+//! reads it and keeps its own per-sender state (see [`forward`](crate::forward)).
 //!
 //! # Decisions as plain functions
-//! [`State::route`] answers "who receives this voice datagram?" from `&State` alone, and
-//! [`State::admit_voice`] applies the per-sender sequence window and budgets. Neither touches a
-//! socket, so both are unit-tested below; the server loop only moves bytes.
+//! [`State::route`] answers "who receives this voice datagram?" from `&State` alone (the
+//! reference the snapshot's routing is tested against, and what the fuzz target drives), and
+//! [`SenderState::admit`](crate::forward::SenderState::admit) applies the per-sender sequence
+//! window and budgets. Neither touches a socket, so both are unit-tested; the server loop only
+//! moves bytes.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use voice_core::proto::register::{self, RegisterError, Secret};
 use voice_core::proto::tcp::{ChannelInfo, SpatialInfo, UserInfo};
-use voice_core::proto::udp::{Header, Position};
+use voice_core::proto::udp::Header;
 use voice_core::proto::{ChannelId, SessionToken};
-use voice_core::seq::{ReplayCheck, ReplayWindow, SeqUnwrapper};
 use voice_core::spatial::Attenuation;
 
 use crate::budget::{Limit, TokenBucket};
 use crate::config::Config;
+use crate::forward::PositionCell;
 use crate::stats::Counter;
 
 /// A fast hasher for relay-allocated integer keys (Fibonacci multiplicative hashing).
@@ -157,17 +162,17 @@ pub struct Session {
     pub udp: Option<SocketAddr>,
     /// Current channel.
     pub channel: Option<ChannelId>,
-    /// Last position from an accepted Voice or Ping datagram (forgotten on leaving a channel).
-    pub position: Option<Position>,
+    /// Last position from an accepted Voice or Ping datagram, written by whichever forwarding
+    /// worker receives it (shared through the [`Snapshot`](crate::forward::Snapshot)). A new,
+    /// empty cell on joining or leaving a channel, so a position is forgotten on leaving.
+    pub position: Arc<PositionCell>,
     register_counter: u64,
-    seq: SeqUnwrapper,
-    replay: ReplayWindow,
-    packets: TokenBucket,
-    bytes: TokenBucket,
     /// Budget for control messages.
     pub control: TokenBucket,
     /// Budget for chat lines.
     pub chat: TokenBucket,
+    /// The end-to-end identity blob this client announced (opaque to the relay).
+    pub e2ee_identity: Option<Vec<u8>>,
 }
 
 impl Session {
@@ -205,6 +210,7 @@ pub struct State {
     /// Per-session limits.
     pub limits: Limits,
     next_token: u32,
+    version: u64,
 }
 
 impl State {
@@ -236,6 +242,7 @@ impl State {
                 chat: cfg.chat_messages,
             },
             next_token: 1,
+            version: 0,
         }
     }
 
@@ -257,6 +264,7 @@ impl State {
         }
         let token = SessionToken(self.next_token);
         self.next_token = self.next_token.wrapping_add(1);
+        self.version += 1;
         let l = self.limits;
         self.sessions.insert(
             token,
@@ -267,14 +275,11 @@ impl State {
                 conn,
                 udp: None,
                 channel: None,
-                position: None,
+                position: Arc::default(),
                 register_counter: 0,
-                seq: SeqUnwrapper::new(),
-                replay: ReplayWindow::new(),
-                packets: TokenBucket::new(l.voice_packets, now),
-                bytes: TokenBucket::new(l.voice_bytes, now),
                 control: TokenBucket::new(l.control, now),
                 chat: TokenBucket::new(l.chat, now),
+                e2ee_identity: None,
             },
         );
         Some(token)
@@ -322,6 +327,7 @@ impl State {
         let counter = register::verify(&s.secret, sender, payload, s.register_counter)?;
         s.register_counter = counter;
         s.udp = Some(src);
+        self.version += 1;
         Ok(counter)
     }
 
@@ -380,105 +386,18 @@ impl State {
         }
     }
 
-    /// Applies the sender's replay window and budgets to a routed datagram of `len` bytes.
-    /// The sender must exist (call after a successful [`Self::route`]).
-    pub fn admit_voice(
-        &mut self,
-        now: Instant,
-        header: &Header,
-        len: usize,
-    ) -> Result<(), DropReason> {
-        let s = self
-            .sessions
-            .get_mut(&header.sender)
-            .ok_or(DropReason::UnknownSession)?;
-        let ext = s.seq.peek(header.seq);
-        match s.replay.check_and_set(ext) {
-            ReplayCheck::New => {
-                s.seq.unwrap(header.seq);
-            }
-            ReplayCheck::Duplicate => return Err(DropReason::Duplicate),
-            ReplayCheck::TooOld => return Err(DropReason::TooOld),
-        }
-        if !s.packets.check(now, 1.0) {
-            return Err(DropReason::PacketBudget);
-        }
-        if !s.bytes.check(now, len as f64) {
-            return Err(DropReason::ByteBudget);
-        }
-        s.packets.consume(1.0);
-        s.bytes.consume(len as f64);
-        Ok(())
+    /// Ends `who`'s session (and its UDP binding). The caller took it out of its channel.
+    pub fn remove_session(&mut self, who: SessionToken) -> Option<Session> {
+        let s = self.sessions.remove(&who)?;
+        self.version += 1;
+        Some(s)
     }
 
-    /// Route then admit: the full decision for one voice datagram.
-    pub fn accept_voice(
-        &mut self,
-        now: Instant,
-        src: SocketAddr,
-        header: &Header,
-        len: usize,
-        out: &mut Vec<SocketAddr>,
-    ) -> Result<(), DropReason> {
-        let r = self
-            .route(src, header, out)
-            .and_then(|()| self.admit_voice(now, header, len));
-        if r.is_err() {
-            out.clear();
-        }
-        r
-    }
-
-    /// Records `sender`'s position from an accepted datagram (`None` keeps the last one).
-    pub fn record_position(&mut self, sender: SessionToken, position: Option<Position>) {
-        if let (Some(p), Some(s)) = (position, self.sessions.get_mut(&sender)) {
-            s.position = Some(p);
-        }
-    }
-
-    /// Proximity culling, after [`Self::accept_voice`] filled `out`: records the sender's
-    /// `position`, and for channel voice in a 3D channel from a sender with a position keeps in
-    /// `out` only members within the channel's `max_distance` of it (members whose position is
-    /// unknown stay). Returns how many recipients were culled; 0 for 2D channels and whispers.
-    pub fn cull_out_of_range(
-        &mut self,
-        header: &Header,
-        position: Option<Position>,
-        out: &mut Vec<SocketAddr>,
-    ) -> usize {
-        self.record_position(header.sender, position);
-        let Some(from) = position else { return 0 };
-        if !header.target.is_none() {
-            return 0;
-        }
-        let Some(ch) = self
-            .sessions
-            .get(&header.sender)
-            .and_then(|s| s.channel)
-            .and_then(|c| self.channels.get(&c))
-        else {
-            return 0;
-        };
-        let Some(a) = ch.spatial else { return 0 };
-        let range2 = a.max_distance * a.max_distance;
-        let before = out.len();
-        out.clear();
-        for m in &ch.members {
-            if *m == header.sender {
-                continue;
-            }
-            let Some(s) = self.sessions.get(m) else {
-                continue;
-            };
-            if let Some(addr) = s.udp {
-                if s.position
-                    .is_none_or(|p| p.distance_squared(from) <= range2)
-                {
-                    out.push(addr);
-                }
-            }
-        }
-        before - out.len()
+    /// Increases with every change the forwarding path cares about (sessions, bindings,
+    /// membership made through these methods): the control plane republishes its
+    /// [`Snapshot`](crate::forward::Snapshot) when it moved.
+    pub fn version(&self) -> u64 {
+        self.version
     }
 
     /// The 3D settings of `channel` as announced to clients (`None`: 2D or unknown channel).
@@ -493,15 +412,18 @@ impl State {
         if let (Some(s), Some(ch)) = (self.sessions.get_mut(&who), self.channels.get_mut(&channel))
         {
             s.channel = Some(channel);
+            s.position = Arc::default();
             ch.members.push(who);
+            self.version += 1;
         }
     }
 
     /// Takes `who` out of its channel; returns the channel it was in.
     pub fn remove_member(&mut self, who: SessionToken) -> Option<ChannelId> {
         let s = self.sessions.get_mut(&who)?;
-        s.position = None;
         let ch = s.channel.take()?;
+        s.position = Arc::default();
+        self.version += 1;
         if let Some(c) = self.channels.get_mut(&ch) {
             c.members.retain(|m| *m != who);
         }
@@ -567,49 +489,6 @@ mod tests {
     }
 
     #[test]
-    fn a_3d_channel_culls_by_range_and_nothing_else_does() {
-        let (mut st, now) = state(5);
-        let at = |x: f32| Some(Position::new(x, 0.0, 0.0));
-        let mut out = Vec::new();
-        let mut send = |st: &mut State, h: &Header, p: Option<Position>| {
-            st.accept_voice(now, addr(1000 + h.sender.0 as u16), h, 60, &mut out)
-                .unwrap();
-            let culled = st.cull_out_of_range(h, p, &mut out);
-            (out.clone(), culled)
-        };
-        // 2D: positions are recorded but nothing is culled.
-        for (i, x) in [(2, 5.0), (3, 100.0), (4, 20.0)] {
-            st.record_position(SessionToken(i), at(x));
-        }
-        assert_eq!(send(&mut st, &voice(1, 0, 1), at(0.0)).1, 0);
-        st.channels.get_mut(&ChannelId(1)).unwrap().spatial = Some(Attenuation {
-            max_distance: 20.0,
-            ..Attenuation::default()
-        });
-        // 3D: 2 at 5 and 4 at exactly 20 hear, 3 at 100 does not, 5 (position unknown) does.
-        assert_eq!(
-            send(&mut st, &voice(1, 0, 2), at(0.0)),
-            (vec![addr(1002), addr(1004), addr(1005)], 1)
-        );
-        // A sender without a position, and a whisper, are not culled.
-        assert_eq!(send(&mut st, &voice(1, 0, 3), None).1, 0);
-        assert_eq!(
-            send(&mut st, &voice(1, 3, 4), at(0.0)),
-            (vec![addr(1003)], 0)
-        );
-        // The sender's own position is recorded from its datagram; leaving forgets it.
-        assert_eq!(st.sessions[&SessionToken(1)].position, at(0.0));
-        st.remove_member(SessionToken(3));
-        assert_eq!(st.sessions[&SessionToken(3)].position, None);
-        assert_eq!(
-            st.channel_spatial(ChannelId(1))
-                .map(|s| s.max_distance_milli),
-            Some(20_000)
-        );
-        assert_eq!(st.channel_spatial(ChannelId(2)), None);
-    }
-
-    #[test]
     fn source_must_match_binding_and_sender_must_exist() {
         let (st, _) = state(2);
         let mut out = vec![addr(1)];
@@ -651,47 +530,6 @@ mod tests {
             Err(DropReason::NotInChannel)
         );
         assert_eq!(st.members(ChannelId(1)), &[SessionToken(2)]);
-    }
-
-    #[test]
-    fn replays_and_old_sequence_numbers_are_dropped() {
-        let (mut st, now) = state(2);
-        let mut out = Vec::new();
-        let mut send = |st: &mut State, seq: u16| {
-            st.accept_voice(now, addr(1001), &voice(1, 0, seq), 60, &mut out)
-        };
-        assert_eq!(send(&mut st, 10), Ok(()));
-        assert_eq!(send(&mut st, 10), Err(DropReason::Duplicate));
-        assert_eq!(send(&mut st, 9), Ok(()));
-        assert_eq!(send(&mut st, 10 + 300), Ok(()));
-        assert_eq!(send(&mut st, 11), Err(DropReason::TooOld));
-    }
-
-    #[test]
-    fn budgets_bound_a_flood() {
-        let (mut st, now) = state(2);
-        let mut out = Vec::new();
-        let burst = st.limits.voice_packets.burst as u16;
-        let mut ok = 0;
-        for seq in 0..burst * 10 {
-            if st
-                .accept_voice(now, addr(1001), &voice(1, 0, seq), 60, &mut out)
-                .is_ok()
-            {
-                ok += 1;
-            }
-        }
-        assert_eq!(ok, burst);
-        // Byte budget: big datagrams run out first.
-        let (mut st, now) = state(2);
-        let max = voice_core::proto::udp::MAX_DATAGRAM;
-        let n = (0..50u16)
-            .filter(|&s| {
-                st.accept_voice(now, addr(1002), &voice(2, 0, s), max, &mut out)
-                    .is_ok()
-            })
-            .count();
-        assert_eq!(n, (st.limits.voice_bytes.burst / max as f64) as usize);
     }
 
     #[test]

@@ -79,6 +79,54 @@ pub fn from_storage(s: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<
     }
 }
 
+/// Binds a UDP socket on `addr` with `SO_REUSEPORT` set before the bind, non-blocking: several
+/// such sockets on one address form a group among which the kernel spreads datagrams by a hash of
+/// the 4-tuple, so one sender's datagrams always reach the same socket (while the group is
+/// unchanged). Only sockets of the same effective user may join the group.
+pub fn bind_reuseport(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    use std::os::fd::FromRawFd;
+    let domain = match addr {
+        SocketAddr::V4(_) => libc::AF_INET,
+        SocketAddr::V6(_) => libc::AF_INET6,
+    };
+    // SAFETY: plain socket(2) call; the result is checked.
+    let fd = unsafe {
+        libc::socket(
+            domain,
+            libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh socket we own; from here the UdpSocket closes it on every path.
+    let sock = unsafe { std::net::UdpSocket::from_raw_fd(fd) };
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt with a valid fd and a pointer to a c_int of the declared size.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_REUSEPORT,
+            (&one as *const libc::c_int).cast(),
+            mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: zeroed sockaddr_storage is valid; `to_storage` fills it and returns its length.
+    let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
+    let len = to_storage(&addr, &mut storage);
+    // SAFETY: `storage` holds a sockaddr of `len` bytes.
+    let r = unsafe { libc::bind(fd, (&storage as *const libc::sockaddr_storage).cast(), len) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(sock)
+}
+
 /// A ring of receive slots filled by one `recvmmsg` call.
 pub struct RecvBatch {
     bufs: Box<[u8]>,

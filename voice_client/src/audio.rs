@@ -9,7 +9,16 @@
 
 use std::path::PathBuf;
 
+#[cfg(feature = "devices")]
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
+
+/// A running device stream (kept alive by the engine). Without the `devices` feature there is
+/// none: the type has no values, so the device variants below cannot be built.
+#[cfg(feature = "devices")]
+pub type DeviceStream = cpal::Stream;
+/// A running device stream; this build has no device support, so there is none.
+#[cfg(not(feature = "devices"))]
+pub enum DeviceStream {}
 use voice_core::{wav, FRAME_SAMPLES, SAMPLE_RATE};
 
 /// Where captured audio comes from.
@@ -130,6 +139,7 @@ pub enum AudioError {
 }
 
 /// Names of the capture and playback devices of the default host.
+#[cfg(feature = "devices")]
 pub fn device_names() -> (Vec<String>, Vec<String>) {
     let host = cpal::default_host();
     let name = |d: cpal::Device| d.description().ok().map(|x| x.name().to_string());
@@ -144,6 +154,27 @@ pub fn device_names() -> (Vec<String>, Vec<String>) {
     (inputs, outputs)
 }
 
+/// Names of the capture and playback devices: none in a build without the `devices` feature.
+#[cfg(not(feature = "devices"))]
+pub fn device_names() -> (Vec<String>, Vec<String>) {
+    (Vec::new(), Vec::new())
+}
+
+#[cfg(not(feature = "devices"))]
+const NO_DEVICES: &str = "this build has no sound-card support (cargo feature `devices`); \
+    use application audio, a WAV file or a tone";
+
+#[cfg(not(feature = "devices"))]
+fn open_capture(_name: Option<&str>) -> Result<InputKind, AudioError> {
+    Err(AudioError::Device(NO_DEVICES.into()))
+}
+
+#[cfg(not(feature = "devices"))]
+fn open_playback(_name: Option<&str>) -> Result<OutputStream, AudioError> {
+    Err(AudioError::Device(NO_DEVICES.into()))
+}
+
+#[cfg(feature = "devices")]
 fn find_device(input: bool, wanted: Option<&str>) -> Result<cpal::Device, AudioError> {
     let host = cpal::default_host();
     let dev = match wanted {
@@ -174,6 +205,7 @@ fn find_device(input: bool, wanted: Option<&str>) -> Result<cpal::Device, AudioE
 }
 
 /// A device config at 48 kHz, with the device's preferred channel count.
+#[cfg(feature = "devices")]
 fn config_48k(dev: &cpal::Device, input: bool) -> Result<cpal::StreamConfig, AudioError> {
     let def = if input {
         dev.default_input_config()
@@ -211,9 +243,11 @@ enum InputKind {
         step: f64,
         amplitude: f32,
     },
+    // Without the `devices` feature this variant cannot be built (its stream type has no values).
+    #[cfg_attr(not(feature = "devices"), allow(dead_code))]
     Device {
         ring: rtrb::Consumer<i16>,
-        _stream: cpal::Stream,
+        _stream: DeviceStream,
     },
     Ring(rtrb::Consumer<i16>),
     Null,
@@ -318,6 +352,7 @@ impl InputStream {
     }
 }
 
+#[cfg(feature = "devices")]
 fn open_capture(name: Option<&str>) -> Result<InputKind, AudioError> {
     let dev = find_device(true, name)?;
     let cfg = config_48k(&dev, true)?;
@@ -357,7 +392,7 @@ pub enum OutputStream {
         /// Producer side of the ring the callback reads.
         ring: rtrb::Producer<i16>,
         /// Keeps the device stream alive.
-        _stream: cpal::Stream,
+        _stream: DeviceStream,
     },
     /// Discarding.
     Null,
@@ -425,6 +460,7 @@ impl OutputStream {
     }
 }
 
+#[cfg(feature = "devices")]
 fn open_playback(name: Option<&str>) -> Result<OutputStream, AudioError> {
     let dev = find_device(false, name)?;
     let cfg = config_48k(&dev, false)?;

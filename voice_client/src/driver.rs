@@ -77,6 +77,9 @@ pub enum Command {
 /// Everything the engine thread needs.
 pub struct Driver {
     pub(crate) server: SocketAddr,
+    /// The relay the client was configured with (scale-out): `server` moves on `Redirect`, and a
+    /// dropped connection goes back here so the cluster can place the room again.
+    pub(crate) entry: Option<SocketAddr>,
     pub(crate) engine: Engine,
     pub(crate) input: InputStream,
     pub(crate) output: OutputStream,
@@ -252,6 +255,7 @@ impl Driver {
 
             // --- sockets ---
             let mut tcp_failed: Option<String> = None;
+            let mut redirected = false;
             for ev in events.iter() {
                 match ev.token() {
                     TCP => {
@@ -292,6 +296,20 @@ impl Driver {
                         }
                         if !c.tls_reported && tcp_failed.is_none() {
                             self.report_tls(c);
+                        }
+                        if tcp_failed.is_none() {
+                            if let Some(to) = self.engine.take_redirect() {
+                                match to.parse::<SocketAddr>() {
+                                    Ok(addr) => {
+                                        log::info!("redirected to {addr}");
+                                        self.entry.get_or_insert(self.server);
+                                        self.server = addr;
+                                        redirected = true;
+                                        tcp_failed = Some(format!("redirected to {addr}"));
+                                    }
+                                    Err(e) => log::warn!("ignoring a redirect to {to:?}: {e}"),
+                                }
+                            }
                         }
                     }
                     UDP => {
@@ -444,13 +462,25 @@ impl Driver {
                     while let Some(ev) = self.engine.poll_event() {
                         self.emit(ev);
                     }
-                    if refused || !self.reconnect {
+                    if refused || (!self.reconnect && !redirected) {
                         break;
                     }
-                    reconnect_at = Some(Instant::now() + backoff);
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    if redirected {
+                        // Straight to the hosting relay.
+                        reconnect_at = Some(Instant::now());
+                    } else {
+                        if let Some(entry) = self.entry {
+                            // The host went away: the entry relay places the room again.
+                            self.server = entry;
+                        }
+                        reconnect_at = Some(Instant::now() + backoff);
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                    }
                 } else {
                     // The connect itself failed: the engine never saw a connection.
+                    if let Some(entry) = self.entry {
+                        self.server = entry;
+                    }
                     match self.connect_failed(reason, &mut backoff) {
                         Some(at) => reconnect_at = Some(at),
                         None => break,

@@ -43,6 +43,9 @@ use mio::{Poll, Waker};
 
 pub use audio::{AppCapture, AppPlayback, AudioError, AudioInput, AudioOutput};
 use driver::{Command, Driver};
+/// End-to-end encryption: the mode in [`EngineConfig::e2ee`] and its statistics.
+pub use voice_core::e2ee::group::DEFAULT_LEAD as E2EE_DEFAULT_LEAD;
+pub use voice_core::e2ee::{E2eeMode, E2eeStats};
 use voice_core::engine::Engine;
 pub use voice_core::engine::{EngineConfig, EngineStats, Event, RemoteStats, Request};
 pub use voice_core::proto::udp::Position;
@@ -93,6 +96,15 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
+    /// End-to-end encryption of the voice payload (sets [`EngineConfig::e2ee`]): a channel
+    /// password the game manages ([`E2eeMode::Password`]) or identity keys with wrapped per-sender
+    /// keys ([`E2eeMode::keys`]). Off by default.
+    #[must_use]
+    pub fn with_e2ee(mut self, mode: E2eeMode) -> Self {
+        self.engine.e2ee = mode;
+        self
+    }
+
     /// Defaults: default devices with fallback, push-to-talk, reconnect on.
     pub fn new(server: SocketAddr, name: &str) -> Self {
         ClientConfig {
@@ -200,6 +212,7 @@ impl Client {
         let driver = Driver {
             connected: connected.clone(),
             server: cfg.server,
+            entry: None,
             engine,
             input,
             output,

@@ -76,6 +76,8 @@ pub struct EngineConfig {
     pub initial_channel: Option<ChannelId>,
     /// A remote sender silent this long is forgotten (its decoder freed).
     pub remote_idle_timeout: Duration,
+    /// End-to-end encryption of the voice payload ([`crate::e2ee`]); off by default.
+    pub e2ee: crate::e2ee::E2eeMode,
 }
 
 impl Default for EngineConfig {
@@ -93,6 +95,7 @@ impl Default for EngineConfig {
             auto_join: true,
             initial_channel: None,
             remote_idle_timeout: Duration::from_secs(30),
+            e2ee: crate::e2ee::E2eeMode::Off,
         }
     }
 }
@@ -318,6 +321,8 @@ pub struct RemoteStats {
     pub muted: bool,
     /// Stream metrics (depth, loss % over 10 s, late, concealed, FEC-recovered, …).
     pub stream: StreamStats,
+    /// The last frame heard from this sender was end-to-end encrypted and verified.
+    pub encrypted: bool,
 }
 
 /// A snapshot of the whole engine.
@@ -357,6 +362,8 @@ pub struct EngineStats {
     pub encoder_loss_hint: u8,
     /// Per remote sender.
     pub remotes: Vec<RemoteStats>,
+    /// End-to-end encryption: mode, sealed/opened frames, `decrypt_failed` by reason, safety numbers.
+    pub e2ee: crate::e2ee::E2eeStats,
     /// Positional audio, in a 3D channel (`None` in a 2D one): what a map shows.
     pub spatial: Option<SpatialView>,
 }
@@ -390,6 +397,8 @@ struct Remote {
     position: Option<Position>,
     /// Stereo rendering state (interaural delay history, ramp).
     voice: SpatialVoice,
+    /// The last accepted frame was end-to-end encrypted.
+    encrypted: bool,
 }
 
 /// A datagram waiting to be sent.
@@ -413,6 +422,8 @@ pub struct Engine {
     channels: Vec<ChannelInfo>,
     channel: Option<ChannelId>,
     desired_channel: Option<ChannelId>,
+    /// A `Redirect` not yet taken by the driver.
+    redirect: Option<String>,
     members: BTreeMap<SessionToken, String>,
     names: HashMap<SessionToken, String>,
     remotes: HashMap<SessionToken, Remote>,
@@ -435,6 +446,7 @@ pub struct Engine {
     tx_bytes: u64,
     rx_packets: u64,
     rx_malformed: u64,
+    e2ee: crate::e2ee::E2eeSession,
 }
 
 impl std::fmt::Debug for Engine {
@@ -450,6 +462,12 @@ impl std::fmt::Debug for Engine {
 impl Engine {
     /// A disconnected engine.
     pub fn new(cfg: EngineConfig) -> Result<Self, crate::codec::CodecError> {
+        // If the end-to-end keys cannot be made (no OS randomness), the session stays enabled
+        // without keys: nothing is sent and nothing is heard, never plaintext.
+        let e2ee = crate::e2ee::E2eeSession::new(&cfg.e2ee).unwrap_or_else(|e| {
+            log::error!("end-to-end encryption unavailable: {e}");
+            crate::e2ee::E2eeSession::unavailable(&cfg.e2ee)
+        });
         let sender = Sender::new(SessionToken::NONE, cfg.encoder)?;
         let transmitter = Transmitter::new(cfg.transmit, cfg.vad);
         let initial_channel = cfg.initial_channel;
@@ -470,6 +488,7 @@ impl Engine {
             channels: Vec::new(),
             channel: None,
             desired_channel: initial_channel,
+            redirect: None,
             members: BTreeMap::new(),
             names: HashMap::new(),
             remotes: HashMap::new(),
@@ -492,6 +511,7 @@ impl Engine {
             tx_bytes: 0,
             rx_packets: 0,
             rx_malformed: 0,
+            e2ee,
         })
     }
 
@@ -569,6 +589,9 @@ impl Engine {
                 self.next_report = Some(now + self.cfg.report_interval);
                 self.learn_names(&channels);
                 self.channels = channels.clone();
+                if let Some(m) = self.e2ee.start(session) {
+                    self.control_out.push_back(m);
+                }
                 self.events.push_back(Event::Connected { session, name });
                 self.events.push_back(Event::ChannelList { channels });
                 let rejoin = self
@@ -593,9 +616,12 @@ impl Engine {
                 for u in &channel.users {
                     self.names.insert(u.session, u.name.clone());
                 }
+                self.e2ee
+                    .joined_channel(now, channel.users.iter().map(|u| u.session));
                 self.events.push_back(Event::ChannelJoined { channel });
             }
             ServerMessage::Left { channel } => {
+                self.e2ee.left_channel(now);
                 self.channel = None;
                 self.channel_spatial = None;
                 self.desired_channel = None;
@@ -611,6 +637,7 @@ impl Engine {
             }
             ServerMessage::UserLeft { channel, session } => {
                 self.members.remove(&session);
+                self.e2ee.member_left(now, session);
                 // What is already buffered is the end of what they said: it plays out, and the
                 // remote is forgotten once drained ([`Engine::mix`]).
                 if let Some(r) = self.remotes.get_mut(&session) {
@@ -672,7 +699,24 @@ impl Engine {
                     }
                 }
             }
+            ServerMessage::Redirect { channel, relay } => {
+                // Rejoined on the hosting relay after the driver reconnects there.
+                self.desired_channel = Some(channel);
+                self.redirect = Some(relay);
+            }
+            ServerMessage::E2eeIdentity { session, blob } => {
+                if self.members.contains_key(&session) {
+                    self.e2ee.handle_identity(now, session, &blob);
+                }
+            }
+            ServerMessage::E2eeKey { from, blob } => self.e2ee.handle_key(from, &blob),
         }
+    }
+
+    /// The relay this engine was told to move to with `Redirect` (scale-out), once: the driver
+    /// connects there and the engine rejoins the room it asked for.
+    pub fn take_redirect(&mut self) -> Option<String> {
+        self.redirect.take()
     }
 
     fn learn_names(&mut self, channels: &[ChannelInfo]) {
@@ -732,16 +776,31 @@ impl Engine {
                 self.udp_rtt = Some(now.saturating_since(sent));
             }
             DatagramKind::Voice if h.sender != self.session && !h.sender.is_none() => {
-                self.receive_voice(now, &h, d.payload);
-                if let (Some(p), Some(r)) = (d.position, self.remotes.get_mut(&h.sender)) {
-                    r.position = Some(p);
-                }
+                // Everything before the payload is the SFrame metadata (header, and any block
+                // the header announces).
+                let meta_len = bytes.len() - d.payload.len();
+                let meta_len = (d.payload.as_ptr() as usize)
+                    .checked_sub(bytes.as_ptr() as usize)
+                    .unwrap_or(meta_len);
+                self.receive_voice(now, &h, d.position, &bytes[..meta_len], d.payload)
             }
             _ => self.rx_malformed += 1,
         }
     }
 
-    fn receive_voice(&mut self, now: Time, h: &Header, payload: &[u8]) {
+    fn receive_voice(
+        &mut self,
+        now: Time,
+        h: &Header,
+        position: Option<Position>,
+        metadata: &[u8],
+        payload: &[u8],
+    ) {
+        let encrypted = h.flags.contains(udp::Flags::ENCRYPTED);
+        if !encrypted && self.e2ee.enabled() {
+            self.e2ee.count_plaintext();
+            return;
+        }
         if !self.remotes.contains_key(&h.sender) {
             // Only members of our channel, or someone whispering to us, become a remote: a
             // datagram still in flight after its sender left must not recreate it (a ghost that
@@ -771,18 +830,35 @@ impl Engine {
                     left: false,
                     position: None,
                     voice: SpatialVoice::new(),
+                    encrypted: false,
                 },
             );
         }
         if let Some(r) = self.remotes.get_mut(&h.sender).filter(|r| !r.left) {
+            let payload = if encrypted {
+                match self.e2ee.open(h.sender, metadata, payload) {
+                    Ok(p) => p,
+                    // Dropped and counted by reason; the jitter buffer conceals the gap.
+                    Err(_) => return,
+                }
+            } else {
+                payload
+            };
             r.last_packet = now;
             r.whisper = !h.target.is_none();
-            let _ = r.receiver.handle_datagram(now, h, payload);
+            r.encrypted = encrypted;
+            // Only a datagram that was accepted (opened, when encrypted) moves its sender.
+            if let Some(p) = position {
+                r.position = Some(p);
+            }
+            // Late and duplicate packets are counted by the receiver's jitter buffer; nothing
+            // else is to be done with the outcome here.
+            let _counted = r.receiver.handle_datagram(now, h, payload);
         }
     }
 
     /// Handles one captured 20 ms frame: decides whether to send it and queues the datagram.
-    pub fn handle_capture(&mut self, _now: Time, pcm: &[i16; FRAME_SAMPLES]) {
+    pub fn handle_capture(&mut self, now: Time, pcm: &[i16; FRAME_SAMPLES]) {
         let decision = self.transmitter.decide(pcm);
         let can_send = self.udp_ready
             && self.state == ConnectionState::Connected
@@ -792,7 +868,17 @@ impl Engine {
             let target = self.whisper.unwrap_or(SessionToken::NONE);
             let mut buf = [0u8; MAX_DATAGRAM];
             let last = decision == FrameDecision::SendLast;
-            if let Ok(n) = self.sender.encode(pcm, target, last, &mut buf) {
+            let sent = if self.e2ee.enabled() {
+                let e2ee = &mut self.e2ee;
+                let mut seal = |meta: &[u8], payload: &[u8], out: &mut [u8]| {
+                    e2ee.seal(now, meta, payload, out)
+                };
+                self.sender
+                    .encode_sealed(pcm, target, last, &mut seal, &mut buf)
+            } else {
+                self.sender.encode(pcm, target, last, &mut buf)
+            };
+            if let Ok(n) = sent {
                 self.tx_packets += 1;
                 self.tx_bytes += n as u64;
                 self.datagrams_out.push_back((buf, n));
@@ -897,6 +983,7 @@ impl Engine {
         if self.state != ConnectionState::Connected {
             return;
         }
+        self.e2ee.handle_timeout(now);
         if let (Some(at), Some(secret)) = (self.next_register, self.secret) {
             if now >= at {
                 self.register_counter += 1;
@@ -1044,20 +1131,29 @@ impl Engine {
     /// The next message to write on TCP. Poll until `None`.
     #[must_use]
     pub fn poll_control(&mut self) -> Option<ClientMessage> {
-        self.control_out.pop_front()
+        self.control_out
+            .pop_front()
+            .or_else(|| self.e2ee.poll_control())
     }
 
     /// Copies the next datagram to send into `out` and returns its length. Poll until `None`.
+    ///
+    /// Pass a buffer of [`MAX_DATAGRAM`] bytes: no datagram is longer. A datagram that does not
+    /// fit a smaller `out` is dropped (with a warning) rather than left at the head of the queue,
+    /// where it would hold back every datagram behind it.
     #[must_use]
     pub fn poll_datagram(&mut self, out: &mut [u8]) -> Option<usize> {
-        let (buf, n) = self.datagrams_out.front()?;
-        let n = *n;
-        if out.len() < n {
-            return None;
+        loop {
+            let (buf, n) = self.datagrams_out.pop_front()?;
+            if out.len() >= n {
+                out[..n].copy_from_slice(&buf[..n]);
+                return Some(n);
+            }
+            log::warn!(
+                "poll_datagram: a {n}-byte datagram does not fit the {}-byte buffer; dropped",
+                out.len()
+            );
         }
-        out[..n].copy_from_slice(&buf[..n]);
-        self.datagrams_out.pop_front();
-        Some(n)
     }
 
     /// The next event for the application. Poll until `None`.
@@ -1072,10 +1168,15 @@ impl Engine {
         if self.state != ConnectionState::Connected {
             return None;
         }
-        [self.next_register, self.next_ping, self.next_report]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.next_register,
+            self.next_ping,
+            self.next_report,
+            self.e2ee.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     // ----- commands -----
@@ -1313,6 +1414,7 @@ impl Engine {
                 volume: r.volume,
                 muted: r.muted,
                 stream: r.receiver.stats(now),
+                encrypted: r.encrypted,
             })
             .collect();
         remotes.sort_by_key(|r| r.session);
@@ -1341,6 +1443,17 @@ impl Engine {
                 listener_forward: self.listener.forward,
                 others: self.remote_positions(),
             }),
+            e2ee: self.e2ee.stats(self.members.keys()),
         }
+    }
+
+    /// The end-to-end state (mode, keys, counters).
+    pub fn e2ee(&self) -> &crate::e2ee::E2eeSession {
+        &self.e2ee
+    }
+
+    /// The safety number of `session` (ours for our own session) in identity-keys mode.
+    pub fn safety_number(&self, session: SessionToken) -> Option<String> {
+        self.e2ee.safety_number(session)
     }
 }

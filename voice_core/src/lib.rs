@@ -12,6 +12,7 @@
 //! | [`seq`] | wrap-around-safe sequence arithmetic, duplicate detection |
 //! | [`jitter`] | the per-sender jitter buffer and its playout policy |
 //! | [`codec`] | Opus encode / decode / FEC / PLC |
+//! | [`e2ee`] | end-to-end encryption of the payload: SFrame, password keys, wrapped sender keys |
 //! | [`tsm`] | time-scale modification: shortening / lengthening decoded speech by pitch periods |
 //! | [`stream`] | a sender (PCM → datagrams) and a receiver (datagrams → PCM) |
 //! | [`mixer`] | mixing decoded frames with gain and clipping protection |
@@ -24,6 +25,7 @@
 
 pub mod align;
 pub mod codec;
+pub mod e2ee;
 pub mod engine;
 pub mod jitter;
 pub mod metrics;
@@ -74,4 +76,7 @@ pub enum Error {
     /// A WAV file could not be read or written.
     #[error(transparent)]
     Wav(#[from] wav::WavError),
+    /// End-to-end encryption could not be set up or failed.
+    #[error(transparent)]
+    E2ee(#[from] e2ee::E2eeError),
 }

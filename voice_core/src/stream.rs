@@ -37,6 +37,9 @@ pub enum SendError {
     /// Writing the datagram failed (output buffer too small).
     #[error(transparent)]
     Wire(#[from] UdpError),
+    /// End-to-end sealing failed.
+    #[error(transparent)]
+    Seal(#[from] crate::e2ee::E2eeError),
 }
 
 impl Sender {
@@ -126,6 +129,60 @@ impl Sender {
         self.seq = self.seq.wrapping_add(1);
         self.timestamp = self.timestamp.wrapping_add(FRAME_SAMPLES as u32);
         Ok(n)
+    }
+
+    /// Like [`Sender::encode`], but the payload is sealed end to end by `seal` (called with the
+    /// header bytes as metadata, the Opus payload, and the space after the header) and the header
+    /// carries [`Flags::ENCRYPTED`]. On error nothing is consumed and `out` is untouched.
+    pub fn encode_sealed(
+        &mut self,
+        pcm: &[i16],
+        target: SessionToken,
+        end_of_spurt: bool,
+        seal: &mut crate::e2ee::SealFn<'_>,
+        out: &mut [u8],
+    ) -> Result<usize, SendError> {
+        let enc = self.encoder.encode(pcm, &mut self.payload)?;
+        let mut flags = Flags::ENCRYPTED;
+        if !self.in_spurt {
+            flags = flags.with(Flags::START_OF_SPURT);
+        }
+        if end_of_spurt {
+            flags = flags.with(Flags::END_OF_SPURT);
+        }
+        if enc.has_fec {
+            flags = flags.with(Flags::FEC);
+        }
+        let header = Header {
+            kind: DatagramKind::Voice,
+            flags,
+            seq: self.seq,
+            timestamp: self.timestamp,
+            sender: self.session,
+            target,
+        };
+        // The SFrame metadata is everything before the payload: the header and, when a
+        // position is set, the positional block (so the position is authenticated end to end).
+        let mut head = [0u8; udp::HEADER_LEN + udp::POSITION_LEN];
+        let meta_len = udp::write_positional(&header, self.position, &[], &mut head)?;
+        let room = out.len().min(udp::MAX_DATAGRAM);
+        if room < meta_len {
+            return Err(UdpError::BufferTooSmall {
+                need: meta_len,
+                have: out.len(),
+            }
+            .into());
+        }
+        let n = seal(
+            &head[..meta_len],
+            &self.payload[..enc.len],
+            &mut out[meta_len..room],
+        )?;
+        out[..meta_len].copy_from_slice(&head[..meta_len]);
+        self.in_spurt = !end_of_spurt;
+        self.seq = self.seq.wrapping_add(1);
+        self.timestamp = self.timestamp.wrapping_add(FRAME_SAMPLES as u32);
+        Ok(meta_len + n)
     }
 
     /// Lets one frame period pass without sending (silence between spurts): the timestamp keeps

@@ -132,6 +132,49 @@ pub fn lengthen(frame: &[i16; FRAME_SAMPLES], len: usize, out: &mut [i16; MAX_OU
     FRAME_SAMPLES + len
 }
 
+/// Plays `input` `percent` % faster (positive) or slower (negative) with the operations the
+/// receiver uses to move its delay, for measuring how audible they are: per 20 ms frame, a silent
+/// frame is shortened or lengthened by the whole debt so far (at most [`MAX_PERIOD`]); a voiced
+/// frame by one pitch period once the debt reaches it; other frames are left alone. Offline
+/// use only (it allocates); `voice-sim --force-rate` runs it on the received audio.
+pub fn change_rate(input: &[i16], percent: f64) -> Vec<i16> {
+    let per_frame = FRAME_SAMPLES as f64 * percent.abs() / 100.0;
+    let stretch = if percent >= 0.0 {
+        Stretch::Shorten
+    } else {
+        Stretch::Lengthen
+    };
+    let mut out = Vec::with_capacity(input.len() + input.len() / 8 + MAX_OUTPUT);
+    let mut debt = 0.0f64;
+    let mut tmp = [0i16; MAX_OUTPUT];
+    for chunk in input.chunks(FRAME_SAMPLES) {
+        let Ok(frame) = <&[i16; FRAME_SAMPLES]>::try_from(chunk) else {
+            out.extend_from_slice(chunk);
+            break;
+        };
+        debt += per_frame;
+        let len = if rms(frame) < SILENCE_RMS {
+            (debt.floor() as usize).min(MAX_PERIOD)
+        } else {
+            match pitch_cut(frame) {
+                cut if cut > 0 && debt >= cut as f64 => cut,
+                _ => 0,
+            }
+        };
+        if len == 0 {
+            out.extend_from_slice(frame);
+            continue;
+        }
+        let n = match stretch {
+            Stretch::Shorten => shorten(frame, len, &mut tmp),
+            Stretch::Lengthen => lengthen(frame, len, &mut tmp),
+        };
+        out.extend_from_slice(&tmp[..n]);
+        debt -= len as f64;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,5 +218,28 @@ mod tests {
         assert_eq!(shorten(&x, 320, &mut out), 640);
         assert_eq!(lengthen(&x, 320, &mut out), 1280);
         assert_eq!(&out[1280 - 640..1280], &x[320..]);
+    }
+
+    #[test]
+    fn change_rate_reaches_the_asked_rate_on_voiced_speech_with_pauses() {
+        // 150 Hz voice in 200 ms bursts with 100 ms pauses, 6 s.
+        let mut x = Vec::new();
+        for k in 0..20 {
+            for i in 0..9600 {
+                let t = i as f64 / 48_000.0;
+                let f0 = 140.0 + 5.0 * f64::from(k % 3);
+                x.push((8000.0 * (std::f64::consts::TAU * f0 * t).sin()) as i16);
+            }
+            x.extend(std::iter::repeat_n(0i16, 4800));
+        }
+        for percent in [3.0, -3.0] {
+            let y = change_rate(&x, percent);
+            let rate = (x.len() as f64 - y.len() as f64) / x.len() as f64 * 100.0;
+            assert!(
+                (rate - percent).abs() < 0.5,
+                "asked {percent} %, got {rate:.2} %"
+            );
+        }
+        assert_eq!(change_rate(&x, 0.0), x);
     }
 }

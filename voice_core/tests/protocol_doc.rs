@@ -42,6 +42,8 @@ fn client_name(m: &ClientMessage) -> &'static str {
         ClientMessage::StatsRequest => "StatsRequest",
         ClientMessage::ReceiverReport { .. } => "ReceiverReport",
         ClientMessage::Goodbye => "Goodbye",
+        ClientMessage::E2eeIdentity { .. } => "E2eeIdentity",
+        ClientMessage::E2eeKeys { .. } => "E2eeKeys",
     }
 }
 
@@ -58,7 +60,10 @@ fn server_name(m: &ServerMessage) -> &'static str {
         ServerMessage::ReceiverReport { .. } => "ReceiverReport",
         ServerMessage::Stats { .. } => "Stats",
         ServerMessage::Error { .. } => "Error",
+        ServerMessage::E2eeIdentity { .. } => "E2eeIdentity",
+        ServerMessage::E2eeKey { .. } => "E2eeKey",
         ServerMessage::ChannelSpatial { .. } => "ChannelSpatial",
+        ServerMessage::Redirect { .. } => "Redirect",
     }
 }
 
@@ -74,6 +79,8 @@ fn error_name(c: ErrorCode) -> &'static str {
         ErrorCode::Full => "Full",
         ErrorCode::RateLimited => "RateLimited",
         ErrorCode::NoSuchSession => "NoSuchSession",
+        ErrorCode::Placement => "Placement",
+        ErrorCode::BadE2eeBlob => "BadE2eeBlob",
     }
 }
 
@@ -122,13 +129,17 @@ impl Block {
 }
 
 fn wire_blocks(doc: &str) -> Vec<Block> {
+    fenced_blocks(doc, "```wire")
+}
+
+fn fenced_blocks(doc: &str, fence: &str) -> Vec<Block> {
     let mut blocks = Vec::new();
     let mut current: Option<Block> = None;
     let mut last_key = String::new();
     for (n, line) in doc.lines().enumerate() {
         let n = n + 1;
         match &mut current {
-            None if line.trim_end() == "```wire" => {
+            None if line.trim_end() == fence => {
                 current = Some(Block {
                     line: n,
                     fields: BTreeMap::new(),
@@ -390,4 +401,42 @@ fn the_varint_examples_of_the_document_hold() {
     // Strings are length-prefixed UTF-8; invalid UTF-8 does not decode.
     assert_eq!(postcard::to_allocvec("hé").unwrap(), [3, b'h', 0xc3, 0xa9]);
     assert!(postcard::from_bytes::<String>(&[2, 0xff, 0xfe]).is_err());
+}
+
+/// The ```` ```sframe ```` example: the base key follows from the password by the documented
+/// derivation, sealing the plaintext with that key id and counter and the metadata gives exactly
+/// the frame, and the frame opens to the plaintext.
+#[test]
+fn the_sframe_example_seals_and_opens_as_documented() {
+    use voice_core::e2ee::{PasswordKeys, SenderKeyRing};
+    use voice_core::proto::SessionToken;
+    let blocks = fenced_blocks(&doc(), "```sframe");
+    assert!(!blocks.is_empty(), "PROTOCOL.md has an sframe example");
+    for b in blocks {
+        let password = b.get("password").as_bytes();
+        let sender = SessionToken(b.get("sender").parse().unwrap());
+        let kid = u64::from_str_radix(b.get("kid").trim_start_matches("0x"), 16).unwrap();
+        let counter: u64 = b.get("counter").parse().unwrap();
+        let keys = PasswordKeys::new(password);
+        assert_eq!(
+            keys.sender_base_key(sender, kid).to_vec(),
+            b.bytes("base_key")
+        );
+        let mut enc = keys.encryptor_with_kid(sender, kid).unwrap();
+        let (meta, plain, frame) = (b.bytes("metadata"), b.bytes("plaintext"), b.bytes("frame"));
+        let mut out = [0u8; 256];
+        let mut n = 0;
+        for _ in 0..=counter {
+            n = enc.seal(&meta, &plain, &mut out).unwrap();
+        }
+        assert_eq!(&out[..n], &frame[..], "line {}: frame", b.line);
+        let mut ring = SenderKeyRing::new();
+        let got = keys.open(&mut ring, sender, &meta, &frame).unwrap();
+        assert_eq!(got, &plain[..]);
+        let mut flipped = meta.clone();
+        flipped[2] ^= 0x40;
+        assert!(SenderKeyRing::new()
+            .open_with_candidate(&flipped, &frame, &keys.sender_base_key(sender, kid))
+            .is_err());
+    }
 }

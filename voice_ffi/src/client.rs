@@ -114,6 +114,16 @@ pub struct voice_client_config {
     pub tls_trust_on_first_use: bool,
     /// Development only: no TLS (for a relay started with `--insecure-plaintext`).
     pub insecure_plaintext: bool,
+    /// End-to-end encryption (`VOICE_E2EE_*`): off, a channel password, or identity keys.
+    pub e2ee_mode: u32,
+    /// With `VOICE_E2EE_PASSWORD`: the channel secret (`e2ee_password_len` bytes, high-entropy);
+    /// copied during `voice_client_new`.
+    pub e2ee_password: *const u8,
+    /// Length of `e2ee_password`.
+    pub e2ee_password_len: usize,
+    /// With `VOICE_E2EE_KEYS`: 32 bytes of identity secret to keep the same safety number across
+    /// runs, or NULL for a fresh identity. Copied during `voice_client_new`.
+    pub e2ee_identity: *const u8,
 }
 
 /// One event. Strings are NUL-terminated UTF-8, truncated to fit at a character boundary; the
@@ -332,7 +342,7 @@ pub struct voice_stats {
 
 pub(crate) struct ClientState {
     /// Answers `voice_client_stats`; declared first so it is joined before the client goes.
-    stats: StatsWorker,
+    pub(crate) stats: StatsWorker,
     pub(crate) client: Arc<Client>,
     pending: Mutex<VecDeque<voice_event>>,
     capture: Mutex<Option<AppCapture>>,
@@ -398,6 +408,10 @@ pub unsafe extern "C" fn voice_client_config_default(
             tls_ca_file: std::ptr::null(),
             tls_trust_on_first_use: false,
             insecure_plaintext: false,
+            e2ee_mode: crate::e2ee::VOICE_E2EE_OFF,
+            e2ee_password: std::ptr::null(),
+            e2ee_password_len: 0,
+            e2ee_identity: std::ptr::null(),
         };
         voice_result::VOICE_OK
     })
@@ -429,6 +443,7 @@ pub unsafe extern "C" fn voice_client_new(
             return voice_result::VOICE_ERR_INVALID_ARGUMENT;
         }
         let mut c = ClientConfig::new(addr, name);
+        c.engine.e2ee = try_res!(unsafe { crate::e2ee::mode_from_config(cfg) });
         c.reconnect = cfg.reconnect;
         c.insecure_plaintext = cfg.insecure_plaintext;
         if !cfg.tls_fingerprint.is_null() {
@@ -744,6 +759,18 @@ pub unsafe extern "C" fn voice_client_poll_event(
         let st = try_res!(state(client));
         if out.is_null() || got.is_null() {
             return voice_result::VOICE_ERR_NULL;
+        }
+        // While a callback is set its thread owns the events: a poll returns none instead of
+        // racing it for them (found by the C# binding's tests).
+        if st
+            .callback
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+        {
+            // SAFETY: checked non-null.
+            unsafe { *got = false };
+            return voice_result::VOICE_OK;
         }
         let ev = next_event(&st);
         // SAFETY: both checked non-null.

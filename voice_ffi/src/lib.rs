@@ -22,6 +22,8 @@ pub mod client;
 mod handle;
 mod stats_worker;
 pub mod stream;
+// After the existing modules, so that its functions form a block near the end of include/voice.h.
+pub mod e2ee;
 // Positional audio: declared last so its block comes last in include/voice.h.
 pub mod spatial;
 
@@ -95,6 +97,9 @@ pub enum voice_result {
     /// A datagram from another sender than the one this receiver serves; dropped and counted
     /// (`voice_stream_stats.datagrams_wrong_sender`).
     VOICE_ERR_WRONG_SENDER = 13,
+    /// End-to-end: the frame did not decrypt (bad tag, replay, unknown key id, malformed) and was
+    /// dropped; the receiver conceals it.
+    VOICE_ERR_DECRYPT = 14,
 }
 
 impl voice_result {
@@ -114,6 +119,7 @@ impl voice_result {
             Self::VOICE_ERR_PANIC => "internal panic caught at the C boundary",
             Self::VOICE_ERR_BUSY => "handle in use by another thread",
             Self::VOICE_ERR_WRONG_SENDER => "datagram from another sender dropped",
+            Self::VOICE_ERR_DECRYPT => "end-to-end decryption failed; frame dropped",
         }
     }
 }

@@ -153,11 +153,11 @@ impl Kind for Sender {
 
 /// What a receiver handle holds: the core receiver and what the C side dropped before it.
 pub(crate) struct RxState {
-    rx: Receiver,
+    pub(crate) rx: Receiver,
     /// The sender served; `None` until the first well-formed voice datagram when configured 0.
-    sender: Option<SessionToken>,
-    malformed: u64,
-    wrong_sender: u64,
+    pub(crate) sender: Option<SessionToken>,
+    pub(crate) malformed: u64,
+    pub(crate) wrong_sender: u64,
     /// Last position the sender's datagrams carried (positional audio).
     pub(crate) position: Option<udp::Position>,
 }
@@ -269,6 +269,7 @@ pub unsafe extern "C" fn voice_encoder_encode(
             Ok(n) => n,
             Err(SendError::Codec(_)) => return voice_result::VOICE_ERR_CODEC,
             Err(SendError::Wire(_)) => return voice_result::VOICE_ERR_BUFFER_TOO_SMALL,
+            Err(SendError::Seal(_)) => return voice_result::VOICE_ERR_INVALID_ARGUMENT,
         };
         // SAFETY: checked non-null.
         unsafe { *written = n };

@@ -433,7 +433,7 @@ fn error_message_reports_the_size_it_needs() {
         );
         // Every code has its own text.
         let mut texts = std::collections::HashSet::new();
-        for code in 0..=13u32 {
+        for code in 0..=14u32 {
             let mut buf = [0 as c_char; 128];
             assert_eq!(
                 voice_error_message(code, buf.as_mut_ptr(), 128, &mut n),
@@ -441,7 +441,7 @@ fn error_message_reports_the_size_it_needs() {
             );
             texts.insert(std::ffi::CStr::from_ptr(buf.as_ptr()).to_owned());
         }
-        assert_eq!(texts.len(), 14);
+        assert_eq!(texts.len(), 15);
     }
 }
 
@@ -723,5 +723,99 @@ fn the_adaptive_receiver_plays_a_jittery_stream_and_moves_its_delay() {
         voice_receiver_free(rx);
         voice_receiver_free(fixed);
         voice_encoder_free(enc);
+    }
+}
+
+unsafe extern "C" fn count_event(userdata: *mut std::ffi::c_void, _event: *const voice_event) {
+    // SAFETY: the test passes a pointer to an AtomicU64 that outlives the callback.
+    let n = unsafe { &*(userdata as *const AtomicU64) };
+    n.fetch_add(1, Ordering::SeqCst);
+}
+
+/// Polls once; true when an event was handed out.
+fn poll_once(c: *const voice_client) -> bool {
+    let mut ev = MaybeUninit::<voice_event>::uninit();
+    let mut got = false;
+    assert_eq!(
+        unsafe { voice_client_poll_event(c, ev.as_mut_ptr(), &mut got) },
+        VOICE_OK
+    );
+    got
+}
+
+#[test]
+fn polling_while_a_callback_is_set_takes_no_event_from_it() {
+    let relay = relay::server::Relay::bind(relay::config::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        stats_interval_ms: 0,
+        ..Default::default()
+    })
+    .unwrap()
+    .spawn()
+    .unwrap();
+    let server = CString::new(relay.local_addr().to_string()).unwrap();
+    let fingerprint = CString::new(relay.fingerprint().unwrap().to_string()).unwrap();
+    let name = CString::new("poller").unwrap();
+    let counted = Arc::new(AtomicU64::new(0));
+    unsafe {
+        let mut cfg = MaybeUninit::uninit();
+        voice_client_config_default(cfg.as_mut_ptr());
+        let mut cfg: voice_client_config = cfg.assume_init();
+        cfg.server = server.as_ptr();
+        cfg.name = name.as_ptr();
+        cfg.tls_fingerprint = fingerprint.as_ptr();
+        cfg.audio = VOICE_AUDIO_NULL;
+        let mut c = ptr::null_mut();
+        assert_eq!(voice_client_new(&cfg, &mut c), VOICE_OK);
+        // Connected and in a channel (events polled, no callback yet).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while voice_client_request_channels(c) != VOICE_OK {
+            assert!(Instant::now() < deadline, "never connected");
+            while poll_once(c) {}
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(
+            voice_client_set_event_callback(
+                c,
+                Some(count_event),
+                Arc::as_ptr(&counted) as *mut std::ffi::c_void
+            ),
+            VOICE_OK
+        );
+        // Channel lists make events while this thread polls as fast as it can: every one must
+        // reach the callback, none the poll.
+        let mut polled = 0;
+        for _ in 0..50 {
+            assert_eq!(voice_client_request_channels(c), VOICE_OK);
+            for _ in 0..200 {
+                polled += poll_once(c) as u32;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while counted.load(Ordering::SeqCst) < 100 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(polled, 0, "events polled while a callback was set");
+        assert!(
+            counted.load(Ordering::SeqCst) >= 100,
+            "the callback got {} events",
+            counted.load(Ordering::SeqCst)
+        );
+        // Cleared: events are polled again.
+        assert_eq!(
+            voice_client_set_event_callback(c, None, ptr::null_mut()),
+            VOICE_OK
+        );
+        assert_eq!(voice_client_request_channels(c), VOICE_OK);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !poll_once(c) {
+            assert!(
+                Instant::now() < deadline,
+                "no event polled after clearing the callback"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(voice_client_free(c), VOICE_OK);
     }
 }

@@ -102,6 +102,24 @@ pub fn dot(ui: &mut egui::Ui, colour: Color32) {
     ui.painter().circle_filled(rect.center(), 4.5, colour);
 }
 
+/// A small padlock (end-to-end encrypted audio; drawn, no emoji font needed). Returns its response
+/// so a tooltip (the safety number) can be attached.
+pub fn lock(ui: &mut egui::Ui, colour: Color32) -> egui::Response {
+    let (rect, r) = ui.allocate_exact_size(egui::vec2(10.0, 12.0), egui::Sense::hover());
+    let p = ui.painter();
+    let body = egui::Rect::from_min_max(
+        egui::pos2(rect.left() + 1.0, rect.top() + 5.5),
+        egui::pos2(rect.right() - 1.0, rect.bottom() - 0.5),
+    );
+    p.circle_stroke(
+        egui::pos2(rect.center().x, rect.top() + 5.0),
+        3.0,
+        egui::Stroke::new(1.5, colour),
+    );
+    p.rect_filled(body, 1.0, colour);
+    r
+}
+
 /// A disconnect reason in plain words: "Connection refused (os error 111)" without the engine's
 /// "connect to … failed: " preamble and retry suffix.
 pub fn plain_reason(reason: &str) -> String {

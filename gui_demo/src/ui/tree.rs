@@ -11,7 +11,7 @@ use voice_client::SessionToken;
 use crate::app::Session;
 use crate::backend::Request;
 use crate::settings::Settings;
-use crate::ui::{dot, SPEAKING, WHISPER};
+use crate::ui::{dot, lock, SPEAKING, WHISPER};
 
 /// Draws the tree.
 pub fn show(ui: &mut egui::Ui, session: &mut Session, settings: &mut Settings) {
@@ -83,6 +83,34 @@ fn user_row(
         }
         if session.whisper_toggle == Some(who) {
             ui.label(RichText::new("whisper").color(WHISPER).small());
+        }
+        // End-to-end encryption: a lock when this user's audio arrives encrypted and verified (for
+        // ourselves: when E2EE is on), with the safety number to compare out of band.
+        if let Some(latest) = &session.history.latest {
+            let e = &latest.e2ee;
+            let encrypted = if me {
+                !e.mode.is_empty() && e.mode != "off"
+            } else {
+                latest
+                    .remotes
+                    .iter()
+                    .any(|r| r.session == who && r.encrypted)
+            };
+            if encrypted {
+                let number = if me {
+                    e.safety_number.clone()
+                } else {
+                    e.member_safety_numbers
+                        .iter()
+                        .find(|(s, _)| *s == who)
+                        .map(|(_, n)| n.clone())
+                };
+                let tip = match number {
+                    Some(n) => format!("End-to-end encrypted ({}). Safety number: {n}", e.mode),
+                    None => format!("End-to-end encrypted ({})", e.mode),
+                };
+                lock(ui, SPEAKING).on_hover_text(tip);
+            }
         }
         if me {
             return;

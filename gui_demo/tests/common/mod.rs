@@ -175,6 +175,7 @@ pub fn stats_with(remotes: Vec<RemoteStats>, state: ConnectionState, level: f32)
         encoder_loss_hint: 0,
         remotes,
         spatial: None,
+        e2ee: Default::default(),
     }
 }
 
@@ -186,5 +187,6 @@ pub fn remote(id: u32, name: &str) -> RemoteStats {
         volume: 1.0,
         muted: false,
         stream: StreamStats::default(),
+        encrypted: false,
     }
 }

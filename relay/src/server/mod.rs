@@ -1,4 +1,5 @@
-//! The event loop: one thread, one `mio::Poll`, shaped like quiche's example server.
+//! The event loop: one control thread with one `mio::Poll`, shaped like quiche's example
+//! server, plus `workers - 1` forwarding threads (see [Workers](#workers)).
 //!
 //! Each turn: compute the next deadline (the housekeeping tick, or zero when a socket was left
 //! undrained), `poll` with it (retrying on `Interrupted`), accept every pending connection, drain
@@ -16,15 +17,28 @@
 //!
 //! This file holds the loop, binding and the handle; `udp` (datagram path) and `tcp`
 //! (connections, timeouts, reaping) hold the two halves of the work.
+//!
+//! # Workers
+//! With `workers = N > 1` the relay binds N UDP sockets on the same address with
+//! `SO_REUSEPORT`; the kernel spreads senders over them by a hash of the 4-tuple, so one
+//! sender's datagrams always reach the same socket. Socket 0 is drained by this control loop,
+//! sockets 1.. by one thread each with its own poll. The control loop owns [`State`] alone and,
+//! whenever its [`version`](State::version) moved, publishes an immutable
+//! [`Snapshot`](crate::forward::Snapshot) through an `ArcSwap` before any reply that could make
+//! a client send voice goes out (`Joined`, `RegisterAck`). Workers read the snapshot without a
+//! lock and keep their own per-sender state and counters (summed for `Stats`). `Register`
+//! datagrams arriving at another worker are passed to the control loop over a channel (it owns
+//! the secrets) and acknowledged from socket 0, which has the same local address.
 
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwap;
 use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
 use voice_core::proto::tcp::{ClientMessage, FrameQueue, FrameReader};
@@ -33,10 +47,11 @@ use voice_tls::{rustls, Fingerprint, TlsStream, Transport};
 
 use crate::config::Config;
 use crate::control::Outbox;
+use crate::forward::{Snapshot, WorkerStats};
 use crate::state::State;
 use crate::stats::{Counter, Stats};
-use crate::udpio::{RecvBatch, SendBatch};
 use crate::Error;
+use udp::{Registration, Spawnable, Worker, WORKER_UDP, WORKER_WAKER};
 
 mod tcp;
 mod udp;
@@ -56,15 +71,18 @@ pub const MAX_UDP_BATCHES_PER_TURN: usize = 64;
 #[derive(Debug, Clone)]
 pub struct Stopper {
     flag: Arc<AtomicBool>,
-    waker: Arc<Waker>,
+    /// The control loop's waker first, then one per worker thread.
+    wakers: Vec<Arc<Waker>>,
 }
 
 impl Stopper {
-    /// Asks the loop to return; it does so within one poll wake-up.
+    /// Asks the loop (and every worker) to return; each does so within one poll wake-up.
     pub fn stop(&self) {
         self.flag.store(true, Ordering::SeqCst);
-        if let Err(e) = self.waker.wake() {
-            log::warn!("waking the relay loop failed: {e}");
+        for w in &self.wakers {
+            if let Err(e) = w.wake() {
+                log::warn!("waking the relay loop failed: {e}");
+            }
         }
     }
 }
@@ -83,12 +101,42 @@ struct Conn {
     dead: bool,
 }
 
+/// Verifies one registration against the state; counts the outcome.
+fn register(state: &mut State, stats: &mut Stats, reg: &Registration) -> Option<u64> {
+    match state.register(reg.src, reg.header.sender, &reg.payload) {
+        Ok(counter) => {
+            stats.inc(Counter::RegisterOk);
+            Some(counter)
+        }
+        Err(f) => {
+            stats.inc(f.counter());
+            None
+        }
+    }
+}
+
 /// A bound relay, ready to [`run`](Relay::run) or [`spawn`](Relay::spawn).
 #[derive(Debug)]
 pub struct Relay {
     poll: Poll,
     listener: TcpListener,
-    udp: UdpSocket,
+    /// Worker 0: its socket is drained by this loop.
+    worker: Worker,
+    /// Workers 1..: started by [`Relay::run`].
+    spawn_workers: Vec<Spawnable>,
+    /// Every worker's counters (0 first).
+    worker_stats: Vec<Arc<WorkerStats>>,
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    /// The state version the current snapshot shows.
+    published: u64,
+    registrations: mpsc::Receiver<Registration>,
+    registrations_tx: mpsc::Sender<Registration>,
+    /// Scale-out: the Redis placement thread (`None`: the relay runs alone).
+    cluster: Option<crate::cluster::Cluster>,
+    /// Rooms this relay hosts (cluster mode).
+    hosted: std::collections::HashSet<voice_core::proto::ChannelId>,
+    /// Joins waiting for a placement answer: (session, room).
+    pending_joins: Vec<(SessionToken, voice_core::proto::ChannelId)>,
     stopper: Stopper,
     local: SocketAddr,
     config: Config,
@@ -99,11 +147,7 @@ pub struct Relay {
     conns: HashMap<usize, Conn>,
     next_conn: usize,
     dirty: Vec<usize>,
-    recv: Option<RecvBatch>,
-    send: SendBatch,
-    recipients: Vec<SocketAddr>,
     outbox: Outbox,
-    udp_pending: bool,
     /// Set whenever a connection may have died since the last reap, so the pure-UDP path never
     /// scans the connection table.
     reap_needed: bool,
@@ -133,13 +177,22 @@ fn set_buffer(fd: i32, opt: libc::c_int, bytes: usize) {
     }
 }
 
-fn bind_pair(addr: SocketAddr) -> Result<(TcpListener, UdpSocket), Error> {
+/// Binds one UDP socket on `addr`: plain, or `SO_REUSEPORT` when several workers share it.
+fn bind_udp(addr: SocketAddr, reuseport: bool) -> io::Result<UdpSocket> {
+    if reuseport {
+        crate::udpio::bind_reuseport(addr).map(UdpSocket::from_std)
+    } else {
+        UdpSocket::bind(addr)
+    }
+}
+
+fn bind_pair(addr: SocketAddr, reuseport: bool) -> Result<(TcpListener, UdpSocket), Error> {
     let attempts = if addr.port() == 0 { 20 } else { 1 };
     let mut last = None;
     for _ in 0..attempts {
         let listener = TcpListener::bind(addr).map_err(|source| Error::Bind { addr, source })?;
         let local = listener.local_addr()?;
-        match UdpSocket::bind(local) {
+        match bind_udp(local, reuseport) {
             Ok(udp) => return Ok((listener, udp)),
             Err(e) if e.kind() == io::ErrorKind::AddrInUse => last = Some(e),
             Err(source) => {
@@ -166,41 +219,94 @@ impl Relay {
                 "insecure_plaintext: the control connection is NOT encrypted (development only)"
             );
         }
-        let (mut listener, mut udp) = bind_pair(config.listen)?;
-        if config.udp_buffer_bytes > 0 {
-            set_buffer(udp.as_raw_fd(), libc::SO_RCVBUF, config.udp_buffer_bytes);
-            set_buffer(udp.as_raw_fd(), libc::SO_SNDBUF, config.udp_buffer_bytes);
-        }
+        let workers = config.worker_count();
+        let reuseport = workers > 1;
+        let (mut listener, udp) = bind_pair(config.listen, reuseport)?;
         let local = listener.local_addr()?;
+        let mut sockets = vec![udp];
+        for _ in 1..workers {
+            sockets.push(bind_udp(local, true).map_err(|source| Error::Bind {
+                addr: local,
+                source,
+            })?);
+        }
+        if config.udp_buffer_bytes > 0 {
+            for udp in &sockets {
+                set_buffer(udp.as_raw_fd(), libc::SO_RCVBUF, config.udp_buffer_bytes);
+                set_buffer(udp.as_raw_fd(), libc::SO_SNDBUF, config.udp_buffer_bytes);
+            }
+        }
+        let state = State::new(&config);
+        let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::of(&state, 0)));
+        let mut workers_iter = sockets
+            .into_iter()
+            .map(|udp| Worker::new(udp, state.limits, config.batch_io, snapshot.clone()));
+        let mut worker = workers_iter
+            .next()
+            .ok_or_else(|| Error::Io(io::Error::other("at least one worker socket is bound")))?;
         let poll = Poll::new()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         poll.registry()
-            .register(&mut udp, UDP, Interest::READABLE)?;
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+            .register(worker.socket_mut(), UDP, Interest::READABLE)?;
+        let mut wakers = vec![Arc::new(Waker::new(poll.registry(), WAKER)?)];
+        let mut worker_stats = vec![worker.stats().clone()];
+        let mut spawn_workers = Vec::new();
+        for mut w in workers_iter {
+            let wpoll = Poll::new()?;
+            wpoll
+                .registry()
+                .register(w.socket_mut(), WORKER_UDP, Interest::READABLE)?;
+            wakers.push(Arc::new(Waker::new(wpoll.registry(), WORKER_WAKER)?));
+            worker_stats.push(w.stats().clone());
+            spawn_workers.push(Spawnable {
+                worker: w,
+                poll: wpoll,
+            });
+        }
         let shortest = config.handshake_timeout().min(config.idle_timeout());
         let tick = (shortest / 4).clamp(Duration::from_millis(1), Duration::from_millis(100));
+        let (registrations_tx, registrations) = mpsc::channel();
+        let cluster = match &config.redis {
+            None => None,
+            Some(url) => Some(
+                crate::cluster::Cluster::start(
+                    crate::cluster::ClusterConfig {
+                        redis: url.clone(),
+                        advertise: config.advertise.unwrap_or(local),
+                        lease: Duration::from_millis(config.lease_ms),
+                    },
+                    wakers[0].clone(),
+                )
+                .map_err(Error::Io)?,
+            ),
+        };
         Ok(Relay {
+            cluster,
+            hosted: Default::default(),
+            pending_joins: Vec::new(),
             poll,
             listener,
-            udp,
+            worker,
+            spawn_workers,
+            worker_stats,
+            published: state.version(),
+            snapshot,
+            registrations,
+            registrations_tx,
             stopper: Stopper {
                 flag: Arc::new(AtomicBool::new(false)),
-                waker,
+                wakers,
             },
             local,
-            state: State::new(&config),
+            state,
             config,
             tls,
             stats: Stats::new(),
             conns: HashMap::new(),
             next_conn: FIRST_CONN,
             dirty: Vec::new(),
-            recv: Some(RecvBatch::new(RECV_BATCH)),
-            send: SendBatch::new(SEND_BATCH),
-            recipients: Vec::with_capacity(64),
             outbox: Vec::new(),
-            udp_pending: false,
             reap_needed: false,
             tick,
         })
@@ -237,16 +343,67 @@ impl Relay {
         })
     }
 
-    /// Runs the loop until stopped. Returns the final counters.
+    /// Forwarding workers (UDP sockets sharing the address).
+    pub fn workers(&self) -> usize {
+        self.worker_stats.len()
+    }
+
+    /// Runs the loop (and the worker threads) until stopped. Returns the final counters, summed
+    /// over workers.
     pub fn run(mut self) -> Result<Stats, Error> {
+        let mut threads = Vec::new();
+        for (i, s) in std::mem::take(&mut self.spawn_workers)
+            .into_iter()
+            .enumerate()
+        {
+            let index = i + 1;
+            let stop = self.stopper.flag.clone();
+            let tx = self.registrations_tx.clone();
+            let control = self.stopper.wakers[0].clone();
+            let tick = self.tick;
+            let t = std::thread::Builder::new()
+                .name(format!("relay-w{index}"))
+                .spawn(move || udp::run_worker(index, s, stop, tx, control, tick));
+            match t {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    self.stopper.stop();
+                    for t in threads {
+                        let _ = t.join();
+                    }
+                    return Err(e.into());
+                }
+            }
+        }
+        let r = self.run_control();
+        self.stopper.stop();
+        for t in threads {
+            if t.join().is_err() {
+                log::error!("a relay worker panicked");
+            }
+        }
+        r.map(|()| {
+            self.refresh_gauges();
+            self.log_stats();
+            log::info!("relay stopped");
+            self.merged_stats()
+        })
+    }
+
+    fn run_control(&mut self) -> Result<(), Error> {
         let mut events = Events::with_capacity(1024);
         let mut next_tick = Instant::now() + self.tick;
         let stats_every = Duration::from_millis(self.config.stats_interval_ms);
         let mut next_stats = Instant::now() + stats_every;
-        log::info!("relay listening on {} (tcp+udp)", self.local);
+        log::info!(
+            "relay listening on {} (tcp+udp, {} worker{})",
+            self.local,
+            self.workers(),
+            if self.workers() == 1 { "" } else { "s" }
+        );
         while !self.stopper.flag.load(Ordering::SeqCst) {
             let now = Instant::now();
-            let timeout = if self.udp_pending {
+            let timeout = if self.worker.pending {
                 Duration::ZERO
             } else {
                 next_tick.saturating_duration_since(now)
@@ -257,7 +414,7 @@ impl Relay {
                 }
                 return Err(e.into());
             }
-            let mut udp_ready = self.udp_pending;
+            let mut udp_ready = self.worker.pending;
             for ev in events.iter() {
                 match ev.token() {
                     LISTENER => self.accept_all(),
@@ -273,12 +430,15 @@ impl Relay {
                     }
                 }
             }
+            self.take_registrations();
+            self.take_placements();
             if udp_ready {
                 self.drain_udp();
             }
             let now = Instant::now();
             if now >= next_tick {
                 self.expire(now);
+                self.worker.housekeep();
                 next_tick = now + self.tick;
             }
             if stats_every > Duration::ZERO && now >= next_stats {
@@ -286,15 +446,173 @@ impl Relay {
                 self.log_stats();
                 next_stats = now + stats_every;
             }
+            // Members and bindings the replies below announce are visible to every worker
+            // before the replies leave.
+            self.publish();
             self.flush_dirty();
             while self.reap() {
+                self.publish();
                 self.flush_dirty();
             }
         }
-        self.refresh_gauges();
-        self.log_stats();
-        log::info!("relay stopped");
-        Ok(self.stats)
+        Ok(())
+    }
+
+    /// Publishes a new snapshot when the state changed since the last one.
+    fn publish(&mut self) {
+        let v = self.state.version();
+        if v != self.published {
+            self.published = v;
+            self.snapshot.store(Arc::new(Snapshot::of(&self.state, v)));
+        }
+    }
+
+    /// Drains worker 0's socket; registrations are verified inline.
+    fn drain_udp(&mut self) {
+        let state = &mut self.state;
+        let stats = &mut self.stats;
+        let snapshot = &self.snapshot;
+        let published = &mut self.published;
+        self.worker.drain(&mut |reg: Registration| {
+            let r = register(state, stats, &reg);
+            if r.is_some() && state.version() != *published {
+                *published = state.version();
+                snapshot.store(Arc::new(Snapshot::of(state, *published)));
+            }
+            r
+        });
+    }
+
+    /// Verifies the registrations other workers passed on and acknowledges them from socket 0.
+    fn take_registrations(&mut self) {
+        while let Ok(reg) = self.registrations.try_recv() {
+            if let Some(counter) = register(&mut self.state, &mut self.stats, &reg) {
+                self.publish();
+                udp::send_ack(
+                    self.worker.socket(),
+                    self.worker.stats(),
+                    &reg.header,
+                    counter,
+                    reg.src,
+                );
+            }
+        }
+    }
+
+    /// Cluster mode: a `JoinChannel` for a configured room this relay does not host waits for
+    /// the placement thread. Returns true when `msg` was taken.
+    fn defer_join(&mut self, who: SessionToken, msg: &ClientMessage) -> bool {
+        let (Some(cluster), ClientMessage::JoinChannel { channel }) = (&self.cluster, msg) else {
+            return false;
+        };
+        if self.hosted.contains(channel) || !self.state.channels.contains_key(channel) {
+            return false;
+        }
+        // The join costs a control token like any request (a flood is refused by `handle`).
+        let now = Instant::now();
+        if !self
+            .state
+            .sessions
+            .get_mut(&who)
+            .is_some_and(|s| s.control.take(now, 1.0))
+        {
+            return false;
+        }
+        if !self.pending_joins.iter().any(|(_, c)| c == channel) {
+            cluster.request(crate::cluster::Request::Place(*channel));
+        }
+        self.pending_joins.push((who, *channel));
+        true
+    }
+
+    /// Answers the joins waiting for placements, and moves members of rooms this relay lost.
+    fn take_placements(&mut self) {
+        use crate::cluster::Notice;
+        use voice_core::proto::tcp::{ErrorCode, ServerMessage};
+        let Some(cluster) = &self.cluster else { return };
+        let me = cluster.me.clone();
+        let mut notices = Vec::new();
+        while let Some(n) = cluster.try_notice() {
+            notices.push(n);
+        }
+        let now = Instant::now();
+        let mut out = std::mem::take(&mut self.outbox);
+        for n in notices {
+            match n {
+                Notice::Placed { channel, owner } => {
+                    let waiting: Vec<SessionToken> = self
+                        .pending_joins
+                        .iter()
+                        .filter(|(_, c)| *c == channel)
+                        .map(|(w, _)| *w)
+                        .collect();
+                    self.pending_joins.retain(|(_, c)| *c != channel);
+                    match owner {
+                        Some(o) if o == me => {
+                            self.hosted.insert(channel);
+                            for who in waiting {
+                                crate::control::handle(
+                                    &mut self.state,
+                                    &mut self.stats,
+                                    who,
+                                    ClientMessage::JoinChannel { channel },
+                                    now,
+                                    unix_ms(),
+                                    &mut out,
+                                );
+                            }
+                        }
+                        Some(o) => {
+                            for who in waiting {
+                                out.push((
+                                    who,
+                                    ServerMessage::Redirect {
+                                        channel,
+                                        relay: o.clone(),
+                                    },
+                                ));
+                            }
+                        }
+                        None => {
+                            for who in waiting {
+                                out.push((
+                                    who,
+                                    crate::control::error(
+                                        ErrorCode::Placement,
+                                        "room placement unavailable",
+                                    ),
+                                ));
+                            }
+                        }
+                    }
+                }
+                Notice::Lost { channel, owner } => {
+                    self.hosted.remove(&channel);
+                    if let Some(o) = owner {
+                        for &m in self.state.members(channel) {
+                            out.push((
+                                m,
+                                ServerMessage::Redirect {
+                                    channel,
+                                    relay: o.clone(),
+                                },
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        self.deliver(&mut out);
+        self.outbox = out;
+    }
+
+    /// Control counters plus every worker's.
+    fn merged_stats(&self) -> Stats {
+        let mut s = self.stats.clone();
+        for w in &self.worker_stats {
+            w.add_to(&mut s);
+        }
+        s
     }
 
     fn refresh_gauges(&mut self) {
@@ -307,7 +625,7 @@ impl Relay {
     }
 
     fn log_stats(&self) {
-        let s = &self.stats;
+        let s = &self.merged_stats();
         log::info!(
             "stats: sessions={} conns={} udp_rx={} forwarded={} ({} B) drops={} register_ok={} tcp_frames={}",
             s.get(Counter::Sessions),

@@ -1,59 +1,164 @@
-//! The UDP side of the loop: drain the socket in `recvmmsg` batches (or one `recv_from` at a
-//! time with `batch_io = false`), decide per datagram with [`State`](crate::state::State), and
-//! forward the exact received bytes with `sendmmsg` before the receive slots are reused.
-//! Registration acks and pongs are answered here, never larger than the request.
+//! The UDP side: a [`Worker`] owns one (`SO_REUSEPORT`) socket and drains it in `recvmmsg`
+//! batches (or one `recv_from` at a time with `batch_io = false`), decides per datagram with the
+//! control plane's published [`Snapshot`] and its own [`Senders`], and forwards the exact
+//! received bytes with `sendmmsg` before the receive slots are reused. Pongs are answered here;
+//! registrations go to the control plane (which owns the secrets) through a closure, and their
+//! acks are sent here or by the control plane, never larger than the request.
+//!
+//! Worker 0 runs inside the control thread's loop; workers 1.. run [`run_worker`] on their own
+//! threads. Every per-datagram decision is [`Worker::on_datagram`]: one place to add a check.
 
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
 
+use arc_swap::cache::Cache;
+use arc_swap::ArcSwap;
+use mio::net::UdpSocket;
+use mio::{Events, Poll, Token, Waker};
 use voice_core::proto::udp::{self, DatagramKind, Header, UdpError, MAX_DATAGRAM};
 use voice_core::proto::SessionToken;
 
-use super::{Relay, MAX_UDP_BATCHES_PER_TURN, RECV_BATCH};
+use super::{MAX_UDP_BATCHES_PER_TURN, RECV_BATCH, SEND_BATCH};
+use crate::forward::{Senders, Snapshot, WorkerStats};
+use crate::state::Limits;
 use crate::stats::Counter;
-use crate::udpio::SLOT;
+use crate::udpio::{RecvBatch, SendBatch, SLOT};
 
-impl Relay {
-    pub(super) fn drain_udp(&mut self) {
-        self.udp_pending = false;
-        if !self.config.batch_io {
-            return self.drain_udp_simple();
+/// A `Register` datagram handed to the control plane.
+#[derive(Debug)]
+pub(crate) struct Registration {
+    /// Where it came from (the address to bind).
+    pub src: SocketAddr,
+    /// Its header.
+    pub header: Header,
+    /// Its payload (the proof).
+    pub payload: Vec<u8>,
+}
+
+/// What the control plane says about a registration: `Some(counter)` to ack it now, `None`
+/// when it failed or will be acked later.
+pub(crate) type Registrar<'a> = dyn FnMut(Registration) -> Option<u64> + 'a;
+
+/// One UDP socket and everything its forwarding path owns.
+pub(crate) struct Worker {
+    path: Path,
+    recv: Option<RecvBatch>,
+    send: SendBatch,
+    /// The control plane's latest snapshot, cached: a load is one atomic read of a pointer
+    /// that only changes when the control plane publishes.
+    snap: Cache<Arc<ArcSwap<Snapshot>>, Arc<Snapshot>>,
+    batch_io: bool,
+    /// The socket was left undrained (poll again without blocking).
+    pub(crate) pending: bool,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("udp", &self.path.udp)
+            .field("senders", &self.path.senders.len())
+            .field("pending", &self.pending)
+            .finish()
+    }
+}
+
+/// The per-datagram decision and what it writes: this worker's socket (for replies), sender
+/// states, recipients and counters.
+#[derive(Debug)]
+struct Path {
+    udp: UdpSocket,
+    senders: Senders,
+    recipients: Vec<SocketAddr>,
+    stats: Arc<WorkerStats>,
+}
+
+impl Worker {
+    pub(crate) fn new(
+        udp: UdpSocket,
+        limits: Limits,
+        batch_io: bool,
+        snapshot: Arc<ArcSwap<Snapshot>>,
+    ) -> Self {
+        Worker {
+            path: Path {
+                udp,
+                senders: Senders::new(limits),
+                recipients: Vec::with_capacity(64),
+                stats: Arc::new(WorkerStats::default()),
+            },
+            recv: Some(RecvBatch::new(RECV_BATCH)),
+            send: SendBatch::new(SEND_BATCH),
+            snap: Cache::new(snapshot),
+            batch_io,
+            pending: false,
         }
-        let Some(recv) = self.recv.take() else {
+    }
+
+    /// This worker's counters.
+    pub(crate) fn stats(&self) -> &Arc<WorkerStats> {
+        &self.path.stats
+    }
+
+    /// This worker's socket.
+    pub(crate) fn socket(&self) -> &UdpSocket {
+        &self.path.udp
+    }
+
+    /// This worker's socket, to register with a poll.
+    pub(crate) fn socket_mut(&mut self) -> &mut UdpSocket {
+        &mut self.path.udp
+    }
+
+    /// Forgets senders that left or moved (off the per-datagram path).
+    pub(crate) fn housekeep(&mut self) {
+        let snap = self.snap.load();
+        self.path.senders.retain_live(snap);
+    }
+
+    pub(crate) fn drain(&mut self, registrar: &mut Registrar<'_>) {
+        self.pending = false;
+        if !self.batch_io {
+            return self.drain_simple(registrar);
+        }
+        let Some(mut recv) = self.recv.take() else {
             return;
         };
-        let mut recv = recv;
-        let fd = self.udp.as_raw_fd();
+        let fd = self.path.udp.as_raw_fd();
         for turn in 0..=MAX_UDP_BATCHES_PER_TURN {
             if turn == MAX_UDP_BATCHES_PER_TURN {
-                self.udp_pending = true;
+                self.pending = true;
                 break;
             }
             match recv.recv(fd) {
                 Ok(n) => {
                     let now = Instant::now();
+                    // One snapshot per batch: no lock, nothing shared written.
+                    let snap = self.snap.load();
+                    let path = &mut self.path;
                     for i in 0..n {
                         let (data, src) = recv.get(i);
                         let Some(src) = src else { continue };
-                        if self.on_datagram(now, data, src) {
-                            for r in 0..self.recipients.len() {
+                        if path.on_datagram(snap, now, data, src, registrar) {
+                            for r in 0..path.recipients.len() {
                                 if self.send.is_full() {
                                     let f = self.send.flush(fd, &recv);
-                                    self.count_flush(f.sent, f.bytes, f.failed);
+                                    path.count_flush(f.sent, f.bytes, f.failed);
                                 }
                                 // Cannot fail: the batch was just flushed if full, and
                                 // `data` is a received slot. Counted if it ever did.
-                                if !self.send.push(i, data.len(), &self.recipients[r]) {
-                                    self.count_flush(0, 0, 1);
+                                if !self.send.push(i, data.len(), &path.recipients[r]) {
+                                    path.count_flush(0, 0, 1);
                                 }
                             }
                         }
                     }
                     if !self.send.is_empty() {
                         let f = self.send.flush(fd, &recv);
-                        self.count_flush(f.sent, f.bytes, f.failed);
+                        path.count_flush(f.sent, f.bytes, f.failed);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -68,21 +173,23 @@ impl Relay {
     }
 
     /// One `recv_from` / `send_to` per datagram (portable; `batch_io = false`).
-    pub(super) fn drain_udp_simple(&mut self) {
+    fn drain_simple(&mut self, registrar: &mut Registrar<'_>) {
         let mut buf = [0u8; SLOT];
         for turn in 0..=MAX_UDP_BATCHES_PER_TURN * RECV_BATCH {
             if turn == MAX_UDP_BATCHES_PER_TURN * RECV_BATCH {
-                self.udp_pending = true;
+                self.pending = true;
                 break;
             }
-            match self.udp.recv_from(&mut buf) {
+            let path = &mut self.path;
+            match path.udp.recv_from(&mut buf) {
                 Ok((n, src)) => {
                     let now = Instant::now();
-                    if self.on_datagram(now, &buf[..n], src) {
-                        for r in 0..self.recipients.len() {
-                            match self.udp.send_to(&buf[..n], self.recipients[r]) {
-                                Ok(_) => self.count_flush(1, n, 0),
-                                Err(_) => self.count_flush(0, 0, 1),
+                    let snap = self.snap.load();
+                    if path.on_datagram(snap, now, &buf[..n], src, registrar) {
+                        for r in 0..path.recipients.len() {
+                            match path.udp.send_to(&buf[..n], path.recipients[r]) {
+                                Ok(_) => path.count_flush(1, n, 0),
+                                Err(_) => path.count_flush(0, 0, 1),
                             }
                         }
                     }
@@ -93,16 +200,26 @@ impl Relay {
             }
         }
     }
+}
 
-    pub(super) fn count_flush(&mut self, sent: usize, bytes: usize, failed: usize) {
+impl Path {
+    fn count_flush(&mut self, sent: usize, bytes: usize, failed: usize) {
         self.stats.add(Counter::ForwardedPackets, sent as u64);
         self.stats.add(Counter::ForwardedBytes, bytes as u64);
         self.stats.add(Counter::DropSendFailed, failed as u64);
     }
 
     /// Decides what to do with one datagram. Returns true when it should be forwarded to
-    /// `self.recipients`; replies (RegisterAck, Pong) are sent here.
-    pub(super) fn on_datagram(&mut self, now: Instant, data: &[u8], src: SocketAddr) -> bool {
+    /// `self.recipients`; replies (RegisterAck, Pong) are sent here. Every per-datagram check
+    /// belongs in this function.
+    fn on_datagram(
+        &mut self,
+        snap: &Snapshot,
+        now: Instant,
+        data: &[u8],
+        src: SocketAddr,
+        registrar: &mut Registrar<'_>,
+    ) -> bool {
         self.stats.inc(Counter::UdpRxPackets);
         self.stats.add(Counter::UdpRxBytes, data.len() as u64);
         let d = match udp::parse(data) {
@@ -121,52 +238,48 @@ impl Relay {
         };
         let h = d.header;
         match h.kind {
-            DatagramKind::Voice => {
-                match self
-                    .state
-                    .accept_voice(now, src, &h, data.len(), &mut self.recipients)
-                {
-                    Ok(()) => {
-                        self.stats.inc(Counter::VoiceAccepted);
-                        let culled =
-                            self.state
-                                .cull_out_of_range(&h, d.position, &mut self.recipients);
-                        self.stats.add(Counter::VoiceCulled, culled as u64);
-                        !self.recipients.is_empty()
-                    }
-                    Err(r) => {
-                        self.stats.inc(r.counter());
-                        false
-                    }
+            DatagramKind::Voice => match self.senders.accept_voice(
+                snap,
+                now,
+                src,
+                &h,
+                data.len(),
+                &mut self.recipients,
+            ) {
+                Ok(()) => {
+                    self.stats.inc(Counter::VoiceAccepted);
+                    // Proximity culling (3D channels), from the positions in the snapshot's
+                    // shared cells; also records the sender's own position there.
+                    let culled = snap.cull_out_of_range(&h, d.position, &mut self.recipients);
+                    self.stats.add(Counter::VoiceCulled, culled as u64);
+                    !self.recipients.is_empty()
                 }
-            }
+                Err(r) => {
+                    self.stats.inc(r.counter());
+                    false
+                }
+            },
             DatagramKind::Register => {
-                match self.state.register(src, h.sender, d.payload) {
-                    Ok(counter) => {
-                        self.stats.inc(Counter::RegisterOk);
-                        let ack = Header {
-                            kind: DatagramKind::RegisterAck,
-                            flags: udp::Flags::default(),
-                            timestamp: 0,
-                            target: SessionToken::NONE,
-                            ..h
-                        };
-                        self.reply(&ack, &counter.to_le_bytes(), src);
-                    }
-                    Err(f) => self.stats.inc(f.counter()),
+                let reg = Registration {
+                    src,
+                    header: h,
+                    payload: d.payload.to_vec(),
+                };
+                if let Some(counter) = registrar(reg) {
+                    send_ack(&self.udp, &self.stats, &h, counter, src);
                 }
                 false
             }
             DatagramKind::Ping => {
-                match self.state.check_source(src, h.sender) {
+                match snap.check_source(src, h.sender) {
                     Ok(()) => {
                         self.stats.inc(Counter::UdpPings);
-                        self.state.record_position(h.sender, d.position);
+                        snap.record_position(h.sender, d.position);
                         let pong = Header {
                             kind: DatagramKind::Pong,
                             ..h
                         };
-                        self.reply(&pong, d.payload, src);
+                        reply(&self.udp, &self.stats, &pong, d.payload, src);
                     }
                     Err(r) => self.stats.inc(r.counter()),
                 }
@@ -178,18 +291,97 @@ impl Relay {
             }
         }
     }
+}
 
-    pub(super) fn reply(&mut self, header: &Header, payload: &[u8], dst: SocketAddr) {
-        let mut buf = [0u8; MAX_DATAGRAM];
-        match udp::write(header, payload, &mut buf) {
-            Ok(n) => match self.udp.send_to(&buf[..n], dst) {
-                Ok(_) => {}
-                Err(e) => {
-                    self.stats.inc(Counter::DropSendFailed);
-                    log::debug!("reply to {dst}: {e}");
-                }
-            },
-            Err(e) => log::debug!("reply encode: {e}"),
+/// Acknowledges a registration of `request` (its header) with the verified `counter`.
+pub(crate) fn send_ack(
+    udp: &UdpSocket,
+    stats: &WorkerStats,
+    request: &Header,
+    counter: u64,
+    dst: SocketAddr,
+) {
+    let ack = Header {
+        kind: DatagramKind::RegisterAck,
+        flags: udp::Flags::default(),
+        timestamp: 0,
+        target: SessionToken::NONE,
+        ..*request
+    };
+    reply(udp, stats, &ack, &counter.to_le_bytes(), dst);
+}
+
+fn reply(udp: &UdpSocket, stats: &WorkerStats, header: &Header, payload: &[u8], dst: SocketAddr) {
+    let mut buf = [0u8; MAX_DATAGRAM];
+    match udp::write(header, payload, &mut buf) {
+        Ok(n) => {
+            if let Err(e) = udp.send_to(&buf[..n], dst) {
+                stats.inc(Counter::DropSendFailed);
+                log::debug!("reply to {dst}: {e}");
+            }
+        }
+        Err(e) => log::debug!("reply encode: {e}"),
+    }
+}
+
+/// A worker that runs on its own thread: its poll, its wake-up and the way to the control plane.
+#[derive(Debug)]
+pub(crate) struct Spawnable {
+    pub(crate) worker: Worker,
+    pub(crate) poll: Poll,
+}
+
+/// Token of a worker's socket in its own poll.
+pub(crate) const WORKER_UDP: Token = Token(0);
+/// Token of a worker's waker in its own poll.
+pub(crate) const WORKER_WAKER: Token = Token(1);
+
+/// The loop of worker `index` (1..): drain the socket when readable, hand registrations to the
+/// control plane, forget departed senders every `tick`, until `stop` is set.
+pub(crate) fn run_worker(
+    index: usize,
+    s: Spawnable,
+    stop: Arc<AtomicBool>,
+    to_control: mpsc::Sender<Registration>,
+    control: Arc<Waker>,
+    tick: Duration,
+) {
+    let Spawnable {
+        mut worker,
+        mut poll,
+    } = s;
+    let mut events = Events::with_capacity(64);
+    let mut next_tick = Instant::now() + tick;
+    let mut registrar = |reg: Registration| {
+        if to_control.send(reg).is_ok() {
+            if let Err(e) = control.wake() {
+                log::warn!("worker {index}: waking the control plane: {e}");
+            }
+        }
+        None
+    };
+    while !stop.load(Ordering::SeqCst) {
+        let timeout = if worker.pending {
+            Duration::ZERO
+        } else {
+            next_tick.saturating_duration_since(Instant::now())
+        };
+        if let Err(e) = poll.poll(&mut events, Some(timeout)) {
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            log::error!("worker {index}: poll: {e}");
+            return;
+        }
+        let ready = worker.pending || events.iter().any(|e| e.token() == WORKER_UDP);
+        if ready {
+            worker.drain(&mut registrar);
+        }
+        let now = Instant::now();
+        if now >= next_tick {
+            worker.housekeep();
+            next_tick = now + tick;
         }
     }
+    log::debug!("worker {index} stopped");
 }

@@ -36,6 +36,7 @@ const USAGE: &str = "usage: voice-bot --server ADDR --name NAME [--channel ID|NA
 [--chat TEXT]... [--mode continuous|vad|ptt] [--input-device NAME|default] \
 [--output-device NAME|default] [--stats-interval MS] [--no-reconnect] \
 [--fingerprint SHA256 | --ca CA.pem [--server-name NAME] | --tofu | --insecure-plaintext] \
+[--e2ee-password SECRET | --e2ee-password-env VAR | --e2ee-keys [--e2ee-identity HEX64]] \
 [--position X,Y,Z | --path X,Y,Z;X,Y,Z;... [--speed UNITS_PER_S]] [--model MODEL:MIN:MAX:ROLLOFF]";
 
 struct Args {
@@ -53,6 +54,7 @@ struct Args {
     tls: TlsTrust,
     server_name: Option<String>,
     insecure_plaintext: bool,
+    e2ee: voice_client::E2eeMode,
     /// Waypoints (one: standing still).
     path: Vec<Position>,
     speed: f32,
@@ -142,6 +144,7 @@ fn parse() -> Result<Args, String> {
         path: Vec::new(),
         speed: 2.0,
         model: None,
+        e2ee: voice_client::E2eeMode::Off,
     };
     let mut play: Option<PathBuf> = None;
     let mut mode_given = false;
@@ -234,6 +237,34 @@ fn parse() -> Result<Args, String> {
                     .ok_or(format!("--speed {s:?} is not units/s"))?;
             }
             "--model" => a.model = Some(parse_model(&v("--model")?)?),
+            "--e2ee-password" => {
+                a.e2ee = voice_client::E2eeMode::Password(v("--e2ee-password")?.into_bytes())
+            }
+            "--e2ee-password-env" => {
+                let var = v("--e2ee-password-env")?;
+                let secret = std::env::var(&var)
+                    .map_err(|_| format!("--e2ee-password-env: {var} is not set"))?;
+                a.e2ee = voice_client::E2eeMode::Password(secret.into_bytes());
+            }
+            "--e2ee-keys" => {
+                if !matches!(a.e2ee, voice_client::E2eeMode::Keys { .. }) {
+                    a.e2ee = voice_client::E2eeMode::keys();
+                }
+            }
+            "--e2ee-identity" => {
+                let h = v("--e2ee-identity")?;
+                let bytes: Vec<u8> = (0..h.len())
+                    .step_by(2)
+                    .filter_map(|i| h.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+                    .collect();
+                let secret: [u8; 32] = bytes
+                    .try_into()
+                    .map_err(|_| "--e2ee-identity needs 64 hex digits".to_string())?;
+                a.e2ee = voice_client::E2eeMode::Keys {
+                    identity: Some(secret),
+                    lead: voice_client::E2EE_DEFAULT_LEAD,
+                };
+            }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -267,6 +298,7 @@ fn run(a: Args) -> Result<(), String> {
     cfg.tls = a.tls.clone();
     cfg.tls_server_name = a.server_name.clone();
     cfg.insecure_plaintext = a.insecure_plaintext;
+    cfg.engine.e2ee = a.e2ee.clone();
     cfg.engine.transmit = a.mode;
     cfg.channel_attenuation = a.model;
     let pose_at = |t: f32| {

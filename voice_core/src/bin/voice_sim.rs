@@ -4,7 +4,12 @@
 //! voice-sim --input IN.wav --output OUT.wav (--trace TRACE.csv | --profile NAME --seed N)
 //!           [--policy adaptive|fixed] [--no-fec] [--no-dred] [--bitrate BPS] [--tick-phase MS]
 //!           [--stats STATS.json] [--write-trace T.csv] [--write-packets P.bin]
+//!           [--force-rate PERCENT]
 //! ```
+//!
+//! `--force-rate` plays the received audio PERCENT % faster (or slower, when negative) with the
+//! receiver's own time-scale modification ([`voice_core::tsm::change_rate`]) before writing it:
+//! a measurement of how audible time-scaling is (`benches/quality.sh --tsm`).
 //!
 //! `--write-packets` saves the Opus payload of every packet, by packet index: for each packet
 //! a little-endian `u32` index, a little-endian `u16` length, then the payload bytes.
@@ -20,7 +25,8 @@ use voice_core::{wav, FRAME_SAMPLES};
 
 const USAGE: &str = "usage: voice-sim --input IN.wav --output OUT.wav \
 (--trace TRACE.csv | --profile NAME --seed N) [--policy adaptive|fixed] [--no-fec] [--no-dred] [--bitrate BPS] \
-[--tick-phase MS] [--stats STATS.json] [--write-trace TRACE.csv] [--write-packets PACKETS.bin]";
+[--tick-phase MS] [--stats STATS.json] [--write-trace TRACE.csv] [--write-packets PACKETS.bin] \
+[--force-rate PERCENT]";
 
 #[derive(Default)]
 struct Args {
@@ -37,6 +43,7 @@ struct Args {
     write_trace: Option<PathBuf>,
     write_packets: Option<PathBuf>,
     tick_phase_ms: Option<f64>,
+    force_rate: Option<f64>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -80,6 +87,15 @@ fn parse_args() -> Result<Args, String> {
                     .filter(|m: &f64| (0.0..20.0).contains(m))
                     .ok_or_else(|| format!("--tick-phase {v:?} is not a time in 0 <= ms < 20"))?;
                 a.tick_phase_ms = Some(ms);
+            }
+            "--force-rate" => {
+                let v = value("--force-rate")?;
+                let pct: f64 = v
+                    .parse()
+                    .ok()
+                    .filter(|p: &f64| (-20.0..=20.0).contains(p))
+                    .ok_or_else(|| format!("--force-rate {v:?} is not a percentage in -20..=20"))?;
+                a.force_rate = Some(pct);
             }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
@@ -134,7 +150,11 @@ fn main_inner() -> Result<(), String> {
         ..SimConfig::default()
     };
     let out = run(&samples, &trace, &cfg).map_err(|e| e.to_string())?;
-    wav::write_mono_48k(&output, &out.audio).map_err(|e| e.to_string())?;
+    match a.force_rate {
+        Some(pct) => wav::write_mono_48k(&output, &voice_core::tsm::change_rate(&out.audio, pct)),
+        None => wav::write_mono_48k(&output, &out.audio),
+    }
+    .map_err(|e| e.to_string())?;
     if let Some(p) = &a.write_packets {
         std::fs::write(p, packet_file(&out)).map_err(|e| format!("{}: {e}", p.display()))?;
     }

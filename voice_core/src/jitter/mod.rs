@@ -5,7 +5,7 @@
 //! O(1) insert and pop and no allocation after construction; see `benches/` for the comparison).
 //!
 //! Contract, tick by tick:
-//! * Playout does not start until the [`PlayoutPolicy`] says so (the seed watermark: 2 packets).
+//! * Playout does not start until the [`PlayoutPolicy`] says so (the fixed policy's default: 2 packets).
 //! * Once playing, every [`JitterBuffer::pop`] releases the next expected sequence number: the packet
 //!   ([`Playout::Packet`]) or a gap ([`Playout::Missing`], which carries the following packet if it is
 //!   already held, so the decoder can recover the gap from its in-band FEC).
@@ -232,7 +232,7 @@ impl JitterBuffer {
         }
     }
 
-    /// A buffer with default limits and the seed's fixed 2-packet watermark.
+    /// A buffer with default limits and the fixed policy's 2-packet watermark.
     pub fn with_fixed_watermark() -> Self {
         Self::new(JitterConfig::default(), Box::new(FixedWatermark::default()))
     }

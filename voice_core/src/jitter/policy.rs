@@ -1,7 +1,7 @@
 //! When playout starts: the watermark as a replaceable policy object.
 //!
 //! The buffer asks its policy, each tick while it is not playing, whether to start; the policy sees
-//! a [`BufferView`] and every arrival. [`FixedWatermark`] is the seed behaviour (start once N packets
+//! a [`BufferView`] and every arrival. [`FixedWatermark`] is the simplest policy (start once N packets
 //! are held, 2 by default = 40 ms). An adaptive policy implements the same trait, so the buffer does
 //! not change when the policy does. [`PolicyChoice`] names them for `--policy` and configs; the
 //! adaptive one ([`super::adaptive`]) is the default.
@@ -61,7 +61,7 @@ pub trait PlayoutPolicy: Debug + Send {
     }
 }
 
-/// Start once `packets` packets are held (the seed watermark: 2 packets = 40 ms).
+/// Start once `packets` packets are held (the default: 2 packets = 40 ms).
 ///
 /// Two exceptions keep short utterances audible: a talk spurt whose last packet is already held
 /// starts at once (nothing more is coming to wait for), and a partial spurt whose oldest packet has
@@ -110,7 +110,7 @@ impl PlayoutPolicy for FixedWatermark {
 /// A playout policy by name, as `--policy` and configs choose it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PolicyChoice {
-    /// The seed's fixed watermark of this many packets.
+    /// A fixed watermark of this many packets.
     Fixed(usize),
     /// The adaptive target delay with time-scale modification (the default).
     Adaptive(AdaptiveConfig),

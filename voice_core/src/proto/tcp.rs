@@ -124,6 +124,12 @@ pub enum ErrorCode {
     RateLimited,
     /// No such session.
     NoSuchSession,
+    /// Scale-out (allocated index 15): the room's placement could not be decided (Redis
+    /// unreachable); try again later.
+    Placement,
+    /// E2EE (wire index 17): an end-to-end identity or wrapped-key blob was too large, or its
+    /// recipient is not in the sender's channel.
+    BadE2eeBlob,
 }
 
 /// Client → relay.
@@ -168,7 +174,24 @@ pub enum ClientMessage {
     },
     /// Polite disconnect.
     Goodbye,
+    /// E2EE (wire index 13): this client's public identity, an opaque blob of at most
+    /// [`MAX_E2EE_IDENTITY`] bytes. The relay stores it and shows it to the channel's members.
+    E2eeIdentity {
+        /// The blob (an X25519 public key, see `voice_core::e2ee::identity`).
+        blob: Vec<u8>,
+    },
+    /// E2EE (wire index 14): sender keys wrapped per member, each an opaque blob of at most
+    /// [`MAX_E2EE_KEY_BLOB`] bytes, delivered only to recipients in the sender's channel.
+    E2eeKeys {
+        /// (recipient, blob) pairs.
+        keys: Vec<(SessionToken, Vec<u8>)>,
+    },
 }
+
+/// Largest end-to-end identity blob the relay stores.
+pub const MAX_E2EE_IDENTITY: usize = 64;
+/// Largest wrapped sender-key blob the relay forwards.
+pub const MAX_E2EE_KEY_BLOB: usize = 256;
 
 /// Relay → client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -258,6 +281,21 @@ pub enum ServerMessage {
         /// Human-readable detail.
         message: String,
     },
+    /// E2EE (wire index 15): a channel member's public identity blob (when it announces one, and
+    /// for every member when this client joins).
+    E2eeIdentity {
+        /// Whose identity.
+        session: SessionToken,
+        /// The opaque blob, exactly as announced.
+        blob: Vec<u8>,
+    },
+    /// E2EE (wire index 16): a sender key wrapped for this client by `from`.
+    E2eeKey {
+        /// The sender.
+        from: SessionToken,
+        /// The opaque blob, exactly as sent.
+        blob: Vec<u8>,
+    },
     /// The channel just joined is 3D: render its voices by position with these settings (sent
     /// right after [`ServerMessage::Joined`]; a `Joined` without it means a 2D channel).
     /// Allocated index 18 in the merged protocol.
@@ -266,6 +304,14 @@ pub enum ServerMessage {
         channel: ChannelId,
         /// Its distance model and audible range.
         spatial: SpatialInfo,
+    },
+    /// Scale-out (allocated index 20): the room asked for with `JoinChannel` is hosted by
+    /// another relay of the cluster; reconnect there (same name) and join it again.
+    Redirect {
+        /// The room.
+        channel: ChannelId,
+        /// The hosting relay's address, `IP:PORT` (TCP control and UDP voice).
+        relay: String,
     },
 }
 

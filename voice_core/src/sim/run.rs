@@ -224,6 +224,10 @@ pub fn run(input: &[i16], trace: &Trace, cfg: &SimConfig) -> Result<SimOutput, S
                     line: 0,
                     message: w.to_string(),
                 },
+                crate::stream::SendError::Seal(s) => SimError::Parse {
+                    line: 0,
+                    message: s.to_string(),
+                },
             })?;
         payload_bytes += (n - udp::HEADER_LEN) as u64;
         datagrams.push(buf[..n].to_vec());

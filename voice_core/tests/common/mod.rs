@@ -45,12 +45,12 @@ pub fn parse(d: &[u8]) -> (Header, &[u8]) {
     (p.header, p.payload)
 }
 
-/// A jitter buffer with the seed watermark of 2 packets.
+/// A jitter buffer with a fixed watermark of 2 packets.
 pub fn buffer() -> JitterBuffer {
     JitterBuffer::new(JitterConfig::default(), Box::new(FixedWatermark::default()))
 }
 
-/// A receiver with the seed watermark of 2 packets.
+/// A receiver with a fixed watermark of 2 packets.
 pub fn receiver() -> Receiver {
     Receiver::new(JitterConfig::default(), Box::new(FixedWatermark::default())).unwrap()
 }
