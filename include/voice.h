@@ -168,6 +168,7 @@
 
 // Most bytes sealing adds to a datagram.
 #define VOICE_E2EE_MAX_OVERHEAD 10
+
 // Distance model: no attenuation (still silent beyond `max_distance`).
 #define VOICE_DISTANCE_NONE 0
 
@@ -482,6 +483,7 @@ typedef struct voice_e2ee_stats {
   // Sender-key rotations.
   uint64_t rotations;
 } voice_e2ee_stats;
+
 // A distance model. Initialise with [`voice_attenuation_default`].
 typedef struct voice_attenuation {
   // `VOICE_DISTANCE_*`.
@@ -871,6 +873,7 @@ voice_result voice_receiver_push_sealed(struct voice_receiver *receiver,
                                         uint64_t now_us,
                                         const uint8_t *packet,
                                         size_t len);
+
 // Writes the default distance model (inverse, 1 to 50 units, rolloff 1) to `*out`.
 //
 // Thread safety: any thread.

@@ -69,7 +69,11 @@ const UNKNOWN: u32 = f32::NAN.to_bits();
 impl Default for PositionCell {
     fn default() -> Self {
         PositionCell {
-            xyz: [AtomicU32::new(UNKNOWN), AtomicU32::new(0), AtomicU32::new(0)],
+            xyz: [
+                AtomicU32::new(UNKNOWN),
+                AtomicU32::new(0),
+                AtomicU32::new(0),
+            ],
         }
     }
 }
