@@ -45,6 +45,8 @@ int main(int argc, char **argv) {
     cfg.name = argv[2];
     /* TLS: pin the certificate fingerprint the relay printed (NULL: public CAs only). */
     cfg.tls_fingerprint = getenv("VOICE_RELAY_FINGERPRINT");
+    /* The access token the relay requires (`relay token --name NAME`); NULL for an --open relay. */
+    cfg.access_token = getenv("VOICE_ACCESS_TOKEN");
     cfg.audio = VOICE_AUDIO_FILES;
     cfg.input_wav = argv[3];
     cfg.output_wav = argv[4];

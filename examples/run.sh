@@ -61,7 +61,10 @@ run sansio_loopback
 run spatial
 run stream_cpp
 run misuse "$(free_port)"
-run reconnect "$relay_bin" "$(free_port)"
+# reconnect.c starts the relay with its identity in ./relay-identity; its token signing key is
+# created there too, by the relay or by the first `relay token` (whichever comes first).
+VOICE_ACCESS_TOKEN=$("$relay_bin" token --identity-dir relay-identity --name restart-c) \
+  run reconnect "$relay_bin" "$(free_port)"
 
 # A relay on a free loopback port, a bot talking in the channel, and the C client joining it.
 port=$(free_port)
@@ -81,6 +84,8 @@ for _ in $(seq 50); do
   sleep 0.1
 done
 [ -n "$fp" ] || { echo "the relay printed no fingerprint"; exit 1; }
+# Access tokens from the relay's own signing key (created next to its certificate), one per name.
+mint() { "$relay_bin" token --identity-dir "$out/relay-identity" --name "$1"; }
 python3 - "$out/tone.wav" <<'PY'
 import math, struct, sys, wave
 w = wave.open(sys.argv[1], "wb"); w.setnchannels(1); w.setsampwidth(2); w.setframerate(48000)
@@ -89,15 +94,15 @@ w.close()
 PY
 # The bot talks until both clients are done (valgrind's start-up time and the TLS handshake vary
 # with load); its JSON lines are written as they happen, so stopping it loses nothing.
-"$tdir/release/voice-bot" --server "127.0.0.1:$port" --fingerprint "$fp" --name bot --tone 440 --duration 300 \
+"$tdir/release/voice-bot" --server "127.0.0.1:$port" --fingerprint "$fp" --token "$(mint bot)" --name bot --tone 440 --duration 300 \
   --chat "hi from the bot" >"$out/bot.jsonl" &
 bot_pid=$!
 sleep 0.5
 echo "== client (valgrind)"
-VOICE_RELAY_FINGERPRINT="$fp" "${vg[@]}" "$out/client" "127.0.0.1:$port" c-client "$out/tone.wav" "$out/heard.wav" 4 1 \
+VOICE_RELAY_FINGERPRINT="$fp" VOICE_ACCESS_TOKEN="$(mint c-client)" "${vg[@]}" "$out/client" "127.0.0.1:$port" c-client "$out/tone.wav" "$out/heard.wav" 4 1 \
   | tee "$out/client.log"
 echo "== client (asan+ubsan)"
-VOICE_RELAY_FINGERPRINT="$fp" "$out/client.asan" "127.0.0.1:$port" c-client-asan "$out/tone.wav" "$out/heard-asan.wav" 3 1 \
+VOICE_RELAY_FINGERPRINT="$fp" VOICE_ACCESS_TOKEN="$(mint c-client-asan)" "$out/client.asan" "127.0.0.1:$port" c-client-asan "$out/tone.wav" "$out/heard-asan.wav" 3 1 \
   | tee "$out/client-asan.log"
 kill "$bot_pid" 2>/dev/null || true
 wait "$bot_pid" 2>/dev/null || true

@@ -300,6 +300,10 @@ typedef struct voice_client_config {
   // With `VOICE_E2EE_KEYS`: 32 bytes of identity secret to keep the same safety number across
   // runs, or NULL for a fresh identity. Copied during `voice_client_new`.
   const uint8_t *e2ee_identity;
+  // Access tokens (issue 13): the token presented in `Hello` (NUL-terminated; a JWT minted
+  // by your backend, or `relay token --name NAME` for development), or NULL for a relay
+  // started with `--open`. Copied during `voice_client_new`; never logged.
+  const char *access_token;
 } voice_client_config;
 
 // One event. Strings are NUL-terminated UTF-8, truncated to fit at a character boundary; the

@@ -34,12 +34,15 @@ for i in range(48000 * 4):
 w.writeframes(b"".join(frames)); w.close()
 PY
 bot="$bin/voice-bot --fingerprint $fp"
-$bot --server "127.0.0.1:$port" --name bob --record "$out/bob.wav" --duration 7 >"$out/bob.jsonl" &
+# Each bot presents an access token minted with the relay's own signing key (created next to its
+# certificate in $out/relay-identity): `relay token --name NAME` is what a game backend does.
+mint() { "$bin/relay" token --identity-dir "$out/relay-identity" --name "$1"; }
+$bot --server "127.0.0.1:$port" --token "$(mint bob)" --name bob --record "$out/bob.wav" --duration 7 >"$out/bob.jsonl" &
 b=$!
-$bot --server "127.0.0.1:$port" --name carol --record "$out/carol.wav" --duration 7 >"$out/carol.jsonl" &
+$bot --server "127.0.0.1:$port" --token "$(mint carol)" --name carol --record "$out/carol.wav" --duration 7 >"$out/carol.jsonl" &
 c=$!
 sleep 0.5
-$bot --server "127.0.0.1:$port" --name alice --play "$out/talk.wav" --duration 5.5 \
+$bot --server "127.0.0.1:$port" --token "$(mint alice)" --name alice --play "$out/talk.wav" --duration 5.5 \
   --chat "hello from alice" >"$out/alice.jsonl"
 wait $b $c
 python3 - "$out" <<'PY'

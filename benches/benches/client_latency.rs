@@ -29,12 +29,13 @@ fn relay() -> relay::server::RelayHandle {
 }
 
 fn client(
-    server: std::net::SocketAddr,
+    relay: &relay::server::RelayHandle,
     name: &str,
     input: AudioInput,
     output: AudioOutput,
 ) -> Client {
-    let mut cfg = ClientConfig::new(server, name);
+    let mut cfg = ClientConfig::new(relay.local_addr(), name);
+    cfg.token = relay.token_for(name).map(voice_client::AccessToken);
     // TLS 1.3 to the relay's in-memory self-signed certificate.
     cfg.tls = voice_client::TlsTrust::TrustOnFirstUse;
     cfg.input = input;
@@ -77,9 +78,8 @@ fn thread_cpu_us(prefix: &str) -> Option<u64> {
 
 fn latency(seconds: u64) {
     let relay = relay();
-    let server = relay.local_addr();
-    let a = client(server, "mouth", AudioInput::App, AudioOutput::Null);
-    let b = client(server, "ear", AudioInput::Null, AudioOutput::App);
+    let a = client(&relay, "mouth", AudioInput::App, AudioOutput::Null);
+    let b = client(&relay, "ear", AudioInput::Null, AudioOutput::App);
     wait_joined(&a);
     wait_joined(&b);
     let mut cap = a.take_app_capture().expect("capture ring");
@@ -159,10 +159,9 @@ fn latency(seconds: u64) {
 
 fn cpu_per_stream(seconds: u64, speakers: usize) {
     let relay = relay();
-    let server = relay.local_addr();
     let measure = |n: usize| -> f64 {
         let listener = client(
-            server,
+            &relay,
             &format!("listener{n}"),
             AudioInput::Null,
             AudioOutput::Null,
@@ -171,7 +170,7 @@ fn cpu_per_stream(seconds: u64, speakers: usize) {
         let talkers: Vec<Client> = (0..n)
             .map(|i| {
                 client(
-                    server,
+                    &relay,
                     &format!("talker{i}"),
                     AudioInput::Tone {
                         hz: 200.0 + 37.0 * i as f32,

@@ -14,8 +14,10 @@
 //! step is its ceiling. With at least `threads + 2` CPUs the forwarder is pinned to CPUs
 //! `0..threads` and the load generator to the rest; with fewer they share every CPU (said in
 //! the output). The relay runs with `--workers` = the thread count; the minimal forwarder with
-//! one `SO_REUSEPORT` socket per thread. Numbers are printed, never asserted. Loopback only;
-//! every loop is bounded in count and time.
+//! one `SO_REUSEPORT` socket per thread. `relay-untagged` is the relay with
+//! `check_datagram_tags = false` (measurement only): the summary compares the relay's CPU per
+//! forwarded datagram with and without checking datagram tags, step by step, in the same run.
+//! Numbers are printed, never asserted. Loopback only; every loop is bounded in count and time.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, UdpSocket};
@@ -65,7 +67,13 @@ fn main() {
     let mut summary = Vec::new();
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     for &w in &workers {
-        for kind in ["minimal", "naive", "relay", "relay-nobatch"] {
+        for kind in [
+            "minimal",
+            "naive",
+            "relay",
+            "relay-untagged",
+            "relay-nobatch",
+        ] {
             // The naive and unbatched forwarders are single-threaded references.
             if (quick && kind == "relay-nobatch")
                 || (w > 1 && matches!(kind, "naive" | "relay-nobatch"))
@@ -131,6 +139,10 @@ impl Fwd {
                 &channels.to_string(),
                 &workers.to_string(),
             ])
+            .env(
+                voice_benches::tokens::ENV,
+                voice_benches::tokens::key().public(),
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()?;
@@ -262,6 +274,29 @@ fn report(all: &[Summary]) {
             }
         }
     }
+    if let Some(untagged) = get("relay-untagged") {
+        let mut ratios = Vec::new();
+        for (sp, r, cpu) in &relay.steps {
+            let Some((_, ru, cpu_u)) = untagged.steps.iter().find(|s| s.0 == *sp) else {
+                continue;
+            };
+            if *cpu_u > 0.0 && sustainable(r) && sustainable(ru) {
+                ratios.push(cpu / cpu_u);
+                println!(
+                    "tags at {sp} speakers: {cpu:.2} µs CPU per forwarded datagram checked, {cpu_u:.2} µs unchecked ({:.2}x)",
+                    cpu / cpu_u
+                );
+            }
+        }
+        if !ratios.is_empty() {
+            ratios.sort_by(f64::total_cmp);
+            println!(
+                "relay CPU per forwarded datagram, tags checked / unchecked: median {:.2}x over {} steps (target <= 1.1x)",
+                ratios[ratios.len() / 2],
+                ratios.len()
+            );
+        }
+    }
     if let Some(nb) = get("relay-nobatch") {
         if nb.max_rate() > 0.0 {
             println!("relay batched / unbatched: {:.2}x", rr / nb.max_rate());
@@ -359,7 +394,7 @@ fn child(args: &[String]) {
         voice_benches::pin_to(0..workers);
     }
     let addr = match kind.as_str() {
-        "relay" | "relay-nobatch" => {
+        "relay" | "relay-untagged" | "relay-nobatch" => {
             let cfg = relay::Config {
                 listen: "127.0.0.1:0".parse().expect("addr"),
                 channels: (1..=channels)
@@ -375,7 +410,9 @@ fn child(args: &[String]) {
                 max_outgoing_bytes: 1 << 20,
                 idle_timeout_ms: 3_600_000,
                 stats_interval_ms: 0,
-                batch_io: kind == "relay",
+                batch_io: kind != "relay-nobatch",
+                check_datagram_tags: kind != "relay-untagged",
+                token_keys: voice_benches::tokens::relay_keys(),
                 workers,
                 ..relay::Config::default()
             };

@@ -77,6 +77,7 @@ fn relay_role() {
         stats_interval_ms: 0,
         max_sessions: 5000,
         max_connections: 6000,
+        token_keys: voice_benches::tokens::relay_keys(),
         // The outgoing cap must hold a listing of every session (the relay checks).
         max_outgoing_bytes: 1 << 20,
         channels: (1..=CHANNELS)
@@ -98,6 +99,10 @@ fn spawn_relay() -> (Child, SocketAddr) {
     let exe = std::env::current_exe().expect("exe");
     let mut child = Command::new(exe)
         .arg("--role-relay")
+        .env(
+            voice_benches::tokens::ENV,
+            voice_benches::tokens::key().public(),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -261,6 +266,7 @@ fn wave(addr: SocketAddr, relay_pid: u32, clients: usize, secs: u64, report: &mu
             &ClientMessage::Hello {
                 version: CONTROL_VERSION,
                 name: format!("soak{tok}"),
+                token: Some(voice_benches::tokens::token(&format!("soak{tok}"))),
             },
         );
         Some((tok, sim))
@@ -377,7 +383,9 @@ fn wave(addr: SocketAddr, relay_pid: u32, clients: usize, secs: u64, report: &mu
                         ..Header::voice(session, 0, 0)
                     };
                     let mut d = [0u8; 64];
-                    if let Ok(n) = udp::write(&header, &payload, &mut d) {
+                    if let Ok(n) =
+                        udp::write(&header, &payload, &udp::TagKey::derive(&sim.secret), &mut d)
+                    {
                         let _ = udps[t % UDP_SOCKETS].send_to(&d[..n], addr);
                     }
                 }
@@ -425,7 +433,12 @@ fn wave(addr: SocketAddr, relay_pid: u32, clients: usize, secs: u64, report: &mu
                         };
                         sim.seq = sim.seq.wrapping_add(1);
                         let mut d = [0u8; 120];
-                        if let Ok(n) = udp::write(&header, &[0x55; 60], &mut d) {
+                        if let Ok(n) = udp::write(
+                            &header,
+                            &[0x55; 60],
+                            &udp::TagKey::derive(&sim.secret),
+                            &mut d,
+                        ) {
                             if udps[t % UDP_SOCKETS].send_to(&d[..n], addr).is_ok() {
                                 voice_sent += 1;
                             }

@@ -5,7 +5,8 @@
 //! 2. Relay: CPU per forwarded datagram in a 2D channel against a 3D channel, in one run, each
 //!    scenario in its own child relay process (this binary re-executed with `--role relay`, which
 //!    answers `cpu` on stdin with its `getrusage` CPU time): 100 members, 10 of them speaking at
-//!    50 packets/s with positions, over real loopback UDP; the 3D channel once with everyone in
+//!    50 packets/s with positions in tagged (version 2) datagrams, each member presenting an
+//!    access token, over real loopback UDP; the 3D channel once with everyone in
 //!    range (same deliveries as 2D: the difference is the culling itself) and once spread over a
 //!    room where most pairs are out of range.
 //!
@@ -22,7 +23,7 @@ use voice_benches::{cpu_time_us, quick};
 use voice_core::proto::tcp::{
     encode_frame, ClientMessage, FrameReader, ServerMessage, CONTROL_VERSION,
 };
-use voice_core::proto::udp::{self, DatagramKind, Header, Position, MAX_DATAGRAM};
+use voice_core::proto::udp::{self, DatagramKind, Header, Position, TagKey, MAX_DATAGRAM};
 use voice_core::proto::ChannelId;
 use voice_core::spatial::{
     Attenuation, DistanceModel, EarParams, ListenerPose, SpatialVoice, StereoMixer,
@@ -154,6 +155,10 @@ fn relay_scenario(channel: u32, spread: f32, secs: f64) -> std::io::Result<Scena
     let exe = std::env::current_exe()?;
     let mut child = Command::new(exe)
         .args(["--role", "relay"])
+        .env(
+            voice_benches::tokens::ENV,
+            voice_benches::tokens::key().public(),
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()?;
@@ -209,6 +214,7 @@ fn drive(
             &ClientMessage::Hello {
                 version: CONTROL_VERSION,
                 name: format!("m{i}"),
+                token: Some(voice_benches::tokens::token(&format!("m{i}"))),
             },
         )?;
         let ServerMessage::Welcome {
@@ -235,9 +241,11 @@ fn drive(
             ..Header::voice(session, 0, 0)
         };
         let mut buf = [0u8; MAX_DATAGRAM];
+        let key = TagKey::derive(&secret);
         let n = udp::write(
             &h,
             &voice_core::proto::register::sign(&secret, session, 1),
+            &key,
             &mut buf,
         )
         .map_err(std::io::Error::other)?;
@@ -249,12 +257,12 @@ fn drive(
             kind: DatagramKind::Ping,
             ..Header::voice(session, 0, 0)
         };
-        let n = udp::write_positional(&ping, Some(p), &[0; 8], &mut buf)
+        let n = udp::write_positional(&ping, Some(p), &[0; 8], &key, &mut buf)
             .map_err(std::io::Error::other)?;
         udp.send_to(&buf[..n], relay)?;
         udp.recv_from(&mut buf)?;
         udp.set_nonblocking(true)?;
-        members.push((tcp, session, udp, p));
+        members.push((tcp, session, udp, p, key));
     }
     let stop = std::sync::atomic::AtomicBool::new(false);
     let socks: Vec<&UdpSocket> = members.iter().map(|m| &m.2).collect();
@@ -293,9 +301,9 @@ fn drive(
             if let Some(w) = due.checked_duration_since(Instant::now()) {
                 std::thread::sleep(w);
             }
-            for (_, session, udp, p) in members.iter().take(SPEAKERS) {
+            for (_, session, udp, p, key) in members.iter().take(SPEAKERS) {
                 let h = Header::voice(*session, k as u16, k * 960);
-                if let Ok(n) = udp::write_positional(&h, Some(*p), &[0x55; 80], &mut buf) {
+                if let Ok(n) = udp::write_positional(&h, Some(*p), &[0x55; 80], key, &mut buf) {
                     if udp.send_to(&buf[..n], relay).is_ok() {
                         sent += 1;
                     }
@@ -351,6 +359,7 @@ fn child() {
             },
         ],
         insecure_plaintext: true,
+        token_keys: voice_benches::tokens::relay_keys(),
         max_outgoing_bytes: 1 << 20,
         stats_interval_ms: 0,
         ..relay::Config::default()

@@ -285,8 +285,7 @@ def tsm_table(voice_sim, work, clips, rates, jobs):
     with cf.ProcessPoolExecutor(max_workers=jobs) as ex:
         rows = list(ex.map(tsm_one, jobs_[:len(clips)]))
         rows += list(ex.map(tsm_one, jobs_[len(clips):]))
-    base = {k: (np.mean([r[3] for r in rows if r[1] == 0]), np.mean([r[4] for r in rows if r[1] == 0]))
-            for k in ("ours",)}["ours"]
+    base = (np.mean([r[3] for r in rows if r[1] == 0]), np.mean([r[4] for r in rows if r[1] == 0]))
     print(f"\ntime-scale modification on clean speech, {len(clips)} clips (ViSQOL / PLCMOS; cost = rate 0 minus this)")
     print("| rate | method | ViSQOL | PLCMOS | ViSQOL cost | PLCMOS cost |")
     print("|---|---|---|---|---|---|")

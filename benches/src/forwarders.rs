@@ -20,7 +20,7 @@ fn ack(sock: &UdpSocket, h: &Header, src: SocketAddr) {
         ..*h
     };
     let mut buf = [0u8; 64];
-    if let Ok(n) = udp::write(&a, &1u64.to_le_bytes(), &mut buf) {
+    if let Ok(n) = udp::write(&a, &1u64.to_le_bytes(), &udp::TagKey::UNKEYED, &mut buf) {
         let _ = sock.send_to(&buf[..n], src);
     }
 }

@@ -15,6 +15,7 @@
 
 pub mod forwarders;
 pub mod loadgen;
+pub mod tokens;
 
 /// CPU time (user + system) of this process in microseconds, from `getrusage(RUSAGE_SELF)`.
 pub fn cpu_time_us() -> u64 {

@@ -15,14 +15,14 @@ use voice_core::proto::register::{self, Secret};
 use voice_core::proto::tcp::{
     encode_frame, ClientMessage, FrameReader, ServerMessage, CONTROL_VERSION,
 };
-use voice_core::proto::udp::{self, DatagramKind, Header, HEADER_LEN};
+use voice_core::proto::udp::{self, DatagramKind, Header, TagKey, HEADER_LEN};
 use voice_core::proto::{ChannelId, SessionToken};
 
 /// UDP sockets shared by the sessions.
 pub const SOCKETS: usize = 16;
 /// Voice payload bytes (a 32 kbit/s Opus frame); the first 12 carry timestamp and step id.
 pub const PAYLOAD: usize = 80;
-const DGRAM: usize = HEADER_LEN + PAYLOAD;
+const DGRAM: usize = HEADER_LEN + PAYLOAD + udp::TAG_LEN;
 /// Packets per second per speaker.
 pub const PPS: u64 = 50;
 const HIST_US: usize = 200_000;
@@ -67,6 +67,8 @@ impl StepResult {
 pub struct Fleet {
     socks: Vec<UdpSocket>,
     tokens: Vec<SessionToken>,
+    /// Each session's datagram tag key (unkeyed for the reference forwarders, which check none).
+    keys: Vec<TagKey>,
     _tcp: Vec<Control>,
     fwd: SocketAddr,
     n: usize,
@@ -113,6 +115,7 @@ impl Fleet {
         Fleet {
             socks,
             tokens: Vec::new(),
+            keys: Vec::new(),
             _tcp: Vec::new(),
             fwd,
             n,
@@ -125,6 +128,7 @@ impl Fleet {
     pub fn reference(fwd: SocketAddr, sessions: usize, n: usize) -> io::Result<Fleet> {
         let mut f = Fleet::new(fwd, n, pool()?);
         f.tokens = (1..=sessions as u32).map(SessionToken).collect();
+        f.keys = vec![TagKey::UNKEYED; sessions];
         f.seq = vec![0; sessions];
         let proofs = vec![[0u8; register::REGISTER_PAYLOAD_LEN]; sessions];
         f.register_all(&proofs)?;
@@ -147,6 +151,7 @@ impl Fleet {
                 &ClientMessage::Hello {
                     version: CONTROL_VERSION,
                     name: format!("u{i}"),
+                    token: Some(crate::tokens::token(&format!("u{i}"))),
                 },
             )?;
             let ServerMessage::Welcome {
@@ -163,6 +168,7 @@ impl Fleet {
             ) {}
             f.tokens.push(session);
             secrets.push(secret);
+            f.keys.push(TagKey::derive(&secret));
             f._tcp.push(tcp);
         }
         f.seq = vec![0; sessions];
@@ -194,7 +200,8 @@ impl Fleet {
                     ..Header::voice(*t, 0, 0)
                 };
                 let mut buf = [0u8; 64];
-                let len = udp::write(&h, &proofs[i], &mut buf).map_err(io::Error::other)?;
+                let len = udp::write(&h, &proofs[i], &self.keys[i], &mut buf)
+                    .map_err(io::Error::other)?;
                 self.socks[i % SOCKETS].send_to(&buf[..len], self.fwd)?;
                 if i % 64 == 63 {
                     std::thread::sleep(Duration::from_micros(200));
@@ -301,7 +308,7 @@ impl Fleet {
                 payload[..8].copy_from_slice(&ts.to_le_bytes());
                 payload[8..12].copy_from_slice(&step.to_le_bytes());
                 let slot = &mut bufs[sock][counts[sock]];
-                if udp::write(&h, &payload, slot).is_ok() {
+                if udp::write(&h, &payload, &self.keys[i], slot).is_ok() {
                     counts[sock] += 1;
                 }
                 i += 20;

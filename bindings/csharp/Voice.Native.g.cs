@@ -74,6 +74,11 @@ namespace Voice
         /// (`voice_stream_stats.datagrams_wrong_sender`).
         /// </summary>
         VOICE_ERR_WRONG_SENDER = 13,
+        /// <summary>
+        /// End-to-end: the frame did not decrypt (bad tag, replay, unknown key id, malformed) and was
+        /// dropped; the receiver conceals it.
+        /// </summary>
+        VOICE_ERR_DECRYPT = 14,
     }
 
     /// <summary>
@@ -146,6 +151,30 @@ namespace Voice
         /// Development only: no TLS (for a relay started with `--insecure-plaintext`).
         /// </summary>
         public bool insecure_plaintext { get { return _insecure_plaintext != 0; } set { _insecure_plaintext = value ? (byte)1 : (byte)0; } }
+        /// <summary>
+        /// End-to-end encryption (`VOICE_E2EE_*`): off, a channel password, or identity keys.
+        /// </summary>
+        public uint e2ee_mode;
+        /// <summary>
+        /// With `VOICE_E2EE_PASSWORD`: the channel secret (`e2ee_password_len` bytes, high-entropy);
+        /// copied during `voice_client_new`.
+        /// </summary>
+        public IntPtr e2ee_password;
+        /// <summary>
+        /// Length of `e2ee_password`.
+        /// </summary>
+        public UIntPtr e2ee_password_len;
+        /// <summary>
+        /// With `VOICE_E2EE_KEYS`: 32 bytes of identity secret to keep the same safety number across
+        /// runs, or NULL for a fresh identity. Copied during `voice_client_new`.
+        /// </summary>
+        public IntPtr e2ee_identity;
+        /// <summary>
+        /// Access tokens (issue 13): the token presented in `Hello` (NUL-terminated; a JWT minted
+        /// by your backend, or `relay token --name NAME` for development), or NULL for a relay
+        /// started with `--open`. Copied during `voice_client_new`; never logged.
+        /// </summary>
+        public IntPtr access_token;
     }
 
     /// <summary>
@@ -504,6 +533,50 @@ namespace Voice
     }
 
     /// <summary>
+    /// End-to-end counters of a client.
+    /// </summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public unsafe struct voice_e2ee_stats
+    {
+        /// <summary>
+        /// `VOICE_E2EE_*` of the client.
+        /// </summary>
+        public uint mode;
+        /// <summary>
+        /// Frames sealed.
+        /// </summary>
+        public ulong @sealed;
+        /// <summary>
+        /// Frames opened.
+        /// </summary>
+        public ulong opened;
+        /// <summary>
+        /// Dropped: authentication tag did not verify.
+        /// </summary>
+        public ulong decrypt_failed_bad_tag;
+        /// <summary>
+        /// Dropped: replayed counter.
+        /// </summary>
+        public ulong decrypt_failed_replay;
+        /// <summary>
+        /// Dropped: unknown key id (or E2EE off here).
+        /// </summary>
+        public ulong decrypt_failed_unknown_key_id;
+        /// <summary>
+        /// Dropped: malformed frame.
+        /// </summary>
+        public ulong decrypt_failed_malformed;
+        /// <summary>
+        /// Plaintext voice dropped because E2EE is on.
+        /// </summary>
+        public ulong plaintext_dropped;
+        /// <summary>
+        /// Sender-key rotations.
+        /// </summary>
+        public ulong rotations;
+    }
+
+    /// <summary>
     /// An event callback: `userdata` first, then the event (valid only during the call).
     /// </summary>
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
@@ -686,6 +759,26 @@ namespace Voice
         /// Largest adaptive delay bound, in ms (the jitter buffer holds at most 25 packets = 500 ms).
         /// </summary>
         public const int VOICE_MAX_DELAY_MS = 500;
+        /// <summary>
+        /// `voice_client_config.e2ee_mode`: no end-to-end encryption.
+        /// </summary>
+        public const int VOICE_E2EE_OFF = 0;
+        /// <summary>
+        /// `voice_client_config.e2ee_mode`: keys derived from `e2ee_password`.
+        /// </summary>
+        public const int VOICE_E2EE_PASSWORD = 1;
+        /// <summary>
+        /// `voice_client_config.e2ee_mode`: identity keys, sender keys wrapped per member.
+        /// </summary>
+        public const int VOICE_E2EE_KEYS = 2;
+        /// <summary>
+        /// Bytes of a sender base key.
+        /// </summary>
+        public const int VOICE_E2EE_KEY_LEN = 32;
+        /// <summary>
+        /// Most bytes sealing adds to a datagram.
+        /// </summary>
+        public const int VOICE_E2EE_MAX_OVERHEAD = 10;
 
         /// <summary>
         /// The library version as a static NUL-terminated string (never freed).
@@ -998,6 +1091,117 @@ namespace Voice
         /// </summary>
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         public static extern voice_result voice_receiver_stats(IntPtr receiver, ulong now_us, ref voice_stream_stats @out);
+
+        /// <summary>
+        /// End-to-end encryption (SFrame, RFC 9605) — the functions of this feature follow.
+        ///
+        /// Writes the client's end-to-end counters to `*out` (waits for the engine thread like
+        /// `voice_client_stats`; `VOICE_ERR_IO` if it does not answer).
+        ///
+        /// Thread safety: any thread.
+        /// </summary>
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern voice_result voice_client_e2ee_stats(IntPtr client, ref voice_e2ee_stats @out);
+
+        /// <summary>
+        /// Writes the safety number of `session` (0: this client's own) as NUL-terminated text
+        /// ("12345 67890 12345 67890") into `buf` (`len` ≥ 24); `*written` receives its length without
+        /// the NUL. `VOICE_ERR_UNSUPPORTED` outside identity-keys mode or for a member whose identity has
+        /// not arrived; `VOICE_ERR_BUFFER_TOO_SMALL` if `len` &lt; 24.
+        ///
+        /// Thread safety: any thread.
+        /// </summary>
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern voice_result voice_client_safety_number(IntPtr client, uint session, [Out] byte[] buf, UIntPtr len, out UIntPtr written);
+
+        /// <summary>
+        /// Derives the password-mode base key of `sender`'s key `kid` from `password` (`password_len`
+        /// bytes) into `out` (`VOICE_E2EE_KEY_LEN` bytes).
+        ///
+        /// Thread safety: any thread.
+        /// </summary>
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern voice_result voice_e2ee_password_key([In] byte[] password, UIntPtr password_len, uint sender, ulong kid, out byte @out);
+
+        /// <summary>
+        /// Creates a sealer for key id `kid` (at most 2^24 − 1) with the 32-byte base `key` (copied);
+        /// its counter starts at 0. Release with [`voice_e2ee_sealer_free`]. Use a new key (and key id)
+        /// before the counter runs out: sealing then returns `VOICE_ERR_UNSUPPORTED`.
+        ///
+        /// Thread safety: any thread.
+        /// </summary>
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern voice_result voice_e2ee_sealer_new(ulong kid, [In] byte[] key, UIntPtr key_len, out IntPtr @out);
+
+        /// <summary>
+        /// Frees a sealer (NULL accepted).
+        ///
+        /// Thread safety: no other call on this sealer may start afterwards.
+        /// </summary>
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern voice_result voice_e2ee_sealer_free(IntPtr sealer);
+
+        /// <summary>
+        /// Like `voice_encoder_encode`, but the Opus payload is sealed with `sealer` and the datagram
+        /// carries the encrypted flag (at most `VOICE_E2EE_MAX_OVERHEAD` more bytes). On error nothing is
+        /// written and neither sequence number nor counter is used.
+        ///
+        /// Thread safety: one thread at a time per encoder and per sealer (`VOICE_ERR_BUSY` otherwise).
+        /// </summary>
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern voice_result voice_encoder_encode_sealed(IntPtr encoder, IntPtr sealer, [In] short[] pcm, UIntPtr frames, uint target, [MarshalAs(UnmanagedType.U1)] bool end_of_spurt, [Out] byte[] @out, UIntPtr out_len, out UIntPtr written);
+
+        /// <summary>
+        /// Creates an opener with no keys; release with [`voice_e2ee_opener_free`].
+        ///
+        /// Thread safety: any thread.
+        /// </summary>
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern voice_result voice_e2ee_opener_new(out IntPtr @out);
+
+        /// <summary>
+        /// Frees an opener (NULL accepted).
+        ///
+        /// Thread safety: no other call on this opener may start afterwards.
+        /// </summary>
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern voice_result voice_e2ee_opener_free(IntPtr opener);
+
+        /// <summary>
+        /// Installs (or replaces) key `kid` with the 32-byte base `key` (copied). An opener holds the 4
+        /// most recently added keys; install the next key before the sender uses it.
+        ///
+        /// Thread safety: one thread at a time per opener.
+        /// </summary>
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern voice_result voice_e2ee_opener_add_key(IntPtr opener, ulong kid, [In] byte[] key, UIntPtr key_len);
+
+        /// <summary>
+        /// Forgets key `kid` (after a member left and the sender re-keyed).
+        ///
+        /// Thread safety: one thread at a time per opener.
+        /// </summary>
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern voice_result voice_e2ee_opener_remove_key(IntPtr opener, ulong kid);
+
+        /// <summary>
+        /// Writes the opener's drops by reason: bad tag, replay, unknown key id, malformed.
+        ///
+        /// Thread safety: one thread at a time per opener.
+        /// </summary>
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern voice_result voice_e2ee_opener_failures(IntPtr opener, out ulong bad_tag, out ulong replay, out ulong unknown_key_id, out ulong malformed);
+
+        /// <summary>
+        /// Like `voice_receiver_push`, for a sealed datagram: opens it with `opener` first. A frame that
+        /// does not open is dropped (`VOICE_ERR_DECRYPT`, counted by reason in the opener) and the
+        /// receiver conceals it; a datagram without the encrypted flag is refused with
+        /// `VOICE_ERR_DECRYPT` too (counted as unknown key id): an encrypting game never plays plaintext.
+        ///
+        /// Thread safety: one thread at a time per receiver and per opener.
+        /// </summary>
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern voice_result voice_receiver_push_sealed(IntPtr receiver, IntPtr opener, ulong now_us, [In] byte[] packet, UIntPtr len);
 
         /// <summary>`text` as NUL-terminated UTF-8 bytes (for `const char *` parameters).</summary>
         public static byte[] Utf8z(string text)

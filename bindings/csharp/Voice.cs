@@ -215,6 +215,10 @@ namespace Voice
         public string InputWav;
         /// <summary>With VOICE_AUDIO_FILES: WAV to record to, or null.</summary>
         public string OutputWav;
+        /// <summary>The access token presented in Hello (a JWT from your backend, or
+        /// `relay token --name NAME` for development); null only for a relay started with --open.
+        /// Never logged.</summary>
+        public string AccessToken;
 
         /// <summary>A configuration with the library's defaults.</summary>
         public ClientConfig()
@@ -256,7 +260,7 @@ namespace Voice
             VoiceLibrary.CheckAbi();
             voice_client_config c = config.Raw;
             // The library copies the configuration and its strings during voice_client_new.
-            var strings = new IntPtr[6];
+            var strings = new IntPtr[7];
             try
             {
                 c.server = strings[0] = Native.Utf8Alloc(config.Server);
@@ -265,6 +269,7 @@ namespace Voice
                 c.tls_ca_file = strings[3] = Native.Utf8Alloc(config.TlsCaFile);
                 c.input_wav = strings[4] = Native.Utf8Alloc(config.InputWav);
                 c.output_wav = strings[5] = Native.Utf8Alloc(config.OutputWav);
+                c.access_token = strings[6] = Native.Utf8Alloc(config.AccessToken);
                 IntPtr p;
                 VoiceException.Check(Native.voice_client_new(ref c, out p), "voice_client_new");
                 h.Adopt(p);

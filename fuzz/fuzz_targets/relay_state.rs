@@ -43,7 +43,11 @@ fn addr(port: u8) -> SocketAddr {
 }
 
 fuzz_target!(|ops: Vec<Op>| {
-    let cfg = Config::default();
+    let cfg = Config {
+        open: true,
+        ..Config::default()
+    };
+    let admission = relay::admission::Admission::load(&cfg).expect("open admission");
     let mut state = State::new(&cfg);
     let mut stats = Stats::new();
     let mut live: Vec<SessionToken> = Vec::new();
@@ -62,10 +66,12 @@ fuzz_target!(|ops: Vec<Op>| {
                     now,
                     unix_ms: 0,
                     max_sessions: 64,
+                    admission: &admission,
                 };
                 let msg = ClientMessage::Hello {
                     version: CONTROL_VERSION,
                     name: format!("u{n}"),
+                    token: None,
                 };
                 if let Ok((s, _)) = control::hello(&mut state, &mut stats, msg, cx) {
                     live.push(s);
@@ -140,7 +146,8 @@ fuzz_target!(|ops: Vec<Op>| {
                         ..Header::voice(s, seq, 0)
                     };
                     let mut buf = [0u8; 64];
-                    let n = udp::write(&header, &[1, 2, 3], &mut buf).expect("fits");
+                    let n = udp::write(&header, &[1, 2, 3], &udp::TagKey::UNKEYED, &mut buf)
+                        .expect("fits");
                     let d = udp::parse(&buf[..n]).expect("valid");
                     recipients.clear();
                     if state.route(addr(port), &d.header, &mut recipients).is_ok() {

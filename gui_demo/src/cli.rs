@@ -14,7 +14,7 @@ usage: gui_demo [--server ADDR] [--name NAME] [--connect] [--overlay]
                 [--input default|DEVICE_NAME|tone[:HZ]|null|wav:PATH]
                 [--output default|DEVICE_NAME|null] [--mode ptt|vad|continuous]
                 [--channel NAME|ID] [--size WxH] [--version]
-                [--fingerprint SHA256 | --insecure-plaintext]
+                [--fingerprint SHA256 | --insecure-plaintext] [--token JWT | --token-file FILE]
 
   --server ADDR     relay address (IP:PORT or HOST:PORT); remembered
   --name NAME       display name; remembered
@@ -30,6 +30,9 @@ usage: gui_demo [--server ADDR] [--name NAME] [--connect] [--overlay]
                     prints); without it the first certificate seen is trusted and shown in the
                     chat log, and a different one later is refused
   --insecure-plaintext  development only: no TLS (a relay started with the same flag)
+  --token JWT       the access token the relay requires (`relay token --name NAME` mints one
+                    for a development relay); not needed for a relay started with --open
+  --token-file FILE the access token, read from FILE (surrounding white space trimmed)
 
 ALSA's own error lines on stderr are silenced; set GUI_DEMO_ALSA_ERRORS=1 to see them.";
 
@@ -60,6 +63,8 @@ pub struct Options {
     pub fingerprint: Option<voice_client::Fingerprint>,
     /// `--insecure-plaintext`.
     pub insecure_plaintext: bool,
+    /// `--token` or `--token-file` (its `Debug` shows only its length).
+    pub token: Option<voice_client::AccessToken>,
 }
 
 impl Options {
@@ -80,6 +85,13 @@ impl Options {
                         Some(v.parse().map_err(|e| format!("--fingerprint {v:?}: {e}"))?);
                 }
                 "--insecure-plaintext" => o.insecure_plaintext = true,
+                "--token" => o.token = Some(voice_client::AccessToken(value()?)),
+                "--token-file" => {
+                    let path = value()?;
+                    let t = std::fs::read_to_string(&path)
+                        .map_err(|e| format!("--token-file {path}: {e}"))?;
+                    o.token = Some(voice_client::AccessToken(t.trim().to_owned()));
+                }
                 "--overlay" => o.overlay = true,
                 "--input" => o.input = Some(parse_input(&value()?)?),
                 "--output" => o.output = Some(parse_output(&value()?)),

@@ -4,7 +4,7 @@ use gui_demo::backend::{Backend, ClientBackend};
 use gui_demo::cli::{Options, USAGE};
 use gui_demo::settings::{Settings, STORAGE_KEY};
 use gui_demo::{ConnectRequest, GuiApp};
-use voice_client::{AudioError, ClientConfig, ClientError, TlsTrust};
+use voice_client::{AccessToken, AudioError, ClientConfig, ClientError, TlsTrust};
 
 /// Starts the real engine for a connect request.
 fn start_engine(
@@ -12,8 +12,10 @@ fn start_engine(
     ctx: &egui::Context,
     tls: &TlsTrust,
     insecure_plaintext: bool,
+    token: Option<&AccessToken>,
 ) -> Result<Box<dyn Backend>, String> {
     let mut cfg = ClientConfig::new(req.server, &req.name);
+    cfg.token = token.cloned();
     cfg.tls = tls.clone();
     cfg.insecure_plaintext = insecure_plaintext;
     cfg.input = req.settings.input.to_audio();
@@ -103,8 +105,9 @@ fn main() -> std::process::ExitCode {
                 .fingerprint
                 .map_or(TlsTrust::TrustOnFirstUse, TlsTrust::Pinned);
             let plaintext = opts.insecure_plaintext;
+            let token = opts.token.clone();
             let connector = move |req: &ConnectRequest, ctx: &egui::Context| {
-                start_engine(req, ctx, &tls, plaintext)
+                start_engine(req, ctx, &tls, plaintext, token.as_ref())
             };
             let mut app = GuiApp::new(settings, Box::new(connector));
             app.scan_devices();

@@ -26,6 +26,7 @@ fn backend(
 ) -> ClientBackend {
     let mut cfg = ClientConfig::new(relay.local_addr(), name);
     cfg.tls = voice_client::TlsTrust::Pinned(relay.fingerprint().expect("TLS"));
+    cfg.token = relay.token_for(name).map(voice_client::AccessToken);
     cfg.input = AudioInput::Null;
     cfg.output = AudioOutput::Null;
     ClientBackend::start(cfg, move || {

@@ -124,7 +124,23 @@ pub struct Config {
     /// valid. `None` (the library default): a fresh in-memory certificate for each start. The
     /// `relay` binary defaults it to `./relay-identity`.
     pub identity_dir: Option<PathBuf>,
+    /// Development only: admit a `Hello` without an access token, under the name it asks for,
+    /// with every channel and whisper to anyone (`--open`).
+    pub open: bool,
+    /// Ed25519 public keys (base64url, as `relay keygen` prints them) whose tokens the relay
+    /// accepts. Empty (and not `open`): the relay's own key, `token-key.pem` in `identity_dir`
+    /// (see `admission`).
+    pub token_keys: Vec<String>,
+    /// The audience (`aud`) tokens must name: this relay's name.
+    pub token_audience: String,
+    /// Check the authentication tag of every datagram (the default). `false` is for
+    /// measurement only (`relay_load` compares both): datagrams are then trusted by their source
+    /// address alone, as before datagram version 2.
+    pub check_datagram_tags: bool,
 }
+
+/// The default `token_audience`.
+pub const DEFAULT_AUDIENCE: &str = "voice-relay";
 
 impl Default for Config {
     fn default() -> Self {
@@ -180,6 +196,10 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             identity_dir: None,
+            open: false,
+            token_keys: Vec::new(),
+            token_audience: DEFAULT_AUDIENCE.into(),
+            check_datagram_tags: true,
         }
     }
 }
@@ -191,6 +211,7 @@ relay — voice relay (TCP control + UDP voice on one port)
 USAGE: relay [--listen ADDR] [--config FILE] [--cert PEM --key PEM | --identity-dir DIR]
              [--insecure-plaintext] [--workers N]
              [--redis URL [--advertise ADDR] [--lease-ms MS]]
+             [--open | --token-key PUBLIC ...] [--audience NAME]
 
   --listen ADDR         TCP and UDP listen address (default 0.0.0.0:7400); overrides the file.
                         Port 0 picks a free port, the same for TCP and UDP
@@ -206,6 +227,12 @@ USAGE: relay [--listen ADDR] [--config FILE] [--cert PEM --key PEM | --identity-
                         (redis://127.0.0.1:6379/); without it the relay runs alone
   --advertise ADDR      the IP:PORT clients are redirected to for rooms hosted here
   --lease-ms MS         room lease length (default 3000)
+  --open                development only: admit clients without an access token
+  --token-key PUBLIC    accept tokens signed by this Ed25519 public key (base64url, from
+                        `relay keygen`); repeatable. Without it (and without --open) the relay
+                        signs with its own key, DIR/token-key.pem: `relay token --name NAME`
+                        mints a token for it
+  --audience NAME       the `aud` tokens must carry (default voice-relay)
   --help                this text
 
 The control connection is TLS 1.3. Once bound, the relay prints on stdout
@@ -245,6 +272,9 @@ impl Config {
         let mut redis: Option<String> = None;
         let mut advertise: Option<SocketAddr> = None;
         let mut lease_ms: Option<u64> = None;
+        let mut open = false;
+        let mut keys: Vec<String> = Vec::new();
+        let mut audience: Option<String> = None;
         let mut it = args.into_iter();
         while let Some(a) = it.next() {
             let mut value = |flag: &str| {
@@ -286,6 +316,9 @@ impl Config {
                             .map_err(|e| ConfigError::Usage(format!("--workers {v}: {e}")))?,
                     );
                 }
+                "--open" => open = true,
+                "--token-key" => keys.push(value("--token-key")?),
+                "--audience" => audience = Some(value("--audience")?),
                 "--help" | "-h" => return Ok(None),
                 other => {
                     return Err(ConfigError::Usage(format!(
@@ -324,6 +357,13 @@ impl Config {
             cfg.identity_dir = Some(PathBuf::from(DEFAULT_IDENTITY_DIR));
         }
         cfg.insecure_plaintext |= plaintext;
+        cfg.open |= open;
+        if !keys.is_empty() {
+            cfg.token_keys = keys;
+        }
+        if let Some(a) = audience {
+            cfg.token_audience = a;
+        }
         cfg.validate()?;
         Ok(Some(cfg))
     }
@@ -377,6 +417,12 @@ impl Config {
         }
         if self.workers > MAX_WORKERS {
             return bad(format!("workers must be at most {MAX_WORKERS}"));
+        }
+        if self.open && !self.token_keys.is_empty() {
+            return bad("open admits everyone: it cannot go with token_keys".into());
+        }
+        if self.token_audience.is_empty() {
+            return bad("token_audience must not be empty".into());
         }
         if self.handshake_timeout_ms == 0 || self.idle_timeout_ms == 0 {
             return bad("timeouts must be > 0".into());

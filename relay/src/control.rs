@@ -12,6 +12,7 @@ use voice_core::proto::tcp::{
 };
 use voice_core::proto::{ChannelId, SessionToken};
 
+use crate::admission::Admission;
 use crate::state::State;
 use crate::stats::{Counter, Stats};
 
@@ -37,7 +38,7 @@ pub fn error(code: ErrorCode, message: impl Into<String>) -> ServerMessage {
 
 /// Inputs of the handshake besides the message.
 #[derive(Debug, Clone, Copy)]
-pub struct HelloContext {
+pub struct HelloContext<'a> {
     /// The server's connection id.
     pub conn: usize,
     /// Fresh random secret for this session.
@@ -48,6 +49,8 @@ pub struct HelloContext {
     pub unix_ms: u64,
     /// Session limit.
     pub max_sessions: usize,
+    /// Who may open a session.
+    pub admission: &'a Admission,
 }
 
 /// Handles the first message of a connection. `Ok`: the new session and its `Welcome`.
@@ -56,13 +59,18 @@ pub fn hello(
     state: &mut State,
     stats: &mut Stats,
     msg: ClientMessage,
-    cx: HelloContext,
+    cx: HelloContext<'_>,
 ) -> Result<(SessionToken, ServerMessage), ServerMessage> {
     let reject = |stats: &mut Stats, code, text: &str| {
         stats.inc(Counter::HandshakeRejected);
         Err(error(code, text))
     };
-    let ClientMessage::Hello { version, name } = msg else {
+    let ClientMessage::Hello {
+        version,
+        name,
+        token,
+    } = msg
+    else {
         return reject(stats, ErrorCode::Handshake, "expected Hello");
     };
     if version != CONTROL_VERSION {
@@ -72,6 +80,13 @@ pub fn hello(
             &format!("control version {version} unsupported; this relay speaks {CONTROL_VERSION}"),
         );
     }
+    let (name, grants) = match cx.admission.admit(&name, token.as_ref()) {
+        Ok(admitted) => admitted,
+        Err(refusal) => {
+            stats.inc(refusal.counter);
+            return reject(stats, refusal.code, &refusal.message);
+        }
+    };
     if !validate_name(&name) {
         return reject(stats, ErrorCode::BadName, "invalid name");
     }
@@ -81,6 +96,9 @@ pub fn hello(
     let Some(session) = state.add_session(name.clone(), cx.secret, cx.conn, cx.now) else {
         return reject(stats, ErrorCode::Full, "relay has no session tokens left");
     };
+    if let Some(s) = state.sessions.get_mut(&session) {
+        s.grants = grants;
+    }
     stats.inc(Counter::SessionsTotal);
     let welcome = ServerMessage::Welcome {
         session,
@@ -142,7 +160,7 @@ pub fn handle(
         ClientMessage::Hello { .. } => {
             out.push((who, error(ErrorCode::Handshake, "already said Hello")));
         }
-        ClientMessage::JoinChannel { channel } => join(state, who, channel, out),
+        ClientMessage::JoinChannel { channel } => join(state, stats, who, channel, out),
         ClientMessage::LeaveChannel => match leave(state, who, out) {
             Some(channel) => out.push((who, ServerMessage::Left { channel })),
             None => out.push((who, error(ErrorCode::NotInChannel, "not in a channel"))),
@@ -278,9 +296,30 @@ fn e2ee_on_join(state: &State, who: SessionToken, channel: ChannelId, out: &mut 
     }
 }
 
-fn join(state: &mut State, who: SessionToken, channel: ChannelId, out: &mut Outbox) {
+fn join(
+    state: &mut State,
+    stats: &mut Stats,
+    who: SessionToken,
+    channel: ChannelId,
+    out: &mut Outbox,
+) {
     if !state.channels.contains_key(&channel) {
         out.push((who, error(ErrorCode::NoSuchChannel, "no such channel")));
+        return;
+    }
+    if !state
+        .sessions
+        .get(&who)
+        .is_some_and(|s| s.grants.may_join(channel))
+    {
+        stats.inc(Counter::Forbidden);
+        out.push((
+            who,
+            error(
+                ErrorCode::Forbidden,
+                format!("your access token does not allow channel {}", channel.0),
+            ),
+        ));
         return;
     }
     let current = state.sessions.get(&who).and_then(|s| s.channel);
@@ -363,6 +402,7 @@ mod tests {
         st: State,
         stats: Stats,
         now: Instant,
+        adm: Admission,
     }
 
     impl Fixture {
@@ -371,6 +411,11 @@ mod tests {
                 st: State::new(&Config::default()),
                 stats: Stats::new(),
                 now: Instant::now(),
+                adm: Admission::load(&Config {
+                    open: true,
+                    ..Config::default()
+                })
+                .unwrap(),
             }
         }
         fn connect(&mut self, name: &str) -> SessionToken {
@@ -380,10 +425,12 @@ mod tests {
                 now: self.now,
                 unix_ms: 1,
                 max_sessions: 3,
+                admission: &self.adm,
             };
             let msg = ClientMessage::Hello {
                 version: CONTROL_VERSION,
                 name: name.into(),
+                token: None,
             };
             hello(&mut self.st, &mut self.stats, msg, cx).unwrap().0
         }
@@ -422,11 +469,13 @@ mod tests {
                 now: f.now,
                 unix_ms: 1,
                 max_sessions: cfg.max_sessions,
+                admission: &f.adm,
             };
             let name = format!("{k:0>width$}", width = MAX_NAME_LEN);
             let msg = ClientMessage::Hello {
                 version: CONTROL_VERSION,
                 name,
+                token: None,
             };
             hello(&mut f.st, &mut f.stats, msg, cx).unwrap()
         };
@@ -457,6 +506,7 @@ mod tests {
             now: f.now,
             unix_ms: 0,
             max_sessions: 1,
+            admission: &f.adm,
         };
         let code = |r: Result<(SessionToken, ServerMessage), ServerMessage>| match r {
             Err(ServerMessage::Error { code, .. }) => code,
@@ -465,6 +515,7 @@ mod tests {
         let bad_version = ClientMessage::Hello {
             version: 99,
             name: "a".into(),
+            token: None,
         };
         assert_eq!(
             code(hello(&mut f.st, &mut f.stats, bad_version, cx)),
@@ -473,6 +524,7 @@ mod tests {
         let bad_name = ClientMessage::Hello {
             version: CONTROL_VERSION,
             name: " ".into(),
+            token: None,
         };
         assert_eq!(
             code(hello(&mut f.st, &mut f.stats, bad_name, cx)),
@@ -490,6 +542,7 @@ mod tests {
         let ok = ClientMessage::Hello {
             version: CONTROL_VERSION,
             name: "a".into(),
+            token: None,
         };
         let (t, _) = hello(&mut f.st, &mut f.stats, ok.clone(), cx).unwrap();
         assert_eq!(t, SessionToken(1));
@@ -512,10 +565,12 @@ mod tests {
             now: f.now,
             unix_ms: 1,
             max_sessions: 1000,
+            admission: &f.adm,
         };
         let hello_msg = ClientMessage::Hello {
             version: CONTROL_VERSION,
             name: "one too many".into(),
+            token: None,
         };
         match hello(&mut f.st, &mut f.stats, hello_msg, cx) {
             Err(ServerMessage::Error {

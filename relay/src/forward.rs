@@ -37,21 +37,26 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use voice_core::proto::udp::{Header, Position};
+use voice_core::proto::udp::{Header, Position, TagKey};
 use voice_core::proto::{ChannelId, SessionToken};
 use voice_core::seq::{ReplayCheck, ReplayWindow, SeqUnwrapper};
 
 use crate::budget::TokenBucket;
 use crate::state::{DropReason, Limits, State, TokenMap};
 use crate::stats::{Counter, Stats, COUNTERS};
+use crate::token::WhisperScope;
 
 /// One session as the forwarding path sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peer {
     /// Bound UDP address, once registered.
     pub udp: Option<SocketAddr>,
     /// Current channel.
     pub channel: Option<ChannelId>,
+    /// The key of the tags on its datagrams (and on the replies it is sent).
+    pub tag_key: TagKey,
+    /// Whom its token lets it whisper to.
+    pub whisper: WhisperScope,
 }
 
 /// A session's last known position, shared by every forwarding worker (see the module
@@ -128,6 +133,8 @@ impl Snapshot {
                     Peer {
                         udp: s.udp,
                         channel: s.channel,
+                        tag_key: s.tag_key.clone(),
+                        whisper: s.grants.whisper,
                     },
                 )
             })
@@ -218,6 +225,17 @@ impl Snapshot {
         self.peers.contains_key(&token)
     }
 
+    /// Checks the tag of `datagram` against the key of `sender`'s session.
+    pub fn check_tag(&self, sender: SessionToken, datagram: &[u8]) -> Result<(), DropReason> {
+        let p = self.peers.get(&sender).ok_or(DropReason::UnknownSession)?;
+        p.tag_key.verify(datagram).map_err(|_| DropReason::BadTag)
+    }
+
+    /// The key to tag a reply to `token` with.
+    pub fn tag_key(&self, token: SessionToken) -> Option<&TagKey> {
+        self.peers.get(&token).map(|p| &p.tag_key)
+    }
+
     /// Whether `src` is the address bound to `sender`.
     pub fn check_source(&self, src: SocketAddr, sender: SessionToken) -> Result<(), DropReason> {
         let p = self.peers.get(&sender).ok_or(DropReason::UnknownSession)?;
@@ -258,11 +276,14 @@ impl Snapshot {
             if header.target == header.sender {
                 return Err(DropReason::WhisperSelf);
             }
-            let addr = self
+            let target = self
                 .peers
                 .get(&header.target)
-                .and_then(|t| t.udp)
                 .ok_or(DropReason::WhisperNoTarget)?;
+            if !sender.whisper.allows(sender.channel, target.channel) {
+                return Err(DropReason::WhisperForbidden);
+            }
+            let addr = target.udp.ok_or(DropReason::WhisperNoTarget)?;
             out.push(addr);
             Ok(())
         }

@@ -10,6 +10,7 @@
 //!
 //! | module | owns |
 //! |---|---|
+//! | [`admission`] | who may open a session: access tokens or open mode, and the session's rights |
 //! | [`config`] | defaults, TOML file, command-line flags |
 //! | [`state`] | sessions, channels, the routing decision for each datagram |
 //! | [`budget`] | token buckets (time passed in) |
@@ -33,6 +34,7 @@
 //!
 //! Linux only (it uses `recvmmsg`/`sendmmsg` through `libc`).
 
+pub mod admission;
 pub mod budget;
 pub mod cluster;
 pub mod config;
@@ -67,6 +69,9 @@ pub enum Error {
     /// The TLS identity could not be loaded or created.
     #[error(transparent)]
     Identity(#[from] identity::IdentityError),
+    /// The access-token keys could not be set up.
+    #[error(transparent)]
+    Admission(#[from] admission::AdmissionError),
     /// An I/O error of the event loop.
     #[error(transparent)]
     Io(#[from] std::io::Error),

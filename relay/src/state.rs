@@ -33,10 +33,11 @@ use std::time::Instant;
 
 use voice_core::proto::register::{self, RegisterError, Secret};
 use voice_core::proto::tcp::{ChannelInfo, SpatialInfo, UserInfo};
-use voice_core::proto::udp::Header;
+use voice_core::proto::udp::{Header, TagKey};
 use voice_core::proto::{ChannelId, SessionToken};
 use voice_core::spatial::Attenuation;
 
+use crate::admission::Grants;
 use crate::budget::{Limit, TokenBucket};
 use crate::config::Config;
 use crate::forward::PositionCell;
@@ -93,6 +94,13 @@ pub enum DropReason {
     /// Whisper to oneself.
     #[error("whisper to self")]
     WhisperSelf,
+    /// Whisper outside the sender's token scope (`whisper`: none, or channel and the target is
+    /// elsewhere).
+    #[error("whisper outside the token's scope")]
+    WhisperForbidden,
+    /// The authentication tag does not verify with the sender session's key.
+    #[error("bad authentication tag")]
+    BadTag,
 }
 
 impl DropReason {
@@ -108,6 +116,8 @@ impl DropReason {
             DropReason::NotInChannel => Counter::DropNotInChannel,
             DropReason::WhisperNoTarget => Counter::DropWhisperNoTarget,
             DropReason::WhisperSelf => Counter::DropWhisperSelf,
+            DropReason::WhisperForbidden => Counter::DropWhisperForbidden,
+            DropReason::BadTag => Counter::DropBadTag,
         }
     }
 }
@@ -156,6 +166,8 @@ pub struct Session {
     pub name: String,
     /// UDP registration secret.
     pub secret: Secret,
+    /// Key of the tags on this session's datagrams (derived from `secret`).
+    pub tag_key: TagKey,
     /// The server's connection id for the TCP stream.
     pub conn: usize,
     /// Bound UDP address, once registered.
@@ -173,6 +185,8 @@ pub struct Session {
     pub chat: TokenBucket,
     /// The end-to-end identity blob this client announced (opaque to the relay).
     pub e2ee_identity: Option<Vec<u8>>,
+    /// What the session's token allows (set by the handshake; open rights until then).
+    pub grants: Grants,
 }
 
 impl Session {
@@ -272,6 +286,7 @@ impl State {
                 token,
                 name,
                 secret,
+                tag_key: TagKey::derive(&secret),
                 conn,
                 udp: None,
                 channel: None,
@@ -280,6 +295,7 @@ impl State {
                 control: TokenBucket::new(l.control, now),
                 chat: TokenBucket::new(l.chat, now),
                 e2ee_identity: None,
+                grants: Grants::open(""),
             },
         );
         Some(token)
@@ -376,11 +392,14 @@ impl State {
             if header.target == header.sender {
                 return Err(DropReason::WhisperSelf);
             }
-            let addr = self
+            let target = self
                 .sessions
                 .get(&header.target)
-                .and_then(|t| t.udp)
                 .ok_or(DropReason::WhisperNoTarget)?;
+            if !sender.grants.whisper.allows(sender.channel, target.channel) {
+                return Err(DropReason::WhisperForbidden);
+            }
+            let addr = target.udp.ok_or(DropReason::WhisperNoTarget)?;
             out.push(addr);
             Ok(())
         }

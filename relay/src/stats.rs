@@ -114,6 +114,26 @@ counters! {
     TcpRateLimited => "tcp_rate_limited",
     /// Chat lines routed.
     ChatMessages => "chat_messages",
+    /// `Hello` without an access token on a relay that requires one.
+    TokenMissing => "token_missing",
+    /// Access token expired or not yet valid.
+    TokenExpired => "token_expired",
+    /// Access token whose signature does not verify.
+    TokenBadSignature => "token_bad_signature",
+    /// Access token signed by a key the relay does not know.
+    TokenUnknownKey => "token_unknown_key",
+    /// Access token for another relay (wrong `aud`).
+    TokenWrongAudience => "token_wrong_audience",
+    /// Access token that does not parse, is too long, or names an algorithm other than EdDSA.
+    TokenMalformed => "token_malformed",
+    /// Requests refused by the session's token (channel outside its list, admin action
+    /// without the admin claim).
+    Forbidden => "forbidden",
+    /// Whisper outside the sender's token scope.
+    DropWhisperForbidden => "drop_whisper_forbidden",
+    /// Datagram whose authentication tag does not verify with its sender session's key
+    /// (spoofed, altered, or tagged with another session's key).
+    DropBadTag => "drop_bad_tag",
 }
 
 /// Number of counters.

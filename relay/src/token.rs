@@ -13,8 +13,9 @@
 //! key only (so a bad signature is told apart from an unknown key); a token without `kid` is
 //! tried against every key. Tokens are never logged: errors name the claim, not the token.
 //!
-//! Status: minting and verification are complete and tested; `Hello` does not carry a token yet
-//! (issue 13 item 2, the wire change, is the next step).
+//! The relay checks the token of every `Hello` (control version 2) unless it runs in open mode;
+//! see `admission`. Without configured keys it signs with its own key ([`SigningKey`]), kept in
+//! its identity directory as `token-key.pem` next to its TLS certificate.
 
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -50,6 +51,17 @@ pub enum WhisperScope {
     Channel,
     /// Anyone on the relay.
     Any,
+}
+
+impl WhisperScope {
+    /// Whether a session in channel `from` may whisper to one in channel `to`.
+    pub fn allows(self, from: Option<ChannelId>, to: Option<ChannelId>) -> bool {
+        match self {
+            WhisperScope::None => false,
+            WhisperScope::Channel => from.is_some() && from == to,
+            WhisperScope::Any => true,
+        }
+    }
 }
 
 /// The claims of an access token.
@@ -261,16 +273,118 @@ pub fn keygen() -> Result<(String, String), TokenError> {
 
 /// Signs `claims` with the PKCS#8 Ed25519 key in the PEM file `key` (with its `kid`).
 pub fn mint(key: &Path, claims: &Claims) -> Result<String, TokenError> {
-    let der = match voice_tls::load_key(key).map_err(|e| TokenError::BadKey(e.to_string()))? {
-        voice_tls::pki_types::PrivateKeyDer::Pkcs8(k) => k.secret_pkcs8_der().to_vec(),
-        _ => return Err(TokenError::BadKey("want a PKCS#8 Ed25519 key".into())),
-    };
-    let pair = ring::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der)
-        .map_err(|_| TokenError::BadKey("not an Ed25519 key".into()))?;
-    let mut header = Header::new(Algorithm::EdDSA);
-    header.kid = Some(key_id(pair.public_key().as_ref()));
-    jsonwebtoken::encode(&header, claims, &EncodingKey::from_ed_der(&der))
-        .map_err(|e| TokenError::BadKey(e.to_string()))
+    SigningKey::load(key)?.mint(claims)
+}
+
+/// The name of the relay's own signing key in its identity directory.
+pub const SIGNING_KEY_FILE: &str = "token-key.pem";
+
+/// An Ed25519 private key that mints tokens: the operator's (`relay keygen`) or the relay's own.
+/// Its `Debug` shows only the public key.
+#[derive(Clone)]
+pub struct SigningKey {
+    pkcs8: Vec<u8>,
+    public: String,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("public", &self.public)
+            .finish()
+    }
+}
+
+impl SigningKey {
+    fn from_pkcs8(pkcs8: Vec<u8>) -> Result<SigningKey, TokenError> {
+        let pair = ring::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(&pkcs8)
+            .map_err(|_| TokenError::BadKey("not an Ed25519 key".into()))?;
+        let public = URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
+        Ok(SigningKey { pkcs8, public })
+    }
+
+    /// A fresh key held in memory only.
+    pub fn generate() -> Result<SigningKey, TokenError> {
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng)
+            .map_err(|_| TokenError::BadKey("key generation failed".into()))?;
+        SigningKey::from_pkcs8(pkcs8.as_ref().to_vec())
+    }
+
+    /// Reads a PKCS#8 PEM Ed25519 private key.
+    pub fn load(path: &Path) -> Result<SigningKey, TokenError> {
+        match voice_tls::load_key(path).map_err(|e| TokenError::BadKey(e.to_string()))? {
+            voice_tls::pki_types::PrivateKeyDer::Pkcs8(k) => {
+                SigningKey::from_pkcs8(k.secret_pkcs8_der().to_vec())
+            }
+            _ => Err(TokenError::BadKey("want a PKCS#8 Ed25519 key".into())),
+        }
+    }
+
+    /// The key in `dir`/[`SIGNING_KEY_FILE`], created (mode 0600, directory too) when missing.
+    /// Returns the key and whether it was created now.
+    pub fn load_or_create(dir: &Path) -> Result<(SigningKey, bool), TokenError> {
+        let path = dir.join(SIGNING_KEY_FILE);
+        if path.exists() {
+            return Ok((SigningKey::load(&path)?, false));
+        }
+        let io = |e: std::io::Error| TokenError::BadKey(format!("{}: {e}", path.display()));
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let (pem, _) = keygen()?;
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        // create_new: two processes racing to create it cannot both win; the loser reads it.
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+        {
+            Ok(mut f) => {
+                f.write_all(pem.as_bytes()).map_err(io)?;
+                f.sync_all().map_err(io)?;
+                Ok((SigningKey::load(&path)?, true))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                Ok((SigningKey::load(&path)?, false))
+            }
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    /// The public key in base64url (what a relay's `token_keys` lists).
+    pub fn public(&self) -> &str {
+        &self.public
+    }
+
+    /// Signs `claims` (the header names this key's `kid`).
+    pub fn mint(&self, claims: &Claims) -> Result<String, TokenError> {
+        let raw = URL_SAFE_NO_PAD
+            .decode(&self.public)
+            .map_err(|e| TokenError::BadKey(e.to_string()))?;
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(key_id(&raw));
+        jsonwebtoken::encode(&header, claims, &EncodingKey::from_ed_der(&self.pkcs8))
+            .map_err(|e| TokenError::BadKey(e.to_string()))
+    }
+}
+
+impl Claims {
+    /// Claims for a development token: `sub` = `name`, every channel, whisper to anyone, no
+    /// admin, valid from now (minus the leeway) for `ttl_secs`.
+    pub fn for_name(name: &str, audience: &str, ttl_secs: u64) -> Claims {
+        let now = now_secs();
+        Claims {
+            sub: name.to_owned(),
+            name: name.to_owned(),
+            channels: ChannelScope::Word("all".into()),
+            whisper: WhisperScope::Any,
+            admin: false,
+            exp: now + ttl_secs,
+            nbf: now.saturating_sub(LEEWAY_SECS),
+            aud: audience.to_owned(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -383,6 +497,27 @@ mod tests {
         let mut parts: Vec<&str> = good.split('.').collect();
         parts[1] = &admin;
         assert_eq!(v.verify(&parts.join(".")), Err(TokenError::BadSignature));
+    }
+
+    #[test]
+    fn a_created_signing_key_persists_privately_and_verifies() {
+        let dir = std::env::temp_dir().join(format!("relay-signing-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (k, created) = SigningKey::load_or_create(&dir).unwrap();
+        assert!(created);
+        let (again, created) = SigningKey::load_or_create(&dir).unwrap();
+        assert!(!created);
+        assert_eq!(k.public(), again.public());
+        let mode = std::fs::metadata(dir.join(SIGNING_KEY_FILE)).unwrap();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o077,
+            0
+        );
+        let v = Verifier::new(&[k.public().to_owned()], "voice-relay").unwrap();
+        let c = Claims::for_name("alice", "voice-relay", 60);
+        assert_eq!(v.verify(&again.mint(&c).unwrap()).unwrap(), c);
+        assert!(!format!("{k:?}").contains("pkcs8"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

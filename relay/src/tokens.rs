@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use relay::token::{self, ChannelScope, Claims, WhisperScope};
+use relay::token::{self, ChannelScope, Claims, SigningKey, WhisperScope};
 
 /// What a subcommand ended with: `Err((status, message))`.
 pub type Outcome = Result<(), (u8, String)>;
@@ -15,10 +15,12 @@ pub const USAGE: &str = "\
 relay keygen [--out FILE]
     writes a new Ed25519 private key (PKCS#8 PEM, mode 0600; default relay-token-key.pem, never
     overwritten) and prints `public <base64url>` (for the relay's token_keys) and `kid <id>`
-relay token --key FILE --sub ID --name NAME [--aud RELAY_NAME] [--channels all|1,2,…]
-            [--whisper none|channel|any] [--admin] [--ttl SECS]
-    prints a token (EdDSA JWT) signed with FILE; defaults: --aud voice-relay, --channels all,
-    --whisper none, --ttl 3600";
+relay token --name NAME [--key FILE | --identity-dir DIR] [--sub ID] [--aud RELAY_NAME]
+            [--channels all|1,2,…] [--whisper none|channel|any] [--admin] [--ttl SECS]
+    prints a token (EdDSA JWT) signed with FILE, or with the relay's own key DIR/token-key.pem
+    (created if missing; the relay started with the same --identity-dir accepts it); defaults:
+    --identity-dir relay-identity, --sub NAME, --aud voice-relay, --channels all,
+    --whisper channel, --ttl 3600";
 
 /// Prints the error (if any) and maps it to the exit status.
 pub fn run(outcome: Outcome) -> ExitCode {
@@ -75,11 +77,12 @@ pub fn keygen(args: impl Iterator<Item = String>) -> Outcome {
 /// `relay token`.
 pub fn token(args: impl Iterator<Item = String>) -> Outcome {
     let mut key: Option<PathBuf> = None;
+    let mut dir: Option<PathBuf> = None;
     let mut sub = None;
     let mut name = None;
     let mut aud = "voice-relay".to_owned();
     let mut channels = ChannelScope::Word("all".into());
-    let mut whisper = WhisperScope::None;
+    let mut whisper = WhisperScope::Channel;
     let mut admin = false;
     let mut ttl: u64 = 3600;
     let mut it = args;
@@ -90,6 +93,7 @@ pub fn token(args: impl Iterator<Item = String>) -> Outcome {
         };
         match a.as_str() {
             "--key" => key = Some(value("--key")?.into()),
+            "--identity-dir" => dir = Some(value("--identity-dir")?.into()),
             "--sub" => sub = Some(value("--sub")?),
             "--name" => name = Some(value("--name")?),
             "--aud" => aud = value("--aud")?,
@@ -128,11 +132,26 @@ pub fn token(args: impl Iterator<Item = String>) -> Outcome {
             other => return Err(usage(format!("unknown argument {other}"))),
         }
     }
-    let key = key.ok_or_else(|| usage("--key is required"))?;
+    let signer = match (key, dir) {
+        (Some(_), Some(_)) => return Err(usage("--key and --identity-dir exclude each other")),
+        (Some(k), None) => SigningKey::load(&k).map_err(|e| (1, e.to_string()))?,
+        (None, d) => {
+            let d = d.unwrap_or_else(|| PathBuf::from(relay::config::DEFAULT_IDENTITY_DIR));
+            let (k, created) = SigningKey::load_or_create(&d).map_err(|e| (1, e.to_string()))?;
+            if created {
+                eprintln!(
+                    "relay: created {}",
+                    d.join(token::SIGNING_KEY_FILE).display()
+                );
+            }
+            k
+        }
+    };
+    let name = name.ok_or_else(|| usage("--name is required"))?;
     let now = token::now_secs();
     let claims = Claims {
-        sub: sub.ok_or_else(|| usage("--sub is required"))?,
-        name: name.ok_or_else(|| usage("--name is required"))?,
+        sub: sub.unwrap_or_else(|| name.clone()),
+        name,
         channels,
         whisper,
         admin,
@@ -140,7 +159,7 @@ pub fn token(args: impl Iterator<Item = String>) -> Outcome {
         nbf: now.saturating_sub(token::LEEWAY_SECS),
         aud,
     };
-    let jwt = token::mint(&key, &claims).map_err(|e| (1, e.to_string()))?;
+    let jwt = signer.mint(&claims).map_err(|e| (1, e.to_string()))?;
     // The token itself is the output (stdout, for the script that asked); it is never logged.
     println!("{jwt}");
     Ok(())

@@ -130,25 +130,14 @@ fn bad_handshakes_are_rejected_and_closed() {
         ClientMessage::Hello {
             version: CONTROL_VERSION + 1,
             name: "a".into(),
+            token: None,
         },
         ErrorCode::Version,
     );
-    expect(
-        ClientMessage::Hello {
-            version: CONTROL_VERSION,
-            name: "bad\nname".into(),
-        },
-        ErrorCode::BadName,
-    );
+    expect(hello(addr, "bad\nname"), ErrorCode::BadName);
     expect(ClientMessage::ListChannels, ErrorCode::Handshake);
     let mut g = group(addr, 1, &["a", "a"]); // duplicate names are allowed
-    expect(
-        ClientMessage::Hello {
-            version: CONTROL_VERSION,
-            name: "c".into(),
-        },
-        ErrorCode::Full,
-    );
+    expect(hello(addr, "c"), ErrorCode::Full);
     still_serving(&mut g);
 }
 

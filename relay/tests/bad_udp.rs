@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use voice_core::proto::tcp::ClientMessage;
-use voice_core::proto::udp::{MAX_DATAGRAM, PROTOCOL_VERSION};
+use voice_core::proto::udp::{self, DatagramKind, Header, MAX_DATAGRAM, PROTOCOL_VERSION};
 use voice_core::proto::SessionToken;
 
 /// Normal fan-out still works: a talks, b hears exactly that.
@@ -33,7 +33,7 @@ fn garbage_datagrams_are_dropped_by_reason() {
     s.send_to(&[1; 19], to).unwrap();
     s.send_to(&vec![1u8; MAX_DATAGRAM + 1], to).unwrap();
     s.send_to(&vec![1u8; 9000], to).unwrap();
-    let mut bad_version = voice_bytes(g[0].session, 1, SessionToken::NONE, b"x");
+    let mut bad_version = voice_bytes(&g[0].key, g[0].session, 1, SessionToken::NONE, b"x");
     bad_version[0] = PROTOCOL_VERSION + 1;
     s.send_to(&bad_version, to).unwrap();
     // Garbage also from the bound socket of a member.
@@ -55,7 +55,7 @@ fn valid_token_from_unbound_address_is_dropped_and_never_rebinds() {
     let before = g[0].stats();
     let spoofer = UdpSocket::bind("127.0.0.1:0").unwrap();
     for seq in 100..110 {
-        let d = voice_bytes(g[0].session, seq, SessionToken::NONE, b"spoof");
+        let d = voice_bytes(&g[0].key, g[0].session, seq, SessionToken::NONE, b"spoof");
         spoofer.send_to(&d, relay.local_addr()).unwrap();
     }
     g[1].expect_no_udp();
@@ -75,24 +75,24 @@ fn replayed_and_out_of_window_sequence_numbers_are_dropped() {
     let mut g = group(relay.local_addr(), 1, &["a", "b"]);
     let before = g[0].stats();
     let a = g[0].session;
-    let first = voice_bytes(a, 1000, SessionToken::NONE, b"one");
+    let first = voice_bytes(&g[0].key, a, 1000, SessionToken::NONE, b"one");
     g[0].send_udp(&first);
     g[1].expect_udp(&first);
     g[0].send_udp(&first); // exact replay
     g[1].expect_no_udp();
-    let ahead = voice_bytes(a, 1300, SessionToken::NONE, b"ahead");
+    let ahead = voice_bytes(&g[0].key, a, 1300, SessionToken::NONE, b"ahead");
     g[0].send_udp(&ahead);
     g[1].expect_udp(&ahead);
-    let stale = voice_bytes(a, 1001, SessionToken::NONE, b"stale"); // 299 behind
+    let stale = voice_bytes(&g[0].key, a, 1001, SessionToken::NONE, b"stale"); // 299 behind
     g[0].send_udp(&stale);
     g[1].expect_no_udp();
-    let late_ok = voice_bytes(a, 1299, SessionToken::NONE, b"late but fine");
+    let late_ok = voice_bytes(&g[0].key, a, 1299, SessionToken::NONE, b"late but fine");
     g[0].send_udp(&late_ok);
     g[1].expect_udp(&late_ok);
     let after = g[0].stats();
     assert_eq!(delta(&before, &after, "drop_duplicate"), 1);
     assert_eq!(delta(&before, &after, "drop_too_old"), 1);
-    let d = voice_bytes(a, 1301, SessionToken::NONE, b"next");
+    let d = voice_bytes(&g[0].key, a, 1301, SessionToken::NONE, b"next");
     g[0].send_udp(&d);
     g[1].expect_udp(&d);
 }
@@ -187,4 +187,42 @@ fn flooding_sender_is_held_to_its_budget_and_others_still_get_through() {
     let after = g[1].stats();
     assert!(delta(&before, &after, "drop_packet_budget") >= 1000 - allowed as u64);
     still_serving(&mut g[1..]);
+}
+
+#[test]
+fn a_bad_tag_or_another_sessions_tag_is_dropped_and_counted() {
+    let relay = start(|_| {});
+    let mut g = group(relay.local_addr(), 1, &["a", "b", "c"]);
+    let before = g[0].stats();
+    let (a, b_key) = (g[0].session, g[1].key.clone());
+    // From a's own bound socket: a flipped payload bit (tag no longer matches), a's header under
+    // b's tag (b cannot speak for a even when it knows a's address), an all-zero tag.
+    let mut flipped = g[0].voice(SessionToken::NONE, b"tampered");
+    flipped[udp::HEADER_LEN] ^= 1;
+    g[0].send_udp(&flipped);
+    let impostor = voice_bytes(&b_key, a, 500, SessionToken::NONE, b"b speaks as a");
+    g[0].send_udp(&impostor);
+    let mut zero = g[0].voice(SessionToken::NONE, b"zero tag");
+    let n = zero.len();
+    zero[n - udp::TAG_LEN..].fill(0);
+    g[0].send_udp(&zero);
+    // A registration under another session's tag does not bind either.
+    let reg = Header {
+        kind: DatagramKind::Register,
+        ..Header::voice(a, 0, 0)
+    };
+    let mut buf = [0u8; MAX_DATAGRAM];
+    let proof = voice_core::proto::register::sign(&g[0].secret, a, 1000);
+    let len = udp::write(&reg, &proof, &b_key, &mut buf).unwrap();
+    g[1].send_udp(&buf[..len]);
+    g[1].expect_no_udp();
+    g[2].expect_no_udp();
+    // The honest datagrams around them pass, from a's unchanged binding.
+    let d = g[0].talk(b"honest");
+    g[1].expect_udp(&d);
+    g[2].expect_udp(&d);
+    let after = g[0].stats();
+    assert_eq!(delta(&before, &after, "drop_bad_tag"), 4);
+    assert_eq!(delta(&before, &after, "register_ok"), 0);
+    assert_eq!(delta(&before, &after, "voice_accepted"), 1);
 }

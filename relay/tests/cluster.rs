@@ -18,6 +18,20 @@ use common::*;
 use voice_core::proto::tcp::{ClientMessage, ServerMessage};
 use voice_core::proto::ChannelId;
 
+use relay::token::{Claims, SigningKey};
+
+/// The backend key whose public half every relay of the cluster accepts (`--token-key`).
+fn backend_key() -> &'static SigningKey {
+    static KEY: std::sync::OnceLock<SigningKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| SigningKey::generate().expect("Ed25519 key generation"))
+}
+
+/// A token for `name` that every relay of the cluster accepts.
+fn token(name: &str) -> String {
+    let claims = Claims::for_name(name, relay::config::DEFAULT_AUDIENCE, 3600);
+    backend_key().mint(&claims).expect("minting a token")
+}
+
 /// Room lease in these tests: a dead host's rooms are placed again within this.
 const LEASE_MS: u64 = 1000;
 const ROOM: u32 = 2;
@@ -86,6 +100,8 @@ fn start_relay(redis_port: u16) -> (Proc, SocketAddr) {
             &format!("redis://127.0.0.1:{redis_port}/"),
             "--lease-ms",
             &LEASE_MS.to_string(),
+            "--token-key",
+            backend_key().public(),
         ])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -122,9 +138,10 @@ fn enter(entry: SocketAddr, name: &str) -> Option<(Client, Vec<String>)> {
         if TcpStream::connect_timeout(&at, Duration::from_millis(200)).is_err() {
             return None;
         }
-        let mut c =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Client::connect(at, name)))
-                .ok()?;
+        let mut c = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Client::connect_with(at, name, Some(token(name)))
+        }))
+        .ok()?;
         c.send(&ClientMessage::JoinChannel {
             channel: ChannelId(ROOM),
         });

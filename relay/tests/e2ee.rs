@@ -28,6 +28,7 @@ fn forwarded_bytes_never_contain_the_plaintext_opus_payload() {
     let alice = cs[0].session;
     let mut enc = keys.encryptor(alice).unwrap();
     let mut sender = Sender::new(alice, EncoderConfig::default()).unwrap();
+    sender.set_tag_key(cs[0].key.clone());
     let mut rings = [SenderKeyRing::new(), SenderKeyRing::new()];
     let mut checked = 0;
     for k in 0..50usize {
@@ -48,8 +49,8 @@ fn forwarded_bytes_never_contain_the_plaintext_opus_payload() {
             .unwrap();
         let sent = &buf[..n];
         assert!(
-            n <= udp::HEADER_LEN + opus.len() + 10,
-            "at most 10 bytes added"
+            n <= udp::HEADER_LEN + opus.len() + 10 + udp::TAG_LEN,
+            "E2EE adds at most 10 bytes (beside the datagram tag every datagram carries)"
         );
         cs[0].send_udp(sent);
         for (i, c) in cs[1..].iter().enumerate() {

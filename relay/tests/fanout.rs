@@ -77,7 +77,7 @@ fn udp_ping_from_bound_session_is_echoed_same_size() {
         ..Header::voice(c.session, 9, 1234)
     };
     let mut buf = [0u8; MAX_DATAGRAM];
-    let n = udp::write(&h, b"probe-payload", &mut buf).unwrap();
+    let n = udp::write(&h, b"probe-payload", &c.key, &mut buf).unwrap();
     c.send_udp(&buf[..n]);
     let pong = c.recv_udp(WAIT).expect("pong");
     assert_eq!(pong.len(), n);

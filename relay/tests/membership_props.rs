@@ -78,6 +78,7 @@ proptest! {
         let cfg = Config::default();
         let mut state = State::new(&cfg);
         let mut stats = Stats::new();
+        let admission = relay::admission::Admission::load(&Config { open: true, ..Config::default() }).unwrap();
         let mut views: BTreeMap<SessionToken, View> = BTreeMap::new();
         let mut live: Vec<SessionToken> = Vec::new();
         let mut expected_chats: BTreeMap<SessionToken, u64> = BTreeMap::new();
@@ -88,8 +89,8 @@ proptest! {
             let pick = |k: usize| live.get(k % live.len().max(1)).copied();
             match op {
                 Op::Connect => {
-                    let cx = HelloContext { conn: i, secret: [1; 32], now, unix_ms: 0, max_sessions: 1000 };
-                    let hello = ClientMessage::Hello { version: CONTROL_VERSION, name: format!("u{i}") };
+                    let cx = HelloContext { conn: i, secret: [1; 32], now, unix_ms: 0, max_sessions: 1000, admission: &admission };
+                    let hello = ClientMessage::Hello { version: CONTROL_VERSION, name: format!("u{i}"), token: None };
                     let (s, _welcome) = control::hello(&mut state, &mut stats, hello, cx).unwrap();
                     views.insert(s, View::default());
                     live.push(s);

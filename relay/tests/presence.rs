@@ -171,14 +171,14 @@ fn killed_and_departing_clients_produce_user_left_and_lose_their_binding() {
     let relay = start(|_| {});
     let mut g = group(relay.local_addr(), 1, &["a", "b", "c"]);
     let c = g.pop().unwrap();
-    let (c_session, c_udp) = (c.session, c.udp.try_clone().unwrap());
+    let (c_session, c_key, c_udp) = (c.session, c.key.clone(), c.udp.try_clone().unwrap());
     drop(c); // TCP stream closed without Goodbye.
     assert_eq!(user_left(g[0].recv()), (ChannelId(1), c_session));
     assert_eq!(user_left(g[1].recv()), (ChannelId(1), c_session));
     // Its UDP binding is gone: voice from its old socket is not forwarded.
     c_udp
         .send_to(
-            &voice_bytes(c_session, 1, SessionToken::NONE, b"ghost"),
+            &voice_bytes(&c_key, c_session, 1, SessionToken::NONE, b"ghost"),
             relay.local_addr(),
         )
         .unwrap();

@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use voice_core::proto::register;
-use voice_core::proto::tcp::{
-    encode_frame, ClientMessage, ErrorCode, ServerMessage, CONTROL_VERSION,
+use voice_core::proto::tcp::{encode_frame, ClientMessage, ErrorCode, ServerMessage};
+use voice_core::proto::udp::{
+    self, DatagramKind, Flags, Header, TagKey, MAX_DATAGRAM, MAX_PAYLOAD,
 };
-use voice_core::proto::udp::{self, DatagramKind, Flags, Header, MAX_DATAGRAM, MAX_PAYLOAD};
 use voice_core::proto::{ChannelId, SessionToken};
 
 fn delta(before: &HashMap<String, u64>, after: &HashMap<String, u64>, k: &str) -> u64 {
@@ -43,9 +43,9 @@ fn alive(c: &mut Client) {
     ));
 }
 
-fn datagram(h: &Header, payload: &[u8]) -> Vec<u8> {
+fn datagram(key: &TagKey, h: &Header, payload: &[u8]) -> Vec<u8> {
     let mut buf = vec![0u8; MAX_DATAGRAM];
-    let n = udp::write(h, payload, &mut buf).unwrap();
+    let n = udp::write(h, payload, key, &mut buf).unwrap();
     buf.truncate(n);
     buf
 }
@@ -56,13 +56,13 @@ fn a_datagram_exactly_256_behind_is_too_old_and_255_behind_is_not() {
     let mut g = group(relay.local_addr(), 1, &["a", "b"]);
     let a = g[0].session;
     let before = g[0].stats();
-    let newest = voice_bytes(a, 2000, SessionToken::NONE, b"newest");
+    let newest = voice_bytes(&g[0].key, a, 2000, SessionToken::NONE, b"newest");
     g[0].send_udp(&newest);
     g[1].expect_udp(&newest);
-    let edge_in = voice_bytes(a, 2000 - 255, SessionToken::NONE, b"255 behind");
+    let edge_in = voice_bytes(&g[0].key, a, 2000 - 255, SessionToken::NONE, b"255 behind");
     g[0].send_udp(&edge_in);
     g[1].expect_udp(&edge_in);
-    let edge_out = voice_bytes(a, 2000 - 256, SessionToken::NONE, b"256 behind");
+    let edge_out = voice_bytes(&g[0].key, a, 2000 - 256, SessionToken::NONE, b"256 behind");
     g[0].send_udp(&edge_out);
     g[1].expect_no_udp();
     let after = g[0].stats();
@@ -91,10 +91,7 @@ fn after_welcome_errors_leave_the_session_open_a_second_hello_included() {
     let relay = start(|_| {});
     let mut g = group(relay.local_addr(), 1, &["a", "b"]);
     let before = g[0].stats();
-    g[0].send(&ClientMessage::Hello {
-        version: CONTROL_VERSION,
-        name: "again".into(),
-    });
+    g[0].send(&hello(relay.local_addr(), "again"));
     assert_eq!(error_code(g[0].recv()), ErrorCode::Handshake);
     // Undecodable after the handshake: Malformed, still in sync.
     g[0].ctl.send_raw(&[1, 0, 0, 0, 99]);
@@ -114,19 +111,13 @@ fn names_of_only_white_space_are_refused_and_closed() {
     let relay = start(|_| {});
     for name in ["   ", " ", "\u{3000}", "\u{a0} \u{a0}"] {
         let mut c = Control::connect(relay.local_addr());
-        c.send(&ClientMessage::Hello {
-            version: CONTROL_VERSION,
-            name: name.into(),
-        });
+        c.send(&hello(relay.local_addr(), name));
         assert_eq!(error_code(c.recv()), ErrorCode::BadName, "{name:?}");
         assert!(c.closed_within(WAIT));
     }
     // Spaces around other characters are fine, and kept.
     let mut c = Control::connect(relay.local_addr());
-    c.send(&ClientMessage::Hello {
-        version: CONTROL_VERSION,
-        name: " a b ".into(),
-    });
+    c.send(&hello(relay.local_addr(), " a b "));
     assert!(matches!(c.recv(), ServerMessage::Welcome { name, .. } if name == " a b "));
 }
 
@@ -247,7 +238,7 @@ fn an_empty_voice_payload_is_forwarded_as_is() {
     let relay = start(|_| {});
     let mut g = group(relay.local_addr(), 1, &["a", "b"]);
     let d = g[0].talk(&[]);
-    assert_eq!(d.len(), udp::HEADER_LEN);
+    assert_eq!(d.len(), udp::HEADER_LEN + udp::TAG_LEN);
     g[1].expect_udp(&d);
 }
 
@@ -265,10 +256,10 @@ fn register_ack_and_pong_carry_the_documented_header_fields() {
         target: SessionToken(5),
     };
     let counter = 50;
-    let req = datagram(&reg, &register::sign(&c.secret, c.session, counter));
+    let req = datagram(&c.key, &reg, &register::sign(&c.secret, c.session, counter));
     c.send_udp(&req);
     let ack = c.recv_udp(WAIT).expect("RegisterAck");
-    assert_eq!(ack.len(), 28);
+    assert_eq!(ack.len(), 36);
     assert!(ack.len() < req.len());
     let d = udp::parse(&ack).unwrap();
     assert_eq!(
@@ -294,9 +285,10 @@ fn register_ack_and_pong_carry_the_documented_header_fields() {
         sender: c.session,
         target: SessionToken(3),
     };
-    let mut ping = datagram(&ping_h, &[1, 2, 3]);
+    let mut ping = datagram(&c.key, &ping_h, &[1, 2, 3]);
     ping[3] = 0xEE;
     ping[6] = 0xEE;
+    retag(&c.key, &mut ping);
     c.send_udp(&ping);
     let pong = c.recv_udp(WAIT).expect("Pong");
     assert_eq!(pong.len(), ping.len());
@@ -311,9 +303,12 @@ fn register_ack_and_pong_carry_the_documented_header_fields() {
     assert_eq!(d.payload, [1, 2, 3]);
     assert_eq!((pong[3], pong[6], pong[7]), (0, 0, 0));
     // An empty ping gets an empty pong.
-    let empty = datagram(&ping_h, &[]);
+    let empty = datagram(&c.key, &ping_h, &[]);
     c.send_udp(&empty);
-    assert_eq!(c.recv_udp(WAIT).expect("Pong").len(), udp::HEADER_LEN);
+    assert_eq!(
+        c.recv_udp(WAIT).expect("Pong").len(),
+        udp::HEADER_LEN + udp::TAG_LEN
+    );
 }
 
 #[test]
@@ -327,18 +322,20 @@ fn every_udp_drop_lands_in_its_documented_counter() {
     let v = Header::voice(a, 1, 0);
     // Kinds the relay only sends, and unknown kinds.
     for kind in [DatagramKind::RegisterAck, DatagramKind::Pong] {
-        g[0].send_udp(&datagram(&Header { kind, ..v }, &[0; 8]));
+        g[0].send_udp(&datagram(&g[0].key, &Header { kind, ..v }, &[0; 8]));
     }
-    let mut unknown = datagram(&v, b"x");
+    let mut unknown = datagram(&g[0].key, &v, b"x");
     unknown[1] = 9;
     g[0].send_udp(&unknown);
     // Sender 0.
-    let mut no_sender = datagram(&v, b"x");
+    let mut no_sender = datagram(&g[0].key, &v, b"x");
     no_sender[12..16].fill(0);
     g[0].send_udp(&no_sender);
     // Ping from an unknown session and from an unbound address.
+    let key = g[0].key.clone();
     let ping = |sender| {
         datagram(
+            &key,
             &Header {
                 kind: DatagramKind::Ping,
                 ..Header::voice(sender, 0, 0)
@@ -351,13 +348,20 @@ fn every_udp_drop_lands_in_its_documented_counter() {
     // Voice from an unknown session.
     stranger
         .send_to(
-            &voice_bytes(SessionToken(4242), 1, SessionToken::NONE, b"x"),
+            &voice_bytes(
+                &TagKey::UNKEYED,
+                SessionToken(4242),
+                1,
+                SessionToken::NONE,
+                b"x",
+            ),
             to,
         )
         .unwrap();
     // Registrations: unknown session, bad MAC, bad length, replay (counter 1 was used).
     let reg = |sender, payload: &[u8]| {
         datagram(
+            &key,
             &Header {
                 kind: DatagramKind::Register,
                 ..Header::voice(sender, 0, 0)

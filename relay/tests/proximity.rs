@@ -1,6 +1,8 @@
 //! Proximity culling over real sockets: 100 speakers spread over a 3D room, each listener receives
-//! exactly the audible ones (the exact bytes), and the relay counts what it culled. A 2D channel
-//! with the same positions forwards everything.
+//! exactly the audible ones (the exact bytes), and the relay counts what it culled, with four
+//! forwarding workers (a position received by one worker culls on every other). A 2D channel with
+//! the same positions forwards everything. Positions are datagram version 2: a block whose tag
+//! does not verify moves nobody.
 
 mod common;
 
@@ -11,7 +13,7 @@ use common::{Client, WAIT};
 use relay::config::ChannelConfig;
 use relay::RelayHandle;
 use voice_core::proto::tcp::{ServerMessage, SpatialInfo};
-use voice_core::proto::udp::{self, DatagramKind, Header, Position, MAX_DATAGRAM};
+use voice_core::proto::udp::{self, DatagramKind, Header, Position, TagKey, MAX_DATAGRAM};
 use voice_core::proto::{ChannelId, SessionToken};
 use voice_core::spatial::{Attenuation, DistanceModel};
 
@@ -19,8 +21,13 @@ const ROOM_3D: u32 = 7;
 const ROOM_2D: u32 = 8;
 const RANGE: f32 = 30.0;
 
-/// The one place relay and clients start: a relay with a 3D channel (linear, range 30) and a 2D
-/// one, and `n` registered clients joined to `channel` (the 3D join checked for `ChannelSpatial`).
+/// Forwarding workers of every relay here: more than one, so that a listener's position and a
+/// talker's voice are often received by different workers.
+const WORKERS: usize = 4;
+
+/// The one place relay and clients start: a relay (TLS, access tokens, [`WORKERS`] workers) with a
+/// 3D channel (linear, range 30) and a 2D one, and `n` registered clients joined to `channel` (the
+/// 3D join checked for `ChannelSpatial`).
 fn room(n: usize, channel: u32) -> (RelayHandle, Vec<Client>) {
     let att = Attenuation {
         model: DistanceModel::Linear,
@@ -40,6 +47,7 @@ fn room(n: usize, channel: u32) -> (RelayHandle, Vec<Client>) {
             spatial: None,
         });
         c.max_sessions = 200;
+        c.workers = WORKERS;
     });
     let mut clients = Vec::with_capacity(n);
     for i in 0..n {
@@ -74,12 +82,24 @@ fn positions(n: usize) -> Vec<Position> {
 }
 
 fn datagram(kind: DatagramKind, c: &Client, seq: u16, p: Position, payload: &[u8]) -> Vec<u8> {
+    tagged(kind, c, seq, p, payload, &c.key)
+}
+
+/// A datagram in `c`'s name with its position, tagged with `key` (`c.key` for its own).
+fn tagged(
+    kind: DatagramKind,
+    c: &Client,
+    seq: u16,
+    p: Position,
+    payload: &[u8],
+    key: &TagKey,
+) -> Vec<u8> {
     let h = Header {
         kind,
         ..Header::voice(c.session, seq, u32::from(seq) * 960)
     };
     let mut buf = vec![0u8; MAX_DATAGRAM];
-    let n = udp::write_positional(&h, Some(p), payload, &mut buf).unwrap();
+    let n = udp::write_positional(&h, Some(p), payload, key, &mut buf).unwrap();
     buf.truncate(n);
     buf
 }
@@ -161,4 +181,36 @@ fn a_2d_channel_forwards_to_everyone_whatever_the_positions() {
     let stats = clients[0].stats();
     assert_eq!(stats["voice_culled"], 0);
     assert_eq!(stats["forwarded_packets"], (n * (n - 1)) as u64);
+}
+
+#[test]
+fn a_position_whose_tag_does_not_verify_culls_nobody() {
+    // Talker and listener 5 apart in a range of 30. Forged datagrams in the listener's name put it
+    // 1000 away (a Ping, and a Voice that would also record the sender's position), from the
+    // listener's own bound address, but tagged with another session's key: the relay drops them
+    // before it reads the block, and the talker's voice still reaches the listener.
+    let (_relay, mut clients) = room(2, ROOM_3D);
+    let (near, far) = (Position::new(0.0, 0.0, 5.0), Position::new(0.0, 0.0, 1005.0));
+    let talker = Position::new(0.0, 0.0, 0.0);
+    let listener = &clients[1];
+    listener.send_udp(&datagram(DatagramKind::Ping, listener, 0, near, &[1; 8]));
+    assert!(listener.recv_udp(WAIT).is_some(), "pong");
+    let wrong = clients[0].key.clone();
+    listener.send_udp(&tagged(DatagramKind::Ping, listener, 0, far, &[2; 8], &wrong));
+    listener.send_udp(&tagged(DatagramKind::Voice, listener, 9, far, &[3; 8], &wrong));
+    assert_eq!(listener.recv_udp(Duration::from_millis(150)), None, "no pong");
+    let d = datagram(DatagramKind::Voice, &clients[0], 1, talker, &[7; 20]);
+    clients[0].send_udp(&d);
+    assert_eq!(clients[1].recv_udp(WAIT), Some(d), "still in range");
+    let stats = clients[0].stats();
+    assert_eq!(stats["drop_bad_tag"], 2);
+    assert_eq!(stats["voice_culled"], 0);
+    assert_eq!(stats["forwarded_packets"], 1);
+    // With its own key the same far position does cull: the check above was the tag.
+    let listener = &clients[1];
+    listener.send_udp(&datagram(DatagramKind::Ping, listener, 0, far, &[4; 8]));
+    assert!(listener.recv_udp(WAIT).is_some(), "pong");
+    clients[0].send_udp(&datagram(DatagramKind::Voice, &clients[0], 2, talker, &[8; 20]));
+    assert_eq!(clients[1].recv_udp(Duration::from_millis(300)), None, "culled");
+    assert_eq!(clients[0].stats()["voice_culled"], 1);
 }

@@ -108,8 +108,21 @@ fn the_port_chosen_for_listen_port_0_is_printed_and_sigterm_stops_cleanly() {
         .and_then(|f| f.parse().ok())
         .unwrap_or_else(|| panic!("unexpected second line {fp_line:?}"));
     remember(addr, Some(fp));
+    // The relay made its token signing key next to its certificate: one command mints a token.
+    let out = Command::new(RELAY)
+        .args([
+            "token",
+            "--identity-dir",
+            dir.to_str().unwrap(),
+            "--name",
+            "a",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     // TCP (TLS) and UDP both answer on it.
-    let mut c = Client::connect(addr, "a");
+    let mut c = Client::connect_with(addr, "a", Some(token));
     c.send(&voice_core::proto::tcp::ClientMessage::ListChannels);
     assert!(matches!(c.recv(), ServerMessage::ChannelList { .. }));
     stop(child_stop(&mut child));
@@ -123,7 +136,9 @@ fn the_port_chosen_for_listen_port_0_is_printed_and_sigterm_stops_cleanly() {
     assert_eq!(line, fp_line);
     stop(child_stop(&mut again));
     // The development mode says so instead of a fingerprint.
-    let (mut plain, addr, line) = spawn(&["--listen", "127.0.0.1:0", "--insecure-plaintext"]);
+    // (With --open: no token either.)
+    let (mut plain, addr, line) =
+        spawn(&["--listen", "127.0.0.1:0", "--insecure-plaintext", "--open"]);
     assert_eq!(line, "insecure-plaintext");
     remember(addr, None);
     let mut c = Client::connect(addr, "b");

@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::*;
-use voice_core::proto::tcp::{encode_frame, ClientMessage, ServerMessage, CONTROL_VERSION};
+use voice_core::proto::tcp::{encode_frame, ClientMessage, ServerMessage};
 use voice_tls::{Fingerprint, TlsTrust};
 
 /// True when the peer closes `s` within `timeout`.
@@ -33,16 +33,9 @@ fn closed(s: &mut TcpStream, timeout: Duration) -> bool {
     false
 }
 
-fn hello_frame(name: &str) -> Vec<u8> {
+fn hello_frame(addr: std::net::SocketAddr, name: &str) -> Vec<u8> {
     let mut buf = Vec::new();
-    encode_frame(
-        &ClientMessage::Hello {
-            version: CONTROL_VERSION,
-            name: name.into(),
-        },
-        &mut buf,
-    )
-    .unwrap();
+    encode_frame(&hello(addr, name), &mut buf).unwrap();
     buf
 }
 
@@ -51,7 +44,9 @@ fn a_plaintext_client_on_the_tls_port_is_closed_and_counted() {
     let relay = start(|_| {});
     let mut honest = Client::connect(relay.local_addr(), "honest");
     let mut plain = TcpStream::connect(relay.local_addr()).unwrap();
-    plain.write_all(&hello_frame("plain")).unwrap();
+    plain
+        .write_all(&hello_frame(relay.local_addr(), "plain"))
+        .unwrap();
     assert!(closed(&mut plain, WAIT), "plaintext Hello on the TLS port");
     let stats = honest.stats();
     assert_eq!(stats["tls_failed"], 1);
@@ -75,7 +70,10 @@ fn a_truncated_record_then_hang_up_leaves_no_session_and_others_unaffected() {
         &TlsTrust::Pinned(relay.fingerprint().unwrap()),
     );
     tls.conn.complete_io(&mut tls.sock).unwrap();
-    tls.conn.writer().write_all(&hello_frame("cut")).unwrap();
+    tls.conn
+        .writer()
+        .write_all(&hello_frame(relay.local_addr(), "cut"))
+        .unwrap();
     let mut bytes = Vec::new();
     tls.conn.write_tls(&mut bytes).unwrap();
     tls.sock.write_all(&bytes[..bytes.len() / 2]).unwrap();
@@ -144,7 +142,7 @@ fn a_ca_file_trusts_the_relay_certificate_it_holds() {
     let tcp = TcpStream::connect(relay.local_addr()).unwrap();
     let conn = tls.connect("localhost".try_into().unwrap()).unwrap();
     let mut s = voice_tls::rustls::StreamOwned::new(conn, tcp);
-    s.write_all(&hello_frame("ca")).unwrap();
+    s.write_all(&hello_frame(relay.local_addr(), "ca")).unwrap();
     s.flush().unwrap();
     let mut reader = voice_core::proto::tcp::FrameReader::<ServerMessage>::new();
     s.sock.set_read_timeout(Some(WAIT)).unwrap();

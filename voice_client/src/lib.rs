@@ -16,6 +16,8 @@
 //! // The fingerprint the relay printed at start (`fingerprint sha256:…`).
 //! let fp = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
 //! cfg.tls = voice_client::TlsTrust::Pinned(fp.parse().unwrap());
+//! // The access token the game's backend minted (development: `relay token --name alice`).
+//! cfg.token = Some(voice_client::AccessToken(std::env::var("VOICE_TOKEN").unwrap_or_default()));
 //! cfg.input = AudioInput::Wav { path: "hello.wav".into(), looped: false };
 //! cfg.output = AudioOutput::Null;
 //! let client = Client::start(cfg).expect("engine thread");
@@ -48,6 +50,7 @@ pub use voice_core::e2ee::group::DEFAULT_LEAD as E2EE_DEFAULT_LEAD;
 pub use voice_core::e2ee::{E2eeMode, E2eeStats};
 use voice_core::engine::Engine;
 pub use voice_core::engine::{EngineConfig, EngineStats, Event, RemoteStats, Request};
+pub use voice_core::proto::tcp::AccessToken;
 pub use voice_core::proto::udp::Position;
 pub use voice_core::proto::{ChannelId, SessionToken};
 pub use voice_core::spatial::{Attenuation, DistanceModel, ListenerPose, SpatialError};
@@ -84,6 +87,10 @@ pub struct ClientConfig {
     /// Development only: no TLS (for a relay started with `--insecure-plaintext`). Names,
     /// chat and the UDP registration secret then travel in the clear.
     pub insecure_plaintext: bool,
+    /// The access token presented in `Hello` (a JWT minted by the operator's or game's
+    /// backend, or `relay token` for development); `None` only for a relay started with
+    /// `--open`. Its `Debug` shows only its length. Overrides `engine.token` when set.
+    pub token: Option<AccessToken>,
     /// Positional audio: this client's starting position, carried on its voice and pings
     /// (`None`: none until [`Client::set_position`]).
     pub position: Option<Position>,
@@ -120,6 +127,7 @@ impl ClientConfig {
             tls: TlsTrust::System,
             tls_server_name: None,
             insecure_plaintext: false,
+            token: None,
             position: None,
             listener: ListenerPose::default(),
             channel_attenuation: None,
@@ -197,7 +205,11 @@ impl Client {
             }
             Err(e) => return Err(e.into()),
         };
-        let mut engine = Engine::new(cfg.engine.clone())?;
+        let mut engine_cfg = cfg.engine.clone();
+        if cfg.token.is_some() {
+            engine_cfg.token = cfg.token.clone();
+        }
+        let mut engine = Engine::new(engine_cfg)?;
         engine.set_position(cfg.position)?;
         engine.set_listener(cfg.listener)?;
         engine.set_channel_attenuation(cfg.channel_attenuation)?;

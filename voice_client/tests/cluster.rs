@@ -45,9 +45,22 @@ fn start_redis() -> Option<(Proc, u16)> {
     panic!("redis-server did not listen on {port}");
 }
 
+/// The backend key whose public half every relay of the cluster accepts.
+fn backend_key() -> &'static relay::token::SigningKey {
+    static KEY: std::sync::OnceLock<relay::token::SigningKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| relay::token::SigningKey::generate().expect("Ed25519 key generation"))
+}
+
+/// A token for `name` that every relay of the cluster accepts.
+fn token(name: &str) -> String {
+    let claims = relay::token::Claims::for_name(name, relay::config::DEFAULT_AUDIENCE, 3600);
+    backend_key().mint(&claims).expect("minting a token")
+}
+
 /// The one place this file starts a relay: in-process, in the cluster, plaintext control.
 fn start_relay(redis_port: u16) -> relay::server::RelayHandle {
     let cfg = relay::Config {
+        token_keys: vec![backend_key().public().to_string()],
         listen: "127.0.0.1:0".parse().unwrap(),
         stats_interval_ms: 0,
         insecure_plaintext: true,
@@ -64,6 +77,13 @@ fn bot(server: SocketAddr, args: &[&str], out: &Path) -> Proc {
             .arg("--server")
             .arg(server.to_string())
             .arg("--insecure-plaintext")
+            .arg("--token")
+            .arg(token(
+                args.iter()
+                    .position(|a| *a == "--name")
+                    .and_then(|i| args.get(i + 1))
+                    .expect("a bot has a --name"),
+            ))
             .args(args)
             .stdout(std::fs::File::create(out).unwrap())
             .stderr(Stdio::inherit())

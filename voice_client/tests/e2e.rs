@@ -36,8 +36,15 @@ fn heard(input: &[i16], rec: &[i16]) -> f64 {
 }
 
 /// Each relay's address and certificate fingerprint: the bots pin it (`--fingerprint`).
-static FINGERPRINTS: std::sync::Mutex<Vec<(std::net::SocketAddr, String)>> =
-    std::sync::Mutex::new(Vec::new());
+/// Each relay's admission policy: the bots present a token it minted (`--token`).
+#[allow(clippy::type_complexity)]
+static FINGERPRINTS: std::sync::Mutex<
+    Vec<(
+        std::net::SocketAddr,
+        String,
+        std::sync::Arc<relay::admission::Admission>,
+    )>,
+> = std::sync::Mutex::new(Vec::new());
 
 /// A relay on TLS with an in-memory certificate.
 fn start_relay() -> relay::server::RelayHandle {
@@ -48,23 +55,33 @@ fn start_relay() -> relay::server::RelayHandle {
     };
     let relay = relay::server::Relay::bind(cfg).unwrap().spawn().unwrap();
     let fp = relay.fingerprint().expect("TLS by default").to_string();
-    FINGERPRINTS.lock().unwrap().push((relay.local_addr(), fp));
+    FINGERPRINTS
+        .lock()
+        .unwrap()
+        .push((relay.local_addr(), fp, relay.admission()));
     relay
 }
 
 fn bot(server: std::net::SocketAddr, args: &[&str], out: &Path) -> Child {
-    let fp = FINGERPRINTS
+    let name = args
+        .iter()
+        .position(|a| *a == "--name")
+        .and_then(|i| args.get(i + 1))
+        .expect("a bot has a --name");
+    let (fp, token) = FINGERPRINTS
         .lock()
         .unwrap()
         .iter()
-        .find(|(a, _)| *a == server)
-        .map(|(_, f)| f.clone())
+        .find(|(a, _, _)| *a == server)
+        .map(|(_, f, adm)| (f.clone(), adm.token_for(name).expect("the relay's own key")))
         .expect("a relay started by start_relay");
     Command::new(env!("CARGO_BIN_EXE_voice-bot"))
         .arg("--server")
         .arg(server.to_string())
         .arg("--fingerprint")
         .arg(fp)
+        .arg("--token")
+        .arg(token)
         .args(args)
         .stdout(std::fs::File::create(out).unwrap())
         .stderr(Stdio::inherit())

@@ -66,6 +66,8 @@ impl Setup {
             .arg(self.relay.local_addr().to_string())
             .arg("--fingerprint")
             .arg(&self.fingerprint)
+            .arg("--token")
+            .arg(self.relay.token_for(name).expect("the relay's own key"))
             .args(["--name", name, "--channel", "1", "--stats-interval", "500"])
             .args(args)
             .stdout(std::fs::File::create(self.dir.join(format!("{name}.jsonl"))).unwrap())

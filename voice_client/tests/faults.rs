@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use relay::config::Config;
 use relay::server::{Relay, RelayHandle};
 use voice_client::{
-    AudioInput, AudioOutput, ChannelId, Client, ClientConfig, Event, TlsTrust, TransmitMode,
+    AccessToken, AudioInput, AudioOutput, ChannelId, Client, ClientConfig, Event, TlsTrust,
+    TransmitMode,
 };
 use voice_core::proto::tcp::{
     encode_frame, ClientMessage, FrameReader, ServerMessage, CONTROL_VERSION,
@@ -23,9 +24,22 @@ fn identity_dir() -> std::path::PathBuf {
     std::env::temp_dir().join(format!("voice-client-faults-{}", std::process::id()))
 }
 
+/// The backend key every relay of this file accepts tokens from.
+fn backend_key() -> &'static relay::token::SigningKey {
+    static KEY: std::sync::OnceLock<relay::token::SigningKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| relay::token::SigningKey::generate().unwrap())
+}
+
+/// A token every relay of this file accepts for `name`.
+fn token(name: &str) -> AccessToken {
+    let claims = relay::token::Claims::for_name(name, relay::config::DEFAULT_AUDIENCE, 3600);
+    AccessToken(backend_key().mint(&claims).unwrap())
+}
+
 fn start_relay(listen: SocketAddr, idle_ms: u64) -> RelayHandle {
     let cfg = Config {
         listen,
+        token_keys: vec![backend_key().public().to_owned()],
         stats_interval_ms: 0,
         idle_timeout_ms: idle_ms,
         identity_dir: Some(identity_dir()),
@@ -43,6 +57,7 @@ fn start_fresh_relay(listen: SocketAddr, plaintext: bool) -> RelayHandle {
         listen,
         stats_interval_ms: 0,
         insecure_plaintext: plaintext,
+        token_keys: vec![backend_key().public().to_owned()],
         ..Config::default()
     };
     Relay::bind(cfg).unwrap().spawn().unwrap()
@@ -50,6 +65,7 @@ fn start_fresh_relay(listen: SocketAddr, plaintext: bool) -> RelayHandle {
 
 fn null_client(cfg_tweak: impl FnOnce(&mut ClientConfig), server: SocketAddr) -> Client {
     let mut cfg = ClientConfig::new(server, "pin");
+    cfg.token = Some(token("pin"));
     cfg.input = AudioInput::Null;
     cfg.output = AudioOutput::Null;
     cfg_tweak(&mut cfg);
@@ -115,6 +131,53 @@ fn a_self_signed_relay_is_refused_by_default_and_its_fingerprint_reported() {
 }
 
 #[test]
+fn a_client_without_a_valid_token_hears_unauthorized_and_a_valid_one_connects() {
+    let relay = start_fresh_relay("127.0.0.1:0".parse().unwrap(), false);
+    let fp = relay.fingerprint().unwrap();
+    let pinned = |c: &mut ClientConfig| {
+        c.tls = TlsTrust::Pinned(fp);
+        c.reconnect = false;
+    };
+    let none = null_client(
+        |c| {
+            pinned(c);
+            c.token = None;
+        },
+        relay.local_addr(),
+    );
+    assert!(wait_event(&none, Duration::from_secs(5), |e| matches!(
+        e,
+        Event::Error {
+            code: voice_core::proto::tcp::ErrorCode::Unauthorized,
+            ..
+        }
+    )));
+    let other_key = relay::token::SigningKey::generate().unwrap();
+    let claims = relay::token::Claims::for_name("pin", relay::config::DEFAULT_AUDIENCE, 60);
+    let forged = null_client(
+        |c| {
+            pinned(c);
+            c.token = Some(AccessToken(other_key.mint(&claims).unwrap()));
+        },
+        relay.local_addr(),
+    );
+    assert!(wait_event(&forged, Duration::from_secs(5), |e| matches!(
+        e,
+        Event::Error { code: voice_core::proto::tcp::ErrorCode::Unauthorized, message }
+            if message.contains("unknown key")
+    )));
+    let honest = null_client(pinned, relay.local_addr());
+    assert!(wait_event(&honest, Duration::from_secs(5), |e| matches!(
+        e,
+        Event::Connected { .. }
+    )));
+    let stats = relay.stop().unwrap();
+    assert_eq!(stats.get(relay::Counter::TokenMissing), 1);
+    assert_eq!(stats.get(relay::Counter::TokenUnknownKey), 1);
+    assert_eq!(stats.get(relay::Counter::SessionsTotal), 1);
+}
+
+#[test]
 fn the_plaintext_development_mode_connects_when_both_sides_ask_for_it() {
     let relay = start_fresh_relay("127.0.0.1:0".parse().unwrap(), true);
     let c = null_client(|c| c.insecure_plaintext = true, relay.local_addr());
@@ -128,6 +191,7 @@ fn the_plaintext_development_mode_connects_when_both_sides_ask_for_it() {
 
 fn client(server: SocketAddr, name: &str, talk: bool) -> Client {
     let mut cfg = ClientConfig::new(server, name);
+    cfg.token = Some(token(name));
     cfg.tls = TlsTrust::TrustOnFirstUse;
     cfg.input = if talk {
         AudioInput::Tone {
@@ -266,6 +330,7 @@ fn a_client_that_goes_silent_is_announced_as_left_within_the_idle_timeout() {
         &ClientMessage::Hello {
             version: CONTROL_VERSION,
             name: "ghost".into(),
+            token: Some(token("ghost")),
         },
         &mut out,
     )

@@ -32,10 +32,10 @@ use crate::metrics::StreamStats;
 use crate::mixer::Mixer;
 use crate::proto::register::{self, Secret};
 use crate::proto::tcp::{
-    validate_chat, ChannelInfo, ClientMessage, ErrorCode, ServerMessage, UserInfo, CONTROL_VERSION,
-    MAX_CHAT_LEN,
+    validate_chat, AccessToken, ChannelInfo, ClientMessage, ErrorCode, ServerMessage, UserInfo,
+    CONTROL_VERSION, MAX_CHAT_LEN,
 };
-use crate::proto::udp::{self, DatagramKind, Header, Position, MAX_DATAGRAM};
+use crate::proto::udp::{self, DatagramKind, Header, Position, TagKey, MAX_DATAGRAM};
 use crate::proto::{ChannelId, SessionToken};
 use crate::spatial::{
     Attenuation, EarParams, ListenerPose, SpatialError, SpatialVoice, StereoMixer,
@@ -78,6 +78,9 @@ pub struct EngineConfig {
     pub remote_idle_timeout: Duration,
     /// End-to-end encryption of the voice payload ([`crate::e2ee`]); off by default.
     pub e2ee: crate::e2ee::E2eeMode,
+    /// The access token presented in `Hello` (minted by the relay operator's or the game's
+    /// backend; `None` only for a relay in open mode). Never logged.
+    pub token: Option<AccessToken>,
 }
 
 impl Default for EngineConfig {
@@ -96,6 +99,7 @@ impl Default for EngineConfig {
             initial_channel: None,
             remote_idle_timeout: Duration::from_secs(30),
             e2ee: crate::e2ee::E2eeMode::Off,
+            token: None,
         }
     }
 }
@@ -411,6 +415,8 @@ pub struct Engine {
     session: SessionToken,
     name: String,
     secret: Option<Secret>,
+    /// Tags our datagrams and checks the relay's replies (derived from `secret`).
+    tag_key: TagKey,
     udp_ready: bool,
     register_counter: u64,
     register_delay: Duration,
@@ -477,6 +483,7 @@ impl Engine {
             state: ConnectionState::Disconnected,
             session: SessionToken::NONE,
             secret: None,
+            tag_key: TagKey::UNKEYED,
             udp_ready: false,
             register_counter: 0,
             register_delay: Duration::ZERO,
@@ -525,6 +532,7 @@ impl Engine {
         self.control_out.push_back(ClientMessage::Hello {
             version: CONTROL_VERSION,
             name: self.cfg.name.clone(),
+            token: self.cfg.token.clone(),
         });
     }
 
@@ -543,6 +551,7 @@ impl Engine {
         self.state = ConnectionState::Disconnected;
         self.session = SessionToken::NONE;
         self.secret = None;
+        self.tag_key = TagKey::UNKEYED;
         self.udp_ready = false;
         self.next_register = None;
         self.next_ping = None;
@@ -580,8 +589,10 @@ impl Engine {
                 self.state = ConnectionState::Connected;
                 self.session = session;
                 self.secret = Some(secret);
+                self.tag_key = TagKey::derive(&secret);
                 self.name = name.clone();
                 self.sender.set_session(session);
+                self.sender.set_tag_key(self.tag_key.clone());
                 self.udp_ready = false;
                 self.register_delay = self.cfg.register_retry;
                 self.next_register = Some(now);
@@ -761,6 +772,14 @@ impl Engine {
         };
         self.rx_packets += 1;
         let h = d.header;
+        // The relay tags its replies with our key; forwarded voice carries its sender's tag,
+        // which only the relay can check.
+        if matches!(h.kind, DatagramKind::RegisterAck | DatagramKind::Pong)
+            && self.tag_key.verify(bytes).is_err()
+        {
+            self.rx_malformed += 1;
+            return;
+        }
         match h.kind {
             DatagramKind::RegisterAck if h.sender == self.session && !self.session.is_none() => {
                 if !self.udp_ready {
@@ -776,13 +795,9 @@ impl Engine {
                 self.udp_rtt = Some(now.saturating_since(sent));
             }
             DatagramKind::Voice if h.sender != self.session && !h.sender.is_none() => {
-                // Everything before the payload is the SFrame metadata (header, and any block
-                // the header announces).
-                let meta_len = bytes.len() - d.payload.len();
-                let meta_len = (d.payload.as_ptr() as usize)
-                    .checked_sub(bytes.as_ptr() as usize)
-                    .unwrap_or(meta_len);
-                self.receive_voice(now, &h, d.position, &bytes[..meta_len], d.payload)
+                // Everything before the payload (header and positional block) is the SFrame
+                // metadata.
+                self.receive_voice(now, &h, d.position, udp::metadata(bytes, &d), d.payload)
             }
             _ => self.rx_malformed += 1,
         }
@@ -1010,9 +1025,13 @@ impl Engine {
                 // does not talk stands (proximity culling).
                 let mut buf = [0u8; MAX_DATAGRAM];
                 let payload = now.as_micros().to_le_bytes();
-                if let Ok(n) =
-                    udp::write_positional(&header, self.sender.position(), &payload, &mut buf)
-                {
+                if let Ok(n) = udp::write_positional(
+                    &header,
+                    self.sender.position(),
+                    &payload,
+                    &self.tag_key,
+                    &mut buf,
+                ) {
                     self.datagrams_out.push_back((buf, n));
                 }
                 self.next_ping = Some(now + self.cfg.ping_interval);
@@ -1059,7 +1078,7 @@ impl Engine {
 
     fn queue_datagram(&mut self, header: &Header, payload: &[u8]) {
         let mut buf = [0u8; MAX_DATAGRAM];
-        if let Ok(n) = udp::write(header, payload, &mut buf) {
+        if let Ok(n) = udp::write(header, payload, &self.tag_key, &mut buf) {
             self.datagrams_out.push_back((buf, n));
         }
     }

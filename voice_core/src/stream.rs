@@ -10,7 +10,7 @@ use crate::codec::{CodecError, Decoder, DredRecovery, Encoder, EncoderConfig, MA
 use crate::jitter::decision::{self, FrameClass, StretchOp, StretchStatus};
 use crate::jitter::{JitterBuffer, JitterConfig, Playout, PlayoutPolicy, PushOutcome, Redundancy};
 use crate::metrics::StreamStats;
-use crate::proto::udp::{self, DatagramKind, Flags, Header, Position, UdpError};
+use crate::proto::udp::{self, DatagramKind, Flags, Header, Position, TagKey, UdpError};
 use crate::proto::SessionToken;
 use crate::time::Time;
 use crate::tsm::{self, Stretch};
@@ -26,6 +26,7 @@ pub struct Sender {
     in_spurt: bool,
     payload: [u8; MAX_PACKET],
     position: Option<Position>,
+    tag_key: TagKey,
 }
 
 /// A sender failure.
@@ -53,6 +54,7 @@ impl Sender {
             in_spurt: false,
             payload: [0; MAX_PACKET],
             position: None,
+            tag_key: TagKey::UNKEYED,
         })
     }
 
@@ -61,6 +63,12 @@ impl Sender {
         self.seq = seq;
         self.timestamp = timestamp;
         self
+    }
+
+    /// The key that tags every datagram from now on (the session's, derived from its `Welcome`
+    /// secret; [`TagKey::UNKEYED`] until set, for streams no relay checks).
+    pub fn set_tag_key(&mut self, key: TagKey) {
+        self.tag_key = key;
     }
 
     /// Changes the session token (after a reconnect).
@@ -106,25 +114,14 @@ impl Sender {
         out: &mut [u8],
     ) -> Result<usize, SendError> {
         let enc = self.encoder.encode(pcm, &mut self.payload)?;
-        let mut flags = Flags::default();
-        if !self.in_spurt {
-            flags = flags.with(Flags::START_OF_SPURT);
-        }
-        if end_of_spurt {
-            flags = flags.with(Flags::END_OF_SPURT);
-        }
-        if enc.has_fec {
-            flags = flags.with(Flags::FEC);
-        }
-        let header = Header {
-            kind: DatagramKind::Voice,
-            flags,
-            seq: self.seq,
-            timestamp: self.timestamp,
-            sender: self.session,
-            target,
-        };
-        let n = udp::write_positional(&header, self.position, &self.payload[..enc.len], out)?;
+        let header = self.voice_header(Flags::default(), target, end_of_spurt, enc.has_fec);
+        let n = udp::write_positional(
+            &header,
+            self.position,
+            &self.payload[..enc.len],
+            &self.tag_key,
+            out,
+        )?;
         self.in_spurt = !end_of_spurt;
         self.seq = self.seq.wrapping_add(1);
         self.timestamp = self.timestamp.wrapping_add(FRAME_SAMPLES as u32);
@@ -132,8 +129,8 @@ impl Sender {
     }
 
     /// Like [`Sender::encode`], but the payload is sealed end to end by `seal` (called with the
-    /// header bytes as metadata, the Opus payload, and the space after the header) and the header
-    /// carries [`Flags::ENCRYPTED`]. On error nothing is consumed and `out` is untouched.
+    /// header bytes and the positional block, if any, as metadata, the Opus payload, and the space
+    /// after them, short of the tag) and the header carries [`Flags::ENCRYPTED`]. On error nothing is consumed and `out` is untouched.
     pub fn encode_sealed(
         &mut self,
         pcm: &[i16],
@@ -143,32 +140,15 @@ impl Sender {
         out: &mut [u8],
     ) -> Result<usize, SendError> {
         let enc = self.encoder.encode(pcm, &mut self.payload)?;
-        let mut flags = Flags::ENCRYPTED;
-        if !self.in_spurt {
-            flags = flags.with(Flags::START_OF_SPURT);
-        }
-        if end_of_spurt {
-            flags = flags.with(Flags::END_OF_SPURT);
-        }
-        if enc.has_fec {
-            flags = flags.with(Flags::FEC);
-        }
-        let header = Header {
-            kind: DatagramKind::Voice,
-            flags,
-            seq: self.seq,
-            timestamp: self.timestamp,
-            sender: self.session,
-            target,
-        };
+        let header = self.voice_header(Flags::ENCRYPTED, target, end_of_spurt, enc.has_fec);
         // The SFrame metadata is everything before the payload: the header and, when a
         // position is set, the positional block (so the position is authenticated end to end).
-        let mut head = [0u8; udp::HEADER_LEN + udp::POSITION_LEN];
-        let meta_len = udp::write_positional(&header, self.position, &[], &mut head)?;
+        let mut head = [0u8; udp::MAX_METADATA];
+        let meta_len = udp::write_metadata(&header, self.position, &mut head)?;
         let room = out.len().min(udp::MAX_DATAGRAM);
-        if room < meta_len {
+        if room < meta_len + udp::TAG_LEN {
             return Err(UdpError::BufferTooSmall {
-                need: meta_len,
+                need: meta_len + udp::TAG_LEN,
                 have: out.len(),
             }
             .into());
@@ -176,13 +156,45 @@ impl Sender {
         let n = seal(
             &head[..meta_len],
             &self.payload[..enc.len],
-            &mut out[meta_len..room],
+            &mut out[meta_len..room - udp::TAG_LEN],
         )?;
         out[..meta_len].copy_from_slice(&head[..meta_len]);
+        // The datagram tag over header, positional block and sealed payload, last, as for every
+        // datagram.
+        let body = meta_len + n;
+        let tag = self.tag_key.tag(&out[..body]);
+        out[body..body + udp::TAG_LEN].copy_from_slice(&tag);
         self.in_spurt = !end_of_spurt;
         self.seq = self.seq.wrapping_add(1);
         self.timestamp = self.timestamp.wrapping_add(FRAME_SAMPLES as u32);
-        Ok(meta_len + n)
+        Ok(body + udp::TAG_LEN)
+    }
+
+    /// The header of the next voice datagram: `flags` plus the talk-spurt and FEC flags.
+    fn voice_header(
+        &self,
+        mut flags: Flags,
+        target: SessionToken,
+        end_of_spurt: bool,
+        has_fec: bool,
+    ) -> Header {
+        if !self.in_spurt {
+            flags = flags.with(Flags::START_OF_SPURT);
+        }
+        if end_of_spurt {
+            flags = flags.with(Flags::END_OF_SPURT);
+        }
+        if has_fec {
+            flags = flags.with(Flags::FEC);
+        }
+        Header {
+            kind: DatagramKind::Voice,
+            flags,
+            seq: self.seq,
+            timestamp: self.timestamp,
+            sender: self.session,
+            target,
+        }
     }
 
     /// Lets one frame period pass without sending (silence between spurts): the timestamp keeps

@@ -81,6 +81,7 @@ fn engine(me: u32, e2ee: E2eeMode, members: &[u32], now: Time) -> (Engine, Vec<C
             ..Header::voice(SessionToken(me), 0, 0)
         },
         &counter.to_le_bytes(),
+        &udp::TagKey::derive(&SECRET),
         &mut ack,
     )
     .unwrap();

@@ -100,6 +100,7 @@ fn connected(me: u32, name: &str, now: Time) -> Engine {
             ..Header::voice(SessionToken(me), 0, 0)
         },
         &counter.to_le_bytes(),
+        &udp::TagKey::derive(&SECRET),
         &mut ack,
     )
     .unwrap();

@@ -67,7 +67,8 @@ fn engine(me: u32, spatial: Option<Attenuation>) -> Engine {
                 kind: DatagramKind::RegisterAck,
                 ..Header::voice(SessionToken(me), 0, 0)
             };
-            let n = udp::write(&h, &counter.to_le_bytes(), &mut ack).unwrap();
+            let key = udp::TagKey::derive(&SECRET);
+            let n = udp::write(&h, &counter.to_le_bytes(), &key, &mut ack).unwrap();
             e.handle_datagram(now, &ack[..n]);
         }
     }
@@ -108,6 +109,8 @@ fn listen_with(spatial: Option<Attenuation>, at: Position, stereo: bool) -> (f64
             let p = udp::parse(&d).unwrap();
             if p.header.kind == DatagramKind::Voice {
                 assert_eq!(p.position, Some(at), "own position on every voice datagram");
+                // The tag covers the block: a relay holding alice's key accepts it.
+                assert_eq!(udp::TagKey::derive(&SECRET).verify(&d), Ok(()));
                 b.handle_datagram(now + Duration::from_millis(15), &d);
             }
         }

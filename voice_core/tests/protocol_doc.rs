@@ -81,6 +81,8 @@ fn error_name(c: ErrorCode) -> &'static str {
         ErrorCode::NoSuchSession => "NoSuchSession",
         ErrorCode::Placement => "Placement",
         ErrorCode::BadE2eeBlob => "BadE2eeBlob",
+        ErrorCode::Unauthorized => "Unauthorized",
+        ErrorCode::Forbidden => "Forbidden",
     }
 }
 
@@ -231,9 +233,31 @@ fn check_frame<M: Message + Debug>(b: &Block) -> M {
     v
 }
 
-/// A datagram: header (debug notation) and payload as stated, and `udp::write` gives the bytes.
+/// The datagram tag exactly as the document words it: BLAKE3 `derive_key` with the context
+/// string over the session secret gives the key; the tag is the first 8 bytes of BLAKE3 keyed
+/// with it over every byte before the tag.
+fn tag_as_documented(secret: &Secret, body: &[u8]) -> [u8; 8] {
+    let key = blake3::derive_key("voice-engine datagram tag v2", secret);
+    blake3::keyed_hash(&key, body).as_bytes()[..8]
+        .try_into()
+        .unwrap()
+}
+
+/// A datagram: header (debug notation) and payload as stated, the tag made with the block's
+/// `secret` as documented, the positional block (if any) as stated in `position`, and
+/// `udp::write_positional` gives the bytes.
 fn check_datagram(b: &Block, payload: &[u8]) -> udp::Header {
     let bytes = b.bytes("hex");
+    let secret: Secret = b.bytes("secret").try_into().expect("32-byte secret");
+    let (body, tag) = bytes.split_at(bytes.len() - udp::TAG_LEN);
+    assert_eq!(
+        tag,
+        tag_as_documented(&secret, body),
+        "line {}: tag",
+        b.line
+    );
+    let key = udp::TagKey::derive(&secret);
+    assert_eq!(key.verify(&bytes), Ok(()), "line {}", b.line);
     let d = udp::parse(&bytes).unwrap_or_else(|e| panic!("line {}: {e}", b.line));
     assert_eq!(
         format!("{:?}", d.header),
@@ -250,7 +274,7 @@ fn check_datagram(b: &Block, payload: &[u8]) -> udp::Header {
         b.line
     );
     let mut again = vec![0u8; bytes.len()];
-    let n = udp::write_positional(&d.header, d.position, d.payload, &mut again).unwrap();
+    let n = udp::write_positional(&d.header, d.position, d.payload, &key, &mut again).unwrap();
     assert_eq!(
         &again[..n],
         &bytes[..],
@@ -312,7 +336,10 @@ fn every_wire_example_decodes_to_its_stated_value_and_back() {
                     register::verify(&secret, h.sender, &payload, 0),
                     Ok(counter)
                 );
-                assert_eq!(bytes.len(), HEADER_LEN + REGISTER_PAYLOAD_LEN);
+                assert_eq!(
+                    bytes.len(),
+                    HEADER_LEN + REGISTER_PAYLOAD_LEN + udp::TAG_LEN
+                );
                 kinds.insert(h.kind as u8);
             }
             other => panic!("line {}: unknown wire block type `{other}`", b.line),

@@ -124,6 +124,10 @@ pub struct voice_client_config {
     /// With `VOICE_E2EE_KEYS`: 32 bytes of identity secret to keep the same safety number across
     /// runs, or NULL for a fresh identity. Copied during `voice_client_new`.
     pub e2ee_identity: *const u8,
+    /// Access tokens (issue 13): the token presented in `Hello` (NUL-terminated; a JWT minted
+    /// by your backend, or `relay token --name NAME` for development), or NULL for a relay
+    /// started with `--open`. Copied during `voice_client_new`; never logged.
+    pub access_token: *const c_char,
 }
 
 /// One event. Strings are NUL-terminated UTF-8, truncated to fit at a character boundary; the
@@ -412,6 +416,7 @@ pub unsafe extern "C" fn voice_client_config_default(
             e2ee_password: std::ptr::null(),
             e2ee_password_len: 0,
             e2ee_identity: std::ptr::null(),
+            access_token: std::ptr::null(),
         };
         voice_result::VOICE_OK
     })
@@ -446,6 +451,10 @@ pub unsafe extern "C" fn voice_client_new(
         c.engine.e2ee = try_res!(unsafe { crate::e2ee::mode_from_config(cfg) });
         c.reconnect = cfg.reconnect;
         c.insecure_plaintext = cfg.insecure_plaintext;
+        if !cfg.access_token.is_null() {
+            let t = try_res!(unsafe { c_str(cfg.access_token) });
+            c.token = Some(::voice_client::AccessToken(t.to_owned()));
+        }
         if !cfg.tls_fingerprint.is_null() {
             let fp = try_res!(unsafe { c_str(cfg.tls_fingerprint) });
             let Ok(fp) = fp.parse() else {

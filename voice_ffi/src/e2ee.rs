@@ -458,9 +458,8 @@ pub unsafe extern "C" fn voice_receiver_push_sealed(
                 .count(voice_core::e2ee::DecryptError::UnknownKeyId);
             return voice_result::VOICE_ERR_DECRYPT;
         }
-        let meta_len = bytes.len() - d.payload.len();
         let o = &mut *o;
-        match o.ring.open(&bytes[..meta_len], d.payload) {
+        match o.ring.open(udp::metadata(bytes, &d), d.payload) {
             Ok((_, plain)) => {
                 // The positional block is part of the authenticated metadata.
                 if d.position.is_some() {

@@ -756,6 +756,7 @@ fn polling_while_a_callback_is_set_takes_no_event_from_it() {
     let server = CString::new(relay.local_addr().to_string()).unwrap();
     let fingerprint = CString::new(relay.fingerprint().unwrap().to_string()).unwrap();
     let name = CString::new("poller").unwrap();
+    let token = CString::new(relay.token_for("poller").expect("the relay's own key")).unwrap();
     let counted = Arc::new(AtomicU64::new(0));
     unsafe {
         let mut cfg = MaybeUninit::uninit();
@@ -764,6 +765,7 @@ fn polling_while_a_callback_is_set_takes_no_event_from_it() {
         cfg.server = server.as_ptr();
         cfg.name = name.as_ptr();
         cfg.tls_fingerprint = fingerprint.as_ptr();
+        cfg.access_token = token.as_ptr();
         cfg.audio = VOICE_AUDIO_NULL;
         let mut c = ptr::null_mut();
         assert_eq!(voice_client_new(&cfg, &mut c), VOICE_OK);

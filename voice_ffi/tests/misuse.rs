@@ -191,6 +191,7 @@ fn calls_after_the_relay_goes_away_return_not_connected() {
     let server = CString::new(relay.local_addr().to_string()).unwrap();
     let fingerprint = CString::new(relay.fingerprint().unwrap().to_string()).unwrap();
     let name = CString::new("ffi-test").unwrap();
+    let token = CString::new(relay.token_for("ffi-test").unwrap()).unwrap();
     unsafe {
         let mut cfg = std::mem::MaybeUninit::uninit();
         voice_client_config_default(cfg.as_mut_ptr());
@@ -198,6 +199,7 @@ fn calls_after_the_relay_goes_away_return_not_connected() {
         cfg.server = server.as_ptr();
         cfg.name = name.as_ptr();
         cfg.tls_fingerprint = fingerprint.as_ptr();
+        cfg.access_token = token.as_ptr();
         cfg.audio = VOICE_AUDIO_APP;
         cfg.reconnect = false;
         let mut c = ptr::null_mut();

@@ -369,6 +369,24 @@ namespace Voice.Tests
         /// Starts the relay and says how a client connects to it: the one place that knows the relay's
         /// command line and the client settings that go with it (TLS with the pinned fingerprint).
         /// </summary>
+        /// <summary>A token for `name` signed with the relay's own key (`relay token`).</summary>
+        static string MintToken(string name)
+        {
+            var psi = new ProcessStartInfo(relayBin, "token --identity-dir \"" + Path.Combine(workDir, "relay-identity") + "\" --name \"" + name + "\"")
+            {
+                UseShellExecute = false,
+                RedirectStandardOutput = true,
+            };
+            using (var p = Process.Start(psi))
+            {
+                string token = p.StandardOutput.ReadToEnd().Trim();
+                p.WaitForExit();
+                if (p.ExitCode != 0 || token.Length == 0)
+                    throw new Exception("relay token failed with exit code " + p.ExitCode);
+                return token;
+            }
+        }
+
         static Relay StartRelay()
         {
             var psi = new ProcessStartInfo(relayBin, "--listen 127.0.0.1:0 --identity-dir \"" + Path.Combine(workDir, "relay-identity") + "\"")
@@ -407,6 +425,7 @@ namespace Voice.Tests
                 Server = addr,
                 Name = name,
                 TlsFingerprint = fingerprint,
+                AccessToken = MintToken(name),
                 Audio = Native.VOICE_AUDIO_APP,
                 TransmitMode = Native.VOICE_TRANSMIT_CONTINUOUS,
                 Reconnect = false,

@@ -24,7 +24,7 @@
 //! sender's datagrams always reach the same socket. Socket 0 is drained by this control loop,
 //! sockets 1.. by one thread each with its own poll. The control loop owns [`State`] alone and,
 //! whenever its [`version`](State::version) moved, publishes an immutable
-//! [`Snapshot`](crate::forward::Snapshot) through an `ArcSwap` before any reply that could make
+//! [`Snapshot`] through an `ArcSwap` before any reply that could make
 //! a client send voice goes out (`Joined`, `RegisterAck`). Workers read the snapshot without a
 //! lock and keep their own per-sender state and counters (summed for `Stats`). `Register`
 //! datagrams arriving at another worker are passed to the control loop over a channel (it owns
@@ -45,11 +45,13 @@ use voice_core::proto::tcp::{ClientMessage, FrameQueue, FrameReader};
 use voice_core::proto::SessionToken;
 use voice_tls::{rustls, Fingerprint, TlsStream, Transport};
 
+use crate::admission::Admission;
 use crate::config::Config;
 use crate::control::Outbox;
 use crate::forward::{Snapshot, WorkerStats};
 use crate::state::State;
 use crate::stats::{Counter, Stats};
+use crate::token::Claims;
 use crate::Error;
 use udp::{Registration, Spawnable, Worker, WORKER_UDP, WORKER_WAKER};
 
@@ -142,6 +144,8 @@ pub struct Relay {
     config: Config,
     /// TLS for every accepted connection; `None` only with `insecure_plaintext`.
     tls: Option<crate::identity::Identity>,
+    /// Who may open a session (access tokens or open mode).
+    admission: Arc<Admission>,
     state: State,
     stats: Stats,
     conns: HashMap<usize, Conn>,
@@ -221,6 +225,18 @@ impl Relay {
         }
         let workers = config.worker_count();
         let reuseport = workers > 1;
+        let admission = Arc::new(Admission::load(&config)?);
+        if admission.is_open() {
+            log::warn!(
+                "open mode: clients are admitted WITHOUT an access token (development only)"
+            );
+        } else if let Some(path) = admission.key_file() {
+            log::info!(
+                "access tokens: signed by {}; mint one with `relay token --identity-dir {} --name NAME`",
+                path.display(),
+                path.parent().map_or(".".into(), |d| d.display().to_string())
+            );
+        }
         let (mut listener, udp) = bind_pair(config.listen, reuseport)?;
         let local = listener.local_addr()?;
         let mut sockets = vec![udp];
@@ -238,9 +254,15 @@ impl Relay {
         }
         let state = State::new(&config);
         let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::of(&state, 0)));
-        let mut workers_iter = sockets
-            .into_iter()
-            .map(|udp| Worker::new(udp, state.limits, config.batch_io, snapshot.clone()));
+        let mut workers_iter = sockets.into_iter().map(|udp| {
+            Worker::new(
+                udp,
+                state.limits,
+                config.batch_io,
+                config.check_datagram_tags,
+                snapshot.clone(),
+            )
+        });
         let mut worker = workers_iter
             .next()
             .ok_or_else(|| Error::Io(io::Error::other("at least one worker socket is bound")))?;
@@ -302,6 +324,7 @@ impl Relay {
             state,
             config,
             tls,
+            admission,
             stats: Stats::new(),
             conns: HashMap::new(),
             next_conn: FIRST_CONN,
@@ -322,6 +345,19 @@ impl Relay {
         self.tls.as_ref().map(|t| t.fingerprint)
     }
 
+    /// A token this relay accepts for `claims`, signed with its own key (`None` when it checks
+    /// the operator's keys or runs open). For tests and embedded development relays.
+    pub fn mint_token(&self, claims: &Claims) -> Option<String> {
+        self.admission.mint(claims)
+    }
+
+    /// A token for `name` (every channel, whisper to anyone, one hour), as
+    /// [`Relay::mint_token`].
+    pub fn token_for(&self, name: &str) -> Option<String> {
+        self.admission
+            .mint(&Claims::for_name(name, self.admission.audience(), 3600))
+    }
+
     /// A handle that stops [`Relay::run`] from another thread.
     pub fn stopper(&self) -> Stopper {
         self.stopper.clone()
@@ -332,12 +368,14 @@ impl Relay {
         let addr = self.local;
         let fingerprint = self.fingerprint();
         let stopper = self.stopper();
+        let admission = Arc::clone(&self.admission);
         let thread = std::thread::Builder::new()
             .name("relay".into())
             .spawn(move || self.run())?;
         Ok(RelayHandle {
             addr,
             fingerprint,
+            admission,
             stopper,
             thread: Some(thread),
         })
@@ -488,13 +526,16 @@ impl Relay {
         while let Ok(reg) = self.registrations.try_recv() {
             if let Some(counter) = register(&mut self.state, &mut self.stats, &reg) {
                 self.publish();
-                udp::send_ack(
-                    self.worker.socket(),
-                    self.worker.stats(),
-                    &reg.header,
-                    counter,
-                    reg.src,
-                );
+                if let Some(s) = self.state.sessions.get(&reg.header.sender) {
+                    udp::send_ack(
+                        self.worker.socket(),
+                        self.worker.stats(),
+                        &s.tag_key,
+                        &reg.header,
+                        counter,
+                        reg.src,
+                    );
+                }
             }
         }
     }
@@ -705,6 +746,7 @@ impl Relay {
 pub struct RelayHandle {
     addr: SocketAddr,
     fingerprint: Option<Fingerprint>,
+    admission: Arc<Admission>,
     stopper: Stopper,
     thread: Option<std::thread::JoinHandle<Result<Stats, Error>>>,
 }
@@ -718,6 +760,27 @@ impl RelayHandle {
     /// The TLS certificate's fingerprint (`None`: plaintext mode).
     pub fn fingerprint(&self) -> Option<Fingerprint> {
         self.fingerprint
+    }
+
+    /// A token this relay accepts for `claims` (see [`Relay::mint_token`]).
+    pub fn mint_token(&self, claims: &Claims) -> Option<String> {
+        self.admission.mint(claims)
+    }
+
+    /// A token for `name` (see [`Relay::token_for`]).
+    pub fn token_for(&self, name: &str) -> Option<String> {
+        self.admission
+            .mint(&Claims::for_name(name, self.admission.audience(), 3600))
+    }
+
+    /// The audience tokens for this relay must name.
+    pub fn audience(&self) -> &str {
+        self.admission.audience()
+    }
+
+    /// The relay's admission policy (shared; mints tokens with [`Admission::token_for`]).
+    pub fn admission(&self) -> Arc<Admission> {
+        Arc::clone(&self.admission)
     }
 
     /// Stops the relay and waits for its thread; returns its final counters.

@@ -164,6 +164,7 @@ impl Relay {
             now,
             unix_ms: unix_ms(),
             max_sessions: self.config.max_sessions,
+            admission: &self.admission,
         };
         match control::hello(&mut self.state, &mut self.stats, msg, cx) {
             Ok((token, welcome)) => {

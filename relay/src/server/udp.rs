@@ -6,7 +6,11 @@
 //! acks are sent here or by the control plane, never larger than the request.
 //!
 //! Worker 0 runs inside the control thread's loop; workers 1.. run [`run_worker`] on their own
-//! threads. Every per-datagram decision is [`Worker::on_datagram`]: one place to add a check.
+//! threads. Every per-datagram decision is `Path::on_datagram`: one place to add a check.
+//!
+//! Every Voice, Register and Ping datagram's tag is checked first, against its sender session's
+//! key from the snapshot (`drop_bad_tag`); forwarded voice leaves with its tag unchanged, and
+//! replies are tagged with the recipient's key.
 
 use std::io;
 use std::net::SocketAddr;
@@ -19,12 +23,12 @@ use arc_swap::cache::Cache;
 use arc_swap::ArcSwap;
 use mio::net::UdpSocket;
 use mio::{Events, Poll, Token, Waker};
-use voice_core::proto::udp::{self, DatagramKind, Header, UdpError, MAX_DATAGRAM};
+use voice_core::proto::udp::{self, DatagramKind, Header, TagKey, UdpError, MAX_DATAGRAM};
 use voice_core::proto::SessionToken;
 
 use super::{MAX_UDP_BATCHES_PER_TURN, RECV_BATCH, SEND_BATCH};
 use crate::forward::{Senders, Snapshot, WorkerStats};
-use crate::state::Limits;
+use crate::state::{DropReason, Limits};
 use crate::stats::Counter;
 use crate::udpio::{RecvBatch, SendBatch, SLOT};
 
@@ -74,6 +78,8 @@ struct Path {
     senders: Senders,
     recipients: Vec<SocketAddr>,
     stats: Arc<WorkerStats>,
+    /// Check datagram tags (`check_datagram_tags`; off only to measure what the check costs).
+    check_tags: bool,
 }
 
 impl Worker {
@@ -81,6 +87,7 @@ impl Worker {
         udp: UdpSocket,
         limits: Limits,
         batch_io: bool,
+        check_tags: bool,
         snapshot: Arc<ArcSwap<Snapshot>>,
     ) -> Self {
         Worker {
@@ -89,6 +96,7 @@ impl Worker {
                 senders: Senders::new(limits),
                 recipients: Vec::with_capacity(64),
                 stats: Arc::new(WorkerStats::default()),
+                check_tags,
             },
             recv: Some(RecvBatch::new(RECV_BATCH)),
             send: SendBatch::new(SEND_BATCH),
@@ -230,6 +238,7 @@ impl Path {
                     UdpError::TooLong(_) => Counter::DropTooLong,
                     UdpError::UnsupportedVersion(_) => Counter::DropBadVersion,
                     UdpError::UnknownKind(_) => Counter::DropBadKind,
+                    UdpError::BadTag => Counter::DropBadTag,
                     UdpError::NoSender | UdpError::BufferTooSmall { .. } => Counter::DropNoSender,
                     UdpError::BadPosition => Counter::DropBadPosition,
                 });
@@ -237,6 +246,22 @@ impl Path {
             }
         };
         let h = d.header;
+        // Every datagram a client sends is tagged with its session's key: checked first.
+        if matches!(
+            h.kind,
+            DatagramKind::Voice | DatagramKind::Register | DatagramKind::Ping
+        ) && self.check_tags
+        {
+            if let Err(r) = snap.check_tag(h.sender, data) {
+                self.stats.inc(match (h.kind, r) {
+                    (DatagramKind::Register, DropReason::UnknownSession) => {
+                        Counter::RegisterUnknownSession
+                    }
+                    _ => r.counter(),
+                });
+                return false;
+            }
+        }
         match h.kind {
             DatagramKind::Voice => match self.senders.accept_voice(
                 snap,
@@ -266,7 +291,9 @@ impl Path {
                     payload: d.payload.to_vec(),
                 };
                 if let Some(counter) = registrar(reg) {
-                    send_ack(&self.udp, &self.stats, &h, counter, src);
+                    if let Some(key) = snap.tag_key(h.sender) {
+                        send_ack(&self.udp, &self.stats, key, &h, counter, src);
+                    }
                 }
                 false
             }
@@ -279,7 +306,9 @@ impl Path {
                             kind: DatagramKind::Pong,
                             ..h
                         };
-                        reply(&self.udp, &self.stats, &pong, d.payload, src);
+                        if let Some(key) = snap.tag_key(h.sender) {
+                            reply(&self.udp, &self.stats, key, &pong, d.payload, src);
+                        }
                     }
                     Err(r) => self.stats.inc(r.counter()),
                 }
@@ -293,10 +322,12 @@ impl Path {
     }
 }
 
-/// Acknowledges a registration of `request` (its header) with the verified `counter`.
+/// Acknowledges a registration of `request` (its header) with the verified `counter`, tagged
+/// with the registering session's `key`.
 pub(crate) fn send_ack(
     udp: &UdpSocket,
     stats: &WorkerStats,
+    key: &TagKey,
     request: &Header,
     counter: u64,
     dst: SocketAddr,
@@ -308,12 +339,20 @@ pub(crate) fn send_ack(
         target: SessionToken::NONE,
         ..*request
     };
-    reply(udp, stats, &ack, &counter.to_le_bytes(), dst);
+    reply(udp, stats, key, &ack, &counter.to_le_bytes(), dst);
 }
 
-fn reply(udp: &UdpSocket, stats: &WorkerStats, header: &Header, payload: &[u8], dst: SocketAddr) {
+/// Sends `header` + `payload` to `dst`, tagged with the recipient session's `key`.
+fn reply(
+    udp: &UdpSocket,
+    stats: &WorkerStats,
+    key: &TagKey,
+    header: &Header,
+    payload: &[u8],
+    dst: SocketAddr,
+) {
     let mut buf = [0u8; MAX_DATAGRAM];
-    match udp::write(header, payload, &mut buf) {
+    match udp::write(header, payload, key, &mut buf) {
         Ok(n) => {
             if let Err(e) = udp.send_to(&buf[..n], dst) {
                 stats.inc(Counter::DropSendFailed);

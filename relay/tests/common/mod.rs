@@ -12,18 +12,20 @@
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use voice_tls::rustls::{ClientConnection, StreamOwned};
 use voice_tls::{ClientTls, Fingerprint, TlsTrust};
 
+use relay::admission::Admission;
 use relay::{Config, Relay, RelayHandle};
 use voice_core::proto::register::{self, Secret};
 use voice_core::proto::tcp::{
-    encode_frame, ChannelInfo, ClientMessage, FrameReader, ServerMessage, CONTROL_VERSION,
+    encode_frame, AccessToken, ChannelInfo, ClientMessage, FrameReader, ServerMessage,
+    CONTROL_VERSION,
 };
-use voice_core::proto::udp::{self, DatagramKind, Header, MAX_DATAGRAM};
+use voice_core::proto::udp::{self, DatagramKind, Header, TagKey, MAX_DATAGRAM};
 use voice_core::proto::{ChannelId, SessionToken};
 
 /// How long any expected message may take.
@@ -42,7 +44,34 @@ pub fn start(tweak: impl FnOnce(&mut Config)) -> RelayHandle {
     tweak(&mut cfg);
     let relay = Relay::bind(cfg).unwrap().spawn().unwrap();
     remember(relay.local_addr(), relay.fingerprint());
+    MINTERS
+        .lock()
+        .unwrap()
+        .push((relay.local_addr(), relay.admission()));
     relay
+}
+
+/// Which relay address accepts tokens from which admission policy (relays started by [`start`]).
+static MINTERS: Mutex<Vec<(SocketAddr, Arc<Admission>)>> = Mutex::new(Vec::new());
+
+/// A token the relay at `addr` accepts for `name` (`None`: open mode, or a relay not started by
+/// [`start`]).
+pub fn token_for(addr: SocketAddr, name: &str) -> Option<String> {
+    let minters = MINTERS.lock().unwrap();
+    minters
+        .iter()
+        .rev()
+        .find(|(a, _)| *a == addr)
+        .and_then(|(_, m)| m.token_for(name))
+}
+
+/// `Hello` for `name` with the token the relay at `addr` accepts.
+pub fn hello(addr: SocketAddr, name: &str) -> ClientMessage {
+    ClientMessage::Hello {
+        version: CONTROL_VERSION,
+        name: name.into(),
+        token: token_for(addr, name).map(AccessToken),
+    }
 }
 
 /// Which relay address serves which certificate (`None`: plaintext).
@@ -245,6 +274,8 @@ pub struct Client {
     pub udp: UdpSocket,
     pub session: SessionToken,
     pub secret: Secret,
+    /// The key that tags this session's datagrams (derived from `secret`).
+    pub key: TagKey,
     pub name: String,
     pub relay: SocketAddr,
     pub channels: Vec<ChannelInfo>,
@@ -253,12 +284,19 @@ pub struct Client {
 }
 
 impl Client {
-    /// Hello + Welcome, then UDP registration acknowledged.
+    /// Hello (with the token [`token_for`] mints) + Welcome, then UDP registration
+    /// acknowledged.
     pub fn connect(relay: SocketAddr, name: &str) -> Client {
+        Client::connect_with(relay, name, token_for(relay, name))
+    }
+
+    /// As [`Client::connect`], presenting `token`.
+    pub fn connect_with(relay: SocketAddr, name: &str, token: Option<String>) -> Client {
         let mut ctl = Control::connect(relay);
         ctl.send(&ClientMessage::Hello {
             version: CONTROL_VERSION,
             name: name.into(),
+            token: token.map(AccessToken),
         });
         let ServerMessage::Welcome {
             session,
@@ -275,6 +313,7 @@ impl Client {
             udp,
             session,
             secret,
+            key: TagKey::derive(&secret),
             name: name.into(),
             relay,
             channels,
@@ -294,12 +333,17 @@ impl Client {
             ..Header::voice(self.session, 0, 0)
         };
         let mut buf = [0u8; MAX_DATAGRAM];
-        let n = udp::write(&h, &payload, &mut buf).unwrap();
+        let n = udp::write(&h, &payload, &self.key, &mut buf).unwrap();
         for _ in 0..5 {
             self.udp.send_to(&buf[..n], self.relay).unwrap();
             if let Some(ack) = self.recv_udp(Duration::from_millis(500)) {
                 let d = udp::parse(&ack).unwrap();
                 assert_eq!(d.header.kind, DatagramKind::RegisterAck);
+                assert_eq!(
+                    self.key.verify(&ack),
+                    Ok(()),
+                    "the ack is tagged with our key"
+                );
                 assert_eq!(d.header.sender, self.session);
                 assert_eq!(d.payload, &self.counter.to_le_bytes());
                 assert!(ack.len() <= n);
@@ -331,7 +375,7 @@ impl Client {
     /// A voice datagram from this client with the next sequence number.
     pub fn voice(&mut self, target: SessionToken, payload: &[u8]) -> Vec<u8> {
         self.seq = self.seq.wrapping_add(1);
-        voice_bytes(self.session, self.seq, target, payload)
+        voice_bytes(&self.key, self.session, self.seq, target, payload)
     }
 
     pub fn send_udp(&self, bytes: &[u8]) {
@@ -373,8 +417,16 @@ impl Client {
     }
 }
 
-/// A voice datagram with explicit fields.
+/// Re-computes the tag of `datagram` with `key` (after a test changed its bytes).
+pub fn retag(key: &TagKey, datagram: &mut [u8]) {
+    let body = datagram.len() - udp::TAG_LEN;
+    let tag = key.tag(&datagram[..body]);
+    datagram[body..].copy_from_slice(&tag);
+}
+
+/// A voice datagram with explicit fields, tagged with `key`.
 pub fn voice_bytes(
+    key: &TagKey,
     sender: SessionToken,
     seq: u16,
     target: SessionToken,
@@ -385,7 +437,7 @@ pub fn voice_bytes(
         ..Header::voice(sender, seq, u32::from(seq) * 960)
     };
     let mut buf = vec![0u8; MAX_DATAGRAM];
-    let n = udp::write(&h, payload, &mut buf).unwrap();
+    let n = udp::write(&h, payload, key, &mut buf).unwrap();
     buf.truncate(n);
     buf
 }

@@ -6,8 +6,12 @@
 //!           [--whisper NAME] [--record OUT.wav] [--duration SECS] [--chat TEXT]... [--mode continuous|vad|ptt] (default: continuous with --play/--tone, else silent)
 //!           [--input-device NAME|default] [--output-device NAME|default] [--stats-interval MS] [--no-reconnect]
 //!           [--fingerprint SHA256 | --ca CA.pem [--server-name NAME] | --tofu | --insecure-plaintext]
+//!           [--token JWT | --token-file FILE]
 //!           [--position X,Y,Z | --path X,Y,Z;X,Y,Z;... [--speed UNITS_PER_S]] [--model MODEL:MIN:MAX:ROLLOFF]
 //! ```
+//! `--token` (or `--token-file`, whose contents are trimmed) is the access token the relay
+//! requires (`relay token --name NAME` mints one for a development relay); only a relay started
+//! with `--open` admits a bot without one.
 //! Positional audio: `--position` places the bot; `--path` makes it walk the waypoints in a loop
 //! (back to the first after the last) at `--speed` units/s (default 2), facing where it walks,
 //! its position updated every 100 ms and printed as `{"t_ms":…,"position":[x,y,z]}` with each
@@ -37,6 +41,7 @@ const USAGE: &str = "usage: voice-bot --server ADDR --name NAME [--channel ID|NA
 [--output-device NAME|default] [--stats-interval MS] [--no-reconnect] \
 [--fingerprint SHA256 | --ca CA.pem [--server-name NAME] | --tofu | --insecure-plaintext] \
 [--e2ee-password SECRET | --e2ee-password-env VAR | --e2ee-keys [--e2ee-identity HEX64]] \
+[--token JWT | --token-file FILE] \
 [--position X,Y,Z | --path X,Y,Z;X,Y,Z;... [--speed UNITS_PER_S]] [--model MODEL:MIN:MAX:ROLLOFF]";
 
 struct Args {
@@ -59,6 +64,7 @@ struct Args {
     path: Vec<Position>,
     speed: f32,
     model: Option<Attenuation>,
+    token: Option<String>,
 }
 
 fn parse_point(s: &str) -> Result<Position, String> {
@@ -145,6 +151,7 @@ fn parse() -> Result<Args, String> {
         speed: 2.0,
         model: None,
         e2ee: voice_client::E2eeMode::Off,
+        token: None,
     };
     let mut play: Option<PathBuf> = None;
     let mut mode_given = false;
@@ -265,6 +272,13 @@ fn parse() -> Result<Args, String> {
                     lead: voice_client::E2EE_DEFAULT_LEAD,
                 };
             }
+            "--token" => a.token = Some(v("--token")?),
+            "--token-file" => {
+                let path = v("--token-file")?;
+                let t = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("--token-file {path}: {e}"))?;
+                a.token = Some(t.trim().to_owned());
+            }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -299,6 +313,7 @@ fn run(a: Args) -> Result<(), String> {
     cfg.tls_server_name = a.server_name.clone();
     cfg.insecure_plaintext = a.insecure_plaintext;
     cfg.engine.e2ee = a.e2ee.clone();
+    cfg.token = a.token.clone().map(voice_client::AccessToken);
     cfg.engine.transmit = a.mode;
     cfg.channel_attenuation = a.model;
     let pose_at = |t: f32| {

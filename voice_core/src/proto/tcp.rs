@@ -19,7 +19,10 @@ use super::{ChannelId, SessionToken};
 use crate::spatial::{Attenuation, DistanceModel, SpatialError};
 
 /// Version number exchanged in `Hello`; bumped on any incompatible change of these messages.
-pub const CONTROL_VERSION: u16 = 1;
+/// Version 2 added the access token to `Hello`.
+pub const CONTROL_VERSION: u16 = 2;
+/// Longest access token in bytes accepted in `Hello`.
+pub const MAX_TOKEN_LEN: usize = 4096;
 /// Cap on a client → relay frame body in bytes (the largest, a chat line, needs about 2 KiB).
 pub const MAX_CLIENT_FRAME: usize = 64 * 1024;
 /// Cap on a relay → client frame body in bytes: `Welcome` and `ChannelList` carry every user, so
@@ -124,12 +127,37 @@ pub enum ErrorCode {
     RateLimited,
     /// No such session.
     NoSuchSession,
-    /// Scale-out (allocated index 15): the room's placement could not be decided (Redis
+    /// `Hello` carried no access token, or one the relay does not accept (bad signature,
+    /// unknown key, expired, not yet valid, wrong audience, `alg` other than EdDSA).
+    Unauthorized,
+    /// The session's token does not allow this action (a channel outside its list, a whisper
+    /// outside its scope, an admin action without the admin claim).
+    Forbidden,
+    /// Scale-out: the room's placement could not be decided (Redis
     /// unreachable); try again later.
     Placement,
-    /// E2EE (wire index 17): an end-to-end identity or wrapped-key blob was too large, or its
+    /// E2EE: an end-to-end identity or wrapped-key blob was too large, or its
     /// recipient is not in the sender's channel.
     BadE2eeBlob,
+}
+
+/// An access token (a JWT) as carried in `Hello`. On the wire exactly a string; its `Debug`
+/// shows only its length, so a logged message never reveals a token.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AccessToken(pub String);
+
+impl std::fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AccessToken(<{} bytes>)", self.0.len())
+    }
+}
+
+impl AccessToken {
+    /// The token text (for the verifier; never log it).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
 }
 
 /// Client → relay.
@@ -139,8 +167,10 @@ pub enum ClientMessage {
     Hello {
         /// [`CONTROL_VERSION`] of the client.
         version: u16,
-        /// Requested display name.
+        /// Requested display name (a relay that checks tokens uses the token's `name` claim).
         name: String,
+        /// The access token (`None`: only a relay in open mode admits the client).
+        token: Option<AccessToken>,
     },
     /// Join (or switch to) a channel.
     JoinChannel {
@@ -174,13 +204,13 @@ pub enum ClientMessage {
     },
     /// Polite disconnect.
     Goodbye,
-    /// E2EE (wire index 13): this client's public identity, an opaque blob of at most
+    /// E2EE: this client's public identity, an opaque blob of at most
     /// [`MAX_E2EE_IDENTITY`] bytes. The relay stores it and shows it to the channel's members.
     E2eeIdentity {
         /// The blob (an X25519 public key, see `voice_core::e2ee::identity`).
         blob: Vec<u8>,
     },
-    /// E2EE (wire index 14): sender keys wrapped per member, each an opaque blob of at most
+    /// E2EE: sender keys wrapped per member, each an opaque blob of at most
     /// [`MAX_E2EE_KEY_BLOB`] bytes, delivered only to recipients in the sender's channel.
     E2eeKeys {
         /// (recipient, blob) pairs.
@@ -281,7 +311,7 @@ pub enum ServerMessage {
         /// Human-readable detail.
         message: String,
     },
-    /// E2EE (wire index 15): a channel member's public identity blob (when it announces one, and
+    /// E2EE: a channel member's public identity blob (when it announces one, and
     /// for every member when this client joins).
     E2eeIdentity {
         /// Whose identity.
@@ -289,29 +319,29 @@ pub enum ServerMessage {
         /// The opaque blob, exactly as announced.
         blob: Vec<u8>,
     },
-    /// E2EE (wire index 16): a sender key wrapped for this client by `from`.
+    /// E2EE: a sender key wrapped for this client by `from`.
     E2eeKey {
         /// The sender.
         from: SessionToken,
         /// The opaque blob, exactly as sent.
         blob: Vec<u8>,
     },
-    /// The channel just joined is 3D: render its voices by position with these settings (sent
-    /// right after [`ServerMessage::Joined`]; a `Joined` without it means a 2D channel).
-    /// Allocated index 18 in the merged protocol.
-    ChannelSpatial {
-        /// The channel.
-        channel: ChannelId,
-        /// Its distance model and audible range.
-        spatial: SpatialInfo,
-    },
-    /// Scale-out (allocated index 20): the room asked for with `JoinChannel` is hosted by
+    /// Scale-out: the room asked for with `JoinChannel` is hosted by
     /// another relay of the cluster; reconnect there (same name) and join it again.
     Redirect {
         /// The room.
         channel: ChannelId,
         /// The hosting relay's address, `IP:PORT` (TCP control and UDP voice).
         relay: String,
+    },
+    /// Positional audio: the channel just joined is 3D: render its voices by position with these
+    /// settings (sent right after [`ServerMessage::Joined`]; a `Joined` without it means a 2D
+    /// channel).
+    ChannelSpatial {
+        /// The channel.
+        channel: ChannelId,
+        /// Its distance model and audible range.
+        spatial: SpatialInfo,
     },
 }
 
@@ -600,6 +630,7 @@ mod tests {
             ClientMessage::Hello {
                 version: CONTROL_VERSION,
                 name: "ännä".into(),
+                token: Some(AccessToken("a.b.c".into())),
             },
             ClientMessage::JoinChannel {
                 channel: ChannelId(3),
@@ -924,6 +955,20 @@ mod tests {
             Err(FrameError::Malformed(_))
         ));
         assert_eq!(out, queued);
+    }
+
+    #[test]
+    fn a_token_is_a_plain_string_on_the_wire_and_never_in_debug_output() {
+        let with = ClientMessage::Hello {
+            version: CONTROL_VERSION,
+            name: "a".into(),
+            token: Some(AccessToken("secret.jwt.sig".into())),
+        };
+        let body = postcard::to_allocvec(&with).unwrap();
+        // variant 0, version 2, name "a", Some, "secret.jwt.sig"
+        assert_eq!(&body[..5], &[0, 2, 1, b'a', 1]);
+        assert_eq!(body[5] as usize, "secret.jwt.sig".len());
+        assert!(!format!("{with:?}").contains("secret"));
     }
 
     #[test]

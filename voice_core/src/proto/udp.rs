@@ -9,12 +9,23 @@
 //! +--------+--------+--------+--------+--------+--------+--------+--------+
 //! |      target token (u32 LE)        |  [positional block] payload (Opus, or kind-specific) ...
 //! +--------+--------+--------+--------+
+//! ... payload |  tag (8 bytes): keyed BLAKE3 of every byte before it, truncated  |
 //! ```
 //!
 //! When flag bit 7 ([`Flags::POSITIONAL`]) is set, a 12-byte positional block follows the header:
 //! the sender's x, y, z position as three `f32` little-endian values in game units (finite; a
 //! block with NaN or an infinity, or a datagram too short for the block, is rejected). The payload
-//! starts after it. Relay and client both parse here, so the two never disagree.
+//! starts after it and ends where the tag begins. Relay and client both parse here, so the two
+//! never disagree.
+//!
+//! Version 2 ends every datagram with an 8-byte authentication tag ([`TAG_LEN`]): the first 8
+//! bytes of BLAKE3 in keyed mode over all preceding bytes (header, positional block if any, and
+//! payload), with the session's [`TagKey`], derived from the secret of its `Welcome`
+//! ([`TagKey::derive`]). A client tags what it sends with its own key; the relay checks the tag
+//! of every datagram against the key of the session its sender field names before acting on it
+//! (culling by position included), forwards Voice unchanged (tag included), and tags its replies
+//! (`RegisterAck`, `Pong`) with the recipient's key. Receivers of forwarded voice cannot check
+//! its tag (they do not hold the sender's key); they skip it.
 //!
 //! The header is a `#[repr(C)]` struct of byte arrays (alignment 1), so it is read in place from any
 //! received buffer with bytemuck and the payload is returned as a borrowed slice: parsing copies
@@ -27,15 +38,64 @@ use thiserror::Error;
 
 use super::SessionToken;
 
-/// The protocol version this build writes and accepts.
-pub const PROTOCOL_VERSION: u8 = 1;
+/// The protocol version this build writes and accepts (2: every datagram ends with a tag).
+pub const PROTOCOL_VERSION: u8 = 2;
+/// Length of the authentication tag that ends every datagram.
+pub const TAG_LEN: usize = 8;
+/// The BLAKE3 `derive_key` context that turns a session secret into its [`TagKey`].
+pub const TAG_KEY_CONTEXT: &str = "voice-engine datagram tag v2";
 /// Length of the fixed header in bytes.
 pub const HEADER_LEN: usize = std::mem::size_of::<RawHeader>();
 /// Hard maximum size of one datagram (header + payload). Chosen to stay below common path MTUs
 /// (1280-byte IPv6 minimum minus IP/UDP headers) so voice is never IP-fragmented.
 pub const MAX_DATAGRAM: usize = 1200;
 /// Hard maximum payload size.
-pub const MAX_PAYLOAD: usize = MAX_DATAGRAM - HEADER_LEN;
+pub const MAX_PAYLOAD: usize = MAX_DATAGRAM - HEADER_LEN - TAG_LEN;
+
+/// The key that tags a session's datagrams. Its `Debug` does not show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TagKey([u8; 32]);
+
+impl std::fmt::Debug for TagKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TagKey(<secret>)")
+    }
+}
+
+impl TagKey {
+    /// The all-zero key: for streams that no relay checks (a sans-IO loopback, tests). It
+    /// authenticates nothing.
+    pub const UNKEYED: TagKey = TagKey([0; 32]);
+
+    /// The key of the session whose `Welcome` carried `secret`:
+    /// `BLAKE3.derive_key(TAG_KEY_CONTEXT, secret)`.
+    pub fn derive(secret: &super::register::Secret) -> TagKey {
+        TagKey(blake3::derive_key(TAG_KEY_CONTEXT, secret))
+    }
+
+    /// The tag of `bytes` (everything before the tag).
+    pub fn tag(&self, bytes: &[u8]) -> [u8; TAG_LEN] {
+        let full = blake3::keyed_hash(&self.0, bytes);
+        let mut t = [0u8; TAG_LEN];
+        t.copy_from_slice(&full.as_bytes()[..TAG_LEN]);
+        t
+    }
+
+    /// Checks the tag that ends `datagram` (constant-time comparison).
+    pub fn verify(&self, datagram: &[u8]) -> Result<(), UdpError> {
+        if datagram.len() < HEADER_LEN + TAG_LEN {
+            return Err(UdpError::TooShort(datagram.len()));
+        }
+        let (body, tag) = datagram.split_at(datagram.len() - TAG_LEN);
+        let want = self.tag(body);
+        let diff = want.iter().zip(tag).fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        if diff == 0 {
+            Ok(())
+        } else {
+            Err(UdpError::BadTag)
+        }
+    }
+}
 
 /// What a datagram carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -233,6 +293,9 @@ pub enum UdpError {
     /// (also returned by [`write_positional`] for a non-finite position).
     #[error("positional block missing or not finite")]
     BadPosition,
+    /// The tag does not match the key of the session the datagram claims to come from.
+    #[error("authentication tag does not verify")]
+    BadTag,
     /// The caller's output buffer cannot hold the datagram.
     #[error("output buffer of {have} bytes cannot hold {need}")]
     BufferTooSmall {
@@ -250,19 +313,26 @@ pub struct Datagram<'a> {
     pub header: Header,
     /// The sender's position, when the positional flag is set.
     pub position: Option<Position>,
-    /// Everything after the header (and the positional block, if any).
+    /// Everything between the header (and the positional block, if any) and the tag.
     pub payload: &'a [u8],
+    /// The authentication tag (the last [`TAG_LEN`] bytes), not yet checked: see
+    /// [`TagKey::verify`].
+    pub tag: [u8; TAG_LEN],
 }
 
-/// Parses a received datagram without copying it. Never panics, never allocates.
+/// Parses a received datagram without copying it. Never panics, never allocates. The tag is
+/// returned, not checked ([`TagKey::verify`] needs the sender's key).
 pub fn parse(bytes: &[u8]) -> Result<Datagram<'_>, UdpError> {
-    if bytes.len() < HEADER_LEN {
+    if bytes.len() < HEADER_LEN + TAG_LEN {
         return Err(UdpError::TooShort(bytes.len()));
     }
     if bytes.len() > MAX_DATAGRAM {
         return Err(UdpError::TooLong(bytes.len()));
     }
-    let (head, mut payload) = bytes.split_at(HEADER_LEN);
+    let (head, rest) = bytes.split_at(HEADER_LEN);
+    let (mut payload, tag_bytes) = rest.split_at(rest.len() - TAG_LEN);
+    let mut tag = [0u8; TAG_LEN];
+    tag.copy_from_slice(tag_bytes);
     let raw: &RawHeader = bytemuck::from_bytes(head);
     if raw.version != PROTOCOL_VERSION {
         return Err(UdpError::UnsupportedVersion(raw.version));
@@ -296,29 +366,82 @@ pub fn parse(bytes: &[u8]) -> Result<Datagram<'_>, UdpError> {
         },
         position,
         payload,
+        tag,
     })
 }
 
-/// Writes `header` followed by `payload` into `out` and returns the datagram length (no
-/// positional block: the positional flag is cleared). On error `out` is left untouched.
-pub fn write(header: &Header, payload: &[u8], out: &mut [u8]) -> Result<usize, UdpError> {
-    write_positional(header, None, payload, out)
+/// Writes the bytes of `header` alone (e.g. the metadata an end-to-end cipher authenticates).
+pub fn write_header(header: &Header, out: &mut [u8; HEADER_LEN]) {
+    out.copy_from_slice(bytemuck::bytes_of(&header.to_raw()));
 }
 
-/// Writes `header`, the positional block when `position` is `Some` (setting
-/// [`Flags::POSITIONAL`], clearing it otherwise) and `payload` into `out`; returns the datagram
-/// length. A non-finite position is [`UdpError::BadPosition`]. On error `out` is left untouched.
-pub fn write_positional(
+/// Longest run of bytes before the payload: the header and the positional block.
+pub const MAX_METADATA: usize = HEADER_LEN + POSITION_LEN;
+
+/// Writes the bytes that precede the payload: `header` (with [`Flags::POSITIONAL`] set when
+/// `position` is `Some`, cleared otherwise) and the positional block; returns their length
+/// ([`HEADER_LEN`] or [`MAX_METADATA`]). They are the metadata an end-to-end cipher
+/// authenticates. A non-finite position is [`UdpError::BadPosition`] and leaves `out` untouched.
+pub fn write_metadata(
     header: &Header,
     position: Option<Position>,
-    payload: &[u8],
-    out: &mut [u8],
+    out: &mut [u8; MAX_METADATA],
 ) -> Result<usize, UdpError> {
     if position.is_some_and(|p| !p.is_finite()) {
         return Err(UdpError::BadPosition);
     }
-    let block = if position.is_some() { POSITION_LEN } else { 0 };
-    let need = HEADER_LEN + block + payload.len();
+    let mut raw = header.to_raw();
+    raw.flags = if position.is_some() {
+        raw.flags | Flags::POSITIONAL.0
+    } else {
+        raw.flags & !Flags::POSITIONAL.0
+    };
+    out[..HEADER_LEN].copy_from_slice(bytemuck::bytes_of(&raw));
+    match position {
+        Some(p) => {
+            out[HEADER_LEN..].copy_from_slice(&p.to_bytes());
+            Ok(MAX_METADATA)
+        }
+        None => Ok(HEADER_LEN),
+    }
+}
+
+/// The bytes of `datagram` before the payload of its parse `d` (header and any block the header
+/// announces): the metadata an end-to-end cipher authenticates. The tag after the payload is not
+/// part of it.
+pub fn metadata<'a>(datagram: &'a [u8], d: &Datagram<'_>) -> &'a [u8] {
+    let len = (d.payload.as_ptr() as usize)
+        .checked_sub(datagram.as_ptr() as usize)
+        .filter(|&n| n <= datagram.len())
+        .unwrap_or(HEADER_LEN.min(datagram.len()));
+    &datagram[..len]
+}
+
+/// Writes `header`, `payload` and the tag made with `key` into `out` and returns the datagram
+/// length (no positional block: the positional flag is cleared). On error `out` is left untouched.
+pub fn write(
+    header: &Header,
+    payload: &[u8],
+    key: &TagKey,
+    out: &mut [u8],
+) -> Result<usize, UdpError> {
+    write_positional(header, None, payload, key, out)
+}
+
+/// Writes `header`, the positional block when `position` is `Some` (setting
+/// [`Flags::POSITIONAL`], clearing it otherwise), `payload` and the tag made with `key` over all
+/// of them into `out`; returns the datagram length. A non-finite position is
+/// [`UdpError::BadPosition`]. On error `out` is left untouched.
+pub fn write_positional(
+    header: &Header,
+    position: Option<Position>,
+    payload: &[u8],
+    key: &TagKey,
+    out: &mut [u8],
+) -> Result<usize, UdpError> {
+    let mut head = [0u8; MAX_METADATA];
+    let meta = write_metadata(header, position, &mut head)?;
+    let need = meta + payload.len() + TAG_LEN;
     if need > MAX_DATAGRAM {
         return Err(UdpError::TooLong(need));
     }
@@ -328,17 +451,11 @@ pub fn write_positional(
             have: out.len(),
         });
     }
-    let mut raw = header.to_raw();
-    raw.flags = if position.is_some() {
-        raw.flags | Flags::POSITIONAL.0
-    } else {
-        raw.flags & !Flags::POSITIONAL.0
-    };
-    out[..HEADER_LEN].copy_from_slice(bytemuck::bytes_of(&raw));
-    if let Some(p) = position {
-        out[HEADER_LEN..HEADER_LEN + POSITION_LEN].copy_from_slice(&p.to_bytes());
-    }
-    out[HEADER_LEN + block..need].copy_from_slice(payload);
+    let body = need - TAG_LEN;
+    out[..meta].copy_from_slice(&head[..meta]);
+    out[meta..body].copy_from_slice(payload);
+    let tag = key.tag(&out[..body]);
+    out[body..need].copy_from_slice(&tag);
     Ok(need)
 }
 
@@ -363,21 +480,46 @@ mod tests {
         assert_eq!(std::mem::align_of::<RawHeader>(), 1);
     }
 
+    const K: TagKey = TagKey::UNKEYED;
+
     #[test]
     fn round_trip_borrows_payload() {
         let mut buf = [0u8; MAX_DATAGRAM];
-        let n = write(&sample(), b"opus!", &mut buf).unwrap();
-        assert_eq!(n, HEADER_LEN + 5);
+        let n = write(&sample(), b"opus!", &K, &mut buf).unwrap();
+        assert_eq!(n, HEADER_LEN + 5 + TAG_LEN);
         let d = parse(&buf[..n]).unwrap();
         assert_eq!(d.header, sample());
         assert_eq!(d.payload, b"opus!");
         assert_eq!(d.payload.as_ptr(), buf[HEADER_LEN..].as_ptr());
+        assert_eq!(d.tag, K.tag(&buf[..n - TAG_LEN]));
+    }
+
+    #[test]
+    fn the_tag_binds_every_byte_to_the_session_key() {
+        let alice = TagKey::derive(&[1; 32]);
+        let bob = TagKey::derive(&[2; 32]);
+        let mut buf = [0u8; MAX_DATAGRAM];
+        let n = write(&sample(), b"opus!", &alice, &mut buf).unwrap();
+        assert_eq!(alice.verify(&buf[..n]), Ok(()));
+        // Another session's key, any flipped bit, a cut datagram: refused.
+        assert_eq!(bob.verify(&buf[..n]), Err(UdpError::BadTag));
+        for i in 0..n {
+            let mut bad = buf;
+            bad[i] ^= 0x10;
+            assert_eq!(alice.verify(&bad[..n]), Err(UdpError::BadTag), "byte {i}");
+        }
+        assert_eq!(alice.verify(&buf[..n - 1]), Err(UdpError::BadTag));
+        assert_eq!(
+            alice.verify(&buf[..HEADER_LEN]),
+            Err(UdpError::TooShort(HEADER_LEN))
+        );
+        assert!(!format!("{alice:?}").contains('1'));
     }
 
     #[test]
     fn fields_are_little_endian_at_documented_offsets() {
-        let mut buf = [0u8; HEADER_LEN];
-        write(&sample(), &[], &mut buf).unwrap();
+        let mut buf = [0u8; HEADER_LEN + TAG_LEN];
+        write(&sample(), &[], &K, &mut buf).unwrap();
         assert_eq!(buf[0], PROTOCOL_VERSION);
         assert_eq!(buf[1], 1);
         assert_eq!(buf[2], 0x03);
@@ -392,15 +534,16 @@ mod tests {
         assert_eq!(parse(&[]), Err(UdpError::TooShort(0)));
         assert_eq!(parse(&[1]), Err(UdpError::TooShort(1)));
         assert_eq!(parse(&[1; 19]), Err(UdpError::TooShort(19)));
+        assert_eq!(parse(&[1; 27]), Err(UdpError::TooShort(27)));
         assert_eq!(
             parse(&[1; MAX_DATAGRAM + 1]),
             Err(UdpError::TooLong(MAX_DATAGRAM + 1))
         );
-        let mut buf = [0u8; 32];
-        write(&sample(), &[0; 12], &mut buf).unwrap();
+        let mut buf = [0u8; 40];
+        write(&sample(), &[0; 12], &K, &mut buf).unwrap();
         let mut bad = buf;
-        bad[0] = 2;
-        assert_eq!(parse(&bad), Err(UdpError::UnsupportedVersion(2)));
+        bad[0] = 1;
+        assert_eq!(parse(&bad), Err(UdpError::UnsupportedVersion(1)));
         let mut bad = buf;
         bad[1] = 0xFF;
         assert_eq!(parse(&bad), Err(UdpError::UnknownKind(0xFF)));
@@ -413,13 +556,13 @@ mod tests {
     fn write_rejects_small_buffers_and_oversized_payloads_untouched() {
         let mut small = [0xAAu8; 10];
         assert!(matches!(
-            write(&sample(), &[], &mut small),
-            Err(UdpError::BufferTooSmall { need: 20, have: 10 })
+            write(&sample(), &[], &K, &mut small),
+            Err(UdpError::BufferTooSmall { need: 28, have: 10 })
         ));
         assert_eq!(small, [0xAA; 10]);
         let mut buf = [0u8; 2000];
         assert!(matches!(
-            write(&sample(), &[0; MAX_PAYLOAD + 1], &mut buf),
+            write(&sample(), &[0; MAX_PAYLOAD + 1], &K, &mut buf),
             Err(UdpError::TooLong(_))
         ));
     }
@@ -428,37 +571,68 @@ mod tests {
     fn positional_block_round_trips_after_the_header() {
         let mut buf = [0u8; MAX_DATAGRAM];
         let p = Position::new(1.5, -2.0, 1000.25);
-        let n = write_positional(&sample(), Some(p), b"opus", &mut buf).unwrap();
-        assert_eq!(n, HEADER_LEN + POSITION_LEN + 4);
+        let n = write_positional(&sample(), Some(p), b"opus", &K, &mut buf).unwrap();
+        assert_eq!(n, HEADER_LEN + POSITION_LEN + 4 + TAG_LEN);
+        assert_eq!(buf[0], PROTOCOL_VERSION);
         assert_eq!(buf[2], 0x83);
         assert_eq!(&buf[20..24], &1.5f32.to_le_bytes());
         assert_eq!(&buf[24..28], &(-2.0f32).to_le_bytes());
         assert_eq!(&buf[28..32], &1000.25f32.to_le_bytes());
+        assert_eq!(&buf[32..36], b"opus");
         let d = parse(&buf[..n]).unwrap();
         assert_eq!(d.position, Some(p));
         assert_eq!(d.payload, b"opus");
+        assert_eq!(d.tag, K.tag(&buf[..n - TAG_LEN]));
         assert!(d.header.flags.contains(Flags::POSITIONAL));
+        // The end-to-end metadata is the header and the block; `write_metadata` gives the same.
+        assert_eq!(metadata(&buf[..n], &d), &buf[..HEADER_LEN + POSITION_LEN]);
+        let mut head = [0u8; MAX_METADATA];
+        assert_eq!(write_metadata(&d.header, d.position, &mut head), Ok(MAX_METADATA));
+        assert_eq!(&head[..], &buf[..MAX_METADATA]);
         // Re-encoding what was parsed gives the same bytes (the fuzz target's property).
         let mut again = [0u8; MAX_DATAGRAM];
-        let m = write_positional(&d.header, d.position, d.payload, &mut again).unwrap();
+        let m = write_positional(&d.header, d.position, d.payload, &K, &mut again).unwrap();
         assert_eq!(&again[..m], &buf[..n]);
         // `write` never emits the flag without the block.
-        let n = write(&d.header, b"x", &mut buf).unwrap();
+        let n = write(&d.header, b"x", &K, &mut buf).unwrap();
         let d = parse(&buf[..n]).unwrap();
         assert_eq!((d.position, d.payload), (None, &b"x"[..]));
+        assert_eq!(buf[2], 0x03);
+    }
+
+    #[test]
+    fn the_tag_covers_the_positional_block() {
+        let key = TagKey::derive(&[3; 32]);
+        let mut buf = [0u8; MAX_DATAGRAM];
+        let p = Position::new(4.0, 0.0, -8.0);
+        let n = write_positional(&sample(), Some(p), b"opus", &key, &mut buf).unwrap();
+        assert_eq!(key.verify(&buf[..n]), Ok(()));
+        for i in HEADER_LEN..HEADER_LEN + POSITION_LEN {
+            let mut moved = buf;
+            moved[i] ^= 0x01;
+            assert_eq!(key.verify(&moved[..n]), Err(UdpError::BadTag), "byte {i}");
+        }
     }
 
     #[test]
     fn bad_positional_blocks_are_rejected() {
         let mut buf = [0u8; MAX_DATAGRAM];
-        let n =
-            write_positional(&sample(), Some(Position::new(0.0, 1.0, 2.0)), &[], &mut buf).unwrap();
+        let n = write_positional(
+            &sample(),
+            Some(Position::new(0.0, 1.0, 2.0)),
+            &[],
+            &K,
+            &mut buf,
+        )
+        .unwrap();
+        assert_eq!(n, HEADER_LEN + POSITION_LEN + TAG_LEN);
         for cut in HEADER_LEN..n {
-            assert_eq!(
-                parse(&buf[..cut]),
-                Err(UdpError::BadPosition),
-                "cut at {cut}"
-            );
+            let want = if cut < HEADER_LEN + TAG_LEN {
+                UdpError::TooShort(cut)
+            } else {
+                UdpError::BadPosition
+            };
+            assert_eq!(parse(&buf[..cut]), Err(want), "cut at {cut}");
         }
         let mut nan = buf;
         nan[24..28].copy_from_slice(&f32::NAN.to_le_bytes());
@@ -472,17 +646,27 @@ mod tests {
                 &sample(),
                 Some(Position::new(f32::NAN, 0.0, 0.0)),
                 &[],
+                &K,
                 &mut out
             ),
             Err(UdpError::BadPosition)
         );
         assert_eq!(out, [0xAA; 64]);
+        let mut small = [0xAAu8; HEADER_LEN + POSITION_LEN + TAG_LEN - 1];
+        assert_eq!(
+            write_positional(&sample(), Some(Position::default()), &[], &K, &mut small),
+            Err(UdpError::BufferTooSmall {
+                need: HEADER_LEN + POSITION_LEN + TAG_LEN,
+                have: HEADER_LEN + POSITION_LEN + TAG_LEN - 1
+            })
+        );
+        assert_eq!(small, [0xAA; HEADER_LEN + POSITION_LEN + TAG_LEN - 1]);
     }
 
     #[test]
     fn reserved_bytes_are_ignored_on_receipt() {
-        let mut buf = [0u8; HEADER_LEN];
-        write(&sample(), &[], &mut buf).unwrap();
+        let mut buf = [0u8; HEADER_LEN + TAG_LEN];
+        write(&sample(), &[], &K, &mut buf).unwrap();
         buf[3] = 0x55;
         buf[6] = 0x66;
         assert_eq!(parse(&buf).unwrap().header, sample());

@@ -229,7 +229,7 @@ pub fn run(input: &[i16], trace: &Trace, cfg: &SimConfig) -> Result<SimOutput, S
                     message: s.to_string(),
                 },
             })?;
-        payload_bytes += (n - udp::HEADER_LEN) as u64;
+        payload_bytes += (n - udp::HEADER_LEN - udp::TAG_LEN) as u64;
         datagrams.push(buf[..n].to_vec());
     }
 
