@@ -14,7 +14,8 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(d) = udp::parse(data) {
         if verified {
             let mut out = [0u8; MAX_DATAGRAM];
-            let n = udp::write_positional(&d.header, d.position, d.payload, &key, &mut out).expect("re-encodes");
+            let n = udp::write_positional(&d.header, d.position, d.payload, &key, &mut out)
+                .expect("re-encodes");
             assert_eq!(&out[..n], data);
         }
         // Seal the parsed content with the key: it verifies, and no single-byte change does.

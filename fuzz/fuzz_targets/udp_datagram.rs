@@ -13,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
             &udp::TagKey::UNKEYED,
             &mut out,
         )
-            .expect("accepted datagrams re-encode");
+        .expect("accepted datagrams re-encode");
         assert_eq!(n, data.len());
         let again = udp::parse(&out[..n]).expect("re-parse");
         assert_eq!(again.header, d.header);

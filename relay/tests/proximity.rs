@@ -190,15 +190,36 @@ fn a_position_whose_tag_does_not_verify_culls_nobody() {
     // listener's own bound address, but tagged with another session's key: the relay drops them
     // before it reads the block, and the talker's voice still reaches the listener.
     let (_relay, mut clients) = room(2, ROOM_3D);
-    let (near, far) = (Position::new(0.0, 0.0, 5.0), Position::new(0.0, 0.0, 1005.0));
+    let (near, far) = (
+        Position::new(0.0, 0.0, 5.0),
+        Position::new(0.0, 0.0, 1005.0),
+    );
     let talker = Position::new(0.0, 0.0, 0.0);
     let listener = &clients[1];
     listener.send_udp(&datagram(DatagramKind::Ping, listener, 0, near, &[1; 8]));
     assert!(listener.recv_udp(WAIT).is_some(), "pong");
     let wrong = clients[0].key.clone();
-    listener.send_udp(&tagged(DatagramKind::Ping, listener, 0, far, &[2; 8], &wrong));
-    listener.send_udp(&tagged(DatagramKind::Voice, listener, 9, far, &[3; 8], &wrong));
-    assert_eq!(listener.recv_udp(Duration::from_millis(150)), None, "no pong");
+    listener.send_udp(&tagged(
+        DatagramKind::Ping,
+        listener,
+        0,
+        far,
+        &[2; 8],
+        &wrong,
+    ));
+    listener.send_udp(&tagged(
+        DatagramKind::Voice,
+        listener,
+        9,
+        far,
+        &[3; 8],
+        &wrong,
+    ));
+    assert_eq!(
+        listener.recv_udp(Duration::from_millis(150)),
+        None,
+        "no pong"
+    );
     let d = datagram(DatagramKind::Voice, &clients[0], 1, talker, &[7; 20]);
     clients[0].send_udp(&d);
     assert_eq!(clients[1].recv_udp(WAIT), Some(d), "still in range");
@@ -210,7 +231,17 @@ fn a_position_whose_tag_does_not_verify_culls_nobody() {
     let listener = &clients[1];
     listener.send_udp(&datagram(DatagramKind::Ping, listener, 0, far, &[4; 8]));
     assert!(listener.recv_udp(WAIT).is_some(), "pong");
-    clients[0].send_udp(&datagram(DatagramKind::Voice, &clients[0], 2, talker, &[8; 20]));
-    assert_eq!(clients[1].recv_udp(Duration::from_millis(300)), None, "culled");
+    clients[0].send_udp(&datagram(
+        DatagramKind::Voice,
+        &clients[0],
+        2,
+        talker,
+        &[8; 20],
+    ));
+    assert_eq!(
+        clients[1].recv_udp(Duration::from_millis(300)),
+        None,
+        "culled"
+    );
     assert_eq!(clients[0].stats()["voice_culled"], 1);
 }

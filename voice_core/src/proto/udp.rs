@@ -587,7 +587,10 @@ mod tests {
         // The end-to-end metadata is the header and the block; `write_metadata` gives the same.
         assert_eq!(metadata(&buf[..n], &d), &buf[..HEADER_LEN + POSITION_LEN]);
         let mut head = [0u8; MAX_METADATA];
-        assert_eq!(write_metadata(&d.header, d.position, &mut head), Ok(MAX_METADATA));
+        assert_eq!(
+            write_metadata(&d.header, d.position, &mut head),
+            Ok(MAX_METADATA)
+        );
         assert_eq!(&head[..], &buf[..MAX_METADATA]);
         // Re-encoding what was parsed gives the same bytes (the fuzz target's property).
         let mut again = [0u8; MAX_DATAGRAM];
