@@ -623,12 +623,15 @@ mod tests {
         let snap = Arc::new(Snapshot::of(&st, 1));
         let writer = {
             let snap = Arc::clone(&snap);
-            std::thread::spawn(move || {
-                for i in 0..10_000u32 {
-                    let v = (i % 100) as f32;
-                    snap.record_position(SessionToken(2), Some(Position::new(v, v, v)));
-                }
-            })
+            std::thread::Builder::new()
+                .name("position-writer".into())
+                .spawn(move || {
+                    for i in 0..10_000u32 {
+                        let v = (i % 100) as f32;
+                        snap.record_position(SessionToken(2), Some(Position::new(v, v, v)));
+                    }
+                })
+                .unwrap()
         };
         for _ in 0..10_000 {
             if let Some(p) = snap.position(SessionToken(2)) {
