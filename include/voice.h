@@ -118,6 +118,15 @@
 // Most remote senders reported in one [`voice_stats`].
 #define VOICE_MAX_REMOTES 32
 
+// Capture processing on with device audio, off otherwise.
+#define VOICE_CAPTURE_AUTO 0
+
+// Capture processing on.
+#define VOICE_CAPTURE_ON 1
+
+// Capture processing off.
+#define VOICE_CAPTURE_OFF 2
+
 // Samples in one frame (20 ms at 48 kHz, mono).
 #define VOICE_FRAME_SAMPLES 960
 
@@ -168,6 +177,21 @@
 
 // Most bytes sealing adds to a datagram.
 #define VOICE_E2EE_MAX_OVERHEAD 10
+
+// Samples in one processing chunk (10 ms at 48 kHz): frame lengths are multiples of it.
+#define VOICE_PROCESSOR_CHUNK_SAMPLES 480
+
+// Noise suppression: RNNoise with the input kept 12 dB down.
+#define VOICE_SUPPRESSION_LOW 0
+
+// Noise suppression: RNNoise with the input kept 24 dB down.
+#define VOICE_SUPPRESSION_MODERATE 1
+
+// Noise suppression: RNNoise alone (default).
+#define VOICE_SUPPRESSION_HIGH 2
+
+// Noise suppression: RNNoise, then WebRTC's stationary suppressor.
+#define VOICE_SUPPRESSION_VERY_HIGH 3
 
 // Distance model: no attenuation (still silent beyond `max_distance`).
 #define VOICE_DISTANCE_NONE 0
@@ -246,12 +270,34 @@ typedef struct voice_e2ee_sealer voice_e2ee_sealer;
 // An opaque encoder handle. Never constructed in Rust: pointers to it are handle cells.
 typedef struct voice_encoder voice_encoder;
 
+// An opaque capture processor handle. Never constructed in Rust: pointers to it are handle cells.
+typedef struct voice_processor voice_processor;
+
 // An opaque receiver handle. Never constructed in Rust: pointers to it are handle cells.
 typedef struct voice_receiver voice_receiver;
 
 // An opaque spatializer handle: one per remote voice (it keeps the interaural delay history and
 // ramps between frames).
 typedef struct voice_spatializer voice_spatializer;
+
+// Capture processing stages. Initialise with [`voice_processor_config_default`] (every stage on).
+typedef struct voice_processor_config {
+  // High-pass filter (40 Hz: DC, rumble).
+  bool high_pass;
+  // Echo cancellation against the far-end signal (`voice_processor_far_end`).
+  bool echo_cancel;
+  // Noise suppression.
+  bool noise_suppression;
+  // `VOICE_SUPPRESSION_*` (with `noise_suppression`).
+  uint32_t suppression_level;
+  // Automatic gain control.
+  bool gain_control;
+  // Speech detection (the `speech` result of `voice_processor_process`).
+  bool speech_detection;
+  // Echo path delay hint in ms (output + input latency and buffering), 0..=500 (default 60).
+  // The canceller finds the delay itself; the hint is where it starts.
+  uint32_t echo_delay_ms;
+} voice_processor_config;
 
 // Settings for [`voice_client_new`]. Initialise with [`voice_client_config_default`].
 // [`voice_client_new`] copies everything it needs (strings included): the structure and the
@@ -304,6 +350,14 @@ typedef struct voice_client_config {
   // by your backend, or `relay token --name NAME` for development), or NULL for a relay
   // started with `--open`. Copied during `voice_client_new`; never logged.
   const char *access_token;
+  // Capture processing (issue 15): `VOICE_CAPTURE_AUTO` (default: on with
+  // `VOICE_AUDIO_DEVICES`, off otherwise: application audio may be processed already),
+  // `VOICE_CAPTURE_ON` or `VOICE_CAPTURE_OFF`. A bad mode or stage setting is
+  // `VOICE_ERR_INVALID_ARGUMENT`.
+  uint32_t capture_mode;
+  // The capture processing stages when on (defaults: every stage, see
+  // `voice_processor_config_default`).
+  struct voice_processor_config capture;
 } voice_client_config;
 
 // One event. Strings are NUL-terminated UTF-8, truncated to fit at a character boundary; the
@@ -487,6 +541,20 @@ typedef struct voice_e2ee_stats {
   // Sender-key rotations.
   uint64_t rotations;
 } voice_e2ee_stats;
+
+// What the processor measured on the last frame.
+typedef struct voice_capture_stats {
+  // Highest speech probability (0..1) over the frame's 10 ms chunks.
+  float speech_probability;
+  // The speech detector's verdict (hangover included).
+  bool speech;
+  // Echo return loss enhancement in dB; NaN until the canceller has an estimate (or when off).
+  double erle_db;
+  // The canceller's echo delay estimate in ms; -1 when it has none.
+  int32_t echo_delay_ms;
+  // Frames processed.
+  uint64_t frames;
+} voice_capture_stats;
 
 // A distance model. Initialise with [`voice_attenuation_default`].
 typedef struct voice_attenuation {
@@ -877,6 +945,55 @@ voice_result voice_receiver_push_sealed(struct voice_receiver *receiver,
                                         uint64_t now_us,
                                         const uint8_t *packet,
                                         size_t len);
+
+// Writes the default stages (all on, `VOICE_SUPPRESSION_HIGH`, 60 ms delay hint) to `*out`.
+//
+// Thread safety: any thread.
+voice_result voice_processor_config_default(struct voice_processor_config *out);
+
+// Creates a capture processor (48 kHz mono); `*out` receives a handle to free with
+// [`voice_processor_free`]. The configuration is copied. An unknown suppression level or a
+// delay over 500 ms is `VOICE_ERR_INVALID_ARGUMENT` (`*out` untouched).
+//
+// Thread safety: any thread.
+voice_result voice_processor_new(const struct voice_processor_config *config,
+                                 struct voice_processor **out);
+
+// Frees a processor. NULL is accepted; a second free returns `VOICE_ERR_INVALID_HANDLE`.
+//
+// Thread safety: no other call on this processor may start afterwards.
+voice_result voice_processor_free(struct voice_processor *processor);
+
+// Hands in far-end audio: what the loudspeaker is about to play, `frames` samples (a positive
+// multiple of `VOICE_PROCESSOR_CHUNK_SAMPLES`, 48 kHz mono). Call it with each playback block,
+// before the capture blocks it may echo into. A bad length is `VOICE_ERR_INVALID_ARGUMENT`.
+//
+// Thread safety: one thread at a time per processor; a concurrent call returns `VOICE_ERR_BUSY`.
+voice_result voice_processor_far_end(struct voice_processor *processor,
+                                     const int16_t *pcm,
+                                     size_t frames);
+
+// Cleans `frames` captured samples in place (a positive multiple of
+// `VOICE_PROCESSOR_CHUNK_SAMPLES`, 48 kHz mono) and writes whether they hold speech to
+// `*speech` (false when speech detection is off). A bad length is `VOICE_ERR_INVALID_ARGUMENT`
+// (`pcm` untouched). With noise suppression on, the output lags the input by one 10 ms chunk.
+//
+// Thread safety: one thread at a time per processor; a concurrent call returns `VOICE_ERR_BUSY`.
+voice_result voice_processor_process(struct voice_processor *processor,
+                                     int16_t *pcm,
+                                     size_t frames,
+                                     bool *speech);
+
+// Updates the echo path delay hint (0..=500 ms; more is `VOICE_ERR_INVALID_ARGUMENT`).
+//
+// Thread safety: one thread at a time per processor; a concurrent call returns `VOICE_ERR_BUSY`.
+voice_result voice_processor_set_echo_delay(struct voice_processor *processor, uint32_t delay_ms);
+
+// Writes what the processor measured on the last frame to `*out`.
+//
+// Thread safety: one thread at a time per processor; a concurrent call returns `VOICE_ERR_BUSY`.
+voice_result voice_processor_stats(struct voice_processor *processor,
+                                   struct voice_capture_stats *out);
 
 // Writes the default distance model (inverse, 1 to 50 units, rolloff 1) to `*out`.
 //

@@ -61,7 +61,7 @@ fn arrival_order(n: u64) -> Vec<u64> {
         x ^= x << 13;
         x ^= x >> 17;
         x ^= x << 5;
-        if x % 20 == 0 {
+        if x.is_multiple_of(20) {
             order.swap(i, i + 1);
             i += 2;
         } else {

@@ -446,7 +446,7 @@ fn wave(addr: SocketAddr, relay_pid: u32, clients: usize, secs: u64, report: &mu
                     }
                 }
                 // Like real clients: a ping every 5 s keeps the idle timeout away.
-                if (tick_no + t as u64) % 250 == 0 {
+                if (tick_no + t as u64).is_multiple_of(250) {
                     send(sim, &ClientMessage::Ping { client_time_us: 1 });
                 }
                 if flush(sim).is_err() {

@@ -82,6 +82,48 @@ namespace Voice
     }
 
     /// <summary>
+    /// Capture processing stages. Initialise with [`voice_processor_config_default`] (every stage on).
+    /// </summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public unsafe struct voice_processor_config
+    {
+        private byte _high_pass;
+        /// <summary>
+        /// High-pass filter (40 Hz: DC, rumble).
+        /// </summary>
+        public bool high_pass { get { return _high_pass != 0; } set { _high_pass = value ? (byte)1 : (byte)0; } }
+        private byte _echo_cancel;
+        /// <summary>
+        /// Echo cancellation against the far-end signal (`voice_processor_far_end`).
+        /// </summary>
+        public bool echo_cancel { get { return _echo_cancel != 0; } set { _echo_cancel = value ? (byte)1 : (byte)0; } }
+        private byte _noise_suppression;
+        /// <summary>
+        /// Noise suppression.
+        /// </summary>
+        public bool noise_suppression { get { return _noise_suppression != 0; } set { _noise_suppression = value ? (byte)1 : (byte)0; } }
+        /// <summary>
+        /// `VOICE_SUPPRESSION_*` (with `noise_suppression`).
+        /// </summary>
+        public uint suppression_level;
+        private byte _gain_control;
+        /// <summary>
+        /// Automatic gain control.
+        /// </summary>
+        public bool gain_control { get { return _gain_control != 0; } set { _gain_control = value ? (byte)1 : (byte)0; } }
+        private byte _speech_detection;
+        /// <summary>
+        /// Speech detection (the `speech` result of `voice_processor_process`).
+        /// </summary>
+        public bool speech_detection { get { return _speech_detection != 0; } set { _speech_detection = value ? (byte)1 : (byte)0; } }
+        /// <summary>
+        /// Echo path delay hint in ms (output + input latency and buffering), 0..=500 (default 60).
+        /// The canceller finds the delay itself; the hint is where it starts.
+        /// </summary>
+        public uint echo_delay_ms;
+    }
+
+    /// <summary>
     /// Settings for [`voice_client_new`]. Initialise with [`voice_client_config_default`].
     /// [`voice_client_new`] copies everything it needs (strings included): the structure and the
     /// strings it points to need not outlive the call.
@@ -175,6 +217,18 @@ namespace Voice
         /// started with `--open`. Copied during `voice_client_new`; never logged.
         /// </summary>
         public IntPtr access_token;
+        /// <summary>
+        /// Capture processing (issue 15): `VOICE_CAPTURE_AUTO` (default: on with
+        /// `VOICE_AUDIO_DEVICES`, off otherwise: application audio may be processed already),
+        /// `VOICE_CAPTURE_ON` or `VOICE_CAPTURE_OFF`. A bad mode or stage setting is
+        /// `VOICE_ERR_INVALID_ARGUMENT`.
+        /// </summary>
+        public uint capture_mode;
+        /// <summary>
+        /// The capture processing stages when on (defaults: every stage, see
+        /// `voice_processor_config_default`).
+        /// </summary>
+        public voice_processor_config capture;
     }
 
     /// <summary>
@@ -577,6 +631,35 @@ namespace Voice
     }
 
     /// <summary>
+    /// What the processor measured on the last frame.
+    /// </summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public unsafe struct voice_capture_stats
+    {
+        /// <summary>
+        /// Highest speech probability (0..1) over the frame's 10 ms chunks.
+        /// </summary>
+        public float speech_probability;
+        private byte _speech;
+        /// <summary>
+        /// The speech detector's verdict (hangover included).
+        /// </summary>
+        public bool speech { get { return _speech != 0; } set { _speech = value ? (byte)1 : (byte)0; } }
+        /// <summary>
+        /// Echo return loss enhancement in dB; NaN until the canceller has an estimate (or when off).
+        /// </summary>
+        public double erle_db;
+        /// <summary>
+        /// The canceller's echo delay estimate in ms; -1 when it has none.
+        /// </summary>
+        public int echo_delay_ms;
+        /// <summary>
+        /// Frames processed.
+        /// </summary>
+        public ulong frames;
+    }
+
+    /// <summary>
     /// A distance model. Initialise with [`voice_attenuation_default`].
     /// </summary>
     [StructLayout(LayoutKind.Sequential)]
@@ -778,6 +861,18 @@ namespace Voice
         /// </summary>
         public const int VOICE_MAX_REMOTES = 32;
         /// <summary>
+        /// Capture processing on with device audio, off otherwise.
+        /// </summary>
+        public const int VOICE_CAPTURE_AUTO = 0;
+        /// <summary>
+        /// Capture processing on.
+        /// </summary>
+        public const int VOICE_CAPTURE_ON = 1;
+        /// <summary>
+        /// Capture processing off.
+        /// </summary>
+        public const int VOICE_CAPTURE_OFF = 2;
+        /// <summary>
         /// Samples in one frame (20 ms at 48 kHz, mono).
         /// </summary>
         public const int VOICE_FRAME_SAMPLES = 960;
@@ -844,6 +939,26 @@ namespace Voice
         /// Most bytes sealing adds to a datagram.
         /// </summary>
         public const int VOICE_E2EE_MAX_OVERHEAD = 10;
+        /// <summary>
+        /// Samples in one processing chunk (10 ms at 48 kHz): frame lengths are multiples of it.
+        /// </summary>
+        public const int VOICE_PROCESSOR_CHUNK_SAMPLES = 480;
+        /// <summary>
+        /// Noise suppression: RNNoise with the input kept 12 dB down.
+        /// </summary>
+        public const int VOICE_SUPPRESSION_LOW = 0;
+        /// <summary>
+        /// Noise suppression: RNNoise with the input kept 24 dB down.
+        /// </summary>
+        public const int VOICE_SUPPRESSION_MODERATE = 1;
+        /// <summary>
+        /// Noise suppression: RNNoise alone (default).
+        /// </summary>
+        public const int VOICE_SUPPRESSION_HIGH = 2;
+        /// <summary>
+        /// Noise suppression: RNNoise, then WebRTC's stationary suppressor.
+        /// </summary>
+        public const int VOICE_SUPPRESSION_VERY_HIGH = 3;
         /// <summary>
         /// Distance model: no attenuation (still silent beyond `max_distance`).
         /// </summary>
@@ -1287,6 +1402,69 @@ namespace Voice
         /// </summary>
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         public static extern voice_result voice_receiver_push_sealed(IntPtr receiver, IntPtr opener, ulong now_us, [In] byte[] packet, UIntPtr len);
+
+        /// <summary>
+        /// Writes the default stages (all on, `VOICE_SUPPRESSION_HIGH`, 60 ms delay hint) to `*out`.
+        ///
+        /// Thread safety: any thread.
+        /// </summary>
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern voice_result voice_processor_config_default(ref voice_processor_config @out);
+
+        /// <summary>
+        /// Creates a capture processor (48 kHz mono); `*out` receives a handle to free with
+        /// [`voice_processor_free`]. The configuration is copied. An unknown suppression level or a
+        /// delay over 500 ms is `VOICE_ERR_INVALID_ARGUMENT` (`*out` untouched).
+        ///
+        /// Thread safety: any thread.
+        /// </summary>
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern voice_result voice_processor_new(ref voice_processor_config config, out IntPtr @out);
+
+        /// <summary>
+        /// Frees a processor. NULL is accepted; a second free returns `VOICE_ERR_INVALID_HANDLE`.
+        ///
+        /// Thread safety: no other call on this processor may start afterwards.
+        /// </summary>
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern voice_result voice_processor_free(IntPtr processor);
+
+        /// <summary>
+        /// Hands in far-end audio: what the loudspeaker is about to play, `frames` samples (a positive
+        /// multiple of `VOICE_PROCESSOR_CHUNK_SAMPLES`, 48 kHz mono). Call it with each playback block,
+        /// before the capture blocks it may echo into. A bad length is `VOICE_ERR_INVALID_ARGUMENT`.
+        ///
+        /// Thread safety: one thread at a time per processor; a concurrent call returns `VOICE_ERR_BUSY`.
+        /// </summary>
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern voice_result voice_processor_far_end(IntPtr processor, [In] short[] pcm, UIntPtr frames);
+
+        /// <summary>
+        /// Cleans `frames` captured samples in place (a positive multiple of
+        /// `VOICE_PROCESSOR_CHUNK_SAMPLES`, 48 kHz mono) and writes whether they hold speech to
+        /// `*speech` (false when speech detection is off). A bad length is `VOICE_ERR_INVALID_ARGUMENT`
+        /// (`pcm` untouched). With noise suppression on, the output lags the input by one 10 ms chunk.
+        ///
+        /// Thread safety: one thread at a time per processor; a concurrent call returns `VOICE_ERR_BUSY`.
+        /// </summary>
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern voice_result voice_processor_process(IntPtr processor, [Out] short[] pcm, UIntPtr frames, [MarshalAs(UnmanagedType.U1)] out bool speech);
+
+        /// <summary>
+        /// Updates the echo path delay hint (0..=500 ms; more is `VOICE_ERR_INVALID_ARGUMENT`).
+        ///
+        /// Thread safety: one thread at a time per processor; a concurrent call returns `VOICE_ERR_BUSY`.
+        /// </summary>
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern voice_result voice_processor_set_echo_delay(IntPtr processor, uint delay_ms);
+
+        /// <summary>
+        /// Writes what the processor measured on the last frame to `*out`.
+        ///
+        /// Thread safety: one thread at a time per processor; a concurrent call returns `VOICE_ERR_BUSY`.
+        /// </summary>
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern voice_result voice_processor_stats(IntPtr processor, ref voice_capture_stats @out);
 
         /// <summary>
         /// Writes the default distance model (inverse, 1 to 50 units, rolloff 1) to `*out`.

@@ -22,6 +22,12 @@ fn start_engine(
     cfg.output = req.settings.output.to_audio();
     cfg.engine.transmit = req.settings.mode.to_engine();
     cfg.engine.vad.threshold_dbfs = req.settings.vad_threshold_dbfs;
+    if matches!(
+        req.settings.input,
+        gui_demo::settings::InputChoice::Device(_)
+    ) {
+        cfg.engine.capture = req.settings.capture;
+    }
     let ctx = ctx.clone();
     let backend =
         ClientBackend::start(cfg, move || ctx.request_repaint()).map_err(|e| match e {

@@ -135,6 +135,9 @@ pub struct Settings {
     /// Local volume and mute per user name (names are the only identity that survives a
     /// reconnect: session tokens are handed out afresh).
     pub user_prefs: BTreeMap<String, UserPrefs>,
+    /// Capture processing (echo cancellation, noise suppression, gain control, speech
+    /// detection); applied to a microphone, not to file or tone sources.
+    pub capture: voice_core::capture::CaptureConfig,
 }
 
 impl Default for Settings {
@@ -151,6 +154,7 @@ impl Default for Settings {
             chat_all_channels: false,
             overlay_open: false,
             user_prefs: BTreeMap::new(),
+            capture: voice_core::capture::CaptureConfig::default(),
         }
     }
 }

@@ -211,7 +211,7 @@ fn rapid_join_leave_churn_ends_consistent() {
             c.send(&ClientMessage::JoinChannel {
                 channel: ChannelId(ch),
             });
-            if (round + i as u32) % 7 == 0 {
+            if (round + i as u32).is_multiple_of(7) {
                 c.send(&ClientMessage::LeaveChannel);
             }
         }

@@ -3,11 +3,14 @@
 //! The engine thread pulls one 20 ms frame per tick from an [`InputStream`] and pushes one to an
 //! [`OutputStream`]. File, tone and null backends are plain code on the engine thread. Device
 //! backends (cpal) run the device callback on the device's own thread; the callback and the engine
-//! thread share nothing but a wait-free single-producer/single-consumer ring (`rtrb`): the callback
+//! thread share nothing but a wait-free single-producer/single-consumer ring (`rtrb`) and an atomic
+//! latency figure (for the echo canceller's delay hint, [`echo_delay_ms`]): the callback
 //! never locks, never allocates and never logs. Where no device can be opened the backend falls back
 //! to null, and the driver reports that as an [`voice_core::engine::Event::AudioNotice`].
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 
 #[cfg(feature = "devices")]
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
@@ -248,6 +251,8 @@ enum InputKind {
     Device {
         ring: rtrb::Consumer<i16>,
         _stream: DeviceStream,
+        /// Capture latency reported by the device (capture instant to callback), µs.
+        latency_us: Arc<AtomicU32>,
     },
     Ring(rtrb::Consumer<i16>),
     Null,
@@ -352,17 +357,52 @@ impl InputStream {
     }
 }
 
+/// The echo path delay of a device pair in ms, for the echo canceller: from a frame's hand-off
+/// to the playback ring until it is heard, plus from the microphone until the engine reads it
+/// (device latencies as the devices report them, and the samples queued in both rings). `None`
+/// unless both ends are devices.
+pub fn echo_delay_ms(input: &InputStream, output: &OutputStream) -> Option<u32> {
+    let (
+        InputKind::Device {
+            ring: cap,
+            latency_us: cap_lat,
+            ..
+        },
+        OutputStream::Device {
+            ring: play,
+            latency_us: play_lat,
+            ..
+        },
+    ) = (&input.kind, output)
+    else {
+        return None;
+    };
+    let queued = cap.slots() + (play.buffer().capacity() - play.slots());
+    let us = u64::from(cap_lat.load(Ordering::Relaxed))
+        + u64::from(play_lat.load(Ordering::Relaxed))
+        + queued as u64 * 1_000_000 / u64::from(SAMPLE_RATE);
+    Some((us / 1000).min(500) as u32)
+}
+
 #[cfg(feature = "devices")]
 fn open_capture(name: Option<&str>) -> Result<InputKind, AudioError> {
     let dev = find_device(true, name)?;
     let cfg = config_48k(&dev, true)?;
     let channels = usize::from(cfg.channels);
     let (mut producer, consumer) = rtrb::RingBuffer::<i16>::new(8 * FRAME_SAMPLES);
+    let latency_us = Arc::new(AtomicU32::new(0));
+    let latency = latency_us.clone();
     let stream = dev
         .build_input_stream(
             cfg,
-            move |data: &[f32], _: &cpal::InputCallbackInfo| {
+            move |data: &[f32], info: &cpal::InputCallbackInfo| {
                 // Real-time context: no locks, no allocation, no logging.
+                let ts = info.timestamp();
+                let d = ts.callback.duration_since(ts.capture);
+                latency.store(
+                    d.as_micros().min(u32::MAX as u128) as u32,
+                    Ordering::Relaxed,
+                );
                 for frame in data.chunks(channels) {
                     let mono = frame.iter().sum::<f32>() / channels as f32;
                     let _ = producer.push((mono.clamp(-1.0, 1.0) * 32767.0) as i16);
@@ -378,6 +418,7 @@ fn open_capture(name: Option<&str>) -> Result<InputKind, AudioError> {
     Ok(InputKind::Device {
         ring: consumer,
         _stream: stream,
+        latency_us,
     })
 }
 
@@ -393,6 +434,8 @@ pub enum OutputStream {
         ring: rtrb::Producer<i16>,
         /// Keeps the device stream alive.
         _stream: DeviceStream,
+        /// Playback latency reported by the device (callback to playback instant), µs.
+        latency_us: Arc<AtomicU32>,
     },
     /// Discarding.
     Null,
@@ -466,11 +509,19 @@ fn open_playback(name: Option<&str>) -> Result<OutputStream, AudioError> {
     let cfg = config_48k(&dev, false)?;
     let channels = usize::from(cfg.channels);
     let (producer, mut consumer) = rtrb::RingBuffer::<i16>::new(8 * FRAME_SAMPLES);
+    let latency_us = Arc::new(AtomicU32::new(0));
+    let latency = latency_us.clone();
     let stream = dev
         .build_output_stream(
             cfg,
-            move |data: &mut [f32], _: &cpal::OutputCallbackInfo| {
+            move |data: &mut [f32], info: &cpal::OutputCallbackInfo| {
                 // Real-time context: no locks, no allocation, no logging. Underrun plays silence.
+                let ts = info.timestamp();
+                let d = ts.playback.duration_since(ts.callback);
+                latency.store(
+                    d.as_micros().min(u32::MAX as u128) as u32,
+                    Ordering::Relaxed,
+                );
                 for frame in data.chunks_mut(channels) {
                     let s = consumer.pop().map_or(0.0, |v| f32::from(v) / 32768.0);
                     frame.fill(s);
@@ -486,6 +537,7 @@ fn open_playback(name: Option<&str>) -> Result<OutputStream, AudioError> {
     Ok(OutputStream::Device {
         ring: producer,
         _stream: stream,
+        latency_us,
     })
 }
 

@@ -187,6 +187,8 @@ impl Driver {
         let mut pending_whisper: Option<String> = None;
         let mut pending_join: Option<String> = None;
         let mut last_list_request = Instant::now();
+        let mut next_delay_check = Instant::now() + Duration::from_secs(1);
+        let mut echo_delay: Option<u32> = None;
 
         'outer: loop {
             // --- connect / reconnect ---
@@ -413,6 +415,16 @@ impl Driver {
                 self.output.write_frame(&frame);
                 next_tick += FRAME_DURATION;
                 ticks += 1;
+            }
+            // The echo canceller's delay hint follows the devices' latency and ring fill.
+            if Instant::now() >= next_delay_check {
+                next_delay_check = Instant::now() + Duration::from_secs(1);
+                if let Some(ms) = crate::audio::echo_delay_ms(&self.input, &self.output) {
+                    if echo_delay.is_none_or(|d| d.abs_diff(ms) >= 5) {
+                        echo_delay = Some(ms);
+                        self.engine.set_echo_delay_ms(ms);
+                    }
+                }
             }
             if Instant::now() >= next_tick {
                 // Fell far behind (machine stalled): resynchronise the media clock.

@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::capture::{CaptureConfig, CaptureProcessor, CaptureStats};
 use crate::codec::EncoderConfig;
 use crate::jitter::{JitterConfig, PolicyChoice};
 use crate::metrics::StreamStats;
@@ -76,6 +77,10 @@ pub struct EngineConfig {
     pub initial_channel: Option<ChannelId>,
     /// A remote sender silent this long is forgotten (its decoder freed).
     pub remote_idle_timeout: Duration,
+    /// Capture processing (high-pass, echo cancellation against our own playback mix, noise
+    /// suppression, gain control, speech detection). Off here (tests and simulations feed clean
+    /// signals); the client turns it on for a microphone.
+    pub capture: CaptureConfig,
     /// End-to-end encryption of the voice payload ([`crate::e2ee`]); off by default.
     pub e2ee: crate::e2ee::E2eeMode,
     /// The access token presented in `Hello` (minted by the relay operator's or the game's
@@ -98,6 +103,7 @@ impl Default for EngineConfig {
             auto_join: true,
             initial_channel: None,
             remote_idle_timeout: Duration::from_secs(30),
+            capture: CaptureConfig::off(),
             e2ee: crate::e2ee::E2eeMode::Off,
             token: None,
         }
@@ -258,6 +264,10 @@ pub enum Request {
     ListChannels,
     /// Ask for the relay's counters ([`Event::ServerStats`]).
     ServerStats,
+    /// Capture processing stages.
+    Capture(CaptureConfig),
+    /// Echo path delay hint in ms (device output + input latency and buffering).
+    EchoDelay(u32),
     /// This client's position for positional audio ([`Engine::set_position`]).
     Position(Option<Position>),
     /// The listener's pose ([`Engine::set_listener`]).
@@ -283,6 +293,8 @@ impl Request {
             Request::UserMute(..) => "user_mute",
             Request::ListChannels => "list_channels",
             Request::ServerStats => "server_stats",
+            Request::Capture(_) => "capture",
+            Request::EchoDelay(_) => "echo_delay",
             Request::Position(_) => "position",
             Request::Listener(_) => "listener",
             Request::ChannelAttenuation(_) => "channel_attenuation",
@@ -436,6 +448,7 @@ pub struct Engine {
     prefs: HashMap<SessionToken, (f32, bool)>,
     sender: Sender,
     transmitter: Transmitter,
+    capture: Option<Box<CaptureProcessor>>,
     was_transmitting: bool,
     whisper: Option<SessionToken>,
     deafened: bool,
@@ -477,6 +490,10 @@ impl Engine {
         let sender = Sender::new(SessionToken::NONE, cfg.encoder)?;
         let transmitter = Transmitter::new(cfg.transmit, cfg.vad);
         let initial_channel = cfg.initial_channel;
+        let capture = cfg
+            .capture
+            .any()
+            .then(|| Box::new(CaptureProcessor::new(cfg.capture)));
         Ok(Engine {
             name: cfg.name.clone(),
             cfg,
@@ -502,6 +519,7 @@ impl Engine {
             prefs: HashMap::new(),
             sender,
             transmitter,
+            capture,
             was_transmitting: false,
             whisper: None,
             deafened: false,
@@ -872,9 +890,19 @@ impl Engine {
         }
     }
 
-    /// Handles one captured 20 ms frame: decides whether to send it and queues the datagram.
+    /// Handles one captured 20 ms frame: runs capture processing (when on), decides whether to
+    /// send it and queues the datagram.
     pub fn handle_capture(&mut self, now: Time, pcm: &[i16; FRAME_SAMPLES]) {
-        let decision = self.transmitter.decide(pcm);
+        let mut processed = *pcm;
+        let speech = match self.capture.as_mut() {
+            Some(p) => {
+                let speech = p.process(&mut processed).unwrap_or(false);
+                p.config().vad.then_some(speech)
+            }
+            None => None,
+        };
+        let pcm = &processed;
+        let decision = self.transmitter.decide_with_speech(pcm, speech);
         let can_send = self.udp_ready
             && self.state == ConnectionState::Connected
             && (self.channel.is_some() || self.whisper.is_some());
@@ -930,6 +958,10 @@ impl Engine {
             }
         }
         self.mixer.finish(out);
+        // What the loudspeaker will play is the echo canceller's far-end reference.
+        if let Some(p) = self.capture.as_mut() {
+            let _ = p.far_end(out);
+        }
         self.forget_drained();
     }
 
@@ -961,6 +993,14 @@ impl Engine {
             }
         }
         self.stereo.finish(out);
+        // The echo canceller's far-end reference is what the loudspeakers play, down-mixed.
+        if let Some(p) = self.capture.as_mut() {
+            let mut mono = [0i16; FRAME_SAMPLES];
+            for (m, lr) in mono.iter_mut().zip(out.chunks_exact(2)) {
+                *m = ((i32::from(lr[0]) + i32::from(lr[1])) / 2) as i16;
+            }
+            let _ = p.far_end(&mono);
+        }
         self.forget_drained();
     }
 
@@ -1239,6 +1279,14 @@ impl Engine {
                 self.set_user_muted(s, m);
                 Ok(())
             }
+            Request::Capture(c) => {
+                self.set_capture(c);
+                Ok(())
+            }
+            Request::EchoDelay(ms) => {
+                self.set_echo_delay_ms(ms);
+                Ok(())
+            }
             Request::Position(p) => self.set_position(p).map_err(CommandError::from),
             Request::Listener(pose) => self.set_listener(pose).map_err(CommandError::from),
             Request::ChannelAttenuation(a) => {
@@ -1339,6 +1387,34 @@ impl Engine {
     /// Voice-activity gate settings.
     pub fn set_vad(&mut self, vad: VadConfig) {
         self.transmitter.vad = vad;
+    }
+
+    /// Switches capture processing stages (a new processor when they change; the echo canceller
+    /// then adapts again).
+    pub fn set_capture(&mut self, cfg: CaptureConfig) {
+        if cfg == self.cfg.capture {
+            return;
+        }
+        self.cfg.capture = cfg;
+        self.capture = cfg.any().then(|| Box::new(CaptureProcessor::new(cfg)));
+    }
+
+    /// The capture processing stages in use.
+    pub fn capture_config(&self) -> CaptureConfig {
+        self.cfg.capture
+    }
+
+    /// Updates the echo path delay hint (device output + input latency and buffering, ms).
+    pub fn set_echo_delay_ms(&mut self, ms: u32) {
+        self.cfg.capture.echo_delay_ms = ms;
+        if let Some(p) = self.capture.as_mut() {
+            p.set_echo_delay_ms(ms);
+        }
+    }
+
+    /// What capture processing measured on the last frame (`None` when it is off).
+    pub fn capture_stats(&self) -> Option<CaptureStats> {
+        self.capture.as_ref().map(|p| p.stats())
     }
 
     /// Mutes or unmutes our microphone.

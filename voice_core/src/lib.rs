@@ -11,6 +11,7 @@
 //! | [`proto`] | the wire: UDP voice header, TCP control frames and events, UDP registration proof |
 //! | [`seq`] | wrap-around-safe sequence arithmetic, duplicate detection |
 //! | [`jitter`] | the per-sender jitter buffer and its playout policy |
+//! | [`capture`] | capture processing: high-pass, echo cancellation, noise suppression, gain control, speech detection |
 //! | [`codec`] | Opus encode / decode / FEC / PLC |
 //! | [`e2ee`] | end-to-end encryption of the payload: SFrame, password keys, wrapped sender keys |
 //! | [`tsm`] | time-scale modification: shortening / lengthening decoded speech by pitch periods |
@@ -24,6 +25,7 @@
 //! | [`wav`] | reading and writing 48 kHz mono WAV files |
 
 pub mod align;
+pub mod capture;
 pub mod codec;
 pub mod e2ee;
 pub mod engine;
@@ -73,6 +75,9 @@ pub enum Error {
     /// A trace or profile was invalid.
     #[error(transparent)]
     Sim(#[from] sim::SimError),
+    /// A capture frame had the wrong length.
+    #[error(transparent)]
+    Capture(#[from] capture::CaptureError),
     /// A WAV file could not be read or written.
     #[error(transparent)]
     Wav(#[from] wav::WavError),

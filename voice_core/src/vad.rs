@@ -3,7 +3,8 @@
 //! [`Transmitter`] turns "is the key held / is there speech" into per-frame decisions with
 //! talk-spurt boundaries: the frame on which transmission stops is sent with the end-of-spurt flag,
 //! so receivers stop at once instead of concealing. Voice activity is an energy gate with an
-//! attack threshold and a hangover (trailing frames kept so word endings are not clipped).
+//! attack threshold and a hangover (trailing frames kept so word endings are not clipped), or,
+//! with capture processing on, the speech detector of [`crate::capture`].
 
 use serde::{Deserialize, Serialize};
 
@@ -102,11 +103,18 @@ impl Transmitter {
 
     /// Decides for one captured frame.
     pub fn decide(&mut self, frame: &[i16]) -> FrameDecision {
+        self.decide_with_speech(frame, None)
+    }
+
+    /// Decides for one captured frame; in [`TransmitMode::VoiceActivity`], `speech` (a speech
+    /// detector's verdict, hangover included: [`crate::capture`]) replaces the energy gate.
+    pub fn decide_with_speech(&mut self, frame: &[i16], speech: Option<bool>) -> FrameDecision {
         self.level = level_dbfs(frame);
         let want = !self.muted
             && match self.mode {
                 TransmitMode::Continuous => true,
                 TransmitMode::PushToTalk => self.ptt,
+                TransmitMode::VoiceActivity if speech.is_some() => speech == Some(true),
                 TransmitMode::VoiceActivity => {
                     if self.level >= self.vad.threshold_dbfs {
                         self.hangover = self.vad.hangover_frames;
@@ -149,6 +157,30 @@ mod tests {
         t.set_push_to_talk(false);
         assert_eq!(t.decide(&f), FrameDecision::SendLast);
         assert_eq!(t.decide(&f), FrameDecision::Silent);
+    }
+
+    #[test]
+    fn a_speech_detector_replaces_the_energy_gate() {
+        let mut t = Transmitter::new(TransmitMode::VoiceActivity, VadConfig::default());
+        let loud = [10_000i16; 960];
+        assert_eq!(
+            t.decide_with_speech(&loud, Some(false)),
+            FrameDecision::Silent
+        );
+        assert_eq!(
+            t.decide_with_speech(&[0; 960], Some(true)),
+            FrameDecision::Send
+        );
+        assert_eq!(
+            t.decide_with_speech(&loud, Some(false)),
+            FrameDecision::SendLast
+        );
+        // Other modes ignore it.
+        t.mode = TransmitMode::Continuous;
+        assert_eq!(
+            t.decide_with_speech(&[0; 960], Some(false)),
+            FrameDecision::Send
+        );
     }
 
     #[test]

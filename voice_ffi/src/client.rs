@@ -128,7 +128,22 @@ pub struct voice_client_config {
     /// by your backend, or `relay token --name NAME` for development), or NULL for a relay
     /// started with `--open`. Copied during `voice_client_new`; never logged.
     pub access_token: *const c_char,
+    /// Capture processing (issue 15): `VOICE_CAPTURE_AUTO` (default: on with
+    /// `VOICE_AUDIO_DEVICES`, off otherwise: application audio may be processed already),
+    /// `VOICE_CAPTURE_ON` or `VOICE_CAPTURE_OFF`. A bad mode or stage setting is
+    /// `VOICE_ERR_INVALID_ARGUMENT`.
+    pub capture_mode: u32,
+    /// The capture processing stages when on (defaults: every stage, see
+    /// `voice_processor_config_default`).
+    pub capture: crate::processor::voice_processor_config,
 }
+
+/// Capture processing on with device audio, off otherwise.
+pub const VOICE_CAPTURE_AUTO: u32 = 0;
+/// Capture processing on.
+pub const VOICE_CAPTURE_ON: u32 = 1;
+/// Capture processing off.
+pub const VOICE_CAPTURE_OFF: u32 = 2;
 
 /// One event. Strings are NUL-terminated UTF-8, truncated to fit at a character boundary; the
 /// `_len` fields give the bytes written. A chat text from a non-C client may contain a NUL byte:
@@ -417,6 +432,8 @@ pub unsafe extern "C" fn voice_client_config_default(
             e2ee_password_len: 0,
             e2ee_identity: std::ptr::null(),
             access_token: std::ptr::null(),
+            capture_mode: VOICE_CAPTURE_AUTO,
+            capture: crate::processor::voice_processor_config::defaults(),
         };
         voice_result::VOICE_OK
     })
@@ -503,6 +520,16 @@ pub unsafe extern "C" fn voice_client_new(
             }
             _ => return voice_result::VOICE_ERR_INVALID_ARGUMENT,
         };
+        let capture = try_res!(crate::processor::capture_config(&cfg.capture));
+        let capture_on = match cfg.capture_mode {
+            VOICE_CAPTURE_AUTO => cfg.audio == VOICE_AUDIO_DEVICES,
+            VOICE_CAPTURE_ON => true,
+            VOICE_CAPTURE_OFF => false,
+            _ => return voice_result::VOICE_ERR_INVALID_ARGUMENT,
+        };
+        if capture_on {
+            c.engine.capture = capture;
+        }
         let client = match Client::start(c) {
             Ok(c) => c,
             Err(::voice_client::ClientError::Audio(_)) => return voice_result::VOICE_ERR_AUDIO,

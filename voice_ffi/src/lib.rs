@@ -22,9 +22,10 @@ pub mod client;
 mod handle;
 mod stats_worker;
 pub mod stream;
-// After the existing modules, so that its functions form a block near the end of include/voice.h.
+// After the existing modules, so that their functions form the last blocks of include/voice.h:
+// E2EE, then capture processing (issue 15), then positional audio (issue 21).
 pub mod e2ee;
-// Positional audio: declared last so its block comes last in include/voice.h.
+pub mod processor;
 pub mod spatial;
 
 use std::ffi::c_char;

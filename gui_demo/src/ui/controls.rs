@@ -11,6 +11,7 @@ use crate::app::Session;
 use crate::backend::Request;
 use crate::settings::{InputChoice, Mode, OutputChoice, Settings};
 use crate::ui::{SPEAKING, WARN, WHISPER};
+use voice_core::capture::SuppressionLevel;
 
 /// Level meter range (dBFS at the left edge).
 const METER_FLOOR_DBFS: f32 = -60.0;
@@ -75,6 +76,7 @@ fn controls(
         }
     });
     level_meter(ui, session, settings);
+    capture_controls(ui, session, settings);
     ui.add_space(8.0);
     ui.heading("Audio devices");
     ui.separator();
@@ -271,4 +273,45 @@ pub fn device_pickers(
         }
     }
     changed
+}
+
+/// Capture processing toggles (issue 15): each stage on or off and the suppression level; a
+/// change takes effect at once (the echo canceller adapts again).
+fn capture_controls(ui: &mut egui::Ui, session: &mut Session, settings: &mut Settings) {
+    if !matches!(settings.input, InputChoice::Device(_)) {
+        return;
+    }
+    let before = settings.capture;
+    egui::CollapsingHeader::new("Microphone processing")
+        .default_open(false)
+        .show(ui, |ui| {
+            let c = &mut settings.capture;
+            ui.checkbox(&mut c.echo_cancel, "Echo cancellation");
+            let mut ns = c.noise_suppression.is_some();
+            ui.checkbox(&mut ns, "Noise suppression");
+            if ns {
+                let mut level = c.noise_suppression.unwrap_or_default();
+                egui::ComboBox::from_id_salt("ns_level")
+                    .selected_text(format!("{level:?}"))
+                    .show_ui(ui, |ui| {
+                        for l in [
+                            SuppressionLevel::Low,
+                            SuppressionLevel::Moderate,
+                            SuppressionLevel::High,
+                            SuppressionLevel::VeryHigh,
+                        ] {
+                            ui.selectable_value(&mut level, l, format!("{l:?}"));
+                        }
+                    });
+                c.noise_suppression = Some(level);
+            } else {
+                c.noise_suppression = None;
+            }
+            ui.checkbox(&mut c.gain_control, "Automatic gain");
+            ui.checkbox(&mut c.high_pass, "High-pass filter");
+            ui.checkbox(&mut c.vad, "Speech detector (voice activity)");
+        });
+    if settings.capture != before {
+        session.send(Request::Capture(settings.capture));
+    }
 }

@@ -6,9 +6,14 @@
 //!           [--whisper NAME] [--record OUT.wav] [--duration SECS] [--chat TEXT]... [--mode continuous|vad|ptt] (default: continuous with --play/--tone, else silent)
 //!           [--input-device NAME|default] [--output-device NAME|default] [--stats-interval MS] [--no-reconnect]
 //!           [--fingerprint SHA256 | --ca CA.pem [--server-name NAME] | --tofu | --insecure-plaintext]
+//!           [--apm on|off] [--no-hpf] [--no-aec] [--no-ns] [--no-agc] [--no-speech-vad]
+//!           [--ns-level low|moderate|high|very-high] [--echo-delay MS]
 //!           [--token JWT | --token-file FILE]
 //!           [--position X,Y,Z | --path X,Y,Z;X,Y,Z;... [--speed UNITS_PER_S]] [--model MODEL:MIN:MAX:ROLLOFF]
 //! ```
+//! Capture processing (`voice_core::capture`: high-pass, echo cancellation, noise suppression,
+//! gain control, speech detection for `--mode vad`) is on by default with `--input-device` and off
+//! for files and tones; `--apm` overrides that, the `--no-*` flags switch single stages off.
 //! `--token` (or `--token-file`, whose contents are trimmed) is the access token the relay
 //! requires (`relay token --name NAME` mints one for a development relay); only a relay started
 //! with `--open` admits a bot without one.
@@ -34,12 +39,15 @@ use voice_client::{
     Attenuation, AudioInput, AudioOutput, ChannelId, Client, ClientConfig, DistanceModel, Event,
     ListenerPose, Position, TlsTrust, TransmitMode,
 };
+use voice_core::capture::{CaptureConfig, SuppressionLevel};
 
 const USAGE: &str = "usage: voice-bot --server ADDR --name NAME [--channel ID|NAME] \
 [--play IN.wav [--loop] | --tone HZ] [--whisper NAME] [--record OUT.wav] [--duration SECS] \
 [--chat TEXT]... [--mode continuous|vad|ptt] [--input-device NAME|default] \
 [--output-device NAME|default] [--stats-interval MS] [--no-reconnect] \
 [--fingerprint SHA256 | --ca CA.pem [--server-name NAME] | --tofu | --insecure-plaintext] \
+[--apm on|off] [--no-hpf] [--no-aec] [--no-ns] [--no-agc] [--no-speech-vad] \
+[--ns-level low|moderate|high|very-high] [--echo-delay MS] \
 [--e2ee-password SECRET | --e2ee-password-env VAR | --e2ee-keys [--e2ee-identity HEX64]] \
 [--token JWT | --token-file FILE] \
 [--position X,Y,Z | --path X,Y,Z;X,Y,Z;... [--speed UNITS_PER_S]] [--model MODEL:MIN:MAX:ROLLOFF]";
@@ -59,6 +67,9 @@ struct Args {
     tls: TlsTrust,
     server_name: Option<String>,
     insecure_plaintext: bool,
+    /// Capture processing on/off (`None`: on with a capture device).
+    apm: Option<bool>,
+    capture: CaptureConfig,
     e2ee: voice_client::E2eeMode,
     /// Waypoints (one: standing still).
     path: Vec<Position>,
@@ -150,6 +161,8 @@ fn parse() -> Result<Args, String> {
         path: Vec::new(),
         speed: 2.0,
         model: None,
+        apm: None,
+        capture: CaptureConfig::default(),
         e2ee: voice_client::E2eeMode::Off,
         token: None,
     };
@@ -244,6 +257,32 @@ fn parse() -> Result<Args, String> {
                     .ok_or(format!("--speed {s:?} is not units/s"))?;
             }
             "--model" => a.model = Some(parse_model(&v("--model")?)?),
+            "--apm" => {
+                a.apm = match v("--apm")?.as_str() {
+                    "on" => Some(true),
+                    "off" => Some(false),
+                    o => return Err(format!("--apm {o:?}: on or off")),
+                }
+            }
+            "--no-hpf" => a.capture.high_pass = false,
+            "--no-aec" => a.capture.echo_cancel = false,
+            "--no-ns" => a.capture.noise_suppression = None,
+            "--no-agc" => a.capture.gain_control = false,
+            "--no-speech-vad" => a.capture.vad = false,
+            "--ns-level" => {
+                let l = v("--ns-level")?;
+                a.capture.noise_suppression = Some(SuppressionLevel::parse(&l).ok_or(format!(
+                    "--ns-level {l:?}: low, moderate, high or very-high"
+                ))?);
+            }
+            "--echo-delay" => {
+                let s = v("--echo-delay")?;
+                a.capture.echo_delay_ms = s
+                    .parse()
+                    .ok()
+                    .filter(|ms| *ms <= 500)
+                    .ok_or(format!("--echo-delay {s:?}: 0..=500 ms"))?;
+            }
             "--e2ee-password" => {
                 a.e2ee = voice_client::E2eeMode::Password(v("--e2ee-password")?.into_bytes())
             }
@@ -315,6 +354,9 @@ fn run(a: Args) -> Result<(), String> {
     cfg.engine.e2ee = a.e2ee.clone();
     cfg.token = a.token.clone().map(voice_client::AccessToken);
     cfg.engine.transmit = a.mode;
+    if a.apm.unwrap_or(matches!(a.input, AudioInput::Device(_))) {
+        cfg.engine.capture = a.capture;
+    }
     cfg.channel_attenuation = a.model;
     let pose_at = |t: f32| {
         let (p, forward) = walk(&a.path, a.speed, t);

@@ -1,0 +1,554 @@
+//! Capture processing: what the microphone hears, cleaned before it is encoded.
+//!
+//! [`CaptureProcessor`] is sans-IO like the rest of the crate: 48 kHz mono `i16` frames in, the same
+//! frames cleaned in place out, the far-end (playback) signal handed in by the caller. Stages, in
+//! signal order, each switchable in [`CaptureConfig`]:
+//!
+//! 1. **high-pass**: 2nd-order Butterworth at 40 Hz (DC, rumble, handling noise);
+//! 2. **echo cancellation**: WebRTC AEC3 with the engine's own playback mix as the far-end
+//!    reference. AEC3 estimates the echo path delay itself (render-delay estimator); the device
+//!    delay set with [`CaptureProcessor::set_echo_delay_ms`] is its starting hint;
+//! 3. **noise suppression**: RNNoise (a recurrent network over 22 bands, weights compiled in), its
+//!    output mixed with a floor of the unprocessed signal by [`SuppressionLevel`], and with the
+//!    unprocessed signal alone where the noise is 40 dB under the speech (clean input); at
+//!    [`SuppressionLevel::VeryHigh`] WebRTC's stationary suppressor runs after it;
+//! 4. **automatic gain control**: a slew-limited gain (6 dB/s) toward a speech level of -24 dBFS,
+//!    adapted on speech chunks only, and a peak limiter;
+//! 5. **voice activity** from RNNoise's speech probability with attack and hangover, replacing the
+//!    energy gate of [`crate::vad`].
+//!
+//! The two DSP libraries are pure Rust ports (`sonora` for WebRTC's audio processing,
+//! `nnnoiseless` for RNNoise). Everything of ours is allocated in [`CaptureProcessor::new`] and
+//! the per-frame calls take no lock; a counting allocator in the tests checks that no stage
+//! allocates per frame, except `sonora`'s AEC3, which still allocates small scratch vectors inside
+//! its echo remover on every 10 ms chunk (a known gap: fixing it means patching that crate).
+//! RNNoise's FFT planner is created on first use in each thread (the first frame). Internally the chain runs on 10 ms chunks ([`CHUNK_SAMPLES`]); the engine's 20 ms
+//! frames are two chunks.
+
+use nnnoiseless::DenoiseState;
+use serde::{Deserialize, Serialize};
+use sonora::config::{
+    EchoCanceller, MaxProcessingRate, NoiseSuppression, NoiseSuppressionLevel, Pipeline,
+};
+use sonora::{AudioProcessing, Config, StreamConfig};
+
+use crate::SAMPLE_RATE;
+
+/// Samples in one processing chunk (10 ms at 48 kHz); frames must be a multiple of it.
+pub const CHUNK_SAMPLES: usize = 480;
+
+/// How hard the noise suppressor works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum SuppressionLevel {
+    /// RNNoise with the unprocessed signal kept 12 dB down (noise is attenuated ~12 dB at most).
+    Low,
+    /// RNNoise with the unprocessed signal kept 24 dB down.
+    Moderate,
+    /// RNNoise alone: as much as the network removes.
+    #[default]
+    High,
+    /// RNNoise followed by WebRTC's stationary noise suppressor (residual hum and hiss).
+    VeryHigh,
+}
+
+impl SuppressionLevel {
+    /// Linear gain of the unprocessed signal mixed back under the denoised one.
+    fn dry_floor(self) -> f32 {
+        match self {
+            SuppressionLevel::Low => 0.251,      // -12 dB
+            SuppressionLevel::Moderate => 0.063, // -24 dB
+            SuppressionLevel::High | SuppressionLevel::VeryHigh => 0.0,
+        }
+    }
+
+    /// Parses `low`, `moderate`, `high` or `very-high`.
+    pub fn parse(s: &str) -> Option<SuppressionLevel> {
+        match s {
+            "low" => Some(SuppressionLevel::Low),
+            "moderate" => Some(SuppressionLevel::Moderate),
+            "high" => Some(SuppressionLevel::High),
+            "very-high" | "veryhigh" => Some(SuppressionLevel::VeryHigh),
+            _ => None,
+        }
+    }
+}
+
+/// Speech detector settings.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SpeechVadConfig {
+    /// Speech probability (0..1) at or above which a 10 ms chunk counts as speech.
+    pub threshold: f32,
+    /// Speech chunks in a row needed to open (1 = open on the first).
+    pub attack_chunks: u32,
+    /// 10 ms chunks kept open after the last speech chunk (30 = 300 ms).
+    pub hangover_chunks: u32,
+}
+
+impl Default for SpeechVadConfig {
+    fn default() -> Self {
+        SpeechVadConfig {
+            threshold: 0.6,
+            attack_chunks: 1,
+            hangover_chunks: 30,
+        }
+    }
+}
+
+/// Which capture stages run.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CaptureConfig {
+    /// High-pass filter (~80 Hz).
+    pub high_pass: bool,
+    /// Acoustic echo cancellation against the far-end signal.
+    pub echo_cancel: bool,
+    /// Noise suppression; `None` is off.
+    pub noise_suppression: Option<SuppressionLevel>,
+    /// Automatic gain control (adaptive digital gain and limiter).
+    pub gain_control: bool,
+    /// Voice activity from speech probability (RNNoise runs for it even with suppression off).
+    pub vad: bool,
+    /// Speech detector settings.
+    pub vad_config: SpeechVadConfig,
+    /// Initial estimate of the echo path delay (device output + input latency) in ms.
+    pub echo_delay_ms: u32,
+}
+
+impl Default for CaptureConfig {
+    /// Every stage on, suppression [`SuppressionLevel::High`], 60 ms delay hint.
+    fn default() -> Self {
+        CaptureConfig {
+            high_pass: true,
+            echo_cancel: true,
+            noise_suppression: Some(SuppressionLevel::default()),
+            gain_control: true,
+            vad: true,
+            vad_config: SpeechVadConfig::default(),
+            echo_delay_ms: 60,
+        }
+    }
+}
+
+impl CaptureConfig {
+    /// Every stage off: frames pass through unchanged.
+    pub fn off() -> Self {
+        CaptureConfig {
+            high_pass: false,
+            echo_cancel: false,
+            noise_suppression: None,
+            gain_control: false,
+            vad: false,
+            ..Default::default()
+        }
+    }
+
+    /// Whether any stage runs.
+    pub fn any(&self) -> bool {
+        self.high_pass
+            || self.echo_cancel
+            || self.noise_suppression.is_some()
+            || self.gain_control
+            || self.vad
+    }
+}
+
+/// A frame the processor cannot take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CaptureError {
+    /// The frame length is not a positive multiple of [`CHUNK_SAMPLES`].
+    #[error("frame of {0} samples is not a positive multiple of {CHUNK_SAMPLES}")]
+    FrameLength(usize),
+}
+
+/// What the processor measured on the last frame.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct CaptureStats {
+    /// Highest speech probability over the frame's chunks (0 when the detector is off).
+    pub speech_probability: f32,
+    /// Whether the detector (with hangover) says speech.
+    pub speech: bool,
+    /// AEC3's echo return loss enhancement in dB, when it has one.
+    pub erle_db: Option<f64>,
+    /// AEC3's echo path delay estimate in ms, when it has one.
+    pub echo_delay_ms: Option<i32>,
+    /// Frames processed.
+    pub frames: u64,
+    /// Far-end chunks received.
+    pub far_end_chunks: u64,
+}
+
+/// The capture chain. See the module documentation.
+pub struct CaptureProcessor {
+    cfg: CaptureConfig,
+    /// High-pass + AEC3 (render side fed with the far end).
+    front: Option<AudioProcessing>,
+    /// WebRTC's stationary noise suppressor (very-high only).
+    back: Option<AudioProcessing>,
+    rnnoise: Option<Box<DenoiseState<'static>>>,
+    a: [f32; CHUNK_SAMPLES],
+    b: [f32; CHUNK_SAMPLES],
+    /// Input of the previous chunk: RNNoise's output lags its input by one chunk.
+    dry: [f32; CHUNK_SAMPLES],
+    far: [f32; CHUNK_SAMPLES],
+    far_scratch: [f32; CHUNK_SAMPLES],
+    run: u32,
+    hangover: u32,
+    /// Weight of the unprocessed signal in the suppressor's output (slewed per chunk).
+    dry_weight: f32,
+    levels: LevelTracker,
+    agc: Agc,
+    hpf: HighPass,
+    stats: CaptureStats,
+}
+
+impl std::fmt::Debug for CaptureProcessor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaptureProcessor")
+            .field("cfg", &self.cfg)
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+/// Processing at the full 48 kHz: no resampling (and no allocation for it) inside `sonora`.
+fn full_band() -> Pipeline {
+    Pipeline {
+        maximum_internal_processing_rate: MaxProcessingRate::Rate48kHz,
+        ..Default::default()
+    }
+}
+
+fn mono() -> StreamConfig {
+    StreamConfig::new(SAMPLE_RATE, 1)
+}
+
+impl CaptureProcessor {
+    /// A processor running the stages `cfg` selects (all buffers allocated here).
+    pub fn new(cfg: CaptureConfig) -> Self {
+        let front = cfg.echo_cancel.then(|| {
+            let config = Config {
+                // AEC3 cancels more echo at 32 kHz internally (measured: 25 dB against 23 dB
+                // ERLE at 2 s on the synthetic echo test).
+                pipeline: Pipeline::default(),
+                // Our own filter runs first (sonora's costs 0.8 PESQ on clean speech at 48 kHz).
+                echo_canceller: Some(EchoCanceller {
+                    enforce_high_pass_filtering: false,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            let mut apm = AudioProcessing::builder()
+                .config(config)
+                .capture_config(mono())
+                .render_config(mono())
+                .build();
+            let _ = apm.set_stream_delay_ms(cfg.echo_delay_ms as i32);
+            apm
+        });
+        let webrtc_ns = cfg.noise_suppression == Some(SuppressionLevel::VeryHigh);
+        let back = webrtc_ns.then(|| {
+            let config = Config {
+                pipeline: full_band(),
+                noise_suppression: Some(NoiseSuppression {
+                    level: NoiseSuppressionLevel::Moderate,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            AudioProcessing::builder()
+                .config(config)
+                .capture_config(mono())
+                .render_config(mono())
+                .build()
+        });
+        let rnnoise = (cfg.noise_suppression.is_some() || cfg.vad || cfg.gain_control)
+            .then(DenoiseState::new);
+        CaptureProcessor {
+            cfg,
+            front,
+            back,
+            rnnoise,
+            a: [0.0; CHUNK_SAMPLES],
+            b: [0.0; CHUNK_SAMPLES],
+            dry: [0.0; CHUNK_SAMPLES],
+            far: [0.0; CHUNK_SAMPLES],
+            far_scratch: [0.0; CHUNK_SAMPLES],
+            run: 0,
+            hangover: 0,
+            dry_weight: 0.0,
+            levels: LevelTracker::default(),
+            agc: Agc::default(),
+            hpf: HighPass::new(),
+            stats: CaptureStats::default(),
+        }
+    }
+
+    /// The stages this processor runs.
+    pub fn config(&self) -> &CaptureConfig {
+        &self.cfg
+    }
+
+    /// Updates the echo path delay hint (device output latency + input latency, in ms).
+    pub fn set_echo_delay_ms(&mut self, ms: u32) {
+        self.cfg.echo_delay_ms = ms;
+        if let Some(front) = self.front.as_mut() {
+            let _ = front.set_stream_delay_ms(ms as i32);
+        }
+    }
+
+    /// Hands in far-end audio (what the loudspeaker is about to play), a multiple of 10 ms.
+    /// Call it with each playback frame before the capture frames it may echo into.
+    pub fn far_end(&mut self, pcm: &[i16]) -> Result<(), CaptureError> {
+        if pcm.is_empty() || !pcm.len().is_multiple_of(CHUNK_SAMPLES) {
+            return Err(CaptureError::FrameLength(pcm.len()));
+        }
+        let Some(front) = self.front.as_mut().filter(|_| self.cfg.echo_cancel) else {
+            return Ok(());
+        };
+        for chunk in pcm.chunks_exact(CHUNK_SAMPLES) {
+            for (f, &s) in self.far.iter_mut().zip(chunk) {
+                *f = s as f32 / 32768.0;
+            }
+            let _ = front.process_render_f32(&[&self.far], &mut [&mut self.far_scratch]);
+            self.stats.far_end_chunks += 1;
+        }
+        Ok(())
+    }
+
+    /// Cleans one capture frame in place (a multiple of 10 ms) and returns whether it holds speech
+    /// (the detector with hangover; `false` when the detector is off).
+    pub fn process(&mut self, pcm: &mut [i16]) -> Result<bool, CaptureError> {
+        if pcm.is_empty() || !pcm.len().is_multiple_of(CHUNK_SAMPLES) {
+            return Err(CaptureError::FrameLength(pcm.len()));
+        }
+        let mut best = 0.0f32;
+        for chunk in pcm.chunks_exact_mut(CHUNK_SAMPLES) {
+            let p = self.process_chunk(chunk);
+            best = best.max(p);
+        }
+        self.stats.frames += 1;
+        self.stats.speech_probability = best;
+        if let Some(front) = self.front.as_ref().filter(|_| self.cfg.echo_cancel) {
+            let s = front.statistics();
+            self.stats.erle_db = s.echo_return_loss_enhancement;
+            self.stats.echo_delay_ms = s.delay_ms;
+        }
+        Ok(self.stats.speech)
+    }
+
+    fn process_chunk(&mut self, chunk: &mut [i16]) -> f32 {
+        for (a, &s) in self.a.iter_mut().zip(chunk.iter()) {
+            *a = s as f32 / 32768.0;
+        }
+        if self.cfg.high_pass {
+            self.hpf.process(&mut self.a);
+        }
+        if let Some(front) = self.front.as_mut() {
+            let _ = front.process_capture_f32(&[&self.a], &mut [&mut self.b]);
+            self.a.copy_from_slice(&self.b);
+        }
+        let mut prob = 0.0;
+        if let Some(rn) = self.rnnoise.as_mut() {
+            // RNNoise works on the i16 scale.
+            for (b, a) in self.b.iter_mut().zip(self.a.iter()) {
+                *b = a * 32768.0;
+            }
+            let mut out = [0.0f32; CHUNK_SAMPLES];
+            prob = rn.process_frame(&mut out, &self.b);
+            self.levels.observe(mean_square(&self.a), prob);
+            if let Some(level) = self.cfg.noise_suppression {
+                // Where the noise is inaudible anyway (clean input), pass the input: RNNoise costs
+                // a little speech quality even on clean speech.
+                let target = level.dry_floor().max(self.levels.clean_weight());
+                self.dry_weight += (target - self.dry_weight).clamp(-0.02, 0.02);
+                let w = self.dry_weight;
+                for ((a, o), d) in self.a.iter_mut().zip(out.iter()).zip(self.dry.iter()) {
+                    *a = (o + w * (d - o)) / 32768.0;
+                }
+                // Keep this chunk's input to pair with RNNoise's next (one chunk late) output.
+                self.dry.copy_from_slice(&self.b);
+            }
+        }
+        if let Some(back) = self.back.as_mut() {
+            let _ = back.process_capture_f32(&[&self.a], &mut [&mut self.b]);
+            self.a.copy_from_slice(&self.b);
+        }
+        if self.cfg.gain_control {
+            self.agc
+                .process(&mut self.a, prob >= self.cfg.vad_config.threshold);
+        }
+        for (s, a) in chunk.iter_mut().zip(self.a.iter()) {
+            *s = (a * 32768.0).round().clamp(-32768.0, 32767.0) as i16;
+        }
+        if self.cfg.vad {
+            let v = self.cfg.vad_config;
+            if prob >= v.threshold {
+                self.run = self.run.saturating_add(1);
+            } else {
+                self.run = 0;
+            }
+            if self.run >= v.attack_chunks.max(1) {
+                self.hangover = v.hangover_chunks;
+                self.stats.speech = true;
+            } else if self.hangover > 0 {
+                self.hangover -= 1;
+            } else {
+                self.stats.speech = false;
+            }
+        }
+        prob
+    }
+
+    /// What was measured on the last frame.
+    pub fn stats(&self) -> CaptureStats {
+        self.stats
+    }
+}
+
+fn mean_square(x: &[f32]) -> f32 {
+    x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32
+}
+
+fn db(power: f32) -> f32 {
+    10.0 * power.max(1e-12).log10()
+}
+
+/// Speech and noise levels of the input, from RNNoise's speech probability.
+#[derive(Debug, Clone, Copy)]
+struct LevelTracker {
+    speech_db: f32,
+    noise_db: f32,
+    noise_chunks: u32,
+}
+
+impl Default for LevelTracker {
+    fn default() -> Self {
+        LevelTracker {
+            speech_db: -26.0,
+            // Until noise has been heard, assume it is there (suppress fully).
+            noise_db: -40.0,
+            noise_chunks: 0,
+        }
+    }
+}
+
+impl LevelTracker {
+    fn observe(&mut self, power: f32, prob: f32) {
+        let level = db(power);
+        if prob > 0.7 && level > self.noise_db + 6.0 {
+            self.speech_db += 0.02 * (level - self.speech_db);
+        } else if prob < 0.2 {
+            self.noise_chunks = self.noise_chunks.saturating_add(1);
+            // Fast down, slow up: tracks the floor, ignores a passing door slam.
+            let k = if level < self.noise_db { 0.2 } else { 0.02 };
+            self.noise_db += k * (level - self.noise_db);
+        }
+    }
+
+    /// 1 when the noise is at least 40 dB under the speech (nothing to remove), 0 below 30 dB.
+    fn clean_weight(&self) -> f32 {
+        if self.noise_chunks < 50 {
+            return 0.0;
+        }
+        ((self.speech_db - self.noise_db - 30.0) / 10.0).clamp(0.0, 1.0)
+    }
+}
+
+/// Automatic gain control: brings speech to [`Agc::TARGET_DB`] with a slew-limited gain that only
+/// adapts on speech, and a limiter that never lets a chunk's peak clip.
+#[derive(Debug, Clone, Copy)]
+struct Agc {
+    speech_db: f32,
+    gain_db: f32,
+    gain: f32,
+}
+
+impl Default for Agc {
+    fn default() -> Self {
+        Agc {
+            speech_db: Agc::TARGET_DB,
+            gain_db: 0.0,
+            gain: 1.0,
+        }
+    }
+}
+
+impl Agc {
+    /// Speech level aimed for (mean square over speech chunks, dBFS).
+    const TARGET_DB: f32 = -24.0;
+    /// Highest gain (a quiet microphone) and lowest (a loud one).
+    const MAX_GAIN_DB: f32 = 30.0;
+    const MIN_GAIN_DB: f32 = -12.0;
+    /// Gain change per 10 ms chunk: 6 dB/s.
+    const SLEW_DB: f32 = 0.06;
+    const PEAK: f32 = 0.9;
+
+    fn process(&mut self, x: &mut [f32], speech: bool) {
+        if speech {
+            let level = db(mean_square(x));
+            self.speech_db += 0.05 * (level - self.speech_db);
+            let want = (Agc::TARGET_DB - self.speech_db).clamp(Agc::MIN_GAIN_DB, Agc::MAX_GAIN_DB);
+            self.gain_db += (want - self.gain_db).clamp(-Agc::SLEW_DB, Agc::SLEW_DB);
+        }
+        let mut target = 10f32.powf(self.gain_db / 20.0);
+        let peak = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        if peak * target > Agc::PEAK {
+            target = Agc::PEAK / peak;
+        }
+        // Ramp from the last chunk's gain to this one's: no steps.
+        let step = (target - self.gain) / x.len() as f32;
+        for v in x.iter_mut() {
+            self.gain += step;
+            *v *= self.gain;
+        }
+        self.gain = target;
+    }
+}
+
+/// 2nd-order Butterworth high-pass at 40 Hz (RBJ cookbook biquad, direct form I). Steeper or
+/// higher filters cost PESQ on clean speech through their phase response (measured with scipy on
+/// the benchmark clips: 4th order at 70 Hz -0.17, 2nd order at 50 Hz -0.02).
+#[derive(Debug, Clone, Copy)]
+struct HighPass {
+    /// Per section: b0, b1, b2, a1, a2 (a0 normalised to 1).
+    coef: [[f32; 5]; 1],
+    /// Per section: x1, x2, y1, y2.
+    state: [[f32; 4]; 1],
+}
+
+impl HighPass {
+    const CUTOFF_HZ: f32 = 40.0;
+
+    fn new() -> Self {
+        let w0 = 2.0 * std::f32::consts::PI * HighPass::CUTOFF_HZ / SAMPLE_RATE as f32;
+        let coef = [std::f32::consts::FRAC_1_SQRT_2].map(|q| {
+            let (sin, cos) = w0.sin_cos();
+            let alpha = sin / (2.0 * q);
+            let a0 = 1.0 + alpha;
+            [
+                (1.0 + cos) / 2.0 / a0,
+                -(1.0 + cos) / a0,
+                (1.0 + cos) / 2.0 / a0,
+                -2.0 * cos / a0,
+                (1.0 - alpha) / a0,
+            ]
+        });
+        HighPass {
+            coef,
+            state: [[0.0; 4]; 1],
+        }
+    }
+
+    fn process(&mut self, x: &mut [f32]) {
+        for (c, st) in self.coef.iter().zip(self.state.iter_mut()) {
+            for v in x.iter_mut() {
+                let y = c[0] * *v + c[1] * st[0] + c[2] * st[1] - c[3] * st[2] - c[4] * st[3];
+                st[1] = st[0];
+                st[0] = *v;
+                st[3] = st[2];
+                st[2] = y;
+                *v = y;
+            }
+        }
+    }
+}
