@@ -98,6 +98,27 @@ int main(int argc, char **argv) {
             case VOICE_EVENT_RTT:
                 printf("rtt %.2f ms\n", ev.value);
                 break;
+            case VOICE_EVENT_STATUS:
+                /* One event per change of the connection status. */
+                switch (ev.code) {
+                case VOICE_STATUS_CONNECTING:
+                    printf("status: connecting (attempt %.0f)%s%s\n", ev.value,
+                           ev.text_len ? ", last error: " : "", ev.text);
+                    break;
+                case VOICE_STATUS_CONNECTED:
+                    printf("status: connected, voice over %s\n",
+                           ev.value == VOICE_PATH_TUNNEL ? "the TCP tunnel" : "UDP");
+                    break;
+                case VOICE_STATUS_RECONNECTING:
+                    printf("status: reconnecting in %.0f ms: %s\n", ev.value, ev.text);
+                    break;
+                case VOICE_STATUS_FAILED:
+                    printf("status: failed: %s\n", ev.text);
+                    break;
+                default:
+                    break;
+                }
+                break;
             case VOICE_EVENT_DISCONNECTED:
             case VOICE_EVENT_ERROR:
             case VOICE_EVENT_COMMAND_FAILED:
@@ -111,6 +132,13 @@ int main(int argc, char **argv) {
         if (r != VOICE_OK) die("poll_event", r);
         sleep_ms(10);
     }
+
+    voice_connection conn;
+    r = voice_client_connection(client, &conn);
+    if (r != VOICE_OK) die("connection", r);
+    printf("connection status %u path %u (tunnel: %llu sent, %llu received)\n", conn.status,
+           conn.path, (unsigned long long)conn.tunnel_tx_packets,
+           (unsigned long long)conn.tunnel_rx_packets);
 
     voice_stats st;
     r = voice_client_stats(client, &st);

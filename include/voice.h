@@ -193,6 +193,34 @@
 // Noise suppression: RNNoise, then WebRTC's stationary suppressor.
 #define VOICE_SUPPRESSION_VERY_HIGH 3
 
+// The connection status changed (sent once per change): `code` is a `VOICE_STATUS_*`; `value`
+// is the attempt number (`VOICE_STATUS_CONNECTING`, from 1), the voice path
+// (`VOICE_STATUS_CONNECTED`: `VOICE_PATH_*`) or the delay before the next attempt in ms
+// (`VOICE_STATUS_RECONNECTING`); `text` is the previous attempt's error (connecting; empty on
+// the first attempt) or the reason (reconnecting, failed).
+#define VOICE_EVENT_STATUS 17
+
+// A connection attempt is under way.
+#define VOICE_STATUS_CONNECTING 1
+
+// Welcomed by the relay and voice can flow (on the path given).
+#define VOICE_STATUS_CONNECTED 2
+
+// The connection failed or dropped; another attempt follows.
+#define VOICE_STATUS_RECONNECTING 3
+
+// Given up (reconnect is off, or nothing a retry could fix).
+#define VOICE_STATUS_FAILED 4
+
+// Voice cannot flow yet.
+#define VOICE_PATH_NONE 0
+
+// Voice travels as UDP datagrams.
+#define VOICE_PATH_UDP 1
+
+// Voice travels inside the TLS control connection (UDP does not get through).
+#define VOICE_PATH_TUNNEL 2
+
 // Distance model: no attenuation (still silent beyond `max_distance`).
 #define VOICE_DISTANCE_NONE 0
 
@@ -303,8 +331,10 @@ typedef struct voice_processor_config {
 // [`voice_client_new`] copies everything it needs (strings included): the structure and the
 // strings it points to need not outlive the call.
 typedef struct voice_client_config {
-  // Relay address "host:port" (NUL-terminated; a host name is resolved during
-  // `voice_client_new`). Required.
+  // Relay address "host:port", "v4:port" or "[v6]:port" (NUL-terminated). A host name is
+  // resolved by the client's own thread, never in `voice_client_new`; IPv6 and IPv4
+  // addresses are tried. A name that does not resolve is reported as a failed attempt
+  // (`VOICE_EVENT_STATUS`). Required.
   const char *server;
   // Display name (NUL-terminated UTF-8): 1..=64 bytes, no control characters, not only
   // spaces. Required.
@@ -555,6 +585,29 @@ typedef struct voice_capture_stats {
   // Frames processed.
   uint64_t frames;
 } voice_capture_stats;
+
+// The connection as [`voice_client_connection`] reports it. Strings are NUL-terminated UTF-8,
+// truncated at a character boundary.
+typedef struct voice_connection {
+  // `VOICE_STATUS_*` (`VOICE_STATUS_CONNECTING` with `attempt` 0 before the first attempt).
+  uint32_t status;
+  // `VOICE_PATH_*`.
+  uint32_t path;
+  // With `VOICE_STATUS_CONNECTING`: the attempt number (from 1).
+  uint32_t attempt;
+  // With `VOICE_STATUS_RECONNECTING`: the delay before the next attempt in ms.
+  uint64_t retry_in_ms;
+  // Voice datagrams sent through the tunnel so far.
+  uint64_t tunnel_tx_packets;
+  // Voice datagrams received through the tunnel so far.
+  uint64_t tunnel_rx_packets;
+  // Last UDP round trip in ms (negative: none yet).
+  double udp_rtt_ms;
+  // Length of `text` without NUL.
+  size_t text_len;
+  // The last error (connecting) or the reason (reconnecting, failed); empty otherwise.
+  char text[512];
+} voice_connection;
 
 // A distance model. Initialise with [`voice_attenuation_default`].
 typedef struct voice_attenuation {
@@ -994,6 +1047,16 @@ voice_result voice_processor_set_echo_delay(struct voice_processor *processor, u
 // Thread safety: one thread at a time per processor; a concurrent call returns `VOICE_ERR_BUSY`.
 voice_result voice_processor_stats(struct voice_processor *processor,
                                    struct voice_capture_stats *out);
+
+// Connection status and tunnel fallback — the functions of this feature follow.
+//
+// Writes the connection status, the voice path and the tunnel counters to `*out`. Like
+// `voice_client_stats`, the snapshot is taken by a library thread (`VOICE_ERR_IO` if the
+// engine does not answer within a second).
+//
+// Thread safety: any thread.
+voice_result voice_client_connection(const struct voice_client *client,
+                                     struct voice_connection *out);
 
 // Writes the default distance model (inverse, 1 to 50 units, rolloff 1) to `*out`.
 //

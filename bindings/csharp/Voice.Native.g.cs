@@ -132,8 +132,10 @@ namespace Voice
     public unsafe struct voice_client_config
     {
         /// <summary>
-        /// Relay address "host:port" (NUL-terminated; a host name is resolved during
-        /// `voice_client_new`). Required.
+        /// Relay address "host:port", "v4:port" or "[v6]:port" (NUL-terminated). A host name is
+        /// resolved by the client's own thread, never in `voice_client_new`; IPv6 and IPv4
+        /// addresses are tried. A name that does not resolve is reported as a failed attempt
+        /// (`VOICE_EVENT_STATUS`). Required.
         /// </summary>
         public IntPtr server;
         /// <summary>
@@ -660,6 +662,53 @@ namespace Voice
     }
 
     /// <summary>
+    /// The connection as [`voice_client_connection`] reports it. Strings are NUL-terminated UTF-8,
+    /// truncated at a character boundary.
+    /// </summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public unsafe struct voice_connection
+    {
+        /// <summary>
+        /// `VOICE_STATUS_*` (`VOICE_STATUS_CONNECTING` with `attempt` 0 before the first attempt).
+        /// </summary>
+        public uint status;
+        /// <summary>
+        /// `VOICE_PATH_*`.
+        /// </summary>
+        public uint path;
+        /// <summary>
+        /// With `VOICE_STATUS_CONNECTING`: the attempt number (from 1).
+        /// </summary>
+        public uint attempt;
+        /// <summary>
+        /// With `VOICE_STATUS_RECONNECTING`: the delay before the next attempt in ms.
+        /// </summary>
+        public ulong retry_in_ms;
+        /// <summary>
+        /// Voice datagrams sent through the tunnel so far.
+        /// </summary>
+        public ulong tunnel_tx_packets;
+        /// <summary>
+        /// Voice datagrams received through the tunnel so far.
+        /// </summary>
+        public ulong tunnel_rx_packets;
+        /// <summary>
+        /// Last UDP round trip in ms (negative: none yet).
+        /// </summary>
+        public double udp_rtt_ms;
+        /// <summary>
+        /// Length of `text` without NUL.
+        /// </summary>
+        public UIntPtr text_len;
+        /// <summary>
+        /// The last error (connecting) or the reason (reconnecting, failed); empty otherwise.
+        /// </summary>
+        /// <summary>Elements in the C array `text`.</summary>
+        public const int text_capacity = 512;
+        public fixed byte text[512];
+    }
+
+    /// <summary>
     /// A distance model. Initialise with [`voice_attenuation_default`].
     /// </summary>
     [StructLayout(LayoutKind.Sequential)]
@@ -959,6 +1008,42 @@ namespace Voice
         /// Noise suppression: RNNoise, then WebRTC's stationary suppressor.
         /// </summary>
         public const int VOICE_SUPPRESSION_VERY_HIGH = 3;
+        /// <summary>
+        /// The connection status changed (sent once per change): `code` is a `VOICE_STATUS_*`; `value`
+        /// is the attempt number (`VOICE_STATUS_CONNECTING`, from 1), the voice path
+        /// (`VOICE_STATUS_CONNECTED`: `VOICE_PATH_*`) or the delay before the next attempt in ms
+        /// (`VOICE_STATUS_RECONNECTING`); `text` is the previous attempt's error (connecting; empty on
+        /// the first attempt) or the reason (reconnecting, failed).
+        /// </summary>
+        public const int VOICE_EVENT_STATUS = 17;
+        /// <summary>
+        /// A connection attempt is under way.
+        /// </summary>
+        public const int VOICE_STATUS_CONNECTING = 1;
+        /// <summary>
+        /// Welcomed by the relay and voice can flow (on the path given).
+        /// </summary>
+        public const int VOICE_STATUS_CONNECTED = 2;
+        /// <summary>
+        /// The connection failed or dropped; another attempt follows.
+        /// </summary>
+        public const int VOICE_STATUS_RECONNECTING = 3;
+        /// <summary>
+        /// Given up (reconnect is off, or nothing a retry could fix).
+        /// </summary>
+        public const int VOICE_STATUS_FAILED = 4;
+        /// <summary>
+        /// Voice cannot flow yet.
+        /// </summary>
+        public const int VOICE_PATH_NONE = 0;
+        /// <summary>
+        /// Voice travels as UDP datagrams.
+        /// </summary>
+        public const int VOICE_PATH_UDP = 1;
+        /// <summary>
+        /// Voice travels inside the TLS control connection (UDP does not get through).
+        /// </summary>
+        public const int VOICE_PATH_TUNNEL = 2;
         /// <summary>
         /// Distance model: no attenuation (still silent beyond `max_distance`).
         /// </summary>
@@ -1465,6 +1550,18 @@ namespace Voice
         /// </summary>
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         public static extern voice_result voice_processor_stats(IntPtr processor, ref voice_capture_stats @out);
+
+        /// <summary>
+        /// Connection status and tunnel fallback — the functions of this feature follow.
+        ///
+        /// Writes the connection status, the voice path and the tunnel counters to `*out`. Like
+        /// `voice_client_stats`, the snapshot is taken by a library thread (`VOICE_ERR_IO` if the
+        /// engine does not answer within a second).
+        ///
+        /// Thread safety: any thread.
+        /// </summary>
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern voice_result voice_client_connection(IntPtr client, ref voice_connection @out);
 
         /// <summary>
         /// Writes the default distance model (inverse, 1 to 50 units, rolloff 1) to `*out`.

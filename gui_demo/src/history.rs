@@ -137,6 +137,12 @@ mod tests {
             session: SessionToken(1),
             channel: None,
             udp_ready: true,
+            path: Some(voice_client::VoicePath::Udp),
+            status: voice_client::ConnectionStatus::Connected {
+                path: voice_client::VoicePath::Udp,
+            },
+            tunnel_tx_packets: 0,
+            tunnel_rx_packets: 0,
             rtt_ms: Some(rtt),
             udp_rtt_ms: None,
             transmitting: false,

@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use voice_client::{ChannelId, Event, SessionToken};
+use voice_client::{ChannelId, ConnectionStatus, Event, SessionToken, VoicePath};
 
 /// Most chat lines kept (older ones are dropped first).
 pub const MAX_CHAT_LINES: usize = 1000;
@@ -98,6 +98,8 @@ impl Default for UserPrefs {
 pub struct SessionState {
     /// Connection status.
     pub status: Status,
+    /// The way voice travels while connected (UDP, or the tunnel through the control connection).
+    pub voice_path: Option<VoicePath>,
     /// Our session token once welcomed.
     pub me: Option<SessionToken>,
     /// The name the relay accepted.
@@ -139,6 +141,16 @@ impl SessionState {
                 );
             }
             Event::UdpReady => self.status = Status::Connected { udp: true },
+            Event::Status(status) => {
+                self.voice_path = match status {
+                    ConnectionStatus::Connected { path } => Some(path),
+                    _ => None,
+                };
+                // Voice flows over the tunnel too, without a `UdpReady`.
+                if self.voice_path.is_some() && matches!(self.status, Status::Connected { .. }) {
+                    self.status = Status::Connected { udp: true };
+                }
+            }
             Event::ServerFingerprint {
                 fingerprint,
                 first_use,

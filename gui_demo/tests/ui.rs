@@ -205,6 +205,12 @@ fn overlay_shows_per_sender_statistics() {
         session: SessionToken(1),
         channel: Some(ChannelId(1)),
         udp_ready: true,
+        path: Some(voice_client::VoicePath::Udp),
+        status: voice_client::ConnectionStatus::Connected {
+            path: voice_client::VoicePath::Udp,
+        },
+        tunnel_tx_packets: 0,
+        tunnel_rx_packets: 0,
         rtt_ms: Some(3.5),
         udp_rtt_ms: Some(2.0),
         transmitting: false,

@@ -69,7 +69,8 @@ pub struct ChannelConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// TCP and UDP listen address (port 0: any free port, same for both).
+    /// TCP and UDP listen address (port 0: any free port, same for both). `[::]:PORT` listens
+    /// dual-stack: IPv6, and IPv4 as mapped addresses (Linux default `net.ipv6.bindv6only = 0`).
     pub listen: SocketAddr,
     /// Channels offered.
     pub channels: Vec<ChannelConfig>,
@@ -214,6 +215,7 @@ USAGE: relay [--listen ADDR] [--config FILE] [--cert PEM --key PEM | --identity-
              [--open | --token-key PUBLIC ...] [--audience NAME]
 
   --listen ADDR         TCP and UDP listen address (default 0.0.0.0:7400); overrides the file.
+                        [::]:7400 listens on IPv6 and IPv4 (dual-stack).
                         Port 0 picks a free port, the same for TCP and UDP
   --config FILE         TOML configuration (see deploy/relay.toml)
   --cert PEM            TLS certificate chain (PEM), with --key

@@ -204,6 +204,10 @@ pub fn handle(
             }
         }
         ClientMessage::Goodbye => {}
+        // Voice, not control: the server carries tunneled datagrams (`server/tunnel.rs`)
+        // without this rate limit (the voice budgets apply instead; only a change of path
+        // is charged to the control budget there).
+        ClientMessage::Tunnel { .. } => {}
         ClientMessage::E2eeIdentity { blob } => e2ee_identity(state, who, blob, out),
         ClientMessage::E2eeKeys { keys } => e2ee_keys(state, who, keys, out),
     }

@@ -30,6 +30,15 @@
 //! separately, so a reader racing a writer may see a mix of two consecutive positions of one
 //! member (20 ms apart): culling at a channel's range is insensitive to that, and it never
 //! yields a non-finite coordinate.
+//!
+//! # Tunneled sessions
+//! A session whose voice rides its control connection (tunnel fallback) is left out of the UDP
+//! recipients ([`Snapshot::route`]) and listed by [`Snapshot::tunnel_recipients`] instead: a
+//! worker that accepted a datagram for such members hands a copy to the control plane (which
+//! owns the connections) over a channel. Voice that arrives through a tunnel is decided on the
+//! control thread by worker 0's per-datagram path (tag check included) with the same snapshot
+//! and the same [`Senders`] checks ([`Senders::accept_tunneled`]), its sender authenticated by
+//! the connection instead of a source address.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -57,6 +66,8 @@ pub struct Peer {
     pub tag_key: TagKey,
     /// Whom its token lets it whisper to.
     pub whisper: WhisperScope,
+    /// Its voice travels through the control connection.
+    pub tunnel: bool,
 }
 
 /// A session's last known position, shared by every forwarding worker (see the module
@@ -113,12 +124,15 @@ pub struct Snapshot {
     /// Increases with every publication.
     pub generation: u64,
     peers: TokenMap<Peer>,
-    /// Bound members of each channel in join order, with their addresses.
+    /// Bound members of each channel in join order, with their addresses (tunneled ones left
+    /// out).
     channels: HashMap<ChannelId, Vec<(SessionToken, SocketAddr)>>,
     /// Every session's position cell (shared with [`State`] and later snapshots).
     positions: TokenMap<Arc<PositionCell>>,
     /// Audible range (`max_distance`) of each 3D channel; 2D channels are absent.
     ranges: HashMap<ChannelId, f32>,
+    /// Tunneled members of each channel in join order (only channels that have some).
+    tunneled: HashMap<ChannelId, Vec<SessionToken>>,
 }
 
 impl Snapshot {
@@ -135,6 +149,7 @@ impl Snapshot {
                         channel: s.channel,
                         tag_key: s.tag_key.clone(),
                         whisper: s.grants.whisper,
+                        tunnel: s.tunnel,
                     },
                 )
             })
@@ -146,7 +161,10 @@ impl Snapshot {
                 let bound = c
                     .members
                     .iter()
-                    .filter_map(|t| state.sessions.get(t).and_then(|s| s.udp.map(|a| (*t, a))))
+                    .filter_map(|t| {
+                        let s = state.sessions.get(t).filter(|s| !s.tunnel)?;
+                        s.udp.map(|a| (*t, a))
+                    })
                     .collect();
                 (c.id, bound)
             })
@@ -161,12 +179,26 @@ impl Snapshot {
             .values()
             .filter_map(|c| c.spatial.map(|a| (c.id, a.max_distance)))
             .collect();
+        let tunneled = state
+            .channels
+            .values()
+            .filter_map(|c| {
+                let t: Vec<SessionToken> = c
+                    .members
+                    .iter()
+                    .copied()
+                    .filter(|t| state.sessions.get(t).is_some_and(|s| s.tunnel))
+                    .collect();
+                (!t.is_empty()).then_some((c.id, t))
+            })
+            .collect();
         Snapshot {
             generation,
             peers,
             channels,
             positions,
             ranges,
+            tunneled,
         }
     }
 
@@ -182,11 +214,12 @@ impl Snapshot {
         self.positions.get(&session)?.load()
     }
 
-    /// Proximity culling, after [`Senders::accept_voice`] filled `out` for `header`: records
-    /// the sender's `position`, and for channel voice in a 3D channel from a sender with a
-    /// position keeps in `out` only members within the channel's `max_distance` of it (members
-    /// whose position is unknown stay). Returns how many recipients were culled; 0 for 2D
-    /// channels, whispers and senders without a position.
+    /// Proximity culling, after [`Senders::accept_voice`] or [`Senders::accept_tunneled`]
+    /// filled `out` for `header`: records the sender's `position`, and for channel voice in a
+    /// 3D channel from a sender with a position keeps in `out` only members within the
+    /// channel's `max_distance` of it (members whose position is unknown stay). Returns how
+    /// many recipients were culled; 0 for 2D channels, whispers and senders without a position.
+    /// Tunneled listeners are culled by [`Self::cull_tunnel_recipients`] with the same rule.
     pub fn cull_out_of_range(
         &self,
         header: &Header,
@@ -194,30 +227,65 @@ impl Snapshot {
         out: &mut Vec<SocketAddr>,
     ) -> usize {
         self.record_position(header.sender, position);
-        let Some(from) = position else { return 0 };
-        if !header.target.is_none() {
-            return 0;
-        }
-        let Some(ch) = self.peers.get(&header.sender).and_then(|p| p.channel) else {
+        let Some((ch, from, range2)) = self.culling(header, position) else {
             return 0;
         };
-        let (Some(&range), Some(members)) = (self.ranges.get(&ch), self.channels.get(&ch)) else {
+        let Some(members) = self.channels.get(&ch) else {
             return 0;
         };
-        let range2 = range * range;
         let before = out.len();
         out.clear();
         out.extend(
             members
                 .iter()
-                .filter(|(t, _)| *t != header.sender)
-                .filter(|(t, _)| {
-                    self.position(*t)
-                        .is_none_or(|p| p.distance_squared(from) <= range2)
-                })
+                .filter(|(t, _)| *t != header.sender && self.audible(*t, from, range2))
                 .map(|(_, a)| *a),
         );
         before - out.len()
+    }
+
+    /// Proximity culling of the tunneled recipients [`Self::tunnel_recipients`] put in `out`
+    /// for `header`: the rule of [`Self::cull_out_of_range`] (which records the sender's
+    /// position; this does not). Returns how many were culled.
+    pub fn cull_tunnel_recipients(
+        &self,
+        header: &Header,
+        position: Option<Position>,
+        out: &mut Vec<SessionToken>,
+    ) -> usize {
+        let Some((_, from, range2)) = self.culling(header, position) else {
+            return 0;
+        };
+        let before = out.len();
+        out.retain(|t| self.audible(*t, from, range2));
+        before - out.len()
+    }
+
+    /// The channel, the sender's position and the squared range when voice with `header` and
+    /// `position` is subject to culling: channel voice in a 3D channel from a placed sender.
+    fn culling(
+        &self,
+        header: &Header,
+        position: Option<Position>,
+    ) -> Option<(ChannelId, Position, f32)> {
+        let from = position?;
+        if !header.target.is_none() {
+            return None;
+        }
+        let ch = self.peers.get(&header.sender)?.channel?;
+        let range = *self.ranges.get(&ch)?;
+        Some((ch, from, range * range))
+    }
+
+    /// Whether listener `t` hears a sender at `from` (unknown positions hear everything).
+    fn audible(&self, t: SessionToken, from: Position, range2: f32) -> bool {
+        self.position(t)
+            .is_none_or(|p| p.distance_squared(from) <= range2)
+    }
+
+    /// Whether any session is tunneled (workers skip the tunnel lookup otherwise).
+    pub fn has_tunnels(&self) -> bool {
+        self.peers.values().any(|p| p.tunnel)
     }
 
     /// Whether `token` is a live session in this view.
@@ -262,6 +330,53 @@ impl Snapshot {
         if sender.udp != Some(src) {
             return Err(DropReason::UnboundSource);
         }
+        self.udp_recipients(sender, header, out)
+    }
+
+    /// Routing of a voice datagram that `who` sent through its control connection: the header
+    /// must name `who` as its sender (a connection speaks only for its own session); then the
+    /// UDP recipients exactly as [`Self::route`] gives them.
+    pub fn route_tunneled(
+        &self,
+        who: SessionToken,
+        header: &Header,
+        out: &mut Vec<SocketAddr>,
+    ) -> Result<(), DropReason> {
+        out.clear();
+        if header.sender != who {
+            return Err(DropReason::UnboundSource);
+        }
+        let sender = self
+            .peers
+            .get(&header.sender)
+            .ok_or(DropReason::UnknownSession)?;
+        self.udp_recipients(sender, header, out)
+    }
+
+    /// The tunneled sessions that receive an accepted voice datagram with `header` (cleared
+    /// first; never the sender).
+    pub fn tunnel_recipients(&self, header: &Header, out: &mut Vec<SessionToken>) {
+        out.clear();
+        let tunneled =
+            |t: &SessionToken| *t != header.sender && self.peers.get(t).is_some_and(|p| p.tunnel);
+        if header.target.is_none() {
+            let Some(ch) = self.peers.get(&header.sender).and_then(|p| p.channel) else {
+                return;
+            };
+            if let Some(members) = self.tunneled.get(&ch) {
+                out.extend(members.iter().copied().filter(|t| tunneled(t)));
+            }
+        } else if tunneled(&header.target) {
+            out.push(header.target);
+        }
+    }
+
+    fn udp_recipients(
+        &self,
+        sender: &Peer,
+        header: &Header,
+        out: &mut Vec<SocketAddr>,
+    ) -> Result<(), DropReason> {
         if header.target.is_none() {
             let ch = sender.channel.ok_or(DropReason::NotInChannel)?;
             let members = self.channels.get(&ch).ok_or(DropReason::NotInChannel)?;
@@ -283,12 +398,22 @@ impl Snapshot {
             if !sender.whisper.allows(sender.channel, target.channel) {
                 return Err(DropReason::WhisperForbidden);
             }
+            if target.tunnel {
+                // Its copy goes through the tunnel.
+                return Ok(());
+            }
             let addr = target.udp.ok_or(DropReason::WhisperNoTarget)?;
             out.push(addr);
             Ok(())
         }
     }
 }
+
+/// The address a tunneled sender's state is kept under (it has no UDP source).
+const TUNNEL_ADDR: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::UNSPECIFIED,
+    0,
+));
 
 /// A sender's sequence window and budgets, owned by one worker.
 #[derive(Debug)]
@@ -369,7 +494,10 @@ impl Senders {
                 .map
                 .entry(header.sender)
                 .or_insert_with(|| SenderState::new(src, limits, now));
-            if s.addr != src {
+            if s.addr == TUNNEL_ADDR {
+                // Back from the tunnel on the address it stayed bound to: the same window.
+                s.addr = src;
+            } else if s.addr != src {
                 *s = SenderState::new(src, limits, now);
             }
             s.admit(now, header, len)
@@ -380,11 +508,42 @@ impl Senders {
         r
     }
 
-    /// Forgets senders that are gone from `snap` or no longer bound to the address their state
-    /// belongs to (housekeeping, off the per-datagram path).
+    /// [`Self::accept_voice`] for a datagram that arrived through `who`'s control connection
+    /// (worker 0's `Senders`, on the control thread): routing with
+    /// [`Snapshot::route_tunneled`], then the same replay window and budgets (the state the
+    /// sender's UDP voice on this worker built, when there is one: switching paths does not
+    /// reopen the replay window).
+    pub fn accept_tunneled(
+        &mut self,
+        snap: &Snapshot,
+        now: Instant,
+        who: SessionToken,
+        header: &Header,
+        len: usize,
+        out: &mut Vec<SocketAddr>,
+    ) -> Result<(), DropReason> {
+        let r = snap.route_tunneled(who, header, out).and_then(|()| {
+            let limits = &self.limits;
+            self.map
+                .entry(header.sender)
+                .or_insert_with(|| SenderState::new(TUNNEL_ADDR, limits, now))
+                .admit(now, header, len)
+        });
+        if r.is_err() {
+            out.clear();
+        }
+        r
+    }
+
+    /// Forgets senders that are gone from `snap`, or no longer bound to the address their
+    /// state belongs to, or (state created by tunneled voice) no longer tunneled
+    /// (housekeeping, off the per-datagram path).
     pub fn retain_live(&mut self, snap: &Snapshot) {
-        self.map
-            .retain(|t, s| snap.peers.get(t).is_some_and(|p| p.udp == Some(s.addr)));
+        self.map.retain(|t, s| {
+            snap.peers
+                .get(t)
+                .is_some_and(|p| p.udp == Some(s.addr) || (s.addr == TUNNEL_ADDR && p.tunnel))
+        });
     }
 
     /// Senders tracked.
@@ -476,6 +635,7 @@ mod tests {
         st.add_member(SessionToken(4), ChannelId(2));
         st.remove_member(SessionToken(5));
         st.sessions.get_mut(&SessionToken(3)).unwrap().udp = None;
+        st.set_tunnel(SessionToken(2), true);
         let snap = Snapshot::of(&st, 1);
         let (mut a, mut b) = (Vec::new(), Vec::new());
         for sender in 0..7 {
@@ -489,6 +649,18 @@ mod tests {
                     );
                     assert_eq!(a, b);
                 }
+                let h = voice(sender, target, 0);
+                let who = SessionToken(sender);
+                let (mut ta, mut tb) = (Vec::new(), Vec::new());
+                let r = snap.route_tunneled(who, &h, &mut a);
+                let expected = st.sessions.get(&who).map(|s| s.udp);
+                if let Some(Some(src)) = expected {
+                    assert_eq!(r, st.route(src, &h, &mut b), "tunneled {sender} {target}");
+                    assert_eq!(a, b);
+                }
+                snap.tunnel_recipients(&h, &mut ta);
+                st.tunnel_recipients(&h, &mut tb);
+                assert_eq!(ta, tb, "tunnel recipients {sender} {target}");
             }
         }
     }
@@ -613,6 +785,62 @@ mod tests {
             Some(20_000)
         );
         assert_eq!(st.channel_spatial(ChannelId(2)), None);
+    }
+
+    #[test]
+    fn tunneled_voice_and_tunneled_listeners_are_culled_like_udp() {
+        let (mut st, now) = state(5);
+        st.channels.get_mut(&ChannelId(1)).unwrap().spatial = Some(Attenuation {
+            max_distance: 20.0,
+            ..Attenuation::default()
+        });
+        // 3 (far) and 4 (near) listen through the tunnel; 2 (near) and 5 (far) over UDP.
+        st.set_tunnel(SessionToken(3), true);
+        st.set_tunnel(SessionToken(4), true);
+        let snap = Snapshot::of(&st, 1);
+        let at = |x: f32| Some(Position::new(x, 0.0, 0.0));
+        for (i, x) in [(2, 5.0), (3, 100.0), (4, 10.0), (5, 50.0)] {
+            snap.record_position(SessionToken(i), at(x));
+        }
+        let mut w = Senders::new(st.limits);
+        let (mut out, mut to) = (Vec::new(), Vec::new());
+        // A UDP talker at 0: the far tunneled listener is culled like the far UDP one.
+        let h = voice(1, 0, 1);
+        w.accept_voice(&snap, now, addr(1001), &h, 60, &mut out)
+            .unwrap();
+        assert_eq!(snap.cull_out_of_range(&h, at(0.0), &mut out), 1);
+        snap.tunnel_recipients(&h, &mut to);
+        assert_eq!(to, [SessionToken(3), SessionToken(4)]);
+        assert_eq!(snap.cull_tunnel_recipients(&h, at(0.0), &mut to), 1);
+        assert_eq!(
+            (out.as_slice(), to.as_slice()),
+            (&[addr(1002)][..], &[SessionToken(4)][..])
+        );
+        // A tunneled talker (4, moving to 60): its position is recorded from the tunneled
+        // datagram, and both kinds of listener are culled around it.
+        let h = voice(4, 0, 1);
+        w.accept_tunneled(&snap, now, SessionToken(4), &h, 60, &mut out)
+            .unwrap();
+        assert_eq!(snap.cull_out_of_range(&h, at(60.0), &mut out), 2);
+        assert_eq!(snap.position(SessionToken(4)), at(60.0));
+        snap.tunnel_recipients(&h, &mut to);
+        assert_eq!(snap.cull_tunnel_recipients(&h, at(60.0), &mut to), 1);
+        assert_eq!(
+            (out.as_slice(), to.as_slice()),
+            (&[addr(1005)][..], &[][..])
+        );
+        // Without a position, or as a whisper, nothing is culled.
+        snap.tunnel_recipients(&voice(1, 0, 2), &mut to);
+        assert_eq!(
+            snap.cull_tunnel_recipients(&voice(1, 0, 2), None, &mut to),
+            0
+        );
+        snap.tunnel_recipients(&voice(1, 3, 3), &mut to);
+        assert_eq!(
+            snap.cull_tunnel_recipients(&voice(1, 3, 3), at(0.0), &mut to),
+            0
+        );
+        assert_eq!(to, [SessionToken(3)]);
     }
 
     #[test]

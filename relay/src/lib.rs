@@ -45,6 +45,7 @@ pub mod server;
 pub mod state;
 pub mod stats;
 pub mod token;
+pub mod tunnel;
 pub mod udpio;
 
 pub use config::Config;

@@ -172,6 +172,9 @@ pub struct Session {
     pub conn: usize,
     /// Bound UDP address, once registered.
     pub udp: Option<SocketAddr>,
+    /// Its voice travels through the control connection (the client said so with
+    /// `ClientMessage::Tunnel`): forwarded voice goes there instead of to `udp`.
+    pub tunnel: bool,
     /// Current channel.
     pub channel: Option<ChannelId>,
     /// Last position from an accepted Voice or Ping datagram, written by whichever forwarding
@@ -289,6 +292,7 @@ impl State {
                 tag_key: TagKey::derive(&secret),
                 conn,
                 udp: None,
+                tunnel: false,
                 channel: None,
                 position: Arc::default(),
                 register_counter: 0,
@@ -376,6 +380,21 @@ impl State {
         if sender.udp != Some(src) {
             return Err(DropReason::UnboundSource);
         }
+        self.udp_recipients(header, out)
+    }
+
+    /// The UDP addresses that receive a voice datagram with `header` whose sender exists and
+    /// was authenticated (by source address, or by its tunnel). Tunneled members are left out
+    /// ([`Self::tunnel_recipients`] lists them).
+    pub(crate) fn udp_recipients(
+        &self,
+        header: &Header,
+        out: &mut Vec<SocketAddr>,
+    ) -> Result<(), DropReason> {
+        let sender = self
+            .sessions
+            .get(&header.sender)
+            .ok_or(DropReason::UnknownSession)?;
         if header.target.is_none() {
             let ch = sender.channel.ok_or(DropReason::NotInChannel)?;
             let channel = self.channels.get(&ch).ok_or(DropReason::NotInChannel)?;
@@ -383,7 +402,12 @@ impl State {
                 if *m == header.sender {
                     continue;
                 }
-                if let Some(addr) = self.sessions.get(m).and_then(|s| s.udp) {
+                if let Some(addr) = self
+                    .sessions
+                    .get(m)
+                    .filter(|s| !s.tunnel)
+                    .and_then(|s| s.udp)
+                {
                     out.push(addr);
                 }
             }
@@ -398,6 +422,10 @@ impl State {
                 .ok_or(DropReason::WhisperNoTarget)?;
             if !sender.grants.whisper.allows(sender.channel, target.channel) {
                 return Err(DropReason::WhisperForbidden);
+            }
+            if target.tunnel {
+                // Its copy goes through the tunnel.
+                return Ok(());
             }
             let addr = target.udp.ok_or(DropReason::WhisperNoTarget)?;
             out.push(addr);
@@ -423,6 +451,11 @@ impl State {
     pub fn channel_spatial(&self, channel: ChannelId) -> Option<SpatialInfo> {
         let a = self.channels.get(&channel)?.spatial?;
         SpatialInfo::from_attenuation(&a).ok()
+    }
+
+    /// Marks a change the forwarding path must see (made outside the methods above).
+    pub(crate) fn bump_version(&mut self) {
+        self.version += 1;
     }
 
     /// Puts `who` into `channel` (appended to the member list). The caller removed it from any
@@ -454,6 +487,11 @@ impl State {
         self.channels
             .get(&channel)
             .map_or(&[][..], |c| &c.members[..])
+    }
+
+    /// Sessions whose voice is tunneled.
+    pub fn tunneled_count(&self) -> usize {
+        self.sessions.values().filter(|s| s.tunnel).count()
     }
 
     /// Sessions with a bound UDP address.

@@ -134,6 +134,12 @@ counters! {
     /// Datagram whose authentication tag does not verify with its sender session's key
     /// (spoofed, altered, or tagged with another session's key).
     DropBadTag => "drop_bad_tag",
+    /// Gauge: sessions whose voice travels through the control connection (tunnel fallback).
+    Tunneled => "tunneled",
+    /// Datagrams received through a tunnel (`Tunnel` messages with a datagram).
+    TunnelRxPackets => "tunnel_rx_packets",
+    /// Copies of voice datagrams queued into tunnels, one per tunneled recipient.
+    TunnelForwarded => "tunnel_forwarded",
 }
 
 /// Number of counters.

@@ -21,6 +21,14 @@
 //! [`Event::Disconnected`] with the reason and what happens next. With `reconnect` off nothing is
 //! retried: the first failed connect or the first drop ends the engine thread.
 //!
+//! Every change of the connection is reported once as [`Event::Status`]: `Connecting` when an
+//! attempt starts, `Reconnecting` with the delay when one failed or the connection dropped,
+//! `Failed` when nothing will be retried, and (from the engine) `Connected` with the voice path,
+//! UDP or the tunnel through this connection. A status equal to the last one is never repeated.
+//! A relay given as `host:port` is resolved on a `voice-resolve` helper thread (the engine thread
+//! keeps its media clock meanwhile) before each round of attempts; the addresses are tried IPv6
+//! and IPv4 alternately, the next one at once when one fails.
+//!
 //! The control connection is TLS 1.3 ([`voice_tls::TlsStream`] over the mio stream) unless the
 //! application asked for the plaintext development mode. The engine's `Hello` is queued at TCP
 //! connect and rustls holds it until the handshake completes. Once the relay's certificate is
@@ -38,7 +46,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use mio::net::{TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token};
-use voice_core::engine::{Engine, EngineStats, Event, Request};
+use voice_core::engine::{ConnectionStatus, Engine, EngineStats, Event, Request};
 use voice_core::proto::tcp::{FrameError, FrameQueue, FrameReader, ServerMessage};
 use voice_core::proto::udp::MAX_DATAGRAM;
 use voice_core::{Time, FRAME_DURATION, FRAME_SAMPLES};
@@ -92,6 +100,20 @@ pub struct Driver {
     pub(crate) refused: bool,
     pub(crate) poll: Poll,
     pub(crate) connected: Arc<AtomicBool>,
+    /// The last status reported (each change is reported once).
+    pub(crate) status: Option<ConnectionStatus>,
+    /// Connection attempts since the last success.
+    pub(crate) attempt: u32,
+    /// Why the last attempt failed or the last connection dropped.
+    pub(crate) last_error: Option<String>,
+    /// The relay as `host:port`, resolved before each connection round (`None`: `server`).
+    pub(crate) host: Option<String>,
+    /// Resolved addresses not tried yet in this round.
+    pub(crate) addrs: std::collections::VecDeque<SocketAddr>,
+    /// A resolution under way on a helper thread.
+    pub(crate) resolving: Option<Receiver<Result<Vec<SocketAddr>, String>>>,
+    /// Wakes `poll` when the resolver answers.
+    pub(crate) waker: Arc<mio::Waker>,
 }
 
 /// The client's TLS state across reconnects: the trust policy (an acceptance on first use turns
@@ -194,8 +216,16 @@ impl Driver {
             // --- connect / reconnect ---
             if conn.is_none() {
                 if let Some(at) = reconnect_at {
-                    if Instant::now() >= at {
+                    if Instant::now() >= at && !self.next_address(&mut udp) {
+                        // Resolving: the resolver wakes `poll` with the answer.
                         reconnect_at = None;
+                    } else if Instant::now() >= at {
+                        reconnect_at = None;
+                        self.attempt += 1;
+                        self.emit(Event::Status(ConnectionStatus::Connecting {
+                            attempt: self.attempt,
+                            last_error: self.last_error.clone(),
+                        }));
                         match TcpStream::connect(self.server) {
                             Ok(mut stream) => {
                                 let _ = self.poll.registry().register(
@@ -213,7 +243,12 @@ impl Driver {
                                             // A configuration problem (e.g. an unreadable CA
                                             // file): no retry can fix it.
                                             let _ = self.poll.registry().deregister(&mut stream);
-                                            self.emit(Event::Disconnected { reason });
+                                            self.emit(Event::Disconnected {
+                                                reason: reason.clone(),
+                                            });
+                                            self.emit(Event::Status(ConnectionStatus::Failed {
+                                                reason,
+                                            }));
                                             break 'outer;
                                         }
                                     },
@@ -226,6 +261,11 @@ impl Driver {
                                     out: FrameQueue::new(),
                                 });
                             }
+                            Err(e) if !self.addrs.is_empty() => {
+                                log::debug!("connect to {} failed: {e}; next address", self.server);
+                                self.attempt -= 1;
+                                reconnect_at = Some(Instant::now());
+                            }
                             Err(e) => {
                                 let reason = format!("connect to {} failed: {e}", self.server);
                                 match self.connect_failed(reason, &mut backoff) {
@@ -236,6 +276,38 @@ impl Driver {
                         }
                     }
                 }
+            }
+
+            if let Some(rx) = &self.resolving {
+                match rx.try_recv() {
+                    Ok(Ok(list)) => {
+                        self.resolving = None;
+                        self.addrs = happy_eyeballs_order(list);
+                        if self.addrs.is_empty() {
+                            let reason = format!("{}: no address", self.host_name());
+                            self.resolve_failed(reason, &mut backoff, &mut reconnect_at);
+                        } else {
+                            reconnect_at = Some(Instant::now());
+                        }
+                    }
+                    Ok(Err(reason)) => {
+                        self.resolving = None;
+                        self.resolve_failed(reason, &mut backoff, &mut reconnect_at);
+                    }
+                    Err(crossbeam_channel::TryRecvError::Empty) => {}
+                    Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                        self.resolving = None;
+                        let reason = "the resolver thread ended".to_string();
+                        self.resolve_failed(reason, &mut backoff, &mut reconnect_at);
+                    }
+                }
+            }
+            if reconnect_at.is_none()
+                && conn.is_none()
+                && matches!(self.status, Some(ConnectionStatus::Failed { .. }))
+            {
+                // A resolution failed and reconnect is off.
+                break 'outer;
             }
 
             // --- wait ---
@@ -267,6 +339,8 @@ impl Driver {
                                 Ok(_) => {
                                     c.connected = true;
                                     let _ = c.stream.sock().set_nodelay(true);
+                                    // The next round resolves the host again.
+                                    self.addrs.clear();
                                     backoff = FIRST_BACKOFF;
                                     self.engine.connect(now());
                                 }
@@ -305,7 +379,14 @@ impl Driver {
                                     Ok(addr) => {
                                         log::info!("redirected to {addr}");
                                         self.entry.get_or_insert(self.server);
-                                        self.server = addr;
+                                        if self.host.is_some() {
+                                            // The next connect takes it instead of resolving
+                                            // the configured host (and rebinds UDP if needed).
+                                            self.addrs.clear();
+                                            self.addrs.push_back(addr);
+                                        } else {
+                                            self.server = addr;
+                                        }
                                         redirected = true;
                                         tcp_failed = Some(format!("redirected to {addr}"));
                                     }
@@ -369,7 +450,11 @@ impl Driver {
                         let _ = self.engine.apply(request);
                     }
                     Command::Stats(reply) => {
-                        let _ = reply.send(self.engine.stats(now()));
+                        let mut stats = self.engine.stats(now());
+                        if let Some(status) = &self.status {
+                            stats.status = status.clone();
+                        }
+                        let _ = reply.send(stats);
                     }
                 }
             }
@@ -401,7 +486,7 @@ impl Driver {
             while Instant::now() >= next_tick && ticks < 5 {
                 let t = now();
                 // File and tone sources start once voice can reach where it is meant to go.
-                if self.engine.udp_ready()
+                if self.engine.voice_path().is_some()
                     && self.engine.settled()
                     && pending_join.is_none()
                     && pending_whisper.is_none()
@@ -475,19 +560,32 @@ impl Driver {
                         self.emit(ev);
                     }
                     if refused || (!self.reconnect && !redirected) {
+                        self.emit(Event::Status(ConnectionStatus::Failed { reason }));
                         break;
                     }
-                    if redirected {
+                    let wait = if redirected {
                         // Straight to the hosting relay.
-                        reconnect_at = Some(Instant::now());
+                        Duration::ZERO
                     } else {
                         if let Some(entry) = self.entry {
                             // The host went away: the entry relay places the room again.
                             self.server = entry;
                         }
-                        reconnect_at = Some(Instant::now() + backoff);
+                        let wait = backoff;
                         backoff = (backoff * 2).min(MAX_BACKOFF);
-                    }
+                        wait
+                    };
+                    self.emit(Event::Status(ConnectionStatus::Reconnecting {
+                        in_ms: wait.as_millis() as u64,
+                        reason: reason.clone(),
+                    }));
+                    self.last_error = Some(reason);
+                    reconnect_at = Some(Instant::now() + wait);
+                } else if !self.addrs.is_empty() {
+                    // Another address of the host: try it at once, as the same attempt.
+                    log::debug!("{reason}; next address");
+                    self.attempt -= 1;
+                    reconnect_at = Some(Instant::now());
                 } else {
                     // The connect itself failed: the engine never saw a connection.
                     if let Some(entry) = self.entry {
@@ -504,14 +602,76 @@ impl Driver {
         self.output
     }
 
+    fn host_name(&self) -> &str {
+        self.host.as_deref().unwrap_or("")
+    }
+
+    /// Picks the address for the next connect: `true` when `self.server` is set to it, `false`
+    /// while a resolution is under way (started here when the round's addresses are used up).
+    /// Rebinds the UDP socket when the address family changes.
+    fn next_address(&mut self, udp: &mut Option<UdpSocket>) -> bool {
+        let Some(host) = self.host.clone() else {
+            return true;
+        };
+        if self.resolving.is_some() {
+            return false;
+        }
+        let Some(addr) = self.addrs.pop_front() else {
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            let waker = self.waker.clone();
+            let spawned = std::thread::Builder::new()
+                .name("voice-resolve".into())
+                .spawn(move || {
+                    let r = std::net::ToSocketAddrs::to_socket_addrs(&host)
+                        .map(Iterator::collect)
+                        .map_err(|e| format!("cannot resolve {host}: {e}"));
+                    let _ = tx.send(r);
+                    let _ = waker.wake();
+                });
+            match spawned {
+                Ok(_) => self.resolving = Some(rx),
+                Err(e) => log::error!("cannot start the resolver thread: {e}"),
+            }
+            return false;
+        };
+        if self.server.is_ipv4() != addr.is_ipv4() || self.server.port() == 0 {
+            if let Some(mut old) = udp.take() {
+                let _ = self.poll.registry().deregister(&mut old);
+            }
+            self.server = addr;
+            match self.bind_udp() {
+                Ok(u) => *udp = Some(u),
+                Err(e) => log::error!("udp socket for {addr}: {e}"),
+            }
+        }
+        self.server = addr;
+        true
+    }
+
+    /// A resolution failed: reported like a failed connect (retried with backoff, or final).
+    fn resolve_failed(
+        &mut self,
+        reason: String,
+        backoff: &mut Duration,
+        reconnect_at: &mut Option<Instant>,
+    ) {
+        self.attempt += 1;
+        self.emit(Event::Status(ConnectionStatus::Connecting {
+            attempt: self.attempt,
+            last_error: self.last_error.clone(),
+        }));
+        *reconnect_at = self.connect_failed(reason, backoff);
+    }
+
     /// Reports a connect that failed and says what happens next: the time of the next attempt
     /// (backing off), or `None` when `reconnect` is off and the thread should stop.
-    fn connect_failed(&self, reason: String, backoff: &mut Duration) -> Option<Instant> {
+    fn connect_failed(&mut self, reason: String, backoff: &mut Duration) -> Option<Instant> {
         log::debug!("{reason}");
         if !self.reconnect {
             self.emit(Event::Disconnected {
                 reason: format!("{reason}; not retrying (reconnect is off)"),
             });
+            self.emit(Event::Status(ConnectionStatus::Failed { reason }));
             return None;
         }
         let wait = *backoff;
@@ -519,13 +679,30 @@ impl Driver {
         self.emit(Event::Disconnected {
             reason: format!("{reason}; retrying in {} ms", wait.as_millis()),
         });
+        self.emit(Event::Status(ConnectionStatus::Reconnecting {
+            in_ms: wait.as_millis() as u64,
+            reason: reason.clone(),
+        }));
+        self.last_error = Some(reason);
         Some(Instant::now() + wait)
     }
 
-    fn emit(&self, ev: Event) {
-        match ev {
+    /// Hands `ev` to the application. A status equal to the last one reported is dropped, so
+    /// each change is reported exactly once.
+    fn emit(&mut self, ev: Event) {
+        match &ev {
             Event::Connected { .. } => self.connected.store(true, Ordering::Release),
             Event::Disconnected { .. } => self.connected.store(false, Ordering::Release),
+            Event::Status(status) => {
+                if self.status.as_ref() == Some(status) {
+                    return;
+                }
+                if matches!(status, ConnectionStatus::Connected { .. }) {
+                    self.attempt = 0;
+                    self.last_error = None;
+                }
+                self.status = Some(status.clone());
+            }
             _ => {}
         }
         let _ = self.events.send(ev);
@@ -606,5 +783,38 @@ impl Driver {
             first_use,
             accepted: true,
         });
+    }
+}
+
+/// Orders resolved addresses as RFC 8305 does: IPv6 and IPv4 alternately, IPv6 first, each
+/// family in the resolver's order.
+fn happy_eyeballs_order(list: Vec<SocketAddr>) -> std::collections::VecDeque<SocketAddr> {
+    let (v6, v4): (Vec<_>, Vec<_>) = list.into_iter().partition(SocketAddr::is_ipv6);
+    let mut out = std::collections::VecDeque::new();
+    let (mut a, mut b) = (v6.into_iter(), v4.into_iter());
+    loop {
+        match (a.next(), b.next()) {
+            (None, None) => break,
+            (x, y) => out.extend(x.into_iter().chain(y)),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_alternate_families_ipv6_first() {
+        let a: Vec<SocketAddr> = ["1.1.1.1:1", "2.2.2.2:1", "[::1]:1", "3.3.3.3:1"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        let got: Vec<String> = happy_eyeballs_order(a)
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        assert_eq!(got, ["[::1]:1", "1.1.1.1:1", "2.2.2.2:1", "3.3.3.3:1"]);
     }
 }

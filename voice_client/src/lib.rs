@@ -49,7 +49,9 @@ use driver::{Command, Driver};
 pub use voice_core::e2ee::group::DEFAULT_LEAD as E2EE_DEFAULT_LEAD;
 pub use voice_core::e2ee::{E2eeMode, E2eeStats};
 use voice_core::engine::Engine;
-pub use voice_core::engine::{EngineConfig, EngineStats, Event, RemoteStats, Request};
+pub use voice_core::engine::{
+    ConnectionStatus, EngineConfig, EngineStats, Event, PathConfig, RemoteStats, Request, VoicePath,
+};
 pub use voice_core::proto::tcp::AccessToken;
 pub use voice_core::proto::udp::Position;
 pub use voice_core::proto::{ChannelId, SessionToken};
@@ -60,8 +62,14 @@ pub use voice_tls::{Fingerprint, TlsTrust};
 /// Everything a client needs to start.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// The relay (TCP and UDP on the same port).
+    /// The relay (TCP and UDP on the same port). Ignored when [`ClientConfig::host`] is set.
     pub server: SocketAddr,
+    /// The relay as `host:port` (a DNS name, `1.2.3.4:7400` or `[::1]:7400`): resolved on a
+    /// helper thread before every connection round, never on the caller's thread; the addresses
+    /// are tried IPv6 and IPv4 alternately (IPv6 first, as RFC 8305 orders them), the next one
+    /// at once when one fails. A DNS name is also the name the relay's certificate must carry
+    /// unless [`ClientConfig::tls_server_name`] says otherwise.
+    pub host: Option<String>,
     /// Engine settings (name, codec, jitter buffer, transmit mode, …).
     pub engine: EngineConfig,
     /// Audio source.
@@ -116,6 +124,7 @@ impl ClientConfig {
     pub fn new(server: SocketAddr, name: &str) -> Self {
         ClientConfig {
             server,
+            host: None,
             engine: EngineConfig {
                 name: name.to_string(),
                 ..EngineConfig::default()
@@ -133,6 +142,28 @@ impl ClientConfig {
             channel_attenuation: None,
         }
     }
+}
+
+impl ClientConfig {
+    /// Defaults as [`ClientConfig::new`], for a relay given as `host:port` (resolved by the
+    /// engine thread's helper, see [`ClientConfig::host`]).
+    pub fn with_host(host: &str, name: &str) -> Self {
+        let mut cfg = ClientConfig::new(SocketAddr::from(([0, 0, 0, 0], 0)), name);
+        cfg.host = Some(host.to_string());
+        cfg
+    }
+}
+
+/// The DNS name in `host:port`, if it is one (not an IP literal).
+fn dns_name(host: &str) -> Option<String> {
+    if host.starts_with('[') {
+        return None;
+    }
+    let name = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    if name.is_empty() || name.parse::<std::net::IpAddr>().is_ok() {
+        return None;
+    }
+    Some(name.to_string())
 }
 
 /// Why a client could not start.
@@ -236,11 +267,20 @@ impl Client {
             } else {
                 Some(driver::TlsSetup::new(
                     cfg.tls.clone(),
-                    cfg.tls_server_name.clone(),
+                    cfg.tls_server_name
+                        .clone()
+                        .or_else(|| cfg.host.as_deref().and_then(dns_name)),
                 ))
             },
             refused: false,
             poll,
+            status: None,
+            attempt: 0,
+            last_error: None,
+            host: cfg.host.clone(),
+            addrs: Default::default(),
+            resolving: None,
+            waker: waker.clone(),
         };
         let thread = std::thread::Builder::new()
             .name(format!("voice-engine-{}", cfg.engine.name))
@@ -417,5 +457,20 @@ impl Drop for Client {
         if let Err(e) = self.stop() {
             log::warn!("finishing the recording: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn dns_names_are_told_from_ip_literals() {
+        assert_eq!(
+            super::dns_name("relay.example:7400").as_deref(),
+            Some("relay.example")
+        );
+        assert_eq!(super::dns_name("localhost:1").as_deref(), Some("localhost"));
+        assert_eq!(super::dns_name("127.0.0.1:7400"), None);
+        assert_eq!(super::dns_name("[::1]:7400"), None);
+        assert_eq!(super::dns_name(":7400"), None);
     }
 }

@@ -1,10 +1,11 @@
 //! A relay that is not there: a connect refused on a closed 127.0.0.1 port is reported at once as
 //! `Event::Disconnected`; with `reconnect` off nothing is retried, with it on the attempts back off.
+//! Each change of the connection status is reported exactly once (`Event::Status`).
 
 use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
-use voice_client::{AudioInput, AudioOutput, Client, ClientConfig, Event};
+use voice_client::{AudioInput, AudioOutput, Client, ClientConfig, ConnectionStatus, Event};
 
 /// A loopback port with nothing listening on it (bound once to pick it, then closed).
 fn closed_port() -> SocketAddr {
@@ -25,6 +26,17 @@ fn a_refused_connect_is_reported_at_once_and_not_retried_without_reconnect() {
     let server = closed_port();
     let t0 = Instant::now();
     let c = start(server, false);
+    let first = c.events().recv_timeout(Duration::from_secs(2));
+    assert!(
+        matches!(
+            first,
+            Ok(Event::Status(ConnectionStatus::Connecting {
+                attempt: 1,
+                last_error: None
+            }))
+        ),
+        "{first:?}"
+    );
     let ev = c
         .events()
         .recv_timeout(Duration::from_secs(2))
@@ -41,6 +53,11 @@ fn a_refused_connect_is_reported_at_once_and_not_retried_without_reconnect() {
     assert!(
         reason.contains("not retrying"),
         "reason says what follows: {reason}"
+    );
+    let failed = c.events().recv_timeout(Duration::from_secs(2));
+    assert!(
+        matches!(&failed, Ok(Event::Status(ConnectionStatus::Failed { reason })) if reason.contains("refused")),
+        "{failed:?}"
     );
     // The engine thread has stopped: the event channel closes without a further event.
     match c.events().recv_timeout(Duration::from_secs(2)) {
@@ -67,8 +84,10 @@ fn with_reconnect_each_refused_attempt_is_reported_and_backs_off() {
     let t0 = Instant::now();
     let c = start(server, true);
     let mut at = Vec::new();
+    let mut statuses = Vec::new();
     while at.len() < 3 && t0.elapsed() < Duration::from_secs(5) {
         match c.events().recv_timeout(Duration::from_secs(3)) {
+            Ok(Event::Status(s)) => statuses.push(s),
             Ok(Event::Disconnected { reason }) => {
                 assert!(
                     reason.contains("refused") && reason.contains("retrying in"),
@@ -81,6 +100,29 @@ fn with_reconnect_each_refused_attempt_is_reported_and_backs_off() {
         }
     }
     assert_eq!(at.len(), 3, "three attempts reported: {at:?}");
+    // The third attempt's `Reconnecting` follows its `Disconnected`.
+    if let Ok(Event::Status(s)) = c.events().recv_timeout(Duration::from_secs(1)) {
+        statuses.push(s);
+    }
+    // One status event per change: attempt n, then the wait before attempt n + 1.
+    let reconnecting = |s: &ConnectionStatus, ms| matches!(s, ConnectionStatus::Reconnecting { in_ms, reason } if *in_ms == ms && reason.contains("refused"));
+    let connecting = |s: &ConnectionStatus, n| matches!(s, ConnectionStatus::Connecting { attempt, last_error: Some(e) } if *attempt == n && e.contains("refused"));
+    assert_eq!(statuses.len(), 6, "{statuses:#?}");
+    assert_eq!(
+        statuses[0],
+        ConnectionStatus::Connecting {
+            attempt: 1,
+            last_error: None
+        }
+    );
+    assert!(reconnecting(&statuses[1], 250), "{statuses:#?}");
+    assert!(connecting(&statuses[2], 2), "{statuses:#?}");
+    assert!(reconnecting(&statuses[3], 500), "{statuses:#?}");
+    assert!(connecting(&statuses[4], 3), "{statuses:#?}");
+    assert!(reconnecting(&statuses[5], 1000), "{statuses:#?}");
+    assert!(c
+        .stats()
+        .is_some_and(|s| statuses.last() == Some(&s.status)));
     assert!(
         at[0] < Duration::from_secs(1),
         "first report after {:?}",

@@ -31,6 +31,8 @@ use crate::codec::EncoderConfig;
 use crate::jitter::{JitterConfig, PolicyChoice};
 use crate::metrics::StreamStats;
 use crate::mixer::Mixer;
+use crate::path::PathMonitor;
+pub use crate::path::{ConnectionStatus, PathConfig, VoicePath};
 use crate::proto::register::{self, Secret};
 use crate::proto::tcp::{
     validate_chat, AccessToken, ChannelInfo, ClientMessage, ErrorCode, ServerMessage, UserInfo,
@@ -65,8 +67,10 @@ pub struct EngineConfig {
     pub transmit: TransmitMode,
     /// Voice-activity gate.
     pub vad: VadConfig,
-    /// TCP ping (RTT) and UDP keep-alive period.
+    /// TCP ping (RTT) period.
     pub ping_interval: Duration,
+    /// UDP keep-alive (NAT) period, UDP timeout and tunnel fallback ([`PathConfig`]).
+    pub path: PathConfig,
     /// First retry delay of an unanswered UDP registration (doubles up to 2 s).
     pub register_retry: Duration,
     /// How often receiver reports go back to each sender.
@@ -98,6 +102,7 @@ impl Default for EngineConfig {
             transmit: TransmitMode::PushToTalk,
             vad: VadConfig::default(),
             ping_interval: Duration::from_secs(5),
+            path: PathConfig::default(),
             register_retry: Duration::from_millis(250),
             report_interval: Duration::from_secs(2),
             auto_join: true,
@@ -131,8 +136,12 @@ pub enum Event {
         /// The name the relay accepted.
         name: String,
     },
-    /// Our UDP address is bound: voice flows.
+    /// Our UDP address is bound: voice flows over UDP.
     UdpReady,
+    /// The connection status changed (reported once per change). The engine reports
+    /// `Connected { path }` when voice can first flow and whenever the path changes; the I/O
+    /// driver reports `Connecting`, `Reconnecting` and `Failed`.
+    Status(ConnectionStatus),
     /// The relay presented a TLS certificate with this SHA-256 fingerprint (`sha256:` + 64 hex
     /// digits). Reported by the I/O driver once per handshake, before `Connected`; an application
     /// that trusts on first use stores a `first_use` fingerprint and pins it next time.
@@ -352,6 +361,15 @@ pub struct EngineStats {
     pub channel: Option<ChannelId>,
     /// UDP bound.
     pub udp_ready: bool,
+    /// The way voice travels now (`None`: it cannot flow yet).
+    pub path: Option<VoicePath>,
+    /// The connection status (the engine alone knows `Connected` and otherwise says
+    /// `Connecting { attempt: 0, .. }`; the I/O driver fills in what it knows).
+    pub status: ConnectionStatus,
+    /// Voice datagrams sent through the tunnel.
+    pub tunnel_tx_packets: u64,
+    /// Voice datagrams received through the tunnel.
+    pub tunnel_rx_packets: u64,
     /// Last TCP round trip in ms.
     pub rtt_ms: Option<f64>,
     /// Last UDP round trip in ms.
@@ -434,6 +452,8 @@ pub struct Engine {
     register_delay: Duration,
     next_register: Option<Time>,
     next_ping: Option<Time>,
+    next_keepalive: Option<Time>,
+    monitor: PathMonitor,
     next_report: Option<Time>,
     rtt: Option<Duration>,
     udp_rtt: Option<Duration>,
@@ -465,6 +485,10 @@ pub struct Engine {
     tx_bytes: u64,
     rx_packets: u64,
     rx_malformed: u64,
+    tunnel_tx: u64,
+    tunnel_rx: u64,
+    /// The relay was told to tunnel this session's voice.
+    told_tunnel: bool,
     e2ee: crate::e2ee::E2eeSession,
 }
 
@@ -490,6 +514,7 @@ impl Engine {
         let sender = Sender::new(SessionToken::NONE, cfg.encoder)?;
         let transmitter = Transmitter::new(cfg.transmit, cfg.vad);
         let initial_channel = cfg.initial_channel;
+        let path_cfg = cfg.path;
         let capture = cfg
             .capture
             .any()
@@ -506,6 +531,8 @@ impl Engine {
             register_delay: Duration::ZERO,
             next_register: None,
             next_ping: None,
+            next_keepalive: None,
+            monitor: PathMonitor::new(path_cfg),
             next_report: None,
             rtt: None,
             udp_rtt: None,
@@ -536,6 +563,9 @@ impl Engine {
             tx_bytes: 0,
             rx_packets: 0,
             rx_malformed: 0,
+            tunnel_tx: 0,
+            tunnel_rx: 0,
+            told_tunnel: false,
             e2ee,
         })
     }
@@ -573,6 +603,9 @@ impl Engine {
         self.udp_ready = false;
         self.next_register = None;
         self.next_ping = None;
+        self.next_keepalive = None;
+        self.monitor.reset();
+        self.told_tunnel = false;
         self.next_report = None;
         self.channel = None;
         self.channel_spatial = None;
@@ -615,6 +648,8 @@ impl Engine {
                 self.register_delay = self.cfg.register_retry;
                 self.next_register = Some(now);
                 self.next_ping = Some(now);
+                self.next_keepalive = None;
+                self.monitor.reset();
                 self.next_report = Some(now + self.cfg.report_interval);
                 self.learn_names(&channels);
                 self.channels = channels.clone();
@@ -728,6 +763,7 @@ impl Engine {
                     }
                 }
             }
+            ServerMessage::Tunnel { datagram } => self.handle_tunneled(now, &datagram),
             ServerMessage::Redirect { channel, relay } => {
                 // Rejoined on the hosting relay after the driver reconnects there.
                 self.desired_channel = Some(channel);
@@ -740,6 +776,55 @@ impl Engine {
             }
             ServerMessage::E2eeKey { from, blob } => self.e2ee.handle_key(from, &blob),
         }
+    }
+
+    /// One datagram that came through the tunnel: a whole version-2 datagram, parsed as over
+    /// UDP (the tag stripped; forwarded voice carries its sender's tag, which only the relay can
+    /// check). Only voice is expected there (registration and keep-alives prove UDP, so they
+    /// never travel inside the tunnel).
+    fn handle_tunneled(&mut self, now: Time, bytes: &[u8]) {
+        let Ok(d) = udp::parse(bytes) else {
+            self.rx_malformed += 1;
+            return;
+        };
+        self.tunnel_rx += 1;
+        let h = d.header;
+        if h.kind == DatagramKind::Voice && h.sender != self.session && !h.sender.is_none() {
+            // As over UDP: the positional block is the sender's position, and everything
+            // before the payload is the SFrame metadata.
+            self.receive_voice(now, &h, d.position, udp::metadata(bytes, &d), d.payload);
+        } else {
+            self.rx_malformed += 1;
+        }
+    }
+
+    /// The path changed to `path`: tell the relay where our voice goes and the application.
+    fn path_changed(&mut self, now: Time, path: VoicePath) {
+        match path {
+            VoicePath::Tunnel => {
+                log::info!("UDP does not get through; voice goes through the control connection");
+                self.udp_ready = false;
+                self.told_tunnel = true;
+                self.control_out.push_back(ClientMessage::Tunnel {
+                    active: true,
+                    datagram: Vec::new(),
+                });
+                // Probe UDP with registrations (the NAT may have moved us) until one is answered.
+                self.next_keepalive = None;
+                self.next_register = Some(now + self.cfg.path.keepalive_interval);
+            }
+            VoicePath::Udp => {
+                if std::mem::take(&mut self.told_tunnel) {
+                    self.control_out.push_back(ClientMessage::Tunnel {
+                        active: false,
+                        datagram: Vec::new(),
+                    });
+                }
+                self.next_keepalive = Some(now + self.cfg.path.keepalive_interval);
+            }
+        }
+        self.events
+            .push_back(Event::Status(ConnectionStatus::Connected { path }));
     }
 
     /// The relay this engine was told to move to with `Redirect` (scale-out), once: the driver
@@ -805,12 +890,16 @@ impl Engine {
                     self.events.push_back(Event::UdpReady);
                 }
                 self.next_register = None;
+                if let Some(path) = self.monitor.udp_answered(true) {
+                    self.path_changed(now, path);
+                }
             }
             DatagramKind::Pong if h.sender == self.session && d.payload.len() == 8 => {
                 let mut b = [0u8; 8];
                 b.copy_from_slice(d.payload);
                 let sent = Time::from_micros(u64::from_le_bytes(b));
                 self.udp_rtt = Some(now.saturating_since(sent));
+                let _ = self.monitor.udp_answered(false);
             }
             DatagramKind::Voice if h.sender != self.session && !h.sender.is_none() => {
                 // Everything before the payload (header and positional block) is the SFrame
@@ -903,7 +992,8 @@ impl Engine {
         };
         let pcm = &processed;
         let decision = self.transmitter.decide_with_speech(pcm, speech);
-        let can_send = self.udp_ready
+        let path = self.monitor.path();
+        let can_send = path.is_some()
             && self.state == ConnectionState::Connected
             && (self.channel.is_some() || self.whisper.is_some());
         let transmitting = can_send && decision != FrameDecision::Silent;
@@ -924,7 +1014,15 @@ impl Engine {
             if let Ok(n) = sent {
                 self.tx_packets += 1;
                 self.tx_bytes += n as u64;
-                self.datagrams_out.push_back((buf, n));
+                if path == Some(VoicePath::Tunnel) {
+                    self.tunnel_tx += 1;
+                    self.control_out.push_back(ClientMessage::Tunnel {
+                        active: true,
+                        datagram: buf[..n].to_vec(),
+                    });
+                } else {
+                    self.datagrams_out.push_back((buf, n));
+                }
             }
         } else {
             self.sender.skip_frame();
@@ -1048,8 +1146,13 @@ impl Engine {
                     ..Header::voice(self.session, 0, 0)
                 };
                 self.queue_datagram(&header, &payload);
-                self.next_register = Some(now + self.register_delay);
-                self.register_delay = (self.register_delay * 2).min(Duration::from_secs(2));
+                self.monitor.probe_sent(now);
+                if self.monitor.path() == Some(VoicePath::Tunnel) {
+                    self.next_register = Some(now + self.cfg.path.keepalive_interval);
+                } else {
+                    self.next_register = Some(now + self.register_delay);
+                    self.register_delay = (self.register_delay * 2).min(Duration::from_secs(2));
+                }
             }
         }
         if let Some(at) = self.next_ping {
@@ -1057,12 +1160,17 @@ impl Engine {
                 self.control_out.push_back(ClientMessage::Ping {
                     client_time_us: now.as_micros(),
                 });
+                self.next_ping = Some(now + self.cfg.ping_interval);
+            }
+        }
+        if let Some(at) = self.next_keepalive {
+            if now >= at {
                 let header = Header {
                     kind: DatagramKind::Ping,
                     ..Header::voice(self.session, 0, 0)
                 };
-                // The position rides on the ping too, so the relay knows where a listener who
-                // does not talk stands (proximity culling).
+                // The position rides on the keep-alive too, so the relay knows where a listener
+                // who does not talk stands (proximity culling).
                 let mut buf = [0u8; MAX_DATAGRAM];
                 let payload = now.as_micros().to_le_bytes();
                 if let Ok(n) = udp::write_positional(
@@ -1074,8 +1182,12 @@ impl Engine {
                 ) {
                     self.datagrams_out.push_back((buf, n));
                 }
-                self.next_ping = Some(now + self.cfg.ping_interval);
+                self.monitor.probe_sent(now);
+                self.next_keepalive = Some(now + self.cfg.path.keepalive_interval);
             }
+        }
+        if let Some(path) = self.monitor.check(now) {
+            self.path_changed(now, path);
         }
         if let Some(at) = self.next_report {
             if now >= at {
@@ -1230,6 +1342,8 @@ impl Engine {
         [
             self.next_register,
             self.next_ping,
+            self.next_keepalive,
+            self.monitor.deadline(),
             self.next_report,
             self.e2ee.poll_timeout(),
         ]
@@ -1497,6 +1611,15 @@ impl Engine {
         self.udp_ready
     }
 
+    /// The way voice travels now: `None` until UDP is acknowledged or the tunnel is chosen.
+    pub fn voice_path(&self) -> Option<VoicePath> {
+        if self.state == ConnectionState::Connected {
+            self.monitor.path()
+        } else {
+            None
+        }
+    }
+
     /// A snapshot of everything measurable.
     pub fn stats(&mut self, now: Time) -> EngineStats {
         let mut remotes: Vec<RemoteStats> = self
@@ -1518,6 +1641,16 @@ impl Engine {
             session: self.session,
             channel: self.channel,
             udp_ready: self.udp_ready,
+            path: self.voice_path(),
+            status: match self.voice_path() {
+                Some(path) => ConnectionStatus::Connected { path },
+                None => ConnectionStatus::Connecting {
+                    attempt: 0,
+                    last_error: None,
+                },
+            },
+            tunnel_tx_packets: self.tunnel_tx,
+            tunnel_rx_packets: self.tunnel_rx,
             rtt_ms: self.rtt.map(|d| d.as_secs_f64() * 1000.0),
             udp_rtt_ms: self.udp_rtt.map(|d| d.as_secs_f64() * 1000.0),
             transmitting: self.was_transmitting,

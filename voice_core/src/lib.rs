@@ -32,6 +32,7 @@ pub mod engine;
 pub mod jitter;
 pub mod metrics;
 pub mod mixer;
+pub mod path;
 pub mod proto;
 pub mod seq;
 pub mod sim;

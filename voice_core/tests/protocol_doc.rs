@@ -42,6 +42,7 @@ fn client_name(m: &ClientMessage) -> &'static str {
         ClientMessage::StatsRequest => "StatsRequest",
         ClientMessage::ReceiverReport { .. } => "ReceiverReport",
         ClientMessage::Goodbye => "Goodbye",
+        ClientMessage::Tunnel { .. } => "Tunnel",
         ClientMessage::E2eeIdentity { .. } => "E2eeIdentity",
         ClientMessage::E2eeKeys { .. } => "E2eeKeys",
     }
@@ -60,6 +61,7 @@ fn server_name(m: &ServerMessage) -> &'static str {
         ServerMessage::ReceiverReport { .. } => "ReceiverReport",
         ServerMessage::Stats { .. } => "Stats",
         ServerMessage::Error { .. } => "Error",
+        ServerMessage::Tunnel { .. } => "Tunnel",
         ServerMessage::E2eeIdentity { .. } => "E2eeIdentity",
         ServerMessage::E2eeKey { .. } => "E2eeKey",
         ServerMessage::ChannelSpatial { .. } => "ChannelSpatial",

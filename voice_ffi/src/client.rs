@@ -6,7 +6,6 @@
 
 use std::collections::VecDeque;
 use std::ffi::c_char;
-use std::net::ToSocketAddrs;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -81,8 +80,10 @@ pub const VOICE_MAX_REMOTES: usize = 32;
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct voice_client_config {
-    /// Relay address "host:port" (NUL-terminated; a host name is resolved during
-    /// `voice_client_new`). Required.
+    /// Relay address "host:port", "v4:port" or "[v6]:port" (NUL-terminated). A host name is
+    /// resolved by the client's own thread, never in `voice_client_new`; IPv6 and IPv4
+    /// addresses are tried. A name that does not resolve is reported as a failed attempt
+    /// (`VOICE_EVENT_STATUS`). Required.
     pub server: *const c_char,
     /// Display name (NUL-terminated UTF-8): 1..=64 bytes, no control characters, not only
     /// spaces. Required.
@@ -176,7 +177,7 @@ pub struct voice_event {
 }
 
 impl voice_event {
-    fn new(kind: u32) -> Self {
+    pub(crate) fn new(kind: u32) -> Self {
         voice_event {
             kind,
             session: 0,
@@ -197,7 +198,7 @@ impl voice_event {
         self
     }
 
-    fn text(mut self, s: &str) -> Self {
+    pub(crate) fn text(mut self, s: &str) -> Self {
         self.text_len = copy_str(s, &mut self.text);
         self
     }
@@ -213,6 +214,7 @@ fn flatten(ev: Event, out: &mut VecDeque<voice_event>) {
             out.push_back(e);
         }
         Event::UdpReady => out.push_back(E::new(VOICE_EVENT_UDP_READY)),
+        Event::Status(status) => out.push_back(crate::net::status_event(&status)),
         // A refusal reaches C as the `Disconnected` that follows (its text names the fingerprint).
         Event::ServerFingerprint { .. } => {}
         Event::Disconnected { reason } => {
@@ -458,13 +460,17 @@ pub unsafe extern "C" fn voice_client_new(
         }
         let server = try_res!(unsafe { c_str(cfg.server) });
         let name = try_res!(unsafe { c_str(cfg.name) });
-        let Some(addr) = server.to_socket_addrs().ok().and_then(|mut a| a.next()) else {
+        // "host:port": resolved by the engine's helper thread, not on the caller's thread.
+        let port_ok = server
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if !port_ok {
             return voice_result::VOICE_ERR_INVALID_ARGUMENT;
-        };
+        }
         if !voice_core::proto::tcp::validate_name(name) {
             return voice_result::VOICE_ERR_INVALID_ARGUMENT;
         }
-        let mut c = ClientConfig::new(addr, name);
+        let mut c = ClientConfig::with_host(server, name);
         c.engine.e2ee = try_res!(unsafe { crate::e2ee::mode_from_config(cfg) });
         c.reconnect = cfg.reconnect;
         c.insecure_plaintext = cfg.insecure_plaintext;

@@ -23,8 +23,10 @@ mod handle;
 mod stats_worker;
 pub mod stream;
 // After the existing modules, so that their functions form the last blocks of include/voice.h:
-// E2EE, then capture processing (issue 15), then positional audio (issue 21).
+// E2EE, then capture processing (issue 15), then the network path (issue 16), then positional
+// audio (issue 21).
 pub mod e2ee;
+pub mod net;
 pub mod processor;
 pub mod spatial;
 

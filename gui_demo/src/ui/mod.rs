@@ -149,6 +149,9 @@ fn status_line(ui: &mut egui::Ui, session: &Session, now: f64) {
                 s.my_name,
                 if *udp { "" } else { " (voice path pending)" }
             );
+            if s.voice_path == Some(voice_client::VoicePath::Tunnel) {
+                t.push_str("  ·  voice via TCP (UDP blocked)");
+            }
             if let Some(ms) = s.rtt_ms {
                 t.push_str(&format!("  ·  ping {ms:.1} ms"));
             }

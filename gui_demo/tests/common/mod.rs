@@ -161,6 +161,12 @@ pub fn stats_with(remotes: Vec<RemoteStats>, state: ConnectionState, level: f32)
         session: SessionToken(1),
         channel: Some(ChannelId(1)),
         udp_ready: true,
+        path: Some(voice_client::VoicePath::Udp),
+        status: voice_client::ConnectionStatus::Connected {
+            path: voice_client::VoicePath::Udp,
+        },
+        tunnel_tx_packets: 0,
+        tunnel_rx_packets: 0,
         rtt_ms: Some(3.5),
         udp_rtt_ms: None,
         transmitting: false,

@@ -53,9 +53,11 @@ use crate::state::State;
 use crate::stats::{Counter, Stats};
 use crate::token::Claims;
 use crate::Error;
+use tunnel::{TunnelCopy, TUNNEL_QUEUE};
 use udp::{Registration, Spawnable, Worker, WORKER_UDP, WORKER_WAKER};
 
 mod tcp;
+mod tunnel;
 mod udp;
 
 const LISTENER: Token = Token(0);
@@ -151,6 +153,8 @@ pub struct Relay {
     conns: HashMap<usize, Conn>,
     next_conn: usize,
     dirty: Vec<usize>,
+    /// Tunnel fallback: voice the workers accepted for tunneled members.
+    tunnel_copies: mpsc::Receiver<TunnelCopy>,
     outbox: Outbox,
     /// Set whenever a connection may have died since the last reap, so the pure-UDP path never
     /// scans the connection table.
@@ -254,6 +258,7 @@ impl Relay {
         }
         let state = State::new(&config);
         let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::of(&state, 0)));
+        let (tunnel_tx, tunnel_copies) = mpsc::sync_channel(TUNNEL_QUEUE);
         let mut workers_iter = sockets.into_iter().map(|udp| {
             Worker::new(
                 udp,
@@ -261,6 +266,7 @@ impl Relay {
                 config.batch_io,
                 config.check_datagram_tags,
                 snapshot.clone(),
+                tunnel_tx.clone(),
             )
         });
         let mut worker = workers_iter
@@ -280,6 +286,7 @@ impl Relay {
                 .registry()
                 .register(w.socket_mut(), WORKER_UDP, Interest::READABLE)?;
             wakers.push(Arc::new(Waker::new(wpoll.registry(), WORKER_WAKER)?));
+            w.set_control_waker(wakers[0].clone());
             worker_stats.push(w.stats().clone());
             spawn_workers.push(Spawnable {
                 worker: w,
@@ -329,6 +336,7 @@ impl Relay {
             conns: HashMap::new(),
             next_conn: FIRST_CONN,
             dirty: Vec::new(),
+            tunnel_copies,
             outbox: Vec::new(),
             reap_needed: false,
             tick,
@@ -473,6 +481,7 @@ impl Relay {
             if udp_ready {
                 self.drain_udp();
             }
+            self.take_tunnel_copies();
             let now = Instant::now();
             if now >= next_tick {
                 self.expire(now);
@@ -663,6 +672,8 @@ impl Relay {
             .set(Counter::Connections, self.conns.len() as u64);
         self.stats
             .set(Counter::UdpBound, self.state.bound_count() as u64);
+        self.stats
+            .set(Counter::Tunneled, self.state.tunneled_count() as u64);
     }
 
     fn log_stats(&self) {

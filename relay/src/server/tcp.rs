@@ -104,6 +104,10 @@ impl Relay {
                 None => self.on_hello(id, msg, now),
                 Some(who) => {
                     c.deadline = now + self.config.idle_timeout();
+                    if let ClientMessage::Tunnel { active, datagram } = msg {
+                        self.on_tunnel(who, active, &datagram, now);
+                        continue;
+                    }
                     if self.defer_join(who, &msg) {
                         continue;
                     }

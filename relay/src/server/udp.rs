@@ -7,6 +7,9 @@
 //!
 //! Worker 0 runs inside the control thread's loop; workers 1.. run [`run_worker`] on their own
 //! threads. Every per-datagram decision is `Path::on_datagram`: one place to add a check.
+//! Datagrams that arrive through a tunnel (a session's control connection, on the control
+//! thread) take the same path through worker 0 ([`Worker::on_tunneled`]); accepted voice with
+//! tunneled recipients is handed to the control thread, which owns the connections.
 //!
 //! Every Voice, Register and Ping datagram's tag is checked first, against its sender session's
 //! key from the snapshot (`drop_bad_tag`); forwarded voice leaves with its tag unchanged, and
@@ -23,9 +26,12 @@ use arc_swap::cache::Cache;
 use arc_swap::ArcSwap;
 use mio::net::UdpSocket;
 use mio::{Events, Poll, Token, Waker};
-use voice_core::proto::udp::{self, DatagramKind, Header, TagKey, UdpError, MAX_DATAGRAM};
+use voice_core::proto::udp::{
+    self, DatagramKind, Header, Position, TagKey, UdpError, MAX_DATAGRAM,
+};
 use voice_core::proto::SessionToken;
 
+use super::tunnel::TunnelCopy;
 use super::{MAX_UDP_BATCHES_PER_TURN, RECV_BATCH, SEND_BATCH};
 use crate::forward::{Senders, Snapshot, WorkerStats};
 use crate::state::{DropReason, Limits};
@@ -46,6 +52,15 @@ pub(crate) struct Registration {
 /// What the control plane says about a registration: `Some(counter)` to ack it now, `None`
 /// when it failed or will be acked later.
 pub(crate) type Registrar<'a> = dyn FnMut(Registration) -> Option<u64> + 'a;
+
+/// Where a datagram came from.
+#[derive(Debug, Clone, Copy)]
+enum Origin {
+    /// This worker's socket, from this address.
+    Udp(SocketAddr),
+    /// The control connection of this (admitted) session: tunnel fallback.
+    Tunnel(SessionToken),
+}
 
 /// One UDP socket and everything its forwarding path owns.
 pub(crate) struct Worker {
@@ -80,6 +95,12 @@ struct Path {
     stats: Arc<WorkerStats>,
     /// Check datagram tags (`check_datagram_tags`; off only to measure what the check costs).
     check_tags: bool,
+    /// Tunneled recipients of the datagram being decided.
+    tunnel_to: Vec<SessionToken>,
+    /// Copies for tunneled members go to the control thread (it owns the connections).
+    to_control: mpsc::SyncSender<TunnelCopy>,
+    /// Wakes the control thread (workers 1..; worker 0 runs on it and is drained each turn).
+    control: Option<Arc<Waker>>,
 }
 
 impl Worker {
@@ -89,6 +110,7 @@ impl Worker {
         batch_io: bool,
         check_tags: bool,
         snapshot: Arc<ArcSwap<Snapshot>>,
+        to_control: mpsc::SyncSender<TunnelCopy>,
     ) -> Self {
         Worker {
             path: Path {
@@ -97,6 +119,9 @@ impl Worker {
                 recipients: Vec::with_capacity(64),
                 stats: Arc::new(WorkerStats::default()),
                 check_tags,
+                tunnel_to: Vec::new(),
+                to_control,
+                control: None,
             },
             recv: Some(RecvBatch::new(RECV_BATCH)),
             send: SendBatch::new(SEND_BATCH),
@@ -104,6 +129,11 @@ impl Worker {
             batch_io,
             pending: false,
         }
+    }
+
+    /// Runs on its own thread: wake the control thread with `waker` when handing it a copy.
+    pub(crate) fn set_control_waker(&mut self, waker: Arc<Waker>) {
+        self.path.control = Some(waker);
     }
 
     /// This worker's counters.
@@ -119,6 +149,25 @@ impl Worker {
     /// This worker's socket, to register with a poll.
     pub(crate) fn socket_mut(&mut self) -> &mut UdpSocket {
         &mut self.path.udp
+    }
+
+    /// A datagram that arrived through `who`'s control connection (tunnel fallback; only the
+    /// control thread, which owns worker 0, calls this). Decided by the same per-datagram path
+    /// as one from the socket (parse, tag, routing, replay window, budgets), with the
+    /// connection instead of a source address authenticating the sender; UDP copies leave from
+    /// this socket, tunneled recipients get theirs through the control thread's queue.
+    pub(crate) fn on_tunneled(&mut self, who: SessionToken, data: &[u8]) {
+        let now = Instant::now();
+        let snap = self.snap.load();
+        let path = &mut self.path;
+        if path.on_datagram(snap, now, data, Origin::Tunnel(who), &mut |_| None) {
+            for r in 0..path.recipients.len() {
+                match path.udp.send_to(data, path.recipients[r]) {
+                    Ok(_) => path.count_flush(1, data.len(), 0),
+                    Err(_) => path.count_flush(0, 0, 1),
+                }
+            }
+        }
     }
 
     /// Forgets senders that left or moved (off the per-datagram path).
@@ -150,7 +199,7 @@ impl Worker {
                     for i in 0..n {
                         let (data, src) = recv.get(i);
                         let Some(src) = src else { continue };
-                        if path.on_datagram(snap, now, data, src, registrar) {
+                        if path.on_datagram(snap, now, data, Origin::Udp(src), registrar) {
                             for r in 0..path.recipients.len() {
                                 if self.send.is_full() {
                                     let f = self.send.flush(fd, &recv);
@@ -193,7 +242,7 @@ impl Worker {
                 Ok((n, src)) => {
                     let now = Instant::now();
                     let snap = self.snap.load();
-                    if path.on_datagram(snap, now, &buf[..n], src, registrar) {
+                    if path.on_datagram(snap, now, &buf[..n], Origin::Udp(src), registrar) {
                         for r in 0..path.recipients.len() {
                             match path.udp.send_to(&buf[..n], path.recipients[r]) {
                                 Ok(_) => path.count_flush(1, n, 0),
@@ -211,6 +260,69 @@ impl Worker {
 }
 
 impl Path {
+    /// Accepted voice with tunneled recipients in `snap`: a copy to the control thread, which
+    /// queues it into their connections. A full queue drops the copy (counted).
+    /// Tunneled listeners out of range of the sender's `position` are culled like UDP ones.
+    fn hand_to_tunnels(
+        &mut self,
+        snap: &Snapshot,
+        header: &Header,
+        position: Option<Position>,
+        data: &[u8],
+    ) {
+        snap.tunnel_recipients(header, &mut self.tunnel_to);
+        let culled = snap.cull_tunnel_recipients(header, position, &mut self.tunnel_to);
+        self.stats.add(Counter::VoiceCulled, culled as u64);
+        if self.tunnel_to.is_empty() {
+            return;
+        }
+        let copy = TunnelCopy {
+            recipients: self.tunnel_to.clone(),
+            datagram: data.to_vec(),
+        };
+        match self.to_control.try_send(copy) {
+            Ok(()) => {
+                if let Some(w) = &self.control {
+                    if let Err(e) = w.wake() {
+                        log::warn!("waking the control plane: {e}");
+                    }
+                }
+            }
+            Err(_) => self.stats.inc(Counter::DropSendFailed),
+        }
+    }
+
+    /// Counts the verdict on a voice datagram (from UDP or a tunnel alike); accepted voice is
+    /// culled by distance in a 3D channel (recording the sender's `position` first), then goes
+    /// to the tunneled recipients (a copy to the control thread) and, when this returns true,
+    /// to `self.recipients`.
+    fn accepted(
+        &mut self,
+        snap: &Snapshot,
+        h: &Header,
+        position: Option<Position>,
+        data: &[u8],
+        verdict: Result<(), DropReason>,
+    ) -> bool {
+        match verdict {
+            Ok(()) => {
+                self.stats.inc(Counter::VoiceAccepted);
+                // Proximity culling (3D channels), from the positions in the snapshot's
+                // shared cells; also records the sender's own position there.
+                let culled = snap.cull_out_of_range(h, position, &mut self.recipients);
+                self.stats.add(Counter::VoiceCulled, culled as u64);
+                if snap.has_tunnels() {
+                    self.hand_to_tunnels(snap, h, position, data);
+                }
+                !self.recipients.is_empty()
+            }
+            Err(r) => {
+                self.stats.inc(r.counter());
+                false
+            }
+        }
+    }
+
     fn count_flush(&mut self, sent: usize, bytes: usize, failed: usize) {
         self.stats.add(Counter::ForwardedPackets, sent as u64);
         self.stats.add(Counter::ForwardedBytes, bytes as u64);
@@ -225,11 +337,16 @@ impl Path {
         snap: &Snapshot,
         now: Instant,
         data: &[u8],
-        src: SocketAddr,
+        origin: Origin,
         registrar: &mut Registrar<'_>,
     ) -> bool {
-        self.stats.inc(Counter::UdpRxPackets);
-        self.stats.add(Counter::UdpRxBytes, data.len() as u64);
+        match origin {
+            Origin::Udp(_) => {
+                self.stats.inc(Counter::UdpRxPackets);
+                self.stats.add(Counter::UdpRxBytes, data.len() as u64);
+            }
+            Origin::Tunnel(_) => self.stats.inc(Counter::TunnelRxPackets),
+        }
         let d = match udp::parse(data) {
             Ok(d) => d,
             Err(e) => {
@@ -262,28 +379,32 @@ impl Path {
                 return false;
             }
         }
+        let src = match origin {
+            Origin::Udp(src) => src,
+            Origin::Tunnel(who) => {
+                if h.kind != DatagramKind::Voice {
+                    // Registration and keep-alives prove UDP; inside a tunnel they mean nothing.
+                    self.stats.inc(Counter::DropBadKind);
+                    return false;
+                }
+                let r = self.senders.accept_tunneled(
+                    snap,
+                    now,
+                    who,
+                    &h,
+                    data.len(),
+                    &mut self.recipients,
+                );
+                return self.accepted(snap, &h, d.position, data, r);
+            }
+        };
         match h.kind {
-            DatagramKind::Voice => match self.senders.accept_voice(
-                snap,
-                now,
-                src,
-                &h,
-                data.len(),
-                &mut self.recipients,
-            ) {
-                Ok(()) => {
-                    self.stats.inc(Counter::VoiceAccepted);
-                    // Proximity culling (3D channels), from the positions in the snapshot's
-                    // shared cells; also records the sender's own position there.
-                    let culled = snap.cull_out_of_range(&h, d.position, &mut self.recipients);
-                    self.stats.add(Counter::VoiceCulled, culled as u64);
-                    !self.recipients.is_empty()
-                }
-                Err(r) => {
-                    self.stats.inc(r.counter());
-                    false
-                }
-            },
+            DatagramKind::Voice => {
+                let r =
+                    self.senders
+                        .accept_voice(snap, now, src, &h, data.len(), &mut self.recipients);
+                self.accepted(snap, &h, d.position, data, r)
+            }
             DatagramKind::Register => {
                 let reg = Registration {
                     src,

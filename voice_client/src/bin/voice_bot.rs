@@ -2,7 +2,7 @@
 //! it hears, and prints events and stats as JSON lines.
 //!
 //! ```text
-//! voice-bot --server 127.0.0.1:7400 --name alice [--channel ID|NAME] [--play IN.wav [--loop] | --tone HZ]
+//! voice-bot --server HOST:PORT --name alice [--channel ID|NAME] [--play IN.wav [--loop] | --tone HZ]
 //!           [--whisper NAME] [--record OUT.wav] [--duration SECS] [--chat TEXT]... [--mode continuous|vad|ptt] (default: continuous with --play/--tone, else silent)
 //!           [--input-device NAME|default] [--output-device NAME|default] [--stats-interval MS] [--no-reconnect]
 //!           [--fingerprint SHA256 | --ca CA.pem [--server-name NAME] | --tofu | --insecure-plaintext]
@@ -41,7 +41,7 @@ use voice_client::{
 };
 use voice_core::capture::{CaptureConfig, SuppressionLevel};
 
-const USAGE: &str = "usage: voice-bot --server ADDR --name NAME [--channel ID|NAME] \
+const USAGE: &str = "usage: voice-bot --server HOST:PORT --name NAME [--channel ID|NAME] \
 [--play IN.wav [--loop] | --tone HZ] [--whisper NAME] [--record OUT.wav] [--duration SECS] \
 [--chat TEXT]... [--mode continuous|vad|ptt] [--input-device NAME|default] \
 [--output-device NAME|default] [--stats-interval MS] [--no-reconnect] \
@@ -53,7 +53,8 @@ const USAGE: &str = "usage: voice-bot --server ADDR --name NAME [--channel ID|NA
 [--position X,Y,Z | --path X,Y,Z;X,Y,Z;... [--speed UNITS_PER_S]] [--model MODEL:MIN:MAX:ROLLOFF]";
 
 struct Args {
-    server: std::net::SocketAddr,
+    /// `host:port`, resolved by the client's engine (IPv6 and IPv4 tried).
+    server: String,
     name: String,
     channel: Option<String>,
     input: AudioInput,
@@ -144,7 +145,7 @@ fn parse() -> Result<Args, String> {
     let mut server = None;
     let mut name = None;
     let mut a = Args {
-        server: "127.0.0.1:7400".parse().map_err(|_| "internal")?,
+        server: String::new(),
         name: String::new(),
         channel: None,
         input: AudioInput::Null,
@@ -175,12 +176,11 @@ fn parse() -> Result<Args, String> {
         match flag.as_str() {
             "--server" => {
                 let s = v("--server")?;
-                server = Some(
-                    std::net::ToSocketAddrs::to_socket_addrs(&s)
-                        .map_err(|e| format!("--server {s}: {e}"))?
-                        .next()
-                        .ok_or(format!("--server {s}: no address"))?,
-                );
+                // HOST:PORT, [V6]:PORT or V4:PORT; resolved by the client (not here).
+                if !s.contains(':') {
+                    return Err(format!("--server {s}: expected HOST:PORT"));
+                }
+                server = Some(s);
             }
             "--name" => name = Some(v("--name")?),
             "--channel" => a.channel = Some(v("--channel")?),
@@ -344,7 +344,7 @@ fn line(start: Instant, key: &str, value: serde_json::Value) {
 
 fn run(a: Args) -> Result<(), String> {
     let start = Instant::now();
-    let mut cfg = ClientConfig::new(a.server, &a.name);
+    let mut cfg = ClientConfig::with_host(&a.server, &a.name);
     cfg.input = a.input.clone();
     cfg.output = a.output.clone();
     cfg.reconnect = a.reconnect;

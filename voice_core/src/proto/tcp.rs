@@ -216,6 +216,16 @@ pub enum ClientMessage {
         /// (recipient, blob) pairs.
         keys: Vec<(SessionToken, Vec<u8>)>,
     },
+    /// Tunnel fallback: `active` puts this session's voice on the control connection (`true`:
+    /// the relay sends it voice as [`ServerMessage::Tunnel`] from now on) or back on UDP
+    /// (`false`); `datagram`, when not empty, is one voice datagram byte for byte as it would
+    /// have gone over UDP (version 2, tag included), checked and forwarded like one.
+    Tunnel {
+        /// The session wants its voice over the control connection.
+        active: bool,
+        /// One whole UDP datagram (header, payload and tag), or empty.
+        datagram: Vec<u8>,
+    },
 }
 
 /// Largest end-to-end identity blob the relay stores.
@@ -333,6 +343,13 @@ pub enum ServerMessage {
         channel: ChannelId,
         /// The hosting relay's address, `IP:PORT` (TCP control and UDP voice).
         relay: String,
+    },
+    /// Tunnel fallback: one voice datagram, byte for byte as the relay would have sent it over
+    /// UDP (version 2, tagged with this session's key), for a session whose voice is on the
+    /// control connection.
+    Tunnel {
+        /// One whole UDP datagram (header, payload and tag).
+        datagram: Vec<u8>,
     },
     /// Positional audio: the channel just joined is 3D: render its voices by position with these
     /// settings (sent right after [`ServerMessage::Joined`]; a `Joined` without it means a 2D
