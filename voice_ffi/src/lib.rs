@@ -24,10 +24,13 @@ mod stats_worker;
 pub mod stream;
 // After the existing modules, so that their functions form the last blocks of include/voice.h:
 // E2EE, then capture processing (issue 15), then the network path (issue 16), then positional
-// audio (issue 21).
+// audio (issue 21). The comments keep rustfmt from sorting the declarations (their order is the
+// header's order).
 pub mod e2ee;
-pub mod net;
 pub mod processor;
+// Network path (issue 16).
+pub mod net;
+// Positional audio (issue 21), last.
 pub mod spatial;
 
 use std::ffi::c_char;
