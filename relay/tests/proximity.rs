@@ -2,7 +2,8 @@
 //! exactly the audible ones (the exact bytes), and the relay counts what it culled, with four
 //! forwarding workers (a position received by one worker culls on every other). A 2D channel with
 //! the same positions forwards everything. Positions are datagram version 2: a block whose tag
-//! does not verify moves nobody.
+//! does not verify moves nobody. Voice through the tunnel fallback is culled the same way, and a
+//! tunneled listener like a UDP one.
 
 mod common;
 
@@ -245,3 +246,74 @@ fn a_position_whose_tag_does_not_verify_culls_nobody() {
     );
     assert_eq!(clients[0].stats()["voice_culled"], 1);
 }
+
+/// The next `ServerMessage::Tunnel` datagram on `c`'s control connection within `wait` (other
+/// messages skipped), or `None`.
+fn tunneled(c: &mut Client, wait: Duration) -> Option<Vec<u8>> {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match c.ctl.try_recv(left)? {
+            ServerMessage::Tunnel { datagram } => return Some(datagram),
+            _ => continue,
+        }
+    }
+}
+
+#[test]
+fn tunneled_voice_and_tunneled_listeners_are_culled_like_udp() {
+    // A talks over UDP at 0; B (at 10) and C (at 100) listen through the tunnel, range 30. The
+    // relay culls C's tunneled copy as it would a UDP one; C's tunneled voice carries its
+    // position (the same bytes as over UDP), which is recorded and culls around it.
+    let (_relay, mut clients) = room(3, ROOM_3D);
+    let at = |z: f32| Position::new(0.0, 0.0, z);
+    for (c, z) in clients.iter().zip([0.0, 10.0, 100.0]) {
+        c.send_udp(&datagram(DatagramKind::Ping, c, 0, at(z), &[1; 8]));
+        assert!(c.recv_udp(WAIT).is_some(), "pong");
+    }
+    for c in &mut clients[1..] {
+        c.send(&voice_core::proto::tcp::ClientMessage::Tunnel {
+            active: true,
+            datagram: Vec::new(),
+        });
+        // A reply on the same connection: the switch was taken (and published) before it.
+        let _ = c.stats();
+    }
+    let before = clients[0].stats()["voice_culled"];
+    let d = datagram(DatagramKind::Voice, &clients[0], 1, at(0.0), &[5; 20]);
+    clients[0].send_udp(&d);
+    assert_eq!(tunneled(&mut clients[1], WAIT), Some(d), "B in range");
+    assert_eq!(tunneled(&mut clients[2], QUIET_TUNNEL), None, "C culled");
+    assert_eq!(clients[0].stats()["voice_culled"], before + 1);
+
+    // C talks through its tunnel from 100: nobody is within range.
+    let far = datagram(DatagramKind::Voice, &clients[2], 1, at(100.0), &[6; 20]);
+    clients[2].send(&voice_core::proto::tcp::ClientMessage::Tunnel {
+        active: true,
+        datagram: far,
+    });
+    assert_eq!(tunneled(&mut clients[1], QUIET_TUNNEL), None, "B culled");
+    assert_eq!(clients[0].recv_udp(QUIET_TUNNEL), None, "A culled");
+    assert_eq!(clients[0].stats()["voice_culled"], before + 3);
+    // From 5, tunneled: A hears it over UDP and B through its tunnel, the exact bytes.
+    let near = datagram(DatagramKind::Voice, &clients[2], 2, at(5.0), &[7; 20]);
+    clients[2].send(&voice_core::proto::tcp::ClientMessage::Tunnel {
+        active: true,
+        datagram: near.clone(),
+    });
+    assert_eq!(clients[0].recv_udp(WAIT), Some(near.clone()), "A in range");
+    assert_eq!(tunneled(&mut clients[1], WAIT), Some(near), "B in range");
+    // C's position was recorded from its tunneled voice: A's voice now reaches C as well.
+    let d = datagram(DatagramKind::Voice, &clients[0], 2, at(0.0), &[8; 20]);
+    clients[0].send_udp(&d);
+    assert_eq!(
+        tunneled(&mut clients[2], WAIT),
+        Some(d.clone()),
+        "C now in range"
+    );
+    assert_eq!(tunneled(&mut clients[1], WAIT), Some(d), "B still in range");
+    assert_eq!(clients[0].stats()["voice_culled"], before + 3);
+}
+
+/// How long a culled copy is waited for before concluding it was not sent.
+const QUIET_TUNNEL: Duration = Duration::from_millis(300);
