@@ -6,7 +6,8 @@
 #  2. built with clang's AddressSanitizer + UndefinedBehaviorSanitizer (LeakSanitizer on, every
 #     report fatal).
 # The programs: header_check (the header alone, as C++), sansio_loopback (encoder → lossy link →
-# receiver, fixed and adaptive playout), stream.cpp (RAII from C++), misuse (every integrator
+# receiver, fixed and adaptive playout), spatial (positions on the encoder and receiver, stereo
+# rendering by a spatializer), stream.cpp (RAII from C++), misuse (every integrator
 # mistake from issue 17 returns a code), apm (the sans-IO capture processor cancels an echo),
 # reconnect (a relay restart under a client) and client
 # (a full client in a channel). Then scripts/test-c-install.sh checks the installed library
@@ -25,7 +26,7 @@ libs=(-lasound -lpthread -ldl -lm)
 cflags=(-std=c11 -Wall -Wextra -Werror -pedantic -O1 -g -Iinclude)
 cxxflags=(-std=c++17 -Wall -Wextra -Werror -pedantic -O1 -g -Iinclude)
 san=(-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
-c_programs=(client sansio_loopback misuse reconnect apm)
+c_programs=(client sansio_loopback misuse reconnect apm spatial)
 # The header must also compile as C++ on its own.
 printf '#include "voice.h"\nint main() { return voice_abi_version() == VOICE_ABI_VERSION ? 0 : 1; }\n' \
   > "$out/header_check.cpp"
@@ -60,6 +61,7 @@ run() {
 "${vg[@]}" "$out/header_check"
 run sansio_loopback
 run apm
+run spatial
 run stream_cpp
 run misuse "$(free_port)"
 # reconnect.c starts the relay with its identity in ./relay-identity; its token signing key is

@@ -221,6 +221,21 @@
 // Voice travels inside the TLS control connection (UDP does not get through).
 #define VOICE_PATH_TUNNEL 2
 
+// Distance model: no attenuation (still silent beyond `max_distance`).
+#define VOICE_DISTANCE_NONE 0
+
+// Distance model: inverse distance, clamped (OpenAL `AL_INVERSE_DISTANCE_CLAMPED`).
+#define VOICE_DISTANCE_INVERSE 1
+
+// Distance model: linear, clamped (OpenAL `AL_LINEAR_DISTANCE_CLAMPED`).
+#define VOICE_DISTANCE_LINEAR 2
+
+// Distance model: exponential, clamped (OpenAL `AL_EXPONENT_DISTANCE_CLAMPED`).
+#define VOICE_DISTANCE_EXPONENTIAL 3
+
+// Interleaved stereo samples of one rendered frame (left, right, …).
+#define VOICE_STEREO_FRAME_SAMPLES 1920
+
 // Result of every fallible call. Values are stable and never renumbered.
 enum voice_result
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -288,6 +303,10 @@ typedef struct voice_processor voice_processor;
 
 // An opaque receiver handle. Never constructed in Rust: pointers to it are handle cells.
 typedef struct voice_receiver voice_receiver;
+
+// An opaque spatializer handle: one per remote voice (it keeps the interaural delay history and
+// ramps between frames).
+typedef struct voice_spatializer voice_spatializer;
 
 // Capture processing stages. Initialise with [`voice_processor_config_default`] (every stage on).
 typedef struct voice_processor_config {
@@ -589,6 +608,39 @@ typedef struct voice_connection {
   // The last error (connecting) or the reason (reconnecting, failed); empty otherwise.
   char text[512];
 } voice_connection;
+
+// A distance model. Initialise with [`voice_attenuation_default`].
+typedef struct voice_attenuation {
+  // `VOICE_DISTANCE_*`.
+  uint32_t model;
+  // Gain 1 below this distance (> 0).
+  float min_distance;
+  // Silent beyond this distance (> `min_distance`).
+  float max_distance;
+  // Rolloff factor (≥ 0; 1 = the model's natural slope).
+  float rolloff;
+} voice_attenuation;
+
+// A position in game units (x right, y up, −z ahead with the default listener orientation).
+typedef struct voice_position {
+  // X.
+  float x;
+  // Y.
+  float y;
+  // Z.
+  float z;
+} voice_position;
+
+// The listener's head: position and orientation (`forward` and `up` need not be unit length but
+// must not be zero or parallel).
+typedef struct voice_listener_pose {
+  // Where the listener is.
+  struct voice_position position;
+  // Direction the listener faces.
+  struct voice_position forward;
+  // The listener's up direction.
+  struct voice_position up;
+} voice_listener_pose;
 
 #ifdef __cplusplus
 extern "C" {
@@ -1005,6 +1057,81 @@ voice_result voice_processor_stats(struct voice_processor *processor,
 // Thread safety: any thread.
 voice_result voice_client_connection(const struct voice_client *client,
                                      struct voice_connection *out);
+
+// Writes the default distance model (inverse, 1 to 50 units, rolloff 1) to `*out`.
+//
+// Thread safety: any thread.
+voice_result voice_attenuation_default(struct voice_attenuation *out);
+
+// Writes the gain (0..=1) of `*attenuation` at `distance` to `*gain`.
+//
+// Thread safety: any thread.
+voice_result voice_attenuation_gain(const struct voice_attenuation *attenuation,
+                                    float distance,
+                                    float *gain);
+
+// Puts `*position` on every following datagram of this encoder (the positional block), or stops
+// with NULL. A non-finite coordinate is `VOICE_ERR_INVALID_ARGUMENT` and changes nothing.
+//
+// Thread safety: one thread at a time per encoder; a concurrent call returns `VOICE_ERR_BUSY`.
+voice_result voice_encoder_set_position(struct voice_encoder *encoder,
+                                        const struct voice_position *position);
+
+// Writes the last position this receiver's sender put on its datagrams to `*out` and sets
+// `*known` to true; when none arrived yet, `*known` is false and `*out` is left alone.
+//
+// Thread safety: one thread at a time per receiver; a concurrent call returns `VOICE_ERR_BUSY`.
+voice_result voice_receiver_position(struct voice_receiver *receiver,
+                                     struct voice_position *out,
+                                     bool *known);
+
+// Creates a spatializer for one remote voice; `*out` receives a handle to release with
+// [`voice_spatializer_free`].
+//
+// Thread safety: any thread.
+voice_result voice_spatializer_new(struct voice_spatializer **out);
+
+// Releases a spatializer. NULL is a no-op.
+//
+// Thread safety: no other call on this spatializer may start afterwards.
+voice_result voice_spatializer_free(struct voice_spatializer *spatializer);
+
+// Renders one mono 20 ms frame (`pcm`, `frames` ≥ `VOICE_FRAME_SAMPLES`; the first 960 are used)
+// of a voice at `*source`, heard by `*listener` through `*attenuation` at `volume` (0..=4), and
+// **adds** it to the interleaved stereo accumulator `out` (`out_len` ≥
+// `VOICE_STEREO_FRAME_SAMPLES`, full scale ±1.0): clear it once per tick, render every voice,
+// then convert. Level and delay glide from the previous call's, so a jump does not click.
+//
+// Thread safety: one thread at a time per spatializer; a concurrent call returns `VOICE_ERR_BUSY`.
+voice_result voice_spatializer_render(struct voice_spatializer *spatializer,
+                                      const struct voice_listener_pose *listener,
+                                      const struct voice_position *source,
+                                      const struct voice_attenuation *attenuation,
+                                      float volume,
+                                      const int16_t *pcm,
+                                      size_t frames,
+                                      float *out,
+                                      size_t out_len);
+
+// Sets this client's position (carried on its voice and pings; the relay culls by it in 3D
+// channels), or stops sending one with NULL.
+//
+// Thread safety: any thread.
+voice_result voice_client_set_position(const struct voice_client *client,
+                                       const struct voice_position *position);
+
+// Sets the listener's pose (call as the player moves or turns).
+//
+// Thread safety: any thread.
+voice_result voice_client_set_listener(const struct voice_client *client,
+                                       const struct voice_listener_pose *listener);
+
+// Overrides the current channel's distance model, or returns to the relay's (3D channels) with
+// NULL. The client's own playback is mono: each talker gets its distance gain.
+//
+// Thread safety: any thread.
+voice_result voice_client_set_channel_attenuation(const struct voice_client *client,
+                                                  const struct voice_attenuation *attenuation);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -401,6 +401,7 @@ fn child(args: &[String]) {
                     .map(|id| relay::config::ChannelConfig {
                         id,
                         name: format!("c{id}"),
+                        spatial: None,
                     })
                     .collect(),
                 // Room for the largest step; a listing of 10,000 users still fits one frame.

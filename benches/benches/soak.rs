@@ -84,6 +84,7 @@ fn relay_role() {
             .map(|id| relay::config::ChannelConfig {
                 id,
                 name: format!("room {id}"),
+                spatial: None,
             })
             .collect(),
         ..Default::default()

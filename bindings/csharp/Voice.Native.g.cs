@@ -709,6 +709,71 @@ namespace Voice
     }
 
     /// <summary>
+    /// A distance model. Initialise with [`voice_attenuation_default`].
+    /// </summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public unsafe struct voice_attenuation
+    {
+        /// <summary>
+        /// `VOICE_DISTANCE_*`.
+        /// </summary>
+        public uint model;
+        /// <summary>
+        /// Gain 1 below this distance (&gt; 0).
+        /// </summary>
+        public float min_distance;
+        /// <summary>
+        /// Silent beyond this distance (&gt; `min_distance`).
+        /// </summary>
+        public float max_distance;
+        /// <summary>
+        /// Rolloff factor (≥ 0; 1 = the model's natural slope).
+        /// </summary>
+        public float rolloff;
+    }
+
+    /// <summary>
+    /// A position in game units (x right, y up, −z ahead with the default listener orientation).
+    /// </summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public unsafe struct voice_position
+    {
+        /// <summary>
+        /// X.
+        /// </summary>
+        public float x;
+        /// <summary>
+        /// Y.
+        /// </summary>
+        public float y;
+        /// <summary>
+        /// Z.
+        /// </summary>
+        public float z;
+    }
+
+    /// <summary>
+    /// The listener's head: position and orientation (`forward` and `up` need not be unit length but
+    /// must not be zero or parallel).
+    /// </summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public unsafe struct voice_listener_pose
+    {
+        /// <summary>
+        /// Where the listener is.
+        /// </summary>
+        public voice_position position;
+        /// <summary>
+        /// Direction the listener faces.
+        /// </summary>
+        public voice_position forward;
+        /// <summary>
+        /// The listener's up direction.
+        /// </summary>
+        public voice_position up;
+    }
+
+    /// <summary>
     /// An event callback: `userdata` first, then the event (valid only during the call).
     /// </summary>
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
@@ -979,6 +1044,26 @@ namespace Voice
         /// Voice travels inside the TLS control connection (UDP does not get through).
         /// </summary>
         public const int VOICE_PATH_TUNNEL = 2;
+        /// <summary>
+        /// Distance model: no attenuation (still silent beyond `max_distance`).
+        /// </summary>
+        public const int VOICE_DISTANCE_NONE = 0;
+        /// <summary>
+        /// Distance model: inverse distance, clamped (OpenAL `AL_INVERSE_DISTANCE_CLAMPED`).
+        /// </summary>
+        public const int VOICE_DISTANCE_INVERSE = 1;
+        /// <summary>
+        /// Distance model: linear, clamped (OpenAL `AL_LINEAR_DISTANCE_CLAMPED`).
+        /// </summary>
+        public const int VOICE_DISTANCE_LINEAR = 2;
+        /// <summary>
+        /// Distance model: exponential, clamped (OpenAL `AL_EXPONENT_DISTANCE_CLAMPED`).
+        /// </summary>
+        public const int VOICE_DISTANCE_EXPONENTIAL = 3;
+        /// <summary>
+        /// Interleaved stereo samples of one rendered frame (left, right, …).
+        /// </summary>
+        public const int VOICE_STEREO_FRAME_SAMPLES = 1920;
 
         /// <summary>
         /// The library version as a static NUL-terminated string (never freed).
@@ -1477,6 +1562,95 @@ namespace Voice
         /// </summary>
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         public static extern voice_result voice_client_connection(IntPtr client, ref voice_connection @out);
+
+        /// <summary>
+        /// Writes the default distance model (inverse, 1 to 50 units, rolloff 1) to `*out`.
+        ///
+        /// Thread safety: any thread.
+        /// </summary>
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern voice_result voice_attenuation_default(ref voice_attenuation @out);
+
+        /// <summary>
+        /// Writes the gain (0..=1) of `*attenuation` at `distance` to `*gain`.
+        ///
+        /// Thread safety: any thread.
+        /// </summary>
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern voice_result voice_attenuation_gain(ref voice_attenuation attenuation, float distance, out float gain);
+
+        /// <summary>
+        /// Puts `*position` on every following datagram of this encoder (the positional block), or stops
+        /// with NULL. A non-finite coordinate is `VOICE_ERR_INVALID_ARGUMENT` and changes nothing.
+        ///
+        /// Thread safety: one thread at a time per encoder; a concurrent call returns `VOICE_ERR_BUSY`.
+        /// </summary>
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern voice_result voice_encoder_set_position(IntPtr encoder, ref voice_position position);
+
+        /// <summary>
+        /// Writes the last position this receiver's sender put on its datagrams to `*out` and sets
+        /// `*known` to true; when none arrived yet, `*known` is false and `*out` is left alone.
+        ///
+        /// Thread safety: one thread at a time per receiver; a concurrent call returns `VOICE_ERR_BUSY`.
+        /// </summary>
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern voice_result voice_receiver_position(IntPtr receiver, ref voice_position @out, [MarshalAs(UnmanagedType.U1)] out bool known);
+
+        /// <summary>
+        /// Creates a spatializer for one remote voice; `*out` receives a handle to release with
+        /// [`voice_spatializer_free`].
+        ///
+        /// Thread safety: any thread.
+        /// </summary>
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern voice_result voice_spatializer_new(out IntPtr @out);
+
+        /// <summary>
+        /// Releases a spatializer. NULL is a no-op.
+        ///
+        /// Thread safety: no other call on this spatializer may start afterwards.
+        /// </summary>
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern voice_result voice_spatializer_free(IntPtr spatializer);
+
+        /// <summary>
+        /// Renders one mono 20 ms frame (`pcm`, `frames` ≥ `VOICE_FRAME_SAMPLES`; the first 960 are used)
+        /// of a voice at `*source`, heard by `*listener` through `*attenuation` at `volume` (0..=4), and
+        /// **adds** it to the interleaved stereo accumulator `out` (`out_len` ≥
+        /// `VOICE_STEREO_FRAME_SAMPLES`, full scale ±1.0): clear it once per tick, render every voice,
+        /// then convert. Level and delay glide from the previous call's, so a jump does not click.
+        ///
+        /// Thread safety: one thread at a time per spatializer; a concurrent call returns `VOICE_ERR_BUSY`.
+        /// </summary>
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern voice_result voice_spatializer_render(IntPtr spatializer, ref voice_listener_pose listener, ref voice_position source, ref voice_attenuation attenuation, float volume, [In] short[] pcm, UIntPtr frames, [Out] float[] @out, UIntPtr out_len);
+
+        /// <summary>
+        /// Sets this client's position (carried on its voice and pings; the relay culls by it in 3D
+        /// channels), or stops sending one with NULL.
+        ///
+        /// Thread safety: any thread.
+        /// </summary>
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern voice_result voice_client_set_position(IntPtr client, ref voice_position position);
+
+        /// <summary>
+        /// Sets the listener's pose (call as the player moves or turns).
+        ///
+        /// Thread safety: any thread.
+        /// </summary>
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern voice_result voice_client_set_listener(IntPtr client, ref voice_listener_pose listener);
+
+        /// <summary>
+        /// Overrides the current channel's distance model, or returns to the relay's (3D channels) with
+        /// NULL. The client's own playback is mono: each talker gets its distance gain.
+        ///
+        /// Thread safety: any thread.
+        /// </summary>
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern voice_result voice_client_set_channel_attenuation(IntPtr client, ref voice_attenuation attenuation);
 
         /// <summary>`text` as NUL-terminated UTF-8 bytes (for `const char *` parameters).</summary>
         public static byte[] Utf8z(string text)

@@ -168,6 +168,7 @@ mod tests {
                 },
                 encrypted: false,
             }],
+            spatial: None,
             e2ee: Default::default(),
         }
     }

@@ -236,6 +236,7 @@ fn overlay_shows_per_sender_statistics() {
             },
             encrypted: false,
         }],
+        spatial: None,
         e2ee: Default::default(),
     };
     handle.stats.send(stats).unwrap();

@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
-use voice_core::proto::tcp::{listing_bound, MAX_SERVER_FRAME};
+use voice_core::proto::tcp::{listing_bound, SpatialInfo, MAX_SERVER_FRAME};
 use voice_core::proto::ChannelId;
+use voice_core::spatial::Attenuation;
 
 use crate::budget::Limit;
 
@@ -51,12 +52,17 @@ pub enum ConfigError {
 }
 
 /// One channel offered by the relay.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChannelConfig {
     /// Channel id (unique, clients refer to it).
     pub id: u32,
     /// Display name.
     pub name: String,
+    /// Makes the channel 3D: its distance model and audible range (`max_distance`), announced to
+    /// joiners and used to cull voice by proximity. Absent: a 2D channel. In TOML:
+    /// `spatial = { model = "Inverse", min_distance = 1.0, max_distance = 40.0, rolloff = 1.0 }`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spatial: Option<Attenuation>,
 }
 
 /// Everything the relay can be told.
@@ -145,14 +151,17 @@ impl Default for Config {
                 ChannelConfig {
                     id: 1,
                     name: "Lobby".into(),
+                    spatial: None,
                 },
                 ChannelConfig {
                     id: 2,
                     name: "Team A".into(),
+                    spatial: None,
                 },
                 ChannelConfig {
                     id: 3,
                     name: "Team B".into(),
+                    spatial: None,
                 },
             ],
             default_channel: 1,
@@ -367,6 +376,17 @@ impl Config {
         if self.channels.is_empty() {
             return bad("at least one channel is needed".into());
         }
+        for c in &self.channels {
+            if let Some(a) = &c.spatial {
+                if SpatialInfo::from_attenuation(a).is_err() {
+                    return bad(format!(
+                        "channel {}: spatial needs 0 < min_distance < max_distance <= 4e6 and \
+                         rolloff >= 0",
+                        c.id
+                    ));
+                }
+            }
+        }
         let mut ids: Vec<u32> = self.channels.iter().map(|c| c.id).collect();
         ids.sort_unstable();
         if ids.windows(2).any(|w| w[0] == w[1]) {
@@ -484,6 +504,28 @@ mod tests {
         let cfg: Config = toml::from_str(text).unwrap();
         cfg.validate().unwrap();
         assert_eq!(cfg.default_channel_id(), ChannelId(1));
+    }
+
+    #[test]
+    fn a_3d_channel_parses_and_bad_ranges_are_refused() {
+        let text = r#"
+            default_channel = 4
+            [[channels]]
+            id = 4
+            name = "Arena"
+            spatial = { model = "Linear", min_distance = 1.0, max_distance = 40.0, rolloff = 1.0 }
+        "#;
+        let cfg: Config = toml::from_str(text).unwrap();
+        cfg.validate().unwrap();
+        let a = cfg.channels[0].spatial.unwrap();
+        assert_eq!(
+            (a.model, a.max_distance),
+            (voice_core::spatial::DistanceModel::Linear, 40.0)
+        );
+        let bad: Config =
+            toml::from_str(&text.replace("max_distance = 40.0", "max_distance = 0.5")).unwrap();
+        assert!(bad.validate().is_err());
+        assert!(toml::from_str::<Config>(&text.replace("Linear", "Cubic")).is_err());
     }
 
     #[test]

@@ -345,6 +345,9 @@ fn join(
     }
     if let Some(info) = state.channel_info(channel) {
         out.push((who, ServerMessage::Joined { channel: info }));
+        if let Some(spatial) = state.channel_spatial(channel) {
+            out.push((who, ServerMessage::ChannelSpatial { channel, spatial }));
+        }
         if current != Some(channel) {
             e2ee_on_join(state, who, channel, out);
         }

@@ -17,6 +17,20 @@
 //! registration proof with a growing counter, so only the session's owner can trigger it, and
 //! the replay window of the new binding rejects repeats from then on.
 //!
+//! # Positions (proximity culling in 3D channels)
+//! A member's position arrives on its own Voice and Ping datagrams, which may reach a different
+//! worker than the datagrams of a talker who needs it for culling. Each session therefore owns a
+//! [`PositionCell`] (three atomics) allocated by the control plane in [`State`] and shared, by
+//! `Arc`, through every [`Snapshot`]: the worker that accepts a member's datagram stores the
+//! position there (relaxed stores, no lock, no read-modify-write), and any worker culling a
+//! talker's voice reads the listeners' cells. Joining or leaving a channel gives the session a
+//! fresh, empty cell (published with the membership change), so a position never outlives the
+//! channel it was sent in; a worker still on the previous snapshot for one batch writes into
+//! the old cell, which only delays the next position by one datagram. Coordinates are stored
+//! separately, so a reader racing a writer may see a mix of two consecutive positions of one
+//! member (20 ms apart): culling at a channel's range is insensitive to that, and it never
+//! yields a non-finite coordinate.
+//!
 //! # Tunneled sessions
 //! A session whose voice rides its control connection (tunnel fallback) is left out of the UDP
 //! recipients ([`Snapshot::route`]) and listed by [`Snapshot::tunnel_recipients`] instead: a
@@ -28,10 +42,11 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
-use voice_core::proto::udp::{Header, TagKey};
+use voice_core::proto::udp::{Header, Position, TagKey};
 use voice_core::proto::{ChannelId, SessionToken};
 use voice_core::seq::{ReplayCheck, ReplayWindow, SeqUnwrapper};
 
@@ -55,6 +70,53 @@ pub struct Peer {
     pub tunnel: bool,
 }
 
+/// A session's last known position, shared by every forwarding worker (see the module
+/// documentation): written by the worker that accepts the session's datagram, read by any
+/// worker culling voice in a 3D channel. Unknown until the first position arrives.
+#[derive(Debug)]
+pub struct PositionCell {
+    /// `f32` bits of x, y, z; x holds a NaN while unknown (the wire only carries finite values).
+    xyz: [AtomicU32; 3],
+}
+
+/// The bit pattern of x meaning "no position yet".
+const UNKNOWN: u32 = f32::NAN.to_bits();
+
+impl Default for PositionCell {
+    fn default() -> Self {
+        PositionCell {
+            xyz: [
+                AtomicU32::new(UNKNOWN),
+                AtomicU32::new(0),
+                AtomicU32::new(0),
+            ],
+        }
+    }
+}
+
+impl PositionCell {
+    /// Stores `p` (finite: [`udp::parse`](voice_core::proto::udp::parse) refuses others).
+    #[inline]
+    pub fn store(&self, p: Position) {
+        // y and z before x: a reader that sees x known sees this or the previous y, z.
+        self.xyz[1].store(p.y.to_bits(), Ordering::Relaxed);
+        self.xyz[2].store(p.z.to_bits(), Ordering::Relaxed);
+        self.xyz[0].store(p.x.to_bits(), Ordering::Release);
+    }
+
+    /// The last stored position, if any.
+    #[inline]
+    pub fn load(&self) -> Option<Position> {
+        let x = f32::from_bits(self.xyz[0].load(Ordering::Acquire));
+        if x.is_nan() {
+            return None;
+        }
+        let y = f32::from_bits(self.xyz[1].load(Ordering::Relaxed));
+        let z = f32::from_bits(self.xyz[2].load(Ordering::Relaxed));
+        Some(Position::new(x, y, z))
+    }
+}
+
 /// An immutable view of sessions, bindings and channel membership, published by the control
 /// plane after every change.
 #[derive(Debug, Default)]
@@ -65,6 +127,10 @@ pub struct Snapshot {
     /// Bound members of each channel in join order, with their addresses (tunneled ones left
     /// out).
     channels: HashMap<ChannelId, Vec<(SessionToken, SocketAddr)>>,
+    /// Every session's position cell (shared with [`State`] and later snapshots).
+    positions: TokenMap<Arc<PositionCell>>,
+    /// Audible range (`max_distance`) of each 3D channel; 2D channels are absent.
+    ranges: HashMap<ChannelId, f32>,
     /// Tunneled members of each channel in join order (only channels that have some).
     tunneled: HashMap<ChannelId, Vec<SessionToken>>,
 }
@@ -103,6 +169,16 @@ impl Snapshot {
                 (c.id, bound)
             })
             .collect();
+        let positions = state
+            .sessions
+            .iter()
+            .map(|(&t, s)| (t, Arc::clone(&s.position)))
+            .collect();
+        let ranges = state
+            .channels
+            .values()
+            .filter_map(|c| c.spatial.map(|a| (c.id, a.max_distance)))
+            .collect();
         let tunneled = state
             .channels
             .values()
@@ -120,8 +196,91 @@ impl Snapshot {
             generation,
             peers,
             channels,
+            positions,
+            ranges,
             tunneled,
         }
+    }
+
+    /// Records `sender`'s position from an accepted datagram (`None` keeps the last one).
+    pub fn record_position(&self, sender: SessionToken, position: Option<Position>) {
+        if let (Some(p), Some(cell)) = (position, self.positions.get(&sender)) {
+            cell.store(p);
+        }
+    }
+
+    /// `session`'s last recorded position.
+    pub fn position(&self, session: SessionToken) -> Option<Position> {
+        self.positions.get(&session)?.load()
+    }
+
+    /// Proximity culling, after [`Senders::accept_voice`] or [`Senders::accept_tunneled`]
+    /// filled `out` for `header`: records the sender's `position`, and for channel voice in a
+    /// 3D channel from a sender with a position keeps in `out` only members within the
+    /// channel's `max_distance` of it (members whose position is unknown stay). Returns how
+    /// many recipients were culled; 0 for 2D channels, whispers and senders without a position.
+    /// Tunneled listeners are culled by [`Self::cull_tunnel_recipients`] with the same rule.
+    pub fn cull_out_of_range(
+        &self,
+        header: &Header,
+        position: Option<Position>,
+        out: &mut Vec<SocketAddr>,
+    ) -> usize {
+        self.record_position(header.sender, position);
+        let Some((ch, from, range2)) = self.culling(header, position) else {
+            return 0;
+        };
+        let Some(members) = self.channels.get(&ch) else {
+            return 0;
+        };
+        let before = out.len();
+        out.clear();
+        out.extend(
+            members
+                .iter()
+                .filter(|(t, _)| *t != header.sender && self.audible(*t, from, range2))
+                .map(|(_, a)| *a),
+        );
+        before - out.len()
+    }
+
+    /// Proximity culling of the tunneled recipients [`Self::tunnel_recipients`] put in `out`
+    /// for `header`: the rule of [`Self::cull_out_of_range`] (which records the sender's
+    /// position; this does not). Returns how many were culled.
+    pub fn cull_tunnel_recipients(
+        &self,
+        header: &Header,
+        position: Option<Position>,
+        out: &mut Vec<SessionToken>,
+    ) -> usize {
+        let Some((_, from, range2)) = self.culling(header, position) else {
+            return 0;
+        };
+        let before = out.len();
+        out.retain(|t| self.audible(*t, from, range2));
+        before - out.len()
+    }
+
+    /// The channel, the sender's position and the squared range when voice with `header` and
+    /// `position` is subject to culling: channel voice in a 3D channel from a placed sender.
+    fn culling(
+        &self,
+        header: &Header,
+        position: Option<Position>,
+    ) -> Option<(ChannelId, Position, f32)> {
+        let from = position?;
+        if !header.target.is_none() {
+            return None;
+        }
+        let ch = self.peers.get(&header.sender)?.channel?;
+        let range = *self.ranges.get(&ch)?;
+        Some((ch, from, range * range))
+    }
+
+    /// Whether listener `t` hears a sender at `from` (unknown positions hear everything).
+    fn audible(&self, t: SessionToken, from: Position, range2: f32) -> bool {
+        self.position(t)
+            .is_none_or(|p| p.distance_squared(from) <= range2)
     }
 
     /// Whether any session is tunneled (workers skip the tunnel lookup otherwise).
@@ -441,6 +600,7 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use voice_core::proto::register;
+    use voice_core::spatial::Attenuation;
 
     fn addr(port: u16) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], port))
@@ -580,6 +740,138 @@ mod tests {
         st.sessions.remove(&t);
         w.retain_live(&Snapshot::of(&st, 3));
         assert!(w.is_empty());
+    }
+
+    #[test]
+    fn a_3d_channel_culls_by_range_and_nothing_else_does() {
+        let (mut st, now) = state(5);
+        let at = |x: f32| Some(Position::new(x, 0.0, 0.0));
+        let mut w = Senders::new(st.limits);
+        let mut out = Vec::new();
+        let mut send = |snap: &Snapshot, h: &Header, p: Option<Position>| {
+            w.accept_voice(snap, now, addr(1000 + h.sender.0 as u16), h, 60, &mut out)
+                .unwrap();
+            let culled = snap.cull_out_of_range(h, p, &mut out);
+            (out.clone(), culled)
+        };
+        // 2D: positions are recorded but nothing is culled.
+        let snap = Snapshot::of(&st, 1);
+        for (i, x) in [(2, 5.0), (3, 100.0), (4, 20.0)] {
+            snap.record_position(SessionToken(i), at(x));
+        }
+        assert_eq!(send(&snap, &voice(1, 0, 1), at(0.0)).1, 0);
+        st.channels.get_mut(&ChannelId(1)).unwrap().spatial = Some(Attenuation {
+            max_distance: 20.0,
+            ..Attenuation::default()
+        });
+        // A later snapshot shares the cells: the positions recorded through the first one hold.
+        let snap = Snapshot::of(&st, 2);
+        assert_eq!(snap.position(SessionToken(3)), at(100.0));
+        // 3D: 2 at 5 and 4 at exactly 20 hear, 3 at 100 does not, 5 (position unknown) does.
+        assert_eq!(
+            send(&snap, &voice(1, 0, 2), at(0.0)),
+            (vec![addr(1002), addr(1004), addr(1005)], 1)
+        );
+        // A sender without a position, and a whisper, are not culled.
+        assert_eq!(send(&snap, &voice(1, 0, 3), None).1, 0);
+        assert_eq!(send(&snap, &voice(1, 3, 4), at(0.0)), (vec![addr(1003)], 0));
+        // The sender's own position is recorded from its datagram; leaving forgets it.
+        assert_eq!(snap.position(SessionToken(1)), at(0.0));
+        st.remove_member(SessionToken(3));
+        assert_eq!(Snapshot::of(&st, 3).position(SessionToken(3)), None);
+        assert_eq!(
+            st.channel_spatial(ChannelId(1))
+                .map(|s| s.max_distance_milli),
+            Some(20_000)
+        );
+        assert_eq!(st.channel_spatial(ChannelId(2)), None);
+    }
+
+    #[test]
+    fn tunneled_voice_and_tunneled_listeners_are_culled_like_udp() {
+        let (mut st, now) = state(5);
+        st.channels.get_mut(&ChannelId(1)).unwrap().spatial = Some(Attenuation {
+            max_distance: 20.0,
+            ..Attenuation::default()
+        });
+        // 3 (far) and 4 (near) listen through the tunnel; 2 (near) and 5 (far) over UDP.
+        st.set_tunnel(SessionToken(3), true);
+        st.set_tunnel(SessionToken(4), true);
+        let snap = Snapshot::of(&st, 1);
+        let at = |x: f32| Some(Position::new(x, 0.0, 0.0));
+        for (i, x) in [(2, 5.0), (3, 100.0), (4, 10.0), (5, 50.0)] {
+            snap.record_position(SessionToken(i), at(x));
+        }
+        let mut w = Senders::new(st.limits);
+        let (mut out, mut to) = (Vec::new(), Vec::new());
+        // A UDP talker at 0: the far tunneled listener is culled like the far UDP one.
+        let h = voice(1, 0, 1);
+        w.accept_voice(&snap, now, addr(1001), &h, 60, &mut out)
+            .unwrap();
+        assert_eq!(snap.cull_out_of_range(&h, at(0.0), &mut out), 1);
+        snap.tunnel_recipients(&h, &mut to);
+        assert_eq!(to, [SessionToken(3), SessionToken(4)]);
+        assert_eq!(snap.cull_tunnel_recipients(&h, at(0.0), &mut to), 1);
+        assert_eq!(
+            (out.as_slice(), to.as_slice()),
+            (&[addr(1002)][..], &[SessionToken(4)][..])
+        );
+        // A tunneled talker (4, moving to 60): its position is recorded from the tunneled
+        // datagram, and both kinds of listener are culled around it.
+        let h = voice(4, 0, 1);
+        w.accept_tunneled(&snap, now, SessionToken(4), &h, 60, &mut out)
+            .unwrap();
+        assert_eq!(snap.cull_out_of_range(&h, at(60.0), &mut out), 2);
+        assert_eq!(snap.position(SessionToken(4)), at(60.0));
+        snap.tunnel_recipients(&h, &mut to);
+        assert_eq!(snap.cull_tunnel_recipients(&h, at(60.0), &mut to), 1);
+        assert_eq!(
+            (out.as_slice(), to.as_slice()),
+            (&[addr(1005)][..], &[][..])
+        );
+        // Without a position, or as a whisper, nothing is culled.
+        snap.tunnel_recipients(&voice(1, 0, 2), &mut to);
+        assert_eq!(
+            snap.cull_tunnel_recipients(&voice(1, 0, 2), None, &mut to),
+            0
+        );
+        snap.tunnel_recipients(&voice(1, 3, 3), &mut to);
+        assert_eq!(
+            snap.cull_tunnel_recipients(&voice(1, 3, 3), at(0.0), &mut to),
+            0
+        );
+        assert_eq!(to, [SessionToken(3)]);
+    }
+
+    #[test]
+    fn position_cells_are_shared_across_workers_threads() {
+        // Two threads stand for two workers: one records positions from a member's datagrams,
+        // the other reads them while culling; every read is a recorded position or none.
+        let (st, _) = state(2);
+        let snap = Arc::new(Snapshot::of(&st, 1));
+        let writer = {
+            let snap = Arc::clone(&snap);
+            std::thread::Builder::new()
+                .name("position-writer".into())
+                .spawn(move || {
+                    for i in 0..10_000u32 {
+                        let v = (i % 100) as f32;
+                        snap.record_position(SessionToken(2), Some(Position::new(v, v, v)));
+                    }
+                })
+                .unwrap()
+        };
+        for _ in 0..10_000 {
+            if let Some(p) = snap.position(SessionToken(2)) {
+                let ok = |c: f32| (0.0..100.0).contains(&c) && c.fract() == 0.0;
+                assert!(ok(p.x) && ok(p.y) && ok(p.z), "{p:?}");
+            }
+        }
+        writer.join().unwrap();
+        assert_eq!(
+            snap.position(SessionToken(2)),
+            Some(Position::new(99.0, 99.0, 99.0))
+        );
     }
 
     #[test]

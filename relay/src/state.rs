@@ -28,16 +28,19 @@
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use voice_core::proto::register::{self, RegisterError, Secret};
-use voice_core::proto::tcp::{ChannelInfo, UserInfo};
+use voice_core::proto::tcp::{ChannelInfo, SpatialInfo, UserInfo};
 use voice_core::proto::udp::{Header, TagKey};
 use voice_core::proto::{ChannelId, SessionToken};
+use voice_core::spatial::Attenuation;
 
 use crate::admission::Grants;
 use crate::budget::{Limit, TokenBucket};
 use crate::config::Config;
+use crate::forward::PositionCell;
 use crate::stats::Counter;
 
 /// A fast hasher for relay-allocated integer keys (Fibonacci multiplicative hashing).
@@ -174,6 +177,10 @@ pub struct Session {
     pub tunnel: bool,
     /// Current channel.
     pub channel: Option<ChannelId>,
+    /// Last position from an accepted Voice or Ping datagram, written by whichever forwarding
+    /// worker receives it (shared through the [`Snapshot`](crate::forward::Snapshot)). A new,
+    /// empty cell on joining or leaving a channel, so a position is forgotten on leaving.
+    pub position: Arc<PositionCell>,
     register_counter: u64,
     /// Budget for control messages.
     pub control: TokenBucket,
@@ -204,6 +211,8 @@ pub struct Channel {
     pub name: String,
     /// Members in join order.
     pub members: Vec<SessionToken>,
+    /// 3D settings; `None` for a 2D channel.
+    pub spatial: Option<Attenuation>,
 }
 
 /// All sessions and channels.
@@ -237,6 +246,7 @@ impl State {
                             id,
                             name: c.name.clone(),
                             members: Vec::new(),
+                            spatial: c.spatial,
                         },
                     )
                 })
@@ -284,6 +294,7 @@ impl State {
                 udp: None,
                 tunnel: false,
                 channel: None,
+                position: Arc::default(),
                 register_counter: 0,
                 control: TokenBucket::new(l.control, now),
                 chat: TokenBucket::new(l.chat, now),
@@ -436,6 +447,12 @@ impl State {
         self.version
     }
 
+    /// The 3D settings of `channel` as announced to clients (`None`: 2D or unknown channel).
+    pub fn channel_spatial(&self, channel: ChannelId) -> Option<SpatialInfo> {
+        let a = self.channels.get(&channel)?.spatial?;
+        SpatialInfo::from_attenuation(&a).ok()
+    }
+
     /// Marks a change the forwarding path must see (made outside the methods above).
     pub(crate) fn bump_version(&mut self) {
         self.version += 1;
@@ -447,6 +464,7 @@ impl State {
         if let (Some(s), Some(ch)) = (self.sessions.get_mut(&who), self.channels.get_mut(&channel))
         {
             s.channel = Some(channel);
+            s.position = Arc::default();
             ch.members.push(who);
             self.version += 1;
         }
@@ -456,6 +474,7 @@ impl State {
     pub fn remove_member(&mut self, who: SessionToken) -> Option<ChannelId> {
         let s = self.sessions.get_mut(&who)?;
         let ch = s.channel.take()?;
+        s.position = Arc::default();
         self.version += 1;
         if let Some(c) = self.channels.get_mut(&ch) {
             c.members.retain(|m| *m != who);

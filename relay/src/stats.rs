@@ -47,6 +47,8 @@ counters! {
     ForwardedPackets => "forwarded_packets",
     /// Bytes sent to recipients.
     ForwardedBytes => "forwarded_bytes",
+    /// Copies of channel voice not sent: the recipient is out of the sender's range (3D channel).
+    VoiceCulled => "voice_culled",
     /// Forwarded datagrams the kernel refused (send buffer full or error).
     DropSendFailed => "drop_send_failed",
     /// Datagram shorter than the header.
@@ -59,6 +61,8 @@ counters! {
     DropBadKind => "drop_bad_kind",
     /// Sender token 0.
     DropNoSender => "drop_no_sender",
+    /// Positional flag set but the block is cut short or not finite.
+    DropBadPosition => "drop_bad_position",
     /// Sender token not a live session.
     DropUnknownSession => "drop_unknown_session",
     /// Source address differs from the one bound to the sender token.

@@ -53,7 +53,9 @@ pub use voice_core::engine::{
     ConnectionStatus, EngineConfig, EngineStats, Event, PathConfig, RemoteStats, Request, VoicePath,
 };
 pub use voice_core::proto::tcp::AccessToken;
+pub use voice_core::proto::udp::Position;
 pub use voice_core::proto::{ChannelId, SessionToken};
+pub use voice_core::spatial::{Attenuation, DistanceModel, ListenerPose, SpatialError};
 pub use voice_core::vad::{TransmitMode, VadConfig};
 pub use voice_tls::{Fingerprint, TlsTrust};
 
@@ -97,6 +99,15 @@ pub struct ClientConfig {
     /// backend, or `relay token` for development); `None` only for a relay started with
     /// `--open`. Its `Debug` shows only its length. Overrides `engine.token` when set.
     pub token: Option<AccessToken>,
+    /// Positional audio: this client's starting position, carried on its voice and pings
+    /// (`None`: none until [`Client::set_position`]).
+    pub position: Option<Position>,
+    /// Positional audio: the listener's starting pose (default: origin, looking down −z).
+    pub listener: ListenerPose,
+    /// Positional audio: a distance model for whatever channel the client is in, overriding the
+    /// relay's (`None`: the relay's `ChannelSpatial` decides; 2D channels stay unattenuated).
+    /// The client's playback is mono: in a 3D channel each talker gets its distance gain.
+    pub channel_attenuation: Option<Attenuation>,
 }
 
 impl ClientConfig {
@@ -126,6 +137,9 @@ impl ClientConfig {
             tls_server_name: None,
             insecure_plaintext: false,
             token: None,
+            position: None,
+            listener: ListenerPose::default(),
+            channel_attenuation: None,
         }
     }
 }
@@ -164,6 +178,9 @@ pub enum ClientError {
     /// Polling or thread creation failed.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    /// A position, listener pose or distance model in the configuration is out of range.
+    #[error(transparent)]
+    Spatial(#[from] SpatialError),
 }
 
 /// A running client. Dropping it stops the engine thread and finalises any recording.
@@ -223,7 +240,10 @@ impl Client {
         if cfg.token.is_some() {
             engine_cfg.token = cfg.token.clone();
         }
-        let engine = Engine::new(engine_cfg)?;
+        let mut engine = Engine::new(engine_cfg)?;
+        engine.set_position(cfg.position)?;
+        engine.set_listener(cfg.listener)?;
+        engine.set_channel_attenuation(cfg.channel_attenuation)?;
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), driver::WAKER)?);
         let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
@@ -377,6 +397,22 @@ impl Client {
     /// Mutes one user locally.
     pub fn set_user_muted(&self, session: SessionToken, muted: bool) {
         self.request(Request::UserMute(session, muted));
+    }
+
+    /// Sets this client's position (positional audio; carried on voice and pings). An invalid
+    /// value is refused with [`Event::CommandFailed`].
+    pub fn set_position(&self, position: Option<Position>) {
+        self.request(Request::Position(position));
+    }
+
+    /// Sets the listener's pose (call as the player moves or turns).
+    pub fn set_listener(&self, pose: ListenerPose) {
+        self.request(Request::Listener(pose));
+    }
+
+    /// Overrides the current channel's distance model (`None`: the relay's).
+    pub fn set_channel_attenuation(&self, attenuation: Option<Attenuation>) {
+        self.request(Request::ChannelAttenuation(attenuation));
     }
 
     /// Asks for every channel with its members ([`Event::ChannelList`]).

@@ -38,8 +38,12 @@ use crate::proto::tcp::{
     validate_chat, AccessToken, ChannelInfo, ClientMessage, ErrorCode, ServerMessage, UserInfo,
     CONTROL_VERSION, MAX_CHAT_LEN,
 };
-use crate::proto::udp::{self, DatagramKind, Header, TagKey, MAX_DATAGRAM};
+use crate::proto::udp::{self, DatagramKind, Header, Position, TagKey, MAX_DATAGRAM};
 use crate::proto::{ChannelId, SessionToken};
+use crate::spatial::{
+    Attenuation, EarParams, ListenerPose, SpatialError, SpatialVoice, StereoMixer,
+    STEREO_FRAME_SAMPLES,
+};
 use crate::stream::{FrameSource, Receiver, Sender};
 use crate::time::Time;
 use crate::vad::{FrameDecision, TransmitMode, Transmitter, VadConfig};
@@ -273,6 +277,12 @@ pub enum Request {
     Capture(CaptureConfig),
     /// Echo path delay hint in ms (device output + input latency and buffering).
     EchoDelay(u32),
+    /// This client's position for positional audio ([`Engine::set_position`]).
+    Position(Option<Position>),
+    /// The listener's pose ([`Engine::set_listener`]).
+    Listener(ListenerPose),
+    /// Override of the channel's distance model ([`Engine::set_channel_attenuation`]).
+    ChannelAttenuation(Option<Attenuation>),
 }
 
 impl Request {
@@ -294,6 +304,9 @@ impl Request {
             Request::ServerStats => "server_stats",
             Request::Capture(_) => "capture",
             Request::EchoDelay(_) => "echo_delay",
+            Request::Position(_) => "position",
+            Request::Listener(_) => "listener",
+            Request::ChannelAttenuation(_) => "channel_attenuation",
         }
     }
 }
@@ -313,6 +326,9 @@ pub enum CommandError {
     /// Whisper target is ourselves.
     #[error("cannot whisper to yourself")]
     WhisperSelf,
+    /// A position, pose or distance model out of range.
+    #[error(transparent)]
+    Spatial(#[from] SpatialError),
 }
 
 /// One remote sender as the statistics show it.
@@ -382,6 +398,23 @@ pub struct EngineStats {
     pub remotes: Vec<RemoteStats>,
     /// End-to-end encryption: mode, sealed/opened frames, `decrypt_failed` by reason, safety numbers.
     pub e2ee: crate::e2ee::E2eeStats,
+    /// Positional audio, in a 3D channel (`None` in a 2D one): what a map shows.
+    pub spatial: Option<SpatialView>,
+}
+
+/// Positional audio as a map shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SpatialView {
+    /// The channel's audible range (`max_distance`).
+    pub range: f32,
+    /// This client's own position, if set.
+    pub me: Option<Position>,
+    /// The listener's pose.
+    pub listener_position: Position,
+    /// Where the listener faces.
+    pub listener_forward: [f32; 3],
+    /// Every remote sender's last position, by session.
+    pub others: Vec<(SessionToken, Position)>,
 }
 
 struct Remote {
@@ -394,6 +427,10 @@ struct Remote {
     frame: Box<[i16; FRAME_SAMPLES]>,
     /// The sender left: play out what is buffered, accept nothing new, then forget it.
     left: bool,
+    /// Last position the sender's datagrams carried.
+    position: Option<Position>,
+    /// Stereo rendering state (interaural delay history, ramp).
+    voice: SpatialVoice,
     /// The last accepted frame was end-to-end encrypted.
     encrypted: bool,
 }
@@ -437,6 +474,10 @@ pub struct Engine {
     deafened: bool,
     reports: HashMap<SessionToken, (u16, Time)>,
     mixer: Mixer,
+    stereo: StereoMixer,
+    listener: ListenerPose,
+    channel_spatial: Option<Attenuation>,
+    spatial_override: Option<Attenuation>,
     control_out: VecDeque<ClientMessage>,
     datagrams_out: VecDeque<Outgoing>,
     events: VecDeque<Event>,
@@ -511,6 +552,10 @@ impl Engine {
             deafened: false,
             reports: HashMap::new(),
             mixer: Mixer::new(),
+            stereo: StereoMixer::new(),
+            listener: ListenerPose::default(),
+            channel_spatial: None,
+            spatial_override: None,
             control_out: VecDeque::new(),
             datagrams_out: VecDeque::with_capacity(8),
             events: VecDeque::new(),
@@ -563,6 +608,7 @@ impl Engine {
         self.told_tunnel = false;
         self.next_report = None;
         self.channel = None;
+        self.channel_spatial = None;
         self.members.clear();
         self.remotes.clear();
         self.reports.clear();
@@ -622,6 +668,8 @@ impl Engine {
                 }
             }
             ServerMessage::Joined { channel } => {
+                // 2D until a `ChannelSpatial` for this channel follows.
+                self.channel_spatial = None;
                 self.channel = Some(channel.id);
                 self.desired_channel = Some(channel.id);
                 self.members = channel
@@ -639,6 +687,7 @@ impl Engine {
             ServerMessage::Left { channel } => {
                 self.e2ee.left_channel(now);
                 self.channel = None;
+                self.channel_spatial = None;
                 self.desired_channel = None;
                 self.members.clear();
                 self.events.push_back(Event::ChannelLeft { channel });
@@ -703,6 +752,17 @@ impl Engine {
             ServerMessage::Error { code, message } => {
                 self.events.push_back(Event::Error { code, message })
             }
+            ServerMessage::ChannelSpatial { channel, spatial } => {
+                if Some(channel) == self.channel {
+                    match spatial.attenuation() {
+                        Ok(a) => self.channel_spatial = Some(a),
+                        Err(e) => {
+                            self.channel_spatial = None;
+                            log::warn!("relay announced unusable 3D settings: {e}");
+                        }
+                    }
+                }
+            }
             ServerMessage::Tunnel { datagram } => self.handle_tunneled(now, &datagram),
             ServerMessage::Redirect { channel, relay } => {
                 // Rejoined on the hosting relay after the driver reconnects there.
@@ -730,8 +790,9 @@ impl Engine {
         self.tunnel_rx += 1;
         let h = d.header;
         if h.kind == DatagramKind::Voice && h.sender != self.session && !h.sender.is_none() {
-            // As over UDP: everything before the payload is the SFrame metadata.
-            self.receive_voice(now, &h, udp::metadata(bytes, &d), d.payload);
+            // As over UDP: the positional block is the sender's position, and everything
+            // before the payload is the SFrame metadata.
+            self.receive_voice(now, &h, d.position, udp::metadata(bytes, &d), d.payload);
         } else {
             self.rx_malformed += 1;
         }
@@ -841,13 +902,22 @@ impl Engine {
                 let _ = self.monitor.udp_answered(false);
             }
             DatagramKind::Voice if h.sender != self.session && !h.sender.is_none() => {
-                self.receive_voice(now, &h, udp::metadata(bytes, &d), d.payload)
+                // Everything before the payload (header and positional block) is the SFrame
+                // metadata.
+                self.receive_voice(now, &h, d.position, udp::metadata(bytes, &d), d.payload)
             }
             _ => self.rx_malformed += 1,
         }
     }
 
-    fn receive_voice(&mut self, now: Time, h: &Header, metadata: &[u8], payload: &[u8]) {
+    fn receive_voice(
+        &mut self,
+        now: Time,
+        h: &Header,
+        position: Option<Position>,
+        metadata: &[u8],
+        payload: &[u8],
+    ) {
         let encrypted = h.flags.contains(udp::Flags::ENCRYPTED);
         if !encrypted && self.e2ee.enabled() {
             self.e2ee.count_plaintext();
@@ -880,6 +950,8 @@ impl Engine {
                     last_packet: now,
                     frame: Box::new([0; FRAME_SAMPLES]),
                     left: false,
+                    position: None,
+                    voice: SpatialVoice::new(),
                     encrypted: false,
                 },
             );
@@ -897,6 +969,10 @@ impl Engine {
             r.last_packet = now;
             r.whisper = !h.target.is_none();
             r.encrypted = encrypted;
+            // Only a datagram that was accepted (opened, when encrypted) moves its sender.
+            if let Some(p) = position {
+                r.position = Some(p);
+            }
             // Late and duplicate packets are counted by the receiver's jitter buffer; nothing
             // else is to be done with the outcome here.
             let _counted = r.receiver.handle_datagram(now, h, payload);
@@ -963,8 +1039,70 @@ impl Engine {
     }
 
     /// Produces one mixed 20 ms output frame: every remote sender's receiver ticks exactly once.
+    /// Mono: in a 3D channel a sender's distance gain applies (no left/right; see
+    /// [`Engine::mix_stereo`]).
     pub fn mix(&mut self, now: Time, out: &mut [i16; FRAME_SAMPLES]) {
         self.mixer.clear();
+        self.tick_remotes(now);
+        let att = self.spatial_attenuation();
+        let listener = self.listener.position;
+        for r in self.remotes.values() {
+            if r.speaking && !self.deafened && !r.muted {
+                let distance_gain = match (att, r.position, r.whisper) {
+                    (Some(a), Some(p), false) => a.gain(p.distance(listener)),
+                    _ => 1.0,
+                };
+                self.mixer.add(&r.frame, r.volume * distance_gain);
+            }
+        }
+        self.mixer.finish(out);
+        // What the loudspeaker will play is the echo canceller's far-end reference.
+        if let Some(p) = self.capture.as_mut() {
+            let _ = p.far_end(out);
+        }
+        self.forget_drained();
+    }
+
+    /// Produces one interleaved stereo 20 ms frame (left, right, …), ticking every receiver exactly
+    /// once like [`Engine::mix`] (call one of the two per frame, not both). In a 3D channel (the
+    /// relay's [`ServerMessage::ChannelSpatial`] or [`Engine::set_channel_attenuation`]) a sender
+    /// whose datagrams carry a position is placed by its distance model and ILD/ITD relative to
+    /// the [listener pose](Engine::set_listener); whispers, senders without a position and every
+    /// voice of a 2D channel are centred.
+    pub fn mix_stereo(&mut self, now: Time, out: &mut [i16; STEREO_FRAME_SAMPLES]) {
+        self.stereo.clear();
+        self.tick_remotes(now);
+        let att = self.spatial_attenuation();
+        for r in self.remotes.values_mut() {
+            if !r.speaking {
+                // The next spurt starts where the sender then is, without a glide.
+                r.voice.reset();
+                continue;
+            }
+            if self.deafened || r.muted {
+                continue;
+            }
+            match (att, r.position, r.whisper) {
+                (Some(a), Some(p), false) => {
+                    let ears = EarParams::for_source(&self.listener, p, &a, r.volume);
+                    self.stereo.add_spatial(&mut r.voice, &r.frame, ears);
+                }
+                _ => self.stereo.add_centered(&r.frame, r.volume),
+            }
+        }
+        self.stereo.finish(out);
+        // The echo canceller's far-end reference is what the loudspeakers play, down-mixed.
+        if let Some(p) = self.capture.as_mut() {
+            let mut mono = [0i16; FRAME_SAMPLES];
+            for (m, lr) in mono.iter_mut().zip(out.chunks_exact(2)) {
+                *m = ((i32::from(lr[0]) + i32::from(lr[1])) / 2) as i16;
+            }
+            let _ = p.far_end(&mono);
+        }
+        self.forget_drained();
+    }
+
+    fn tick_remotes(&mut self, now: Time) {
         for (session, r) in self.remotes.iter_mut() {
             let (source, _) = r.receiver.tick(now, &mut r.frame);
             let speaking = source != FrameSource::Silence;
@@ -976,15 +1114,10 @@ impl Engine {
                     whisper: r.whisper,
                 });
             }
-            if speaking && !self.deafened && !r.muted {
-                self.mixer.add(&r.frame, r.volume);
-            }
         }
-        self.mixer.finish(out);
-        // What the loudspeaker will play is the echo canceller's far-end reference.
-        if let Some(p) = self.capture.as_mut() {
-            let _ = p.far_end(out);
-        }
+    }
+
+    fn forget_drained(&mut self) {
         self.remotes.retain(|session, r| {
             let gone = r.left && r.receiver.is_drained();
             if gone && r.speaking {
@@ -1036,7 +1169,19 @@ impl Engine {
                     kind: DatagramKind::Ping,
                     ..Header::voice(self.session, 0, 0)
                 };
-                self.queue_datagram(&header, &now.as_micros().to_le_bytes());
+                // The position rides on the keep-alive too, so the relay knows where a listener
+                // who does not talk stands (proximity culling).
+                let mut buf = [0u8; MAX_DATAGRAM];
+                let payload = now.as_micros().to_le_bytes();
+                if let Ok(n) = udp::write_positional(
+                    &header,
+                    self.sender.position(),
+                    &payload,
+                    &self.tag_key,
+                    &mut buf,
+                ) {
+                    self.datagrams_out.push_back((buf, n));
+                }
                 self.monitor.probe_sent(now);
                 self.next_keepalive = Some(now + self.cfg.path.keepalive_interval);
             }
@@ -1091,6 +1236,68 @@ impl Engine {
     }
 
     // ----- outputs -----
+
+    // ----- positional audio -----
+
+    /// Sets this client's own position (carried on every voice datagram and UDP ping from now
+    /// on), or stops sending one with `None`. Usually the same as the listener position.
+    pub fn set_position(&mut self, position: Option<Position>) -> Result<(), SpatialError> {
+        self.sender
+            .set_position(position)
+            .map_err(|_| SpatialError::BadPosition)
+    }
+
+    /// This client's own position, if set.
+    pub fn position(&self) -> Option<Position> {
+        self.sender.position()
+    }
+
+    /// Sets the listener's pose for [`Engine::mix_stereo`] (call every frame as the player moves).
+    pub fn set_listener(&mut self, pose: ListenerPose) -> Result<(), SpatialError> {
+        pose.validate()?;
+        self.listener = pose;
+        Ok(())
+    }
+
+    /// The listener's pose.
+    pub fn listener(&self) -> ListenerPose {
+        self.listener
+    }
+
+    /// Overrides the distance model of whatever channel this client is in (`None`: use what the
+    /// relay announced; a channel the relay did not announce as 3D becomes 3D with `Some`).
+    pub fn set_channel_attenuation(
+        &mut self,
+        attenuation: Option<Attenuation>,
+    ) -> Result<(), SpatialError> {
+        if let Some(a) = &attenuation {
+            a.validate()?;
+        }
+        self.spatial_override = attenuation;
+        Ok(())
+    }
+
+    /// The attenuation the renderer uses now: the app's override, else the relay's for the
+    /// current channel; `None` in a 2D channel.
+    pub fn spatial_attenuation(&self) -> Option<Attenuation> {
+        self.spatial_override.or(self.channel_spatial)
+    }
+
+    /// The relay's 3D settings for the current channel (`None`: 2D).
+    pub fn channel_spatial(&self) -> Option<Attenuation> {
+        self.channel_spatial
+    }
+
+    /// Last known position of every remote sender that sent one (for a map).
+    pub fn remote_positions(&self) -> Vec<(SessionToken, Position)> {
+        let mut v: Vec<_> = self
+            .remotes
+            .iter()
+            .filter_map(|(s, r)| r.position.map(|p| (*s, p)))
+            .collect();
+        v.sort_by_key(|(s, _)| *s);
+        v
+    }
 
     /// The next message to write on TCP. Poll until `None`.
     #[must_use]
@@ -1193,6 +1400,11 @@ impl Engine {
             Request::EchoDelay(ms) => {
                 self.set_echo_delay_ms(ms);
                 Ok(())
+            }
+            Request::Position(p) => self.set_position(p).map_err(CommandError::from),
+            Request::Listener(pose) => self.set_listener(pose).map_err(CommandError::from),
+            Request::ChannelAttenuation(a) => {
+                self.set_channel_attenuation(a).map_err(CommandError::from)
             }
         };
         if let Err(err) = &result {
@@ -1452,6 +1664,13 @@ impl Engine {
             rx_malformed: self.rx_malformed,
             encoder_loss_hint: self.sender.encoder_mut().config().packet_loss_percent,
             remotes,
+            spatial: self.spatial_attenuation().map(|a| SpatialView {
+                range: a.max_distance,
+                me: self.sender.position(),
+                listener_position: self.listener.position,
+                listener_forward: self.listener.forward,
+                others: self.remote_positions(),
+            }),
             e2ee: self.e2ee.stats(self.members.keys()),
         }
     }

@@ -17,6 +17,7 @@
 //! | [`tsm`] | time-scale modification: shortening / lengthening decoded speech by pitch periods |
 //! | [`stream`] | a sender (PCM → datagrams) and a receiver (datagrams → PCM) |
 //! | [`mixer`] | mixing decoded frames with gain and clipping protection |
+//! | [`spatial`] | positional audio: distance models, listener pose, ILD/ITD stereo rendering |
 //! | [`vad`] | push-to-talk / voice-activity transmit decisions with talk-spurt boundaries |
 //! | [`engine`] | the client state machine: control events, UDP binding, send and receive paths |
 //! | [`metrics`] | counters, 10 s loss window, delay histograms, RFC 3550 jitter |
@@ -35,6 +36,7 @@ pub mod path;
 pub mod proto;
 pub mod seq;
 pub mod sim;
+pub mod spatial;
 pub mod stream;
 pub mod time;
 pub mod tsm;

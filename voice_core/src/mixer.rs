@@ -24,7 +24,8 @@ impl Default for Mixer {
 
 const KNEE: f32 = 0.7;
 
-fn soft_clip(x: f32) -> f32 {
+/// The soft knee: identity below 0.7 full scale, smoothly compressed towards (never past) 1 above.
+pub(crate) fn soft_clip(x: f32) -> f32 {
     let a = x.abs();
     if a <= KNEE {
         x

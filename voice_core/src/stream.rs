@@ -10,7 +10,7 @@ use crate::codec::{CodecError, Decoder, DredRecovery, Encoder, EncoderConfig, MA
 use crate::jitter::decision::{self, FrameClass, StretchOp, StretchStatus};
 use crate::jitter::{JitterBuffer, JitterConfig, Playout, PlayoutPolicy, PushOutcome, Redundancy};
 use crate::metrics::StreamStats;
-use crate::proto::udp::{self, DatagramKind, Flags, Header, TagKey, UdpError};
+use crate::proto::udp::{self, DatagramKind, Flags, Header, Position, TagKey, UdpError};
 use crate::proto::SessionToken;
 use crate::time::Time;
 use crate::tsm::{self, Stretch};
@@ -25,6 +25,7 @@ pub struct Sender {
     timestamp: u32,
     in_spurt: bool,
     payload: [u8; MAX_PACKET],
+    position: Option<Position>,
     tag_key: TagKey,
 }
 
@@ -52,6 +53,7 @@ impl Sender {
             timestamp: 0,
             in_spurt: false,
             payload: [0; MAX_PACKET],
+            position: None,
             tag_key: TagKey::UNKEYED,
         })
     }
@@ -72,6 +74,21 @@ impl Sender {
     /// Changes the session token (after a reconnect).
     pub fn set_session(&mut self, session: SessionToken) {
         self.session = session;
+    }
+
+    /// Puts `position` on every following datagram (positional block), or stops with `None`.
+    /// A non-finite position is refused with [`UdpError::BadPosition`] and changes nothing.
+    pub fn set_position(&mut self, position: Option<Position>) -> Result<(), UdpError> {
+        if position.is_some_and(|p| !p.is_finite()) {
+            return Err(UdpError::BadPosition);
+        }
+        self.position = position;
+        Ok(())
+    }
+
+    /// The position put on datagrams, if any.
+    pub fn position(&self) -> Option<Position> {
+        self.position
     }
 
     /// The encoder, to change its settings.
@@ -98,7 +115,13 @@ impl Sender {
     ) -> Result<usize, SendError> {
         let enc = self.encoder.encode(pcm, &mut self.payload)?;
         let header = self.voice_header(Flags::default(), target, end_of_spurt, enc.has_fec);
-        let n = udp::write(&header, &self.payload[..enc.len], &self.tag_key, out)?;
+        let n = udp::write_positional(
+            &header,
+            self.position,
+            &self.payload[..enc.len],
+            &self.tag_key,
+            out,
+        )?;
         self.in_spurt = !end_of_spurt;
         self.seq = self.seq.wrapping_add(1);
         self.timestamp = self.timestamp.wrapping_add(FRAME_SAMPLES as u32);
@@ -106,8 +129,8 @@ impl Sender {
     }
 
     /// Like [`Sender::encode`], but the payload is sealed end to end by `seal` (called with the
-    /// header bytes as metadata, the Opus payload, and the space after the header) and the header
-    /// carries [`Flags::ENCRYPTED`]. On error nothing is consumed and `out` is untouched.
+    /// header bytes and the positional block, if any, as metadata, the Opus payload, and the space
+    /// after them, short of the tag) and the header carries [`Flags::ENCRYPTED`]. On error nothing is consumed and `out` is untouched.
     pub fn encode_sealed(
         &mut self,
         pcm: &[i16],
@@ -118,24 +141,27 @@ impl Sender {
     ) -> Result<usize, SendError> {
         let enc = self.encoder.encode(pcm, &mut self.payload)?;
         let header = self.voice_header(Flags::ENCRYPTED, target, end_of_spurt, enc.has_fec);
-        let mut head = [0u8; udp::HEADER_LEN];
-        udp::write_header(&header, &mut head);
+        // The SFrame metadata is everything before the payload: the header and, when a
+        // position is set, the positional block (so the position is authenticated end to end).
+        let mut head = [0u8; udp::MAX_METADATA];
+        let meta_len = udp::write_metadata(&header, self.position, &mut head)?;
         let room = out.len().min(udp::MAX_DATAGRAM);
-        if room < udp::HEADER_LEN + udp::TAG_LEN {
+        if room < meta_len + udp::TAG_LEN {
             return Err(UdpError::BufferTooSmall {
-                need: udp::HEADER_LEN + udp::TAG_LEN,
+                need: meta_len + udp::TAG_LEN,
                 have: out.len(),
             }
             .into());
         }
         let n = seal(
-            &head,
+            &head[..meta_len],
             &self.payload[..enc.len],
-            &mut out[udp::HEADER_LEN..room - udp::TAG_LEN],
+            &mut out[meta_len..room - udp::TAG_LEN],
         )?;
-        out[..udp::HEADER_LEN].copy_from_slice(&head);
-        // The datagram tag over header and sealed payload, last, as for every datagram.
-        let body = udp::HEADER_LEN + n;
+        out[..meta_len].copy_from_slice(&head[..meta_len]);
+        // The datagram tag over header, positional block and sealed payload, last, as for every
+        // datagram.
+        let body = meta_len + n;
         let tag = self.tag_key.tag(&out[..body]);
         out[body..body + udp::TAG_LEN].copy_from_slice(&tag);
         self.in_spurt = !end_of_spurt;

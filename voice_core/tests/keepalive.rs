@@ -235,3 +235,39 @@ fn with_the_tunnel_off_voice_waits_for_udp() {
     assert!(status.is_empty() && tunnel_msgs(&control).is_empty());
     assert_eq!(e.voice_path(), None);
 }
+
+#[test]
+fn positional_voice_goes_through_the_tunnel_with_its_block() {
+    let mut e = welcomed();
+    let p = voice_core::proto::udp::Position::new(1.5, 0.0, -12.25);
+    e.set_position(Some(p)).unwrap();
+    run(&mut e, 0, 1_000, true);
+    // The 2 s keep-alive goes unanswered: voice is tunneled from 3 s on.
+    let (_, _, status) = run(&mut e, 1_010, 3_500, false);
+    assert_eq!(
+        status,
+        [ConnectionStatus::Connected {
+            path: VoicePath::Tunnel
+        }]
+    );
+    let mut frame = [0i16; voice_core::FRAME_SAMPLES];
+    frame
+        .iter_mut()
+        .enumerate()
+        .for_each(|(i, s)| *s = ((i % 40) as i16 - 20) * 500);
+    e.handle_capture(ms(3_500), &frame);
+    let control: Vec<ClientMessage> = std::iter::from_fn(|| e.poll_control()).collect();
+    let datagram = control
+        .iter()
+        .find_map(|m| match m {
+            ClientMessage::Tunnel { datagram, .. } if !datagram.is_empty() => Some(datagram),
+            _ => None,
+        })
+        .expect("a tunneled datagram");
+    // The same bytes as over UDP: the positional block (flag 0x80) under the session's tag.
+    assert_eq!(TagKey::derive(&SECRET).verify(datagram), Ok(()));
+    let d = udp::parse(datagram).unwrap();
+    assert_eq!(d.header.kind, DatagramKind::Voice);
+    assert_eq!(d.header.flags.0 & 0x80, 0x80);
+    assert_eq!(d.position, Some(p));
+}

@@ -62,9 +62,10 @@ fn server_name(m: &ServerMessage) -> &'static str {
         ServerMessage::Stats { .. } => "Stats",
         ServerMessage::Error { .. } => "Error",
         ServerMessage::Tunnel { .. } => "Tunnel",
-        ServerMessage::Redirect { .. } => "Redirect",
         ServerMessage::E2eeIdentity { .. } => "E2eeIdentity",
         ServerMessage::E2eeKey { .. } => "E2eeKey",
+        ServerMessage::ChannelSpatial { .. } => "ChannelSpatial",
+        ServerMessage::Redirect { .. } => "Redirect",
     }
 }
 
@@ -245,7 +246,8 @@ fn tag_as_documented(secret: &Secret, body: &[u8]) -> [u8; 8] {
 }
 
 /// A datagram: header (debug notation) and payload as stated, the tag made with the block's
-/// `secret` as documented, and `udp::write` gives the bytes.
+/// `secret` as documented, the positional block (if any) as stated in `position`, and
+/// `udp::write_positional` gives the bytes.
 fn check_datagram(b: &Block, payload: &[u8]) -> udp::Header {
     let bytes = b.bytes("hex");
     let secret: Secret = b.bytes("secret").try_into().expect("32-byte secret");
@@ -266,8 +268,15 @@ fn check_datagram(b: &Block, payload: &[u8]) -> udp::Header {
         b.line
     );
     assert_eq!(d.payload, payload, "line {}: payload", b.line);
+    let stated = b.fields.get("position").map(String::as_str);
+    assert_eq!(
+        d.position.map(|p| format!("{p:?}")).as_deref(),
+        stated,
+        "line {}: position",
+        b.line
+    );
     let mut again = vec![0u8; bytes.len()];
-    let n = udp::write(&d.header, d.payload, &key, &mut again).unwrap();
+    let n = udp::write_positional(&d.header, d.position, d.payload, &key, &mut again).unwrap();
     assert_eq!(
         &again[..n],
         &bytes[..],

@@ -364,7 +364,7 @@ pub struct voice_stats {
 pub(crate) struct ClientState {
     /// Answers `voice_client_stats`; declared first so it is joined before the client goes.
     pub(crate) stats: StatsWorker,
-    client: Arc<Client>,
+    pub(crate) client: Arc<Client>,
     pending: Mutex<VecDeque<voice_event>>,
     capture: Mutex<Option<AppCapture>>,
     playback: Mutex<Option<AppPlayback>>,
@@ -541,6 +541,9 @@ pub unsafe extern "C" fn voice_client_new(
             Err(::voice_client::ClientError::Audio(_)) => return voice_result::VOICE_ERR_AUDIO,
             Err(::voice_client::ClientError::Codec(_)) => return voice_result::VOICE_ERR_CODEC,
             Err(::voice_client::ClientError::Io(_)) => return voice_result::VOICE_ERR_IO,
+            Err(::voice_client::ClientError::Spatial(_)) => {
+                return voice_result::VOICE_ERR_INVALID_ARGUMENT
+            }
         };
 
         let client = Arc::new(client);

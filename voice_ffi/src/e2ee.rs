@@ -461,6 +461,10 @@ pub unsafe extern "C" fn voice_receiver_push_sealed(
         let o = &mut *o;
         match o.ring.open(udp::metadata(bytes, &d), d.payload) {
             Ok((_, plain)) => {
+                // The positional block is part of the authenticated metadata.
+                if d.position.is_some() {
+                    st.position = d.position;
+                }
                 let _ = st
                     .rx
                     .handle_datagram(Time::from_micros(now_us), &d.header, plain);

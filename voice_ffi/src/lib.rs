@@ -22,12 +22,16 @@ pub mod client;
 mod handle;
 mod stats_worker;
 pub mod stream;
-// After the others, so that its functions form a block near the end of include/voice.h (E2EE,
-// then capture processing, issue 15).
+// After the existing modules, so that their functions form the last blocks of include/voice.h:
+// E2EE, then capture processing (issue 15), then the network path (issue 16), then positional
+// audio (issue 21). The comments keep rustfmt from sorting the declarations (their order is the
+// header's order).
 pub mod e2ee;
 pub mod processor;
-// Last, so its items form the last block of include/voice.h.
+// Network path (issue 16).
 pub mod net;
+// Positional audio (issue 21), last.
+pub mod spatial;
 
 use std::ffi::c_char;
 

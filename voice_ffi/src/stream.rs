@@ -158,6 +158,8 @@ pub(crate) struct RxState {
     pub(crate) sender: Option<SessionToken>,
     pub(crate) malformed: u64,
     pub(crate) wrong_sender: u64,
+    /// Last position the sender's datagrams carried (positional audio).
+    pub(crate) position: Option<udp::Position>,
 }
 
 impl Kind for RxState {
@@ -356,6 +358,7 @@ pub unsafe extern "C" fn voice_receiver_new(
             sender: (c.sender != 0).then_some(SessionToken(c.sender)),
             malformed: 0,
             wrong_sender: 0,
+            position: None,
         };
         // SAFETY: checked non-null.
         unsafe { *out = Handle::into_raw(st).cast() };
@@ -403,6 +406,9 @@ pub unsafe extern "C" fn voice_receiver_push(
                     }
                     Some(_) => {}
                     None => st.sender = Some(from),
+                }
+                if d.position.is_some() {
+                    st.position = d.position;
                 }
                 let _ = st
                     .rx

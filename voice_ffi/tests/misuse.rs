@@ -6,6 +6,7 @@ use std::ptr;
 use std::time::{Duration, Instant};
 
 use voice_ffi::client::*;
+use voice_ffi::spatial::*;
 use voice_ffi::stream::*;
 use voice_ffi::voice_result::{self, *};
 use voice_ffi::{voice_abi_version, voice_error_message, VOICE_ABI_VERSION};
@@ -220,6 +221,59 @@ fn calls_after_the_relay_goes_away_return_not_connected() {
         assert_eq!(
             voice_client_set_transmit_mode(c, 77),
             VOICE_ERR_INVALID_ARGUMENT
+        );
+        // Positional audio: bad values are refused at the call, good ones accepted.
+        let here = voice_position {
+            x: 1.0,
+            y: 0.0,
+            z: -2.0,
+        };
+        let nan = voice_position {
+            x: f32::NAN,
+            ..here
+        };
+        assert_eq!(voice_client_set_position(c, &here), VOICE_OK);
+        assert_eq!(
+            voice_client_set_position(c, &nan),
+            VOICE_ERR_INVALID_ARGUMENT
+        );
+        assert_eq!(voice_client_set_position(c, ptr::null()), VOICE_OK);
+        let up = voice_position {
+            x: 0.0,
+            y: 1.0,
+            z: 0.0,
+        };
+        let pose = voice_listener_pose {
+            position: here,
+            forward: voice_position {
+                x: 0.0,
+                y: 0.0,
+                z: -1.0,
+            },
+            up,
+        };
+        assert_eq!(voice_client_set_listener(c, &pose), VOICE_OK);
+        let parallel = voice_listener_pose {
+            forward: up,
+            ..pose
+        };
+        assert_eq!(
+            voice_client_set_listener(c, &parallel),
+            VOICE_ERR_INVALID_ARGUMENT
+        );
+        assert_eq!(voice_client_set_listener(c, ptr::null()), VOICE_ERR_NULL);
+        let mut att = std::mem::MaybeUninit::uninit();
+        assert_eq!(voice_attenuation_default(att.as_mut_ptr()), VOICE_OK);
+        let mut att: voice_attenuation = att.assume_init();
+        assert_eq!(voice_client_set_channel_attenuation(c, &att), VOICE_OK);
+        att.rolloff = -1.0;
+        assert_eq!(
+            voice_client_set_channel_attenuation(c, &att),
+            VOICE_ERR_INVALID_ARGUMENT
+        );
+        assert_eq!(
+            voice_client_set_channel_attenuation(c, ptr::null()),
+            VOICE_OK
         );
         // App audio works without blocking.
         let pcm = [0i16; 960];

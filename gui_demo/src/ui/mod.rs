@@ -10,6 +10,7 @@
 pub mod chat;
 pub mod connect;
 pub mod controls;
+pub mod map;
 pub mod overlay;
 pub mod tree;
 
@@ -84,6 +85,7 @@ pub fn main_window(
             if controls::show(ui, session, settings, devices) {
                 action = Action::Reconnect;
             }
+            map::show(ui, session);
         });
     let central = egui::CentralPanel::default()
         .show(ui, |ui| chat::show(ui, session, settings))

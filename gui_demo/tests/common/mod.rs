@@ -180,6 +180,7 @@ pub fn stats_with(remotes: Vec<RemoteStats>, state: ConnectionState, level: f32)
         rx_malformed: 0,
         encoder_loss_hint: 0,
         remotes,
+        spatial: None,
         e2ee: Default::default(),
     }
 }

@@ -26,7 +26,9 @@ use arc_swap::cache::Cache;
 use arc_swap::ArcSwap;
 use mio::net::UdpSocket;
 use mio::{Events, Poll, Token, Waker};
-use voice_core::proto::udp::{self, DatagramKind, Header, TagKey, UdpError, MAX_DATAGRAM};
+use voice_core::proto::udp::{
+    self, DatagramKind, Header, Position, TagKey, UdpError, MAX_DATAGRAM,
+};
 use voice_core::proto::SessionToken;
 
 use super::tunnel::TunnelCopy;
@@ -260,8 +262,17 @@ impl Worker {
 impl Path {
     /// Accepted voice with tunneled recipients in `snap`: a copy to the control thread, which
     /// queues it into their connections. A full queue drops the copy (counted).
-    fn hand_to_tunnels(&mut self, snap: &Snapshot, header: &Header, data: &[u8]) {
+    /// Tunneled listeners out of range of the sender's `position` are culled like UDP ones.
+    fn hand_to_tunnels(
+        &mut self,
+        snap: &Snapshot,
+        header: &Header,
+        position: Option<Position>,
+        data: &[u8],
+    ) {
         snap.tunnel_recipients(header, &mut self.tunnel_to);
+        let culled = snap.cull_tunnel_recipients(header, position, &mut self.tunnel_to);
+        self.stats.add(Counter::VoiceCulled, culled as u64);
         if self.tunnel_to.is_empty() {
             return;
         }
@@ -281,20 +292,27 @@ impl Path {
         }
     }
 
-    /// Counts the verdict on a voice datagram; accepted voice goes to the tunneled recipients
-    /// (a copy to the control thread) and, when this returns true, to `self.recipients`.
+    /// Counts the verdict on a voice datagram (from UDP or a tunnel alike); accepted voice is
+    /// culled by distance in a 3D channel (recording the sender's `position` first), then goes
+    /// to the tunneled recipients (a copy to the control thread) and, when this returns true,
+    /// to `self.recipients`.
     fn accepted(
         &mut self,
         snap: &Snapshot,
         h: &Header,
+        position: Option<Position>,
         data: &[u8],
         verdict: Result<(), DropReason>,
     ) -> bool {
         match verdict {
             Ok(()) => {
                 self.stats.inc(Counter::VoiceAccepted);
+                // Proximity culling (3D channels), from the positions in the snapshot's
+                // shared cells; also records the sender's own position there.
+                let culled = snap.cull_out_of_range(h, position, &mut self.recipients);
+                self.stats.add(Counter::VoiceCulled, culled as u64);
                 if snap.has_tunnels() {
-                    self.hand_to_tunnels(snap, h, data);
+                    self.hand_to_tunnels(snap, h, position, data);
                 }
                 !self.recipients.is_empty()
             }
@@ -339,6 +357,7 @@ impl Path {
                     UdpError::UnknownKind(_) => Counter::DropBadKind,
                     UdpError::BadTag => Counter::DropBadTag,
                     UdpError::NoSender | UdpError::BufferTooSmall { .. } => Counter::DropNoSender,
+                    UdpError::BadPosition => Counter::DropBadPosition,
                 });
                 return false;
             }
@@ -376,7 +395,7 @@ impl Path {
                     data.len(),
                     &mut self.recipients,
                 );
-                return self.accepted(snap, &h, data, r);
+                return self.accepted(snap, &h, d.position, data, r);
             }
         };
         match h.kind {
@@ -384,7 +403,7 @@ impl Path {
                 let r =
                     self.senders
                         .accept_voice(snap, now, src, &h, data.len(), &mut self.recipients);
-                self.accepted(snap, &h, data, r)
+                self.accepted(snap, &h, d.position, data, r)
             }
             DatagramKind::Register => {
                 let reg = Registration {
@@ -403,6 +422,7 @@ impl Path {
                 match snap.check_source(src, h.sender) {
                     Ok(()) => {
                         self.stats.inc(Counter::UdpPings);
+                        snap.record_position(h.sender, d.position);
                         let pong = Header {
                             kind: DatagramKind::Pong,
                             ..h

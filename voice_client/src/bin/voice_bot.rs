@@ -9,6 +9,7 @@
 //!           [--apm on|off] [--no-hpf] [--no-aec] [--no-ns] [--no-agc] [--no-speech-vad]
 //!           [--ns-level low|moderate|high|very-high] [--echo-delay MS]
 //!           [--token JWT | --token-file FILE]
+//!           [--position X,Y,Z | --path X,Y,Z;X,Y,Z;... [--speed UNITS_PER_S]] [--model MODEL:MIN:MAX:ROLLOFF]
 //! ```
 //! Capture processing (`voice_core::capture`: high-pass, echo cancellation, noise suppression,
 //! gain control, speech detection for `--mode vad`) is on by default with `--input-device` and off
@@ -16,6 +17,11 @@
 //! `--token` (or `--token-file`, whose contents are trimmed) is the access token the relay
 //! requires (`relay token --name NAME` mints one for a development relay); only a relay started
 //! with `--open` admits a bot without one.
+//! Positional audio: `--position` places the bot; `--path` makes it walk the waypoints in a loop
+//! (back to the first after the last) at `--speed` units/s (default 2), facing where it walks,
+//! its position updated every 100 ms and printed as `{"t_ms":…,"position":[x,y,z]}` with each
+//! stats line. `--model` (`none`, `inverse`, `linear`, `exponential`) overrides the channel's
+//! distance model.
 //! The control connection is TLS 1.3. `--fingerprint` pins the relay's certificate (the
 //! `fingerprint sha256:…` line the relay prints), `--ca` trusts a private CA, `--tofu` accepts
 //! whatever certificate comes first (and refuses a different one on reconnect); with none of
@@ -30,7 +36,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use voice_client::{
-    AudioInput, AudioOutput, ChannelId, Client, ClientConfig, Event, TlsTrust, TransmitMode,
+    Attenuation, AudioInput, AudioOutput, ChannelId, Client, ClientConfig, DistanceModel, Event,
+    ListenerPose, Position, TlsTrust, TransmitMode,
 };
 use voice_core::capture::{CaptureConfig, SuppressionLevel};
 
@@ -42,7 +49,8 @@ const USAGE: &str = "usage: voice-bot --server HOST:PORT --name NAME [--channel 
 [--apm on|off] [--no-hpf] [--no-aec] [--no-ns] [--no-agc] [--no-speech-vad] \
 [--ns-level low|moderate|high|very-high] [--echo-delay MS] \
 [--e2ee-password SECRET | --e2ee-password-env VAR | --e2ee-keys [--e2ee-identity HEX64]] \
-[--token JWT | --token-file FILE]";
+[--token JWT | --token-file FILE] \
+[--position X,Y,Z | --path X,Y,Z;X,Y,Z;... [--speed UNITS_PER_S]] [--model MODEL:MIN:MAX:ROLLOFF]";
 
 struct Args {
     /// `host:port`, resolved by the client's engine (IPv6 and IPv4 tried).
@@ -64,7 +72,73 @@ struct Args {
     apm: Option<bool>,
     capture: CaptureConfig,
     e2ee: voice_client::E2eeMode,
+    /// Waypoints (one: standing still).
+    path: Vec<Position>,
+    speed: f32,
+    model: Option<Attenuation>,
     token: Option<String>,
+}
+
+fn parse_point(s: &str) -> Result<Position, String> {
+    let v: Vec<f32> = s
+        .split(',')
+        .map(|c| c.trim().parse::<f32>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("{s:?} is not X,Y,Z"))?;
+    match v[..] {
+        [x, y, z] if Position::new(x, y, z).is_finite() => Ok(Position::new(x, y, z)),
+        _ => Err(format!("{s:?} is not X,Y,Z")),
+    }
+}
+
+fn parse_model(s: &str) -> Result<Attenuation, String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let bad =
+        || format!("--model {s:?}: MODEL:MIN:MAX:ROLLOFF (model none|inverse|linear|exponential)");
+    let [m, min, max, r] = parts[..] else {
+        return Err(bad());
+    };
+    let num = |v: &str| v.parse::<f32>().map_err(|_| bad());
+    let a = Attenuation {
+        model: DistanceModel::from_name(m).ok_or_else(bad)?,
+        min_distance: num(min)?,
+        max_distance: num(max)?,
+        rolloff: num(r)?,
+    };
+    a.validate().map_err(|e| format!("--model {s:?}: {e}"))?;
+    Ok(a)
+}
+
+/// Where a walker on the closed polyline `path` is after `t` seconds at `speed`, and the
+/// direction it faces (unit vector; −z when standing still).
+fn walk(path: &[Position], speed: f32, t: f32) -> (Position, [f32; 3]) {
+    let still = [0.0, 0.0, -1.0];
+    let Some(&first) = path.first() else {
+        return (Position::default(), still);
+    };
+    let n = path.len();
+    let seg = |i: usize| (path[i], path[(i + 1) % n]);
+    let total: f32 = (0..n).map(|i| seg(i).0.distance(seg(i).1)).sum();
+    if n < 2 || total <= 0.0 || speed <= 0.0 {
+        return (first, still);
+    }
+    let mut d = (speed * t).rem_euclid(total);
+    for i in 0..n {
+        let (a, b) = seg(i);
+        let len = a.distance(b);
+        if d <= len && len > 0.0 {
+            let f = d / len;
+            let p = Position::new(
+                a.x + (b.x - a.x) * f,
+                a.y + (b.y - a.y) * f,
+                a.z + (b.z - a.z) * f,
+            );
+            let dir = [(b.x - a.x) / len, (b.y - a.y) / len, (b.z - a.z) / len];
+            return (p, dir);
+        }
+        d -= len;
+    }
+    (first, still)
 }
 
 fn parse() -> Result<Args, String> {
@@ -85,6 +159,9 @@ fn parse() -> Result<Args, String> {
         tls: TlsTrust::System,
         server_name: None,
         insecure_plaintext: false,
+        path: Vec::new(),
+        speed: 2.0,
+        model: None,
         apm: None,
         capture: CaptureConfig::default(),
         e2ee: voice_client::E2eeMode::Off,
@@ -159,6 +236,27 @@ fn parse() -> Result<Args, String> {
             "--server-name" => a.server_name = Some(v("--server-name")?),
             "--tofu" => a.tls = TlsTrust::TrustOnFirstUse,
             "--insecure-plaintext" => a.insecure_plaintext = true,
+            "--position" => a.path = vec![parse_point(&v("--position")?)?],
+            "--path" => {
+                a.path = v("--path")?
+                    .split(';')
+                    .filter(|p| !p.trim().is_empty())
+                    .map(parse_point)
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| format!("--path: {e}"))?;
+                if a.path.is_empty() {
+                    return Err("--path needs at least one X,Y,Z".into());
+                }
+            }
+            "--speed" => {
+                let s = v("--speed")?;
+                a.speed = s
+                    .parse()
+                    .ok()
+                    .filter(|v: &f32| v.is_finite() && *v >= 0.0)
+                    .ok_or(format!("--speed {s:?} is not units/s"))?;
+            }
+            "--model" => a.model = Some(parse_model(&v("--model")?)?),
             "--apm" => {
                 a.apm = match v("--apm")?.as_str() {
                     "on" => Some(true),
@@ -259,6 +357,30 @@ fn run(a: Args) -> Result<(), String> {
     if a.apm.unwrap_or(matches!(a.input, AudioInput::Device(_))) {
         cfg.engine.capture = a.capture;
     }
+    cfg.channel_attenuation = a.model;
+    let pose_at = |t: f32| {
+        let (p, forward) = walk(&a.path, a.speed, t);
+        let pose = ListenerPose {
+            position: p,
+            forward,
+            up: [0.0, 1.0, 0.0],
+        };
+        // Walking straight up or down has no usable forward: keep the default facing then.
+        let pose = if pose.validate().is_ok() {
+            pose
+        } else {
+            ListenerPose {
+                position: p,
+                ..ListenerPose::default()
+            }
+        };
+        (p, pose)
+    };
+    if !a.path.is_empty() {
+        let (p, pose) = pose_at(0.0);
+        cfg.position = Some(p);
+        cfg.listener = pose;
+    }
     // A numeric channel is joined straight after the handshake, never passing through the default.
     cfg.engine.initial_channel = a
         .channel
@@ -274,6 +396,8 @@ fn run(a: Args) -> Result<(), String> {
     }
     let deadline = start + a.duration;
     let mut next_stats = start + a.stats_interval;
+    let step = Duration::from_millis(100);
+    let mut next_move = start + step;
     let mut chats = a.chats.clone().into_iter();
     let mut joined = false;
     let mut last_reason = String::new();
@@ -282,7 +406,13 @@ fn run(a: Args) -> Result<(), String> {
         if now >= deadline {
             break;
         }
-        let wait = deadline.min(next_stats).saturating_duration_since(now);
+        let walking = a.path.len() > 1;
+        let wake = if walking {
+            deadline.min(next_stats).min(next_move)
+        } else {
+            deadline.min(next_stats)
+        };
+        let wait = wake.saturating_duration_since(now);
         match client.events().recv_timeout(wait) {
             Ok(ev) => {
                 if let Event::ChannelJoined { channel } = &ev {
@@ -307,8 +437,18 @@ fn run(a: Args) -> Result<(), String> {
                 return Err(format!("engine thread stopped: {last_reason}"))
             }
         }
+        if walking && Instant::now() >= next_move {
+            next_move += step;
+            let (p, pose) = pose_at(start.elapsed().as_secs_f32());
+            client.set_position(Some(p));
+            client.set_listener(pose);
+        }
         if Instant::now() >= next_stats {
             next_stats += a.stats_interval;
+            if !a.path.is_empty() {
+                let (p, _) = pose_at(start.elapsed().as_secs_f32());
+                line(start, "position", json!([p.x, p.y, p.z]));
+            }
             if let Some(s) = client.stats() {
                 line(start, "stats", serde_json::to_value(&s).unwrap_or_default());
             }
@@ -336,5 +476,43 @@ fn main() -> ExitCode {
             eprintln!("voice-bot: {e}\n{USAGE}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_walker_follows_the_closed_path_at_its_speed() {
+        let square = [
+            Position::new(0.0, 0.0, 0.0),
+            Position::new(10.0, 0.0, 0.0),
+            Position::new(10.0, 0.0, 10.0),
+        ];
+        // 2 units/s: after 2.5 s, half way along the first side, facing +x.
+        let (p, dir) = walk(&square, 2.0, 2.5);
+        assert_eq!((p, dir), (Position::new(5.0, 0.0, 0.0), [1.0, 0.0, 0.0]));
+        // After 7.5 s (15 units): half way along the second side, facing +z.
+        let (p, dir) = walk(&square, 2.0, 7.5);
+        assert_eq!((p, dir), (Position::new(10.0, 0.0, 5.0), [0.0, 0.0, 1.0]));
+        // The loop closes: the perimeter is 20 + 10·√2; a full lap later it is back at the start.
+        let lap = (20.0 + 200f32.sqrt()) / 2.0;
+        let (p, _) = walk(&square, 2.0, lap + 2.5);
+        assert!(p.distance(Position::new(5.0, 0.0, 0.0)) < 1e-3);
+        // One waypoint or no speed: standing still.
+        assert_eq!(walk(&square[..1], 2.0, 9.0).0, square[0]);
+        assert_eq!(walk(&square, 0.0, 9.0).0, square[0]);
+    }
+
+    #[test]
+    fn positions_and_models_parse_or_fail_clearly() {
+        assert_eq!(parse_point("1, 2,-3.5"), Ok(Position::new(1.0, 2.0, -3.5)));
+        assert!(parse_point("1,2").is_err());
+        assert!(parse_point("1,2,NaN").is_err());
+        let m = parse_model("linear:1:40:1").unwrap();
+        assert_eq!((m.model, m.max_distance), (DistanceModel::Linear, 40.0));
+        assert!(parse_model("linear:5:1:1").is_err());
+        assert!(parse_model("cubic:1:40:1").is_err());
     }
 }

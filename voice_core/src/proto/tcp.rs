@@ -16,6 +16,7 @@ use thiserror::Error;
 
 use super::register::Secret;
 use super::{ChannelId, SessionToken};
+use crate::spatial::{Attenuation, DistanceModel, SpatialError};
 
 /// Version number exchanged in `Hello`; bumped on any incompatible change of these messages.
 /// Version 2 added the access token to `Hello`.
@@ -53,6 +54,54 @@ pub struct ChannelInfo {
     pub name: String,
     /// Members at the time the message was made.
     pub users: Vec<UserInfo>,
+}
+
+/// How a 3D channel attenuates and culls voices, announced by [`ServerMessage::ChannelSpatial`].
+/// Distances and the rolloff are in thousandths (of a game unit), so the message stays exact and
+/// comparable; [`SpatialInfo::attenuation`] gives the renderer's `f32` form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpatialInfo {
+    /// The distance model.
+    pub model: DistanceModel,
+    /// Distance below which the gain is 1, in thousandths of a game unit.
+    pub min_distance_milli: u32,
+    /// Audible range: beyond it a voice is silent and the relay does not forward it; thousandths.
+    pub max_distance_milli: u32,
+    /// Rolloff factor in thousandths (1000 = the model's natural slope).
+    pub rolloff_milli: u32,
+}
+
+impl SpatialInfo {
+    /// The renderer's form. `Err` when the values make no valid attenuation (min 0, min ≥ max).
+    pub fn attenuation(&self) -> Result<Attenuation, SpatialError> {
+        let a = Attenuation {
+            model: self.model,
+            min_distance: self.min_distance_milli as f32 / 1000.0,
+            max_distance: self.max_distance_milli as f32 / 1000.0,
+            rolloff: self.rolloff_milli as f32 / 1000.0,
+        };
+        a.validate().map(|()| a)
+    }
+
+    /// The wire form of `a`, rounded to thousandths. `Err` when `a` is invalid or a value does not
+    /// fit (over about 4.29 million units).
+    pub fn from_attenuation(a: &Attenuation) -> Result<Self, SpatialError> {
+        a.validate()?;
+        let milli = |v: f32| {
+            let m = (f64::from(v) * 1000.0).round();
+            (0.0..=f64::from(u32::MAX))
+                .contains(&m)
+                .then_some(m as u32)
+                .ok_or(SpatialError::BadAttenuation)
+        };
+        let info = SpatialInfo {
+            model: a.model,
+            min_distance_milli: milli(a.min_distance)?,
+            max_distance_milli: milli(a.max_distance)?,
+            rolloff_milli: milli(a.rolloff)?,
+        };
+        info.attenuation().map(|_| info)
+    }
 }
 
 /// Machine-readable reason carried by [`ServerMessage::Error`].
@@ -301,6 +350,15 @@ pub enum ServerMessage {
     Tunnel {
         /// One whole UDP datagram (header, payload and tag).
         datagram: Vec<u8>,
+    },
+    /// Positional audio: the channel just joined is 3D: render its voices by position with these
+    /// settings (sent right after [`ServerMessage::Joined`]; a `Joined` without it means a 2D
+    /// channel).
+    ChannelSpatial {
+        /// The channel.
+        channel: ChannelId,
+        /// Its distance model and audible range.
+        spatial: SpatialInfo,
     },
 }
 

@@ -7,18 +7,25 @@
 //! +--------+--------+--------+--------+--------+--------+--------+--------+
 //! |      timestamp (u32 LE, 48 kHz)   |     sender token (u32 LE)         |
 //! +--------+--------+--------+--------+--------+--------+--------+--------+
-//! |      target token (u32 LE)        |  payload (Opus, or kind-specific) ...
+//! |      target token (u32 LE)        |  [positional block] payload (Opus, or kind-specific) ...
 //! +--------+--------+--------+--------+
 //! ... payload |  tag (8 bytes): keyed BLAKE3 of every byte before it, truncated  |
 //! ```
 //!
+//! When flag bit 7 ([`Flags::POSITIONAL`]) is set, a 12-byte positional block follows the header:
+//! the sender's x, y, z position as three `f32` little-endian values in game units (finite; a
+//! block with NaN or an infinity, or a datagram too short for the block, is rejected). The payload
+//! starts after it and ends where the tag begins. Relay and client both parse here, so the two
+//! never disagree.
+//!
 //! Version 2 ends every datagram with an 8-byte authentication tag ([`TAG_LEN`]): the first 8
-//! bytes of BLAKE3 in keyed mode over all preceding bytes (header and payload), with the session's
-//! [`TagKey`], derived from the secret of its `Welcome` ([`TagKey::derive`]). A client tags what it
-//! sends with its own key; the relay checks the tag of every datagram against the key of the
-//! session its sender field names before acting on it, forwards Voice unchanged (tag included),
-//! and tags its replies (`RegisterAck`, `Pong`) with the recipient's key. Receivers of forwarded
-//! voice cannot check its tag (they do not hold the sender's key); they skip it.
+//! bytes of BLAKE3 in keyed mode over all preceding bytes (header, positional block if any, and
+//! payload), with the session's [`TagKey`], derived from the secret of its `Welcome`
+//! ([`TagKey::derive`]). A client tags what it sends with its own key; the relay checks the tag
+//! of every datagram against the key of the session its sender field names before acting on it
+//! (culling by position included), forwards Voice unchanged (tag included), and tags its replies
+//! (`RegisterAck`, `Pong`) with the recipient's key. Receivers of forwarded voice cannot check
+//! its tag (they do not hold the sender's key); they skip it.
 //!
 //! The header is a `#[repr(C)]` struct of byte arrays (alignment 1), so it is read in place from any
 //! received buffer with bytemuck and the payload is returned as a borrowed slice: parsing copies
@@ -136,8 +143,11 @@ impl Flags {
     /// before it is the frame's authenticated metadata (`crate::e2ee`). Same bit as
     /// [`Flags::RESERVED_ENCRYPTED`].
     pub const ENCRYPTED: Flags = Flags(0x40);
-    /// Reserved for a later version: a positional-audio block precedes the payload.
+    /// Former name of [`Flags::POSITIONAL`] (the bit was reserved for it).
     pub const RESERVED_POSITIONAL: Flags = Flags(0x80);
+    /// A 12-byte positional block ([`Position`]) follows the header. Set and cleared by
+    /// [`write_positional`] from its `position` argument, never by the caller.
+    pub const POSITIONAL: Flags = Flags(0x80);
 
     /// True when every bit of `other` is set.
     pub fn contains(self, other: Flags) -> bool {
@@ -148,6 +158,56 @@ impl Flags {
     #[must_use]
     pub fn with(self, other: Flags) -> Flags {
         Flags(self.0 | other.0)
+    }
+}
+
+/// Length of the positional block in bytes.
+pub const POSITION_LEN: usize = 12;
+
+/// A sender's position in game units (right-handed: x right, y up, −z forward, as OpenAL).
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
+pub struct Position {
+    /// X coordinate.
+    pub x: f32,
+    /// Y coordinate.
+    pub y: f32,
+    /// Z coordinate.
+    pub z: f32,
+}
+
+impl Position {
+    /// A position from its coordinates.
+    pub const fn new(x: f32, y: f32, z: f32) -> Self {
+        Position { x, y, z }
+    }
+
+    /// True when every coordinate is finite (the only positions the wire carries).
+    pub fn is_finite(self) -> bool {
+        self.x.is_finite() && self.y.is_finite() && self.z.is_finite()
+    }
+
+    /// Euclidean distance to `other`.
+    pub fn distance(self, other: Position) -> f32 {
+        self.distance_squared(other).sqrt()
+    }
+
+    /// Squared Euclidean distance to `other` (no square root: for range checks).
+    pub fn distance_squared(self, other: Position) -> f32 {
+        let (dx, dy, dz) = (self.x - other.x, self.y - other.y, self.z - other.z);
+        dx * dx + dy * dy + dz * dz
+    }
+
+    fn to_bytes(self) -> [u8; POSITION_LEN] {
+        let mut b = [0u8; POSITION_LEN];
+        b[0..4].copy_from_slice(&self.x.to_le_bytes());
+        b[4..8].copy_from_slice(&self.y.to_le_bytes());
+        b[8..12].copy_from_slice(&self.z.to_le_bytes());
+        b
+    }
+
+    fn from_bytes(b: &[u8; POSITION_LEN]) -> Self {
+        let f = |i: usize| f32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        Position::new(f(0), f(4), f(8))
     }
 }
 
@@ -229,6 +289,10 @@ pub enum UdpError {
     /// The sender field is the reserved value 0.
     #[error("sender token is 0")]
     NoSender,
+    /// The positional flag is set but the block is cut short or holds a non-finite coordinate
+    /// (also returned by [`write_positional`] for a non-finite position).
+    #[error("positional block missing or not finite")]
+    BadPosition,
     /// The tag does not match the key of the session the datagram claims to come from.
     #[error("authentication tag does not verify")]
     BadTag,
@@ -243,11 +307,13 @@ pub enum UdpError {
 }
 
 /// A parsed datagram borrowing its payload from the received buffer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Datagram<'a> {
     /// The decoded header.
     pub header: Header,
-    /// Everything between the header and the tag.
+    /// The sender's position, when the positional flag is set.
+    pub position: Option<Position>,
+    /// Everything between the header (and the positional block, if any) and the tag.
     pub payload: &'a [u8],
     /// The authentication tag (the last [`TAG_LEN`] bytes), not yet checked: see
     /// [`TagKey::verify`].
@@ -264,7 +330,7 @@ pub fn parse(bytes: &[u8]) -> Result<Datagram<'_>, UdpError> {
         return Err(UdpError::TooLong(bytes.len()));
     }
     let (head, rest) = bytes.split_at(HEADER_LEN);
-    let (payload, tag_bytes) = rest.split_at(rest.len() - TAG_LEN);
+    let (mut payload, tag_bytes) = rest.split_at(rest.len() - TAG_LEN);
     let mut tag = [0u8; TAG_LEN];
     tag.copy_from_slice(tag_bytes);
     let raw: &RawHeader = bytemuck::from_bytes(head);
@@ -276,15 +342,29 @@ pub fn parse(bytes: &[u8]) -> Result<Datagram<'_>, UdpError> {
     if sender.is_none() {
         return Err(UdpError::NoSender);
     }
+    let flags = Flags(raw.flags);
+    let mut position = None;
+    if flags.contains(Flags::POSITIONAL) {
+        let Some((block, rest)) = payload.split_first_chunk::<POSITION_LEN>() else {
+            return Err(UdpError::BadPosition);
+        };
+        let p = Position::from_bytes(block);
+        if !p.is_finite() {
+            return Err(UdpError::BadPosition);
+        }
+        position = Some(p);
+        payload = rest;
+    }
     Ok(Datagram {
         header: Header {
             kind,
-            flags: Flags(raw.flags),
+            flags,
             seq: u16::from_le_bytes(raw.seq),
             timestamp: u32::from_le_bytes(raw.timestamp),
             sender,
             target: SessionToken(u32::from_le_bytes(raw.target)),
         },
+        position,
         payload,
         tag,
     })
@@ -293,6 +373,37 @@ pub fn parse(bytes: &[u8]) -> Result<Datagram<'_>, UdpError> {
 /// Writes the bytes of `header` alone (e.g. the metadata an end-to-end cipher authenticates).
 pub fn write_header(header: &Header, out: &mut [u8; HEADER_LEN]) {
     out.copy_from_slice(bytemuck::bytes_of(&header.to_raw()));
+}
+
+/// Longest run of bytes before the payload: the header and the positional block.
+pub const MAX_METADATA: usize = HEADER_LEN + POSITION_LEN;
+
+/// Writes the bytes that precede the payload: `header` (with [`Flags::POSITIONAL`] set when
+/// `position` is `Some`, cleared otherwise) and the positional block; returns their length
+/// ([`HEADER_LEN`] or [`MAX_METADATA`]). They are the metadata an end-to-end cipher
+/// authenticates. A non-finite position is [`UdpError::BadPosition`] and leaves `out` untouched.
+pub fn write_metadata(
+    header: &Header,
+    position: Option<Position>,
+    out: &mut [u8; MAX_METADATA],
+) -> Result<usize, UdpError> {
+    if position.is_some_and(|p| !p.is_finite()) {
+        return Err(UdpError::BadPosition);
+    }
+    let mut raw = header.to_raw();
+    raw.flags = if position.is_some() {
+        raw.flags | Flags::POSITIONAL.0
+    } else {
+        raw.flags & !Flags::POSITIONAL.0
+    };
+    out[..HEADER_LEN].copy_from_slice(bytemuck::bytes_of(&raw));
+    match position {
+        Some(p) => {
+            out[HEADER_LEN..].copy_from_slice(&p.to_bytes());
+            Ok(MAX_METADATA)
+        }
+        None => Ok(HEADER_LEN),
+    }
 }
 
 /// The bytes of `datagram` before the payload of its parse `d` (header and any block the header
@@ -307,14 +418,30 @@ pub fn metadata<'a>(datagram: &'a [u8], d: &Datagram<'_>) -> &'a [u8] {
 }
 
 /// Writes `header`, `payload` and the tag made with `key` into `out` and returns the datagram
-/// length. On error `out` is left untouched.
+/// length (no positional block: the positional flag is cleared). On error `out` is left untouched.
 pub fn write(
     header: &Header,
     payload: &[u8],
     key: &TagKey,
     out: &mut [u8],
 ) -> Result<usize, UdpError> {
-    let need = HEADER_LEN + payload.len() + TAG_LEN;
+    write_positional(header, None, payload, key, out)
+}
+
+/// Writes `header`, the positional block when `position` is `Some` (setting
+/// [`Flags::POSITIONAL`], clearing it otherwise), `payload` and the tag made with `key` over all
+/// of them into `out`; returns the datagram length. A non-finite position is
+/// [`UdpError::BadPosition`]. On error `out` is left untouched.
+pub fn write_positional(
+    header: &Header,
+    position: Option<Position>,
+    payload: &[u8],
+    key: &TagKey,
+    out: &mut [u8],
+) -> Result<usize, UdpError> {
+    let mut head = [0u8; MAX_METADATA];
+    let meta = write_metadata(header, position, &mut head)?;
+    let need = meta + payload.len() + TAG_LEN;
     if need > MAX_DATAGRAM {
         return Err(UdpError::TooLong(need));
     }
@@ -325,13 +452,8 @@ pub fn write(
         });
     }
     let body = need - TAG_LEN;
-    write_header(
-        header,
-        (&mut out[..HEADER_LEN])
-            .try_into()
-            .expect("HEADER_LEN bytes"),
-    );
-    out[HEADER_LEN..body].copy_from_slice(payload);
+    out[..meta].copy_from_slice(&head[..meta]);
+    out[meta..body].copy_from_slice(payload);
     let tag = key.tag(&out[..body]);
     out[body..need].copy_from_slice(&tag);
     Ok(need)
@@ -443,6 +565,105 @@ mod tests {
             write(&sample(), &[0; MAX_PAYLOAD + 1], &K, &mut buf),
             Err(UdpError::TooLong(_))
         ));
+    }
+
+    #[test]
+    fn positional_block_round_trips_after_the_header() {
+        let mut buf = [0u8; MAX_DATAGRAM];
+        let p = Position::new(1.5, -2.0, 1000.25);
+        let n = write_positional(&sample(), Some(p), b"opus", &K, &mut buf).unwrap();
+        assert_eq!(n, HEADER_LEN + POSITION_LEN + 4 + TAG_LEN);
+        assert_eq!(buf[0], PROTOCOL_VERSION);
+        assert_eq!(buf[2], 0x83);
+        assert_eq!(&buf[20..24], &1.5f32.to_le_bytes());
+        assert_eq!(&buf[24..28], &(-2.0f32).to_le_bytes());
+        assert_eq!(&buf[28..32], &1000.25f32.to_le_bytes());
+        assert_eq!(&buf[32..36], b"opus");
+        let d = parse(&buf[..n]).unwrap();
+        assert_eq!(d.position, Some(p));
+        assert_eq!(d.payload, b"opus");
+        assert_eq!(d.tag, K.tag(&buf[..n - TAG_LEN]));
+        assert!(d.header.flags.contains(Flags::POSITIONAL));
+        // The end-to-end metadata is the header and the block; `write_metadata` gives the same.
+        assert_eq!(metadata(&buf[..n], &d), &buf[..HEADER_LEN + POSITION_LEN]);
+        let mut head = [0u8; MAX_METADATA];
+        assert_eq!(
+            write_metadata(&d.header, d.position, &mut head),
+            Ok(MAX_METADATA)
+        );
+        assert_eq!(&head[..], &buf[..MAX_METADATA]);
+        // Re-encoding what was parsed gives the same bytes (the fuzz target's property).
+        let mut again = [0u8; MAX_DATAGRAM];
+        let m = write_positional(&d.header, d.position, d.payload, &K, &mut again).unwrap();
+        assert_eq!(&again[..m], &buf[..n]);
+        // `write` never emits the flag without the block.
+        let n = write(&d.header, b"x", &K, &mut buf).unwrap();
+        let d = parse(&buf[..n]).unwrap();
+        assert_eq!((d.position, d.payload), (None, &b"x"[..]));
+        assert_eq!(buf[2], 0x03);
+    }
+
+    #[test]
+    fn the_tag_covers_the_positional_block() {
+        let key = TagKey::derive(&[3; 32]);
+        let mut buf = [0u8; MAX_DATAGRAM];
+        let p = Position::new(4.0, 0.0, -8.0);
+        let n = write_positional(&sample(), Some(p), b"opus", &key, &mut buf).unwrap();
+        assert_eq!(key.verify(&buf[..n]), Ok(()));
+        for i in HEADER_LEN..HEADER_LEN + POSITION_LEN {
+            let mut moved = buf;
+            moved[i] ^= 0x01;
+            assert_eq!(key.verify(&moved[..n]), Err(UdpError::BadTag), "byte {i}");
+        }
+    }
+
+    #[test]
+    fn bad_positional_blocks_are_rejected() {
+        let mut buf = [0u8; MAX_DATAGRAM];
+        let n = write_positional(
+            &sample(),
+            Some(Position::new(0.0, 1.0, 2.0)),
+            &[],
+            &K,
+            &mut buf,
+        )
+        .unwrap();
+        assert_eq!(n, HEADER_LEN + POSITION_LEN + TAG_LEN);
+        for cut in HEADER_LEN..n {
+            let want = if cut < HEADER_LEN + TAG_LEN {
+                UdpError::TooShort(cut)
+            } else {
+                UdpError::BadPosition
+            };
+            assert_eq!(parse(&buf[..cut]), Err(want), "cut at {cut}");
+        }
+        let mut nan = buf;
+        nan[24..28].copy_from_slice(&f32::NAN.to_le_bytes());
+        assert_eq!(parse(&nan[..n]), Err(UdpError::BadPosition));
+        let mut inf = buf;
+        inf[28..32].copy_from_slice(&f32::INFINITY.to_le_bytes());
+        assert_eq!(parse(&inf[..n]), Err(UdpError::BadPosition));
+        let mut out = [0xAAu8; 64];
+        assert_eq!(
+            write_positional(
+                &sample(),
+                Some(Position::new(f32::NAN, 0.0, 0.0)),
+                &[],
+                &K,
+                &mut out
+            ),
+            Err(UdpError::BadPosition)
+        );
+        assert_eq!(out, [0xAA; 64]);
+        let mut small = [0xAAu8; HEADER_LEN + POSITION_LEN + TAG_LEN - 1];
+        assert_eq!(
+            write_positional(&sample(), Some(Position::default()), &[], &K, &mut small),
+            Err(UdpError::BufferTooSmall {
+                need: HEADER_LEN + POSITION_LEN + TAG_LEN,
+                have: HEADER_LEN + POSITION_LEN + TAG_LEN - 1
+            })
+        );
+        assert_eq!(small, [0xAA; HEADER_LEN + POSITION_LEN + TAG_LEN - 1]);
     }
 
     #[test]
