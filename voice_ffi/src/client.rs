@@ -80,7 +80,7 @@ pub const VOICE_MAX_REMOTES: usize = 32;
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct voice_client_config {
-    /// Relay address "host:port", "v4:port" or "[v6]:port" (NUL-terminated). A host name is
+    /// Relay address `"host:port"`, `"v4:port"` or `"[v6]:port"` (NUL-terminated). A host name is
     /// resolved by the client's own thread, never in `voice_client_new`; IPv6 and IPv4
     /// addresses are tried. A name that does not resolve is reported as a failed attempt
     /// (`VOICE_EVENT_STATUS`). Required.
