@@ -5,16 +5,22 @@
 //!   (pulled in real time, as a sound card would). It covers frame accumulation, encode, UDP to the
 //!   relay and back, B's jitter buffer, decode and mix. Printed with B's own jitter-buffer delay
 //!   for the breakdown.
+//!   The same again with UDP blocked (the clients reach the relay through a TCP-only forwarder, so
+//!   their UDP goes nowhere and voice falls back to the TLS tunnel), side by side in one run.
 //! * **CPU per received stream**: a listener's engine-thread CPU time (from
 //!   `/proc/self/task/*/stat`) with 16 simultaneous speakers, minus the same listener with none,
 //!   divided by 16 — as a share of one core.
 //!
 //! Run: `cargo bench -p voice_benches --bench client_latency` (`BENCH_QUICK=1` for a smoke run).
 
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use voice_benches::quick;
-use voice_client::{AudioInput, AudioOutput, Client, ClientConfig, Event, TransmitMode};
+use voice_client::{
+    AudioInput, AudioOutput, Client, ClientConfig, ConnectionStatus, Event, TransmitMode, VoicePath,
+};
 
 fn relay() -> relay::server::RelayHandle {
     let cfg = relay::config::Config {
@@ -28,13 +34,66 @@ fn relay() -> relay::server::RelayHandle {
         .expect("spawn relay")
 }
 
+/// A TCP-only forwarder to `to` on a fresh loopback port: clients given its address reach the
+/// relay's control port, while their UDP to the same port reaches nothing (UDP "blocked"). Serves
+/// at most `max_conns` connections; each pipe ends when either side closes.
+fn tcp_only_forwarder(to: SocketAddr, max_conns: usize) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind forwarder");
+    let addr = listener.local_addr().expect("forwarder addr");
+    let pipe = |mut from: TcpStream, mut to: TcpStream| {
+        move || {
+            let mut buf = [0u8; 16 * 1024];
+            while let Ok(n) = from.read(&mut buf) {
+                if n == 0 || to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            let _ = to.shutdown(Shutdown::Write);
+        }
+    };
+    std::thread::Builder::new()
+        .name("tcp-forwarder".into())
+        .spawn(move || {
+            for conn in listener.incoming().take(max_conns) {
+                let Ok(down) = conn else { continue };
+                let Ok(up) = TcpStream::connect(to) else {
+                    continue;
+                };
+                let _ = down.set_nodelay(true);
+                let _ = up.set_nodelay(true);
+                let (d2, u2) = match (down.try_clone(), up.try_clone()) {
+                    (Ok(d), Ok(u)) => (d, u),
+                    _ => continue,
+                };
+                let _ = std::thread::Builder::new()
+                    .name("fwd-up".into())
+                    .spawn(pipe(down, up));
+                let _ = std::thread::Builder::new()
+                    .name("fwd-down".into())
+                    .spawn(pipe(u2, d2));
+            }
+        })
+        .expect("spawn forwarder");
+    addr
+}
+
 fn client(
     relay: &relay::server::RelayHandle,
     name: &str,
     input: AudioInput,
     output: AudioOutput,
 ) -> Client {
-    let mut cfg = ClientConfig::new(relay.local_addr(), name);
+    client_via(relay, relay.local_addr(), name, input, output)
+}
+
+fn client_via(
+    relay: &relay::server::RelayHandle,
+    server: SocketAddr,
+    name: &str,
+    input: AudioInput,
+    output: AudioOutput,
+) -> Client {
+    let mut cfg = ClientConfig::new(server, name);
     cfg.token = relay.token_for(name).map(voice_client::AccessToken);
     // TLS 1.3 to the relay's in-memory self-signed certificate.
     cfg.tls = voice_client::TlsTrust::TrustOnFirstUse;
@@ -45,17 +104,27 @@ fn client(
 }
 
 fn wait_joined(c: &Client) {
-    let until = Instant::now() + Duration::from_secs(5);
+    wait_joined_on(c, VoicePath::Udp)
+}
+
+/// Waits until `c` is in its channel with voice flowing on `path`.
+fn wait_joined_on(c: &Client, path: VoicePath) {
+    let until = Instant::now() + Duration::from_secs(8);
     let mut joined = false;
-    let mut udp = false;
-    while !(joined && udp) && Instant::now() < until {
+    let mut ready = false;
+    while !(joined && ready) && Instant::now() < until {
         match c.events().recv_timeout(Duration::from_millis(100)) {
             Ok(Event::ChannelJoined { .. }) => joined = true,
-            Ok(Event::UdpReady) => udp = true,
+            Ok(Event::UdpReady) if path == VoicePath::Udp => ready = true,
+            Ok(Event::Status(ConnectionStatus::Connected { path: p })) if p == path => ready = true,
             _ => {}
         }
     }
-    assert!(joined && udp, "client did not join in time");
+    assert!(
+        joined && ready,
+        "client did not join on {} in time",
+        path.name()
+    );
 }
 
 /// CPU time (µs) of this process's thread whose name starts with `prefix`.
@@ -76,12 +145,17 @@ fn thread_cpu_us(prefix: &str) -> Option<u64> {
     None
 }
 
-fn latency(seconds: u64) {
+/// Mouth-to-ear with voice on `path`; returns the p50 in ms.
+fn latency(seconds: u64, path: VoicePath) -> Option<f64> {
     let relay = relay();
-    let a = client(&relay, "mouth", AudioInput::App, AudioOutput::Null);
-    let b = client(&relay, "ear", AudioInput::Null, AudioOutput::App);
-    wait_joined(&a);
-    wait_joined(&b);
+    let server = match path {
+        VoicePath::Udp => relay.local_addr(),
+        VoicePath::Tunnel => tcp_only_forwarder(relay.local_addr(), 2),
+    };
+    let a = client_via(&relay, server, "mouth", AudioInput::App, AudioOutput::Null);
+    let b = client_via(&relay, server, "ear", AudioInput::Null, AudioOutput::App);
+    wait_joined_on(&a, path);
+    wait_joined_on(&b, path);
     let mut cap = a.take_app_capture().expect("capture ring");
     let mut play = b.take_app_playback().expect("playback ring");
     const SR: f64 = 48_000.0;
@@ -135,12 +209,13 @@ fn latency(seconds: u64) {
     lat.sort_by(f64::total_cmp);
     let stats = b.stats();
     if lat.is_empty() {
-        println!("mouth-to-ear: no bursts detected");
-        return;
+        println!("mouth-to-ear over {}: no bursts detected", path.name());
+        return None;
     }
     let pct = |q: f64| lat[((lat.len() - 1) as f64 * q).round() as usize];
     println!(
-        "mouth-to-ear on loopback via the relay (excl. device buffers), {} bursts: p50 {:.1} ms, p95 {:.1} ms, min {:.1} ms, max {:.1} ms",
+        "mouth-to-ear on loopback via the relay over {} (excl. device buffers), {} bursts: p50 {:.1} ms, p95 {:.1} ms, min {:.1} ms, max {:.1} ms",
+        path.name(),
         lat.len(),
         pct(0.5),
         pct(0.95),
@@ -155,6 +230,7 @@ fn latency(seconds: u64) {
     }
     drop(a);
     drop(b);
+    Some(pct(0.5))
 }
 
 fn cpu_per_stream(seconds: u64, speakers: usize) {
@@ -212,6 +288,14 @@ fn cpu_per_stream(seconds: u64, speakers: usize) {
 
 fn main() {
     let q = quick();
-    latency(if q { 3 } else { 15 });
+    let seconds = if q { 3 } else { 15 };
+    let udp = latency(seconds, VoicePath::Udp);
+    let tunnel = latency(seconds, VoicePath::Tunnel);
+    if let (Some(u), Some(t)) = (udp, tunnel) {
+        println!(
+            "  the tunnel adds {:+.1} ms to the median mouth-to-ear (target ≤ 5 ms)",
+            t - u
+        );
+    }
     cpu_per_stream(if q { 2 } else { 8 }, 16);
 }
