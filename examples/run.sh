@@ -45,6 +45,7 @@ free_port() {
 vg=(valgrind --quiet --error-exitcode=99 --leak-check=full --show-possibly-lost=yes
     --errors-for-leak-kinds=definite,possible --suppressions=examples/valgrind.supp)
 export ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:abort_on_error=0:exitcode=98
+export LSAN_OPTIONS=suppressions=$PWD/examples/lsan.supp:print_suppressions=0
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 # run NAME ARGS...: the program under valgrind, then its sanitizer build.
 run() {
