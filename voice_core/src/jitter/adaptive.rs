@@ -16,11 +16,16 @@
 //!   so one queue build-up does not raise the target for seconds after it drained. If held-out
 //!   packets become common (more than 10 % of a ~5 s window) the path has really changed and they
 //!   count again.
-//! * **Reordering.** Out-of-order arrivals add a margin (up to 10 ms at 5 % reordering), so the
-//!   packet after a gap — the one whose in-band FEC repairs it — is usually already held.
-//! * **Loss.** Once a packet goes missing (loss average above 0.3 %, off again below 0.1 %), one
-//!   frame is added: a lost packet's in-band FEC travels in the *next* packet, which must already
-//!   be held when the gap is played, or the gap is concealed instead of recovered.
+//! * **Loss and FEC.** A frame is missing at its playout time when its packet is late, or when
+//!   the packet was lost and the *next* packet — whose in-band FEC rebuilds it — is not held yet
+//!   (it left one frame later). The target is the smallest delay `T` at which that happens no
+//!   more often than the quantile allows: `P(d > T) + loss · P(d > T − 20 ms) ≤ 3 %`, with `d` the
+//!   relative delay from the histogram and `loss` the recent loss rate (a decaying average whose
+//!   start-up bias is divided out, so the first losses of a call count at once). Without loss
+//!   this is the 97 % quantile; on a steady path losing 8 % it is about one frame more (the FEC
+//!   packet must be waiting); at 1 % loss it barely moves, because rebuilding 1 % of frames is
+//!   not worth a frame of delay for everyone. Reordered packets need no margin of their own:
+//!   their lateness is in `d`.
 //! * **Bounds and start.** The target is clamped to `[min_delay_ms, max_delay_ms]`; before
 //!   `warmup` packets have been seen it is `initial_delay_ms`.
 //!
@@ -131,12 +136,11 @@ pub struct AdaptivePolicy {
     spike_from: Option<i64>,
     /// Fraction of recent packets held out as spike packets (decaying average).
     held_out: f64,
-    /// Fraction of recent packets that arrived out of order (decaying average).
-    reordered: f64,
     /// Fraction of recent packets missing from the sequence (decaying average).
     lost: f64,
-    /// Whether the FEC margin is on (hysteresis on `lost`).
-    fec_margin: bool,
+    /// Weight the average `lost` has gathered so far (`1 - (1 - 1/250)^steps`): dividing by it
+    /// removes the average's bias toward its zero start, so the first losses of a call count.
+    lost_norm: f64,
     estimate_us: i64,
 }
 
@@ -155,9 +159,8 @@ impl AdaptivePolicy {
             highest_seq: None,
             spike_from: None,
             held_out: 0.0,
-            reordered: 0.0,
             lost: 0.0,
-            fec_margin: false,
+            lost_norm: 0.0,
             estimate_us: i64::from(cfg.initial_delay_ms) * 1000,
         }
     }
@@ -169,19 +172,6 @@ impl AdaptivePolicy {
 
     fn transit_us(now: Time, timestamp: u64) -> i64 {
         now.as_micros() as i64 - (timestamp as i128 * 1_000_000 / i128::from(SAMPLE_RATE)) as i64
-    }
-
-    /// The quantile of the transit histogram, relative to the anchor.
-    fn quantile_us(&self) -> i64 {
-        let want = self.mass * f64::from(self.cfg.quantile_permille.min(1000)) / 1000.0;
-        let mut acc = 0.0;
-        for (i, &w) in self.hist.iter().enumerate() {
-            acc += w;
-            if acc >= want {
-                return (i as i64 + 1) * BIN_US - HALF_RANGE_US;
-            }
-        }
-        HALF_RANGE_US
     }
 
     /// Adds one transit time. The histogram holds transit times, not delays relative to the
@@ -215,19 +205,46 @@ impl AdaptivePolicy {
         if self.seen < u64::from(self.cfg.warmup) {
             return;
         }
-        let reorder_us = (self.reordered * 200_000.0).min(10_000.0) as i64;
-        if self.lost > 0.003 {
-            self.fec_margin = true;
-        } else if self.lost < 0.001 {
-            self.fec_margin = false;
-        }
-        let fec_us = if self.fec_margin {
-            FRAME_DURATION.as_micros() as i64
-        } else {
-            0
-        };
         let anchor = self.anchor.unwrap_or(floor);
-        self.estimate_us = self.quantile_us() + anchor - floor + reorder_us + fec_us;
+        self.estimate_us = self.miss_budget_us() + anchor - floor;
+    }
+
+    /// The recent loss rate, without the average's bias toward its zero start.
+    fn loss_rate(&self) -> f64 {
+        if self.lost_norm > 0.0 {
+            (self.lost / self.lost_norm).clamp(0.0, 1.0)
+        } else {
+            0.0
+        }
+    }
+
+    /// The smallest transit (relative to the anchor) at which frames go missing at most as often
+    /// as the quantile allows: a frame is missing when its packet is late, or when it is lost
+    /// and the next packet — whose in-band FEC carries it — is not held one frame ahead:
+    /// `P(d > T) + loss · P(d > T - 20 ms) <= 1 - quantile`. Without loss this is the quantile.
+    fn miss_budget_us(&self) -> i64 {
+        const FEC_BINS: usize = (FRAME_DURATION.as_micros() as i64 / BIN_US) as usize;
+        let budget = 1.0 - f64::from(self.cfg.quantile_permille.min(1000)) / 1000.0;
+        let loss = self.loss_rate();
+        let mass = self.mass.max(f64::MIN_POSITIVE);
+        // Cumulative mass of the bins up to each of the last FEC_BINS + 1 bins (a ring).
+        let mut ring = [0.0f64; FEC_BINS + 1];
+        let mut acc = 0.0;
+        for (i, &w) in self.hist.iter().enumerate() {
+            acc += w;
+            ring[i % (FEC_BINS + 1)] = acc;
+            let behind = if i >= FEC_BINS {
+                ring[(i - FEC_BINS) % (FEC_BINS + 1)]
+            } else {
+                0.0
+            };
+            let late = (1.0 - acc / mass).max(0.0);
+            let unrepaired = loss * (1.0 - behind / mass).max(0.0);
+            if late + unrepaired <= budget + 1e-9 {
+                return (i as i64 + 1) * BIN_US - HALF_RANGE_US;
+            }
+        }
+        HALF_RANGE_US
     }
 
     fn bounded_us(&self) -> i64 {
@@ -255,19 +272,19 @@ impl PlayoutPolicy for AdaptivePolicy {
         let floor = self.floor.get().unwrap_or(transit);
         let relative = transit - floor;
         self.seen += 1;
-        let in_order = self.highest_seq.is_none_or(|h| seq > h);
         match self.highest_seq {
             Some(h) if seq > h + 1 => {
                 for _ in 0..(seq - h - 1).min(64) {
                     self.lost += (1.0 - self.lost) / 250.0;
+                    self.lost_norm += (1.0 - self.lost_norm) / 250.0;
                 }
             }
             Some(h) if seq < h => self.lost = (self.lost - 1.0 / 250.0).max(0.0),
             _ => {}
         }
         self.lost -= self.lost / 250.0;
+        self.lost_norm += (1.0 - self.lost_norm) / 250.0;
         self.highest_seq = Some(self.highest_seq.map_or(seq, |h| h.max(seq)));
-        self.reordered += (if in_order { 0.0 } else { 1.0 } - self.reordered) / 250.0;
 
         let estimate = self.estimate_us;
         let ts_us = (timestamp as i128 * 1_000_000 / i128::from(SAMPLE_RATE)) as i64;
@@ -339,6 +356,49 @@ mod tests {
         feed(&mut p, 200, 300, |k| 30.0 + (k % 5) as f64 * 10.0);
         let t = p.target_delay().as_millis();
         assert!((38..=46).contains(&t), "target {t}");
+    }
+
+    /// Feeds packets `from..from + n` of a steady path (30–32 ms transit), dropping every
+    /// `lose_every`-th one (0: none).
+    fn feed_lossy(p: &mut AdaptivePolicy, from: u64, n: u64, lose_every: u64) {
+        for k in from..from + n {
+            if lose_every > 0 && k % lose_every == lose_every / 2 {
+                continue;
+            }
+            let at = Time::from_millis_f64(20.0 * k as f64 + 30.0 + (k % 3) as f64);
+            p.on_arrival(at, k, k * 960);
+        }
+    }
+
+    #[test]
+    fn loss_adds_the_frame_fec_needs_only_where_it_pays() {
+        let target = |lose_every| {
+            let mut p = AdaptivePolicy::default();
+            feed_lossy(&mut p, 0, 1000, lose_every);
+            p.target_delay().as_millis()
+        };
+        let clean = target(0);
+        assert!(clean <= 4, "clean {clean}");
+        // 8 % loss on a steady path: the packet after a gap must already wait one frame ahead.
+        let lossy = target(12);
+        assert!((20..=26).contains(&lossy), "8 % loss: {lossy}");
+        // 1 % loss: rebuilding 1 % of frames is not worth a frame of delay.
+        let light = target(100);
+        assert!(light <= clean + 2, "1 % loss: {light} against {clean}");
+    }
+
+    #[test]
+    fn the_first_losses_of_a_call_count_at_once() {
+        // Three losses in the first 60 packets (5 %): the unbiased loss rate already asks for
+        // the FEC frame, where the plain decaying average (still near 1 %) would not.
+        let mut p = AdaptivePolicy::default();
+        feed_lossy(&mut p, 0, 60, 20);
+        assert!(p.loss_rate() > 0.03, "loss rate {}", p.loss_rate());
+        assert!(
+            p.target_delay() >= Duration::from_millis(18),
+            "{:?}",
+            p.target_delay()
+        );
     }
 
     #[test]

@@ -42,6 +42,9 @@ pub struct PacketStatus {
     pub following: Option<u64>,
     /// The packet right after the expected one is held and carries in-band FEC.
     pub next_has_fec: bool,
+    /// The lowest held packet after the expected one (at distance `following`) carries in-band
+    /// FEC, which rebuilds the frame just before it.
+    pub following_has_fec: bool,
     /// Frames a later packet's DRED covers before that packet (0: no DRED in this stream).
     pub dred_frames: u32,
     /// FEC recovery is enabled.
@@ -105,8 +108,15 @@ pub fn decide_packet(s: &PacketStatus) -> PacketOp {
         Some(1) if s.fec && s.next_has_fec => PacketOp::Fec,
         Some(ahead) if s.stalled > 0 => {
             // A stall ended with a later packet: the frames concealed meanwhile stand in for the
-            // lost ones.
-            PacketOp::CatchUp(u64::from(s.stalled).min(ahead))
+            // lost ones. When they stand in for all of them, the last lost frame is kept to be
+            // rebuilt from that packet's in-band FEC (as for a stall of one frame above): one
+            // concealed frame of the stall stays as the frame of delay FEC needs.
+            let skip = u64::from(s.stalled).min(ahead);
+            if skip == ahead && ahead >= 2 && s.fec && s.following_has_fec {
+                PacketOp::CatchUp(ahead - 1)
+            } else {
+                PacketOp::CatchUp(skip)
+            }
         }
         Some(ahead) if s.dred_frames > 0 && ahead <= u64::from(s.dred_frames) => PacketOp::Dred {
             frames_back: ahead as u32,
@@ -291,6 +301,45 @@ mod tests {
                     ..playing()
                 },
                 PacketOp::CatchUp(1),
+            ),
+            // A stall that stood in for every lost frame keeps the last one for the FEC of the
+            // packet after the gap…
+            (
+                PacketStatus {
+                    following: Some(3),
+                    following_has_fec: true,
+                    stalled: 3,
+                    ..playing()
+                },
+                PacketOp::CatchUp(2),
+            ),
+            (
+                PacketStatus {
+                    following: Some(3),
+                    following_has_fec: true,
+                    stalled: 6,
+                    ..playing()
+                },
+                PacketOp::CatchUp(2),
+            ),
+            // …but not when that packet carries none, or FEC is off.
+            (
+                PacketStatus {
+                    following: Some(3),
+                    stalled: 3,
+                    ..playing()
+                },
+                PacketOp::CatchUp(3),
+            ),
+            (
+                PacketStatus {
+                    following: Some(3),
+                    following_has_fec: true,
+                    fec: false,
+                    stalled: 3,
+                    ..playing()
+                },
+                PacketOp::CatchUp(3),
             ),
             (
                 PacketStatus {

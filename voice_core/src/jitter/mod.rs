@@ -464,10 +464,12 @@ impl JitterBuffer {
         } else {
             None
         };
-        let next_has_fec = following == Some(1)
-            && self.slots[self.slot_index(base + 1)]
+        let following_has_fec = following.is_some_and(|d| {
+            self.slots[self.slot_index(base + d)]
                 .flags
-                .contains(Flags::FEC);
+                .contains(Flags::FEC)
+        });
+        let next_has_fec = following == Some(1) && following_has_fec;
         PacketStatus {
             playing: self.playing,
             start_ready: !self.playing
@@ -477,6 +479,7 @@ impl JitterBuffer {
             next_held: self.playing && next_held,
             following: if self.playing { following } else { None },
             next_has_fec,
+            following_has_fec,
             dred_frames: self.dred_frames,
             fec: self.fec,
             missing_run: self.missing_run,
