@@ -106,7 +106,7 @@
 // The relay refused something: `code`, `text`.
 #define VOICE_EVENT_ERROR 13
 
-// A command was refused locally: `text`.
+// A command was refused locally: `text` (command: reason) and `code` (see `voice_event.code`).
 #define VOICE_EVENT_COMMAND_FAILED 14
 
 // An audio notice (e.g. fallback to silence): `text`.
@@ -400,7 +400,10 @@ typedef struct voice_event {
   uint32_t session;
   // The channel the event is about (0 if none).
   uint32_t channel;
-  // Error code for `VOICE_EVENT_ERROR`.
+  // Error code for `VOICE_EVENT_ERROR` (the relay's `ErrorCode`), and for
+  // `VOICE_EVENT_COMMAND_FAILED` why the command was refused: 1 not connected, 2 bad chat
+  // text, 3 not in a channel, 4 whisper to yourself, 5 position, pose or distance model out
+  // of range.
   uint32_t code;
   // Speaking started (`VOICE_EVENT_SPEAKING`).
   bool flag;

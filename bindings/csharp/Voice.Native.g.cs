@@ -254,7 +254,10 @@ namespace Voice
         /// </summary>
         public uint channel;
         /// <summary>
-        /// Error code for `VOICE_EVENT_ERROR`.
+        /// Error code for `VOICE_EVENT_ERROR` (the relay's `ErrorCode`), and for
+        /// `VOICE_EVENT_COMMAND_FAILED` why the command was refused: 1 not connected, 2 bad chat
+        /// text, 3 not in a channel, 4 whisper to yourself, 5 position, pose or distance model out
+        /// of range.
         /// </summary>
         public uint code;
         private byte _flag;
@@ -894,7 +897,7 @@ namespace Voice
         /// </summary>
         public const int VOICE_EVENT_ERROR = 13;
         /// <summary>
-        /// A command was refused locally: `text`.
+        /// A command was refused locally: `text` (command: reason) and `code` (see `voice_event.code`).
         /// </summary>
         public const int VOICE_EVENT_COMMAND_FAILED = 14;
         /// <summary>

@@ -267,8 +267,8 @@ impl SessionState {
             }
             Event::Rtt { ms } => self.rtt_ms = Some(ms),
             Event::ServerStats { counters } => self.server_counters = counters,
-            Event::CommandFailed { command, reason } => {
-                self.notice(format!("{command} failed: {reason}"), now_unix_ms);
+            Event::CommandFailed { command, error } => {
+                self.notice(format!("{command} failed: {error}"), now_unix_ms);
             }
             Event::AudioNotice { message } => {
                 // Shown once, in plain words: in the banner, then (dismissed) in the audio panel.

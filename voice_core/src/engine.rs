@@ -221,12 +221,13 @@ pub enum Event {
         /// (name, value) pairs.
         counters: Vec<(String, u64)>,
     },
-    /// A command was refused locally (not connected, bad chat text, unknown user, …).
+    /// A command was refused locally (not connected, bad chat text, whispering to ourselves, …);
+    /// the same error [`Engine::apply`] returned.
     CommandFailed {
-        /// The command.
-        command: String,
-        /// Why.
-        reason: String,
+        /// The command ([`Request::name`]).
+        command: &'static str,
+        /// Why ([`CommandError::code`] gives a stable number for other languages).
+        error: CommandError,
     },
     /// Something about audio devices the user should know (e.g. a fallback to the null device).
     AudioNotice {
@@ -312,7 +313,7 @@ impl Request {
 }
 
 /// Why a command was refused locally.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
 pub enum CommandError {
     /// Not connected to a relay.
     #[error("not connected")]
@@ -329,6 +330,21 @@ pub enum CommandError {
     /// A position, pose or distance model out of range.
     #[error(transparent)]
     Spatial(#[from] SpatialError),
+}
+
+impl CommandError {
+    /// A stable number per error, for bindings that cannot match on the enum (the C ABI's
+    /// `voice_event.code` of `VOICE_EVENT_COMMAND_FAILED`): 1 not connected, 2 bad chat text,
+    /// 3 not in a channel, 4 whisper to yourself, 5 position, pose or distance model out of range.
+    pub fn code(&self) -> u32 {
+        match self {
+            CommandError::NotConnected => 1,
+            CommandError::BadChat => 2,
+            CommandError::NotInChannel => 3,
+            CommandError::WhisperSelf => 4,
+            CommandError::Spatial(_) => 5,
+        }
+    }
 }
 
 /// One remote sender as the statistics show it.
@@ -1409,8 +1425,8 @@ impl Engine {
         };
         if let Err(err) = &result {
             self.events.push_back(Event::CommandFailed {
-                command: name.into(),
-                reason: err.to_string(),
+                command: name,
+                error: err.clone(),
             });
         }
         result

@@ -87,7 +87,7 @@ impl DistanceModel {
 }
 
 /// Why attenuation settings were refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error, Serialize)]
 pub enum SpatialError {
     /// A distance or rolloff is negative, NaN or infinite, or min ≥ max, or min is 0.
     #[error("need 0 < min_distance < max_distance (finite) and a finite rolloff >= 0")]

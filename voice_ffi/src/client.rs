@@ -64,7 +64,7 @@ pub const VOICE_EVENT_SPEAKING: u32 = 11;
 pub const VOICE_EVENT_RTT: u32 = 12;
 /// The relay refused something: `code`, `text`.
 pub const VOICE_EVENT_ERROR: u32 = 13;
-/// A command was refused locally: `text`.
+/// A command was refused locally: `text` (command: reason) and `code` (see `voice_event.code`).
 pub const VOICE_EVENT_COMMAND_FAILED: u32 = 14;
 /// An audio notice (e.g. fallback to silence): `text`.
 pub const VOICE_EVENT_AUDIO_NOTICE: u32 = 15;
@@ -158,7 +158,10 @@ pub struct voice_event {
     pub session: u32,
     /// The channel the event is about (0 if none).
     pub channel: u32,
-    /// Error code for `VOICE_EVENT_ERROR`.
+    /// Error code for `VOICE_EVENT_ERROR` (the relay's `ErrorCode`), and for
+    /// `VOICE_EVENT_COMMAND_FAILED` why the command was refused: 1 not connected, 2 bad chat
+    /// text, 3 not in a channel, 4 whisper to yourself, 5 position, pose or distance model out
+    /// of range.
     pub code: u32,
     /// Speaking started (`VOICE_EVENT_SPEAKING`).
     pub flag: bool,
@@ -293,8 +296,10 @@ fn flatten(ev: Event, out: &mut VecDeque<voice_event>) {
             out.push_back(e);
         }
         Event::ServerStats { .. } => out.push_back(E::new(VOICE_EVENT_SERVER_STATS)),
-        Event::CommandFailed { command, reason } => {
-            out.push_back(E::new(VOICE_EVENT_COMMAND_FAILED).text(&format!("{command}: {reason}")))
+        Event::CommandFailed { command, error } => {
+            let mut e = E::new(VOICE_EVENT_COMMAND_FAILED).text(&format!("{command}: {error}"));
+            e.code = error.code();
+            out.push_back(e);
         }
         Event::AudioNotice { message } => {
             out.push_back(E::new(VOICE_EVENT_AUDIO_NOTICE).text(&message))
@@ -1002,4 +1007,28 @@ pub unsafe extern "C" fn voice_client_pull_playback(
         unsafe { *written = n };
         voice_result::VOICE_OK
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use voice_core::engine::CommandError;
+
+    #[test]
+    fn a_refused_command_carries_its_typed_reason_as_a_code() {
+        let mut out = VecDeque::new();
+        flatten(
+            Event::CommandFailed {
+                command: "whisper",
+                error: CommandError::WhisperSelf,
+            },
+            &mut out,
+        );
+        let e = out.pop_front().expect("one event");
+        assert!(out.is_empty());
+        assert_eq!(e.kind, VOICE_EVENT_COMMAND_FAILED);
+        assert_eq!(e.code, 4);
+        let text: Vec<u8> = e.text[..e.text_len].iter().map(|&c| c as u8).collect();
+        assert_eq!(text, b"whisper: cannot whisper to yourself");
+    }
 }
