@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use voice_core::proto::register::Secret;
 use voice_core::proto::tcp::{
-    validate_chat, validate_name, ClientMessage, ErrorCode, ServerMessage, CONTROL_VERSION,
-    MAX_E2EE_IDENTITY, MAX_E2EE_KEY_BLOB,
+    validate_chat, validate_name, ClientMessage, ErrorCode, Removal, ServerMessage,
+    CONTROL_VERSION, MAX_E2EE_IDENTITY, MAX_E2EE_KEY_BLOB, MAX_REASON_LEN,
 };
 use voice_core::proto::{ChannelId, SessionToken};
 
@@ -89,6 +89,17 @@ pub fn hello(
     };
     if !validate_name(&name) {
         return reject(stats, ErrorCode::BadName, "invalid name");
+    }
+    if let Some(left) = state.banned_for(&grants.sub, cx.now) {
+        stats.inc(Counter::HelloBanned);
+        return reject(
+            stats,
+            ErrorCode::Banned,
+            &format!(
+                "you are banned from this relay for {} more seconds",
+                left.as_secs().max(1)
+            ),
+        );
     }
     if state.sessions.len() >= cx.max_sessions {
         return reject(stats, ErrorCode::Full, "relay is full");
@@ -210,8 +221,154 @@ pub fn handle(
         ClientMessage::Tunnel { .. } => {}
         ClientMessage::E2eeIdentity { blob } => e2ee_identity(state, who, blob, out),
         ClientMessage::E2eeKeys { keys } => e2ee_keys(state, who, keys, out),
+        ClientMessage::Kick { session, reason } => {
+            remove(state, stats, who, session, reason, None, now, out)
+        }
+        ClientMessage::Ban {
+            session,
+            reason,
+            duration_secs,
+        } => remove(
+            state,
+            stats,
+            who,
+            session,
+            reason,
+            Some(duration_secs),
+            now,
+            out,
+        ),
     }
     After::Continue
+}
+
+/// A year: the end of a ban too long for the clock to represent.
+const YEAR: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
+
+/// `text` cut to at most `max` bytes at a character boundary.
+fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
+/// An admin's `Kick` (`ban: None`) or `Ban` (`Some(requested seconds)`): the target is told
+/// why ([`ServerMessage::Removed`]), the admin gets [`ServerMessage::UserRemoved`], and the
+/// target is queued in [`State::removals`] for the server to end once those are delivered. A
+/// session without the admin claim gets `Error{Forbidden}` and nothing changes.
+#[allow(clippy::too_many_arguments)]
+fn remove(
+    state: &mut State,
+    stats: &mut Stats,
+    who: SessionToken,
+    target: SessionToken,
+    reason: String,
+    ban: Option<u32>,
+    now: Instant,
+    out: &mut Outbox,
+) {
+    let (what, done) = if ban.is_some() {
+        ("ban", "banned")
+    } else {
+        ("kick", "kicked")
+    };
+    let Some(actor) = state.sessions.get(&who) else {
+        return;
+    };
+    if !actor.grants.admin {
+        stats.inc(Counter::Forbidden);
+        out.push((
+            who,
+            error(
+                ErrorCode::Forbidden,
+                format!("to {what} you need the admin claim in your access token"),
+            ),
+        ));
+        return;
+    }
+    let by = actor.name.clone();
+    let Some(t) = state.sessions.get(&target) else {
+        out.push((who, error(ErrorCode::NoSuchSession, "no such session")));
+        return;
+    };
+    let (name, sub) = (t.name.clone(), t.grants.sub.clone());
+    let reason = truncate(reason, MAX_REASON_LEN);
+    let (removal, ban_secs) = match ban {
+        None => {
+            stats.inc(Counter::Kicks);
+            (Removal::Kicked, 0)
+        }
+        Some(requested) => {
+            let secs = state.ban_policy.length(requested);
+            let length = std::time::Duration::from_secs(u64::from(secs));
+            // Far beyond any relay's uptime when the clock cannot represent it.
+            let until = now.checked_add(length).unwrap_or(now + YEAR);
+            state.ban(&sub, until);
+            stats.inc(Counter::Bans);
+            (Removal::Banned, secs)
+        }
+    };
+    log::info!("session {target} {done} by session {who}");
+    out.push((
+        target,
+        ServerMessage::Removed {
+            removal,
+            by,
+            reason,
+            ban_secs,
+        },
+    ));
+    if target != who {
+        out.push((
+            who,
+            ServerMessage::UserRemoved {
+                session: target,
+                name,
+                ban_secs,
+            },
+        ));
+    }
+    if !state.removals.contains(&target) {
+        state.removals.push(target);
+    }
+}
+
+/// Ends every session whose access token has expired (its `exp` plus
+/// [`LEEWAY_SECS`](crate::token::LEEWAY_SECS), the same grace `Hello` gives) at `unix_ms`: each
+/// is told ([`ServerMessage::Removed`] with [`Removal::TokenExpired`]) and queued in
+/// [`State::removals`]. A client that wants to stay reconnects with a fresh token before then.
+pub fn expire_tokens(state: &mut State, stats: &mut Stats, unix_ms: u64, out: &mut Outbox) {
+    let leeway = crate::token::LEEWAY_SECS;
+    let expired: Vec<SessionToken> = state
+        .sessions
+        .values()
+        .filter(|s| {
+            s.grants
+                .expires
+                .is_some_and(|exp| exp.saturating_add(leeway).saturating_mul(1000) < unix_ms)
+        })
+        .map(|s| s.token)
+        .filter(|t| !state.removals.contains(t))
+        .collect();
+    for t in expired {
+        stats.inc(Counter::TokenExpiredClosed);
+        log::info!("session {t}: access token expired; closing");
+        out.push((
+            t,
+            ServerMessage::Removed {
+                removal: Removal::TokenExpired,
+                by: String::new(),
+                reason: "your access token expired; reconnect with a fresh one".into(),
+                ban_secs: 0,
+            },
+        ));
+        state.removals.push(t);
+    }
 }
 
 /// Stores a client's end-to-end identity blob and shows it to its channel. The relay never looks
@@ -300,6 +457,49 @@ fn e2ee_on_join(state: &State, who: SessionToken, channel: ChannelId, out: &mut 
     }
 }
 
+/// The channel's own rules for a joiner not yet in it (allow-list, member cap, names in use):
+/// the counter, code and text of the refusal, or `None`. The joiner stays where it was.
+fn refuse_join(
+    state: &State,
+    who: SessionToken,
+    channel: ChannelId,
+) -> Option<(Counter, ErrorCode, String)> {
+    let ch = state.channels.get(&channel)?;
+    let s = state.sessions.get(&who)?;
+    if !ch.allows(&s.grants.sub) {
+        return Some((
+            Counter::JoinNotAllowed,
+            ErrorCode::NotAllowed,
+            format!(
+                "channel {} admits only the users on its allow-list",
+                channel.0
+            ),
+        ));
+    }
+    if ch.is_full() {
+        return Some((
+            Counter::JoinChannelFull,
+            ErrorCode::ChannelFull,
+            format!(
+                "channel {} is full ({} members)",
+                channel.0,
+                ch.members.len()
+            ),
+        ));
+    }
+    if state.name_taken(channel, &s.name, who) {
+        return Some((
+            Counter::JoinNameTaken,
+            ErrorCode::NameTaken,
+            format!(
+                "the name \"{}\" is already used in channel {}",
+                s.name, channel.0
+            ),
+        ));
+    }
+    None
+}
+
 fn join(
     state: &mut State,
     stats: &mut Stats,
@@ -328,6 +528,11 @@ fn join(
     }
     let current = state.sessions.get(&who).and_then(|s| s.channel);
     if current != Some(channel) {
+        if let Some(refusal) = refuse_join(state, who, channel) {
+            stats.inc(refusal.0);
+            out.push((who, error(refusal.1, refusal.2)));
+            return;
+        }
         leave(state, who, out);
         state.add_member(who, channel);
         let user = state.sessions[&who].info();
@@ -792,6 +997,66 @@ mod tests {
                 }
             )]
         ));
+    }
+
+    #[test]
+    fn a_token_expires_at_exp_plus_the_leeway_on_the_callers_clock() {
+        let mut f = Fixture::new();
+        let (a, b) = (f.connect("a"), f.connect("b"));
+        f.send(a, join(1));
+        f.send(b, join(1));
+        f.st.sessions.get_mut(&a).unwrap().grants.expires = Some(1_000);
+        let edge = (1_000 + crate::token::LEEWAY_SECS) * 1000;
+        let mut out = Vec::new();
+        expire_tokens(&mut f.st, &mut f.stats, edge, &mut out);
+        assert!(out.is_empty() && f.st.removals.is_empty());
+        expire_tokens(&mut f.st, &mut f.stats, edge + 1, &mut out);
+        assert!(matches!(
+            &out[..],
+            [(t, ServerMessage::Removed { removal: Removal::TokenExpired, .. })] if *t == a
+        ));
+        assert_eq!(f.st.take_removals(), vec![a]);
+        // Told once, even if the server has not ended it yet when the tick comes again.
+        f.st.removals.push(a);
+        out.clear();
+        expire_tokens(&mut f.st, &mut f.stats, edge + 2, &mut out);
+        assert!(out.is_empty());
+        assert_eq!(f.stats.get(Counter::TokenExpiredClosed), 1);
+    }
+
+    #[test]
+    fn a_ban_lasts_its_length_on_the_callers_clock_and_is_capped() {
+        let mut f = Fixture::new();
+        let (admin, t) = (f.connect("admin"), f.connect("t"));
+        f.st.sessions.get_mut(&admin).unwrap().grants.admin = true;
+        let max = f.st.ban_policy.max_secs;
+        let out = f.send(
+            admin,
+            ClientMessage::Ban {
+                session: t,
+                reason: "x".repeat(MAX_REASON_LEN + 50),
+                duration_secs: u32::MAX,
+            },
+        );
+        match &out[..] {
+            [(
+                to,
+                ServerMessage::Removed {
+                    ban_secs, reason, ..
+                },
+            ), (back, ServerMessage::UserRemoved { .. })] => {
+                assert_eq!((*to, *back, *ban_secs), (t, admin, max));
+                assert_eq!(reason.len(), MAX_REASON_LEN);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(f.st.take_removals(), vec![t]);
+        let secs = std::time::Duration::from_secs(u64::from(max));
+        assert!(f.st.banned_for("t", f.now + secs / 2).is_some());
+        assert!(f.st.banned_for("other", f.now).is_none());
+        assert!(f.st.banned_for("t", f.now + secs).is_none());
+        assert!(f.st.bans.is_empty(), "an ended ban is forgotten");
+        assert_eq!(f.st.ban_policy.length(0), f.st.ban_policy.default_secs);
     }
 
     #[test]
