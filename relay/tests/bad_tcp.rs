@@ -136,7 +136,8 @@ fn bad_handshakes_are_rejected_and_closed() {
     );
     expect(hello(addr, "bad\nname"), ErrorCode::BadName);
     expect(ClientMessage::ListChannels, ErrorCode::Handshake);
-    let mut g = group(addr, 1, &["a", "a"]); // duplicate names are allowed
+    // Two members of one channel may not share a name (tests/permissions.rs); different names.
+    let mut g = group(addr, 1, &["a", "b"]);
     expect(hello(addr, "c"), ErrorCode::Full);
     still_serving(&mut g);
 }
