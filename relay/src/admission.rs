@@ -53,6 +53,12 @@ impl Grants {
         }
     }
 
+    /// True when both sessions were admitted by access tokens of the same user (`sub`); a
+    /// session admitted by name (open mode) is nobody's same user.
+    pub fn same_token_user(&self, other: &Grants) -> bool {
+        self.expires.is_some() && other.expires.is_some() && self.sub == other.sub
+    }
+
     /// True when the session may join `channel`.
     pub fn may_join(&self, channel: ChannelId) -> bool {
         match &self.channels {

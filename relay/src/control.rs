@@ -487,7 +487,7 @@ fn refuse_join(
             ),
         ));
     }
-    if state.name_taken(channel, &s.name, who) {
+    if state.name_taken(channel, who) {
         return Some((
             Counter::JoinNameTaken,
             ErrorCode::NameTaken,

@@ -570,14 +570,19 @@ impl State {
         self.bans.retain(|_, until| *until > now);
     }
 
-    /// True when a member of `channel` other than `who` uses a name like `name` ([`same_name`]).
-    pub fn name_taken(&self, channel: ChannelId, name: &str, who: SessionToken) -> bool {
+    /// True when a member of `channel` other than `who` uses a name like `who`'s ([`same_name`])
+    /// and is another user. The same user (both admitted by tokens with the same `sub`: a
+    /// second device, or a reconnect while the relay still holds the old session until its idle
+    /// timeout) may appear twice.
+    pub fn name_taken(&self, channel: ChannelId, who: SessionToken) -> bool {
+        let Some(me) = self.sessions.get(&who) else {
+            return false;
+        };
         self.members(channel).iter().any(|m| {
             *m != who
-                && self
-                    .sessions
-                    .get(m)
-                    .is_some_and(|s| same_name(&s.name, name))
+                && self.sessions.get(m).is_some_and(|s| {
+                    same_name(&s.name, &me.name) && !s.grants.same_token_user(&me.grants)
+                })
         })
     }
 

@@ -156,14 +156,25 @@ fn a_channel_cap_and_allow_list_refuse_joins_and_the_joiner_stays_put() {
     assert_eq!(delta(&before, &after, "forbidden"), 0);
 }
 
+/// A token for display name `name` with its own subject `sub`.
+fn token_as(relay: &RelayHandle, sub: &str, name: &str) -> String {
+    relay
+        .mint_token(&Claims {
+            sub: sub.into(),
+            ..Claims::for_name(name, relay.audience(), 3600)
+        })
+        .unwrap()
+}
+
 #[test]
 fn a_name_already_used_in_a_channel_is_refused_there_but_not_elsewhere() {
     let relay = start(|_| {});
     let addr = relay.local_addr();
     let mut first = group(addr, 1, &["bob", "alice"]);
-    // Tokens name the user: two sessions of "bob", and one "BOB " (same name to a listener).
-    let mut second = Client::connect(addr, "bob");
-    let mut shouting = Client::connect(addr, "BOB ");
+    // Other users (other subjects) whose tokens name them "bob" and "BOB " (the same name to a
+    // listener).
+    let mut second = Client::connect_with(addr, "bob", Some(token_as(&relay, "bob-2", "bob")));
+    let mut shouting = Client::connect_with(addr, "BOB ", Some(token_as(&relay, "bob-3", "BOB ")));
     let before = second.stats();
     second.send(&ClientMessage::JoinChannel {
         channel: ChannelId(1),
@@ -189,6 +200,10 @@ fn a_name_already_used_in_a_channel_is_refused_there_but_not_elsewhere() {
     expect_error(&mut shouting, ErrorCode::NameTaken);
     let (a, b) = first.split_at_mut(1);
     still_talking(&mut a[0], &b[0]);
+    // The same user (same `sub`) on a second device, or reconnecting while the relay still
+    // holds its old session, is not refused.
+    let mut again = Client::connect(addr, "bob");
+    again.join(1);
     let after = second.stats();
     assert_eq!(delta(&before, &after, "join_name_taken"), 3);
 }

@@ -143,8 +143,8 @@ pub enum ErrorCode {
     ChannelFull,
     /// Permissions: the channel admits only the token subjects on its allow-list.
     NotAllowed,
-    /// Permissions: a member of the channel already uses this display name (compared without
-    /// case, after trimming spaces).
+    /// Permissions: another user in the channel already uses this display name (compared
+    /// without case, after trimming spaces).
     NameTaken,
     /// Permissions: this user (token subject; in open mode the name) is banned from the relay
     /// for a while (`Hello` refused; the text says how long).
