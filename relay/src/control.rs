@@ -260,7 +260,8 @@ fn truncate(mut text: String, max: usize) -> String {
 /// An admin's `Kick` (`ban: None`) or `Ban` (`Some(requested seconds)`): the target is told
 /// why ([`ServerMessage::Removed`]), the admin gets [`ServerMessage::UserRemoved`], and the
 /// target is queued in [`State::removals`] for the server to end once those are delivered. A
-/// session without the admin claim gets `Error{Forbidden}` and nothing changes.
+/// ban does the same to every other session of the target's user (same `sub`). A session
+/// without the admin claim gets `Error{Forbidden}` and nothing changes.
 #[allow(clippy::too_many_arguments)]
 fn remove(
     state: &mut State,
@@ -314,6 +315,7 @@ fn remove(
         }
     };
     log::info!("session {target} {done} by session {who}");
+    let (by_name, reason_copy) = (by.clone(), reason.clone());
     out.push((
         target,
         ServerMessage::Removed {
@@ -335,6 +337,38 @@ fn remove(
     }
     if !state.removals.contains(&target) {
         state.removals.push(target);
+    }
+    if removal == Removal::Banned {
+        // The user's other sessions (another device) go too: a ban refuses the user.
+        let others: Vec<(SessionToken, String)> = state
+            .sessions
+            .values()
+            .filter(|s| s.token != target && s.grants.sub == sub)
+            .filter(|s| !state.removals.contains(&s.token))
+            .map(|s| (s.token, s.name.clone()))
+            .collect();
+        for (other, name) in others {
+            out.push((
+                other,
+                ServerMessage::Removed {
+                    removal,
+                    by: by_name.clone(),
+                    reason: reason_copy.clone(),
+                    ban_secs,
+                },
+            ));
+            if other != who {
+                out.push((
+                    who,
+                    ServerMessage::UserRemoved {
+                        session: other,
+                        name,
+                        ban_secs,
+                    },
+                ));
+            }
+            state.removals.push(other);
+        }
     }
 }
 

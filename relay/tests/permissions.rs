@@ -314,6 +314,8 @@ fn a_ban_refuses_the_user_until_it_ends_and_is_capped_by_the_relay() {
     let addr = relay.local_addr();
     let mut admin = Client::connect_with(addr, "mod", Some(admin_token(&relay, "mod")));
     let mut troll = Client::connect(addr, "troll");
+    // The same user on a second device.
+    let mut phone = Client::connect(addr, "troll");
     let before = admin.stats();
     // Asks for an hour; the relay's maximum (1 s here) applies.
     admin.send(&ClientMessage::Ban {
@@ -331,11 +333,25 @@ fn a_ban_refuses_the_user_until_it_ends_and_is_capped_by_the_relay() {
         }
     );
     assert!(troll.ctl.closed_within(WAIT));
-    match admin.recv() {
-        ServerMessage::UserRemoved { ban_secs, name, .. } => {
-            assert_eq!((ban_secs, name.as_str()), (1, "troll"))
+    // The ban reaches the user's other session too.
+    assert!(matches!(
+        phone.recv(),
+        ServerMessage::Removed {
+            removal: Removal::Banned,
+            ban_secs: 1,
+            ..
         }
-        other => panic!("expected UserRemoved, got {other:?}"),
+    ));
+    assert!(phone.ctl.closed_within(WAIT));
+    for session in [troll.session, phone.session] {
+        match admin.recv() {
+            ServerMessage::UserRemoved {
+                ban_secs,
+                name,
+                session: s,
+            } => assert_eq!((ban_secs, name.as_str(), s), (1, "troll", session)),
+            other => panic!("expected UserRemoved, got {other:?}"),
+        }
     }
     // Refused at Hello with a fresh token of the same subject, with a clear error.
     let (code, text) = try_hello(addr, "troll", token_for(addr, "troll")).unwrap_err();
