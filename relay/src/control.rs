@@ -2,6 +2,12 @@
 //! and a list of `(recipient, ServerMessage)` out. No sockets and no clock here (the caller passes
 //! `now` and the wall-clock milliseconds), so presence ordering, chat scoping, rate limits and
 //! error replies are unit-tested below; the server only frames and queues what comes out.
+//!
+//! Permissions live here too: a channel's allow-list, member cap and one-name-per-user rule at
+//! `JoinChannel`, bans at `Hello`, an admin's `Kick`/`Ban`, and the end of sessions whose token
+//! expired ([`expire_tokens`], on the caller's clock). A transition that ends another session
+//! queues its notice and lists the session in [`State::removals`]; the server delivers the
+//! notice, then ends the session and closes its connection.
 
 use std::time::Instant;
 
