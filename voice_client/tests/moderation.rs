@@ -224,3 +224,36 @@ fn a_bot_with_the_admin_claim_kicks_by_name_and_one_without_is_refused() {
     );
     target.shutdown().unwrap();
 }
+
+#[test]
+fn a_bot_bans_by_name_for_the_seconds_it_was_given() {
+    let relay = start_relay();
+    let target = client(&relay, "troll", relay.token_for("troll").unwrap());
+    assert!(wait_event(&target, Duration::from_secs(5), |e| {
+        matches!(e, Event::ChannelJoined { .. })
+    })
+    .is_some());
+    let started = Instant::now();
+    let admin = bot(
+        &relay,
+        &admin_token(&relay, "mod"),
+        &["--name", "mod", "--ban", "troll:120", "--duration", "1.5"],
+    );
+    let removed = wait_event(&target, Duration::from_secs(5), |e| {
+        matches!(e, Event::Removed { .. })
+    });
+    assert_eq!(
+        removed,
+        Some(Event::Removed {
+            removal: Removal::Banned,
+            by: "mod".into(),
+            reason: String::new(),
+            ban_secs: 120
+        })
+    );
+    let (events, _) = bot_events(admin, started);
+    let done: Vec<_> = events.iter().filter_map(|e| e.get("UserRemoved")).collect();
+    assert_eq!(done.len(), 1, "{events:?}");
+    assert_eq!(done[0]["ban_secs"], 120);
+    target.shutdown().unwrap();
+}

@@ -17,7 +17,9 @@
 //! `--stats-interval` until found), once each, with `--reason` shown to them. The relay obeys
 //! only a bot whose token has the admin claim (`relay token --admin …`); otherwise the answer is
 //! an `Error` event with code `Forbidden`. A kicked or banned bot prints the `Removed` event and
-//! exits without reconnecting.
+//! exits (status 1) without reconnecting.
+//! Exit status: 0 after `--duration`, 1 when the run ended early (removed by the relay, or a
+//! connection that failed for good), 2 for a bad command line.
 //! Capture processing (`voice_core::capture`: high-pass, echo cancellation, noise suppression,
 //! gain control, speech detection for `--mode vad`) is on by default with `--input-device` and off
 //! for files and tones; `--apm` overrides that, the `--no-*` flags switch single stages off.
@@ -523,15 +525,24 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .target(env_logger::Target::Stderr)
         .init();
-    match parse().and_then(run) {
-        Ok(()) => ExitCode::SUCCESS,
+    let args = match parse() {
+        Ok(a) => a,
         Err(e) if e.is_empty() => {
             println!("{USAGE}");
-            ExitCode::SUCCESS
+            return ExitCode::SUCCESS;
         }
         Err(e) => {
             eprintln!("voice-bot: {e}\n{USAGE}");
-            ExitCode::from(2)
+            return ExitCode::from(2);
+        }
+    };
+    // A run that ends early (e.g. kicked or banned, or a refused connection without reconnect)
+    // is not a command-line mistake: no usage text.
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("voice-bot: {e}");
+            ExitCode::FAILURE
         }
     }
 }
