@@ -228,7 +228,7 @@ fuzz_target!(|ops: Vec<Op>| {
                     if let Some(x) = state.sessions.get_mut(&s) {
                         x.grants.expires = Some(u64::from(exp));
                     }
-                    control::expire_tokens(
+                    relay::permissions::expire_tokens(
                         &mut state,
                         &mut stats,
                         u64::from(unix_s) * 1000,

@@ -185,7 +185,7 @@ impl Relay {
     pub(super) fn expire_sessions(&mut self, now: Instant) {
         self.state.prune_bans(now);
         let mut out = std::mem::take(&mut self.outbox);
-        control::expire_tokens(&mut self.state, &mut self.stats, unix_ms(), &mut out);
+        crate::permissions::expire_tokens(&mut self.state, &mut self.stats, unix_ms(), &mut out);
         self.deliver(&mut out);
         self.outbox = out;
         self.apply_removals(now);
