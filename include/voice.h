@@ -236,6 +236,24 @@
 // Interleaved stereo samples of one rendered frame (left, right, …).
 #define VOICE_STEREO_FRAME_SAMPLES 1920
 
+// The relay ended our session (`code`: `VOICE_REMOVAL_*`; `name`: the admin's name, empty when
+// the relay did it; `text`: the reason; `value`: ban length in seconds, 0 unless banned). The
+// connection closes next (`VOICE_EVENT_DISCONNECTED`) and is not retried.
+#define VOICE_EVENT_REMOVED 18
+
+// A session we kicked or banned is gone (`session`, `name`; `value`: ban length in seconds,
+// 0 for a kick).
+#define VOICE_EVENT_USER_REMOVED 19
+
+// `VOICE_EVENT_REMOVED` code: an admin kicked us (we may connect again).
+#define VOICE_REMOVAL_KICKED 0
+
+// `VOICE_EVENT_REMOVED` code: an admin banned us; the relay refuses us until the ban ends.
+#define VOICE_REMOVAL_BANNED 1
+
+// `VOICE_EVENT_REMOVED` code: our access token expired; connect again with a fresh one.
+#define VOICE_REMOVAL_TOKEN_EXPIRED 2
+
 // Result of every fallible call. Values are stable and never renumbered.
 enum voice_result
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -1135,6 +1153,29 @@ voice_result voice_client_set_listener(const struct voice_client *client,
 // Thread safety: any thread.
 voice_result voice_client_set_channel_attenuation(const struct voice_client *client,
                                                   const struct voice_attenuation *attenuation);
+
+// Asks the relay to remove `session` (it gets `VOICE_EVENT_REMOVED`, its channel
+// `VOICE_EVENT_USER_LEFT`; we get `VOICE_EVENT_USER_REMOVED`). Needs the `admin` claim in our
+// access token, otherwise the relay answers `VOICE_EVENT_ERROR` (code 11, Forbidden).
+// `reason` (NUL-terminated UTF-8, or NULL for none; the relay passes on at most 200 bytes) is
+// shown to the removed user; it is copied before the call returns.
+// `VOICE_ERR_INVALID_ARGUMENT` for session 0 or a reason that is not UTF-8;
+// `VOICE_ERR_NOT_CONNECTED` when not connected.
+//
+// Thread safety: any thread; the command is queued to the engine thread.
+voice_result voice_client_kick(const struct voice_client *client,
+                               uint32_t session,
+                               const char *reason);
+
+// As `voice_client_kick`, and the relay refuses the user (its token subject; on an `--open`
+// relay its name) for `duration_secs` seconds (0: the relay's default, one hour unless
+// configured; the relay caps long bans at its `ban_max_secs`). Bans live in the relay's memory.
+//
+// Thread safety: any thread; the command is queued to the engine thread.
+voice_result voice_client_ban(const struct voice_client *client,
+                              uint32_t session,
+                              const char *reason,
+                              uint32_t duration_secs);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -402,6 +402,8 @@ fn child(args: &[String]) {
                         id,
                         name: format!("c{id}"),
                         spatial: None,
+                        max_members: None,
+                        allow: None,
                     })
                     .collect(),
                 // Room for the largest step; a listing of 10,000 users still fits one frame.

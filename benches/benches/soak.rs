@@ -85,6 +85,8 @@ fn relay_role() {
                 id,
                 name: format!("room {id}"),
                 spatial: None,
+                max_members: None,
+                allow: None,
             })
             .collect(),
         ..Default::default()

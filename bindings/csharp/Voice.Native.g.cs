@@ -1067,6 +1067,29 @@ namespace Voice
         /// Interleaved stereo samples of one rendered frame (left, right, …).
         /// </summary>
         public const int VOICE_STEREO_FRAME_SAMPLES = 1920;
+        /// <summary>
+        /// The relay ended our session (`code`: `VOICE_REMOVAL_*`; `name`: the admin's name, empty when
+        /// the relay did it; `text`: the reason; `value`: ban length in seconds, 0 unless banned). The
+        /// connection closes next (`VOICE_EVENT_DISCONNECTED`) and is not retried.
+        /// </summary>
+        public const int VOICE_EVENT_REMOVED = 18;
+        /// <summary>
+        /// A session we kicked or banned is gone (`session`, `name`; `value`: ban length in seconds,
+        /// 0 for a kick).
+        /// </summary>
+        public const int VOICE_EVENT_USER_REMOVED = 19;
+        /// <summary>
+        /// `VOICE_EVENT_REMOVED` code: an admin kicked us (we may connect again).
+        /// </summary>
+        public const int VOICE_REMOVAL_KICKED = 0;
+        /// <summary>
+        /// `VOICE_EVENT_REMOVED` code: an admin banned us; the relay refuses us until the ban ends.
+        /// </summary>
+        public const int VOICE_REMOVAL_BANNED = 1;
+        /// <summary>
+        /// `VOICE_EVENT_REMOVED` code: our access token expired; connect again with a fresh one.
+        /// </summary>
+        public const int VOICE_REMOVAL_TOKEN_EXPIRED = 2;
 
         /// <summary>
         /// The library version as a static NUL-terminated string (never freed).
@@ -1654,6 +1677,30 @@ namespace Voice
         /// </summary>
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         public static extern voice_result voice_client_set_channel_attenuation(IntPtr client, ref voice_attenuation attenuation);
+
+        /// <summary>
+        /// Asks the relay to remove `session` (it gets `VOICE_EVENT_REMOVED`, its channel
+        /// `VOICE_EVENT_USER_LEFT`; we get `VOICE_EVENT_USER_REMOVED`). Needs the `admin` claim in our
+        /// access token, otherwise the relay answers `VOICE_EVENT_ERROR` (code 11, Forbidden).
+        /// `reason` (NUL-terminated UTF-8, or NULL for none; the relay passes on at most 200 bytes) is
+        /// shown to the removed user; it is copied before the call returns.
+        /// `VOICE_ERR_INVALID_ARGUMENT` for session 0 or a reason that is not UTF-8;
+        /// `VOICE_ERR_NOT_CONNECTED` when not connected.
+        ///
+        /// Thread safety: any thread; the command is queued to the engine thread.
+        /// </summary>
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern voice_result voice_client_kick(IntPtr client, uint session, byte[] reason);
+
+        /// <summary>
+        /// As `voice_client_kick`, and the relay refuses the user (its token subject; on an `--open`
+        /// relay its name) for `duration_secs` seconds (0: the relay's default, one hour unless
+        /// configured; the relay caps long bans at its `ban_max_secs`). Bans live in the relay's memory.
+        ///
+        /// Thread safety: any thread; the command is queued to the engine thread.
+        /// </summary>
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern voice_result voice_client_ban(IntPtr client, uint session, byte[] reason, uint duration_secs);
 
         /// <summary>`text` as NUL-terminated UTF-8 bytes (for `const char *` parameters).</summary>
         public static byte[] Utf8z(string text)

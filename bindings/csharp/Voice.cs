@@ -361,6 +361,29 @@ namespace Voice
             try { Call(Native.voice_client_request_channels(p), "voice_client_request_channels"); } finally { h.Leave(); }
         }
 
+        /// <summary>
+        /// Asks the relay to remove `session` (needs the admin claim in our access token; otherwise an
+        /// ERROR event with code 11, Forbidden). The target gets a REMOVED event; we get USER_REMOVED.
+        /// `reason` (null: none) is shown to the target.
+        /// </summary>
+        public void Kick(uint session, string reason = null)
+        {
+            byte[] r = reason == null ? null : Native.Utf8z(reason);
+            IntPtr p = h.Enter("voice_client_kick");
+            try { Call(Native.voice_client_kick(p, session, r), "voice_client_kick"); } finally { h.Leave(); }
+        }
+
+        /// <summary>
+        /// As <see cref="Kick"/>, and the relay refuses the user for `durationSecs` seconds (0: the relay's
+        /// default length).
+        /// </summary>
+        public void Ban(uint session, string reason = null, uint durationSecs = 0)
+        {
+            byte[] r = reason == null ? null : Native.Utf8z(reason);
+            IntPtr p = h.Enter("voice_client_ban");
+            try { Call(Native.voice_client_ban(p, session, r, durationSecs), "voice_client_ban"); } finally { h.Leave(); }
+        }
+
         /// <summary>Sends chat to the current channel (1..=2000 bytes of UTF-8, no NUL).</summary>
         public void SendChat(string text)
         {

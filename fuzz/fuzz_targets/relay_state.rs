@@ -1,6 +1,8 @@
 //! Fuzz: the relay's state machine under arbitrary interleavings of handshakes, joins, leaves,
 //! chats, disconnects, UDP registrations and datagrams: no panic, and routing never sends a
 //! datagram back to its sender or outside the rules (channel members, or exactly the whisper target).
+//! Kicks and bans (by admins and not) and token expiry end sessions the way the server does
+//! (`State::take_removals`, then `control::disconnect`); a non-admin never removes anyone.
 #![no_main]
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -36,6 +38,17 @@ enum Op {
         target: u8,
     },
     Raw(Vec<u8>, u8),
+    Kick {
+        who: u8,
+        target: u8,
+        admin: bool,
+        ban: Option<u32>,
+    },
+    Expire {
+        who: u8,
+        exp: u16,
+        unix_s: u16,
+    },
 }
 
 fn addr(port: u8) -> SocketAddr {
@@ -171,6 +184,59 @@ fuzz_target!(|ops: Vec<Op>| {
                             let t = state.sessions.get(&target).and_then(|x| x.udp);
                             assert_eq!(recipients.as_slice(), t.as_slice());
                         }
+                    }
+                }
+            }
+            Op::Kick {
+                who,
+                target,
+                admin,
+                ban,
+            } => {
+                if let (Some(s), Some(t)) = (pick(who), pick(target)) {
+                    if let Some(x) = state.sessions.get_mut(&s) {
+                        x.grants.admin = admin;
+                    }
+                    let msg = match ban {
+                        None => ClientMessage::Kick {
+                            session: t,
+                            reason: "r".into(),
+                        },
+                        Some(duration_secs) => ClientMessage::Ban {
+                            session: t,
+                            reason: String::new(),
+                            duration_secs,
+                        },
+                    };
+                    control::handle(&mut state, &mut stats, s, msg, now, 0, &mut out);
+                    let removed = state.take_removals();
+                    if admin {
+                        // The target, and for a ban the user's other sessions.
+                        assert!(ban.is_some() || removed.len() <= 1);
+                        assert!(removed.is_empty() || removed[0] == t);
+                    } else {
+                        assert!(removed.is_empty(), "a non-admin removed {removed:?}");
+                    }
+                    for r in removed {
+                        control::disconnect(&mut state, r, &mut out);
+                        live.retain(|x| *x != r);
+                    }
+                }
+            }
+            Op::Expire { who, exp, unix_s } => {
+                if let Some(s) = pick(who) {
+                    if let Some(x) = state.sessions.get_mut(&s) {
+                        x.grants.expires = Some(u64::from(exp));
+                    }
+                    relay::permissions::expire_tokens(
+                        &mut state,
+                        &mut stats,
+                        u64::from(unix_s) * 1000,
+                        &mut out,
+                    );
+                    for r in state.take_removals() {
+                        control::disconnect(&mut state, r, &mut out);
+                        live.retain(|x| *x != r);
                     }
                 }
             }

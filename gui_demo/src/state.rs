@@ -284,6 +284,23 @@ impl SessionState {
             Event::Error { code, message } => {
                 self.notice(format!("relay refused ({code:?}): {message}"), now_unix_ms);
             }
+            Event::Removed {
+                removal,
+                by,
+                reason,
+                ban_secs,
+            } => self.notice(removal_text(removal, &by, &reason, ban_secs), now_unix_ms),
+            Event::UserRemoved {
+                session,
+                name,
+                ban_secs,
+            } => {
+                let what = match ban_secs {
+                    0 => "kicked".to_string(),
+                    s => format!("banned for {}", duration_text(s)),
+                };
+                self.system(format!("{name} (#{}) {what}", session.0), now_unix_ms);
+            }
         }
     }
 
@@ -380,6 +397,46 @@ impl SessionState {
         if self.notices.len() > MAX_NOTICES {
             self.notices.remove(0);
         }
+    }
+}
+
+/// What the user sees when the relay removed the session (kick, ban, expired token).
+pub fn removal_text(
+    removal: voice_client::Removal,
+    by: &str,
+    reason: &str,
+    ban_secs: u32,
+) -> String {
+    use voice_client::Removal;
+    let by = if by.is_empty() {
+        String::new()
+    } else {
+        format!(" by {by}")
+    };
+    let why = if reason.is_empty() {
+        String::new()
+    } else {
+        format!(": {reason}")
+    };
+    match removal {
+        Removal::Kicked => format!("You were kicked from the relay{by}{why}"),
+        Removal::Banned => format!(
+            "You were banned from the relay for {}{by}{why}",
+            duration_text(ban_secs)
+        ),
+        Removal::TokenExpired => {
+            format!("Your access token expired{why}. Reconnect with a fresh token.")
+        }
+    }
+}
+
+/// `secs` in the largest whole unit that fits: "90 s", "5 min", "2 h", "3 d".
+pub fn duration_text(secs: u32) -> String {
+    match secs {
+        s if s >= 86_400 && s % 86_400 == 0 => format!("{} d", s / 86_400),
+        s if s >= 3_600 && s % 3_600 == 0 => format!("{} h", s / 3_600),
+        s if s >= 60 && s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
     }
 }
 

@@ -3,7 +3,10 @@
 //! Secure by default: every `Hello` must carry an access token ([`crate::token`]) that verifies
 //! against the relay's keys and names the relay's audience. The keys are, in this order:
 //! 1. `open` — no check at all (development on a trusted network): the name in `Hello` is taken
-//!    as is and the session may join any channel and whisper to anyone, as before tokens existed;
+//!    as is and the session may join any channel and whisper to anyone, as before tokens existed.
+//!    With `token_keys` as well, a `Hello` that does carry a token is checked against them and
+//!    gets the token's rights (so an admin can moderate an open relay); one without is admitted
+//!    by name;
 //! 2. `token_keys` — the operator's (or the game backend's) Ed25519 public keys;
 //! 3. otherwise the relay's own signing key: `token-key.pem` in `identity_dir`, created on first
 //!    start like the TLS certificate, so `relay token --name alice` (same directory) mints a
@@ -33,6 +36,9 @@ pub struct Grants {
     pub whisper: WhisperScope,
     /// May kick and ban.
     pub admin: bool,
+    /// The token's `exp` (seconds since the Unix epoch): the relay ends the session once it
+    /// (plus the leeway) has passed. `None` in open mode.
+    pub expires: Option<u64>,
 }
 
 impl Grants {
@@ -43,7 +49,14 @@ impl Grants {
             channels: ChannelScope::Word("all".into()),
             whisper: WhisperScope::Any,
             admin: false,
+            expires: None,
         }
+    }
+
+    /// True when both sessions were admitted by access tokens of the same user (`sub`); a
+    /// session admitted by name (open mode) is nobody's same user.
+    pub fn same_token_user(&self, other: &Grants) -> bool {
+        self.expires.is_some() && other.expires.is_some() && self.sub == other.sub
     }
 
     /// True when the session may join `channel`.
@@ -60,6 +73,7 @@ impl Grants {
             channels: c.channels,
             whisper: c.whisper,
             admin: c.admin,
+            expires: Some(c.exp),
         }
     }
 }
@@ -86,6 +100,8 @@ pub enum AdmissionError {
 /// The relay's admission policy.
 #[derive(Debug)]
 pub struct Admission {
+    /// Admit a `Hello` without a token (open mode).
+    open: bool,
     verifier: Option<Verifier>,
     signing: Option<SigningKey>,
     audience: String,
@@ -97,8 +113,14 @@ impl Admission {
     pub fn load(config: &Config) -> Result<Admission, AdmissionError> {
         let audience = config.token_audience.clone();
         if config.open {
+            let verifier = if config.token_keys.is_empty() {
+                None
+            } else {
+                Some(Verifier::new(&config.token_keys, &audience)?)
+            };
             return Ok(Admission {
-                verifier: None,
+                open: true,
+                verifier,
                 signing: None,
                 audience,
                 key_file: None,
@@ -106,6 +128,7 @@ impl Admission {
         }
         if !config.token_keys.is_empty() {
             return Ok(Admission {
+                open: false,
                 verifier: Some(Verifier::new(&config.token_keys, &audience)?),
                 signing: None,
                 audience,
@@ -124,6 +147,7 @@ impl Admission {
             None => (SigningKey::generate()?, None),
         };
         Ok(Admission {
+            open: false,
             verifier: Some(Verifier::new(&[signing.public().to_owned()], &audience)?),
             signing: Some(signing),
             audience,
@@ -131,9 +155,9 @@ impl Admission {
         })
     }
 
-    /// True in open mode (no tokens checked).
+    /// True in open mode (a `Hello` without a token is admitted).
     pub fn is_open(&self) -> bool {
-        self.verifier.is_none()
+        self.open
     }
 
     /// The audience tokens must name.
@@ -165,8 +189,10 @@ impl Admission {
         hello_name: &str,
         token: Option<&AccessToken>,
     ) -> Result<(String, Grants), Refusal> {
-        let Some(verifier) = &self.verifier else {
-            return Ok((hello_name.to_owned(), Grants::open(hello_name)));
+        let verifier = match (&self.verifier, token) {
+            (Some(v), Some(_)) => v,
+            (Some(v), None) if !self.open => v,
+            _ => return Ok((hello_name.to_owned(), Grants::open(hello_name))),
         };
         let refuse = |counter, message: String| Refusal {
             code: ErrorCode::Unauthorized,

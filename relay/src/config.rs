@@ -63,6 +63,14 @@ pub struct ChannelConfig {
     /// `spatial = { model = "Inverse", min_distance = 1.0, max_distance = 40.0, rolloff = 1.0 }`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spatial: Option<Attenuation>,
+    /// Permissions: at most this many members at once; a `JoinChannel` beyond it gets
+    /// `Error{ChannelFull}`. Absent: no cap (the relay's `max_sessions` still applies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_members: Option<usize>,
+    /// Permissions: only these token subjects (`sub`; in open mode, names) may join; anyone else
+    /// gets `Error{NotAllowed}`. Absent: everyone the token's `channels` claim admits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow: Option<Vec<String>>,
 }
 
 /// Everything the relay can be told.
@@ -126,7 +134,8 @@ pub struct Config {
     /// `relay` binary defaults it to `./relay-identity`.
     pub identity_dir: Option<PathBuf>,
     /// Development only: admit a `Hello` without an access token, under the name it asks for,
-    /// with every channel and whisper to anyone (`--open`).
+    /// with every channel and whisper to anyone (`--open`). With `token_keys` too, a `Hello`
+    /// that carries a token is still checked and gets the token's rights (e.g. `admin`).
     pub open: bool,
     /// Ed25519 public keys (base64url, as `relay keygen` prints them) whose tokens the relay
     /// accepts. Empty (and not `open`): the relay's own key, `token-key.pem` in `identity_dir`
@@ -138,6 +147,11 @@ pub struct Config {
     /// measurement only (`relay_load` compares both): datagrams are then trusted by their source
     /// address alone, as before datagram version 2.
     pub check_datagram_tags: bool,
+    /// Permissions: length in seconds of a ban whose `Ban` asks for 0 (default one hour).
+    pub ban_default_secs: u32,
+    /// Permissions: the longest ban in seconds an admin can ask for (longer requests are cut to
+    /// it; default one week). Bans are kept in memory: a restart lifts them.
+    pub ban_max_secs: u32,
 }
 
 /// The default `token_audience`.
@@ -152,16 +166,22 @@ impl Default for Config {
                     id: 1,
                     name: "Lobby".into(),
                     spatial: None,
+                    max_members: None,
+                    allow: None,
                 },
                 ChannelConfig {
                     id: 2,
                     name: "Team A".into(),
                     spatial: None,
+                    max_members: None,
+                    allow: None,
                 },
                 ChannelConfig {
                     id: 3,
                     name: "Team B".into(),
                     spatial: None,
+                    max_members: None,
+                    allow: None,
                 },
             ],
             default_channel: 1,
@@ -201,6 +221,8 @@ impl Default for Config {
             token_keys: Vec::new(),
             token_audience: DEFAULT_AUDIENCE.into(),
             check_datagram_tags: true,
+            ban_default_secs: 3600,
+            ban_max_secs: 7 * 24 * 3600,
         }
     }
 }
@@ -212,7 +234,7 @@ relay — voice relay (TCP control + UDP voice on one port)
 USAGE: relay [--listen ADDR] [--config FILE] [--cert PEM --key PEM | --identity-dir DIR]
              [--insecure-plaintext] [--workers N]
              [--redis URL [--advertise ADDR] [--lease-ms MS]]
-             [--open | --token-key PUBLIC ...] [--audience NAME]
+             [--open] [--token-key PUBLIC ...] [--audience NAME]
 
   --listen ADDR         TCP and UDP listen address (default 0.0.0.0:7400); overrides the file.
                         [::]:7400 listens on IPv6 and IPv4 (dual-stack).
@@ -229,7 +251,8 @@ USAGE: relay [--listen ADDR] [--config FILE] [--cert PEM --key PEM | --identity-
                         (redis://127.0.0.1:6379/); without it the relay runs alone
   --advertise ADDR      the IP:PORT clients are redirected to for rooms hosted here
   --lease-ms MS         room lease length (default 3000)
-  --open                development only: admit clients without an access token
+  --open                development only: admit clients without an access token (with
+                        --token-key, a token that is presented is still checked: admins)
   --token-key PUBLIC    accept tokens signed by this Ed25519 public key (base64url, from
                         `relay keygen`); repeatable. Without it (and without --open) the relay
                         signs with its own key, DIR/token-key.pem: `relay token --name NAME`
@@ -387,6 +410,17 @@ impl Config {
                 }
             }
         }
+        for c in &self.channels {
+            if c.max_members == Some(0) {
+                return bad(format!(
+                    "channel {}: max_members must be at least 1 (absent: no cap)",
+                    c.id
+                ));
+            }
+        }
+        if self.ban_default_secs == 0 || self.ban_max_secs < self.ban_default_secs {
+            return bad("bans need 0 < ban_default_secs <= ban_max_secs".into());
+        }
         let mut ids: Vec<u32> = self.channels.iter().map(|c| c.id).collect();
         ids.sort_unstable();
         if ids.windows(2).any(|w| w[0] == w[1]) {
@@ -419,9 +453,6 @@ impl Config {
         }
         if self.workers > MAX_WORKERS {
             return bad(format!("workers must be at most {MAX_WORKERS}"));
-        }
-        if self.open && !self.token_keys.is_empty() {
-            return bad("open admits everyone: it cannot go with token_keys".into());
         }
         if self.token_audience.is_empty() {
             return bad("token_audience must not be empty".into());
@@ -526,6 +557,38 @@ mod tests {
             toml::from_str(&text.replace("max_distance = 40.0", "max_distance = 0.5")).unwrap();
         assert!(bad.validate().is_err());
         assert!(toml::from_str::<Config>(&text.replace("Linear", "Cubic")).is_err());
+    }
+
+    #[test]
+    fn channel_caps_and_allow_lists_parse_and_a_zero_cap_is_refused() {
+        let text = r#"
+            [[channels]]
+            id = 1
+            name = "Lobby"
+            [[channels]]
+            id = 2
+            name = "Staff"
+            max_members = 2
+            allow = ["alice", "bob"]
+        "#;
+        let cfg: Config = toml::from_str(text).unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.channels[0].max_members, None);
+        assert_eq!(cfg.channels[0].allow, None);
+        assert_eq!(cfg.channels[1].max_members, Some(2));
+        assert_eq!(
+            cfg.channels[1].allow.as_deref(),
+            Some(&["alice".to_owned(), "bob".to_owned()][..])
+        );
+        let zero: Config =
+            toml::from_str(&text.replace("max_members = 2", "max_members = 0")).unwrap();
+        assert!(zero.validate().is_err());
+        let bans = Config {
+            ban_default_secs: 10,
+            ban_max_secs: 5,
+            ..Config::default()
+        };
+        assert!(bans.validate().is_err());
     }
 
     #[test]

@@ -2,6 +2,12 @@
 //! and a list of `(recipient, ServerMessage)` out. No sockets and no clock here (the caller passes
 //! `now` and the wall-clock milliseconds), so presence ordering, chat scoping, rate limits and
 //! error replies are unit-tested below; the server only frames and queues what comes out.
+//!
+//! Permissions live here too: a channel's allow-list, member cap and one-name-per-user rule at
+//! `JoinChannel`, bans at `Hello`, an admin's `Kick`/`Ban`, and the end of sessions whose token
+//! expired: the decisions are in [`permissions`]. A transition that ends another session
+//! queues its notice and lists the session in [`State::removals`]; the server delivers the
+//! notice, then ends the session and closes its connection.
 
 use std::time::Instant;
 
@@ -13,6 +19,7 @@ use voice_core::proto::tcp::{
 use voice_core::proto::{ChannelId, SessionToken};
 
 use crate::admission::Admission;
+use crate::permissions;
 use crate::state::State;
 use crate::stats::{Counter, Stats};
 
@@ -89,6 +96,17 @@ pub fn hello(
     };
     if !validate_name(&name) {
         return reject(stats, ErrorCode::BadName, "invalid name");
+    }
+    if let Some(left) = state.banned_for(&grants.sub, cx.now) {
+        stats.inc(Counter::HelloBanned);
+        return reject(
+            stats,
+            ErrorCode::Banned,
+            &format!(
+                "you are banned from this relay for {} more seconds",
+                left.as_secs().max(1)
+            ),
+        );
     }
     if state.sessions.len() >= cx.max_sessions {
         return reject(stats, ErrorCode::Full, "relay is full");
@@ -210,6 +228,23 @@ pub fn handle(
         ClientMessage::Tunnel { .. } => {}
         ClientMessage::E2eeIdentity { blob } => e2ee_identity(state, who, blob, out),
         ClientMessage::E2eeKeys { keys } => e2ee_keys(state, who, keys, out),
+        ClientMessage::Kick { session, reason } => {
+            permissions::remove(state, stats, who, session, reason, None, now, out)
+        }
+        ClientMessage::Ban {
+            session,
+            reason,
+            duration_secs,
+        } => permissions::remove(
+            state,
+            stats,
+            who,
+            session,
+            reason,
+            Some(duration_secs),
+            now,
+            out,
+        ),
     }
     After::Continue
 }
@@ -328,6 +363,11 @@ fn join(
     }
     let current = state.sessions.get(&who).and_then(|s| s.channel);
     if current != Some(channel) {
+        if let Some(refusal) = permissions::refuse_join(state, who, channel) {
+            stats.inc(refusal.0);
+            out.push((who, error(refusal.1, refusal.2)));
+            return;
+        }
         leave(state, who, out);
         state.add_member(who, channel);
         let user = state.sessions[&who].info();
@@ -400,7 +440,8 @@ fn chat(
 mod tests {
     use super::*;
     use crate::config::Config;
-    use voice_core::proto::tcp::UserInfo;
+    use crate::permissions::expire_tokens;
+    use voice_core::proto::tcp::{Removal, UserInfo, MAX_REASON_LEN};
 
     struct Fixture {
         st: State,
@@ -792,6 +833,66 @@ mod tests {
                 }
             )]
         ));
+    }
+
+    #[test]
+    fn a_token_expires_at_exp_plus_the_leeway_on_the_callers_clock() {
+        let mut f = Fixture::new();
+        let (a, b) = (f.connect("a"), f.connect("b"));
+        f.send(a, join(1));
+        f.send(b, join(1));
+        f.st.sessions.get_mut(&a).unwrap().grants.expires = Some(1_000);
+        let edge = (1_000 + crate::token::LEEWAY_SECS) * 1000;
+        let mut out = Vec::new();
+        expire_tokens(&mut f.st, &mut f.stats, edge, &mut out);
+        assert!(out.is_empty() && f.st.removals.is_empty());
+        expire_tokens(&mut f.st, &mut f.stats, edge + 1, &mut out);
+        assert!(matches!(
+            &out[..],
+            [(t, ServerMessage::Removed { removal: Removal::TokenExpired, .. })] if *t == a
+        ));
+        assert_eq!(f.st.take_removals(), vec![a]);
+        // Told once, even if the server has not ended it yet when the tick comes again.
+        f.st.removals.push(a);
+        out.clear();
+        expire_tokens(&mut f.st, &mut f.stats, edge + 2, &mut out);
+        assert!(out.is_empty());
+        assert_eq!(f.stats.get(Counter::TokenExpiredClosed), 1);
+    }
+
+    #[test]
+    fn a_ban_lasts_its_length_on_the_callers_clock_and_is_capped() {
+        let mut f = Fixture::new();
+        let (admin, t) = (f.connect("admin"), f.connect("t"));
+        f.st.sessions.get_mut(&admin).unwrap().grants.admin = true;
+        let max = f.st.ban_policy.max_secs;
+        let out = f.send(
+            admin,
+            ClientMessage::Ban {
+                session: t,
+                reason: "x".repeat(MAX_REASON_LEN + 50),
+                duration_secs: u32::MAX,
+            },
+        );
+        match &out[..] {
+            [(
+                to,
+                ServerMessage::Removed {
+                    ban_secs, reason, ..
+                },
+            ), (back, ServerMessage::UserRemoved { .. })] => {
+                assert_eq!((*to, *back, *ban_secs), (t, admin, max));
+                assert_eq!(reason.len(), MAX_REASON_LEN);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(f.st.take_removals(), vec![t]);
+        let secs = std::time::Duration::from_secs(u64::from(max));
+        assert!(f.st.banned_for("t", f.now + secs / 2).is_some());
+        assert!(f.st.banned_for("other", f.now).is_none());
+        assert!(f.st.banned_for("t", f.now + secs).is_none());
+        assert!(f.st.bans.is_empty(), "an ended ban is forgotten");
+        assert_eq!(f.st.ban_policy.length(0), f.st.ban_policy.default_secs);
     }
 
     #[test]

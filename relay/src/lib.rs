@@ -17,6 +17,7 @@
 //! | [`cluster`] | rooms across relays: leases in Redis, on their own thread |
 //! | [`forward`] | what forwarding workers read (the published snapshot) and own (sender state, counters) |
 //! | [`control`] | TCP messages as state transitions producing outgoing messages |
+//! | [`permissions`] | channel allow-lists, member caps and names at join; kick, ban, token expiry |
 //! | [`identity`] | the TLS certificate: the operator's, or self-signed and persisted |
 //! | [`stats`] | counters, including every drop by reason |
 //! | [`token`] | access tokens (EdDSA JWTs): verification, minting, key generation |
@@ -41,6 +42,7 @@ pub mod config;
 pub mod control;
 pub mod forward;
 pub mod identity;
+pub mod permissions;
 pub mod server;
 pub mod state;
 pub mod stats;

@@ -29,7 +29,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use voice_core::proto::register::{self, RegisterError, Secret};
 use voice_core::proto::tcp::{ChannelInfo, SpatialInfo, UserInfo};
@@ -213,6 +213,49 @@ pub struct Channel {
     pub members: Vec<SessionToken>,
     /// 3D settings; `None` for a 2D channel.
     pub spatial: Option<Attenuation>,
+    /// Member cap (`None`: no cap).
+    pub max_members: Option<usize>,
+    /// Token subjects that may join (`None`: everyone).
+    pub allow: Option<Vec<String>>,
+}
+
+impl Channel {
+    /// True when `sub` may join (the channel has no allow-list, or lists `sub`).
+    pub fn allows(&self, sub: &str) -> bool {
+        self.allow
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|a| a == sub))
+    }
+
+    /// True when the channel is at its member cap.
+    pub fn is_full(&self) -> bool {
+        self.max_members.is_some_and(|m| self.members.len() >= m)
+    }
+}
+
+/// Two display names that users could not tell apart in one channel: equal after trimming and
+/// lower-casing.
+pub fn same_name(a: &str, b: &str) -> bool {
+    a.trim().to_lowercase() == b.trim().to_lowercase()
+}
+
+/// Ban lengths from the configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct BanPolicy {
+    /// Length of a ban that asks for 0 seconds.
+    pub default_secs: u32,
+    /// Longest ban.
+    pub max_secs: u32,
+}
+
+impl BanPolicy {
+    /// The length a `Ban` asking for `requested` seconds gets.
+    pub fn length(&self, requested: u32) -> u32 {
+        match requested {
+            0 => self.default_secs,
+            n => n.min(self.max_secs),
+        }
+    }
 }
 
 /// All sessions and channels.
@@ -226,6 +269,14 @@ pub struct State {
     pub default_channel: ChannelId,
     /// Per-session limits.
     pub limits: Limits,
+    /// Ban lengths.
+    pub ban_policy: BanPolicy,
+    /// Banned users (token subject; in open mode the name) and when each ban ends. Kept in
+    /// memory only; expired entries are dropped when looked up or by [`State::prune_bans`].
+    pub bans: HashMap<String, Instant>,
+    /// Sessions a control transition decided to end (kicked, banned, token expired): the
+    /// server delivers what was queued for them, then ends them ([`State::take_removals`]).
+    pub removals: Vec<SessionToken>,
     next_token: u32,
     version: u64,
 }
@@ -247,6 +298,8 @@ impl State {
                             name: c.name.clone(),
                             members: Vec::new(),
                             spatial: c.spatial,
+                            max_members: c.max_members,
+                            allow: c.allow.clone(),
                         },
                     )
                 })
@@ -258,6 +311,12 @@ impl State {
                 control: cfg.control_messages,
                 chat: cfg.chat_messages,
             },
+            ban_policy: BanPolicy {
+                default_secs: cfg.ban_default_secs,
+                max_secs: cfg.ban_max_secs,
+            },
+            bans: HashMap::new(),
+            removals: Vec::new(),
             next_token: 1,
             version: 0,
         }
@@ -487,6 +546,49 @@ impl State {
         self.channels
             .get(&channel)
             .map_or(&[][..], |c| &c.members[..])
+    }
+
+    /// Bans `sub` until `until` (a longer existing ban is kept).
+    pub fn ban(&mut self, sub: &str, until: Instant) {
+        let e = self.bans.entry(sub.to_owned()).or_insert(until);
+        *e = (*e).max(until);
+    }
+
+    /// How much longer `sub` is banned (`None`: not banned). Forgets an expired ban.
+    pub fn banned_for(&mut self, sub: &str, now: Instant) -> Option<Duration> {
+        let until = *self.bans.get(sub)?;
+        if until > now {
+            Some(until - now)
+        } else {
+            self.bans.remove(sub);
+            None
+        }
+    }
+
+    /// Forgets every ban that has ended.
+    pub fn prune_bans(&mut self, now: Instant) {
+        self.bans.retain(|_, until| *until > now);
+    }
+
+    /// True when a member of `channel` other than `who` uses a name like `who`'s ([`same_name`])
+    /// and is another user. The same user (both admitted by tokens with the same `sub`: a
+    /// second device, or a reconnect while the relay still holds the old session until its idle
+    /// timeout) may appear twice.
+    pub fn name_taken(&self, channel: ChannelId, who: SessionToken) -> bool {
+        let Some(me) = self.sessions.get(&who) else {
+            return false;
+        };
+        self.members(channel).iter().any(|m| {
+            *m != who
+                && self.sessions.get(m).is_some_and(|s| {
+                    same_name(&s.name, &me.name) && !s.grants.same_token_user(&me.grants)
+                })
+        })
+    }
+
+    /// The sessions to end, in the order they were decided (emptied).
+    pub fn take_removals(&mut self) -> Vec<SessionToken> {
+        std::mem::take(&mut self.removals)
     }
 
     /// Sessions whose voice is tunneled.

@@ -140,6 +140,20 @@ counters! {
     TunnelRxPackets => "tunnel_rx_packets",
     /// Copies of voice datagrams queued into tunnels, one per tunneled recipient.
     TunnelForwarded => "tunnel_forwarded",
+    /// Joins refused: the channel is at its `max_members` cap.
+    JoinChannelFull => "join_channel_full",
+    /// Joins refused: the joiner's token subject is not on the channel's `allow` list.
+    JoinNotAllowed => "join_not_allowed",
+    /// Joins refused: a member of the channel already uses the joiner's display name.
+    JoinNameTaken => "join_name_taken",
+    /// Sessions an admin kicked (bans not included).
+    Kicks => "kicks",
+    /// Sessions an admin banned.
+    Bans => "bans",
+    /// `Hello`s refused because their user is banned.
+    HelloBanned => "hello_banned",
+    /// Sessions ended because their access token expired.
+    TokenExpiredClosed => "token_expired_closed",
 }
 
 /// Number of counters.

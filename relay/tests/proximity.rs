@@ -41,11 +41,15 @@ fn room(n: usize, channel: u32) -> (RelayHandle, Vec<Client>) {
             id: ROOM_3D,
             name: "arena".into(),
             spatial: Some(att),
+            max_members: None,
+            allow: None,
         });
         c.channels.push(ChannelConfig {
             id: ROOM_2D,
             name: "flat".into(),
             spatial: None,
+            max_members: None,
+            allow: None,
         });
         c.max_sessions = 200;
         c.workers = WORKERS;

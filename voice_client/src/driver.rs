@@ -553,13 +553,20 @@ impl Driver {
                     was_up = c.connected;
                 }
                 let refused = std::mem::take(&mut self.refused);
+                // Kicked, banned or token expired: reconnecting would be refused or undo an
+                // admin's decision, so the drop is final.
+                let removed = self.engine.take_removal();
+                let reason = match removed {
+                    Some(r) => format!("{reason}; removed by the relay ({r:?}), not reconnecting"),
+                    None => reason,
+                };
                 if was_up || refused {
                     // The engine reports the drop (it knows the session it loses).
                     self.engine.disconnected(now(), &reason);
                     while let Some(ev) = self.engine.poll_event() {
                         self.emit(ev);
                     }
-                    if refused || (!self.reconnect && !redirected) {
+                    if refused || removed.is_some() || (!self.reconnect && !redirected) {
                         self.emit(Event::Status(ConnectionStatus::Failed { reason }));
                         break;
                     }

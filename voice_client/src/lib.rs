@@ -52,7 +52,7 @@ use voice_core::engine::Engine;
 pub use voice_core::engine::{
     ConnectionStatus, EngineConfig, EngineStats, Event, PathConfig, RemoteStats, Request, VoicePath,
 };
-pub use voice_core::proto::tcp::AccessToken;
+pub use voice_core::proto::tcp::{AccessToken, Removal};
 pub use voice_core::proto::udp::Position;
 pub use voice_core::proto::{ChannelId, SessionToken};
 pub use voice_core::spatial::{Attenuation, DistanceModel, ListenerPose, SpatialError};
@@ -418,6 +418,26 @@ impl Client {
     /// Asks for every channel with its members ([`Event::ChannelList`]).
     pub fn request_channel_list(&self) {
         self.request(Request::ListChannels);
+    }
+
+    /// Permissions: asks the relay to remove `session` (needs the `admin` claim in our
+    /// token). Answered by [`Event::UserRemoved`], or [`Event::Error`] with `Forbidden` (not an
+    /// admin) or `NoSuchSession`. The removed client gets [`Event::Removed`].
+    pub fn kick(&self, session: SessionToken, reason: &str) {
+        self.request(Request::Kick {
+            session,
+            reason: reason.to_string(),
+        });
+    }
+
+    /// Permissions: removes `session` and refuses its user for `duration_secs` (0: the relay's
+    /// default; the relay caps it). As [`Client::kick`] otherwise.
+    pub fn ban(&self, session: SessionToken, reason: &str, duration_secs: u32) {
+        self.request(Request::Ban {
+            session,
+            reason: reason.to_string(),
+            duration_secs,
+        });
     }
 
     /// Asks the relay for its counters ([`Event::ServerStats`]).

@@ -35,8 +35,8 @@ use crate::path::PathMonitor;
 pub use crate::path::{ConnectionStatus, PathConfig, VoicePath};
 use crate::proto::register::{self, Secret};
 use crate::proto::tcp::{
-    validate_chat, AccessToken, ChannelInfo, ClientMessage, ErrorCode, ServerMessage, UserInfo,
-    CONTROL_VERSION, MAX_CHAT_LEN,
+    validate_chat, AccessToken, ChannelInfo, ClientMessage, ErrorCode, Removal, ServerMessage,
+    UserInfo, CONTROL_VERSION, MAX_CHAT_LEN,
 };
 use crate::proto::udp::{self, DatagramKind, Header, Position, TagKey, MAX_DATAGRAM};
 use crate::proto::{ChannelId, SessionToken};
@@ -241,6 +241,28 @@ pub enum Event {
         /// Detail.
         message: String,
     },
+    /// Permissions: the relay ended our session (kicked, banned, or our access token expired).
+    /// The connection closes next (a `Disconnected` follows) and the client does not reconnect
+    /// on its own.
+    Removed {
+        /// Why.
+        removal: Removal,
+        /// Name of the admin who did it (empty: the relay itself).
+        by: String,
+        /// The admin's reason or the relay's explanation (may be empty).
+        reason: String,
+        /// For a ban: its length in seconds (0 otherwise).
+        ban_secs: u32,
+    },
+    /// Permissions: a session we kicked or banned ([`Request::Kick`], [`Request::Ban`]) is gone.
+    UserRemoved {
+        /// The removed session.
+        session: SessionToken,
+        /// Its name.
+        name: String,
+        /// Ban length in seconds (0: a kick).
+        ban_secs: u32,
+    },
 }
 
 /// What an application asks of the engine: one value per user action, so a UI, a script or a
@@ -284,6 +306,24 @@ pub enum Request {
     Listener(ListenerPose),
     /// Override of the channel's distance model ([`Engine::set_channel_attenuation`]).
     ChannelAttenuation(Option<Attenuation>),
+    /// Permissions: remove a session from the relay (needs the `admin` claim in our token;
+    /// otherwise the relay answers `Error{Forbidden}`).
+    Kick {
+        /// Whom.
+        session: SessionToken,
+        /// Shown to them (at most 200 bytes are passed on).
+        reason: String,
+    },
+    /// Permissions: remove a session and refuse its user for `duration_secs` (0: the relay's
+    /// default length). Needs the `admin` claim.
+    Ban {
+        /// Whom.
+        session: SessionToken,
+        /// Shown to them.
+        reason: String,
+        /// Ban length in seconds (0: the relay's default).
+        duration_secs: u32,
+    },
 }
 
 impl Request {
@@ -308,6 +348,8 @@ impl Request {
             Request::Position(_) => "position",
             Request::Listener(_) => "listener",
             Request::ChannelAttenuation(_) => "channel_attenuation",
+            Request::Kick { .. } => "kick",
+            Request::Ban { .. } => "ban",
         }
     }
 }
@@ -330,6 +372,9 @@ pub enum CommandError {
     /// A position, pose or distance model out of range.
     #[error(transparent)]
     Spatial(#[from] SpatialError),
+    /// A kick or ban without a session to remove (session 0).
+    #[error("no session given")]
+    NoSession,
 }
 
 impl CommandError {
@@ -478,6 +523,8 @@ pub struct Engine {
     desired_channel: Option<ChannelId>,
     /// A `Redirect` not yet taken by the driver.
     redirect: Option<String>,
+    /// The relay removed our session (`Removed`), not yet taken by the driver.
+    removed: Option<Removal>,
     members: BTreeMap<SessionToken, String>,
     names: HashMap<SessionToken, String>,
     remotes: HashMap<SessionToken, Remote>,
@@ -556,6 +603,7 @@ impl Engine {
             channel: None,
             desired_channel: initial_channel,
             redirect: None,
+            removed: None,
             members: BTreeMap::new(),
             names: HashMap::new(),
             remotes: HashMap::new(),
@@ -791,6 +839,29 @@ impl Engine {
                 }
             }
             ServerMessage::E2eeKey { from, blob } => self.e2ee.handle_key(from, &blob),
+            ServerMessage::Removed {
+                removal,
+                by,
+                reason,
+                ban_secs,
+            } => {
+                self.removed = Some(removal);
+                self.events.push_back(Event::Removed {
+                    removal,
+                    by,
+                    reason,
+                    ban_secs,
+                });
+            }
+            ServerMessage::UserRemoved {
+                session,
+                name,
+                ban_secs,
+            } => self.events.push_back(Event::UserRemoved {
+                session,
+                name,
+                ban_secs,
+            }),
         }
     }
 
@@ -847,6 +918,12 @@ impl Engine {
     /// connects there and the engine rejoins the room it asked for.
     pub fn take_redirect(&mut self) -> Option<String> {
         self.redirect.take()
+    }
+
+    /// Why the relay removed our session (`ServerMessage::Removed`), once: the driver then
+    /// treats the closed connection as final instead of reconnecting.
+    pub fn take_removal(&mut self) -> Option<Removal> {
+        self.removed.take()
     }
 
     fn learn_names(&mut self, channels: &[ChannelInfo]) {
@@ -1422,6 +1499,12 @@ impl Engine {
             Request::ChannelAttenuation(a) => {
                 self.set_channel_attenuation(a).map_err(CommandError::from)
             }
+            Request::Kick { session, reason } => self.kick(session, &reason, None),
+            Request::Ban {
+                session,
+                reason,
+                duration_secs,
+            } => self.kick(session, &reason, Some(duration_secs)),
         };
         if let Err(err) = &result {
             self.events.push_back(Event::CommandFailed {
@@ -1485,6 +1568,31 @@ impl Engine {
     pub fn request_channel_list(&mut self) -> Result<(), CommandError> {
         self.require_connected()?;
         self.control_out.push_back(ClientMessage::ListChannels);
+        Ok(())
+    }
+
+    /// Asks the relay to remove `session` (`ban: None`: a kick; `Some(secs)`: a ban, 0 = the
+    /// relay's default length). Answered by [`Event::UserRemoved`], or `Error{Forbidden}`
+    /// without the admin claim.
+    pub fn kick(
+        &mut self,
+        session: SessionToken,
+        reason: &str,
+        ban: Option<u32>,
+    ) -> Result<(), CommandError> {
+        self.require_connected()?;
+        if session.is_none() {
+            return Err(CommandError::NoSession);
+        }
+        let reason = reason.to_string();
+        self.control_out.push_back(match ban {
+            None => ClientMessage::Kick { session, reason },
+            Some(duration_secs) => ClientMessage::Ban {
+                session,
+                reason,
+                duration_secs,
+            },
+        });
         Ok(())
     }
 

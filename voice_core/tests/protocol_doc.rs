@@ -45,6 +45,8 @@ fn client_name(m: &ClientMessage) -> &'static str {
         ClientMessage::Tunnel { .. } => "Tunnel",
         ClientMessage::E2eeIdentity { .. } => "E2eeIdentity",
         ClientMessage::E2eeKeys { .. } => "E2eeKeys",
+        ClientMessage::Kick { .. } => "Kick",
+        ClientMessage::Ban { .. } => "Ban",
     }
 }
 
@@ -66,6 +68,8 @@ fn server_name(m: &ServerMessage) -> &'static str {
         ServerMessage::E2eeKey { .. } => "E2eeKey",
         ServerMessage::ChannelSpatial { .. } => "ChannelSpatial",
         ServerMessage::Redirect { .. } => "Redirect",
+        ServerMessage::Removed { .. } => "Removed",
+        ServerMessage::UserRemoved { .. } => "UserRemoved",
     }
 }
 
@@ -85,6 +89,10 @@ fn error_name(c: ErrorCode) -> &'static str {
         ErrorCode::BadE2eeBlob => "BadE2eeBlob",
         ErrorCode::Unauthorized => "Unauthorized",
         ErrorCode::Forbidden => "Forbidden",
+        ErrorCode::ChannelFull => "ChannelFull",
+        ErrorCode::NotAllowed => "NotAllowed",
+        ErrorCode::NameTaken => "NameTaken",
+        ErrorCode::Banned => "Banned",
     }
 }
 

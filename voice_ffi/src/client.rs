@@ -196,7 +196,7 @@ impl voice_event {
         }
     }
 
-    fn name(mut self, s: &str) -> Self {
+    pub(crate) fn name(mut self, s: &str) -> Self {
         self.name_len = copy_str(s, &mut self.name);
         self
     }
@@ -309,6 +309,17 @@ fn flatten(ev: Event, out: &mut VecDeque<voice_event>) {
             e.code = code as u32;
             out.push_back(e);
         }
+        Event::Removed {
+            removal,
+            by,
+            reason,
+            ban_secs,
+        } => out.push_back(crate::admin::removed_event(removal, &by, &reason, ban_secs)),
+        Event::UserRemoved {
+            session,
+            name,
+            ban_secs,
+        } => out.push_back(crate::admin::user_removed_event(session, &name, ban_secs)),
     }
 }
 

@@ -30,8 +30,10 @@ pub mod e2ee;
 pub mod processor;
 // Network path (issue 16).
 pub mod net;
-// Positional audio (issue 21), last.
+// Positional audio (issue 21).
 pub mod spatial;
+// Permissions: kick and ban (issue 13), last.
+pub mod admin;
 
 use std::ffi::c_char;
 

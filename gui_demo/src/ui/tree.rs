@@ -162,4 +162,25 @@ fn user_menu(
         }
     }
     session.state.prefs.insert(who, prefs);
+    // Permissions: the relay obeys only a token with the admin claim and refuses others
+    // (`Error{Forbidden}`, shown as a notice); the kicked user sees why.
+    ui.separator();
+    ui.menu_button("Moderate", |ui| {
+        let tip = "Needs the admin claim in your access token; the relay refuses otherwise";
+        if ui.button("Kick").on_hover_text(tip).clicked() {
+            session.send(Request::Kick {
+                session: who,
+                reason: String::new(),
+            });
+            ui.close();
+        }
+        if ui.button("Ban for 1 hour").on_hover_text(tip).clicked() {
+            session.send(Request::Ban {
+                session: who,
+                reason: String::new(),
+                duration_secs: 3600,
+            });
+            ui.close();
+        }
+    });
 }

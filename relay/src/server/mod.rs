@@ -485,6 +485,7 @@ impl Relay {
             let now = Instant::now();
             if now >= next_tick {
                 self.expire(now);
+                self.expire_sessions(now);
                 self.worker.housekeep();
                 next_tick = now + self.tick;
             }

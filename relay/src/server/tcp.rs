@@ -150,9 +150,45 @@ impl Relay {
                     }
                     self.deliver(&mut out);
                     self.outbox = out;
+                    self.apply_removals(now);
                 }
             }
         }
+    }
+
+    /// Ends the sessions a control transition removed (kick, ban, expired token): what was
+    /// queued for them (their `Removed` notice) is already in their connection's buffer; the
+    /// session ends now (`UserLeft` to its channel, UDP binding gone) and the connection closes
+    /// once that buffer is written.
+    pub(super) fn apply_removals(&mut self, now: Instant) {
+        let removals = self.state.take_removals();
+        if removals.is_empty() {
+            return;
+        }
+        let mut out = std::mem::take(&mut self.outbox);
+        for who in removals {
+            let Some(conn) = self.state.sessions.get(&who).map(|s| s.conn) else {
+                continue;
+            };
+            control::disconnect(&mut self.state, who, &mut out);
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.session = None;
+            }
+            self.close_after_flush(conn, now);
+        }
+        self.deliver(&mut out);
+        self.outbox = out;
+    }
+
+    /// The timer's share of permissions: sessions whose token expired are told and ended;
+    /// ended bans are forgotten.
+    pub(super) fn expire_sessions(&mut self, now: Instant) {
+        self.state.prune_bans(now);
+        let mut out = std::mem::take(&mut self.outbox);
+        crate::permissions::expire_tokens(&mut self.state, &mut self.stats, unix_ms(), &mut out);
+        self.deliver(&mut out);
+        self.outbox = out;
+        self.apply_removals(now);
     }
 
     pub(super) fn on_hello(&mut self, id: usize, msg: ClientMessage, now: Instant) {

@@ -10,7 +10,16 @@
 //!           [--ns-level low|moderate|high|very-high] [--echo-delay MS]
 //!           [--token JWT | --token-file FILE]
 //!           [--position X,Y,Z | --path X,Y,Z;X,Y,Z;... [--speed UNITS_PER_S]] [--model MODEL:MIN:MAX:ROLLOFF]
+//!           [--kick NAME]... [--ban NAME[:SECS]]... [--reason TEXT]
 //! ```
+//! Permissions: `--kick NAME` and `--ban NAME[:SECS]` (SECS 0 or absent: the relay's default
+//! length) remove every user of that name the bot sees (in the channel listings, refreshed each
+//! `--stats-interval` until found), once each, with `--reason` shown to them. The relay obeys
+//! only a bot whose token has the admin claim (`relay token --admin …`); otherwise the answer is
+//! an `Error` event with code `Forbidden`. A kicked or banned bot prints the `Removed` event and
+//! exits (status 1) without reconnecting.
+//! Exit status: 0 after `--duration`, 1 when the run ended early (removed by the relay, or a
+//! connection that failed for good), 2 for a bad command line.
 //! Capture processing (`voice_core::capture`: high-pass, echo cancellation, noise suppression,
 //! gain control, speech detection for `--mode vad`) is on by default with `--input-device` and off
 //! for files and tones; `--apm` overrides that, the `--no-*` flags switch single stages off.
@@ -50,7 +59,8 @@ const USAGE: &str = "usage: voice-bot --server HOST:PORT --name NAME [--channel 
 [--ns-level low|moderate|high|very-high] [--echo-delay MS] \
 [--e2ee-password SECRET | --e2ee-password-env VAR | --e2ee-keys [--e2ee-identity HEX64]] \
 [--token JWT | --token-file FILE] \
-[--position X,Y,Z | --path X,Y,Z;X,Y,Z;... [--speed UNITS_PER_S]] [--model MODEL:MIN:MAX:ROLLOFF]";
+[--position X,Y,Z | --path X,Y,Z;X,Y,Z;... [--speed UNITS_PER_S]] [--model MODEL:MIN:MAX:ROLLOFF] \
+[--kick NAME]... [--ban NAME[:SECS]]... [--reason TEXT]";
 
 struct Args {
     /// `host:port`, resolved by the client's engine (IPv6 and IPv4 tried).
@@ -77,6 +87,9 @@ struct Args {
     speed: f32,
     model: Option<Attenuation>,
     token: Option<String>,
+    /// Users to remove by name: `None` a kick, `Some(secs)` a ban (0: the relay's default).
+    remove: Vec<(String, Option<u32>)>,
+    reason: String,
 }
 
 fn parse_point(s: &str) -> Result<Position, String> {
@@ -166,6 +179,8 @@ fn parse() -> Result<Args, String> {
         capture: CaptureConfig::default(),
         e2ee: voice_client::E2eeMode::Off,
         token: None,
+        remove: Vec::new(),
+        reason: String::new(),
     };
     let mut play: Option<PathBuf> = None;
     let mut mode_given = false;
@@ -204,6 +219,18 @@ fn parse() -> Result<Args, String> {
                 a.duration = Duration::from_secs_f64(secs);
             }
             "--chat" => a.chats.push(v("--chat")?),
+            "--kick" => a.remove.push((v("--kick")?, None)),
+            "--ban" => {
+                let s = v("--ban")?;
+                let (name, secs) = match s.rsplit_once(':') {
+                    Some((n, secs)) if secs.parse::<u32>().is_ok() => {
+                        (n.to_string(), secs.parse().unwrap_or(0))
+                    }
+                    _ => (s.clone(), 0),
+                };
+                a.remove.push((name, Some(secs)));
+            }
+            "--reason" => a.reason = v("--reason")?,
             "--mode" => {
                 mode_given = true;
                 a.mode = match v("--mode")?.as_str() {
@@ -342,6 +369,31 @@ fn line(start: Instant, key: &str, value: serde_json::Value) {
     );
 }
 
+/// Kicks or bans every user named in `pending` that `ev` shows (a listing, a join), once each.
+fn remove_seen(
+    client: &Client,
+    ev: &Event,
+    pending: &mut Vec<(String, Option<u32>)>,
+    reason: &str,
+) {
+    let users: Vec<&voice_core::proto::tcp::UserInfo> = match ev {
+        Event::ChannelList { channels } => channels.iter().flat_map(|c| &c.users).collect(),
+        Event::ChannelJoined { channel } => channel.users.iter().collect(),
+        Event::UserJoined { user, .. } => vec![user],
+        _ => return,
+    };
+    pending.retain(|(name, ban)| {
+        let hits: Vec<_> = users.iter().filter(|u| &u.name == name).collect();
+        for u in &hits {
+            match ban {
+                None => client.kick(u.session, reason),
+                Some(secs) => client.ban(u.session, reason, *secs),
+            }
+        }
+        hits.is_empty()
+    });
+}
+
 fn run(a: Args) -> Result<(), String> {
     let start = Instant::now();
     let mut cfg = ClientConfig::with_host(&a.server, &a.name);
@@ -401,6 +453,7 @@ fn run(a: Args) -> Result<(), String> {
     let mut chats = a.chats.clone().into_iter();
     let mut joined = false;
     let mut last_reason = String::new();
+    let mut to_remove = a.remove.clone();
     loop {
         let now = Instant::now();
         if now >= deadline {
@@ -429,6 +482,9 @@ fn run(a: Args) -> Result<(), String> {
                 if let Event::Disconnected { reason } = &ev {
                     last_reason.clone_from(reason);
                 }
+                if !to_remove.is_empty() {
+                    remove_seen(&client, &ev, &mut to_remove, &a.reason);
+                }
                 let v = serde_json::to_value(&ev).unwrap_or_default();
                 line(start, "event", v);
             }
@@ -445,6 +501,9 @@ fn run(a: Args) -> Result<(), String> {
         }
         if Instant::now() >= next_stats {
             next_stats += a.stats_interval;
+            if !to_remove.is_empty() && client.is_connected() {
+                client.request_channel_list();
+            }
             if !a.path.is_empty() {
                 let (p, _) = pose_at(start.elapsed().as_secs_f32());
                 line(start, "position", json!([p.x, p.y, p.z]));
@@ -466,15 +525,24 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .target(env_logger::Target::Stderr)
         .init();
-    match parse().and_then(run) {
-        Ok(()) => ExitCode::SUCCESS,
+    let args = match parse() {
+        Ok(a) => a,
         Err(e) if e.is_empty() => {
             println!("{USAGE}");
-            ExitCode::SUCCESS
+            return ExitCode::SUCCESS;
         }
         Err(e) => {
             eprintln!("voice-bot: {e}\n{USAGE}");
-            ExitCode::from(2)
+            return ExitCode::from(2);
+        }
+    };
+    // A run that ends early (e.g. kicked or banned, or a refused connection without reconnect)
+    // is not a command-line mistake: no usage text.
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("voice-bot: {e}");
+            ExitCode::FAILURE
         }
     }
 }

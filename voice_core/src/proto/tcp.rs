@@ -139,6 +139,31 @@ pub enum ErrorCode {
     /// E2EE: an end-to-end identity or wrapped-key blob was too large, or its
     /// recipient is not in the sender's channel.
     BadE2eeBlob,
+    /// Permissions: the channel has reached its member cap (`max_members`).
+    ChannelFull,
+    /// Permissions: the channel admits only the token subjects on its allow-list.
+    NotAllowed,
+    /// Permissions: another user in the channel already uses this display name (compared
+    /// without case, after trimming spaces).
+    NameTaken,
+    /// Permissions: this user (token subject; in open mode the name) is banned from the relay
+    /// for a while (`Hello` refused; the text says how long).
+    Banned,
+}
+
+/// Longest kick or ban reason in bytes the relay passes on (a longer one is cut at a character
+/// boundary).
+pub const MAX_REASON_LEN: usize = 200;
+
+/// Why the relay ends a session with [`ServerMessage::Removed`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Removal {
+    /// An admin kicked the session (it may connect again).
+    Kicked,
+    /// An admin banned the user: `Hello` is refused with `Error{Banned}` until the ban ends.
+    Banned,
+    /// The session's access token expired (`exp` plus the relay's leeway passed).
+    TokenExpired,
 }
 
 /// An access token (a JWT) as carried in `Hello`. On the wire exactly a string; its `Debug`
@@ -225,6 +250,25 @@ pub enum ClientMessage {
         active: bool,
         /// One whole UDP datagram (header, payload and tag), or empty.
         datagram: Vec<u8>,
+    },
+    /// Permissions: end `session`'s session (it gets [`ServerMessage::Removed`], its channel
+    /// `UserLeft`). Needs the `admin` claim; otherwise `Error{Forbidden}`.
+    Kick {
+        /// Whom to remove.
+        session: SessionToken,
+        /// Shown to the removed user (at most [`MAX_REASON_LEN`] bytes are passed on).
+        reason: String,
+    },
+    /// Permissions: kick `session` and refuse its user (token subject; in open mode its name)
+    /// at `Hello` for `duration_secs` (0: the relay's default; capped by the relay's maximum).
+    /// Needs the `admin` claim.
+    Ban {
+        /// Whom to remove.
+        session: SessionToken,
+        /// Shown to the removed user (at most [`MAX_REASON_LEN`] bytes are passed on).
+        reason: String,
+        /// How long the ban lasts in seconds (0: the relay's default).
+        duration_secs: u32,
     },
 }
 
@@ -359,6 +403,27 @@ pub enum ServerMessage {
         channel: ChannelId,
         /// Its distance model and audible range.
         spatial: SpatialInfo,
+    },
+    /// Permissions: the relay ends this session (kicked, banned, or its token expired); the
+    /// connection closes after this message. A client should not reconnect on its own.
+    Removed {
+        /// Why.
+        removal: Removal,
+        /// Display name of the admin who did it (empty when the relay did, e.g. at token expiry).
+        by: String,
+        /// The admin's reason (may be empty), or the relay's explanation.
+        reason: String,
+        /// For a ban: how long it lasts in seconds (0 otherwise).
+        ban_secs: u32,
+    },
+    /// Permissions: answer to the admin's `Kick` or `Ban`: the session is gone.
+    UserRemoved {
+        /// The removed session.
+        session: SessionToken,
+        /// Its display name.
+        name: String,
+        /// Length of the ban in seconds (0: a kick).
+        ban_secs: u32,
     },
 }
 
@@ -663,6 +728,15 @@ mod tests {
                 jitter_ms: 7,
             },
             ClientMessage::Goodbye,
+            ClientMessage::Kick {
+                session: SessionToken(4),
+                reason: "spam".into(),
+            },
+            ClientMessage::Ban {
+                session: SessionToken(4),
+                reason: String::new(),
+                duration_secs: 600,
+            },
         ]
     }
 
@@ -724,6 +798,17 @@ mod tests {
             ServerMessage::Error {
                 code: ErrorCode::BadChat,
                 message: "too long".into(),
+            },
+            ServerMessage::Removed {
+                removal: Removal::Banned,
+                by: "admin".into(),
+                reason: "spam".into(),
+                ban_secs: 600,
+            },
+            ServerMessage::UserRemoved {
+                session: SessionToken(4),
+                name: "troll".into(),
+                ban_secs: 0,
             },
         ]
     }
