@@ -257,7 +257,7 @@ namespace Voice
         /// Error code for `VOICE_EVENT_ERROR` (the relay's `ErrorCode`), and for
         /// `VOICE_EVENT_COMMAND_FAILED` why the command was refused: 1 not connected, 2 bad chat
         /// text, 3 not in a channel, 4 whisper to yourself, 5 position, pose or distance model out
-        /// of range.
+        /// of range, 6 kick or ban without a session.
         /// </summary>
         public uint code;
         private byte _flag;

@@ -380,7 +380,8 @@ pub enum CommandError {
 impl CommandError {
     /// A stable number per error, for bindings that cannot match on the enum (the C ABI's
     /// `voice_event.code` of `VOICE_EVENT_COMMAND_FAILED`): 1 not connected, 2 bad chat text,
-    /// 3 not in a channel, 4 whisper to yourself, 5 position, pose or distance model out of range.
+    /// 3 not in a channel, 4 whisper to yourself, 5 position, pose or distance model out of range,
+    /// 6 kick or ban without a session.
     pub fn code(&self) -> u32 {
         match self {
             CommandError::NotConnected => 1,
@@ -388,6 +389,7 @@ impl CommandError {
             CommandError::NotInChannel => 3,
             CommandError::WhisperSelf => 4,
             CommandError::Spatial(_) => 5,
+            CommandError::NoSession => 6,
         }
     }
 }

@@ -66,7 +66,10 @@ fn kick_and_ban_requests_need_a_connection_and_a_session() {
     );
     assert!(matches!(
         drain_events(&mut e).as_slice(),
-        [Event::CommandFailed { command, .. }] if command == "ban"
+        [Event::CommandFailed {
+            command: "ban",
+            error: CommandError::NoSession
+        }]
     ));
     e.apply(Request::Kick {
         session: SessionToken(2),
