@@ -298,11 +298,10 @@ fn requests_are_carried_out_and_refusals_become_events() {
         a.apply(Request::Whisper(Some(SessionToken(1)))),
         Err(CommandError::WhisperSelf)
     );
-    assert!(drain_events(&mut a).iter().any(|ev| *ev
-        == Event::CommandFailed {
-            command: "whisper",
-            error: CommandError::WhisperSelf
-        }));
+    assert!(drain_events(&mut a).contains(&Event::CommandFailed {
+        command: "whisper",
+        error: CommandError::WhisperSelf
+    }));
     assert_eq!(a.whisper(), Some(SessionToken(7)));
 }
 
