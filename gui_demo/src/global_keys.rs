@@ -270,15 +270,23 @@ struct X11Source {
 unsafe impl Send for X11Source {}
 
 impl X11Source {
-    fn open() -> Result<Self, String> {
+    /// Connects to display `name` (`None`: `$DISPLAY`).
+    fn open(name: Option<&str>) -> Result<Self, String> {
+        let shown = name
+            .map(str::to_string)
+            .or_else(|| std::env::var("DISPLAY").ok())
+            .filter(|d| !d.is_empty());
+        let Some(shown) = shown else {
+            return Err("no X display".into());
+        };
+        let c_name = std::ffi::CString::new(shown.as_str())
+            .map_err(|_| format!("bad X display name {shown:?}"))?;
         let xlib = x11_dl::xlib::Xlib::open().map_err(|e| format!("no libX11 ({e})"))?;
-        // SAFETY: a null name means "$DISPLAY"; a null result (no server) is handled.
-        let display = unsafe { (xlib.XOpenDisplay)(std::ptr::null()) };
+        // SAFETY: a NUL-terminated name that outlives the call; a null result (no server) is
+        // handled.
+        let display = unsafe { (xlib.XOpenDisplay)(c_name.as_ptr()) };
         if display.is_null() {
-            return Err(match std::env::var("DISPLAY") {
-                Ok(d) if !d.is_empty() => format!("cannot open X display {d}"),
-                _ => "no X display".into(),
-            });
+            return Err(format!("cannot open X display {shown}"));
         }
         Ok(X11Source { xlib, display })
     }
@@ -345,7 +353,15 @@ impl GlobalKeys {
     /// release of a watched key. `Err` says why it cannot (no X display, no libX11): the keys
     /// then work only while the window has focus.
     pub fn start_x11(notify: impl Fn() + Send + 'static) -> Result<Self, String> {
-        let source = X11Source::open()?;
+        Self::start_x11_on(None, notify)
+    }
+
+    /// [`GlobalKeys::start_x11`] on display `name` (`None`: `$DISPLAY`), e.g. `":1"`.
+    pub fn start_x11_on(
+        name: Option<&str>,
+        notify: impl Fn() + Send + 'static,
+    ) -> Result<Self, String> {
+        let source = X11Source::open(name)?;
         let mut keys = Self::start(Box::new(source), notify).map_err(|e| e.to_string())?;
         if std::env::var_os("WAYLAND_DISPLAY").is_some() {
             keys.caveat = Some(
@@ -492,6 +508,14 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_display_is_an_error_not_a_panic() {
+        let e = GlobalKeys::start_x11_on(Some(":4999"), || {}).expect_err("no such display");
+        assert!(e.contains("4999") || e.contains("libX11"), "{e}");
+        let e = GlobalKeys::start_x11_on(Some("a\0b"), || {}).expect_err("bad name");
+        assert!(e.contains("bad X display name"), "{e}");
+    }
+
+    #[test]
     fn edges_report_presses_and_releases_once() {
         let mut e = KeyEdges::default();
         assert_eq!(e.update(0), 0);
@@ -518,8 +542,9 @@ mod tests {
         fn keymap(&mut self) -> Option<[u8; 32]> {
             self.queries.fetch_add(1, Ordering::Relaxed);
             let mut map = [0u8; 32];
-            for sym in self.held.lock().ok()?.iter() {
-                let c = self.keycode(*sym)?;
+            let held = self.held.lock().ok()?.clone();
+            for sym in held {
+                let c = self.keycode(sym)?;
                 map[usize::from(c / 8)] |= 1 << (c % 8);
             }
             Some(map)
