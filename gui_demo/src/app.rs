@@ -352,13 +352,8 @@ impl Session {
         if transmit != self.ptt_held {
             self.ptt_held = transmit;
             log::debug!(
-                "push-to-talk {} ({})",
+                "push-to-talk {} (window focused: {focused})",
                 if transmit { "on" } else { "off" },
-                if g_ptt || g_whisper {
-                    "key held in another window"
-                } else {
-                    "in the window"
-                }
             );
             self.send(Request::PushToTalk(transmit));
         }
