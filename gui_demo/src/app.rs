@@ -8,6 +8,8 @@
 //!    channel) and right after a join;
 //! 3. handles keys: F3 toggles the diagnostics overlay, the push-to-talk and whisper keys are
 //!    sampled (ignored while a text field has focus, so typing a "v" in chat does not talk);
+//!    while another window has focus, the X server's key state from [`crate::global_keys`]
+//!    counts instead, and the keys that thread watches are updated;
 //! 4. draws the screen (see [`crate::ui`]);
 //! 5. asks for the next frame only when a clock-driven part needs one (retry countdown, channel
 //!    list refresh): otherwise only news repaints, so an idle window costs nothing.
@@ -76,11 +78,12 @@ pub enum KeyRole {
     Whisper,
 }
 
-/// What survives a manual reconnect (Apply, or Reconnect): the chat, mute and deafen, and the
-/// channel we were in.
+/// What survives a manual reconnect (Apply, or Reconnect): the chat and its unread counts, mute
+/// and deafen, and the channel we were in.
 #[derive(Debug, Clone, Default)]
 pub struct Carry {
     chat: Vec<ChatLine>,
+    unread: std::collections::BTreeMap<ChannelId, crate::state::Unread>,
     muted: bool,
     deafened: bool,
     channel: Option<ChannelId>,
@@ -179,6 +182,7 @@ impl Session {
     pub fn carry(&self) -> Carry {
         Carry {
             chat: self.state.chat.clone(),
+            unread: self.state.unread.clone(),
             muted: self.muted,
             deafened: self.deafened,
             channel: self.state.my_channel.or(self.last_channel),
@@ -188,6 +192,7 @@ impl Session {
     /// Restores what [`Session::carry`] kept, on a fresh engine.
     fn restore(&mut self, carry: Carry) {
         self.state.chat = carry.chat;
+        self.state.unread = carry.unread;
         self.muted = carry.muted;
         self.deafened = carry.deafened;
         if self.muted {

@@ -549,7 +549,10 @@ fn last_ptt(handle: &gui_demo::backend::StubHandle) -> Option<Request> {
 }
 
 /// Runs frames until `done` (the keys thread samples every 10 ms), at most two seconds.
-fn frames_until(h: &mut Harness<'static, GuiApp>, done: impl Fn(&Harness<'static, GuiApp>) -> bool) {
+fn frames_until(
+    h: &mut Harness<'static, GuiApp>,
+    done: impl Fn(&Harness<'static, GuiApp>) -> bool,
+) {
     for _ in 0..200 {
         h.run_steps(1);
         if done(h) {
@@ -565,9 +568,11 @@ fn talk_key_works_while_another_window_has_focus() {
     use gui_demo::global_keys::{keysym, GlobalKeys};
     let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let (mut app, handle, _) = app("me");
-    app.set_global_keys(Ok(
-        GlobalKeys::start(Box::new(HeldKeys(held.clone())), || {}).expect("keys thread")
-    ));
+    app.set_global_keys(Ok(GlobalKeys::start(
+        Box::new(HeldKeys(held.clone())),
+        || {},
+    )
+    .expect("keys thread")));
     let mut h = harness(app);
     h.get_by_label("Connect").click();
     h.run_steps(2);
@@ -579,7 +584,9 @@ fn talk_key_works_while_another_window_has_focus() {
     frames_until(&mut h, |_| last_ptt(&handle).is_some());
     assert_eq!(last_ptt(&handle), Some(Request::PushToTalk(true)));
     held.lock().unwrap().clear();
-    frames_until(&mut h, |_| last_ptt(&handle) == Some(Request::PushToTalk(false)));
+    frames_until(&mut h, |_| {
+        last_ptt(&handle) == Some(Request::PushToTalk(false))
+    });
     assert_eq!(last_ptt(&handle), Some(Request::PushToTalk(false)));
     // With our window focused, the window's own key state decides (typing a "v" into the chat
     // must not talk): the X server's alone does nothing.
@@ -618,7 +625,8 @@ fn without_a_display_the_panel_says_keys_need_focus() {
 #[test]
 fn talk_key_is_set_by_pressing_it() {
     let (mut h, handle) = connected();
-    h.get_by_role_and_label(egui::accesskit::Role::Button, "Talk key").click();
+    h.get_by_role_and_label(egui::accesskit::Role::Button, "Talk key")
+        .click();
     h.run();
     assert_eq!(
         h.state().session().unwrap().capturing,
@@ -633,7 +641,8 @@ fn talk_key_is_set_by_pressing_it() {
         last_ptt(&handle).is_none(),
         "pressing the new key did not talk"
     );
-    h.get_by_role_and_label(egui::accesskit::Role::Button, "Talk key").click();
+    h.get_by_role_and_label(egui::accesskit::Role::Button, "Talk key")
+        .click();
     h.run();
     h.key_press(egui::Key::Escape);
     h.run();
@@ -744,4 +753,49 @@ fn mentions_of_our_name_are_highlighted() {
     let own = text_backgrounds(&h, "me again");
     assert_eq!(own.len(), 1);
     assert_ne!(own[0], MENTION_BG, "our own line is not a mention");
+}
+
+// Defect 13: the whisper key works while another window has focus, once a target is bound.
+#[test]
+fn whisper_key_works_while_another_window_has_focus() {
+    use gui_demo::global_keys::{keysym, GlobalKeys};
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (mut app, handle, _) = app("me");
+    app.set_global_keys(Ok(GlobalKeys::start(
+        Box::new(HeldKeys(held.clone())),
+        || {},
+    )
+    .expect("keys thread")));
+    let mut h = harness(app);
+    h.get_by_label("Connect").click();
+    h.run_steps(2);
+    welcome(&mut h, &handle, 1, vec![user(5, "bob")]);
+    h.input_mut().focused = false;
+    // Without a bound target, B held elsewhere does nothing.
+    held.lock().unwrap().push(keysym(egui::Key::B).unwrap());
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    h.run_steps(3);
+    assert_eq!(last_ptt(&handle), None);
+    held.lock().unwrap().clear();
+    h.state_mut().session_mut().unwrap().whisper_hold = Some(SessionToken(5));
+    h.run_steps(2);
+    held.lock().unwrap().push(keysym(egui::Key::B).unwrap());
+    frames_until(&mut h, |_| last_ptt(&handle).is_some());
+    let sent = handle.sent();
+    assert!(
+        sent.contains(&Request::Whisper(Some(SessionToken(5)))),
+        "{sent:?}"
+    );
+    assert_eq!(last_ptt(&handle), Some(Request::PushToTalk(true)));
+    held.lock().unwrap().clear();
+    frames_until(&mut h, |_| {
+        last_ptt(&handle) == Some(Request::PushToTalk(false))
+    });
+    assert_eq!(
+        handle
+            .sent()
+            .into_iter()
+            .rfind(|c| matches!(c, Request::Whisper(_))),
+        Some(Request::Whisper(None))
+    );
 }

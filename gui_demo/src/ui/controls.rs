@@ -8,8 +8,8 @@ use egui::{Color32, RichText};
 use voice_client::VadConfig;
 
 use crate::app::{KeyRole, Session};
-use crate::global_keys::Availability;
 use crate::backend::Request;
+use crate::global_keys::Availability;
 use crate::settings::{InputChoice, Mode, OutputChoice, Settings};
 use crate::ui::{SPEAKING, WARN, WHISPER};
 use voice_core::capture::SuppressionLevel;
