@@ -433,7 +433,7 @@ fn poll_loop(source: &mut dyn KeySource, shared: &Shared, notify: &dyn Fn()) {
             shared.watch[1].load(Ordering::Relaxed),
         ];
         polls = polls.wrapping_add(1);
-        let remap = polls % REMAP_EVERY == 0;
+        let remap = polls.is_multiple_of(REMAP_EVERY);
         for (m, sym) in mapped.iter_mut().zip(syms) {
             if m.0 != sym || remap {
                 *m = (sym, if sym == 0 { None } else { source.keycode(sym) });
@@ -446,7 +446,7 @@ fn poll_loop(source: &mut dyn KeySource, shared: &Shared, notify: &dyn Fn()) {
                 break;
             };
             let bit = |(_, code): (u32, Option<u8>)| code.is_some_and(|c| is_down(&map, c));
-            u8::from(bit(mapped[0])) * PTT | u8::from(bit(mapped[1])) * WHISPER
+            (u8::from(bit(mapped[0])) * PTT) | (u8::from(bit(mapped[1])) * WHISPER)
         };
         if edges.update(now) != 0 {
             shared.down.store(now, Ordering::Relaxed);
