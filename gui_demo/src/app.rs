@@ -365,9 +365,11 @@ impl Session {
     }
 
     /// The keys the background watcher needs now: the talk key in push-to-talk mode, the
-    /// whisper key while a hold-to-whisper target is set; none while not connected.
-    pub fn watched_keys(&self, settings: &Settings) -> (Option<Key>, Option<Key>) {
-        if !settings.global_keys || !self.state.is_live() {
+    /// whisper key while a hold-to-whisper target is set; none while not connected or while
+    /// the window has focus (`focused`: the window's own keys count then, and the X server is
+    /// not asked 50 times a second for nothing).
+    pub fn watched_keys(&self, settings: &Settings, focused: bool) -> (Option<Key>, Option<Key>) {
+        if focused || !settings.global_keys || !self.state.is_live() {
             return (None, None);
         }
         let ptt = (settings.mode == crate::settings::Mode::PushToTalk).then(|| settings.ptt());
@@ -665,9 +667,10 @@ impl GuiApp {
             crate::ui::Action::Reconnect => self.reconnect(&ctx),
         }
         if let Ok(g) = &self.global_keys {
+            let focused = ctx.input(|i| i.focused);
             let (ptt, whisper) = self
                 .session()
-                .map_or((None, None), |s| s.watched_keys(&self.settings));
+                .map_or((None, None), |s| s.watched_keys(&self.settings, focused));
             g.watch(ptt, whisper);
         }
         if let Some(s) = self.session() {
