@@ -127,6 +127,8 @@ pub struct Session {
     pub started: Option<f64>,
     /// The key being set by pressing it, if any (the keys do not talk meanwhile).
     pub capturing: Option<KeyRole>,
+    /// The key just set by pressing it: it does not talk until released.
+    pub just_set: Option<Key>,
     /// Whether the keys work while another window has focus (set by the app every frame).
     pub global_keys: Availability,
     last_list_request: Option<f64>,
@@ -165,6 +167,7 @@ impl Session {
             last_channel: None,
             started: None,
             capturing: None,
+            just_set: None,
             global_keys: Availability::Unavailable("not started".into()),
             last_list_request: None,
             last_stats_t: f64::MIN,
@@ -338,7 +341,13 @@ impl Session {
     /// set); while another window has focus, the X server's (`global`: [`global_keys::PTT`] and
     /// [`global_keys::WHISPER`] bits, see [`crate::global_keys`]), if the setting allows it.
     pub fn keys(&mut self, ctx: &egui::Context, settings: &Settings, global: u8) {
-        let typing = ctx.egui_wants_keyboard_input() || self.capturing.is_some();
+        if let Some(k) = self.just_set {
+            if !ctx.input(|i| i.key_down(k)) {
+                self.just_set = None;
+            }
+        }
+        let typing =
+            ctx.egui_wants_keyboard_input() || self.capturing.is_some() || self.just_set.is_some();
         let focused = ctx.input(|i| i.focused);
         let (ptt_key, whisper_key) = (settings.ptt(), settings.whisper());
         let (ptt_down, whisper_down) =
@@ -640,8 +649,11 @@ impl GuiApp {
     pub fn show(&mut self, ui: &mut egui::Ui) {
         let ctx = ui.ctx().clone();
         self.poll_background(&ctx);
+        // F3 is a key like any other while a key is being set, and once it is the talk or
+        // whisper key (the Diagnostics button still opens the overlay).
         let capturing = self.session().is_some_and(|s| s.capturing.is_some());
-        if !capturing && ctx.input_mut(|i| i.consume_key(Modifiers::NONE, Key::F3)) {
+        let bound = [self.settings.ptt(), self.settings.whisper()].contains(&Key::F3);
+        if !capturing && !bound && ctx.input_mut(|i| i.consume_key(Modifiers::NONE, Key::F3)) {
             self.settings.overlay_open = !self.settings.overlay_open;
         }
         let t = ctx.input(|i| i.time);

@@ -651,6 +651,29 @@ fn talk_key_is_set_by_pressing_it() {
     h.key_down(egui::Key::F3);
     h.run();
     assert_eq!(last_ptt(&handle), Some(Request::PushToTalk(true)));
+    h.key_up(egui::Key::F3);
+    h.run();
+    assert!(
+        !h.state().settings.overlay_open,
+        "F3 talks now, it does not open the overlay"
+    );
+    // The key that sets a new one does not talk while it is still held.
+    h.get_by_role_and_label(egui::accesskit::Role::Button, "Talk key")
+        .click();
+    h.run();
+    h.key_down(egui::Key::ControlLeft);
+    h.run_steps(2);
+    assert_eq!(h.state().settings.ptt_key, "ControlLeft");
+    assert_eq!(last_ptt(&handle), Some(Request::PushToTalk(false)));
+    h.key_up(egui::Key::ControlLeft);
+    h.run();
+    h.key_down(egui::Key::ControlLeft);
+    h.run();
+    assert_eq!(last_ptt(&handle), Some(Request::PushToTalk(true)));
+    assert_eq!(
+        gui_demo::ui::controls::key_label(egui::Key::ControlLeft),
+        "Left Ctrl"
+    );
 }
 
 // Unread chat per channel in the tree; joining the channel clears it.

@@ -115,7 +115,9 @@ fn key_picker(ui: &mut egui::Ui, session: &mut Session, role: KeyRole, key: &mut
         let text = if waiting {
             RichText::new("press a key… (Esc cancels)").color(WHISPER)
         } else {
-            RichText::new(key.as_str()).monospace()
+            let shown =
+                egui::Key::from_name(key).map_or_else(|| key.clone(), |k| key_label(k).into());
+            RichText::new(shown).monospace()
         };
         let r = ui
             .add(egui::Button::new(text).selected(waiting))
@@ -130,6 +132,7 @@ fn key_picker(ui: &mut egui::Ui, session: &mut Session, role: KeyRole, key: &mut
         if let Some(pressed) = ui.input(|i| captured_key(&i.events)) {
             if pressed != egui::Key::Escape {
                 *key = pressed.name().to_string();
+                session.just_set = Some(pressed);
             }
             session.capturing = None;
             r.surrender_focus();
@@ -137,6 +140,22 @@ fn key_picker(ui: &mut egui::Ui, session: &mut Session, role: KeyRole, key: &mut
             session.capturing = None;
         }
     });
+}
+
+/// A key's name for people: "Left Ctrl" rather than egui's "ControlLeft".
+pub fn key_label(key: egui::Key) -> &'static str {
+    use egui::Key as K;
+    match key {
+        K::ControlLeft => "Left Ctrl",
+        K::ControlRight => "Right Ctrl",
+        K::ShiftLeft => "Left Shift",
+        K::ShiftRight => "Right Shift",
+        K::AltLeft => "Left Alt",
+        K::AltRight => "Right Alt",
+        K::SuperLeft => "Left Super",
+        K::SuperRight => "Right Super",
+        k => k.name(),
+    }
 }
 
 /// The first key pressed among `events` (not a repeat), for a "press a key…" capture.
