@@ -555,7 +555,8 @@ mod tests {
     }
 
     fn wait_for(what: impl Fn() -> bool) -> bool {
-        for _ in 0..500 {
+        // Up to 5 s: the machine may be busy.
+        for _ in 0..2500 {
             if what() {
                 return true;
             }

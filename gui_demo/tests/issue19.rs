@@ -548,12 +548,12 @@ fn last_ptt(handle: &gui_demo::backend::StubHandle) -> Option<Request> {
         .rfind(|c| matches!(c, Request::PushToTalk(_)))
 }
 
-/// Runs frames until `done` (the keys thread samples every 10 ms), at most two seconds.
+/// Runs frames until `done` (the keys thread samples every 20 ms), for at least five seconds.
 fn frames_until(
     h: &mut Harness<'static, GuiApp>,
     done: impl Fn(&Harness<'static, GuiApp>) -> bool,
 ) {
-    for _ in 0..200 {
+    for _ in 0..500 {
         h.run_steps(1);
         if done(h) {
             return;
