@@ -8,6 +8,8 @@
 //!    channel) and right after a join;
 //! 3. handles keys: F3 toggles the diagnostics overlay, the push-to-talk and whisper keys are
 //!    sampled (ignored while a text field has focus, so typing a "v" in chat does not talk);
+//!    while another window has focus, the X server's key state from [`crate::global_keys`]
+//!    counts instead, and the keys that thread watches are updated;
 //! 4. draws the screen (see [`crate::ui`]);
 //! 5. asks for the next frame only when a clock-driven part needs one (retry countdown, channel
 //!    list refresh): otherwise only news repaints, so an idle window costs nothing.
@@ -24,6 +26,7 @@ use egui::{Key, Modifiers};
 use voice_client::{ChannelId, Event, SessionToken, VadConfig};
 
 use crate::backend::{Backend, Request};
+use crate::global_keys::{self, Availability, GlobalKeys};
 use crate::history::History;
 use crate::settings::{self, InputChoice, ServerField, Settings};
 use crate::state::{split_retry, ChatLine, SessionState, Status};
@@ -66,11 +69,21 @@ pub struct ConnectForm {
     pub resolving: Option<(String, mpsc::Receiver<Result<SocketAddr, String>>)>,
 }
 
-/// What survives a manual reconnect (Apply, or Reconnect): the chat, mute and deafen, and the
-/// channel we were in.
+/// Which key a "press a key…" capture sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRole {
+    /// The push-to-talk key.
+    Talk,
+    /// The hold-to-whisper key.
+    Whisper,
+}
+
+/// What survives a manual reconnect (Apply, or Reconnect): the chat and its unread counts, mute
+/// and deafen, and the channel we were in.
 #[derive(Debug, Clone, Default)]
 pub struct Carry {
     chat: Vec<ChatLine>,
+    unread: std::collections::BTreeMap<ChannelId, crate::state::Unread>,
     muted: bool,
     deafened: bool,
     channel: Option<ChannelId>,
@@ -112,6 +125,12 @@ pub struct Session {
     pub last_channel: Option<ChannelId>,
     /// App time of the first frame of this session.
     pub started: Option<f64>,
+    /// The key being set by pressing it, if any (the keys do not talk meanwhile).
+    pub capturing: Option<KeyRole>,
+    /// The key just set by pressing it: it does not talk until released.
+    pub just_set: Option<Key>,
+    /// Whether the keys work while another window has focus (set by the app every frame).
+    pub global_keys: Availability,
     last_list_request: Option<f64>,
     last_stats_t: f64,
     join_after_welcome: Option<JoinTarget>,
@@ -147,6 +166,9 @@ impl Session {
             retry_at: None,
             last_channel: None,
             started: None,
+            capturing: None,
+            just_set: None,
+            global_keys: Availability::Unavailable("not started".into()),
             last_list_request: None,
             last_stats_t: f64::MIN,
             join_after_welcome: None,
@@ -163,6 +185,7 @@ impl Session {
     pub fn carry(&self) -> Carry {
         Carry {
             chat: self.state.chat.clone(),
+            unread: self.state.unread.clone(),
             muted: self.muted,
             deafened: self.deafened,
             channel: self.state.my_channel.or(self.last_channel),
@@ -172,6 +195,7 @@ impl Session {
     /// Restores what [`Session::carry`] kept, on a fresh engine.
     fn restore(&mut self, carry: Carry) {
         self.state.chat = carry.chat;
+        self.state.unread = carry.unread;
         self.muted = carry.muted;
         self.deafened = carry.deafened;
         if self.muted {
@@ -312,14 +336,27 @@ impl Session {
         self.send(Request::Whisper(t));
     }
 
-    /// Samples the talk and whisper keys (ignored while typing).
-    fn keys(&mut self, ctx: &egui::Context, settings: &Settings) {
-        let typing = ctx.egui_wants_keyboard_input();
+    /// Samples the talk and whisper keys. In the window, egui's key state counts (not while a
+    /// text field has focus, so typing a "v" in chat does not talk, nor while a key is being
+    /// set); while another window has focus, the X server's (`global`: [`global_keys::PTT`] and
+    /// [`global_keys::WHISPER`] bits, see [`crate::global_keys`]), if the setting allows it.
+    pub fn keys(&mut self, ctx: &egui::Context, settings: &Settings, global: u8) {
+        if let Some(k) = self.just_set {
+            if !ctx.input(|i| i.key_down(k)) {
+                self.just_set = None;
+            }
+        }
+        let typing =
+            ctx.egui_wants_keyboard_input() || self.capturing.is_some() || self.just_set.is_some();
+        let focused = ctx.input(|i| i.focused);
         let (ptt_key, whisper_key) = (settings.ptt(), settings.whisper());
         let (ptt_down, whisper_down) =
             ctx.input(|i| (i.key_down(ptt_key), i.key_down(whisper_key)));
-        let ptt = (!typing && ptt_down) || self.talk_button_held;
-        let whisper = !typing && whisper_down && self.whisper_hold.is_some();
+        let background = !focused && settings.global_keys;
+        let g_ptt = background && global & global_keys::PTT != 0;
+        let g_whisper = background && global & global_keys::WHISPER != 0;
+        let ptt = (!typing && ptt_down) || self.talk_button_held || g_ptt;
+        let whisper = ((!typing && whisper_down) || g_whisper) && self.whisper_hold.is_some();
         if whisper != self.whisper_held {
             self.whisper_held = whisper;
             let t = self.whisper_target();
@@ -328,8 +365,25 @@ impl Session {
         let transmit = ptt || whisper;
         if transmit != self.ptt_held {
             self.ptt_held = transmit;
+            log::debug!(
+                "push-to-talk {} (window focused: {focused})",
+                if transmit { "on" } else { "off" },
+            );
             self.send(Request::PushToTalk(transmit));
         }
+    }
+
+    /// The keys the background watcher needs now: the talk key in push-to-talk mode, the
+    /// whisper key while a hold-to-whisper target is set; none while not connected or while
+    /// the window has focus (`focused`: the window's own keys count then, and the X server is
+    /// not asked 50 times a second for nothing).
+    pub fn watched_keys(&self, settings: &Settings, focused: bool) -> (Option<Key>, Option<Key>) {
+        if focused || !settings.global_keys || !self.state.is_live() {
+            return (None, None);
+        }
+        let ptt = (settings.mode == crate::settings::Mode::PushToTalk).then(|| settings.ptt());
+        let whisper = self.whisper_hold.map(|_| settings.whisper());
+        (ptt, whisper)
     }
 
     /// When the window must be drawn again although nothing arrives: the connecting counter and
@@ -374,6 +428,7 @@ pub struct GuiApp {
     connector: Connector,
     join_on_connect: Option<JoinTarget>,
     carry: Option<Carry>,
+    global_keys: Result<GlobalKeys, String>,
 }
 
 /// Drops device names that are not devices a user would pick: ALSA's descriptive lines
@@ -405,6 +460,22 @@ impl GuiApp {
             connector,
             join_on_connect: None,
             carry: None,
+            global_keys: Err("not started".into()),
+        }
+    }
+
+    /// Lets the talk and whisper keys work while another window has focus, through `keys`
+    /// (`Err`: why they cannot; the controls panel says so).
+    pub fn set_global_keys(&mut self, keys: Result<GlobalKeys, String>) {
+        self.global_keys = keys;
+    }
+
+    /// Whether the keys work while another window has focus.
+    pub fn global_keys_availability(&self) -> Availability {
+        match &self.global_keys {
+            Ok(g) if g.running() => Availability::Active(g.caveat().map(str::to_string)),
+            Ok(_) => Availability::Unavailable("the X connection ended".into()),
+            Err(why) => Availability::Unavailable(why.clone()),
         }
     }
 
@@ -578,17 +649,24 @@ impl GuiApp {
     pub fn show(&mut self, ui: &mut egui::Ui) {
         let ctx = ui.ctx().clone();
         self.poll_background(&ctx);
-        if ctx.input_mut(|i| i.consume_key(Modifiers::NONE, Key::F3)) {
+        // F3 is a key like any other while a key is being set, and once it is the talk or
+        // whisper key (the Diagnostics button still opens the overlay).
+        let capturing = self.session().is_some_and(|s| s.capturing.is_some());
+        let bound = [self.settings.ptt(), self.settings.whisper()].contains(&Key::F3);
+        if !capturing && !bound && ctx.input_mut(|i| i.consume_key(Modifiers::NONE, Key::F3)) {
             self.settings.overlay_open = !self.settings.overlay_open;
         }
         let t = ctx.input(|i| i.time);
+        let availability = self.global_keys_availability();
+        let global = self.global_keys.as_ref().map_or(0, GlobalKeys::down_bits);
         let action = match &mut self.screen {
             Screen::Connect(form) => {
                 crate::ui::connect::show(ui, form, &mut self.settings, self.devices.as_ref())
             }
             Screen::Main(session) => {
                 session.pump(t, &self.settings);
-                session.keys(&ctx, &self.settings);
+                session.global_keys = availability;
+                session.keys(&ctx, &self.settings, global);
                 // Statistics repaint at their own pace only while the plots are visible.
                 session.backend.set_live(self.settings.overlay_open);
                 crate::ui::main_window(ui, session, &mut self.settings, self.devices.as_ref())
@@ -599,6 +677,13 @@ impl GuiApp {
             crate::ui::Action::Connect => self.connect(&ctx),
             crate::ui::Action::Disconnect => self.disconnect(),
             crate::ui::Action::Reconnect => self.reconnect(&ctx),
+        }
+        if let Ok(g) = &self.global_keys {
+            let focused = ctx.input(|i| i.focused);
+            let (ptt, whisper) = self
+                .session()
+                .map_or((None, None), |s| s.watched_keys(&self.settings, focused));
+            g.watch(ptt, whisper);
         }
         if let Some(s) = self.session() {
             if let Some(after) = s.next_repaint(t) {

@@ -11,6 +11,7 @@
 pub mod app;
 pub mod backend;
 pub mod cli;
+pub mod global_keys;
 pub mod history;
 pub mod settings;
 pub mod state;

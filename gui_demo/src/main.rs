@@ -117,6 +117,14 @@ fn main() -> std::process::ExitCode {
             };
             let mut app = GuiApp::new(settings, Box::new(connector));
             app.scan_devices();
+            // Talk and whisper keys while another window has focus (X11); a press or release
+            // asks for a frame, which feeds it to the engine.
+            let ctx = cc.egui_ctx.clone();
+            let keys = gui_demo::global_keys::GlobalKeys::start_x11(move || ctx.request_repaint());
+            if let Err(why) = &keys {
+                log::info!("global keys unavailable: {why}");
+            }
+            app.set_global_keys(keys);
             app.join_on_connect(opts.channel.clone());
             if opts.connect {
                 app.connect(&cc.egui_ctx);

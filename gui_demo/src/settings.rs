@@ -126,6 +126,9 @@ pub struct Settings {
     pub ptt_key: String,
     /// Hold-to-whisper key (an [`egui::Key`] name).
     pub whisper_key: String,
+    /// The talk and whisper keys also work while another window has focus (X11, see
+    /// [`crate::global_keys`]).
+    pub global_keys: bool,
     /// Voice-activity threshold in dBFS.
     pub vad_threshold_dbfs: f32,
     /// Show chat of every channel, not only ours.
@@ -150,6 +153,7 @@ impl Default for Settings {
             mode: Mode::PushToTalk,
             ptt_key: egui::Key::V.name().into(),
             whisper_key: egui::Key::B.name().into(),
+            global_keys: true,
             vad_threshold_dbfs: -45.0,
             chat_all_channels: false,
             overlay_open: false,

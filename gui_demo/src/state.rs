@@ -67,6 +67,15 @@ impl ChatLine {
     }
 }
 
+/// Chat lines that arrived for a channel while it was not in view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Unread {
+    /// Lines not seen.
+    pub lines: usize,
+    /// Of these, lines that mention our name.
+    pub mentions: usize,
+}
+
 /// How a user is heard right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Speaking {
@@ -125,6 +134,10 @@ pub struct SessionState {
     pub prefs: HashMap<SessionToken, UserPrefs>,
     /// Set by `ChannelJoined`: the app should refresh the channel list now.
     pub want_channel_list: bool,
+    /// Unread chat per channel: lines from others for a channel other than ours (the chat shows
+    /// our channel). Cleared by joining the channel, or by showing all channels
+    /// ([`SessionState::mark_read`]).
+    pub unread: BTreeMap<ChannelId, Unread>,
 }
 
 impl SessionState {
@@ -211,6 +224,7 @@ impl SessionState {
                     self.place_user(channel.id, me, name);
                 }
                 self.speaking.retain(|s, _| Some(*s) == self.me);
+                self.unread.remove(&channel.id);
                 self.want_channel_list = true;
                 self.system(format!("joined #{}", channel.name), now_unix_ms);
             }
@@ -246,6 +260,11 @@ impl SessionState {
                     from_name
                 };
                 let own = self.me == Some(from);
+                if !own && self.my_channel != Some(channel) {
+                    let u = self.unread.entry(channel).or_default();
+                    u.lines += 1;
+                    u.mentions += usize::from(mentions(&text, &self.my_name));
+                }
                 self.push_chat(ChatLine {
                     channel: Some(channel),
                     from: shown,
@@ -353,6 +372,16 @@ impl SessionState {
         matches!(self.status, Status::Connected { .. })
     }
 
+    /// Marks the chat of `channel` read (`None`: every channel).
+    pub fn mark_read(&mut self, channel: Option<ChannelId>) {
+        match channel {
+            Some(ch) => {
+                self.unread.remove(&ch);
+            }
+            None => self.unread.clear(),
+        }
+    }
+
     /// Local volume and mute of one user.
     pub fn prefs(&self, session: SessionToken) -> UserPrefs {
         self.prefs.get(&session).copied().unwrap_or_default()
@@ -438,6 +467,19 @@ pub fn duration_text(secs: u32) -> String {
         s if s >= 60 && s % 60 == 0 => format!("{} min", s / 60),
         s => format!("{s} s"),
     }
+}
+
+/// Whether `text` mentions `name` (case-insensitive, not inside a longer word).
+pub fn mentions(text: &str, name: &str) -> bool {
+    if name.is_empty() {
+        return false;
+    }
+    let (t, n) = (text.to_lowercase(), name.to_lowercase());
+    t.match_indices(&n).any(|(i, _)| {
+        let before = t[..i].chars().next_back();
+        let after = t[i + n.len()..].chars().next();
+        !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric)
+    })
 }
 
 /// An engine audio notice in words a new user understands, with advice that fits what is
@@ -647,6 +689,48 @@ mod tests {
         }
         assert_eq!(s.notices.len(), 1);
         assert!(s.chat.is_empty(), "audio notices stay out of the chat");
+    }
+
+    fn chat(channel: u32, from: u32, text: &str) -> Event {
+        Event::Chat {
+            channel: ChannelId(channel),
+            from: SessionToken(from),
+            from_name: "x".into(),
+            text: text.into(),
+            server_time_ms: 0,
+        }
+    }
+
+    #[test]
+    fn unread_counts_lines_outside_our_channel() {
+        let mut s = welcomed();
+        s.apply_event(chat(1, 5, "in our channel"), 0);
+        s.apply_event(chat(2, 7, "hello"), 0);
+        s.apply_event(chat(2, 7, "ME: look"), 0);
+        s.apply_event(chat(2, 1, "our own line elsewhere"), 0);
+        assert_eq!(s.unread.get(&ChannelId(1)), None);
+        assert_eq!(
+            s.unread[&ChannelId(2)],
+            Unread {
+                lines: 2,
+                mentions: 1
+            }
+        );
+        s.apply_event(
+            Event::ChannelJoined {
+                channel: ChannelInfo {
+                    id: ChannelId(2),
+                    name: "Team A".into(),
+                    users: vec![user(7, "carol")],
+                },
+            },
+            0,
+        );
+        assert!(s.unread.is_empty(), "joining reads the channel");
+        s.apply_event(chat(1, 5, "back in the lobby"), 0);
+        assert_eq!(s.unread[&ChannelId(1)].lines, 1);
+        s.mark_read(None);
+        assert!(s.unread.is_empty());
     }
 
     #[test]

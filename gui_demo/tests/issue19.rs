@@ -520,3 +520,305 @@ fn connecting_counts_and_can_be_cancelled() {
     h.run_steps(2);
     assert!(matches!(h.state().screen, Screen::Connect(_)));
 }
+
+/// A keyboard for the global-keys thread whose held keys the test sets (key code = keysym % 200
+/// + 8), standing in for the X server.
+struct HeldKeys(std::sync::Arc<std::sync::Mutex<Vec<u32>>>);
+
+impl gui_demo::global_keys::KeySource for HeldKeys {
+    fn keycode(&mut self, keysym: u32) -> Option<u8> {
+        u8::try_from(keysym % 200 + 8).ok()
+    }
+
+    fn keymap(&mut self) -> Option<[u8; 32]> {
+        let mut map = [0u8; 32];
+        let held = self.0.lock().ok()?.clone();
+        for sym in held {
+            let c = self.keycode(sym)?;
+            map[usize::from(c / 8)] |= 1 << (c % 8);
+        }
+        Some(map)
+    }
+}
+
+fn last_ptt(handle: &gui_demo::backend::StubHandle) -> Option<Request> {
+    handle
+        .sent()
+        .into_iter()
+        .rfind(|c| matches!(c, Request::PushToTalk(_)))
+}
+
+/// Runs frames until `done` (the keys thread samples every 20 ms), for at least five seconds.
+fn frames_until(
+    h: &mut Harness<'static, GuiApp>,
+    done: impl Fn(&Harness<'static, GuiApp>) -> bool,
+) {
+    for _ in 0..500 {
+        h.run_steps(1);
+        if done(h) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+// Defect 13: push-to-talk works while another window has focus.
+#[test]
+fn talk_key_works_while_another_window_has_focus() {
+    use gui_demo::global_keys::{keysym, GlobalKeys};
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (mut app, handle, _) = app("me");
+    app.set_global_keys(Ok(GlobalKeys::start(
+        Box::new(HeldKeys(held.clone())),
+        || {},
+    )
+    .expect("keys thread")));
+    let mut h = harness(app);
+    h.get_by_label("Connect").click();
+    h.run_steps(2);
+    welcome(&mut h, &handle, 1, vec![]);
+    h.get_by_label("Keys work in other windows too");
+    // Another window has focus; V is held there.
+    h.input_mut().focused = false;
+    held.lock().unwrap().push(keysym(egui::Key::V).unwrap());
+    frames_until(&mut h, |_| last_ptt(&handle).is_some());
+    assert_eq!(last_ptt(&handle), Some(Request::PushToTalk(true)));
+    held.lock().unwrap().clear();
+    frames_until(&mut h, |_| {
+        last_ptt(&handle) == Some(Request::PushToTalk(false))
+    });
+    assert_eq!(last_ptt(&handle), Some(Request::PushToTalk(false)));
+    // With our window focused, the window's own key state decides (typing a "v" into the chat
+    // must not talk): the X server's alone does nothing.
+    h.input_mut().focused = true;
+    h.get_by_label("To #Lobby").focus();
+    h.run();
+    held.lock().unwrap().push(keysym(egui::Key::V).unwrap());
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    h.run_steps(3);
+    assert_eq!(last_ptt(&handle), Some(Request::PushToTalk(false)));
+    // Switched off in the settings: the background key does nothing.
+    h.state_mut().settings.global_keys = false;
+    h.input_mut().focused = false;
+    h.run_steps(3);
+    assert_eq!(last_ptt(&handle), Some(Request::PushToTalk(false)));
+}
+
+// Defect 13: without an X display the keys fall back to the window, and the panel says so.
+#[test]
+fn without_a_display_the_panel_says_keys_need_focus() {
+    let (mut app, handle, _) = app("me");
+    app.set_global_keys(Err("no X display".into()));
+    let mut h = harness(app);
+    h.get_by_label("Connect").click();
+    h.run_steps(2);
+    welcome(&mut h, &handle, 1, vec![]);
+    h.get_by_label("Keys work only while this window has focus (no X display)");
+    assert!(h.query_by_label("Keys work in other windows too").is_none());
+    // The in-window key still talks.
+    h.key_down(egui::Key::V);
+    h.run();
+    assert_eq!(last_ptt(&handle), Some(Request::PushToTalk(true)));
+}
+
+// The talk key is set by pressing it; Escape cancels; F3 is a key like any other meanwhile.
+#[test]
+fn talk_key_is_set_by_pressing_it() {
+    let (mut h, handle) = connected();
+    h.get_by_role_and_label(egui::accesskit::Role::Button, "Talk key")
+        .click();
+    h.run();
+    assert_eq!(
+        h.state().session().unwrap().capturing,
+        Some(gui_demo::app::KeyRole::Talk)
+    );
+    h.key_press(egui::Key::F3);
+    h.run();
+    assert_eq!(h.state().settings.ptt_key, "F3");
+    assert!(!h.state().settings.overlay_open, "F3 was taken as the key");
+    assert_eq!(h.state().session().unwrap().capturing, None);
+    assert!(
+        last_ptt(&handle).is_none(),
+        "pressing the new key did not talk"
+    );
+    h.get_by_role_and_label(egui::accesskit::Role::Button, "Talk key")
+        .click();
+    h.run();
+    h.key_press(egui::Key::Escape);
+    h.run();
+    assert_eq!(h.state().settings.ptt_key, "F3", "Escape cancels");
+    // The new key talks.
+    h.key_down(egui::Key::F3);
+    h.run();
+    assert_eq!(last_ptt(&handle), Some(Request::PushToTalk(true)));
+    h.key_up(egui::Key::F3);
+    h.run();
+    assert!(
+        !h.state().settings.overlay_open,
+        "F3 talks now, it does not open the overlay"
+    );
+    // The key that sets a new one does not talk while it is still held.
+    h.get_by_role_and_label(egui::accesskit::Role::Button, "Talk key")
+        .click();
+    h.run();
+    h.key_down(egui::Key::ControlLeft);
+    h.run_steps(2);
+    assert_eq!(h.state().settings.ptt_key, "ControlLeft");
+    assert_eq!(last_ptt(&handle), Some(Request::PushToTalk(false)));
+    h.key_up(egui::Key::ControlLeft);
+    h.run();
+    h.key_down(egui::Key::ControlLeft);
+    h.run();
+    assert_eq!(last_ptt(&handle), Some(Request::PushToTalk(true)));
+    assert_eq!(
+        gui_demo::ui::controls::key_label(egui::Key::ControlLeft),
+        "Left Ctrl"
+    );
+}
+
+// Unread chat per channel in the tree; joining the channel clears it.
+#[test]
+fn unread_counts_show_in_the_tree() {
+    let (mut h, handle) = connected();
+    let line = |text: &str| Event::Chat {
+        channel: ChannelId(2),
+        from: SessionToken(7),
+        from_name: "carol".into(),
+        text: text.into(),
+        server_time_ms: 1_700_000_000_000,
+    };
+    send(&mut h, &handle, line("anyone?"));
+    h.get_by_label("1 new");
+    send(&mut h, &handle, line("me, are you there?"));
+    h.get_by_label("2 new, 1 mention");
+    // Lines in our own channel are read as they arrive.
+    send(
+        &mut h,
+        &handle,
+        Event::Chat {
+            channel: ChannelId(1),
+            from: SessionToken(5),
+            from_name: "bob".into(),
+            text: "here".into(),
+            server_time_ms: 1_700_000_000_000,
+        },
+    );
+    h.get_by_label("2 new, 1 mention");
+    send(
+        &mut h,
+        &handle,
+        Event::ChannelJoined {
+            channel: channel(2, "Team A", vec![user(1, "me"), user(7, "carol")]),
+        },
+    );
+    assert!(h.query_all_by_label_contains(" new").next().is_none());
+    // A line for the Lobby now counts there, until All channels shows it.
+    send(
+        &mut h,
+        &handle,
+        Event::Chat {
+            channel: ChannelId(1),
+            from: SessionToken(5),
+            from_name: "bob".into(),
+            text: "left us?".into(),
+            server_time_ms: 1_700_000_000_000,
+        },
+    );
+    h.get_by_label("1 new");
+    h.get_by_label("All channels").click();
+    h.run();
+    assert!(h.query_all_by_label_contains(" new").next().is_none());
+}
+
+/// The background colours of the drawn text that contains `needle`.
+fn text_backgrounds(h: &Harness<'static, GuiApp>, needle: &str) -> Vec<egui::Color32> {
+    fn walk(shape: &egui::Shape, needle: &str, out: &mut Vec<egui::Color32>) {
+        match shape {
+            egui::Shape::Vec(v) => v.iter().for_each(|s| walk(s, needle, out)),
+            egui::Shape::Text(t) if t.galley.job.text.contains(needle) => {
+                let job = &t.galley.job;
+                for s in &job.sections {
+                    if job.text[s.byte_range.start.0..s.byte_range.end.0].contains(needle) {
+                        out.push(s.format.background);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    for c in &h.output().shapes {
+        walk(&c.shape, needle, &mut out);
+    }
+    out
+}
+
+// Lines that mention our name are highlighted; others, and our own, are not.
+#[test]
+fn mentions_of_our_name_are_highlighted() {
+    use gui_demo::ui::chat::MENTION_BG;
+    let (mut h, handle) = connected();
+    let line = |from: u32, text: &str| Event::Chat {
+        channel: ChannelId(1),
+        from: SessionToken(from),
+        from_name: if from == 1 { "me" } else { "bob" }.into(),
+        text: text.into(),
+        server_time_ms: 1_700_000_000_000,
+    };
+    send(&mut h, &handle, line(5, "ping Me please"));
+    send(&mut h, &handle, line(5, "nothing for you, memes"));
+    send(&mut h, &handle, line(1, "me again"));
+    h.run_steps(1);
+    assert_eq!(text_backgrounds(&h, "ping Me please"), vec![MENTION_BG]);
+    let plain = text_backgrounds(&h, "nothing for you, memes");
+    assert_eq!(plain.len(), 1);
+    assert_ne!(plain[0], MENTION_BG);
+    let own = text_backgrounds(&h, "me again");
+    assert_eq!(own.len(), 1);
+    assert_ne!(own[0], MENTION_BG, "our own line is not a mention");
+}
+
+// Defect 13: the whisper key works while another window has focus, once a target is bound.
+#[test]
+fn whisper_key_works_while_another_window_has_focus() {
+    use gui_demo::global_keys::{keysym, GlobalKeys};
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (mut app, handle, _) = app("me");
+    app.set_global_keys(Ok(GlobalKeys::start(
+        Box::new(HeldKeys(held.clone())),
+        || {},
+    )
+    .expect("keys thread")));
+    let mut h = harness(app);
+    h.get_by_label("Connect").click();
+    h.run_steps(2);
+    welcome(&mut h, &handle, 1, vec![user(5, "bob")]);
+    h.input_mut().focused = false;
+    // Without a bound target, B held elsewhere does nothing.
+    held.lock().unwrap().push(keysym(egui::Key::B).unwrap());
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    h.run_steps(3);
+    assert_eq!(last_ptt(&handle), None);
+    held.lock().unwrap().clear();
+    h.state_mut().session_mut().unwrap().whisper_hold = Some(SessionToken(5));
+    h.run_steps(2);
+    held.lock().unwrap().push(keysym(egui::Key::B).unwrap());
+    frames_until(&mut h, |_| last_ptt(&handle).is_some());
+    let sent = handle.sent();
+    assert!(
+        sent.contains(&Request::Whisper(Some(SessionToken(5)))),
+        "{sent:?}"
+    );
+    assert_eq!(last_ptt(&handle), Some(Request::PushToTalk(true)));
+    held.lock().unwrap().clear();
+    frames_until(&mut h, |_| {
+        last_ptt(&handle) == Some(Request::PushToTalk(false))
+    });
+    assert_eq!(
+        handle
+            .sent()
+            .into_iter()
+            .rfind(|c| matches!(c, Request::Whisper(_))),
+        Some(Request::Whisper(None))
+    );
+}

@@ -33,6 +33,12 @@ pub fn show(ui: &mut egui::Ui, session: &mut Session, settings: &mut Settings) {
     egui::Panel::bottom("chat_input").show(ui, |ui| input_line(ui, session));
     let scope = session.state.my_channel;
     let all = settings.chat_all_channels;
+    // What is on screen is read.
+    if all {
+        session.state.mark_read(None);
+    } else if let Some(ch) = scope {
+        session.state.mark_read(Some(ch));
+    }
     egui::ScrollArea::vertical()
         .auto_shrink([false, false])
         .stick_to_bottom(true)
@@ -65,18 +71,7 @@ pub fn links(text: &str) -> Vec<std::ops::Range<usize>> {
     out
 }
 
-/// Whether `text` mentions `name` (case-insensitive, not inside a longer word).
-pub fn mentions(text: &str, name: &str) -> bool {
-    if name.is_empty() {
-        return false;
-    }
-    let (t, n) = (text.to_lowercase(), name.to_lowercase());
-    t.match_indices(&n).any(|(i, _)| {
-        let before = t[..i].chars().next_back();
-        let after = t[i + n.len()..].chars().next();
-        !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric)
-    })
-}
+pub use crate::state::mentions;
 
 fn chat_line(ui: &mut egui::Ui, session: &Session, line: &ChatLine, show_channel: bool) {
     let v = ui.visuals();

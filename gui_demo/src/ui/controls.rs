@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use egui::{Color32, RichText};
 use voice_client::VadConfig;
 
-use crate::app::Session;
+use crate::app::{KeyRole, Session};
 use crate::backend::Request;
+use crate::global_keys::Availability;
 use crate::settings::{InputChoice, Mode, OutputChoice, Settings};
 use crate::ui::{SPEAKING, WARN, WHISPER};
 use voice_core::capture::SuppressionLevel;
@@ -47,7 +48,7 @@ fn controls(
     }
     match settings.mode {
         Mode::PushToTalk => {
-            key_picker(ui, "Talk key", &mut settings.ptt_key);
+            key_picker(ui, session, KeyRole::Talk, &mut settings.ptt_key);
             let talk = ui.add(egui::Button::new("Hold to talk").sense(egui::Sense::drag()));
             session.talk_button_held = talk.is_pointer_button_down_on();
         }
@@ -65,7 +66,8 @@ fn controls(
         }
         Mode::Continuous => {}
     }
-    key_picker(ui, "Whisper key", &mut settings.whisper_key);
+    key_picker(ui, session, KeyRole::Whisper, &mut settings.whisper_key);
+    global_keys_line(ui, session, settings);
     ui.add_space(4.0);
     ui.horizontal(|ui| {
         if ui.toggle_value(&mut session.muted, "Mute mic").changed() {
@@ -100,19 +102,96 @@ fn controls(
     false
 }
 
-fn key_picker(ui: &mut egui::Ui, label: &str, key: &mut String) {
+/// A key setting: a button showing the key; clicked, it waits for the next key pressed
+/// ("press a key…"; Escape cancels) and stores that key's name.
+fn key_picker(ui: &mut egui::Ui, session: &mut Session, role: KeyRole, key: &mut String) {
+    let label = match role {
+        KeyRole::Talk => "Talk key",
+        KeyRole::Whisper => "Whisper key",
+    };
     ui.horizontal(|ui| {
         let l = ui.label(label);
-        egui::ComboBox::from_id_salt(label)
-            .selected_text(key.as_str())
-            .show_ui(ui, |ui| {
-                for k in egui::Key::ALL {
-                    ui.selectable_value(key, k.name().to_string(), k.name());
-                }
-            })
-            .response
-            .labelled_by(l.id);
+        let waiting = session.capturing == Some(role);
+        let text = if waiting {
+            RichText::new("press a key… (Esc cancels)").color(WHISPER)
+        } else {
+            let shown =
+                egui::Key::from_name(key).map_or_else(|| key.clone(), |k| key_label(k).into());
+            RichText::new(shown).monospace()
+        };
+        let r = ui
+            .add(egui::Button::new(text).selected(waiting))
+            .labelled_by(l.id)
+            .on_hover_text("Click, then press the key to use");
+        if !waiting {
+            if r.clicked() {
+                session.capturing = Some(role);
+            }
+            return;
+        }
+        if let Some(pressed) = ui.input(|i| captured_key(&i.events)) {
+            if pressed != egui::Key::Escape {
+                *key = pressed.name().to_string();
+                session.just_set = Some(pressed);
+            }
+            session.capturing = None;
+            r.surrender_focus();
+        } else if r.clicked_elsewhere() {
+            session.capturing = None;
+        }
     });
+}
+
+/// A key's name for people: "Left Ctrl" rather than egui's "ControlLeft".
+pub fn key_label(key: egui::Key) -> &'static str {
+    use egui::Key as K;
+    match key {
+        K::ControlLeft => "Left Ctrl",
+        K::ControlRight => "Right Ctrl",
+        K::ShiftLeft => "Left Shift",
+        K::ShiftRight => "Right Shift",
+        K::AltLeft => "Left Alt",
+        K::AltRight => "Right Alt",
+        K::SuperLeft => "Left Super",
+        K::SuperRight => "Right Super",
+        k => k.name(),
+    }
+}
+
+/// The first key pressed among `events` (not a repeat), for a "press a key…" capture.
+pub fn captured_key(events: &[egui::Event]) -> Option<egui::Key> {
+    events.iter().find_map(|e| match e {
+        egui::Event::Key {
+            key,
+            pressed: true,
+            repeat: false,
+            ..
+        } => Some(*key),
+        _ => None,
+    })
+}
+
+/// Whether the keys also work while another window has focus, or why they cannot (one line).
+fn global_keys_line(ui: &mut egui::Ui, session: &Session, settings: &mut Settings) {
+    match &session.global_keys {
+        Availability::Active(caveat) => {
+            let r = ui
+                .checkbox(&mut settings.global_keys, "Keys work in other windows too")
+                .on_hover_text(
+                    "The talk and whisper keys work while another application has focus \
+                     (the key still reaches that application)",
+                );
+            if let (Some(c), true) = (caveat, settings.global_keys) {
+                r.on_hover_text(c.as_str());
+                ui.add(egui::Label::new(RichText::new(c).small().weak()).truncate());
+            }
+        }
+        Availability::Unavailable(why) => {
+            let text = format!("Keys work only while this window has focus ({why})");
+            ui.add(egui::Label::new(RichText::new(&text).small().weak()).truncate())
+                .on_hover_text(text);
+        }
+    }
 }
 
 fn level_meter(ui: &mut egui::Ui, session: &Session, settings: &Settings) {

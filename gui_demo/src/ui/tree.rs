@@ -11,6 +11,7 @@ use voice_client::SessionToken;
 use crate::app::Session;
 use crate::backend::Request;
 use crate::settings::Settings;
+use crate::state::Unread;
 use crate::ui::{dot, lock, SPEAKING, WHISPER};
 
 /// Draws the tree.
@@ -30,13 +31,22 @@ pub fn show(ui: &mut egui::Ui, session: &mut Session, settings: &mut Settings) {
         for (id, node) in channels {
             let mine = session.state.my_channel == Some(id);
             let label = format!("# {}  ({})", node.name, node.users.len());
+            let unread = session.state.unread.get(&id).copied();
             let r = ui
-                .selectable_label(mine, RichText::new(label).strong())
-                .on_hover_text(if mine {
-                    "You are here"
-                } else {
-                    "Click to join"
-                });
+                .horizontal(|ui| {
+                    let r = ui
+                        .selectable_label(mine, RichText::new(label).strong())
+                        .on_hover_text(if mine {
+                            "You are here"
+                        } else {
+                            "Click to join"
+                        });
+                    if let Some(u) = unread {
+                        unread_badge(ui, u);
+                    }
+                    r
+                })
+                .inner;
             if r.clicked() && !mine {
                 session.send(Request::Join(id));
             }
@@ -48,6 +58,23 @@ pub fn show(ui: &mut egui::Ui, session: &mut Session, settings: &mut Settings) {
             });
         }
     });
+}
+
+/// "3 new" beside a channel with unread chat; "3 new, 1 mention" (highlighted) when some of it
+/// mentions us.
+fn unread_badge(ui: &mut egui::Ui, u: Unread) {
+    let text = match u.mentions {
+        0 => format!("{} new", u.lines),
+        1 => format!("{} new, 1 mention", u.lines),
+        m => format!("{} new, {m} mentions", u.lines),
+    };
+    let colour = if u.mentions > 0 {
+        WHISPER
+    } else {
+        ui.visuals().strong_text_color()
+    };
+    ui.add(egui::Label::new(RichText::new(text).small().color(colour)).truncate())
+        .on_hover_text("Chat lines you have not seen: join the channel or tick All channels");
 }
 
 fn user_row(
@@ -133,7 +160,7 @@ fn user_menu(
     if ui.checkbox(&mut on, "Whisper (toggle)").changed() {
         session.toggle_whisper(who);
     }
-    let key = settings.whisper().name();
+    let key = crate::ui::controls::key_label(settings.whisper());
     let mut bound = session.whisper_hold == Some(who);
     if ui
         .checkbox(&mut bound, format!("Whisper while holding {key}"))
