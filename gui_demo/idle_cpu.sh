@@ -42,11 +42,16 @@ trap cleanup EXIT
 
 Xvfb ":$DISPLAY_NUM" -screen 0 1280x800x24 -nolisten tcp >"$WORK/xvfb.log" 2>&1 &
 pids+=($!)
-"$BIN/relay" --listen "127.0.0.1:$PORT" >"$WORK/relay.log" 2>&1 &
+# TLS and tokens as everywhere: the relay's identity (certificate and token key) lives in $WORK.
+"$BIN/relay" --listen "127.0.0.1:$PORT" --identity-dir "$WORK/id" >"$WORK/relay.log" 2>&1 &
 pids+=($!)
-sleep 1
+for _ in $(seq 50); do grep -q '^fingerprint ' "$WORK/relay.log" && break; sleep 0.1; done
+fingerprint=$(sed -n 's/^fingerprint //p' "$WORK/relay.log")
+[ -n "$fingerprint" ] || { echo "the relay did not start:" >&2; cat "$WORK/relay.log" >&2; exit 1; }
+"$BIN/relay" token --name idle --identity-dir "$WORK/id" >"$WORK/token"
 DISPLAY=":$DISPLAY_NUM" LIBGL_ALWAYS_SOFTWARE=1 XDG_DATA_HOME="$WORK/data" \
   "$BIN/gui_demo" --server "127.0.0.1:$PORT" --name idle --connect \
+  --fingerprint "$fingerprint" --token-file "$WORK/token" \
   --input null --output null --mode ptt >"$WORK/gui.log" 2>&1 &
 gui=$!
 pids+=($gui)
