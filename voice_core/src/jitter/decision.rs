@@ -40,8 +40,6 @@ pub struct PacketStatus {
     pub next_held: bool,
     /// Distance (≥ 1) from the expected sequence number to the lowest held packet after it.
     pub following: Option<u64>,
-    /// The packet right after the expected one is held and carries in-band FEC.
-    pub next_has_fec: bool,
     /// The lowest held packet after the expected one (at distance `following`) carries in-band
     /// FEC, which rebuilds the frame just before it.
     pub following_has_fec: bool,
@@ -105,7 +103,7 @@ pub fn decide_packet(s: &PacketStatus) -> PacketOp {
     match s.following {
         // A stall ended with the next packet, which can repair the missing one: the frame
         // concealed meanwhile becomes the extra frame of delay that FEC needs anyway.
-        Some(1) if s.fec && s.next_has_fec => PacketOp::Fec,
+        Some(1) if s.fec && s.following_has_fec => PacketOp::Fec,
         Some(ahead) if s.stalled > 0 => {
             // A stall ended with a later packet: the frames concealed meanwhile stand in for the
             // lost ones. When they stand in for all of them, the last lost frame is kept to be
@@ -256,7 +254,7 @@ mod tests {
             (
                 PacketStatus {
                     following: Some(1),
-                    next_has_fec: true,
+                    following_has_fec: true,
                     ..playing()
                 },
                 PacketOp::Fec,
@@ -264,7 +262,7 @@ mod tests {
             (
                 PacketStatus {
                     following: Some(1),
-                    next_has_fec: true,
+                    following_has_fec: true,
                     fec: false,
                     ..playing()
                 },
@@ -344,7 +342,7 @@ mod tests {
             (
                 PacketStatus {
                     following: Some(1),
-                    next_has_fec: true,
+                    following_has_fec: true,
                     stalled: 1,
                     ..playing()
                 },

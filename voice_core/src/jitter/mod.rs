@@ -469,7 +469,6 @@ impl JitterBuffer {
                 .flags
                 .contains(Flags::FEC)
         });
-        let next_has_fec = following == Some(1) && following_has_fec;
         PacketStatus {
             playing: self.playing,
             start_ready: !self.playing
@@ -478,7 +477,6 @@ impl JitterBuffer {
             depth: self.depth,
             next_held: self.playing && next_held,
             following: if self.playing { following } else { None },
-            next_has_fec,
             following_has_fec,
             dred_frames: self.dred_frames,
             fec: self.fec,
