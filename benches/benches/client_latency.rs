@@ -166,6 +166,7 @@ fn latency(seconds: u64, path: VoicePath) -> Option<f64> {
     let mut sent_at = Vec::new();
     let mut detected_at = Vec::new();
     let mut above = false;
+    let mut quiet = 0usize;
     let mut frame = [0i16; 960];
     let mut out = [0i16; 960];
     for k in 0..frames {
@@ -193,8 +194,10 @@ fn latency(seconds: u64, path: VoicePath) -> Option<f64> {
             if loud && !above {
                 detected_at.push(pulled_at + Duration::from_secs_f64(i as f64 / SR));
             }
-            // Hysteresis: the burst is over after 5 ms of quiet.
-            above = loud || (above && i % 240 != 0);
+            // Hysteresis: the burst is over after 5 ms of quiet (the tone's zero crossings are
+            // quiet for a few samples each).
+            quiet = if loud { 0 } else { quiet + 1 };
+            above = loud || (above && quiet < 240);
         }
     }
     let mut lat: Vec<f64> = Vec::new();

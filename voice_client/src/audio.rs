@@ -1,16 +1,20 @@
 //! Where captured audio comes from and where mixed audio goes.
 //!
-//! The engine thread pulls one 20 ms frame per tick from an [`InputStream`] and pushes one to an
-//! [`OutputStream`]. File, tone and null backends are plain code on the engine thread. Device
-//! backends (cpal) run the device callback on the device's own thread; the callback and the engine
-//! thread share nothing but a wait-free single-producer/single-consumer ring (`rtrb`) and an atomic
-//! latency figure (for the echo canceller's delay hint, [`echo_delay_ms`]): the callback
-//! never locks, never allocates and never logs. Where no device can be opened the backend falls back
+//! The engine thread reads 20 ms frames from an [`InputStream`] and writes them to an
+//! [`OutputStream`]. File, tone and null backends are plain code on the engine thread, paced by
+//! its 20 ms timer. Device backends (cpal) run the device callback on the device's own thread; the
+//! callback and the engine thread share nothing but a wait-free single-producer/single-consumer
+//! ring (`rtrb`), an atomic latency figure (for the echo canceller's delay hint,
+//! [`echo_delay_ms`]) and the atomics with which the device clock paces the engine
+//! ([`crate::pacing`]): the callback never locks, never allocates and never logs. The
+//! application's own audio ([`AppCapture`], [`AppPlayback`]) works the same way. Where no device can be opened the backend falls back
 //! to null, and the driver reports that as an [`voice_core::engine::Event::AudioNotice`].
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
+
+use crate::pacing::{FrameSignal, PullClock};
 
 #[cfg(feature = "devices")]
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
@@ -70,17 +74,25 @@ const APP_RING: usize = 10 * FRAME_SAMPLES;
 ///
 /// Wait-free: never locks, never allocates. Samples that do not fit (the engine is not keeping up,
 /// more than 200 ms queued) are dropped and the count returned says how many were taken.
-pub struct AppCapture(rtrb::Producer<i16>);
+///
+/// Each push that completes a 20 ms frame wakes the engine thread, which encodes and sends the
+/// frame at once: the application's pushes are the capture clock.
+pub struct AppCapture {
+    ring: rtrb::Producer<i16>,
+    signal: Arc<FrameSignal>,
+}
 
 impl AppCapture {
     /// Queues `pcm`; returns how many samples were accepted.
     pub fn push(&mut self, pcm: &[i16]) -> usize {
-        let n = pcm.len().min(self.0.slots());
-        if let Ok(mut chunk) = self.0.write_chunk(n) {
+        let before = self.ring.buffer().capacity() - self.ring.slots();
+        let n = pcm.len().min(self.ring.slots());
+        if let Ok(mut chunk) = self.ring.write_chunk(n) {
             let (a, b) = chunk.as_mut_slices();
             a.copy_from_slice(&pcm[..a.len()]);
             b.copy_from_slice(&pcm[a.len()..a.len() + b.len()]);
             chunk.commit_all();
+            self.signal.pushed(before, before + n);
             n
         } else {
             0
@@ -92,19 +104,27 @@ impl AppCapture {
 ///
 /// Wait-free. When fewer samples are ready than asked for, the rest of `out` is filled with
 /// silence and the count returned says how many were real.
-pub struct AppPlayback(rtrb::Consumer<i16>);
+///
+/// The application's pulls are the playback clock: the engine thread learns their period and
+/// size and mixes each frame just before the pull that needs it (see [`crate::pacing`]), so pull
+/// at a steady rate, in chunks of any size.
+pub struct AppPlayback {
+    ring: rtrb::Consumer<i16>,
+    clock: Arc<PullClock>,
+}
 
 impl AppPlayback {
     /// Fills `out`; returns how many samples came from the engine (the rest is silence).
     pub fn pull(&mut self, out: &mut [i16]) -> usize {
-        let n = out.len().min(self.0.slots());
-        if let Ok(chunk) = self.0.read_chunk(n) {
+        let n = out.len().min(self.ring.slots());
+        if let Ok(chunk) = self.ring.read_chunk(n) {
             let (a, b) = chunk.as_slices();
             out[..a.len()].copy_from_slice(a);
             out[a.len()..a.len() + b.len()].copy_from_slice(b);
             chunk.commit_all();
         }
         out[n..].fill(0);
+        self.clock.pulled(out.len(), n);
         n
     }
 }
@@ -112,19 +132,28 @@ impl AppPlayback {
 /// Creates the capture ring: the engine's reading end and the application's writing end.
 pub fn app_capture_ring() -> (InputStream, AppCapture) {
     let (p, c) = rtrb::RingBuffer::new(APP_RING);
+    let signal = FrameSignal::new();
     (
         InputStream {
             kind: InputKind::Ring(c),
             started: false,
+            signal: Some(signal.clone()),
         },
-        AppCapture(p),
+        AppCapture { ring: p, signal },
     )
 }
 
 /// Creates the playback ring: the engine's writing end and the application's reading end.
 pub fn app_playback_ring() -> (OutputStream, AppPlayback) {
     let (p, c) = rtrb::RingBuffer::new(APP_RING);
-    (OutputStream::Ring(p), AppPlayback(c))
+    let clock = PullClock::new();
+    (
+        OutputStream::Ring {
+            ring: p,
+            clock: clock.clone(),
+        },
+        AppPlayback { ring: c, clock },
+    )
 }
 
 /// Why an audio backend could not be opened.
@@ -228,11 +257,14 @@ fn config_48k(dev: &cpal::Device, input: bool) -> Result<cpal::StreamConfig, Aud
     })
 }
 
-/// A source of captured frames, read by the engine thread once per tick.
+/// A source of captured frames, read by the engine thread: once per timer tick, or for a device
+/// or the application's ring, whenever a whole frame has arrived.
 pub struct InputStream {
     kind: InputKind,
     /// False until voice can flow; file and tone sources do not advance before that.
     started: bool,
+    /// Raised by a device or application producer when a frame is complete.
+    signal: Option<Arc<FrameSignal>>,
 }
 
 enum InputKind {
@@ -253,6 +285,8 @@ enum InputKind {
         _stream: DeviceStream,
         /// Capture latency reported by the device (capture instant to callback), µs.
         latency_us: Arc<AtomicU32>,
+        /// Raised by the callback when a frame is complete.
+        signal: Arc<FrameSignal>,
     },
     Ring(rtrb::Consumer<i16>),
     Null,
@@ -280,9 +314,14 @@ impl InputStream {
             }
             AudioInput::Device(name) => open_capture(name.as_deref())?,
         };
+        let signal = match &kind {
+            InputKind::Device { signal, .. } => Some(signal.clone()),
+            _ => None,
+        };
         Ok(InputStream {
             kind,
             started: false,
+            signal,
         })
     }
 
@@ -291,6 +330,28 @@ impl InputStream {
         InputStream {
             kind: InputKind::Null,
             started: false,
+            signal: None,
+        }
+    }
+
+    /// Whether the source has its own clock (a device, the application's pushes): frames are
+    /// read when complete ([`InputStream::frame_ready`]) rather than on the engine's timer.
+    pub fn paced(&self) -> bool {
+        self.signal.is_some()
+    }
+
+    /// Whether a whole frame is queued (always false for a source without a clock).
+    pub fn frame_ready(&self) -> bool {
+        match &self.kind {
+            InputKind::Device { ring, .. } | InputKind::Ring(ring) => ring.slots() >= FRAME_SAMPLES,
+            _ => false,
+        }
+    }
+
+    /// Installs the engine thread's waker, raised when a frame is complete.
+    pub fn set_waker(&self, waker: Arc<mio::Waker>) {
+        if let Some(s) = &self.signal {
+            s.set_waker(waker);
         }
     }
 
@@ -392,6 +453,8 @@ fn open_capture(name: Option<&str>) -> Result<InputKind, AudioError> {
     let (mut producer, consumer) = rtrb::RingBuffer::<i16>::new(8 * FRAME_SAMPLES);
     let latency_us = Arc::new(AtomicU32::new(0));
     let latency = latency_us.clone();
+    let signal = FrameSignal::new();
+    let frame_signal = signal.clone();
     let stream = dev
         .build_input_stream(
             cfg,
@@ -403,10 +466,13 @@ fn open_capture(name: Option<&str>) -> Result<InputKind, AudioError> {
                     d.as_micros().min(u32::MAX as u128) as u32,
                     Ordering::Relaxed,
                 );
+                let before = producer.buffer().capacity() - producer.slots();
                 for frame in data.chunks(channels) {
                     let mono = frame.iter().sum::<f32>() / channels as f32;
                     let _ = producer.push((mono.clamp(-1.0, 1.0) * 32767.0) as i16);
                 }
+                let after = producer.buffer().capacity() - producer.slots();
+                frame_signal.pushed(before, after);
             },
             |e| log::warn!("capture stream error: {e}"),
             None,
@@ -419,15 +485,22 @@ fn open_capture(name: Option<&str>) -> Result<InputKind, AudioError> {
         ring: consumer,
         _stream: stream,
         latency_us,
+        signal,
     })
 }
 
-/// A sink for mixed frames, written by the engine thread once per tick.
+/// A sink for mixed frames, written by the engine thread: once per timer tick, or for a device
+/// or the application's ring, just before the consumer needs the frame.
 pub enum OutputStream {
     /// Recording to a WAV file.
     Wav(hound::WavWriter<std::io::BufWriter<std::fs::File>>),
     /// Handing frames to the application through a ring ([`AppPlayback`]).
-    Ring(rtrb::Producer<i16>),
+    Ring {
+        /// Producer side of the ring the application reads.
+        ring: rtrb::Producer<i16>,
+        /// Stamped by each of the application's pulls.
+        clock: Arc<PullClock>,
+    },
     /// Playing on a device through a ring.
     Device {
         /// Producer side of the ring the callback reads.
@@ -436,6 +509,8 @@ pub enum OutputStream {
         _stream: DeviceStream,
         /// Playback latency reported by the device (callback to playback instant), µs.
         latency_us: Arc<AtomicU32>,
+        /// Stamped by each callback.
+        clock: Arc<PullClock>,
     },
     /// Discarding.
     Null,
@@ -474,7 +549,7 @@ impl OutputStream {
                     }
                 }
             }
-            OutputStream::Device { ring, .. } | OutputStream::Ring(ring) => {
+            OutputStream::Device { ring, .. } | OutputStream::Ring { ring, .. } => {
                 // Keep playback latency bounded: skip a frame when 2 are already queued (the
                 // consumer started late or runs slow). The engine's timer and the device clock are
                 // not locked together, so a slow device drifts into an occasional skipped frame
@@ -491,6 +566,48 @@ impl OutputStream {
                 }
             }
             OutputStream::Null => {}
+        }
+    }
+
+    /// The consumer's clock, for a sink that has one (a device, the application's ring).
+    pub fn pull_clock(&self) -> Option<&Arc<PullClock>> {
+        match self {
+            OutputStream::Device { clock, .. } | OutputStream::Ring { clock, .. } => Some(clock),
+            _ => None,
+        }
+    }
+
+    /// Samples queued for the consumer (0 for a sink without a ring).
+    pub fn queued(&self) -> usize {
+        match self {
+            OutputStream::Device { ring, .. } | OutputStream::Ring { ring, .. } => {
+                ring.buffer().capacity() - ring.slots()
+            }
+            _ => 0,
+        }
+    }
+
+    /// Samples that still fit in the consumer's ring (0 for a sink without a ring).
+    pub fn room(&self) -> usize {
+        match self {
+            OutputStream::Device { ring, .. } | OutputStream::Ring { ring, .. } => ring.slots(),
+            _ => 0,
+        }
+    }
+
+    /// Writes one frame that the pacer asked for: queued whole if it fits (the pacer already
+    /// keeps the ring as short as the consumer allows), dropped if the ring is full.
+    pub fn write_paced_frame(&mut self, frame: &[i16; FRAME_SAMPLES]) {
+        match self {
+            OutputStream::Device { ring, .. } | OutputStream::Ring { ring, .. } => {
+                if let Ok(mut chunk) = ring.write_chunk(FRAME_SAMPLES) {
+                    let (a, b) = chunk.as_mut_slices();
+                    a.copy_from_slice(&frame[..a.len()]);
+                    b.copy_from_slice(&frame[a.len()..a.len() + b.len()]);
+                    chunk.commit_all();
+                }
+            }
+            _ => self.write_frame(frame),
         }
     }
 
@@ -511,6 +628,8 @@ fn open_playback(name: Option<&str>) -> Result<OutputStream, AudioError> {
     let (producer, mut consumer) = rtrb::RingBuffer::<i16>::new(8 * FRAME_SAMPLES);
     let latency_us = Arc::new(AtomicU32::new(0));
     let latency = latency_us.clone();
+    let clock = PullClock::new();
+    let pulls = clock.clone();
     let stream = dev
         .build_output_stream(
             cfg,
@@ -522,10 +641,16 @@ fn open_playback(name: Option<&str>) -> Result<OutputStream, AudioError> {
                     d.as_micros().min(u32::MAX as u128) as u32,
                     Ordering::Relaxed,
                 );
+                let (mut asked, mut got) = (0, 0);
                 for frame in data.chunks_mut(channels) {
-                    let s = consumer.pop().map_or(0.0, |v| f32::from(v) / 32768.0);
+                    let s = consumer.pop().map_or(0.0, |v| {
+                        got += 1;
+                        f32::from(v) / 32768.0
+                    });
+                    asked += 1;
                     frame.fill(s);
                 }
+                pulls.pulled(asked, got);
             },
             |e| log::warn!("playback stream error: {e}"),
             None,
@@ -538,6 +663,7 @@ fn open_playback(name: Option<&str>) -> Result<OutputStream, AudioError> {
         ring: producer,
         _stream: stream,
         latency_us,
+        clock,
     })
 }
 

@@ -5,14 +5,17 @@
 //! ```text
 //!  app threads ──Command──► crossbeam channel ──(mio Waker)──► engine thread ──Event──► app
 //!                                                               │  mio poll: TCP + UDP + waker
-//!  capture callback ─► rtrb SPSC ring ─► (tick: read 20 ms) ────┤  20 ms media clock:
-//!                                                               │   capture → encode → UDP
-//!  playback callback ◄─ rtrb SPSC ring ◄─ (tick: write 20 ms) ◄─┘   receivers → mix → playback
+//!  capture callback ─► rtrb SPSC ring ─► (frame complete: wake) ┤  capture → encode → UDP
+//!                                                               │
+//!  playback callback ◄─ rtrb SPSC ring ◄─ (just before a pull) ◄┘  receivers → mix → playback
 //! ```
 //!
-//! The engine thread blocks only in `poll`, with a deadline that is the earliest of the next media
-//! tick, the engine's own timeout and a pending reconnect. Received datagrams are handed to the
-//! engine the moment they arrive; decoding and mixing happen on the tick. The device callbacks touch
+//! The audio clocks pace the media work ([`crate::pacing`]): a captured frame is encoded and sent
+//! the moment the device (or the application) completes it, and a frame is mixed just before the
+//! playback consumer needs it. Sources and sinks without a clock (files, tones, null) run on a
+//! 20 ms timer. The engine thread blocks only in `poll`, with a deadline that is the earliest of
+//! the next timer tick, the next mix, the engine's own timeout and a pending reconnect. Received
+//! datagrams are handed to the engine the moment they arrive; decoding happens at the mix. The device callbacks touch
 //! only their ring: they never lock, allocate or log, so nothing the network does can stall audio.
 //!
 //! The TCP connection is re-established with exponential backoff (250 ms doubling to 5 s) after a
@@ -54,6 +57,7 @@ use voice_tls::rustls::{self, ClientConnection};
 use voice_tls::{ClientTls, Fingerprint, TlsStream, TlsTrust, Transport};
 
 use crate::audio::{InputStream, OutputStream};
+use crate::pacing::PlayoutPacer;
 
 const TCP: Token = Token(0);
 const UDP: Token = Token(1);
@@ -61,6 +65,9 @@ const UDP: Token = Token(1);
 pub(crate) const WAKER: Token = Token(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// A paced capture source that delivered no frame for this long is read on the timer instead
+/// (silence, or what it has), so the engine keeps sending as it would from a timer-paced source.
+const CAPTURE_STALL: Duration = Duration::from_millis(200);
 /// Cap on queued outgoing TCP bytes (a relay that stops reading is treated as gone).
 const MAX_TCP_OUT: usize = 1 << 20;
 
@@ -211,6 +218,14 @@ impl Driver {
         let mut last_list_request = Instant::now();
         let mut next_delay_check = Instant::now() + Duration::from_secs(1);
         let mut echo_delay: Option<u32> = None;
+        // The audio clocks (crate::pacing): a capture device or the application's pushes wake
+        // `poll` when a frame is complete; a playback consumer's pulls time the mixing.
+        self.input.set_waker(self.waker.clone());
+        let capture_paced = self.input.paced();
+        let mut last_capture = Instant::now();
+        let pull_clock = self.output.pull_clock().cloned();
+        let mut pacer = PlayoutPacer::new();
+        let mut next_mix: Option<Instant> = None;
 
         'outer: loop {
             // --- connect / reconnect ---
@@ -312,6 +327,9 @@ impl Driver {
 
             // --- wait ---
             let mut deadline = next_tick;
+            if let Some(at) = next_mix {
+                deadline = deadline.min(at);
+            }
             if let Some(t) = self.engine.poll_timeout() {
                 let at = origin + Duration::from_micros(t.as_micros());
                 deadline = deadline.min(at);
@@ -482,22 +500,58 @@ impl Driver {
             if self.engine.poll_timeout().is_some_and(|d| d <= t) {
                 self.engine.handle_timeout(t);
             }
+            // File and tone sources start once voice can reach where it is meant to go.
+            if self.engine.voice_path().is_some()
+                && self.engine.settled()
+                && pending_join.is_none()
+                && pending_whisper.is_none()
+                && (self.engine.channel().is_some() || self.engine.whisper().is_some())
+            {
+                self.input.start();
+            }
+            // Capture with a clock of its own: each complete frame at once.
+            let mut frames = 0;
+            while capture_paced && self.input.frame_ready() && frames < 5 {
+                self.input.read_frame(&mut frame);
+                self.engine.handle_capture(now(), &frame);
+                last_capture = Instant::now();
+                frames += 1;
+            }
+            // Playback with a clock of its own: mix just before the consumer needs the frame.
+            next_mix = None;
+            let mut mix_paced = false;
+            if let Some(clock) = &pull_clock {
+                pacer.observe(clock.now_us(), clock.snapshot());
+                let mut frames = 0;
+                while let Some(at) = pacer.mix_at(clock.now_us(), self.output.queued()) {
+                    mix_paced = true;
+                    if self.output.room() < FRAME_SAMPLES {
+                        // The ring is full (a consumer pulling more than it holds): wait for it.
+                        break;
+                    }
+                    if at > clock.now_us() || frames >= 5 {
+                        next_mix = Some(clock.instant_at(at));
+                        break;
+                    }
+                    self.engine.mix(now(), &mut frame);
+                    self.output.write_paced_frame(&frame);
+                    frames += 1;
+                }
+            }
+            // The engine's 20 ms timer paces the rest: sources and sinks without a clock, a
+            // producer that stopped pushing, a consumer that is not pulling.
             let mut ticks = 0;
             while Instant::now() >= next_tick && ticks < 5 {
                 let t = now();
-                // File and tone sources start once voice can reach where it is meant to go.
-                if self.engine.voice_path().is_some()
-                    && self.engine.settled()
-                    && pending_join.is_none()
-                    && pending_whisper.is_none()
-                    && (self.engine.channel().is_some() || self.engine.whisper().is_some())
-                {
-                    self.input.start();
+                if !capture_paced || last_capture.elapsed() >= CAPTURE_STALL {
+                    self.input.read_frame(&mut frame);
+                    self.engine.handle_capture(t, &frame);
+                    last_capture = Instant::now();
                 }
-                self.input.read_frame(&mut frame);
-                self.engine.handle_capture(t, &frame);
-                self.engine.mix(t, &mut frame);
-                self.output.write_frame(&frame);
+                if !mix_paced {
+                    self.engine.mix(t, &mut frame);
+                    self.output.write_frame(&frame);
+                }
                 next_tick += FRAME_DURATION;
                 ticks += 1;
             }

@@ -33,6 +33,7 @@
 
 pub mod audio;
 pub mod driver;
+pub mod pacing;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -957,7 +957,8 @@ pub unsafe extern "C" fn voice_client_stats(
 }
 
 /// With `VOICE_AUDIO_APP`: queues `frames` captured 48 kHz mono samples; `*accepted` receives how
-/// many were taken (the rest did not fit: more than 200 ms is queued).
+/// many were taken (the rest did not fit: more than 200 ms is queued). Each completed 20 ms frame
+/// is encoded and sent at once: your pushes are the capture clock.
 ///
 /// Thread safety: call from one audio thread at a time; never blocks (a concurrent call gets
 /// `VOICE_ERR_BUSY`). Without `VOICE_AUDIO_APP` returns `VOICE_ERR_UNSUPPORTED`.
@@ -989,7 +990,9 @@ pub unsafe extern "C" fn voice_client_push_capture(
 }
 
 /// With `VOICE_AUDIO_APP`: fills `pcm` with `frames` mixed 48 kHz mono samples; `*written`
-/// receives how many came from the engine (the rest is silence: underrun).
+/// receives how many came from the engine (the rest is silence: underrun). Your pulls are the
+/// playback clock: the engine learns their period and size and mixes each frame a few ms before
+/// the pull that needs it, so pull at a steady rate (any chunk size).
 ///
 /// Thread safety: call from one audio thread at a time; never blocks (a concurrent call gets
 /// `VOICE_ERR_BUSY`). Without `VOICE_AUDIO_APP` returns `VOICE_ERR_UNSUPPORTED`.
