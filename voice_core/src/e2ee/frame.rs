@@ -9,12 +9,11 @@
 //! A ring holds a few keys at once so that a rotation never loses audio: the next key is installed
 //! (announced) before the sender switches to it, and the previous key stays until it is retired.
 
-use sframe::error::SframeError;
-use sframe::frame::{EncryptedFrameView, MediaFrameView, SingleUseCounter};
-use sframe::key::{DecryptionKey, EncryptionKey};
+use sframe::header::SframeHeader;
 
 use super::replay::ReplayWindow;
-use super::{DecryptError, E2eeError, BASE_KEY_LEN, CIPHER_SUITE, MAX_OVERHEAD, TAG_LEN};
+use super::suite::FrameKey;
+use super::{DecryptError, E2eeError, BASE_KEY_LEN, MAX_OVERHEAD, TAG_LEN};
 
 /// Bytes a key id occupies in the SFrame header (0 when it fits the config byte).
 fn field_len(v: u64) -> usize {
@@ -39,11 +38,10 @@ pub fn max_counter_for(kid: u64) -> Option<u64> {
 
 /// The sending half: one sender key (key id + base key) and its frame counter.
 pub struct FrameEncryptor {
-    key: EncryptionKey,
+    key: FrameKey,
     kid: u64,
     next_counter: u64,
     max_counter: u64,
-    scratch: Vec<u8>,
 }
 
 impl std::fmt::Debug for FrameEncryptor {
@@ -63,14 +61,11 @@ impl FrameEncryptor {
             return Err(E2eeError::InvalidKey("base key must be 32 bytes"));
         }
         let max_counter = max_counter_for(kid).ok_or(E2eeError::KeyIdTooLarge(kid))?;
-        let key = EncryptionKey::derive_from(CIPHER_SUITE, kid, base_key)
-            .map_err(|_| E2eeError::Crypto)?;
         Ok(FrameEncryptor {
-            key,
+            key: FrameKey::derive(kid, base_key),
             kid,
             next_counter: 0,
             max_counter,
-            scratch: Vec::with_capacity(crate::proto::udp::MAX_DATAGRAM + MAX_OVERHEAD),
         })
     }
 
@@ -106,24 +101,26 @@ impl FrameEncryptor {
         if ctr > self.max_counter {
             return Err(E2eeError::CounterExhausted(self.kid));
         }
-        let need = 1 + field_len(self.kid) + field_len(ctr) + payload.len() + TAG_LEN;
+        let header_len = 1 + field_len(self.kid) + field_len(ctr);
+        let need = header_len + payload.len() + TAG_LEN;
         if out.len() < need {
             return Err(E2eeError::BufferTooSmall {
                 need,
                 have: out.len(),
             });
         }
-        let mut counter = SingleUseCounter::new(ctr);
-        let frame = MediaFrameView::try_with_meta_data(&mut counter, payload, metadata)
+        let header = SframeHeader::new(self.kid, ctr);
+        debug_assert_eq!(header.len(), header_len);
+        let (head, rest) = out.split_at_mut(header_len);
+        header
+            .serialize(&mut *head)
             .map_err(|_| E2eeError::Crypto)?;
-        let sealed = frame
-            .encrypt_into(&self.key, &mut self.scratch)
-            .map_err(|_| E2eeError::Crypto)?;
-        let bytes = sealed.sframe_cipher_text();
-        debug_assert_eq!(bytes.len(), need);
-        out[..bytes.len()].copy_from_slice(bytes);
+        let (body, tail) = rest.split_at_mut(payload.len());
+        body.copy_from_slice(payload);
+        let tag = self.key.seal(ctr, head, metadata, body);
+        tail[..TAG_LEN].copy_from_slice(&tag);
         self.next_counter += 1;
-        Ok(bytes.len())
+        Ok(need)
     }
 }
 
@@ -132,7 +129,7 @@ pub const RING_KEYS: usize = 4;
 
 struct RingKey {
     kid: u64,
-    key: DecryptionKey,
+    key: FrameKey,
     window: ReplayWindow,
 }
 
@@ -162,12 +159,34 @@ impl Default for SenderKeyRing {
 
 /// Reads the key id and counter of an SFrame frame without decrypting it.
 pub fn peek(frame: &[u8]) -> Result<(u64, u64), DecryptError> {
-    let view = EncryptedFrameView::try_new(frame).map_err(|_| DecryptError::Malformed)?;
-    let h = view.header();
-    if frame.len() < h.len() + TAG_LEN {
+    let h = parse(frame)?.header;
+    Ok((h.key_id(), h.counter()))
+}
+
+/// An SFrame frame taken apart.
+struct Parts<'a> {
+    header: SframeHeader,
+    /// The header's bytes (authenticated with the metadata).
+    header_bytes: &'a [u8],
+    ciphertext: &'a [u8],
+    tag: &'a [u8],
+}
+
+/// Splits an SFrame frame into header, ciphertext and tag.
+fn parse(frame: &[u8]) -> Result<Parts<'_>, DecryptError> {
+    let header = SframeHeader::deserialize(frame).map_err(|_| DecryptError::Malformed)?;
+    let hl = header.len();
+    if frame.len() < hl + TAG_LEN {
         return Err(DecryptError::Malformed);
     }
-    Ok((h.key_id(), h.counter()))
+    let (header_bytes, rest) = frame.split_at(hl);
+    let (ciphertext, tag) = rest.split_at(rest.len() - TAG_LEN);
+    Ok(Parts {
+        header,
+        header_bytes,
+        ciphertext,
+        tag,
+    })
 }
 
 impl SenderKeyRing {
@@ -181,8 +200,7 @@ impl SenderKeyRing {
         if base_key.len() != BASE_KEY_LEN {
             return Err(E2eeError::InvalidKey("base key must be 32 bytes"));
         }
-        let key = DecryptionKey::derive_from(CIPHER_SUITE, kid, base_key)
-            .map_err(|_| E2eeError::Crypto)?;
+        let key = FrameKey::derive(kid, base_key);
         self.keys.retain(|k| k.kid != kid);
         if self.keys.len() == RING_KEYS {
             self.keys.remove(0);
@@ -213,12 +231,8 @@ impl SenderKeyRing {
     /// Verifies and decrypts `frame` (an SFrame frame) with `metadata` (the datagram bytes before
     /// it) and returns the key id and the plaintext, borrowed from the ring's scratch buffer.
     pub fn open(&mut self, metadata: &[u8], frame: &[u8]) -> Result<(u64, &[u8]), DecryptError> {
-        let view = EncryptedFrameView::try_with_meta_data(frame, metadata)
-            .map_err(|_| DecryptError::Malformed)?;
-        let (kid, ctr) = (view.header().key_id(), view.header().counter());
-        if view.cipher_text().len() < TAG_LEN {
-            return Err(DecryptError::Malformed);
-        }
+        let p = parse(frame)?;
+        let (kid, ctr) = (p.header.key_id(), p.header.counter());
         let slot = self
             .keys
             .iter()
@@ -228,14 +242,16 @@ impl SenderKeyRing {
         if !k.window.check(ctr) {
             return Err(DecryptError::Replay);
         }
-        let plain = view
-            .decrypt_into(&k.key, &mut self.scratch)
-            .map_err(|e| match e {
-                SframeError::DecryptionFailure => DecryptError::BadTag,
-                _ => DecryptError::Malformed,
-            })?;
+        self.scratch.clear();
+        self.scratch.extend_from_slice(p.ciphertext);
+        if !k
+            .key
+            .open(ctr, p.header_bytes, metadata, &mut self.scratch, p.tag)
+        {
+            return Err(DecryptError::BadTag);
+        }
         k.window.accept(ctr);
-        Ok((kid, plain.payload()))
+        Ok((kid, &self.scratch))
     }
 
     /// Verifies `frame` with a key that is not (yet) in the ring; on success installs it, as
@@ -247,19 +263,17 @@ impl SenderKeyRing {
         frame: &[u8],
         base_key: &[u8],
     ) -> Result<(u64, &[u8]), DecryptError> {
-        let (kid, ctr) = peek(frame)?;
-        let key = DecryptionKey::derive_from(CIPHER_SUITE, kid, base_key)
-            .map_err(|_| DecryptError::Malformed)?;
-        let view = EncryptedFrameView::try_with_meta_data(frame, metadata)
-            .map_err(|_| DecryptError::Malformed)?;
-        let n = view
-            .decrypt_into(&key, &mut self.scratch)
-            .map_err(|e| match e {
-                SframeError::DecryptionFailure => DecryptError::BadTag,
-                _ => DecryptError::Malformed,
-            })?
-            .payload()
-            .len();
+        let p = parse(frame)?;
+        let (kid, ctr) = (p.header.key_id(), p.header.counter());
+        if base_key.len() != BASE_KEY_LEN {
+            return Err(DecryptError::Malformed);
+        }
+        let key = FrameKey::derive(kid, base_key);
+        self.scratch.clear();
+        self.scratch.extend_from_slice(p.ciphertext);
+        if !key.open(ctr, p.header_bytes, metadata, &mut self.scratch, p.tag) {
+            return Err(DecryptError::BadTag);
+        }
         self.keys.retain(|k| k.kid != kid);
         if self.keys.len() == RING_KEYS {
             self.keys.remove(0);
@@ -267,8 +281,7 @@ impl SenderKeyRing {
         let mut window = ReplayWindow::default();
         window.accept(ctr);
         self.keys.push(RingKey { kid, key, window });
-        let start = metadata.len();
-        Ok((kid, &self.scratch[start..start + n]))
+        Ok((kid, &self.scratch))
     }
 }
 

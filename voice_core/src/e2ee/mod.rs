@@ -38,6 +38,7 @@ pub mod identity;
 pub mod password;
 mod replay;
 pub mod session;
+mod suite;
 
 pub use frame::{max_counter_for, FrameEncryptor, SenderKeyRing};
 pub use identity::{Identity, PublicIdentity};
