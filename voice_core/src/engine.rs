@@ -529,7 +529,9 @@ pub struct Engine {
     removed: Option<Removal>,
     members: BTreeMap<SessionToken, String>,
     names: HashMap<SessionToken, String>,
-    remotes: HashMap<SessionToken, Remote>,
+    /// Ordered by session, so that decoding, mixing and the events they raise happen in the same
+    /// order on every run.
+    remotes: BTreeMap<SessionToken, Remote>,
     prefs: HashMap<SessionToken, (f32, bool)>,
     sender: Sender,
     transmitter: Transmitter,
@@ -608,7 +610,7 @@ impl Engine {
             removed: None,
             members: BTreeMap::new(),
             names: HashMap::new(),
-            remotes: HashMap::new(),
+            remotes: BTreeMap::new(),
             prefs: HashMap::new(),
             sender,
             transmitter,
