@@ -72,15 +72,11 @@ const CAPTURE_STALL: Duration = Duration::from_millis(200);
 const MAX_TCP_OUT: usize = 1 << 20;
 
 /// What the application sends the engine thread: an engine [`Request`], or one of the
-/// requests only the thread can carry out (name lookups, stats replies, sockets, shutdown).
+/// requests only the thread can carry out (stats replies, sockets, shutdown).
 #[derive(Debug)]
 pub enum Command {
     /// Carry out an engine request.
     Request(Request),
-    /// Join a channel by name (resolved against the relay's channel list).
-    JoinNamed(String),
-    /// Whisper to the user with this name (resolved when known).
-    WhisperNamed(String),
     /// Reply with a stats snapshot.
     Stats(Sender<EngineStats>),
     /// Replace the UDP socket with one on a new local port (network change) and re-register.
@@ -213,9 +209,6 @@ impl Driver {
         let mut events = Events::with_capacity(64);
         let mut dgram = [0u8; MAX_DATAGRAM + 1];
         let mut frame = [0i16; FRAME_SAMPLES];
-        let mut pending_whisper: Option<String> = None;
-        let mut pending_join: Option<String> = None;
-        let mut last_list_request = Instant::now();
         let mut next_delay_check = Instant::now() + Duration::from_secs(1);
         let mut echo_delay: Option<u32> = None;
         // The audio clocks (crate::pacing): a capture device or the application's pushes wake
@@ -461,8 +454,6 @@ impl Driver {
                             Err(e) => log::error!("rebind udp: {e}"),
                         }
                     }
-                    Command::JoinNamed(name) => pending_join = Some(name),
-                    Command::WhisperNamed(name) => pending_whisper = Some(name),
                     Command::Request(request) => {
                         // A refusal is queued as `Event::CommandFailed` and forwarded below.
                         let _ = self.engine.apply(request);
@@ -476,25 +467,6 @@ impl Driver {
                     }
                 }
             }
-            if let Some(name) = &pending_join {
-                if let Some(ch) = self.engine.channels().iter().find(|c| &c.name == name) {
-                    let id = ch.id;
-                    if self.engine.join_channel(id).is_ok() {
-                        pending_join = None;
-                    }
-                }
-            }
-            if let Some(name) = &pending_whisper {
-                if let Some(s) = self.engine.find_user(name) {
-                    let _ = self.engine.set_whisper(Some(s));
-                    pending_whisper = None;
-                } else if last_list_request.elapsed() >= Duration::from_secs(1) {
-                    // The user may be in a channel we have no presence events for: ask again.
-                    last_list_request = Instant::now();
-                    let _ = self.engine.request_channel_list();
-                }
-            }
-
             // --- timers ---
             let t = now();
             if self.engine.poll_timeout().is_some_and(|d| d <= t) {
@@ -503,8 +475,7 @@ impl Driver {
             // File and tone sources start once voice can reach where it is meant to go.
             if self.engine.voice_path().is_some()
                 && self.engine.settled()
-                && pending_join.is_none()
-                && pending_whisper.is_none()
+                && !self.engine.names_pending()
                 && (self.engine.channel().is_some() || self.engine.whisper().is_some())
             {
                 self.input.start();

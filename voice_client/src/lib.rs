@@ -342,7 +342,7 @@ impl Client {
 
     /// Joins the channel with this name once the relay's channel list is known.
     pub fn join_channel_named(&self, name: &str) {
-        self.send(Command::JoinNamed(name.to_string()));
+        self.request(Request::JoinNamed(name.to_string()));
     }
 
     /// Leaves the channel.
@@ -362,7 +362,7 @@ impl Client {
 
     /// Whispers to the user with this name, as soon as the name is known.
     pub fn whisper_to_named(&self, name: &str) {
-        self.send(Command::WhisperNamed(name.to_string()));
+        self.request(Request::WhisperNamed(name.to_string()));
     }
 
     /// Push-to-talk key state.

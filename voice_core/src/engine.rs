@@ -272,12 +272,18 @@ pub enum Event {
 pub enum Request {
     /// Join (or switch to) a channel.
     Join(ChannelId),
+    /// Join the channel with this name as soon as the channel tree shows it (until then the
+    /// request waits; a later join request replaces it).
+    JoinNamed(String),
     /// Leave the channel.
     Leave,
     /// Say something in our channel.
     Chat(String),
     /// Whisper to one session (`None`: talk to the channel again).
     Whisper(Option<SessionToken>),
+    /// Whisper to the user with this name as soon as they are known: the channel tree is asked
+    /// for again every second until they appear.
+    WhisperNamed(String),
     /// Push-to-talk held or released.
     PushToTalk(bool),
     /// Transmit mode.
@@ -331,9 +337,11 @@ impl Request {
     pub fn name(&self) -> &'static str {
         match self {
             Request::Join(_) => "join",
+            Request::JoinNamed(_) => "join_named",
             Request::Leave => "leave",
             Request::Chat(_) => "chat",
             Request::Whisper(_) => "whisper",
+            Request::WhisperNamed(_) => "whisper_named",
             Request::PushToTalk(_) => "push_to_talk",
             Request::Mode(_) => "mode",
             Request::Vad(_) => "vad",
@@ -523,6 +531,12 @@ pub struct Engine {
     channels: Vec<ChannelInfo>,
     channel: Option<ChannelId>,
     desired_channel: Option<ChannelId>,
+    /// A join by name waiting for the channel tree to show that channel.
+    join_named: Option<String>,
+    /// A whisper by name waiting for that user to be known.
+    whisper_named: Option<String>,
+    /// When to ask for the channel tree again while `whisper_named` waits.
+    next_list_request: Option<Time>,
     /// A `Redirect` not yet taken by the driver.
     redirect: Option<String>,
     /// The relay removed our session (`Removed`), not yet taken by the driver.
@@ -606,6 +620,9 @@ impl Engine {
             channels: Vec::new(),
             channel: None,
             desired_channel: initial_channel,
+            join_named: None,
+            whisper_named: None,
+            next_list_request: None,
             redirect: None,
             removed: None,
             members: BTreeMap::new(),
@@ -696,6 +713,15 @@ impl Engine {
 
     /// Handles one message from the relay.
     pub fn handle_control(&mut self, now: Time, msg: ServerMessage) {
+        self.handle_server_message(now, msg);
+        // A channel list, a join or a presence change may be what a join or whisper by name
+        // waits for.
+        if self.names_pending() {
+            self.resolve_names();
+        }
+    }
+
+    fn handle_server_message(&mut self, now: Time, msg: ServerMessage) {
         match msg {
             ServerMessage::Welcome {
                 session,
@@ -1234,6 +1260,11 @@ impl Engine {
             return;
         }
         self.e2ee.handle_timeout(now);
+        if self.whisper_named.is_some() && self.next_list_request.is_none_or(|t| now >= t) {
+            // The user may be in a channel we have no presence events for: ask again.
+            let _ = self.request_channel_list();
+            self.next_list_request = Some(now + std::time::Duration::from_secs(1));
+        }
         if let (Some(at), Some(secret)) = (self.next_register, self.secret) {
             if now >= at {
                 self.register_counter += 1;
@@ -1443,6 +1474,10 @@ impl Engine {
             self.monitor.deadline(),
             self.next_report,
             self.e2ee.poll_timeout(),
+            // A whisper by name waits: ask for the channel tree (at once the first time).
+            self.whisper_named
+                .as_ref()
+                .map(|_| self.next_list_request.unwrap_or(Time::ZERO)),
         ]
         .into_iter()
         .flatten()
@@ -1456,10 +1491,27 @@ impl Engine {
     pub fn apply(&mut self, request: Request) -> Result<(), CommandError> {
         let name = request.name();
         let result = match request {
-            Request::Join(ch) => self.join_channel(ch),
+            Request::Join(ch) => {
+                self.join_named = None;
+                self.join_channel(ch)
+            }
+            Request::JoinNamed(name) => {
+                self.join_named = Some(name);
+                self.resolve_names();
+                Ok(())
+            }
+            Request::WhisperNamed(name) => {
+                self.whisper_named = Some(name);
+                self.next_list_request = None;
+                self.resolve_names();
+                Ok(())
+            }
             Request::Leave => self.leave_channel(),
             Request::Chat(text) => self.send_chat(&text),
-            Request::Whisper(t) => self.set_whisper(t),
+            Request::Whisper(t) => {
+                self.whisper_named = None;
+                self.set_whisper(t)
+            }
             Request::ListChannels => self.request_channel_list(),
             Request::ServerStats => self.request_server_stats(),
             Request::PushToTalk(on) => {
@@ -1536,6 +1588,31 @@ impl Engine {
                 .push_back(ClientMessage::JoinChannel { channel });
         }
         Ok(())
+    }
+
+    /// True while a join or whisper by name ([`Request::JoinNamed`], [`Request::WhisperNamed`])
+    /// waits for its channel or user.
+    pub fn names_pending(&self) -> bool {
+        self.join_named.is_some() || self.whisper_named.is_some()
+    }
+
+    /// Carries out a join or whisper by name once the channel tree shows the channel or user.
+    fn resolve_names(&mut self) {
+        if let Some(name) = &self.join_named {
+            if let Some(id) = self.channels.iter().find(|c| &c.name == name).map(|c| c.id) {
+                if self.join_channel(id).is_ok() {
+                    self.join_named = None;
+                }
+            }
+        }
+        if let Some(name) = &self.whisper_named {
+            if let Some(s) = self.find_user(name) {
+                if self.set_whisper(Some(s)).is_ok() {
+                    self.whisper_named = None;
+                    self.next_list_request = None;
+                }
+            }
+        }
     }
 
     /// True once we are in the channel we asked for (or asked for none).

@@ -585,3 +585,81 @@ fn two_listeners_fed_the_same_datagrams_mix_and_report_identically() {
     assert_eq!(speaking.len(), 6, "each talker starts speaking once");
     assert_eq!(events[0], events[1]);
 }
+
+fn channel(id: u32, name: &str, users: &[(u32, &str)]) -> ChannelInfo {
+    let mut c = lobby(users);
+    c.id = ChannelId(id);
+    c.name = name.into();
+    c
+}
+
+#[test]
+fn a_join_by_name_waits_for_the_channel_tree_to_show_the_channel() {
+    let t0 = Time::from_millis(0);
+    let mut e = connected(1, "alice", t0);
+    e.apply(Request::JoinNamed("Team".into())).unwrap();
+    assert!(e.names_pending());
+    assert!(
+        drain_control(&mut e).is_empty(),
+        "no such channel known yet"
+    );
+    e.handle_control(
+        t0,
+        ServerMessage::ChannelList {
+            channels: vec![lobby(&[(1, "alice")]), channel(7, "Team", &[])],
+        },
+    );
+    assert_eq!(
+        drain_control(&mut e),
+        vec![ClientMessage::JoinChannel {
+            channel: ChannelId(7)
+        }]
+    );
+    assert!(!e.names_pending());
+    // A join by id replaces a join by name that still waits.
+    e.apply(Request::JoinNamed("Nowhere".into())).unwrap();
+    e.apply(Request::Join(ChannelId(1))).unwrap();
+    assert!(!e.names_pending());
+}
+
+#[test]
+fn a_whisper_by_name_asks_for_the_tree_every_second_until_the_user_appears() {
+    let t0 = Time::from_millis(0);
+    let mut e = connected(1, "alice", t0);
+    let _ = drain_control(&mut e);
+    e.apply(Request::WhisperNamed("carol".into())).unwrap();
+    assert!(e.names_pending());
+    let lists = |e: &mut Engine| {
+        drain_control(e)
+            .into_iter()
+            .filter(|m| *m == ClientMessage::ListChannels)
+            .count()
+    };
+    // Due at once, then once a second.
+    assert!(e.poll_timeout().is_some_and(|t| t <= t0));
+    let mut asked = 0;
+    for ms in (0..=2_500).step_by(100) {
+        let now = Time::from_millis(ms);
+        if e.poll_timeout().is_some_and(|t| t <= now) {
+            e.handle_timeout(now);
+        }
+        asked += lists(&mut e);
+    }
+    assert_eq!(asked, 3, "asked at 0, 1 and 2 s");
+    assert_eq!(e.whisper(), None);
+    e.handle_control(
+        Time::from_millis(2_600),
+        ServerMessage::ChannelList {
+            channels: vec![lobby(&[(1, "alice")]), channel(3, "Far", &[(9, "carol")])],
+        },
+    );
+    assert_eq!(e.whisper(), Some(SessionToken(9)));
+    assert!(!e.names_pending());
+    for ms in (2_600..=5_000).step_by(100) {
+        let now = Time::from_millis(ms);
+        if e.poll_timeout().is_some_and(|t| t <= now) {
+            e.handle_timeout(now);
+        }
+        assert_eq!(lists(&mut e), 0, "no more list requests once found");
+    }
+}
