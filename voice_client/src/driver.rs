@@ -57,7 +57,7 @@ use voice_tls::rustls::{self, ClientConnection};
 use voice_tls::{ClientTls, Fingerprint, TlsStream, TlsTrust, Transport};
 
 use crate::audio::{InputStream, OutputStream};
-use crate::pacing::PlayoutPacer;
+use crate::pacing::{PlayoutPacer, PullClock};
 
 const TCP: Token = Token(0);
 const UDP: Token = Token(1);
@@ -187,13 +187,95 @@ struct Conn {
     out: FrameQueue,
 }
 
+/// Whether the engine thread goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    Go,
+    Stop,
+}
+
+/// Why the control connection is being dropped.
+#[derive(Debug)]
+struct Dropped {
+    reason: String,
+    /// Redirected to the relay hosting the room: reconnect there at once.
+    redirected: bool,
+}
+
+/// The engine thread's state between turns of its loop.
+struct LoopState {
+    /// The engine's time base.
+    origin: Instant,
+    udp: Option<UdpSocket>,
+    conn: Option<Conn>,
+    backoff: Duration,
+    reconnect_at: Option<Instant>,
+    /// The 20 ms timer.
+    next_tick: Instant,
+    events: Events,
+    dgram: [u8; MAX_DATAGRAM + 1],
+    frame: [i16; FRAME_SAMPLES],
+    next_delay_check: Instant,
+    echo_delay: Option<u32>,
+    /// The capture source has a clock of its own (a device, the application's pushes).
+    capture_paced: bool,
+    last_capture: Instant,
+    /// The playback consumer's clock, when it has one.
+    pull_clock: Option<Arc<PullClock>>,
+    pacer: PlayoutPacer,
+    /// When the pacer wants the next frame mixed.
+    next_mix: Option<Instant>,
+}
+
+impl LoopState {
+    /// The engine's time now.
+    fn now(&self) -> Time {
+        Time::from_micros(self.origin.elapsed().as_micros() as u64)
+    }
+}
+
 impl Driver {
     /// Runs until [`Command::Shutdown`] (or the command channel closes). Returns the output stream
     /// so the caller can finalise a recording.
+    ///
+    /// Each turn of the loop: connect (or resolve) when due, wait in `poll`, read the sockets,
+    /// carry out the application's commands, run the engine's timers and the media, write what
+    /// the engine queued, and handle a dropped connection.
     pub fn run(mut self) -> OutputStream {
-        let origin = Instant::now();
-        let now = || Time::from_micros(origin.elapsed().as_micros() as u64);
-        let mut udp = match self.bind_udp() {
+        let mut st = self.start();
+        loop {
+            if self.connect_step(&mut st) == Flow::Stop || self.resolver_step(&mut st) == Flow::Stop
+            {
+                break;
+            }
+            if self.wait(&mut st) == Flow::Stop {
+                break;
+            }
+            let mut dropped = self.socket_step(&mut st);
+            if self.command_step(&mut st) == Flow::Stop {
+                break;
+            }
+            self.media_step(&mut st);
+            if let Some(reason) = self.output_step(&mut st) {
+                dropped.get_or_insert(Dropped {
+                    reason,
+                    redirected: false,
+                });
+            }
+            if let Some(d) = dropped {
+                if self.handle_drop(&mut st, d) == Flow::Stop {
+                    break;
+                }
+            }
+        }
+        self.connected.store(false, Ordering::Release);
+        self.output
+    }
+
+    /// The loop's state before the first turn: a UDP socket, a connection due at once, the media
+    /// clocks.
+    fn start(&mut self) -> LoopState {
+        let udp = match self.bind_udp() {
             Ok(u) => Some(u),
             Err(e) => {
                 self.emit(Event::Disconnected {
@@ -202,436 +284,487 @@ impl Driver {
                 None
             }
         };
-        let mut conn: Option<Conn> = None;
-        let mut backoff = FIRST_BACKOFF;
-        let mut reconnect_at: Option<Instant> = Some(Instant::now());
-        let mut next_tick = Instant::now();
-        let mut events = Events::with_capacity(64);
-        let mut dgram = [0u8; MAX_DATAGRAM + 1];
-        let mut frame = [0i16; FRAME_SAMPLES];
-        let mut next_delay_check = Instant::now() + Duration::from_secs(1);
-        let mut echo_delay: Option<u32> = None;
         // The audio clocks (crate::pacing): a capture device or the application's pushes wake
         // `poll` when a frame is complete; a playback consumer's pulls time the mixing.
         self.input.set_waker(self.waker.clone());
-        let capture_paced = self.input.paced();
-        let mut last_capture = Instant::now();
-        let pull_clock = self.output.pull_clock().cloned();
-        let mut pacer = PlayoutPacer::new();
-        let mut next_mix: Option<Instant> = None;
+        LoopState {
+            origin: Instant::now(),
+            udp,
+            conn: None,
+            backoff: FIRST_BACKOFF,
+            reconnect_at: Some(Instant::now()),
+            next_tick: Instant::now(),
+            events: Events::with_capacity(64),
+            dgram: [0u8; MAX_DATAGRAM + 1],
+            frame: [0i16; FRAME_SAMPLES],
+            next_delay_check: Instant::now() + Duration::from_secs(1),
+            echo_delay: None,
+            capture_paced: self.input.paced(),
+            last_capture: Instant::now(),
+            pull_clock: self.output.pull_clock().cloned(),
+            pacer: PlayoutPacer::new(),
+            next_mix: None,
+        }
+    }
 
-        'outer: loop {
-            // --- connect / reconnect ---
-            if conn.is_none() {
-                if let Some(at) = reconnect_at {
-                    if Instant::now() >= at && !self.next_address(&mut udp) {
-                        // Resolving: the resolver wakes `poll` with the answer.
-                        reconnect_at = None;
-                    } else if Instant::now() >= at {
-                        reconnect_at = None;
-                        self.attempt += 1;
-                        self.emit(Event::Status(ConnectionStatus::Connecting {
-                            attempt: self.attempt,
-                            last_error: self.last_error.clone(),
-                        }));
-                        match TcpStream::connect(self.server) {
-                            Ok(mut stream) => {
-                                let _ = self.poll.registry().register(
-                                    &mut stream,
-                                    TCP,
-                                    Interest::READABLE | Interest::WRITABLE,
-                                );
-                                let stream = match self.tls.as_mut() {
-                                    None => Transport::Plain(stream),
-                                    Some(tls) => match tls.connection(self.server) {
-                                        Ok(c) => {
-                                            Transport::Tls(Box::new(TlsStream::new(c, stream)))
-                                        }
-                                        Err(reason) => {
-                                            // A configuration problem (e.g. an unreadable CA
-                                            // file): no retry can fix it.
-                                            let _ = self.poll.registry().deregister(&mut stream);
-                                            self.emit(Event::Disconnected {
-                                                reason: reason.clone(),
-                                            });
-                                            self.emit(Event::Status(ConnectionStatus::Failed {
-                                                reason,
-                                            }));
-                                            break 'outer;
-                                        }
-                                    },
-                                };
-                                conn = Some(Conn {
-                                    stream,
-                                    tls_reported: false,
-                                    connected: false,
-                                    reader: FrameReader::new(),
-                                    out: FrameQueue::new(),
-                                });
-                            }
-                            Err(e) if !self.addrs.is_empty() => {
-                                log::debug!("connect to {} failed: {e}; next address", self.server);
-                                self.attempt -= 1;
-                                reconnect_at = Some(Instant::now());
-                            }
-                            Err(e) => {
-                                let reason = format!("connect to {} failed: {e}", self.server);
-                                match self.connect_failed(reason, &mut backoff) {
-                                    Some(at) => reconnect_at = Some(at),
-                                    None => break 'outer,
-                                }
-                            }
+    /// Starts a connection when one is due (or a resolution of the relay's host name first).
+    fn connect_step(&mut self, st: &mut LoopState) -> Flow {
+        if st.conn.is_some() {
+            return Flow::Go;
+        }
+        let Some(at) = st.reconnect_at else {
+            return Flow::Go;
+        };
+        if Instant::now() < at {
+            return Flow::Go;
+        }
+        st.reconnect_at = None;
+        if !self.next_address(&mut st.udp) {
+            // Resolving: the resolver wakes `poll` with the answer.
+            return Flow::Go;
+        }
+        self.attempt += 1;
+        self.emit(Event::Status(ConnectionStatus::Connecting {
+            attempt: self.attempt,
+            last_error: self.last_error.clone(),
+        }));
+        match TcpStream::connect(self.server) {
+            Ok(mut stream) => {
+                let _ = self.poll.registry().register(
+                    &mut stream,
+                    TCP,
+                    Interest::READABLE | Interest::WRITABLE,
+                );
+                let stream = match self.tls.as_mut() {
+                    None => Transport::Plain(stream),
+                    Some(tls) => match tls.connection(self.server) {
+                        Ok(c) => Transport::Tls(Box::new(TlsStream::new(c, stream))),
+                        Err(reason) => {
+                            // A configuration problem (e.g. an unreadable CA file): no retry
+                            // can fix it.
+                            let _ = self.poll.registry().deregister(&mut stream);
+                            self.emit(Event::Disconnected {
+                                reason: reason.clone(),
+                            });
+                            self.emit(Event::Status(ConnectionStatus::Failed { reason }));
+                            return Flow::Stop;
                         }
-                    }
-                }
-            }
-
-            if let Some(rx) = &self.resolving {
-                match rx.try_recv() {
-                    Ok(Ok(list)) => {
-                        self.resolving = None;
-                        self.addrs = happy_eyeballs_order(list);
-                        if self.addrs.is_empty() {
-                            let reason = format!("{}: no address", self.host_name());
-                            self.resolve_failed(reason, &mut backoff, &mut reconnect_at);
-                        } else {
-                            reconnect_at = Some(Instant::now());
-                        }
-                    }
-                    Ok(Err(reason)) => {
-                        self.resolving = None;
-                        self.resolve_failed(reason, &mut backoff, &mut reconnect_at);
-                    }
-                    Err(crossbeam_channel::TryRecvError::Empty) => {}
-                    Err(crossbeam_channel::TryRecvError::Disconnected) => {
-                        self.resolving = None;
-                        let reason = "the resolver thread ended".to_string();
-                        self.resolve_failed(reason, &mut backoff, &mut reconnect_at);
-                    }
-                }
-            }
-            if reconnect_at.is_none()
-                && conn.is_none()
-                && matches!(self.status, Some(ConnectionStatus::Failed { .. }))
-            {
-                // A resolution failed and reconnect is off.
-                break 'outer;
-            }
-
-            // --- wait ---
-            let mut deadline = next_tick;
-            if let Some(at) = next_mix {
-                deadline = deadline.min(at);
-            }
-            if let Some(t) = self.engine.poll_timeout() {
-                let at = origin + Duration::from_micros(t.as_micros());
-                deadline = deadline.min(at);
-            }
-            if let Some(at) = reconnect_at {
-                deadline = deadline.min(at);
-            }
-            let timeout = deadline.saturating_duration_since(Instant::now());
-            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
-                if e.kind() != io::ErrorKind::Interrupted {
-                    log::error!("poll: {e}");
-                    break;
-                }
-            }
-
-            // --- sockets ---
-            let mut tcp_failed: Option<String> = None;
-            let mut redirected = false;
-            for ev in events.iter() {
-                match ev.token() {
-                    TCP => {
-                        let Some(c) = conn.as_mut() else { continue };
-                        if !c.connected && (ev.is_writable() || ev.is_readable()) {
-                            match c.stream.sock().peer_addr() {
-                                Ok(_) => {
-                                    c.connected = true;
-                                    let _ = c.stream.sock().set_nodelay(true);
-                                    // The next round resolves the host again.
-                                    self.addrs.clear();
-                                    backoff = FIRST_BACKOFF;
-                                    self.engine.connect(now());
-                                }
-                                Err(e) if e.kind() == io::ErrorKind::NotConnected => {
-                                    let err = c.stream.sock().take_error().ok().flatten();
-                                    if err.is_some() || ev.is_error() || ev.is_write_closed() {
-                                        tcp_failed = Some(format!(
-                                            "connect to {} failed: {}",
-                                            self.server,
-                                            err.map_or_else(
-                                                || "connection closed".to_string(),
-                                                |e| e.to_string()
-                                            )
-                                        ));
-                                    }
-                                    continue;
-                                }
-                                Err(e) => {
-                                    tcp_failed =
-                                        Some(format!("connect to {} failed: {e}", self.server));
-                                    continue;
-                                }
-                            }
-                        }
-                        if ev.is_readable() {
-                            if let Err(e) = self.read_tcp(c, now()) {
-                                tcp_failed = Some(e);
-                            }
-                        }
-                        if !c.tls_reported && tcp_failed.is_none() {
-                            self.report_tls(c);
-                        }
-                        if tcp_failed.is_none() {
-                            if let Some(to) = self.engine.take_redirect() {
-                                match to.parse::<SocketAddr>() {
-                                    Ok(addr) => {
-                                        log::info!("redirected to {addr}");
-                                        self.entry.get_or_insert(self.server);
-                                        if self.host.is_some() {
-                                            // The next connect takes it instead of resolving
-                                            // the configured host (and rebinds UDP if needed).
-                                            self.addrs.clear();
-                                            self.addrs.push_back(addr);
-                                        } else {
-                                            self.server = addr;
-                                        }
-                                        redirected = true;
-                                        tcp_failed = Some(format!("redirected to {addr}"));
-                                    }
-                                    Err(e) => log::warn!("ignoring a redirect to {to:?}: {e}"),
-                                }
-                            }
-                        }
-                    }
-                    UDP => {
-                        if let Some(u) = udp.as_ref() {
-                            loop {
-                                match u.recv_from(&mut dgram) {
-                                    Ok((n, from)) => {
-                                        if from == self.server {
-                                            self.engine.handle_datagram(now(), &dgram[..n]);
-                                        }
-                                    }
-                                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                                    Err(e) => {
-                                        // ICMP port unreachable etc.: the relay may be restarting.
-                                        log::debug!("udp recv: {e}");
-                                        break;
-                                    }
-                                }
-                            }
-                        }
-                    }
-                    _ => {}
-                }
-            }
-
-            // --- commands ---
-            while let Ok(cmd) = self.commands.try_recv() {
-                match cmd {
-                    Command::Shutdown => {
-                        if let Some(c) = conn.as_mut() {
-                            let _ = c.out.push(&voice_core::proto::tcp::ClientMessage::Goodbye);
-                            let _ = c.out.write_to(&mut c.stream);
-                            c.stream.close_notify();
-                            let _ = c.stream.flush_tls();
-                        }
-                        break 'outer;
-                    }
-                    Command::RebindUdp => {
-                        if let Some(mut old) = udp.take() {
-                            let _ = self.poll.registry().deregister(&mut old);
-                        }
-                        match self.bind_udp() {
-                            Ok(u) => {
-                                udp = Some(u);
-                                self.engine.udp_rebound(now());
-                            }
-                            Err(e) => log::error!("rebind udp: {e}"),
-                        }
-                    }
-                    Command::Request(request) => {
-                        // A refusal is queued as `Event::CommandFailed` and forwarded below.
-                        let _ = self.engine.apply(request);
-                    }
-                    Command::Stats(reply) => {
-                        let mut stats = self.engine.stats(now());
-                        if let Some(status) = &self.status {
-                            stats.status = status.clone();
-                        }
-                        let _ = reply.send(stats);
-                    }
-                }
-            }
-            // --- timers ---
-            let t = now();
-            if self.engine.poll_timeout().is_some_and(|d| d <= t) {
-                self.engine.handle_timeout(t);
-            }
-            // File and tone sources start once voice can reach where it is meant to go.
-            if self.engine.voice_path().is_some()
-                && self.engine.settled()
-                && !self.engine.names_pending()
-                && (self.engine.channel().is_some() || self.engine.whisper().is_some())
-            {
-                self.input.start();
-            }
-            // Capture with a clock of its own: each complete frame at once.
-            let mut frames = 0;
-            while capture_paced && self.input.frame_ready() && frames < 5 {
-                self.input.read_frame(&mut frame);
-                self.engine.handle_capture(now(), &frame);
-                last_capture = Instant::now();
-                frames += 1;
-            }
-            // Playback with a clock of its own: mix just before the consumer needs the frame.
-            next_mix = None;
-            let mut mix_paced = false;
-            if let Some(clock) = &pull_clock {
-                pacer.observe(clock.now_us(), clock.snapshot());
-                let mut frames = 0;
-                while let Some(at) = pacer.mix_at(clock.now_us(), self.output.queued()) {
-                    mix_paced = true;
-                    if self.output.room() < FRAME_SAMPLES {
-                        // The ring is full (a consumer pulling more than it holds): wait for it.
-                        break;
-                    }
-                    if at > clock.now_us() || frames >= 5 {
-                        next_mix = Some(clock.instant_at(at));
-                        break;
-                    }
-                    self.engine.mix(now(), &mut frame);
-                    self.output.write_paced_frame(&frame);
-                    frames += 1;
-                }
-            }
-            // The engine's 20 ms timer paces the rest: sources and sinks without a clock, a
-            // producer that stopped pushing, a consumer that is not pulling.
-            let mut ticks = 0;
-            while Instant::now() >= next_tick && ticks < 5 {
-                let t = now();
-                if !capture_paced || last_capture.elapsed() >= CAPTURE_STALL {
-                    self.input.read_frame(&mut frame);
-                    self.engine.handle_capture(t, &frame);
-                    last_capture = Instant::now();
-                }
-                if !mix_paced {
-                    self.engine.mix(t, &mut frame);
-                    self.output.write_frame(&frame);
-                }
-                next_tick += FRAME_DURATION;
-                ticks += 1;
-            }
-            // The echo canceller's delay hint follows the devices' latency and ring fill.
-            if Instant::now() >= next_delay_check {
-                next_delay_check = Instant::now() + Duration::from_secs(1);
-                if let Some(ms) = crate::audio::echo_delay_ms(&self.input, &self.output) {
-                    if echo_delay.is_none_or(|d| d.abs_diff(ms) >= 5) {
-                        echo_delay = Some(ms);
-                        self.engine.set_echo_delay_ms(ms);
-                    }
-                }
-            }
-            if Instant::now() >= next_tick {
-                // Fell far behind (machine stalled): resynchronise the media clock.
-                next_tick = Instant::now() + FRAME_DURATION;
-            }
-
-            // --- outputs ---
-            if let Some(c) = conn.as_mut() {
-                if c.connected {
-                    while let Some(msg) = self.engine.poll_control() {
-                        if c.out.push(&msg).is_err() {
-                            log::warn!("dropping an oversized control message");
-                        }
-                    }
-                    if c.out.pending() > MAX_TCP_OUT {
-                        tcp_failed = Some("relay is not reading".into());
-                    } else if let Err(e) = c.out.write_to(&mut c.stream) {
-                        tcp_failed = Some(e.to_string());
-                    } else if let Err(e) = c.stream.flush_tls() {
-                        tcp_failed = Some(e.to_string());
-                    }
-                }
-            }
-            if let Some(u) = udp.as_ref() {
-                while let Some(n) = self.engine.poll_datagram(&mut dgram) {
-                    match u.send_to(&dgram[..n], self.server) {
-                        Ok(_) => {}
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(e) => log::debug!("udp send: {e}"),
-                    }
-                }
-            }
-            while let Some(ev) = self.engine.poll_event() {
-                self.emit(ev);
-            }
-
-            if let Some(reason) = tcp_failed {
-                let mut was_up = false;
-                if let Some(mut c) = conn.take() {
-                    let _ = self.poll.registry().deregister(c.stream.sock_mut());
-                    was_up = c.connected;
-                }
-                let refused = std::mem::take(&mut self.refused);
-                // Kicked, banned or token expired: reconnecting would be refused or undo an
-                // admin's decision, so the drop is final.
-                let removed = self.engine.take_removal();
-                let reason = match removed {
-                    Some(r) => format!("{reason}; removed by the relay ({r:?}), not reconnecting"),
-                    None => reason,
+                    },
                 };
-                if was_up || refused {
-                    // The engine reports the drop (it knows the session it loses).
-                    self.engine.disconnected(now(), &reason);
-                    while let Some(ev) = self.engine.poll_event() {
-                        self.emit(ev);
-                    }
-                    if refused || removed.is_some() || (!self.reconnect && !redirected) {
-                        self.emit(Event::Status(ConnectionStatus::Failed { reason }));
-                        break;
-                    }
-                    let wait = if redirected {
-                        // Straight to the hosting relay.
-                        Duration::ZERO
-                    } else {
-                        if let Some(entry) = self.entry {
-                            // The host went away: the entry relay places the room again.
-                            self.server = entry;
-                        }
-                        let wait = backoff;
-                        backoff = (backoff * 2).min(MAX_BACKOFF);
-                        wait
-                    };
-                    self.emit(Event::Status(ConnectionStatus::Reconnecting {
-                        in_ms: wait.as_millis() as u64,
-                        reason: reason.clone(),
-                    }));
-                    self.last_error = Some(reason);
-                    reconnect_at = Some(Instant::now() + wait);
-                } else if !self.addrs.is_empty() {
-                    // Another address of the host: try it at once, as the same attempt.
-                    log::debug!("{reason}; next address");
-                    self.attempt -= 1;
-                    reconnect_at = Some(Instant::now());
-                } else {
-                    // The connect itself failed: the engine never saw a connection.
-                    if let Some(entry) = self.entry {
-                        self.server = entry;
-                    }
-                    match self.connect_failed(reason, &mut backoff) {
-                        Some(at) => reconnect_at = Some(at),
-                        None => break,
-                    }
+                st.conn = Some(Conn {
+                    stream,
+                    tls_reported: false,
+                    connected: false,
+                    reader: FrameReader::new(),
+                    out: FrameQueue::new(),
+                });
+            }
+            Err(e) if !self.addrs.is_empty() => {
+                log::debug!("connect to {} failed: {e}; next address", self.server);
+                self.attempt -= 1;
+                st.reconnect_at = Some(Instant::now());
+            }
+            Err(e) => {
+                let reason = format!("connect to {} failed: {e}", self.server);
+                match self.connect_failed(reason, &mut st.backoff) {
+                    Some(at) => st.reconnect_at = Some(at),
+                    None => return Flow::Stop,
                 }
             }
         }
-        self.connected.store(false, Ordering::Release);
-        self.output
+        Flow::Go
+    }
+
+    /// Takes the resolver's answer, if it has one.
+    fn resolver_step(&mut self, st: &mut LoopState) -> Flow {
+        if let Some(rx) = &self.resolving {
+            let failed = match rx.try_recv() {
+                Ok(Ok(list)) => {
+                    self.resolving = None;
+                    self.addrs = happy_eyeballs_order(list);
+                    if self.addrs.is_empty() {
+                        Some(format!("{}: no address", self.host_name()))
+                    } else {
+                        st.reconnect_at = Some(Instant::now());
+                        None
+                    }
+                }
+                Ok(Err(reason)) => {
+                    self.resolving = None;
+                    Some(reason)
+                }
+                Err(crossbeam_channel::TryRecvError::Empty) => None,
+                Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                    self.resolving = None;
+                    Some("the resolver thread ended".to_string())
+                }
+            };
+            if let Some(reason) = failed {
+                self.resolve_failed(reason, &mut st.backoff, &mut st.reconnect_at);
+            }
+        }
+        if st.reconnect_at.is_none()
+            && st.conn.is_none()
+            && matches!(self.status, Some(ConnectionStatus::Failed { .. }))
+        {
+            // A resolution failed and reconnect is off.
+            return Flow::Stop;
+        }
+        Flow::Go
+    }
+
+    /// Blocks in `poll` until a socket or the waker is ready, or the earliest deadline: the
+    /// timer tick, the next mix, the engine's timeout, a pending reconnect.
+    fn wait(&mut self, st: &mut LoopState) -> Flow {
+        let engine_due = self
+            .engine
+            .poll_timeout()
+            .map(|t| st.origin + Duration::from_micros(t.as_micros()));
+        let deadline = [st.next_mix, engine_due, st.reconnect_at]
+            .into_iter()
+            .flatten()
+            .fold(st.next_tick, Instant::min);
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        match self.poll.poll(&mut st.events, Some(timeout)) {
+            Err(e) if e.kind() != io::ErrorKind::Interrupted => {
+                log::error!("poll: {e}");
+                Flow::Stop
+            }
+            _ => Flow::Go,
+        }
+    }
+
+    /// Handles what `poll` reported: the control connection (connect completion, reads, TLS,
+    /// a redirect) and received datagrams. Returns why the connection dropped, if it did.
+    fn socket_step(&mut self, st: &mut LoopState) -> Option<Dropped> {
+        let mut dropped = None;
+        // The event list leaves the state while its events are handled (no allocation: an
+        // empty `Events` holds none).
+        let events = std::mem::replace(&mut st.events, Events::with_capacity(0));
+        for ev in events.iter() {
+            match ev.token() {
+                TCP => {
+                    let Some(mut c) = st.conn.take() else {
+                        continue;
+                    };
+                    let result = self.tcp_ready(st, &mut c, ev);
+                    st.conn = Some(c);
+                    if let Err(d) = result {
+                        dropped.get_or_insert(d);
+                    }
+                }
+                UDP => self.udp_ready(st),
+                _ => {}
+            }
+        }
+        st.events = events;
+        dropped
+    }
+
+    /// The control connection is ready: completes the connect, reads, reports TLS, follows a
+    /// redirect.
+    fn tcp_ready(
+        &mut self,
+        st: &mut LoopState,
+        c: &mut Conn,
+        ev: &mio::event::Event,
+    ) -> Result<(), Dropped> {
+        let (readable, writable) = (ev.is_readable(), ev.is_writable());
+        let fail = |reason: String| Dropped {
+            reason,
+            redirected: false,
+        };
+        if !c.connected && (writable || readable) {
+            match c.stream.sock().peer_addr() {
+                Ok(_) => {
+                    c.connected = true;
+                    let _ = c.stream.sock().set_nodelay(true);
+                    // The next round resolves the host again.
+                    self.addrs.clear();
+                    st.backoff = FIRST_BACKOFF;
+                    self.engine.connect(st.now());
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                    let err = c.stream.sock().take_error().ok().flatten();
+                    if err.is_some() || ev.is_error() || ev.is_write_closed() {
+                        return Err(fail(format!(
+                            "connect to {} failed: {}",
+                            self.server,
+                            err.map_or_else(|| "connection closed".to_string(), |e| e.to_string())
+                        )));
+                    }
+                    return Ok(());
+                }
+                Err(e) => return Err(fail(format!("connect to {} failed: {e}", self.server))),
+            }
+        }
+        if readable {
+            self.read_tcp(c, st.now()).map_err(fail)?;
+        }
+        if !c.tls_reported {
+            self.report_tls(c);
+        }
+        if let Some(to) = self.engine.take_redirect() {
+            match to.parse::<SocketAddr>() {
+                Ok(addr) => {
+                    log::info!("redirected to {addr}");
+                    self.entry.get_or_insert(self.server);
+                    if self.host.is_some() {
+                        // The next connect takes it instead of resolving the configured host
+                        // (and rebinds UDP if needed).
+                        self.addrs.clear();
+                        self.addrs.push_back(addr);
+                    } else {
+                        self.server = addr;
+                    }
+                    return Err(Dropped {
+                        reason: format!("redirected to {addr}"),
+                        redirected: true,
+                    });
+                }
+                Err(e) => log::warn!("ignoring a redirect to {to:?}: {e}"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands every datagram from the relay to the engine.
+    fn udp_ready(&mut self, st: &mut LoopState) {
+        let Some(u) = st.udp.as_ref() else { return };
+        loop {
+            match u.recv_from(&mut st.dgram) {
+                Ok((n, from)) => {
+                    if from == self.server {
+                        let now = Time::from_micros(st.origin.elapsed().as_micros() as u64);
+                        self.engine.handle_datagram(now, &st.dgram[..n]);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // ICMP port unreachable etc.: the relay may be restarting.
+                    log::debug!("udp recv: {e}");
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Carries out the application's commands.
+    fn command_step(&mut self, st: &mut LoopState) -> Flow {
+        while let Ok(cmd) = self.commands.try_recv() {
+            match cmd {
+                Command::Shutdown => {
+                    if let Some(c) = st.conn.as_mut() {
+                        let _ = c.out.push(&voice_core::proto::tcp::ClientMessage::Goodbye);
+                        let _ = c.out.write_to(&mut c.stream);
+                        c.stream.close_notify();
+                        let _ = c.stream.flush_tls();
+                    }
+                    return Flow::Stop;
+                }
+                Command::RebindUdp => {
+                    if let Some(mut old) = st.udp.take() {
+                        let _ = self.poll.registry().deregister(&mut old);
+                    }
+                    match self.bind_udp() {
+                        Ok(u) => {
+                            st.udp = Some(u);
+                            self.engine.udp_rebound(st.now());
+                        }
+                        Err(e) => log::error!("rebind udp: {e}"),
+                    }
+                }
+                Command::Request(request) => {
+                    // A refusal is queued as `Event::CommandFailed` and forwarded below.
+                    let _ = self.engine.apply(request);
+                }
+                Command::Stats(reply) => {
+                    let mut stats = self.engine.stats(st.now());
+                    if let Some(status) = &self.status {
+                        stats.status = status.clone();
+                    }
+                    let _ = reply.send(stats);
+                }
+            }
+        }
+        Flow::Go
+    }
+
+    /// The engine's timers, then the media: capture frames in, mixed frames out, each paced by
+    /// its audio clock or by the 20 ms timer; and the echo canceller's delay hint.
+    fn media_step(&mut self, st: &mut LoopState) {
+        let t = st.now();
+        if self.engine.poll_timeout().is_some_and(|d| d <= t) {
+            self.engine.handle_timeout(t);
+        }
+        // File and tone sources start once voice can reach where it is meant to go.
+        if self.engine.voice_path().is_some()
+            && self.engine.settled()
+            && !self.engine.names_pending()
+            && (self.engine.channel().is_some() || self.engine.whisper().is_some())
+        {
+            self.input.start();
+        }
+        // Capture with a clock of its own: each complete frame at once.
+        let mut frames = 0;
+        while st.capture_paced && self.input.frame_ready() && frames < 5 {
+            self.input.read_frame(&mut st.frame);
+            self.engine.handle_capture(st.now(), &st.frame);
+            st.last_capture = Instant::now();
+            frames += 1;
+        }
+        // Playback with a clock of its own: mix just before the consumer needs the frame.
+        st.next_mix = None;
+        let mut mix_paced = false;
+        if let Some(clock) = &st.pull_clock {
+            st.pacer.observe(clock.now_us(), clock.snapshot());
+            let mut frames = 0;
+            while let Some(at) = st.pacer.mix_at(clock.now_us(), self.output.queued()) {
+                mix_paced = true;
+                if self.output.room() < FRAME_SAMPLES {
+                    // The ring is full (a consumer pulling more than it holds): wait for it.
+                    break;
+                }
+                if at > clock.now_us() || frames >= 5 {
+                    st.next_mix = Some(clock.instant_at(at));
+                    break;
+                }
+                let now = Time::from_micros(st.origin.elapsed().as_micros() as u64);
+                self.engine.mix(now, &mut st.frame);
+                self.output.write_paced_frame(&st.frame);
+                frames += 1;
+            }
+        }
+        // The engine's 20 ms timer paces the rest: sources and sinks without a clock, a
+        // producer that stopped pushing, a consumer that is not pulling.
+        let mut ticks = 0;
+        while Instant::now() >= st.next_tick && ticks < 5 {
+            let t = st.now();
+            if !st.capture_paced || st.last_capture.elapsed() >= CAPTURE_STALL {
+                self.input.read_frame(&mut st.frame);
+                self.engine.handle_capture(t, &st.frame);
+                st.last_capture = Instant::now();
+            }
+            if !mix_paced {
+                self.engine.mix(t, &mut st.frame);
+                self.output.write_frame(&st.frame);
+            }
+            st.next_tick += FRAME_DURATION;
+            ticks += 1;
+        }
+        if Instant::now() >= st.next_tick {
+            // Fell far behind (machine stalled): resynchronise the media clock.
+            st.next_tick = Instant::now() + FRAME_DURATION;
+        }
+        // The echo canceller's delay hint follows the devices' latency and ring fill.
+        if Instant::now() >= st.next_delay_check {
+            st.next_delay_check = Instant::now() + Duration::from_secs(1);
+            if let Some(ms) = crate::audio::echo_delay_ms(&self.input, &self.output) {
+                if st.echo_delay.is_none_or(|d| d.abs_diff(ms) >= 5) {
+                    st.echo_delay = Some(ms);
+                    self.engine.set_echo_delay_ms(ms);
+                }
+            }
+        }
+    }
+
+    /// Writes what the engine queued: control messages (then TLS), datagrams, events. Returns
+    /// why the control connection failed, if it did.
+    fn output_step(&mut self, st: &mut LoopState) -> Option<String> {
+        let mut failed = None;
+        if let Some(c) = st.conn.as_mut() {
+            if c.connected {
+                while let Some(msg) = self.engine.poll_control() {
+                    if c.out.push(&msg).is_err() {
+                        log::warn!("dropping an oversized control message");
+                    }
+                }
+                if c.out.pending() > MAX_TCP_OUT {
+                    failed = Some("relay is not reading".into());
+                } else if let Err(e) = c.out.write_to(&mut c.stream) {
+                    failed = Some(e.to_string());
+                } else if let Err(e) = c.stream.flush_tls() {
+                    failed = Some(e.to_string());
+                }
+            }
+        }
+        if let Some(u) = st.udp.as_ref() {
+            while let Some(n) = self.engine.poll_datagram(&mut st.dgram) {
+                match u.send_to(&st.dgram[..n], self.server) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => log::debug!("udp send: {e}"),
+                }
+            }
+        }
+        while let Some(ev) = self.engine.poll_event() {
+            self.emit(ev);
+        }
+        failed
+    }
+
+    /// The control connection dropped (or never came up, or was redirected): reports it and
+    /// schedules the next attempt, or stops when nothing will be retried.
+    fn handle_drop(&mut self, st: &mut LoopState, dropped: Dropped) -> Flow {
+        let Dropped { reason, redirected } = dropped;
+        let mut was_up = false;
+        if let Some(mut c) = st.conn.take() {
+            let _ = self.poll.registry().deregister(c.stream.sock_mut());
+            was_up = c.connected;
+        }
+        let refused = std::mem::take(&mut self.refused);
+        // Kicked, banned or token expired: reconnecting would be refused or undo an admin's
+        // decision, so the drop is final.
+        let removed = self.engine.take_removal();
+        let reason = match removed {
+            Some(r) => format!("{reason}; removed by the relay ({r:?}), not reconnecting"),
+            None => reason,
+        };
+        if was_up || refused {
+            // The engine reports the drop (it knows the session it loses).
+            self.engine.disconnected(st.now(), &reason);
+            while let Some(ev) = self.engine.poll_event() {
+                self.emit(ev);
+            }
+            if refused || removed.is_some() || (!self.reconnect && !redirected) {
+                self.emit(Event::Status(ConnectionStatus::Failed { reason }));
+                return Flow::Stop;
+            }
+            let wait = if redirected {
+                // Straight to the hosting relay.
+                Duration::ZERO
+            } else {
+                if let Some(entry) = self.entry {
+                    // The host went away: the entry relay places the room again.
+                    self.server = entry;
+                }
+                let wait = st.backoff;
+                st.backoff = (st.backoff * 2).min(MAX_BACKOFF);
+                wait
+            };
+            self.emit(Event::Status(ConnectionStatus::Reconnecting {
+                in_ms: wait.as_millis() as u64,
+                reason: reason.clone(),
+            }));
+            self.last_error = Some(reason);
+            st.reconnect_at = Some(Instant::now() + wait);
+        } else if !self.addrs.is_empty() {
+            // Another address of the host: try it at once, as the same attempt.
+            log::debug!("{reason}; next address");
+            self.attempt -= 1;
+            st.reconnect_at = Some(Instant::now());
+        } else {
+            // The connect itself failed: the engine never saw a connection.
+            if let Some(entry) = self.entry {
+                self.server = entry;
+            }
+            match self.connect_failed(reason, &mut st.backoff) {
+                Some(at) => st.reconnect_at = Some(at),
+                None => return Flow::Stop,
+            }
+        }
+        Flow::Go
     }
 
     fn host_name(&self) -> &str {
