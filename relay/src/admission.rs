@@ -18,8 +18,8 @@
 
 use std::path::PathBuf;
 
-use voice_core::proto::tcp::{AccessToken, ErrorCode, MAX_TOKEN_LEN};
-use voice_core::proto::ChannelId;
+use voice_proto::tcp::{AccessToken, ErrorCode, MAX_TOKEN_LEN};
+use voice_proto::ChannelId;
 
 use crate::config::Config;
 use crate::stats::Counter;

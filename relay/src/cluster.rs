@@ -20,7 +20,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use mio::Waker;
-use voice_core::proto::ChannelId;
+use voice_proto::ChannelId;
 
 /// Cluster settings (from [`Config`](crate::Config)).
 #[derive(Debug, Clone)]

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
-use voice_core::proto::tcp::{listing_bound, SpatialInfo, MAX_SERVER_FRAME};
-use voice_core::proto::ChannelId;
-use voice_core::spatial::Attenuation;
+use voice_proto::attenuation::Attenuation;
+use voice_proto::tcp::{listing_bound, SpatialInfo, MAX_SERVER_FRAME};
+use voice_proto::ChannelId;
 
 use crate::budget::Limit;
 
@@ -442,7 +442,7 @@ impl Config {
                 return bad(format!("{name}: rate must be > 0 and burst >= 1"));
             }
         }
-        if self.voice_bytes.burst < voice_core::proto::udp::MAX_DATAGRAM as f64 {
+        if self.voice_bytes.burst < voice_proto::udp::MAX_DATAGRAM as f64 {
             return bad("voice_bytes.burst must hold at least one maximum datagram".into());
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
@@ -551,7 +551,7 @@ mod tests {
         let a = cfg.channels[0].spatial.unwrap();
         assert_eq!(
             (a.model, a.max_distance),
-            (voice_core::spatial::DistanceModel::Linear, 40.0)
+            (voice_proto::attenuation::DistanceModel::Linear, 40.0)
         );
         let bad: Config =
             toml::from_str(&text.replace("max_distance = 40.0", "max_distance = 0.5")).unwrap();

@@ -11,12 +11,12 @@
 
 use std::time::Instant;
 
-use voice_core::proto::register::Secret;
-use voice_core::proto::tcp::{
+use voice_proto::register::Secret;
+use voice_proto::tcp::{
     validate_chat, validate_name, ClientMessage, ErrorCode, ServerMessage, CONTROL_VERSION,
     MAX_E2EE_IDENTITY, MAX_E2EE_KEY_BLOB,
 };
-use voice_core::proto::{ChannelId, SessionToken};
+use voice_proto::{ChannelId, SessionToken};
 
 use crate::admission::Admission;
 use crate::permissions;
@@ -441,7 +441,7 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::permissions::expire_tokens;
-    use voice_core::proto::tcp::{Removal, UserInfo, MAX_REASON_LEN};
+    use voice_proto::tcp::{Removal, UserInfo, MAX_REASON_LEN};
 
     struct Fixture {
         st: State,
@@ -504,7 +504,7 @@ mod tests {
     fn welcome_lists_a_full_relay_with_the_longest_names() {
         // The default relay full of users with 64-byte names: the listing is larger than any
         // client frame but must still reach the client in one piece.
-        use voice_core::proto::tcp::{encode_frame, FrameReader, MAX_CLIENT_FRAME, MAX_NAME_LEN};
+        use voice_proto::tcp::{encode_frame, FrameReader, MAX_CLIENT_FRAME, MAX_NAME_LEN};
         let cfg = Config::default();
         let mut f = Fixture::new();
         let hello_as = |f: &mut Fixture, k: usize| {

@@ -46,9 +46,9 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use voice_core::proto::udp::{Header, Position, TagKey};
-use voice_core::proto::{ChannelId, SessionToken};
-use voice_core::seq::{ReplayCheck, ReplayWindow, SeqUnwrapper};
+use voice_proto::seq::{ReplayCheck, ReplayWindow, SeqUnwrapper};
+use voice_proto::udp::{Header, Position, TagKey};
+use voice_proto::{ChannelId, SessionToken};
 
 use crate::budget::TokenBucket;
 use crate::state::{DropReason, Limits, State, TokenMap};
@@ -95,7 +95,7 @@ impl Default for PositionCell {
 }
 
 impl PositionCell {
-    /// Stores `p` (finite: [`udp::parse`](voice_core::proto::udp::parse) refuses others).
+    /// Stores `p` (finite: [`udp::parse`](voice_proto::udp::parse) refuses others).
     #[inline]
     pub fn store(&self, p: Position) {
         // y and z before x: a reader that sees x known sees this or the previous y, z.
@@ -599,8 +599,8 @@ impl WorkerStats {
 mod tests {
     use super::*;
     use crate::config::Config;
-    use voice_core::proto::register;
-    use voice_core::spatial::Attenuation;
+    use voice_proto::attenuation::Attenuation;
+    use voice_proto::register;
 
     fn addr(port: u16) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], port))
@@ -695,7 +695,7 @@ mod tests {
             })
             .count();
         assert_eq!(ok, burst as usize);
-        let max = voice_core::proto::udp::MAX_DATAGRAM;
+        let max = voice_proto::udp::MAX_DATAGRAM;
         let n = (0..50u16)
             .filter(|&s| {
                 w.accept_voice(&snap, now, addr(1002), &voice(2, 0, s), max, &mut out)

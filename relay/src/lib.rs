@@ -5,7 +5,7 @@
 //! chat, stats) and the UDP voice plane (registration by proof, fan-out of the exact received
 //! bytes to the sender's channel or a whisper target) on the same address and port (default
 //! [`config::DEFAULT_LISTEN`]). Protocol decisions are plain functions over plain state, tested
-//! without sockets; the loop only moves bytes. The wire format is `voice_core::proto`, specified
+//! without sockets; the loop only moves bytes. The wire format is `voice_proto`, specified
 //! for people (and other implementations) in `docs/PROTOCOL.md`.
 //!
 //! | module | owns |

@@ -9,8 +9,8 @@
 
 use std::time::Instant;
 
-use voice_core::proto::tcp::{ErrorCode, Removal, ServerMessage, MAX_REASON_LEN};
-use voice_core::proto::{ChannelId, SessionToken};
+use voice_proto::tcp::{ErrorCode, Removal, ServerMessage, MAX_REASON_LEN};
+use voice_proto::{ChannelId, SessionToken};
 
 use crate::control::{error, Outbox};
 use crate::state::State;

@@ -31,11 +31,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use voice_core::proto::register::{self, RegisterError, Secret};
-use voice_core::proto::tcp::{ChannelInfo, SpatialInfo, UserInfo};
-use voice_core::proto::udp::{Header, TagKey};
-use voice_core::proto::{ChannelId, SessionToken};
-use voice_core::spatial::Attenuation;
+use voice_proto::attenuation::Attenuation;
+use voice_proto::register::{self, RegisterError, Secret};
+use voice_proto::tcp::{ChannelInfo, SpatialInfo, UserInfo};
+use voice_proto::udp::{Header, TagKey};
+use voice_proto::{ChannelId, SessionToken};
 
 use crate::admission::Grants;
 use crate::budget::{Limit, TokenBucket};

@@ -25,7 +25,7 @@ use base64::Engine as _;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use ring::signature::KeyPair as _;
 use serde::{Deserialize, Serialize};
-use voice_core::proto::ChannelId;
+use voice_proto::ChannelId;
 
 /// Seconds of clock skew tolerated on `exp` and `nbf`.
 pub const LEEWAY_SECS: u64 = 30;

@@ -11,8 +11,8 @@
 //! the control connection it came on (the header's sender must be that connection's session)
 //! instead of by its UDP source address. The server moves the bytes (`server/tunnel.rs`).
 
-use voice_core::proto::udp::Header;
-use voice_core::proto::SessionToken;
+use voice_proto::udp::Header;
+use voice_proto::SessionToken;
 
 use crate::state::State;
 

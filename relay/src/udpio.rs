@@ -22,7 +22,7 @@ use std::os::fd::RawFd;
 
 /// Bytes per receive slot: one more than the protocol maximum, so an oversized datagram is
 /// visible as such (it arrives truncated to `MAX_DATAGRAM + 1` bytes and fails to parse).
-pub const SLOT: usize = voice_core::proto::udp::MAX_DATAGRAM + 1;
+pub const SLOT: usize = voice_proto::udp::MAX_DATAGRAM + 1;
 
 /// Writes `addr` into `out`; returns the length to pass to the kernel.
 pub fn to_storage(addr: &SocketAddr, out: &mut libc::sockaddr_storage) -> libc::socklen_t {

@@ -33,8 +33,6 @@ pub mod jitter;
 pub mod metrics;
 pub mod mixer;
 pub mod path;
-pub mod proto;
-pub mod seq;
 pub mod sim;
 pub mod spatial;
 pub mod stream;
@@ -46,6 +44,10 @@ pub mod wav;
 use std::time::Duration;
 
 pub use time::Time;
+/// The wire protocol (the `voice_proto` crate, shared with the relay).
+pub use voice_proto as proto;
+/// Sequence numbers (from `voice_proto`).
+pub use voice_proto::seq;
 
 /// The engine's sample rate in Hz.
 pub const SAMPLE_RATE: u32 = 48_000;

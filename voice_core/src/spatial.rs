@@ -7,18 +7,8 @@
 //! the right.
 //!
 //! # Distance models
-//! The clamped models of OpenAL 1.1 (§3.4), which Vivox also uses, with `min_distance` as OpenAL's
-//! reference distance (the distance clamped to `[min_distance, max_distance]`):
-//!
-//! | model | gain |
-//! |---|---|
-//! | none | 1 |
-//! | inverse | min / (min + rolloff · (d − min)) |
-//! | linear | 1 − rolloff · (d − min) / (max − min) |
-//! | exponential | (d / min)^(−rolloff) |
-//!
-//! Beyond `max_distance` a voice is inaudible (gain 0): that is the range the relay culls by, so
-//! what the relay does not forward is exactly what would not be heard.
+//! The distance models themselves ([`Attenuation`], [`DistanceModel`]) are part of the wire and of
+//! the relay's culling, so they live in [`voice_proto::attenuation`] and are re-exported here.
 //!
 //! # Spatialisation
 //! From the lateral angle φ = asin(x / |v|) (the source direction's component along the listener's
@@ -31,12 +21,10 @@
 //! Every change of gain or delay is ramped sample by sample over one 20 ms frame, so a position jump
 //! (a teleport) never clicks: gains glide and the delay line's read point slides.
 
-use serde::{Deserialize, Serialize};
-use thiserror::Error;
-
 use crate::mixer::soft_clip;
 use crate::proto::udp::Position;
 use crate::{FRAME_SAMPLES, SAMPLE_RATE};
+pub use voice_proto::attenuation::{Attenuation, DistanceModel, SpatialError};
 
 /// Interleaved stereo samples in one frame (left, right, left, …).
 pub const STEREO_FRAME_SAMPLES: usize = 2 * FRAME_SAMPLES;
@@ -48,121 +36,6 @@ pub const SPEED_OF_SOUND: f32 = 343.0;
 pub const MAX_ILD_DB: f32 = 10.0;
 /// Longest interaural delay the renderer applies, in samples (≥ the model's 656 µs).
 const MAX_DELAY: usize = 40;
-
-/// How gain falls off with distance (OpenAL's clamped models).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-pub enum DistanceModel {
-    /// No attenuation (but still inaudible beyond the maximum distance).
-    None,
-    /// Inverse distance, clamped.
-    #[default]
-    Inverse,
-    /// Linear, clamped.
-    Linear,
-    /// Exponential, clamped.
-    Exponential,
-}
-
-impl DistanceModel {
-    /// Lower-case name (`none`, `inverse`, `linear`, `exponential`).
-    pub fn name(self) -> &'static str {
-        match self {
-            DistanceModel::None => "none",
-            DistanceModel::Inverse => "inverse",
-            DistanceModel::Linear => "linear",
-            DistanceModel::Exponential => "exponential",
-        }
-    }
-
-    /// Parses [`DistanceModel::name`].
-    pub fn from_name(s: &str) -> Option<Self> {
-        Some(match s {
-            "none" => DistanceModel::None,
-            "inverse" => DistanceModel::Inverse,
-            "linear" => DistanceModel::Linear,
-            "exponential" => DistanceModel::Exponential,
-            _ => return None,
-        })
-    }
-}
-
-/// Why attenuation settings were refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Error, Serialize)]
-pub enum SpatialError {
-    /// A distance or rolloff is negative, NaN or infinite, or min ≥ max, or min is 0.
-    #[error("need 0 < min_distance < max_distance (finite) and a finite rolloff >= 0")]
-    BadAttenuation,
-    /// The forward and up vectors are zero, not finite, or parallel (or the position is not
-    /// finite).
-    #[error("forward and up must be finite, non-zero and not parallel; position finite")]
-    BadOrientation,
-    /// A position with a NaN or infinite coordinate.
-    #[error("position must be finite")]
-    BadPosition,
-}
-
-/// A channel's distance attenuation: model, distances in game units, rolloff factor.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Attenuation {
-    /// The model.
-    pub model: DistanceModel,
-    /// Below this distance the gain is 1 (OpenAL's reference distance).
-    pub min_distance: f32,
-    /// Beyond this distance the voice is inaudible and the relay does not forward it.
-    pub max_distance: f32,
-    /// Rolloff factor (1 = the model's natural slope).
-    pub rolloff: f32,
-}
-
-impl Default for Attenuation {
-    /// Inverse distance from 1 to 50 units, rolloff 1.
-    fn default() -> Self {
-        Attenuation {
-            model: DistanceModel::Inverse,
-            min_distance: 1.0,
-            max_distance: 50.0,
-            rolloff: 1.0,
-        }
-    }
-}
-
-impl Attenuation {
-    /// Checks the ranges (see [`SpatialError::BadAttenuation`]).
-    pub fn validate(&self) -> Result<(), SpatialError> {
-        let ok = self.min_distance.is_finite()
-            && self.max_distance.is_finite()
-            && self.rolloff.is_finite()
-            && self.min_distance > 0.0
-            && self.min_distance < self.max_distance
-            && self.rolloff >= 0.0;
-        if ok {
-            Ok(())
-        } else {
-            Err(SpatialError::BadAttenuation)
-        }
-    }
-
-    /// Whether a voice at `distance` can be heard at all (`distance <= max_distance`).
-    pub fn audible(&self, distance: f32) -> bool {
-        distance <= self.max_distance
-    }
-
-    /// Linear gain at `distance`: the clamped model, 0 beyond `max_distance`.
-    pub fn gain(&self, distance: f32) -> f32 {
-        if !self.audible(distance) {
-            return 0.0;
-        }
-        let (min, max, r) = (self.min_distance, self.max_distance, self.rolloff);
-        let d = distance.clamp(min, max);
-        let g = match self.model {
-            DistanceModel::None => 1.0,
-            DistanceModel::Inverse => min / (min + r * (d - min)),
-            DistanceModel::Linear => 1.0 - r * (d - min) / (max - min),
-            DistanceModel::Exponential => (d / min).powf(-r),
-        };
-        g.clamp(0.0, 1.0)
-    }
-}
 
 /// The listener's position and orientation, set by the app every frame.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -41,8 +41,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
-use voice_core::proto::tcp::{ClientMessage, FrameQueue, FrameReader};
-use voice_core::proto::SessionToken;
+use voice_proto::tcp::{ClientMessage, FrameQueue, FrameReader};
+use voice_proto::SessionToken;
 use voice_tls::{rustls, Fingerprint, TlsStream, Transport};
 
 use crate::admission::Admission;
@@ -138,9 +138,9 @@ pub struct Relay {
     /// Scale-out: the Redis placement thread (`None`: the relay runs alone).
     cluster: Option<crate::cluster::Cluster>,
     /// Rooms this relay hosts (cluster mode).
-    hosted: std::collections::HashSet<voice_core::proto::ChannelId>,
+    hosted: std::collections::HashSet<voice_proto::ChannelId>,
     /// Joins waiting for a placement answer: (session, room).
-    pending_joins: Vec<(SessionToken, voice_core::proto::ChannelId)>,
+    pending_joins: Vec<(SessionToken, voice_proto::ChannelId)>,
     stopper: Stopper,
     local: SocketAddr,
     config: Config,
@@ -579,7 +579,7 @@ impl Relay {
     /// Answers the joins waiting for placements, and moves members of rooms this relay lost.
     fn take_placements(&mut self) {
         use crate::cluster::Notice;
-        use voice_core::proto::tcp::{ErrorCode, ServerMessage};
+        use voice_proto::tcp::{ErrorCode, ServerMessage};
         let Some(cluster) = &self.cluster else { return };
         let me = cluster.me.clone();
         let mut notices = Vec::new();

@@ -5,7 +5,7 @@
 use std::io;
 use std::time::Instant;
 
-use voice_core::proto::tcp::{ClientMessage, ErrorCode, FrameError, ServerMessage};
+use voice_proto::tcp::{ClientMessage, ErrorCode, FrameError, ServerMessage};
 use voice_tls::Transport;
 
 use super::{unix_ms, Relay};

@@ -13,8 +13,8 @@
 
 use std::time::Instant;
 
-use voice_core::proto::tcp::{ErrorCode, ServerMessage};
-use voice_core::proto::SessionToken;
+use voice_proto::tcp::{ErrorCode, ServerMessage};
+use voice_proto::SessionToken;
 
 use super::Relay;
 use crate::control;

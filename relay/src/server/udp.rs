@@ -26,10 +26,8 @@ use arc_swap::cache::Cache;
 use arc_swap::ArcSwap;
 use mio::net::UdpSocket;
 use mio::{Events, Poll, Token, Waker};
-use voice_core::proto::udp::{
-    self, DatagramKind, Header, Position, TagKey, UdpError, MAX_DATAGRAM,
-};
-use voice_core::proto::SessionToken;
+use voice_proto::udp::{self, DatagramKind, Header, Position, TagKey, UdpError, MAX_DATAGRAM};
+use voice_proto::SessionToken;
 
 use super::tunnel::TunnelCopy;
 use super::{MAX_UDP_BATCHES_PER_TURN, RECV_BATCH, SEND_BATCH};

@@ -140,7 +140,7 @@ impl Flags {
     /// Reserved for a later version: payload is encrypted.
     pub const RESERVED_ENCRYPTED: Flags = Flags(0x40);
     /// The payload is an SFrame frame (RFC 9605) sealing the Opus payload end to end; every byte
-    /// before it is the frame's authenticated metadata (`crate::e2ee`). Same bit as
+    /// before it is the frame's authenticated metadata (`voice_core::e2ee`). Same bit as
     /// [`Flags::RESERVED_ENCRYPTED`].
     pub const ENCRYPTED: Flags = Flags(0x40);
     /// Former name of [`Flags::POSITIONAL`] (the bit was reserved for it).

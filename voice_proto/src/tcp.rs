@@ -16,7 +16,7 @@ use thiserror::Error;
 
 use super::register::Secret;
 use super::{ChannelId, SessionToken};
-use crate::spatial::{Attenuation, DistanceModel, SpatialError};
+use crate::attenuation::{Attenuation, DistanceModel, SpatialError};
 
 /// Version number exchanged in `Hello`; bumped on any incompatible change of these messages.
 /// Version 2 added the access token to `Hello`.

@@ -1,4 +1,5 @@
-//! The wire protocol: the one definition shared by the relay and every client.
+//! The wire protocol: the one definition shared by the relay and every client, and nothing
+//! else (no codec, no audio), so the relay builds without libopus.
 //!
 //! * [`udp`] — the voice datagram: a fixed 20-byte little-endian header read and written with
 //!   bytemuck, followed by the Opus payload (never copied by the parser).
@@ -6,10 +7,16 @@
 //!   [`ClientMessage`](tcp::ClientMessage) / [`ServerMessage`](tcp::ServerMessage) events.
 //! * [`register`] — the proof that binds a UDP address to a session: a keyed MAC over a counter,
 //!   made with the secret handed out over TCP, so the secret itself never crosses UDP.
+//! * [`seq`] — sequence numbers: unwrapping the 16-bit wire counter and the replay window.
+//! * [`attenuation`] — the distance models a channel announces and the relay culls by.
 //!
-//! `docs/PROTOCOL.md` describes the same wire for people; this module is the normative code.
+//! `docs/PROTOCOL.md` describes the same wire for people; this crate is the normative code.
+//! `voice_core` re-exports it as `voice_core::proto` (and `seq`, and the attenuation types in
+//! `voice_core::spatial`).
 
+pub mod attenuation;
 pub mod register;
+pub mod seq;
 pub mod tcp;
 pub mod udp;
 
