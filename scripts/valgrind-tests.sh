@@ -6,10 +6,11 @@
 # the quality profiles) are left out: under valgrind they would take most of an hour.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# "package test-binary modules": the integration tests of a crate are modules of one test binary
+# (tests/it/main.rs); the listed modules' tests run in one valgrind process per crate.
 tests=(
-  "voice_core watermark" "voice_core reorder" "voice_core late_packets" "voice_core fec_and_plc"
-  "voice_core wraparound" "voice_core talk_spurts" "voice_core loss_window" "voice_core flood"
-  "voice_core engine" "relay fanout" "relay bad_udp" "voice_ffi misuse" "voice_ffi defects"
+  "voice_core it watermark reorder late_packets fec_and_plc wraparound talk_spurts loss_window flood engine"
+  "relay it fanout bad_udp" "voice_ffi it misuse defects"
 )
 vg=(valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --show-possibly-lost=no
     --suppressions=examples/valgrind.supp)
@@ -28,16 +29,24 @@ for l in sys.stdin:
         pkg = frag.split("@")[0] if "@" in frag else where.rstrip("/").split("/")[-1]
         print(pkg, m["target"]["name"], m["executable"])')
 for entry in "${tests[@]}"; do
-  read -r pkg test <<<"$entry"
+  read -r pkg test mods <<<"$entry"
   exe=$(awk -v p="$pkg" -v t="$test" '$1 == p && $2 == t { print $3 }' <<<"$exes" | tail -1)
   [ -n "$exe" ] || { echo "valgrind-tests: no test executable for $pkg/$test" >&2; exit 1; }
-  echo "valgrind: $pkg/$test"
+  # The full names of the modules' tests (`MODULE::…`), passed with --exact: a plain filter is a
+  # substring match (`engine::` would also pick `e2ee_engine::…`).
+  names=()
+  for m in $mods; do
+    found=$("$exe" --list --format terse | sed -n "s/^\($m::.*\): test\$/\1/p")
+    [ -n "$found" ] || { echo "valgrind-tests: no tests in $pkg/$test $m" >&2; exit 1; }
+    mapfile -t -O "${#names[@]}" names <<<"$found"
+  done
+  echo "valgrind: $pkg/$test ($mods: ${#names[@]} tests)"
   if [ "$pkg" = voice_ffi ]; then
     # The C ABI is held to the C examples' bar: a "possibly lost" block fails too (the libtest
     # harness's own one is suppressed by scripts/valgrind-rust-tests.supp).
-    "${vg_ffi[@]}" "$exe" --test-threads=2 -q
+    "${vg_ffi[@]}" "$exe" --test-threads=2 -q --exact "${names[@]}"
   else
-    "${vg[@]}" "$exe" --test-threads=2 -q
+    "${vg[@]}" "$exe" --test-threads=2 -q --exact "${names[@]}"
   fi
 done
 echo "valgrind tests: ok"

@@ -83,7 +83,7 @@ pub const DRED_MAX_BITRATE: u32 = 28_000;
 /// 2.59 vs 2.86 LTE) for +0.01–0.02 PLCMOS; at 32 kb/s with 100 ms it was still 0.08–0.16 below,
 /// and keeping LBRR beside DRED left DRED almost unused at +25 % bytes. A single lost frame
 /// rebuilt by DRED is a vocoder's rendering, less faithful than LBRR's (log-spectral distance 7.3
-/// dB against LBRR's 4.9 and deep PLC's 7.6 in `tests/dred.rs`); bursts are where DRED wins (level
+/// dB against LBRR's 4.9 and deep PLC's 7.6 in `tests/it/dred.rs`); bursts are where DRED wins (level
 /// error 8 dB against deep PLC's 36 over 5 lost frames), so it is kept for paths that lose a lot.
 pub fn loss_plan(worst_reported_permille: Option<u16>) -> LossPlan {
     let (hint, dred) = match worst_reported_permille {
@@ -146,7 +146,7 @@ pub fn dred_duration(worst_reported_permille: Option<u16>) -> u8 {
 ///
 /// The engine uses 5: deep PLC without OSCE. With OSCE (7) the decoder's output overshot to
 /// full scale on a voiced test signal after a concealed frame (a 18 785 sample step where the
-/// plain decode's largest is 14 158, `tests/tsm.rs`), and it costs 1.2–1.5 % of a core per stream
+/// plain decode's largest is 14 158, `tests/it/tsm.rs`), and it costs 1.2–1.5 % of a core per stream
 /// against 0.3–0.6 % (`cargo bench -p voice_benches --bench codec`).
 pub const DECODER_COMPLEXITY: u8 = 5;
 
