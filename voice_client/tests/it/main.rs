@@ -3,6 +3,7 @@
 //! of CI's build time). `cluster.rs` (clients across relays, with its own redis-server) stays its
 //! own binary. Run one file's tests with `cargo test --release -p voice_client --test it NAME::`.
 
+mod app_audio;
 mod e2e;
 mod e2ee;
 mod faults;
