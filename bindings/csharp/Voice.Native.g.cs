@@ -1090,6 +1090,17 @@ namespace Voice
         /// `VOICE_EVENT_REMOVED` code: our access token expired; connect again with a fresh one.
         /// </summary>
         public const int VOICE_REMOVAL_TOKEN_EXPIRED = 2;
+        /// <summary>
+        /// The members of `channel` hosted by another relay of the cluster changed (`text`: that relay's
+        /// `IP:PORT`, empty when there are none any more; `value`: how many). One `VOICE_EVENT_MEMBER`
+        /// per member follows (`channel`, `session`, `name`); together they replace every member of that
+        /// channel whose session is `VOICE_FIRST_REMOTE_SESSION` or above.
+        /// </summary>
+        public const int VOICE_EVENT_CHANNEL_MEMBERS = 20;
+        /// <summary>
+        /// Sessions at or above this value are members of rooms hosted by other relays of a cluster.
+        /// </summary>
+        public const uint VOICE_FIRST_REMOTE_SESSION = 2147483648u;
 
         /// <summary>
         /// The library version as a static NUL-terminated string (never freed).

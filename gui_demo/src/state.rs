@@ -7,7 +7,8 @@
 //! Presence is channel-scoped in the protocol: `UserJoined` / `UserLeft` only arrive for our own
 //! channel. The rest of the tree comes from `ChannelList` snapshots, which the app asks for every
 //! couple of seconds (see [`crate::app`]). A user is in at most one channel, so adding a user to one
-//! channel removes them from every other.
+//! channel removes them from every other. In a cluster, `ChannelMembers` updates the members of
+//! channels hosted by other relays live (their sessions are [`SessionToken::is_remote`]).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -319,6 +320,16 @@ impl SessionState {
                     s => format!("banned for {}", duration_text(s)),
                 };
                 self.system(format!("{name} (#{}) {what}", session.0), now_unix_ms);
+            }
+            Event::ChannelMembers { channel, users, .. } => {
+                // Members hosted by another relay of a cluster: the list replaces the remote
+                // ones shown in that channel; local members are untouched.
+                if let Some(node) = self.channels.get_mut(&channel) {
+                    node.users.retain(|s, _| !s.is_remote());
+                    for u in users.into_iter().filter(|u| u.session.is_remote()) {
+                        node.users.insert(u.session, u.name);
+                    }
+                }
             }
         }
     }

@@ -263,6 +263,18 @@ pub enum Event {
         /// Ban length in seconds (0: a kick).
         ban_secs: u32,
     },
+    /// Scale-out: the members of `channel` hosted by another relay of the cluster changed.
+    /// `users` is the complete list of them and replaces every remote member
+    /// ([`SessionToken::is_remote`]) shown in that channel before (empty: none any more);
+    /// [`Engine::channels`] already shows the change.
+    ChannelMembers {
+        /// The channel.
+        channel: ChannelId,
+        /// The relay hosting it (`IP:PORT`; empty when `users` is).
+        relay: String,
+        /// Its members there, under tokens the relay we are connected to gave them.
+        users: Vec<UserInfo>,
+    },
 }
 
 /// What an application asks of the engine: one value per user action, so a UI, a script or a
@@ -864,6 +876,24 @@ impl Engine {
                 name,
                 ban_secs,
             }),
+            ServerMessage::ChannelMembers {
+                channel,
+                relay,
+                users,
+            } => {
+                if let Some(c) = self.channels.iter_mut().find(|c| c.id == channel) {
+                    c.users.retain(|u| !u.session.is_remote());
+                    c.users.extend(users.iter().filter(|u| u.session.is_remote()).cloned());
+                }
+                for u in &users {
+                    self.names.insert(u.session, u.name.clone());
+                }
+                self.events.push_back(Event::ChannelMembers {
+                    channel,
+                    relay,
+                    users,
+                });
+            }
         }
     }
 

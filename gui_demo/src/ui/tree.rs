@@ -103,6 +103,10 @@ fn user_row(
         if me {
             ui.weak("(you)");
         }
+        if who.is_remote() {
+            ui.weak("↗")
+                .on_hover_text("On another relay of the cluster: join the channel to talk");
+        }
         if prefs.muted {
             ui.weak("(muted)");
         } else if (prefs.volume - 1.0).abs() > 0.005 {

@@ -56,6 +56,7 @@ use crate::Error;
 use tunnel::{TunnelCopy, TUNNEL_QUEUE};
 use udp::{Registration, Spawnable, Worker, WORKER_UDP, WORKER_WAKER};
 
+mod directory;
 mod tcp;
 mod tunnel;
 mod udp;
@@ -141,6 +142,13 @@ pub struct Relay {
     hosted: std::collections::HashSet<voice_core::proto::ChannelId>,
     /// Joins waiting for a placement answer: (session, room).
     pending_joins: Vec<(SessionToken, voice_core::proto::ChannelId)>,
+    /// Cluster mode: the members of rooms other relays host, as this relay shows them.
+    directory: crate::directory::View,
+    /// Cluster mode: the member lists of hosted rooms last handed to the cluster thread.
+    published_members:
+        HashMap<voice_core::proto::ChannelId, Vec<voice_core::proto::tcp::UserInfo>>,
+    /// The state version those lists were computed at.
+    members_version: u64,
     stopper: Stopper,
     local: SocketAddr,
     config: Config,
@@ -304,16 +312,22 @@ impl Relay {
                         redis: url.clone(),
                         advertise: config.advertise.unwrap_or(local),
                         lease: Duration::from_millis(config.lease_ms),
+                        channels: state.channels.keys().copied().collect(),
                     },
                     wakers[0].clone(),
                 )
                 .map_err(Error::Io)?,
             ),
         };
+        let directory =
+            crate::directory::View::new(config.advertise.unwrap_or(local).to_string());
         Ok(Relay {
             cluster,
             hosted: Default::default(),
             pending_joins: Vec::new(),
+            directory,
+            published_members: HashMap::new(),
+            members_version: u64::MAX,
             poll,
             listener,
             worker,
@@ -494,11 +508,13 @@ impl Relay {
                 self.log_stats();
                 next_stats = now + stats_every;
             }
+            self.publish_hosted_members();
             // Members and bindings the replies below announce are visible to every worker
             // before the replies leave.
             self.publish();
             self.flush_dirty();
             while self.reap() {
+                self.publish_hosted_members();
                 self.publish();
                 self.flush_dirty();
             }
@@ -601,6 +617,10 @@ impl Relay {
                     match owner {
                         Some(o) if o == me => {
                             self.hosted.insert(channel);
+                            // Whatever the directory showed for it is stale now.
+                            if let Some(m) = self.directory.apply(channel, None, true) {
+                                self.tell_everyone(&m, &mut out);
+                            }
                             for who in waiting {
                                 crate::control::handle(
                                     &mut self.state,
@@ -637,8 +657,16 @@ impl Relay {
                         }
                     }
                 }
+                Notice::Directory { channel, entry } => {
+                    let hosted = self.hosted.contains(&channel);
+                    if let Some(m) = self.directory.apply(channel, entry, hosted) {
+                        self.tell_everyone(&m, &mut out);
+                    }
+                }
+                Notice::Resynced => self.directory.prune(),
                 Notice::Lost { channel, owner } => {
                     self.hosted.remove(&channel);
+                    self.published_members.remove(&channel);
                     if let Some(o) = owner {
                         for &m in self.state.members(channel) {
                             out.push((

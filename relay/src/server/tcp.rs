@@ -232,6 +232,9 @@ impl Relay {
 
     /// Frames `msg` into connection `id`'s outgoing buffer; overflowing the cap kills it.
     pub(super) fn queue(&mut self, id: usize, msg: &ServerMessage) {
+        // Cluster mode: channel lists show the members of rooms hosted elsewhere too.
+        let merged = self.with_remote_members(msg);
+        let msg = merged.as_ref().unwrap_or(msg);
         let Some(c) = self.conns.get_mut(&id) else {
             return;
         };

@@ -425,6 +425,19 @@ pub enum ServerMessage {
         /// Length of the ban in seconds (0: a kick).
         ban_secs: u32,
     },
+    /// Scale-out: the members of `channel` that another relay of the cluster (`relay`) hosts,
+    /// complete, replacing every remote member (session at or above
+    /// [`FIRST_REMOTE_SESSION`](crate::proto::FIRST_REMOTE_SESSION)) listed for that channel
+    /// before. Sent to every session whenever that list changes; `relay` empty and `users`
+    /// empty: the channel has no members on another relay any more.
+    ChannelMembers {
+        /// The channel.
+        channel: ChannelId,
+        /// The hosting relay's `IP:PORT` (empty when the list is empty).
+        relay: String,
+        /// Its members there, in join order, under tokens this relay gave them.
+        users: Vec<UserInfo>,
+    },
 }
 
 /// Why a frame could not be read or written.
@@ -809,6 +822,14 @@ mod tests {
                 session: SessionToken(4),
                 name: "troll".into(),
                 ban_secs: 0,
+            },
+            ServerMessage::ChannelMembers {
+                channel: ChannelId(2),
+                relay: "127.0.0.1:7401".into(),
+                users: vec![UserInfo {
+                    session: SessionToken(0x8000_0001),
+                    name: "carol".into(),
+                }],
             },
         ]
     }

@@ -1,0 +1,42 @@
+//! Scale-out (issue 18): the cluster's directory of rooms and their members. A relay in a
+//! cluster shows the members of rooms hosted by other relays under session tokens from
+//! [`VOICE_FIRST_REMOTE_SESSION`] up (its own sessions stay below), in channel lists
+//! (`VOICE_EVENT_CHANNEL` + `VOICE_EVENT_MEMBER`) and, live, in `VOICE_EVENT_CHANNEL_MEMBERS`.
+//!
+//! A remote member is no session of the relay this client is connected to: whispering to it is
+//! dropped by the relay, and kicking it fails with `VOICE_EVENT_ERROR` code 9 (`NoSuchSession`).
+//! To talk with it, join its channel (the client follows the relay's redirect to the host).
+
+use ::voice_client::ChannelId;
+use voice_core::proto::tcp::UserInfo;
+
+use crate::client::voice_event;
+
+/// The members of `channel` hosted by another relay of the cluster changed (`text`: that relay's
+/// `IP:PORT`, empty when there are none any more; `value`: how many). One `VOICE_EVENT_MEMBER`
+/// per member follows (`channel`, `session`, `name`); together they replace every member of that
+/// channel whose session is `VOICE_FIRST_REMOTE_SESSION` or above.
+pub const VOICE_EVENT_CHANNEL_MEMBERS: u32 = 20;
+
+/// Sessions at or above this value are members of rooms hosted by other relays of a cluster.
+pub const VOICE_FIRST_REMOTE_SESSION: u32 = 0x8000_0000;
+const _: () = assert!(VOICE_FIRST_REMOTE_SESSION == voice_core::proto::FIRST_REMOTE_SESSION);
+
+/// `VOICE_EVENT_CHANNEL_MEMBERS` and its `VOICE_EVENT_MEMBER`s.
+pub(crate) fn channel_members_events(
+    channel: ChannelId,
+    relay: &str,
+    users: Vec<UserInfo>,
+    out: &mut std::collections::VecDeque<voice_event>,
+) {
+    let mut e = voice_event::new(VOICE_EVENT_CHANNEL_MEMBERS).text(relay);
+    e.channel = channel.0;
+    e.value = users.len() as f64;
+    out.push_back(e);
+    for u in users {
+        let mut m = voice_event::new(crate::client::VOICE_EVENT_MEMBER).name(&u.name);
+        m.channel = channel.0;
+        m.session = u.session.0;
+        out.push_back(m);
+    }
+}
