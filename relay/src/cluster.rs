@@ -227,7 +227,10 @@ impl Thread {
             };
             // Placements in order; of several member lists of one room only the latest.
             let mut lists: Vec<(ChannelId, Vec<UserInfo>)> = Vec::new();
-            for r in first.into_iter().chain(std::iter::from_fn(|| requests.try_recv().ok())) {
+            for r in first
+                .into_iter()
+                .chain(std::iter::from_fn(|| requests.try_recv().ok()))
+            {
                 match r {
                     Request::Place(channel) => {
                         let owner = self.place(channel);

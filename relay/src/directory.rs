@@ -117,8 +117,7 @@ impl View {
         entry: Option<RoomEntry>,
         hosted_here: bool,
     ) -> Option<ServerMessage> {
-        let entry =
-            entry.filter(|e| e.channel == channel && !hosted_here && e.relay != self.me);
+        let entry = entry.filter(|e| e.channel == channel && !hosted_here && e.relay != self.me);
         if let (Some(e), Some(r)) = (&entry, self.rooms.get(&channel)) {
             if r.relay == e.relay && r.epoch == e.epoch && e.seq <= r.seq {
                 return None;
@@ -211,11 +210,14 @@ impl Reader {
     pub fn run(self, stop: &AtomicBool) {
         let mut logged_down = false;
         while !stop.load(Ordering::SeqCst) {
-            match self.session(stop) {
+            match self.session(stop, &mut logged_down) {
                 Ok(()) => return,
                 Err(e) => {
+                    // Once per outage, not once per retry.
                     if !logged_down {
-                        log::warn!("directory: Redis: {e}");
+                        log::warn!(
+                            "directory: Redis: {e}; showing other relays' members as last read"
+                        );
                         logged_down = true;
                     }
                 }
@@ -240,7 +242,7 @@ impl Reader {
 
     /// One connected stretch: subscribe, read everything once, then follow messages and
     /// re-read every `resync`. `Ok` only when stopped.
-    fn session(&self, stop: &AtomicBool) -> redis::RedisResult<()> {
+    fn session(&self, stop: &AtomicBool, logged_down: &mut bool) -> redis::RedisResult<()> {
         let mut reads = self.connect()?;
         reads.set_read_timeout(Some(Duration::from_millis(500)))?;
         let mut sub_conn = self.connect()?;
@@ -250,6 +252,7 @@ impl Reader {
         sub.set_read_timeout(Some(Duration::from_millis(100)))?;
         self.resync(&mut reads)?;
         log::info!("directory: following {DIRECTORY_CHANNEL}");
+        *logged_down = false;
         let mut next = Instant::now() + self.resync;
         while !stop.load(Ordering::SeqCst) {
             match sub.get_message() {
@@ -360,10 +363,7 @@ mod tests {
         ));
         assert_eq!(
             got,
-            Some((
-                "b:1".into(),
-                vec![(R, "ann".into()), (R + 2, "bob".into())]
-            ))
+            Some(("b:1".into(), vec![(R, "ann".into()), (R + 2, "bob".into())]))
         );
         // The same host restarted: its session 1 is someone new.
         let got = members(v.apply(ch, Some(entry("b:1", 8, 1, &[(1, "dan")])), false));
@@ -374,22 +374,34 @@ mod tests {
     fn stale_duplicate_own_and_empty_entries() {
         let mut v = View::new("me:1".into());
         let ch = ChannelId(2);
-        assert!(v.apply(ch, Some(entry("b:1", 7, 5, &[(1, "ann")])), false).is_some());
+        assert!(v
+            .apply(ch, Some(entry("b:1", 7, 5, &[(1, "ann")])), false)
+            .is_some());
         // Older or equal sequence from the same incarnation: ignored.
         assert!(v.apply(ch, Some(entry("b:1", 7, 4, &[])), false).is_none());
-        assert!(v.apply(ch, Some(entry("b:1", 7, 5, &[(2, "x")])), false).is_none());
+        assert!(v
+            .apply(ch, Some(entry("b:1", 7, 5, &[(2, "x")])), false)
+            .is_none());
         // Newer with the same members (a re-read): nothing to tell.
-        assert!(v.apply(ch, Some(entry("b:1", 7, 6, &[(1, "ann")])), false).is_none());
+        assert!(v
+            .apply(ch, Some(entry("b:1", 7, 6, &[(1, "ann")])), false)
+            .is_none());
         // Empty: the room has no remote members any more, told once.
         let got = members(v.apply(ch, Some(entry("b:1", 7, 7, &[])), false));
         assert_eq!(got, Some((String::new(), vec![])));
         assert!(v.apply(ch, None, false).is_none());
         assert!(v.is_empty());
         // Our own entries, and rooms we host, are never shown.
-        assert!(v.apply(ch, Some(entry("me:1", 7, 8, &[(1, "a")])), false).is_none());
-        assert!(v.apply(ch, Some(entry("b:1", 7, 9, &[(1, "a")])), true).is_none());
+        assert!(v
+            .apply(ch, Some(entry("me:1", 7, 8, &[(1, "a")])), false)
+            .is_none());
+        assert!(v
+            .apply(ch, Some(entry("b:1", 7, 9, &[(1, "a")])), true)
+            .is_none());
         // An entry for another channel than the key it was read under is ignored.
-        assert!(v.apply(ChannelId(9), Some(entry("b:1", 7, 10, &[(1, "a")])), false).is_none());
+        assert!(v
+            .apply(ChannelId(9), Some(entry("b:1", 7, 10, &[(1, "a")])), false)
+            .is_none());
     }
 
     #[test]

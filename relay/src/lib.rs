@@ -39,9 +39,9 @@
 pub mod admission;
 pub mod budget;
 pub mod cluster;
-pub mod directory;
 pub mod config;
 pub mod control;
+pub mod directory;
 pub mod forward;
 pub mod identity;
 pub mod permissions;

@@ -338,7 +338,11 @@ impl Tree {
         self.rooms = channels
             .iter()
             .map(|c| {
-                let users = c.users.iter().map(|u| (u.session, u.name.clone())).collect();
+                let users = c
+                    .users
+                    .iter()
+                    .map(|u| (u.session, u.name.clone()))
+                    .collect();
                 (c.id.0, users)
             })
             .collect();
@@ -489,8 +493,20 @@ fn every_relay_shows_every_rooms_members_and_forgets_a_dead_hosts() {
     let mut t1 = Tree::new(&w1);
     let mut w2 = Client::connect_with(r2, "w2", Some(token("w2")));
     let mut t2 = Tree::new(&w2);
-    converge(&mut w1, &mut t1, &[(1, &["w1"])], Instant::now() + two, true);
-    converge(&mut w2, &mut t2, &[(1, &["w1"])], Instant::now() + two, false);
+    converge(
+        &mut w1,
+        &mut t1,
+        &[(1, &["w1"])],
+        Instant::now() + two,
+        true,
+    );
+    converge(
+        &mut w2,
+        &mut t2,
+        &[(1, &["w1"])],
+        Instant::now() + two,
+        false,
+    );
     assert!(t2.token_of("w1").is_remote());
     assert!(!t1.token_of("w1").is_remote());
 
@@ -539,7 +555,10 @@ fn every_relay_shows_every_rooms_members_and_forgets_a_dead_hosts() {
     let left = Instant::now();
     let gone2 = converge(&mut w2, &mut t2, one_a, left + two, false);
     converge(&mut w1, &mut t1, one_a, left + two, false);
-    eprintln!("directory: a leave on r0 seen on r2 after {:?}", gone2 - left);
+    eprintln!(
+        "directory: a leave on r0 seen on r2 after {:?}",
+        gone2 - left
+    );
 
     // kill -9 the host of room 2. a and b come back through r1 and r2: the room is placed on
     // r1 (a enters first). Every tree is exact within 10 s of the kill; w2 learns it live.

@@ -883,7 +883,8 @@ impl Engine {
             } => {
                 if let Some(c) = self.channels.iter_mut().find(|c| c.id == channel) {
                     c.users.retain(|u| !u.session.is_remote());
-                    c.users.extend(users.iter().filter(|u| u.session.is_remote()).cloned());
+                    c.users
+                        .extend(users.iter().filter(|u| u.session.is_remote()).cloned());
                 }
                 for u in &users {
                     self.names.insert(u.session, u.name.clone());

@@ -145,8 +145,7 @@ pub struct Relay {
     /// Cluster mode: the members of rooms other relays host, as this relay shows them.
     directory: crate::directory::View,
     /// Cluster mode: the member lists of hosted rooms last handed to the cluster thread.
-    published_members:
-        HashMap<voice_core::proto::ChannelId, Vec<voice_core::proto::tcp::UserInfo>>,
+    published_members: HashMap<voice_core::proto::ChannelId, Vec<voice_core::proto::tcp::UserInfo>>,
     /// The state version those lists were computed at.
     members_version: u64,
     stopper: Stopper,
@@ -319,8 +318,7 @@ impl Relay {
                 .map_err(Error::Io)?,
             ),
         };
-        let directory =
-            crate::directory::View::new(config.advertise.unwrap_or(local).to_string());
+        let directory = crate::directory::View::new(config.advertise.unwrap_or(local).to_string());
         Ok(Relay {
             cluster,
             hosted: Default::default(),
