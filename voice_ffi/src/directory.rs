@@ -40,3 +40,35 @@ pub(crate) fn channel_members_events(
         out.push_back(m);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ::voice_client::SessionToken;
+
+    #[test]
+    fn channel_members_become_one_event_and_a_member_event_each() {
+        let mut out = std::collections::VecDeque::new();
+        let users = vec![UserInfo {
+            session: SessionToken(VOICE_FIRST_REMOTE_SESSION + 3),
+            name: "ann".into(),
+        }];
+        channel_members_events(ChannelId(2), "10.0.0.2:7400", users, &mut out);
+        assert_eq!(out.len(), 2);
+        let head = out[0];
+        assert_eq!(
+            (head.kind, head.channel, head.value),
+            (VOICE_EVENT_CHANNEL_MEMBERS, 2, 1.0)
+        );
+        assert_eq!(head.text_len, "10.0.0.2:7400".len());
+        let m = out[1];
+        assert_eq!(m.kind, crate::client::VOICE_EVENT_MEMBER);
+        assert_eq!((m.channel, m.session), (2, VOICE_FIRST_REMOTE_SESSION + 3));
+        assert_eq!(m.name_len, 3);
+        // None left: the head alone, counting zero.
+        out.clear();
+        channel_members_events(ChannelId(2), "", Vec::new(), &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].value, out[0].text_len), (0.0, 0));
+    }
+}
