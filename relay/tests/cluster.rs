@@ -510,22 +510,26 @@ fn every_relay_shows_every_rooms_members_and_forgets_a_dead_hosts() {
     assert!(t2.token_of("w1").is_remote());
     assert!(!t1.token_of("w1").is_remote());
 
-    // a enters room 2 through r0 (placed there), b through r2 (redirected to r0): both
-    // watchers see them appear, live, within 2 s.
-    let (a, _) = enter_until(r0, "a", Duration::from_secs(5));
-    assert_eq!(a.relay, r0);
+    // a joins room 2 on r0 (placed there at this join), b enters through r2 (redirected to
+    // r0): both watchers see them appear, live, within 2 s of the `JoinChannel`.
+    let mut a = Client::connect_with(r0, "a", Some(token("a")));
     let joined = Instant::now();
+    a.send(&ClientMessage::JoinChannel {
+        channel: ChannelId(ROOM),
+    });
     let one_a: &[(u32, &[&str])] = &[(1, &["w1"]), (2, &["a"])];
     let seen2 = converge(&mut w2, &mut t2, one_a, joined + two, false);
     let seen1 = converge(&mut w1, &mut t1, one_a, joined + two, false);
     eprintln!(
-        "directory: a join on r0 seen on r2 after {:?}, on r1 after {:?}",
+        "directory: a join on r0 (placement included) seen on r2 after {:?}, on r1 after {:?}",
         seen2 - joined,
         seen1 - joined
     );
+    a.ctl
+        .recv_until(|m| matches!(m, ServerMessage::Joined { .. }));
+    let joined = Instant::now();
     let (b, _) = enter_until(r2, "b", Duration::from_secs(5));
     assert_eq!(b.relay, r0);
-    let joined = Instant::now();
     let a_b: &[(u32, &[&str])] = &[(1, &["w1"]), (2, &["a", "b"])];
     converge(&mut w2, &mut t2, a_b, joined + two, false);
     converge(&mut w1, &mut t1, a_b, joined + two, false);
@@ -592,4 +596,59 @@ fn every_relay_shows_every_rooms_members_and_forgets_a_dead_hosts() {
         .recv_until(|m| matches!(m, ServerMessage::ChannelList { .. }));
     listed.apply(&m);
     assert_eq!(listed.names(), t2.names());
+}
+
+#[test]
+fn a_hosts_directory_entry_lives_with_its_lease_and_a_clean_stop_removes_it_at_once() {
+    let Some((_redis, redis_port)) = start_redis() else {
+        eprintln!("SKIPPED: redis-server is not installed (scripts/install-deps.sh installs it)");
+        return;
+    };
+    let (mut host, r0) = start_relay(redis_port);
+    let (_p1, r1) = start_relay(redis_port);
+    let mut w = Client::connect_with(r1, "w", Some(token("w")));
+    let mut tw = Tree::new(&w);
+    let (_a, _) = enter_until(r0, "a", Duration::from_secs(5));
+    converge(
+        &mut w,
+        &mut tw,
+        &[(ROOM, &["a"])],
+        Instant::now() + Duration::from_secs(2),
+        false,
+    );
+
+    // The record in Redis: the host's own token for a, and no longer to live than the lease.
+    let redis = redis::Client::open(format!("redis://127.0.0.1:{redis_port}/")).unwrap();
+    let mut conn = redis.get_connection().unwrap();
+    let key = relay::directory::members_key(ChannelId(ROOM));
+    let bytes: Vec<u8> = redis::cmd("GET").arg(&key).query(&mut conn).unwrap();
+    let entry = relay::directory::RoomEntry::decode(&bytes).expect("a directory entry");
+    assert_eq!(entry.relay, r0.to_string());
+    assert_eq!(entry.users.len(), 1);
+    assert_eq!(entry.users[0].name, "a");
+    assert!(!entry.users[0].session.is_remote());
+    let ttl: i64 = redis::cmd("PTTL").arg(&key).query(&mut conn).unwrap();
+    assert!(ttl > 0 && ttl <= LEASE_MS as i64, "entry ttl {ttl} ms");
+
+    // SIGTERM: the host hands the room back and announces it empty before it exits.
+    // SAFETY: kill(2) on the pid of a child this test started and has not reaped.
+    assert_eq!(
+        unsafe { libc::kill(host.0.id() as libc::pid_t, libc::SIGTERM) },
+        0
+    );
+    let status = host.0.wait().unwrap();
+    assert!(status.success(), "relay exited with {status}");
+    let gone: Option<Vec<u8>> = redis::cmd("GET").arg(&key).query(&mut conn).unwrap();
+    assert_eq!(gone, None, "the entry outlived a clean stop");
+    let m = w
+        .ctl
+        .recv_until(|m| matches!(m, ServerMessage::ChannelMembers { .. }));
+    assert_eq!(
+        m,
+        ServerMessage::ChannelMembers {
+            channel: ChannelId(ROOM),
+            relay: String::new(),
+            users: vec![],
+        }
+    );
 }
