@@ -606,6 +606,36 @@ mod tests {
     }
 
     #[test]
+    fn members_on_another_relay_replace_only_the_remote_ones() {
+        let mut s = welcomed();
+        let r = voice_core::proto::FIRST_REMOTE_SESSION;
+        s.apply_event(
+            Event::ChannelMembers {
+                channel: ChannelId(2),
+                relay: "10.0.0.2:7400".into(),
+                users: vec![user(r, "ann"), user(r + 1, "dan")],
+            },
+            0,
+        );
+        let team: Vec<&str> = s.channels[&ChannelId(2)]
+            .users
+            .values()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(team, ["carol", "ann", "dan"]);
+        s.apply_event(
+            Event::ChannelMembers {
+                channel: ChannelId(2),
+                relay: String::new(),
+                users: vec![],
+            },
+            0,
+        );
+        assert_eq!(s.channel_of(SessionToken(r)), None);
+        assert_eq!(s.channel_of(SessionToken(7)), Some(ChannelId(2)));
+    }
+
+    #[test]
     fn speaking_and_disconnect() {
         let mut s = welcomed();
         s.apply_event(

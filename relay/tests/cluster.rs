@@ -599,20 +599,27 @@ fn every_relay_shows_every_rooms_members_and_forgets_a_dead_hosts() {
 }
 
 #[test]
-fn a_hosts_directory_entry_lives_with_its_lease_and_a_clean_stop_removes_it_at_once() {
+fn directory_entries_live_with_their_hosts_lease_and_go_at_a_clean_stop_or_expiry() {
     let Some((_redis, redis_port)) = start_redis() else {
         eprintln!("SKIPPED: redis-server is not installed (scripts/install-deps.sh installs it)");
         return;
     };
-    let (mut host, r0) = start_relay(redis_port);
+    // a's room 2 on r0 (stopped cleanly later), b's room 3 on r2 (killed later).
+    let (mut r0_proc, r0) = start_relay(redis_port);
+    let (r2_proc, r2) = start_relay(redis_port);
+    let (_a, _) = enter_room_until(r0, "a", ROOM, Duration::from_secs(5));
+    let (_b, _) = enter_room_until(r2, "b", 3, Duration::from_secs(5));
+    assert_eq!((_a.relay, _b.relay), (r0, r2));
+
+    // A relay started after them learns both rooms from its first read of the directory.
     let (_p1, r1) = start_relay(redis_port);
     let mut w = Client::connect_with(r1, "w", Some(token("w")));
     let mut tw = Tree::new(&w);
-    let (_a, _) = enter_until(r0, "a", Duration::from_secs(5));
+    let both: &[(u32, &[&str])] = &[(ROOM, &["a"]), (3, &["b"])];
     converge(
         &mut w,
         &mut tw,
-        &[(ROOM, &["a"])],
+        both,
         Instant::now() + Duration::from_secs(2),
         false,
     );
@@ -633,10 +640,10 @@ fn a_hosts_directory_entry_lives_with_its_lease_and_a_clean_stop_removes_it_at_o
     // SIGTERM: the host hands the room back and announces it empty before it exits.
     // SAFETY: kill(2) on the pid of a child this test started and has not reaped.
     assert_eq!(
-        unsafe { libc::kill(host.0.id() as libc::pid_t, libc::SIGTERM) },
+        unsafe { libc::kill(r0_proc.0.id() as libc::pid_t, libc::SIGTERM) },
         0
     );
-    let status = host.0.wait().unwrap();
+    let status = r0_proc.0.wait().unwrap();
     assert!(status.success(), "relay exited with {status}");
     let gone: Option<Vec<u8>> = redis::cmd("GET").arg(&key).query(&mut conn).unwrap();
     assert_eq!(gone, None, "the entry outlived a clean stop");
@@ -650,5 +657,23 @@ fn a_hosts_directory_entry_lives_with_its_lease_and_a_clean_stop_removes_it_at_o
             relay: String::new(),
             users: vec![],
         }
+    );
+    tw.apply(&m);
+
+    // kill -9 of b's host, and nobody re-enters: its entry expires with its lease and the next
+    // re-read takes b out of w's tree (target: 10 s).
+    drop(r2_proc);
+    let killed = Instant::now();
+    let gone = converge(
+        &mut w,
+        &mut tw,
+        &[],
+        killed + Duration::from_secs(10),
+        false,
+    );
+    eprintln!(
+        "directory: a dead host's members left the other relays' trees {:?} after kill -9 \
+         (lease {LEASE_MS} ms)",
+        gone - killed
     );
 }

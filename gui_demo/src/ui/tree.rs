@@ -143,7 +143,8 @@ fn user_row(
                 lock(ui, SPEAKING).on_hover_text(tip);
             }
         }
-        if me {
+        // Nothing to whisper to or moderate on another relay: join the channel for that.
+        if me || who.is_remote() {
             return;
         }
         r.context_menu(|ui| user_menu(ui, session, settings, who, name, shown));
