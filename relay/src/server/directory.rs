@@ -19,16 +19,19 @@ impl Relay {
         }
         self.members_version = v;
         for &channel in &self.hosted {
+            // Names never change within a session: the tokens tell whether the list did.
+            let members = self.state.members(channel);
+            if self.published_members.get(&channel).map(Vec::as_slice) == Some(members) {
+                continue;
+            }
+            self.published_members.insert(channel, members.to_vec());
             let Some(info) = self.state.channel_info(channel) else {
                 continue;
             };
-            if self.published_members.get(&channel) != Some(&info.users) {
-                self.published_members.insert(channel, info.users.clone());
-                cluster.request(crate::cluster::Request::Members {
-                    channel,
-                    users: info.users,
-                });
-            }
+            cluster.request(crate::cluster::Request::Members {
+                channel,
+                users: info.users,
+            });
         }
     }
 

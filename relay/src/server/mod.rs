@@ -144,8 +144,8 @@ pub struct Relay {
     pending_joins: Vec<(SessionToken, voice_core::proto::ChannelId)>,
     /// Cluster mode: the members of rooms other relays host, as this relay shows them.
     directory: crate::directory::View,
-    /// Cluster mode: the member lists of hosted rooms last handed to the cluster thread.
-    published_members: HashMap<voice_core::proto::ChannelId, Vec<voice_core::proto::tcp::UserInfo>>,
+    /// Cluster mode: the members of hosted rooms as last handed to the cluster thread.
+    published_members: HashMap<voice_core::proto::ChannelId, Vec<SessionToken>>,
     /// The state version those lists were computed at.
     members_version: u64,
     stopper: Stopper,
