@@ -4,7 +4,8 @@
 //! `voice:room:<id>` in Redis, whose value is that relay's advertised `IP:PORT`. A relay claims
 //! a room when a client asks to join it and nobody holds it (`SET key me NX PX lease`), renews
 //! the leases of the rooms it hosts every third of the lease (a compare-and-`PEXPIRE` script, so
-//! it never extends someone else's), and learns it lost one when a renewal finds another owner.
+//! it never extends someone else's), and learns it lost one when a renewal finds another owner
+//! (a renewal that finds no owner at all claims the room again: its members are still here).
 //! A relay that dies stops renewing: its leases expire and the next join through any relay
 //! claims the room there.
 //!
@@ -150,6 +151,7 @@ impl Cluster {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
             seq: 0,
+            lists: Default::default(),
             unpublished: Default::default(),
         };
         let stop2 = stop.clone();
@@ -207,8 +209,10 @@ struct Thread {
     epoch: u64,
     /// The last entry's sequence number.
     seq: u64,
-    /// Member lists Redis did not take (unreachable): written again at the next renewal.
-    unpublished: std::collections::BTreeMap<ChannelId, Vec<UserInfo>>,
+    /// The member lists of hosted rooms, as the loop last sent them.
+    lists: std::collections::BTreeMap<ChannelId, Vec<UserInfo>>,
+    /// Rooms whose list Redis did not take (unreachable): written again at the next renewal.
+    unpublished: BTreeSet<ChannelId>,
 }
 
 impl Thread {
@@ -243,7 +247,8 @@ impl Thread {
                 }
             }
             for (channel, users) in lists {
-                self.publish_members(channel, users);
+                self.lists.insert(channel, users);
+                self.publish_members(channel);
             }
             if Instant::now() >= next_renew {
                 self.renew_all();
@@ -284,9 +289,10 @@ impl Thread {
 
     /// Writes and announces a hosted room's members (skipped when the lease is not ours: the
     /// next renewal reports the loss). Redis down: written again at the next renewal.
-    fn publish_members(&mut self, channel: ChannelId, users: Vec<UserInfo>) {
+    fn publish_members(&mut self, channel: ChannelId) {
         self.unpublished.remove(&channel);
-        let bytes = self.entry(channel, users.clone()).encode();
+        let users = self.lists.get(&channel).cloned().unwrap_or_default();
+        let bytes = self.entry(channel, users).encode();
         let written: Option<i64> = self.with_conn(|c, me, _| {
             redis::cmd("EVAL")
                 .arg(PUBLISH_MEMBERS)
@@ -299,7 +305,7 @@ impl Thread {
                 .query(c)
         });
         if written.is_none() {
-            self.unpublished.insert(channel, users);
+            self.unpublished.insert(channel);
         } else if written == Some(0) {
             log::debug!(
                 "cluster: members of room {} not published: not ours",
@@ -380,9 +386,24 @@ impl Thread {
         None
     }
 
+    /// `SET key me NX PX lease`: true when this relay holds the lease now.
+    fn claim(&mut self, key: &str) -> bool {
+        self.with_conn(|c, me, lease_ms| {
+            redis::cmd("SET")
+                .arg(key)
+                .arg(me)
+                .arg("NX")
+                .arg("PX")
+                .arg(lease_ms)
+                .query::<Option<String>>(c)
+        })
+        .flatten()
+        .is_some()
+    }
+
     fn renew_all(&mut self) {
-        for (channel, users) in std::mem::take(&mut self.unpublished) {
-            self.publish_members(channel, users);
+        for channel in std::mem::take(&mut self.unpublished) {
+            self.publish_members(channel);
         }
         for channel in self.hosted.clone() {
             let key = room_key(channel);
@@ -401,10 +422,24 @@ impl Thread {
                 None => {}
                 Some(1) => {}
                 Some(_) => {
-                    self.hosted.remove(&channel);
                     let owner: Option<String> = self
                         .with_conn(|c, _, _| redis::cmd("GET").arg(&key).query(c))
                         .flatten();
+                    // Nobody holds it (Redis restarted without its data, or the lease ran out
+                    // while Redis was unreachable): its members are still here, so this relay
+                    // takes it back rather than leave it unplaced (where the next join through
+                    // another relay would open a second copy of the room).
+                    if owner.is_none() && self.claim(&key) {
+                        log::warn!(
+                            "cluster: room {} had no lease any more; claimed it again",
+                            channel.0
+                        );
+                        self.publish_members(channel);
+                        continue;
+                    }
+                    self.hosted.remove(&channel);
+                    self.lists.remove(&channel);
+                    self.unpublished.remove(&channel);
                     log::warn!(
                         "cluster: lost room {} (now {})",
                         channel.0,

@@ -60,7 +60,11 @@ fn free_port() -> u16 {
 
 /// `redis-server` on a free loopback port, or `None` when it is not installed.
 fn start_redis() -> Option<(Proc, u16)> {
-    let port = free_port();
+    start_redis_on(free_port())
+}
+
+/// `redis-server` on `port` (empty: no persistence), or `None` when it is not installed.
+fn start_redis_on(port: u16) -> Option<(Proc, u16)> {
     let child = Command::new("redis-server")
         .args([
             "--port",
@@ -675,5 +679,77 @@ fn directory_entries_live_with_their_hosts_lease_and_go_at_a_clean_stop_or_expir
         "directory: a dead host's members left the other relays' trees {:?} after kill -9 \
          (lease {LEASE_MS} ms)",
         gone - killed
+    );
+}
+
+#[test]
+fn after_redis_restarts_empty_the_hosts_claim_their_rooms_again_and_the_directory_recovers() {
+    let Some((redis_proc, redis_port)) = start_redis() else {
+        eprintln!("SKIPPED: redis-server is not installed (scripts/install-deps.sh installs it)");
+        return;
+    };
+    let (_p0, r0) = start_relay(redis_port);
+    let (_p1, r1) = start_relay(redis_port);
+    let (_a, _) = enter_until(r0, "a", Duration::from_secs(5));
+    let mut w = Client::connect_with(r1, "w", Some(token("w")));
+    let mut tw = Tree::new(&w);
+    let with_a: &[(u32, &[&str])] = &[(ROOM, &["a"])];
+    converge(
+        &mut w,
+        &mut tw,
+        with_a,
+        Instant::now() + Duration::from_secs(2),
+        false,
+    );
+
+    // Redis is gone for two leases: the relays keep serving and w keeps seeing a.
+    drop(redis_proc);
+    let outage = Instant::now() + Duration::from_millis(2 * LEASE_MS);
+    while Instant::now() < outage {
+        if let Some(m) = w.ctl.try_recv(Duration::from_millis(100)) {
+            tw.apply(&m);
+        }
+        assert_eq!(
+            tw.names(),
+            want(with_a),
+            "the directory changed while Redis was down"
+        );
+    }
+
+    // Redis is back, empty: r0 claims its room again (a is still there) and publishes it.
+    let (_redis, _) = start_redis_on(redis_port).expect("redis-server again");
+    let back = Instant::now();
+    let redis = redis::Client::open(format!("redis://127.0.0.1:{redis_port}/")).unwrap();
+    let mut conn = redis.get_connection().unwrap();
+    let key = relay::directory::members_key(ChannelId(ROOM));
+    loop {
+        let host: Option<String> = redis::cmd("GET")
+            .arg(format!("voice:room:{ROOM}"))
+            .query(&mut conn)
+            .unwrap();
+        let members: Option<Vec<u8>> = redis::cmd("GET").arg(&key).query(&mut conn).unwrap();
+        if host.as_deref() == Some(r0.to_string().as_str()) && members.is_some() {
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(5),
+            "room not claimed again: host {host:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    converge(
+        &mut w,
+        &mut tw,
+        with_a,
+        back + Duration::from_secs(5),
+        false,
+    );
+    // A join through r1 goes to a's room, not to a second copy of it.
+    let (c, names) = enter_until(r1, "c", Duration::from_secs(5));
+    assert_eq!(c.relay, r0);
+    assert_eq!(names, ["a", "c"]);
+    eprintln!(
+        "directory: room re-claimed and shown again {:?} after Redis came back",
+        back.elapsed()
     );
 }
