@@ -84,7 +84,13 @@ int main(int argc, char **argv) {
                 break;
             case VOICE_EVENT_MEMBER:
             case VOICE_EVENT_USER_JOINED:
-                printf("member #%u %s in channel %u\n", ev.session, ev.name, ev.channel);
+                printf("member #%u %s in channel %u%s\n", ev.session, ev.name, ev.channel,
+                       ev.session >= VOICE_FIRST_REMOTE_SESSION ? " (on another relay)" : "");
+                break;
+            case VOICE_EVENT_CHANNEL_MEMBERS:
+                /* Cluster: the members of a channel hosted by another relay; MEMBER events follow. */
+                printf("channel %u: %.0f members on relay %s\n", ev.channel, ev.value,
+                       ev.text_len ? ev.text : "(none)");
                 break;
             case VOICE_EVENT_USER_LEFT:
                 printf("#%u left channel %u\n", ev.session, ev.channel);
