@@ -655,6 +655,10 @@ impl Relay {
                         }
                     }
                 }
+                // A room this relay does not offer (a cluster with mismatched channel
+                // configurations) is not shown.
+                Notice::Directory { channel, .. }
+                    if !self.state.channels.contains_key(&channel) => {}
                 Notice::Directory { channel, entry } => {
                     let hosted = self.hosted.contains(&channel);
                     if let Some(m) = self.directory.apply(channel, entry, hosted) {
