@@ -16,7 +16,8 @@
 //! TCP side; a socket left undrained makes the next poll non-blocking.
 //!
 //! This file holds the loop, binding and the handle; `udp` (datagram path) and `tcp`
-//! (connections, timeouts, reaping) hold the two halves of the work.
+//! (connections, timeouts, reaping) hold the two halves of the work, and `cluster` the loop's
+//! side of rooms across relays (placements, redirects, the directory).
 //!
 //! # Workers
 //! With `workers = N > 1` the relay binds N UDP sockets on the same address with
@@ -56,7 +57,7 @@ use crate::Error;
 use tunnel::{TunnelCopy, TUNNEL_QUEUE};
 use udp::{Registration, Spawnable, Worker, WORKER_UDP, WORKER_WAKER};
 
-mod directory;
+mod cluster;
 mod tcp;
 mod tunnel;
 mod udp;
@@ -562,129 +563,6 @@ impl Relay {
                 }
             }
         }
-    }
-
-    /// Cluster mode: a `JoinChannel` for a configured room this relay does not host waits for
-    /// the placement thread. Returns true when `msg` was taken.
-    fn defer_join(&mut self, who: SessionToken, msg: &ClientMessage) -> bool {
-        let (Some(cluster), ClientMessage::JoinChannel { channel }) = (&self.cluster, msg) else {
-            return false;
-        };
-        if self.hosted.contains(channel) || !self.state.channels.contains_key(channel) {
-            return false;
-        }
-        // The join costs a control token like any request (a flood is refused by `handle`).
-        let now = Instant::now();
-        if !self
-            .state
-            .sessions
-            .get_mut(&who)
-            .is_some_and(|s| s.control.take(now, 1.0))
-        {
-            return false;
-        }
-        if !self.pending_joins.iter().any(|(_, c)| c == channel) {
-            cluster.request(crate::cluster::Request::Place(*channel));
-        }
-        self.pending_joins.push((who, *channel));
-        true
-    }
-
-    /// Answers the joins waiting for placements, and moves members of rooms this relay lost.
-    fn take_placements(&mut self) {
-        use crate::cluster::Notice;
-        use voice_core::proto::tcp::{ErrorCode, ServerMessage};
-        let Some(cluster) = &self.cluster else { return };
-        let me = cluster.me.clone();
-        let mut notices = Vec::new();
-        while let Some(n) = cluster.try_notice() {
-            notices.push(n);
-        }
-        let now = Instant::now();
-        let mut out = std::mem::take(&mut self.outbox);
-        for n in notices {
-            match n {
-                Notice::Placed { channel, owner } => {
-                    let waiting: Vec<SessionToken> = self
-                        .pending_joins
-                        .iter()
-                        .filter(|(_, c)| *c == channel)
-                        .map(|(w, _)| *w)
-                        .collect();
-                    self.pending_joins.retain(|(_, c)| *c != channel);
-                    match owner {
-                        Some(o) if o == me => {
-                            self.hosted.insert(channel);
-                            // Whatever the directory showed for it is stale now.
-                            if let Some(m) = self.directory.apply(channel, None, true) {
-                                self.tell_everyone(&m, &mut out);
-                            }
-                            for who in waiting {
-                                crate::control::handle(
-                                    &mut self.state,
-                                    &mut self.stats,
-                                    who,
-                                    ClientMessage::JoinChannel { channel },
-                                    now,
-                                    unix_ms(),
-                                    &mut out,
-                                );
-                            }
-                        }
-                        Some(o) => {
-                            for who in waiting {
-                                out.push((
-                                    who,
-                                    ServerMessage::Redirect {
-                                        channel,
-                                        relay: o.clone(),
-                                    },
-                                ));
-                            }
-                        }
-                        None => {
-                            for who in waiting {
-                                out.push((
-                                    who,
-                                    crate::control::error(
-                                        ErrorCode::Placement,
-                                        "room placement unavailable",
-                                    ),
-                                ));
-                            }
-                        }
-                    }
-                }
-                // A room this relay does not offer (a cluster with mismatched channel
-                // configurations) is not shown.
-                Notice::Directory { channel, .. }
-                    if !self.state.channels.contains_key(&channel) => {}
-                Notice::Directory { channel, entry } => {
-                    let hosted = self.hosted.contains(&channel);
-                    if let Some(m) = self.directory.apply(channel, entry, hosted) {
-                        self.tell_everyone(&m, &mut out);
-                    }
-                }
-                Notice::Resynced => self.directory.prune(),
-                Notice::Lost { channel, owner } => {
-                    self.hosted.remove(&channel);
-                    self.published_members.remove(&channel);
-                    if let Some(o) = owner {
-                        for &m in self.state.members(channel) {
-                            out.push((
-                                m,
-                                ServerMessage::Redirect {
-                                    channel,
-                                    relay: o.clone(),
-                                },
-                            ));
-                        }
-                    }
-                }
-            }
-        }
-        self.deliver(&mut out);
-        self.outbox = out;
     }
 
     /// Control counters plus every worker's.
