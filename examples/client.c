@@ -88,9 +88,9 @@ int main(int argc, char **argv) {
                        ev.session >= VOICE_FIRST_REMOTE_SESSION ? " (on another relay)" : "");
                 break;
             case VOICE_EVENT_CHANNEL_MEMBERS:
-                /* Cluster: the members of a channel hosted by another relay; MEMBER events follow. */
-                printf("channel %u: %.0f members on relay %s\n", ev.channel, ev.value,
-                       ev.text_len ? ev.text : "(none)");
+                /* Cluster: a channel's whole member list; MEMBER events follow. */
+                printf("channel %u (hosted by %s): %.0f members\n", ev.channel,
+                       ev.text_len ? ev.text : "nobody", ev.value);
                 break;
             case VOICE_EVENT_USER_LEFT:
                 printf("#%u left channel %u\n", ev.session, ev.channel);

@@ -254,10 +254,10 @@
 // `VOICE_EVENT_REMOVED` code: our access token expired; connect again with a fresh one.
 #define VOICE_REMOVAL_TOKEN_EXPIRED 2
 
-// The members of `channel` hosted by another relay of the cluster changed (`text`: that relay's
-// `IP:PORT`, empty when there are none any more; `value`: how many). One `VOICE_EVENT_MEMBER`
-// per member follows (`channel`, `session`, `name`); together they replace every member of that
-// channel whose session is `VOICE_FIRST_REMOTE_SESSION` or above.
+// A relay in a cluster: the members of `channel` changed (`text`: the `IP:PORT` of the relay
+// hosting it, empty when none is known; `value`: how many). One `VOICE_EVENT_MEMBER` per member
+// follows (`channel`, `session`, `name`: the relay's own sessions, then those on other relays);
+// together they replace the channel's member list.
 #define VOICE_EVENT_CHANNEL_MEMBERS 20
 
 // Sessions at or above this value are members of rooms hosted by other relays of a cluster.

@@ -73,7 +73,7 @@ for who in ("alice", "bob", "carol"):
 REMOTE = 0x80000000
 for who in ("alice", "bob", "carol", "dave"):
     # The channel tree as a client keeps it: the Welcome's list, its own channel's presence,
-    # and ChannelMembers replacing a channel's remote members (sessions >= 0x80000000).
+    # and ChannelMembers replacing a channel's list (members on other relays: sessions >= 0x80000000).
     me, names, tree = None, {}, {}
     for l in open(f"{out}/{who}.jsonl"):
         l = json.loads(l)
@@ -101,8 +101,7 @@ for who in ("alice", "bob", "carol", "dave"):
         elif kind == "UserLeft":
             tree.get(v["channel"], {}).pop(v["session"], None)
         elif kind == "ChannelMembers":
-            kept = {s: n for s, n in tree.get(v["channel"], {}).items() if s < REMOTE}
-            tree[v["channel"]] = kept | {u["session"]: u["name"] for u in v["users"]}
+            tree[v["channel"]] = {u["session"]: u["name"] for u in v["users"]}
     shown = [f"{names.get(ch, ch)}: " + ", ".join(sorted(n + ("↗" if s >= REMOTE else "") for s, n in users.items()))
              for ch, users in sorted(tree.items()) if users]
     print(f"{who}'s channel tree 8 s in: " + " | ".join(shown))

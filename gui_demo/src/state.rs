@@ -7,8 +7,8 @@
 //! Presence is channel-scoped in the protocol: `UserJoined` / `UserLeft` only arrive for our own
 //! channel. The rest of the tree comes from `ChannelList` snapshots, which the app asks for every
 //! couple of seconds (see [`crate::app`]). A user is in at most one channel, so adding a user to one
-//! channel removes them from every other. In a cluster, `ChannelMembers` updates the members of
-//! channels hosted by other relays live (their sessions are [`SessionToken::is_remote`]).
+//! channel removes them from every other. In a cluster, `ChannelMembers` replaces a channel's
+//! members live, with those on other relays ([`SessionToken::is_remote`]) too.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -322,13 +322,9 @@ impl SessionState {
                 self.system(format!("{name} (#{}) {what}", session.0), now_unix_ms);
             }
             Event::ChannelMembers { channel, users, .. } => {
-                // Members hosted by another relay of a cluster: the list replaces the remote
-                // ones shown in that channel; local members are untouched.
+                // A relay in a cluster: the channel's whole list (members on other relays too).
                 if let Some(node) = self.channels.get_mut(&channel) {
-                    node.users.retain(|s, _| !s.is_remote());
-                    for u in users.into_iter().filter(|u| u.session.is_remote()) {
-                        node.users.insert(u.session, u.name);
-                    }
+                    node.users = users.into_iter().map(|u| (u.session, u.name)).collect();
                 }
             }
         }
@@ -606,14 +602,14 @@ mod tests {
     }
 
     #[test]
-    fn members_on_another_relay_replace_only_the_remote_ones() {
+    fn channel_members_replace_a_channels_list() {
         let mut s = welcomed();
         let r = voice_core::proto::FIRST_REMOTE_SESSION;
         s.apply_event(
             Event::ChannelMembers {
                 channel: ChannelId(2),
                 relay: "10.0.0.2:7400".into(),
-                users: vec![user(r, "ann"), user(r + 1, "dan")],
+                users: vec![user(7, "carol"), user(r, "ann"), user(r + 1, "dan")],
             },
             0,
         );
@@ -626,8 +622,8 @@ mod tests {
         s.apply_event(
             Event::ChannelMembers {
                 channel: ChannelId(2),
-                relay: String::new(),
-                users: vec![],
+                relay: "10.0.0.2:7400".into(),
+                users: vec![user(7, "carol")],
             },
             0,
         );

@@ -19,8 +19,8 @@
 //! room under tokens this relay allocates from
 //! [`FIRST_REMOTE_SESSION`] upward (its own sessions stay below), one per (hosting relay, its
 //! start time, its session), never reused while the relay runs. The loop merges them into
-//! `Welcome` and `ChannelList` and sends `ChannelMembers` to every session when a room's remote
-//! list changes.
+//! `Welcome` and `ChannelList`, and sends every session a `ChannelMembers` with a channel's whole
+//! list (its own members, then these) whenever that list changes.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -110,7 +110,8 @@ impl View {
 
     /// Applies what Redis says about `channel` (`None`: no entry). `hosted_here`: this relay
     /// hosts the room now (its own members are authoritative; any remote entry is stale).
-    /// Returns the `ChannelMembers` to send to every session when what they see changed.
+    /// Returns, when the remote members shown changed, a `ChannelMembers` with them alone (the
+    /// loop adds its own members before telling its sessions).
     pub fn apply(
         &mut self,
         channel: ChannelId,
@@ -189,6 +190,16 @@ impl View {
                 c.users.extend(r.users.iter().cloned());
             }
         }
+    }
+
+    /// The members of `channel` hosted elsewhere, under this relay's tokens.
+    pub fn users(&self, channel: ChannelId) -> &[UserInfo] {
+        self.rooms.get(&channel).map_or(&[], |r| &r.users)
+    }
+
+    /// The relay hosting `channel`'s remote members, if any.
+    pub fn host(&self, channel: ChannelId) -> Option<&str> {
+        self.rooms.get(&channel).map(|r| r.relay.as_str())
     }
 
     /// True when no remote room has members.

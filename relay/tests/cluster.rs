@@ -322,7 +322,7 @@ fn without_redis_configured_a_relay_hosts_every_room_itself() {
 
 /// A channel tree kept the way a client written from PROTOCOL.md keeps it: `Welcome`, then
 /// `Joined`/`UserJoined`/`UserLeft` for its own channel, `ChannelList` snapshots, and
-/// `ChannelMembers` replacing a channel's remote members.
+/// `ChannelMembers` replacing a channel's members.
 struct Tree {
     me: SessionToken,
     rooms: BTreeMap<u32, Vec<(SessionToken, String)>>,
@@ -379,12 +379,8 @@ impl Tree {
                 }
             }
             ServerMessage::ChannelMembers { channel, users, .. } => {
-                let shown = self.rooms.entry(channel.0).or_default();
-                shown.retain(|(s, _)| !s.is_remote());
-                for u in users {
-                    assert!(u.session.is_remote(), "remote member with a local token");
-                    shown.push((u.session, u.name.clone()));
-                }
+                let shown = users.iter().map(|u| (u.session, u.name.clone())).collect();
+                self.rooms.insert(channel.0, shown);
             }
             _ => {}
         }
@@ -426,8 +422,7 @@ fn want(rooms: &[(u32, &[&str])]) -> BTreeMap<u32, Vec<String>> {
 }
 
 /// Reads `c`'s control messages into `tree` until it shows exactly `rooms`; with `poll_list`
-/// it also asks for the channel list every 500 ms (how a client learns its own relay's other
-/// channels). Returns when it did; fails at `deadline`.
+/// it also asks for the channel list every 500 ms. Returns when it did; fails at `deadline`.
 fn converge(
     c: &mut Client,
     tree: &mut Tree,
@@ -502,7 +497,7 @@ fn every_relay_shows_every_rooms_members_and_forgets_a_dead_hosts() {
         &mut t1,
         &[(1, &["w1"])],
         Instant::now() + two,
-        true,
+        false,
     );
     converge(
         &mut w2,
@@ -569,7 +564,8 @@ fn every_relay_shows_every_rooms_members_and_forgets_a_dead_hosts() {
     );
 
     // kill -9 the host of room 2. a and b come back through r1 and r2: the room is placed on
-    // r1 (a enters first). Every tree is exact within 10 s of the kill; w2 learns it live.
+    // r1 (a enters first). Every tree is exact within 10 s of the kill, from live updates alone
+    // (nobody asks for the channel list).
     drop(host);
     let killed = Instant::now();
     drop(a);
@@ -578,11 +574,11 @@ fn every_relay_shows_every_rooms_members_and_forgets_a_dead_hosts() {
     assert_eq!((a.relay, b.relay), (r1, r1), "room 2 re-placed elsewhere");
     let deadline = killed + Duration::from_secs(10);
     let w2_exact = converge(&mut w2, &mut t2, a_b, deadline, false);
-    converge(&mut w1, &mut t1, a_b, deadline, true);
+    converge(&mut w1, &mut t1, a_b, deadline, false);
     let mut ta = Tree::new(&a);
-    converge(&mut a, &mut ta, a_b, deadline, true);
+    converge(&mut a, &mut ta, a_b, deadline, false);
     let mut tb = Tree::new(&b);
-    converge(&mut b, &mut tb, a_b, deadline, true);
+    converge(&mut b, &mut tb, a_b, deadline, false);
     eprintln!(
         "directory: exact on every client {:?} after kill -9 of the host (w2 live: {:?})",
         killed.elapsed(),
@@ -651,9 +647,9 @@ fn directory_entries_live_with_their_hosts_lease_and_go_at_a_clean_stop_or_expir
     assert!(status.success(), "relay exited with {status}");
     let gone: Option<Vec<u8>> = redis::cmd("GET").arg(&key).query(&mut conn).unwrap();
     assert_eq!(gone, None, "the entry outlived a clean stop");
-    let m = w
-        .ctl
-        .recv_until(|m| matches!(m, ServerMessage::ChannelMembers { .. }));
+    let m = w.ctl.recv_until(
+        |m| matches!(m, ServerMessage::ChannelMembers { channel, .. } if channel.0 == ROOM),
+    );
     assert_eq!(
         m,
         ServerMessage::ChannelMembers {

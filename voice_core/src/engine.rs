@@ -263,16 +263,17 @@ pub enum Event {
         /// Ban length in seconds (0: a kick).
         ban_secs: u32,
     },
-    /// Scale-out: the members of `channel` hosted by another relay of the cluster changed.
-    /// `users` is the complete list of them and replaces every remote member
-    /// ([`SessionToken::is_remote`]) shown in that channel before (empty: none any more);
-    /// [`Engine::channels`] already shows the change.
+    /// Scale-out: the members of `channel` changed; `users` is its complete list (the relay's
+    /// own sessions, then members hosted by another relay of the cluster, which
+    /// [`SessionToken::is_remote`] tells apart) and replaces the one shown before.
+    /// [`Engine::channels`] already shows it. Only a relay in a cluster sends it, for every
+    /// channel (for our own channel `UserJoined`/`UserLeft` come as well).
     ChannelMembers {
         /// The channel.
         channel: ChannelId,
-        /// The relay hosting it (`IP:PORT`; empty when `users` is).
+        /// The relay hosting it (`IP:PORT`; empty when none is known).
         relay: String,
-        /// Its members there, under tokens the relay we are connected to gave them.
+        /// Its members, under tokens of the relay we are connected to.
         users: Vec<UserInfo>,
     },
 }
@@ -882,9 +883,7 @@ impl Engine {
                 users,
             } => {
                 if let Some(c) = self.channels.iter_mut().find(|c| c.id == channel) {
-                    c.users.retain(|u| !u.session.is_remote());
-                    c.users
-                        .extend(users.iter().filter(|u| u.session.is_remote()).cloned());
+                    c.users.clone_from(&users);
                 }
                 for u in &users {
                     self.names.insert(u.session, u.name.clone());

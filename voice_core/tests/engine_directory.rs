@@ -1,6 +1,6 @@
-//! The cluster directory in the sans-IO engine: `ChannelMembers` replaces a channel's remote
-//! members (tokens from `FIRST_REMOTE_SESSION` up) in [`Engine::channels`], leaves the relay's own
-//! members alone, and becomes one `Event::ChannelMembers`; a `ChannelList` still replaces all.
+//! The cluster directory in the sans-IO engine: `ChannelMembers` replaces one channel's members
+//! in [`Engine::channels`] (the relay's own and, with tokens from `FIRST_REMOTE_SESSION` up, those
+//! on other relays), leaves the other channels alone, and becomes one `Event::ChannelMembers`.
 
 use voice_core::engine::{Engine, EngineConfig, Event};
 use voice_core::proto::tcp::{ChannelInfo, ServerMessage, UserInfo};
@@ -30,7 +30,7 @@ fn names(e: &Engine, channel: u32) -> Vec<(u32, String)> {
 const R: u32 = FIRST_REMOTE_SESSION;
 
 #[test]
-fn channel_members_replace_only_the_remote_members_of_their_channel() {
+fn channel_members_replace_the_list_of_their_channel_only() {
     let now = Time::from_millis(0);
     let mut e = Engine::new(EngineConfig {
         name: "me".into(),
@@ -65,7 +65,7 @@ fn channel_members_replace_only_the_remote_members_of_their_channel() {
     while e.poll_event().is_some() {}
     assert!(SessionToken(R).is_remote() && !SessionToken(R - 1).is_remote());
 
-    let update = vec![user(R, "ann"), user(R + 1, "bob")];
+    let update = vec![user(5, "loc"), user(R, "ann"), user(R + 1, "bob")];
     e.handle_control(
         now,
         ServerMessage::ChannelMembers {
@@ -89,19 +89,19 @@ fn channel_members_replace_only_the_remote_members_of_their_channel() {
         }]
     );
 
-    // The room has no remote members any more: the local one stays.
+    // The remote members left.
     e.handle_control(
         now,
         ServerMessage::ChannelMembers {
             channel: ChannelId(2),
-            relay: String::new(),
-            users: vec![],
+            relay: "10.0.0.2:7400".into(),
+            users: vec![user(5, "loc")],
         },
     );
     assert_eq!(names(&e, 2), vec![(5, "loc".into())]);
     assert!(matches!(
         e.poll_event(),
-        Some(Event::ChannelMembers { ref users, .. }) if users.is_empty()
+        Some(Event::ChannelMembers { ref users, .. }) if users.len() == 1
     ));
 
     // A channel the engine does not know changes nothing but is still reported.

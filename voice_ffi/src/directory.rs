@@ -1,7 +1,8 @@
 //! Scale-out (issue 18): the cluster's directory of rooms and their members. A relay in a
 //! cluster shows the members of rooms hosted by other relays under session tokens from
 //! [`VOICE_FIRST_REMOTE_SESSION`] up (its own sessions stay below), in channel lists
-//! (`VOICE_EVENT_CHANNEL` + `VOICE_EVENT_MEMBER`) and, live, in `VOICE_EVENT_CHANNEL_MEMBERS`.
+//! (`VOICE_EVENT_CHANNEL` + `VOICE_EVENT_MEMBER`) and, live, in `VOICE_EVENT_CHANNEL_MEMBERS`
+//! (every channel's whole list, sent whenever it changes).
 //!
 //! A remote member is no session of the relay this client is connected to: whispering to it is
 //! dropped by the relay, and kicking it fails with `VOICE_EVENT_ERROR` code 9 (`NoSuchSession`).
@@ -12,10 +13,10 @@ use voice_core::proto::tcp::UserInfo;
 
 use crate::client::voice_event;
 
-/// The members of `channel` hosted by another relay of the cluster changed (`text`: that relay's
-/// `IP:PORT`, empty when there are none any more; `value`: how many). One `VOICE_EVENT_MEMBER`
-/// per member follows (`channel`, `session`, `name`); together they replace every member of that
-/// channel whose session is `VOICE_FIRST_REMOTE_SESSION` or above.
+/// A relay in a cluster: the members of `channel` changed (`text`: the `IP:PORT` of the relay
+/// hosting it, empty when none is known; `value`: how many). One `VOICE_EVENT_MEMBER` per member
+/// follows (`channel`, `session`, `name`: the relay's own sessions, then those on other relays);
+/// together they replace the channel's member list.
 pub const VOICE_EVENT_CHANNEL_MEMBERS: u32 = 20;
 
 /// Sessions at or above this value are members of rooms hosted by other relays of a cluster.

@@ -1,7 +1,7 @@
 //! The loop's side of the cluster ([`crate::cluster`], [`crate::directory`]): joins waiting for a
 //! placement, redirects, rooms lost to another relay, publishing the members of hosted rooms when
-//! they change, telling every session about remote changes, and merging remote members into the
-//! channel lists this relay sends.
+//! they change, telling every session when a channel's members change (here or elsewhere), and
+//! merging remote members into the channel lists this relay sends.
 
 use std::time::Instant;
 
@@ -9,7 +9,6 @@ use voice_core::proto::tcp::{ClientMessage, ServerMessage};
 use voice_core::proto::SessionToken;
 
 use super::{unix_ms, Relay};
-use crate::control::Outbox;
 
 impl Relay {
     /// Cluster mode: a `JoinChannel` for a configured room this relay does not host waits for
@@ -64,8 +63,8 @@ impl Relay {
                         Some(o) if o == me => {
                             self.hosted.insert(channel);
                             // Whatever the directory showed for it is stale now.
-                            if let Some(m) = self.directory.apply(channel, None, true) {
-                                self.tell_everyone(&m, &mut out);
+                            if self.directory.apply(channel, None, true).is_some() {
+                                self.directory_dirty = true;
                             }
                             for who in waiting {
                                 crate::control::handle(
@@ -109,8 +108,8 @@ impl Relay {
                     if !self.state.channels.contains_key(&channel) => {}
                 Notice::Directory { channel, entry } => {
                     let hosted = self.hosted.contains(&channel);
-                    if let Some(m) = self.directory.apply(channel, entry, hosted) {
-                        self.tell_everyone(&m, &mut out);
+                    if self.directory.apply(channel, entry, hosted).is_some() {
+                        self.directory_dirty = true;
                     }
                 }
                 Notice::Resynced => self.directory.prune(),
@@ -135,16 +134,19 @@ impl Relay {
         self.outbox = out;
     }
 
-    /// Cluster mode: hands the member list of every hosted room that changed since the last call
-    /// to the cluster thread (which writes it to Redis). Cheap when nothing changed: one compare
-    /// of the state version.
-    pub(super) fn publish_hosted_members(&mut self) {
+    /// Cluster mode, once per loop turn: hands the member list of every hosted room that changed
+    /// to the cluster thread (which writes it to Redis), and sends every session a
+    /// `ChannelMembers` for every channel whose list (this relay's members and those hosted
+    /// elsewhere) changed since it was last told. Cheap when nothing changed: one compare of the
+    /// state version and a flag.
+    pub(super) fn cluster_turn(&mut self) {
         let Some(cluster) = &self.cluster else { return };
         let v = self.state.version();
-        if v == self.members_version {
+        if v == self.members_version && !self.directory_dirty {
             return;
         }
         self.members_version = v;
+        self.directory_dirty = false;
         for &channel in &self.hosted {
             // Names never change within a session: the tokens tell whether the list did.
             let members = self.state.members(channel);
@@ -160,11 +162,46 @@ impl Relay {
                 users: info.users,
             });
         }
-    }
-
-    /// Queues `msg` for every session of this relay.
-    pub(super) fn tell_everyone(&self, msg: &ServerMessage, out: &mut Outbox) {
-        out.extend(self.state.sessions.keys().map(|&s| (s, msg.clone())));
+        let me = cluster.me.clone();
+        let mut out = std::mem::take(&mut self.outbox);
+        let channels: Vec<_> = self.state.channels.keys().copied().collect();
+        for channel in channels {
+            let remote = self.directory.users(channel);
+            let tokens: Vec<SessionToken> = self
+                .state
+                .members(channel)
+                .iter()
+                .copied()
+                .chain(remote.iter().map(|u| u.session))
+                .collect();
+            let same = self
+                .told
+                .get(&channel)
+                .map_or(tokens.is_empty(), |t| *t == tokens);
+            if same {
+                continue;
+            }
+            let mut users = self
+                .state
+                .channel_info(channel)
+                .map(|i| i.users)
+                .unwrap_or_default();
+            users.extend(remote.iter().cloned());
+            let relay = if self.hosted.contains(&channel) {
+                me.clone()
+            } else {
+                self.directory.host(channel).unwrap_or_default().to_owned()
+            };
+            self.told.insert(channel, tokens);
+            let msg = ServerMessage::ChannelMembers {
+                channel,
+                relay,
+                users,
+            };
+            out.extend(self.state.sessions.keys().map(|&s| (s, msg.clone())));
+        }
+        self.deliver(&mut out);
+        self.outbox = out;
     }
 
     /// `Welcome` and `ChannelList` with the members of rooms hosted elsewhere added (`None`:

@@ -149,6 +149,10 @@ pub struct Relay {
     published_members: HashMap<voice_core::proto::ChannelId, Vec<SessionToken>>,
     /// The state version those lists were computed at.
     members_version: u64,
+    /// Cluster mode: the directory changed since the last `ChannelMembers` were sent.
+    directory_dirty: bool,
+    /// Cluster mode: every channel's members (tokens) as sessions were last told.
+    told: HashMap<voice_core::proto::ChannelId, Vec<SessionToken>>,
     stopper: Stopper,
     local: SocketAddr,
     config: Config,
@@ -327,6 +331,8 @@ impl Relay {
             directory,
             published_members: HashMap::new(),
             members_version: u64::MAX,
+            directory_dirty: false,
+            told: HashMap::new(),
             poll,
             listener,
             worker,
@@ -507,13 +513,13 @@ impl Relay {
                 self.log_stats();
                 next_stats = now + stats_every;
             }
-            self.publish_hosted_members();
+            self.cluster_turn();
             // Members and bindings the replies below announce are visible to every worker
             // before the replies leave.
             self.publish();
             self.flush_dirty();
             while self.reap() {
-                self.publish_hosted_members();
+                self.cluster_turn();
                 self.publish();
                 self.flush_dirty();
             }

@@ -425,17 +425,17 @@ pub enum ServerMessage {
         /// Length of the ban in seconds (0: a kick).
         ban_secs: u32,
     },
-    /// Scale-out: the members of `channel` that another relay of the cluster (`relay`) hosts,
-    /// complete, replacing every remote member (session at or above
-    /// [`FIRST_REMOTE_SESSION`](crate::proto::FIRST_REMOTE_SESSION)) listed for that channel
-    /// before. Sent to every session whenever that list changes; `relay` empty and `users`
-    /// empty: the channel has no members on another relay any more.
+    /// Scale-out: every member of `channel`, complete, replacing the list shown before: this
+    /// relay's own sessions, then the members hosted by another relay of the cluster (sessions
+    /// at or above [`FIRST_REMOTE_SESSION`](crate::proto::FIRST_REMOTE_SESSION)). Sent by a
+    /// relay in a cluster to every session whenever that list changes.
     ChannelMembers {
         /// The channel.
         channel: ChannelId,
-        /// The hosting relay's `IP:PORT` (empty when the list is empty).
+        /// The `IP:PORT` of the relay hosting it (empty when none is known, e.g. nobody is in
+        /// it).
         relay: String,
-        /// Its members there, in join order, under tokens this relay gave them.
+        /// Its members, under tokens of the relay this message comes from.
         users: Vec<UserInfo>,
     },
 }
