@@ -84,7 +84,13 @@ int main(int argc, char **argv) {
                 break;
             case VOICE_EVENT_MEMBER:
             case VOICE_EVENT_USER_JOINED:
-                printf("member #%u %s in channel %u\n", ev.session, ev.name, ev.channel);
+                printf("member #%u %s in channel %u%s\n", ev.session, ev.name, ev.channel,
+                       ev.session >= VOICE_FIRST_REMOTE_SESSION ? " (on another relay)" : "");
+                break;
+            case VOICE_EVENT_CHANNEL_MEMBERS:
+                /* Cluster: a channel's whole member list; MEMBER events follow. */
+                printf("channel %u (hosted by %s): %.0f members\n", ev.channel,
+                       ev.text_len ? ev.text : "nobody", ev.value);
                 break;
             case VOICE_EVENT_USER_LEFT:
                 printf("#%u left channel %u\n", ev.session, ev.channel);

@@ -254,6 +254,15 @@
 // `VOICE_EVENT_REMOVED` code: our access token expired; connect again with a fresh one.
 #define VOICE_REMOVAL_TOKEN_EXPIRED 2
 
+// A relay in a cluster: the members of `channel` changed (`text`: the `IP:PORT` of the relay
+// hosting it, empty when none is known; `value`: how many). One `VOICE_EVENT_MEMBER` per member
+// follows (`channel`, `session`, `name`: the relay's own sessions, then those on other relays);
+// together they replace the channel's member list.
+#define VOICE_EVENT_CHANNEL_MEMBERS 20
+
+// Sessions at or above this value are members of rooms hosted by other relays of a cluster.
+#define VOICE_FIRST_REMOTE_SESSION 2147483648
+
 // Result of every fallible call. Values are stable and never renumbered.
 enum voice_result
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L

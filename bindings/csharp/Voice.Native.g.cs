@@ -1090,6 +1090,17 @@ namespace Voice
         /// `VOICE_EVENT_REMOVED` code: our access token expired; connect again with a fresh one.
         /// </summary>
         public const int VOICE_REMOVAL_TOKEN_EXPIRED = 2;
+        /// <summary>
+        /// A relay in a cluster: the members of `channel` changed (`text`: the `IP:PORT` of the relay
+        /// hosting it, empty when none is known; `value`: how many). One `VOICE_EVENT_MEMBER` per member
+        /// follows (`channel`, `session`, `name`: the relay's own sessions, then those on other relays);
+        /// together they replace the channel's member list.
+        /// </summary>
+        public const int VOICE_EVENT_CHANNEL_MEMBERS = 20;
+        /// <summary>
+        /// Sessions at or above this value are members of rooms hosted by other relays of a cluster.
+        /// </summary>
+        public const uint VOICE_FIRST_REMOTE_SESSION = 2147483648u;
 
         /// <summary>
         /// The library version as a static NUL-terminated string (never freed).

@@ -7,7 +7,8 @@
 //! Presence is channel-scoped in the protocol: `UserJoined` / `UserLeft` only arrive for our own
 //! channel. The rest of the tree comes from `ChannelList` snapshots, which the app asks for every
 //! couple of seconds (see [`crate::app`]). A user is in at most one channel, so adding a user to one
-//! channel removes them from every other.
+//! channel removes them from every other. In a cluster, `ChannelMembers` replaces a channel's
+//! members live, with those on other relays ([`SessionToken::is_remote`]) too.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -320,6 +321,12 @@ impl SessionState {
                 };
                 self.system(format!("{name} (#{}) {what}", session.0), now_unix_ms);
             }
+            Event::ChannelMembers { channel, users, .. } => {
+                // A relay in a cluster: the channel's whole list (members on other relays too).
+                if let Some(node) = self.channels.get_mut(&channel) {
+                    node.users = users.into_iter().map(|u| (u.session, u.name)).collect();
+                }
+            }
         }
     }
 
@@ -592,6 +599,36 @@ mod tests {
             0,
         );
         assert_eq!(s.channel_of(SessionToken(7)), None);
+    }
+
+    #[test]
+    fn channel_members_replace_a_channels_list() {
+        let mut s = welcomed();
+        let r = voice_core::proto::FIRST_REMOTE_SESSION;
+        s.apply_event(
+            Event::ChannelMembers {
+                channel: ChannelId(2),
+                relay: "10.0.0.2:7400".into(),
+                users: vec![user(7, "carol"), user(r, "ann"), user(r + 1, "dan")],
+            },
+            0,
+        );
+        let team: Vec<&str> = s.channels[&ChannelId(2)]
+            .users
+            .values()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(team, ["carol", "ann", "dan"]);
+        s.apply_event(
+            Event::ChannelMembers {
+                channel: ChannelId(2),
+                relay: "10.0.0.2:7400".into(),
+                users: vec![user(7, "carol")],
+            },
+            0,
+        );
+        assert_eq!(s.channel_of(SessionToken(r)), None);
+        assert_eq!(s.channel_of(SessionToken(7)), Some(ChannelId(2)));
     }
 
     #[test]

@@ -4,14 +4,20 @@
 //! `voice:room:<id>` in Redis, whose value is that relay's advertised `IP:PORT`. A relay claims
 //! a room when a client asks to join it and nobody holds it (`SET key me NX PX lease`), renews
 //! the leases of the rooms it hosts every third of the lease (a compare-and-`PEXPIRE` script, so
-//! it never extends someone else's), and learns it lost one when a renewal finds another owner.
+//! it never extends someone else's), and learns it lost one when a renewal finds another owner
+//! (a renewal that finds no owner at all claims the room again: its members are still here).
 //! A relay that dies stops renewing: its leases expire and the next join through any relay
 //! claims the room there.
 //!
-//! All Redis traffic happens on one thread (`cluster`), never on the event loop: the loop sends
-//! [`Request`]s and is woken for each [`Notice`]. When Redis is unreachable the relay keeps
-//! hosting what it hosts (a failed renewal is not a loss) and answers new placements with
-//! `Error{Placement}`.
+//! The host of a room also publishes its members ([`crate::directory`]): [`Request::Members`]
+//! writes them next to the lease, which carries them: the renewal extends both, and a dead host's
+//! entries expire with its leases.
+//!
+//! All Redis traffic happens on two threads (`cluster` for leases and member lists, `directory`
+//! for reading the other relays' lists), never on the event loop: the loop sends [`Request`]s and
+//! is woken for each [`Notice`]. When Redis is unreachable the relay keeps hosting what it hosts
+//! (a failed renewal is not a loss), answers new placements with `Error{Placement}`, and shows
+//! the other relays' members as it last read them.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -20,7 +26,10 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use mio::Waker;
+use voice_proto::tcp::UserInfo;
 use voice_proto::ChannelId;
+
+use crate::directory::{members_key, RoomEntry, DIRECTORY_CHANNEL};
 
 /// Cluster settings (from [`Config`](crate::Config)).
 #[derive(Debug, Clone)]
@@ -31,13 +40,23 @@ pub struct ClusterConfig {
     pub advertise: SocketAddr,
     /// Lease length.
     pub lease: Duration,
+    /// Every configured room (the directory re-reads all of them).
+    pub channels: Vec<ChannelId>,
 }
 
 /// What the event loop asks the cluster thread.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     /// Who hosts `channel`? Claims it if nobody does.
     Place(ChannelId),
+    /// The members of a room this relay hosts changed: publish them (only while the lease is
+    /// ours; a burst of changes to one room is written once, the latest).
+    Members {
+        /// The room.
+        channel: ChannelId,
+        /// Its members in join order.
+        users: Vec<UserInfo>,
+    },
 }
 
 /// What the cluster thread tells the event loop.
@@ -58,6 +77,15 @@ pub enum Notice {
         /// Its new host.
         owner: Option<String>,
     },
+    /// The directory's entry for `channel` (`None`: no relay publishes members for it).
+    Directory {
+        /// The room.
+        channel: ChannelId,
+        /// What its host published.
+        entry: Option<RoomEntry>,
+    },
+    /// The directory was read whole (the notices before this one); unused remote tokens may go.
+    Resynced,
 }
 
 /// The Redis key of a room's lease.
@@ -65,9 +93,23 @@ pub fn room_key(channel: ChannelId) -> String {
     format!("voice:room:{}", channel.0)
 }
 
-/// Renews a lease only if we still hold it: 1 renewed, 0 not ours.
+/// Renews a lease (KEYS[1]) and the room's member list (KEYS[2]) only if we still hold the
+/// lease: 1 renewed, 0 not ours.
 const RENEW: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then \
+                     redis.call('pexpire', KEYS[2], ARGV[2]) \
                      return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end";
+
+/// Writes a room's member list (KEYS[2]) with the lease's (KEYS[1]) remaining time and
+/// publishes it, only if we hold the lease: 1 written, 0 not ours.
+const PUBLISH_MEMBERS: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then \
+     local ttl = redis.call('pttl', KEYS[1]) \
+     if ttl > 0 then redis.call('set', KEYS[2], ARGV[2], 'PX', ttl) end \
+     redis.call('publish', ARGV[3], ARGV[2]) return 1 else return 0 end";
+
+/// Hands a room back (lease and member list) if it is ours and tells the others it is empty.
+const RELEASE: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then \
+     redis.call('del', KEYS[1], KEYS[2]) redis.call('publish', ARGV[3], ARGV[2]) \
+     return 1 else return 0 end";
 
 /// The event loop's end of the cluster thread.
 #[derive(Debug)]
@@ -78,6 +120,7 @@ pub struct Cluster {
     notices: mpsc::Receiver<Notice>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
+    directory: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Cluster {
@@ -89,6 +132,13 @@ impl Cluster {
         let (note_tx, notices) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let me = cfg.advertise.to_string();
+        let reader = crate::directory::Reader {
+            client: client.clone(),
+            channels: cfg.channels.clone(),
+            resync: crate::directory::resync_interval(cfg.lease),
+            notices: note_tx.clone(),
+            waker: waker.clone(),
+        };
         let mut t = Thread {
             client,
             conn: None,
@@ -97,17 +147,28 @@ impl Cluster {
             hosted: BTreeSet::new(),
             notices: note_tx,
             waker,
+            epoch: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            seq: 0,
+            lists: Default::default(),
+            unpublished: Default::default(),
         };
         let stop2 = stop.clone();
         let thread = std::thread::Builder::new()
             .name("cluster".into())
             .spawn(move || t.run(&req_rx, &stop2))?;
+        let stop3 = stop.clone();
+        let directory = std::thread::Builder::new()
+            .name("directory".into())
+            .spawn(move || reader.run(&stop3))?;
         Ok(Cluster {
             me,
             requests,
             notices,
             stop,
             thread: Some(thread),
+            directory: Some(directory),
         })
     }
 
@@ -130,6 +191,9 @@ impl Drop for Cluster {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        if let Some(t) = self.directory.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -141,6 +205,14 @@ struct Thread {
     hosted: BTreeSet<ChannelId>,
     notices: mpsc::Sender<Notice>,
     waker: Arc<Waker>,
+    /// When this relay started (Unix ms), in every entry it publishes.
+    epoch: u64,
+    /// The last entry's sequence number.
+    seq: u64,
+    /// The member lists of hosted rooms, as the loop last sent them.
+    lists: std::collections::BTreeMap<ChannelId, Vec<UserInfo>>,
+    /// Rooms whose list Redis did not take (unreachable): written again at the next renewal.
+    unpublished: BTreeSet<ChannelId>,
 }
 
 impl Thread {
@@ -152,13 +224,31 @@ impl Thread {
             let wait = next_renew
                 .saturating_duration_since(Instant::now())
                 .min(Duration::from_millis(100));
-            match requests.recv_timeout(wait) {
-                Ok(Request::Place(channel)) => {
-                    let owner = self.place(channel);
-                    self.notify(Notice::Placed { channel, owner });
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            let first = match requests.recv_timeout(wait) {
+                Ok(r) => Some(r),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            };
+            // Placements in order; of several member lists of one room only the latest.
+            let mut lists: Vec<(ChannelId, Vec<UserInfo>)> = Vec::new();
+            for r in first
+                .into_iter()
+                .chain(std::iter::from_fn(|| requests.try_recv().ok()))
+            {
+                match r {
+                    Request::Place(channel) => {
+                        let owner = self.place(channel);
+                        self.notify(Notice::Placed { channel, owner });
+                    }
+                    Request::Members { channel, users } => {
+                        lists.retain(|(c, _)| *c != channel);
+                        lists.push((channel, users));
+                    }
+                }
+            }
+            for (channel, users) in lists {
+                self.lists.insert(channel, users);
+                self.publish_members(channel);
             }
             if Instant::now() >= next_renew {
                 self.renew_all();
@@ -167,14 +257,60 @@ impl Thread {
         }
         // A clean stop hands the rooms back at once instead of waiting for the leases.
         for channel in std::mem::take(&mut self.hosted) {
+            let empty = self.entry(channel, Vec::new()).encode();
             let _ = self.with_conn(|c, me, _| {
                 redis::cmd("EVAL")
-                    .arg("if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end")
-                    .arg(1)
+                    .arg(RELEASE)
+                    .arg(2)
                     .arg(room_key(channel))
+                    .arg(members_key(channel))
                     .arg(me)
+                    .arg(&empty)
+                    .arg(DIRECTORY_CHANNEL)
                     .query::<i64>(c)
             });
+        }
+    }
+
+    /// The next entry this relay publishes for `channel`.
+    fn entry(&mut self, channel: ChannelId, users: Vec<UserInfo>) -> RoomEntry {
+        let now_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        self.seq = now_us.max(self.seq + 1);
+        RoomEntry {
+            channel,
+            relay: self.me.clone(),
+            epoch: self.epoch,
+            seq: self.seq,
+            users,
+        }
+    }
+
+    /// Writes and announces a hosted room's members (skipped when the lease is not ours: the
+    /// next renewal reports the loss). Redis down: written again at the next renewal.
+    fn publish_members(&mut self, channel: ChannelId) {
+        self.unpublished.remove(&channel);
+        let users = self.lists.get(&channel).cloned().unwrap_or_default();
+        let bytes = self.entry(channel, users).encode();
+        let written: Option<i64> = self.with_conn(|c, me, _| {
+            redis::cmd("EVAL")
+                .arg(PUBLISH_MEMBERS)
+                .arg(2)
+                .arg(room_key(channel))
+                .arg(members_key(channel))
+                .arg(me)
+                .arg(&bytes)
+                .arg(DIRECTORY_CHANNEL)
+                .query(c)
+        });
+        if written.is_none() {
+            self.unpublished.insert(channel);
+        } else if written == Some(0) {
+            log::debug!(
+                "cluster: members of room {} not published: not ours",
+                channel.0
+            );
         }
     }
 
@@ -250,14 +386,33 @@ impl Thread {
         None
     }
 
+    /// `SET key me NX PX lease`: true when this relay holds the lease now.
+    fn claim(&mut self, key: &str) -> bool {
+        self.with_conn(|c, me, lease_ms| {
+            redis::cmd("SET")
+                .arg(key)
+                .arg(me)
+                .arg("NX")
+                .arg("PX")
+                .arg(lease_ms)
+                .query::<Option<String>>(c)
+        })
+        .flatten()
+        .is_some()
+    }
+
     fn renew_all(&mut self) {
+        for channel in std::mem::take(&mut self.unpublished) {
+            self.publish_members(channel);
+        }
         for channel in self.hosted.clone() {
             let key = room_key(channel);
             let renewed: Option<i64> = self.with_conn(|c, me, lease_ms| {
                 redis::cmd("EVAL")
                     .arg(RENEW)
-                    .arg(1)
+                    .arg(2)
                     .arg(&key)
+                    .arg(members_key(channel))
                     .arg(me)
                     .arg(lease_ms)
                     .query(c)
@@ -267,10 +422,24 @@ impl Thread {
                 None => {}
                 Some(1) => {}
                 Some(_) => {
-                    self.hosted.remove(&channel);
                     let owner: Option<String> = self
                         .with_conn(|c, _, _| redis::cmd("GET").arg(&key).query(c))
                         .flatten();
+                    // Nobody holds it (Redis restarted without its data, or the lease ran out
+                    // while Redis was unreachable): its members are still here, so this relay
+                    // takes it back rather than leave it unplaced (where the next join through
+                    // another relay would open a second copy of the room).
+                    if owner.is_none() && self.claim(&key) {
+                        log::warn!(
+                            "cluster: room {} had no lease any more; claimed it again",
+                            channel.0
+                        );
+                        self.publish_members(channel);
+                        continue;
+                    }
+                    self.hosted.remove(&channel);
+                    self.lists.remove(&channel);
+                    self.unpublished.remove(&channel);
                     log::warn!(
                         "cluster: lost room {} (now {})",
                         channel.0,

@@ -15,6 +15,7 @@
 //! | [`state`] | sessions, channels, the routing decision for each datagram |
 //! | [`budget`] | token buckets (time passed in) |
 //! | [`cluster`] | rooms across relays: leases in Redis, on their own thread |
+//! | [`directory`] | rooms' members across relays: published to Redis, merged into channel lists |
 //! | [`forward`] | what forwarding workers read (the published snapshot) and own (sender state, counters) |
 //! | [`control`] | TCP messages as state transitions producing outgoing messages |
 //! | [`permissions`] | channel allow-lists, member caps and names at join; kick, ban, token expiry |
@@ -40,6 +41,7 @@ pub mod budget;
 pub mod cluster;
 pub mod config;
 pub mod control;
+pub mod directory;
 pub mod forward;
 pub mod identity;
 pub mod permissions;

@@ -278,6 +278,10 @@ pub struct State {
     /// server delivers what was queued for them, then ends them ([`State::take_removals`]).
     pub removals: Vec<SessionToken>,
     next_token: u32,
+    /// The last token [`State::add_session`] may hand out: `u32::MAX` alone, just below
+    /// [`FIRST_REMOTE_SESSION`](voice_proto::FIRST_REMOTE_SESSION) in a cluster (the
+    /// tokens above name members of rooms hosted elsewhere).
+    pub last_token: u32,
     version: u64,
 }
 
@@ -318,12 +322,17 @@ impl State {
             bans: HashMap::new(),
             removals: Vec::new(),
             next_token: 1,
+            last_token: if cfg.redis.is_some() {
+                voice_proto::FIRST_REMOTE_SESSION - 1
+            } else {
+                u32::MAX
+            },
             version: 0,
         }
     }
 
     /// Creates a session with the next token (monotonic from 1, never reused). `None` once every
-    /// token up to `u32::MAX` has been handed out: the relay then answers `Error{Full}` to every
+    /// token up to [`State::last_token`] has been handed out: the relay then answers `Error{Full}` to every
     /// further `Hello` until it restarts (tokens are never reused, so a stale token in a datagram
     /// or a whisper can never reach a newer session).
     pub fn add_session(
@@ -335,7 +344,7 @@ impl State {
     ) -> Option<SessionToken> {
         // 0 is the reserved "no session" value; `next_token` wraps to it after u32::MAX and
         // stays there, meaning "exhausted".
-        if self.next_token == 0 {
+        if self.next_token == 0 || self.next_token > self.last_token {
             return None;
         }
         let token = SessionToken(self.next_token);

@@ -263,6 +263,19 @@ pub enum Event {
         /// Ban length in seconds (0: a kick).
         ban_secs: u32,
     },
+    /// Scale-out: the members of `channel` changed; `users` is its complete list (the relay's
+    /// own sessions, then members hosted by another relay of the cluster, which
+    /// [`SessionToken::is_remote`] tells apart) and replaces the one shown before.
+    /// [`Engine::channels`] already shows it. Only a relay in a cluster sends it, for every
+    /// channel (for our own channel `UserJoined`/`UserLeft` come as well).
+    ChannelMembers {
+        /// The channel.
+        channel: ChannelId,
+        /// The relay hosting it (`IP:PORT`; empty when none is known).
+        relay: String,
+        /// Its members, under tokens of the relay we are connected to.
+        users: Vec<UserInfo>,
+    },
 }
 
 /// What an application asks of the engine: one value per user action, so a UI, a script or a
@@ -892,6 +905,23 @@ impl Engine {
                 name,
                 ban_secs,
             }),
+            ServerMessage::ChannelMembers {
+                channel,
+                relay,
+                users,
+            } => {
+                if let Some(c) = self.channels.iter_mut().find(|c| c.id == channel) {
+                    c.users.clone_from(&users);
+                }
+                for u in &users {
+                    self.names.insert(u.session, u.name.clone());
+                }
+                self.events.push_back(Event::ChannelMembers {
+                    channel,
+                    relay,
+                    users,
+                });
+            }
         }
     }
 

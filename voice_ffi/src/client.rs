@@ -320,6 +320,11 @@ fn flatten(ev: Event, out: &mut VecDeque<voice_event>) {
             name,
             ban_secs,
         } => out.push_back(crate::admin::user_removed_event(session, &name, ban_secs)),
+        Event::ChannelMembers {
+            channel,
+            relay,
+            users,
+        } => crate::directory::channel_members_events(channel, &relay, users, out),
     }
 }
 

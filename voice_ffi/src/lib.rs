@@ -32,8 +32,10 @@ pub mod processor;
 pub mod net;
 // Positional audio (issue 21).
 pub mod spatial;
-// Permissions: kick and ban (issue 13), last.
+// Permissions: kick and ban (issue 13).
 pub mod admin;
+// Scale-out: the cluster's directory of rooms and members (issue 18), last.
+pub mod directory;
 
 use std::ffi::c_char;
 

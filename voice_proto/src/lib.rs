@@ -39,7 +39,20 @@ impl SessionToken {
     pub fn is_none(self) -> bool {
         self.0 == 0
     }
+
+    /// True for a member of a room hosted by another relay of a cluster, as the relay this
+    /// client is connected to names it (a token at or above [`FIRST_REMOTE_SESSION`]); such a
+    /// member is listed in the channel tree but is no session of this relay: a whisper to it is
+    /// dropped and a `Kick`, `Ban` or `ReceiverReport` naming it is refused with `NoSuchSession`.
+    pub fn is_remote(self) -> bool {
+        self.0 >= FIRST_REMOTE_SESSION
+    }
 }
+
+/// Scale-out: the first session token a relay gives to members of rooms hosted by other relays
+/// of its cluster (`ServerMessage::ChannelMembers`). A relay in a cluster allocates its own
+/// sessions below it, so the two ranges never collide.
+pub const FIRST_REMOTE_SESSION: u32 = 0x8000_0000;
 
 impl std::fmt::Display for SessionToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

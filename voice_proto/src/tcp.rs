@@ -425,6 +425,19 @@ pub enum ServerMessage {
         /// Length of the ban in seconds (0: a kick).
         ban_secs: u32,
     },
+    /// Scale-out: every member of `channel`, complete, replacing the list shown before: this
+    /// relay's own sessions, then the members hosted by another relay of the cluster (sessions
+    /// at or above [`FIRST_REMOTE_SESSION`](crate::proto::FIRST_REMOTE_SESSION)). Sent by a
+    /// relay in a cluster to every session whenever that list changes.
+    ChannelMembers {
+        /// The channel.
+        channel: ChannelId,
+        /// The `IP:PORT` of the relay hosting it (empty when none is known, e.g. nobody is in
+        /// it).
+        relay: String,
+        /// Its members, under tokens of the relay this message comes from.
+        users: Vec<UserInfo>,
+    },
 }
 
 /// Why a frame could not be read or written.
@@ -809,6 +822,14 @@ mod tests {
                 session: SessionToken(4),
                 name: "troll".into(),
                 ban_secs: 0,
+            },
+            ServerMessage::ChannelMembers {
+                channel: ChannelId(2),
+                relay: "127.0.0.1:7401".into(),
+                users: vec![UserInfo {
+                    session: SessionToken(0x8000_0001),
+                    name: "carol".into(),
+                }],
             },
         ]
     }

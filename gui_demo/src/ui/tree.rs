@@ -103,6 +103,10 @@ fn user_row(
         if me {
             ui.weak("(you)");
         }
+        if who.is_remote() {
+            ui.weak("↗")
+                .on_hover_text("On another relay of the cluster: join the channel to talk");
+        }
         if prefs.muted {
             ui.weak("(muted)");
         } else if (prefs.volume - 1.0).abs() > 0.005 {
@@ -139,7 +143,8 @@ fn user_row(
                 lock(ui, SPEAKING).on_hover_text(tip);
             }
         }
-        if me {
+        // Nothing to whisper to or moderate on another relay: join the channel for that.
+        if me || who.is_remote() {
             return;
         }
         r.context_menu(|ui| user_menu(ui, session, settings, who, name, shown));

@@ -16,7 +16,8 @@
 //! TCP side; a socket left undrained makes the next poll non-blocking.
 //!
 //! This file holds the loop, binding and the handle; `udp` (datagram path) and `tcp`
-//! (connections, timeouts, reaping) hold the two halves of the work.
+//! (connections, timeouts, reaping) hold the two halves of the work, and `cluster` the loop's
+//! side of rooms across relays (placements, redirects, the directory).
 //!
 //! # Workers
 //! With `workers = N > 1` the relay binds N UDP sockets on the same address with
@@ -56,6 +57,7 @@ use crate::Error;
 use tunnel::{TunnelCopy, TUNNEL_QUEUE};
 use udp::{Registration, Spawnable, Worker, WORKER_UDP, WORKER_WAKER};
 
+mod cluster;
 mod tcp;
 mod tunnel;
 mod udp;
@@ -141,6 +143,16 @@ pub struct Relay {
     hosted: std::collections::HashSet<voice_proto::ChannelId>,
     /// Joins waiting for a placement answer: (session, room).
     pending_joins: Vec<(SessionToken, voice_proto::ChannelId)>,
+    /// Cluster mode: the members of rooms other relays host, as this relay shows them.
+    directory: crate::directory::View,
+    /// Cluster mode: the members of hosted rooms as last handed to the cluster thread.
+    published_members: HashMap<voice_proto::ChannelId, Vec<SessionToken>>,
+    /// The state version those lists were computed at.
+    members_version: u64,
+    /// Cluster mode: the directory changed since the last `ChannelMembers` were sent.
+    directory_dirty: bool,
+    /// Cluster mode: every channel's members (tokens) as sessions were last told.
+    told: HashMap<voice_proto::ChannelId, Vec<SessionToken>>,
     stopper: Stopper,
     local: SocketAddr,
     config: Config,
@@ -304,16 +316,23 @@ impl Relay {
                         redis: url.clone(),
                         advertise: config.advertise.unwrap_or(local),
                         lease: Duration::from_millis(config.lease_ms),
+                        channels: state.channels.keys().copied().collect(),
                     },
                     wakers[0].clone(),
                 )
                 .map_err(Error::Io)?,
             ),
         };
+        let directory = crate::directory::View::new(config.advertise.unwrap_or(local).to_string());
         Ok(Relay {
             cluster,
             hosted: Default::default(),
             pending_joins: Vec::new(),
+            directory,
+            published_members: HashMap::new(),
+            members_version: u64::MAX,
+            directory_dirty: false,
+            told: HashMap::new(),
             poll,
             listener,
             worker,
@@ -494,11 +513,13 @@ impl Relay {
                 self.log_stats();
                 next_stats = now + stats_every;
             }
+            self.cluster_turn();
             // Members and bindings the replies below announce are visible to every worker
             // before the replies leave.
             self.publish();
             self.flush_dirty();
             while self.reap() {
+                self.cluster_turn();
                 self.publish();
                 self.flush_dirty();
             }
@@ -548,113 +569,6 @@ impl Relay {
                 }
             }
         }
-    }
-
-    /// Cluster mode: a `JoinChannel` for a configured room this relay does not host waits for
-    /// the placement thread. Returns true when `msg` was taken.
-    fn defer_join(&mut self, who: SessionToken, msg: &ClientMessage) -> bool {
-        let (Some(cluster), ClientMessage::JoinChannel { channel }) = (&self.cluster, msg) else {
-            return false;
-        };
-        if self.hosted.contains(channel) || !self.state.channels.contains_key(channel) {
-            return false;
-        }
-        // The join costs a control token like any request (a flood is refused by `handle`).
-        let now = Instant::now();
-        if !self
-            .state
-            .sessions
-            .get_mut(&who)
-            .is_some_and(|s| s.control.take(now, 1.0))
-        {
-            return false;
-        }
-        if !self.pending_joins.iter().any(|(_, c)| c == channel) {
-            cluster.request(crate::cluster::Request::Place(*channel));
-        }
-        self.pending_joins.push((who, *channel));
-        true
-    }
-
-    /// Answers the joins waiting for placements, and moves members of rooms this relay lost.
-    fn take_placements(&mut self) {
-        use crate::cluster::Notice;
-        use voice_proto::tcp::{ErrorCode, ServerMessage};
-        let Some(cluster) = &self.cluster else { return };
-        let me = cluster.me.clone();
-        let mut notices = Vec::new();
-        while let Some(n) = cluster.try_notice() {
-            notices.push(n);
-        }
-        let now = Instant::now();
-        let mut out = std::mem::take(&mut self.outbox);
-        for n in notices {
-            match n {
-                Notice::Placed { channel, owner } => {
-                    let waiting: Vec<SessionToken> = self
-                        .pending_joins
-                        .iter()
-                        .filter(|(_, c)| *c == channel)
-                        .map(|(w, _)| *w)
-                        .collect();
-                    self.pending_joins.retain(|(_, c)| *c != channel);
-                    match owner {
-                        Some(o) if o == me => {
-                            self.hosted.insert(channel);
-                            for who in waiting {
-                                crate::control::handle(
-                                    &mut self.state,
-                                    &mut self.stats,
-                                    who,
-                                    ClientMessage::JoinChannel { channel },
-                                    now,
-                                    unix_ms(),
-                                    &mut out,
-                                );
-                            }
-                        }
-                        Some(o) => {
-                            for who in waiting {
-                                out.push((
-                                    who,
-                                    ServerMessage::Redirect {
-                                        channel,
-                                        relay: o.clone(),
-                                    },
-                                ));
-                            }
-                        }
-                        None => {
-                            for who in waiting {
-                                out.push((
-                                    who,
-                                    crate::control::error(
-                                        ErrorCode::Placement,
-                                        "room placement unavailable",
-                                    ),
-                                ));
-                            }
-                        }
-                    }
-                }
-                Notice::Lost { channel, owner } => {
-                    self.hosted.remove(&channel);
-                    if let Some(o) = owner {
-                        for &m in self.state.members(channel) {
-                            out.push((
-                                m,
-                                ServerMessage::Redirect {
-                                    channel,
-                                    relay: o.clone(),
-                                },
-                            ));
-                        }
-                    }
-                }
-            }
-        }
-        self.deliver(&mut out);
-        self.outbox = out;
     }
 
     /// Control counters plus every worker's.

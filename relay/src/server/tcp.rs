@@ -232,13 +232,24 @@ impl Relay {
 
     /// Frames `msg` into connection `id`'s outgoing buffer; overflowing the cap kills it.
     pub(super) fn queue(&mut self, id: usize, msg: &ServerMessage) {
+        // Cluster mode: channel lists show the members of rooms hosted elsewhere too.
+        let merged = self.with_remote_members(msg);
         let Some(c) = self.conns.get_mut(&id) else {
             return;
         };
         if c.dead {
             return;
         }
-        if let Err(e) = c.out.push(msg) {
+        // A list too long with them (a huge cluster) still goes out with this relay's own.
+        let pushed = match merged.as_ref().map(|m| c.out.push(m)) {
+            Some(Ok(())) => Ok(()),
+            Some(Err(e)) => {
+                log::warn!("channel list with other relays' members: {e}; sending this relay's");
+                c.out.push(msg)
+            }
+            None => c.out.push(msg),
+        };
+        if let Err(e) = pushed {
             log::error!("encoding a reply failed: {e}");
             return;
         }

@@ -37,7 +37,9 @@
 //! them only a certificate from a public CA is accepted, and a refusal names the fingerprint
 //! seen. `--insecure-plaintext` talks to a relay started with that flag (development only).
 //! Each stdout line is one JSON object: `{"t_ms":…,"event":{…}}` for events, `{"t_ms":…,"stats":{…}}`
-//! every `--stats-interval` and once at the end (`"final":true`).
+//! every `--stats-interval` and once at the end (`"final":true`). In a cluster the presence lines
+//! include `{"ChannelMembers":{"channel":…,"relay":…,"users":[…]}}`: a channel's whole member
+//! list whenever it changes, members on other relays under session numbers from 2147483648 up.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -4,6 +4,7 @@
 //! own binary. Run one file's tests with `cargo test --release -p voice_client --test it NAME::`.
 
 mod app_audio;
+mod cluster_directory;
 mod e2e;
 mod e2ee;
 mod faults;

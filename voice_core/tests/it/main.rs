@@ -15,6 +15,7 @@ mod drift;
 mod e2ee_engine;
 mod e2ee_rotation;
 mod engine;
+mod engine_directory;
 mod engine_permissions;
 mod engine_spatial;
 mod fec_and_plc;

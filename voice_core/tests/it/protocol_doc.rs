@@ -70,6 +70,7 @@ fn server_name(m: &ServerMessage) -> &'static str {
         ServerMessage::Redirect { .. } => "Redirect",
         ServerMessage::Removed { .. } => "Removed",
         ServerMessage::UserRemoved { .. } => "UserRemoved",
+        ServerMessage::ChannelMembers { .. } => "ChannelMembers",
     }
 }
 
