@@ -12,7 +12,7 @@
 //! to [`DIRECTORY_CHANNEL`] (a change reaches every relay within milliseconds), one that re-reads
 //! every configured room's entry with one `MGET` every [`resync_interval`] (that is how expired
 //! entries, i.e. dead relays, and messages missed while disconnected are noticed). Entries go to
-//! the event loop as [`Notice::Directory`](crate::cluster::Notice::Directory); nothing here runs
+//! the event loop as [`Notice::Directory`]; nothing here runs
 //! on the event loop or the forwarding path.
 //!
 //! **Showing.** [`View`] (plain state, tested below without sockets) keeps the remote members per

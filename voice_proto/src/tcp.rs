@@ -427,7 +427,7 @@ pub enum ServerMessage {
     },
     /// Scale-out: every member of `channel`, complete, replacing the list shown before: this
     /// relay's own sessions, then the members hosted by another relay of the cluster (sessions
-    /// at or above [`FIRST_REMOTE_SESSION`](crate::proto::FIRST_REMOTE_SESSION)). Sent by a
+    /// at or above [`FIRST_REMOTE_SESSION`](crate::FIRST_REMOTE_SESSION)). Sent by a
     /// relay in a cluster to every session whenever that list changes.
     ChannelMembers {
         /// The channel.
