@@ -86,17 +86,9 @@ impl AppCapture {
     /// Queues `pcm`; returns how many samples were accepted.
     pub fn push(&mut self, pcm: &[i16]) -> usize {
         let before = self.ring.buffer().capacity() - self.ring.slots();
-        let n = pcm.len().min(self.ring.slots());
-        if let Ok(mut chunk) = self.ring.write_chunk(n) {
-            let (a, b) = chunk.as_mut_slices();
-            a.copy_from_slice(&pcm[..a.len()]);
-            b.copy_from_slice(&pcm[a.len()..a.len() + b.len()]);
-            chunk.commit_all();
-            self.signal.pushed(before, before + n);
-            n
-        } else {
-            0
-        }
+        let n = push_slice(&mut self.ring, pcm);
+        self.signal.pushed(before, before + n);
+        n
     }
 }
 
@@ -116,17 +108,38 @@ pub struct AppPlayback {
 impl AppPlayback {
     /// Fills `out`; returns how many samples came from the engine (the rest is silence).
     pub fn pull(&mut self, out: &mut [i16]) -> usize {
-        let n = out.len().min(self.ring.slots());
-        if let Ok(chunk) = self.ring.read_chunk(n) {
-            let (a, b) = chunk.as_slices();
-            out[..a.len()].copy_from_slice(a);
-            out[a.len()..a.len() + b.len()].copy_from_slice(b);
-            chunk.commit_all();
-        }
+        let n = pop_slice(&mut self.ring, out);
         out[n..].fill(0);
         self.clock.pulled(out.len(), n);
         n
     }
+}
+
+/// Queues as much of `pcm` as fits in `ring` (wait-free); returns how many samples that was.
+fn push_slice(ring: &mut rtrb::Producer<i16>, pcm: &[i16]) -> usize {
+    let n = pcm.len().min(ring.slots());
+    let Ok(mut chunk) = ring.write_chunk(n) else {
+        return 0;
+    };
+    let (a, b) = chunk.as_mut_slices();
+    a.copy_from_slice(&pcm[..a.len()]);
+    b.copy_from_slice(&pcm[a.len()..a.len() + b.len()]);
+    chunk.commit_all();
+    n
+}
+
+/// Takes as many samples from `ring` as are queued, up to `out.len()`, into the start of `out`
+/// (wait-free); returns how many that was.
+fn pop_slice(ring: &mut rtrb::Consumer<i16>, out: &mut [i16]) -> usize {
+    let n = out.len().min(ring.slots());
+    let Ok(chunk) = ring.read_chunk(n) else {
+        return 0;
+    };
+    let (a, b) = chunk.as_slices();
+    out[..a.len()].copy_from_slice(a);
+    out[a.len()..a.len() + b.len()].copy_from_slice(b);
+    chunk.commit_all();
+    n
 }
 
 /// Creates the capture ring: the engine's reading end and the application's writing end.
@@ -406,12 +419,7 @@ impl InputStream {
                         chunk.commit_all();
                     }
                 }
-                if let Ok(chunk) = ring.read_chunk(FRAME_SAMPLES.min(ring.slots())) {
-                    let (a, b) = chunk.as_slices();
-                    out[..a.len()].copy_from_slice(a);
-                    out[a.len()..a.len() + b.len()].copy_from_slice(b);
-                    chunk.commit_all();
-                }
+                pop_slice(ring, out);
             }
             InputKind::Null => {}
         }
@@ -557,12 +565,7 @@ impl OutputStream {
                 if ring.slots() >= FRAME_SAMPLES
                     && ring.buffer().capacity() - ring.slots() < 2 * FRAME_SAMPLES
                 {
-                    if let Ok(mut chunk) = ring.write_chunk(FRAME_SAMPLES) {
-                        let (a, b) = chunk.as_mut_slices();
-                        a.copy_from_slice(&frame[..a.len()]);
-                        b.copy_from_slice(&frame[a.len()..a.len() + b.len()]);
-                        chunk.commit_all();
-                    }
+                    push_slice(ring, frame);
                 }
             }
             OutputStream::Null => {}
@@ -600,11 +603,8 @@ impl OutputStream {
     pub fn write_paced_frame(&mut self, frame: &[i16; FRAME_SAMPLES]) {
         match self {
             OutputStream::Device { ring, .. } | OutputStream::Ring { ring, .. } => {
-                if let Ok(mut chunk) = ring.write_chunk(FRAME_SAMPLES) {
-                    let (a, b) = chunk.as_mut_slices();
-                    a.copy_from_slice(&frame[..a.len()]);
-                    b.copy_from_slice(&frame[a.len()..a.len() + b.len()]);
-                    chunk.commit_all();
+                if ring.slots() >= FRAME_SAMPLES {
+                    push_slice(ring, frame);
                 }
             }
             _ => self.write_frame(frame),

@@ -227,10 +227,16 @@ struct LoopState {
     next_mix: Option<Instant>,
 }
 
+/// The engine's time: microseconds since `origin`. (`LoopState::now` where the whole state is
+/// not borrowed elsewhere.)
+fn time_since(origin: Instant) -> Time {
+    Time::from_micros(origin.elapsed().as_micros() as u64)
+}
+
 impl LoopState {
     /// The engine's time now.
     fn now(&self) -> Time {
-        Time::from_micros(self.origin.elapsed().as_micros() as u64)
+        time_since(self.origin)
     }
 }
 
@@ -535,8 +541,8 @@ impl Driver {
             match u.recv_from(&mut st.dgram) {
                 Ok((n, from)) => {
                     if from == self.server {
-                        let now = Time::from_micros(st.origin.elapsed().as_micros() as u64);
-                        self.engine.handle_datagram(now, &st.dgram[..n]);
+                        self.engine
+                            .handle_datagram(time_since(st.origin), &st.dgram[..n]);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -630,8 +636,7 @@ impl Driver {
                     st.next_mix = Some(clock.instant_at(at));
                     break;
                 }
-                let now = Time::from_micros(st.origin.elapsed().as_micros() as u64);
-                self.engine.mix(now, &mut st.frame);
+                self.engine.mix(time_since(st.origin), &mut st.frame);
                 self.output.write_paced_frame(&st.frame);
                 frames += 1;
             }

@@ -172,6 +172,26 @@ struct Parts<'a> {
     tag: &'a [u8],
 }
 
+impl Parts<'_> {
+    /// Verifies the frame with `key` and `metadata` and decrypts it into `out` (replacing what
+    /// was there).
+    fn open_into(
+        &self,
+        key: &FrameKey,
+        metadata: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), DecryptError> {
+        out.clear();
+        out.extend_from_slice(self.ciphertext);
+        let ctr = self.header.counter();
+        if key.open(ctr, self.header_bytes, metadata, out, self.tag) {
+            Ok(())
+        } else {
+            Err(DecryptError::BadTag)
+        }
+    }
+}
+
 /// Splits an SFrame frame into header, ciphertext and tag.
 fn parse(frame: &[u8]) -> Result<Parts<'_>, DecryptError> {
     let header = SframeHeader::deserialize(frame).map_err(|_| DecryptError::Malformed)?;
@@ -200,17 +220,21 @@ impl SenderKeyRing {
         if base_key.len() != BASE_KEY_LEN {
             return Err(E2eeError::InvalidKey("base key must be 32 bytes"));
         }
-        let key = FrameKey::derive(kid, base_key);
+        self.install(
+            kid,
+            FrameKey::derive(kid, base_key),
+            ReplayWindow::default(),
+        );
+        Ok(())
+    }
+
+    /// Puts `key` in the ring under `kid`, replacing a key of that id or evicting the oldest.
+    fn install(&mut self, kid: u64, key: FrameKey, window: ReplayWindow) {
         self.keys.retain(|k| k.kid != kid);
         if self.keys.len() == RING_KEYS {
             self.keys.remove(0);
         }
-        self.keys.push(RingKey {
-            kid,
-            key,
-            window: ReplayWindow::default(),
-        });
-        Ok(())
+        self.keys.push(RingKey { kid, key, window });
     }
 
     /// Forgets key `kid` (its frames then fail with [`DecryptError::UnknownKeyId`]).
@@ -242,14 +266,7 @@ impl SenderKeyRing {
         if !k.window.check(ctr) {
             return Err(DecryptError::Replay);
         }
-        self.scratch.clear();
-        self.scratch.extend_from_slice(p.ciphertext);
-        if !k
-            .key
-            .open(ctr, p.header_bytes, metadata, &mut self.scratch, p.tag)
-        {
-            return Err(DecryptError::BadTag);
-        }
+        p.open_into(&k.key, metadata, &mut self.scratch)?;
         k.window.accept(ctr);
         Ok((kid, &self.scratch))
     }
@@ -269,18 +286,10 @@ impl SenderKeyRing {
             return Err(DecryptError::Malformed);
         }
         let key = FrameKey::derive(kid, base_key);
-        self.scratch.clear();
-        self.scratch.extend_from_slice(p.ciphertext);
-        if !key.open(ctr, p.header_bytes, metadata, &mut self.scratch, p.tag) {
-            return Err(DecryptError::BadTag);
-        }
-        self.keys.retain(|k| k.kid != kid);
-        if self.keys.len() == RING_KEYS {
-            self.keys.remove(0);
-        }
+        p.open_into(&key, metadata, &mut self.scratch)?;
         let mut window = ReplayWindow::default();
         window.accept(ctr);
-        self.keys.push(RingKey { kid, key, window });
+        self.install(kid, key, window);
         Ok((kid, &self.scratch))
     }
 }
