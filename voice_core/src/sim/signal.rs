@@ -13,9 +13,16 @@ pub fn speechlike(seconds: f64) -> Vec<i16> {
             let t = i as f64 / rate;
             let env = (0.5 - 0.5 * (t * 4.0 * std::f64::consts::TAU).cos()).powi(2);
             let f0 = 140.0 + 30.0 * (t * 0.7 * std::f64::consts::TAU).sin();
-            let v: f64 = (1..8)
-                .map(|h| (t * f0 * h as f64 * std::f64::consts::TAU).sin() / h as f64)
-                .sum();
+            // Harmonics 1..8 of the phase θ by the recurrence
+            // sin((h+1)θ) = 2 cos θ sin(hθ) − sin((h−1)θ): two trigonometric calls instead of
+            // seven (10-minute simulations spent a fifth of their time here).
+            let theta = t * f0 * std::f64::consts::TAU;
+            let (sin1, cos1) = theta.sin_cos();
+            let (mut prev, mut cur, mut v) = (0.0, sin1, 0.0);
+            for h in 1..8 {
+                v += cur / f64::from(h);
+                (prev, cur) = (cur, 2.0 * cos1 * cur - prev);
+            }
             (v * env * 6000.0) as i16
         })
         .collect()
