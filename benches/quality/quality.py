@@ -181,6 +181,47 @@ def aligned(deg, lag, n):
     return seg
 
 
+def utterances(ref, rate=16000, frame_ms=20, gap_ms=150, min_ms=200):
+    """[start, end) sample ranges of the reference's utterances: 20 ms frames within 40 dB of the
+    loudest, joined across gaps shorter than 150 ms, at least 200 ms long."""
+    f = rate * frame_ms // 1000
+    n = len(ref) // f
+    e = np.array([np.mean(ref[i * f:(i + 1) * f] ** 2) for i in range(n)])
+    on = e > e.max() * 1e-4
+    segs, start, last = [], None, None
+    for i in range(n):
+        if on[i]:
+            if start is None:
+                start = i
+            elif (i - last - 1) * frame_ms >= gap_ms:
+                segs.append((start, last + 1))
+                start = i
+            last = i
+    if start is not None:
+        segs.append((start, last + 1))
+    return [(a * f, b * f) for a, b in segs if (b - a) * frame_ms >= min_ms]
+
+
+def realigned(ref, deg, lag0, rate=16000, search_ms=400):
+    """`deg` rebuilt on the reference's time line, each utterance of the reference matched to
+    where it plays in `deg` (cross-correlation within ±400 ms of where the previous one ended
+    up): what time-scaling did *between* utterances (the pauses grew or shrank, delay moved) is
+    undone, what it did *inside* them stays. The pauses are silent, like the reference's."""
+    out = np.zeros(len(ref))
+    shift = lag0
+    r = search_ms * rate // 1000
+    for a, b in utterances(ref, rate):
+        lo = max(0, a + shift - r)
+        hi = min(len(deg), b + shift + r)
+        if hi - lo < b - a:
+            continue
+        c = np.correlate(deg[lo:hi], ref[a:b], mode="valid")
+        k = int(np.argmax(c))
+        shift = lo + k - a
+        out[a:b] = deg[lo + k:lo + k + (b - a)]
+    return out
+
+
 # ---- one run ----
 
 def prepare(args):
@@ -258,13 +299,13 @@ def tsm_one(args):
     name = os.path.basename(clip).split("_")[0]
     base = os.path.join(work, "runs", f"tsm_{name}_0.wav")
     out = os.path.join(work, "runs", f"tsm_{name}_{method}_{rate}.wav")
+    if not os.path.exists(base):
+        subprocess.run([voice_sim, "--input", clip, "--output", base, "--profile", "clean",
+                        "--seed", "1"], check=True, capture_output=True)
     if method == "ours":
         subprocess.run([voice_sim, "--input", clip, "--output", out, "--profile", "clean",
                         "--seed", "1", "--force-rate", str(rate)], check=True, capture_output=True)
     else:
-        if not os.path.exists(base):
-            subprocess.run([voice_sim, "--input", clip, "--output", base, "--profile", "clean",
-                            "--seed", "1"], check=True, capture_output=True)
         subprocess.run(["sox", base, out, "tempo", "-s", str(1.0 + rate / 100.0)], check=True)
     _, ref48 = wavfile.read(clip)
     _, deg48 = wavfile.read(out)
@@ -272,9 +313,15 @@ def tsm_one(args):
     lag0, _, _ = measure_delay(ref, deg)
     deg_al = aligned(deg, lag0, len(ref))
     v = float(_get_visqol().measure_from_arrays(ref, deg_al, 16000).moslqo)
+    v_utt = float(_get_visqol().measure_from_arrays(ref, realigned(ref, deg, lag0), 16000).moslqo)
     np.random.seed(0)
     p = float(_get_plcmos().get_mos(np.clip(deg_al, -1.0, 1.0).astype(np.float32)))
-    return name, rate, method, v, p
+    # The rate reached: samples removed (or inserted) against the same clip's rate-0 output.
+    achieved = 0.0
+    if rate != 0:
+        n0 = len(wavfile.read(base)[1]) if os.path.exists(base) else len(deg48)
+        achieved = (n0 - len(deg48)) / n0 * 100.0
+    return name, rate, method, v, p, achieved, v_utt
 
 
 def tsm_table(voice_sim, work, clips, rates, jobs):
@@ -287,15 +334,21 @@ def tsm_table(voice_sim, work, clips, rates, jobs):
         rows += list(ex.map(tsm_one, jobs_[len(clips):]))
     base = (np.mean([r[3] for r in rows if r[1] == 0]), np.mean([r[4] for r in rows if r[1] == 0]))
     print(f"\ntime-scale modification on clean speech, {len(clips)} clips (ViSQOL / PLCMOS; cost = rate 0 minus this)")
-    print("| rate | method | ViSQOL | PLCMOS | ViSQOL cost | PLCMOS cost |")
-    print("|---|---|---|---|---|---|")
-    print(f"| 0 % | none | {base[0]:.2f} | {base[1]:.2f} | | |")
+    base_utt = np.mean([r[6] for r in rows if r[1] == 0])
+    print("ViSQOL per utterance: the output re-aligned on the reference utterance by utterance "
+          "(time moved in the pauses is undone, time-scaling inside an utterance stays)")
+    print("| rate | method | rate reached | ViSQOL | ViSQOL per utterance | PLCMOS | ViSQOL cost | per-utterance cost | PLCMOS cost |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    print(f"| 0 % | none | | {base[0]:.2f} | {base_utt:.2f} | {base[1]:.2f} | | | |")
     for r in rates:
         for m in ("ours", "sox"):
             sel = [x for x in rows if x[1] == r and x[2] == m]
             v, p = np.mean([x[3] for x in sel]), np.mean([x[4] for x in sel])
+            reached = np.mean([x[5] for x in sel])
+            vu = np.mean([x[6] for x in sel])
             label = "ours (receiver TSM)" if m == "ours" else "sox tempo -s (WSOLA)"
-            print(f"| {r:+g} % | {label} | {v:.2f} | {p:.2f} | {base[0] - v:+.2f} | {base[1] - p:+.2f} |")
+            print(f"| {r:+g} % | {label} | {reached:+.2f} % | {v:.2f} | {vu:.2f} | {p:.2f} | "
+                  f"{base[0] - v:+.2f} | {base_utt - vu:+.2f} | {base[1] - p:+.2f} |")
 
 
 def fmt_cell(rs, metrics):

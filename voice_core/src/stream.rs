@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use crate::codec::{CodecError, Decoder, DredRecovery, Encoder, EncoderConfig, MAX_PACKET};
-use crate::jitter::decision::{self, FrameClass, StretchOp, StretchStatus};
+use crate::jitter::decision::{self, FrameClass, StretchStatus};
 use crate::jitter::{JitterBuffer, JitterConfig, Playout, PlayoutPolicy, PushOutcome, Redundancy};
 use crate::metrics::StreamStats;
 use crate::proto::udp::{self, DatagramKind, Flags, Header, Position, TagKey, UdpError};
@@ -496,23 +496,7 @@ impl Receiver {
             since_voiced_stretch: self.since_voiced_stretch,
             silent_run: self.silent_run,
         };
-        let samples = |us: i64| {
-            ((us.unsigned_abs() as usize * crate::SAMPLE_RATE as usize).div_ceil(1_000_000))
-                .clamp(1, tsm::MAX_PERIOD)
-        };
-        match decision::decide_stretch(&status) {
-            StretchOp::None => None,
-            StretchOp::ShrinkSilence => Some((Stretch::Shorten, samples(excess_us))),
-            StretchOp::GrowSilence => Some((Stretch::Lengthen, samples(excess_us))),
-            StretchOp::Accelerate => {
-                let len = tsm::pitch_cut(frame);
-                (len > 0).then_some((Stretch::Shorten, len))
-            }
-            StretchOp::PreemptiveExpand => {
-                let len = tsm::pitch_cut(frame);
-                (len > 0).then_some((Stretch::Lengthen, len))
-            }
-        }
+        tsm::carry_out(decision::decide_stretch(&status), excess_us, frame)
     }
 
     /// Appends a decoded frame to the output buffer, time-scaled by `len` samples if asked.

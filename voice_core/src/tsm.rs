@@ -15,7 +15,8 @@
 //! The functions are pure: they read one frame and write the result into a caller buffer,
 //! returning how many samples they wrote. They never allocate.
 
-use crate::FRAME_SAMPLES;
+use crate::jitter::decision::{decide_stretch, FrameClass, StretchOp, StretchStatus};
+use crate::{FRAME_DURATION, FRAME_SAMPLES, SAMPLE_RATE};
 
 /// Shortest pitch period searched (2.5 ms at 48 kHz = 400 Hz).
 pub const MIN_PERIOD: usize = 120;
@@ -132,45 +133,83 @@ pub fn lengthen(frame: &[i16; FRAME_SAMPLES], len: usize, out: &mut [i16; MAX_OU
     FRAME_SAMPLES + len
 }
 
-/// Plays `input` `percent` % faster (positive) or slower (negative) with the operations the
-/// receiver uses to move its delay, for measuring how audible they are: per 20 ms frame, a silent
-/// frame is shortened or lengthened by the whole debt so far (at most [`MAX_PERIOD`]); a voiced
-/// frame by one pitch period once the debt reaches it; other frames are left alone. Offline
-/// use only (it allocates); `voice-sim --force-rate` runs it on the received audio.
-pub fn change_rate(input: &[i16], percent: f64) -> Vec<i16> {
-    let per_frame = FRAME_SAMPLES as f64 * percent.abs() / 100.0;
-    let stretch = if percent >= 0.0 {
-        Stretch::Shorten
-    } else {
-        Stretch::Lengthen
+/// What a time-scaling decision does to `frame`: which way and how many samples, or `None` (a
+/// voiced frame that is not periodic enough is left alone). Silence moves by the whole surplus
+/// or deficit `excess_us` (at most [`MAX_PERIOD`]); voiced speech by one pitch period. The
+/// receiver and [`change_rate`] both carry their decisions out through this.
+pub fn carry_out(
+    op: StretchOp,
+    excess_us: i64,
+    frame: &[i16; FRAME_SAMPLES],
+) -> Option<(Stretch, usize)> {
+    let samples = |us: i64| {
+        ((us.unsigned_abs() as usize * SAMPLE_RATE as usize).div_ceil(1_000_000))
+            .clamp(1, MAX_PERIOD)
     };
+    let period = || Some(pitch_cut(frame)).filter(|&len| len > 0);
+    match op {
+        StretchOp::None => None,
+        StretchOp::ShrinkSilence => Some((Stretch::Shorten, samples(excess_us))),
+        StretchOp::GrowSilence => Some((Stretch::Lengthen, samples(excess_us))),
+        StretchOp::Accelerate => period().map(|len| (Stretch::Shorten, len)),
+        StretchOp::PreemptiveExpand => period().map(|len| (Stretch::Lengthen, len)),
+    }
+}
+
+/// Plays `input` `percent` % faster (positive) or slower (negative) the way the receiver moves
+/// its delay, for measuring how audible that is: each 20 ms frame adds `percent` % of a frame to
+/// the delay owed (a surplus to remove when faster, a deficit to fill when slower), and the
+/// receiver's own decision function ([`decide_stretch`]) decides from the owed amount, the
+/// frame's class and the pauses so far whether and how this frame is time-scaled — silence in
+/// pauses first, voiced speech only when the owed delay is large. The achieved rate can fall
+/// short of `percent` at the end of a clip by what is still owed. Offline use only (it
+/// allocates); `voice-sim --force-rate` runs it on the received audio.
+pub fn change_rate(input: &[i16], percent: f64) -> Vec<i16> {
+    let per_frame_us = FRAME_DURATION.as_micros() as f64 * percent / 100.0;
     let mut out = Vec::with_capacity(input.len() + input.len() / 8 + MAX_OUTPUT);
-    let mut debt = 0.0f64;
+    let mut owed_us = 0.0f64;
+    let mut since_voiced_stretch = u32::MAX;
+    let mut silent_run = 0u32;
     let mut tmp = [0i16; MAX_OUTPUT];
     for chunk in input.chunks(FRAME_SAMPLES) {
         let Ok(frame) = <&[i16; FRAME_SAMPLES]>::try_from(chunk) else {
             out.extend_from_slice(chunk);
             break;
         };
-        debt += per_frame;
-        let len = if rms(frame) < SILENCE_RMS {
-            (debt.floor() as usize).min(MAX_PERIOD)
-        } else {
-            match pitch_cut(frame) {
-                cut if cut > 0 && debt >= cut as f64 => cut,
-                _ => 0,
-            }
+        owed_us += per_frame_us;
+        since_voiced_stretch = since_voiced_stretch.saturating_add(1);
+        let silent = rms(frame) < SILENCE_RMS;
+        silent_run = if silent { silent_run + 1 } else { 0 };
+        let status = StretchStatus {
+            excess_us: owed_us as i64,
+            class: if silent {
+                FrameClass::Silent
+            } else {
+                FrameClass::Active
+            },
+            since_voiced_stretch,
+            silent_run,
         };
-        if len == 0 {
+        let Some((stretch, len)) = carry_out(decide_stretch(&status), status.excess_us, frame)
+        else {
             out.extend_from_slice(frame);
             continue;
-        }
+        };
+        let moved_us = len as f64 * 1e6 / f64::from(SAMPLE_RATE);
         let n = match stretch {
-            Stretch::Shorten => shorten(frame, len, &mut tmp),
-            Stretch::Lengthen => lengthen(frame, len, &mut tmp),
+            Stretch::Shorten => {
+                owed_us -= moved_us;
+                shorten(frame, len, &mut tmp)
+            }
+            Stretch::Lengthen => {
+                owed_us += moved_us;
+                lengthen(frame, len, &mut tmp)
+            }
         };
         out.extend_from_slice(&tmp[..n]);
-        debt -= len as f64;
+        if !silent && len >= MIN_PERIOD {
+            since_voiced_stretch = 0;
+        }
     }
     out
 }
@@ -220,26 +259,51 @@ mod tests {
         assert_eq!(&out[1280 - 640..1280], &x[320..]);
     }
 
+    fn tone(ms: usize, f0: f64) -> impl Iterator<Item = i16> {
+        (0..ms * 48).map(move |i| {
+            let t = i as f64 / 48_000.0;
+            (8000.0 * (std::f64::consts::TAU * f0 * t).sin()) as i16
+        })
+    }
+
     #[test]
-    fn change_rate_reaches_the_asked_rate_on_voiced_speech_with_pauses() {
-        // 150 Hz voice in 200 ms bursts with 100 ms pauses, 6 s.
+    fn change_rate_moves_time_in_the_pauses_of_speech() {
+        // 150 Hz voice in 1.6 s stretches with 400 ms pauses (as in speech), 20 s.
         let mut x = Vec::new();
-        for k in 0..20 {
-            for i in 0..9600 {
-                let t = i as f64 / 48_000.0;
-                let f0 = 140.0 + 5.0 * f64::from(k % 3);
-                x.push((8000.0 * (std::f64::consts::TAU * f0 * t).sin()) as i16);
-            }
-            x.extend(std::iter::repeat_n(0i16, 4800));
+        for k in 0..10 {
+            x.extend(tone(1600, 140.0 + 5.0 * f64::from(k % 3)));
+            x.extend(std::iter::repeat_n(0i16, 400 * 48));
         }
         for percent in [3.0, -3.0] {
             let y = change_rate(&x, percent);
             let rate = (x.len() as f64 - y.len() as f64) / x.len() as f64 * 100.0;
+            // What is owed when the last pause ends is at most 1.6 s × 3 % of the last stretch.
             assert!(
-                (rate - percent).abs() < 0.5,
+                (rate - percent).abs() < 0.35,
                 "asked {percent} %, got {rate:.2} %"
+            );
+            // Faster, every voiced stretch plays untouched: the time went in the pauses. (Slower,
+            // a stretch falls a frame behind after 0.67 s and gets a pitch period repeated, as
+            // a receiver about to run dry does.)
+            let voiced: Vec<i16> = tone(1600, 140.0).collect();
+            assert_eq!(
+                y.windows(voiced.len()).any(|w| w == voiced.as_slice()),
+                percent > 0.0,
+                "{percent} %"
             );
         }
         assert_eq!(change_rate(&x, 0.0), x);
+    }
+
+    #[test]
+    fn change_rate_without_pauses_scales_voice_only_when_far_behind() {
+        // 6 s of voice without a pause: 180 ms are owed at 3 %; voiced speech is shortened only
+        // once 100 ms are owed (`decision::ACCELERATE_US`) and lengthened from 20 ms.
+        let x: Vec<i16> = tone(6000, 150.0).collect();
+        let removed_ms = |y: &Vec<i16>| (x.len() as f64 - y.len() as f64) / 48.0;
+        let faster = removed_ms(&change_rate(&x, 3.0));
+        assert!((70.0..=190.0).contains(&faster), "removed {faster:.1} ms");
+        let slower = -removed_ms(&change_rate(&x, -3.0));
+        assert!((150.0..=190.0).contains(&slower), "inserted {slower:.1} ms");
     }
 }
