@@ -2,9 +2,9 @@
 //! removal or insertion leaves no discontinuity (bounded sample-to-sample jump).
 use crate::common;
 use common::*;
-use voice_core::sim::run::{run, PolicyChoice, SimConfig};
 use voice_core::tsm::{lengthen, pitch_period, shorten, MAX_OUTPUT};
 use voice_core::FRAME_SAMPLES;
+use voice_sim::run::{run, PolicyChoice, SimConfig};
 
 fn max_jump(x: &[i16]) -> i32 {
     x.windows(2)

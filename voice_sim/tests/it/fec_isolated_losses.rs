@@ -1,8 +1,8 @@
 //! On the ge5 profile (5 % loss, mean burst 2) in-band FEC recovers ≥ 90 % of isolated losses.
 use crate::common;
 use common::*;
-use voice_core::sim::network::NetworkProfile;
-use voice_core::sim::run::{run, SimConfig};
+use voice_sim::network::NetworkProfile;
+use voice_sim::run::{run, SimConfig};
 
 #[test]
 fn fec_recovers_nine_in_ten_isolated_losses_on_ge5() {

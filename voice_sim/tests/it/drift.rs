@@ -1,8 +1,8 @@
 //! A sender clock ±200 ppm off the receiver's does not make the buffer creep over 10 minutes.
 use crate::common;
 use common::*;
-use voice_core::sim::network::NetworkProfile;
-use voice_core::sim::run::{run, SimConfig};
+use voice_sim::network::NetworkProfile;
+use voice_sim::run::{run, SimConfig};
 
 // One test per direction, so the two 10-minute simulations run on two cores at once.
 #[test]

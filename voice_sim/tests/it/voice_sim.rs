@@ -2,12 +2,13 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use voice_core::sim::network::{NetworkProfile, CLASS_NAMES, PROFILE_NAMES};
-use voice_core::sim::run::{run, PolicyChoice, SimConfig};
-use voice_core::sim::signal::speechlike;
-use voice_core::sim::trace::{Trace, TraceRow};
+use voice_core::signal::speechlike;
 use voice_core::stream::FrameSource;
-use voice_core::{wav, FRAME_SAMPLES};
+use voice_core::FRAME_SAMPLES;
+use voice_sim::network::{NetworkProfile, CLASS_NAMES, PROFILE_NAMES};
+use voice_sim::run::{run, PolicyChoice, SimConfig};
+use voice_sim::trace::{Trace, TraceRow};
+use voice_sim::wav;
 
 fn dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("voice_sim_{name}_{}", std::process::id()));

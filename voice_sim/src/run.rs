@@ -7,16 +7,16 @@
 
 use serde::Serialize;
 
-use super::trace::Trace;
-use super::SimError;
-use crate::codec::{loss_plan, EncoderConfig, LossPlan};
-use crate::jitter::JitterConfig;
-pub use crate::jitter::PolicyChoice;
-use crate::proto::udp;
-use crate::proto::SessionToken;
-use crate::stream::{FrameSource, Receiver, Sender};
-use crate::time::Time;
-use crate::{FRAME_DURATION, FRAME_SAMPLES};
+use crate::trace::Trace;
+use crate::SimError;
+use voice_core::codec::{loss_plan, EncoderConfig, LossPlan};
+use voice_core::jitter::JitterConfig;
+pub use voice_core::jitter::PolicyChoice;
+use voice_core::proto::udp;
+use voice_core::proto::SessionToken;
+use voice_core::stream::{FrameSource, Receiver, Sender};
+use voice_core::Time;
+use voice_core::{FRAME_DURATION, FRAME_SAMPLES};
 
 /// Simulation settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -219,12 +219,12 @@ pub fn run(input: &[i16], trace: &Trace, cfg: &SimConfig) -> Result<SimOutput, S
         let n = sender
             .encode(&frame, SessionToken::NONE, k + 1 == packets, &mut buf)
             .map_err(|e| match e {
-                crate::stream::SendError::Codec(c) => SimError::Codec(c),
-                crate::stream::SendError::Wire(w) => SimError::Parse {
+                voice_core::stream::SendError::Codec(c) => SimError::Codec(c),
+                voice_core::stream::SendError::Wire(w) => SimError::Parse {
                     line: 0,
                     message: w.to_string(),
                 },
-                crate::stream::SendError::Seal(s) => SimError::Parse {
+                voice_core::stream::SendError::Seal(s) => SimError::Parse {
                     line: 0,
                     message: s.to_string(),
                 },
