@@ -520,3 +520,72 @@ fn path_classes_match_their_descriptions() {
         );
     }
 }
+
+/// The keys `voice-sim --stats` writes and the JSON type of each: the quality bench
+/// (`benches/quality/quality.py`), README and outside scripts read them by name.
+const STATS_KEYS: [(&str, &str); 30] = [
+    ("bitrate", "integer"),
+    ("concealment_events", "integer"),
+    ("concealment_percent", "number"),
+    ("frames_concealed", "integer"),
+    ("frames_dred_recovered", "integer"),
+    ("frames_fec_recovered", "integer"),
+    ("frames_played", "integer"),
+    ("frames_skipped", "integer"),
+    ("frames_stalled", "integer"),
+    ("interruptions", "integer"),
+    ("isolated_losses", "integer"),
+    ("isolated_losses_fec_recovered", "integer"),
+    ("jitter_ms", "number"),
+    ("max_buffer_depth", "integer"),
+    ("mean_buffer_delay_ms", "number"),
+    ("mean_end_to_end_delay_ms", "number"),
+    ("output_frames", "integer"),
+    ("p95_buffer_delay_ms", "number"),
+    ("packets_duplicate", "integer"),
+    ("packets_late", "integer"),
+    ("packets_lost", "integer"),
+    ("packets_overflow_dropped", "integer"),
+    ("packets_received", "integer"),
+    ("packets_sent", "integer"),
+    ("payload_bitrate", "number"),
+    ("policy", "string"),
+    ("samples_inserted", "integer"),
+    ("samples_removed", "integer"),
+    ("target_delay_ms", "number"),
+    ("tsm_percent", "number"),
+];
+
+#[test]
+fn stats_file_has_exactly_the_documented_keys_and_types() {
+    let d = dir("keys");
+    let input = d.join("in.wav");
+    wav::write_mono_48k(&input, &speechlike(1.0)).unwrap();
+    let st = d.join("stats.json");
+    let status = Command::new(env!("CARGO_BIN_EXE_voice-sim"))
+        .args(["--input", input.to_str().unwrap()])
+        .args(["--output", d.join("out.wav").to_str().unwrap()])
+        .args(["--profile", "wifi", "--seed", "3"])
+        .args(["--stats", st.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let j = stats(&st);
+    let mut keys: Vec<(&str, &str)> = j
+        .as_object()
+        .expect("a JSON object")
+        .iter()
+        .map(|(k, v)| {
+            let kind = match v {
+                serde_json::Value::Number(n) if n.is_u64() => "integer",
+                serde_json::Value::Number(_) => "number",
+                serde_json::Value::String(_) => "string",
+                _ => "other",
+            };
+            (k.as_str(), kind)
+        })
+        .collect();
+    keys.sort();
+    assert_eq!(keys, STATS_KEYS);
+    std::fs::remove_dir_all(&d).ok();
+}
