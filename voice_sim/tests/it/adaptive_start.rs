@@ -14,9 +14,9 @@ fn clean_path_buffer_delay_is_at_most_25_ms_with_no_concealment() {
         .generate(packets, 3);
     let adaptive = run(&samples, &trace, &SimConfig::default()).unwrap();
     assert_eq!(adaptive.stats.policy, "adaptive", "adaptive is the default");
-    assert_eq!(adaptive.stats.frames_concealed, 0);
+    assert_eq!(adaptive.stats.stream.frames_concealed, 0);
     assert!(
-        adaptive.stats.mean_buffer_delay_ms <= 25.0,
+        adaptive.stats.stream.mean_buffer_delay_ms <= 25.0,
         "{:?}",
         adaptive.stats
     );
@@ -29,5 +29,8 @@ fn clean_path_buffer_delay_is_at_most_25_ms_with_no_concealment() {
         },
     )
     .unwrap();
-    assert!(adaptive.stats.mean_end_to_end_delay_ms + 10.0 <= fixed.stats.mean_end_to_end_delay_ms);
+    assert!(
+        adaptive.stats.stream.mean_end_to_end_delay_ms + 10.0
+            <= fixed.stats.stream.mean_end_to_end_delay_ms
+    );
 }

@@ -25,7 +25,7 @@ fn drift_does_not_creep_over_ten_minutes(profile: &str) {
     // A fixed 2-packet watermark conceals ~5 % of frames here (drift drains it) or creeps to
     // 140 ms; what is left with the adaptive policy is the σ = 2 ms jitter's far tail.
     assert!(
-        out.stats.frames_concealed * 2000 <= out.stats.frames_played,
+        out.stats.stream.frames_concealed * 2000 <= out.stats.stream.frames_played,
         "{profile}: {:?}",
         out.stats
     );

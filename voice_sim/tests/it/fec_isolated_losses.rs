@@ -36,5 +36,5 @@ fn fec_recovers_nine_in_ten_isolated_losses_on_ge5() {
     )
     .unwrap();
     assert_eq!(no_fec.stats.isolated_losses_fec_recovered, 0);
-    assert!(no_fec.stats.frames_concealed > s.frames_concealed);
+    assert!(no_fec.stats.stream.frames_concealed > s.stream.frames_concealed);
 }

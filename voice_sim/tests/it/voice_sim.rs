@@ -108,10 +108,10 @@ fn output_is_the_input_delayed_on_a_clean_path() {
         .unwrap()
         .generate(packets, 1);
     let out = run(&samples, &trace, &SimConfig::default()).unwrap();
-    assert_eq!(out.stats.frames_concealed, 0);
-    assert_eq!(out.stats.packets_lost, 0);
+    assert_eq!(out.stats.stream.frames_concealed, 0);
+    assert_eq!(out.stats.stream.packets_lost, 0);
     // Find the lag with the best correlation: it must equal the end-to-end delay.
-    let e2e = out.stats.mean_end_to_end_delay_ms;
+    let e2e = out.stats.stream.mean_end_to_end_delay_ms;
     let best = (0..200)
         .map(|ms| {
             let lag = ms * 48;
@@ -140,8 +140,8 @@ fn every_builtin_profile_runs_and_is_deterministic() {
         assert_eq!(a.audio, b.audio, "{name}");
         assert_eq!(a.stats, b.stats, "{name}");
         let truth = trace.ground_truth(packets);
-        assert_eq!(a.stats.packets_lost, truth.lost, "{name}");
-        assert_eq!(a.stats.packets_duplicate, truth.duplicates, "{name}");
+        assert_eq!(a.stats.stream.packets_lost, truth.lost, "{name}");
+        assert_eq!(a.stats.stream.packets_duplicate, truth.duplicates, "{name}");
     }
 }
 
@@ -265,7 +265,7 @@ fn tick_phase_shifts_the_ticks_and_keeps_sample_0_at_sender_time_0() {
             ..SimConfig::default()
         };
         let out = run(&samples, &trace, &cfg).unwrap();
-        assert_eq!(out.stats.frames_concealed, 0, "phase {phase}");
+        assert_eq!(out.stats.stream.frames_concealed, 0, "phase {phase}");
         let first = out
             .sources
             .iter()
@@ -279,7 +279,7 @@ fn tick_phase_shifts_the_ticks_and_keeps_sample_0_at_sender_time_0() {
         assert!(out.audio[..start].iter().all(|&s| s == 0), "phase {phase}");
         assert!(out.audio[start..start + 960].iter().any(|&s| s != 0));
         // Packet 0 (sent at 0) is heard at the first played tick: the stats say so too.
-        let e2e = out.stats.mean_end_to_end_delay_ms;
+        let e2e = out.stats.stream.mean_end_to_end_delay_ms;
         assert!(
             (e2e - start_ms).abs() < 1.0,
             "phase {phase}: {e2e} vs {start_ms}"
