@@ -544,7 +544,7 @@ fn senders_beyond_max_remotes_are_dropped_and_counted_not_malformed() {
 }
 
 #[test]
-fn a_too_small_datagram_buffer_drops_one_datagram_and_does_not_wedge_the_queue() {
+fn a_too_small_datagram_buffer_drops_what_does_not_fit_and_does_not_wedge_the_queue() {
     let t0 = Time::from_millis(0);
     let mut a = connected(1, "alice", t0);
     joins_lobby(&mut a, t0, 2, "bob");
