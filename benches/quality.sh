@@ -53,7 +53,7 @@ fi
 
 mkdir -p "$work"
 if [ -z "$voice_sim" ]; then
-    cargo build --release -q -p voice_core --bin voice-sim
+    cargo build --release -q -p voice_sim --bin voice-sim
     voice_sim="$CARGO_TARGET_DIR/release/voice-sim"
 fi
 voice_sim="$(realpath "$voice_sim")"

@@ -155,11 +155,11 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < st.remote_count; i++) {
         const voice_remote_stats *rs = &st.remotes[i];
         printf("  from #%u: received %llu lost %llu late %llu concealed %llu fec %llu loss10s %.1f%% depth %u\n",
-               rs->session, (unsigned long long)rs->packets_received,
-               (unsigned long long)rs->packets_lost, (unsigned long long)rs->packets_late,
-               (unsigned long long)rs->frames_concealed,
-               (unsigned long long)rs->frames_fec_recovered, rs->loss_percent_10s,
-               rs->buffer_depth);
+               rs->session, (unsigned long long)rs->stream.packets_received,
+               (unsigned long long)rs->stream.packets_lost, (unsigned long long)rs->stream.packets_late,
+               (unsigned long long)rs->stream.frames_concealed,
+               (unsigned long long)rs->stream.frames_fec_recovered, rs->stream.loss_percent_10s,
+               rs->stream.buffer_depth);
     }
 
     r = voice_client_free(client);

@@ -32,7 +32,11 @@
 // 2: handles carry a kind tag, `VOICE_ERR_BUSY` and `VOICE_ERR_WRONG_SENDER`, the receiver takes a
 // `voice_receiver_config` (fixed or adaptive playout, expected sender), `voice_stream_stats`
 // gained counters, `voice_error_message` reports the size it needs.
-#define VOICE_ABI_VERSION 2
+//
+// 3: one stream-stats struct: `voice_remote_stats` holds a `voice_stream_stats` (`stream`)
+// instead of nine of its fields, and `voice_stream_stats` gained `resyncs`,
+// `frames_dred_recovered`, `frames_skipped` and `frames_stalled`.
+#define VOICE_ABI_VERSION 3
 
 // Major version of the library (`voice_version()` as numbers; the shared library's SONAME is
 // `libvoice.so.MAJOR`).
@@ -451,30 +455,73 @@ typedef struct voice_event {
 // An event callback: `userdata` first, then the event (valid only during the call).
 typedef void (*voice_event_callback)(void *userdata, const struct voice_event *event);
 
+// The metrics of one stream (one remote sender): what [`voice_receiver_stats`] reports for a
+// receiver handle and `voice_remote_stats.stream` for each sender a client hears: the core's
+// stream metrics, plus the two counts only a receiver handle keeps.
+typedef struct voice_stream_stats {
+  // Distinct packets received (each sequence number once), including those that came too
+  // late to play (`packets_late`); duplicates are not counted here.
+  uint64_t packets_received;
+  // Packets never received: expected by sequence number minus `packets_received`.
+  uint64_t packets_lost;
+  // Packets that arrived after their playout slot and were dropped.
+  uint64_t packets_late;
+  // Extra copies of packets already received (dropped).
+  uint64_t packets_duplicate;
+  // Packets dropped because the buffer overflowed (flood or sequence jump).
+  uint64_t packets_overflow_dropped;
+  // Times the buffer resynchronised to a far-away sequence number.
+  uint64_t resyncs;
+  // Frames released while playing (decoded, recovered or concealed).
+  uint64_t frames_played;
+  // Frames filled by packet-loss concealment.
+  uint64_t frames_concealed;
+  // Frames recovered from the next packet's in-band FEC.
+  uint64_t frames_fec_recovered;
+  // Frames recovered from a later packet's deep redundancy (DRED).
+  uint64_t frames_dred_recovered;
+  // Lost frames neither concealed nor recovered: skipped while the stream was idle (a sender
+  // back after a long gap) or to bound the buffer.
+  uint64_t frames_skipped;
+  // Frames concealed while waiting for a late (not lost) packet; included in
+  // `frames_concealed`.
+  uint64_t frames_stalled;
+  // Runs of concealment.
+  uint64_t concealment_events;
+  // Opus payloads that failed to decode (concealed instead).
+  uint64_t decode_errors;
+  // Datagrams `voice_receiver_push` rejected as malformed (`VOICE_ERR_MALFORMED`). Always 0
+  // in `voice_remote_stats`: a client drops a malformed datagram before it knows its sender.
+  uint64_t datagrams_malformed;
+  // Datagrams of another sender `voice_receiver_push` rejected (`VOICE_ERR_WRONG_SENDER`).
+  // Always 0 in `voice_remote_stats`: a client gives every sender its own stream.
+  uint64_t datagrams_wrong_sender;
+  // Samples inserted by time-scale modification (adaptive playout lengthening the output).
+  uint64_t samples_inserted;
+  // Samples removed by time-scale modification (adaptive playout shortening the output).
+  uint64_t samples_removed;
+  // Packets buffered now.
+  uint32_t buffer_depth;
+  // Most packets buffered.
+  uint32_t max_buffer_depth;
+  // Mean arrival → playout delay, ms.
+  double mean_buffer_delay_ms;
+  // 95th percentile of arrival → playout delay, ms.
+  double p95_buffer_delay_ms;
+  // Loss over the last 10 s, percent.
+  double loss_percent_10s;
+  // Interarrival jitter (RFC 3550), ms.
+  double jitter_ms;
+} voice_stream_stats;
+
 // Per-remote-sender statistics.
 typedef struct voice_remote_stats {
   // The sender's session.
   uint32_t session;
   // Heard right now.
   bool speaking;
-  // Packets in its jitter buffer.
-  uint32_t buffer_depth;
-  // Loss over the last 10 s in percent.
-  double loss_percent_10s;
-  // Distinct packets received (each sequence number once), late ones included.
-  uint64_t packets_received;
-  // Packets never received (expected by sequence number minus `packets_received`).
-  uint64_t packets_lost;
-  // Packets that arrived too late to play.
-  uint64_t packets_late;
-  // Frames concealed by PLC.
-  uint64_t frames_concealed;
-  // Frames recovered from FEC.
-  uint64_t frames_fec_recovered;
-  // Interarrival jitter in ms.
-  double jitter_ms;
-  // Mean arrival → playout delay in ms.
-  double mean_buffer_delay_ms;
+  // Its stream: received, lost, late, concealed, recovered, buffer depth and delay, jitter.
+  struct voice_stream_stats stream;
 } voice_remote_stats;
 
 // A snapshot of the client.
@@ -534,51 +581,6 @@ typedef struct voice_receiver_config {
   // every gap.
   bool fec;
 } voice_receiver_config;
-
-// Stream metrics of one receiver.
-typedef struct voice_stream_stats {
-  // Distinct packets received (each sequence number once), including those that came too
-  // late to play (`packets_late`); duplicates are not counted here.
-  uint64_t packets_received;
-  // Packets never received: expected by sequence number minus `packets_received`.
-  uint64_t packets_lost;
-  // Packets that arrived after their playout slot and were dropped.
-  uint64_t packets_late;
-  // Extra copies of packets already received (dropped).
-  uint64_t packets_duplicate;
-  // Packets dropped because the buffer overflowed (flood or sequence jump).
-  uint64_t packets_overflow_dropped;
-  // Frames released while playing.
-  uint64_t frames_played;
-  // Frames concealed.
-  uint64_t frames_concealed;
-  // Frames recovered from FEC.
-  uint64_t frames_fec_recovered;
-  // Runs of concealment.
-  uint64_t concealment_events;
-  // Opus payloads that failed to decode (concealed instead).
-  uint64_t decode_errors;
-  // Datagrams `voice_receiver_push` rejected as malformed (`VOICE_ERR_MALFORMED`).
-  uint64_t datagrams_malformed;
-  // Datagrams of another sender `voice_receiver_push` rejected (`VOICE_ERR_WRONG_SENDER`).
-  uint64_t datagrams_wrong_sender;
-  // Samples inserted by time-scale modification (adaptive playout lengthening the output).
-  uint64_t samples_inserted;
-  // Samples removed by time-scale modification (adaptive playout shortening the output).
-  uint64_t samples_removed;
-  // Packets buffered now.
-  uint32_t buffer_depth;
-  // Most packets buffered.
-  uint32_t max_buffer_depth;
-  // Mean arrival → playout delay, ms.
-  double mean_buffer_delay_ms;
-  // 95th percentile of arrival → playout delay, ms.
-  double p95_buffer_delay_ms;
-  // Loss over the last 10 s, percent.
-  double loss_percent_10s;
-  // Interarrival jitter (RFC 3550), ms.
-  double jitter_ms;
-} voice_stream_stats;
 
 // End-to-end counters of a client.
 typedef struct voice_e2ee_stats {

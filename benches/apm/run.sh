@@ -44,7 +44,7 @@ fi
 
 mkdir -p "$work"
 if [ -z "$voice_apm" ]; then
-    cargo build --release -q -p voice_core --bin voice-apm
+    cargo build --release -q -p voice_sim --bin voice-apm
     voice_apm="$CARGO_TARGET_DIR/release/voice-apm"
 fi
 exec .venv/bin/python benches/apm/apm.py --voice-apm "$(realpath "$voice_apm")" --work "$work" \

@@ -17,7 +17,7 @@ use voice_benches::{cpu_time_us, quick};
 use voice_core::codec::{
     loss_plan, Decoder, DredRecovery, Encoder, EncoderConfig, DECODER_COMPLEXITY, MAX_PACKET,
 };
-use voice_core::sim::signal::speechlike;
+use voice_core::signal::speechlike;
 use voice_core::FRAME_SAMPLES;
 
 const FRAME_NS: f64 = 20_000_000.0;
@@ -233,7 +233,7 @@ fn main() {
     // Real speech, when given: `CODEC_BENCH_WAV=speech.wav` (any rate, mono), e.g. from
     // `espeak-ng -w speech.wav "..."`.
     if let Some(path) = std::env::var_os("CODEC_BENCH_WAV") {
-        match voice_core::wav::read_mono_48k(std::path::Path::new(&path)) {
+        match voice_sim::wav::read_mono_48k(std::path::Path::new(&path)) {
             Ok(speech) => {
                 println!("{}:", std::path::Path::new(&path).display());
                 bench_bitrate(&speech);

@@ -297,6 +297,117 @@ namespace Voice
     }
 
     /// <summary>
+    /// The metrics of one stream (one remote sender): what [`voice_receiver_stats`] reports for a
+    /// receiver handle and `voice_remote_stats.stream` for each sender a client hears: the core's
+    /// stream metrics, plus the two counts only a receiver handle keeps.
+    /// </summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public unsafe struct voice_stream_stats
+    {
+        /// <summary>
+        /// Distinct packets received (each sequence number once), including those that came too
+        /// late to play (`packets_late`); duplicates are not counted here.
+        /// </summary>
+        public ulong packets_received;
+        /// <summary>
+        /// Packets never received: expected by sequence number minus `packets_received`.
+        /// </summary>
+        public ulong packets_lost;
+        /// <summary>
+        /// Packets that arrived after their playout slot and were dropped.
+        /// </summary>
+        public ulong packets_late;
+        /// <summary>
+        /// Extra copies of packets already received (dropped).
+        /// </summary>
+        public ulong packets_duplicate;
+        /// <summary>
+        /// Packets dropped because the buffer overflowed (flood or sequence jump).
+        /// </summary>
+        public ulong packets_overflow_dropped;
+        /// <summary>
+        /// Times the buffer resynchronised to a far-away sequence number.
+        /// </summary>
+        public ulong resyncs;
+        /// <summary>
+        /// Frames released while playing (decoded, recovered or concealed).
+        /// </summary>
+        public ulong frames_played;
+        /// <summary>
+        /// Frames filled by packet-loss concealment.
+        /// </summary>
+        public ulong frames_concealed;
+        /// <summary>
+        /// Frames recovered from the next packet's in-band FEC.
+        /// </summary>
+        public ulong frames_fec_recovered;
+        /// <summary>
+        /// Frames recovered from a later packet's deep redundancy (DRED).
+        /// </summary>
+        public ulong frames_dred_recovered;
+        /// <summary>
+        /// Lost frames neither concealed nor recovered: skipped while the stream was idle (a sender
+        /// back after a long gap) or to bound the buffer.
+        /// </summary>
+        public ulong frames_skipped;
+        /// <summary>
+        /// Frames concealed while waiting for a late (not lost) packet; included in
+        /// `frames_concealed`.
+        /// </summary>
+        public ulong frames_stalled;
+        /// <summary>
+        /// Runs of concealment.
+        /// </summary>
+        public ulong concealment_events;
+        /// <summary>
+        /// Opus payloads that failed to decode (concealed instead).
+        /// </summary>
+        public ulong decode_errors;
+        /// <summary>
+        /// Datagrams `voice_receiver_push` rejected as malformed (`VOICE_ERR_MALFORMED`). Always 0
+        /// in `voice_remote_stats`: a client drops a malformed datagram before it knows its sender.
+        /// </summary>
+        public ulong datagrams_malformed;
+        /// <summary>
+        /// Datagrams of another sender `voice_receiver_push` rejected (`VOICE_ERR_WRONG_SENDER`).
+        /// Always 0 in `voice_remote_stats`: a client gives every sender its own stream.
+        /// </summary>
+        public ulong datagrams_wrong_sender;
+        /// <summary>
+        /// Samples inserted by time-scale modification (adaptive playout lengthening the output).
+        /// </summary>
+        public ulong samples_inserted;
+        /// <summary>
+        /// Samples removed by time-scale modification (adaptive playout shortening the output).
+        /// </summary>
+        public ulong samples_removed;
+        /// <summary>
+        /// Packets buffered now.
+        /// </summary>
+        public uint buffer_depth;
+        /// <summary>
+        /// Most packets buffered.
+        /// </summary>
+        public uint max_buffer_depth;
+        /// <summary>
+        /// Mean arrival → playout delay, ms.
+        /// </summary>
+        public double mean_buffer_delay_ms;
+        /// <summary>
+        /// 95th percentile of arrival → playout delay, ms.
+        /// </summary>
+        public double p95_buffer_delay_ms;
+        /// <summary>
+        /// Loss over the last 10 s, percent.
+        /// </summary>
+        public double loss_percent_10s;
+        /// <summary>
+        /// Interarrival jitter (RFC 3550), ms.
+        /// </summary>
+        public double jitter_ms;
+    }
+
+    /// <summary>
     /// Per-remote-sender statistics.
     /// </summary>
     [StructLayout(LayoutKind.Sequential)]
@@ -312,41 +423,9 @@ namespace Voice
         /// </summary>
         public bool speaking { get { return _speaking != 0; } set { _speaking = value ? (byte)1 : (byte)0; } }
         /// <summary>
-        /// Packets in its jitter buffer.
+        /// Its stream: received, lost, late, concealed, recovered, buffer depth and delay, jitter.
         /// </summary>
-        public uint buffer_depth;
-        /// <summary>
-        /// Loss over the last 10 s in percent.
-        /// </summary>
-        public double loss_percent_10s;
-        /// <summary>
-        /// Distinct packets received (each sequence number once), late ones included.
-        /// </summary>
-        public ulong packets_received;
-        /// <summary>
-        /// Packets never received (expected by sequence number minus `packets_received`).
-        /// </summary>
-        public ulong packets_lost;
-        /// <summary>
-        /// Packets that arrived too late to play.
-        /// </summary>
-        public ulong packets_late;
-        /// <summary>
-        /// Frames concealed by PLC.
-        /// </summary>
-        public ulong frames_concealed;
-        /// <summary>
-        /// Frames recovered from FEC.
-        /// </summary>
-        public ulong frames_fec_recovered;
-        /// <summary>
-        /// Interarrival jitter in ms.
-        /// </summary>
-        public double jitter_ms;
-        /// <summary>
-        /// Mean arrival → playout delay in ms.
-        /// </summary>
-        public double mean_buffer_delay_ms;
+        public voice_stream_stats stream;
     }
 
     /// <summary>
@@ -500,95 +579,6 @@ namespace Voice
         /// every gap.
         /// </summary>
         public bool fec { get { return _fec != 0; } set { _fec = value ? (byte)1 : (byte)0; } }
-    }
-
-    /// <summary>
-    /// Stream metrics of one receiver.
-    /// </summary>
-    [StructLayout(LayoutKind.Sequential)]
-    public unsafe struct voice_stream_stats
-    {
-        /// <summary>
-        /// Distinct packets received (each sequence number once), including those that came too
-        /// late to play (`packets_late`); duplicates are not counted here.
-        /// </summary>
-        public ulong packets_received;
-        /// <summary>
-        /// Packets never received: expected by sequence number minus `packets_received`.
-        /// </summary>
-        public ulong packets_lost;
-        /// <summary>
-        /// Packets that arrived after their playout slot and were dropped.
-        /// </summary>
-        public ulong packets_late;
-        /// <summary>
-        /// Extra copies of packets already received (dropped).
-        /// </summary>
-        public ulong packets_duplicate;
-        /// <summary>
-        /// Packets dropped because the buffer overflowed (flood or sequence jump).
-        /// </summary>
-        public ulong packets_overflow_dropped;
-        /// <summary>
-        /// Frames released while playing.
-        /// </summary>
-        public ulong frames_played;
-        /// <summary>
-        /// Frames concealed.
-        /// </summary>
-        public ulong frames_concealed;
-        /// <summary>
-        /// Frames recovered from FEC.
-        /// </summary>
-        public ulong frames_fec_recovered;
-        /// <summary>
-        /// Runs of concealment.
-        /// </summary>
-        public ulong concealment_events;
-        /// <summary>
-        /// Opus payloads that failed to decode (concealed instead).
-        /// </summary>
-        public ulong decode_errors;
-        /// <summary>
-        /// Datagrams `voice_receiver_push` rejected as malformed (`VOICE_ERR_MALFORMED`).
-        /// </summary>
-        public ulong datagrams_malformed;
-        /// <summary>
-        /// Datagrams of another sender `voice_receiver_push` rejected (`VOICE_ERR_WRONG_SENDER`).
-        /// </summary>
-        public ulong datagrams_wrong_sender;
-        /// <summary>
-        /// Samples inserted by time-scale modification (adaptive playout lengthening the output).
-        /// </summary>
-        public ulong samples_inserted;
-        /// <summary>
-        /// Samples removed by time-scale modification (adaptive playout shortening the output).
-        /// </summary>
-        public ulong samples_removed;
-        /// <summary>
-        /// Packets buffered now.
-        /// </summary>
-        public uint buffer_depth;
-        /// <summary>
-        /// Most packets buffered.
-        /// </summary>
-        public uint max_buffer_depth;
-        /// <summary>
-        /// Mean arrival → playout delay, ms.
-        /// </summary>
-        public double mean_buffer_delay_ms;
-        /// <summary>
-        /// 95th percentile of arrival → playout delay, ms.
-        /// </summary>
-        public double p95_buffer_delay_ms;
-        /// <summary>
-        /// Loss over the last 10 s, percent.
-        /// </summary>
-        public double loss_percent_10s;
-        /// <summary>
-        /// Interarrival jitter (RFC 3550), ms.
-        /// </summary>
-        public double jitter_ms;
     }
 
     /// <summary>
@@ -799,8 +789,12 @@ namespace Voice
         /// 2: handles carry a kind tag, `VOICE_ERR_BUSY` and `VOICE_ERR_WRONG_SENDER`, the receiver takes a
         /// `voice_receiver_config` (fixed or adaptive playout, expected sender), `voice_stream_stats`
         /// gained counters, `voice_error_message` reports the size it needs.
+        ///
+        /// 3: one stream-stats struct: `voice_remote_stats` holds a `voice_stream_stats` (`stream`)
+        /// instead of nine of its fields, and `voice_stream_stats` gained `resyncs`,
+        /// `frames_dred_recovered`, `frames_skipped` and `frames_stalled`.
         /// </summary>
-        public const int VOICE_ABI_VERSION = 2;
+        public const int VOICE_ABI_VERSION = 3;
         /// <summary>
         /// Major version of the library (`voice_version()` as numbers; the shared library's SONAME is
         /// `libvoice.so.MAJOR`).

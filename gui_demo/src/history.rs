@@ -154,6 +154,7 @@ mod tests {
             tx_bytes: 0,
             rx_packets: 0,
             rx_malformed: 0,
+            rx_dropped: 0,
             encoder_loss_hint: 0,
             remotes: vec![RemoteStats {
                 session: SessionToken(5),

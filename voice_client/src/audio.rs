@@ -26,7 +26,8 @@ pub type DeviceStream = cpal::Stream;
 /// A running device stream; this build has no device support, so there is none.
 #[cfg(not(feature = "devices"))]
 pub enum DeviceStream {}
-use voice_core::{wav, FRAME_SAMPLES, SAMPLE_RATE};
+use voice_core::{FRAME_SAMPLES, SAMPLE_RATE};
+use voice_sim::wav;
 
 /// Where captured audio comes from.
 #[derive(Debug, Clone, PartialEq)]

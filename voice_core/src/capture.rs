@@ -32,10 +32,12 @@ use sonora::config::{
 };
 use sonora::{AudioProcessing, Config, StreamConfig};
 
-use crate::SAMPLE_RATE;
+use crate::{FRAME_SAMPLES, SAMPLE_RATE};
 
 /// Samples in one processing chunk (10 ms at 48 kHz); frames must be a multiple of it.
 pub const CHUNK_SAMPLES: usize = 480;
+// A 20 ms frame is whole 10 ms chunks (what makes `far_end_frame` infallible).
+const _: () = assert!(FRAME_SAMPLES.is_multiple_of(CHUNK_SAMPLES));
 
 /// How hard the noise suppressor works.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -302,8 +304,19 @@ impl CaptureProcessor {
         if pcm.is_empty() || !pcm.len().is_multiple_of(CHUNK_SAMPLES) {
             return Err(CaptureError::FrameLength(pcm.len()));
         }
+        self.render(pcm);
+        Ok(())
+    }
+
+    /// [`CaptureProcessor::far_end`] for one 20 ms frame, which cannot have a wrong length.
+    pub fn far_end_frame(&mut self, frame: &[i16; FRAME_SAMPLES]) {
+        self.render(frame);
+    }
+
+    /// Feeds far-end audio of a whole number of 10 ms chunks to the echo canceller.
+    fn render(&mut self, pcm: &[i16]) {
         let Some(front) = self.front.as_mut().filter(|_| self.cfg.echo_cancel) else {
-            return Ok(());
+            return;
         };
         for chunk in pcm.chunks_exact(CHUNK_SAMPLES) {
             for (f, &s) in self.far.iter_mut().zip(chunk) {
@@ -312,7 +325,6 @@ impl CaptureProcessor {
             let _ = front.process_render_f32(&[&self.far], &mut [&mut self.far_scratch]);
             self.stats.far_end_chunks += 1;
         }
-        Ok(())
     }
 
     /// Cleans one capture frame in place (a multiple of 10 ms) and returns whether it holds speech

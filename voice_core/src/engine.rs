@@ -476,6 +476,9 @@ pub struct EngineStats {
     pub rx_packets: u64,
     /// Datagrams dropped as malformed.
     pub rx_malformed: u64,
+    /// Well-formed voice datagrams dropped because no stream could take them: from a new sender
+    /// beyond [`MAX_REMOTES`], or one no decoder could be made for (logged).
+    pub rx_dropped: u64,
     /// The encoder's current packet-loss hint (%), driven by receiver reports.
     pub encoder_loss_hint: u8,
     /// Per remote sender.
@@ -579,6 +582,7 @@ pub struct Engine {
     tx_bytes: u64,
     rx_packets: u64,
     rx_malformed: u64,
+    rx_dropped: u64,
     tunnel_tx: u64,
     tunnel_rx: u64,
     /// The relay was told to tunnel this session's voice.
@@ -661,6 +665,7 @@ impl Engine {
             tx_bytes: 0,
             rx_packets: 0,
             rx_malformed: 0,
+            rx_dropped: 0,
             tunnel_tx: 0,
             tunnel_rx: 0,
             told_tunnel: false,
@@ -994,7 +999,8 @@ impl Engine {
 
     /// Sets the encoder's loss protection from what receivers reported over the last 10 s: the
     /// worst receiver decides, so FEC (or, on very lossy paths, DRED) covers the listener who
-    /// needs it most ([`crate::codec::loss_plan`]). A refused setting is reported as an event.
+    /// needs it most ([`crate::codec::loss_plan`]). A setting the encoder refuses is logged, and
+    /// the encoder keeps the one it had (the plans `loss_plan` makes are all valid settings).
     fn adapt_encoder(&mut self, now: Time) {
         self.reports
             .retain(|_, (_, at)| now.saturating_since(*at) < Duration::from_secs(10));
@@ -1043,7 +1049,7 @@ impl Engine {
                     self.events.push_back(Event::UdpReady);
                 }
                 self.next_register = None;
-                if let Some(path) = self.monitor.udp_answered(true) {
+                if let Some(path) = self.monitor.registered() {
                     self.path_changed(now, path);
                 }
             }
@@ -1052,7 +1058,7 @@ impl Engine {
                 b.copy_from_slice(d.payload);
                 let sent = Time::from_micros(u64::from_le_bytes(b));
                 self.udp_rtt = Some(now.saturating_since(sent));
-                let _ = self.monitor.udp_answered(false);
+                self.monitor.pong();
             }
             DatagramKind::Voice if h.sender != self.session && !h.sender.is_none() => {
                 // Everything before the payload (header and positional block) is the SFrame
@@ -1085,11 +1091,16 @@ impl Engine {
                 return;
             }
             if self.remotes.len() >= MAX_REMOTES {
-                self.rx_malformed += 1;
+                self.rx_dropped += 1;
                 return;
             }
-            let Ok(receiver) = Receiver::new(self.cfg.jitter, self.cfg.policy.build()) else {
-                return;
+            let receiver = match Receiver::new(self.cfg.jitter, self.cfg.policy.build()) {
+                Ok(r) => r,
+                Err(e) => {
+                    log::warn!("no decoder for sender {}: {e}", h.sender.0);
+                    self.rx_dropped += 1;
+                    return;
+                }
             };
             let (volume, muted) = self.prefs.get(&h.sender).copied().unwrap_or((1.0, false));
             self.remotes.insert(
@@ -1211,7 +1222,7 @@ impl Engine {
         self.mixer.finish(out);
         // What the loudspeaker will play is the echo canceller's far-end reference.
         if let Some(p) = self.capture.as_mut() {
-            let _ = p.far_end(out);
+            p.far_end_frame(out);
         }
         self.forget_drained();
     }
@@ -1250,7 +1261,7 @@ impl Engine {
             for (m, lr) in mono.iter_mut().zip(out.chunks_exact(2)) {
                 *m = ((i32::from(lr[0]) + i32::from(lr[1])) / 2) as i16;
             }
-            let _ = p.far_end(&mono);
+            p.far_end_frame(&mono);
         }
         self.forget_drained();
     }
@@ -1291,8 +1302,9 @@ impl Engine {
         }
         self.e2ee.handle_timeout(now);
         if self.whisper_named.is_some() && self.next_list_request.is_none_or(|t| now >= t) {
-            // The user may be in a channel we have no presence events for: ask again.
-            let _ = self.request_channel_list();
+            // The user may be in a channel we have no presence events for: ask again (we are
+            // connected, so this is `request_channel_list` without its check).
+            self.control_out.push_back(ClientMessage::ListChannels);
             self.next_list_request = Some(now + std::time::Duration::from_secs(1));
         }
         if let (Some(at), Some(secret)) = (self.next_register, self.secret) {
@@ -1897,6 +1909,7 @@ impl Engine {
             tx_bytes: self.tx_bytes,
             rx_packets: self.rx_packets,
             rx_malformed: self.rx_malformed,
+            rx_dropped: self.rx_dropped,
             encoder_loss_hint: self.sender.encoder_mut().config().packet_loss_percent,
             remotes,
             spatial: self.spatial_attenuation().map(|a| SpatialView {

@@ -2,8 +2,8 @@
 //!
 //! **Contract: no sockets, no threads, no clock.** Every entry point that depends on time takes a
 //! [`Time`] argument; every output is returned or written into a caller-owned buffer. The same code
-//! therefore runs inside the relay, the client engine, the C API, the `voice-sim` simulator and the
-//! tests, where simulated time runs far faster than real time.
+//! therefore runs inside the relay, the client engine, the C API, the `voice-sim` simulator (crate
+//! `voice_sim`, beside this one) and the tests, where simulated time runs far faster than real time.
 //!
 //! | module | owns |
 //! |---|---|
@@ -21,8 +21,7 @@
 //! | [`vad`] | push-to-talk / voice-activity transmit decisions with talk-spurt boundaries |
 //! | [`engine`] | the client state machine: control events, UDP binding, send and receive paths |
 //! | [`metrics`] | counters, 10 s loss window, delay histograms, RFC 3550 jitter |
-//! | [`sim`] | a deterministic network simulator, trace files, and the `voice-sim` pipeline |
-//! | [`wav`] | reading and writing 48 kHz mono WAV files |
+//! | [`signal`] | a synthetic speech-like test signal (tests, simulations, benchmarks) |
 
 pub mod align;
 pub mod capture;
@@ -33,13 +32,12 @@ pub mod jitter;
 pub mod metrics;
 pub mod mixer;
 pub mod path;
-pub mod sim;
+pub mod signal;
 pub mod spatial;
 pub mod stream;
 pub mod time;
 pub mod tsm;
 pub mod vad;
-pub mod wav;
 
 use std::time::Duration;
 
@@ -75,15 +73,9 @@ pub enum Error {
     /// Sending failed.
     #[error(transparent)]
     Send(#[from] stream::SendError),
-    /// A trace or profile was invalid.
-    #[error(transparent)]
-    Sim(#[from] sim::SimError),
     /// A capture frame had the wrong length.
     #[error(transparent)]
     Capture(#[from] capture::CaptureError),
-    /// A WAV file could not be read or written.
-    #[error(transparent)]
-    Wav(#[from] wav::WavError),
     /// End-to-end encryption could not be set up or failed.
     #[error(transparent)]
     E2ee(#[from] e2ee::E2eeError),

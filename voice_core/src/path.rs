@@ -134,17 +134,21 @@ impl PathMonitor {
         self.unanswered_since.get_or_insert(now);
     }
 
-    /// A `RegisterAck` (`register: true`) or `Pong` arrived over UDP. Returns the new path if
-    /// it changed. A `Pong` does not end tunneling: only a registration proves the binding the
-    /// relay forwards to.
+    /// A `RegisterAck` arrived over UDP: voice goes over UDP. Returns the new path if it changed.
     #[must_use]
-    pub fn udp_answered(&mut self, register: bool) -> Option<VoicePath> {
+    pub fn registered(&mut self) -> Option<VoicePath> {
         self.unanswered_since = None;
-        if register && self.path != Some(VoicePath::Udp) {
+        if self.path != Some(VoicePath::Udp) {
             self.path = Some(VoicePath::Udp);
             return self.path;
         }
         None
+    }
+
+    /// A `Pong` arrived over UDP: UDP answers, but the path stays as it is. A `Pong` does not
+    /// end tunneling: only a registration proves the binding the relay forwards to.
+    pub fn pong(&mut self) {
+        self.unanswered_since = None;
     }
 
     /// When [`PathMonitor::check`] next has something to decide.
@@ -185,18 +189,24 @@ mod tests {
         assert_eq!(m.check(ms(1000)), Some(VoicePath::Tunnel));
         assert_eq!(m.deadline(), None, "no timeout while tunneled");
         m.probe_sent(ms(1500));
-        assert_eq!(m.udp_answered(false), None, "a pong does not end tunneling");
-        assert_eq!(m.udp_answered(true), Some(VoicePath::Udp));
-        assert_eq!(m.udp_answered(true), None, "no change, no report");
+        m.pong();
+        assert_eq!(
+            m.path(),
+            Some(VoicePath::Tunnel),
+            "a pong does not end tunneling"
+        );
+        assert_eq!(m.registered(), Some(VoicePath::Udp));
+        assert_eq!(m.registered(), None, "no change, no report");
     }
 
     #[test]
     fn unanswered_keepalive_moves_to_the_tunnel() {
         let mut m = PathMonitor::new(PathConfig::default());
         m.probe_sent(ms(0));
-        assert_eq!(m.udp_answered(true), Some(VoicePath::Udp));
+        assert_eq!(m.registered(), Some(VoicePath::Udp));
         m.probe_sent(ms(500));
-        assert_eq!(m.udp_answered(false), None);
+        m.pong();
+        assert_eq!(m.deadline(), None, "a pong answers the keep-alive");
         m.probe_sent(ms(1000));
         m.probe_sent(ms(1500));
         assert_eq!(m.check(ms(1999)), None);

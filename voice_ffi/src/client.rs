@@ -336,24 +336,8 @@ pub struct voice_remote_stats {
     pub session: u32,
     /// Heard right now.
     pub speaking: bool,
-    /// Packets in its jitter buffer.
-    pub buffer_depth: u32,
-    /// Loss over the last 10 s in percent.
-    pub loss_percent_10s: f64,
-    /// Distinct packets received (each sequence number once), late ones included.
-    pub packets_received: u64,
-    /// Packets never received (expected by sequence number minus `packets_received`).
-    pub packets_lost: u64,
-    /// Packets that arrived too late to play.
-    pub packets_late: u64,
-    /// Frames concealed by PLC.
-    pub frames_concealed: u64,
-    /// Frames recovered from FEC.
-    pub frames_fec_recovered: u64,
-    /// Interarrival jitter in ms.
-    pub jitter_ms: f64,
-    /// Mean arrival → playout delay in ms.
-    pub mean_buffer_delay_ms: f64,
+    /// Its stream: received, lost, late, concealed, recovered, buffer depth and delay, jitter.
+    pub stream: crate::stream::voice_stream_stats,
 }
 
 /// A snapshot of the client.
@@ -928,15 +912,7 @@ pub unsafe extern "C" fn voice_client_stats(
             *dst = voice_remote_stats {
                 session: r.session.0,
                 speaking: r.speaking,
-                buffer_depth: r.stream.buffer_depth,
-                loss_percent_10s: r.stream.loss_percent_10s,
-                packets_received: r.stream.packets_received,
-                packets_lost: r.stream.packets_lost,
-                packets_late: r.stream.packets_late,
-                frames_concealed: r.stream.frames_concealed,
-                frames_fec_recovered: r.stream.frames_fec_recovered,
-                jitter_ms: r.stream.jitter_ms,
-                mean_buffer_delay_ms: r.stream.mean_buffer_delay_ms,
+                stream: (&r.stream).into(),
             };
         }
         let snapshot = voice_stats {

@@ -44,7 +44,11 @@ use std::ffi::c_char;
 /// 2: handles carry a kind tag, `VOICE_ERR_BUSY` and `VOICE_ERR_WRONG_SENDER`, the receiver takes a
 /// `voice_receiver_config` (fixed or adaptive playout, expected sender), `voice_stream_stats`
 /// gained counters, `voice_error_message` reports the size it needs.
-pub const VOICE_ABI_VERSION: u32 = 2;
+///
+/// 3: one stream-stats struct: `voice_remote_stats` holds a `voice_stream_stats` (`stream`)
+/// instead of nine of its fields, and `voice_stream_stats` gained `resyncs`,
+/// `frames_dred_recovered`, `frames_skipped` and `frames_stalled`.
+pub const VOICE_ABI_VERSION: u32 = 3;
 /// Major version of the library (`voice_version()` as numbers; the shared library's SONAME is
 /// `libvoice.so.MAJOR`).
 pub const VOICE_VERSION_MAJOR: u32 = 0;

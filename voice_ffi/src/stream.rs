@@ -14,6 +14,7 @@
 
 use voice_core::codec::EncoderConfig;
 use voice_core::jitter::{AdaptiveConfig, FixedWatermark, JitterConfig, PolicyChoice};
+use voice_core::metrics::StreamStats;
 use voice_core::proto::udp;
 use voice_core::proto::SessionToken;
 use voice_core::stream::{FrameSource, Receiver, SendError, Sender};
@@ -91,7 +92,10 @@ pub struct voice_receiver_config {
     pub fec: bool,
 }
 
-/// Stream metrics of one receiver.
+/// The metrics of one stream (one remote sender): what [`voice_receiver_stats`] reports for a
+/// receiver handle and `voice_remote_stats.stream` for each sender a client hears: the core's
+/// stream metrics, plus the two counts only a receiver handle keeps.
+// Filled from `StreamStats` in one place, the `From` impl below.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct voice_stream_stats {
@@ -106,19 +110,31 @@ pub struct voice_stream_stats {
     pub packets_duplicate: u64,
     /// Packets dropped because the buffer overflowed (flood or sequence jump).
     pub packets_overflow_dropped: u64,
-    /// Frames released while playing.
+    /// Times the buffer resynchronised to a far-away sequence number.
+    pub resyncs: u64,
+    /// Frames released while playing (decoded, recovered or concealed).
     pub frames_played: u64,
-    /// Frames concealed.
+    /// Frames filled by packet-loss concealment.
     pub frames_concealed: u64,
-    /// Frames recovered from FEC.
+    /// Frames recovered from the next packet's in-band FEC.
     pub frames_fec_recovered: u64,
+    /// Frames recovered from a later packet's deep redundancy (DRED).
+    pub frames_dred_recovered: u64,
+    /// Lost frames neither concealed nor recovered: skipped while the stream was idle (a sender
+    /// back after a long gap) or to bound the buffer.
+    pub frames_skipped: u64,
+    /// Frames concealed while waiting for a late (not lost) packet; included in
+    /// `frames_concealed`.
+    pub frames_stalled: u64,
     /// Runs of concealment.
     pub concealment_events: u64,
     /// Opus payloads that failed to decode (concealed instead).
     pub decode_errors: u64,
-    /// Datagrams `voice_receiver_push` rejected as malformed (`VOICE_ERR_MALFORMED`).
+    /// Datagrams `voice_receiver_push` rejected as malformed (`VOICE_ERR_MALFORMED`). Always 0
+    /// in `voice_remote_stats`: a client drops a malformed datagram before it knows its sender.
     pub datagrams_malformed: u64,
     /// Datagrams of another sender `voice_receiver_push` rejected (`VOICE_ERR_WRONG_SENDER`).
+    /// Always 0 in `voice_remote_stats`: a client gives every sender its own stream.
     pub datagrams_wrong_sender: u64,
     /// Samples inserted by time-scale modification (adaptive playout lengthening the output).
     pub samples_inserted: u64,
@@ -136,6 +152,39 @@ pub struct voice_stream_stats {
     pub loss_percent_10s: f64,
     /// Interarrival jitter (RFC 3550), ms.
     pub jitter_ms: f64,
+}
+
+impl From<&StreamStats> for voice_stream_stats {
+    /// Every field of the core's stream metrics but `mean_end_to_end_delay_ms` (which needs the
+    /// send time, known only in simulation); the receiver-handle counts are 0.
+    fn from(s: &StreamStats) -> Self {
+        voice_stream_stats {
+            packets_received: s.packets_received,
+            packets_lost: s.packets_lost,
+            packets_late: s.packets_late,
+            packets_duplicate: s.packets_duplicate,
+            packets_overflow_dropped: s.packets_overflow_dropped,
+            resyncs: s.resyncs,
+            frames_played: s.frames_played,
+            frames_concealed: s.frames_concealed,
+            frames_fec_recovered: s.frames_fec_recovered,
+            frames_dred_recovered: s.frames_dred_recovered,
+            frames_skipped: s.frames_skipped,
+            frames_stalled: s.frames_stalled,
+            concealment_events: s.concealment_events,
+            decode_errors: s.decode_errors,
+            datagrams_malformed: 0,
+            datagrams_wrong_sender: 0,
+            samples_inserted: s.samples_inserted,
+            samples_removed: s.samples_removed,
+            buffer_depth: s.buffer_depth,
+            max_buffer_depth: s.max_buffer_depth,
+            mean_buffer_delay_ms: s.mean_buffer_delay_ms,
+            p95_buffer_delay_ms: s.p95_buffer_delay_ms,
+            loss_percent_10s: s.loss_percent_10s,
+            jitter_ms: s.jitter_ms,
+        }
+    }
 }
 
 /// An opaque encoder handle. Never constructed in Rust: pointers to it are handle cells.
@@ -475,26 +524,9 @@ pub unsafe extern "C" fn voice_receiver_stats(
         let out = try_ptr!(mut out);
         let s = st.rx.stats(Time::from_micros(now_us));
         *out = voice_stream_stats {
-            packets_received: s.packets_received,
-            packets_lost: s.packets_lost,
-            packets_late: s.packets_late,
-            packets_duplicate: s.packets_duplicate,
-            packets_overflow_dropped: s.packets_overflow_dropped,
-            frames_played: s.frames_played,
-            frames_concealed: s.frames_concealed,
-            frames_fec_recovered: s.frames_fec_recovered,
-            concealment_events: s.concealment_events,
-            decode_errors: s.decode_errors,
             datagrams_malformed: st.malformed,
             datagrams_wrong_sender: st.wrong_sender,
-            samples_inserted: s.samples_inserted,
-            samples_removed: s.samples_removed,
-            buffer_depth: s.buffer_depth,
-            max_buffer_depth: s.max_buffer_depth,
-            mean_buffer_delay_ms: s.mean_buffer_delay_ms,
-            p95_buffer_delay_ms: s.p95_buffer_delay_ms,
-            loss_percent_10s: s.loss_percent_10s,
-            jitter_ms: s.jitter_ms,
+            ..voice_stream_stats::from(&s)
         };
         voice_result::VOICE_OK
     })

@@ -506,8 +506,8 @@ namespace Voice.Tests
                         alice.SetMuted(false);
                         var bs = bob.Stats();
                         Check((ulong)bs.remote_count >= 1, "Bob's stats list a remote sender");
-                        Check(bs.remotes(0).session == aliceSession && bs.remotes(0).packets_received > 10,
-                            "Bob's stats for Alice: session " + bs.remotes(0).session + ", packets " + bs.remotes(0).packets_received);
+                        Check(bs.remotes(0).session == aliceSession && bs.remotes(0).stream.packets_received > 10,
+                            "Bob's stats for Alice: session " + bs.remotes(0).session + ", packets " + bs.remotes(0).stream.packets_received);
                         var @as = alice.Stats();
                         Check(@as.tx_packets > 10 && @as.udp_ready && @as.session == aliceSession, "Alice's stats: tx " + @as.tx_packets);
 

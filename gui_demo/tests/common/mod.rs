@@ -178,6 +178,7 @@ pub fn stats_with(remotes: Vec<RemoteStats>, state: ConnectionState, level: f32)
         tx_bytes: 0,
         rx_packets: 0,
         rx_malformed: 0,
+        rx_dropped: 0,
         encoder_loss_hint: 0,
         remotes,
         spatial: None,

@@ -222,6 +222,7 @@ fn overlay_shows_per_sender_statistics() {
         tx_bytes: 1000,
         rx_packets: 20,
         rx_malformed: 0,
+        rx_dropped: 0,
         encoder_loss_hint: 0,
         remotes: vec![RemoteStats {
             session: SessionToken(5),

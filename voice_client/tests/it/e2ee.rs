@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use relay::config::Config;
 use voice_core::align::{align, mean_power};
-use voice_core::sim::signal::speechlike;
-use voice_core::wav;
+use voice_core::signal::speechlike;
+use voice_sim::wav;
 
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("e2ee_{name}_{}", std::process::id()));

@@ -10,7 +10,7 @@ use voice_core::codec::{
     CodecError, Decoder, DredRecovery, Encoder, EncoderConfig, LossPlan, DECODER_COMPLEXITY,
     MAX_PACKET,
 };
-use voice_core::sim::signal::speechlike;
+use voice_core::signal::speechlike;
 use voice_core::FRAME_SAMPLES;
 
 type Frame = [i16; FRAME_SAMPLES];

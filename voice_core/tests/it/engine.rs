@@ -1,7 +1,7 @@
 //! The sans-IO client engine driven by a scripted relay on simulated time.
 use crate::common;
 use common::tone;
-use voice_core::engine::{CommandError, Engine, EngineConfig, Event, Request};
+use voice_core::engine::{CommandError, Engine, EngineConfig, Event, Request, MAX_REMOTES};
 use voice_core::proto::register;
 use voice_core::proto::tcp::{ChannelInfo, ClientMessage, ServerMessage, UserInfo};
 use voice_core::proto::udp::{self, DatagramKind, Flags, Header, MAX_DATAGRAM};
@@ -517,7 +517,34 @@ fn a_leaving_sender_is_played_out_and_no_ghost_comes_back() {
 }
 
 #[test]
-fn a_too_small_datagram_buffer_drops_one_datagram_and_does_not_wedge_the_queue() {
+fn senders_beyond_max_remotes_are_dropped_and_counted_not_malformed() {
+    let t0 = Time::from_millis(0);
+    let mut a = connected(1, "alice", t0);
+    let extra = 3;
+    let key = udp::TagKey::derive(&[9; 32]);
+    let before = a.stats(t0).rx_packets;
+    for k in 0..(MAX_REMOTES + extra) as u32 {
+        let s = 100 + k;
+        joins_lobby(&mut a, t0, s, &format!("u{s}"));
+        let mut d = [0u8; 64];
+        let n = udp::write(
+            &Header::voice(SessionToken(s), 0, 0),
+            &[0xF8; 20],
+            &key,
+            &mut d,
+        )
+        .unwrap();
+        a.handle_datagram(t0, &d[..n]);
+    }
+    let st = a.stats(t0);
+    assert_eq!(st.remotes.len(), MAX_REMOTES);
+    assert_eq!(st.rx_dropped, extra as u64);
+    assert_eq!(st.rx_malformed, 0);
+    assert_eq!(st.rx_packets - before, (MAX_REMOTES + extra) as u64);
+}
+
+#[test]
+fn a_too_small_datagram_buffer_drops_what_does_not_fit_and_does_not_wedge_the_queue() {
     let t0 = Time::from_millis(0);
     let mut a = connected(1, "alice", t0);
     joins_lobby(&mut a, t0, 2, "bob");

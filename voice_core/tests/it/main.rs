@@ -8,10 +8,8 @@
 mod common;
 
 mod adaptive_start;
-mod adaptive_target;
 mod capture;
 mod dred;
-mod drift;
 mod e2ee_engine;
 mod e2ee_rotation;
 mod engine;
@@ -19,7 +17,6 @@ mod engine_directory;
 mod engine_permissions;
 mod engine_spatial;
 mod fec_and_plc;
-mod fec_isolated_losses;
 mod flood;
 mod jitter_props;
 mod keepalive;
@@ -30,9 +27,6 @@ mod protocol_doc;
 mod receive_accounting;
 mod reorder;
 mod spatial;
-mod spike_recovery;
 mod talk_spurts;
-mod tsm;
-mod voice_sim;
 mod watermark;
 mod wraparound;

@@ -2,9 +2,9 @@
 //! removal or insertion leaves no discontinuity (bounded sample-to-sample jump).
 use crate::common;
 use common::*;
-use voice_core::sim::run::{run, PolicyChoice, SimConfig};
 use voice_core::tsm::{lengthen, pitch_period, shorten, MAX_OUTPUT};
 use voice_core::FRAME_SAMPLES;
+use voice_sim::run::{run, PolicyChoice, SimConfig};
 
 fn max_jump(x: &[i16]) -> i32 {
     x.windows(2)
@@ -64,15 +64,23 @@ fn receiver_output_stays_one_frame_per_tick_and_smooth_while_it_time_scales() {
         },
     )
     .unwrap();
-    assert!(adaptive.stats.samples_removed > 0, "{:?}", adaptive.stats);
+    assert!(
+        adaptive.stats.stream.samples_removed > 0,
+        "{:?}",
+        adaptive.stats
+    );
     // Nothing is lost: at most one frame of waiting for a packet that came late on the lattice
     // (concealed while the position holds, so the packet still plays).
-    assert!(adaptive.stats.frames_concealed <= 1, "{:?}", adaptive.stats);
-    assert_eq!(
-        adaptive.stats.frames_concealed,
-        adaptive.stats.frames_stalled
+    assert!(
+        adaptive.stats.stream.frames_concealed <= 1,
+        "{:?}",
+        adaptive.stats
     );
-    assert_eq!(adaptive.stats.packets_late, 0);
+    assert_eq!(
+        adaptive.stats.stream.frames_concealed,
+        adaptive.stats.stream.frames_stalled
+    );
+    assert_eq!(adaptive.stats.stream.packets_late, 0);
     assert_eq!(adaptive.audio.len(), adaptive.sources.len() * FRAME_SAMPLES);
     assert_eq!(
         adaptive.audio.len() as u64,

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::SimError;
+use crate::SimError;
 
 /// One row: packet `seq` sent at `send_ms` (sender clock) arrived at `arrival_ms` (receiver clock).
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -1,8 +1,8 @@
 //! A sender clock ±200 ppm off the receiver's does not make the buffer creep over 10 minutes.
 use crate::common;
 use common::*;
-use voice_core::sim::network::NetworkProfile;
-use voice_core::sim::run::{run, SimConfig};
+use voice_sim::network::NetworkProfile;
+use voice_sim::run::{run, SimConfig};
 
 // One test per direction, so the two 10-minute simulations run on two cores at once.
 #[test]
@@ -25,7 +25,7 @@ fn drift_does_not_creep_over_ten_minutes(profile: &str) {
     // A fixed 2-packet watermark conceals ~5 % of frames here (drift drains it) or creeps to
     // 140 ms; what is left with the adaptive policy is the σ = 2 ms jitter's far tail.
     assert!(
-        out.stats.frames_concealed * 2000 <= out.stats.frames_played,
+        out.stats.stream.frames_concealed * 2000 <= out.stats.stream.frames_played,
         "{profile}: {:?}",
         out.stats
     );

@@ -24,9 +24,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal, Pareto};
 
-use super::trace::{Trace, TraceRow};
-use super::SimError;
-use crate::FRAME_DURATION;
+use crate::trace::{Trace, TraceRow};
+use crate::SimError;
+use voice_core::FRAME_DURATION;
 
 /// Per-packet delay variation.
 #[derive(Debug, Clone, Copy, PartialEq)]

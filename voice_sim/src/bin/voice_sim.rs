@@ -17,11 +17,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use voice_core::sim::network::{NetworkProfile, PROFILE_NAMES};
-use voice_core::sim::run::SimOutput;
-use voice_core::sim::run::{run, PolicyChoice, SimConfig};
-use voice_core::sim::trace::Trace;
-use voice_core::{wav, FRAME_SAMPLES};
+use voice_core::FRAME_SAMPLES;
+use voice_sim::network::{NetworkProfile, PROFILE_NAMES};
+use voice_sim::run::SimOutput;
+use voice_sim::run::{run, PolicyChoice, SimConfig};
+use voice_sim::trace::Trace;
+use voice_sim::wav;
 
 const USAGE: &str = "usage: voice-sim --input IN.wav --output OUT.wav \
 (--trace TRACE.csv | --profile NAME --seed N) [--policy adaptive|fixed] [--no-fec] [--no-dred] [--bitrate BPS] \

@@ -2,12 +2,13 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use voice_core::sim::network::{NetworkProfile, CLASS_NAMES, PROFILE_NAMES};
-use voice_core::sim::run::{run, PolicyChoice, SimConfig};
-use voice_core::sim::signal::speechlike;
-use voice_core::sim::trace::{Trace, TraceRow};
+use voice_core::signal::speechlike;
 use voice_core::stream::FrameSource;
-use voice_core::{wav, FRAME_SAMPLES};
+use voice_core::FRAME_SAMPLES;
+use voice_sim::network::{NetworkProfile, CLASS_NAMES, PROFILE_NAMES};
+use voice_sim::run::{run, PolicyChoice, SimConfig};
+use voice_sim::trace::{Trace, TraceRow};
+use voice_sim::wav;
 
 fn dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("voice_sim_{name}_{}", std::process::id()));
@@ -107,10 +108,10 @@ fn output_is_the_input_delayed_on_a_clean_path() {
         .unwrap()
         .generate(packets, 1);
     let out = run(&samples, &trace, &SimConfig::default()).unwrap();
-    assert_eq!(out.stats.frames_concealed, 0);
-    assert_eq!(out.stats.packets_lost, 0);
+    assert_eq!(out.stats.stream.frames_concealed, 0);
+    assert_eq!(out.stats.stream.packets_lost, 0);
     // Find the lag with the best correlation: it must equal the end-to-end delay.
-    let e2e = out.stats.mean_end_to_end_delay_ms;
+    let e2e = out.stats.stream.mean_end_to_end_delay_ms;
     let best = (0..200)
         .map(|ms| {
             let lag = ms * 48;
@@ -139,8 +140,8 @@ fn every_builtin_profile_runs_and_is_deterministic() {
         assert_eq!(a.audio, b.audio, "{name}");
         assert_eq!(a.stats, b.stats, "{name}");
         let truth = trace.ground_truth(packets);
-        assert_eq!(a.stats.packets_lost, truth.lost, "{name}");
-        assert_eq!(a.stats.packets_duplicate, truth.duplicates, "{name}");
+        assert_eq!(a.stats.stream.packets_lost, truth.lost, "{name}");
+        assert_eq!(a.stats.stream.packets_duplicate, truth.duplicates, "{name}");
     }
 }
 
@@ -264,7 +265,7 @@ fn tick_phase_shifts_the_ticks_and_keeps_sample_0_at_sender_time_0() {
             ..SimConfig::default()
         };
         let out = run(&samples, &trace, &cfg).unwrap();
-        assert_eq!(out.stats.frames_concealed, 0, "phase {phase}");
+        assert_eq!(out.stats.stream.frames_concealed, 0, "phase {phase}");
         let first = out
             .sources
             .iter()
@@ -278,7 +279,7 @@ fn tick_phase_shifts_the_ticks_and_keeps_sample_0_at_sender_time_0() {
         assert!(out.audio[..start].iter().all(|&s| s == 0), "phase {phase}");
         assert!(out.audio[start..start + 960].iter().any(|&s| s != 0));
         // Packet 0 (sent at 0) is heard at the first played tick: the stats say so too.
-        let e2e = out.stats.mean_end_to_end_delay_ms;
+        let e2e = out.stats.stream.mean_end_to_end_delay_ms;
         assert!(
             (e2e - start_ms).abs() < 1.0,
             "phase {phase}: {e2e} vs {start_ms}"
@@ -518,4 +519,73 @@ fn path_classes_match_their_descriptions() {
             f.dups_per_mille
         );
     }
+}
+
+/// The keys `voice-sim --stats` writes and the JSON type of each: the quality bench
+/// (`benches/quality/quality.py`), README and outside scripts read them by name.
+const STATS_KEYS: [(&str, &str); 30] = [
+    ("bitrate", "integer"),
+    ("concealment_events", "integer"),
+    ("concealment_percent", "number"),
+    ("frames_concealed", "integer"),
+    ("frames_dred_recovered", "integer"),
+    ("frames_fec_recovered", "integer"),
+    ("frames_played", "integer"),
+    ("frames_skipped", "integer"),
+    ("frames_stalled", "integer"),
+    ("interruptions", "integer"),
+    ("isolated_losses", "integer"),
+    ("isolated_losses_fec_recovered", "integer"),
+    ("jitter_ms", "number"),
+    ("max_buffer_depth", "integer"),
+    ("mean_buffer_delay_ms", "number"),
+    ("mean_end_to_end_delay_ms", "number"),
+    ("output_frames", "integer"),
+    ("p95_buffer_delay_ms", "number"),
+    ("packets_duplicate", "integer"),
+    ("packets_late", "integer"),
+    ("packets_lost", "integer"),
+    ("packets_overflow_dropped", "integer"),
+    ("packets_received", "integer"),
+    ("packets_sent", "integer"),
+    ("payload_bitrate", "number"),
+    ("policy", "string"),
+    ("samples_inserted", "integer"),
+    ("samples_removed", "integer"),
+    ("target_delay_ms", "number"),
+    ("tsm_percent", "number"),
+];
+
+#[test]
+fn stats_file_has_exactly_the_documented_keys_and_types() {
+    let d = dir("keys");
+    let input = d.join("in.wav");
+    wav::write_mono_48k(&input, &speechlike(1.0)).unwrap();
+    let st = d.join("stats.json");
+    let status = Command::new(env!("CARGO_BIN_EXE_voice-sim"))
+        .args(["--input", input.to_str().unwrap()])
+        .args(["--output", d.join("out.wav").to_str().unwrap()])
+        .args(["--profile", "wifi", "--seed", "3"])
+        .args(["--stats", st.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let j = stats(&st);
+    let mut keys: Vec<(&str, &str)> = j
+        .as_object()
+        .expect("a JSON object")
+        .iter()
+        .map(|(k, v)| {
+            let kind = match v {
+                serde_json::Value::Number(n) if n.is_u64() => "integer",
+                serde_json::Value::Number(_) => "number",
+                serde_json::Value::String(_) => "string",
+                _ => "other",
+            };
+            (k.as_str(), kind)
+        })
+        .collect();
+    keys.sort();
+    assert_eq!(keys, STATS_KEYS);
+    std::fs::remove_dir_all(&d).ok();
 }

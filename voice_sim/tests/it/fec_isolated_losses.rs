@@ -1,8 +1,8 @@
 //! On the ge5 profile (5 % loss, mean burst 2) in-band FEC recovers ≥ 90 % of isolated losses.
 use crate::common;
 use common::*;
-use voice_core::sim::network::NetworkProfile;
-use voice_core::sim::run::{run, SimConfig};
+use voice_sim::network::NetworkProfile;
+use voice_sim::run::{run, SimConfig};
 
 #[test]
 fn fec_recovers_nine_in_ten_isolated_losses_on_ge5() {
@@ -36,5 +36,5 @@ fn fec_recovers_nine_in_ten_isolated_losses_on_ge5() {
     )
     .unwrap();
     assert_eq!(no_fec.stats.isolated_losses_fec_recovered, 0);
-    assert!(no_fec.stats.frames_concealed > s.frames_concealed);
+    assert!(no_fec.stats.stream.frames_concealed > s.stream.frames_concealed);
 }

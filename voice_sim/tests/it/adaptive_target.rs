@@ -2,8 +2,8 @@
 use std::time::Duration;
 
 use voice_core::jitter::{AdaptivePolicy, PlayoutPolicy};
-use voice_core::sim::network::NetworkProfile;
 use voice_core::Time;
+use voice_sim::network::NetworkProfile;
 
 /// Feeds `seconds` of a built-in profile's arrivals, starting at packet `from`; returns the next.
 fn feed(p: &mut AdaptivePolicy, profile: &str, from: u64, seconds: u64, seed: u64) -> u64 {

@@ -7,16 +7,17 @@
 
 use serde::Serialize;
 
-use super::trace::Trace;
-use super::SimError;
-use crate::codec::{loss_plan, EncoderConfig, LossPlan};
-use crate::jitter::JitterConfig;
-pub use crate::jitter::PolicyChoice;
-use crate::proto::udp;
-use crate::proto::SessionToken;
-use crate::stream::{FrameSource, Receiver, Sender};
-use crate::time::Time;
-use crate::{FRAME_DURATION, FRAME_SAMPLES};
+use crate::trace::Trace;
+use crate::SimError;
+use voice_core::codec::{loss_plan, EncoderConfig, LossPlan};
+use voice_core::jitter::JitterConfig;
+pub use voice_core::jitter::PolicyChoice;
+use voice_core::metrics::StreamStats;
+use voice_core::proto::udp;
+use voice_core::proto::SessionToken;
+use voice_core::stream::{FrameSource, Receiver, Sender};
+use voice_core::Time;
+use voice_core::{FRAME_DURATION, FRAME_SAMPLES};
 
 /// Simulation settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -53,47 +54,19 @@ impl Default for SimConfig {
     }
 }
 
-/// The flat metrics `voice-sim --stats` writes.
+/// The flat metrics `voice-sim --stats` writes: the receiver's own [`StreamStats`] (less
+/// [`NOT_WRITTEN`]) and what only a simulation knows, in one JSON object.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct SimStats {
+    /// The receiver's metrics at the end of the run, except `packets_lost`, which is the trace's
+    /// ground truth: packets sent minus unique packets received (the receiver can only count the
+    /// gaps below the highest sequence number it saw).
+    #[serde(flatten, serialize_with = "stream_keys")]
+    pub stream: StreamStats,
     /// Packets the sender produced.
     pub packets_sent: u64,
-    /// Unique packets that arrived (in time or late).
-    pub packets_received: u64,
-    /// Packets that never arrived.
-    pub packets_lost: u64,
-    /// Packets that arrived after their playout slot.
-    pub packets_late: u64,
-    /// Extra copies received.
-    pub packets_duplicate: u64,
-    /// Frames released while playing.
-    pub frames_played: u64,
-    /// Frames filled by PLC.
-    pub frames_concealed: u64,
-    /// Frames recovered from in-band FEC.
-    pub frames_fec_recovered: u64,
-    /// Frames recovered from deep redundancy (DRED).
-    pub frames_dred_recovered: u64,
-    /// Frames concealed while waiting for a late packet (included in `frames_concealed`).
-    pub frames_stalled: u64,
-    /// Lost frames neither concealed nor recovered (skipped while idle or to bound the buffer).
-    pub frames_skipped: u64,
     /// Mean Opus payload bitrate actually sent, bits/s.
     pub payload_bitrate: f64,
-    /// Runs of consecutive concealed frames.
-    pub concealment_events: u64,
-    /// Mean arrival → playout delay in ms.
-    pub mean_buffer_delay_ms: f64,
-    /// 95th percentile arrival → playout delay in ms.
-    pub p95_buffer_delay_ms: f64,
-    /// Mean send → playout delay in ms.
-    pub mean_end_to_end_delay_ms: f64,
-    /// Most packets held at once.
-    pub max_buffer_depth: u32,
-    /// Packets dropped by buffer overflow.
-    pub packets_overflow_dropped: u64,
-    /// RFC 3550 interarrival jitter at the end, in ms.
-    pub jitter_ms: f64,
     /// Frames the output holds (20 ms each).
     pub output_frames: u64,
     /// Concealment interruptions of 150 ms or more (≥ 8 consecutive concealed frames).
@@ -106,16 +79,40 @@ pub struct SimStats {
     pub policy: &'static str,
     /// The policy's target delay at the end, in ms.
     pub target_delay_ms: f64,
-    /// Samples inserted by time-scale modification.
-    pub samples_inserted: u64,
-    /// Samples removed by time-scale modification.
-    pub samples_removed: u64,
     /// Inserted plus removed samples, in percent of the output.
     pub tsm_percent: f64,
     /// Lost packets (never arrived) whose neighbours both arrived.
     pub isolated_losses: u64,
     /// Of those, how many were played from the next packet's in-band FEC.
     pub isolated_losses_fec_recovered: u64,
+}
+
+/// The [`StreamStats`] fields `voice-sim --stats` leaves out: gauges of a live stream (its
+/// depth and 10 s loss now) and counters it has never written, so that the file's keys stay the
+/// ones the quality bench and outside scripts read (a test pins them).
+pub const NOT_WRITTEN: [&str; 4] = [
+    "resyncs",
+    "decode_errors",
+    "buffer_depth",
+    "loss_percent_10s",
+];
+
+/// Writes the fields of `stream` but [`NOT_WRITTEN`] into the enclosing object.
+fn stream_keys<S: serde::Serializer>(stream: &StreamStats, ser: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::{Error as _, SerializeMap as _};
+    let serde_json::Value::Object(fields) =
+        serde_json::to_value(stream).map_err(S::Error::custom)?
+    else {
+        return Err(S::Error::custom("stream stats are not an object"));
+    };
+    let mut map = ser.serialize_map(None)?;
+    for (key, value) in fields
+        .iter()
+        .filter(|(k, _)| !NOT_WRITTEN.contains(&k.as_str()))
+    {
+        map.serialize_entry(key, value)?;
+    }
+    map.end()
 }
 
 /// What a simulation produces.
@@ -219,12 +216,12 @@ pub fn run(input: &[i16], trace: &Trace, cfg: &SimConfig) -> Result<SimOutput, S
         let n = sender
             .encode(&frame, SessionToken::NONE, k + 1 == packets, &mut buf)
             .map_err(|e| match e {
-                crate::stream::SendError::Codec(c) => SimError::Codec(c),
-                crate::stream::SendError::Wire(w) => SimError::Parse {
+                voice_core::stream::SendError::Codec(c) => SimError::Codec(c),
+                voice_core::stream::SendError::Wire(w) => SimError::Parse {
                     line: 0,
                     message: w.to_string(),
                 },
-                crate::stream::SendError::Seal(s) => SimError::Parse {
+                voice_core::stream::SendError::Seal(s) => SimError::Parse {
                     line: 0,
                     message: s.to_string(),
                 },
@@ -323,27 +320,13 @@ pub fn run(input: &[i16], trace: &Trace, cfg: &SimConfig) -> Result<SimOutput, S
         .filter(|&&k| played_as[k] == Some(FrameSource::Fec))
         .count();
     let output_samples = (phase_samples + sources.len() * FRAME_SAMPLES) as f64;
-    let packets_received = s.packets_received;
     let stats = SimStats {
+        stream: StreamStats {
+            packets_lost: (packets as u64).saturating_sub(s.packets_received),
+            ..s
+        },
         packets_sent: packets as u64,
-        packets_received,
-        packets_lost: (packets as u64).saturating_sub(packets_received),
-        packets_late: s.packets_late,
-        packets_duplicate: s.packets_duplicate,
-        frames_played: s.frames_played,
-        frames_concealed: s.frames_concealed,
-        frames_fec_recovered: s.frames_fec_recovered,
-        frames_dred_recovered: s.frames_dred_recovered,
-        frames_stalled: s.frames_stalled,
-        frames_skipped: s.frames_skipped,
         payload_bitrate: payload_bytes as f64 * 8.0 / (packets.max(1) as f64 * 0.02),
-        concealment_events: s.concealment_events,
-        mean_buffer_delay_ms: s.mean_buffer_delay_ms,
-        p95_buffer_delay_ms: s.p95_buffer_delay_ms,
-        mean_end_to_end_delay_ms: s.mean_end_to_end_delay_ms,
-        max_buffer_depth: s.max_buffer_depth,
-        packets_overflow_dropped: s.packets_overflow_dropped,
-        jitter_ms: s.jitter_ms,
         output_frames: sources.len() as u64,
         interruptions,
         concealment_percent: if s.frames_played == 0 {
@@ -354,8 +337,6 @@ pub fn run(input: &[i16], trace: &Trace, cfg: &SimConfig) -> Result<SimOutput, S
         bitrate: enc_cfg.bitrate,
         policy: rx.buffer().policy().name(),
         target_delay_ms: rx.buffer().policy().target_delay().as_secs_f64() * 1000.0,
-        samples_inserted: s.samples_inserted,
-        samples_removed: s.samples_removed,
         tsm_percent: if output_samples > 0.0 {
             (s.samples_inserted + s.samples_removed) as f64 * 100.0 / output_samples
         } else {

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use thiserror::Error;
 
-use crate::SAMPLE_RATE;
+use voice_core::SAMPLE_RATE;
 
 /// A WAV failure.
 #[derive(Debug, Error)]

@@ -4,7 +4,7 @@
 //! of speech.
 use crate::common;
 use common::*;
-use voice_core::sim::run::{run, SimConfig};
+use voice_sim::run::{run, SimConfig};
 
 #[test]
 fn delay_recovers_within_3_s_of_a_spike() {

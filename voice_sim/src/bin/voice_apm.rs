@@ -17,7 +17,8 @@ use std::time::Instant;
 
 use voice_core::capture::{CaptureConfig, CaptureProcessor, SuppressionLevel, CHUNK_SAMPLES};
 use voice_core::vad::{FrameDecision, TransmitMode, Transmitter, VadConfig};
-use voice_core::{wav, FRAME_SAMPLES, SAMPLE_RATE};
+use voice_core::{FRAME_SAMPLES, SAMPLE_RATE};
+use voice_sim::wav;
 
 const USAGE: &str = "usage: voice-apm --input NEAR.wav --output OUT.wav [--far FAR.wav] \
 [--mode ours|rnnoise|none] [--no-hpf] [--no-aec] [--no-ns] [--no-agc] \
