@@ -1,7 +1,6 @@
 //! The adaptive policy keeps the buffer delay on a clean path at most 25 ms (below the fixed
 //! watermark's 40 ms) without concealing.
 use crate::common::*;
-use voice_core::jitter::PolicyChoice;
 use voice_sim::network::NetworkProfile;
 use voice_sim::run::{run, SimConfig};
 
@@ -20,15 +19,7 @@ fn clean_path_buffer_delay_is_at_most_25_ms_with_no_concealment() {
         "{:?}",
         adaptive.stats
     );
-    let fixed = run(
-        &samples,
-        &trace,
-        &SimConfig {
-            policy: PolicyChoice::parse("fixed").unwrap(),
-            ..SimConfig::default()
-        },
-    )
-    .unwrap();
+    let fixed = run(&samples, &trace, &fixed_policy()).unwrap();
     assert!(
         adaptive.stats.stream.mean_end_to_end_delay_ms + 10.0
             <= fixed.stats.stream.mean_end_to_end_delay_ms

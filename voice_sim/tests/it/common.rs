@@ -5,6 +5,14 @@
 #[allow(unused_imports)]
 pub use voice_core::signal::{speechlike, speechlike_with_pauses};
 
+/// The simulation's defaults with our fixed 2-packet policy instead of the adaptive one.
+pub fn fixed_policy() -> voice_sim::run::SimConfig {
+    voice_sim::run::SimConfig {
+        policy: voice_core::jitter::PolicyChoice::parse("fixed").unwrap(),
+        ..voice_sim::run::SimConfig::default()
+    }
+}
+
 /// A trace of `packets` packets sent every 20 ms, arriving after `delay_ms(k)` (never lost).
 pub fn trace_with(packets: usize, delay_ms: impl Fn(usize) -> f64) -> voice_sim::trace::Trace {
     use voice_sim::trace::{Trace, TraceRow};

@@ -4,7 +4,7 @@ use crate::common;
 use common::*;
 use voice_core::tsm::{lengthen, pitch_period, shorten, MAX_OUTPUT};
 use voice_core::FRAME_SAMPLES;
-use voice_sim::run::{run, PolicyChoice, SimConfig};
+use voice_sim::run::{run, SimConfig};
 
 fn max_jump(x: &[i16]) -> i32 {
     x.windows(2)
@@ -55,15 +55,7 @@ fn receiver_output_stays_one_frame_per_tick_and_smooth_while_it_time_scales() {
         }
     });
     let adaptive = run(&samples, &trace, &SimConfig::default()).unwrap();
-    let fixed = run(
-        &samples,
-        &trace,
-        &SimConfig {
-            policy: PolicyChoice::parse("fixed").unwrap(),
-            ..SimConfig::default()
-        },
-    )
-    .unwrap();
+    let fixed = run(&samples, &trace, &fixed_policy()).unwrap();
     assert!(
         adaptive.stats.stream.samples_removed > 0,
         "{:?}",
