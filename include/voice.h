@@ -546,6 +546,14 @@ typedef struct voice_stats {
   size_t remote_count;
   // Per remote sender (the first `VOICE_MAX_REMOTES`).
   struct voice_remote_stats remotes[VOICE_MAX_REMOTES];
+  // The playback consumer's pulls pace the mix (`voice_client_pull_playback` with
+  // `VOICE_AUDIO_APP`, or a sound card); the two fields below are 0 otherwise.
+  bool playback_paced;
+  // How long before the consumer's next pull each frame is mixed now, ms: it grows each time
+  // the consumer found too little and relaxes after a quiet while.
+  float playback_lead_ms;
+  // Samples the consumer asked for that were not ready, over all pulls.
+  uint64_t playback_starved_samples;
 } voice_stats;
 
 // Encoder settings. Initialise with [`voice_encoder_config_default`].

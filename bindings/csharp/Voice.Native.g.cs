@@ -515,6 +515,21 @@ namespace Voice
             if ((uint)i >= 32) throw new IndexOutOfRangeException();
             fixed (voice_remote_stats* p = &remotes_0) return p[i];
         }
+        private byte _playback_paced;
+        /// <summary>
+        /// The playback consumer's pulls pace the mix (`voice_client_pull_playback` with
+        /// `VOICE_AUDIO_APP`, or a sound card); the two fields below are 0 otherwise.
+        /// </summary>
+        public bool playback_paced { get { return _playback_paced != 0; } set { _playback_paced = value ? (byte)1 : (byte)0; } }
+        /// <summary>
+        /// How long before the consumer's next pull each frame is mixed now, ms: it grows each time
+        /// the consumer found too little and relaxes after a quiet while.
+        /// </summary>
+        public float playback_lead_ms;
+        /// <summary>
+        /// Samples the consumer asked for that were not ready, over all pulls.
+        /// </summary>
+        public ulong playback_starved_samples;
     }
 
     /// <summary>

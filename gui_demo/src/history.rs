@@ -170,6 +170,7 @@ mod tests {
                 encrypted: false,
             }],
             spatial: None,
+            playback_pacing: None,
             e2ee: Default::default(),
         }
     }

@@ -590,6 +590,9 @@ impl Driver {
                     if let Some(status) = &self.status {
                         stats.status = status.clone();
                     }
+                    if let Some(clock) = &st.pull_clock {
+                        stats.playback_pacing = Some(st.pacer.report(clock.snapshot()));
+                    }
                     let _ = reply.send(stats);
                 }
             }

@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
+use voice_core::engine::PlaybackPacing;
 use voice_core::FRAME_SAMPLES;
 
 /// Wakes the engine thread when a capture ring holds a whole frame.
@@ -196,6 +197,16 @@ impl PlayoutPacer {
     /// The consumer's learned period, µs.
     pub fn period_us(&self) -> Option<f64> {
         self.period_us
+    }
+
+    /// The pacing as the engine's statistics show it, with the clock's latest reading.
+    pub fn report(&self, snap: PullSnapshot) -> PlaybackPacing {
+        PlaybackPacing {
+            lead_ms: self.lead_us as f32 / 1000.0,
+            period_ms: self.period_us.map(|p| (p / 1000.0) as f32),
+            pulls: snap.pulls,
+            starved_samples: snap.short,
+        }
     }
 
     /// Takes in the consumer's latest pull at `now_us`.

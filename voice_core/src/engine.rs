@@ -487,6 +487,25 @@ pub struct EngineStats {
     pub e2ee: crate::e2ee::E2eeStats,
     /// Positional audio, in a 3D channel (`None` in a 2D one): what a map shows.
     pub spatial: Option<SpatialView>,
+    /// How the playback consumer's clock paces the mix, filled by the I/O driver when a sound
+    /// card or the application's pulls pace it (`None`: the engine's own 20 ms timer does, or
+    /// there is no driver).
+    pub playback_pacing: Option<PlaybackPacing>,
+}
+
+/// The playback clock as the I/O driver sees it: what an integrator tunes their audio thread by.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct PlaybackPacing {
+    /// How long before the consumer's next pull a frame is mixed now, ms (it grows each time the
+    /// consumer starved and relaxes after a quiet while).
+    pub lead_ms: f32,
+    /// The consumer's period between pulls, ms, once learned.
+    pub period_ms: Option<f32>,
+    /// Pulls so far.
+    pub pulls: u64,
+    /// Samples the consumer asked for that were not ready, over all pulls (0 on a consumer that
+    /// was always served).
+    pub starved_samples: u64,
 }
 
 /// Positional audio as a map shows it.
@@ -1920,6 +1939,7 @@ impl Engine {
                 others: self.remote_positions(),
             }),
             e2ee: self.e2ee.stats(self.members.keys()),
+            playback_pacing: None,
         }
     }
 

@@ -364,6 +364,14 @@ pub struct voice_stats {
     pub remote_count: usize,
     /// Per remote sender (the first `VOICE_MAX_REMOTES`).
     pub remotes: [voice_remote_stats; VOICE_MAX_REMOTES],
+    /// The playback consumer's pulls pace the mix (`voice_client_pull_playback` with
+    /// `VOICE_AUDIO_APP`, or a sound card); the two fields below are 0 otherwise.
+    pub playback_paced: bool,
+    /// How long before the consumer's next pull each frame is mixed now, ms: it grows each time
+    /// the consumer found too little and relaxes after a quiet while.
+    pub playback_lead_ms: f32,
+    /// Samples the consumer asked for that were not ready, over all pulls.
+    pub playback_starved_samples: u64,
 }
 
 pub(crate) struct ClientState {
@@ -930,6 +938,9 @@ pub unsafe extern "C" fn voice_client_stats(
             tx_packets: s.tx_packets,
             remote_count: s.remotes.len().min(VOICE_MAX_REMOTES),
             remotes,
+            playback_paced: s.playback_pacing.is_some(),
+            playback_lead_ms: s.playback_pacing.map_or(0.0, |p| p.lead_ms),
+            playback_starved_samples: s.playback_pacing.map_or(0, |p| p.starved_samples),
         };
         // SAFETY: checked non-null.
         unsafe { *out = snapshot };

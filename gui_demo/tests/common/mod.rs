@@ -182,6 +182,7 @@ pub fn stats_with(remotes: Vec<RemoteStats>, state: ConnectionState, level: f32)
         encoder_loss_hint: 0,
         remotes,
         spatial: None,
+        playback_pacing: None,
         e2ee: Default::default(),
     }
 }

@@ -238,6 +238,7 @@ fn overlay_shows_per_sender_statistics() {
             encrypted: false,
         }],
         spatial: None,
+        playback_pacing: None,
         e2ee: Default::default(),
     };
     handle.stats.send(stats).unwrap();

@@ -191,6 +191,28 @@ fn short_mouth_to_ear_with_a_device_period() {
         h.short_pulls,
         h.pulls
     );
+    // The statistics show the pacing an integrator tunes by: the consumer's 10 ms period, the
+    // lead within its bounds, every pull, and the samples it lacked (the first second's start-up
+    // included, so compared with all samples pulled).
+    let pacing = b
+        .stats()
+        .unwrap()
+        .playback_pacing
+        .expect("the app's pulls pace playback");
+    let period = pacing.period_ms.expect("a period learned");
+    assert!((9.0..=11.0).contains(&period), "{pacing:?}");
+    assert!((4.0..=20.0).contains(&pacing.lead_ms), "{pacing:?}");
+    assert!(
+        pacing.pulls >= h.pulls as u64,
+        "{pacing:?} after {} pulls",
+        h.pulls
+    );
+    assert!(
+        pacing.starved_samples * 20 <= h.pulls as u64 * 480,
+        "{pacing:?}"
+    );
+    // No consumer, no pacing: the talker's engine mixes on its timer.
+    assert_eq!(a.stats().unwrap().playback_pacing, None);
 }
 
 fn a_consumer_that_pauses_gets_back_to_a_short_delay() {
