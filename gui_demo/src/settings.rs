@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use voice_client::{AudioInput, AudioOutput, TransmitMode};
 use voice_core::proto::tcp::MAX_NAME_LEN;
 
+use crate::global_keys::Binding;
 use crate::state::UserPrefs;
 
 /// The eframe storage key of [`Settings`].
@@ -122,12 +123,12 @@ pub struct Settings {
     pub output: OutputChoice,
     /// Transmit mode.
     pub mode: Mode,
-    /// Push-to-talk key (an [`egui::Key`] name).
+    /// Push-to-talk key or mouse button (a [`Binding`] name: `V`, `Mouse8`).
     pub ptt_key: String,
-    /// Hold-to-whisper key (an [`egui::Key`] name).
+    /// Hold-to-whisper key or mouse button (a [`Binding`] name).
     pub whisper_key: String,
-    /// The talk and whisper keys also work while another window has focus (X11, see
-    /// [`crate::global_keys`]).
+    /// The talk and whisper keys and buttons also work while another window has focus (X11,
+    /// see [`crate::global_keys`]).
     pub global_keys: bool,
     /// Voice-activity threshold in dBFS.
     pub vad_threshold_dbfs: f32,
@@ -164,14 +165,14 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// The push-to-talk key (V if the stored name is unknown).
-    pub fn ptt(&self) -> egui::Key {
-        egui::Key::from_name(&self.ptt_key).unwrap_or(egui::Key::V)
+    /// The push-to-talk key or button (V if the stored name is unknown).
+    pub fn ptt(&self) -> Binding {
+        Binding::parse(&self.ptt_key).unwrap_or(Binding::Key(egui::Key::V))
     }
 
-    /// The hold-to-whisper key (B if the stored name is unknown).
-    pub fn whisper(&self) -> egui::Key {
-        egui::Key::from_name(&self.whisper_key).unwrap_or(egui::Key::B)
+    /// The hold-to-whisper key or button (B if the stored name is unknown).
+    pub fn whisper(&self) -> Binding {
+        Binding::parse(&self.whisper_key).unwrap_or(Binding::Key(egui::Key::B))
     }
 }
 
@@ -308,7 +309,7 @@ mod tests {
     fn settings_load_with_missing_fields() {
         let s: Settings = serde_json_like();
         assert_eq!(s.server, "10.0.0.1:1");
-        assert_eq!(s.ptt(), egui::Key::V);
+        assert_eq!(s.ptt(), Binding::Key(egui::Key::V));
     }
 
     #[test]
@@ -324,6 +325,23 @@ mod tests {
         let text = serde_json::to_string(&s).expect("saves");
         let back: Settings = serde_json::from_str(&text).expect("loads");
         assert_eq!(back.user_prefs["bob"], s.user_prefs["bob"]);
+    }
+
+    #[test]
+    fn a_mouse_button_binding_is_remembered() {
+        let s = Settings {
+            ptt_key: Binding::Mouse(crate::global_keys::MOUSE_BACK).name(),
+            whisper_key: Binding::Mouse(crate::global_keys::MOUSE_FORWARD).name(),
+            ..Settings::default()
+        };
+        let text = serde_json::to_string(&s).expect("saves");
+        assert!(text.contains(r#""ptt_key":"Mouse8""#), "{text}");
+        let back: Settings = serde_json::from_str(&text).expect("loads");
+        assert_eq!(back.ptt(), Binding::Mouse(8));
+        assert_eq!(back.whisper(), Binding::Mouse(9));
+        // A button that cannot be bound (edited by hand) falls back to the default key.
+        let odd: Settings = serde_json::from_str(r#"{"ptt_key":"Mouse1"}"#).expect("loads");
+        assert_eq!(odd.ptt(), Binding::Key(egui::Key::V));
     }
 
     fn serde_json_like() -> Settings {
