@@ -197,3 +197,25 @@ pub fn remote(id: u32, name: &str) -> RemoteStats {
         encrypted: false,
     }
 }
+
+/// The last push-to-talk request the app sent to the engine.
+pub fn last_ptt(handle: &StubHandle) -> Option<gui_demo::backend::Request> {
+    handle
+        .sent()
+        .into_iter()
+        .rfind(|c| matches!(c, gui_demo::backend::Request::PushToTalk(_)))
+}
+
+/// Runs frames until `done` (the keys thread samples every 20 ms), for at least five seconds.
+pub fn frames_until(
+    h: &mut Harness<'static, GuiApp>,
+    done: impl Fn(&Harness<'static, GuiApp>) -> bool,
+) {
+    for _ in 0..500 {
+        h.run_steps(1);
+        if done(h) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}

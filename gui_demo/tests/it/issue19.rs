@@ -541,27 +541,6 @@ impl gui_demo::global_keys::KeySource for HeldKeys {
     }
 }
 
-fn last_ptt(handle: &gui_demo::backend::StubHandle) -> Option<Request> {
-    handle
-        .sent()
-        .into_iter()
-        .rfind(|c| matches!(c, Request::PushToTalk(_)))
-}
-
-/// Runs frames until `done` (the keys thread samples every 20 ms), for at least five seconds.
-fn frames_until(
-    h: &mut Harness<'static, GuiApp>,
-    done: impl Fn(&Harness<'static, GuiApp>) -> bool,
-) {
-    for _ in 0..500 {
-        h.run_steps(1);
-        if done(h) {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-}
-
 // Defect 13: push-to-talk works while another window has focus.
 #[test]
 fn talk_key_works_while_another_window_has_focus() {

@@ -9,4 +9,5 @@ mod backend;
 mod issue19;
 mod map;
 mod moderation;
+mod mouse;
 mod ui;
