@@ -30,7 +30,7 @@ use crate::backend::{Backend, Request};
 use crate::global_keys::{self, Availability, Binding, GlobalKeys};
 use crate::history::History;
 use crate::settings::{self, InputChoice, ServerField, Settings};
-use crate::state::{split_retry, ChatLine, SessionState, Status};
+use crate::state::{split_retry, ChatLine, SessionState, Status, UserPrefs};
 
 /// Seconds between channel-list refreshes while connected.
 pub const LIST_REFRESH_S: f64 = 2.0;
@@ -230,6 +230,9 @@ impl Session {
             }
             let welcomed = matches!(ev, Event::Connected { .. });
             let listed = matches!(ev, Event::ChannelList { .. });
+            if welcomed {
+                self.forget_token_prefs();
+            }
             self.state.apply_event(ev, now_ms);
             if welcomed {
                 if let Some(JoinTarget::Id(ch)) = &self.join_after_welcome {
@@ -286,6 +289,24 @@ impl Session {
                 .state
                 .notice(format!("there is no channel named {want:?}"), now_ms),
         }
+    }
+
+    /// On a welcome: the volume and mute set per session token during the last connection are
+    /// undone in the engine (which keeps them across its reconnects, by token) and forgotten
+    /// here, because the tokens are handed out afresh (a restarted relay numbers them from 1,
+    /// so bob's old token may now be alice's). [`Session::apply_saved_prefs`] then applies them
+    /// again by name to whoever the new channel lists show.
+    fn forget_token_prefs(&mut self) {
+        let old: Vec<(SessionToken, UserPrefs)> = self.state.prefs.drain().collect();
+        for (who, p) in old {
+            if p.muted {
+                self.send(Request::UserMute(who, false));
+            }
+            if p.volume != 1.0 {
+                self.send(Request::UserVolume(who, 1.0));
+            }
+        }
+        self.prefs_applied.clear();
     }
 
     /// Sends the remembered volume and mute of every user seen for the first time.

@@ -149,6 +149,12 @@ impl SessionState {
                 self.status = Status::Connected { udp: false };
                 self.me = Some(session);
                 self.my_name = name.clone();
+                // Session tokens are handed out afresh on every welcome (a restarted relay
+                // numbers them from 1 again, so an old token may now be someone else): the
+                // members shown are those of the next channel list, not the last connection's.
+                for node in self.channels.values_mut() {
+                    node.users.clear();
+                }
                 self.system(
                     format!("connected as {name} (session {})", session.0),
                     now_unix_ms,

@@ -11,3 +11,4 @@ mod map;
 mod moderation;
 mod mouse;
 mod ui;
+mod user_prefs;
