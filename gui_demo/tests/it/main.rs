@@ -10,5 +10,6 @@ mod issue19;
 mod map;
 mod moderation;
 mod mouse;
+mod snapshot;
 mod ui;
 mod user_prefs;
