@@ -136,6 +136,8 @@ pub struct Session {
     last_stats_t: f64,
     join_after_welcome: Option<JoinTarget>,
     prefs_applied: HashSet<SessionToken>,
+    /// The whisper targets (toggle, hold) by name across a welcome, until found again.
+    whisper_names: [Option<String>; 2],
 }
 
 impl std::fmt::Debug for Session {
@@ -174,6 +176,7 @@ impl Session {
             last_stats_t: f64::MIN,
             join_after_welcome: None,
             prefs_applied: HashSet::new(),
+            whisper_names: [None, None],
         }
     }
 
@@ -232,6 +235,7 @@ impl Session {
             let listed = matches!(ev, Event::ChannelList { .. });
             if welcomed {
                 self.forget_token_prefs();
+                self.forget_whisper_tokens();
             }
             self.state.apply_event(ev, now_ms);
             if welcomed {
@@ -249,6 +253,7 @@ impl Session {
             self.last_channel = self.state.my_channel;
         }
         self.apply_saved_prefs(settings);
+        self.find_whisper_targets();
         // Snapshots queue up while nothing repaints (plots hidden): they were taken one
         // `STATS_PERIOD` apart, so they are placed back in time instead of all at `t`.
         let stats = self.backend.drain_stats();
@@ -307,6 +312,59 @@ impl Session {
             }
         }
         self.prefs_applied.clear();
+    }
+
+    /// On a welcome: the whisper targets' tokens may name someone else now (see
+    /// [`Session::forget_token_prefs`]), so whispering stops and the targets are kept by name
+    /// until [`Session::find_whisper_targets`] finds them in the new channel lists.
+    fn forget_whisper_tokens(&mut self) {
+        let slots = [self.whisper_toggle.take(), self.whisper_hold.take()];
+        for (pending, token) in self.whisper_names.iter_mut().zip(slots) {
+            if let Some(name) = token.and_then(|t| self.state.user_name(t)) {
+                *pending = Some(name.to_string());
+            }
+        }
+        if slots[0].is_some() || (slots[1].is_some() && self.whisper_held) {
+            self.send(Request::Whisper(None));
+        }
+    }
+
+    /// Sets the whisper targets kept by name across a welcome once the channel lists show
+    /// exactly one user of that name (a target set meanwhile from the menu wins).
+    fn find_whisper_targets(&mut self) {
+        if self.whisper_names.iter().all(Option::is_none) {
+            return;
+        }
+        let me = self.state.me;
+        let find = |name: &str| {
+            let mut found = self
+                .state
+                .channels
+                .values()
+                .flat_map(|n| n.users.iter())
+                .filter(|(s, n)| Some(**s) != me && !s.is_remote() && n.as_str() == name)
+                .map(|(s, _)| *s);
+            let first = found.next()?;
+            found.next().is_none().then_some(first)
+        };
+        let slots = [self.whisper_toggle, self.whisper_hold];
+        let mut found = [None, None];
+        for (i, pending) in self.whisper_names.iter_mut().enumerate() {
+            if slots[i].is_some() {
+                *pending = None;
+            } else if let Some(t) = pending.as_deref().and_then(find) {
+                found[i] = Some(t);
+                *pending = None;
+            }
+        }
+        if let Some(t) = found[1] {
+            self.whisper_hold = Some(t);
+        }
+        if let Some(t) = found[0] {
+            self.whisper_toggle = Some(t);
+            let target = self.whisper_target();
+            self.send(Request::Whisper(target));
+        }
     }
 
     /// Sends the remembered volume and mute of every user seen for the first time.

@@ -3,7 +3,7 @@
 //! signed `name` claim, its `sub` stays on the relay), so the demo remembers them by name: saved
 //! through eframe's storage, shown in the tree, applied again when the user reappears under a
 //! new session token, after the relay restarts (which hands out old tokens to other people) and
-//! after the demo restarts.
+//! after the demo restarts. A whisper target follows its user's name across a relay restart too.
 
 use crate::common;
 
@@ -165,6 +165,14 @@ fn after_a_relay_restart_old_tokens_do_not_carry_prefs_to_other_people() {
         .sent()
         .contains(&Request::UserMute(SessionToken(5), true)));
     assert!(prefs_of(&h, 5).muted);
+    // We whisper to bob (toggled from his menu).
+    h.state_mut()
+        .session_mut()
+        .unwrap()
+        .toggle_whisper(SessionToken(5));
+    assert!(handle
+        .sent()
+        .contains(&Request::Whisper(Some(SessionToken(5)))));
     // The relay restarts; the engine reconnects on its own. The new relay numbers sessions from
     // 1 again: alice now has bob's old token 5, bob has 6.
     send(
@@ -194,4 +202,18 @@ fn after_a_relay_restart_old_tokens_do_not_carry_prefs_to_other_people() {
     assert!(prefs_of(&h, 6).muted);
     // One "(muted)" in the tree: bob's.
     assert_eq!(h.query_all_by_label("(muted)").count(), 1);
+    // The whisper follows bob to his new token; alice never gets it.
+    let stop = sent.iter().position(|r| *r == Request::Whisper(None));
+    let again = sent
+        .iter()
+        .position(|r| *r == Request::Whisper(Some(SessionToken(6))));
+    assert!(
+        matches!((stop, again), (Some(a), Some(b)) if a < b),
+        "whisper stopped, then sent to bob's new token: {sent:?}"
+    );
+    assert!(!sent.contains(&Request::Whisper(Some(SessionToken(5)))));
+    assert_eq!(
+        h.state().session().unwrap().whisper_toggle,
+        Some(SessionToken(6))
+    );
 }
