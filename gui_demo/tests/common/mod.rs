@@ -219,3 +219,30 @@ pub fn frames_until(
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
+
+/// `name` (session `id`) joins our channel, Lobby.
+pub fn joins(h: &mut Harness<'static, GuiApp>, handle: &StubHandle, id: u32, name: &str) {
+    send(
+        h,
+        handle,
+        Event::UserJoined {
+            channel: ChannelId(1),
+            user: user(id, name),
+        },
+    );
+}
+
+/// Opens `who`'s menu in the channel tree (a right click) and clicks `item` in it.
+pub fn user_menu(h: &mut Harness<'static, GuiApp>, who: &str, item: &str) {
+    h.get_by_label(who).click_secondary();
+    h.run();
+    h.get_by_label(item).click();
+    h.run();
+}
+
+/// Clicks the "Talk key" setting: the next key or mouse button pressed sets it.
+pub fn set_talk_key(h: &mut Harness<'static, GuiApp>) {
+    h.get_by_role_and_label(egui::accesskit::Role::Button, "Talk key")
+        .click();
+    h.run();
+}

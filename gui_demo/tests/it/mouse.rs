@@ -34,9 +34,7 @@ fn pointer(h: &mut Harness<'static, GuiApp>, button: PointerButton, pressed: boo
 #[test]
 fn a_mouse_button_is_set_by_pressing_it_and_talks() {
     let (mut h, handle) = connected();
-    h.get_by_role_and_label(egui::accesskit::Role::Button, "Talk key")
-        .click();
-    h.run();
+    set_talk_key(&mut h);
     assert_eq!(
         h.state().session().unwrap().capturing,
         Some(gui_demo::app::KeyRole::Talk)
@@ -46,9 +44,7 @@ fn a_mouse_button_is_set_by_pressing_it_and_talks() {
     pointer(&mut h, PointerButton::Primary, false);
     assert_eq!(h.state().session().unwrap().capturing, None);
     assert_eq!(h.state().settings.ptt_key, "V");
-    h.get_by_role_and_label(egui::accesskit::Role::Button, "Talk key")
-        .click();
-    h.run();
+    set_talk_key(&mut h);
     pointer(&mut h, PointerButton::Extra1, true);
     assert_eq!(h.state().settings.ptt_key, "Mouse8");
     assert_eq!(h.state().settings.ptt(), Binding::Mouse(MOUSE_BACK));

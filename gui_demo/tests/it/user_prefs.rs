@@ -44,26 +44,9 @@ fn prefs_of(h: &egui_kittest::Harness<'static, gui_demo::GuiApp>, who: u32) -> U
 fn volume_and_mute_survive_a_restart_and_follow_the_user() {
     // First run: bob turned up to 150 %, dave muted, from their menus.
     let (mut h, handle) = connected();
-    send(
-        &mut h,
-        &handle,
-        Event::UserJoined {
-            channel: ChannelId(1),
-            user: user(5, "bob"),
-        },
-    );
-    send(
-        &mut h,
-        &handle,
-        Event::UserJoined {
-            channel: ChannelId(1),
-            user: user(6, "dave"),
-        },
-    );
-    h.get_by_label("dave").click_secondary();
-    h.run();
-    h.get_by_label("Mute").click();
-    h.run();
+    joins(&mut h, &handle, 5, "bob");
+    joins(&mut h, &handle, 6, "dave");
+    user_menu(&mut h, "dave", "Mute");
     h.key_press(egui::Key::Escape);
     h.run();
     assert!(handle
@@ -104,14 +87,7 @@ fn volume_and_mute_survive_a_restart_and_follow_the_user() {
     assert!(!sent.iter().any(|r| matches!(r, Request::UserMute(..))));
     h.get_by_label("(150 %)");
     // dave arrives later, under a token of his own: muted as soon as he shows up.
-    send(
-        &mut h,
-        &handle,
-        Event::UserJoined {
-            channel: ChannelId(1),
-            user: user(16, "dave"),
-        },
-    );
+    joins(&mut h, &handle, 16, "dave");
     assert!(handle
         .sent()
         .contains(&Request::UserMute(SessionToken(16), true)));
@@ -126,24 +102,14 @@ fn volume_and_mute_survive_a_restart_and_follow_the_user() {
         },
     );
     assert!(h.query_by_label("(muted)").is_none());
-    send(
-        &mut h,
-        &handle,
-        Event::UserJoined {
-            channel: ChannelId(1),
-            user: user(17, "dave"),
-        },
-    );
+    joins(&mut h, &handle, 17, "dave");
     assert!(handle
         .sent()
         .contains(&Request::UserMute(SessionToken(17), true)));
     assert!(prefs_of(&h, 17).muted);
     h.get_by_label("(muted)");
     // Unmuted and back to 100 %: forgotten, not saved as a default.
-    h.get_by_label("dave").click_secondary();
-    h.run();
-    h.get_by_label("Mute").click();
-    h.run();
+    user_menu(&mut h, "dave", "Mute");
     assert!(!h.state().settings.user_prefs.contains_key("dave"));
 }
 
