@@ -697,6 +697,7 @@ impl GuiApp {
         };
         match (self.connector)(&req, ctx) {
             Ok(backend) => {
+                self.settings.remember_server();
                 let mut s = Session::new(backend);
                 s.join_after_welcome = self.join_on_connect.clone();
                 s.send(Request::Mode(self.settings.mode.to_engine()));
@@ -778,6 +779,10 @@ impl GuiApp {
             }
             Screen::Main(session) => {
                 session.pump(t, &self.settings);
+                if let Some(fp) = session.state.trusted_first_use.take() {
+                    let server = self.settings.server.clone();
+                    self.settings.learn_fingerprint(&server, &fp);
+                }
                 session.global_keys = availability;
                 session.keys(&ctx, &self.settings, global);
                 // Statistics repaint at their own pace only while the plots are visible.

@@ -135,6 +135,9 @@ pub struct SessionState {
     pub prefs: HashMap<SessionToken, UserPrefs>,
     /// Set by `ChannelJoined`: the app should refresh the channel list now.
     pub want_channel_list: bool,
+    /// A certificate fingerprint just trusted on first use, for the app to save with the server
+    /// (taken by it).
+    pub trusted_first_use: Option<String>,
     /// Unread chat per channel: lines from others for a channel other than ours (the chat shows
     /// our channel). Cleared by joining the channel, or by showing all channels
     /// ([`SessionState::mark_read`]).
@@ -176,6 +179,9 @@ impl SessionState {
                 first_use,
                 accepted,
             } => {
+                if accepted && first_use {
+                    self.trusted_first_use = Some(fingerprint.clone());
+                }
                 let what = match (accepted, first_use) {
                     (true, true) => "trusted on first use",
                     (true, false) => "verified",

@@ -54,6 +54,13 @@ fn form_ui(
                 form.error = None;
             }
             ui.end_row();
+            if !settings.servers.is_empty() {
+                let l = ui.label("Recent");
+                if recent_servers(ui, settings, l.id) {
+                    form.error = None;
+                }
+                ui.end_row();
+            }
             let l = ui.label("Name");
             let name = ui
                 .add(
@@ -108,4 +115,58 @@ fn form_ui(
         ui.add(egui::Label::new(RichText::new(e).color(WARN)).wrap());
     }
     action
+}
+
+/// The servers connected to before (a list labelled by `label`; "pinned" on those whose
+/// certificate is), the pin of the one in the field, and Forget for it. True when the field changed.
+fn recent_servers(ui: &mut egui::Ui, settings: &mut Settings, label: egui::Id) -> bool {
+    let mut changed = false;
+    ui.horizontal(|ui| {
+        let mut chosen = None;
+        egui::ComboBox::from_id_salt("recent-servers")
+            .selected_text(format!("{} saved", settings.servers.len()))
+            .show_ui(ui, |ui| {
+                for s in &settings.servers {
+                    let text = match s.fingerprint {
+                        Some(_) => format!("{} (pinned)", s.address),
+                        None => s.address.clone(),
+                    };
+                    let current = s.address == settings.server.trim();
+                    if ui.selectable_label(current, text).clicked() {
+                        chosen = Some(s.address.clone());
+                    }
+                }
+            })
+            .response
+            .labelled_by(label);
+        if let Some(address) = chosen {
+            settings.server = address;
+            changed = true;
+        }
+        if let Some(fp) = settings.saved_fingerprint() {
+            let short: String = fp.chars().take(19).collect();
+            ui.weak(format!("certificate pinned ({short}…)"))
+                .on_hover_text(format!(
+                    "{fp}\nSaved on the first connection; a relay with another certificate is \
+                     refused"
+                ));
+        }
+        let saved = settings
+            .servers
+            .iter()
+            .any(|s| s.address == settings.server.trim());
+        if saved
+            && ui
+                .small_button("Forget")
+                .on_hover_text(
+                    "Forget this server and its certificate fingerprint (after the relay's \
+                     certificate changed on purpose)",
+                )
+                .clicked()
+        {
+            settings.forget_server();
+            changed = true;
+        }
+    });
+    changed
 }

@@ -10,6 +10,7 @@ mod issue19;
 mod map;
 mod moderation;
 mod mouse;
+mod servers;
 mod snapshot;
 mod ui;
 mod user_prefs;

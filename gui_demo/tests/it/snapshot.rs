@@ -27,7 +27,7 @@ use common::*;
 use egui::epaint::{ClippedPrimitive, Primitive};
 use egui::{Color32, ColorImage, TextureFilter, TextureId, TexturesDelta};
 use egui_kittest::Harness;
-use gui_demo::settings::{InputChoice, OutputChoice, Settings};
+use gui_demo::settings::{InputChoice, OutputChoice, SavedServer, Settings};
 use gui_demo::state::UserPrefs;
 use gui_demo::GuiApp;
 use voice_client::{ChannelId, Event, SessionToken};
@@ -420,6 +420,17 @@ fn main_window_at_1280x800() {
 #[test]
 fn connect_screen_at_the_minimum_size() {
     let (mut h, t, _) = harness_at([640.0, 420.0]);
+    // Two servers saved, the one in the field with its certificate pinned.
+    h.state_mut().settings.servers = vec![
+        SavedServer {
+            address: "127.0.0.1:7400".into(),
+            fingerprint: Some(format!("sha256:{}", "ab".repeat(32))),
+        },
+        SavedServer {
+            address: "relay.example.org:7400".into(),
+            fingerprint: None,
+        },
+    ];
     h.run();
     check("connect_640x420", &picture(&h, &t));
 }
