@@ -1,6 +1,6 @@
 //! Snapshot tests (issue 19's checks): the main window at the 640×420 minimum size and at
-//! 1280×800, and the connect screen, drawn to pictures and compared with the PNGs in
-//! `gui_demo/tests/snapshots/`.
+//! 1280×800, the F3 overlay at 1280×800 and the connect screen, drawn to pictures and compared
+//! with the PNGs in `gui_demo/tests/snapshots/`.
 //!
 //! egui_kittest's own snapshots need a GPU renderer (wgpu), too heavy for CI. Instead,
 //! [`CpuRenderer`] receives the font atlas and image textures as egui hands them out (the
@@ -11,8 +11,10 @@
 //! except for the exact text hinting of a GPU.
 //!
 //! A picture may differ from its PNG in at most [`MAX_DIFFERENT`] of its pixels (a pixel differs
-//! when a channel is off by more than [`CHANNEL_TOLERANCE`]), room for rounding, not for a moved
-//! widget. The chat's times are chosen to read the same in every time zone. On a mismatch the new picture and a difference image are written beside the test
+//! when a channel is off by more than [`CHANNEL_TOLERANCE`]), room for rounding and for the font
+//! atlas's packing order (it differs between runs, and bilinear sampling at a glyph's edge sees
+//! its neighbours: a handful of pixels move by a few levels), not for a moved widget. The chat's
+//! times are chosen to read the same in every time zone. On a mismatch the new picture and a difference image are written beside the test
 //! binary's temporary directory and named in the failure. After an intended change, regenerate
 //! with `UPDATE_SNAPSHOTS=1 cargo test --release -p gui_demo --test it snapshot::`, look at the
 //! pictures and commit them.
@@ -346,7 +348,13 @@ fn harness_at(
 
 /// Connected, in Lobby with bob and erin, carol in Team A, a few chat lines (one long word,
 /// one mention, one of ours) at a fixed time.
-fn main_window(size: [f32; 2]) -> (Harness<'static, GuiApp>, Arc<Mutex<Textures>>) {
+fn main_window(
+    size: [f32; 2],
+) -> (
+    Harness<'static, GuiApp>,
+    Arc<Mutex<Textures>>,
+    gui_demo::backend::StubHandle,
+) {
     use egui_kittest::kittest::Queryable;
     let (mut h, textures, handle) = harness_at(size);
     h.get_by_label("Connect").click();
@@ -383,7 +391,7 @@ fn main_window(size: [f32; 2]) -> (Harness<'static, GuiApp>, Arc<Mutex<Textures>
         }
     }
     h.run();
-    (h, textures)
+    (h, textures, handle)
 }
 
 /// A time (Unix ms) the chat shows as 22:13:20 in this machine's time zone (the chat's clock is
@@ -407,14 +415,33 @@ fn shown_as_22_13_20() -> u64 {
 
 #[test]
 fn main_window_at_the_minimum_size() {
-    let (h, t) = main_window([640.0, 420.0]);
+    let (h, t, _) = main_window([640.0, 420.0]);
     check("main_640x420", &picture(&h, &t));
 }
 
 #[test]
 fn main_window_at_1280x800() {
-    let (h, t) = main_window([1280.0, 800.0]);
+    let (h, t, _) = main_window([1280.0, 800.0]);
     check("main_1280x800", &picture(&h, &t));
+}
+
+#[test]
+fn overlay_at_1280x800() {
+    // The F3 overlay over the main window: table, plots with their legends beside them, two
+    // senders with their colours; ten statistics snapshots, one per frame.
+    let (mut h, t, handle) = main_window([1280.0, 800.0]);
+    h.state_mut().settings.overlay_open = true;
+    for k in 0..10 {
+        let mut s = stats_with(
+            vec![remote(5, "bob"), remote(6, "erin")],
+            voice_core::engine::ConnectionState::Connected,
+            -30.0 - k as f32,
+        );
+        s.rtt_ms = Some(2.0 + f64::from(k % 3));
+        handle.stats.send(s).expect("stats");
+        h.run();
+    }
+    check("overlay_1280x800", &picture(&h, &t));
 }
 
 #[test]
@@ -439,7 +466,7 @@ fn connect_screen_at_the_minimum_size() {
 fn a_changed_layout_fails_the_comparison() {
     // The comparison is not blind: the 640×420 main window does not pass as the 1280×800 one
     // cropped, nor as the connect screen.
-    let (h, t) = main_window([640.0, 420.0]);
+    let (h, t, _) = main_window([640.0, 420.0]);
     let img = picture(&h, &t);
     let (c, ct, _) = {
         let (mut c, ct, handle) = harness_at([640.0, 420.0]);
