@@ -68,6 +68,8 @@ pub struct ConnectForm {
     pub touched: bool,
     /// A host name being resolved off the UI thread: the host, and where the answer arrives.
     pub resolving: Option<(String, mpsc::Receiver<Result<SocketAddr, String>>)>,
+    /// The microphone test, while it runs.
+    pub mic_test: Option<crate::mic_test::MicTest>,
 }
 
 /// Which key a "press a key…" capture sets.
@@ -650,6 +652,10 @@ impl GuiApp {
             Err(e) => return self.refuse(e.to_string()),
         };
         self.settings.name.clone_from(&name);
+        // The engine opens the input next: the microphone test lets go of it first.
+        if let Screen::Connect(form) = &mut self.screen {
+            form.mic_test = None;
+        }
         if let InputChoice::Wav(path) = &self.settings.input {
             if !Path::new(path).is_file() {
                 return self.refuse(format!("WAV file not found: {}", path.display()));
@@ -673,6 +679,7 @@ impl GuiApp {
                             error: None,
                             touched: true,
                             resolving: Some((host, rx)),
+                            mic_test: None,
                         });
                     }
                     Err(e) => self.refuse(format!("cannot start the resolver: {e}")),
@@ -686,6 +693,7 @@ impl GuiApp {
             error: Some(error),
             touched: true,
             resolving: None,
+            mic_test: None,
         });
     }
 

@@ -13,6 +13,7 @@ pub mod backend;
 pub mod cli;
 pub mod global_keys;
 pub mod history;
+pub mod mic_test;
 pub mod settings;
 pub mod state;
 pub mod ui;

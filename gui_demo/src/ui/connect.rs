@@ -6,8 +6,9 @@
 use egui::RichText;
 
 use crate::app::ConnectForm;
+use crate::mic_test::MicTest;
 use crate::settings::{self, Mode, Settings};
-use crate::ui::{controls, Action, WARN};
+use crate::ui::{controls, Action, SPEAKING, WARN};
 
 /// Draws the connect screen.
 pub fn show(
@@ -87,6 +88,7 @@ fn form_ui(
         });
     ui.add_space(8.0);
     controls::device_pickers(ui, settings, devices, true);
+    mic_test(ui, form, settings);
     ui.add_space(12.0);
     // One line at most: the reason the last attempt failed, else (once typed into) what is
     // wrong with the form now.
@@ -169,4 +171,38 @@ fn recent_servers(ui: &mut egui::Ui, settings: &mut Settings, label: egui::Id) -
         }
     });
     changed
+}
+
+/// "Test microphone": while on, the chosen input's level (see [`crate::mic_test`]); restarted
+/// when another input is chosen.
+fn mic_test(ui: &mut egui::Ui, form: &mut ConnectForm, settings: &Settings) {
+    let running = form.mic_test.is_some();
+    let r = ui
+        .add(egui::Button::new("Test microphone").selected(running))
+        .on_hover_text("Shows the input's level before connecting");
+    let stale = form
+        .mic_test
+        .as_ref()
+        .is_some_and(|t| t.input != settings.input);
+    if r.clicked() && running {
+        form.mic_test = None;
+    } else if (r.clicked() && !running) || stale {
+        let ctx = ui.ctx().clone();
+        form.mic_test = None;
+        match MicTest::start(&settings.input, move || ctx.request_repaint()) {
+            Ok(t) => form.mic_test = Some(t),
+            Err(e) => form.error = Some(format!("cannot start the microphone test: {e}")),
+        }
+    }
+    if let Some(t) = &form.mic_test {
+        match t.error() {
+            Some(e) => {
+                ui.add(egui::Label::new(RichText::new(e).color(WARN)).wrap());
+            }
+            None => {
+                let db = t.level_dbfs().unwrap_or(f32::NEG_INFINITY);
+                controls::meter(ui, db, SPEAKING, None);
+            }
+        }
+    }
 }

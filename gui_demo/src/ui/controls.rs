@@ -218,7 +218,6 @@ fn level_meter(ui: &mut egui::Ui, session: &Session, settings: &Settings) {
     let latest = session.history.latest.as_ref();
     let db = latest.map_or(METER_FLOOR_DBFS, |s| s.input_level_dbfs);
     let transmitting = latest.is_some_and(|s| s.transmitting);
-    let fraction = ((db - METER_FLOOR_DBFS) / -METER_FLOOR_DBFS).clamp(0.0, 1.0);
     let colour = if transmitting {
         if session.whisper_target().is_some() {
             WHISPER
@@ -228,6 +227,22 @@ fn level_meter(ui: &mut egui::Ui, session: &Session, settings: &Settings) {
     } else {
         Color32::from_gray(110)
     };
+    let gate = (settings.mode == Mode::VoiceActivity).then_some(settings.vad_threshold_dbfs);
+    meter(ui, db, colour, gate);
+    let state = if session.muted {
+        RichText::new("muted").color(WARN)
+    } else if transmitting {
+        RichText::new("transmitting").color(colour)
+    } else {
+        RichText::new("not transmitting").weak()
+    };
+    ui.label(state);
+}
+
+/// "Level", a bar from -60 dBFS to 0 filled to `db` in `colour`, the number beside it, and the
+/// voice-activity gate's marker at `gate` dBFS (shared with the connect screen's mic test).
+pub fn meter(ui: &mut egui::Ui, db: f32, colour: Color32, gate: Option<f32>) {
+    let fraction = ((db - METER_FLOOR_DBFS) / -METER_FLOOR_DBFS).clamp(0.0, 1.0);
     ui.horizontal(|ui| {
         ui.label("Level");
         // The number sits beside the bar in the normal text colour (never pale on green, never
@@ -248,22 +263,13 @@ fn level_meter(ui: &mut egui::Ui, session: &Session, settings: &Settings) {
             let mut filled = rect;
             filled.set_width(rect.width() * fraction);
             painter.rect_filled(filled, 3.0, colour);
-            if settings.mode == Mode::VoiceActivity {
-                let gate = ((settings.vad_threshold_dbfs - METER_FLOOR_DBFS) / -METER_FLOOR_DBFS)
-                    .clamp(0.0, 1.0);
-                let x = rect.left() + rect.width() * gate;
+            if let Some(gate) = gate {
+                let at = ((gate - METER_FLOOR_DBFS) / -METER_FLOOR_DBFS).clamp(0.0, 1.0);
+                let x = rect.left() + rect.width() * at;
                 painter.vline(x, rect.expand(2.0).y_range(), (2.0, WARN));
             }
         });
     });
-    let state = if session.muted {
-        RichText::new("muted").color(WARN)
-    } else if transmitting {
-        RichText::new("transmitting").color(colour)
-    } else {
-        RichText::new("not transmitting").weak()
-    };
-    ui.label(state);
 }
 
 /// Capture and playback pickers (shared with the connect screen). With `hint`, says which device

@@ -8,6 +8,7 @@ mod common;
 mod backend;
 mod issue19;
 mod map;
+mod mic;
 mod moderation;
 mod mouse;
 mod servers;
