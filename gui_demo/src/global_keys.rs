@@ -737,6 +737,7 @@ fn poll_loop(source: &mut dyn KeySource, shared: &Shared, notify: &dyn Fn()) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::wait_for;
 
     #[test]
     fn every_mapped_key_round_trips() {
@@ -890,17 +891,6 @@ mod tests {
             std::thread::sleep(wait.min(Duration::from_millis(5)));
             Some(std::mem::take(&mut *self.clicks.lock().ok()?))
         }
-    }
-
-    fn wait_for(what: impl Fn() -> bool) -> bool {
-        // Up to 5 s: the machine may be busy.
-        for _ in 0..2500 {
-            if what() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        false
     }
 
     #[test]

@@ -132,16 +132,7 @@ fn measure(stream: &mut InputStream, shared: &Shared, notify: &dyn Fn()) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn wait_for(what: impl Fn() -> bool) -> bool {
-        for _ in 0..250 {
-            if what() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
-    }
+    use crate::test_util::wait_for;
 
     #[test]
     fn a_tone_measures_its_level() {

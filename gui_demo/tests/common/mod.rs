@@ -246,3 +246,14 @@ pub fn set_talk_key(h: &mut Harness<'static, GuiApp>) {
         .click();
     h.run();
 }
+
+/// Waits until `what` holds, up to 5 s (the machine may be busy); false if it never did.
+pub fn wait_for(what: impl Fn() -> bool) -> bool {
+    for _ in 0..1000 {
+        if what() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    false
+}

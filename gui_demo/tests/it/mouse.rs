@@ -257,16 +257,6 @@ impl Drop for FakeMouse {
     }
 }
 
-fn wait_for(what: impl Fn() -> bool) -> bool {
-    for _ in 0..250 {
-        if what() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
-}
-
 #[test]
 #[ignore = "needs Xvfb and libXtst (not in CI): run with --include-ignored"]
 fn a_real_x_server_reports_the_back_button_to_the_keys_thread() {
