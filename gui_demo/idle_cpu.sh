@@ -3,7 +3,8 @@
 # a local relay, nobody speaking, overlay closed. Prints the share of one core over MEASURE seconds
 # (the target of issue 19 is at most 2 %).
 #
-#   gui_demo/idle_cpu.sh            Environment: PORT (7472), DISPLAY_NUM (98), SETTLE (5), MEASURE (20)
+#   gui_demo/idle_cpu.sh            Environment: PORT (7472), DISPLAY_NUM (98), SETTLE (5), MEASURE (20),
+#                                   TALK_KEY (V; Mouse8 measures a mouse button followed system-wide)
 #
 # Installs Xvfb and Mesa with apt-get if missing (as root, or through sudo).
 set -euo pipefail
@@ -52,7 +53,7 @@ fingerprint=$(sed -n 's/^fingerprint //p' "$WORK/relay.log")
 DISPLAY=":$DISPLAY_NUM" LIBGL_ALWAYS_SOFTWARE=1 XDG_DATA_HOME="$WORK/data" \
   "$BIN/gui_demo" --server "127.0.0.1:$PORT" --name idle --connect \
   --fingerprint "$fingerprint" --token-file "$WORK/token" \
-  --input null --output null --mode ptt >"$WORK/gui.log" 2>&1 &
+  --input null --output null --mode ptt --talk-key "${TALK_KEY:-V}" >"$WORK/gui.log" 2>&1 &
 gui=$!
 pids+=($gui)
 sleep "$SETTLE"

@@ -47,20 +47,32 @@ trap cleanup EXIT
 
 Xvfb ":$DISPLAY_NUM" -screen 0 1280x800x24 -nolisten tcp >"$WORK/xvfb.log" 2>&1 &
 pids+=($!)
-"$BIN/relay" --listen "127.0.0.1:$PORT" >"$WORK/relay.log" 2>&1 &
+# TLS and tokens as everywhere: the relay's identity (certificate and token key) lives in $WORK;
+# every client pins its fingerprint and presents a token minted for its name.
+"$BIN/relay" --listen "127.0.0.1:$PORT" --identity-dir "$WORK/id" >"$WORK/relay.log" 2>&1 &
 pids+=($!)
-sleep 1
+for _ in $(seq 50); do grep -q '^fingerprint ' "$WORK/relay.log" && break; sleep 0.1; done
+fingerprint=$(sed -n 's/^fingerprint //p' "$WORK/relay.log")
+[ -n "$fingerprint" ] || { echo "the relay did not start:" >&2; cat "$WORK/relay.log" >&2; exit 1; }
+token() { "$BIN/relay" token --name "$1" --identity-dir "$WORK/id"; }
 
 # The demo, scripted by flags: connect at once, a tone as the microphone (so the level
 # meter moves and the bots hear us), no speaker. Its settings go to a throw-away XDG dir.
+token alice >"$WORK/alice.token"
 DISPLAY=":$DISPLAY_NUM" LIBGL_ALWAYS_SOFTWARE=1 XDG_DATA_HOME="$WORK/data" \
   "$BIN/gui_demo" --server "127.0.0.1:$PORT" --name alice --connect \
+  --fingerprint "$fingerprint" --token-file "$WORK/alice.token" \
   --input tone:220 --output null --mode continuous --size 1280x800 >"$WORK/gui.log" 2>&1 &
 gui=$!
 pids+=($gui)
 sleep 3
 
-bot() { "$BIN/voice-bot" --server "127.0.0.1:$PORT" --stats-interval 60000 "$@" >>"$WORK/bots.log" 2>&1 & pids+=($!); }
+bot() {
+  local name=$2
+  "$BIN/voice-bot" --server "127.0.0.1:$PORT" --fingerprint "$fingerprint" --token "$(token "$name")" \
+    --stats-interval 60000 "$@" >>"$WORK/bots.log" 2>&1 &
+  pids+=($!)
+}
 bot --name bob --channel Lobby --tone 300 --duration 120 --chat "hi, bob here" --chat "tone check, 300 Hz"
 sleep 2
 bot --name carol --channel Lobby --tone 520 --duration 120 --chat "carol joining, can you hear me?"

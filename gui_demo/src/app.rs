@@ -6,10 +6,11 @@
 //!    (never blocking: the backend's helper threads did the waiting);
 //! 2. asks for the channel list every [`LIST_REFRESH_S`] (presence events only cover our own
 //!    channel) and right after a join;
-//! 3. handles keys: F3 toggles the diagnostics overlay, the push-to-talk and whisper keys are
-//!    sampled (ignored while a text field has focus, so typing a "v" in chat does not talk);
-//!    while another window has focus, the X server's key state from [`crate::global_keys`]
-//!    counts instead, and the keys that thread watches are updated;
+//! 3. handles keys: F3 toggles the diagnostics overlay, the push-to-talk and whisper keys (or
+//!    mouse buttons) are sampled (keys ignored while a text field has focus, so typing a "v" in
+//!    chat does not talk); while another window has focus (for a mouse button: always), the X
+//!    server's state from [`crate::global_keys`] counts too, and what that thread watches is
+//!    updated;
 //! 4. draws the screen (see [`crate::ui`]);
 //! 5. asks for the next frame only when a clock-driven part needs one (retry countdown, channel
 //!    list refresh): otherwise only news repaints, so an idle window costs nothing.
@@ -26,10 +27,10 @@ use egui::{Key, Modifiers};
 use voice_client::{ChannelId, Event, SessionToken, VadConfig};
 
 use crate::backend::{Backend, Request};
-use crate::global_keys::{self, Availability, GlobalKeys};
+use crate::global_keys::{self, Availability, Binding, GlobalKeys};
 use crate::history::History;
 use crate::settings::{self, InputChoice, ServerField, Settings};
-use crate::state::{split_retry, ChatLine, SessionState, Status};
+use crate::state::{split_retry, ChatLine, SessionState, Status, UserPrefs};
 
 /// Seconds between channel-list refreshes while connected.
 pub const LIST_REFRESH_S: f64 = 2.0;
@@ -67,6 +68,8 @@ pub struct ConnectForm {
     pub touched: bool,
     /// A host name being resolved off the UI thread: the host, and where the answer arrives.
     pub resolving: Option<(String, mpsc::Receiver<Result<SocketAddr, String>>)>,
+    /// The microphone test, while it runs.
+    pub mic_test: Option<crate::mic_test::MicTest>,
 }
 
 /// Which key a "press a key…" capture sets.
@@ -127,14 +130,16 @@ pub struct Session {
     pub started: Option<f64>,
     /// The key being set by pressing it, if any (the keys do not talk meanwhile).
     pub capturing: Option<KeyRole>,
-    /// The key just set by pressing it: it does not talk until released.
-    pub just_set: Option<Key>,
+    /// The key or button just set by pressing it: it does not talk until released.
+    pub just_set: Option<Binding>,
     /// Whether the keys work while another window has focus (set by the app every frame).
     pub global_keys: Availability,
     last_list_request: Option<f64>,
     last_stats_t: f64,
     join_after_welcome: Option<JoinTarget>,
     prefs_applied: HashSet<SessionToken>,
+    /// The whisper targets (toggle, hold) by name across a welcome, until found again.
+    whisper_names: [Option<String>; 2],
 }
 
 impl std::fmt::Debug for Session {
@@ -173,6 +178,7 @@ impl Session {
             last_stats_t: f64::MIN,
             join_after_welcome: None,
             prefs_applied: HashSet::new(),
+            whisper_names: [None, None],
         }
     }
 
@@ -229,6 +235,10 @@ impl Session {
             }
             let welcomed = matches!(ev, Event::Connected { .. });
             let listed = matches!(ev, Event::ChannelList { .. });
+            if welcomed {
+                self.forget_token_prefs();
+                self.forget_whisper_tokens();
+            }
             self.state.apply_event(ev, now_ms);
             if welcomed {
                 if let Some(JoinTarget::Id(ch)) = &self.join_after_welcome {
@@ -245,6 +255,7 @@ impl Session {
             self.last_channel = self.state.my_channel;
         }
         self.apply_saved_prefs(settings);
+        self.find_whisper_targets();
         // Snapshots queue up while nothing repaints (plots hidden): they were taken one
         // `STATS_PERIOD` apart, so they are placed back in time instead of all at `t`.
         let stats = self.backend.drain_stats();
@@ -284,6 +295,77 @@ impl Session {
             None => self
                 .state
                 .notice(format!("there is no channel named {want:?}"), now_ms),
+        }
+    }
+
+    /// On a welcome: the volume and mute set per session token during the last connection are
+    /// undone in the engine (which keeps them across its reconnects, by token) and forgotten
+    /// here, because the tokens are handed out afresh (a restarted relay numbers them from 1,
+    /// so bob's old token may now be alice's). [`Session::apply_saved_prefs`] then applies them
+    /// again by name to whoever the new channel lists show.
+    fn forget_token_prefs(&mut self) {
+        let old: Vec<(SessionToken, UserPrefs)> = self.state.prefs.drain().collect();
+        for (who, p) in old {
+            if p.muted {
+                self.send(Request::UserMute(who, false));
+            }
+            if p.volume != 1.0 {
+                self.send(Request::UserVolume(who, 1.0));
+            }
+        }
+        self.prefs_applied.clear();
+    }
+
+    /// On a welcome: the whisper targets' tokens may name someone else now (see
+    /// [`Session::forget_token_prefs`]), so whispering stops and the targets are kept by name
+    /// until [`Session::find_whisper_targets`] finds them in the new channel lists.
+    fn forget_whisper_tokens(&mut self) {
+        let slots = [self.whisper_toggle.take(), self.whisper_hold.take()];
+        for (pending, token) in self.whisper_names.iter_mut().zip(slots) {
+            if let Some(name) = token.and_then(|t| self.state.user_name(t)) {
+                *pending = Some(name.to_string());
+            }
+        }
+        if slots[0].is_some() || (slots[1].is_some() && self.whisper_held) {
+            self.send(Request::Whisper(None));
+        }
+    }
+
+    /// Sets the whisper targets kept by name across a welcome once the channel lists show
+    /// exactly one user of that name (a target set meanwhile from the menu wins).
+    fn find_whisper_targets(&mut self) {
+        if self.whisper_names.iter().all(Option::is_none) {
+            return;
+        }
+        let me = self.state.me;
+        let find = |name: &str| {
+            let mut found = self
+                .state
+                .channels
+                .values()
+                .flat_map(|n| n.users.iter())
+                .filter(|(s, n)| Some(**s) != me && !s.is_remote() && n.as_str() == name)
+                .map(|(s, _)| *s);
+            let first = found.next()?;
+            found.next().is_none().then_some(first)
+        };
+        let slots = [self.whisper_toggle, self.whisper_hold];
+        let mut found = [None, None];
+        for (i, pending) in self.whisper_names.iter_mut().enumerate() {
+            if slots[i].is_some() {
+                *pending = None;
+            } else if let Some(t) = pending.as_deref().and_then(find) {
+                found[i] = Some(t);
+                *pending = None;
+            }
+        }
+        if let Some(t) = found[1] {
+            self.whisper_hold = Some(t);
+        }
+        if let Some(t) = found[0] {
+            self.whisper_toggle = Some(t);
+            let target = self.whisper_target();
+            self.send(Request::Whisper(target));
         }
     }
 
@@ -336,27 +418,42 @@ impl Session {
         self.send(Request::Whisper(t));
     }
 
-    /// Samples the talk and whisper keys. In the window, egui's key state counts (not while a
-    /// text field has focus, so typing a "v" in chat does not talk, nor while a key is being
-    /// set); while another window has focus, the X server's (`global`: [`global_keys::PTT`] and
-    /// [`global_keys::WHISPER`] bits, see [`crate::global_keys`]), if the setting allows it.
+    /// Samples the talk and whisper keys (or mouse buttons). In the window, egui's state counts
+    /// (for a key not while a text field has focus, so typing a "v" in chat does not talk; for
+    /// neither while a key is being set); outside it, the X server's (`global`:
+    /// [`global_keys::PTT`] and [`global_keys::WHISPER`] bits, see [`crate::global_keys`]) if
+    /// the setting allows it: for a key while another window has focus, for a mouse button
+    /// always (the window sees a button only while the pointer is over it).
     pub fn keys(&mut self, ctx: &egui::Context, settings: &Settings, global: u8) {
-        if let Some(k) = self.just_set {
-            if !ctx.input(|i| i.key_down(k)) {
-                self.just_set = None;
-            }
+        let down = |b: Binding| {
+            ctx.input(|i| match b {
+                Binding::Key(k) => i.key_down(k),
+                Binding::Mouse(m) => {
+                    Binding::pointer_button(m).is_some_and(|p| i.pointer.button_down(p))
+                }
+            })
+        };
+        if self.just_set.is_some_and(|b| !down(b)) {
+            self.just_set = None;
         }
-        let typing =
-            ctx.egui_wants_keyboard_input() || self.capturing.is_some() || self.just_set.is_some();
+        let setting = self.capturing.is_some() || self.just_set.is_some();
+        let typing = ctx.egui_wants_keyboard_input();
         let focused = ctx.input(|i| i.focused);
-        let (ptt_key, whisper_key) = (settings.ptt(), settings.whisper());
-        let (ptt_down, whisper_down) =
-            ctx.input(|i| (i.key_down(ptt_key), i.key_down(whisper_key)));
-        let background = !focused && settings.global_keys;
-        let g_ptt = background && global & global_keys::PTT != 0;
-        let g_whisper = background && global & global_keys::WHISPER != 0;
-        let ptt = (!typing && ptt_down) || self.talk_button_held || g_ptt;
-        let whisper = ((!typing && whisper_down) || g_whisper) && self.whisper_hold.is_some();
+        let in_window = |b: Binding| {
+            let blocked = setting || (typing && matches!(b, Binding::Key(_)));
+            !blocked && down(b)
+        };
+        let outside = |b: Binding, bit: u8| {
+            let seen = match b {
+                Binding::Key(_) => !focused,
+                Binding::Mouse(_) => true,
+            };
+            settings.global_keys && !setting && seen && global & bit != 0
+        };
+        let (ptt_b, whisper_b) = (settings.ptt(), settings.whisper());
+        let ptt = in_window(ptt_b) || self.talk_button_held || outside(ptt_b, global_keys::PTT);
+        let whisper = (in_window(whisper_b) || outside(whisper_b, global_keys::WHISPER))
+            && self.whisper_hold.is_some();
         if whisper != self.whisper_held {
             self.whisper_held = whisper;
             let t = self.whisper_target();
@@ -373,16 +470,25 @@ impl Session {
         }
     }
 
-    /// The keys the background watcher needs now: the talk key in push-to-talk mode, the
-    /// whisper key while a hold-to-whisper target is set; none while not connected or while
-    /// the window has focus (`focused`: the window's own keys count then, and the X server is
-    /// not asked 50 times a second for nothing).
-    pub fn watched_keys(&self, settings: &Settings, focused: bool) -> (Option<Key>, Option<Key>) {
-        if focused || !settings.global_keys || !self.state.is_live() {
+    /// What the background watcher needs now: the talk key or button in push-to-talk mode,
+    /// the whisper one while a hold-to-whisper target is set; none while not connected or while
+    /// a key is being set. A key is watched only while the window does not have focus
+    /// (`focused`: the window's own keys count then, and the X server is not asked 50 times a
+    /// second for nothing); a mouse button always (the window sees it only under the pointer,
+    /// and following it costs nothing until it is pressed).
+    pub fn watched_keys(
+        &self,
+        settings: &Settings,
+        focused: bool,
+    ) -> (Option<Binding>, Option<Binding>) {
+        if !settings.global_keys || !self.state.is_live() || self.capturing.is_some() {
             return (None, None);
         }
-        let ptt = (settings.mode == crate::settings::Mode::PushToTalk).then(|| settings.ptt());
-        let whisper = self.whisper_hold.map(|_| settings.whisper());
+        let needed = |b: &Binding| matches!(b, Binding::Mouse(_)) || !focused;
+        let ptt = (settings.mode == crate::settings::Mode::PushToTalk)
+            .then(|| settings.ptt())
+            .filter(needed);
+        let whisper = self.whisper_hold.map(|_| settings.whisper()).filter(needed);
         (ptt, whisper)
     }
 
@@ -473,7 +579,16 @@ impl GuiApp {
     /// Whether the keys work while another window has focus.
     pub fn global_keys_availability(&self) -> Availability {
         match &self.global_keys {
-            Ok(g) if g.running() => Availability::Active(g.caveat().map(str::to_string)),
+            Ok(g) if g.running() => {
+                let mouse = [self.settings.ptt(), self.settings.whisper()]
+                    .iter()
+                    .any(|b| matches!(b, Binding::Mouse(_)));
+                let buttons = g
+                    .buttons_unavailable()
+                    .filter(|_| mouse)
+                    .map(|why| format!("mouse buttons only in this window: {why}"));
+                Availability::Active(buttons.or_else(|| g.caveat().map(str::to_string)))
+            }
             Ok(_) => Availability::Unavailable("the X connection ended".into()),
             Err(why) => Availability::Unavailable(why.clone()),
         }
@@ -537,6 +652,10 @@ impl GuiApp {
             Err(e) => return self.refuse(e.to_string()),
         };
         self.settings.name.clone_from(&name);
+        // The engine opens the input next: the microphone test lets go of it first.
+        if let Screen::Connect(form) = &mut self.screen {
+            form.mic_test = None;
+        }
         if let InputChoice::Wav(path) = &self.settings.input {
             if !Path::new(path).is_file() {
                 return self.refuse(format!("WAV file not found: {}", path.display()));
@@ -560,6 +679,7 @@ impl GuiApp {
                             error: None,
                             touched: true,
                             resolving: Some((host, rx)),
+                            mic_test: None,
                         });
                     }
                     Err(e) => self.refuse(format!("cannot start the resolver: {e}")),
@@ -573,6 +693,7 @@ impl GuiApp {
             error: Some(error),
             touched: true,
             resolving: None,
+            mic_test: None,
         });
     }
 
@@ -584,6 +705,7 @@ impl GuiApp {
         };
         match (self.connector)(&req, ctx) {
             Ok(backend) => {
+                self.settings.remember_server();
                 let mut s = Session::new(backend);
                 s.join_after_welcome = self.join_on_connect.clone();
                 s.send(Request::Mode(self.settings.mode.to_engine()));
@@ -652,7 +774,7 @@ impl GuiApp {
         // F3 is a key like any other while a key is being set, and once it is the talk or
         // whisper key (the Diagnostics button still opens the overlay).
         let capturing = self.session().is_some_and(|s| s.capturing.is_some());
-        let bound = [self.settings.ptt(), self.settings.whisper()].contains(&Key::F3);
+        let bound = [self.settings.ptt(), self.settings.whisper()].contains(&Binding::Key(Key::F3));
         if !capturing && !bound && ctx.input_mut(|i| i.consume_key(Modifiers::NONE, Key::F3)) {
             self.settings.overlay_open = !self.settings.overlay_open;
         }
@@ -665,6 +787,10 @@ impl GuiApp {
             }
             Screen::Main(session) => {
                 session.pump(t, &self.settings);
+                if let Some(fp) = session.state.trusted_first_use.take() {
+                    let server = self.settings.server.clone();
+                    self.settings.learn_fingerprint(&server, &fp);
+                }
                 session.global_keys = availability;
                 session.keys(&ctx, &self.settings, global);
                 // Statistics repaint at their own pace only while the plots are visible.

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use voice_client::ChannelId;
 
 use crate::app::JoinTarget;
+use crate::global_keys::Binding;
 use crate::settings::{InputChoice, Mode, OutputChoice, Settings};
 
 /// Usage text for `--help`.
@@ -13,7 +14,7 @@ pub const USAGE: &str = "\
 usage: gui_demo [--server ADDR] [--name NAME] [--connect] [--overlay]
                 [--input default|DEVICE_NAME|tone[:HZ]|null|wav:PATH]
                 [--output default|DEVICE_NAME|null] [--mode ptt|vad|continuous]
-                [--channel NAME|ID] [--size WxH] [--version]
+                [--channel NAME|ID] [--size WxH] [--talk-key KEY] [--version]
                 [--fingerprint SHA256 | --insecure-plaintext] [--token JWT | --token-file FILE]
 
   --server ADDR     relay address (IP:PORT or HOST:PORT); remembered
@@ -25,6 +26,8 @@ usage: gui_demo [--server ADDR] [--name NAME] [--connect] [--overlay]
   --mode MODE       push-to-talk (key V by default), voice activity, or continuous
   --channel CHAN    join this channel (its name as shown, or its numeric id) after connecting
   --size WxH        initial window size in points (default 1200x760)
+  --talk-key KEY    push-to-talk key (V, F13, ControlLeft, …) or mouse button (Mouse2 middle,
+                    Mouse8 back, Mouse9 forward); remembered
   --version         print the version and exit
   --fingerprint FP  pin the relay's TLS certificate (the `fingerprint sha256:…` line the relay
                     prints); without it the first certificate seen is trusted and shown in the
@@ -65,6 +68,8 @@ pub struct Options {
     pub insecure_plaintext: bool,
     /// `--token` or `--token-file` (its `Debug` shows only its length).
     pub token: Option<voice_client::AccessToken>,
+    /// `--talk-key`.
+    pub talk_key: Option<Binding>,
 }
 
 impl Options {
@@ -115,6 +120,12 @@ impl Options {
                     });
                 }
                 "-V" | "--version" => o.version = true,
+                "--talk-key" => {
+                    let v = value()?;
+                    o.talk_key = Some(Binding::parse(&v).ok_or_else(|| {
+                        format!("--talk-key {v:?}: not a key name, Mouse2, Mouse8 or Mouse9")
+                    })?);
+                }
                 "--size" => {
                     let v = value()?;
                     let (w, h) = v
@@ -148,6 +159,9 @@ impl Options {
         }
         if self.overlay {
             s.overlay_open = true;
+        }
+        if let Some(b) = self.talk_key {
+            s.ptt_key = b.name();
         }
     }
 }
@@ -205,6 +219,8 @@ mod tests {
             "vad",
             "--size",
             "800x600",
+            "--talk-key",
+            "Mouse8",
         ])
         .unwrap()
         .unwrap();
@@ -217,6 +233,12 @@ mod tests {
         o.apply(&mut s);
         assert_eq!((s.server.as_str(), s.name.as_str()), ("127.0.0.1:1", "a"));
         assert!(s.overlay_open);
+        assert_eq!(s.ptt(), Binding::Mouse(8));
+        assert!(parse(&["--talk-key", "Mouse1"]).is_err());
+        assert_eq!(
+            parse(&["--talk-key", "F13"]).unwrap().unwrap().talk_key,
+            Some(Binding::Key(egui::Key::F13))
+        );
         assert_eq!(parse(&["--help"]), Ok(None));
         assert!(parse(&["--version"]).unwrap().unwrap().version);
         assert_eq!(

@@ -1,4 +1,5 @@
-//! Push-to-talk and whisper keys that work while the window is in the background (X11).
+//! Push-to-talk and whisper keys and mouse buttons that work while the window is in the
+//! background (X11).
 //!
 //! A window only receives key events while it has the keyboard focus, so a talk key held while
 //! a game or a browser has focus would do nothing. Like Mumble's X11 backend, a helper thread
@@ -11,15 +12,25 @@
 //! push-to-talk path as the in-window keys ([`crate::app::Session`]). Neither the audio path
 //! nor the UI ever waits for this thread.
 //!
-//! Nothing is grabbed: the key still reaches the focused application (as in Mumble). When there
-//! is no X display (Wayland without XWayland, a headless test, no libX11), [`GlobalKeys::start_x11`]
-//! returns the reason and the keys work only while the window has focus; the controls panel says
-//! so in one line. Under Wayland with XWayland the X server sees keys only while an X11 window
+//! A mouse button ([`Binding::Mouse`]: middle, back or forward) is followed through the X Input
+//! extension's raw button events (XInput 2.2, `XI_RawButtonPress`/`Release` selected on the root
+//! window, as Mumble does): the server reports every press of every pointer device wherever the
+//! pointer is, also over our own window (which sees a button only while the pointer is over it,
+//! whatever has the keyboard focus). The thread waits for them on the connection's socket, so a
+//! press is seen at once, and selects them only while a button is watched.
+//!
+//! Nothing is grabbed: the key or button still reaches the application under it (as in Mumble;
+//! a browser still goes back on the back button). When there is no X display (Wayland without
+//! XWayland, a headless test, no libX11), [`GlobalKeys::start_x11`] returns the reason and the
+//! keys work only while the window has focus; the controls panel says so in one line. Without
+//! libXi or the extension, keys still work and [`GlobalKeys::buttons_unavailable`] says why the
+//! buttons do not. Under Wayland with XWayland the X server sees keys only while an X11 window
 //! has focus: [`GlobalKeys::caveat`] says that.
 //!
-//! The key-name ↔ keysym table ([`keysym`], [`key_for_keysym`]) and the edge detector
-//! ([`KeyEdges`]) are pure and tested without an X server; the thread is tested with a
-//! scripted [`KeySource`].
+//! The key-name ↔ keysym table ([`keysym`], [`key_for_keysym`]), the bindings' names
+//! ([`Binding`]) and the edge detector ([`KeyEdges`]) are pure and tested without an X server;
+//! the thread is tested with a scripted [`KeySource`], and against a real X server (Xvfb, with
+//! button presses made through XTEST) by an ignored test in `tests/it/mouse.rs`.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 use std::sync::Arc;
@@ -147,6 +158,64 @@ pub fn key_for_keysym(sym: u32) -> Option<Key> {
     Key::ALL.iter().copied().find(|k| keysym(*k) == Some(sym))
 }
 
+/// What talks (or whispers) while held: a key, or a mouse button.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Binding {
+    /// A keyboard key.
+    Key(Key),
+    /// A mouse button by its X number: [`MOUSE_MIDDLE`], [`MOUSE_BACK`] or [`MOUSE_FORWARD`] (the
+    /// left and right buttons cannot be bound: every click would talk).
+    Mouse(u8),
+}
+
+/// X number of the middle mouse button.
+pub const MOUSE_MIDDLE: u8 = 2;
+/// X number of the "back" side button (egui's `Extra1`, Windows' XButton1, often "mouse 4").
+pub const MOUSE_BACK: u8 = 8;
+/// X number of the "forward" side button (egui's `Extra2`, often "mouse 5").
+pub const MOUSE_FORWARD: u8 = 9;
+
+/// The prefix of a mouse binding's stored name (`Mouse8`).
+const MOUSE_PREFIX: &str = "Mouse";
+
+impl Binding {
+    /// The binding stored as `name`: an [`egui::Key`] name (`V`, `F13`, `ControlLeft`) or
+    /// `Mouse` and the X button number (`Mouse2`, `Mouse8`, `Mouse9`). `None`: unknown.
+    pub fn parse(name: &str) -> Option<Binding> {
+        if let Some(n) = name.strip_prefix(MOUSE_PREFIX) {
+            let b = n.parse::<u8>().ok()?;
+            return Self::pointer_button(b).map(|_| Binding::Mouse(b));
+        }
+        Key::from_name(name).map(Binding::Key)
+    }
+
+    /// The name [`Binding::parse`] reads back (stored in the settings).
+    pub fn name(self) -> String {
+        match self {
+            Binding::Key(k) => k.name().to_string(),
+            Binding::Mouse(b) => format!("{MOUSE_PREFIX}{b}"),
+        }
+    }
+
+    /// The egui pointer button of X button `button`, for the bindable ones.
+    pub fn pointer_button(button: u8) -> Option<egui::PointerButton> {
+        match button {
+            MOUSE_MIDDLE => Some(egui::PointerButton::Middle),
+            MOUSE_BACK => Some(egui::PointerButton::Extra1),
+            MOUSE_FORWARD => Some(egui::PointerButton::Extra2),
+            _ => None,
+        }
+    }
+
+    /// The binding of an egui pointer button (`None` for the left and right buttons).
+    pub fn from_pointer(button: egui::PointerButton) -> Option<Binding> {
+        [MOUSE_MIDDLE, MOUSE_BACK, MOUSE_FORWARD]
+            .into_iter()
+            .find(|b| Self::pointer_button(*b) == Some(button))
+            .map(Binding::Mouse)
+    }
+}
+
 /// Every key that is not a letter, digit or function key, with its keysym.
 const OTHERS: &[(Key, u32)] = &[
     (Key::ArrowDown, ks::XK_Down),
@@ -258,13 +327,28 @@ pub trait KeySource: Send {
     fn keycode(&mut self, keysym: u32) -> Option<u8>;
     /// The state of every key, one bit per key code. `None` ends the thread (the source is gone).
     fn keymap(&mut self) -> Option<[u8; 32]>;
+    /// Starts (`on`) or stops reporting mouse button presses and releases. `Err` says why this
+    /// source cannot (the default: a source without a mouse).
+    fn follow_buttons(&mut self, on: bool) -> Result<(), String> {
+        let _ = on;
+        Err("no mouse".into())
+    }
+    /// The mouse button presses (`true`) and releases since the last call, by X button number,
+    /// waiting up to `wait` for the first. Called only while [`KeySource::follow_buttons`]
+    /// succeeded. `None` ends the thread (the source is gone).
+    fn buttons(&mut self, wait: Duration) -> Option<Vec<(u8, bool)>> {
+        std::thread::sleep(wait);
+        Some(Vec::new())
+    }
 }
 
-/// The X server's keyboard, through a display connection of its own (libX11 loaded at run time
-/// by `x11-dl`, as winit does).
+/// The X server's keyboard and mouse buttons, through a display connection of its own (libX11,
+/// and libXi for the buttons, loaded at run time by `x11-dl`, as winit does).
 struct X11Source {
     xlib: x11_dl::xlib::Xlib,
     display: *mut x11_dl::xlib::Display,
+    /// XInput 2 and its major opcode, or why the buttons cannot be followed.
+    xi: Result<(x11_dl::xinput2::XInput2, i32), String>,
 }
 
 // SAFETY: the display connection is opened by `start_x11`, then used (and closed) only by the one
@@ -291,7 +375,39 @@ impl X11Source {
         if display.is_null() {
             return Err(format!("cannot open X display {shown}"));
         }
-        Ok(X11Source { xlib, display })
+        let xi = Self::xinput(&xlib, display);
+        Ok(X11Source { xlib, display, xi })
+    }
+
+    /// XInput 2.2 on `display`, with the extension's opcode (raw events arrive as generic
+    /// events carrying it).
+    fn xinput(
+        xlib: &x11_dl::xlib::Xlib,
+        display: *mut x11_dl::xlib::Display,
+    ) -> Result<(x11_dl::xinput2::XInput2, i32), String> {
+        let xi = x11_dl::xinput2::XInput2::open().map_err(|e| format!("no libXi ({e})"))?;
+        let (mut opcode, mut event, mut error) = (0, 0, 0);
+        // SAFETY: `display` is live; the name is NUL-terminated; the out-pointers are valid.
+        let present = unsafe {
+            (xlib.XQueryExtension)(
+                display,
+                c"XInputExtension".as_ptr(),
+                &mut opcode,
+                &mut event,
+                &mut error,
+            )
+        };
+        if present == 0 {
+            return Err("the X server has no XInput extension".into());
+        }
+        // 2.2: raw events reach every client selecting them, also while another one grabs.
+        let (mut major, mut minor) = (2, 2);
+        // SAFETY: `display` is live; the version pointers are valid.
+        let status = unsafe { (xi.XIQueryVersion)(display, &mut major, &mut minor) };
+        if status != 0 || (major, minor) < (2, 1) {
+            return Err(format!("XInput {major}.{minor} (2.1 needed)"));
+        }
+        Ok((xi, opcode))
     }
 }
 
@@ -307,6 +423,79 @@ impl KeySource for X11Source {
         // SAFETY: `display` is live; XQueryKeymap writes exactly 32 bytes.
         unsafe { (self.xlib.XQueryKeymap)(self.display, map.as_mut_ptr()) };
         Some(map.map(|b| b as u8))
+    }
+
+    fn follow_buttons(&mut self, on: bool) -> Result<(), String> {
+        use x11_dl::xinput2 as xi2;
+        let (xi, _) = self.xi.as_ref().map_err(Clone::clone)?;
+        // Room for every XI2 event type's bit (XIMaskLen(XI_LASTEVENT)).
+        let mut mask = [0u8; 4];
+        if on {
+            xi2::XISetMask(&mut mask, xi2::XI_RawButtonPress);
+            xi2::XISetMask(&mut mask, xi2::XI_RawButtonRelease);
+        }
+        let mut select = xi2::XIEventMask {
+            deviceid: xi2::XIAllMasterDevices,
+            mask_len: mask.len() as i32,
+            mask: mask.as_mut_ptr(),
+        };
+        // SAFETY: `display` is live; `select` points at `mask`, which outlives the calls; an
+        // all-zero mask removes the selection.
+        unsafe {
+            let root = (self.xlib.XDefaultRootWindow)(self.display);
+            (xi.XISelectEvents)(self.display, root, &mut select, 1);
+            (self.xlib.XFlush)(self.display);
+        }
+        Ok(())
+    }
+
+    fn buttons(&mut self, wait: Duration) -> Option<Vec<(u8, bool)>> {
+        use x11_dl::{xinput2 as xi2, xlib};
+        let Ok((_, opcode)) = &self.xi else {
+            std::thread::sleep(wait);
+            return Some(Vec::new());
+        };
+        let mut out = Vec::new();
+        // SAFETY: `display` is live and used by this thread only; every event read is a full
+        // XEvent; a generic event's data is read only after XGetEventData succeeded for it and
+        // freed once; an XI_RawButton* event's data is an XIRawEvent.
+        unsafe {
+            if (self.xlib.XPending)(self.display) == 0 {
+                let mut fd = libc::pollfd {
+                    fd: (self.xlib.XConnectionNumber)(self.display),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                let ms = i32::try_from(wait.as_millis()).unwrap_or(i32::MAX);
+                libc::poll(&mut fd, 1, ms);
+            }
+            while (self.xlib.XPending)(self.display) > 0 {
+                let mut ev: xlib::XEvent = std::mem::zeroed();
+                (self.xlib.XNextEvent)(self.display, &mut ev);
+                if ev.get_type() != xlib::GenericEvent {
+                    continue;
+                }
+                let mut cookie = ev.generic_event_cookie;
+                if cookie.extension != *opcode
+                    || (self.xlib.XGetEventData)(self.display, &mut cookie) == 0
+                {
+                    continue;
+                }
+                let pressed = match cookie.evtype {
+                    xi2::XI_RawButtonPress => Some(true),
+                    xi2::XI_RawButtonRelease => Some(false),
+                    _ => None,
+                };
+                if let Some(pressed) = pressed {
+                    let raw = &*(cookie.data as *const xi2::XIRawEvent);
+                    if let Ok(b) = u8::try_from(raw.detail) {
+                        out.push((b, pressed));
+                    }
+                }
+                (self.xlib.XFreeEventData)(self.display, &mut cookie);
+            }
+        }
+        Some(out)
     }
 }
 
@@ -329,18 +518,23 @@ pub enum Availability {
 /// What the app and the thread share.
 #[derive(Debug, Default)]
 struct Shared {
-    /// Keysyms watched (0: none).
+    /// What is watched per slot (talk, whisper): a keysym, [`BUTTON`] | an X button number, or
+    /// 0 (nothing).
     watch: [AtomicU32; 2],
-    /// Bits of the watched keys that are down.
+    /// Bits of the watched keys and buttons that are down.
     down: AtomicU8,
     stop: AtomicBool,
 }
+
+/// Marks a mouse button in [`Shared::watch`] (keysyms stay below 2^29).
+const BUTTON: u32 = 1 << 31;
 
 /// The running `gui-keys` thread. Dropping it stops the thread.
 pub struct GlobalKeys {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
     caveat: Option<String>,
+    buttons_unavailable: Option<String>,
 }
 
 impl std::fmt::Debug for GlobalKeys {
@@ -352,9 +546,9 @@ impl std::fmt::Debug for GlobalKeys {
 }
 
 impl GlobalKeys {
-    /// Watches the X server's keyboard. `notify` is called (from the thread) on every press and
-    /// release of a watched key. `Err` says why it cannot (no X display, no libX11): the keys
-    /// then work only while the window has focus.
+    /// Watches the X server's keyboard and mouse buttons. `notify` is called (from the thread)
+    /// on every press and release of a watched key or button. `Err` says why it cannot (no X
+    /// display, no libX11): the keys then work only while the window has focus.
     pub fn start_x11(notify: impl Fn() + Send + 'static) -> Result<Self, String> {
         Self::start_x11_on(None, notify)
     }
@@ -365,7 +559,9 @@ impl GlobalKeys {
         notify: impl Fn() + Send + 'static,
     ) -> Result<Self, String> {
         let source = X11Source::open(name)?;
+        let buttons_unavailable = source.xi.as_ref().err().cloned();
         let mut keys = Self::start(Box::new(source), notify).map_err(|e| e.to_string())?;
+        keys.buttons_unavailable = buttons_unavailable;
         if std::env::var_os("WAYLAND_DISPLAY").is_some() {
             keys.caveat = Some(
                 "Wayland: through XWayland, keys are seen only while an X11 window has focus"
@@ -389,13 +585,19 @@ impl GlobalKeys {
             shared,
             thread: Some(thread),
             caveat: None,
+            buttons_unavailable: None,
         })
     }
 
-    /// Sets the keys to watch (`None`: not needed now, e.g. not connected).
-    pub fn watch(&self, ptt: Option<Key>, whisper: Option<Key>) {
-        for (slot, key) in self.shared.watch.iter().zip([ptt, whisper]) {
-            slot.store(key.and_then(keysym).unwrap_or(0), Ordering::Relaxed);
+    /// Sets what to watch (`None`: not needed now, e.g. not connected).
+    pub fn watch(&self, ptt: Option<Binding>, whisper: Option<Binding>) {
+        for (slot, b) in self.shared.watch.iter().zip([ptt, whisper]) {
+            let code = match b {
+                Some(Binding::Key(k)) => keysym(k).unwrap_or(0),
+                Some(Binding::Mouse(button)) => BUTTON | u32::from(button),
+                None => 0,
+            };
+            slot.store(code, Ordering::Relaxed);
         }
     }
 
@@ -407,6 +609,11 @@ impl GlobalKeys {
     /// A limit worth telling the user (under Wayland), if any.
     pub fn caveat(&self) -> Option<&str> {
         self.caveat.as_deref()
+    }
+
+    /// Why mouse buttons are not seen outside the window (no libXi, no XInput 2), if so.
+    pub fn buttons_unavailable(&self) -> Option<&str> {
+        self.buttons_unavailable.as_deref()
     }
 
     /// False once the thread has ended (its source went away).
@@ -425,16 +632,66 @@ impl Drop for GlobalKeys {
     }
 }
 
+/// The mouse buttons held, from the press and release events seen.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct HeldButtons {
+    /// Bit `b` set: X button `b` is down (buttons 0–31; higher ones are not tracked).
+    held: u32,
+}
+
+impl HeldButtons {
+    /// Takes one event: X button `button` was pressed (`true`) or released.
+    pub fn event(&mut self, button: u8, pressed: bool) {
+        let Some(bit) = 1u32.checked_shl(u32::from(button)) else {
+            return;
+        };
+        if pressed {
+            self.held |= bit;
+        } else {
+            self.held &= !bit;
+        }
+    }
+
+    /// Whether X button `button` is down.
+    pub fn is_down(&self, button: u8) -> bool {
+        1u32.checked_shl(u32::from(button))
+            .is_some_and(|bit| self.held & bit != 0)
+    }
+
+    /// Forgets every press (once events stop being followed, a release could be missed).
+    pub fn clear(&mut self) {
+        self.held = 0;
+    }
+}
+
 fn poll_loop(source: &mut dyn KeySource, shared: &Shared, notify: &dyn Fn()) {
     let mut edges = KeyEdges::default();
     // The watched keysyms and their key codes.
     let mut mapped: [(u32, Option<u8>); 2] = [(0, None); 2];
     let mut polls = 0u32;
+    let mut following = false;
+    let mut buttons = HeldButtons::default();
+    let mut refused: Option<String> = None;
     while !shared.stop.load(Ordering::Relaxed) {
-        let syms = [
+        let watch = [
             shared.watch[0].load(Ordering::Relaxed),
             shared.watch[1].load(Ordering::Relaxed),
         ];
+        let syms = watch.map(|w| if w & BUTTON != 0 { 0 } else { w });
+        let want_buttons = watch.iter().any(|w| w & BUTTON != 0);
+        if want_buttons != following {
+            match source.follow_buttons(want_buttons) {
+                Ok(()) => following = want_buttons,
+                Err(why) => {
+                    if refused.as_ref() != Some(&why) {
+                        log::warn!("mouse buttons are seen only in the window: {why}");
+                        refused = Some(why);
+                    }
+                    following = false;
+                }
+            }
+            buttons.clear();
+        }
         polls = polls.wrapping_add(1);
         let remap = polls.is_multiple_of(REMAP_EVERY);
         for (m, sym) in mapped.iter_mut().zip(syms) {
@@ -442,20 +699,36 @@ fn poll_loop(source: &mut dyn KeySource, shared: &Shared, notify: &dyn Fn()) {
                 *m = (sym, if sym == 0 { None } else { source.keycode(sym) });
             }
         }
-        let now = if mapped.iter().all(|(_, c)| c.is_none()) {
-            0
-        } else {
+        let keys_watched = mapped.iter().any(|(_, c)| c.is_some());
+        let wait = if keys_watched { POLL } else { IDLE_POLL };
+        let mut now = 0;
+        if keys_watched {
             let Some(map) = source.keymap() else {
                 break;
             };
             let bit = |(_, code): (u32, Option<u8>)| code.is_some_and(|c| is_down(&map, c));
-            (u8::from(bit(mapped[0])) * PTT) | (u8::from(bit(mapped[1])) * WHISPER)
-        };
+            now |= (u8::from(bit(mapped[0])) * PTT) | (u8::from(bit(mapped[1])) * WHISPER);
+        }
+        if following {
+            let Some(events) = source.buttons(wait) else {
+                break;
+            };
+            for (b, pressed) in events {
+                buttons.event(b, pressed);
+            }
+            for (w, bit) in watch.into_iter().zip([PTT, WHISPER]) {
+                if w & BUTTON != 0 && buttons.is_down((w & 0xff) as u8) {
+                    now |= bit;
+                }
+            }
+        }
         if edges.update(now) != 0 {
             shared.down.store(now, Ordering::Relaxed);
             notify();
         }
-        std::thread::sleep(if syms == [0, 0] { IDLE_POLL } else { POLL });
+        if !following {
+            std::thread::sleep(wait);
+        }
     }
     // Nothing is held once nobody watches.
     shared.down.store(0, Ordering::Relaxed);
@@ -464,6 +737,7 @@ fn poll_loop(source: &mut dyn KeySource, shared: &Shared, notify: &dyn Fn()) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::wait_for;
 
     #[test]
     fn every_mapped_key_round_trips() {
@@ -531,10 +805,65 @@ mod tests {
         assert_eq!(e.down(), 0);
     }
 
-    /// A keyboard whose key codes are keysym % 200 + 8 and whose held keys the test sets.
+    #[test]
+    fn bindings_have_names_that_read_back() {
+        for b in [
+            Binding::Key(Key::V),
+            Binding::Key(Key::ControlLeft),
+            Binding::Key(Key::F13),
+            Binding::Mouse(MOUSE_MIDDLE),
+            Binding::Mouse(MOUSE_BACK),
+            Binding::Mouse(MOUSE_FORWARD),
+        ] {
+            assert_eq!(Binding::parse(&b.name()), Some(b), "{b:?}");
+        }
+        assert_eq!(Binding::Mouse(8).name(), "Mouse8");
+        assert_eq!(Binding::parse("V"), Some(Binding::Key(Key::V)));
+        // The left and right buttons, wheel steps and unknown names are not bindings.
+        for bad in [
+            "Mouse1", "Mouse3", "Mouse4", "Mouse10", "Mouse", "Mouse-8", "Nope", "",
+        ] {
+            assert_eq!(Binding::parse(bad), None, "{bad:?}");
+        }
+        assert_eq!(
+            Binding::from_pointer(egui::PointerButton::Extra1),
+            Some(Binding::Mouse(MOUSE_BACK))
+        );
+        assert_eq!(
+            Binding::from_pointer(egui::PointerButton::Extra2),
+            Some(Binding::Mouse(MOUSE_FORWARD))
+        );
+        assert_eq!(
+            Binding::from_pointer(egui::PointerButton::Middle),
+            Some(Binding::Mouse(MOUSE_MIDDLE))
+        );
+        assert_eq!(Binding::from_pointer(egui::PointerButton::Primary), None);
+        assert_eq!(Binding::from_pointer(egui::PointerButton::Secondary), None);
+    }
+
+    #[test]
+    fn held_buttons_follow_presses_and_releases() {
+        let mut h = HeldButtons::default();
+        h.event(8, true);
+        h.event(9, true);
+        assert!(h.is_down(8) && h.is_down(9) && !h.is_down(2));
+        h.event(8, false);
+        assert!(!h.is_down(8) && h.is_down(9));
+        // A release never pressed, and buttons beyond 31, change nothing.
+        h.event(2, false);
+        h.event(200, true);
+        assert!(!h.is_down(200) && !h.is_down(2) && h.is_down(9));
+        h.clear();
+        assert!(!h.is_down(9));
+    }
+
+    /// A keyboard whose key codes are keysym % 200 + 8 and whose held keys the test sets; its
+    /// mouse reports the button events the test queues, while followed.
     struct Script {
         held: Arc<std::sync::Mutex<Vec<u32>>>,
         queries: Arc<AtomicU32>,
+        clicks: Arc<std::sync::Mutex<Vec<(u8, bool)>>>,
+        following: Arc<AtomicBool>,
     }
 
     impl KeySource for Script {
@@ -552,17 +881,16 @@ mod tests {
             }
             Some(map)
         }
-    }
 
-    fn wait_for(what: impl Fn() -> bool) -> bool {
-        // Up to 5 s: the machine may be busy.
-        for _ in 0..2500 {
-            if what() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(2));
+        fn follow_buttons(&mut self, on: bool) -> Result<(), String> {
+            self.following.store(on, Ordering::Relaxed);
+            Ok(())
         }
-        false
+
+        fn buttons(&mut self, wait: Duration) -> Option<Vec<(u8, bool)>> {
+            std::thread::sleep(wait.min(Duration::from_millis(5)));
+            Some(std::mem::take(&mut *self.clicks.lock().ok()?))
+        }
     }
 
     #[test]
@@ -574,6 +902,8 @@ mod tests {
             Box::new(Script {
                 held: held.clone(),
                 queries: queries.clone(),
+                clicks: Default::default(),
+                following: Default::default(),
             }),
             move || {
                 let _ = tx.send(());
@@ -586,7 +916,7 @@ mod tests {
         assert_eq!(queries.load(Ordering::Relaxed), 0);
         assert_eq!(keys.down_bits(), 0);
         // Watching V while it is held: a press.
-        keys.watch(Some(Key::V), Some(Key::B));
+        keys.watch(Some(Binding::Key(Key::V)), Some(Binding::Key(Key::B)));
         assert!(wait_for(|| keys.down_bits() == PTT));
         assert!(rx.recv_timeout(Duration::from_secs(1)).is_ok(), "notified");
         held.lock().unwrap().push(keysym(Key::B).unwrap());
@@ -599,5 +929,50 @@ mod tests {
         assert_eq!(keys.down_bits(), 0);
         assert!(keys.running());
         drop(keys);
+    }
+
+    #[test]
+    fn thread_follows_a_mouse_button() {
+        let clicks = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let following = Arc::new(AtomicBool::new(false));
+        let queries = Arc::new(AtomicU32::new(0));
+        let keys = GlobalKeys::start(
+            Box::new(Script {
+                held: Default::default(),
+                queries: queries.clone(),
+                clicks: clicks.clone(),
+                following: following.clone(),
+            }),
+            || {},
+        )
+        .expect("thread");
+        // Talk on the back button, whisper on V: buttons followed, the keyboard polled.
+        keys.watch(Some(Binding::Mouse(MOUSE_BACK)), Some(Binding::Key(Key::V)));
+        assert!(wait_for(|| following.load(Ordering::Relaxed)));
+        clicks.lock().unwrap().push((MOUSE_BACK, true));
+        assert!(wait_for(|| keys.down_bits() == PTT));
+        // Other buttons (left click, the wheel) do not talk.
+        clicks
+            .lock()
+            .unwrap()
+            .extend([(1, true), (4, true), (4, false)]);
+        std::thread::sleep(POLL * 3);
+        assert_eq!(keys.down_bits(), PTT);
+        clicks.lock().unwrap().push((MOUSE_BACK, false));
+        assert!(wait_for(|| keys.down_bits() == 0));
+        assert!(queries.load(Ordering::Relaxed) > 0, "V is polled meanwhile");
+        // Held when the watch ends (the window took focus, or we disconnected): not held any
+        // more, and the buttons are no longer followed.
+        clicks.lock().unwrap().push((MOUSE_FORWARD, true));
+        keys.watch(Some(Binding::Mouse(MOUSE_FORWARD)), None);
+        assert!(wait_for(|| keys.down_bits() == PTT));
+        keys.watch(None, None);
+        assert!(wait_for(|| !following.load(Ordering::Relaxed)));
+        assert!(wait_for(|| keys.down_bits() == 0));
+        // Watched again: the press seen before does not count (its release may have been missed).
+        keys.watch(Some(Binding::Mouse(MOUSE_FORWARD)), None);
+        assert!(wait_for(|| following.load(Ordering::Relaxed)));
+        std::thread::sleep(POLL * 3);
+        assert_eq!(keys.down_bits(), 0);
     }
 }

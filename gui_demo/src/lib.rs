@@ -13,8 +13,24 @@ pub mod backend;
 pub mod cli;
 pub mod global_keys;
 pub mod history;
+pub mod mic_test;
 pub mod settings;
 pub mod state;
 pub mod ui;
 
 pub use app::{ConnectRequest, Connector, GuiApp};
+
+/// Helpers shared by the unit tests.
+#[cfg(test)]
+pub(crate) mod test_util {
+    /// Waits until `what` holds, up to 5 s (the machine may be busy); false if it never did.
+    pub fn wait_for(what: impl Fn() -> bool) -> bool {
+        for _ in 0..1000 {
+            if what() {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        false
+    }
+}

@@ -106,13 +106,13 @@ fn main() -> std::process::ExitCode {
                 .and_then(|s| eframe::get_value(s, STORAGE_KEY))
                 .unwrap_or_default();
             opts.apply(&mut settings);
-            // The Mumble flow: a pin if given, else trust on first use (the fingerprint is shown).
-            let tls = opts
-                .fingerprint
-                .map_or(TlsTrust::TrustOnFirstUse, TlsTrust::Pinned);
+            // The Mumble flow: a pin if given, else the fingerprint saved for this server on
+            // the first connection, else trust on first use (the fingerprint is shown and saved).
+            let pin = opts.fingerprint;
             let plaintext = opts.insecure_plaintext;
             let token = opts.token.clone();
             let connector = move |req: &ConnectRequest, ctx: &egui::Context| {
+                let tls = req.settings.tls_trust(pin.as_ref())?;
                 start_engine(req, ctx, &tls, plaintext, token.as_ref())
             };
             let mut app = GuiApp::new(settings, Box::new(connector));

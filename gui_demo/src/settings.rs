@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use voice_client::{AudioInput, AudioOutput, TransmitMode};
 use voice_core::proto::tcp::MAX_NAME_LEN;
 
+use crate::global_keys::Binding;
 use crate::state::UserPrefs;
 
 /// The eframe storage key of [`Settings`].
@@ -122,12 +123,12 @@ pub struct Settings {
     pub output: OutputChoice,
     /// Transmit mode.
     pub mode: Mode,
-    /// Push-to-talk key (an [`egui::Key`] name).
+    /// Push-to-talk key or mouse button (a [`Binding`] name: `V`, `Mouse8`).
     pub ptt_key: String,
-    /// Hold-to-whisper key (an [`egui::Key`] name).
+    /// Hold-to-whisper key or mouse button (a [`Binding`] name).
     pub whisper_key: String,
-    /// The talk and whisper keys also work while another window has focus (X11, see
-    /// [`crate::global_keys`]).
+    /// The talk and whisper keys and buttons also work while another window has focus (X11,
+    /// see [`crate::global_keys`]).
     pub global_keys: bool,
     /// Voice-activity threshold in dBFS.
     pub vad_threshold_dbfs: f32,
@@ -135,12 +136,30 @@ pub struct Settings {
     pub chat_all_channels: bool,
     /// Diagnostics overlay open.
     pub overlay_open: bool,
-    /// Local volume and mute per user name (names are the only identity that survives a
-    /// reconnect: session tokens are handed out afresh).
+    /// Local volume and mute per user name. The name is the only identity the wire carries
+    /// that survives a reconnect (session tokens are handed out afresh, and a restarted relay
+    /// hands old ones to other people); under access tokens it is the token's signed `name`
+    /// claim, the stable `sub` claim staying on the relay.
     pub user_prefs: BTreeMap<String, UserPrefs>,
     /// Capture processing (echo cancellation, noise suppression, gain control, speech
     /// detection); applied to a microphone, not to file or tone sources.
     pub capture: voice_core::capture::CaptureConfig,
+    /// Servers connected to, the most recent first (at most [`MAX_SERVERS`]), each with the
+    /// certificate fingerprint trusted on first use: later connections pin it.
+    pub servers: Vec<SavedServer>,
+}
+
+/// How many servers the connect screen remembers.
+pub const MAX_SERVERS: usize = 10;
+
+/// A server connected to before.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedServer {
+    /// The address as typed (`host:port`).
+    pub address: String,
+    /// The relay certificate's fingerprint (`sha256:…`) accepted on the first connection;
+    /// `None` until one was (or over plaintext).
+    pub fingerprint: Option<String>,
 }
 
 impl Default for Settings {
@@ -159,19 +178,80 @@ impl Default for Settings {
             overlay_open: false,
             user_prefs: BTreeMap::new(),
             capture: voice_core::capture::CaptureConfig::default(),
+            servers: Vec::new(),
         }
     }
 }
 
 impl Settings {
-    /// The push-to-talk key (V if the stored name is unknown).
-    pub fn ptt(&self) -> egui::Key {
-        egui::Key::from_name(&self.ptt_key).unwrap_or(egui::Key::V)
+    /// The push-to-talk key or button (V if the stored name is unknown).
+    pub fn ptt(&self) -> Binding {
+        Binding::parse(&self.ptt_key).unwrap_or(Binding::Key(egui::Key::V))
     }
 
-    /// The hold-to-whisper key (B if the stored name is unknown).
-    pub fn whisper(&self) -> egui::Key {
-        egui::Key::from_name(&self.whisper_key).unwrap_or(egui::Key::B)
+    /// Puts the server field's address first in [`Settings::servers`] (keeping what was
+    /// learnt about it), dropping the oldest beyond [`MAX_SERVERS`].
+    pub fn remember_server(&mut self) {
+        let address = self.server.trim().to_string();
+        let saved = match self.servers.iter().position(|s| s.address == address) {
+            Some(i) => self.servers.remove(i),
+            None => SavedServer {
+                address,
+                fingerprint: None,
+            },
+        };
+        self.servers.insert(0, saved);
+        self.servers.truncate(MAX_SERVERS);
+    }
+
+    /// Records the fingerprint accepted on first use for `address`, unless one is saved.
+    pub fn learn_fingerprint(&mut self, address: &str, fingerprint: &str) {
+        let address = address.trim();
+        if let Some(s) = self.servers.iter_mut().find(|s| s.address == address) {
+            s.fingerprint.get_or_insert_with(|| fingerprint.to_string());
+        }
+    }
+
+    /// The fingerprint saved for the server field's address.
+    pub fn saved_fingerprint(&self) -> Option<&str> {
+        let address = self.server.trim();
+        self.servers
+            .iter()
+            .find(|s| s.address == address)
+            .and_then(|s| s.fingerprint.as_deref())
+    }
+
+    /// Forgets the server field's address and its fingerprint (its certificate changed on
+    /// purpose, or it is gone).
+    pub fn forget_server(&mut self) {
+        let address = self.server.trim().to_string();
+        self.servers.retain(|s| s.address != address);
+    }
+
+    /// How to trust the relay's certificate: the `--fingerprint` given on the command line,
+    /// else the one saved for this server, else trust on first use (then saved).
+    pub fn tls_trust(
+        &self,
+        command_line: Option<&voice_client::Fingerprint>,
+    ) -> Result<voice_client::TlsTrust, String> {
+        use voice_client::TlsTrust;
+        if let Some(fp) = command_line {
+            return Ok(TlsTrust::Pinned(*fp));
+        }
+        match self.saved_fingerprint() {
+            Some(saved) => saved.parse().map(TlsTrust::Pinned).map_err(|e| {
+                format!(
+                    "the saved certificate fingerprint of {} is unreadable ({e}): Forget the server",
+                    self.server.trim()
+                )
+            }),
+            None => Ok(TlsTrust::TrustOnFirstUse),
+        }
+    }
+
+    /// The hold-to-whisper key or button (B if the stored name is unknown).
+    pub fn whisper(&self) -> Binding {
+        Binding::parse(&self.whisper_key).unwrap_or(Binding::Key(egui::Key::B))
     }
 }
 
@@ -308,7 +388,7 @@ mod tests {
     fn settings_load_with_missing_fields() {
         let s: Settings = serde_json_like();
         assert_eq!(s.server, "10.0.0.1:1");
-        assert_eq!(s.ptt(), egui::Key::V);
+        assert_eq!(s.ptt(), Binding::Key(egui::Key::V));
     }
 
     #[test]
@@ -324,6 +404,78 @@ mod tests {
         let text = serde_json::to_string(&s).expect("saves");
         let back: Settings = serde_json::from_str(&text).expect("loads");
         assert_eq!(back.user_prefs["bob"], s.user_prefs["bob"]);
+    }
+
+    #[test]
+    fn a_mouse_button_binding_is_remembered() {
+        let s = Settings {
+            ptt_key: Binding::Mouse(crate::global_keys::MOUSE_BACK).name(),
+            whisper_key: Binding::Mouse(crate::global_keys::MOUSE_FORWARD).name(),
+            ..Settings::default()
+        };
+        let text = serde_json::to_string(&s).expect("saves");
+        assert!(text.contains(r#""ptt_key":"Mouse8""#), "{text}");
+        let back: Settings = serde_json::from_str(&text).expect("loads");
+        assert_eq!(back.ptt(), Binding::Mouse(8));
+        assert_eq!(back.whisper(), Binding::Mouse(9));
+        // A button that cannot be bound (edited by hand) falls back to the default key.
+        let odd: Settings = serde_json::from_str(r#"{"ptt_key":"Mouse1"}"#).expect("loads");
+        assert_eq!(odd.ptt(), Binding::Key(egui::Key::V));
+    }
+
+    #[test]
+    fn servers_are_remembered_most_recent_first_with_their_fingerprint() {
+        let mut s = Settings::default();
+        for a in ["a:1", "b:2", " a:1 "] {
+            s.server = a.into();
+            s.remember_server();
+        }
+        let order: Vec<&str> = s.servers.iter().map(|x| x.address.as_str()).collect();
+        assert_eq!(order, ["a:1", "b:2"]);
+        s.learn_fingerprint("b:2", "sha256:11");
+        s.learn_fingerprint("b:2", "sha256:22");
+        s.learn_fingerprint("c:3", "sha256:33");
+        assert_eq!(
+            s.servers[1].fingerprint.as_deref(),
+            Some("sha256:11"),
+            "first one kept"
+        );
+        assert_eq!(s.servers.len(), 2, "unknown servers are not added");
+        s.server = "b:2".into();
+        assert_eq!(s.saved_fingerprint(), Some("sha256:11"));
+        s.remember_server();
+        assert_eq!(s.servers[0].fingerprint.as_deref(), Some("sha256:11"));
+        for i in 0..20 {
+            s.server = format!("h{i}:1");
+            s.remember_server();
+        }
+        assert_eq!(s.servers.len(), MAX_SERVERS);
+        assert_eq!(s.servers[0].address, "h19:1");
+        s.forget_server();
+        assert_eq!(s.servers[0].address, "h18:1");
+        let text = serde_json::to_string(&s).expect("saves");
+        let back: Settings = serde_json::from_str(&text).expect("loads");
+        assert_eq!(back.servers, s.servers);
+    }
+
+    #[test]
+    fn the_saved_fingerprint_is_pinned_unless_the_command_line_pins_one() {
+        use voice_client::TlsTrust;
+        let fp = |b: u8| format!("sha256:{}", format!("{b:02x}").repeat(32));
+        let mut s = Settings {
+            server: "relay:7400".into(),
+            ..Settings::default()
+        };
+        assert!(matches!(s.tls_trust(None), Ok(TlsTrust::TrustOnFirstUse)));
+        s.remember_server();
+        s.learn_fingerprint("relay:7400", &fp(0xab));
+        let saved: voice_client::Fingerprint = fp(0xab).parse().expect("fingerprint");
+        assert!(matches!(s.tls_trust(None), Ok(TlsTrust::Pinned(p)) if p == saved));
+        let given: voice_client::Fingerprint = fp(0xcd).parse().expect("fingerprint");
+        assert!(matches!(s.tls_trust(Some(&given)), Ok(TlsTrust::Pinned(p)) if p == given));
+        s.servers[0].fingerprint = Some("sha256:zz".into());
+        let e = s.tls_trust(None).expect_err("unreadable");
+        assert!(e.contains("relay:7400") && e.contains("Forget"), "{e}");
     }
 
     fn serde_json_like() -> Settings {

@@ -135,6 +135,9 @@ pub struct SessionState {
     pub prefs: HashMap<SessionToken, UserPrefs>,
     /// Set by `ChannelJoined`: the app should refresh the channel list now.
     pub want_channel_list: bool,
+    /// A certificate fingerprint just trusted on first use, for the app to save with the server
+    /// (taken by it).
+    pub trusted_first_use: Option<String>,
     /// Unread chat per channel: lines from others for a channel other than ours (the chat shows
     /// our channel). Cleared by joining the channel, or by showing all channels
     /// ([`SessionState::mark_read`]).
@@ -149,6 +152,12 @@ impl SessionState {
                 self.status = Status::Connected { udp: false };
                 self.me = Some(session);
                 self.my_name = name.clone();
+                // Session tokens are handed out afresh on every welcome (a restarted relay
+                // numbers them from 1 again, so an old token may now be someone else): the
+                // members shown are those of the next channel list, not the last connection's.
+                for node in self.channels.values_mut() {
+                    node.users.clear();
+                }
                 self.system(
                     format!("connected as {name} (session {})", session.0),
                     now_unix_ms,
@@ -170,6 +179,9 @@ impl SessionState {
                 first_use,
                 accepted,
             } => {
+                if accepted && first_use {
+                    self.trusted_first_use = Some(fingerprint.clone());
+                }
                 let what = match (accepted, first_use) {
                     (true, true) => "trusted on first use",
                     (true, false) => "verified",

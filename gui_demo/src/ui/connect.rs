@@ -6,8 +6,9 @@
 use egui::RichText;
 
 use crate::app::ConnectForm;
+use crate::mic_test::MicTest;
 use crate::settings::{self, Mode, Settings};
-use crate::ui::{controls, Action, WARN};
+use crate::ui::{controls, Action, SPEAKING, WARN};
 
 /// Draws the connect screen.
 pub fn show(
@@ -54,6 +55,13 @@ fn form_ui(
                 form.error = None;
             }
             ui.end_row();
+            if !settings.servers.is_empty() {
+                let l = ui.label("Recent");
+                if recent_servers(ui, settings, l.id) {
+                    form.error = None;
+                }
+                ui.end_row();
+            }
             let l = ui.label("Name");
             let name = ui
                 .add(
@@ -80,6 +88,7 @@ fn form_ui(
         });
     ui.add_space(8.0);
     controls::device_pickers(ui, settings, devices, true);
+    mic_test(ui, form, settings);
     ui.add_space(12.0);
     // One line at most: the reason the last attempt failed, else (once typed into) what is
     // wrong with the form now.
@@ -108,4 +117,92 @@ fn form_ui(
         ui.add(egui::Label::new(RichText::new(e).color(WARN)).wrap());
     }
     action
+}
+
+/// The servers connected to before (a list labelled by `label`; "pinned" on those whose
+/// certificate is), the pin of the one in the field, and Forget for it. True when the field changed.
+fn recent_servers(ui: &mut egui::Ui, settings: &mut Settings, label: egui::Id) -> bool {
+    let mut changed = false;
+    ui.horizontal(|ui| {
+        let mut chosen = None;
+        egui::ComboBox::from_id_salt("recent-servers")
+            .selected_text(format!("{} saved", settings.servers.len()))
+            .show_ui(ui, |ui| {
+                for s in &settings.servers {
+                    let text = match s.fingerprint {
+                        Some(_) => format!("{} (pinned)", s.address),
+                        None => s.address.clone(),
+                    };
+                    let current = s.address == settings.server.trim();
+                    if ui.selectable_label(current, text).clicked() {
+                        chosen = Some(s.address.clone());
+                    }
+                }
+            })
+            .response
+            .labelled_by(label);
+        if let Some(address) = chosen {
+            settings.server = address;
+            changed = true;
+        }
+        if let Some(fp) = settings.saved_fingerprint() {
+            let short: String = fp.chars().take(19).collect();
+            ui.weak(format!("certificate pinned ({short}…)"))
+                .on_hover_text(format!(
+                    "{fp}\nSaved on the first connection; a relay with another certificate is \
+                     refused"
+                ));
+        }
+        let saved = settings
+            .servers
+            .iter()
+            .any(|s| s.address == settings.server.trim());
+        if saved
+            && ui
+                .small_button("Forget")
+                .on_hover_text(
+                    "Forget this server and its certificate fingerprint (after the relay's \
+                     certificate changed on purpose)",
+                )
+                .clicked()
+        {
+            settings.forget_server();
+            changed = true;
+        }
+    });
+    changed
+}
+
+/// "Test microphone": while on, the chosen input's level (see [`crate::mic_test`]); restarted
+/// when another input is chosen.
+fn mic_test(ui: &mut egui::Ui, form: &mut ConnectForm, settings: &Settings) {
+    let running = form.mic_test.is_some();
+    let r = ui
+        .add(egui::Button::new("Test microphone").selected(running))
+        .on_hover_text("Shows the input's level before connecting");
+    let stale = form
+        .mic_test
+        .as_ref()
+        .is_some_and(|t| t.input != settings.input);
+    if r.clicked() && running {
+        form.mic_test = None;
+    } else if (r.clicked() && !running) || stale {
+        let ctx = ui.ctx().clone();
+        form.mic_test = None;
+        match MicTest::start(&settings.input, move || ctx.request_repaint()) {
+            Ok(t) => form.mic_test = Some(t),
+            Err(e) => form.error = Some(format!("cannot start the microphone test: {e}")),
+        }
+    }
+    if let Some(t) = &form.mic_test {
+        match t.error() {
+            Some(e) => {
+                ui.add(egui::Label::new(RichText::new(e).color(WARN)).wrap());
+            }
+            None => {
+                let db = t.level_dbfs().unwrap_or(f32::NEG_INFINITY);
+                controls::meter(ui, db, SPEAKING, None);
+            }
+        }
+    }
 }

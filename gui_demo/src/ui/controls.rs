@@ -9,7 +9,7 @@ use voice_client::VadConfig;
 
 use crate::app::{KeyRole, Session};
 use crate::backend::Request;
-use crate::global_keys::Availability;
+use crate::global_keys::{Availability, Binding, MOUSE_BACK, MOUSE_FORWARD, MOUSE_MIDDLE};
 use crate::settings::{InputChoice, Mode, OutputChoice, Settings};
 use crate::ui::{SPEAKING, WARN, WHISPER};
 use voice_core::capture::SuppressionLevel;
@@ -102,8 +102,9 @@ fn controls(
     false
 }
 
-/// A key setting: a button showing the key; clicked, it waits for the next key pressed
-/// ("press a key…"; Escape cancels) and stores that key's name.
+/// A key setting: a button showing the key or mouse button; clicked, it waits for the next key
+/// or middle/side mouse button pressed ("press a key…"; Escape cancels) and stores its name
+/// (see [`Binding::parse`]).
 fn key_picker(ui: &mut egui::Ui, session: &mut Session, role: KeyRole, key: &mut String) {
     let label = match role {
         KeyRole::Talk => "Talk key",
@@ -113,25 +114,27 @@ fn key_picker(ui: &mut egui::Ui, session: &mut Session, role: KeyRole, key: &mut
         let l = ui.label(label);
         let waiting = session.capturing == Some(role);
         let text = if waiting {
-            RichText::new("press a key… (Esc cancels)").color(WHISPER)
+            RichText::new("press a key or mouse button… (Esc cancels)").color(WHISPER)
         } else {
-            let shown =
-                egui::Key::from_name(key).map_or_else(|| key.clone(), |k| key_label(k).into());
+            let shown = Binding::parse(key).map_or_else(|| key.clone(), binding_label);
             RichText::new(shown).monospace()
         };
         let r = ui
             .add(egui::Button::new(text).selected(waiting))
             .labelled_by(l.id)
-            .on_hover_text("Click, then press the key to use");
+            .on_hover_text(
+                "Click, then press the key or mouse button to use \
+                 (middle, back or forward button)",
+            );
         if !waiting {
             if r.clicked() {
                 session.capturing = Some(role);
             }
             return;
         }
-        if let Some(pressed) = ui.input(|i| captured_key(&i.events)) {
-            if pressed != egui::Key::Escape {
-                *key = pressed.name().to_string();
+        if let Some(pressed) = ui.input(|i| captured_binding(&i.events)) {
+            if pressed != Binding::Key(egui::Key::Escape) {
+                *key = pressed.name();
                 session.just_set = Some(pressed);
             }
             session.capturing = None;
@@ -158,15 +161,32 @@ pub fn key_label(key: egui::Key) -> &'static str {
     }
 }
 
-/// The first key pressed among `events` (not a repeat), for a "press a key…" capture.
-pub fn captured_key(events: &[egui::Event]) -> Option<egui::Key> {
+/// A key's or mouse button's name for people: "Left Ctrl", "Mouse back".
+pub fn binding_label(binding: Binding) -> String {
+    match binding {
+        Binding::Key(k) => key_label(k).into(),
+        Binding::Mouse(MOUSE_MIDDLE) => "Mouse middle".into(),
+        Binding::Mouse(MOUSE_BACK) => "Mouse back".into(),
+        Binding::Mouse(MOUSE_FORWARD) => "Mouse forward".into(),
+        Binding::Mouse(b) => format!("Mouse button {b}"),
+    }
+}
+
+/// The first key or bindable mouse button pressed among `events` (not a key repeat, not the
+/// left or right button), for a "press a key…" capture.
+pub fn captured_binding(events: &[egui::Event]) -> Option<Binding> {
     events.iter().find_map(|e| match e {
         egui::Event::Key {
             key,
             pressed: true,
             repeat: false,
             ..
-        } => Some(*key),
+        } => Some(Binding::Key(*key)),
+        egui::Event::PointerButton {
+            button,
+            pressed: true,
+            ..
+        } => Binding::from_pointer(*button),
         _ => None,
     })
 }
@@ -198,7 +218,6 @@ fn level_meter(ui: &mut egui::Ui, session: &Session, settings: &Settings) {
     let latest = session.history.latest.as_ref();
     let db = latest.map_or(METER_FLOOR_DBFS, |s| s.input_level_dbfs);
     let transmitting = latest.is_some_and(|s| s.transmitting);
-    let fraction = ((db - METER_FLOOR_DBFS) / -METER_FLOOR_DBFS).clamp(0.0, 1.0);
     let colour = if transmitting {
         if session.whisper_target().is_some() {
             WHISPER
@@ -208,6 +227,22 @@ fn level_meter(ui: &mut egui::Ui, session: &Session, settings: &Settings) {
     } else {
         Color32::from_gray(110)
     };
+    let gate = (settings.mode == Mode::VoiceActivity).then_some(settings.vad_threshold_dbfs);
+    meter(ui, db, colour, gate);
+    let state = if session.muted {
+        RichText::new("muted").color(WARN)
+    } else if transmitting {
+        RichText::new("transmitting").color(colour)
+    } else {
+        RichText::new("not transmitting").weak()
+    };
+    ui.label(state);
+}
+
+/// "Level", a bar from -60 dBFS to 0 filled to `db` in `colour`, the number beside it, and the
+/// voice-activity gate's marker at `gate` dBFS (shared with the connect screen's mic test).
+pub fn meter(ui: &mut egui::Ui, db: f32, colour: Color32, gate: Option<f32>) {
+    let fraction = ((db - METER_FLOOR_DBFS) / -METER_FLOOR_DBFS).clamp(0.0, 1.0);
     ui.horizontal(|ui| {
         ui.label("Level");
         // The number sits beside the bar in the normal text colour (never pale on green, never
@@ -228,22 +263,13 @@ fn level_meter(ui: &mut egui::Ui, session: &Session, settings: &Settings) {
             let mut filled = rect;
             filled.set_width(rect.width() * fraction);
             painter.rect_filled(filled, 3.0, colour);
-            if settings.mode == Mode::VoiceActivity {
-                let gate = ((settings.vad_threshold_dbfs - METER_FLOOR_DBFS) / -METER_FLOOR_DBFS)
-                    .clamp(0.0, 1.0);
-                let x = rect.left() + rect.width() * gate;
+            if let Some(gate) = gate {
+                let at = ((gate - METER_FLOOR_DBFS) / -METER_FLOOR_DBFS).clamp(0.0, 1.0);
+                let x = rect.left() + rect.width() * at;
                 painter.vline(x, rect.expand(2.0).y_range(), (2.0, WARN));
             }
         });
     });
-    let state = if session.muted {
-        RichText::new("muted").color(WARN)
-    } else if transmitting {
-        RichText::new("transmitting").color(colour)
-    } else {
-        RichText::new("not transmitting").weak()
-    };
-    ui.label(state);
 }
 
 /// Capture and playback pickers (shared with the connect screen). With `hint`, says which device

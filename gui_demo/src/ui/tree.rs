@@ -165,7 +165,7 @@ fn user_menu(
     if ui.checkbox(&mut on, "Whisper (toggle)").changed() {
         session.toggle_whisper(who);
     }
-    let key = crate::ui::controls::key_label(settings.whisper());
+    let key = crate::ui::controls::binding_label(settings.whisper());
     let mut bound = session.whisper_hold == Some(who);
     if ui
         .checkbox(&mut bound, format!("Whisper while holding {key}"))

@@ -198,3 +198,63 @@ pub fn remote(id: u32, name: &str) -> RemoteStats {
         encrypted: false,
     }
 }
+
+/// The last push-to-talk request the app sent to the engine.
+pub fn last_ptt(handle: &StubHandle) -> Option<gui_demo::backend::Request> {
+    handle
+        .sent()
+        .into_iter()
+        .rfind(|c| matches!(c, gui_demo::backend::Request::PushToTalk(_)))
+}
+
+/// Runs frames until `done` (the keys thread samples every 20 ms), for at least five seconds.
+pub fn frames_until(
+    h: &mut Harness<'static, GuiApp>,
+    done: impl Fn(&Harness<'static, GuiApp>) -> bool,
+) {
+    for _ in 0..500 {
+        h.run_steps(1);
+        if done(h) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// `name` (session `id`) joins our channel, Lobby.
+pub fn joins(h: &mut Harness<'static, GuiApp>, handle: &StubHandle, id: u32, name: &str) {
+    send(
+        h,
+        handle,
+        Event::UserJoined {
+            channel: ChannelId(1),
+            user: user(id, name),
+        },
+    );
+}
+
+/// Opens `who`'s menu in the channel tree (a right click) and clicks `item` in it.
+pub fn user_menu(h: &mut Harness<'static, GuiApp>, who: &str, item: &str) {
+    h.get_by_label(who).click_secondary();
+    h.run();
+    h.get_by_label(item).click();
+    h.run();
+}
+
+/// Clicks the "Talk key" setting: the next key or mouse button pressed sets it.
+pub fn set_talk_key(h: &mut Harness<'static, GuiApp>) {
+    h.get_by_role_and_label(egui::accesskit::Role::Button, "Talk key")
+        .click();
+    h.run();
+}
+
+/// Waits until `what` holds, up to 5 s (the machine may be busy); false if it never did.
+pub fn wait_for(what: impl Fn() -> bool) -> bool {
+    for _ in 0..1000 {
+        if what() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    false
+}

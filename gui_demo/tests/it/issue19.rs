@@ -241,10 +241,7 @@ fn small_window_keeps_everything_reachable_and_still() {
         before.iter().any(|r| r.width() > 100.0),
         "the chat input is wide enough to type in: {before:?}"
     );
-    h.get_by_label("bob").click_secondary();
-    h.run();
-    h.get_by_label("Whisper (toggle)").click();
-    h.run();
+    user_menu(&mut h, "bob", "Whisper (toggle)");
     h.key_press(egui::Key::Escape);
     h.run();
     h.get_by_label_contains("whisper to bob");
@@ -290,10 +287,7 @@ fn apply_keeps_chat_channel_and_user_prefs() {
             server_time_ms: 1_700_000_000_000,
         },
     );
-    h.get_by_label("bob").click_secondary();
-    h.run();
-    h.get_by_label("Mute").click();
-    h.run();
+    user_menu(&mut h, "bob", "Mute");
     assert!(h.state().settings.user_prefs["bob"].muted);
     h.get_by_label("Mute mic").click();
     h.run();
@@ -541,27 +535,6 @@ impl gui_demo::global_keys::KeySource for HeldKeys {
     }
 }
 
-fn last_ptt(handle: &gui_demo::backend::StubHandle) -> Option<Request> {
-    handle
-        .sent()
-        .into_iter()
-        .rfind(|c| matches!(c, Request::PushToTalk(_)))
-}
-
-/// Runs frames until `done` (the keys thread samples every 20 ms), for at least five seconds.
-fn frames_until(
-    h: &mut Harness<'static, GuiApp>,
-    done: impl Fn(&Harness<'static, GuiApp>) -> bool,
-) {
-    for _ in 0..500 {
-        h.run_steps(1);
-        if done(h) {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-}
-
 // Defect 13: push-to-talk works while another window has focus.
 #[test]
 fn talk_key_works_while_another_window_has_focus() {
@@ -625,9 +598,7 @@ fn without_a_display_the_panel_says_keys_need_focus() {
 #[test]
 fn talk_key_is_set_by_pressing_it() {
     let (mut h, handle) = connected();
-    h.get_by_role_and_label(egui::accesskit::Role::Button, "Talk key")
-        .click();
-    h.run();
+    set_talk_key(&mut h);
     assert_eq!(
         h.state().session().unwrap().capturing,
         Some(gui_demo::app::KeyRole::Talk)
@@ -641,9 +612,7 @@ fn talk_key_is_set_by_pressing_it() {
         last_ptt(&handle).is_none(),
         "pressing the new key did not talk"
     );
-    h.get_by_role_and_label(egui::accesskit::Role::Button, "Talk key")
-        .click();
-    h.run();
+    set_talk_key(&mut h);
     h.key_press(egui::Key::Escape);
     h.run();
     assert_eq!(h.state().settings.ptt_key, "F3", "Escape cancels");
@@ -658,9 +627,7 @@ fn talk_key_is_set_by_pressing_it() {
         "F3 talks now, it does not open the overlay"
     );
     // The key that sets a new one does not talk while it is still held.
-    h.get_by_role_and_label(egui::accesskit::Role::Button, "Talk key")
-        .click();
-    h.run();
+    set_talk_key(&mut h);
     h.key_down(egui::Key::ControlLeft);
     h.run_steps(2);
     assert_eq!(h.state().settings.ptt_key, "ControlLeft");

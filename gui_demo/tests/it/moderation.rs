@@ -6,33 +6,20 @@ use crate::common;
 use common::*;
 use egui_kittest::kittest::Queryable;
 use gui_demo::backend::Request;
-use voice_client::{ChannelId, Event, Removal, SessionToken};
+use voice_client::{Event, Removal, SessionToken};
 
 #[test]
 fn the_user_menu_kicks_and_bans() {
     let (mut h, handle) = connected();
-    send(
-        &mut h,
-        &handle,
-        Event::UserJoined {
-            channel: ChannelId(1),
-            user: user(5, "troll"),
-        },
-    );
-    h.get_by_label("troll").click_secondary();
-    h.run();
-    h.get_by_label("Moderate").click();
-    h.run();
+    joins(&mut h, &handle, 5, "troll");
+    user_menu(&mut h, "troll", "Moderate");
     h.get_by_label("Kick").click();
     h.run();
     assert!(handle.sent().contains(&Request::Kick {
         session: SessionToken(5),
         reason: String::new(),
     }));
-    h.get_by_label("troll").click_secondary();
-    h.run();
-    h.get_by_label("Moderate").click();
-    h.run();
+    user_menu(&mut h, "troll", "Moderate");
     h.get_by_label("Ban for 1 hour").click();
     h.run();
     assert!(handle.sent().contains(&Request::Ban {

@@ -34,14 +34,7 @@ fn f3_shows_and_hides_the_overlay() {
 fn user_joined_and_left_update_the_tree() {
     let (mut h, handle) = connected();
     assert!(h.query_by_label("bob").is_none());
-    send(
-        &mut h,
-        &handle,
-        Event::UserJoined {
-            channel: ChannelId(1),
-            user: user(5, "bob"),
-        },
-    );
+    joins(&mut h, &handle, 5, "bob");
     h.get_by_label("bob");
     h.get_by_label_contains("# Lobby  (2)");
     let s = h.state().session().unwrap();
@@ -150,25 +143,12 @@ fn channel_list_refresh_is_requested() {
 #[test]
 fn context_menu_mutes_and_whispers() {
     let (mut h, handle) = connected();
-    send(
-        &mut h,
-        &handle,
-        Event::UserJoined {
-            channel: ChannelId(1),
-            user: user(5, "bob"),
-        },
-    );
-    h.get_by_label("bob").click_secondary();
-    h.run();
-    h.get_by_label("Mute").click();
-    h.run();
+    joins(&mut h, &handle, 5, "bob");
+    user_menu(&mut h, "bob", "Mute");
     assert!(handle
         .sent()
         .contains(&Request::UserMute(SessionToken(5), true)));
-    h.get_by_label("bob").click_secondary();
-    h.run();
-    h.get_by_label("Whisper (toggle)").click();
-    h.run();
+    user_menu(&mut h, "bob", "Whisper (toggle)");
     assert!(handle
         .sent()
         .contains(&Request::Whisper(Some(SessionToken(5)))));
@@ -278,18 +258,8 @@ fn audio_notice_is_shown_as_a_banner() {
 #[test]
 fn whisper_key_whispers_while_held() {
     let (mut h, handle) = connected();
-    send(
-        &mut h,
-        &handle,
-        Event::UserJoined {
-            channel: ChannelId(1),
-            user: user(5, "bob"),
-        },
-    );
-    h.get_by_label("bob").click_secondary();
-    h.run();
-    h.get_by_label("Whisper while holding B").click();
-    h.run();
+    joins(&mut h, &handle, 5, "bob");
+    user_menu(&mut h, "bob", "Whisper while holding B");
     assert_eq!(
         h.state().session().unwrap().whisper_hold,
         Some(SessionToken(5))
