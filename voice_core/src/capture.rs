@@ -484,6 +484,9 @@ impl Agc {
     /// is -26 dBFS active, ITU-T P.56's nominal level (measured on the benchmark clips: -24 gave
     /// -21 dBFS active, and DNSMOS scored the louder output 0.02-0.14 lower).
     const TARGET_DB: f32 = -29.0;
+    /// A level within this many dB of the target is left alone: a microphone already at a good
+    /// level is not pumped (the gain only moves to bring the level into the band).
+    const DEADBAND_DB: f32 = 4.0;
     /// Highest gain (a quiet microphone) and lowest (a loud one).
     const MAX_GAIN_DB: f32 = 30.0;
     const MIN_GAIN_DB: f32 = -12.0;
@@ -495,7 +498,12 @@ impl Agc {
         if speech {
             let level = db(mean_square(x));
             self.speech_db += 0.05 * (level - self.speech_db);
-            let want = (Agc::TARGET_DB - self.speech_db).clamp(Agc::MIN_GAIN_DB, Agc::MAX_GAIN_DB);
+            let lo = Agc::TARGET_DB - Agc::DEADBAND_DB - self.speech_db;
+            let hi = Agc::TARGET_DB + Agc::DEADBAND_DB - self.speech_db;
+            let want = self
+                .gain_db
+                .clamp(lo, hi)
+                .clamp(Agc::MIN_GAIN_DB, Agc::MAX_GAIN_DB);
             self.gain_db += (want - self.gain_db).clamp(-Agc::SLEW_DB, Agc::SLEW_DB);
         }
         let mut target = 10f32.powf(self.gain_db / 20.0);
