@@ -10,12 +10,13 @@
 //!    delay set with [`CaptureProcessor::set_echo_delay_ms`] is its starting hint;
 //! 3. **noise suppression**: RNNoise (a recurrent network over 22 bands, weights compiled in),
 //!    then (at [`SuppressionLevel::High`] and above) a spectral post-filter that removes the
-//!    residual noise RNNoise leaves, shallow in speech and deep in the pauses
-//!    ([`postfilter`](self) module `postfilter`, 10 ms of added latency); at the lower levels the
+//!    residual noise RNNoise leaves, shallow in speech and deep in the pauses (an MMSE
+//!    log-spectral amplitude suppressor, 10 ms of added latency); at the lower levels the
 //!    output is instead mixed with a floor of the unprocessed signal. Where the noise is 40 dB
 //!    under the speech (clean input) the unprocessed signal passes alone;
-//! 4. **automatic gain control**: a slew-limited gain (6 dB/s) toward a speech level of -24 dBFS,
-//!    adapted on speech chunks only, and a peak limiter;
+//! 4. **automatic gain control**: a slew-limited gain (6 dB/s) that brings speech to within 4 dB
+//!    of -26 dBFS active level (ITU-T P.56's nominal), adapted on speech chunks only, and a peak
+//!    limiter;
 //! 5. **voice activity** from RNNoise's speech probability with attack and hangover, replacing the
 //!    energy gate of [`crate::vad`].
 //!
@@ -58,7 +59,7 @@ impl SuppressionLevel {
     /// Linear gain of the unprocessed signal mixed back under the denoised one.
     fn dry_floor(self) -> f32 {
         match self {
-            SuppressionLevel::Low => 0.251,      // -12 dB
+            SuppressionLevel::Low => 0.251, // -12 dB
             SuppressionLevel::Moderate | SuppressionLevel::High | SuppressionLevel::VeryHigh => 0.0,
         }
     }

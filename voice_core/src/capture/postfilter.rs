@@ -91,7 +91,12 @@ impl PostFilter {
         debug_assert_eq!(chunk.len(), CHUNK_SAMPLES);
         self.input.copy_within(CHUNK_SAMPLES.., 0);
         self.input[CHUNK_SAMPLES..].copy_from_slice(chunk);
-        for ((f, x), w) in self.frame.iter_mut().zip(self.input.iter()).zip(self.window.iter()) {
+        for ((f, x), w) in self
+            .frame
+            .iter_mut()
+            .zip(self.input.iter())
+            .zip(self.window.iter())
+        {
             *f = x * w;
         }
         // Lengths are fixed at construction: the transforms cannot fail.
@@ -134,7 +139,8 @@ impl PostFilter {
         let scale = 1.0 / WINDOW as f32;
         for (i, out) in chunk.iter_mut().enumerate() {
             *out = self.overlap[i] + self.frame[i] * self.window[i] * scale;
-            self.overlap[i] = self.frame[CHUNK_SAMPLES + i] * self.window[CHUNK_SAMPLES + i] * scale;
+            self.overlap[i] =
+                self.frame[CHUNK_SAMPLES + i] * self.window[CHUNK_SAMPLES + i] * scale;
         }
     }
 }
@@ -153,8 +159,7 @@ fn exp_integral_e1(x: f32) -> f32 {
     if x < 1.0 {
         // -γ - ln x + x - x²/4 + x³/18 - x⁴/96 + x⁵/600
         let x2 = x * x;
-        -0.577_215_7 - x.ln() + x - x2 / 4.0 + x2 * x / 18.0 - x2 * x2 / 96.0
-            + x2 * x2 * x / 600.0
+        -0.577_215_7 - x.ln() + x - x2 / 4.0 + x2 * x / 18.0 - x2 * x2 / 96.0 + x2 * x2 * x / 600.0
     } else {
         // Abramowitz & Stegun 5.1.56.
         let num = x * x + 2.334_733 * x + 0.250_621;
@@ -170,9 +175,17 @@ mod tests {
     #[test]
     fn e1_matches_reference_values() {
         // E1 from tables: E1(0.1) = 1.822924, E1(0.5) = 0.559774, E1(1) = 0.219384, E1(3) = 0.013048.
-        for (x, want) in [(0.1, 1.822_924), (0.5, 0.559_774), (1.0, 0.219_384), (3.0, 0.013_048)] {
+        for (x, want) in [
+            (0.1, 1.822_924),
+            (0.5, 0.559_774),
+            (1.0, 0.219_384),
+            (3.0, 0.013_048),
+        ] {
             let got = exp_integral_e1(x);
-            assert!((got - want).abs() / want < 1e-3, "E1({x}) = {got}, want {want}");
+            assert!(
+                (got - want).abs() / want < 1e-3,
+                "E1({x}) = {got}, want {want}"
+            );
         }
     }
 
@@ -199,7 +212,10 @@ mod tests {
             }
         }
         let attenuation_db = 10.0 * (e_out / e_in).log10();
-        assert!(attenuation_db < -10.0, "noise attenuated by only {attenuation_db} dB");
+        assert!(
+            attenuation_db < -10.0,
+            "noise attenuated by only {attenuation_db} dB"
+        );
         // Then a loud tone over the same noise, RNNoise calling it speech: kept within 1 dB.
         let (mut t_in, mut t_out) = (0.0f32, 0.0f32);
         for c in 0..100 {

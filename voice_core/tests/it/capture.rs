@@ -245,7 +245,12 @@ fn suppression_levels_are_ordered() {
     assert!(high.1 < moderate.1 - 3.0);
     assert!(very_high.1 < high.1 - 1.0);
     // ... and costs the speech little.
-    assert!(high.0 > moderate.0 - 2.0, "speech {:.1} dB against {:.1} dB", high.0, moderate.0);
+    assert!(
+        high.0 > moderate.0 - 2.0,
+        "speech {:.1} dB against {:.1} dB",
+        high.0,
+        moderate.0
+    );
 }
 
 #[test]
