@@ -372,9 +372,10 @@ impl CaptureProcessor {
         }
         if let Some((post, (speech_db, pause_db))) = self.post.as_mut() {
             // Shallow while the detector (with its hangover) hears speech, deep in the pauses,
-            // 1 dB per chunk between; nothing where the input is clean (bypass above).
+            // 3 dB per chunk between (1 dB measured 0.00-0.03 DNSMOS lower: the pauses reach
+            // their floor later); nothing where the input is clean (bypass above).
             let want = if self.speech { *speech_db } else { *pause_db } * (1.0 - self.dry_weight);
-            self.post_floor_db += (want - self.post_floor_db).clamp(-1.0, 1.0);
+            self.post_floor_db += (want - self.post_floor_db).clamp(-3.0, 3.0);
             post.set_floor_db(self.post_floor_db);
             post.process(&mut self.a, prob);
         }
