@@ -1009,15 +1009,16 @@ namespace Voice
         /// </summary>
         public const int VOICE_SUPPRESSION_LOW = 0;
         /// <summary>
-        /// Noise suppression: RNNoise with the input kept 24 dB down.
+        /// Noise suppression: RNNoise alone (as Mumble runs it).
         /// </summary>
         public const int VOICE_SUPPRESSION_MODERATE = 1;
         /// <summary>
-        /// Noise suppression: RNNoise alone (default).
+        /// Noise suppression: RNNoise, then the residual-noise post-filter (3 dB at most in speech,
+        /// 20 dB in pauses; default).
         /// </summary>
         public const int VOICE_SUPPRESSION_HIGH = 2;
         /// <summary>
-        /// Noise suppression: RNNoise, then WebRTC's stationary suppressor.
+        /// Noise suppression: RNNoise, then a deeper post-filter (6 dB in speech, 30 dB in pauses).
         /// </summary>
         public const int VOICE_SUPPRESSION_VERY_HIGH = 3;
         /// <summary>

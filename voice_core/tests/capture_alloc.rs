@@ -54,14 +54,21 @@ fn no_allocation_per_frame() {
             },
         ),
         (
-            "rnnoise",
+            "rnnoise (moderate)",
+            CaptureConfig {
+                noise_suppression: Some(SuppressionLevel::Moderate),
+                ..off
+            },
+        ),
+        (
+            "rnnoise + post-filter (high)",
             CaptureConfig {
                 noise_suppression: Some(SuppressionLevel::High),
                 ..off
             },
         ),
         (
-            "webrtc-ns",
+            "rnnoise + deeper post-filter (very-high)",
             CaptureConfig {
                 noise_suppression: Some(SuppressionLevel::VeryHigh),
                 ..off
