@@ -1,10 +1,10 @@
 //! Token buckets that bound what one session may make the relay do.
 //!
-//! Time is an argument (`now: Instant`), so the buckets are tested without sleeping. Each voice
+//! Time is an argument (`now: Time`), so the buckets are tested without sleeping. Each voice
 //! datagram costs one packet token and its length in byte tokens; a relay forwarding to N−1
 //! members therefore amplifies a sender by at most (N−1) × its budget.
 
-use std::time::Instant;
+use voice_proto::time::Time;
 
 /// A rate and a burst: the bucket refills at `rate` tokens/s up to `burst` tokens.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize, serde::Serialize)]
@@ -20,12 +20,12 @@ pub struct Limit {
 pub struct TokenBucket {
     limit: Limit,
     tokens: f64,
-    last: Instant,
+    last: Time,
 }
 
 impl TokenBucket {
     /// A full bucket.
-    pub fn new(limit: Limit, now: Instant) -> Self {
+    pub fn new(limit: Limit, now: Time) -> Self {
         TokenBucket {
             limit,
             tokens: limit.burst,
@@ -33,20 +33,20 @@ impl TokenBucket {
         }
     }
 
-    fn refill(&mut self, now: Instant) {
-        let dt = now.saturating_duration_since(self.last).as_secs_f64();
+    fn refill(&mut self, now: Time) {
+        let dt = now.saturating_since(self.last).as_secs_f64();
         self.last = self.last.max(now);
         self.tokens = (self.tokens + dt * self.limit.rate).min(self.limit.burst);
     }
 
     /// Whether `cost` tokens are available now (nothing is taken).
-    pub fn check(&mut self, now: Instant, cost: f64) -> bool {
+    pub fn check(&mut self, now: Time, cost: f64) -> bool {
         self.refill(now);
         self.tokens >= cost
     }
 
     /// Takes `cost` tokens if available and says whether it did.
-    pub fn take(&mut self, now: Instant, cost: f64) -> bool {
+    pub fn take(&mut self, now: Time, cost: f64) -> bool {
         if self.check(now, cost) {
             self.tokens -= cost;
             true
@@ -68,7 +68,7 @@ mod tests {
 
     #[test]
     fn burst_then_rate() {
-        let t0 = Instant::now();
+        let t0 = Time::from_millis(1000);
         let mut b = TokenBucket::new(
             Limit {
                 rate: 10.0,
@@ -94,7 +94,7 @@ mod tests {
 
     #[test]
     fn time_going_backwards_is_harmless() {
-        let t0 = Instant::now() + Duration::from_secs(1);
+        let t0 = Time::from_millis(1000) + Duration::from_secs(1);
         let mut b = TokenBucket::new(
             Limit {
                 rate: 1.0,

@@ -9,7 +9,7 @@
 //! queues its notice and lists the session in [`State::removals`]; the server delivers the
 //! notice, then ends the session and closes its connection.
 
-use std::time::Instant;
+use voice_proto::time::Time;
 
 use voice_proto::register::Secret;
 use voice_proto::tcp::{
@@ -51,7 +51,7 @@ pub struct HelloContext<'a> {
     /// Fresh random secret for this session.
     pub secret: Secret,
     /// Monotonic now.
-    pub now: Instant,
+    pub now: Time,
     /// Wall clock in ms since the Unix epoch.
     pub unix_ms: u64,
     /// Session limit.
@@ -157,7 +157,7 @@ pub fn handle(
     stats: &mut Stats,
     who: SessionToken,
     msg: ClientMessage,
-    now: Instant,
+    now: Time,
     unix_ms: u64,
     out: &mut Outbox,
 ) -> After {
@@ -446,7 +446,7 @@ mod tests {
     struct Fixture {
         st: State,
         stats: Stats,
-        now: Instant,
+        now: Time,
         adm: Admission,
     }
 
@@ -455,7 +455,7 @@ mod tests {
             Fixture {
                 st: State::new(&Config::default()),
                 stats: Stats::new(),
-                now: Instant::now(),
+                now: Time::from_millis(1000),
                 adm: Admission::load(&Config {
                     open: true,
                     ..Config::default()

@@ -44,7 +44,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use voice_proto::time::Time;
 
 use voice_proto::seq::{ReplayCheck, ReplayWindow, SeqUnwrapper};
 use voice_proto::udp::{Header, Position, TagKey};
@@ -428,7 +428,7 @@ pub struct SenderState {
 
 impl SenderState {
     /// A fresh window and full budgets for a sender bound to `addr`.
-    pub fn new(addr: SocketAddr, limits: &Limits, now: Instant) -> Self {
+    pub fn new(addr: SocketAddr, limits: &Limits, now: Time) -> Self {
         SenderState {
             addr,
             seq: SeqUnwrapper::new(),
@@ -439,7 +439,7 @@ impl SenderState {
     }
 
     /// Applies the replay window and budgets to a routed datagram of `len` bytes.
-    pub fn admit(&mut self, now: Instant, header: &Header, len: usize) -> Result<(), DropReason> {
+    pub fn admit(&mut self, now: Time, header: &Header, len: usize) -> Result<(), DropReason> {
         let ext = self.seq.peek(header.seq);
         match self.replay.check_and_set(ext) {
             ReplayCheck::New => {
@@ -482,7 +482,7 @@ impl Senders {
     pub fn accept_voice(
         &mut self,
         snap: &Snapshot,
-        now: Instant,
+        now: Time,
         src: SocketAddr,
         header: &Header,
         len: usize,
@@ -516,7 +516,7 @@ impl Senders {
     pub fn accept_tunneled(
         &mut self,
         snap: &Snapshot,
-        now: Instant,
+        now: Time,
         who: SessionToken,
         header: &Header,
         len: usize,
@@ -607,8 +607,8 @@ mod tests {
     }
 
     /// Sessions 1..=n, each bound to port 1000+token, all in channel 1.
-    fn state(n: u32) -> (State, Instant) {
-        let now = Instant::now();
+    fn state(n: u32) -> (State, Time) {
+        let now = Time::from_millis(1000);
         let mut st = State::new(&Config::default());
         for i in 1..=n {
             let t = st

@@ -18,7 +18,9 @@
 //! | [`directory`] | rooms' members across relays: published to Redis, merged into channel lists |
 //! | [`forward`] | what forwarding workers read (the published snapshot) and own (sender state, counters) |
 //! | [`control`] | TCP messages as state transitions producing outgoing messages |
+//! | `datapath` | the per-datagram decision (parse, tag, routing, replay, budgets, culling) as a verdict |
 //! | [`permissions`] | channel allow-lists, member caps and names at join; kick, ban, token expiry |
+//! | [`memory`] | the relay's decisions in memory, on a caller's clock: deterministic tests with engines |
 //! | [`identity`] | the TLS certificate: the operator's, or self-signed and persisted |
 //! | [`stats`] | counters, including every drop by reason |
 //! | [`token`] | access tokens (EdDSA JWTs): verification, minting, key generation |
@@ -41,9 +43,11 @@ pub mod budget;
 pub mod cluster;
 pub mod config;
 pub mod control;
+mod datapath;
 pub mod directory;
 pub mod forward;
 pub mod identity;
+pub mod memory;
 pub mod permissions;
 pub mod server;
 pub mod state;

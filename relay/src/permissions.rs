@@ -7,7 +7,7 @@
 //! `Removed` notice and lists the session in [`State::removals`] for the server to end once the
 //! notice is written.
 
-use std::time::Instant;
+use voice_proto::time::Time;
 
 use voice_proto::tcp::{ErrorCode, Removal, ServerMessage, MAX_REASON_LEN};
 use voice_proto::{ChannelId, SessionToken};
@@ -59,9 +59,6 @@ pub fn refuse_join(
     None
 }
 
-/// A year: the end of a ban too long for the clock to represent.
-const YEAR: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
-
 /// `text` cut to at most `max` bytes at a character boundary.
 fn truncate(mut text: String, max: usize) -> String {
     if text.len() > max {
@@ -87,7 +84,7 @@ pub fn remove(
     target: SessionToken,
     reason: String,
     ban: Option<u32>,
-    now: Instant,
+    now: Time,
     out: &mut Outbox,
 ) {
     let (what, done) = if ban.is_some() {
@@ -124,8 +121,8 @@ pub fn remove(
         Some(requested) => {
             let secs = state.ban_policy.length(requested);
             let length = std::time::Duration::from_secs(u64::from(secs));
-            // Far beyond any relay's uptime when the clock cannot represent it.
-            let until = now.checked_add(length).unwrap_or(now + YEAR);
+            // `Time` saturates: a length the clock cannot represent bans until the end of time.
+            let until = now + length;
             state.ban(&sub, until);
             stats.inc(Counter::Bans);
             (Removal::Banned, secs)

@@ -29,7 +29,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use voice_proto::time::Time;
 
 use voice_proto::attenuation::Attenuation;
 use voice_proto::register::{self, RegisterError, Secret};
@@ -273,7 +274,7 @@ pub struct State {
     pub ban_policy: BanPolicy,
     /// Banned users (token subject; in open mode the name) and when each ban ends. Kept in
     /// memory only; expired entries are dropped when looked up or by [`State::prune_bans`].
-    pub bans: HashMap<String, Instant>,
+    pub bans: HashMap<String, Time>,
     /// Sessions a control transition decided to end (kicked, banned, token expired): the
     /// server delivers what was queued for them, then ends them ([`State::take_removals`]).
     pub removals: Vec<SessionToken>,
@@ -340,7 +341,7 @@ impl State {
         name: String,
         secret: Secret,
         conn: usize,
-        now: Instant,
+        now: Time,
     ) -> Option<SessionToken> {
         // 0 is the reserved "no session" value; `next_token` wraps to it after u32::MAX and
         // stays there, meaning "exhausted".
@@ -558,13 +559,13 @@ impl State {
     }
 
     /// Bans `sub` until `until` (a longer existing ban is kept).
-    pub fn ban(&mut self, sub: &str, until: Instant) {
+    pub fn ban(&mut self, sub: &str, until: Time) {
         let e = self.bans.entry(sub.to_owned()).or_insert(until);
         *e = (*e).max(until);
     }
 
     /// How much longer `sub` is banned (`None`: not banned). Forgets an expired ban.
-    pub fn banned_for(&mut self, sub: &str, now: Instant) -> Option<Duration> {
+    pub fn banned_for(&mut self, sub: &str, now: Time) -> Option<Duration> {
         let until = *self.bans.get(sub)?;
         if until > now {
             Some(until - now)
@@ -575,7 +576,7 @@ impl State {
     }
 
     /// Forgets every ban that has ended.
-    pub fn prune_bans(&mut self, now: Instant) {
+    pub fn prune_bans(&mut self, now: Time) {
         self.bans.retain(|_, until| *until > now);
     }
 
@@ -620,8 +621,8 @@ mod tests {
     }
 
     /// Sessions 1..=n, each bound to port 1000+token, all in channel 1 except as moved.
-    fn state(n: u32) -> (State, Instant) {
-        let now = Instant::now();
+    fn state(n: u32) -> (State, Time) {
+        let now = Time::from_millis(1000);
         let mut st = State::new(&Config::default());
         for i in 1..=n {
             let t = st
@@ -702,7 +703,7 @@ mod tests {
 
     #[test]
     fn tokens_run_out_without_a_panic_and_are_never_reused() {
-        let now = Instant::now();
+        let now = Time::from_millis(1000);
         let mut st = State::new(&Config::default());
         st.next_token = u32::MAX - 1;
         let a = st.add_session("a".into(), [1; 32], 1, now);

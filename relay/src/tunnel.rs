@@ -48,7 +48,7 @@ impl State {
 #[cfg(test)]
 mod tests {
     use std::net::SocketAddr;
-    use std::time::Instant;
+    use voice_proto::time::Time;
 
     use super::*;
     use crate::config::Config;
@@ -60,8 +60,8 @@ mod tests {
     }
 
     /// Three sessions in channel 1, each bound to port 1000 + token.
-    fn three() -> (State, Instant, Vec<SessionToken>) {
-        let now = Instant::now();
+    fn three() -> (State, Time, Vec<SessionToken>) {
+        let now = Time::from_millis(1000);
         let mut st = State::new(&Config::default());
         let ch = st.default_channel;
         let mut tokens = Vec::new();

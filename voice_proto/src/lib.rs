@@ -9,6 +9,7 @@
 //!   made with the secret handed out over TCP, so the secret itself never crosses UDP.
 //! * [`seq`] — sequence numbers: unwrapping the 16-bit wire counter and the replay window.
 //! * [`attenuation`] — the distance models a channel announces and the relay culls by.
+//! * [`time`] — the monotonic [`Time`](time::Time) every state machine on both ends is driven with.
 //!
 //! `docs/PROTOCOL.md` describes the same wire for people; this crate is the normative code.
 //! `voice_core` re-exports it as `voice_core::proto` (and `seq`, and the attenuation types in
@@ -18,6 +19,7 @@ pub mod attenuation;
 pub mod register;
 pub mod seq;
 pub mod tcp;
+pub mod time;
 pub mod udp;
 
 use serde::{Deserialize, Serialize};

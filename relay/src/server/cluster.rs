@@ -3,8 +3,6 @@
 //! they change, telling every session when a channel's members change (here or elsewhere), and
 //! merging remote members into the channel lists this relay sends.
 
-use std::time::Instant;
-
 use voice_proto::tcp::{ClientMessage, ServerMessage};
 use voice_proto::SessionToken;
 
@@ -21,7 +19,7 @@ impl Relay {
             return false;
         }
         // The join costs a control token like any request (a flood is refused by `handle`).
-        let now = Instant::now();
+        let now = self.clock.now();
         if !self
             .state
             .sessions
@@ -47,7 +45,7 @@ impl Relay {
         while let Some(n) = cluster.try_notice() {
             notices.push(n);
         }
-        let now = Instant::now();
+        let now = self.clock.now();
         let mut out = std::mem::take(&mut self.outbox);
         for n in notices {
             match n {

@@ -37,7 +37,8 @@ use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use voice_proto::time::{MonotonicClock, Time};
 
 use arc_swap::ArcSwap;
 use mio::net::{TcpListener, TcpStream, UdpSocket};
@@ -49,17 +50,18 @@ use voice_tls::{rustls, Fingerprint, TlsStream, Transport};
 use crate::admission::Admission;
 use crate::config::Config;
 use crate::control::Outbox;
+use crate::datapath::Registration;
 use crate::forward::{Snapshot, WorkerStats};
 use crate::state::State;
 use crate::stats::{Counter, Stats};
 use crate::token::Claims;
 use crate::Error;
 use tunnel::{TunnelCopy, TUNNEL_QUEUE};
-use udp::{Registration, Spawnable, Worker, WORKER_UDP, WORKER_WAKER};
+use udp::{Spawnable, Worker, WORKER_UDP, WORKER_WAKER};
 
 mod cluster;
 mod tcp;
-mod tunnel;
+pub(crate) mod tunnel;
 mod udp;
 
 const LISTENER: Token = Token(0);
@@ -100,25 +102,11 @@ struct Conn {
     reader: FrameReader<ClientMessage>,
     out: FrameQueue,
     session: Option<SessionToken>,
-    deadline: Instant,
+    deadline: Time,
     closing: bool,
     /// `close_notify` queued (TLS): sent once, when a closing connection's frames are out.
     close_sent: bool,
     dead: bool,
-}
-
-/// Verifies one registration against the state; counts the outcome.
-fn register(state: &mut State, stats: &mut Stats, reg: &Registration) -> Option<u64> {
-    match state.register(reg.src, reg.header.sender, &reg.payload) {
-        Ok(counter) => {
-            stats.inc(Counter::RegisterOk);
-            Some(counter)
-        }
-        Err(f) => {
-            stats.inc(f.counter());
-            None
-        }
-    }
 }
 
 /// A bound relay, ready to [`run`](Relay::run) or [`spawn`](Relay::spawn).
@@ -172,6 +160,8 @@ pub struct Relay {
     /// scans the connection table.
     reap_needed: bool,
     tick: Duration,
+    /// The relay's time (workers share its origin).
+    clock: MonotonicClock,
 }
 
 fn unix_ms() -> u64 {
@@ -268,6 +258,7 @@ impl Relay {
                 set_buffer(udp.as_raw_fd(), libc::SO_SNDBUF, config.udp_buffer_bytes);
             }
         }
+        let clock = MonotonicClock::new();
         let state = State::new(&config);
         let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::of(&state, 0)));
         let (tunnel_tx, tunnel_copies) = mpsc::sync_channel(TUNNEL_QUEUE);
@@ -279,6 +270,7 @@ impl Relay {
                 config.check_datagram_tags,
                 snapshot.clone(),
                 tunnel_tx.clone(),
+                clock,
             )
         });
         let mut worker = workers_iter
@@ -359,6 +351,7 @@ impl Relay {
             outbox: Vec::new(),
             reap_needed: false,
             tick,
+            clock,
         })
     }
 
@@ -457,9 +450,9 @@ impl Relay {
 
     fn run_control(&mut self) -> Result<(), Error> {
         let mut events = Events::with_capacity(1024);
-        let mut next_tick = Instant::now() + self.tick;
+        let mut next_tick = self.clock.now() + self.tick;
         let stats_every = Duration::from_millis(self.config.stats_interval_ms);
-        let mut next_stats = Instant::now() + stats_every;
+        let mut next_stats = self.clock.now() + stats_every;
         log::info!(
             "relay listening on {} (tcp+udp, {} worker{})",
             self.local,
@@ -467,11 +460,11 @@ impl Relay {
             if self.workers() == 1 { "" } else { "s" }
         );
         while !self.stopper.flag.load(Ordering::SeqCst) {
-            let now = Instant::now();
+            let now = self.clock.now();
             let timeout = if self.worker.pending {
                 Duration::ZERO
             } else {
-                next_tick.saturating_duration_since(now)
+                next_tick.saturating_since(now)
             };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -501,7 +494,7 @@ impl Relay {
                 self.drain_udp();
             }
             self.take_tunnel_copies();
-            let now = Instant::now();
+            let now = self.clock.now();
             if now >= next_tick {
                 self.expire(now);
                 self.expire_sessions(now);
@@ -543,7 +536,7 @@ impl Relay {
         let snapshot = &self.snapshot;
         let published = &mut self.published;
         self.worker.drain(&mut |reg: Registration| {
-            let r = register(state, stats, &reg);
+            let r = reg.verify(state, stats);
             if r.is_some() && state.version() != *published {
                 *published = state.version();
                 snapshot.store(Arc::new(Snapshot::of(state, *published)));
@@ -555,7 +548,7 @@ impl Relay {
     /// Verifies the registrations other workers passed on and acknowledges them from socket 0.
     fn take_registrations(&mut self) {
         while let Ok(reg) = self.registrations.try_recv() {
-            if let Some(counter) = register(&mut self.state, &mut self.stats, &reg) {
+            if let Some(counter) = reg.verify(&mut self.state, &mut self.stats) {
                 self.publish();
                 if let Some(s) = self.state.sessions.get(&reg.header.sender) {
                     udp::send_ack(
@@ -646,7 +639,7 @@ impl Relay {
                             reader: FrameReader::new(),
                             out: FrameQueue::new(),
                             session: None,
-                            deadline: Instant::now() + self.config.handshake_timeout(),
+                            deadline: self.clock.now() + self.config.handshake_timeout(),
                             closing: false,
                             close_sent: false,
                             dead: false,

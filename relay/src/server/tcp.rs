@@ -3,7 +3,7 @@
 //! flush them, expire timeouts, and reap dead connections with a clean `UserLeft`.
 
 use std::io;
-use std::time::Instant;
+use voice_proto::time::Time;
 
 use voice_proto::tcp::{ClientMessage, ErrorCode, FrameError, ServerMessage};
 use voice_tls::Transport;
@@ -15,7 +15,7 @@ use crate::stats::Counter;
 impl Relay {
     pub(super) fn read_conn(&mut self, id: usize) {
         self.reap_needed = true;
-        let now = Instant::now();
+        let now = self.clock.now();
         loop {
             let Some(c) = self.conns.get_mut(&id) else {
                 return;
@@ -62,7 +62,7 @@ impl Relay {
         }
     }
 
-    pub(super) fn process_frames(&mut self, id: usize, now: Instant) {
+    pub(super) fn process_frames(&mut self, id: usize, now: Time) {
         loop {
             let Some(c) = self.conns.get_mut(&id) else {
                 return;
@@ -160,7 +160,7 @@ impl Relay {
     /// queued for them (their `Removed` notice) is already in their connection's buffer; the
     /// session ends now (`UserLeft` to its channel, UDP binding gone) and the connection closes
     /// once that buffer is written.
-    pub(super) fn apply_removals(&mut self, now: Instant) {
+    pub(super) fn apply_removals(&mut self, now: Time) {
         let removals = self.state.take_removals();
         if removals.is_empty() {
             return;
@@ -182,7 +182,7 @@ impl Relay {
 
     /// The timer's share of permissions: sessions whose token expired are told and ended;
     /// ended bans are forgotten.
-    pub(super) fn expire_sessions(&mut self, now: Instant) {
+    pub(super) fn expire_sessions(&mut self, now: Time) {
         self.state.prune_bans(now);
         let mut out = std::mem::take(&mut self.outbox);
         crate::permissions::expire_tokens(&mut self.state, &mut self.stats, unix_ms(), &mut out);
@@ -191,7 +191,7 @@ impl Relay {
         self.apply_removals(now);
     }
 
-    pub(super) fn on_hello(&mut self, id: usize, msg: ClientMessage, now: Instant) {
+    pub(super) fn on_hello(&mut self, id: usize, msg: ClientMessage, now: Time) {
         let mut secret = [0u8; 32];
         if let Err(e) = getrandom::fill(&mut secret) {
             log::error!("getrandom failed: {e}; refusing the session");
@@ -222,7 +222,7 @@ impl Relay {
         }
     }
 
-    pub(super) fn close_after_flush(&mut self, id: usize, now: Instant) {
+    pub(super) fn close_after_flush(&mut self, id: usize, now: Time) {
         if let Some(c) = self.conns.get_mut(&id) {
             c.closing = true;
             c.deadline = c.deadline.min(now + self.config.handshake_timeout());
@@ -307,7 +307,7 @@ impl Relay {
         self.dirty = dirty;
     }
 
-    pub(super) fn expire(&mut self, now: Instant) {
+    pub(super) fn expire(&mut self, now: Time) {
         self.reap_needed = true;
         for (id, c) in &mut self.conns {
             if !c.dead && now >= c.deadline {

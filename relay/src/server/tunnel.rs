@@ -11,7 +11,7 @@
 //! included) comes to the control thread as a [`TunnelCopy`] over a bounded channel (workers
 //! 1.. wake it), and is queued into their connections here.
 
-use std::time::Instant;
+use voice_proto::time::Time;
 
 use voice_proto::tcp::{ErrorCode, ServerMessage};
 use voice_proto::SessionToken;
@@ -66,7 +66,7 @@ impl Relay {
     /// A change of path republishes the snapshot, so it is charged to the session's control
     /// request budget (a client flips a few times per outage; a flip over budget is ignored and
     /// answered `Error{RateLimited}` like any request over budget, the datagram still taken).
-    pub(super) fn on_tunnel(&mut self, who: SessionToken, active: bool, data: &[u8], now: Instant) {
+    pub(super) fn on_tunnel(&mut self, who: SessionToken, active: bool, data: &[u8], now: Time) {
         if let Some(s) = self.state.sessions.get_mut(&who) {
             if s.tunnel != active {
                 if s.control.take(now, 1.0) {

@@ -5,12 +5,15 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "../common/world.rs"]
+mod world;
 
 mod access_tokens;
 mod bad_tcp;
 mod bad_udp;
 mod e2ee;
 mod fanout;
+mod in_memory;
 mod membership_props;
 mod permissions;
 mod presence;

@@ -3,7 +3,8 @@
 //! truth, and every chat line reaches each member of the sender's channel exactly once.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use voice_core::Time;
 
 use proptest::prelude::*;
 use relay::config::Config;
@@ -82,7 +83,7 @@ proptest! {
         let mut views: BTreeMap<SessionToken, View> = BTreeMap::new();
         let mut live: Vec<SessionToken> = Vec::new();
         let mut expected_chats: BTreeMap<SessionToken, u64> = BTreeMap::new();
-        let t0 = Instant::now();
+        let t0 = Time::from_millis(1000);
         for (i, op) in ops.into_iter().enumerate() {
             let now = t0 + Duration::from_secs(i as u64);
             let mut out = Outbox::new();
