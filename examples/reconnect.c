@@ -42,7 +42,7 @@ static int wait_for(voice_client *c, uint32_t kind, int seconds, const char *wha
         voice_event ev;
         bool got = false;
         while (voice_client_poll_event(c, &ev, &got) == VOICE_OK && got) {
-            if (ev.kind == VOICE_EVENT_DISCONNECTED) printf("disconnected: %s\n", ev.text);
+            if (ev.kind == VOICE_EVENT_DISCONNECTED) printf("disconnected (VOICE_DISCONNECT_* %u): %s\n", ev.code, ev.text);
             if (ev.kind == kind) {
                 printf("%s\n", what);
                 return 1;

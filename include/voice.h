@@ -76,9 +76,41 @@
 // UDP is bound: voice flows.
 #define VOICE_EVENT_UDP_READY 2
 
-// The connection failed or dropped (`text`: reason, e.g. the refused connect); sent at once for
-// each failed attempt. A reconnect follows only with `reconnect` set.
+// The connection failed or dropped (`code`: why, `VOICE_DISCONNECT_*`; `text`: the reason for
+// people, e.g. the refused connect and what happens next; `value`: the relay's error code for
+// `VOICE_DISCONNECT_REFUSED`, the `VOICE_REMOVAL_*` for `VOICE_DISCONNECT_REMOVED`); sent at
+// once for each failed attempt. A reconnect follows only with `reconnect` set, and never after
+// `VOICE_DISCONNECT_UNTRUSTED`, `_CONFIGURATION` or `_REMOVED`.
 #define VOICE_EVENT_DISCONNECTED 3
+
+// `VOICE_EVENT_DISCONNECTED` code: the relay could not be reached or the connection failed
+// underneath (connect, name resolution, socket or TLS errors).
+#define VOICE_DISCONNECT_NETWORK 1
+
+// `VOICE_EVENT_DISCONNECTED` code: the relay closed the connection without saying why.
+#define VOICE_DISCONNECT_CLOSED 2
+
+// `VOICE_EVENT_DISCONNECTED` code: the relay broke the protocol (an oversized frame).
+#define VOICE_DISCONNECT_PROTOCOL 3
+
+// `VOICE_EVENT_DISCONNECTED` code: the relay's certificate was not trusted (unknown, or a
+// pinned fingerprint changed). Not retried.
+#define VOICE_DISCONNECT_UNTRUSTED 4
+
+// `VOICE_EVENT_DISCONNECTED` code: the client's configuration cannot work (e.g. an unreadable
+// CA file). Not retried.
+#define VOICE_DISCONNECT_CONFIGURATION 5
+
+// `VOICE_EVENT_DISCONNECTED` code: sent to the relay that hosts the room; reconnecting there.
+#define VOICE_DISCONNECT_REDIRECTED 6
+
+// `VOICE_EVENT_DISCONNECTED` code: the relay refused the session (`value`: its error code,
+// as in `VOICE_EVENT_ERROR`, which came first with the text).
+#define VOICE_DISCONNECT_REFUSED 7
+
+// `VOICE_EVENT_DISCONNECTED` code: the relay ended the session (`value`: `VOICE_REMOVAL_*`;
+// `VOICE_EVENT_REMOVED` came first). Not retried.
+#define VOICE_DISCONNECT_REMOVED 8
 
 // One channel of the relay (`channel`, `name`); sent for each channel in a list.
 #define VOICE_EVENT_CHANNEL 4

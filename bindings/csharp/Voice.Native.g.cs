@@ -861,10 +861,50 @@ namespace Voice
         /// </summary>
         public const int VOICE_EVENT_UDP_READY = 2;
         /// <summary>
-        /// The connection failed or dropped (`text`: reason, e.g. the refused connect); sent at once for
-        /// each failed attempt. A reconnect follows only with `reconnect` set.
+        /// The connection failed or dropped (`code`: why, `VOICE_DISCONNECT_*`; `text`: the reason for
+        /// people, e.g. the refused connect and what happens next; `value`: the relay's error code for
+        /// `VOICE_DISCONNECT_REFUSED`, the `VOICE_REMOVAL_*` for `VOICE_DISCONNECT_REMOVED`); sent at
+        /// once for each failed attempt. A reconnect follows only with `reconnect` set, and never after
+        /// `VOICE_DISCONNECT_UNTRUSTED`, `_CONFIGURATION` or `_REMOVED`.
         /// </summary>
         public const int VOICE_EVENT_DISCONNECTED = 3;
+        /// <summary>
+        /// `VOICE_EVENT_DISCONNECTED` code: the relay could not be reached or the connection failed
+        /// underneath (connect, name resolution, socket or TLS errors).
+        /// </summary>
+        public const int VOICE_DISCONNECT_NETWORK = 1;
+        /// <summary>
+        /// `VOICE_EVENT_DISCONNECTED` code: the relay closed the connection without saying why.
+        /// </summary>
+        public const int VOICE_DISCONNECT_CLOSED = 2;
+        /// <summary>
+        /// `VOICE_EVENT_DISCONNECTED` code: the relay broke the protocol (an oversized frame).
+        /// </summary>
+        public const int VOICE_DISCONNECT_PROTOCOL = 3;
+        /// <summary>
+        /// `VOICE_EVENT_DISCONNECTED` code: the relay's certificate was not trusted (unknown, or a
+        /// pinned fingerprint changed). Not retried.
+        /// </summary>
+        public const int VOICE_DISCONNECT_UNTRUSTED = 4;
+        /// <summary>
+        /// `VOICE_EVENT_DISCONNECTED` code: the client's configuration cannot work (e.g. an unreadable
+        /// CA file). Not retried.
+        /// </summary>
+        public const int VOICE_DISCONNECT_CONFIGURATION = 5;
+        /// <summary>
+        /// `VOICE_EVENT_DISCONNECTED` code: sent to the relay that hosts the room; reconnecting there.
+        /// </summary>
+        public const int VOICE_DISCONNECT_REDIRECTED = 6;
+        /// <summary>
+        /// `VOICE_EVENT_DISCONNECTED` code: the relay refused the session (`value`: its error code,
+        /// as in `VOICE_EVENT_ERROR`, which came first with the text).
+        /// </summary>
+        public const int VOICE_DISCONNECT_REFUSED = 7;
+        /// <summary>
+        /// `VOICE_EVENT_DISCONNECTED` code: the relay ended the session (`value`: `VOICE_REMOVAL_*`;
+        /// `VOICE_EVENT_REMOVED` came first). Not retried.
+        /// </summary>
+        public const int VOICE_DISCONNECT_REMOVED = 8;
         /// <summary>
         /// One channel of the relay (`channel`, `name`); sent for each channel in a list.
         /// </summary>

@@ -227,7 +227,7 @@ impl Session {
                     self.attempts = 0;
                     self.retry_at = None;
                 }
-                Event::Disconnected { reason } => {
+                Event::Disconnected { reason, .. } => {
                     self.attempts += 1;
                     self.retry_at = split_retry(reason).1.map(|ms| t + ms as f64 / 1000.0);
                 }

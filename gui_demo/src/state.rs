@@ -192,7 +192,7 @@ impl SessionState {
                     now_unix_ms,
                 );
             }
-            Event::Disconnected { reason } => {
+            Event::Disconnected { reason, .. } => {
                 // One chat line per lost connection, not one per failed retry.
                 if matches!(self.status, Status::Connected { .. }) {
                     self.system(format!("disconnected: {reason}"), now_unix_ms);
@@ -660,6 +660,7 @@ mod tests {
         );
         s.apply_event(
             Event::Disconnected {
+                kind: voice_client::DisconnectKind::Closed,
                 reason: "eof".into(),
             },
             9,

@@ -49,7 +49,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use mio::net::{TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token};
-use voice_core::engine::{ConnectionStatus, Engine, EngineStats, Event, Request};
+use voice_core::engine::{ConnectionStatus, DisconnectKind, Engine, EngineStats, Event, Request};
 use voice_core::proto::tcp::{FrameError, FrameQueue, FrameReader, ServerMessage};
 use voice_core::proto::udp::MAX_DATAGRAM;
 use voice_core::{Time, FRAME_DURATION, FRAME_SAMPLES};
@@ -197,6 +197,7 @@ enum Flow {
 /// Why the control connection is being dropped.
 #[derive(Debug)]
 struct Dropped {
+    kind: DisconnectKind,
     reason: String,
     /// Redirected to the relay hosting the room: reconnect there at once.
     redirected: bool,
@@ -264,6 +265,7 @@ impl Driver {
             self.media_step(&mut st);
             if let Some(reason) = self.output_step(&mut st) {
                 dropped.get_or_insert(Dropped {
+                    kind: DisconnectKind::Network,
                     reason,
                     redirected: false,
                 });
@@ -285,6 +287,7 @@ impl Driver {
             Ok(u) => Some(u),
             Err(e) => {
                 self.emit(Event::Disconnected {
+                    kind: DisconnectKind::Network,
                     reason: format!("cannot open a UDP socket: {e}"),
                 });
                 None
@@ -350,6 +353,7 @@ impl Driver {
                             // can fix it.
                             let _ = self.poll.registry().deregister(&mut stream);
                             self.emit(Event::Disconnected {
+                                kind: DisconnectKind::Configuration,
                                 reason: reason.clone(),
                             });
                             self.emit(Event::Status(ConnectionStatus::Failed { reason }));
@@ -372,7 +376,7 @@ impl Driver {
             }
             Err(e) => {
                 let reason = format!("connect to {} failed: {e}", self.server);
-                match self.connect_failed(reason, &mut st.backoff) {
+                match self.connect_failed(DisconnectKind::Network, reason, &mut st.backoff) {
                     Some(at) => st.reconnect_at = Some(at),
                     None => return Flow::Stop,
                 }
@@ -476,7 +480,8 @@ impl Driver {
         ev: &mio::event::Event,
     ) -> Result<(), Dropped> {
         let (readable, writable) = (ev.is_readable(), ev.is_writable());
-        let fail = |reason: String| Dropped {
+        let fail = |(kind, reason): (DisconnectKind, String)| Dropped {
+            kind,
             reason,
             redirected: false,
         };
@@ -493,15 +498,26 @@ impl Driver {
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => {
                     let err = c.stream.sock().take_error().ok().flatten();
                     if err.is_some() || ev.is_error() || ev.is_write_closed() {
-                        return Err(fail(format!(
-                            "connect to {} failed: {}",
-                            self.server,
-                            err.map_or_else(|| "connection closed".to_string(), |e| e.to_string())
+                        return Err(fail((
+                            DisconnectKind::Network,
+                            format!(
+                                "connect to {} failed: {}",
+                                self.server,
+                                err.map_or_else(
+                                    || "connection closed".to_string(),
+                                    |e| e.to_string()
+                                )
+                            ),
                         )));
                     }
                     return Ok(());
                 }
-                Err(e) => return Err(fail(format!("connect to {} failed: {e}", self.server))),
+                Err(e) => {
+                    return Err(fail((
+                        DisconnectKind::Network,
+                        format!("connect to {} failed: {e}", self.server),
+                    )))
+                }
             }
         }
         if readable {
@@ -524,6 +540,7 @@ impl Driver {
                         self.server = addr;
                     }
                     return Err(Dropped {
+                        kind: DisconnectKind::Redirected,
                         reason: format!("redirected to {addr}"),
                         redirected: true,
                     });
@@ -715,7 +732,11 @@ impl Driver {
     /// The control connection dropped (or never came up, or was redirected): reports it and
     /// schedules the next attempt, or stops when nothing will be retried.
     fn handle_drop(&mut self, st: &mut LoopState, dropped: Dropped) -> Flow {
-        let Dropped { reason, redirected } = dropped;
+        let Dropped {
+            kind,
+            reason,
+            redirected,
+        } = dropped;
         let mut was_up = false;
         if let Some(mut c) = st.conn.take() {
             let _ = self.poll.registry().deregister(c.stream.sock_mut());
@@ -725,13 +746,16 @@ impl Driver {
         // Kicked, banned or token expired: reconnecting would be refused or undo an admin's
         // decision, so the drop is final.
         let removed = self.engine.take_removal();
-        let reason = match removed {
-            Some(r) => format!("{reason}; removed by the relay ({r:?}), not reconnecting"),
-            None => reason,
+        let (kind, reason) = match removed {
+            Some(r) => (
+                DisconnectKind::Removed(r),
+                format!("{reason}; removed by the relay ({r:?}), not reconnecting"),
+            ),
+            None => (kind, reason),
         };
         if was_up || refused {
             // The engine reports the drop (it knows the session it loses).
-            self.engine.disconnected(st.now(), &reason);
+            self.engine.disconnected(st.now(), kind, &reason);
             while let Some(ev) = self.engine.poll_event() {
                 self.emit(ev);
             }
@@ -767,7 +791,7 @@ impl Driver {
             if let Some(entry) = self.entry {
                 self.server = entry;
             }
-            match self.connect_failed(reason, &mut st.backoff) {
+            match self.connect_failed(kind, reason, &mut st.backoff) {
                 Some(at) => st.reconnect_at = Some(at),
                 None => return Flow::Stop,
             }
@@ -833,15 +857,21 @@ impl Driver {
             attempt: self.attempt,
             last_error: self.last_error.clone(),
         }));
-        *reconnect_at = self.connect_failed(reason, backoff);
+        *reconnect_at = self.connect_failed(DisconnectKind::Network, reason, backoff);
     }
 
     /// Reports a connect that failed and says what happens next: the time of the next attempt
     /// (backing off), or `None` when `reconnect` is off and the thread should stop.
-    fn connect_failed(&mut self, reason: String, backoff: &mut Duration) -> Option<Instant> {
+    fn connect_failed(
+        &mut self,
+        kind: DisconnectKind,
+        reason: String,
+        backoff: &mut Duration,
+    ) -> Option<Instant> {
         log::debug!("{reason}");
         if !self.reconnect {
             self.emit(Event::Disconnected {
+                kind,
                 reason: format!("{reason}; not retrying (reconnect is off)"),
             });
             self.emit(Event::Status(ConnectionStatus::Failed { reason }));
@@ -850,6 +880,7 @@ impl Driver {
         let wait = *backoff;
         *backoff = (*backoff * 2).min(MAX_BACKOFF);
         self.emit(Event::Disconnected {
+            kind,
             reason: format!("{reason}; retrying in {} ms", wait.as_millis()),
         });
         self.emit(Event::Status(ConnectionStatus::Reconnecting {
@@ -895,14 +926,17 @@ impl Driver {
         Ok(u)
     }
 
-    fn read_tcp(&mut self, c: &mut Conn, now: Time) -> Result<(), String> {
+    fn read_tcp(&mut self, c: &mut Conn, now: Time) -> Result<(), (DisconnectKind, String)> {
         loop {
             match c.reader.read_from(&mut c.stream) {
                 Ok(0) => {
                     if c.reader.room() == 0 {
-                        return Err("relay sent an oversized frame".into());
+                        return Err((
+                            DisconnectKind::Protocol,
+                            "relay sent an oversized frame".into(),
+                        ));
                     }
-                    return Err("relay closed the connection".into());
+                    return Err((DisconnectKind::Closed, "relay closed the connection".into()));
                 }
                 Ok(_) => loop {
                     match c.reader.next_message() {
@@ -911,7 +945,7 @@ impl Driver {
                         Err(FrameError::Malformed(e)) => {
                             log::warn!("malformed message from relay: {e}");
                         }
-                        Err(e) => return Err(e.to_string()),
+                        Err(e) => return Err((DisconnectKind::Protocol, e.to_string())),
                     }
                 },
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
@@ -933,9 +967,9 @@ impl Driver {
                         }
                         log::warn!("{reason}");
                         self.refused = true;
-                        return Err(reason);
+                        return Err((DisconnectKind::Untrusted, reason));
                     }
-                    return Err(e.to_string());
+                    return Err((DisconnectKind::Network, e.to_string()));
                 }
             }
         }

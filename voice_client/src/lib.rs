@@ -51,7 +51,8 @@ pub use voice_core::e2ee::group::DEFAULT_LEAD as E2EE_DEFAULT_LEAD;
 pub use voice_core::e2ee::{E2eeMode, E2eeStats};
 use voice_core::engine::Engine;
 pub use voice_core::engine::{
-    ConnectionStatus, EngineConfig, EngineStats, Event, PathConfig, RemoteStats, Request, VoicePath,
+    ConnectionStatus, DisconnectKind, EngineConfig, EngineStats, Event, PathConfig, RemoteStats,
+    Request, VoicePath,
 };
 pub use voice_core::proto::tcp::{AccessToken, Removal};
 pub use voice_core::proto::udp::Position;

@@ -155,9 +155,12 @@ pub enum Event {
         /// fingerprint changed) and a `Disconnected` with the reason follows.
         accepted: bool,
     },
-    /// The connection is gone (a reconnect may follow).
+    /// The connection is gone (a reconnect may follow: the `Status` event after it says).
     Disconnected {
-        /// Why.
+        /// Why, for a program to act on.
+        kind: DisconnectKind,
+        /// Why, for people (names the relay's message, the address, the fingerprint, and what
+        /// happens next).
         reason: String,
     },
     /// Every channel with its members.
@@ -375,6 +378,48 @@ impl Request {
     }
 }
 
+/// Why a connection ended ([`Event::Disconnected`]), for a program to act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub enum DisconnectKind {
+    /// The relay could not be reached or the connection failed underneath (connect, name
+    /// resolution, socket or TLS errors). Retried with back-off when reconnecting is on.
+    Network,
+    /// The relay closed the connection without saying why (it stopped, or timed us out).
+    Closed,
+    /// The relay broke the protocol (an oversized frame).
+    Protocol,
+    /// The relay's TLS certificate was not trusted: unknown, or a pinned fingerprint changed
+    /// (an `Event::ServerFingerprint` with `accepted: false` came first). Final.
+    Untrusted,
+    /// The client's own configuration cannot work (e.g. an unreadable CA file). Final.
+    Configuration,
+    /// Sent to the relay of the cluster that hosts the room; reconnecting there at once.
+    Redirected,
+    /// The relay refused the session with this error before welcoming it (`Full`, `Banned`,
+    /// `Version`, a bad token, …; an [`Event::Error`] with the text came first).
+    Refused(ErrorCode),
+    /// The relay ended the session: kicked, banned or token expired (an [`Event::Removed`]
+    /// came first). Final: the client does not reconnect on its own.
+    Removed(Removal),
+}
+
+impl DisconnectKind {
+    /// The number C sees in `voice_event.code` (`VOICE_DISCONNECT_*`).
+    pub fn code(self) -> u32 {
+        match self {
+            DisconnectKind::Network => 1,
+            DisconnectKind::Closed => 2,
+            DisconnectKind::Protocol => 3,
+            DisconnectKind::Untrusted => 4,
+            DisconnectKind::Configuration => 5,
+            DisconnectKind::Redirected => 6,
+            DisconnectKind::Refused(_) => 7,
+            DisconnectKind::Removed(_) => 8,
+        }
+    }
+}
+
 /// Why a command was refused locally.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
 pub enum CommandError {
@@ -576,6 +621,8 @@ pub struct Engine {
     redirect: Option<String>,
     /// The relay removed our session (`Removed`), not yet taken by the driver.
     removed: Option<Removal>,
+    /// The error the relay answered our `Hello` with (it closes the connection next).
+    handshake_error: Option<ErrorCode>,
     members: BTreeMap<SessionToken, String>,
     names: HashMap<SessionToken, String>,
     /// Ordered by session, so that decoding, mixing and the events they raise happen in the same
@@ -661,6 +708,7 @@ impl Engine {
             next_list_request: None,
             redirect: None,
             removed: None,
+            handshake_error: None,
             members: BTreeMap::new(),
             names: HashMap::new(),
             remotes: BTreeMap::new(),
@@ -697,6 +745,7 @@ impl Engine {
     /// A TCP connection to the relay is up: start the handshake.
     pub fn connect(&mut self, _now: Time) {
         self.reset_session();
+        self.handshake_error = None;
         self.state = ConnectionState::Handshaking;
         self.control_out.clear();
         self.control_out.push_back(ClientMessage::Hello {
@@ -706,13 +755,23 @@ impl Engine {
         });
     }
 
-    /// The TCP connection is gone. The channel is remembered and rejoined after the next `Welcome`.
-    pub fn disconnected(&mut self, _now: Time, reason: &str) {
+    /// The TCP connection is gone, for the reason the driver saw (`kind`, `reason`). The channel
+    /// is remembered and rejoined after the next `Welcome`. A connection the relay closed after
+    /// refusing our `Hello` with an error is reported as [`DisconnectKind::Refused`] with that
+    /// error's code.
+    pub fn disconnected(&mut self, _now: Time, kind: DisconnectKind, reason: &str) {
         if self.state == ConnectionState::Disconnected {
             return;
         }
+        let kind = match (kind, self.handshake_error.take()) {
+            (DisconnectKind::Closed | DisconnectKind::Network, Some(code)) => {
+                DisconnectKind::Refused(code)
+            }
+            (kind, _) => kind,
+        };
         self.reset_session();
         self.events.push_back(Event::Disconnected {
+            kind,
             reason: reason.to_string(),
         });
     }
@@ -881,6 +940,9 @@ impl Engine {
                 self.events.push_back(Event::ServerStats { counters })
             }
             ServerMessage::Error { code, message } => {
+                if self.state == ConnectionState::Handshaking {
+                    self.handshake_error = Some(code);
+                }
                 self.events.push_back(Event::Error { code, message })
             }
             ServerMessage::ChannelSpatial { channel, spatial } => {

@@ -37,13 +37,18 @@ pub(crate) fn removed_event(
 ) -> voice_event {
     let mut e = voice_event::new(VOICE_EVENT_REMOVED).text(reason);
     e = e.name(by);
-    e.code = match removal {
+    e.code = removal_code(removal);
+    e.value = f64::from(ban_secs);
+    e
+}
+
+/// `VOICE_REMOVAL_*` of `removal`.
+pub(crate) fn removal_code(removal: Removal) -> u32 {
+    match removal {
         Removal::Kicked => VOICE_REMOVAL_KICKED,
         Removal::Banned => VOICE_REMOVAL_BANNED,
         Removal::TokenExpired => VOICE_REMOVAL_TOKEN_EXPIRED,
-    };
-    e.value = f64::from(ban_secs);
-    e
+    }
 }
 
 /// The C event for `Event::UserRemoved`.

@@ -12,8 +12,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use ::voice_client::{
-    AppCapture, AppPlayback, AudioInput, AudioOutput, ChannelId, Client, ClientConfig, Event,
-    SessionToken, TransmitMode,
+    AppCapture, AppPlayback, AudioInput, AudioOutput, ChannelId, Client, ClientConfig,
+    DisconnectKind, Event, SessionToken, TransmitMode,
 };
 
 use crate::handle::{Handle, Kind, Shared};
@@ -41,9 +41,33 @@ pub const VOICE_AUDIO_NULL: u32 = 3;
 pub const VOICE_EVENT_CONNECTED: u32 = 1;
 /// UDP is bound: voice flows.
 pub const VOICE_EVENT_UDP_READY: u32 = 2;
-/// The connection failed or dropped (`text`: reason, e.g. the refused connect); sent at once for
-/// each failed attempt. A reconnect follows only with `reconnect` set.
+/// The connection failed or dropped (`code`: why, `VOICE_DISCONNECT_*`; `text`: the reason for
+/// people, e.g. the refused connect and what happens next; `value`: the relay's error code for
+/// `VOICE_DISCONNECT_REFUSED`, the `VOICE_REMOVAL_*` for `VOICE_DISCONNECT_REMOVED`); sent at
+/// once for each failed attempt. A reconnect follows only with `reconnect` set, and never after
+/// `VOICE_DISCONNECT_UNTRUSTED`, `_CONFIGURATION` or `_REMOVED`.
 pub const VOICE_EVENT_DISCONNECTED: u32 = 3;
+/// `VOICE_EVENT_DISCONNECTED` code: the relay could not be reached or the connection failed
+/// underneath (connect, name resolution, socket or TLS errors).
+pub const VOICE_DISCONNECT_NETWORK: u32 = 1;
+/// `VOICE_EVENT_DISCONNECTED` code: the relay closed the connection without saying why.
+pub const VOICE_DISCONNECT_CLOSED: u32 = 2;
+/// `VOICE_EVENT_DISCONNECTED` code: the relay broke the protocol (an oversized frame).
+pub const VOICE_DISCONNECT_PROTOCOL: u32 = 3;
+/// `VOICE_EVENT_DISCONNECTED` code: the relay's certificate was not trusted (unknown, or a
+/// pinned fingerprint changed). Not retried.
+pub const VOICE_DISCONNECT_UNTRUSTED: u32 = 4;
+/// `VOICE_EVENT_DISCONNECTED` code: the client's configuration cannot work (e.g. an unreadable
+/// CA file). Not retried.
+pub const VOICE_DISCONNECT_CONFIGURATION: u32 = 5;
+/// `VOICE_EVENT_DISCONNECTED` code: sent to the relay that hosts the room; reconnecting there.
+pub const VOICE_DISCONNECT_REDIRECTED: u32 = 6;
+/// `VOICE_EVENT_DISCONNECTED` code: the relay refused the session (`value`: its error code,
+/// as in `VOICE_EVENT_ERROR`, which came first with the text).
+pub const VOICE_DISCONNECT_REFUSED: u32 = 7;
+/// `VOICE_EVENT_DISCONNECTED` code: the relay ended the session (`value`: `VOICE_REMOVAL_*`;
+/// `VOICE_EVENT_REMOVED` came first). Not retried.
+pub const VOICE_DISCONNECT_REMOVED: u32 = 8;
 /// One channel of the relay (`channel`, `name`); sent for each channel in a list.
 pub const VOICE_EVENT_CHANNEL: u32 = 4;
 /// We joined `channel` (`name`); `VOICE_EVENT_MEMBER` events for its members follow.
@@ -220,8 +244,15 @@ fn flatten(ev: Event, out: &mut VecDeque<voice_event>) {
         Event::Status(status) => out.push_back(crate::net::status_event(&status)),
         // A refusal reaches C as the `Disconnected` that follows (its text names the fingerprint).
         Event::ServerFingerprint { .. } => {}
-        Event::Disconnected { reason } => {
-            out.push_back(E::new(VOICE_EVENT_DISCONNECTED).text(&reason))
+        Event::Disconnected { kind, reason } => {
+            let mut e = E::new(VOICE_EVENT_DISCONNECTED).text(&reason);
+            e.code = kind.code();
+            e.value = match kind {
+                DisconnectKind::Refused(code) => f64::from(code as u32),
+                DisconnectKind::Removed(r) => f64::from(crate::admin::removal_code(r)),
+                _ => 0.0,
+            };
+            out.push_back(e);
         }
         Event::ChannelList { channels } => {
             for c in channels {
@@ -1036,5 +1067,48 @@ mod tests {
         assert_eq!(e.code, 4);
         let text: Vec<u8> = e.text[..e.text_len].iter().map(|&c| c as u8).collect();
         assert_eq!(text, b"whisper: cannot whisper to yourself");
+    }
+
+    #[test]
+    fn a_disconnect_carries_its_kind_and_the_relays_code() {
+        use voice_core::proto::tcp::ErrorCode;
+        let cases = [
+            (DisconnectKind::Network, VOICE_DISCONNECT_NETWORK, 0.0),
+            (DisconnectKind::Closed, VOICE_DISCONNECT_CLOSED, 0.0),
+            (DisconnectKind::Protocol, VOICE_DISCONNECT_PROTOCOL, 0.0),
+            (DisconnectKind::Untrusted, VOICE_DISCONNECT_UNTRUSTED, 0.0),
+            (
+                DisconnectKind::Configuration,
+                VOICE_DISCONNECT_CONFIGURATION,
+                0.0,
+            ),
+            (DisconnectKind::Redirected, VOICE_DISCONNECT_REDIRECTED, 0.0),
+            (
+                DisconnectKind::Refused(ErrorCode::Full),
+                VOICE_DISCONNECT_REFUSED,
+                f64::from(ErrorCode::Full as u32),
+            ),
+            (
+                DisconnectKind::Removed(::voice_client::Removal::Banned),
+                VOICE_DISCONNECT_REMOVED,
+                f64::from(crate::admin::VOICE_REMOVAL_BANNED),
+            ),
+        ];
+        for (kind, code, value) in cases {
+            let mut out = VecDeque::new();
+            flatten(
+                Event::Disconnected {
+                    kind,
+                    reason: "why".into(),
+                },
+                &mut out,
+            );
+            let e = out.pop_front().expect("one event");
+            assert_eq!(
+                (e.kind, e.code, e.value),
+                (VOICE_EVENT_DISCONNECTED, code, value),
+                "{kind:?}"
+            );
+        }
     }
 }

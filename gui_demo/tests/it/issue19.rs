@@ -149,6 +149,7 @@ fn lost_relay_is_shown_honestly_and_can_be_cancelled() {
         handle
             .events
             .send(Event::Disconnected {
+                kind: voice_client::DisconnectKind::Network,
                 reason: "connect to 127.0.0.1:7400 failed: Connection refused (os error 111); \
                          retrying in 4000 ms"
                     .into(),

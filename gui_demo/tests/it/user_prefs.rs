@@ -145,6 +145,7 @@ fn after_a_relay_restart_old_tokens_do_not_carry_prefs_to_other_people() {
         &mut h,
         &handle,
         Event::Disconnected {
+            kind: voice_client::DisconnectKind::Network,
             reason: "connection reset; retrying in 1000 ms".into(),
         },
     );

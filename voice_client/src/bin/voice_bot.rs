@@ -481,7 +481,7 @@ fn run(a: Args) -> Result<(), String> {
                         }
                     }
                 }
-                if let Event::Disconnected { reason } = &ev {
+                if let Event::Disconnected { reason, .. } = &ev {
                     last_reason.clone_from(reason);
                 }
                 if !to_remove.is_empty() {

@@ -97,7 +97,7 @@ fn a_changed_certificate_is_refused_with_its_fingerprint_and_not_retried() {
     )));
     assert!(wait_event(&c, Duration::from_secs(2), |e| matches!(
         e,
-        Event::Disconnected { reason } if reason.contains("changed") && reason.contains(&fp2)
+        Event::Disconnected { kind: voice_client::DisconnectKind::Untrusted, reason } if reason.contains("changed") && reason.contains(&fp2)
     )));
     // Final: no further attempts (a retry would be another TLS failure at the relay).
     std::thread::sleep(Duration::from_millis(1200));
@@ -117,7 +117,7 @@ fn a_self_signed_relay_is_refused_by_default_and_its_fingerprint_reported() {
     )));
     assert!(wait_event(&c, Duration::from_secs(2), |e| matches!(
         e,
-        Event::Disconnected { reason } if reason.contains("not trusted") && reason.contains(&fp)
+        Event::Disconnected { kind: voice_client::DisconnectKind::Untrusted, reason } if reason.contains("not trusted") && reason.contains(&fp)
     )));
     // Pinning what was reported gets in.
     let pinned = null_client(
@@ -149,6 +149,16 @@ fn a_client_without_a_valid_token_hears_unauthorized_and_a_valid_one_connects() 
         e,
         Event::Error {
             code: voice_core::proto::tcp::ErrorCode::Unauthorized,
+            ..
+        }
+    )));
+    // The relay closes after refusing: the drop says why, typed.
+    assert!(wait_event(&none, Duration::from_secs(5), |e| matches!(
+        e,
+        Event::Disconnected {
+            kind: voice_client::DisconnectKind::Refused(
+                voice_core::proto::tcp::ErrorCode::Unauthorized
+            ),
             ..
         }
     )));

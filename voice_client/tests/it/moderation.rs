@@ -206,6 +206,14 @@ fn a_bot_with_the_admin_claim_kicks_by_name_and_one_without_is_refused() {
             ban_secs: 0
         })
     );
+    assert!(wait_event(&target, Duration::from_secs(5), |e| matches!(
+        e,
+        Event::Disconnected {
+            kind: voice_client::DisconnectKind::Removed(Removal::Kicked),
+            ..
+        }
+    ))
+    .is_some());
     let failed = wait_event(&target, Duration::from_secs(5), |e| {
         matches!(
             e,

@@ -42,9 +42,10 @@ fn a_refused_connect_is_reported_at_once_and_not_retried_without_reconnect() {
         .recv_timeout(Duration::from_secs(2))
         .expect("an event for the refused connect");
     let took = t0.elapsed();
-    let Event::Disconnected { reason } = ev else {
+    let Event::Disconnected { kind, reason } = ev else {
         panic!("expected Disconnected, got {ev:?}");
     };
+    assert_eq!(kind, voice_client::DisconnectKind::Network);
     assert!(took < Duration::from_secs(1), "reported after {took:?}");
     assert!(
         reason.contains("refused"),
@@ -88,7 +89,8 @@ fn with_reconnect_each_refused_attempt_is_reported_and_backs_off() {
     while at.len() < 3 && t0.elapsed() < Duration::from_secs(5) {
         match c.events().recv_timeout(Duration::from_secs(3)) {
             Ok(Event::Status(s)) => statuses.push(s),
-            Ok(Event::Disconnected { reason }) => {
+            Ok(Event::Disconnected { kind, reason }) => {
+                assert_eq!(kind, voice_client::DisconnectKind::Network);
                 assert!(
                     reason.contains("refused") && reason.contains("retrying in"),
                     "{reason}"

@@ -1,7 +1,9 @@
 //! The sans-IO client engine driven by a scripted relay on simulated time.
 use crate::common;
 use common::tone;
-use voice_core::engine::{CommandError, Engine, EngineConfig, Event, Request, MAX_REMOTES};
+use voice_core::engine::{
+    CommandError, DisconnectKind, Engine, EngineConfig, Event, Request, MAX_REMOTES,
+};
 use voice_core::proto::register;
 use voice_core::proto::tcp::{ChannelInfo, ClientMessage, ServerMessage, UserInfo};
 use voice_core::proto::udp::{self, DatagramKind, Flags, Header, MAX_DATAGRAM};
@@ -340,10 +342,14 @@ fn ping_measures_rtt_and_reconnect_rejoins_the_last_channel() {
     let rtt = a.stats(t_ping).rtt_ms.unwrap();
     assert!((rtt - 12.0).abs() < 0.01);
     // Drop and reconnect: Hello, then after Welcome a JoinChannel for channel 5, not the default.
-    a.disconnected(t_ping, "reset");
-    assert!(drain_events(&mut a)
-        .iter()
-        .any(|e| matches!(e, Event::Disconnected { .. })));
+    a.disconnected(t_ping, DisconnectKind::Network, "reset");
+    assert!(drain_events(&mut a).iter().any(|e| matches!(
+        e,
+        Event::Disconnected {
+            kind: DisconnectKind::Network,
+            ..
+        }
+    )));
     a.connect(t_ping);
     let _ = drain_control(&mut a);
     a.handle_control(
@@ -689,4 +695,43 @@ fn a_whisper_by_name_asks_for_the_tree_every_second_until_the_user_appears() {
         }
         assert_eq!(lists(&mut e), 0, "no more list requests once found");
     }
+}
+
+#[test]
+fn a_hello_refused_with_an_error_is_reported_as_refused_with_its_code() {
+    let mut e = Engine::new(EngineConfig::default()).unwrap();
+    let now = Time::from_millis(5);
+    e.connect(now);
+    let _ = drain_control(&mut e);
+    e.handle_control(
+        now,
+        ServerMessage::Error {
+            code: voice_core::proto::tcp::ErrorCode::Full,
+            message: "relay is full".into(),
+        },
+    );
+    // The driver sees the relay close the connection.
+    e.disconnected(now, DisconnectKind::Closed, "relay closed the connection");
+    let events = drain_events(&mut e);
+    assert!(
+        events.iter().any(|ev| matches!(
+            ev,
+            Event::Disconnected {
+                kind: DisconnectKind::Refused(voice_core::proto::tcp::ErrorCode::Full),
+                ..
+            }
+        )),
+        "{events:?}"
+    );
+    // The next connection that is simply closed is `Closed`: the refusal does not stick.
+    e.connect(now);
+    let _ = drain_control(&mut e);
+    e.disconnected(now, DisconnectKind::Closed, "relay closed the connection");
+    assert!(drain_events(&mut e).iter().any(|ev| matches!(
+        ev,
+        Event::Disconnected {
+            kind: DisconnectKind::Closed,
+            ..
+        }
+    )));
 }

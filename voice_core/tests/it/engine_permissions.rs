@@ -2,7 +2,7 @@
 //! messages only when connected and with a session; a relay's `Removed` becomes an event and is
 //! handed to the driver once (so it does not reconnect); `UserRemoved` becomes an event.
 
-use voice_core::engine::{CommandError, Engine, EngineConfig, Event, Request};
+use voice_core::engine::{CommandError, DisconnectKind, Engine, EngineConfig, Event, Request};
 use voice_core::proto::tcp::{ChannelInfo, ClientMessage, Removal, ServerMessage};
 use voice_core::proto::{ChannelId, SessionToken};
 use voice_core::Time;
@@ -137,7 +137,7 @@ fn removal_notices_become_events_and_the_driver_is_told_once() {
         ]
     );
     // The connection then closes: the removal survives the disconnect for the driver, once.
-    e.disconnected(now, "closed by relay");
+    e.disconnected(now, DisconnectKind::Closed, "closed by relay");
     assert_eq!(e.take_removal(), Some(Removal::Banned));
     assert_eq!(e.take_removal(), None);
 }

@@ -220,7 +220,10 @@ fn an_admin_kicks_and_bans_through_the_c_abi_and_the_targets_are_told() {
     assert_eq!(removed.code, VOICE_REMOVAL_KICKED);
     assert_eq!(text(&removed.name, removed.name_len), "mod");
     assert_eq!(text(&removed.text, removed.text_len), "spam");
-    assert!(wait_for(troll.ptr, VOICE_EVENT_DISCONNECTED, Duration::from_secs(5)).is_some());
+    let gone = wait_for(troll.ptr, VOICE_EVENT_DISCONNECTED, Duration::from_secs(5))
+        .expect("the connection closes");
+    assert_eq!(gone.code, VOICE_DISCONNECT_REMOVED);
+    assert_eq!(gone.value, f64::from(VOICE_REMOVAL_KICKED));
     // No reconnect: no new CONNECTED within a second (the backoff would start at 250 ms).
     assert!(wait_for(troll.ptr, VOICE_EVENT_CONNECTED, Duration::from_secs(1)).is_none());
 
