@@ -5,6 +5,8 @@
 //! the silent handshake timeout, rejoining one's own channel, and a byte budget that counts headers.
 
 use crate::common;
+use crate::world::*;
+use relay::Counter;
 
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read};
@@ -52,22 +54,20 @@ fn datagram(key: &TagKey, h: &Header, payload: &[u8]) -> Vec<u8> {
 
 #[test]
 fn a_datagram_exactly_256_behind_is_too_old_and_255_behind_is_not() {
-    let relay = start(|_| {});
-    let mut g = group(relay.local_addr(), 1, &["a", "b"]);
-    let a = g[0].session;
-    let before = g[0].stats();
-    let newest = voice_bytes(&g[0].key, a, 2000, SessionToken::NONE, b"newest");
-    g[0].send_udp(&newest);
-    g[1].expect_udp(&newest);
-    let edge_in = voice_bytes(&g[0].key, a, 2000 - 255, SessionToken::NONE, b"255 behind");
-    g[0].send_udp(&edge_in);
-    g[1].expect_udp(&edge_in);
-    let edge_out = voice_bytes(&g[0].key, a, 2000 - 256, SessionToken::NONE, b"256 behind");
-    g[0].send_udp(&edge_out);
-    g[1].expect_no_udp();
-    let after = g[0].stats();
-    assert_eq!(delta(&before, &after, "drop_too_old"), 1);
-    assert_eq!(delta(&before, &after, "voice_accepted"), 2);
+    let mut w = World::new(|_| {});
+    let a = w.peer("a");
+    let b = w.peer("b");
+    w.join(&a, 1);
+    w.join(&b, 1);
+    let newest = a.voice_seq(2000, SessionToken::NONE, b"newest");
+    assert_eq!(destinations(&w.send_udp(&a, &newest)), vec![b.addr]);
+    let edge_in = a.voice_seq(2000 - 255, SessionToken::NONE, b"255 behind");
+    assert_eq!(destinations(&w.send_udp(&a, &edge_in)), vec![b.addr]);
+    let edge_out = a.voice_seq(2000 - 256, SessionToken::NONE, b"256 behind");
+    assert!(w.send_udp(&a, &edge_out).is_empty());
+    let s = w.relay.stats();
+    assert_eq!(s.get(Counter::DropTooOld), 1);
+    assert_eq!(s.get(Counter::VoiceAccepted), 2);
 }
 
 #[test]
@@ -123,19 +123,18 @@ fn names_of_only_white_space_are_refused_and_closed() {
 
 #[test]
 fn whisper_from_a_session_in_no_channel_reaches_its_target() {
-    let relay = start(|_| {});
-    let g = group(relay.local_addr(), 2, &["a", "b"]);
-    let mut lone = Client::connect(relay.local_addr(), "lone");
-    let d = lone.voice(g[1].session, b"from nowhere");
-    lone.send_udp(&d);
-    g[1].expect_udp(&d);
-    g[0].expect_no_udp();
+    let mut w = World::new(|_| {});
+    let a = w.peer("a");
+    let b = w.peer("b");
+    w.join(&a, 2);
+    w.join(&b, 2);
+    let mut lone = w.peer("lone");
+    let d = lone.voice(b.session, b"from nowhere");
+    assert_eq!(destinations(&w.send_udp(&lone, &d)), vec![b.addr]);
     // Channel voice from the same session is still dropped.
-    let before = lone.stats();
-    lone.talk(b"to no channel");
-    g[0].expect_no_udp();
-    g[1].expect_no_udp();
-    assert_eq!(delta(&before, &lone.stats(), "drop_not_in_channel"), 1);
+    let d = lone.voice(SessionToken::NONE, b"to no channel");
+    assert!(w.send_udp(&lone, &d).is_empty());
+    assert_eq!(w.relay.stats().get(Counter::DropNotInChannel), 1);
 }
 
 #[test]
@@ -427,36 +426,47 @@ fn the_handshake_timeout_closes_without_an_error_frame() {
 
 #[test]
 fn rejoining_your_own_channel_only_sends_joined_again() {
-    let relay = start(|_| {});
-    let mut g = group(relay.local_addr(), 1, &["a", "b"]);
-    let first = g[0].join(1);
-    let again = g[0].join(1);
-    assert_eq!(first, again);
-    assert_eq!(again.users.len(), 2);
-    g[1].ctl.expect_silence();
-    let d = g[0].talk(b"one copy");
-    g[1].expect_udp(&d);
-    g[1].expect_no_udp();
+    let mut w = World::new(|_| {});
+    let mut a = w.peer("a");
+    let b = w.peer("b");
+    w.join(&b, 1);
+    let first = w.join(&a, 1);
+    w.drain(b.conn);
+    let again = w.join(&a, 1);
+    assert_eq!(again.len(), 1, "only Joined: {again:?}");
+    assert_eq!(first[0], again[0]);
+    let ServerMessage::Joined { channel } = &again[0] else {
+        unreachable!("join() checks for Joined")
+    };
+    assert_eq!(channel.users.len(), 2);
+    assert!(
+        w.drain(b.conn).is_empty(),
+        "the other member hears nothing of it"
+    );
+    let d = a.voice(SessionToken::NONE, b"one copy");
+    assert_eq!(destinations(&w.send_udp(&a, &d)), vec![b.addr]);
 }
 
 #[test]
 fn the_byte_budget_counts_the_header() {
     // Burst 1210 bytes, refilling 1 byte/s: one full datagram leaves 10 bytes, too few for a
     // header-only datagram (20 bytes) — it would pass if only payload bytes counted.
-    let relay = start(|c| {
+    let mut w = World::new(|c| {
         c.voice_bytes.rate = 1.0;
         c.voice_bytes.burst = (MAX_DATAGRAM + 10) as f64;
     });
-    let mut g = group(relay.local_addr(), 1, &["a", "b"]);
-    let before = g[0].stats();
-    let full = g[0].talk(&[0x11; MAX_PAYLOAD]);
+    let mut a = w.peer("a");
+    let b = w.peer("b");
+    w.join(&a, 1);
+    w.join(&b, 1);
+    let full = a.voice(SessionToken::NONE, &[0x11; MAX_PAYLOAD]);
     assert_eq!(full.len(), MAX_DATAGRAM);
-    g[1].expect_udp(&full);
-    g[0].talk(&[]);
-    g[1].expect_no_udp();
-    let after = g[0].stats();
-    assert_eq!(delta(&before, &after, "drop_byte_budget"), 1);
-    assert_eq!(delta(&before, &after, "voice_accepted"), 1);
+    assert_eq!(destinations(&w.send_udp(&a, &full)), vec![b.addr]);
+    let empty = a.voice(SessionToken::NONE, &[]);
+    assert!(w.send_udp(&a, &empty).is_empty());
+    let s = w.relay.stats();
+    assert_eq!(s.get(Counter::DropByteBudget), 1);
+    assert_eq!(s.get(Counter::VoiceAccepted), 1);
 }
 
 #[test]
