@@ -628,7 +628,11 @@ pub struct Engine {
     /// Ordered by session, so that decoding, mixing and the events they raise happen in the same
     /// order on every run.
     remotes: BTreeMap<SessionToken, Remote>,
+    /// Per-user gain and local mute of the sessions we know, as set by the application.
     prefs: HashMap<SessionToken, (f32, bool)>,
+    /// The same by user name: a relay that restarts numbers sessions again, and a token then
+    /// names someone else; the preferences follow the name ([`Engine::learn_name`]).
+    prefs_by_name: HashMap<String, (f32, bool)>,
     sender: Sender,
     transmitter: Transmitter,
     capture: Option<Box<CaptureProcessor>>,
@@ -713,6 +717,7 @@ impl Engine {
             names: HashMap::new(),
             remotes: BTreeMap::new(),
             prefs: HashMap::new(),
+            prefs_by_name: HashMap::new(),
             sender,
             transmitter,
             capture,
@@ -868,7 +873,7 @@ impl Engine {
                     .map(|u| (u.session, u.name.clone()))
                     .collect();
                 for u in &channel.users {
-                    self.names.insert(u.session, u.name.clone());
+                    self.learn_name(u.session, &u.name);
                 }
                 self.e2ee
                     .joined_channel(now, channel.users.iter().map(|u| u.session));
@@ -886,7 +891,7 @@ impl Engine {
                 if Some(channel) == self.channel {
                     self.members.insert(user.session, user.name.clone());
                 }
-                self.names.insert(user.session, user.name.clone());
+                self.learn_name(user.session, &user.name);
                 self.events.push_back(Event::UserJoined { channel, user });
             }
             ServerMessage::UserLeft { channel, session } => {
@@ -1000,7 +1005,7 @@ impl Engine {
                     c.users.clone_from(&users);
                 }
                 for u in &users {
-                    self.names.insert(u.session, u.name.clone());
+                    self.learn_name(u.session, &u.name);
                 }
                 self.events.push_back(Event::ChannelMembers {
                     channel,
@@ -1074,7 +1079,35 @@ impl Engine {
 
     fn learn_names(&mut self, channels: &[ChannelInfo]) {
         for u in channels.iter().flat_map(|c| &c.users) {
-            self.names.insert(u.session, u.name.clone());
+            self.learn_name(u.session, &u.name);
+        }
+    }
+
+    /// Records that `session` is `name`. When the token named someone else before (a restarted
+    /// relay numbers sessions again), the per-user volume and mute set for that someone no
+    /// longer apply to it; `name`'s own, if set, do.
+    fn learn_name(&mut self, session: SessionToken, name: &str) {
+        if self.names.get(&session).is_some_and(|n| n == name) {
+            return;
+        }
+        let had_name = self.names.insert(session, name.to_owned()).is_some();
+        let pref = match self.prefs_by_name.get(name) {
+            Some(&p) => Some(p),
+            // A preference set before the name was known stays with the token.
+            None if !had_name => self.prefs.get(&session).copied(),
+            None => None,
+        };
+        match pref {
+            Some(p) => {
+                self.prefs.insert(session, p);
+                self.prefs_by_name.insert(name.to_owned(), p);
+            }
+            None => {
+                self.prefs.remove(&session);
+            }
+        }
+        if let Some(r) = self.remotes.get_mut(&session) {
+            (r.volume, r.muted) = pref.unwrap_or((1.0, false));
         }
     }
 
@@ -1869,22 +1902,35 @@ impl Engine {
         self.deafened = deafened;
     }
 
-    /// Sets one user's gain (0.0–4.0, 1.0 = unchanged); remembered across reconnects.
+    /// Sets one user's gain (0.0–4.0, 1.0 = unchanged); remembered across reconnects, by the
+    /// user's name once it is known (so it follows the user when a restarted relay renumbers
+    /// sessions).
     pub fn set_user_volume(&mut self, session: SessionToken, volume: f32) {
         let v = if volume.is_finite() {
             volume.clamp(0.0, 4.0)
         } else {
             1.0
         };
-        self.prefs.entry(session).or_insert((1.0, false)).0 = v;
+        let pref = self.prefs.entry(session).or_insert((1.0, false));
+        pref.0 = v;
+        let pref = *pref;
+        if let Some(name) = self.names.get(&session) {
+            self.prefs_by_name.insert(name.clone(), pref);
+        }
         if let Some(r) = self.remotes.get_mut(&session) {
             r.volume = v;
         }
     }
 
-    /// Mutes or unmutes one user locally; remembered across reconnects.
+    /// Mutes or unmutes one user locally; remembered across reconnects, by name as
+    /// [`Engine::set_user_volume`].
     pub fn set_user_muted(&mut self, session: SessionToken, muted: bool) {
-        self.prefs.entry(session).or_insert((1.0, false)).1 = muted;
+        let pref = self.prefs.entry(session).or_insert((1.0, false));
+        pref.1 = muted;
+        let pref = *pref;
+        if let Some(name) = self.names.get(&session) {
+            self.prefs_by_name.insert(name.clone(), pref);
+        }
         if let Some(r) = self.remotes.get_mut(&session) {
             r.muted = muted;
         }

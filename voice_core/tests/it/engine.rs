@@ -735,3 +735,69 @@ fn a_hello_refused_with_an_error_is_reported_as_refused_with_its_code() {
         }
     )));
 }
+
+#[test]
+fn per_user_volume_and_mute_follow_the_name_when_a_restarted_relay_renumbers_sessions() {
+    let t0 = Time::from_millis(0);
+    let mut bob = connected(2, "bob", t0);
+    joins_lobby(&mut bob, t0, 1, "alice");
+    joins_lobby(&mut bob, t0, 4, "dave");
+    bob.set_user_volume(SessionToken(1), 0.25);
+    bob.set_user_muted(SessionToken(4), true);
+    // The relay restarts and numbers sessions again: carol now has alice's old token 1, alice
+    // has 3, dave has 5.
+    bob.disconnected(t0, DisconnectKind::Closed, "relay closed the connection");
+    bob.connect(t0);
+    let _ = drain_control(&mut bob);
+    bob.handle_control(
+        t0,
+        ServerMessage::Welcome {
+            session: SessionToken(2),
+            secret: SECRET,
+            name: "bob".into(),
+            channels: vec![lobby(&[(1, "carol"), (3, "alice"), (5, "dave")])],
+            default_channel: ChannelId(1),
+            server_time_ms: 0,
+        },
+    );
+    bob.handle_control(
+        t0,
+        ServerMessage::Joined {
+            channel: lobby(&[(1, "carol"), (2, "bob"), (3, "alice"), (5, "dave")]),
+        },
+    );
+    let mut talkers = [
+        connected(1, "carol", t0),
+        connected(3, "alice", t0),
+        connected(5, "dave", t0),
+    ];
+    let mut out = [0i16; FRAME_SAMPLES];
+    for k in 0..10u64 {
+        let now = Time::from_millis(20 * k);
+        for t in &mut talkers {
+            t.handle_capture(now, &tone(k as usize));
+            for d in drain_datagrams(t) {
+                if udp::parse(&d).unwrap().header.kind == DatagramKind::Voice {
+                    bob.handle_datagram(now, &d);
+                }
+            }
+        }
+        bob.mix(now, &mut out);
+    }
+    let stats = bob.stats(Time::from_millis(200));
+    let of = |s: u32| {
+        let r = stats
+            .remotes
+            .iter()
+            .find(|r| r.session == SessionToken(s))
+            .expect("heard");
+        (r.name.clone(), r.volume, r.muted)
+    };
+    assert_eq!(of(1), ("carol".into(), 1.0, false), "not alice's volume");
+    assert_eq!(
+        of(3),
+        ("alice".into(), 0.25, false),
+        "alice's volume followed her"
+    );
+    assert_eq!(of(5), ("dave".into(), 1.0, true), "dave is still muted");
+}
