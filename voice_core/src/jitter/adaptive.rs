@@ -326,6 +326,10 @@ impl PlayoutPolicy for AdaptivePolicy {
         Duration::from_micros(self.bounded_us() as u64)
     }
 
+    fn target_is_estimate(&self) -> bool {
+        self.seen >= u64::from(self.cfg.warmup)
+    }
+
     fn holds_on_stall(&self) -> bool {
         true
     }

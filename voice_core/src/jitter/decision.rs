@@ -58,8 +58,9 @@ pub struct PacketStatus {
     /// The policy holds the position when nothing newer is held (see the module docs).
     pub hold_on_stall: bool,
     /// Played now, the packet at distance `following` would be below the policy's target delay
-    /// (always true for a policy without a target). After a stall this says whether the frame of
-    /// delay the stall added is wanted (see [`decide_packet`]).
+    /// (always true for a policy without a target, or whose target is not yet an estimate). After
+    /// a stall this says whether the frame of delay the stall added is wanted (see
+    /// [`decide_packet`]).
     pub stall_delay_wanted: bool,
 }
 

@@ -470,7 +470,7 @@ impl JitterBuffer {
                 .contains(Flags::FEC)
         });
         let stall_delay_wanted = match following {
-            Some(d) if self.playing && self.stalled > 0 => {
+            Some(d) if self.playing && self.stalled > 0 && self.policy.target_is_estimate() => {
                 let ts = self.slots[self.slot_index(base + d)].timestamp_ext;
                 let target = self.policy.target_delay().as_micros() as i64;
                 self.policy

@@ -94,3 +94,13 @@ fn a_lost_packet_whose_fec_comes_late_is_concealed_where_the_delay_meets_the_tar
         "and the rest of the stream plays on time"
     );
 }
+
+#[test]
+fn before_the_target_is_an_estimate_a_lost_packet_is_rebuilt_from_fec_after_a_stall() {
+    // Packet 5 is lost before the policy has seen enough packets to estimate its target: the
+    // stall ended by the next packet keeps its frame, and FEC rebuilds the lost one.
+    let early = run(|k| (k != 5).then(|| transit(k)));
+    assert_eq!(early.fec, 1, "rebuilt from the next packet's FEC");
+    assert_eq!(early.played[5], None);
+    assert!(early.played[6].is_some());
+}
