@@ -54,8 +54,9 @@ pub trait PlayoutPolicy: Debug + Send {
     }
 
     /// Whether [`PlayoutPolicy::target_delay`] is an estimate from this stream's arrivals (false
-    /// while the policy still runs on its starting value). Until it is, the delay a stall adds
-    /// counts as wanted ([`super::decision::PacketStatus::stall_delay_wanted`]).
+    /// while the policy runs on its starting value or is still learning from the first packets).
+    /// Until it is, the delay a stall adds counts as wanted
+    /// ([`super::decision::PacketStatus::stall_delay_wanted`]).
     fn target_is_estimate(&self) -> bool {
         true
     }
