@@ -80,11 +80,6 @@ const BINS: usize = 1000;
 const HALF_RANGE_US: i64 = BINS as i64 / 2 * BIN_US;
 /// The anchor follows the floor once they are this far apart (drift over a long call).
 const RECENTER_US: i64 = 250_000;
-/// Packets (1 s) before the target counts as an estimate for the stall decisions
-/// ([`PlayoutPolicy::target_is_estimate`]): the delay quantile is usable after `warmup` packets,
-/// but the loss term needs a few losses seen, and a stall given back while the target is still
-/// being learnt is paid for at the next loss (LTE: PESQ −0.16 on one run of twelve with 10 packets).
-const ESTIMATE_AFTER: u64 = 50;
 /// Blocks of the sliding transit minimum, and their length.
 const MIN_BLOCKS: usize = 5;
 const MIN_BLOCK_US: u64 = 2_000_000;
@@ -329,10 +324,6 @@ impl PlayoutPolicy for AdaptivePolicy {
 
     fn target_delay(&self) -> Duration {
         Duration::from_micros(self.bounded_us() as u64)
-    }
-
-    fn target_is_estimate(&self) -> bool {
-        self.seen >= ESTIMATE_AFTER.max(u64::from(self.cfg.warmup))
     }
 
     fn holds_on_stall(&self) -> bool {

@@ -25,9 +25,7 @@
 //! tracks transit times ([`PacketStatus::hold_on_stall`]) then conceals without advancing: if the
 //! expected packet arrives next, it plays right after the concealment and no speech is lost — the
 //! delay grew by the spike and comes down later in silence. If a later packet arrives first, the
-//! missing ones were lost after all, and the frames already concealed stand in for them; the
-//! last lost frame is rebuilt from that packet's in-band FEC (keeping one frame of the stall as
-//! delay) only where the target wants that frame ([`PacketStatus::stall_delay_wanted`]).
+//! missing ones were lost after all, and the frames already concealed stand in for them.
 
 /// What the storage looks like when the next frame is needed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -57,11 +55,6 @@ pub struct PacketStatus {
     pub max_missing_run: u32,
     /// The policy holds the position when nothing newer is held (see the module docs).
     pub hold_on_stall: bool,
-    /// Played now, the packet at distance `following` would be below the policy's target delay
-    /// (always true for a policy without a target, or whose target is not yet an estimate). After
-    /// a stall this says whether the frame of delay the stall added is wanted (see
-    /// [`decide_packet`]).
-    pub stall_delay_wanted: bool,
 }
 
 /// What to take from storage for the next frame.
@@ -107,24 +100,17 @@ pub fn decide_packet(s: &PacketStatus) -> PacketOp {
     if s.next_held {
         return PacketOp::Normal;
     }
-    // After a stall that a later packet ended (the awaited ones were lost), the frames concealed
-    // meanwhile can stand in for the lost ones, or the last lost frame can be rebuilt from that
-    // packet's in-band FEC, which keeps one frame of the stall as added delay. The frame is kept
-    // only where the target wants it (without it the packet would play below the target): on a
-    // path whose delay already meets the target (reordering, ~1 % loss) a kept frame moves the
-    // rest of the utterance 20 ms later for one rebuilt frame, which PESQ and ViSQOL charge more
-    // than the frame concealed instead.
-    let keep_for_fec = s.fec && s.following_has_fec && (s.stalled == 0 || s.stall_delay_wanted);
     match s.following {
-        // The next packet can repair the missing one. After a stall, the frame concealed
-        // meanwhile becomes the extra frame of delay that FEC needs.
-        Some(1) if keep_for_fec => PacketOp::Fec,
+        // A stall ended with the next packet, which can repair the missing one: the frame
+        // concealed meanwhile becomes the extra frame of delay that FEC needs anyway.
+        Some(1) if s.fec && s.following_has_fec => PacketOp::Fec,
         Some(ahead) if s.stalled > 0 => {
-            // The frames concealed during the stall stand in for the lost ones. When they stand
-            // in for all of them, the last lost frame may be kept for FEC (as for a stall of one
-            // frame above).
+            // A stall ended with a later packet: the frames concealed meanwhile stand in for the
+            // lost ones. When they stand in for all of them, the last lost frame is kept to be
+            // rebuilt from that packet's in-band FEC (as for a stall of one frame above): one
+            // concealed frame of the stall stays as the frame of delay FEC needs.
             let skip = u64::from(s.stalled).min(ahead);
-            if skip == ahead && ahead >= 2 && keep_for_fec {
+            if skip == ahead && ahead >= 2 && s.fec && s.following_has_fec {
                 PacketOp::CatchUp(ahead - 1)
             } else {
                 PacketOp::CatchUp(skip)
@@ -233,7 +219,6 @@ mod tests {
             fec: true,
             max_missing_run: 10,
             hold_on_stall: true,
-            stall_delay_wanted: true,
             ..PacketStatus::default()
         }
     }
@@ -359,38 +344,6 @@ mod tests {
                     following: Some(1),
                     following_has_fec: true,
                     stalled: 1,
-                    ..playing()
-                },
-                PacketOp::Fec,
-            ),
-            // Where the delay already meets the target without the stall's frames, they stand
-            // in for the lost ones and no frame is kept for FEC…
-            (
-                PacketStatus {
-                    following: Some(1),
-                    following_has_fec: true,
-                    stalled: 1,
-                    stall_delay_wanted: false,
-                    ..playing()
-                },
-                PacketOp::CatchUp(1),
-            ),
-            (
-                PacketStatus {
-                    following: Some(3),
-                    following_has_fec: true,
-                    stalled: 3,
-                    stall_delay_wanted: false,
-                    ..playing()
-                },
-                PacketOp::CatchUp(3),
-            ),
-            // …while FEC without a stall costs no delay and is used as before.
-            (
-                PacketStatus {
-                    following: Some(1),
-                    following_has_fec: true,
-                    stall_delay_wanted: false,
                     ..playing()
                 },
                 PacketOp::Fec,

@@ -469,16 +469,6 @@ impl JitterBuffer {
                 .flags
                 .contains(Flags::FEC)
         });
-        let stall_delay_wanted = match following {
-            Some(d) if self.playing && self.stalled > 0 && self.policy.target_is_estimate() => {
-                let ts = self.slots[self.slot_index(base + d)].timestamp_ext;
-                let target = self.policy.target_delay().as_micros() as i64;
-                self.policy
-                    .schedule_delay(now, ts)
-                    .is_none_or(|delay| delay < target)
-            }
-            _ => true,
-        };
         PacketStatus {
             playing: self.playing,
             start_ready: !self.playing
@@ -498,7 +488,6 @@ impl JitterBuffer {
                 self.cfg.max_missing_run
             },
             hold_on_stall: self.policy.holds_on_stall(),
-            stall_delay_wanted,
         }
     }
 

@@ -53,14 +53,6 @@ pub trait PlayoutPolicy: Debug + Send {
         None
     }
 
-    /// Whether [`PlayoutPolicy::target_delay`] is an estimate from this stream's arrivals (false
-    /// while the policy runs on its starting value or is still learning from the first packets).
-    /// Until it is, the delay a stall adds counts as wanted
-    /// ([`super::decision::PacketStatus::stall_delay_wanted`]).
-    fn target_is_estimate(&self) -> bool {
-        true
-    }
-
     /// Whether a missing packet with nothing newer held is waited for (concealing without
     /// advancing, see [`super::decision`]) rather than given up at once. Policies that time-scale
     /// say yes: they can take the extra delay back out later.

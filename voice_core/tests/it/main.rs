@@ -27,7 +27,6 @@ mod protocol_doc;
 mod receive_accounting;
 mod reorder;
 mod spatial;
-mod stall_delay;
 mod talk_spurts;
 mod watermark;
 mod wraparound;
