@@ -151,6 +151,31 @@ pub fn disconnect(state: &mut State, who: SessionToken, out: &mut Outbox) {
     state.remove_session(who);
 }
 
+/// [`handle`] where the reply may show counters kept elsewhere: with `merged` (the control
+/// plane's counters plus the datagram path's, e.g. for a `StatsRequest`) the transition reads and
+/// counts into that, and what it counted is added back to `stats`.
+#[allow(clippy::too_many_arguments)]
+pub fn handle_with_stats(
+    state: &mut State,
+    stats: &mut Stats,
+    merged: Option<Stats>,
+    who: SessionToken,
+    msg: ClientMessage,
+    now: Time,
+    unix_ms: u64,
+    out: &mut Outbox,
+) -> After {
+    let Some(mut merged) = merged else {
+        return handle(state, stats, who, msg, now, unix_ms, out);
+    };
+    let before = merged.clone();
+    let after = handle(state, &mut merged, who, msg, now, unix_ms, out);
+    for &c in Counter::ALL {
+        stats.add(c, merged.get(c).wrapping_sub(before.get(c)));
+    }
+    after
+}
+
 /// Handles one message from an established session.
 pub fn handle(
     state: &mut State,

@@ -29,6 +29,7 @@ use crate::forward::Snapshot;
 use crate::server::tunnel::{TunnelCopy, TUNNEL_QUEUE};
 use crate::state::State;
 use crate::stats::{Counter, Stats};
+use crate::tunnel::PathChange;
 use crate::{Config, Error};
 
 /// A control connection to a [`MemoryRelay`].
@@ -347,34 +348,18 @@ impl MemoryRelay {
     fn handle(&mut self, now: Time, conn: ConnId, who: SessionToken, msg: ClientMessage) {
         let mut out = Outbox::new();
         let unix_ms = self.unix_ms(now);
-        let after = if msg == ClientMessage::StatsRequest {
-            // The reply shows the datagram path's counters too (as the event loop's does).
-            let mut merged = self.stats();
-            let before = merged.clone();
-            let after = control::handle(
-                &mut self.state,
-                &mut merged,
-                who,
-                msg,
-                now,
-                unix_ms,
-                &mut out,
-            );
-            for &c in Counter::ALL {
-                self.stats.add(c, merged.get(c).wrapping_sub(before.get(c)));
-            }
-            after
-        } else {
-            control::handle(
-                &mut self.state,
-                &mut self.stats,
-                who,
-                msg,
-                now,
-                unix_ms,
-                &mut out,
-            )
-        };
+        // A `StatsRequest` is answered with the datagram path's counters too.
+        let merged = (msg == ClientMessage::StatsRequest).then(|| self.stats());
+        let after = control::handle_with_stats(
+            &mut self.state,
+            &mut self.stats,
+            merged,
+            who,
+            msg,
+            now,
+            unix_ms,
+            &mut out,
+        );
         // The reply goes out before the connection closes.
         self.deliver(out);
         if after == After::Close {
@@ -386,8 +371,8 @@ impl MemoryRelay {
         self.apply_removals();
     }
 
-    /// A `Tunnel` message from `who`: the path change (charged to its request budget, as in the
-    /// event loop), then the datagram through the same per-datagram path as UDP.
+    /// A `Tunnel` message from `who`: the path change ([`State::request_tunnel`]), then the
+    /// datagram through the same per-datagram path as UDP.
     fn tunnel(
         &mut self,
         now: Time,
@@ -396,22 +381,14 @@ impl MemoryRelay {
         data: &[u8],
         sent: &mut Vec<Datagram>,
     ) {
-        if let Some(s) = self.state.sessions.get_mut(&who) {
-            if s.tunnel != active {
-                if s.control.take(now, 1.0) {
-                    self.state.set_tunnel(who, active);
-                    self.publish();
-                } else {
-                    let conn = ConnId(s.conn);
-                    self.stats.inc(Counter::TcpRateLimited);
-                    if let Some(c) = self.conns.get_mut(&conn) {
-                        c.inbox.push_back(control::error(
-                            ErrorCode::RateLimited,
-                            "too many path changes",
-                        ));
-                    }
+        match self.state.request_tunnel(&mut self.stats, who, active, now) {
+            PathChange::Changed => self.publish(),
+            PathChange::Refused { conn, error } => {
+                if let Some(c) = self.conns.get_mut(&ConnId(conn)) {
+                    c.inbox.push_back(error);
                 }
             }
+            PathChange::Unchanged => {}
         }
         if !data.is_empty() {
             self.decide(now, data, Origin::Tunnel(who), sent);

@@ -11,12 +11,61 @@
 //! the control connection it came on (the header's sender must be that connection's session)
 //! instead of by its UDP source address. The server moves the bytes (`server/tunnel.rs`).
 
+use voice_proto::tcp::{ErrorCode, ServerMessage};
+use voice_proto::time::Time;
 use voice_proto::udp::Header;
 use voice_proto::SessionToken;
 
+use crate::control;
 use crate::state::State;
+use crate::stats::{Counter, Stats};
+
+/// What a session's `Tunnel` message did to its path.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PathChange {
+    /// Nothing to change (or no such session).
+    Unchanged,
+    /// The path changed: publish a new snapshot so the forwarding path routes around (or back
+    /// to) the session.
+    Changed,
+    /// Over the session's request budget: the path stays, and this error goes to its
+    /// connection `conn`.
+    Refused {
+        /// The session's connection.
+        conn: usize,
+        /// `Error{RateLimited}`.
+        error: ServerMessage,
+    },
+}
 
 impl State {
+    /// `who` asks for its voice on its control connection (`active`) or back on UDP. A change
+    /// republishes the snapshot, so it is charged to the session's control request budget (a
+    /// client flips a few times per outage); over budget it is refused and counted.
+    pub fn request_tunnel(
+        &mut self,
+        stats: &mut Stats,
+        who: SessionToken,
+        active: bool,
+        now: Time,
+    ) -> PathChange {
+        let Some(s) = self.sessions.get_mut(&who) else {
+            return PathChange::Unchanged;
+        };
+        if s.tunnel == active {
+            return PathChange::Unchanged;
+        }
+        if !s.control.take(now, 1.0) {
+            stats.inc(Counter::TcpRateLimited);
+            return PathChange::Refused {
+                conn: s.conn,
+                error: control::error(ErrorCode::RateLimited, "too many path changes"),
+            };
+        }
+        self.set_tunnel(who, active);
+        PathChange::Changed
+    }
+
     /// Puts `who`'s voice on its control connection (`true`) or back on UDP (`false`).
     pub fn set_tunnel(&mut self, who: SessionToken, active: bool) {
         if let Some(s) = self.sessions.get_mut(&who) {

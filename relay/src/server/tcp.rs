@@ -112,36 +112,21 @@ impl Relay {
                         continue;
                     }
                     let mut out = std::mem::take(&mut self.outbox);
-                    let after = if msg == ClientMessage::StatsRequest {
-                        // The reply shows every worker's counters; what `handle` counts
-                        // itself goes back into the control plane's own.
+                    // The reply to a `StatsRequest` shows every worker's counters.
+                    let merged = (msg == ClientMessage::StatsRequest).then(|| {
                         self.refresh_gauges();
-                        let mut merged = self.merged_stats();
-                        let before = merged.clone();
-                        let after = control::handle(
-                            &mut self.state,
-                            &mut merged,
-                            who,
-                            msg,
-                            now,
-                            unix_ms(),
-                            &mut out,
-                        );
-                        for &c in Counter::ALL {
-                            self.stats.add(c, merged.get(c).wrapping_sub(before.get(c)));
-                        }
-                        after
-                    } else {
-                        control::handle(
-                            &mut self.state,
-                            &mut self.stats,
-                            who,
-                            msg,
-                            now,
-                            unix_ms(),
-                            &mut out,
-                        )
-                    };
+                        self.merged_stats()
+                    });
+                    let after = control::handle_with_stats(
+                        &mut self.state,
+                        &mut self.stats,
+                        merged,
+                        who,
+                        msg,
+                        now,
+                        unix_ms(),
+                        &mut out,
+                    );
                     if after == After::Close {
                         if let Some(c) = self.conns.get_mut(&id) {
                             c.session = None;

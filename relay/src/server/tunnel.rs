@@ -13,12 +13,12 @@
 
 use voice_proto::time::Time;
 
-use voice_proto::tcp::{ErrorCode, ServerMessage};
+use voice_proto::tcp::ServerMessage;
 use voice_proto::SessionToken;
 
 use super::Relay;
-use crate::control;
 use crate::stats::Counter;
+use crate::tunnel::PathChange;
 
 /// Copies a worker hands to the control thread before it refuses more (then dropped and
 /// counted as `drop_send_failed`).
@@ -59,27 +59,17 @@ impl Relay {
     }
 
     /// A `ClientMessage::Tunnel` from `who` (an admitted session: the connection carried a
-    /// `Hello` the relay accepted). A datagram in it is decided by worker 0's per-datagram path
-    /// exactly like one from a UDP socket: the same parse, tag check, routing, replay window,
-    /// budgets and counters.
+    /// `Hello` the relay accepted): the path change ([`State::request_tunnel`]), then a datagram
+    /// in it is decided by worker 0's per-datagram path exactly like one from a UDP socket: the
+    /// same parse, tag check, routing, replay window, budgets and counters.
     ///
-    /// A change of path republishes the snapshot, so it is charged to the session's control
-    /// request budget (a client flips a few times per outage; a flip over budget is ignored and
-    /// answered `Error{RateLimited}` like any request over budget, the datagram still taken).
+    /// [`State::request_tunnel`]: crate::state::State::request_tunnel
     pub(super) fn on_tunnel(&mut self, who: SessionToken, active: bool, data: &[u8], now: Time) {
-        if let Some(s) = self.state.sessions.get_mut(&who) {
-            if s.tunnel != active {
-                if s.control.take(now, 1.0) {
-                    self.state.set_tunnel(who, active);
-                    // Workers route around (or back to) this member from their next batch on.
-                    self.publish();
-                } else {
-                    let conn = s.conn;
-                    self.stats.inc(Counter::TcpRateLimited);
-                    let err = control::error(ErrorCode::RateLimited, "too many path changes");
-                    self.queue(conn, &err);
-                }
-            }
+        match self.state.request_tunnel(&mut self.stats, who, active, now) {
+            // Workers route around (or back to) this member from their next batch on.
+            PathChange::Changed => self.publish(),
+            PathChange::Refused { conn, error } => self.queue(conn, &error),
+            PathChange::Unchanged => {}
         }
         if !data.is_empty() {
             self.worker.on_tunneled(who, data);

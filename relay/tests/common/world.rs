@@ -153,25 +153,8 @@ impl Peer {
 
     /// A voice datagram with sequence number `seq`.
     pub fn voice_seq(&self, seq: u16, target: SessionToken, payload: &[u8]) -> Vec<u8> {
-        tagged_voice(&self.key, self.session, seq, target, payload)
+        crate::common::voice_bytes(&self.key, self.session, seq, target, payload)
     }
-}
-
-/// A voice datagram from `sender` tagged with `key` (which need not be the sender's).
-pub fn tagged_voice(
-    key: &TagKey,
-    sender: SessionToken,
-    seq: u16,
-    target: SessionToken,
-    payload: &[u8],
-) -> Vec<u8> {
-    let h = Header {
-        target,
-        ..Header::voice(sender, seq, u32::from(seq) * 960)
-    };
-    let mut buf = [0u8; MAX_DATAGRAM];
-    let n = udp::write(&h, payload, key, &mut buf).unwrap();
-    buf[..n].to_vec()
 }
 
 /// The addresses `out` goes to, sorted.

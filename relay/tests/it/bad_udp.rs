@@ -199,7 +199,7 @@ fn a_bad_tag_or_another_sessions_tag_is_dropped_and_counted() {
     let mut flipped = a.voice(SessionToken::NONE, b"tampered");
     flipped[udp::HEADER_LEN] ^= 1;
     assert!(w.send_udp(&a, &flipped).is_empty());
-    let impostor = tagged_voice(&b.key, a.session, 500, SessionToken::NONE, b"b speaks as a");
+    let impostor = voice_bytes(&b.key, a.session, 500, SessionToken::NONE, b"b speaks as a");
     assert!(w.send_udp(&a, &impostor).is_empty());
     let mut zero = a.voice(SessionToken::NONE, b"zero tag");
     let n = zero.len();

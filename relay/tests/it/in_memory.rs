@@ -237,3 +237,39 @@ fn the_same_world_runs_the_same_way_twice() {
     let two = fingerprint(&three_engines());
     assert_eq!(one, two);
 }
+
+#[test]
+fn a_tunneled_member_sends_and_receives_through_its_control_connection() {
+    let mut w = World::new(|_| {});
+    let mut a = w.peer("a");
+    let mut b = w.peer("b");
+    for p in [&a, &b] {
+        w.join(p, 1);
+    }
+    for p in [&a, &b] {
+        w.drain(p.conn);
+    }
+    // a's UDP stops getting through: it moves its voice onto its control connection.
+    let d = a.voice(SessionToken::NONE, b"through the tunnel");
+    let sent = w.relay.send(
+        w.now,
+        a.conn,
+        ClientMessage::Tunnel {
+            active: true,
+            datagram: d.clone(),
+        },
+    );
+    assert_eq!(
+        destinations(&sent),
+        vec![b.addr],
+        "UDP members get it over UDP"
+    );
+    assert_eq!(sent[0].bytes, d, "the exact bytes");
+    // b's voice reaches a inside its connection, and not over UDP.
+    let d = b.voice(SessionToken::NONE, b"to the tunneled member");
+    assert!(w.send_udp(&b, &d).is_empty());
+    assert_eq!(w.drain(a.conn), vec![ServerMessage::Tunnel { datagram: d }]);
+    let s = w.relay.stats();
+    assert_eq!(s.get(Counter::TunnelForwarded), 1);
+    assert_eq!(s.get(Counter::Tunneled), 1);
+}
