@@ -5,12 +5,13 @@
 # links libvoice.a beside the system libopus) and binutils (ld -r / objcopy for that archive);
 # python3 (the demo and example scripts), mono-devel (mcs + mono: the C# binding's tests,
 # bindings/csharp/test.sh), redis-server (rooms across relays: relay/tests/cluster.rs and
-# scripts/cluster-demo.sh start their own on a loopback port), and a Rust toolchain
-# (scripts/install-rust.sh).
+# scripts/cluster-demo.sh start their own on a loopback port), xvfb + libxtst6 + libxi6 (the GUI's
+# mouse push-to-talk test runs the keys thread against a real X server, buttons pressed through
+# XTEST), and a Rust toolchain (scripts/install-rust.sh).
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 pkgs=(cmake pkg-config libasound2-dev gcc g++ valgrind python3 clang libopus-dev binutils mono-devel
-  redis-server)
+  redis-server xvfb libxtst6 libxi6)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

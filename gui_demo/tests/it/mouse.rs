@@ -1,8 +1,8 @@
 //! Push-to-talk on a mouse button (issue 19: "mouse buttons", set by pressing them): set in the
 //! controls panel by pressing the button, talking from inside the window and, through the
 //! keys thread, from anywhere on the screen. The last test runs the thread against a real X
-//! server (Xvfb) with button presses made through XTEST; it is ignored by default because CI
-//! has no X server: `cargo test --release -p gui_demo --test it mouse:: -- --include-ignored`.
+//! server (Xvfb) with button presses made through XTEST, which `scripts/install-deps.sh`
+//! installs (xvfb, libxtst6, libxi6), so the test command and CI run it.
 
 use crate::common;
 
@@ -193,7 +193,7 @@ impl Xvfb {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
-            .expect("Xvfb (apt-get install xvfb)");
+            .expect("Xvfb (scripts/install-deps.sh installs it)");
         let socket = format!("/tmp/.X11-unix/X{n}");
         for _ in 0..500 {
             if std::path::Path::new(&socket).exists() {
@@ -258,7 +258,6 @@ impl Drop for FakeMouse {
 }
 
 #[test]
-#[ignore = "needs Xvfb and libXtst (not in CI): run with --include-ignored"]
 fn a_real_x_server_reports_the_back_button_to_the_keys_thread() {
     let x = Xvfb::start();
     let mouse = FakeMouse::open(&x.name);
