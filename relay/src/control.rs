@@ -60,6 +60,19 @@ pub struct HelloContext<'a> {
     pub admission: &'a Admission,
 }
 
+/// A fresh random session secret (`None`, logged, when the system's generator fails: the
+/// session is refused).
+pub fn fresh_secret() -> Option<Secret> {
+    let mut secret = [0u8; 32];
+    match getrandom::fill(&mut secret) {
+        Ok(()) => Some(secret),
+        Err(e) => {
+            log::error!("getrandom failed: {e}; refusing the session");
+            None
+        }
+    }
+}
+
 /// Handles the first message of a connection. `Ok`: the new session and its `Welcome`.
 /// `Err`: the error to send before closing.
 pub fn hello(

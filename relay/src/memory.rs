@@ -115,10 +115,7 @@ impl MemoryRelay {
     pub fn stats(&self) -> Stats {
         let mut s = self.stats.clone();
         self.path.stats.add_to(&mut s);
-        s.set(Counter::Sessions, self.state.sessions.len() as u64);
-        s.set(Counter::Connections, self.conns.len() as u64);
-        s.set(Counter::UdpBound, self.state.bound_count() as u64);
-        s.set(Counter::Tunneled, self.state.tunneled_count() as u64);
+        self.state.report_gauges(&mut s, self.conns.len());
         s
     }
 
@@ -314,34 +311,34 @@ impl MemoryRelay {
     }
 
     fn hello(&mut self, now: Time, conn: ConnId, msg: ClientMessage) {
-        let mut secret = [0u8; 32];
-        let close = if let Err(e) = getrandom::fill(&mut secret) {
-            log::error!("getrandom failed: {e}; refusing the session");
-            None
-        } else {
-            let cx = HelloContext {
-                conn: conn.0,
-                secret,
-                now,
-                unix_ms: self.unix_ms(now),
-                max_sessions: self.config.max_sessions,
-                admission: &self.admission,
-            };
-            match control::hello(&mut self.state, &mut self.stats, msg, cx) {
-                Ok((token, welcome)) => {
-                    if let Some(c) = self.conns.get_mut(&conn) {
-                        c.session = Some(token);
-                        c.deadline = now + self.config.idle_timeout();
-                        c.inbox.push_back(welcome);
-                    }
-                    return;
-                }
-                Err(err) => Some(err),
+        let reply = match control::fresh_secret() {
+            None => Err(None),
+            Some(secret) => {
+                let cx = HelloContext {
+                    conn: conn.0,
+                    secret,
+                    now,
+                    unix_ms: self.unix_ms(now),
+                    max_sessions: self.config.max_sessions,
+                    admission: &self.admission,
+                };
+                control::hello(&mut self.state, &mut self.stats, msg, cx).map_err(Some)
             }
         };
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.inbox.extend(close);
-            c.closed = true;
+        let idle = self.config.idle_timeout();
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        match reply {
+            Ok((token, welcome)) => {
+                c.session = Some(token);
+                c.deadline = now + idle;
+                c.inbox.push_back(welcome);
+            }
+            Err(error) => {
+                c.inbox.extend(error);
+                c.closed = true;
+            }
         }
     }
 

@@ -42,7 +42,7 @@ use crate::admission::Grants;
 use crate::budget::{Limit, TokenBucket};
 use crate::config::Config;
 use crate::forward::PositionCell;
-use crate::stats::Counter;
+use crate::stats::{Counter, Stats};
 
 /// A fast hasher for relay-allocated integer keys (Fibonacci multiplicative hashing).
 #[derive(Debug, Default, Clone, Copy)]
@@ -573,6 +573,15 @@ impl State {
             self.bans.remove(sub);
             None
         }
+    }
+
+    /// Writes the gauges (sessions, UDP-bound, tunneled, and the `connections` the caller holds)
+    /// into `stats`.
+    pub fn report_gauges(&self, stats: &mut Stats, connections: usize) {
+        stats.set(Counter::Sessions, self.sessions.len() as u64);
+        stats.set(Counter::Connections, connections as u64);
+        stats.set(Counter::UdpBound, self.bound_count() as u64);
+        stats.set(Counter::Tunneled, self.tunneled_count() as u64);
     }
 
     /// Forgets every ban that has ended.

@@ -1911,28 +1911,26 @@ impl Engine {
         } else {
             1.0
         };
-        let pref = self.prefs.entry(session).or_insert((1.0, false));
-        pref.0 = v;
-        let pref = *pref;
-        if let Some(name) = self.names.get(&session) {
-            self.prefs_by_name.insert(name.clone(), pref);
-        }
-        if let Some(r) = self.remotes.get_mut(&session) {
-            r.volume = v;
-        }
+        self.update_pref(session, |p| p.0 = v);
     }
 
     /// Mutes or unmutes one user locally; remembered across reconnects, by name as
     /// [`Engine::set_user_volume`].
     pub fn set_user_muted(&mut self, session: SessionToken, muted: bool) {
+        self.update_pref(session, |p| p.1 = muted);
+    }
+
+    /// Changes one user's (gain, mute): for the token, for the user's name once known, and on
+    /// the stream being mixed.
+    fn update_pref(&mut self, session: SessionToken, change: impl FnOnce(&mut (f32, bool))) {
         let pref = self.prefs.entry(session).or_insert((1.0, false));
-        pref.1 = muted;
+        change(pref);
         let pref = *pref;
         if let Some(name) = self.names.get(&session) {
             self.prefs_by_name.insert(name.clone(), pref);
         }
         if let Some(r) = self.remotes.get_mut(&session) {
-            r.muted = muted;
+            (r.volume, r.muted) = pref;
         }
     }
 

@@ -49,13 +49,15 @@ impl Time {
     }
 }
 
+/// `d` in whole microseconds, saturating at `u64::MAX` (about 584 000 years).
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
 impl Add<Duration> for Time {
     type Output = Time;
     fn add(self, d: Duration) -> Time {
-        Time(
-            self.0
-                .saturating_add(u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
-        )
+        Time(self.0.saturating_add(micros(d)))
     }
 }
 
@@ -63,10 +65,7 @@ impl Sub<Duration> for Time {
     type Output = Time;
     /// Saturating: never before the origin.
     fn sub(self, d: Duration) -> Time {
-        Time(
-            self.0
-                .saturating_sub(u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
-        )
+        Time(self.0.saturating_sub(micros(d)))
     }
 }
 

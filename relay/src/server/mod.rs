@@ -574,14 +574,7 @@ impl Relay {
     }
 
     fn refresh_gauges(&mut self) {
-        self.stats
-            .set(Counter::Sessions, self.state.sessions.len() as u64);
-        self.stats
-            .set(Counter::Connections, self.conns.len() as u64);
-        self.stats
-            .set(Counter::UdpBound, self.state.bound_count() as u64);
-        self.stats
-            .set(Counter::Tunneled, self.state.tunneled_count() as u64);
+        self.state.report_gauges(&mut self.stats, self.conns.len());
     }
 
     fn log_stats(&self) {

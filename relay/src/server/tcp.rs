@@ -177,12 +177,10 @@ impl Relay {
     }
 
     pub(super) fn on_hello(&mut self, id: usize, msg: ClientMessage, now: Time) {
-        let mut secret = [0u8; 32];
-        if let Err(e) = getrandom::fill(&mut secret) {
-            log::error!("getrandom failed: {e}; refusing the session");
+        let Some(secret) = control::fresh_secret() else {
             self.close_after_flush(id, now);
             return;
-        }
+        };
         let cx = HelloContext {
             conn: id,
             secret,
