@@ -121,10 +121,13 @@
 // We left `channel`.
 #define VOICE_EVENT_CHANNEL_LEFT 6
 
-// `session` (`name`) is a member of `channel` (after a join or a channel list).
+// `session` (`name`) is a member of `channel` (after a join or a channel list); `text`: the
+// user's stable id (the same on every connection: keep per-user settings by it); `flag`: the
+// user muted their microphone; `flag2`: the user deafened themselves.
 #define VOICE_EVENT_MEMBER 7
 
-// `session` (`name`) entered our `channel`.
+// `session` (`name`) entered our `channel`; `text`, `flag`, `flag2` as for
+// `VOICE_EVENT_MEMBER`.
 #define VOICE_EVENT_USER_JOINED 8
 
 // `session` left our `channel`.
@@ -150,6 +153,10 @@
 
 // The relay's counters arrived (not itemised here; use the Rust API for them).
 #define VOICE_EVENT_SERVER_STATS 16
+
+// A member `session` of our `channel` (us included) muted (`flag`) or deafened (`flag2`)
+// themselves, or undid it.
+#define VOICE_EVENT_USER_STATE 21
 
 // Most remote senders reported in one [`voice_stats`].
 #define VOICE_MAX_REMOTES 32
@@ -293,7 +300,8 @@
 
 // A relay in a cluster: the members of `channel` changed (`text`: the `IP:PORT` of the relay
 // hosting it, empty when none is known; `value`: how many). One `VOICE_EVENT_MEMBER` per member
-// follows (`channel`, `session`, `name`: the relay's own sessions, then those on other relays);
+// follows (`channel`, `session`, `name`, and stable id, mute and deafen as there: the relay's
+// own sessions, then those on other relays);
 // together they replace the channel's member list.
 #define VOICE_EVENT_CHANNEL_MEMBERS 20
 
@@ -469,9 +477,11 @@ typedef struct voice_event {
   // text, 3 not in a channel, 4 whisper to yourself, 5 position, pose or distance model out
   // of range, 6 kick or ban without a session.
   uint32_t code;
-  // Speaking started (`VOICE_EVENT_SPEAKING`).
+  // Speaking started (`VOICE_EVENT_SPEAKING`); muted (`VOICE_EVENT_MEMBER`,
+  // `VOICE_EVENT_USER_JOINED`, `VOICE_EVENT_USER_STATE`).
   bool flag;
-  // Whisper (`VOICE_EVENT_SPEAKING`).
+  // Whisper (`VOICE_EVENT_SPEAKING`); deafened (the member events and
+  // `VOICE_EVENT_USER_STATE`).
   bool flag2;
   // RTT in ms, chat time in ms, or member count of a channel.
   double value;
@@ -481,7 +491,7 @@ typedef struct voice_event {
   char name[72];
   // Length of `text` without NUL.
   size_t text_len;
-  // Chat text, error message or reason.
+  // Chat text, error message or reason; a user's stable id in member events.
   char text[2048];
 } voice_event;
 

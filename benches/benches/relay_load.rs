@@ -409,7 +409,7 @@ fn child(args: &[String]) {
                 // Room for the largest step; a listing of 10,000 users still fits one frame.
                 max_sessions: 10_000,
                 max_connections: 10_000,
-                max_outgoing_bytes: 1 << 20,
+                max_outgoing_bytes: 2 << 20,
                 idle_timeout_ms: 3_600_000,
                 stats_interval_ms: 0,
                 batch_io: kind != "relay-nobatch",

@@ -262,12 +262,14 @@ namespace Voice
         public uint code;
         private byte _flag;
         /// <summary>
-        /// Speaking started (`VOICE_EVENT_SPEAKING`).
+        /// Speaking started (`VOICE_EVENT_SPEAKING`); muted (`VOICE_EVENT_MEMBER`,
+        /// `VOICE_EVENT_USER_JOINED`, `VOICE_EVENT_USER_STATE`).
         /// </summary>
         public bool flag { get { return _flag != 0; } set { _flag = value ? (byte)1 : (byte)0; } }
         private byte _flag2;
         /// <summary>
-        /// Whisper (`VOICE_EVENT_SPEAKING`).
+        /// Whisper (`VOICE_EVENT_SPEAKING`); deafened (the member events and
+        /// `VOICE_EVENT_USER_STATE`).
         /// </summary>
         public bool flag2 { get { return _flag2 != 0; } set { _flag2 = value ? (byte)1 : (byte)0; } }
         /// <summary>
@@ -289,7 +291,7 @@ namespace Voice
         /// </summary>
         public UIntPtr text_len;
         /// <summary>
-        /// Chat text, error message or reason.
+        /// Chat text, error message or reason; a user's stable id in member events.
         /// </summary>
         /// <summary>Elements in the C array `text`.</summary>
         public const int text_capacity = 2048;
@@ -918,11 +920,14 @@ namespace Voice
         /// </summary>
         public const int VOICE_EVENT_CHANNEL_LEFT = 6;
         /// <summary>
-        /// `session` (`name`) is a member of `channel` (after a join or a channel list).
+        /// `session` (`name`) is a member of `channel` (after a join or a channel list); `text`: the
+        /// user's stable id (the same on every connection: keep per-user settings by it); `flag`: the
+        /// user muted their microphone; `flag2`: the user deafened themselves.
         /// </summary>
         public const int VOICE_EVENT_MEMBER = 7;
         /// <summary>
-        /// `session` (`name`) entered our `channel`.
+        /// `session` (`name`) entered our `channel`; `text`, `flag`, `flag2` as for
+        /// `VOICE_EVENT_MEMBER`.
         /// </summary>
         public const int VOICE_EVENT_USER_JOINED = 8;
         /// <summary>
@@ -957,6 +962,11 @@ namespace Voice
         /// The relay's counters arrived (not itemised here; use the Rust API for them).
         /// </summary>
         public const int VOICE_EVENT_SERVER_STATS = 16;
+        /// <summary>
+        /// A member `session` of our `channel` (us included) muted (`flag`) or deafened (`flag2`)
+        /// themselves, or undid it.
+        /// </summary>
+        public const int VOICE_EVENT_USER_STATE = 21;
         /// <summary>
         /// Most remote senders reported in one [`voice_stats`].
         /// </summary>
@@ -1143,7 +1153,8 @@ namespace Voice
         /// <summary>
         /// A relay in a cluster: the members of `channel` changed (`text`: the `IP:PORT` of the relay
         /// hosting it, empty when none is known; `value`: how many). One `VOICE_EVENT_MEMBER` per member
-        /// follows (`channel`, `session`, `name`: the relay's own sessions, then those on other relays);
+        /// follows (`channel`, `session`, `name`, and stable id, mute and deafen as there: the relay's
+        /// own sessions, then those on other relays);
         /// together they replace the channel's member list.
         /// </summary>
         public const int VOICE_EVENT_CHANNEL_MEMBERS = 20;

@@ -302,7 +302,7 @@ impl Session {
     /// undone in the engine (which keeps them across its reconnects, by token) and forgotten
     /// here, because the tokens are handed out afresh (a restarted relay numbers them from 1,
     /// so bob's old token may now be alice's). [`Session::apply_saved_prefs`] then applies them
-    /// again by name to whoever the new channel lists show.
+    /// again by user id to whoever the new channel lists show.
     fn forget_token_prefs(&mut self) {
         let old: Vec<(SessionToken, UserPrefs)> = self.state.prefs.drain().collect();
         for (who, p) in old {
@@ -344,7 +344,7 @@ impl Session {
                 .channels
                 .values()
                 .flat_map(|n| n.users.iter())
-                .filter(|(s, n)| Some(**s) != me && !s.is_remote() && n.as_str() == name)
+                .filter(|(s, m)| Some(**s) != me && !s.is_remote() && m.name == name)
                 .map(|(s, _)| *s);
             let first = found.next()?;
             found.next().is_none().then_some(first)
@@ -369,7 +369,8 @@ impl Session {
         }
     }
 
-    /// Sends the remembered volume and mute of every user seen for the first time.
+    /// Sends the remembered volume and mute (kept by stable user id) of every user seen for the
+    /// first time.
     fn apply_saved_prefs(&mut self, settings: &Settings) {
         if settings.user_prefs.is_empty() {
             return;
@@ -381,11 +382,11 @@ impl Session {
             .values()
             .flat_map(|n| n.users.iter())
             .filter(|(s, _)| Some(**s) != me && !self.prefs_applied.contains(*s))
-            .map(|(s, n)| (*s, n.clone()))
+            .map(|(s, m)| (*s, m.user_id.clone()))
             .collect();
-        for (who, name) in fresh {
+        for (who, id) in fresh {
             self.prefs_applied.insert(who);
-            let Some(p) = settings.user_prefs.get(&name).copied() else {
+            let Some(p) = settings.user_prefs.get(&id).copied() else {
                 continue;
             };
             if p.muted {

@@ -136,10 +136,9 @@ pub struct Settings {
     pub chat_all_channels: bool,
     /// Diagnostics overlay open.
     pub overlay_open: bool,
-    /// Local volume and mute per user name. The name is the only identity the wire carries
-    /// that survives a reconnect (session tokens are handed out afresh, and a restarted relay
-    /// hands old ones to other people); under access tokens it is the token's signed `name`
-    /// claim, the stable `sub` claim staying on the relay.
+    /// Local volume and mute per stable user id (`UserInfo::user_id`: the access token's `sub`,
+    /// in open mode the name), which survives reconnects and relay restarts, unlike session
+    /// tokens (handed out afresh; a restarted relay hands old ones to other people).
     pub user_prefs: BTreeMap<String, UserPrefs>,
     /// Capture processing (echo cancellation, noise suppression, gain control, speech
     /// detection); applied to a microphone, not to file or tone sources.

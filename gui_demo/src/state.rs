@@ -12,7 +12,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use voice_client::{ChannelId, ConnectionStatus, Event, SessionToken, VoicePath};
+use voice_client::{
+    ChannelId, ConnectionStatus, Event, SessionToken, UserInfo, VoicePath, VoiceState,
+};
 
 /// Most chat lines kept (older ones are dropped first).
 pub const MAX_CHAT_LINES: usize = 1000;
@@ -42,8 +44,29 @@ pub enum Status {
 pub struct ChannelNode {
     /// Display name.
     pub name: String,
-    /// Members by session, with their display names.
-    pub users: BTreeMap<SessionToken, String>,
+    /// Members by session.
+    pub users: BTreeMap<SessionToken, Member>,
+}
+
+/// A member of a channel as the tree shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Member {
+    /// Display name.
+    pub name: String,
+    /// Stable user id (per-user volume and mute are remembered by it).
+    pub user_id: String,
+    /// Their own mute / deafen.
+    pub state: VoiceState,
+}
+
+impl From<UserInfo> for Member {
+    fn from(u: UserInfo) -> Member {
+        Member {
+            name: u.name,
+            user_id: u.user_id,
+            state: u.state,
+        }
+    }
 }
 
 /// One line of the chat log (chat or a system line).
@@ -84,7 +107,7 @@ pub struct Speaking {
     pub whisper: bool,
 }
 
-/// Local per-user choices (mixing gain and mute), remembered by name across sessions.
+/// Local per-user choices (mixing gain and mute), remembered by stable user id across sessions.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct UserPrefs {
@@ -207,7 +230,11 @@ impl SessionState {
                 self.channels = channels
                     .into_iter()
                     .map(|c| {
-                        let users = c.users.into_iter().map(|u| (u.session, u.name)).collect();
+                        let users = c
+                            .users
+                            .into_iter()
+                            .map(|u| (u.session, Member::from(u)))
+                            .collect();
                         (
                             c.id,
                             ChannelNode {
@@ -220,8 +247,7 @@ impl SessionState {
                 // Our own channel is authoritative from presence events; a list cannot predate
                 // our join in a way that drops us, but make sure we show up where we are.
                 if let (Some(me), Some(ch)) = (self.me, self.my_channel) {
-                    let name = self.my_name.clone();
-                    self.place_user(ch, me, name);
+                    self.place_me(ch, me);
                 }
             }
             Event::ChannelJoined { channel } => {
@@ -230,11 +256,10 @@ impl SessionState {
                 node.name = channel.name.clone();
                 node.users.clear();
                 for u in channel.users {
-                    self.place_user(channel.id, u.session, u.name);
+                    self.place_user(channel.id, u.session, u.into());
                 }
                 if let Some(me) = self.me {
-                    let name = self.my_name.clone();
-                    self.place_user(channel.id, me, name);
+                    self.place_me(channel.id, me);
                 }
                 self.speaking.retain(|s, _| Some(*s) == self.me);
                 self.unread.remove(&channel.id);
@@ -252,7 +277,20 @@ impl SessionState {
                 self.want_channel_list = true;
             }
             Event::UserJoined { channel, user } => {
-                self.place_user(channel, user.session, user.name)
+                self.place_user(channel, user.session, user.into())
+            }
+            Event::UserState {
+                channel,
+                session,
+                state,
+            } => {
+                if let Some(m) = self
+                    .channels
+                    .get_mut(&channel)
+                    .and_then(|n| n.users.get_mut(&session))
+                {
+                    m.state = state;
+                }
             }
             Event::UserLeft { channel, session } => {
                 if let Some(node) = self.channels.get_mut(&channel) {
@@ -336,7 +374,10 @@ impl SessionState {
             Event::ChannelMembers { channel, users, .. } => {
                 // A relay in a cluster: the channel's whole list (members on other relays too).
                 if let Some(node) = self.channels.get_mut(&channel) {
-                    node.users = users.into_iter().map(|u| (u.session, u.name)).collect();
+                    node.users = users
+                        .into_iter()
+                        .map(|u| (u.session, Member::from(u)))
+                        .collect();
                 }
             }
         }
@@ -350,12 +391,14 @@ impl SessionState {
             .map(|(id, _)| *id)
     }
 
+    /// A user as the tree shows it, if it knows them.
+    pub fn member(&self, session: SessionToken) -> Option<&Member> {
+        self.channels.values().find_map(|n| n.users.get(&session))
+    }
+
     /// A user's display name, if the tree knows it.
     pub fn user_name(&self, session: SessionToken) -> Option<&str> {
-        self.channels
-            .values()
-            .find_map(|n| n.users.get(&session))
-            .map(String::as_str)
+        self.member(session).map(|m| m.name.as_str())
     }
 
     /// A channel's display name (or "channel N" when unknown).
@@ -376,7 +419,7 @@ impl SessionState {
             .channels
             .values()
             .flat_map(|n| n.users.iter())
-            .filter(|(_, n)| n.as_str() == name)
+            .filter(|(_, m)| m.name == name)
             .map(|(s, _)| *s)
             .collect();
         same.sort();
@@ -406,7 +449,16 @@ impl SessionState {
         self.prefs.get(&session).copied().unwrap_or_default()
     }
 
-    fn place_user(&mut self, channel: ChannelId, session: SessionToken, name: String) {
+    /// Makes sure we are shown in `channel` (as the relay listed us when it did).
+    fn place_me(&mut self, channel: ChannelId, me: SessionToken) {
+        let member = self.member(me).cloned().unwrap_or_else(|| Member {
+            name: self.my_name.clone(),
+            ..Member::default()
+        });
+        self.place_user(channel, me, member);
+    }
+
+    fn place_user(&mut self, channel: ChannelId, session: SessionToken, member: Member) {
         for (id, node) in self.channels.iter_mut() {
             if *id != channel {
                 node.users.remove(&session);
@@ -416,7 +468,7 @@ impl SessionState {
             name: format!("channel {}", channel.0),
             users: BTreeMap::new(),
         });
-        node.users.insert(session, name);
+        node.users.insert(session, member);
     }
 
     fn push_chat(&mut self, line: ChatLine) {
@@ -539,6 +591,8 @@ mod tests {
         UserInfo {
             session: SessionToken(id),
             name: name.into(),
+            user_id: name.into(),
+            state: Default::default(),
         }
     }
 
@@ -592,6 +646,55 @@ mod tests {
     }
 
     #[test]
+    fn a_users_own_mute_and_deafen_are_shown_and_survive_a_list_refresh() {
+        let mut s = welcomed();
+        let both = VoiceState {
+            muted: true,
+            deafened: true,
+        };
+        s.apply_event(
+            Event::UserState {
+                channel: ChannelId(1),
+                session: SessionToken(5),
+                state: both,
+            },
+            0,
+        );
+        assert_eq!(s.member(SessionToken(5)).map(|m| m.state), Some(both));
+        // A state for someone the tree shows elsewhere (or not at all) changes nothing.
+        s.apply_event(
+            Event::UserState {
+                channel: ChannelId(1),
+                session: SessionToken(7),
+                state: both,
+            },
+            0,
+        );
+        assert_eq!(
+            s.member(SessionToken(7)).map(|m| m.state),
+            Some(VoiceState::default())
+        );
+        // The next listing carries the relay's view, ids included.
+        let mut bob = user(5, "bob");
+        bob.user_id = "u-5".into();
+        s.apply_event(
+            Event::ChannelList {
+                channels: vec![ChannelInfo {
+                    id: ChannelId(1),
+                    name: "Lobby".into(),
+                    users: vec![user(1, "me"), bob],
+                }],
+            },
+            0,
+        );
+        let m = s.member(SessionToken(5)).unwrap();
+        assert_eq!(
+            (m.user_id.as_str(), m.state),
+            ("u-5", VoiceState::default())
+        );
+    }
+
+    #[test]
     fn user_moves_between_channels() {
         let mut s = welcomed();
         s.apply_event(
@@ -628,7 +731,7 @@ mod tests {
         let team: Vec<&str> = s.channels[&ChannelId(2)]
             .users
             .values()
-            .map(String::as_str)
+            .map(|m| m.name.as_str())
             .collect();
         assert_eq!(team, ["carol", "ann", "dan"]);
         s.apply_event(

@@ -616,12 +616,12 @@ mod tests {
         let many = Config {
             max_sessions: 10_000,
             max_connections: 10_000,
-            max_outgoing_bytes: 1 << 20,
+            max_outgoing_bytes: 2 << 20,
             ..Config::default()
         };
         many.validate().unwrap();
         let tight = Config {
-            max_outgoing_bytes: 256 * 1024,
+            max_outgoing_bytes: 1 << 20,
             ..many
         };
         let err = tight.validate().unwrap_err().to_string();

@@ -13,8 +13,8 @@ use voice_proto::time::Time;
 
 use voice_proto::register::Secret;
 use voice_proto::tcp::{
-    validate_chat, validate_name, ClientMessage, ErrorCode, ServerMessage, CONTROL_VERSION,
-    MAX_E2EE_IDENTITY, MAX_E2EE_KEY_BLOB,
+    validate_chat, validate_name, ClientMessage, ErrorCode, ServerMessage, VoiceState,
+    CONTROL_VERSION, MAX_E2EE_IDENTITY, MAX_E2EE_KEY_BLOB,
 };
 use voice_proto::{ChannelId, SessionToken};
 
@@ -283,8 +283,36 @@ pub fn handle(
             now,
             out,
         ),
+        ClientMessage::SetVoiceState { state: voice } => set_voice_state(state, who, voice, out),
     }
     After::Continue
+}
+
+/// Stores a client's mute / deafen state and tells its channel (the client included); a
+/// repeat of the current state changes nothing and says nothing.
+fn set_voice_state(state: &mut State, who: SessionToken, voice: VoiceState, out: &mut Outbox) {
+    let Some(s) = state.sessions.get_mut(&who) else {
+        return;
+    };
+    if s.voice == voice {
+        return;
+    }
+    s.voice = voice;
+    let channel = s.channel;
+    // A cluster republishes member lists when the version moves.
+    state.bump_version();
+    if let Some(channel) = channel {
+        for &m in state.members(channel) {
+            out.push((
+                m,
+                ServerMessage::UserState {
+                    channel,
+                    session: who,
+                    state: voice,
+                },
+            ));
+        }
+    }
 }
 
 /// Stores a client's end-to-end identity blob and shows it to its channel. The relay never looks
@@ -669,6 +697,50 @@ mod tests {
     }
 
     #[test]
+    fn voice_state_is_stored_shown_and_told_to_the_channel_once() {
+        let mut f = Fixture::new();
+        let (a, b, c) = (f.connect("a"), f.connect("b"), f.connect("c"));
+        f.send(a, join(1));
+        f.send(b, join(1));
+        f.send(c, join(2));
+        let muted = VoiceState {
+            muted: true,
+            deafened: false,
+        };
+        let set = |state| ClientMessage::SetVoiceState { state };
+        let told = |state| ServerMessage::UserState {
+            channel: ChannelId(1),
+            session: a,
+            state,
+        };
+        let version = f.st.version();
+        // The whole channel hears it, the sender included; the other channel does not.
+        assert_eq!(
+            f.send(a, set(muted)),
+            vec![(a, told(muted)), (b, told(muted))]
+        );
+        assert!(f.st.version() > version);
+        // Saying it again changes nothing.
+        assert_eq!(f.send(a, set(muted)), vec![]);
+        // Listings and the next joiner see it, with the stable id.
+        let shown = |f: &Fixture| f.st.channel_info(ChannelId(1)).unwrap().users[0].clone();
+        assert_eq!((shown(&f).user_id.as_str(), shown(&f).state), ("a", muted));
+        let out = f.send(c, join(1));
+        assert!(out.iter().any(|(to, m)| *to == c
+            && matches!(m, ServerMessage::Joined { channel } if channel.users[0].state == muted)));
+        // Outside a channel the state is kept and nobody is told.
+        f.send(a, ClientMessage::LeaveChannel);
+        let both = VoiceState {
+            muted: true,
+            deafened: true,
+        };
+        assert_eq!(f.send(a, set(both)), vec![]);
+        let out = f.send(a, join(2));
+        assert!(out.iter().any(|(_, m)| matches!(m,
+            ServerMessage::Joined { channel } if channel.users.iter().any(|u| u.session == a && u.state == both))));
+    }
+
+    #[test]
     fn presence_goes_to_exactly_the_right_members_in_order() {
         let mut f = Fixture::new();
         let (a, b, c) = (f.connect("a"), f.connect("b"), f.connect("c"));
@@ -677,10 +749,14 @@ mod tests {
         let ua = UserInfo {
             session: a,
             name: "a".into(),
+            user_id: "a".into(),
+            state: VoiceState::default(),
         };
         let ub = UserInfo {
             session: b,
             name: "b".into(),
+            user_id: "b".into(),
+            state: VoiceState::default(),
         };
         assert_eq!(
             out,

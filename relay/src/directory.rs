@@ -150,7 +150,7 @@ impl View {
             };
             users.push(UserInfo {
                 session: alias,
-                name: u.name.clone(),
+                ..u.clone()
             });
         }
         let room = Room {
@@ -333,6 +333,8 @@ mod tests {
                 .map(|&(s, n)| UserInfo {
                     session: SessionToken(s),
                     name: n.into(),
+                    user_id: n.into(),
+                    state: Default::default(),
                 })
                 .collect(),
         }
@@ -426,6 +428,8 @@ mod tests {
                 users: vec![UserInfo {
                     session: SessionToken(1),
                     name: "zed".into(),
+                    user_id: "zed".into(),
+                    state: Default::default(),
                 }],
             },
             ChannelInfo {

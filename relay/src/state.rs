@@ -34,7 +34,7 @@ use voice_proto::time::Time;
 
 use voice_proto::attenuation::Attenuation;
 use voice_proto::register::{self, RegisterError, Secret};
-use voice_proto::tcp::{ChannelInfo, SpatialInfo, UserInfo};
+use voice_proto::tcp::{ChannelInfo, SpatialInfo, UserInfo, VoiceState};
 use voice_proto::udp::{Header, TagKey};
 use voice_proto::{ChannelId, SessionToken};
 
@@ -191,6 +191,8 @@ pub struct Session {
     pub e2ee_identity: Option<Vec<u8>>,
     /// What the session's token allows (set by the handshake; open rights until then).
     pub grants: Grants,
+    /// Muted / deafened as the client last said (`ClientMessage::SetVoiceState`).
+    pub voice: VoiceState,
 }
 
 impl Session {
@@ -199,6 +201,8 @@ impl Session {
         UserInfo {
             session: self.token,
             name: self.name.clone(),
+            user_id: self.grants.sub.clone(),
+            state: self.voice,
         }
     }
 }
@@ -369,6 +373,7 @@ impl State {
                 chat: TokenBucket::new(l.chat, now),
                 e2ee_identity: None,
                 grants: Grants::open(""),
+                voice: VoiceState::default(),
             },
         );
         Some(token)

@@ -13,7 +13,7 @@
 //! key only (so a bad signature is told apart from an unknown key); a token without `kid` is
 //! tried against every key. Tokens are never logged: errors name the claim, not the token.
 //!
-//! The relay checks the token of every `Hello` (control version 2) unless it runs in open mode;
+//! The relay checks the token of every `Hello` (control version 2 and later) unless it runs in open mode;
 //! see `admission`. Without configured keys it signs with its own key ([`SigningKey`]), kept in
 //! its identity directory as `token-key.pem` next to its TLS certificate.
 
@@ -25,6 +25,7 @@ use base64::Engine as _;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use ring::signature::KeyPair as _;
 use serde::{Deserialize, Serialize};
+use voice_proto::tcp::MAX_USER_ID_LEN;
 use voice_proto::ChannelId;
 
 /// Seconds of clock skew tolerated on `exp` and `nbf`.
@@ -228,7 +229,7 @@ impl Verifier {
         for key in candidates {
             use jsonwebtoken::errors::ErrorKind as K;
             match jsonwebtoken::decode::<Claims>(token, key, &validation) {
-                Ok(data) => return Ok(data.claims),
+                Ok(data) => return data.claims.checked(),
                 Err(e) => {
                     last = match e.kind() {
                         K::InvalidSignature => TokenError::BadSignature,
@@ -357,8 +358,10 @@ impl SigningKey {
         &self.public
     }
 
-    /// Signs `claims` (the header names this key's `kid`).
+    /// Signs `claims` (the header names this key's `kid`); refuses a `sub` the relay would
+    /// refuse.
     pub fn mint(&self, claims: &Claims) -> Result<String, TokenError> {
+        claims.check_subject()?;
         let raw = URL_SAFE_NO_PAD
             .decode(&self.public)
             .map_err(|e| TokenError::BadKey(e.to_string()))?;
@@ -370,6 +373,22 @@ impl SigningKey {
 }
 
 impl Claims {
+    /// `sub` is what clients see as the stable user id: 1..=[`MAX_USER_ID_LEN`] bytes, no
+    /// control characters.
+    fn check_subject(&self) -> Result<(), TokenError> {
+        let sub = &self.sub;
+        if sub.is_empty() || sub.len() > MAX_USER_ID_LEN || sub.chars().any(char::is_control) {
+            return Err(TokenError::Malformed(format!(
+                "sub must be 1 to {MAX_USER_ID_LEN} bytes without control characters"
+            )));
+        }
+        Ok(())
+    }
+
+    fn checked(self) -> Result<Claims, TokenError> {
+        self.check_subject().map(|()| self)
+    }
+
     /// Claims for a development token: `sub` = `name`, every channel, whisper to anyone, no
     /// admin, valid from now (minus the leeway) for `ttl_secs`.
     pub fn for_name(name: &str, audience: &str, ttl_secs: u64) -> Claims {
@@ -446,6 +465,33 @@ mod tests {
             ..claims()
         };
         assert!(v.verify(&k.mint(&all)).unwrap().may_join(ChannelId(99)));
+    }
+
+    #[test]
+    fn a_subject_clients_could_not_be_shown_is_neither_minted_nor_accepted() {
+        let k = Keys::new("subject");
+        let v = Verifier::new(std::slice::from_ref(&k.public), "relay-test").unwrap();
+        let fits = Claims {
+            sub: "s".repeat(MAX_USER_ID_LEN),
+            ..claims()
+        };
+        assert!(v.verify(&k.mint(&fits)).is_ok());
+        let key = SigningKey::load(&k.dir.join("key.pem")).unwrap();
+        for sub in [
+            "s".repeat(MAX_USER_ID_LEN + 1),
+            String::new(),
+            "a\nb".into(),
+        ] {
+            let bad = Claims { sub, ..claims() };
+            assert!(matches!(key.mint(&bad), Err(TokenError::Malformed(_))));
+            // Signed by a backend that does not check: refused at the relay.
+            let raw = URL_SAFE_NO_PAD.decode(key.public()).unwrap();
+            let mut header = Header::new(Algorithm::EdDSA);
+            header.kid = Some(key_id(&raw));
+            let token =
+                jsonwebtoken::encode(&header, &bad, &EncodingKey::from_ed_der(&key.pkcs8)).unwrap();
+            assert!(matches!(v.verify(&token), Err(TokenError::Malformed(_))));
+        }
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use voice_core::proto::tcp::{ClientMessage, ServerMessage};
+use voice_core::proto::tcp::{ClientMessage, ServerMessage, VoiceState};
 use voice_core::proto::{ChannelId, SessionToken};
 
 use relay::token::{Claims, SigningKey};
@@ -533,6 +533,26 @@ fn every_relay_shows_every_rooms_members_and_forgets_a_dead_hosts() {
     converge(&mut w2, &mut t2, a_b, joined + two, false);
     converge(&mut w1, &mut t1, a_b, joined + two, false);
     assert!(t1.token_of("a").is_remote() && t2.token_of("b").is_remote());
+
+    // a mutes on r0: a watcher on r2 sees it in the room's member list, with a's stable id.
+    let muted = VoiceState {
+        muted: true,
+        deafened: false,
+    };
+    let said = Instant::now();
+    a.send(&ClientMessage::SetVoiceState { state: muted });
+    let shown = w2.ctl.recv_until(|m| {
+        matches!(m, ServerMessage::ChannelMembers { channel, users, .. }
+            if *channel == ChannelId(ROOM)
+                && users.iter().any(|u| u.name == "a" && u.user_id == "a" && u.state == muted))
+    });
+    assert!(matches!(shown, ServerMessage::ChannelMembers { .. }));
+    assert!(
+        said.elapsed() < two,
+        "a mute reached r2 after {:?}",
+        said.elapsed()
+    );
+    t2.apply(&shown);
 
     // Someone connecting now sees everyone in its Welcome.
     let z = Client::connect_with(r2, "z", Some(token("z")));

@@ -54,7 +54,7 @@ pub use voice_core::engine::{
     ConnectionStatus, DisconnectKind, EngineConfig, EngineStats, Event, PathConfig, RemoteStats,
     Request, VoicePath,
 };
-pub use voice_core::proto::tcp::{AccessToken, Removal};
+pub use voice_core::proto::tcp::{AccessToken, Removal, UserInfo, VoiceState};
 pub use voice_core::proto::udp::Position;
 pub use voice_core::proto::{ChannelId, SessionToken};
 pub use voice_core::spatial::{Attenuation, DistanceModel, ListenerPose, SpatialError};

@@ -36,7 +36,7 @@ pub use crate::path::{ConnectionStatus, PathConfig, VoicePath};
 use crate::proto::register::{self, Secret};
 use crate::proto::tcp::{
     validate_chat, AccessToken, ChannelInfo, ClientMessage, ErrorCode, Removal, ServerMessage,
-    UserInfo, CONTROL_VERSION, MAX_CHAT_LEN,
+    UserInfo, VoiceState, CONTROL_VERSION, MAX_CHAT_LEN,
 };
 use crate::proto::udp::{self, DatagramKind, Header, Position, TagKey, MAX_DATAGRAM};
 use crate::proto::{ChannelId, SessionToken};
@@ -265,6 +265,16 @@ pub enum Event {
         name: String,
         /// Ban length in seconds (0: a kick).
         ban_secs: u32,
+    },
+    /// A member of our channel (us included) muted or deafened themselves, or undid it.
+    /// [`Engine::channels`] already shows it.
+    UserState {
+        /// The channel.
+        channel: ChannelId,
+        /// Who.
+        session: SessionToken,
+        /// Their new state.
+        state: VoiceState,
     },
     /// Scale-out: the members of `channel` changed; `users` is its complete list (the relay's
     /// own sessions, then members hosted by another relay of the cluster, which
@@ -625,14 +635,18 @@ pub struct Engine {
     handshake_error: Option<ErrorCode>,
     members: BTreeMap<SessionToken, String>,
     names: HashMap<SessionToken, String>,
+    /// Stable user id of every session we know ([`UserInfo::user_id`]).
+    user_ids: HashMap<SessionToken, String>,
     /// Ordered by session, so that decoding, mixing and the events they raise happen in the same
     /// order on every run.
     remotes: BTreeMap<SessionToken, Remote>,
     /// Per-user gain and local mute of the sessions we know, as set by the application.
     prefs: HashMap<SessionToken, (f32, bool)>,
-    /// The same by user name: a relay that restarts numbers sessions again, and a token then
-    /// names someone else; the preferences follow the name ([`Engine::learn_name`]).
-    prefs_by_name: HashMap<String, (f32, bool)>,
+    /// The same by stable user id: a relay that restarts numbers sessions again, and a token
+    /// then names someone else; the preferences follow the user ([`Engine::learn_user`]).
+    prefs_by_user: HashMap<String, (f32, bool)>,
+    /// Our own mute / deafen as the relay shows it to others.
+    voice_state: VoiceState,
     sender: Sender,
     transmitter: Transmitter,
     capture: Option<Box<CaptureProcessor>>,
@@ -715,9 +729,11 @@ impl Engine {
             handshake_error: None,
             members: BTreeMap::new(),
             names: HashMap::new(),
+            user_ids: HashMap::new(),
             remotes: BTreeMap::new(),
             prefs: HashMap::new(),
-            prefs_by_name: HashMap::new(),
+            prefs_by_user: HashMap::new(),
+            voice_state: VoiceState::default(),
             sender,
             transmitter,
             capture,
@@ -846,10 +862,15 @@ impl Engine {
                 self.next_keepalive = None;
                 self.monitor.reset();
                 self.next_report = Some(now + self.cfg.report_interval);
-                self.learn_names(&channels);
+                self.learn_users(&channels);
                 self.channels = channels.clone();
                 if let Some(m) = self.e2ee.start(session) {
                     self.control_out.push_back(m);
+                }
+                if self.voice_state != VoiceState::default() {
+                    self.control_out.push_back(ClientMessage::SetVoiceState {
+                        state: self.voice_state,
+                    });
                 }
                 self.events.push_back(Event::Connected { session, name });
                 self.events.push_back(Event::ChannelList { channels });
@@ -873,8 +894,9 @@ impl Engine {
                     .map(|u| (u.session, u.name.clone()))
                     .collect();
                 for u in &channel.users {
-                    self.learn_name(u.session, &u.name);
+                    self.learn_user(u);
                 }
+                self.list_members(&channel);
                 self.e2ee
                     .joined_channel(now, channel.users.iter().map(|u| u.session));
                 self.events.push_back(Event::ChannelJoined { channel });
@@ -885,17 +907,20 @@ impl Engine {
                 self.channel_spatial = None;
                 self.desired_channel = None;
                 self.members.clear();
+                self.unlist_user(self.session);
                 self.events.push_back(Event::ChannelLeft { channel });
             }
             ServerMessage::UserJoined { channel, user } => {
                 if Some(channel) == self.channel {
                     self.members.insert(user.session, user.name.clone());
                 }
-                self.learn_name(user.session, &user.name);
+                self.learn_user(&user);
+                self.list_user(channel, &user);
                 self.events.push_back(Event::UserJoined { channel, user });
             }
             ServerMessage::UserLeft { channel, session } => {
                 self.members.remove(&session);
+                self.unlist_user(session);
                 self.e2ee.member_left(now, session);
                 // What is already buffered is the end of what they said: it plays out, and the
                 // remote is forgotten once drained ([`Engine::mix`]).
@@ -929,7 +954,7 @@ impl Engine {
                 });
             }
             ServerMessage::ChannelList { channels } => {
-                self.learn_names(&channels);
+                self.learn_users(&channels);
                 self.channels = channels.clone();
                 self.events.push_back(Event::ChannelList { channels });
             }
@@ -1005,12 +1030,32 @@ impl Engine {
                     c.users.clone_from(&users);
                 }
                 for u in &users {
-                    self.learn_name(u.session, &u.name);
+                    self.learn_user(u);
                 }
                 self.events.push_back(Event::ChannelMembers {
                     channel,
                     relay,
                     users,
+                });
+            }
+            ServerMessage::UserState {
+                channel,
+                session,
+                state,
+            } => {
+                let listed = self
+                    .channels
+                    .iter_mut()
+                    .filter(|c| c.id == channel)
+                    .flat_map(|c| c.users.iter_mut())
+                    .find(|u| u.session == session);
+                if let Some(u) = listed {
+                    u.state = state;
+                }
+                self.events.push_back(Event::UserState {
+                    channel,
+                    session,
+                    state,
                 });
             }
         }
@@ -1077,30 +1122,61 @@ impl Engine {
         self.removed.take()
     }
 
-    fn learn_names(&mut self, channels: &[ChannelInfo]) {
-        for u in channels.iter().flat_map(|c| &c.users) {
-            self.learn_name(u.session, &u.name);
+    /// Keeps [`Engine::channels`] current with what `Joined` says of our channel (between two
+    /// channel lists, presence messages are the news).
+    fn list_members(&mut self, channel: &ChannelInfo) {
+        for u in &channel.users {
+            self.unlist_user(u.session);
+        }
+        if let Some(c) = self.channels.iter_mut().find(|c| c.id == channel.id) {
+            c.users.clone_from(&channel.users);
         }
     }
 
-    /// Records that `session` is `name`. When the token named someone else before (a restarted
+    /// `user` is in `channel` now (and in no other).
+    fn list_user(&mut self, channel: ChannelId, user: &UserInfo) {
+        self.unlist_user(user.session);
+        if let Some(c) = self.channels.iter_mut().find(|c| c.id == channel) {
+            c.users.push(user.clone());
+        }
+    }
+
+    /// `session` is in no channel.
+    fn unlist_user(&mut self, session: SessionToken) {
+        for c in &mut self.channels {
+            c.users.retain(|u| u.session != session);
+        }
+    }
+
+    fn learn_users(&mut self, channels: &[ChannelInfo]) {
+        for u in channels.iter().flat_map(|c| &c.users) {
+            self.learn_user(u);
+        }
+    }
+
+    /// Records who `user.session` is. When the token was someone else before (a restarted
     /// relay numbers sessions again), the per-user volume and mute set for that someone no
-    /// longer apply to it; `name`'s own, if set, do.
-    fn learn_name(&mut self, session: SessionToken, name: &str) {
-        if self.names.get(&session).is_some_and(|n| n == name) {
+    /// longer apply to it; this user's own (by stable id), if set, do.
+    fn learn_user(&mut self, user: &UserInfo) {
+        let session = user.session;
+        if self.names.get(&session) != Some(&user.name) {
+            self.names.insert(session, user.name.clone());
+        }
+        let id = user.user_id.as_str();
+        if self.user_ids.get(&session).is_some_and(|known| known == id) {
             return;
         }
-        let had_name = self.names.insert(session, name.to_owned()).is_some();
-        let pref = match self.prefs_by_name.get(name) {
+        let had_id = self.user_ids.insert(session, id.to_owned()).is_some();
+        let pref = match self.prefs_by_user.get(id) {
             Some(&p) => Some(p),
-            // A preference set before the name was known stays with the token.
-            None if !had_name => self.prefs.get(&session).copied(),
+            // A preference set before the user was known stays with the token.
+            None if !had_id => self.prefs.get(&session).copied(),
             None => None,
         };
         match pref {
             Some(p) => {
                 self.prefs.insert(session, p);
-                self.prefs_by_name.insert(name.to_owned(), p);
+                self.prefs_by_user.insert(id.to_owned(), p);
             }
             None => {
                 self.prefs.remove(&session);
@@ -1892,19 +1968,40 @@ impl Engine {
         self.capture.as_ref().map(|p| p.stats())
     }
 
-    /// Mutes or unmutes our microphone.
+    /// Mutes or unmutes our microphone (the channel sees it: [`Event::UserState`]).
     pub fn set_muted(&mut self, muted: bool) {
         self.transmitter.set_muted(muted);
+        self.announce_voice_state(VoiceState {
+            muted,
+            ..self.voice_state
+        });
     }
 
-    /// Deafens (silences all output) or undeafens.
+    /// Deafens (silences all output) or undeafens (the channel sees it).
     pub fn set_deafened(&mut self, deafened: bool) {
         self.deafened = deafened;
+        self.announce_voice_state(VoiceState {
+            deafened,
+            ..self.voice_state
+        });
+    }
+
+    /// Tells the relay our mute / deafen when it changed (on connecting, `Welcome` sends it
+    /// when it is not the default).
+    fn announce_voice_state(&mut self, state: VoiceState) {
+        if state == self.voice_state {
+            return;
+        }
+        self.voice_state = state;
+        if self.state == ConnectionState::Connected {
+            self.control_out
+                .push_back(ClientMessage::SetVoiceState { state });
+        }
     }
 
     /// Sets one user's gain (0.0–4.0, 1.0 = unchanged); remembered across reconnects, by the
-    /// user's name once it is known (so it follows the user when a restarted relay renumbers
-    /// sessions).
+    /// user's stable id once it is known (so it follows the user when a restarted relay
+    /// renumbers sessions).
     pub fn set_user_volume(&mut self, session: SessionToken, volume: f32) {
         let v = if volume.is_finite() {
             volume.clamp(0.0, 4.0)
@@ -1914,20 +2011,20 @@ impl Engine {
         self.update_pref(session, |p| p.0 = v);
     }
 
-    /// Mutes or unmutes one user locally; remembered across reconnects, by name as
+    /// Mutes or unmutes one user locally; remembered across reconnects, by user id as
     /// [`Engine::set_user_volume`].
     pub fn set_user_muted(&mut self, session: SessionToken, muted: bool) {
         self.update_pref(session, |p| p.1 = muted);
     }
 
-    /// Changes one user's (gain, mute): for the token, for the user's name once known, and on
+    /// Changes one user's (gain, mute): for the token, for the user's id once known, and on
     /// the stream being mixed.
     fn update_pref(&mut self, session: SessionToken, change: impl FnOnce(&mut (f32, bool))) {
         let pref = self.prefs.entry(session).or_insert((1.0, false));
         change(pref);
         let pref = *pref;
-        if let Some(name) = self.names.get(&session) {
-            self.prefs_by_name.insert(name.clone(), pref);
+        if let Some(id) = self.user_ids.get(&session) {
+            self.prefs_by_user.insert(id.clone(), pref);
         }
         if let Some(r) = self.remotes.get_mut(&session) {
             (r.volume, r.muted) = pref;
@@ -1956,9 +2053,21 @@ impl Engine {
         &self.members
     }
 
-    /// Channels as last reported by the relay.
+    /// Channels as last reported by the relay: the last channel list (`Welcome`, `ChannelList`,
+    /// `ChannelMembers`) with the presence news of our own channel since (`Joined`,
+    /// `UserJoined`, `UserLeft`, `UserState`).
     pub fn channels(&self) -> &[ChannelInfo] {
         &self.channels
+    }
+
+    /// The stable user id of `session`, once a channel list or presence message showed it.
+    pub fn user_id(&self, session: SessionToken) -> Option<&str> {
+        self.user_ids.get(&session).map(String::as_str)
+    }
+
+    /// Our own mute / deafen as the relay shows it.
+    pub fn voice_state(&self) -> VoiceState {
+        self.voice_state
     }
 
     /// The session of the first user called `name` that we know of.

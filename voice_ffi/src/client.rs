@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use ::voice_client::{
     AppCapture, AppPlayback, AudioInput, AudioOutput, ChannelId, Client, ClientConfig,
-    DisconnectKind, Event, SessionToken, TransmitMode,
+    DisconnectKind, Event, SessionToken, TransmitMode, UserInfo,
 };
 
 use crate::handle::{Handle, Kind, Shared};
@@ -74,9 +74,12 @@ pub const VOICE_EVENT_CHANNEL: u32 = 4;
 pub const VOICE_EVENT_CHANNEL_JOINED: u32 = 5;
 /// We left `channel`.
 pub const VOICE_EVENT_CHANNEL_LEFT: u32 = 6;
-/// `session` (`name`) is a member of `channel` (after a join or a channel list).
+/// `session` (`name`) is a member of `channel` (after a join or a channel list); `text`: the
+/// user's stable id (the same on every connection: keep per-user settings by it); `flag`: the
+/// user muted their microphone; `flag2`: the user deafened themselves.
 pub const VOICE_EVENT_MEMBER: u32 = 7;
-/// `session` (`name`) entered our `channel`.
+/// `session` (`name`) entered our `channel`; `text`, `flag`, `flag2` as for
+/// `VOICE_EVENT_MEMBER`.
 pub const VOICE_EVENT_USER_JOINED: u32 = 8;
 /// `session` left our `channel`.
 pub const VOICE_EVENT_USER_LEFT: u32 = 9;
@@ -94,6 +97,9 @@ pub const VOICE_EVENT_COMMAND_FAILED: u32 = 14;
 pub const VOICE_EVENT_AUDIO_NOTICE: u32 = 15;
 /// The relay's counters arrived (not itemised here; use the Rust API for them).
 pub const VOICE_EVENT_SERVER_STATS: u32 = 16;
+/// A member `session` of our `channel` (us included) muted (`flag`) or deafened (`flag2`)
+/// themselves, or undid it.
+pub const VOICE_EVENT_USER_STATE: u32 = 21;
 
 /// Most remote senders reported in one [`voice_stats`].
 pub const VOICE_MAX_REMOTES: usize = 32;
@@ -187,9 +193,11 @@ pub struct voice_event {
     /// text, 3 not in a channel, 4 whisper to yourself, 5 position, pose or distance model out
     /// of range, 6 kick or ban without a session.
     pub code: u32,
-    /// Speaking started (`VOICE_EVENT_SPEAKING`).
+    /// Speaking started (`VOICE_EVENT_SPEAKING`); muted (`VOICE_EVENT_MEMBER`,
+    /// `VOICE_EVENT_USER_JOINED`, `VOICE_EVENT_USER_STATE`).
     pub flag: bool,
-    /// Whisper (`VOICE_EVENT_SPEAKING`).
+    /// Whisper (`VOICE_EVENT_SPEAKING`); deafened (the member events and
+    /// `VOICE_EVENT_USER_STATE`).
     pub flag2: bool,
     /// RTT in ms, chat time in ms, or member count of a channel.
     pub value: f64,
@@ -199,11 +207,22 @@ pub struct voice_event {
     pub name: [c_char; 72],
     /// Length of `text` without NUL.
     pub text_len: usize,
-    /// Chat text, error message or reason.
+    /// Chat text, error message or reason; a user's stable id in member events.
     pub text: [c_char; 2048],
 }
 
 impl voice_event {
+    /// A member event (`VOICE_EVENT_MEMBER`, `VOICE_EVENT_USER_JOINED`): session, name, stable
+    /// id in `text`, muted in `flag`, deafened in `flag2`.
+    pub(crate) fn user(kind: u32, channel: ChannelId, user: &UserInfo) -> Self {
+        let mut e = voice_event::new(kind).name(&user.name).text(&user.user_id);
+        e.channel = channel.0;
+        e.session = user.session.0;
+        e.flag = user.state.muted;
+        e.flag2 = user.state.deafened;
+        e
+    }
+
     pub(crate) fn new(kind: u32) -> Self {
         voice_event {
             kind,
@@ -261,10 +280,7 @@ fn flatten(ev: Event, out: &mut VecDeque<voice_event>) {
                 e.value = c.users.len() as f64;
                 out.push_back(e);
                 for u in c.users {
-                    let mut m = E::new(VOICE_EVENT_MEMBER).name(&u.name);
-                    m.channel = c.id.0;
-                    m.session = u.session.0;
-                    out.push_back(m);
+                    out.push_back(E::user(VOICE_EVENT_MEMBER, c.id, &u));
                 }
             }
         }
@@ -274,10 +290,7 @@ fn flatten(ev: Event, out: &mut VecDeque<voice_event>) {
             e.value = channel.users.len() as f64;
             out.push_back(e);
             for u in channel.users {
-                let mut m = E::new(VOICE_EVENT_MEMBER).name(&u.name);
-                m.channel = channel.id.0;
-                m.session = u.session.0;
-                out.push_back(m);
+                out.push_back(E::user(VOICE_EVENT_MEMBER, channel.id, &u));
             }
         }
         Event::ChannelLeft { channel } => {
@@ -286,9 +299,18 @@ fn flatten(ev: Event, out: &mut VecDeque<voice_event>) {
             out.push_back(e);
         }
         Event::UserJoined { channel, user } => {
-            let mut e = E::new(VOICE_EVENT_USER_JOINED).name(&user.name);
+            out.push_back(E::user(VOICE_EVENT_USER_JOINED, channel, &user))
+        }
+        Event::UserState {
+            channel,
+            session,
+            state,
+        } => {
+            let mut e = E::new(VOICE_EVENT_USER_STATE);
             e.channel = channel.0;
-            e.session = user.session.0;
+            e.session = session.0;
+            e.flag = state.muted;
+            e.flag2 = state.deafened;
             out.push_back(e);
         }
         Event::UserLeft { channel, session } => {
@@ -1067,6 +1089,65 @@ mod tests {
         assert_eq!(e.code, 4);
         let text: Vec<u8> = e.text[..e.text_len].iter().map(|&c| c as u8).collect();
         assert_eq!(text, b"whisper: cannot whisper to yourself");
+    }
+
+    #[test]
+    fn members_carry_their_stable_id_and_voice_state_and_a_state_change_is_one_event() {
+        use ::voice_client::VoiceState;
+        let muted = VoiceState {
+            muted: true,
+            deafened: false,
+        };
+        let mut out = VecDeque::new();
+        flatten(
+            Event::UserJoined {
+                channel: ChannelId(2),
+                user: UserInfo {
+                    session: SessionToken(5),
+                    name: "bob".into(),
+                    user_id: "u-5".into(),
+                    state: muted,
+                },
+            },
+            &mut out,
+        );
+        flatten(
+            Event::UserState {
+                channel: ChannelId(2),
+                session: SessionToken(5),
+                state: VoiceState {
+                    muted: false,
+                    deafened: true,
+                },
+            },
+            &mut out,
+        );
+        let [joined, state] = [out[0], out[1]];
+        assert_eq!(
+            (
+                joined.kind,
+                joined.channel,
+                joined.session,
+                joined.flag,
+                joined.flag2
+            ),
+            (VOICE_EVENT_USER_JOINED, 2, 5, true, false)
+        );
+        let id: Vec<u8> = joined.text[..joined.text_len]
+            .iter()
+            .map(|&c| c as u8)
+            .collect();
+        assert_eq!(id, b"u-5");
+        assert_eq!(
+            (
+                state.kind,
+                state.channel,
+                state.session,
+                state.flag,
+                state.flag2
+            ),
+            (VOICE_EVENT_USER_STATE, 2, 5, false, true)
+        );
     }
 
     #[test]

@@ -15,7 +15,8 @@ use crate::client::voice_event;
 
 /// A relay in a cluster: the members of `channel` changed (`text`: the `IP:PORT` of the relay
 /// hosting it, empty when none is known; `value`: how many). One `VOICE_EVENT_MEMBER` per member
-/// follows (`channel`, `session`, `name`: the relay's own sessions, then those on other relays);
+/// follows (`channel`, `session`, `name`, and stable id, mute and deafen as there: the relay's
+/// own sessions, then those on other relays);
 /// together they replace the channel's member list.
 pub const VOICE_EVENT_CHANNEL_MEMBERS: u32 = 20;
 
@@ -35,10 +36,11 @@ pub(crate) fn channel_members_events(
     e.value = users.len() as f64;
     out.push_back(e);
     for u in users {
-        let mut m = voice_event::new(crate::client::VOICE_EVENT_MEMBER).name(&u.name);
-        m.channel = channel.0;
-        m.session = u.session.0;
-        out.push_back(m);
+        out.push_back(voice_event::user(
+            crate::client::VOICE_EVENT_MEMBER,
+            channel,
+            &u,
+        ));
     }
 }
 
@@ -53,6 +55,8 @@ mod tests {
         let users = vec![UserInfo {
             session: SessionToken(VOICE_FIRST_REMOTE_SESSION + 3),
             name: "ann".into(),
+            user_id: "ann".into(),
+            state: Default::default(),
         }];
         channel_members_events(ChannelId(2), "10.0.0.2:7400", users, &mut out);
         assert_eq!(out.len(), 2);

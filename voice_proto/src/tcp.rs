@@ -19,30 +19,50 @@ use super::{ChannelId, SessionToken};
 use crate::attenuation::{Attenuation, DistanceModel, SpatialError};
 
 /// Version number exchanged in `Hello`; bumped on any incompatible change of these messages.
-/// Version 2 added the access token to `Hello`.
-pub const CONTROL_VERSION: u16 = 2;
+/// Version 2 added the access token to `Hello`; version 3 the stable user id and voice state
+/// in [`UserInfo`], [`ClientMessage::SetVoiceState`] and [`ServerMessage::UserState`].
+pub const CONTROL_VERSION: u16 = 3;
 /// Longest access token in bytes accepted in `Hello`.
 pub const MAX_TOKEN_LEN: usize = 4096;
 /// Cap on a client → relay frame body in bytes (the largest, a chat line, needs about 2 KiB).
 pub const MAX_CLIENT_FRAME: usize = 64 * 1024;
 /// Cap on a relay → client frame body in bytes: `Welcome` and `ChannelList` carry every user, so
-/// this bounds how many users one relay can list (see [`listing_bound`]): about 14,000 with
-/// 64-byte names.
-pub const MAX_SERVER_FRAME: usize = 1024 * 1024;
+/// this bounds how many users one relay can list (see [`listing_bound`]): about 13,500 with
+/// 64-byte names and user ids.
+pub const MAX_SERVER_FRAME: usize = 2 * 1024 * 1024;
 /// Length of the frame prefix.
 pub const PREFIX_LEN: usize = 4;
 /// Longest user name in bytes (UTF-8).
 pub const MAX_NAME_LEN: usize = 64;
 /// Longest chat message in bytes (UTF-8).
 pub const MAX_CHAT_LEN: usize = 2000;
+/// Longest stable user id in bytes (UTF-8): a relay refuses an access token whose `sub` is
+/// longer.
+pub const MAX_USER_ID_LEN: usize = 64;
+
+/// What a user does with their own microphone and speakers, shown to everyone in their channel
+/// (the relay stores and passes it on; it forwards voice the same either way).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct VoiceState {
+    /// The user muted their microphone (sends no voice).
+    pub muted: bool,
+    /// The user silenced their output (hears nobody).
+    pub deafened: bool,
+}
 
 /// A user as other users see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserInfo {
-    /// The user's session token (needed to whisper to them).
+    /// The user's session token (needed to whisper to them); new on every connection.
     pub session: SessionToken,
     /// Display name.
     pub name: String,
+    /// Stable user id: the same on every connection and relay restart (the access token's
+    /// `sub`; in open mode the name), at most [`MAX_USER_ID_LEN`] bytes. Keep per-user
+    /// preferences (volume, local mute) by it.
+    pub user_id: String,
+    /// Their microphone and speaker state.
+    pub state: VoiceState,
 }
 
 /// A channel and, where the message says so, its members.
@@ -270,6 +290,12 @@ pub enum ClientMessage {
         /// How long the ban lasts in seconds (0: the relay's default).
         duration_secs: u32,
     },
+    /// This client muted or deafened itself (or undid it): the relay stores it (shown in
+    /// [`UserInfo::state`]) and tells the channel with [`ServerMessage::UserState`].
+    SetVoiceState {
+        /// The new state.
+        state: VoiceState,
+    },
 }
 
 /// Largest end-to-end identity blob the relay stores.
@@ -438,6 +464,15 @@ pub enum ServerMessage {
         /// Its members, under tokens of the relay this message comes from.
         users: Vec<UserInfo>,
     },
+    /// A member of your channel (you included) muted or deafened themselves, or undid it.
+    UserState {
+        /// The channel.
+        channel: ChannelId,
+        /// Who.
+        session: SessionToken,
+        /// Their new state.
+        state: VoiceState,
+    },
 }
 
 /// Why a frame could not be read or written.
@@ -474,7 +509,8 @@ impl Message for ServerMessage {
 }
 
 /// An upper bound on the body of a `Welcome` or `ChannelList` listing channels whose names have
-/// these lengths in bytes and `users` users (with names of up to [`MAX_NAME_LEN`] bytes). A relay
+/// these lengths in bytes and `users` users (with names of up to [`MAX_NAME_LEN`] bytes and ids
+/// of up to [`MAX_USER_ID_LEN`]). A relay
 /// checks its configuration against [`MAX_SERVER_FRAME`] with it.
 pub fn listing_bound(channel_name_lens: impl IntoIterator<Item = usize>, users: usize) -> usize {
     // postcard: u32 and usize lengths are varints of at most 5 (u32) or 10 (u64) bytes.
@@ -483,7 +519,8 @@ pub fn listing_bound(channel_name_lens: impl IntoIterator<Item = usize>, users: 
     // Welcome: variant, session, secret, name, channel count, default channel, server time.
     let fixed =
         1 + VARINT_U32 + 32 + VARINT_U64 + MAX_NAME_LEN + VARINT_U64 + VARINT_U32 + VARINT_U64;
-    let per_user = VARINT_U32 + VARINT_U64 + MAX_NAME_LEN;
+    // Session, name, user id, voice state (two bools).
+    let per_user = VARINT_U32 + VARINT_U64 + MAX_NAME_LEN + VARINT_U64 + MAX_USER_ID_LEN + 2;
     let channels: usize = channel_name_lens
         .into_iter()
         .map(|n| VARINT_U32 + VARINT_U64 + n + VARINT_U64)
@@ -750,6 +787,12 @@ mod tests {
                 reason: String::new(),
                 duration_secs: 600,
             },
+            ClientMessage::SetVoiceState {
+                state: VoiceState {
+                    muted: true,
+                    deafened: true,
+                },
+            },
         ]
     }
 
@@ -757,6 +800,11 @@ mod tests {
         let user = UserInfo {
             session: SessionToken(1),
             name: "a".into(),
+            user_id: "u-1".into(),
+            state: VoiceState {
+                muted: true,
+                deafened: false,
+            },
         };
         let chan = ChannelInfo {
             id: ChannelId(1),
@@ -829,7 +877,17 @@ mod tests {
                 users: vec![UserInfo {
                     session: SessionToken(0x8000_0001),
                     name: "carol".into(),
+                    user_id: "carol".into(),
+                    state: VoiceState::default(),
                 }],
+            },
+            ServerMessage::UserState {
+                channel: ChannelId(2),
+                session: SessionToken(4),
+                state: VoiceState {
+                    muted: false,
+                    deafened: true,
+                },
             },
         ]
     }
@@ -949,9 +1007,9 @@ mod tests {
 
     #[test]
     fn a_listing_of_every_user_fits_the_server_cap_and_its_bound() {
-        // 10,000 users with the longest names, over three channels with long names.
+        // 12,000 users with the longest names and ids, over three channels with long names.
         let names = ["x".repeat(200), "Team A".into(), "y".repeat(64)];
-        let users = 10_000usize;
+        let users = 12_000usize;
         let mut channels: Vec<ChannelInfo> = names
             .iter()
             .enumerate()
@@ -965,6 +1023,11 @@ mod tests {
             channels[u % 3].users.push(UserInfo {
                 session: SessionToken(u32::MAX - u as u32),
                 name: "n".repeat(MAX_NAME_LEN),
+                user_id: "i".repeat(MAX_USER_ID_LEN),
+                state: VoiceState {
+                    muted: true,
+                    deafened: true,
+                },
             });
         }
         let welcome = ServerMessage::Welcome {
@@ -1088,8 +1151,8 @@ mod tests {
             token: Some(AccessToken("secret.jwt.sig".into())),
         };
         let body = postcard::to_allocvec(&with).unwrap();
-        // variant 0, version 2, name "a", Some, "secret.jwt.sig"
-        assert_eq!(&body[..5], &[0, 2, 1, b'a', 1]);
+        // variant 0, version 3, name "a", Some, "secret.jwt.sig"
+        assert_eq!(&body[..5], &[0, 3, 1, b'a', 1]);
         assert_eq!(body[5] as usize, "secret.jwt.sig".len());
         assert!(!format!("{with:?}").contains("secret"));
     }

@@ -1,8 +1,8 @@
 //! The channel tree: channels (click to join) and their users with speaking indicators and a
 //! per-user context menu (whisper toggle, hold-to-whisper binding, local mute, volume).
 //!
-//! Names are shown disambiguated ("bob (2)"); local volume and mute are remembered by name in
-//! the settings. While the connection is down the tree is drawn greyed out: it is the last
+//! Names are shown disambiguated ("bob (2)"), with each user's own mute and deafen as the relay
+//! reports them; local volume and mute are remembered by stable user id in the settings. While the connection is down the tree is drawn greyed out: it is the last
 //! known state, not the current one.
 
 use egui::{RichText, Sense};
@@ -11,8 +11,8 @@ use voice_client::SessionToken;
 use crate::app::Session;
 use crate::backend::Request;
 use crate::settings::Settings;
-use crate::state::Unread;
-use crate::ui::{dot, lock, SPEAKING, WHISPER};
+use crate::state::{Member, Unread};
+use crate::ui::{dot, lock, SPEAKING, WARN, WHISPER};
 
 /// Draws the tree.
 pub fn show(ui: &mut egui::Ui, session: &mut Session, settings: &mut Settings) {
@@ -51,9 +51,9 @@ pub fn show(ui: &mut egui::Ui, session: &mut Session, settings: &mut Settings) {
                 session.send(Request::Join(id));
             }
             ui.indent(("channel", id.0), |ui| {
-                for (who, name) in &node.users {
+                for (who, member) in &node.users {
                     let shown = session.state.display_name(*who);
-                    user_row(ui, session, settings, *who, name, &shown);
+                    user_row(ui, session, settings, *who, member, &shown);
                 }
             });
         }
@@ -82,7 +82,7 @@ fn user_row(
     session: &mut Session,
     settings: &mut Settings,
     who: SessionToken,
-    name: &str,
+    member: &Member,
     shown: &str,
 ) {
     let me = session.state.me == Some(who);
@@ -106,6 +106,16 @@ fn user_row(
         if who.is_remote() {
             ui.weak("↗")
                 .on_hover_text("On another relay of the cluster: join the channel to talk");
+        }
+        // Their own choices, as the relay reports them.
+        let whose = if me { "You" } else { shown };
+        if member.state.muted {
+            ui.label(RichText::new("mic off").small().color(WARN))
+                .on_hover_text(format!("{whose} muted the microphone"));
+        }
+        if member.state.deafened {
+            ui.label(RichText::new("deaf").small().color(WARN))
+                .on_hover_text(format!("{whose} turned the sound off (hears nobody)"));
         }
         if prefs.muted {
             ui.weak("(muted)");
@@ -147,7 +157,7 @@ fn user_row(
         if me || who.is_remote() {
             return;
         }
-        r.context_menu(|ui| user_menu(ui, session, settings, who, name, shown));
+        r.context_menu(|ui| user_menu(ui, session, settings, who, &member.user_id, shown));
     });
 }
 
@@ -156,7 +166,7 @@ fn user_menu(
     session: &mut Session,
     settings: &mut Settings,
     who: SessionToken,
-    name: &str,
+    user_id: &str,
     shown: &str,
 ) {
     ui.label(RichText::new(shown).strong());
@@ -185,12 +195,12 @@ fn user_menu(
     if r.changed() {
         session.send(Request::UserVolume(who, prefs.volume));
     }
-    if prefs != session.state.prefs(who) {
-        // Remembered by name for the next session (the token changes on every connect).
+    if prefs != session.state.prefs(who) && !user_id.is_empty() {
+        // Remembered by stable id for the next session (the token changes on every connect).
         if prefs == crate::state::UserPrefs::default() {
-            settings.user_prefs.remove(name);
+            settings.user_prefs.remove(user_id);
         } else {
-            settings.user_prefs.insert(name.to_string(), prefs);
+            settings.user_prefs.insert(user_id.to_string(), prefs);
         }
     }
     session.state.prefs.insert(who, prefs);

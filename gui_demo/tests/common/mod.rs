@@ -45,6 +45,8 @@ pub fn user(id: u32, name: &str) -> UserInfo {
     UserInfo {
         session: SessionToken(id),
         name: name.into(),
+        user_id: name.into(),
+        state: Default::default(),
     }
 }
 

@@ -7,7 +7,7 @@ use common::*;
 use egui_kittest::kittest::Queryable;
 use gui_demo::app::Screen;
 use gui_demo::backend::{Request, StubHandle};
-use voice_client::{ChannelId, EngineStats, Event, RemoteStats, SessionToken};
+use voice_client::{ChannelId, EngineStats, Event, RemoteStats, SessionToken, VoiceState};
 use voice_core::engine::ConnectionState;
 use voice_core::metrics::StreamStats;
 
@@ -152,6 +152,38 @@ fn context_menu_mutes_and_whispers() {
     assert!(handle
         .sent()
         .contains(&Request::Whisper(Some(SessionToken(5)))));
+}
+
+#[test]
+fn others_mute_and_deafen_show_in_the_tree_and_local_prefs_are_kept_by_user_id() {
+    let (mut h, handle) = connected();
+    let mut bob = user(5, "bob");
+    bob.user_id = "u-5".into();
+    send(
+        &mut h,
+        &handle,
+        Event::UserJoined {
+            channel: ChannelId(1),
+            user: bob,
+        },
+    );
+    assert!(h.query_by_label("mic off").is_none() && h.query_by_label("deaf").is_none());
+    let state = |muted, deafened| Event::UserState {
+        channel: ChannelId(1),
+        session: SessionToken(5),
+        state: VoiceState { muted, deafened },
+    };
+    send(&mut h, &handle, state(true, true));
+    h.get_by_label("mic off");
+    h.get_by_label("deaf");
+    send(&mut h, &handle, state(false, true));
+    assert!(h.query_by_label("mic off").is_none());
+    h.get_by_label("deaf");
+    // A local mute is remembered under bob's stable id, not his name.
+    user_menu(&mut h, "bob", "Mute");
+    let prefs = &h.state().settings.user_prefs;
+    assert!(prefs.get("u-5").is_some_and(|p| p.muted), "{prefs:?}");
+    assert!(!prefs.contains_key("bob"));
 }
 
 #[test]

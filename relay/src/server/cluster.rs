@@ -146,15 +146,14 @@ impl Relay {
         self.members_version = v;
         self.directory_dirty = false;
         for &channel in &self.hosted {
-            // Names never change within a session: the tokens tell whether the list did.
-            let members = self.state.members(channel);
-            if self.published_members.get(&channel).map(Vec::as_slice) == Some(members) {
-                continue;
-            }
-            self.published_members.insert(channel, members.to_vec());
+            // Members, names, ids and mute / deafen states: any change is republished.
             let Some(info) = self.state.channel_info(channel) else {
                 continue;
             };
+            if self.published_members.get(&channel) == Some(&info.users) {
+                continue;
+            }
+            self.published_members.insert(channel, info.users.clone());
             cluster.request(crate::cluster::Request::Members {
                 channel,
                 users: info.users,
@@ -164,33 +163,25 @@ impl Relay {
         let mut out = std::mem::take(&mut self.outbox);
         let channels: Vec<_> = self.state.channels.keys().copied().collect();
         for channel in channels {
-            let remote = self.directory.users(channel);
-            let tokens: Vec<SessionToken> = self
-                .state
-                .members(channel)
-                .iter()
-                .copied()
-                .chain(remote.iter().map(|u| u.session))
-                .collect();
-            let same = self
-                .told
-                .get(&channel)
-                .map_or(tokens.is_empty(), |t| *t == tokens);
-            if same {
-                continue;
-            }
             let mut users = self
                 .state
                 .channel_info(channel)
                 .map(|i| i.users)
                 .unwrap_or_default();
-            users.extend(remote.iter().cloned());
+            users.extend(self.directory.users(channel).iter().cloned());
+            let same = self
+                .told
+                .get(&channel)
+                .map_or(users.is_empty(), |t| *t == users);
+            if same {
+                continue;
+            }
             let relay = if self.hosted.contains(&channel) {
                 me.clone()
             } else {
                 self.directory.host(channel).unwrap_or_default().to_owned()
             };
-            self.told.insert(channel, tokens);
+            self.told.insert(channel, users.clone());
             let msg = ServerMessage::ChannelMembers {
                 channel,
                 relay,

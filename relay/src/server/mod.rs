@@ -134,13 +134,13 @@ pub struct Relay {
     /// Cluster mode: the members of rooms other relays host, as this relay shows them.
     directory: crate::directory::View,
     /// Cluster mode: the members of hosted rooms as last handed to the cluster thread.
-    published_members: HashMap<voice_proto::ChannelId, Vec<SessionToken>>,
+    published_members: HashMap<voice_proto::ChannelId, Vec<voice_proto::tcp::UserInfo>>,
     /// The state version those lists were computed at.
     members_version: u64,
     /// Cluster mode: the directory changed since the last `ChannelMembers` were sent.
     directory_dirty: bool,
-    /// Cluster mode: every channel's members (tokens) as sessions were last told.
-    told: HashMap<voice_proto::ChannelId, Vec<SessionToken>>,
+    /// Cluster mode: every channel's members as sessions were last told.
+    told: HashMap<voice_proto::ChannelId, Vec<voice_proto::tcp::UserInfo>>,
     stopper: Stopper,
     local: SocketAddr,
     config: Config,

@@ -65,6 +65,17 @@ pub fn token_for(addr: SocketAddr, name: &str) -> Option<String> {
         .and_then(|(_, m)| m.token_for(name))
 }
 
+/// A token with exactly these claims, signed by the relay at `addr` (`None` as for
+/// [`token_for`]).
+pub fn token_with(addr: SocketAddr, claims: &relay::token::Claims) -> Option<String> {
+    let minters = MINTERS.lock().unwrap();
+    minters
+        .iter()
+        .rev()
+        .find(|(a, _)| *a == addr)
+        .and_then(|(_, m)| m.mint(claims))
+}
+
 /// `Hello` for `name` with the token the relay at `addr` accepts.
 pub fn hello(addr: SocketAddr, name: &str) -> ClientMessage {
     ClientMessage::Hello {

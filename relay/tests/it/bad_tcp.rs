@@ -134,7 +134,19 @@ fn bad_handshakes_are_rejected_and_closed() {
         },
         ErrorCode::Version,
     );
-    expect(hello(addr, "bad\nname"), ErrorCode::BadName);
+    // A token from a backend that signs a name no client could show.
+    let bad_name = relay::token::Claims {
+        name: "bad\nname".into(),
+        ..relay::token::Claims::for_name("bad", relay::config::DEFAULT_AUDIENCE, 60)
+    };
+    expect(
+        ClientMessage::Hello {
+            version: CONTROL_VERSION,
+            name: "bad".into(),
+            token: token_with(addr, &bad_name).map(voice_core::proto::tcp::AccessToken),
+        },
+        ErrorCode::BadName,
+    );
     expect(ClientMessage::ListChannels, ErrorCode::Handshake);
     let mut g = group(addr, 1, &["a", "a"]); // duplicate names are allowed
     expect(hello(addr, "c"), ErrorCode::Full);

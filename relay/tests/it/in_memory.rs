@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::world::*;
 use relay::Counter;
 use voice_core::engine::{ConnectionState, Event};
-use voice_core::proto::tcp::{ClientMessage, ServerMessage};
+use voice_core::proto::tcp::{ClientMessage, ServerMessage, VoiceState};
 use voice_core::proto::udp::{self, DatagramKind, Header, MAX_DATAGRAM};
 use voice_core::proto::SessionToken;
 
@@ -272,4 +272,53 @@ fn a_tunneled_member_sends_and_receives_through_its_control_connection() {
     let s = w.relay.stats();
     assert_eq!(s.get(Counter::TunnelForwarded), 1);
     assert_eq!(s.get(Counter::Tunneled), 1);
+}
+
+#[test]
+fn a_mute_is_shown_to_the_channel_and_to_whoever_joins_later_with_the_stable_id() {
+    let mut e = Engines::new();
+    let alice = e.add("alice", 1);
+    let bob = e.add("bob", 1);
+    let carol = e.add("carol", 2);
+    e.run(Duration::from_millis(200));
+    let muted = VoiceState {
+        muted: true,
+        deafened: false,
+    };
+    e.nodes[alice].engine.set_muted(true);
+    e.settle();
+    let told = |n: &Node| {
+        n.events
+            .iter()
+            .filter(|ev| matches!(ev, Event::UserState { state, .. } if *state == muted))
+            .count()
+    };
+    // The channel, alice included, is told once; carol's channel is not.
+    assert_eq!(told(&e.nodes[alice]), 1);
+    assert_eq!(told(&e.nodes[bob]), 1);
+    assert_eq!(told(&e.nodes[carol]), 0);
+    let session = e.nodes[alice].engine.session();
+    let shown = |n: &Node| {
+        n.engine
+            .channels()
+            .iter()
+            .flat_map(|c| &c.users)
+            .find(|u| u.session == session)
+            .map(|u| (u.user_id.clone(), u.state))
+    };
+    assert_eq!(shown(&e.nodes[bob]), Some(("alice".into(), muted)));
+    // carol joins channel 1: her `Joined` lists alice muted.
+    e.nodes[carol]
+        .engine
+        .join_channel(voice_core::proto::ChannelId(1))
+        .unwrap();
+    e.settle();
+    let joined = e.nodes[carol].events.iter().rev().find_map(|ev| match ev {
+        Event::ChannelJoined { channel } => Some(channel.clone()),
+        _ => None,
+    });
+    let listed = joined.expect("carol joined").users;
+    assert!(listed
+        .iter()
+        .any(|u| u.session == session && u.user_id == "alice" && u.state == muted));
 }

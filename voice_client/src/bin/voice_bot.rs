@@ -10,8 +10,10 @@
 //!           [--ns-level low|moderate|high|very-high] [--echo-delay MS]
 //!           [--token JWT | --token-file FILE]
 //!           [--position X,Y,Z | --path X,Y,Z;X,Y,Z;... [--speed UNITS_PER_S]] [--model MODEL:MIN:MAX:ROLLOFF]
-//!           [--kick NAME]... [--ban NAME[:SECS]]... [--reason TEXT]
+//!           [--kick NAME]... [--ban NAME[:SECS]]... [--reason TEXT] [--mute] [--deafen]
 //! ```
+//! `--mute` and `--deafen` start the bot with its microphone muted or its output silenced; the
+//! relay shows that to the channel (`UserState` events, and `state` in every listed user).
 //! Permissions: `--kick NAME` and `--ban NAME[:SECS]` (SECS 0 or absent: the relay's default
 //! length) remove every user of that name the bot sees (in the channel listings, refreshed each
 //! `--stats-interval` until found), once each, with `--reason` shown to them. The relay obeys
@@ -62,7 +64,7 @@ const USAGE: &str = "usage: voice-bot --server HOST:PORT --name NAME [--channel 
 [--e2ee-password SECRET | --e2ee-password-env VAR | --e2ee-keys [--e2ee-identity HEX64]] \
 [--token JWT | --token-file FILE] \
 [--position X,Y,Z | --path X,Y,Z;X,Y,Z;... [--speed UNITS_PER_S]] [--model MODEL:MIN:MAX:ROLLOFF] \
-[--kick NAME]... [--ban NAME[:SECS]]... [--reason TEXT]";
+[--kick NAME]... [--ban NAME[:SECS]]... [--reason TEXT] [--mute] [--deafen]";
 
 struct Args {
     /// `host:port`, resolved by the client's engine (IPv6 and IPv4 tried).
@@ -92,6 +94,10 @@ struct Args {
     /// Users to remove by name: `None` a kick, `Some(secs)` a ban (0: the relay's default).
     remove: Vec<(String, Option<u32>)>,
     reason: String,
+    /// Start with the microphone muted.
+    muted: bool,
+    /// Start with the output silenced.
+    deafened: bool,
 }
 
 fn parse_point(s: &str) -> Result<Position, String> {
@@ -171,6 +177,8 @@ fn parse() -> Result<Args, String> {
         mode: TransmitMode::PushToTalk,
         stats_interval: Duration::from_secs(1),
         reconnect: true,
+        muted: false,
+        deafened: false,
         tls: TlsTrust::System,
         server_name: None,
         insecure_plaintext: false,
@@ -256,6 +264,8 @@ fn parse() -> Result<Args, String> {
                 a.stats_interval = Duration::from_millis(ms.max(50));
             }
             "--no-reconnect" => a.reconnect = false,
+            "--mute" => a.muted = true,
+            "--deafen" => a.deafened = true,
             "--fingerprint" => {
                 let s = v("--fingerprint")?;
                 let fp = s.parse().map_err(|e| format!("--fingerprint {s:?}: {e}"))?;
@@ -442,6 +452,12 @@ fn run(a: Args) -> Result<(), String> {
         .and_then(|c| c.parse().ok())
         .map(ChannelId);
     let client = Client::start(cfg).map_err(|e| e.to_string())?;
+    if a.muted {
+        client.set_muted(true);
+    }
+    if a.deafened {
+        client.set_deafened(true);
+    }
     if let Some(ch) = a.channel.as_deref().filter(|c| c.parse::<u32>().is_err()) {
         client.join_channel_named(ch);
     }

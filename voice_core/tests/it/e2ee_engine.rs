@@ -24,6 +24,8 @@ fn lobby(users: &[u32]) -> ChannelInfo {
             .map(|s| UserInfo {
                 session: SessionToken(*s),
                 name: format!("u{s}"),
+                user_id: format!("u{s}"),
+                state: Default::default(),
             })
             .collect(),
     }
@@ -239,6 +241,8 @@ fn identity_keys_over_the_control_plane() {
             user: UserInfo {
                 session: SessionToken(2),
                 name: "u2".into(),
+                user_id: "u2".into(),
+                state: Default::default(),
             },
         },
     );

@@ -5,7 +5,7 @@ use voice_core::engine::{
     CommandError, DisconnectKind, Engine, EngineConfig, Event, Request, MAX_REMOTES,
 };
 use voice_core::proto::register;
-use voice_core::proto::tcp::{ChannelInfo, ClientMessage, ServerMessage, UserInfo};
+use voice_core::proto::tcp::{ChannelInfo, ClientMessage, ServerMessage, UserInfo, VoiceState};
 use voice_core::proto::udp::{self, DatagramKind, Flags, Header, MAX_DATAGRAM};
 use voice_core::proto::{ChannelId, SessionToken};
 use voice_core::vad::TransmitMode;
@@ -22,9 +22,21 @@ fn lobby(users: &[(u32, &str)]) -> ChannelInfo {
             .map(|(s, n)| UserInfo {
                 session: SessionToken(*s),
                 name: (*n).into(),
+                user_id: (*n).into(),
+                state: Default::default(),
             })
             .collect(),
     }
+}
+
+/// `channel` with alice (user id "alice") shown under the display name "ally".
+fn renamed(mut channel: ChannelInfo) -> ChannelInfo {
+    for u in &mut channel.users {
+        if u.name == "alice" {
+            u.name = "ally".into();
+        }
+    }
+    channel
 }
 
 /// The relay tells `e` that `session` joined its channel (the Lobby).
@@ -36,6 +48,8 @@ fn joins_lobby(e: &mut Engine, now: Time, session: u32, name: &str) {
             user: UserInfo {
                 session: SessionToken(session),
                 name: name.into(),
+                user_id: name.into(),
+                state: Default::default(),
             },
         },
     );
@@ -235,6 +249,8 @@ fn presence_chat_and_errors_become_events() {
             user: UserInfo {
                 session: SessionToken(4),
                 name: "dave".into(),
+                user_id: "dave".into(),
+                state: Default::default(),
             },
         },
     );
@@ -737,7 +753,7 @@ fn a_hello_refused_with_an_error_is_reported_as_refused_with_its_code() {
 }
 
 #[test]
-fn per_user_volume_and_mute_follow_the_name_when_a_restarted_relay_renumbers_sessions() {
+fn per_user_volume_and_mute_follow_the_user_id_when_a_restarted_relay_renumbers_sessions() {
     let t0 = Time::from_millis(0);
     let mut bob = connected(2, "bob", t0);
     joins_lobby(&mut bob, t0, 1, "alice");
@@ -745,7 +761,7 @@ fn per_user_volume_and_mute_follow_the_name_when_a_restarted_relay_renumbers_ses
     bob.set_user_volume(SessionToken(1), 0.25);
     bob.set_user_muted(SessionToken(4), true);
     // The relay restarts and numbers sessions again: carol now has alice's old token 1, alice
-    // has 3, dave has 5.
+    // has 3 and calls herself "ally" now (same user id), dave has 5.
     bob.disconnected(t0, DisconnectKind::Closed, "relay closed the connection");
     bob.connect(t0);
     let _ = drain_control(&mut bob);
@@ -755,7 +771,7 @@ fn per_user_volume_and_mute_follow_the_name_when_a_restarted_relay_renumbers_ses
             session: SessionToken(2),
             secret: SECRET,
             name: "bob".into(),
-            channels: vec![lobby(&[(1, "carol"), (3, "alice"), (5, "dave")])],
+            channels: vec![renamed(lobby(&[(1, "carol"), (3, "alice"), (5, "dave")]))],
             default_channel: ChannelId(1),
             server_time_ms: 0,
         },
@@ -763,9 +779,15 @@ fn per_user_volume_and_mute_follow_the_name_when_a_restarted_relay_renumbers_ses
     bob.handle_control(
         t0,
         ServerMessage::Joined {
-            channel: lobby(&[(1, "carol"), (2, "bob"), (3, "alice"), (5, "dave")]),
+            channel: renamed(lobby(&[
+                (1, "carol"),
+                (2, "bob"),
+                (3, "alice"),
+                (5, "dave"),
+            ])),
         },
     );
+    assert_eq!(bob.user_id(SessionToken(3)), Some("alice"));
     let mut talkers = [
         connected(1, "carol", t0),
         connected(3, "alice", t0),
@@ -796,8 +818,75 @@ fn per_user_volume_and_mute_follow_the_name_when_a_restarted_relay_renumbers_ses
     assert_eq!(of(1), ("carol".into(), 1.0, false), "not alice's volume");
     assert_eq!(
         of(3),
-        ("alice".into(), 0.25, false),
-        "alice's volume followed her"
+        ("ally".into(), 0.25, false),
+        "alice's volume followed her user id, not her name"
     );
     assert_eq!(of(5), ("dave".into(), 1.0, true), "dave is still muted");
+}
+
+#[test]
+fn own_mute_and_deafen_reach_the_relay_once_and_others_states_are_shown() {
+    let t0 = Time::from_millis(0);
+    let mut e = Engine::new(EngineConfig {
+        name: "bob".into(),
+        ..EngineConfig::default()
+    })
+    .unwrap();
+    // Muted before connecting: said right after the welcome.
+    e.set_muted(true);
+    e.connect(t0);
+    let _ = drain_control(&mut e);
+    e.handle_control(
+        t0,
+        ServerMessage::Welcome {
+            session: SessionToken(2),
+            secret: SECRET,
+            name: "bob".into(),
+            channels: vec![lobby(&[(1, "alice")])],
+            default_channel: ChannelId(1),
+            server_time_ms: 0,
+        },
+    );
+    let muted = VoiceState {
+        muted: true,
+        deafened: false,
+    };
+    let sent = drain_control(&mut e);
+    assert!(
+        sent.contains(&ClientMessage::SetVoiceState { state: muted }),
+        "{sent:?}"
+    );
+    // A change while connected is sent; repeating the state is not.
+    e.set_deafened(true);
+    e.set_deafened(true);
+    let both = VoiceState {
+        muted: true,
+        deafened: true,
+    };
+    assert_eq!(
+        drain_control(&mut e),
+        vec![ClientMessage::SetVoiceState { state: both }]
+    );
+    assert_eq!(e.voice_state(), both);
+    // Someone else's state: an event, and the channel list shows it.
+    let _ = drain_events(&mut e);
+    let alice_muted = ServerMessage::UserState {
+        channel: ChannelId(1),
+        session: SessionToken(1),
+        state: muted,
+    };
+    e.handle_control(t0, alice_muted);
+    assert_eq!(
+        drain_events(&mut e),
+        vec![Event::UserState {
+            channel: ChannelId(1),
+            session: SessionToken(1),
+            state: muted
+        }]
+    );
+    assert_eq!(e.channels()[0].users[0].state, muted);
+    // Not connected: remembered, sent on the next welcome only.
+    e.disconnected(t0, DisconnectKind::Closed, "gone");
+    e.set_deafened(false);
+    assert!(drain_control(&mut e).is_empty());
 }

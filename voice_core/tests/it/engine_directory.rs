@@ -11,6 +11,8 @@ fn user(session: u32, name: &str) -> UserInfo {
     UserInfo {
         session: SessionToken(session),
         name: name.into(),
+        user_id: name.into(),
+        state: Default::default(),
     }
 }
 

@@ -39,6 +39,8 @@ fn engine(me: u32, spatial: Option<Attenuation>) -> Engine {
         .map(|&s| UserInfo {
             session: SessionToken(s),
             name: format!("u{s}"),
+            user_id: format!("u{s}"),
+            state: Default::default(),
         })
         .collect();
     let lobby = ChannelInfo {

@@ -47,6 +47,7 @@ fn client_name(m: &ClientMessage) -> &'static str {
         ClientMessage::E2eeKeys { .. } => "E2eeKeys",
         ClientMessage::Kick { .. } => "Kick",
         ClientMessage::Ban { .. } => "Ban",
+        ClientMessage::SetVoiceState { .. } => "SetVoiceState",
     }
 }
 
@@ -71,6 +72,7 @@ fn server_name(m: &ServerMessage) -> &'static str {
         ServerMessage::Removed { .. } => "Removed",
         ServerMessage::UserRemoved { .. } => "UserRemoved",
         ServerMessage::ChannelMembers { .. } => "ChannelMembers",
+        ServerMessage::UserState { .. } => "UserState",
     }
 }
 
