@@ -54,26 +54,26 @@ pub fn start(tweak: impl FnOnce(&mut Config)) -> RelayHandle {
 /// Which relay address accepts tokens from which admission policy (relays started by [`start`]).
 static MINTERS: Mutex<Vec<(SocketAddr, Arc<Admission>)>> = Mutex::new(Vec::new());
 
-/// A token the relay at `addr` accepts for `name` (`None`: open mode, or a relay not started by
-/// [`start`]).
-pub fn token_for(addr: SocketAddr, name: &str) -> Option<String> {
+/// The admission policy of the relay at `addr` (`None`: a relay not started by [`start`]).
+fn minter(addr: SocketAddr) -> Option<Arc<Admission>> {
     let minters = MINTERS.lock().unwrap();
     minters
         .iter()
         .rev()
         .find(|(a, _)| *a == addr)
-        .and_then(|(_, m)| m.token_for(name))
+        .map(|(_, m)| m.clone())
+}
+
+/// A token the relay at `addr` accepts for `name` (`None`: open mode, or a relay not started by
+/// [`start`]).
+pub fn token_for(addr: SocketAddr, name: &str) -> Option<String> {
+    minter(addr)?.token_for(name)
 }
 
 /// A token with exactly these claims, signed by the relay at `addr` (`None` as for
 /// [`token_for`]).
 pub fn token_with(addr: SocketAddr, claims: &relay::token::Claims) -> Option<String> {
-    let minters = MINTERS.lock().unwrap();
-    minters
-        .iter()
-        .rev()
-        .find(|(a, _)| *a == addr)
-        .and_then(|(_, m)| m.mint(claims))
+    minter(addr)?.mint(claims)
 }
 
 /// `Hello` for `name` with the token the relay at `addr` accepts.
