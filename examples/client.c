@@ -84,8 +84,16 @@ int main(int argc, char **argv) {
                 break;
             case VOICE_EVENT_MEMBER:
             case VOICE_EVENT_USER_JOINED:
-                printf("member #%u %s in channel %u%s\n", ev.session, ev.name, ev.channel,
-                       ev.session >= VOICE_FIRST_REMOTE_SESSION ? " (on another relay)" : "");
+                /* text: the stable user id (keep per-user settings by it); flag / flag2: the
+                   user muted / deafened themselves. */
+                printf("member #%u %s (id %s) in channel %u%s%s%s\n", ev.session, ev.name, ev.text,
+                       ev.channel,
+                       ev.session >= VOICE_FIRST_REMOTE_SESSION ? " (on another relay)" : "",
+                       ev.flag ? " [muted]" : "", ev.flag2 ? " [deafened]" : "");
+                break;
+            case VOICE_EVENT_USER_STATE:
+                printf("#%u %s, %s\n", ev.session, ev.flag ? "muted" : "unmuted",
+                       ev.flag2 ? "deafened" : "hears");
                 break;
             case VOICE_EVENT_CHANNEL_MEMBERS:
                 /* Cluster: a channel's whole member list; MEMBER events follow. */
