@@ -280,12 +280,13 @@ fn input_and_output_switch_mid_session_without_reconnecting() {
         last_low < first_high,
         "440 Hz never comes back after the switch"
     );
-    assert!(count(&first, Heard::Mixed) <= 2, "{first:?}");
+    assert!(count(&first, Heard::Mixed) <= 3, "{first:?}");
     assert_eq!(count(&second, Heard::Low), 0, "{second:?}");
     assert!(count(&second, Heard::Mixed) <= 1, "{second:?}");
-    // 2.5 s from the recording switch to the application ring; the failed switches came 1 s in.
+    // 2.5 s from the recording switch to the application ring; the failed switches came 1 s in,
+    // so 1.5 s of 1000 Hz means the file played on well past them.
     assert!(
-        count(&second, Heard::High) >= 20,
+        count(&second, Heard::High) >= 15,
         "the file went on playing after the failed switch, and the recording after its own: \
          {second:?}"
     );
