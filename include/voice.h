@@ -1242,6 +1242,40 @@ voice_result voice_client_ban(const struct voice_client *client,
                               const char *reason,
                               uint32_t duration_secs);
 
+// Switches capture to the input device named `name` (as the system lists it; NULL or "" is the
+// default device) without reconnecting. `VOICE_ERR_AUDIO` when it cannot be opened (no such
+// device, or no sound-card support in this build): the current input stays, and a
+// `VOICE_EVENT_AUDIO_NOTICE` says why. `VOICE_ERR_INVALID_ARGUMENT` for a name that is not
+// UTF-8; `VOICE_ERR_UNSUPPORTED` with `VOICE_AUDIO_APP`; `VOICE_ERR_NOT_CONNECTED` when the
+// client has stopped for good. `name` is copied.
+//
+// Thread safety: any thread; blocks while the device opens (not on the network).
+voice_result voice_client_set_input_device(const struct voice_client *client, const char *name);
+
+// Switches playback to the output device named `name` (NULL or "": the default device) without
+// reconnecting. Errors as [`voice_client_set_input_device`]. `name` is copied.
+//
+// Thread safety: any thread; blocks while the device opens (not on the network).
+voice_result voice_client_set_output_device(const struct voice_client *client, const char *name);
+
+// Switches capture to the WAV file at `path` (any rate and channel count; played from its
+// start, once or `looped`) without reconnecting. `VOICE_ERR_NULL` for a NULL `path`,
+// `VOICE_ERR_AUDIO` when it cannot be read (the current input stays; a
+// `VOICE_EVENT_AUDIO_NOTICE` says why); other errors as [`voice_client_set_input_device`].
+//
+// Thread safety: any thread; blocks while the file is read.
+voice_result voice_client_set_input_wav(const struct voice_client *client,
+                                        const char *path,
+                                        bool looped);
+
+// Switches playback to recording into a new WAV file at `path` (48 kHz mono 16-bit; it starts
+// at the switch) without reconnecting. A recording it replaces is finalised. `VOICE_ERR_NULL`
+// for a NULL `path`, `VOICE_ERR_AUDIO` when it cannot be created (the current output stays);
+// other errors as [`voice_client_set_input_device`].
+//
+// Thread safety: any thread; blocks while the files are created and finalised.
+voice_result voice_client_set_output_wav(const struct voice_client *client, const char *path);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

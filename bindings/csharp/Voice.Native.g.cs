@@ -1777,6 +1777,50 @@ namespace Voice
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         public static extern voice_result voice_client_ban(IntPtr client, uint session, byte[] reason, uint duration_secs);
 
+        /// <summary>
+        /// Switches capture to the input device named `name` (as the system lists it; NULL or "" is the
+        /// default device) without reconnecting. `VOICE_ERR_AUDIO` when it cannot be opened (no such
+        /// device, or no sound-card support in this build): the current input stays, and a
+        /// `VOICE_EVENT_AUDIO_NOTICE` says why. `VOICE_ERR_INVALID_ARGUMENT` for a name that is not
+        /// UTF-8; `VOICE_ERR_UNSUPPORTED` with `VOICE_AUDIO_APP`; `VOICE_ERR_NOT_CONNECTED` when the
+        /// client has stopped for good. `name` is copied.
+        ///
+        /// Thread safety: any thread; blocks while the device opens (not on the network).
+        /// </summary>
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern voice_result voice_client_set_input_device(IntPtr client, byte[] name);
+
+        /// <summary>
+        /// Switches playback to the output device named `name` (NULL or "": the default device) without
+        /// reconnecting. Errors as [`voice_client_set_input_device`]. `name` is copied.
+        ///
+        /// Thread safety: any thread; blocks while the device opens (not on the network).
+        /// </summary>
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern voice_result voice_client_set_output_device(IntPtr client, byte[] name);
+
+        /// <summary>
+        /// Switches capture to the WAV file at `path` (any rate and channel count; played from its
+        /// start, once or `looped`) without reconnecting. `VOICE_ERR_NULL` for a NULL `path`,
+        /// `VOICE_ERR_AUDIO` when it cannot be read (the current input stays; a
+        /// `VOICE_EVENT_AUDIO_NOTICE` says why); other errors as [`voice_client_set_input_device`].
+        ///
+        /// Thread safety: any thread; blocks while the file is read.
+        /// </summary>
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern voice_result voice_client_set_input_wav(IntPtr client, byte[] path, [MarshalAs(UnmanagedType.U1)] bool looped);
+
+        /// <summary>
+        /// Switches playback to recording into a new WAV file at `path` (48 kHz mono 16-bit; it starts
+        /// at the switch) without reconnecting. A recording it replaces is finalised. `VOICE_ERR_NULL`
+        /// for a NULL `path`, `VOICE_ERR_AUDIO` when it cannot be created (the current output stays);
+        /// other errors as [`voice_client_set_input_device`].
+        ///
+        /// Thread safety: any thread; blocks while the files are created and finalised.
+        /// </summary>
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern voice_result voice_client_set_output_wav(IntPtr client, byte[] path);
+
         /// <summary>`text` as NUL-terminated UTF-8 bytes (for `const char *` parameters).</summary>
         public static byte[] Utf8z(string text)
         {

@@ -384,6 +384,42 @@ namespace Voice
             try { Call(Native.voice_client_ban(p, session, r, durationSecs), "voice_client_ban"); } finally { h.Leave(); }
         }
 
+        /// <summary>
+        /// Switches capture to the input device named `name` (null or "": the default device) without
+        /// reconnecting. If it cannot be opened the current input stays, a VoiceException with
+        /// VOICE_ERR_AUDIO is thrown and an AUDIO_NOTICE event says why.
+        /// </summary>
+        public void SetInputDevice(string name = null)
+        {
+            byte[] n = Native.Utf8z(name);
+            IntPtr p = h.Enter("voice_client_set_input_device");
+            try { Call(Native.voice_client_set_input_device(p, n), "voice_client_set_input_device"); } finally { h.Leave(); }
+        }
+
+        /// <summary>As <see cref="SetInputDevice"/>, for playback.</summary>
+        public void SetOutputDevice(string name = null)
+        {
+            byte[] n = Native.Utf8z(name);
+            IntPtr p = h.Enter("voice_client_set_output_device");
+            try { Call(Native.voice_client_set_output_device(p, n), "voice_client_set_output_device"); } finally { h.Leave(); }
+        }
+
+        /// <summary>Switches capture to a WAV file (played once or looped) without reconnecting.</summary>
+        public void SetInputWav(string path, bool looped = false)
+        {
+            byte[] b = Native.Utf8z(path);
+            IntPtr p = h.Enter("voice_client_set_input_wav");
+            try { Call(Native.voice_client_set_input_wav(p, b, looped), "voice_client_set_input_wav"); } finally { h.Leave(); }
+        }
+
+        /// <summary>Switches playback to recording into a new WAV file without reconnecting (the recording it replaces is finalised).</summary>
+        public void SetOutputWav(string path)
+        {
+            byte[] b = Native.Utf8z(path);
+            IntPtr p = h.Enter("voice_client_set_output_wav");
+            try { Call(Native.voice_client_set_output_wav(p, b), "voice_client_set_output_wav"); } finally { h.Leave(); }
+        }
+
         /// <summary>Sends chat to the current channel (1..=2000 bytes of UTF-8, no NUL).</summary>
         public void SendChat(string text)
         {

@@ -81,7 +81,7 @@ pub enum KeyRole {
     Whisper,
 }
 
-/// What survives a manual reconnect (Apply, or Reconnect): the chat and its unread counts, mute
+/// What survives a restart of the engine (a device picked after it stopped): the chat and its unread counts, mute
 /// and deafen, and the channel we were in.
 #[derive(Debug, Clone, Default)]
 pub struct Carry {
@@ -116,8 +116,6 @@ pub struct Session {
     pub talk_button_held: bool,
     /// The whisper key is held.
     pub whisper_held: bool,
-    /// Audio settings changed since connecting; a restart applies them.
-    pub audio_dirty: bool,
     /// Notices the user has dismissed (count of the notice list at the time).
     pub notices_seen: usize,
     /// Failed connection attempts since the last welcome.
@@ -165,7 +163,6 @@ impl Session {
             ptt_held: false,
             talk_button_held: false,
             whisper_held: false,
-            audio_dirty: false,
             notices_seen: 0,
             attempts: 0,
             retry_at: None,

@@ -2,7 +2,9 @@
 //! [`StubBackend`] that tests drive.
 //!
 //! The UI never blocks on the network. Commands are fire-and-forget ([`Request`] values handed to
-//! the engine's command queue). Events and statistics arrive on channels that the app drains once
+//! the engine's command queue). Switching a device ([`Backend::set_input`],
+//! [`Backend::set_output`]) opens it on the UI thread, as starting the engine does: one click
+//! waits for the device (tens of ms), never for the relay. Events and statistics arrive on channels that the app drains once
 //! per frame:
 //! * the `gui-events` thread forwards [`Client::events`] to the app's channel and asks egui for a
 //!   repaint, so a chat line or a presence change shows up at once even when the window is idle;
@@ -18,7 +20,9 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 pub use voice_client::Request;
-use voice_client::{Client, ClientConfig, ClientError, EngineStats, Event};
+use voice_client::{
+    AudioError, AudioInput, AudioOutput, Client, ClientConfig, ClientError, EngineStats, Event,
+};
 
 /// How often the stats thread asks the engine for a snapshot.
 pub const STATS_PERIOD: Duration = Duration::from_millis(250);
@@ -41,6 +45,12 @@ pub trait Backend {
     fn set_live(&mut self, live: bool) {
         let _ = live;
     }
+    /// Replaces the capture source while connected (the session, channel and chat stay). On
+    /// failure the old source stays in use and the engine also reports why as an
+    /// [`Event::AudioNotice`]; [`AudioError::EngineStopped`] means only a restart can apply it.
+    fn set_input(&mut self, input: AudioInput) -> Result<(), AudioError>;
+    /// Replaces the playback sink while connected, as [`Backend::set_input`] does.
+    fn set_output(&mut self, output: AudioOutput) -> Result<(), AudioError>;
     /// Stops the engine. With `wait`, returns when it has ended (app exit); without, finishes
     /// in the background so the UI does not stall. Dropping a backend closes it without waiting.
     fn close(&mut self, wait: bool) {
@@ -233,6 +243,16 @@ impl Backend for ClientBackend {
         self.live.store(live, Ordering::Relaxed);
     }
 
+    fn set_input(&mut self, input: AudioInput) -> Result<(), AudioError> {
+        let c = self.client.as_deref().ok_or(AudioError::EngineStopped)?;
+        c.set_input(input)
+    }
+
+    fn set_output(&mut self, output: AudioOutput) -> Result<(), AudioError> {
+        let c = self.client.as_deref().ok_or(AudioError::EngineStopped)?;
+        c.set_output(output)
+    }
+
     fn close(&mut self, wait: bool) {
         self.shut(wait);
     }
@@ -286,12 +306,25 @@ impl Drop for ClientBackend {
     }
 }
 
-/// A backend without a network, for tests: it records commands and replays injected events.
+/// A backend without a network, for tests: it records commands and audio switches and replays
+/// injected events.
 #[derive(Debug)]
 pub struct StubBackend {
     events: Receiver<Event>,
+    /// For the audio notice of a failed switch, as the engine sends it.
+    notices: Sender<Event>,
     stats: Receiver<EngineStats>,
     sent: Arc<Mutex<Vec<Request>>>,
+    audio: Arc<Mutex<StubAudio>>,
+}
+
+/// What a [`StubBackend`] did with audio switches.
+#[derive(Debug, Default)]
+struct StubAudio {
+    inputs: Vec<AudioInput>,
+    outputs: Vec<AudioOutput>,
+    /// The next switches fail like this (a device that cannot be opened, a stopped engine).
+    fail: Option<fn() -> AudioError>,
 }
 
 /// The test's side of a [`StubBackend`].
@@ -302,12 +335,51 @@ pub struct StubHandle {
     /// Statistics snapshots to deliver on the next frame.
     pub stats: Sender<EngineStats>,
     sent: Arc<Mutex<Vec<Request>>>,
+    audio: Arc<Mutex<StubAudio>>,
 }
 
 impl StubHandle {
     /// The commands the app has sent so far.
     pub fn sent(&self) -> Vec<Request> {
         self.sent.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    /// The inputs and outputs the app switched to so far (successful switches only).
+    pub fn switched(&self) -> (Vec<AudioInput>, Vec<AudioOutput>) {
+        self.audio
+            .lock()
+            .map(|a| (a.inputs.clone(), a.outputs.clone()))
+            .unwrap_or_default()
+    }
+
+    /// Makes the following switches fail with the error `fail` makes (`None`: succeed again).
+    pub fn fail_switches(&self, fail: Option<fn() -> AudioError>) {
+        if let Ok(mut a) = self.audio.lock() {
+            a.fail = fail;
+        }
+    }
+}
+
+impl StubBackend {
+    fn switch(
+        &mut self,
+        what: String,
+        record: impl FnOnce(&mut StubAudio),
+    ) -> Result<(), AudioError> {
+        let Ok(mut a) = self.audio.lock() else {
+            return Err(AudioError::EngineStopped);
+        };
+        if let Some(fail) = a.fail {
+            let e = fail();
+            if !matches!(e, AudioError::EngineStopped) {
+                let _ = self.notices.send(Event::AudioNotice {
+                    message: format!("could not switch the {what}: {e}; keeping the current one"),
+                });
+            }
+            return Err(e);
+        }
+        record(&mut a);
+        Ok(())
     }
 }
 
@@ -316,16 +388,20 @@ pub fn stub() -> (StubBackend, StubHandle) {
     let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
     let (st_tx, st_rx) = crossbeam_channel::unbounded();
     let sent = Arc::new(Mutex::new(Vec::new()));
+    let audio = Arc::new(Mutex::new(StubAudio::default()));
     (
         StubBackend {
             events: ev_rx,
+            notices: ev_tx.clone(),
             stats: st_rx,
             sent: sent.clone(),
+            audio: audio.clone(),
         },
         StubHandle {
             events: ev_tx,
             stats: st_tx,
             sent,
+            audio,
         },
     )
 }
@@ -347,5 +423,13 @@ impl Backend for StubBackend {
 
     fn server(&self) -> String {
         "stub".into()
+    }
+
+    fn set_input(&mut self, input: AudioInput) -> Result<(), AudioError> {
+        self.switch(format!("input to {input}"), |a| a.inputs.push(input))
+    }
+
+    fn set_output(&mut self, output: AudioOutput) -> Result<(), AudioError> {
+        self.switch(format!("output to {output}"), |a| a.outputs.push(output))
     }
 }

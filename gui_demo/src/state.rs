@@ -559,11 +559,11 @@ pub fn mentions(text: &str, name: &str) -> bool {
 pub fn plain_audio_notice(message: &str) -> String {
     if message.starts_with("no capture device") {
         "No microphone could be opened, so others hear silence from you. To send sound anyway, \
-         choose a test tone or a WAV file as Input and press Apply."
+         choose a test tone or a WAV file as Input."
             .into()
     } else if message.starts_with("no playback device") {
         "No speaker could be opened, so you will not hear anyone. Plug in or choose another \
-         Output device and press Apply."
+         Output device."
             .into()
     } else {
         message.to_string()

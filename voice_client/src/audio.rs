@@ -7,8 +7,11 @@
 //! ring (`rtrb`), an atomic latency figure (for the echo canceller's delay hint,
 //! [`echo_delay_ms`]) and the atomics with which the device clock paces the engine
 //! ([`crate::pacing`]): the callback never locks, never allocates and never logs. The
-//! application's own audio ([`AppCapture`], [`AppPlayback`]) works the same way. Where no device can be opened the backend falls back
-//! to null, and the driver reports that as an [`voice_core::engine::Event::AudioNotice`].
+//! application's own audio ([`AppCapture`], [`AppPlayback`]) works the same way. Where no device can be opened at start the backend
+//! falls back to null, and the driver reports that as an
+//! [`voice_core::engine::Event::AudioNotice`]. A stream can be replaced while connected
+//! ([`crate::Client::set_input`], [`crate::Client::set_output`]): each stream owns its ring and
+//! callback, so a switch never touches a running callback.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -55,6 +58,20 @@ pub enum AudioInput {
     App,
 }
 
+impl std::fmt::Display for AudioInput {
+    /// For messages: "capture device \"USB Mic\"", "WAV file x.wav", "440 Hz tone", …
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AudioInput::Device(None) => f.write_str("the default capture device"),
+            AudioInput::Device(Some(name)) => write!(f, "capture device {name:?}"),
+            AudioInput::Wav { path, .. } => write!(f, "WAV file {}", path.display()),
+            AudioInput::Tone { hz, .. } => write!(f, "{hz} Hz tone"),
+            AudioInput::Null => f.write_str("silence"),
+            AudioInput::App => f.write_str("application audio"),
+        }
+    }
+}
+
 /// Where the mixed output goes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AudioOutput {
@@ -66,6 +83,19 @@ pub enum AudioOutput {
     Null,
     /// The application pulls mixed samples itself ([`AppPlayback`]).
     App,
+}
+
+impl std::fmt::Display for AudioOutput {
+    /// For messages: "playback device \"HDMI\"", "WAV file out.wav", …
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AudioOutput::Device(None) => f.write_str("the default playback device"),
+            AudioOutput::Device(Some(name)) => write!(f, "playback device {name:?}"),
+            AudioOutput::Wav(path) => write!(f, "WAV file {}", path.display()),
+            AudioOutput::Null => f.write_str("nothing (discard)"),
+            AudioOutput::App => f.write_str("application audio"),
+        }
+    }
 }
 
 /// Ring size for application-owned audio: 200 ms.
@@ -182,6 +212,10 @@ pub enum AudioError {
     /// No such device, or it cannot do what we need.
     #[error("audio device: {0}")]
     Device(String),
+    /// The engine thread has ended (the client was shut down, or its connection failed for
+    /// good): there is no stream left to replace.
+    #[error("the engine thread has stopped")]
+    EngineStopped,
 }
 
 /// Names of the capture and playback devices of the default host.
@@ -279,6 +313,22 @@ pub struct InputStream {
     started: bool,
     /// Raised by a device or application producer when a frame is complete.
     signal: Option<Arc<FrameSignal>>,
+}
+
+impl std::fmt::Debug for InputStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match &self.kind {
+            InputKind::Samples { .. } => "samples",
+            InputKind::Tone { .. } => "tone",
+            InputKind::Device { .. } => "device",
+            InputKind::Ring(_) => "application ring",
+            InputKind::Null => "null",
+        };
+        f.debug_struct("InputStream")
+            .field("kind", &kind)
+            .field("started", &self.started)
+            .finish_non_exhaustive()
+    }
 }
 
 enum InputKind {
@@ -523,6 +573,17 @@ pub enum OutputStream {
     },
     /// Discarding.
     Null,
+}
+
+impl std::fmt::Debug for OutputStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OutputStream::Wav(_) => "OutputStream::Wav",
+            OutputStream::Ring { .. } => "OutputStream::Ring",
+            OutputStream::Device { .. } => "OutputStream::Device",
+            OutputStream::Null => "OutputStream::Null",
+        })
+    }
 }
 
 impl OutputStream {

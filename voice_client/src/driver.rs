@@ -18,6 +18,14 @@
 //! datagrams are handed to the engine the moment they arrive; decoding happens at the mix. The device callbacks touch
 //! only their ring: they never lock, allocate or log, so nothing the network does can stall audio.
 //!
+//! The audio streams can be replaced while the session goes on ([`Command::SetInput`],
+//! [`Command::SetOutput`]): the application's thread opens the new stream (opening a device can
+//! take tens of ms, reading a WAV file longer, and this thread is the network's and the
+//! playback's clock), this thread swaps it in between two frames and re-derives the pacing, the
+//! echo delay hint and capture processing, and the old stream goes back to the application's
+//! thread to be closed (closing a device joins its callback thread). The device callbacks are
+//! not involved: each stream's callback and ring live and die with that stream.
+//!
 //! The TCP connection is re-established with exponential backoff (250 ms doubling to 5 s) after a
 //! relay restart, a dropped connection or a failed connect; the engine then rejoins the last
 //! channel. A connect that fails (refused, unreachable) is reported at once as
@@ -81,6 +89,26 @@ pub enum Command {
     Stats(Sender<EngineStats>),
     /// Replace the UDP socket with one on a new local port (network change) and re-register.
     RebindUdp,
+    /// Replace the capture stream with this one (opened by the caller) and hand the old one
+    /// back on `old`, to be dropped off the engine thread ([`crate::Client::set_input`]).
+    SetInput {
+        /// The new stream.
+        stream: Box<InputStream>,
+        /// Receives the stream it replaced.
+        old: Sender<InputStream>,
+    },
+    /// Replace the playback stream with this one and hand the old one back on `old`, to be
+    /// finished (a recording finalised) and dropped off the engine thread
+    /// ([`crate::Client::set_output`]).
+    SetOutput {
+        /// The new stream.
+        stream: Box<OutputStream>,
+        /// Receives the stream it replaced.
+        old: Sender<OutputStream>,
+    },
+    /// Report this to the application as [`Event::AudioNotice`] (in order with the events the
+    /// engine thread reports).
+    AudioNotice(String),
     /// Stop the thread.
     Shutdown,
 }
@@ -598,6 +626,17 @@ impl Driver {
                         Err(e) => log::error!("rebind udp: {e}"),
                     }
                 }
+                Command::SetInput { stream, old } => {
+                    let previous = self.swap_input(st, *stream);
+                    // The caller drops it (closing a device stream joins its callback
+                    // thread); if the caller gave up waiting, it is dropped here.
+                    let _ = old.send(previous);
+                }
+                Command::SetOutput { stream, old } => {
+                    let previous = self.swap_output(st, *stream);
+                    let _ = old.send(previous);
+                }
+                Command::AudioNotice(message) => self.emit(Event::AudioNotice { message }),
                 Command::Request(request) => {
                     // A refusal is queued as `Event::CommandFailed` and forwarded below.
                     let _ = self.engine.apply(request);
@@ -615,6 +654,49 @@ impl Driver {
             }
         }
         Flow::Go
+    }
+
+    /// Puts `new` in place of the capture stream and returns the old one. The session, the
+    /// encoder (its sequence numbers go on, so listeners' jitter buffers see one stream) and the
+    /// transmit state stay; what depended on the old source is derived again: whether capture
+    /// is paced by the source's clock or by the 20 ms timer, the echo delay hint, and capture
+    /// processing, which starts afresh (a new microphone is a new echo path, noise floor and
+    /// level). A file or tone starts playing once voice can flow, as at start.
+    fn swap_input(&mut self, st: &mut LoopState, new: InputStream) -> InputStream {
+        new.set_waker(self.waker.clone());
+        let old = std::mem::replace(&mut self.input, new);
+        st.capture_paced = self.input.paced();
+        st.last_capture = Instant::now();
+        self.audio_path_changed(st);
+        old
+    }
+
+    /// Puts `new` in place of the playback stream and returns the old one. The receivers'
+    /// jitter buffers and the mixer stay; the playout pacing starts again on the new consumer's
+    /// clock (or the 20 ms timer for a sink without one), and the echo delay hint and capture
+    /// processing are derived again (the far end now leaves through another speaker).
+    fn swap_output(&mut self, st: &mut LoopState, new: OutputStream) -> OutputStream {
+        let old = std::mem::replace(&mut self.output, new);
+        st.pull_clock = self.output.pull_clock().cloned();
+        st.pacer = PlayoutPacer::new();
+        st.next_mix = None;
+        self.audio_path_changed(st);
+        old
+    }
+
+    /// A device changed: the echo canceller adapts again from scratch (rebuilt with the same
+    /// stages; [`Engine::set_capture`] makes a new processor whenever its configuration
+    /// changes, so passing through "off" does it) and the echo delay hint is measured again at
+    /// the next media step.
+    fn audio_path_changed(&mut self, st: &mut LoopState) {
+        let stages = self.engine.capture_config();
+        if stages.any() {
+            self.engine
+                .set_capture(voice_core::capture::CaptureConfig::off());
+            self.engine.set_capture(stages);
+        }
+        st.echo_delay = None;
+        st.next_delay_check = Instant::now();
     }
 
     /// The engine's timers, then the media: capture frames in, mixed frames out, each paced by

@@ -185,6 +185,10 @@ pub enum ClientError {
     Spatial(#[from] SpatialError),
 }
 
+/// How long [`Client::set_input`] and [`Client::set_output`] wait for the engine thread to hand
+/// the replaced stream back (it does so within one turn of its loop, a few ms).
+const SWAP_WAIT: Duration = Duration::from_secs(1);
+
 /// A running client. Dropping it stops the engine thread and finalises any recording.
 pub struct Client {
     commands: Sender<Command>,
@@ -445,6 +449,108 @@ impl Client {
     /// Asks the relay for its counters ([`Event::ServerStats`]).
     pub fn request_server_stats(&self) {
         self.request(Request::ServerStats);
+    }
+
+    /// Switches the capture source while the session goes on: the relay connection, the
+    /// channel, chat, per-user settings, the encoder and every jitter buffer stay as they are;
+    /// listeners hear the new source continue the same stream.
+    ///
+    /// The new source is opened here, on the calling thread (opening a device or reading a
+    /// WAV file can take a while; the engine thread, which keeps the network and playback
+    /// going meanwhile, never waits for it), then handed to the engine thread, which swaps it
+    /// in between two frames and re-derives what depends on the source: capture pacing (the
+    /// device's clock or the 20 ms timer), the echo delay hint and capture processing (the
+    /// echo canceller starts afresh). The old stream is closed on this thread. A file or tone
+    /// starts from its beginning.
+    ///
+    /// [`AudioInput::App`] makes a new capture ring: take its end with
+    /// [`Client::take_app_capture`] (an [`AppCapture`] taken before no longer feeds the engine).
+    ///
+    /// If the source cannot be opened (no device of that name, an unreadable file) the old one
+    /// stays in use, the error is returned and also reported as an [`Event::AudioNotice`] for
+    /// applications that show events. Unlike [`Client::start`] there is no fallback to
+    /// silence: the caller asked for this source. [`AudioError::EngineStopped`] once the engine
+    /// thread has ended.
+    pub fn set_input(&self, input: AudioInput) -> Result<(), AudioError> {
+        let opened = if input == AudioInput::App {
+            let (stream, app) = audio::app_capture_ring();
+            Ok((stream, Some(app)))
+        } else {
+            audio::InputStream::open(&input).map(|s| (s, None))
+        };
+        let (stream, app) = match opened {
+            Ok(pair) => pair,
+            Err(e) => {
+                let message =
+                    format!("could not switch the input to {input}: {e}; keeping the current one");
+                log::warn!("{message}");
+                self.send(Command::AudioNotice(message));
+                return Err(e);
+            }
+        };
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.swap(Command::SetInput {
+            stream: Box::new(stream),
+            old: tx,
+        })?;
+        if let Some(app) = app {
+            *self.app_capture.lock().unwrap_or_else(|e| e.into_inner()) = Some(app);
+        }
+        // Dropped here: closing a device joins its callback thread.
+        drop(rx.recv_timeout(SWAP_WAIT));
+        Ok(())
+    }
+
+    /// Switches the playback sink while the session goes on, as [`Client::set_input`] does
+    /// for capture: everything else stays, the jitter buffers and the mix go on, and the playout
+    /// pacing, the echo delay hint and capture processing are derived again for the new sink.
+    /// A recording ([`AudioOutput::Wav`]) that is replaced is finalised here; a new one starts
+    /// at the switch. [`AudioOutput::App`] makes a new playback ring (take its end with
+    /// [`Client::take_app_playback`]). On failure the old sink stays, and the error is
+    /// returned and reported as an [`Event::AudioNotice`].
+    pub fn set_output(&self, output: AudioOutput) -> Result<(), AudioError> {
+        let opened = if output == AudioOutput::App {
+            let (stream, app) = audio::app_playback_ring();
+            Ok((stream, Some(app)))
+        } else {
+            audio::OutputStream::open(&output).map(|s| (s, None))
+        };
+        let (stream, app) = match opened {
+            Ok(pair) => pair,
+            Err(e) => {
+                let message = format!(
+                    "could not switch the output to {output}: {e}; keeping the current one"
+                );
+                log::warn!("{message}");
+                self.send(Command::AudioNotice(message));
+                return Err(e);
+            }
+        };
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.swap(Command::SetOutput {
+            stream: Box::new(stream),
+            old: tx,
+        })?;
+        if let Some(app) = app {
+            *self.app_playback.lock().unwrap_or_else(|e| e.into_inner()) = Some(app);
+        }
+        if let Ok(old) = rx.recv_timeout(SWAP_WAIT) {
+            if let Err(e) = old.finish() {
+                let message = format!("finishing the previous recording: {e}");
+                log::warn!("{message}");
+                self.send(Command::AudioNotice(message));
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands a stream swap to the engine thread; [`AudioError::EngineStopped`] when it is gone.
+    fn swap(&self, cmd: Command) -> Result<(), AudioError> {
+        self.commands
+            .send(cmd)
+            .map_err(|_| AudioError::EngineStopped)?;
+        let _ = self.waker.wake();
+        Ok(())
     }
 
     /// Moves to a new local UDP port and re-registers (after a network change).

@@ -432,8 +432,8 @@ pub(crate) struct ClientState {
     pub(crate) stats: StatsWorker,
     pub(crate) client: Arc<Client>,
     pending: Mutex<VecDeque<voice_event>>,
-    capture: Mutex<Option<AppCapture>>,
-    playback: Mutex<Option<AppPlayback>>,
+    pub(crate) capture: Mutex<Option<AppCapture>>,
+    pub(crate) playback: Mutex<Option<AppPlayback>>,
     callback: Mutex<Option<(Arc<AtomicBool>, JoinHandle<()>)>>,
 }
 

@@ -34,8 +34,10 @@ pub mod net;
 pub mod spatial;
 // Permissions: kick and ban (issue 13).
 pub mod admin;
-// Scale-out: the cluster's directory of rooms and members (issue 18), last.
+// Scale-out: the cluster's directory of rooms and members (issue 18).
 pub mod directory;
+// Switching audio devices and files while connected (issue 19), last.
+pub mod devices;
 
 use std::ffi::c_char;
 

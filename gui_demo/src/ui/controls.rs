@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use egui::{Color32, RichText};
-use voice_client::VadConfig;
+use voice_client::{AudioError, VadConfig};
 
 use crate::app::{KeyRole, Session};
 use crate::backend::Request;
@@ -17,7 +17,8 @@ use voice_core::capture::SuppressionLevel;
 /// Level meter range (dBFS at the left edge).
 const METER_FLOOR_DBFS: f32 = -60.0;
 
-/// Draws the controls. Returns true when the user asked to restart audio with new devices.
+/// Draws the controls. A device picked is switched to at once, without reconnecting. Returns
+/// true when only a restart can apply it (the engine has stopped).
 pub fn show(
     ui: &mut egui::Ui,
     session: &mut Session,
@@ -90,16 +91,54 @@ fn controls(
     }
     // The engine's notice already says what is missing: no second hint from the device list.
     let hint = session.state.audio_notices.is_empty();
+    let (input, output) = (settings.input.clone(), settings.output.clone());
     if device_pickers(ui, settings, devices, hint) {
-        session.audio_dirty = true;
-    }
-    if session.audio_dirty {
-        return ui
-            .button("Apply (restarts the connection)")
-            .on_hover_text("Devices are opened when the engine starts")
-            .clicked();
+        return switch_live(session, settings, input, output);
     }
     false
+}
+
+/// Applies a device choice to the running engine without reconnecting. A choice that cannot be
+/// opened is undone (the old stream stays; the engine's notice says why); a WAV path is applied
+/// once it names a file (not at every key typed). Returns true only when the engine has
+/// stopped, so that a restart is the one way to apply the choice.
+fn switch_live(
+    session: &mut Session,
+    settings: &mut Settings,
+    input: InputChoice,
+    output: OutputChoice,
+) -> bool {
+    let mut restart = false;
+    if settings.input != input {
+        let ready = match &settings.input {
+            InputChoice::Wav(path) => path.is_file(),
+            _ => true,
+        };
+        if ready {
+            match session.backend.set_input(settings.input.to_audio()) {
+                Ok(()) => forget_notice(session, "no capture device"),
+                Err(AudioError::EngineStopped) => restart = true,
+                // Typing a WAV path keeps the new text; anything else shows what plays.
+                Err(_) if matches!(settings.input, InputChoice::Wav(_)) => {}
+                Err(_) => settings.input = input,
+            }
+        }
+    }
+    if settings.output != output {
+        match session.backend.set_output(settings.output.to_audio()) {
+            Ok(()) => forget_notice(session, "no playback device"),
+            Err(AudioError::EngineStopped) => restart = true,
+            Err(_) => settings.output = output,
+        }
+    }
+    restart
+}
+
+/// Drops the "no microphone" or "no speaker" notice (by the engine message it renders) once
+/// another device is in use.
+fn forget_notice(session: &mut Session, engine_message: &str) {
+    let text = crate::state::plain_audio_notice(engine_message);
+    session.state.audio_notices.retain(|n| *n != text);
 }
 
 /// A key setting: a button showing the key or mouse button; clicked, it waits for the next key

@@ -29,7 +29,8 @@ pub enum Action {
     Connect,
     /// Back to the connect screen.
     Disconnect,
-    /// Restart the engine with the current settings (audio device change).
+    /// Restart the engine with the current settings (a device picked after the engine stopped;
+    /// while it runs, devices switch live).
     Reconnect,
 }
 

@@ -260,3 +260,12 @@ pub fn wait_for(what: impl Fn() -> bool) -> bool {
     }
     false
 }
+
+/// Opens the combo box labelled `combo` and picks `option` in it.
+pub fn pick(h: &mut Harness<'static, GuiApp>, combo: &str, option: &str) {
+    h.get_by_role_and_label(egui::accesskit::Role::ComboBox, combo)
+        .click();
+    h.run();
+    h.get_by_label(option).click();
+    h.run();
+}

@@ -9,9 +9,9 @@ use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
 use gui_demo::app::Screen;
 use gui_demo::backend::Request;
-use gui_demo::settings::InputChoice;
+use gui_demo::settings::{InputChoice, OutputChoice};
 use gui_demo::GuiApp;
-use voice_client::{ChannelId, Event, SessionToken};
+use voice_client::{AudioError, AudioInput, AudioOutput, ChannelId, Event, SessionToken};
 use voice_core::engine::ConnectionState;
 
 // Defect 1: the WAV path field keeps every slash, typed one key at a time.
@@ -261,9 +261,10 @@ fn level_meter_text_is_beside_the_bar() {
     h.get_by_label("-40 dB");
 }
 
-// Defect 9: Apply keeps chat, mute, channel and per-user preferences.
+// Defect 9: a restart (a device picked after the engine stopped) keeps chat, mute, channel and
+// per-user preferences.
 #[test]
-fn apply_keeps_chat_channel_and_user_prefs() {
+fn a_restart_keeps_chat_channel_and_user_prefs() {
     let (app, handles, requests) = app_n(2);
     let mut h = harness(app);
     h.get_by_label("Connect").click();
@@ -292,9 +293,9 @@ fn apply_keeps_chat_channel_and_user_prefs() {
     assert!(h.state().settings.user_prefs["bob"].muted);
     h.get_by_label("Mute mic").click();
     h.run();
-    h.state_mut().session_mut().unwrap().audio_dirty = true;
-    h.run();
-    h.get_by_label("Apply (restarts the connection)").click();
+    // A device picked after the engine stopped: only a restart applies it.
+    handles[0].fail_switches(Some(|| AudioError::EngineStopped));
+    pick(&mut h, "Output", "default device");
     h.run_steps(2);
     assert_eq!(requests.lock().unwrap().len(), 2);
     assert!(h
@@ -789,4 +790,85 @@ fn whisper_key_works_while_another_window_has_focus() {
             .rfind(|c| matches!(c, Request::Whisper(_))),
         Some(Request::Whisper(None))
     );
+}
+
+// What a user expects: devices switch without reconnecting (the chat, the channel and the
+// connection stay); a device that cannot be opened is undone and the engine's notice shown.
+#[test]
+fn devices_switch_live_without_reconnecting() {
+    let (app, handles, requests) = app_n(2);
+    let mut h = harness(app);
+    h.get_by_label("Connect").click();
+    h.run_steps(2);
+    welcome(&mut h, &handles[0], 1, vec![user(5, "bob")]);
+    send(
+        &mut h,
+        &handles[0],
+        Event::Chat {
+            channel: ChannelId(1),
+            from: SessionToken(5),
+            from_name: "bob".into(),
+            text: "still here".into(),
+            server_time_ms: 1_700_000_000_000,
+        },
+    );
+    pick(&mut h, "Input", "test tone 440 Hz");
+    pick(&mut h, "Output", "default device");
+    h.run_steps(2);
+    let (inputs, outputs) = handles[0].switched();
+    assert_eq!(
+        inputs,
+        vec![AudioInput::Tone {
+            hz: 440.0,
+            amplitude: 0.3
+        }]
+    );
+    assert_eq!(outputs, vec![AudioOutput::Device(None)]);
+    assert_eq!(h.state().settings.input, InputChoice::Tone(440.0));
+    assert_eq!(h.state().settings.output, OutputChoice::Device(None));
+    // One connection, the same session, the chat on screen, no restart offered.
+    assert_eq!(requests.lock().unwrap().len(), 1);
+    assert!(h.state().session().unwrap().state.is_live());
+    h.get_by_label_contains("still here");
+    assert!(h.query_all_by_label_contains("Apply").next().is_none());
+    assert!(h.query_all_by_label_contains("Connecting").next().is_none());
+
+    // A device that cannot be opened: the choice is undone, the engine's notice shown once.
+    handles[0].fail_switches(Some(|| AudioError::Device("device busy".into())));
+    pick(&mut h, "Output", "none (discard)");
+    h.run_steps(2);
+    assert_eq!(h.state().settings.output, OutputChoice::Device(None));
+    assert_eq!(handles[0].switched().1.len(), 1);
+    assert_eq!(requests.lock().unwrap().len(), 1, "no reconnect");
+    assert!(
+        h.query_all_by_label_contains("device busy").count() >= 1,
+        "the failed switch is shown"
+    );
+
+    // A WAV path is applied once it names a file, not at every key typed.
+    handles[0].fail_switches(None);
+    let wav = std::env::temp_dir().join(format!("gui_switch_{}.wav", std::process::id()));
+    std::fs::write(&wav, b"not checked by the stub").unwrap();
+    pick(&mut h, "Input", "WAV file (looped)");
+    assert_eq!(handles[0].switched().0.len(), 1, "input.wav does not exist");
+    // An empty field to type into, key by key: "/", "/tmp", … are not files.
+    h.state_mut().settings.input = InputChoice::Wav(std::path::PathBuf::new());
+    h.run();
+    h.get_by_label("WAV path").focus();
+    h.run();
+    for c in wav.to_str().unwrap().chars() {
+        h.get_by_label("WAV path").type_text(&c.to_string());
+        h.run();
+    }
+    std::fs::remove_file(&wav).ok();
+    let inputs = handles[0].switched().0;
+    assert_eq!(inputs.len(), 2, "{inputs:?}");
+    assert_eq!(
+        inputs[1],
+        AudioInput::Wav {
+            path: wav.clone(),
+            looped: true
+        }
+    );
+    assert_eq!(requests.lock().unwrap().len(), 1, "no reconnect");
 }

@@ -11,4 +11,5 @@ mod faults;
 mod hosts;
 mod moderation;
 mod refused;
+mod switch_audio;
 mod tunnel;

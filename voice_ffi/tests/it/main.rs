@@ -6,5 +6,6 @@
 
 mod admin;
 mod defects;
+mod devices;
 mod e2ee;
 mod misuse;
