@@ -684,17 +684,10 @@ impl Driver {
         old
     }
 
-    /// A device changed: the echo canceller adapts again from scratch (rebuilt with the same
-    /// stages; [`Engine::set_capture`] makes a new processor whenever its configuration
-    /// changes, so passing through "off" does it) and the echo delay hint is measured again at
-    /// the next media step.
+    /// A device changed: capture processing (the echo canceller above all) adapts again from
+    /// scratch and the echo delay hint is measured again at the next media step.
     fn audio_path_changed(&mut self, st: &mut LoopState) {
-        let stages = self.engine.capture_config();
-        if stages.any() {
-            self.engine
-                .set_capture(voice_core::capture::CaptureConfig::off());
-            self.engine.set_capture(stages);
-        }
+        self.engine.restart_capture();
         st.echo_delay = None;
         st.next_delay_check = Instant::now();
     }

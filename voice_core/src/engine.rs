@@ -1947,6 +1947,13 @@ impl Engine {
             return;
         }
         self.cfg.capture = cfg;
+        self.restart_capture();
+    }
+
+    /// Starts capture processing afresh with the same stages (after a device change: a new
+    /// microphone or speaker is a new echo path, noise floor and level).
+    pub fn restart_capture(&mut self) {
+        let cfg = self.cfg.capture;
         self.capture = cfg.any().then(|| Box::new(CaptureProcessor::new(cfg)));
     }
 

@@ -268,6 +268,7 @@ fn result_from_u32(v: u32) -> Option<voice_result> {
         11 => VOICE_ERR_PANIC,
         12 => VOICE_ERR_BUSY,
         13 => VOICE_ERR_WRONG_SENDER,
+        14 => VOICE_ERR_DECRYPT,
         _ => return None,
     })
 }
@@ -281,4 +282,24 @@ pub(crate) unsafe fn c_str<'a>(p: *const c_char) -> Result<&'a str, voice_result
     unsafe { std::ffi::CStr::from_ptr(p) }
         .to_str()
         .map_err(|_| voice_result::VOICE_ERR_INVALID_ARGUMENT)
+}
+
+#[cfg(test)]
+mod result_tests {
+    use super::*;
+
+    #[test]
+    fn every_result_code_has_its_own_message() {
+        // The codes are dense from 0; the first unknown one ends them.
+        let known: Vec<voice_result> = (0..64).map_while(result_from_u32).collect();
+        assert_eq!(known.last(), Some(&voice_result::VOICE_ERR_DECRYPT));
+        for (v, r) in known.iter().enumerate() {
+            assert_eq!(*r as u32, v as u32);
+        }
+        let mut messages: Vec<&str> = known.iter().map(|r| r.message()).collect();
+        messages.sort();
+        messages.dedup();
+        assert_eq!(messages.len(), known.len());
+        assert!(result_from_u32(known.len() as u32).is_none());
+    }
 }
