@@ -11,7 +11,12 @@
 //!           [--token JWT | --token-file FILE]
 //!           [--position X,Y,Z | --path X,Y,Z;X,Y,Z;... [--speed UNITS_PER_S]] [--model MODEL:MIN:MAX:ROLLOFF]
 //!           [--kick NAME]... [--ban NAME[:SECS]]... [--reason TEXT] [--mute] [--deafen]
+//!           [--switch-input SECS:SOURCE]... [--switch-output SECS:SINK]...
 //! ```
+//! `--switch-input 5:tone:880` (or `wav:PATH`, `device:NAME`, `device:default`, `null`) and
+//! `--switch-output 5:wav:PATH` (or `device:NAME`, `device:default`, `null`) change the capture
+//! source or the playback sink that many seconds into the run, without reconnecting; a switch
+//! that fails keeps the current one and prints the `AudioNotice` event.
 //! `--mute` and `--deafen` start the bot with its microphone muted or its output silenced; the
 //! relay shows that to the channel (`UserState` events, and `state` in every listed user).
 //! Permissions: `--kick NAME` and `--ban NAME[:SECS]` (SECS 0 or absent: the relay's default
@@ -64,7 +69,8 @@ const USAGE: &str = "usage: voice-bot --server HOST:PORT --name NAME [--channel 
 [--e2ee-password SECRET | --e2ee-password-env VAR | --e2ee-keys [--e2ee-identity HEX64]] \
 [--token JWT | --token-file FILE] \
 [--position X,Y,Z | --path X,Y,Z;X,Y,Z;... [--speed UNITS_PER_S]] [--model MODEL:MIN:MAX:ROLLOFF] \
-[--kick NAME]... [--ban NAME[:SECS]]... [--reason TEXT] [--mute] [--deafen]";
+[--kick NAME]... [--ban NAME[:SECS]]... [--reason TEXT] [--mute] [--deafen] \
+[--switch-input SECS:SOURCE]... [--switch-output SECS:SINK]...";
 
 struct Args {
     /// `host:port`, resolved by the client's engine (IPv6 and IPv4 tried).
@@ -98,6 +104,69 @@ struct Args {
     muted: bool,
     /// Start with the output silenced.
     deafened: bool,
+    /// Audio switches during the run, in the order given.
+    switches: Vec<(Duration, Switch)>,
+}
+
+/// A change of audio source or sink during the run (`--switch-input`, `--switch-output`).
+#[derive(Debug, Clone, PartialEq)]
+enum Switch {
+    Input(AudioInput),
+    Output(AudioOutput),
+}
+
+/// `SECS:SPEC` of `--switch-input` / `--switch-output`.
+fn parse_switch(s: &str, input: bool) -> Result<(Duration, Switch), String> {
+    let bad = || {
+        let kinds = if input {
+            "tone:HZ, wav:PATH, device:NAME|default or null"
+        } else {
+            "wav:PATH, device:NAME|default or null"
+        };
+        format!("{s:?}: expected SECS:SPEC with SPEC one of {kinds}")
+    };
+    let (secs, spec) = s.split_once(':').ok_or_else(bad)?;
+    let secs: f64 = secs.parse().map_err(|_| bad())?;
+    if !(0.0..=86_400.0).contains(&secs) {
+        return Err(bad());
+    }
+    let (kind, arg) = spec.split_once(':').unwrap_or((spec, ""));
+    let device = |d: &str| (d != "default").then(|| d.to_owned());
+    let switch = match (input, kind, arg) {
+        (_, "null", "") => {
+            if input {
+                Switch::Input(AudioInput::Null)
+            } else {
+                Switch::Output(AudioOutput::Null)
+            }
+        }
+        (_, "device", d) if !d.is_empty() => {
+            if input {
+                Switch::Input(AudioInput::Device(device(d)))
+            } else {
+                Switch::Output(AudioOutput::Device(device(d)))
+            }
+        }
+        (_, "wav", p) if !p.is_empty() => {
+            if input {
+                Switch::Input(AudioInput::Wav {
+                    path: p.into(),
+                    looped: false,
+                })
+            } else {
+                Switch::Output(AudioOutput::Wav(p.into()))
+            }
+        }
+        (true, "tone", hz) => {
+            let hz: f32 = hz.parse().map_err(|_| bad())?;
+            if !(1.0..=20_000.0).contains(&hz) {
+                return Err(bad());
+            }
+            Switch::Input(AudioInput::Tone { hz, amplitude: 0.3 })
+        }
+        _ => return Err(bad()),
+    };
+    Ok((Duration::from_secs_f64(secs), switch))
 }
 
 fn parse_point(s: &str) -> Result<Position, String> {
@@ -179,6 +248,7 @@ fn parse() -> Result<Args, String> {
         reconnect: true,
         muted: false,
         deafened: false,
+        switches: Vec::new(),
         tls: TlsTrust::System,
         server_name: None,
         insecure_plaintext: false,
@@ -265,6 +335,16 @@ fn parse() -> Result<Args, String> {
             }
             "--no-reconnect" => a.reconnect = false,
             "--mute" => a.muted = true,
+            "--switch-input" => {
+                let s = v("--switch-input")?;
+                a.switches
+                    .push(parse_switch(&s, true).map_err(|e| format!("--switch-input {e}"))?);
+            }
+            "--switch-output" => {
+                let s = v("--switch-output")?;
+                a.switches
+                    .push(parse_switch(&s, false).map_err(|e| format!("--switch-output {e}"))?);
+            }
             "--deafen" => a.deafened = true,
             "--fingerprint" => {
                 let s = v("--fingerprint")?;
@@ -472,17 +552,30 @@ fn run(a: Args) -> Result<(), String> {
     let mut joined = false;
     let mut last_reason = String::new();
     let mut to_remove = a.remove.clone();
+    let mut switches = a.switches.clone();
+    switches.sort_by_key(|(at, _)| *at);
+    let mut switches = switches.into_iter().peekable();
     loop {
         let now = Instant::now();
         if now >= deadline {
             break;
         }
+        while let Some((_, switch)) = switches.next_if(|(at, _)| start + *at <= now) {
+            // A failure keeps the current stream; the engine reports it as an AudioNotice.
+            let _ = match switch {
+                Switch::Input(input) => client.set_input(input),
+                Switch::Output(output) => client.set_output(output),
+            };
+        }
         let walking = a.path.len() > 1;
-        let wake = if walking {
+        let mut wake = if walking {
             deadline.min(next_stats).min(next_move)
         } else {
             deadline.min(next_stats)
         };
+        if let Some((at, _)) = switches.peek() {
+            wake = wake.min(start + *at);
+        }
         let wait = wake.saturating_duration_since(now);
         match client.events().recv_timeout(wait) {
             Ok(ev) => {

@@ -292,3 +292,61 @@ fn input_and_output_switch_mid_session_without_reconnecting() {
     );
     std::fs::remove_dir_all(&d).ok();
 }
+
+/// voice-bot's scripted switches: `--switch-input` changes what a listener hears mid-run,
+/// `--switch-output` moves the bot's recording, and neither reconnects.
+#[test]
+fn voice_bot_switches_its_source_and_sink_during_the_run() {
+    let relay = start_relay();
+    let d = tmp("bot");
+    let (r1, r2, heard) = (d.join("r1.wav"), d.join("r2.wav"), d.join("heard.wav"));
+    let (listener, _) = client(
+        &relay,
+        "listener",
+        AudioInput::Tone {
+            hz: 1000.0,
+            amplitude: 0.5,
+        },
+        AudioOutput::Wav(heard.clone()),
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_voice-bot"))
+        .args(["--server", &relay.local_addr().to_string()])
+        .args(["--fingerprint", &relay.fingerprint().unwrap().to_string()])
+        .args(["--token", &relay.token_for("bot").unwrap()])
+        .args(["--name", "bot", "--channel", "2", "--duration", "4"])
+        .args(["--tone", "440", "--record", r1.to_str().unwrap()])
+        .args(["--switch-input", "2:tone:1000"])
+        .args(["--switch-output", &format!("2:wav:{}", r2.display())])
+        .args(["--switch-input", "3:device:no such microphone 7f3a"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "voice-bot failed: {out:?}");
+    listener.shutdown().unwrap();
+    let lines = String::from_utf8(out.stdout).unwrap();
+    let connected = lines.matches("\"Connected\":{\"name\"").count();
+    assert_eq!(connected, 1, "the bot connected once: {lines}");
+    assert!(
+        lines.contains("AudioNotice") && lines.contains("no such microphone 7f3a"),
+        "the failed switch is an AudioNotice event: {lines}"
+    );
+    // The listener heard 440 Hz, then 1000 Hz (it talks 1000 Hz itself, but hears only others).
+    let h = classify(&wav::read_mono_48k(&heard).unwrap());
+    eprintln!("listener: {h:?}");
+    let last_low = h.iter().rposition(|x| *x == Heard::Low);
+    let first_high = h.iter().position(|x| *x == Heard::High);
+    assert!(
+        count(&h, Heard::Low) >= 5 && count(&h, Heard::High) >= 5,
+        "{h:?}"
+    );
+    assert!(last_low < first_high, "{h:?}");
+    // The bot's first recording ends at the switch, the second starts there: both hold the
+    // listener's 1000 Hz.
+    let (a, b) = (
+        classify(&wav::read_mono_48k(&r1).unwrap()),
+        classify(&wav::read_mono_48k(&r2).unwrap()),
+    );
+    eprintln!("bot: {a:?} / {b:?}");
+    assert!(count(&a, Heard::High) >= 5 && count(&b, Heard::High) >= 5);
+    assert!(a.len() < 30 && b.len() < 30, "each holds part of the run");
+    std::fs::remove_dir_all(&d).ok();
+}
