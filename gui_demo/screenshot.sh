@@ -76,8 +76,9 @@ bot() {
 bot --name bob --channel Lobby --tone 300 --duration 120 --chat "hi, bob here" --chat "tone check, 300 Hz"
 sleep 2
 bot --name carol --channel Lobby --tone 520 --duration 120 --chat "carol joining, can you hear me?"
-bot --name dave --channel "Team A" --duration 120 --chat "Team A standing by"
-bot --name erin --channel "Team B" --duration 120
+# dave muted and erin deafened: the tree shows what they did ("mic off", "deaf").
+bot --name dave --channel "Team A" --duration 120 --mute --chat "Team A standing by"
+bot --name erin --channel "Team B" --duration 120 --deafen
 
 sleep "$WAIT"
 if ! kill -0 "$gui" 2>/dev/null; then
