@@ -70,11 +70,9 @@ pub fn trigger(binding: Binding) -> Option<String> {
         return None;
     };
     let name = key.name();
-    if name.len() == 1 && name.chars().all(|c| c.is_ascii_alphabetic()) {
+    // Letters and digits: the keysym name is the (lower-case) character.
+    if name.len() == 1 && name.chars().all(|c| c.is_ascii_alphanumeric()) {
         return Some(name.to_ascii_lowercase());
-    }
-    if let Some(d) = name.strip_prefix("Num").filter(|d| d.len() == 1) {
-        return Some(d.to_string());
     }
     if name.len() > 1 && name.starts_with('F') && name[1..].chars().all(|c| c.is_ascii_digit()) {
         return Some(name.to_string());
