@@ -400,7 +400,7 @@ impl Shared {
     /// The watched slots ([`PTT`], [`WHISPER`] bits of those with a binding).
     pub(crate) fn watched_bits(&self) -> u8 {
         let w = |i: usize| self.watch[i].load(Ordering::Relaxed) != 0;
-        u8::from(w(0)) * PTT | u8::from(w(1)) * WHISPER
+        (u8::from(w(0)) * PTT) | (u8::from(w(1)) * WHISPER)
     }
 
     /// Replaces the status line.

@@ -104,11 +104,14 @@ impl Drop for Bus {
     }
 }
 
+/// A shortcut id with the trigger it was asked for.
+type Asked = (String, Option<String>);
+
 /// What the fake portal saw.
 #[derive(Debug, Default)]
 struct Seen {
     /// Per `BindShortcuts`: the session and each shortcut's id with its preferred trigger.
-    binds: Vec<(String, Vec<(String, Option<String>)>)>,
+    binds: Vec<(String, Vec<Asked>)>,
     /// Sessions closed.
     closed: Vec<String>,
 }
@@ -172,7 +175,7 @@ impl FakeShortcuts {
             .and_then(|v| value_str(v))
             .unwrap_or("t".into());
         let request = handle("request", &sender, &token);
-        let asked: Vec<(String, Option<String>)> = shortcuts
+        let asked: Vec<Asked> = shortcuts
             .iter()
             .map(|(id, props)| {
                 let pref = props.get("preferred_trigger").and_then(|v| value_str(v));
