@@ -7,11 +7,13 @@
 # bindings/csharp/test.sh), redis-server (rooms across relays: relay/tests/cluster.rs and
 # scripts/cluster-demo.sh start their own on a loopback port), xvfb + libxtst6 + libxi6 (the GUI's
 # mouse push-to-talk test runs the keys thread against a real X server, buttons pressed through
-# XTEST), and a Rust toolchain (scripts/install-rust.sh).
+# XTEST), dbus-daemon (the GUI's portal push-to-talk tests start a private bus and serve a fake
+# GlobalShortcuts portal on it; Debian 12's minimal images have no D-Bus daemon), and a Rust
+# toolchain (scripts/install-rust.sh).
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 pkgs=(cmake pkg-config libasound2-dev gcc g++ valgrind python3 clang libopus-dev binutils mono-devel
-  redis-server xvfb libxtst6 libxi6)
+  redis-server xvfb libxtst6 libxi6 dbus-daemon)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -8,9 +8,9 @@
 //!    channel) and right after a join;
 //! 3. handles keys: F3 toggles the diagnostics overlay, the push-to-talk and whisper keys (or
 //!    mouse buttons) are sampled (keys ignored while a text field has focus, so typing a "v" in
-//!    chat does not talk); while another window has focus (for a mouse button: always), the X
-//!    server's state from [`crate::global_keys`] counts too, and what that thread watches is
-//!    updated;
+//!    chat does not talk); while another window has focus (for a mouse button, or the desktop's
+//!    shortcuts portal: always), the X server's or the desktop's state from
+//!    [`crate::global_keys`] counts too, and what that thread watches is updated;
 //! 4. draws the screen (see [`crate::ui`]);
 //! 5. asks for the next frame only when a clock-driven part needs one (retry countdown, channel
 //!    list refresh): otherwise only news repaints, so an idle window costs nothing.
@@ -132,6 +132,10 @@ pub struct Session {
     pub just_set: Option<Binding>,
     /// Whether the keys work while another window has focus (set by the app every frame).
     pub global_keys: Availability,
+    /// The keys from outside the window are reported whatever has focus, also our window (the
+    /// desktop's shortcuts portal, [`global_keys::Provider::Portal`]); otherwise only while
+    /// another window has focus (the X server). Set by the app every frame.
+    pub global_keys_everywhere: bool,
     last_list_request: Option<f64>,
     last_stats_t: f64,
     join_after_welcome: Option<JoinTarget>,
@@ -171,6 +175,7 @@ impl Session {
             capturing: None,
             just_set: None,
             global_keys: Availability::Unavailable("not started".into()),
+            global_keys_everywhere: false,
             last_list_request: None,
             last_stats_t: f64::MIN,
             join_after_welcome: None,
@@ -418,10 +423,11 @@ impl Session {
 
     /// Samples the talk and whisper keys (or mouse buttons). In the window, egui's state counts
     /// (for a key not while a text field has focus, so typing a "v" in chat does not talk; for
-    /// neither while a key is being set); outside it, the X server's (`global`:
+    /// neither while a key is being set); outside it, the X server's or the desktop's (`global`:
     /// [`global_keys::PTT`] and [`global_keys::WHISPER`] bits, see [`crate::global_keys`]) if
-    /// the setting allows it: for a key while another window has focus, for a mouse button
-    /// always (the window sees a button only while the pointer is over it).
+    /// the setting allows it: for a key while another window has focus (from the desktop's
+    /// shortcuts portal always: the desktop takes a bound key from every window, ours too), for
+    /// a mouse button always (the window sees a button only while the pointer is over it).
     pub fn keys(&mut self, ctx: &egui::Context, settings: &Settings, global: u8) {
         let down = |b: Binding| {
             ctx.input(|i| match b {
@@ -443,7 +449,7 @@ impl Session {
         };
         let outside = |b: Binding, bit: u8| {
             let seen = match b {
-                Binding::Key(_) => !focused,
+                Binding::Key(_) => !focused || self.global_keys_everywhere,
                 Binding::Mouse(_) => true,
             };
             settings.global_keys && !setting && seen && global & bit != 0
@@ -585,9 +591,14 @@ impl GuiApp {
                     .buttons_unavailable()
                     .filter(|_| mouse)
                     .map(|why| format!("mouse buttons only in this window: {why}"));
-                Availability::Active(buttons.or_else(|| g.caveat().map(str::to_string)))
+                Availability::Active(buttons.or_else(|| g.caveat()))
             }
-            Ok(_) => Availability::Unavailable("the X connection ended".into()),
+            Ok(g) => Availability::Unavailable(match g.provider() {
+                global_keys::Provider::X11 => "the X connection ended".into(),
+                global_keys::Provider::Portal => g
+                    .caveat()
+                    .unwrap_or_else(|| "the shortcuts portal's connection ended".into()),
+            }),
             Err(why) => Availability::Unavailable(why.clone()),
         }
     }
@@ -779,6 +790,10 @@ impl GuiApp {
         let t = ctx.input(|i| i.time);
         let availability = self.global_keys_availability();
         let global = self.global_keys.as_ref().map_or(0, GlobalKeys::down_bits);
+        let everywhere = self
+            .global_keys
+            .as_ref()
+            .is_ok_and(|g| g.provider() == global_keys::Provider::Portal);
         let action = match &mut self.screen {
             Screen::Connect(form) => {
                 crate::ui::connect::show(ui, form, &mut self.settings, self.devices.as_ref())
@@ -790,6 +805,7 @@ impl GuiApp {
                     self.settings.learn_fingerprint(&server, &fp);
                 }
                 session.global_keys = availability;
+                session.global_keys_everywhere = everywhere;
                 session.keys(&ctx, &self.settings, global);
                 // Statistics repaint at their own pace only while the plots are visible.
                 session.backend.set_live(self.settings.overlay_open);
@@ -803,7 +819,9 @@ impl GuiApp {
             crate::ui::Action::Reconnect => self.reconnect(&ctx),
         }
         if let Ok(g) = &self.global_keys {
-            let focused = ctx.input(|i| i.focused);
+            // The portal reports its shortcuts whatever has focus: watch them regardless.
+            let focused = ctx.input(|i| i.focused) && !everywhere;
+            g.prefer(self.settings.ptt(), self.settings.whisper());
             let (ptt, whisper) = self
                 .session()
                 .map_or((None, None), |s| s.watched_keys(&self.settings, focused));

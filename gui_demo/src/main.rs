@@ -117,10 +117,11 @@ fn main() -> std::process::ExitCode {
             };
             let mut app = GuiApp::new(settings, Box::new(connector));
             app.scan_devices();
-            // Talk and whisper keys while another window has focus (X11); a press or release
-            // asks for a frame, which feeds it to the engine.
+            // Talk and whisper keys while another window has focus (X11, or the desktop's
+            // GlobalShortcuts portal under Wayland); a press or release asks for a frame, which
+            // feeds it to the engine.
             let ctx = cc.egui_ctx.clone();
-            let keys = gui_demo::global_keys::GlobalKeys::start_x11(move || ctx.request_repaint());
+            let keys = gui_demo::global_keys::GlobalKeys::start_best(move || ctx.request_repaint());
             if let Err(why) = &keys {
                 log::info!("global keys unavailable: {why}");
             }

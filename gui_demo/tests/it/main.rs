@@ -11,6 +11,7 @@ mod map;
 mod mic;
 mod moderation;
 mod mouse;
+mod portal;
 mod servers;
 mod snapshot;
 mod ui;

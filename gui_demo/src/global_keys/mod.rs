@@ -1,9 +1,19 @@
 //! Push-to-talk and whisper keys and mouse buttons that work while the window is in the
-//! background (X11).
+//! background: from the X server ([`x11`]) or, under Wayland, from the desktop's
+//! GlobalShortcuts portal ([`portal`]). Both feed one [`GlobalKeys`]: the app says what to
+//! watch ([`GlobalKeys::watch`], [`GlobalKeys::prefer`]) and reads the held bits
+//! ([`GlobalKeys::down_bits`]: [`PTT`], [`WHISPER`]); [`GlobalKeys::caveat`] is the settings
+//! panel's line saying which source is in use and its limits.
 //!
-//! A window only receives key events while it has the keyboard focus, so a talk key held while
-//! a game or a browser has focus would do nothing. Like Mumble's X11 backend, a helper thread
-//! (`gui-keys`) asks the X server for the physical state of the whole keyboard
+//! **Which source** ([`GlobalKeys::start_best`], [`choose`]): under Wayland (`WAYLAND_DISPLAY`
+//! set) the portal first, since through XWayland the X server sees keys only while an X11
+//! window has focus; when the session bus offers no portal, the X server through XWayland with
+//! that limit and the reason named; elsewhere the X server first, then the portal. When neither
+//! works the keys work only while the window has focus and the panel says why (both reasons).
+//!
+//! **X11.** A window only receives key events while it has the keyboard focus, so a talk key
+//! held while a game or a browser has focus would do nothing. Like Mumble's X11 backend, a
+//! helper thread (`gui-keys`) asks the X server for the physical state of the whole keyboard
 //! (`XQueryKeymap`) every [`POLL`], on a display connection of its own, and looks at the key
 //! codes of the configured keys (`XKeysymToKeycode`). It does so only while a key is needed
 //! and the window does not have focus (connected, in push-to-talk mode or with a whisper
@@ -21,24 +31,32 @@
 //!
 //! Nothing is grabbed: the key or button still reaches the application under it (as in Mumble;
 //! a browser still goes back on the back button). When there is no X display (Wayland without
-//! XWayland, a headless test, no libX11), [`GlobalKeys::start_x11`] returns the reason and the
-//! keys work only while the window has focus; the controls panel says so in one line. Without
+//! XWayland, a headless test, no libX11), [`GlobalKeys::start_x11`] returns the reason. Without
 //! libXi or the extension, keys still work and [`GlobalKeys::buttons_unavailable`] says why the
-//! buttons do not. Under Wayland with XWayland the X server sees keys only while an X11 window
-//! has focus: [`GlobalKeys::caveat`] says that.
+//! buttons do not.
+//!
+//! **Portal** (see [`portal`]): the desktop binds two shortcuts for us and reports their presses
+//! and releases whatever has focus; it takes the keys from other applications meanwhile, and
+//! binds no mouse buttons.
 //!
 //! The key-name ↔ keysym table ([`keysym`], [`key_for_keysym`]), the bindings' names
 //! ([`Binding`]) and the edge detector ([`KeyEdges`]) are pure and tested without an X server;
 //! the thread is tested with a scripted [`KeySource`], and against a real X server (Xvfb, with
-//! button presses made through XTEST) by an ignored test in `tests/it/mouse.rs`.
+//! button presses made through XTEST) in `tests/it/mouse.rs`; the portal against a fake portal
+//! on a private `dbus-daemon` in `tests/it/portal.rs`.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use egui::Key;
 use x11_dl::keysym as ks;
+
+use x11::X11Source;
+
+pub mod portal;
+pub mod x11;
 
 /// How often the keyboard is sampled while a key is watched (a press shorter than this can be
 /// missed; the delay it adds to the start of a transmission is at most this, one Opus frame).
@@ -342,170 +360,6 @@ pub trait KeySource: Send {
     }
 }
 
-/// The X server's keyboard and mouse buttons, through a display connection of its own (libX11,
-/// and libXi for the buttons, loaded at run time by `x11-dl`, as winit does).
-struct X11Source {
-    xlib: x11_dl::xlib::Xlib,
-    display: *mut x11_dl::xlib::Display,
-    /// XInput 2 and its major opcode, or why the buttons cannot be followed.
-    xi: Result<(x11_dl::xinput2::XInput2, i32), String>,
-}
-
-// SAFETY: the display connection is opened by `start_x11`, then used (and closed) only by the one
-// thread that owns the source; Xlib allows a connection to move between threads as long as it is
-// not used from two at once.
-unsafe impl Send for X11Source {}
-
-impl X11Source {
-    /// Connects to display `name` (`None`: `$DISPLAY`).
-    fn open(name: Option<&str>) -> Result<Self, String> {
-        let shown = name
-            .map(str::to_string)
-            .or_else(|| std::env::var("DISPLAY").ok())
-            .filter(|d| !d.is_empty());
-        let Some(shown) = shown else {
-            return Err("no X display".into());
-        };
-        let c_name = std::ffi::CString::new(shown.as_str())
-            .map_err(|_| format!("bad X display name {shown:?}"))?;
-        let xlib = x11_dl::xlib::Xlib::open().map_err(|e| format!("no libX11 ({e})"))?;
-        // SAFETY: a NUL-terminated name that outlives the call; a null result (no server) is
-        // handled.
-        let display = unsafe { (xlib.XOpenDisplay)(c_name.as_ptr()) };
-        if display.is_null() {
-            return Err(format!("cannot open X display {shown}"));
-        }
-        let xi = Self::xinput(&xlib, display);
-        Ok(X11Source { xlib, display, xi })
-    }
-
-    /// XInput 2.2 on `display`, with the extension's opcode (raw events arrive as generic
-    /// events carrying it).
-    fn xinput(
-        xlib: &x11_dl::xlib::Xlib,
-        display: *mut x11_dl::xlib::Display,
-    ) -> Result<(x11_dl::xinput2::XInput2, i32), String> {
-        let xi = x11_dl::xinput2::XInput2::open().map_err(|e| format!("no libXi ({e})"))?;
-        let (mut opcode, mut event, mut error) = (0, 0, 0);
-        // SAFETY: `display` is live; the name is NUL-terminated; the out-pointers are valid.
-        let present = unsafe {
-            (xlib.XQueryExtension)(
-                display,
-                c"XInputExtension".as_ptr(),
-                &mut opcode,
-                &mut event,
-                &mut error,
-            )
-        };
-        if present == 0 {
-            return Err("the X server has no XInput extension".into());
-        }
-        // 2.2: raw events reach every client selecting them, also while another one grabs.
-        let (mut major, mut minor) = (2, 2);
-        // SAFETY: `display` is live; the version pointers are valid.
-        let status = unsafe { (xi.XIQueryVersion)(display, &mut major, &mut minor) };
-        if status != 0 || (major, minor) < (2, 1) {
-            return Err(format!("XInput {major}.{minor} (2.1 needed)"));
-        }
-        Ok((xi, opcode))
-    }
-}
-
-impl KeySource for X11Source {
-    fn keycode(&mut self, keysym: u32) -> Option<u8> {
-        // SAFETY: `display` is a live connection owned by this source.
-        let code = unsafe { (self.xlib.XKeysymToKeycode)(self.display, keysym.into()) };
-        (code != 0).then_some(code)
-    }
-
-    fn keymap(&mut self) -> Option<[u8; 32]> {
-        let mut map = [0 as std::ffi::c_char; 32];
-        // SAFETY: `display` is live; XQueryKeymap writes exactly 32 bytes.
-        unsafe { (self.xlib.XQueryKeymap)(self.display, map.as_mut_ptr()) };
-        Some(map.map(|b| b as u8))
-    }
-
-    fn follow_buttons(&mut self, on: bool) -> Result<(), String> {
-        use x11_dl::xinput2 as xi2;
-        let (xi, _) = self.xi.as_ref().map_err(Clone::clone)?;
-        // Room for every XI2 event type's bit (XIMaskLen(XI_LASTEVENT)).
-        let mut mask = [0u8; 4];
-        if on {
-            xi2::XISetMask(&mut mask, xi2::XI_RawButtonPress);
-            xi2::XISetMask(&mut mask, xi2::XI_RawButtonRelease);
-        }
-        let mut select = xi2::XIEventMask {
-            deviceid: xi2::XIAllMasterDevices,
-            mask_len: mask.len() as i32,
-            mask: mask.as_mut_ptr(),
-        };
-        // SAFETY: `display` is live; `select` points at `mask`, which outlives the calls; an
-        // all-zero mask removes the selection.
-        unsafe {
-            let root = (self.xlib.XDefaultRootWindow)(self.display);
-            (xi.XISelectEvents)(self.display, root, &mut select, 1);
-            (self.xlib.XFlush)(self.display);
-        }
-        Ok(())
-    }
-
-    fn buttons(&mut self, wait: Duration) -> Option<Vec<(u8, bool)>> {
-        use x11_dl::{xinput2 as xi2, xlib};
-        let Ok((_, opcode)) = &self.xi else {
-            std::thread::sleep(wait);
-            return Some(Vec::new());
-        };
-        let mut out = Vec::new();
-        // SAFETY: `display` is live and used by this thread only; every event read is a full
-        // XEvent; a generic event's data is read only after XGetEventData succeeded for it and
-        // freed once; an XI_RawButton* event's data is an XIRawEvent.
-        unsafe {
-            if (self.xlib.XPending)(self.display) == 0 {
-                let mut fd = libc::pollfd {
-                    fd: (self.xlib.XConnectionNumber)(self.display),
-                    events: libc::POLLIN,
-                    revents: 0,
-                };
-                let ms = i32::try_from(wait.as_millis()).unwrap_or(i32::MAX);
-                libc::poll(&mut fd, 1, ms);
-            }
-            while (self.xlib.XPending)(self.display) > 0 {
-                let mut ev: xlib::XEvent = std::mem::zeroed();
-                (self.xlib.XNextEvent)(self.display, &mut ev);
-                if ev.get_type() != xlib::GenericEvent {
-                    continue;
-                }
-                let mut cookie = ev.generic_event_cookie;
-                if cookie.extension != *opcode
-                    || (self.xlib.XGetEventData)(self.display, &mut cookie) == 0
-                {
-                    continue;
-                }
-                let pressed = match cookie.evtype {
-                    xi2::XI_RawButtonPress => Some(true),
-                    xi2::XI_RawButtonRelease => Some(false),
-                    _ => None,
-                };
-                if let Some(pressed) = pressed {
-                    let raw = &*(cookie.data as *const xi2::XIRawEvent);
-                    if let Ok(b) = u8::try_from(raw.detail) {
-                        out.push((b, pressed));
-                    }
-                }
-                (self.xlib.XFreeEventData)(self.display, &mut cookie);
-            }
-        }
-        Some(out)
-    }
-}
-
-impl Drop for X11Source {
-    fn drop(&mut self) {
-        // SAFETY: opened in `open`, closed once, here.
-        unsafe { (self.xlib.XCloseDisplay)(self.display) };
-    }
-}
-
 /// Whether the keys work outside the window, as the controls panel says it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Availability {
@@ -515,37 +369,116 @@ pub enum Availability {
     Unavailable(String),
 }
 
-/// What the app and the thread share.
-#[derive(Debug, Default)]
-struct Shared {
-    /// What is watched per slot (talk, whisper): a keysym, [`BUTTON`] | an X button number, or
-    /// 0 (nothing).
-    watch: [AtomicU32; 2],
-    /// Bits of the watched keys and buttons that are down.
-    down: AtomicU8,
-    stop: AtomicBool,
+/// Where the keys outside the window come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    /// The X server's keyboard state (or a scripted [`KeySource`] in tests): seen only while
+    /// another window has focus (our window's own keys count then), and never taken from the
+    /// application that has focus.
+    X11,
+    /// The desktop's GlobalShortcuts portal (Wayland): the desktop reports the shortcuts it
+    /// bound for us whatever has focus, and takes their keys from every other application.
+    Portal,
 }
 
-/// Marks a mouse button in [`Shared::watch`] (keysyms stay below 2^29).
+/// What the app and the thread share.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    /// What is watched per slot (talk, whisper), as [`encode`]d: 0 is nothing.
+    pub(crate) watch: [AtomicU32; 2],
+    /// The user's bindings per slot, [`encode`]d, watched or not (the portal asks the desktop
+    /// for these keys).
+    pub(crate) prefer: [AtomicU32; 2],
+    /// Bits of the watched keys and buttons that are down.
+    pub(crate) down: AtomicU8,
+    /// What the source says about itself for the settings panel (which source, its limits).
+    pub(crate) status: Mutex<Option<String>>,
+    pub(crate) stop: AtomicBool,
+}
+
+impl Shared {
+    /// The watched slots ([`PTT`], [`WHISPER`] bits of those with a binding).
+    pub(crate) fn watched_bits(&self) -> u8 {
+        let w = |i: usize| self.watch[i].load(Ordering::Relaxed) != 0;
+        (u8::from(w(0)) * PTT) | (u8::from(w(1)) * WHISPER)
+    }
+
+    /// Replaces the status line.
+    pub(crate) fn set_status(&self, text: impl Into<String>) {
+        if let Ok(mut s) = self.status.lock() {
+            *s = Some(text.into());
+        }
+    }
+
+    /// Publishes the keys held now (`now`: [`PTT`], [`WHISPER`] bits) and calls `notify` when
+    /// that changed: the one place either source hands a press or release to the app.
+    pub(crate) fn publish(&self, edges: &mut KeyEdges, now: u8, notify: &dyn Fn()) {
+        if edges.update(now) != 0 {
+            self.down.store(now, Ordering::Relaxed);
+            notify();
+        }
+    }
+}
+
+/// Marks a mouse button in an [`encode`]d binding (keysyms stay below 2^29).
 const BUTTON: u32 = 1 << 31;
+
+/// A binding as one number for an atomic: its keysym (0 for a key without one, or `None`), or
+/// [`BUTTON`] | the X button number.
+pub(crate) fn encode(b: Option<Binding>) -> u32 {
+    match b {
+        Some(Binding::Key(k)) => keysym(k).unwrap_or(0),
+        Some(Binding::Mouse(button)) => BUTTON | u32::from(button),
+        None => 0,
+    }
+}
+
+/// The binding of an [`encode`]d number (`None` for 0 or an unknown keysym).
+pub(crate) fn decode(code: u32) -> Option<Binding> {
+    if code & BUTTON != 0 {
+        Some(Binding::Mouse((code & 0xff) as u8))
+    } else if code == 0 {
+        None
+    } else {
+        key_for_keysym(code).map(Binding::Key)
+    }
+}
 
 /// The running `gui-keys` thread. Dropping it stops the thread.
 pub struct GlobalKeys {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
-    caveat: Option<String>,
+    provider: Provider,
     buttons_unavailable: Option<String>,
 }
 
 impl std::fmt::Debug for GlobalKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GlobalKeys")
+            .field("provider", &self.provider)
             .field("shared", &self.shared)
             .finish_non_exhaustive()
     }
 }
 
+/// What [`GlobalKeys::start_best`] says when the XWayland fallback is all there is.
+pub const XWAYLAND_CAVEAT: &str =
+    "Wayland: through XWayland, keys are seen only while an X11 window has focus";
+
 impl GlobalKeys {
+    /// The best source this session offers, in this order: under Wayland (`WAYLAND_DISPLAY`
+    /// set) the desktop's GlobalShortcuts portal, then the X server through XWayland (with
+    /// [`XWAYLAND_CAVEAT`] and why the portal is not used); elsewhere the X server, then the
+    /// portal. `Err` names why neither works: the keys then work only while the window has
+    /// focus.
+    pub fn start_best(notify: impl Fn() + Send + Sync + 'static) -> Result<Self, String> {
+        let notify = Arc::new(notify);
+        let n = notify.clone();
+        let portal = move || Self::start_portal(move || n());
+        let x11 = move || Self::start_x11(move || notify());
+        choose(std::env::var_os("WAYLAND_DISPLAY").is_some(), portal, x11)
+    }
+
     /// Watches the X server's keyboard and mouse buttons. `notify` is called (from the thread)
     /// on every press and release of a watched key or button. `Err` says why it cannot (no X
     /// display, no libX11): the keys then work only while the window has focus.
@@ -562,13 +495,40 @@ impl GlobalKeys {
         let buttons_unavailable = source.xi.as_ref().err().cloned();
         let mut keys = Self::start(Box::new(source), notify).map_err(|e| e.to_string())?;
         keys.buttons_unavailable = buttons_unavailable;
-        if std::env::var_os("WAYLAND_DISPLAY").is_some() {
-            keys.caveat = Some(
-                "Wayland: through XWayland, keys are seen only while an X11 window has focus"
-                    .into(),
-            );
-        }
+        keys.shared
+            .set_status("through the X server (the key still reaches the other window)");
         Ok(keys)
+    }
+
+    /// Asks the session bus's GlobalShortcuts portal (`org.freedesktop.portal.Desktop`) for
+    /// the talk and whisper shortcuts (see [`portal`]). `Err` says why it cannot (no session
+    /// bus, no portal, a portal without GlobalShortcuts), after at most
+    /// [`portal::CONNECT_TIMEOUT`].
+    pub fn start_portal(notify: impl Fn() + Send + 'static) -> Result<Self, String> {
+        Self::start_portal_on(None, notify)
+    }
+
+    /// [`GlobalKeys::start_portal`] on the bus at D-Bus `address` (`None`: the session bus).
+    pub fn start_portal_on(
+        address: Option<&str>,
+        notify: impl Fn() + Send + 'static,
+    ) -> Result<Self, String> {
+        let portal = portal::Portal::connect(address)?;
+        let shared = Arc::new(Shared::default());
+        shared.set_status(portal::IDLE_STATUS);
+        let s = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("gui-keys".into())
+            .spawn(move || portal.run(&s, &notify))
+            .map_err(|e| e.to_string())?;
+        Ok(GlobalKeys {
+            shared,
+            thread: Some(thread),
+            provider: Provider::Portal,
+            buttons_unavailable: Some(
+                "the desktop's shortcuts portal binds keys, not mouse buttons".into(),
+            ),
+        })
     }
 
     /// Watches `source` on a new thread (see the module documentation).
@@ -584,7 +544,7 @@ impl GlobalKeys {
         Ok(GlobalKeys {
             shared,
             thread: Some(thread),
-            caveat: None,
+            provider: Provider::X11,
             buttons_unavailable: None,
         })
     }
@@ -592,12 +552,15 @@ impl GlobalKeys {
     /// Sets what to watch (`None`: not needed now, e.g. not connected).
     pub fn watch(&self, ptt: Option<Binding>, whisper: Option<Binding>) {
         for (slot, b) in self.shared.watch.iter().zip([ptt, whisper]) {
-            let code = match b {
-                Some(Binding::Key(k)) => keysym(k).unwrap_or(0),
-                Some(Binding::Mouse(button)) => BUTTON | u32::from(button),
-                None => 0,
-            };
-            slot.store(code, Ordering::Relaxed);
+            slot.store(encode(b), Ordering::Relaxed);
+        }
+    }
+
+    /// The user's talk and whisper bindings, watched or not. The portal asks the desktop for
+    /// these keys (again when they change); the X server needs only [`GlobalKeys::watch`].
+    pub fn prefer(&self, ptt: Binding, whisper: Binding) {
+        for (slot, b) in self.shared.prefer.iter().zip([ptt, whisper]) {
+            slot.store(encode(Some(b)), Ordering::Relaxed);
         }
     }
 
@@ -606,12 +569,19 @@ impl GlobalKeys {
         self.shared.down.load(Ordering::Relaxed)
     }
 
-    /// A limit worth telling the user (under Wayland), if any.
-    pub fn caveat(&self) -> Option<&str> {
-        self.caveat.as_deref()
+    /// Where the keys come from.
+    pub fn provider(&self) -> Provider {
+        self.provider
     }
 
-    /// Why mouse buttons are not seen outside the window (no libXi, no XInput 2), if so.
+    /// Which source this is and its limits, for the settings panel ("through the X server…",
+    /// the XWayland limit, the portal's bound shortcuts or why it bound none).
+    pub fn caveat(&self) -> Option<String> {
+        self.shared.status.lock().ok().and_then(|s| s.clone())
+    }
+
+    /// Why mouse buttons are not seen outside the window (no libXi, no XInput 2, the portal),
+    /// if so.
     pub fn buttons_unavailable(&self) -> Option<&str> {
         self.buttons_unavailable.as_deref()
     }
@@ -622,11 +592,42 @@ impl GlobalKeys {
     }
 }
 
+/// The fallback order of [`GlobalKeys::start_best`], with the sources passed in (tests pass
+/// their own): under Wayland the portal first, else the X server first; the reasons of the
+/// sources that failed go into the caveat (or the error) of what is used.
+pub fn choose(
+    wayland: bool,
+    portal: impl FnOnce() -> Result<GlobalKeys, String>,
+    x11: impl FnOnce() -> Result<GlobalKeys, String>,
+) -> Result<GlobalKeys, String> {
+    if wayland {
+        let no_portal = match portal() {
+            Ok(keys) => return Ok(keys),
+            Err(why) => why,
+        };
+        match x11() {
+            Ok(keys) => {
+                keys.shared
+                    .set_status(format!("{XWAYLAND_CAVEAT} ({no_portal})"));
+                Ok(keys)
+            }
+            Err(no_x) => Err(format!("{no_portal}; {no_x}")),
+        }
+    } else {
+        let no_x = match x11() {
+            Ok(keys) => return Ok(keys),
+            Err(why) => why,
+        };
+        portal().map_err(|no_portal| format!("{no_x}; {no_portal}"))
+    }
+}
+
 impl Drop for GlobalKeys {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
-            // Ends within one `IDLE_POLL`.
+            // Ends within one `IDLE_POLL` (the portal's thread also closes its session first,
+            // within `portal::CALL_TIMEOUT`).
             let _ = t.join();
         }
     }
@@ -722,10 +723,7 @@ fn poll_loop(source: &mut dyn KeySource, shared: &Shared, notify: &dyn Fn()) {
                 }
             }
         }
-        if edges.update(now) != 0 {
-            shared.down.store(now, Ordering::Relaxed);
-            notify();
-        }
+        shared.publish(&mut edges, now, notify);
         if !following {
             std::thread::sleep(wait);
         }
