@@ -238,7 +238,8 @@ fn global_keys_line(ui: &mut egui::Ui, session: &Session, settings: &mut Setting
                 .checkbox(&mut settings.global_keys, "Keys work in other windows too")
                 .on_hover_text(
                     "The talk and whisper keys work while another application has focus \
-                     (the key still reaches that application)",
+                     (through X11 the key still reaches that application; through the \
+                     desktop's shortcuts portal the desktop keeps it)",
                 );
             if let (Some(c), true) = (caveat, settings.global_keys) {
                 r.on_hover_text(c.as_str());
