@@ -58,7 +58,7 @@ def project_db(out, ref, sel):
     return total, per_frame
 
 
-def measure(s, out, pesq):
+def measure(s, out, pesq, aecmos=None):
     far, near, echo, mic, split = s["far"], s["near"], s["echo"], s["mic"], s["split"]
     out = out[: len(mic)]
     ef = apm.frame_energy(far[:split])
@@ -83,7 +83,17 @@ def measure(s, out, pesq):
     eg, _ = project_db(deg, e2, both)
     muted = float(np.mean(per < -10)) if len(per) else float("nan")
     ps = pesq(16000, apm.to16(ref), apm.to16(deg), "wb")
-    return dict(erle=erle, pesq=ps, near_db=ng, echo_db=eg, muted=muted)
+    res = dict(erle=erle, pesq=ps, near_db=ng, echo_db=eg, muted=muted)
+    if aecmos is not None:
+        # As apm.py: the echo score on the far-end-only half, the degradation on the double talk.
+        st = aecmos.run(
+            {"lpb": apm.to16(far[:split]), "mic": apm.to16(mic[:split]), "enh": apm.to16(out[:split])}, sr=16000, talk_type="st"
+        )
+        dtk = aecmos.run(
+            {"lpb": apm.to16(far[split:]), "mic": apm.to16(mic[split:]), "enh": apm.to16(out[split:])}, sr=16000, talk_type="dt"
+        )
+        res["echo_mos"], res["deg_mos"] = st["echo_mos"], dtk["deg_mos"]
+    return res
 
 
 def main():
@@ -98,10 +108,15 @@ def main():
     ap.add_argument("--rooms", default="300:80,200:40,400:120", help="RT60 ms:delay ms,...")
     ap.add_argument("--oracle", action="store_true", help="also score near + echo attenuated by 10/25/40 dB")
     ap.add_argument("--summary", action="store_true", help="print only the means")
+    ap.add_argument("--aecmos", action="store_true", help="also AECMOS echo (far-end half) and degradation (double talk)")
     ap.add_argument("-j", type=int, default=1)
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
     from pesq import pesq
+
+    aecmos = None
+    if args.aecmos:
+        from speechmos import aecmos
 
     clips = [apm.make_clip(args.work, i) for i in range(3)]
     rooms = [tuple(int(v) for v in r.split(":")) for r in args.rooms.split(",")]
@@ -121,7 +136,7 @@ def main():
     def job(sv):
         (key, s), (name, flags) = sv
         info = apm.run_apm(args, "ours", s["paths"]["mic"], far=s["paths"]["far"], extra=flags)
-        r = measure(s, info["out"], pesq)
+        r = measure(s, info["out"], pesq, aecmos)
         r["cpu"] = info["core_percent"]
         return (key, name), r
 
@@ -144,18 +159,22 @@ def main():
                 f"| {r['near_db']:.1f} | {r['echo_db']:.1f} | {100 * r['muted']:.0f} % |"
             )
     # Means per (SER, DRR, dt, variant).
-    print("\n| SER dB | DRR dB | double talk | variant | mean ERLE dB | min ERLE dB | mean near PESQ | mean near gain dB | mean muted | CPU % |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    mos = ["echo_mos", "deg_mos"] if args.aecmos else []
+    print(
+        "\n| SER dB | DRR dB | double talk | variant | mean ERLE dB | min ERLE dB | mean near PESQ | mean near gain dB | mean muted | CPU % |"
+        + ("" if not mos else " AECMOS echo | AECMOS degradation |")
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(mos))
     for ser in args.ser:
         for drr in args.drr:
             for dt in args.dt:
                 for name, _ in variants:
                     rs = [r for (k, n), r in res.items() if n == name and k[:3] == (ser, drr, dt)]
-                    m = {f: np.mean([r[f] for r in rs]) for f in ("erle", "pesq", "near_db", "muted", "cpu")}
+                    m = {f: np.mean([r[f] for r in rs]) for f in ["erle", "pesq", "near_db", "muted", "cpu"] + mos}
                     lo = min(r["erle"] for r in rs)
                     print(
                         f"| {ser:g} | {drr} | {dt} | {name} | {m['erle']:.1f} | {lo:.1f} | {m['pesq']:.2f} | {m['near_db']:.1f} "
-                        f"| {100 * m['muted']:.0f} % | {m['cpu']:.1f} |"
+                        f"| {100 * m['muted']:.0f} % | {m['cpu']:.1f} |" + "".join(f" {m[f]:.2f} |" for f in mos)
                     )
     return 0
 
