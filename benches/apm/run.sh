@@ -2,14 +2,17 @@
 # Capture-processing benchmark (issue 15): espeak-ng speech mixed with generated noise (white, pink,
 # babble of four voices, 50 Hz hum with harmonics, fan band noise) at 0/5/10/20 dB SNR and clean,
 # through no processing, RNNoise as Mumble runs it (nnnoiseless) and ours (voice_core::capture):
-# PESQ-WB, STOI and DNSMOS OVRL; an echo scene (far-end speech through a synthetic room, RT60
-# 200-400 ms, device delay 40-120 ms, then double talk): ERLE, near-end PESQ and AECMOS; the speech
+# PESQ-WB, STOI and DNSMOS OVRL; echo scenes (far-end speech through a synthetic room, RT60
+# 200-400 ms, device delay 40-120 ms, 0 or 10 dB signal-to-echo, then double talk, continuous or in
+# bursts; see benches/apm/ECHO.md): ERLE, near-end PESQ and AECMOS; the speech
 # detector's hit and false-trigger rates at 10 dB; CPU per stream. Prints markdown tables.
 #
-#   benches/apm/run.sh [--quick] [--work DIR] [--voice-apm PATH] [-j N]
+#   benches/apm/run.sh [--quick] [--echo-only] [--work DIR] [--voice-apm PATH] [-j N] [--extra FLAGS]
 #
 # --quick: one clip, white and pink at 5 dB, the echo scene once; PESQ, STOI and ERLE only (no
 #          DNSMOS / AECMOS models): well under a minute once built. CI runs this.
+# --echo-only: the echo table alone (five scenes, with AECMOS unless --quick).
+# --extra FLAGS: voice-apm flags for ours (tuning), e.g. --extra "--delay-ms 80".
 #
 # Installs what it needs: espeak-ng and sox from Debian (apt-get; run as root) and a local venv
 # `.venv` (git-ignored) with numpy, scipy, pesq, pystoi, speechmos (DNSMOS and AECMOS, the models

@@ -3,13 +3,14 @@
 //! ```text
 //! voice-apm --input NEAR.wav --output OUT.wav [--far FAR.wav] [--mode ours|rnnoise|none]
 //!           [--no-hpf] [--no-aec] [--no-ns] [--no-agc] [--ns-level low|moderate|high|very-high]
-//!           [--delay-ms N] [--vad VAD.txt]
+//!           [--delay-ms N] [--vad VAD.txt] [--echo-trace TRACE.txt]
 //! ```
 //!
 //! `ours` is [`voice_core::capture::CaptureProcessor`]; `rnnoise` is plain RNNoise on 10 ms frames as
 //! Mumble runs it; `none` copies the input. `--vad` writes one character per 20 ms frame, `1` when
 //! the frame would be sent in voice-activity mode (ours: the speech detector; none: the energy
-//! gate of `voice_core::vad`). Prints one JSON line: audio seconds and the CPU seconds this thread spent processing.
+//! gate of `voice_core::vad`). `--echo-trace` writes, once a second of `ours` with a far end, the echo
+//! canceller's delay estimate and ERLE (`seconds delay_ms erle_db`, `-` where it has none). Prints one JSON line: audio seconds and the CPU seconds this thread spent processing.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,7 +23,7 @@ use voice_sim::wav;
 
 const USAGE: &str = "usage: voice-apm --input NEAR.wav --output OUT.wav [--far FAR.wav] \
 [--mode ours|rnnoise|none] [--no-hpf] [--no-aec] [--no-ns] [--no-agc] \
-[--ns-level low|moderate|high|very-high] [--delay-ms N] [--vad VAD.txt]";
+[--ns-level low|moderate|high|very-high] [--delay-ms N] [--vad VAD.txt] [--echo-trace TRACE.txt]";
 
 fn main() -> ExitCode {
     match real_main() {
@@ -39,6 +40,7 @@ fn real_main() -> Result<(), String> {
     let mut output = None;
     let mut far = None;
     let mut vad_out: Option<PathBuf> = None;
+    let mut trace_out: Option<PathBuf> = None;
     let mut mode = "ours".to_string();
     let mut cfg = CaptureConfig::default();
     let mut it = std::env::args().skip(1);
@@ -49,6 +51,7 @@ fn real_main() -> Result<(), String> {
             "--output" => output = Some(PathBuf::from(val()?)),
             "--far" => far = Some(PathBuf::from(val()?)),
             "--vad" => vad_out = Some(PathBuf::from(val()?)),
+            "--echo-trace" => trace_out = Some(PathBuf::from(val()?)),
             "--mode" => mode = val()?,
             "--no-hpf" => cfg.high_pass = false,
             "--no-aec" => cfg.echo_cancel = false,
@@ -79,6 +82,7 @@ fn real_main() -> Result<(), String> {
     near.resize(near.len().div_ceil(FRAME_SAMPLES) * FRAME_SAMPLES, 0);
     let frames = near.len() / FRAME_SAMPLES;
     let mut vad = String::with_capacity(frames);
+    let mut trace = String::new();
     let started = Instant::now();
     let cpu_started = thread_cpu_seconds();
     match mode.as_str() {
@@ -97,6 +101,17 @@ fn real_main() -> Result<(), String> {
                 }
                 let speech = p.process(frame).map_err(|e| e.to_string())?;
                 vad.push(if speech { '1' } else { '0' });
+                let per_second = SAMPLE_RATE as usize / FRAME_SAMPLES;
+                if far.is_some() && (i + 1) % per_second == 0 {
+                    let st = p.stats();
+                    let show = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+                    trace.push_str(&format!(
+                        "{} {} {}\n",
+                        (i + 1) / per_second,
+                        show(st.echo_delay_ms.map(|d| d.to_string())),
+                        show(st.erle_db.map(|e| format!("{e:.1}"))),
+                    ));
+                }
             }
         }
         "rnnoise" => {
@@ -128,6 +143,9 @@ fn real_main() -> Result<(), String> {
         _ => started.elapsed().as_secs_f64(),
     };
     wav::write_mono_48k(&output, &near).map_err(|e| e.to_string())?;
+    if let Some(p) = trace_out {
+        std::fs::write(&p, &trace).map_err(|e| format!("{}: {e}", p.display()))?;
+    }
     if let Some(p) = vad_out {
         std::fs::write(&p, &vad).map_err(|e| format!("{}: {e}", p.display()))?;
     }
