@@ -3,6 +3,8 @@
 //! datagram back to its sender or outside the rules (channel members, or exactly the whisper target).
 //! Kicks and bans (by admins and not) and token expiry end sessions the way the server does
 //! (`State::take_removals`, then `control::disconnect`); a non-admin never removes anyone.
+//! A mute/deafen is stored as sent and told only to the sender's channel, and only when it
+//! changed.
 #![no_main]
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -14,7 +16,7 @@ use relay::control::{self, HelloContext, Outbox};
 use relay::state::State;
 use relay::stats::Stats;
 use voice_core::proto::register;
-use voice_core::proto::tcp::{ClientMessage, CONTROL_VERSION};
+use voice_core::proto::tcp::{ClientMessage, ServerMessage, VoiceState, CONTROL_VERSION};
 use voice_core::proto::udp::{self, DatagramKind, Header};
 use voice_core::proto::{ChannelId, SessionToken};
 
@@ -48,6 +50,11 @@ enum Op {
         who: u8,
         exp: u16,
         unix_s: u16,
+    },
+    VoiceState {
+        who: u8,
+        muted: bool,
+        deafened: bool,
     },
 }
 
@@ -237,6 +244,41 @@ fuzz_target!(|ops: Vec<Op>| {
                     for r in state.take_removals() {
                         control::disconnect(&mut state, r, &mut out);
                         live.retain(|x| *x != r);
+                    }
+                }
+            }
+            Op::VoiceState {
+                who,
+                muted,
+                deafened,
+            } => {
+                if let Some(s) = pick(who) {
+                    let state_now = VoiceState { muted, deafened };
+                    let before = state.sessions.get(&s).map(|x| x.voice);
+                    let msg = ClientMessage::SetVoiceState { state: state_now };
+                    control::handle(&mut state, &mut stats, s, msg, now, 0, &mut out);
+                    let Some(x) = state.sessions.get(&s) else {
+                        return;
+                    };
+                    let told: Vec<_> = out
+                        .iter()
+                        .filter(|(_, m)| matches!(m, ServerMessage::UserState { .. }))
+                        .collect();
+                    // Over the control budget the relay answers RateLimited and stores nothing.
+                    if x.voice != state_now {
+                        assert!(told.is_empty());
+                    } else if before == Some(state_now) || x.channel.is_none() {
+                        assert!(told.is_empty(), "told {told:?}");
+                    } else {
+                        let members = state.members(x.channel.unwrap());
+                        assert_eq!(told.len(), members.len());
+                        for (to, m) in told {
+                            assert!(members.contains(to));
+                            assert!(
+                                matches!(m, ServerMessage::UserState { session, state: st, .. }
+                                if *session == s && *st == state_now)
+                            );
+                        }
                     }
                 }
             }
