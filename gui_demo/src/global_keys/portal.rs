@@ -495,26 +495,7 @@ impl Portal {
             ("handle_token", Value::from(token.as_str())),
             ("session_handle_token", Value::from(token.as_str())),
         ]);
-        let expected = handle_path("request", &self.unique, &token);
-        within(CALL_TIMEOUT, "CreateSession", async {
-            let reply = self
-                .conn
-                .call_method(
-                    Some(DESKTOP),
-                    DESKTOP_PATH,
-                    Some(INTERFACE),
-                    "CreateSession",
-                    &(options,),
-                )
-                .await
-                .map_err(|e| format!("CreateSession failed ({e})"))?;
-            Ok(reply
-                .body()
-                .deserialize::<OwnedObjectPath>()
-                .map(|p| p.to_string())
-                .unwrap_or(expected))
-        })
-        .await
+        self.request("CreateSession", &token, &(options,)).await
     }
 
     /// Sends `BindShortcuts` for `session` with the bindings `asked` ([`super::encode`]d) as
@@ -534,19 +515,28 @@ impl Portal {
             HashMap::from([("handle_token", Value::from(token.as_str()))]);
         let session_path =
             ObjectPath::try_from(session).map_err(|e| format!("bad session handle ({e})"))?;
-        let expected = handle_path("request", &self.unique, &token);
-        within(CALL_TIMEOUT, "BindShortcuts", async {
+        self.request(
+            "BindShortcuts",
+            &token,
+            &(session_path, shortcuts, "", options),
+        )
+        .await
+    }
+
+    /// Calls the portal's `method` with `body` (whose options carry `handle_token: token`)
+    /// within [`CALL_TIMEOUT`]; returns the request path its answer comes to (the one the
+    /// portal names, or the one the token implies).
+    async fn request<B>(&self, method: &str, token: &str, body: &B) -> Result<String, String>
+    where
+        B: serde::Serialize + zbus::zvariant::DynamicType,
+    {
+        let expected = handle_path("request", &self.unique, token);
+        within(CALL_TIMEOUT, method, async {
             let reply = self
                 .conn
-                .call_method(
-                    Some(DESKTOP),
-                    DESKTOP_PATH,
-                    Some(INTERFACE),
-                    "BindShortcuts",
-                    &(session_path, shortcuts, "", options),
-                )
+                .call_method(Some(DESKTOP), DESKTOP_PATH, Some(INTERFACE), method, body)
                 .await
-                .map_err(|e| format!("BindShortcuts failed ({e})"))?;
+                .map_err(|e| format!("{method} failed ({e})"))?;
             Ok(reply
                 .body()
                 .deserialize::<OwnedObjectPath>()
