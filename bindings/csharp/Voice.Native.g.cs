@@ -118,7 +118,8 @@ namespace Voice
         public bool speech_detection { get { return _speech_detection != 0; } set { _speech_detection = value ? (byte)1 : (byte)0; } }
         /// <summary>
         /// Echo path delay hint in ms (output + input latency and buffering), 0..=500 (default 60).
-        /// The canceller finds the delay itself; the hint is where it starts.
+        /// The canceller's filter covers echo from 60 ms before the hint to 260 ms after it (changes
+        /// under 40 ms are ignored).
         /// </summary>
         public uint echo_delay_ms;
     }

@@ -5,9 +5,10 @@
 //! signal order, each switchable in [`CaptureConfig`]:
 //!
 //! 1. **high-pass**: 2nd-order Butterworth at 40 Hz (DC, rumble, handling noise);
-//! 2. **echo cancellation**: WebRTC AEC3 with the engine's own playback mix as the far-end
-//!    reference. AEC3 estimates the echo path delay itself (render-delay estimator); the device
-//!    delay set with [`CaptureProcessor::set_echo_delay_ms`] is its starting hint;
+//! 2. **echo cancellation** with the engine's own playback mix as the far-end reference: a
+//!    frequency-domain Kalman filter models 320 ms of echo path, starting 60 ms before the device
+//!    delay set with [`CaptureProcessor::set_echo_delay_ms`], and a residual-echo suppressor
+//!    driven by the filter's own uncertainty removes what it cannot (see `capture/echo.rs`);
 //! 3. **noise suppression**: RNNoise (a recurrent network over 22 bands, weights compiled in),
 //!    then (at [`SuppressionLevel::High`] and above) a spectral post-filter that removes the
 //!    residual noise RNNoise leaves, shallow in speech and deep in the pauses (an MMSE
@@ -20,22 +21,19 @@
 //! 5. **voice activity** from RNNoise's speech probability with attack and hangover, replacing the
 //!    energy gate of [`crate::vad`].
 //!
-//! The two DSP libraries are pure Rust ports (`sonora` for WebRTC's audio processing,
-//! `nnnoiseless` for RNNoise). Everything of ours is allocated in [`CaptureProcessor::new`] and
-//! the per-frame calls take no lock; a counting allocator in the tests checks that no stage
-//! allocates per frame, except `sonora`'s AEC3, which still allocates small scratch vectors inside
-//! its echo remover on every 10 ms chunk (a known gap: fixing it means patching that crate).
+//! The noise suppressor is `nnnoiseless` (a pure Rust port of RNNoise); the rest is ours.
+//! Everything is allocated in [`CaptureProcessor::new`] and the per-frame calls take no lock; a
+//! counting allocator in the tests checks that no stage allocates per frame.
 //! RNNoise's FFT planner is created on first use in each thread (the first frame). Internally the chain runs on 10 ms chunks ([`CHUNK_SAMPLES`]); the engine's 20 ms
 //! frames are two chunks.
 
+use crate::{FRAME_SAMPLES, SAMPLE_RATE};
 use nnnoiseless::DenoiseState;
 use serde::{Deserialize, Serialize};
-use sonora::config::{EchoCanceller, Pipeline};
-use sonora::{AudioProcessing, Config, StreamConfig};
 
-use crate::{FRAME_SAMPLES, SAMPLE_RATE};
-
+mod echo;
 mod postfilter;
+use echo::EchoCanceller;
 use postfilter::PostFilter;
 
 /// Samples in one processing chunk (10 ms at 48 kHz); frames must be a multiple of it.
@@ -184,9 +182,11 @@ pub struct CaptureStats {
     pub speech_probability: f32,
     /// Whether the detector (with hangover) says speech.
     pub speech: bool,
-    /// AEC3's echo return loss enhancement in dB, when it has one.
+    /// The echo canceller's echo return loss enhancement over the recent far-end speech (dB),
+    /// once there was far-end speech.
     pub erle_db: Option<f64>,
-    /// AEC3's echo path delay estimate in ms, when it has one.
+    /// The echo canceller's echo path delay estimate in ms (where its filter holds the most
+    /// energy), once it has learnt some echo.
     pub echo_delay_ms: Option<i32>,
     /// Frames processed.
     pub frames: u64,
@@ -197,8 +197,8 @@ pub struct CaptureStats {
 /// The capture chain. See the module documentation.
 pub struct CaptureProcessor {
     cfg: CaptureConfig,
-    /// High-pass + AEC3 (render side fed with the far end).
-    front: Option<AudioProcessing>,
+    /// The echo canceller (fed with the far end).
+    echo: Option<Box<EchoCanceller>>,
     rnnoise: Option<Box<DenoiseState<'static>>>,
     /// Residual-noise post-filter after RNNoise, with its floors in speech and in pauses (dB).
     post: Option<(PostFilter, (f32, f32))>,
@@ -211,7 +211,6 @@ pub struct CaptureProcessor {
     /// Input of the previous chunk: RNNoise's output lags its input by one chunk.
     dry: [f32; CHUNK_SAMPLES],
     far: [f32; CHUNK_SAMPLES],
-    far_scratch: [f32; CHUNK_SAMPLES],
     run: u32,
     hangover: u32,
     /// Weight of the unprocessed signal in the suppressor's output (slewed per chunk).
@@ -231,33 +230,12 @@ impl std::fmt::Debug for CaptureProcessor {
     }
 }
 
-fn mono() -> StreamConfig {
-    StreamConfig::new(SAMPLE_RATE, 1)
-}
-
 impl CaptureProcessor {
     /// A processor running the stages `cfg` selects (all buffers allocated here).
     pub fn new(cfg: CaptureConfig) -> Self {
-        let front = cfg.echo_cancel.then(|| {
-            let config = Config {
-                // AEC3 cancels more echo at 32 kHz internally (measured: 25 dB against 23 dB
-                // ERLE at 2 s on the synthetic echo test).
-                pipeline: Pipeline::default(),
-                // Our own filter runs first (sonora's costs 0.8 PESQ on clean speech at 48 kHz).
-                echo_canceller: Some(EchoCanceller {
-                    enforce_high_pass_filtering: false,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            };
-            let mut apm = AudioProcessing::builder()
-                .config(config)
-                .capture_config(mono())
-                .render_config(mono())
-                .build();
-            let _ = apm.set_stream_delay_ms(cfg.echo_delay_ms as i32);
-            apm
-        });
+        let echo = cfg
+            .echo_cancel
+            .then(|| Box::new(EchoCanceller::new(cfg.echo_delay_ms)));
         let rnnoise = (cfg.noise_suppression.is_some() || cfg.vad || cfg.gain_control)
             .then(DenoiseState::new);
         let post = cfg
@@ -266,7 +244,7 @@ impl CaptureProcessor {
             .map(|floors| (PostFilter::new(floors.1), floors));
         CaptureProcessor {
             cfg,
-            front,
+            echo,
             rnnoise,
             post,
             post_floor_db: 0.0,
@@ -275,7 +253,6 @@ impl CaptureProcessor {
             b: [0.0; CHUNK_SAMPLES],
             dry: [0.0; CHUNK_SAMPLES],
             far: [0.0; CHUNK_SAMPLES],
-            far_scratch: [0.0; CHUNK_SAMPLES],
             run: 0,
             hangover: 0,
             dry_weight: 0.0,
@@ -294,8 +271,8 @@ impl CaptureProcessor {
     /// Updates the echo path delay hint (device output latency + input latency, in ms).
     pub fn set_echo_delay_ms(&mut self, ms: u32) {
         self.cfg.echo_delay_ms = ms;
-        if let Some(front) = self.front.as_mut() {
-            let _ = front.set_stream_delay_ms(ms as i32);
+        if let Some(echo) = self.echo.as_mut() {
+            echo.set_delay_hint_ms(ms);
         }
     }
 
@@ -316,14 +293,14 @@ impl CaptureProcessor {
 
     /// Feeds far-end audio of a whole number of 10 ms chunks to the echo canceller.
     fn render(&mut self, pcm: &[i16]) {
-        let Some(front) = self.front.as_mut().filter(|_| self.cfg.echo_cancel) else {
+        let Some(echo) = self.echo.as_mut() else {
             return;
         };
         for chunk in pcm.chunks_exact(CHUNK_SAMPLES) {
             for (f, &s) in self.far.iter_mut().zip(chunk) {
                 *f = s as f32 / 32768.0;
             }
-            let _ = front.process_render_f32(&[&self.far], &mut [&mut self.far_scratch]);
+            echo.far_end(&self.far);
             self.stats.far_end_chunks += 1;
         }
     }
@@ -341,10 +318,9 @@ impl CaptureProcessor {
         }
         self.stats.frames += 1;
         self.stats.speech_probability = best;
-        if let Some(front) = self.front.as_ref().filter(|_| self.cfg.echo_cancel) {
-            let s = front.statistics();
-            self.stats.erle_db = s.echo_return_loss_enhancement;
-            self.stats.echo_delay_ms = s.delay_ms;
+        if let Some(echo) = self.echo.as_ref() {
+            self.stats.erle_db = echo.erle_db();
+            self.stats.echo_delay_ms = echo.delay_ms();
         }
         Ok(self.stats.speech)
     }
@@ -356,9 +332,8 @@ impl CaptureProcessor {
         if self.cfg.high_pass {
             self.hpf.process(&mut self.a);
         }
-        if let Some(front) = self.front.as_mut() {
-            let _ = front.process_capture_f32(&[&self.a], &mut [&mut self.b]);
-            self.a.copy_from_slice(&self.b);
+        if let Some(echo) = self.echo.as_mut() {
+            echo.process(&mut self.a);
         }
         let mut prob = 0.0;
         if let Some(rn) = self.rnnoise.as_mut() {

@@ -1,4 +1,4 @@
-//! The capture processor (echo canceller aside) allocates nothing per frame: a counting global allocator watches
+//! The capture processor allocates nothing per frame: a counting global allocator watches
 //! 200 frames after warm-up. Only the counting thread's allocations count: the test harness's own
 //! thread may allocate meanwhile (it did, under load).
 
@@ -82,15 +82,14 @@ fn no_allocation_per_frame() {
             },
         ),
         ("vad", CaptureConfig { vad: true, ..off }),
-        // Echo cancellation is left out: sonora's AEC3 allocates scratch vectors per chunk (see
-        // the module documentation of `voice_core::capture`).
         (
-            "all but echo",
+            "echo",
             CaptureConfig {
-                echo_cancel: false,
-                ..CaptureConfig::default()
+                echo_cancel: true,
+                ..off
             },
         ),
+        ("everything", CaptureConfig::default()),
     ];
     let mut failed = Vec::new();
     for (level, cfg) in cases {

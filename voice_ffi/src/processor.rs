@@ -38,7 +38,8 @@ pub struct voice_processor_config {
     /// Speech detection (the `speech` result of `voice_processor_process`).
     pub speech_detection: bool,
     /// Echo path delay hint in ms (output + input latency and buffering), 0..=500 (default 60).
-    /// The canceller finds the delay itself; the hint is where it starts.
+    /// The canceller's filter covers echo from 60 ms before the hint to 260 ms after it (changes
+    /// under 40 ms are ignored).
     pub echo_delay_ms: u32,
 }
 

@@ -163,14 +163,15 @@ fn echo_canceller_converges_within_two_seconds() {
     let from = (2.0 * SR) as usize;
     let erle = 20.0 * (rms(&echo[from..]) / rms(&out[from..]).max(1e-9)).log10();
     eprintln!("ERLE after 2 s: {erle:.1} dB");
-    // 23 dB on this pulse-train talker (its energy up to 24 kHz); benches/apm measures 35–42 dB
-    // from 2 s on espeak-ng speech. The assertion guards convergence, the bench the target.
-    assert!(erle >= 20.0, "ERLE {erle:.1} dB after 2 s");
+    // 45 dB on this pulse-train talker (AEC3, used before, reached 23); benches/apm measures
+    // 30–50 dB from 2 s on espeak-ng speech. The assertion guards convergence, the bench the target.
+    assert!(erle >= 30.0, "ERLE {erle:.1} dB after 2 s");
 }
 
 #[test]
 fn echo_canceller_keeps_near_end_speech() {
-    // Double talk: near-end speech stays within a few dB while the echo is removed.
+    // Double talk: near-end speech stays within a few dB while the echo is removed (the Kalman
+    // filter keeps adapting through it, and the suppressor leaves bins the near end dominates).
     let far = synthetic_speech(6.0, 3, false);
     let near = synthetic_speech(6.0, 4, true);
     let echo = convolve(&far, &room(0.25, 60.0, 0.5, 5));
@@ -185,8 +186,20 @@ fn echo_canceller_keeps_near_end_speech() {
     let (out, _) = run(cfg, &mic, Some(&far));
     let from = (3.0 * SR) as usize;
     let kept = 20.0 * (rms(&out[from..]) / rms(&near[from..])).log10();
-    eprintln!("near end after the canceller: {kept:.1} dB");
-    assert!(kept > -10.0, "near-end speech lost {kept:.1} dB");
+    let residual: Vec<f32> = out[from..]
+        .iter()
+        .zip(&near[from..])
+        .map(|(o, n)| o - n)
+        .collect();
+    let removed = 20.0 * (rms(&echo[from..]) / rms(&residual)).log10();
+    eprintln!(
+        "near end after the canceller: {kept:.1} dB; echo in double talk {removed:.1} dB down"
+    );
+    assert!(kept > -3.0, "near-end speech lost {kept:.1} dB");
+    assert!(
+        removed > 5.0,
+        "only {removed:.1} dB of echo removed in double talk"
+    );
 }
 
 /// Noise-only and speech segments of the suppressor's output: returns (speech gain dB, noise gain dB).
@@ -325,4 +338,32 @@ fn the_engine_runs_the_processor_with_its_playback_as_far_end() {
         .apply(Request::Capture(CaptureConfig::off()))
         .unwrap();
     assert!(engine.capture_stats().is_none());
+}
+
+#[test]
+fn echo_canceller_follows_the_delay_hint() {
+    // A 250 ms echo path: beyond the filter's reach from the default hint (60 ms: the filter
+    // covers 0-320 ms, and the room's tail runs past it), within it once the hint says so.
+    let far = synthetic_speech(4.0, 1, false);
+    let h = room(0.3, 250.0, 0.5, 2);
+    let echo = convolve(&far, &h);
+    let erle = |hint: u32| {
+        let cfg = CaptureConfig {
+            noise_suppression: None,
+            gain_control: false,
+            vad: false,
+            echo_delay_ms: hint,
+            ..CaptureConfig::default()
+        };
+        let (out, _) = run(cfg, &echo, Some(&far));
+        let from = (2.0 * SR) as usize;
+        20.0 * (rms(&echo[from..]) / rms(&out[from..]).max(1e-9)).log10()
+    };
+    let (right, default) = (erle(250), erle(60));
+    eprintln!("ERLE after 2 s, 250 ms echo: hint 250 ms {right:.1} dB, hint 60 ms {default:.1} dB");
+    assert!(right >= 30.0, "hint 250 ms: ERLE {right:.1} dB");
+    assert!(
+        right > default + 6.0,
+        "the hint made no difference: {right:.1} vs {default:.1} dB"
+    );
 }
