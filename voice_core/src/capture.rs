@@ -343,6 +343,12 @@ impl CaptureProcessor {
             }
             let mut out = [0.0f32; CHUNK_SAMPLES];
             prob = rn.process_frame(&mut out, &self.b);
+            // What is left of a chunk the echo canceller took far down is residual echo: the far
+            // end's speech, which must neither open the speech detector nor raise the gain, and
+            // which the post-filter should treat as noise.
+            if self.echo.as_ref().is_some_and(|e| e.echo_dominated()) {
+                prob = 0.0;
+            }
             self.levels.observe(mean_square(&self.a), prob);
             if let Some(level) = self.cfg.noise_suppression {
                 // Where the noise is inaudible anyway (clean input), pass the input: RNNoise costs

@@ -69,6 +69,8 @@ const SUPPRESSOR_SMOOTHING: f32 = 0.5;
 /// Far-end power (per sample, ±1.0 scale) above which a block counts as far-end activity for the
 /// ERLE estimate: −60 dBFS.
 const FAR_ACTIVE_POWER: f32 = 1e-6;
+/// A chunk whose output power is under this fraction of the microphone's (−10 dB) is echo ([`EchoCanceller::echo_dominated`]).
+const ECHO_DOMINATED_RATIO: f32 = 0.1;
 /// Smoothing of the ERLE estimate's powers (per far-end-active block, ~1 s).
 const ERLE_SMOOTHING: f32 = 0.99;
 
@@ -101,6 +103,7 @@ pub(crate) struct EchoCanceller {
     mic_power: f32,
     out_power: f32,
     blocks: u64,
+    echo_dominated: bool,
 }
 
 impl EchoCanceller {
@@ -133,6 +136,7 @@ impl EchoCanceller {
             mic_power: 0.0,
             out_power: 0.0,
             blocks: 0,
+            echo_dominated: false,
         };
         ec.set_delay_hint_ms(delay_hint_ms);
         ec
@@ -226,19 +230,21 @@ impl EchoCanceller {
             &mut self.scratch,
         );
 
-        // Innovation variance per bin, and the residual-echo power the state error predicts.
+        // Innovation variance per bin, and the residual-echo power the state error predicts
+        // (`gain` holds Σ_p P_p·|X_p|² first, then 1 / innovation variance for the update).
+        self.gain.fill(0.0);
+        for part in 0..PARTITIONS {
+            let xp = &self.x[(newest + PARTITIONS - part) % PARTITIONS];
+            for ((u, p), x) in self.gain.iter_mut().zip(&self.p[part]).zip(xp) {
+                *u += p * x.norm_sqr();
+            }
+        }
         let inv_parts = 2.0 / PARTITIONS as f32;
         for k in 0..BINS {
             let e2 = self.error[k].norm_sqr();
             self.noise[k] = NOISE_SMOOTHING * self.noise[k] + (1.0 - NOISE_SMOOTHING) * e2;
-            let mut uncertain = 0.0;
-            for part in 0..PARTITIONS {
-                let x = self.x[(newest + PARTITIONS - part) % PARTITIONS][k];
-                uncertain += self.p[part][k] * x.norm_sqr();
-            }
-            let innovation = uncertain + inv_parts * self.noise[k] + REGULARISATION;
-            // Stored for the update below: 1 / innovation variance.
-            self.gain[k] = 1.0 / innovation;
+            let uncertain = self.gain[k];
+            self.gain[k] = 1.0 / (uncertain + inv_parts * self.noise[k] + REGULARISATION);
             self.error_power[k] =
                 SUPPRESSOR_SMOOTHING * self.error_power[k] + (1.0 - SUPPRESSOR_SMOOTHING) * e2;
             self.residual_power[k] = SUPPRESSOR_SMOOTHING * self.residual_power[k]
@@ -292,12 +298,21 @@ impl EchoCanceller {
             *m = t * scale;
             out_power += *m * *m;
         }
+        // Not gated on the current far-end block: the echo of a syllable outlasts it by the
+        // room's reverberation, and the canceller takes nothing away where it expects no echo.
+        self.echo_dominated = out_power < ECHO_DOMINATED_RATIO * mic_power;
         if far_power > FAR_ACTIVE_POWER {
             let s = ERLE_SMOOTHING;
             self.mic_power = s * self.mic_power + (1.0 - s) * mic_power / M as f32;
             self.out_power = s * self.out_power + (1.0 - s) * out_power / M as f32;
         }
         self.blocks += 1;
+    }
+
+    /// Whether the last chunk was mostly echo: the canceller took it more than 10 dB down. What is left of it is residual echo, not someone talking in
+    /// the room (in double talk the near end keeps the output near the microphone's level).
+    pub(crate) fn echo_dominated(&self) -> bool {
+        self.echo_dominated
     }
 
     /// Echo return loss enhancement (dB) over the recent far-end speech, once there was some.

@@ -367,3 +367,43 @@ fn echo_canceller_follows_the_delay_hint() {
         "the hint made no difference: {right:.1} vs {default:.1} dB"
     );
 }
+
+#[test]
+fn residual_echo_does_not_open_the_speech_detector() {
+    // The far end talks through the room; nobody in the room does. What the canceller leaves is
+    // the far end's speech, which the detector must not send as ours. Then the near end talks
+    // over the same echo: the detector hears it.
+    let far = synthetic_speech(6.0, 3, false);
+    let echo = convolve(&far, &room(0.25, 60.0, 0.5, 5));
+    let near = synthetic_speech(6.0, 4, true);
+    let cfg = CaptureConfig {
+        vad: true,
+        echo_delay_ms: 60,
+        ..CaptureConfig::default()
+    };
+    let (_, alone) = run(cfg, &echo, Some(&far));
+    let skip = (1.0 * SR) as usize / FRAME_SAMPLES;
+    let sent = alone[skip..].iter().filter(|&&s| s).count() as f32 / (alone.len() - skip) as f32;
+    let mic: Vec<f32> = near.iter().zip(&echo).map(|(a, b)| a + b).collect();
+    let (_, talk) = run(cfg, &mic, Some(&far));
+    // Frames where the near end speaks (its syllables, pauses excluded), after the first second.
+    let speaking: Vec<usize> = (skip..talk.len())
+        .filter(|&i| rms(&near[i * FRAME_SAMPLES..(i + 1) * FRAME_SAMPLES]) > 0.05)
+        .collect();
+    let heard = speaking.iter().filter(|&&i| talk[i]).count() as f32 / speaking.len() as f32;
+    eprintln!(
+        "far end alone: {:.1} % of frames sent as speech; double talk: {:.1} % of near-end speech frames",
+        100.0 * sent,
+        100.0 * heard
+    );
+    assert!(
+        sent <= 0.05,
+        "residual echo sent as speech in {:.1} % of frames",
+        100.0 * sent
+    );
+    assert!(
+        heard >= 0.8,
+        "near-end speech heard in only {:.1} % of its frames",
+        100.0 * heard
+    );
+}
