@@ -113,7 +113,7 @@ impl Default for SpeechVadConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct CaptureConfig {
-    /// High-pass filter (~80 Hz).
+    /// High-pass filter (40 Hz).
     pub high_pass: bool,
     /// Acoustic echo cancellation against the far-end signal.
     pub echo_cancel: bool,
@@ -125,7 +125,8 @@ pub struct CaptureConfig {
     pub vad: bool,
     /// Speech detector settings.
     pub vad_config: SpeechVadConfig,
-    /// Initial estimate of the echo path delay (device output + input latency) in ms.
+    /// Estimate of the echo path delay (device output + input latency) in ms: the canceller's
+    /// filter covers echo from 60 ms before it to 260 ms after it.
     pub echo_delay_ms: u32,
 }
 
