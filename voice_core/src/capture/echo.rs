@@ -71,6 +71,9 @@ const SUPPRESSOR_SMOOTHING: f32 = 0.5;
 const FAR_ACTIVE_POWER: f32 = 1e-6;
 /// A chunk whose output power is under this fraction of the microphone's (−10 dB) is echo ([`EchoCanceller::echo_dominated`]).
 const ECHO_DOMINATED_RATIO: f32 = 0.1;
+/// Far-end power (per sample) under which a block is silence (−100 dBFS): the filter does not
+/// adapt while every block of its span is.
+const FAR_SILENT_POWER: f32 = 1e-10;
 /// Smoothing of the ERLE estimate's powers (per far-end-active block, ~1 s).
 const ERLE_SMOOTHING: f32 = 0.99;
 
@@ -100,6 +103,8 @@ pub(crate) struct EchoCanceller {
     spectrum: Box<[Complex32; BINS]>,
     error: Box<[Complex32; BINS]>,
     gain: Box<[f32; BINS]>,
+    /// Far-end power of each block in the filter's span (indexed like `x`).
+    span_power: Box<[f32; PARTITIONS]>,
     mic_power: f32,
     out_power: f32,
     blocks: u64,
@@ -133,6 +138,7 @@ impl EchoCanceller {
             spectrum: Box::new([Complex32::default(); BINS]),
             error: Box::new([Complex32::default(); BINS]),
             gain: Box::new([1.0; BINS]),
+            span_power: Box::new([0.0; PARTITIONS]),
             mic_power: 0.0,
             out_power: 0.0,
             blocks: 0,
@@ -202,6 +208,7 @@ impl EchoCanceller {
             &mut self.scratch,
         );
         let far_power = self.x_time[M..].iter().map(|v| v * v).sum::<f32>() / M as f32;
+        self.span_power[newest] = far_power;
 
         // Echo estimate: Σ_p H_p · X_{n−p}, back to the time domain (overlap-save: last half).
         self.spectrum.fill(Complex32::default());
@@ -251,9 +258,14 @@ impl EchoCanceller {
                 + (1.0 - SUPPRESSOR_SMOOTHING) * RESIDUAL_WEIGHT * uncertain;
         }
 
-        // Kalman update of every partition, each constrained to a causal block.
+        // Kalman update of every partition, each constrained to a causal block. Not while the far
+        // end has been silent over the filter's whole span: there is nothing to learn from, and
+        // the random walk's decay (`A` < 1, process noise ∝ |H|²) would otherwise take the state
+        // and its variance to zero over minutes of silence, after which the gain is zero and the
+        // filter never learns again.
         let a2 = TRANSITION * TRANSITION;
-        for part in 0..PARTITIONS {
+        let far_heard = self.span_power.iter().any(|&p| p > FAR_SILENT_POWER);
+        for part in (0..PARTITIONS).filter(|_| far_heard) {
             let xi = (newest + PARTITIONS - part) % PARTITIONS;
             for k in 0..BINS {
                 let mu = self.p[part][k] * self.gain[k];
@@ -334,5 +346,67 @@ impl EchoCanceller {
             let samples = self.bulk + best * M;
             (samples * 1000 / SAMPLE_RATE as usize) as i32
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A deterministic speech-like far end: noise bursts with a 4 Hz envelope.
+    fn far_block(i: usize, seed: &mut u32) -> [f32; M] {
+        let mut b = [0.0f32; M];
+        for (n, v) in b.iter_mut().enumerate() {
+            *seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            let t = (i * M + n) as f32 / SAMPLE_RATE as f32;
+            let env = (std::f32::consts::PI * 4.0 * t).sin().abs();
+            *v = ((*seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5) * 0.2 * env;
+        }
+        b
+    }
+
+    #[test]
+    fn a_silent_far_end_leaves_the_learnt_echo_path_alone() {
+        let mut ec = EchoCanceller::new(60);
+        let mut seed = 1;
+        let mut history = vec![0.0f32; 3 * M];
+        // The microphone hears the far end through a 2-tap echo path 15 ms late.
+        let mut step = |ec: &mut EchoCanceller, far: [f32; M]| {
+            history.drain(..M);
+            history.extend_from_slice(&far);
+            let mut mic = [0.0f32; M];
+            for (n, m) in mic.iter_mut().enumerate() {
+                let at = 2 * M + n - 720;
+                *m = 0.5 * history[at] + 0.25 * history[at - 1];
+            }
+            ec.far_end(&far);
+            ec.process(&mut mic);
+        };
+        for i in 0..200 {
+            step(&mut ec, far_block(i, &mut seed));
+        }
+        assert!(ec.erle_db().unwrap() > 20.0, "ERLE {:?}", ec.erle_db());
+        assert_eq!(
+            ec.delay_ms(),
+            Some(10),
+            "the path is in the second 10 ms block"
+        );
+        // The far end stops; once its last block has left the filter's span, 10 s of silence on
+        // both sides: nothing to learn from, nothing forgotten.
+        for _ in 0..PARTITIONS {
+            step(&mut ec, [0.0; M]);
+        }
+        let learnt = ec.h.to_vec();
+        let variance = ec.p.to_vec();
+        for _ in 0..1000 {
+            step(&mut ec, [0.0; M]);
+        }
+        assert!(ec.h.iter().zip(&learnt).all(|(a, b)| a == b));
+        assert!(ec.p.iter().zip(&variance).all(|(a, b)| a == b));
+        // And the far end comes back: still cancelled from the first block.
+        for i in 0..50 {
+            step(&mut ec, far_block(i, &mut seed));
+        }
+        assert!(ec.erle_db().unwrap() > 20.0, "ERLE {:?}", ec.erle_db());
     }
 }
