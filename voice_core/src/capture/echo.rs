@@ -171,13 +171,20 @@ impl EchoCanceller {
     }
 
     /// The far-end block that pairs with the next capture block: the capture side consumes the
-    /// far end at its own pace, so jitter between the two call sequences does not move the echo;
-    /// it waits (silence) when the far end has not been handed in yet and catches up when the far
-    /// end is more than the ring's worth ahead.
+    /// far end at its own pace, so jitter between the two call sequences does not move the echo.
+    /// A block not handed in by the time the capture side needs it counts as silence (the far
+    /// end that arrives later pairs with later capture blocks), and the capture side catches up
+    /// when the far end is more than half the ring ahead.
     fn next_far_block(&mut self) {
         self.far_read += M as u64;
         if self.far_read > self.far_written {
-            self.far_read = self.far_written;
+            // Nothing was handed in for this block: nothing played, so the far end was silent
+            // (pairing the microphone with the last block again would invent an echo).
+            let start = (self.far_written % FAR_RING as u64) as usize;
+            for i in 0..(self.far_read - self.far_written) as usize {
+                self.far[(start + i) % FAR_RING] = 0.0;
+            }
+            self.far_written = self.far_read;
         }
         let ahead = self.far_written - self.far_read;
         if ahead as usize > FAR_RING / 2 {
@@ -408,5 +415,61 @@ mod tests {
             step(&mut ec, far_block(i, &mut seed));
         }
         assert!(ec.erle_db().unwrap() > 20.0, "ERLE {:?}", ec.erle_db());
+    }
+
+    #[test]
+    fn far_end_that_stops_arriving_is_silence_not_its_last_block_again() {
+        // The far end is handed in for 2 s, then not at all for 2 s (playback stopped) while
+        // someone in the room talks, then again. The canceller must not keep pairing the
+        // microphone with a stale far block: the near end passes untouched, and what the filter
+        // learnt is still there when the far end comes back.
+        let mut ec = EchoCanceller::new(60);
+        let mut seed = 7;
+        let mut history = vec![0.0f32; 2 * M];
+        let mut talk = |ec: &mut EchoCanceller, i: usize, seed: &mut u32| -> (f32, f32) {
+            let far = far_block(i, seed);
+            history.drain(..M);
+            history.extend_from_slice(&far);
+            let mut mic = [0.0f32; M];
+            for (n, m) in mic.iter_mut().enumerate() {
+                *m = 0.5 * history[M + n - 240];
+            }
+            let before = mic.iter().map(|v| v * v).sum::<f32>();
+            ec.far_end(&far);
+            ec.process(&mut mic);
+            (before, mic.iter().map(|v| v * v).sum::<f32>())
+        };
+        for i in 0..200 {
+            talk(&mut ec, i, &mut seed);
+        }
+        // Once the far end's last block has left the filter's span (its echo has died away) and
+        // the suppressor's smoothed residual estimate with it (80 ms more), the output is the
+        // near end as it came in, sample for sample.
+        let mut worst = 0.0f32;
+        for i in 0..200 {
+            let near = far_block(1000 + i, &mut seed);
+            let mut mic = near;
+            ec.process(&mut mic);
+            if i >= PARTITIONS + 8 {
+                for (o, n) in mic.iter().zip(&near) {
+                    worst = worst.max((o - n).abs());
+                }
+            }
+        }
+        assert!(
+            worst < 1e-5,
+            "the near end was changed by up to {worst} with no far end"
+        );
+        let (mut mic_power, mut left) = (0.0f32, 0.0f32);
+        for i in 0..50 {
+            let (m, o) = talk(&mut ec, 2000 + i, &mut seed);
+            mic_power += m;
+            left += o;
+        }
+        let erle = 10.0 * (mic_power / left.max(1e-20)).log10();
+        assert!(
+            erle > 20.0,
+            "the first 0.5 s after the far end came back: ERLE {erle:.1} dB"
+        );
     }
 }
