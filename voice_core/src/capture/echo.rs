@@ -27,7 +27,9 @@
 //!
 //! The far end is delayed by a bulk delay derived from the caller's hint (device output + input
 //! latency) so the filter's 320 ms cover echo arriving from [`HINT_MARGIN_MS`] before the hint to
-//! well after it. Everything is allocated in [`EchoCanceller::new`]; [`EchoCanceller::process`]
+//! well after it. Where the hint is off, the filter's own energy moves the span: a peak near its
+//! end moves it later, a peak at its start earlier, with what was learnt shifted along
+//! ([`EchoCanceller::realign`]). Everything is allocated in [`EchoCanceller::new`]; [`EchoCanceller::process`]
 //! neither allocates nor locks.
 
 use std::sync::Arc;
@@ -47,6 +49,14 @@ pub(crate) const PARTITIONS: usize = 32;
 pub(crate) const HINT_MARGIN_MS: u32 = 60;
 /// A new delay hint moves the bulk delay only when it is this far (ms) from the current one.
 pub(crate) const HINT_HYSTERESIS_MS: u32 = 40;
+/// Blocks between two looks at where the filter's energy sits ([`EchoCanceller::realign`]).
+const REALIGN_BLOCKS: u64 = 25;
+/// Where a realignment puts the filter's peak when the echo runs past the span (blocks in).
+const REALIGN_TO: usize = 6;
+/// How far a realignment moves the span earlier when the echo may start before it (blocks):
+/// the filter then holds only the echo's tail, whose start says little about where the echo
+/// starts, so the step is large.
+const REALIGN_EARLIER: usize = 12;
 /// Far-end history kept for the bulk delay (1 s of samples).
 const FAR_RING: usize = SAMPLE_RATE as usize;
 /// Largest bulk delay (samples): leaves room for the current block in the ring.
@@ -109,6 +119,9 @@ pub(crate) struct EchoCanceller {
     out_power: f32,
     blocks: u64,
     echo_dominated: bool,
+    /// Re-read the whole far-end window at the next block (the bulk delay moved).
+    reload_window: bool,
+    shifts: u32,
 }
 
 impl EchoCanceller {
@@ -143,22 +156,105 @@ impl EchoCanceller {
             out_power: 0.0,
             blocks: 0,
             echo_dominated: false,
+            reload_window: false,
+            shifts: 0,
         };
         ec.set_delay_hint_ms(delay_hint_ms);
         ec
     }
 
-    /// Moves the bulk delay to `delay_hint_ms − HINT_MARGIN_MS` (at least 0) when that is more
-    /// than [`HINT_HYSTERESIS_MS`] away from where it is: a hint that wanders with the devices'
-    /// buffer fill leaves the echo inside the filter's 320 ms, and every move of the bulk delay
-    /// shifts the echo path the filter has learnt (it re-learns it within seconds).
+    /// Moves the bulk delay to `delay_hint_ms − HINT_MARGIN_MS` (at least 0, in whole 10 ms
+    /// blocks) when that is more than [`HINT_HYSTERESIS_MS`] away from where it is: a hint that
+    /// wanders with the devices' buffer fill leaves the echo inside the filter's 320 ms. A move
+    /// shifts what the filter has learnt with it (see [`EchoCanceller::shift`]).
     pub(crate) fn set_delay_hint_ms(&mut self, delay_hint_ms: u32) {
         let ms = delay_hint_ms.saturating_sub(HINT_MARGIN_MS) as usize;
-        let want = (ms * SAMPLE_RATE as usize / 1000).min(MAX_BULK);
-        let hysteresis = HINT_HYSTERESIS_MS as usize * SAMPLE_RATE as usize / 1000;
-        if self.blocks == 0 || want.abs_diff(self.bulk) > hysteresis {
-            self.bulk = want;
+        let want = (ms * SAMPLE_RATE as usize / 1000 / M).min(MAX_BULK / M);
+        let hysteresis = HINT_HYSTERESIS_MS as usize * SAMPLE_RATE as usize / 1000 / M;
+        if self.blocks == 0 {
+            self.bulk = want * M;
+        } else if want.abs_diff(self.bulk / M) > hysteresis {
+            self.shift(want as i64 - (self.bulk / M) as i64);
         }
+    }
+
+    /// Moves the bulk delay by `blocks` (later when positive) and the learnt echo path, the far
+    /// end's spectra and their variances with it, so the model stays aligned: partition `p` after
+    /// a move of `d` is partition `p + d` before it. Partitions with nothing to come from start
+    /// over (no coefficients, the initial variance, no far end yet); the far-end window is
+    /// re-read at the next block.
+    fn shift(&mut self, blocks: i64) {
+        let now = (self.bulk / M) as i64;
+        let to = (now + blocks).clamp(0, (MAX_BULK / M) as i64);
+        let d = to - now;
+        if d == 0 {
+            return;
+        }
+        self.bulk = to as usize * M;
+        let n = PARTITIONS as i64;
+        let slot = |newest: usize, r: i64| (newest + PARTITIONS - r as usize) % PARTITIONS;
+        // Ascending when taking from older partitions (d > 0), descending otherwise, so every
+        // source is read before it is overwritten.
+        let order: Box<dyn Iterator<Item = i64>> = if d > 0 {
+            Box::new(0..n)
+        } else {
+            Box::new((0..n).rev())
+        };
+        for r in order {
+            let from = r + d;
+            let dst = slot(self.newest, r);
+            if (0..n).contains(&from) {
+                let src = slot(self.newest, from);
+                self.x[dst] = self.x[src];
+                self.h[r as usize] = self.h[from as usize];
+                self.p[r as usize] = self.p[from as usize];
+                self.span_power[dst] = self.span_power[src];
+            } else {
+                self.x[dst] = [Complex32::default(); BINS];
+                self.h[r as usize] = [Complex32::default(); BINS];
+                self.p[r as usize] = [INITIAL_VARIANCE; BINS];
+                self.span_power[dst] = 0.0;
+            }
+        }
+        self.reload_window = true;
+        self.shifts += 1;
+    }
+
+    /// Every [`REALIGN_BLOCKS`]: where the filter holds most of its energy says where the echo
+    /// is, once that is a clear peak (four times the mean partition's energy). A peak in the last
+    /// quarter of the span means the echo runs past its end: if the filter already cancels
+    /// something (ERLE over 6 dB), the span moves later so the peak sits [`REALIGN_TO`] blocks in.
+    /// A peak in the first two blocks with a bulk delay to spare means the echo may start before
+    /// the span (the filter then holds only its tail, and cancels little of it): the span moves
+    /// earlier by [`REALIGN_EARLIER`] blocks. A hint that is roughly right is kept.
+    fn realign(&mut self) {
+        if !self.blocks.is_multiple_of(REALIGN_BLOCKS) {
+            return;
+        }
+        let Some(peak) = self.peak_partition() else {
+            return;
+        };
+        let energy = |part: &[Complex32; BINS]| part.iter().map(|h| h.norm_sqr()).sum::<f32>();
+        let mean = self.h.iter().map(energy).sum::<f32>() / PARTITIONS as f32;
+        if energy(&self.h[peak]) < 4.0 * mean {
+            return;
+        }
+        if peak >= PARTITIONS - PARTITIONS / 4 && self.erle_db().is_some_and(|e| e >= 6.0) {
+            self.shift((peak - REALIGN_TO) as i64);
+        } else if peak < 2 && self.bulk > 0 {
+            self.shift(-(REALIGN_EARLIER as i64));
+        }
+    }
+
+    /// The partition holding the most filter energy, once the filter holds some.
+    fn peak_partition(&self) -> Option<usize> {
+        let (best, energy) = self
+            .h
+            .iter()
+            .map(|part| part.iter().map(|h| h.norm_sqr()).sum::<f32>())
+            .enumerate()
+            .fold((0, 0.0f32), |b, (i, e)| if e > b.1 { (i, e) } else { b });
+        (energy > 1e-6).then_some(best)
     }
 
     /// Hands in one 10 ms chunk of far-end (loudspeaker) audio, ±1.0 scale.
@@ -190,11 +286,13 @@ impl EchoCanceller {
         if ahead as usize > FAR_RING / 2 {
             self.far_read = self.far_written - (FAR_RING / 2) as u64;
         }
-        self.x_time.copy_within(M.., 0);
         let end = self.far_read as i64 - self.bulk as i64;
         let oldest_kept = self.far_written as i64 - FAR_RING as i64;
-        for (i, x) in self.x_time[M..].iter_mut().enumerate() {
-            let at = end - M as i64 + i as i64;
+        let from = if self.reload_window { 0 } else { M };
+        self.reload_window = false;
+        self.x_time.copy_within(M.., 0);
+        for (i, x) in self.x_time[from..].iter_mut().enumerate() {
+            let at = end - (WINDOW - from) as i64 + i as i64;
             *x = if at < 0 || at < oldest_kept {
                 0.0
             } else {
@@ -326,6 +424,7 @@ impl EchoCanceller {
             self.out_power = s * self.out_power + (1.0 - s) * out_power / M as f32;
         }
         self.blocks += 1;
+        self.realign();
     }
 
     /// Whether the last chunk was mostly echo: the canceller took it more than 10 dB down. What is left of it is residual echo, not someone talking in
@@ -343,16 +442,16 @@ impl EchoCanceller {
 
     /// The echo path delay (ms) where the filter holds most of its energy, once it holds some.
     pub(crate) fn delay_ms(&self) -> Option<i32> {
-        let (best, energy) = self
-            .h
-            .iter()
-            .map(|part| part.iter().map(|h| h.norm_sqr()).sum::<f32>())
-            .enumerate()
-            .fold((0, 0.0f32), |b, (i, e)| if e > b.1 { (i, e) } else { b });
-        (energy > 1e-6).then(|| {
+        self.peak_partition().map(|best| {
             let samples = self.bulk + best * M;
             (samples * 1000 / SAMPLE_RATE as usize) as i32
         })
+    }
+
+    /// How often the span has moved (hint changes and realignments).
+    #[cfg(test)]
+    fn shifts(&self) -> u32 {
+        self.shifts
     }
 }
 
@@ -471,5 +570,31 @@ mod tests {
             erle > 20.0,
             "the first 0.5 s after the far end came back: ERLE {erle:.1} dB"
         );
+    }
+
+    #[test]
+    fn a_new_hint_moves_the_span_and_what_was_learnt_with_it() {
+        let mut ec = EchoCanceller::new(60);
+        ec.far_end(&[0.0; M]);
+        ec.process(&mut [0.0; M]);
+        let marker = [Complex32::new(0.5, -0.25); BINS];
+        ec.h[12] = marker;
+        // 30 ms later: within the hysteresis, nothing moves.
+        ec.set_delay_hint_ms(90);
+        assert_eq!((ec.shifts(), ec.bulk), (0, 0));
+        // 100 ms later: the span moves by 10 blocks, the learnt partition 12 becomes 2.
+        ec.set_delay_hint_ms(160);
+        assert_eq!((ec.shifts(), ec.bulk), (1, 10 * M));
+        assert_eq!(ec.h[2], marker);
+        assert!(ec.h[22..]
+            .iter()
+            .all(|p| p.iter().all(|h| *h == Complex32::default())));
+        assert!(ec.p[22..]
+            .iter()
+            .all(|p| p.iter().all(|v| *v == INITIAL_VARIANCE)));
+        // Back to the start: partition 2 returns to 12.
+        ec.set_delay_hint_ms(60);
+        assert_eq!((ec.shifts(), ec.bulk), (2, 0));
+        assert_eq!(ec.h[12], marker);
     }
 }
