@@ -195,12 +195,8 @@ impl EchoCanceller {
         let slot = |newest: usize, r: i64| (newest + PARTITIONS - r as usize) % PARTITIONS;
         // Ascending when taking from older partitions (d > 0), descending otherwise, so every
         // source is read before it is overwritten.
-        let order: Box<dyn Iterator<Item = i64>> = if d > 0 {
-            Box::new(0..n)
-        } else {
-            Box::new((0..n).rev())
-        };
-        for r in order {
+        for i in 0..n {
+            let r = if d > 0 { i } else { n - 1 - i };
             let from = r + d;
             let dst = slot(self.newest, r);
             if (0..n).contains(&from) {
