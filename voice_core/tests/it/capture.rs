@@ -164,7 +164,8 @@ fn echo_canceller_converges_within_two_seconds() {
     let erle = 20.0 * (rms(&echo[from..]) / rms(&out[from..]).max(1e-9)).log10();
     eprintln!("ERLE after 2 s: {erle:.1} dB");
     // 45 dB on this pulse-train talker (AEC3, used before, reached 23); benches/apm measures
-    // 30–50 dB from 2 s on espeak-ng speech. The assertion guards convergence, the bench the target.
+    // 30–50 dB from 2 s on espeak-ng speech. The assertion guards convergence, the bench the
+    // target.
     assert!(erle >= 30.0, "ERLE {erle:.1} dB after 2 s");
 }
 
@@ -397,7 +398,8 @@ fn residual_echo_does_not_open_the_speech_detector() {
         .collect();
     let heard = speaking.iter().filter(|&&i| talk[i]).count() as f32 / speaking.len() as f32;
     eprintln!(
-        "far end alone: {:.1} % of frames sent as speech; double talk: {:.1} % of near-end speech frames",
+        "far end alone: {:.1} % of frames sent as speech; \
+         double talk: {:.1} % of near-end speech frames",
         100.0 * sent,
         100.0 * heard
     );
