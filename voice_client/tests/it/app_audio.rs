@@ -13,6 +13,8 @@ use voice_client::{
 };
 use voice_core::capture::CaptureConfig;
 
+use crate::switch_audio::tone_power;
+
 const SR: usize = 48_000;
 /// One burst of 1 kHz every 500 ms, 10 ms long.
 const PERIOD: usize = SR / 2;
@@ -317,17 +319,9 @@ fn echo_heard_back(cancel: bool) -> (f64, f64) {
     (tone_dbfs(&heard, 440.0), tone_dbfs(&heard, 1000.0))
 }
 
-/// Goertzel power at `hz`, as a sine's level in dBFS.
+/// The level (dBFS) of a sine at `hz` in `x`, from its Goertzel power.
 fn tone_dbfs(x: &[i16], hz: f64) -> f64 {
-    let w = std::f64::consts::TAU * hz / SR as f64;
-    let (mut s1, mut s2) = (0.0f64, 0.0f64);
-    for &v in x {
-        let s0 = f64::from(v) / 32768.0 + 2.0 * w.cos() * s1 - s2;
-        s2 = s1;
-        s1 = s0;
-    }
-    let power = s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2;
-    let amplitude = 2.0 * power.max(0.0).sqrt() / x.len() as f64;
+    let amplitude = 2.0 * tone_power(x, hz).max(0.0).sqrt() / 32768.0;
     20.0 * amplitude.max(1e-9).log10()
 }
 

@@ -91,7 +91,7 @@ fn reconnects(events: &[Event]) -> Vec<&Event> {
 }
 
 /// Power of `x` at `hz` (Goertzel), normalised by the window length.
-fn tone_power(x: &[i16], hz: f64) -> f64 {
+pub(crate) fn tone_power(x: &[i16], hz: f64) -> f64 {
     let w = std::f64::consts::TAU * hz / SR as f64;
     let coeff = 2.0 * w.cos();
     let (mut s1, mut s2) = (0.0f64, 0.0f64);
