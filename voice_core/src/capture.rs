@@ -27,9 +27,10 @@
 //! RNNoise's FFT planner is created on first use in each thread (the first frame). Internally the chain runs on 10 ms chunks ([`CHUNK_SAMPLES`]); the engine's 20 ms
 //! frames are two chunks.
 
-use crate::{FRAME_SAMPLES, SAMPLE_RATE};
 use nnnoiseless::DenoiseState;
 use serde::{Deserialize, Serialize};
+
+use crate::{FRAME_SAMPLES, SAMPLE_RATE};
 
 mod echo;
 mod postfilter;
@@ -199,7 +200,7 @@ pub struct CaptureStats {
 pub struct CaptureProcessor {
     cfg: CaptureConfig,
     /// The echo canceller (fed with the far end).
-    echo: Option<Box<EchoCanceller>>,
+    echo: Option<EchoCanceller>,
     rnnoise: Option<Box<DenoiseState<'static>>>,
     /// Residual-noise post-filter after RNNoise, with its floors in speech and in pauses (dB).
     post: Option<(PostFilter, (f32, f32))>,
@@ -236,7 +237,7 @@ impl CaptureProcessor {
     pub fn new(cfg: CaptureConfig) -> Self {
         let echo = cfg
             .echo_cancel
-            .then(|| Box::new(EchoCanceller::new(cfg.echo_delay_ms)));
+            .then(|| EchoCanceller::new(cfg.echo_delay_ms));
         let rnnoise = (cfg.noise_suppression.is_some() || cfg.vad || cfg.gain_control)
             .then(DenoiseState::new);
         let post = cfg
