@@ -147,18 +147,23 @@ fn convolve(x: &[f32], h: &[f32]) -> Vec<f32> {
     y
 }
 
+/// The high-pass and the echo canceller alone, with the delay hint `echo_delay_ms`.
+fn echo_only(echo_delay_ms: u32) -> CaptureConfig {
+    CaptureConfig {
+        noise_suppression: None,
+        gain_control: false,
+        vad: false,
+        echo_delay_ms,
+        ..CaptureConfig::default()
+    }
+}
+
 #[test]
 fn echo_canceller_converges_within_two_seconds() {
     let far = synthetic_speech(4.0, 1, false);
     let h = room(0.3, 80.0, 0.5, 2);
     let echo = convolve(&far, &h);
-    let cfg = CaptureConfig {
-        noise_suppression: None,
-        gain_control: false,
-        vad: false,
-        echo_delay_ms: 80,
-        ..CaptureConfig::default()
-    };
+    let cfg = echo_only(80);
     let (out, _) = run(cfg, &echo, Some(&far));
     let from = (2.0 * SR) as usize;
     let erle = 20.0 * (rms(&echo[from..]) / rms(&out[from..]).max(1e-9)).log10();
@@ -177,13 +182,7 @@ fn echo_canceller_keeps_near_end_speech() {
     let near = synthetic_speech(6.0, 4, true);
     let echo = convolve(&far, &room(0.25, 60.0, 0.5, 5));
     let mic: Vec<f32> = near.iter().zip(&echo).map(|(a, b)| a + b).collect();
-    let cfg = CaptureConfig {
-        noise_suppression: None,
-        gain_control: false,
-        vad: false,
-        echo_delay_ms: 60,
-        ..CaptureConfig::default()
-    };
+    let cfg = echo_only(60);
     let (out, _) = run(cfg, &mic, Some(&far));
     let from = (3.0 * SR) as usize;
     let kept = 20.0 * (rms(&out[from..]) / rms(&near[from..])).log10();
@@ -356,13 +355,7 @@ fn echo_canceller_finds_an_echo_the_hint_misses() {
     ] {
         let far = synthetic_speech(6.0, 1, false);
         let echo = convolve(&far, &room(0.3, echo_ms, 0.5, 2));
-        let cfg = CaptureConfig {
-            noise_suppression: None,
-            gain_control: false,
-            vad: false,
-            echo_delay_ms: hint,
-            ..CaptureConfig::default()
-        };
+        let cfg = echo_only(hint);
         let (out, _) = run(cfg, &echo, Some(&far));
         let from = (4.0 * SR) as usize;
         let erle = 20.0 * (rms(&echo[from..]) / rms(&out[from..]).max(1e-9)).log10();
