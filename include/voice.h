@@ -600,6 +600,22 @@ typedef struct voice_stats {
   uint64_t playback_starved_samples;
 } voice_stats;
 
+// What the processor measured on the last frame.
+typedef struct voice_capture_stats {
+  // Highest speech probability (0..1) over the frame's 10 ms chunks.
+  float speech_probability;
+  // The speech detector's verdict (hangover included).
+  bool speech;
+  // Echo return loss enhancement in dB: microphone over output power while the far end plays
+  // (near-end speech at the same time lowers it); NaN until the canceller has an estimate (or
+  // when it is off).
+  double erle_db;
+  // The canceller's echo delay estimate in ms; -1 when it has none.
+  int32_t echo_delay_ms;
+  // Frames processed.
+  uint64_t frames;
+} voice_capture_stats;
+
 // Encoder settings. Initialise with [`voice_encoder_config_default`].
 typedef struct voice_encoder_config {
   // Bitrate in bits/s (6000..=510000).
@@ -655,20 +671,6 @@ typedef struct voice_e2ee_stats {
   // Sender-key rotations.
   uint64_t rotations;
 } voice_e2ee_stats;
-
-// What the processor measured on the last frame.
-typedef struct voice_capture_stats {
-  // Highest speech probability (0..1) over the frame's 10 ms chunks.
-  float speech_probability;
-  // The speech detector's verdict (hangover included).
-  bool speech;
-  // Echo return loss enhancement in dB; NaN until the canceller has an estimate (or when off).
-  double erle_db;
-  // The canceller's echo delay estimate in ms; -1 when it has none.
-  int32_t echo_delay_ms;
-  // Frames processed.
-  uint64_t frames;
-} voice_capture_stats;
 
 // The connection as [`voice_client_connection`] reports it. Strings are NUL-terminated UTF-8,
 // truncated at a character boundary.
@@ -862,6 +864,16 @@ voice_result voice_client_set_event_callback(const struct voice_client *client,
 //
 // Thread safety: any thread.
 voice_result voice_client_stats(const struct voice_client *client, struct voice_stats *out);
+
+// Writes what capture processing measured on the last frame to `*out`: speech probability and
+// verdict, the echo canceller's echo return loss enhancement and the echo delay it found (the
+// same fields `voice_processor_stats` gives a sans-IO processor). Waits like `voice_client_stats`
+// (`VOICE_ERR_IO` if the engine thread does not answer). `VOICE_ERR_UNSUPPORTED` when capture
+// processing is off (`VOICE_CAPTURE_OFF`, or `VOICE_CAPTURE_AUTO` with application audio).
+//
+// Thread safety: any thread.
+voice_result voice_client_capture_stats(const struct voice_client *client,
+                                        struct voice_capture_stats *out);
 
 // With `VOICE_AUDIO_APP`: queues `frames` captured 48 kHz mono samples; `*accepted` receives how
 // many were taken (the rest did not fit: more than 200 ms is queued). Each completed 20 ms frame

@@ -536,6 +536,37 @@ namespace Voice
     }
 
     /// <summary>
+    /// What the processor measured on the last frame.
+    /// </summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public unsafe struct voice_capture_stats
+    {
+        /// <summary>
+        /// Highest speech probability (0..1) over the frame's 10 ms chunks.
+        /// </summary>
+        public float speech_probability;
+        private byte _speech;
+        /// <summary>
+        /// The speech detector's verdict (hangover included).
+        /// </summary>
+        public bool speech { get { return _speech != 0; } set { _speech = value ? (byte)1 : (byte)0; } }
+        /// <summary>
+        /// Echo return loss enhancement in dB: microphone over output power while the far end plays
+        /// (near-end speech at the same time lowers it); NaN until the canceller has an estimate (or
+        /// when it is off).
+        /// </summary>
+        public double erle_db;
+        /// <summary>
+        /// The canceller's echo delay estimate in ms; -1 when it has none.
+        /// </summary>
+        public int echo_delay_ms;
+        /// <summary>
+        /// Frames processed.
+        /// </summary>
+        public ulong frames;
+    }
+
+    /// <summary>
     /// Encoder settings. Initialise with [`voice_encoder_config_default`].
     /// </summary>
     [StructLayout(LayoutKind.Sequential)]
@@ -641,35 +672,6 @@ namespace Voice
         /// Sender-key rotations.
         /// </summary>
         public ulong rotations;
-    }
-
-    /// <summary>
-    /// What the processor measured on the last frame.
-    /// </summary>
-    [StructLayout(LayoutKind.Sequential)]
-    public unsafe struct voice_capture_stats
-    {
-        /// <summary>
-        /// Highest speech probability (0..1) over the frame's 10 ms chunks.
-        /// </summary>
-        public float speech_probability;
-        private byte _speech;
-        /// <summary>
-        /// The speech detector's verdict (hangover included).
-        /// </summary>
-        public bool speech { get { return _speech != 0; } set { _speech = value ? (byte)1 : (byte)0; } }
-        /// <summary>
-        /// Echo return loss enhancement in dB; NaN until the canceller has an estimate (or when off).
-        /// </summary>
-        public double erle_db;
-        /// <summary>
-        /// The canceller's echo delay estimate in ms; -1 when it has none.
-        /// </summary>
-        public int echo_delay_ms;
-        /// <summary>
-        /// Frames processed.
-        /// </summary>
-        public ulong frames;
     }
 
     /// <summary>
@@ -1346,6 +1348,18 @@ namespace Voice
         /// </summary>
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         public static extern voice_result voice_client_stats(IntPtr client, ref voice_stats @out);
+
+        /// <summary>
+        /// Writes what capture processing measured on the last frame to `*out`: speech probability and
+        /// verdict, the echo canceller's echo return loss enhancement and the echo delay it found (the
+        /// same fields `voice_processor_stats` gives a sans-IO processor). Waits like `voice_client_stats`
+        /// (`VOICE_ERR_IO` if the engine thread does not answer). `VOICE_ERR_UNSUPPORTED` when capture
+        /// processing is off (`VOICE_CAPTURE_OFF`, or `VOICE_CAPTURE_AUTO` with application audio).
+        ///
+        /// Thread safety: any thread.
+        /// </summary>
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern voice_result voice_client_capture_stats(IntPtr client, ref voice_capture_stats @out);
 
         /// <summary>
         /// With `VOICE_AUDIO_APP`: queues `frames` captured 48 kHz mono samples; `*accepted` receives how

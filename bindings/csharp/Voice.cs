@@ -230,6 +230,9 @@ namespace Voice
         public uint Audio { get { return Raw.audio; } set { Raw.audio = value; } }
         /// <summary>Native.VOICE_TRANSMIT_*.</summary>
         public uint TransmitMode { get { return Raw.transmit_mode; } set { Raw.transmit_mode = value; } }
+        /// <summary>Native.VOICE_CAPTURE_*: capture processing (echo cancellation, noise suppression, gain,
+        /// speech detection) on, off, or AUTO (on with the library's own devices).</summary>
+        public uint CaptureMode { get { return Raw.capture_mode; } set { Raw.capture_mode = value; } }
         /// <summary>Reconnect with backoff when the connection fails or drops.</summary>
         public bool Reconnect { get { return Raw.reconnect; } set { Raw.reconnect = value; } }
         /// <summary>Channel to join once connected; 0 = the relay's default.</summary>
@@ -490,6 +493,22 @@ namespace Voice
             var s = new voice_stats();
             IntPtr p = h.Enter("voice_client_stats");
             try { Call(Native.voice_client_stats(p, ref s), "voice_client_stats"); } finally { h.Leave(); }
+            return s;
+        }
+
+        /// <summary>What capture processing measured on the last frame (speech probability, echo removed
+        /// and its delay); null when processing is off (VOICE_CAPTURE_OFF, or AUTO with application audio).</summary>
+        public voice_capture_stats? CaptureStats()
+        {
+            var s = new voice_capture_stats();
+            IntPtr p = h.Enter("voice_client_capture_stats");
+            try
+            {
+                voice_result r = Native.voice_client_capture_stats(p, ref s);
+                if (r == voice_result.VOICE_ERR_UNSUPPORTED) return null;
+                Call(r, "voice_client_capture_stats");
+            }
+            finally { h.Leave(); }
             return s;
         }
 

@@ -171,6 +171,7 @@ mod tests {
             }],
             spatial: None,
             playback_pacing: None,
+            capture: None,
             e2ee: Default::default(),
         }
     }

@@ -46,6 +46,8 @@ use mio::{Poll, Waker};
 
 pub use audio::{AppCapture, AppPlayback, AudioError, AudioInput, AudioOutput};
 use driver::{Command, Driver};
+/// What capture processing measured ([`EngineStats::capture`]).
+pub use voice_core::capture::CaptureStats;
 /// End-to-end encryption: the mode in [`EngineConfig::e2ee`] and its statistics.
 pub use voice_core::e2ee::group::DEFAULT_LEAD as E2EE_DEFAULT_LEAD;
 pub use voice_core::e2ee::{E2eeMode, E2eeStats};

@@ -178,14 +178,16 @@ pub enum CaptureError {
 }
 
 /// What the processor measured on the last frame.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
 pub struct CaptureStats {
     /// Highest speech probability over the frame's chunks (0 when the detector is off).
     pub speech_probability: f32,
     /// Whether the detector (with hangover) says speech.
     pub speech: bool,
-    /// The echo canceller's echo return loss enhancement over the recent far-end speech (dB),
-    /// once there was far-end speech.
+    /// The echo canceller's echo return loss enhancement (dB): microphone over output power while
+    /// the far end plays, smoothed over about a second, once there was far-end speech. Near-end
+    /// speech at the same time counts against it (as in every ERLE measurement): it reads the
+    /// echo removed when the far end talks alone.
     pub erle_db: Option<f64>,
     /// The echo canceller's echo path delay estimate in ms (where its filter holds the most
     /// energy), once it has learnt some echo.

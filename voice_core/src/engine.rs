@@ -546,6 +546,9 @@ pub struct EngineStats {
     /// card or the application's pulls pace it (`None`: the engine's own 20 ms timer does, or
     /// there is no driver).
     pub playback_pacing: Option<PlaybackPacing>,
+    /// What capture processing measured on the last frame: speech probability, echo return loss
+    /// enhancement, the echo delay it found (`None` when processing is off).
+    pub capture: Option<CaptureStats>,
 }
 
 /// The playback clock as the I/O driver sees it: what an integrator tunes their audio thread by.
@@ -2162,6 +2165,7 @@ impl Engine {
             }),
             e2ee: self.e2ee.stats(self.members.keys()),
             playback_pacing: None,
+            capture: self.capture_stats(),
         }
     }
 

@@ -1001,6 +1001,35 @@ pub unsafe extern "C" fn voice_client_stats(
     })
 }
 
+/// Writes what capture processing measured on the last frame to `*out`: speech probability and
+/// verdict, the echo canceller's echo return loss enhancement and the echo delay it found (the
+/// same fields `voice_processor_stats` gives a sans-IO processor). Waits like `voice_client_stats`
+/// (`VOICE_ERR_IO` if the engine thread does not answer). `VOICE_ERR_UNSUPPORTED` when capture
+/// processing is off (`VOICE_CAPTURE_OFF`, or `VOICE_CAPTURE_AUTO` with application audio).
+///
+/// Thread safety: any thread.
+#[no_mangle]
+pub unsafe extern "C" fn voice_client_capture_stats(
+    client: *const voice_client,
+    out: *mut crate::processor::voice_capture_stats,
+) -> voice_result {
+    ffi_guard!({
+        let st = try_res!(state(client));
+        if out.is_null() {
+            return voice_result::VOICE_ERR_NULL;
+        }
+        let Some(s) = st.stats.snapshot() else {
+            return voice_result::VOICE_ERR_IO;
+        };
+        let Some(capture) = &s.capture else {
+            return voice_result::VOICE_ERR_UNSUPPORTED;
+        };
+        // SAFETY: checked non-null.
+        unsafe { *out = capture.into() };
+        voice_result::VOICE_OK
+    })
+}
+
 /// With `VOICE_AUDIO_APP`: queues `frames` captured 48 kHz mono samples; `*accepted` receives how
 /// many were taken (the rest did not fit: more than 200 ms is queued). Each completed 20 ms frame
 /// is encoded and sent at once: your pushes are the capture clock.

@@ -3,7 +3,9 @@
 //! loudspeakers play (`voice_processor_far_end`) and cleans each microphone frame in place
 //! (`voice_processor_process`), which also says whether the frame holds speech.
 
-use voice_core::capture::{CaptureConfig, CaptureProcessor, SpeechVadConfig, SuppressionLevel};
+use voice_core::capture::{
+    CaptureConfig, CaptureProcessor, CaptureStats, SpeechVadConfig, SuppressionLevel,
+};
 
 use crate::handle::{Handle, Kind};
 use crate::{ffi_guard, try_ptr, try_res, voice_result};
@@ -51,12 +53,26 @@ pub struct voice_capture_stats {
     pub speech_probability: f32,
     /// The speech detector's verdict (hangover included).
     pub speech: bool,
-    /// Echo return loss enhancement in dB; NaN until the canceller has an estimate (or when off).
+    /// Echo return loss enhancement in dB: microphone over output power while the far end plays
+    /// (near-end speech at the same time lowers it); NaN until the canceller has an estimate (or
+    /// when it is off).
     pub erle_db: f64,
     /// The canceller's echo delay estimate in ms; -1 when it has none.
     pub echo_delay_ms: i32,
     /// Frames processed.
     pub frames: u64,
+}
+
+impl From<&CaptureStats> for voice_capture_stats {
+    fn from(s: &CaptureStats) -> Self {
+        voice_capture_stats {
+            speech_probability: s.speech_probability,
+            speech: s.speech,
+            erle_db: s.erle_db.unwrap_or(f64::NAN),
+            echo_delay_ms: s.echo_delay_ms.unwrap_or(-1),
+            frames: s.frames,
+        }
+    }
 }
 
 impl voice_processor_config {
@@ -247,14 +263,7 @@ pub unsafe extern "C" fn voice_processor_stats(
     ffi_guard!({
         let st = try_res!(unsafe { Handle::<ProcState>::get_mut(processor.cast()) });
         let out = try_ptr!(mut out);
-        let s = st.0.stats();
-        *out = voice_capture_stats {
-            speech_probability: s.speech_probability,
-            speech: s.speech,
-            erle_db: s.erle_db.unwrap_or(f64::NAN),
-            echo_delay_ms: s.echo_delay_ms.unwrap_or(-1),
-            frames: s.frames,
-        };
+        *out = (&st.0.stats()).into();
         voice_result::VOICE_OK
     })
 }

@@ -456,7 +456,9 @@ namespace Voice.Tests
                     Check(!alice.PollEvent(out polled), "no polled events while a callback is set");
 
                     // Bob polls. He joins after Alice, so he is told about her as a member.
-                    using (var bob = new VoiceClient(relay.NewConfig(bobName)))
+                    var bobConfig = relay.NewConfig(bobName);
+                    bobConfig.CaptureMode = Native.VOICE_CAPTURE_ON;
+                    using (var bob = new VoiceClient(bobConfig))
                     {
                         var bobSeen = new List<VoiceEvent>();
                         WaitPolled(bob, Native.VOICE_EVENT_UDP_READY, 10000, null, bobSeen);
@@ -510,6 +512,8 @@ namespace Voice.Tests
                             "Bob's stats for Alice: session " + bs.remotes(0).session + ", packets " + bs.remotes(0).stream.packets_received);
                         var @as = alice.Stats();
                         Check(@as.tx_packets > 10 && @as.udp_ready && @as.session == aliceSession, "Alice's stats: tx " + @as.tx_packets);
+                        Check(alice.CaptureStats() == null, "application audio leaves capture processing off");
+                        Check(bob.CaptureStats() != null, "Bob turned capture processing on");
 
                         // Chat with non-ASCII text, each way; Alice's by callback, then by polling.
                         const string toAlice = "grüße ✓ from bob";

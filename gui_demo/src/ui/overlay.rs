@@ -1,5 +1,6 @@
 //! The diagnostics overlay (F3 or the status-bar button): relay address and session token, TCP
-//! ping, and per sender the jitter-buffer depth, loss % over the last 10 s, late and concealed
+//! ping, what capture processing measures (speech probability, echo removed and its delay), and
+//! per sender the jitter-buffer depth, loss % over the last 10 s, late and concealed
 //! frames and FEC recoveries, as numbers and plotted over the last minute.
 //!
 //! Each sender has one colour ([`sender_colour`]) in the table and in every plot; the legends sit
@@ -98,6 +99,19 @@ fn summary(ui: &mut egui::Ui, session: &Session) {
                 ui.label("FEC loss hint");
                 ui.monospace(format!("{} %", s.encoder_loss_hint));
                 ui.end_row();
+                if let Some(c) = &s.capture {
+                    ui.label("Microphone");
+                    let verdict = if c.speech { "speech" } else { "quiet" };
+                    ui.monospace(format!("{verdict} {:.0} %", c.speech_probability * 100.0));
+                    ui.label("Echo removed (ERLE)").on_hover_text(
+                        "While the far end talks alone; your own voice at the same time lowers it",
+                    );
+                    ui.monospace(c.erle_db.map_or("-".into(), |db| format!("{db:.1} dB")));
+                    ui.end_row();
+                    ui.label("Echo delay");
+                    ui.monospace(c.echo_delay_ms.map_or("-".into(), |ms| format!("{ms} ms")));
+                    ui.end_row();
+                }
             }
         });
 }

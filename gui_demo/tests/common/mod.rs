@@ -186,6 +186,7 @@ pub fn stats_with(remotes: Vec<RemoteStats>, state: ConnectionState, level: f32)
         spatial: None,
         playback_pacing: None,
         e2ee: Default::default(),
+        capture: None,
     }
 }
 

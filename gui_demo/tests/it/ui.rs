@@ -252,6 +252,14 @@ fn overlay_shows_per_sender_statistics() {
         spatial: None,
         playback_pacing: None,
         e2ee: Default::default(),
+        capture: Some(voice_client::CaptureStats {
+            speech_probability: 0.87,
+            speech: true,
+            erle_db: Some(31.4),
+            echo_delay_ms: Some(72),
+            frames: 500,
+            far_end_chunks: 1000,
+        }),
     };
     handle.stats.send(stats).unwrap();
     h.state_mut().settings.overlay_open = true;
@@ -260,6 +268,10 @@ fn overlay_shows_per_sender_statistics() {
     assert!(h.query_all_by_label("dave").count() >= 1);
     h.get_by_label("12.5 %");
     h.get_by_label("3.5 ms");
+    // What capture processing measured.
+    h.get_by_label("speech 87 %");
+    h.get_by_label("31.4 dB");
+    h.get_by_label("72 ms");
     let senders = &h.state().session().unwrap().history.senders;
     assert_eq!(senders[&SessionToken(5)].depth.len(), 1);
 }

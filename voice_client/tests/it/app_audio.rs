@@ -11,7 +11,7 @@ use voice_client::{
     AccessToken, AppCapture, AppPlayback, AudioInput, AudioOutput, ChannelId, Client, ClientConfig,
     Event, TlsTrust, TransmitMode,
 };
-use voice_core::capture::CaptureConfig;
+use voice_core::capture::{CaptureConfig, CaptureStats};
 
 use crate::switch_audio::tone_power;
 
@@ -267,8 +267,8 @@ fn a_consumer_that_pauses_gets_back_to_a_short_delay() {
 /// engine cancels the echo of Bob against its own playback mix (the far end as the engine thread
 /// hands it over, with the rings and threads between) and Bob hears Alice but not himself; with
 /// it off he hears both. Returns the levels (dBFS) of 440 Hz and 1 kHz Bob hears from Alice over
-/// the last 2 of 6 s.
-fn echo_heard_back(cancel: bool) -> (f64, f64) {
+/// the last 2 of 6 s, and what Alice's capture processing reports in her stats at the end.
+fn echo_heard_back(cancel: bool) -> (f64, f64, Option<CaptureStats>) {
     let relay = start_relay();
     let bob = client(
         &relay,
@@ -316,7 +316,8 @@ fn echo_heard_back(cancel: bool) -> (f64, f64) {
             heard.extend_from_slice(&frame);
         }
     }
-    (tone_dbfs(&heard, 440.0), tone_dbfs(&heard, 1000.0))
+    let capture = alice.stats().expect("the engine answers").capture;
+    (tone_dbfs(&heard, 440.0), tone_dbfs(&heard, 1000.0), capture)
 }
 
 /// The level (dBFS) of a sine at `hz` in `x`, from its Goertzel power.
@@ -327,12 +328,26 @@ fn tone_dbfs(x: &[i16], hz: f64) -> f64 {
 
 #[test]
 fn the_engine_cancels_the_echo_of_its_own_playback() {
-    let (open, alice_open) = echo_heard_back(false);
-    let (cancelled, alice) = echo_heard_back(true);
+    let (open, alice_open, off) = echo_heard_back(false);
+    let (cancelled, alice, on) = echo_heard_back(true);
     eprintln!(
         "from Alice, Bob hears his 440 Hz at {open:.1} dBFS without the canceller, {cancelled:.1} \
-         dBFS with it; Alice's 1 kHz at {alice_open:.1} and {alice:.1} dBFS"
+         dBFS with it; Alice's 1 kHz at {alice_open:.1} and {alice:.1} dBFS; her capture stats \
+         {on:?}"
     );
+    // Alice's stats say what her canceller found: an echo delay no shorter than the room's
+    // 40 ms (the rings between her engine and her application come on top), and an ERLE. That
+    // is microphone over output power while the far end plays, so Alice's own tone, on all the
+    // time here, counts against it: (echo + near) / near, about 5 dB at these levels.
+    let on = on.expect("capture processing is on");
+    assert!(on.frames >= 250, "{on:?}");
+    assert!(
+        on.echo_delay_ms.is_some_and(|ms| (30..=200).contains(&ms)),
+        "{on:?}"
+    );
+    assert!(on.erle_db.is_some_and(|db| db > 3.0), "{on:?}");
+    // With every stage off, processing is off and the stats say so.
+    assert_eq!(off, None);
     // Without: the tone at 0.3 through the room's 0.5 comes back near -16 dBFS.
     assert!(
         open > -25.0,

@@ -154,6 +154,8 @@ fn devices_and_files_switch_while_connected_and_failures_keep_the_old_stream() {
         cfg.access_token = strings[3].as_ptr();
         cfg.audio = VOICE_AUDIO_FILES;
         cfg.output_wav = strings[4].as_ptr();
+        // Capture processing on the file input too (it is off with files by default).
+        cfg.capture_mode = VOICE_CAPTURE_ON;
         let mut c = ptr::null_mut();
         assert_eq!(voice_client_new(&cfg, &mut c), VOICE_OK);
         c
@@ -238,6 +240,18 @@ fn devices_and_files_switch_while_connected_and_failures_keep_the_old_stream() {
     );
     let stats = unsafe { stats.assume_init() };
     assert_eq!(stats.session, session, "the same session");
+    // The capture chain ran on the tone's frames (about 0.8 s; before it there was no input).
+    // Nobody else talks: the canceller has heard no far end, so
+    // it has no echo estimate.
+    let mut capture = std::mem::MaybeUninit::<voice_ffi::processor::voice_capture_stats>::uninit();
+    assert_eq!(
+        unsafe { voice_client_capture_stats(c, capture.as_mut_ptr()) },
+        VOICE_OK
+    );
+    let capture = unsafe { capture.assume_init() };
+    assert!(capture.frames >= 20, "{capture:?}");
+    assert!(capture.erle_db.is_nan(), "{capture:?}");
+    assert_eq!(capture.echo_delay_ms, -1, "{capture:?}");
     assert_eq!(unsafe { voice_client_free(c) }, VOICE_OK);
     let second = finalised_samples(&rec2);
     assert!(

@@ -6,6 +6,7 @@ use std::ptr;
 use std::time::{Duration, Instant};
 
 use voice_ffi::client::*;
+use voice_ffi::processor::voice_capture_stats;
 use voice_ffi::spatial::*;
 use voice_ffi::stream::*;
 use voice_ffi::voice_result::{self, *};
@@ -292,6 +293,16 @@ fn calls_after_the_relay_goes_away_return_not_connected() {
         let mut stats = std::mem::MaybeUninit::<voice_stats>::uninit();
         assert_eq!(voice_client_stats(c, stats.as_mut_ptr()), VOICE_OK);
         assert_eq!(stats.assume_init().state, 2);
+        // Application audio leaves capture processing off (`VOICE_CAPTURE_AUTO`).
+        let mut capture = std::mem::MaybeUninit::<voice_capture_stats>::uninit();
+        assert_eq!(
+            voice_client_capture_stats(c, capture.as_mut_ptr()),
+            VOICE_ERR_UNSUPPORTED
+        );
+        assert_eq!(
+            voice_client_capture_stats(c, ptr::null_mut()),
+            VOICE_ERR_NULL
+        );
 
         drop(relay);
         assert!(wait_for(
