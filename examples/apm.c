@@ -85,8 +85,9 @@ int main(void) {
     double erle = 10.0 * log10(in_energy / (out_energy + 1.0));
     struct voice_capture_stats st;
     CHECK(voice_processor_stats(p, &st));
-    printf("apm: ERLE over the last second %.1f dB (canceller's own estimate %.1f dB, delay %d ms), %llu frames\n",
-           erle, st.erle_db, st.echo_delay_ms, (unsigned long long)st.frames);
+    printf("apm: ERLE over the last second %.1f dB (canceller's own estimate %.1f dB, delay %d ms, "
+           "clock drift %.1f ppm), %llu frames\n",
+           erle, st.erle_db, st.echo_delay_ms, st.clock_drift_ppm, (unsigned long long)st.frames);
 
     /* Misuse returns codes. */
     bool speech = false;

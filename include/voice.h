@@ -36,7 +36,10 @@
 // 3: one stream-stats struct: `voice_remote_stats` holds a `voice_stream_stats` (`stream`)
 // instead of nine of its fields, and `voice_stream_stats` gained `resyncs`,
 // `frames_dred_recovered`, `frames_skipped` and `frames_stalled`.
-#define VOICE_ABI_VERSION 3
+//
+// 4: `voice_capture_stats` gained `clock_drift_ppm` (the echo canceller follows clock drift
+// between loudspeaker and microphone).
+#define VOICE_ABI_VERSION 4
 
 // Major version of the library (`voice_version()` as numbers; the shared library's SONAME is
 // `libvoice.so.MAJOR`).
@@ -614,6 +617,10 @@ typedef struct voice_capture_stats {
   int32_t echo_delay_ms;
   // Frames processed.
   uint64_t frames;
+  // The clock drift between the far end and the microphone the canceller measures (ppm;
+  // positive: the microphone runs fast). From 10 ppm on it reads the far end at the
+  // microphone's rate; 0 before it has measured anything, or when it is off.
+  double clock_drift_ppm;
 } voice_capture_stats;
 
 // Encoder settings. Initialise with [`voice_encoder_config_default`].

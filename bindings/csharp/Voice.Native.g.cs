@@ -564,6 +564,12 @@ namespace Voice
         /// Frames processed.
         /// </summary>
         public ulong frames;
+        /// <summary>
+        /// The clock drift between the far end and the microphone the canceller measures (ppm;
+        /// positive: the microphone runs fast). From 10 ppm on it reads the far end at the
+        /// microphone's rate; 0 before it has measured anything, or when it is off.
+        /// </summary>
+        public double clock_drift_ppm;
     }
 
     /// <summary>
@@ -813,8 +819,11 @@ namespace Voice
         /// 3: one stream-stats struct: `voice_remote_stats` holds a `voice_stream_stats` (`stream`)
         /// instead of nine of its fields, and `voice_stream_stats` gained `resyncs`,
         /// `frames_dred_recovered`, `frames_skipped` and `frames_stalled`.
+        ///
+        /// 4: `voice_capture_stats` gained `clock_drift_ppm` (the echo canceller follows clock drift
+        /// between loudspeaker and microphone).
         /// </summary>
-        public const int VOICE_ABI_VERSION = 3;
+        public const int VOICE_ABI_VERSION = 4;
         /// <summary>
         /// Major version of the library (`voice_version()` as numbers; the shared library's SONAME is
         /// `libvoice.so.MAJOR`).

@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{FRAME_SAMPLES, SAMPLE_RATE};
 
+mod drift;
 mod echo;
 mod postfilter;
 use echo::EchoCanceller;
@@ -192,6 +193,11 @@ pub struct CaptureStats {
     /// The echo canceller's echo path delay estimate in ms (where its filter holds the most
     /// energy), once it has learnt some echo.
     pub echo_delay_ms: Option<i32>,
+    /// The clock drift between the far end (loudspeaker) and the microphone that the echo
+    /// canceller measures, in ppm (positive: the microphone runs fast and the echo arrives later
+    /// and later). From 10 ppm on, the canceller reads the far end at the microphone's rate; 0
+    /// before it has measured anything, or with the canceller off.
+    pub clock_drift_ppm: f64,
     /// Frames processed.
     pub frames: u64,
     /// Far-end chunks received.
@@ -325,6 +331,7 @@ impl CaptureProcessor {
         if let Some(echo) = self.echo.as_ref() {
             self.stats.erle_db = echo.erle_db();
             self.stats.echo_delay_ms = echo.delay_ms();
+            self.stats.clock_drift_ppm = echo.drift_ppm();
         }
         Ok(self.stats.speech)
     }

@@ -50,7 +50,10 @@ use std::ffi::c_char;
 /// 3: one stream-stats struct: `voice_remote_stats` holds a `voice_stream_stats` (`stream`)
 /// instead of nine of its fields, and `voice_stream_stats` gained `resyncs`,
 /// `frames_dred_recovered`, `frames_skipped` and `frames_stalled`.
-pub const VOICE_ABI_VERSION: u32 = 3;
+///
+/// 4: `voice_capture_stats` gained `clock_drift_ppm` (the echo canceller follows clock drift
+/// between loudspeaker and microphone).
+pub const VOICE_ABI_VERSION: u32 = 4;
 /// Major version of the library (`voice_version()` as numbers; the shared library's SONAME is
 /// `libvoice.so.MAJOR`).
 pub const VOICE_VERSION_MAJOR: u32 = 0;

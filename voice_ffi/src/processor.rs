@@ -61,6 +61,10 @@ pub struct voice_capture_stats {
     pub echo_delay_ms: i32,
     /// Frames processed.
     pub frames: u64,
+    /// The clock drift between the far end and the microphone the canceller measures (ppm;
+    /// positive: the microphone runs fast). From 10 ppm on it reads the far end at the
+    /// microphone's rate; 0 before it has measured anything, or when it is off.
+    pub clock_drift_ppm: f64,
 }
 
 impl From<&CaptureStats> for voice_capture_stats {
@@ -71,6 +75,7 @@ impl From<&CaptureStats> for voice_capture_stats {
             erle_db: s.erle_db.unwrap_or(f64::NAN),
             echo_delay_ms: s.echo_delay_ms.unwrap_or(-1),
             frames: s.frames,
+            clock_drift_ppm: s.clock_drift_ppm,
         }
     }
 }

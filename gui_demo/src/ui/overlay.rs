@@ -110,6 +110,9 @@ fn summary(ui: &mut egui::Ui, session: &Session) {
                     ui.end_row();
                     ui.label("Echo delay");
                     ui.monospace(c.echo_delay_ms.map_or("-".into(), |ms| format!("{ms} ms")));
+                    ui.label("Clock drift")
+                        .on_hover_text("Between your loudspeaker and your microphone, as the echo canceller measures it");
+                    ui.monospace(format!("{:+.0} ppm", c.clock_drift_ppm));
                     ui.end_row();
                 }
             }

@@ -259,6 +259,7 @@ fn overlay_shows_per_sender_statistics() {
             echo_delay_ms: Some(72),
             frames: 500,
             far_end_chunks: 1000,
+            clock_drift_ppm: -83.4,
         }),
     };
     handle.stats.send(stats).unwrap();
@@ -272,6 +273,7 @@ fn overlay_shows_per_sender_statistics() {
     h.get_by_label("speech 87 %");
     h.get_by_label("31.4 dB");
     h.get_by_label("72 ms");
+    h.get_by_label("-83 ppm");
     let senders = &h.state().session().unwrap().history.senders;
     assert_eq!(senders[&SessionToken(5)].depth.len(), 1);
 }

@@ -37,12 +37,14 @@ use std::sync::Arc;
 use realfft::num_complex::Complex32;
 use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
 
+use super::drift::DriftCompensator;
 use super::CHUNK_SAMPLES;
 use crate::SAMPLE_RATE;
 
 const M: usize = CHUNK_SAMPLES;
 const WINDOW: usize = 2 * M;
-const BINS: usize = WINDOW / 2 + 1;
+/// Bins of the filter's spectra.
+pub(super) const BINS: usize = WINDOW / 2 + 1;
 /// Filter length in 10 ms blocks: 320 ms of echo path.
 pub(crate) const PARTITIONS: usize = 32;
 /// How much earlier than the delay hint the filter starts (ms): the hint is an estimate.
@@ -134,6 +136,8 @@ pub(crate) struct EchoCanceller {
     echo_dominated: bool,
     /// Re-read the whole far-end window at the next block (the bulk delay moved).
     reload_window: bool,
+    /// Follows and undoes clock drift between the far end and the microphone.
+    drift: DriftCompensator,
 }
 
 impl EchoCanceller {
@@ -169,6 +173,7 @@ impl EchoCanceller {
             blocks: 0,
             echo_dominated: false,
             reload_window: false,
+            drift: DriftCompensator::new(PARTITIONS),
         };
         ec.set_delay_hint_ms(delay_hint_ms);
         ec
@@ -223,6 +228,7 @@ impl EchoCanceller {
             }
         }
         self.reload_window = true;
+        self.drift.invalidate();
     }
 
     /// Every [`REALIGN_BLOCKS`]: where the filter holds most of its energy says where the echo
@@ -298,17 +304,34 @@ impl EchoCanceller {
             self.far_read = self.far_written - (FAR_RING / 2) as u64;
         }
         let end = self.far_read as i64 - self.bulk as i64;
-        let oldest_kept = self.far_written as i64 - FAR_RING as i64;
+        let oldest_kept = (self.far_written as i64 - FAR_RING as i64).max(0);
         let from = if self.reload_window { 0 } else { M };
         self.reload_window = false;
         self.x_time.copy_within(M.., 0);
-        for (i, x) in self.x_time[from..].iter_mut().enumerate() {
-            let at = end - (WINDOW - from) as i64 + i as i64;
-            *x = if at < 0 || at < oldest_kept {
-                0.0
+        self.drift.read(
+            &self.far,
+            end,
+            (oldest_kept, self.far_written as i64),
+            &mut self.x_time[from..],
+        );
+        // Whole blocks of drift move into the bulk delay (the read position stays). With no
+        // bulk delay left, the far end cannot be read later than it arrives: the span moves a
+        // block earlier instead, and the learnt path one partition with it (the echo really
+        // does arrive earlier and earlier), as long as the echo is clear of the span's start;
+        // an echo already there is left to the filter to follow.
+        let skew = self.drift.skew();
+        if skew <= -(M as f64) && self.bulk + M <= MAX_BULK {
+            self.bulk += M;
+            self.drift.rebase(M as f64);
+        } else if skew >= M as f64 && self.bulk >= M {
+            self.bulk -= M;
+            self.drift.rebase(-(M as f64));
+        } else if skew > 0.0 && self.bulk == 0 {
+            if self.peak_partition().is_some_and(|p| p.partition >= 3) {
+                self.shift(1);
             } else {
-                self.far[(at as u64 % FAR_RING as u64) as usize]
-            };
+                self.drift.rebase(-skew);
+            }
         }
     }
 
@@ -434,8 +457,21 @@ impl EchoCanceller {
             self.mic_power = s * self.mic_power + (1.0 - s) * mic_power / M as f32;
             self.out_power = s * self.out_power + (1.0 - s) * out_power / M as f32;
         }
+        let converged = self.drift.due()
+            && self.erle_db().is_some_and(|e| e >= 6.0)
+            && self
+                .peak_partition()
+                .is_some_and(|p| p.energy >= 4.0 * p.mean);
+        self.drift
+            .observe(&self.h, far_power > FAR_ACTIVE_POWER, converged);
         self.blocks += 1;
         self.realign();
+    }
+
+    /// The clock drift between the far end and the microphone the canceller follows (ppm;
+    /// positive: the microphone runs fast).
+    pub(crate) fn drift_ppm(&self) -> f64 {
+        self.drift.ppm()
     }
 
     /// Whether the last chunk was mostly echo: the canceller took it more than 10 dB down. What
@@ -455,8 +491,8 @@ impl EchoCanceller {
     /// The echo path delay (ms) where the filter holds most of its energy, once it holds some.
     pub(crate) fn delay_ms(&self) -> Option<i32> {
         self.peak_partition().map(|peak| {
-            let samples = self.bulk + peak.partition * M;
-            (samples * 1000 / SAMPLE_RATE as usize) as i32
+            let samples = (self.bulk + peak.partition * M) as f64 - self.drift.skew();
+            (samples * 1000.0 / f64::from(SAMPLE_RATE)).round() as i32
         })
     }
 }
