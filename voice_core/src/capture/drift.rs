@@ -9,28 +9,33 @@
 //!
 //! [`DriftCompensator`] keeps the echo path still instead (as Pawig, Enzner & Vary, "Adaptive
 //! sampling rate correction for acoustic echo control in voice-over-IP", IEEE TSP 2010, do): the
-//! far end is read at fractional positions that advance by `1 + rate` samples per microphone
-//! sample, with a 16-tap windowed-sinc interpolator. `rate` comes from the filter itself: every
-//! [`INTERVAL_BLOCKS`] the learnt echo path is compared with a snapshot taken one interval
+//! canceller consumes the far end at the microphone's pace, `1 + rate` far-end samples per
+//! microphone sample, read at fractional positions with a 16-tap Kaiser-windowed sinc. That also
+//! keeps the far end the caller hands in (at the loudspeaker's pace) paired with the capture
+//! blocks: no block runs short and is filled with silence. `rate` comes from the filter itself:
+//! every [`INTERVAL_BLOCKS`] the learnt echo path is compared with a snapshot taken one interval
 //! earlier, and the phase slope across frequency of their cross-spectrum says how far it moved.
 //! The slope is read from products of neighbouring bins (`Σ C(k+1)·C*(k)`), which is unambiguous
 //! for moves up to half the FFT length. Each measured move corrects `rate` by half of what it
 //! implies, so the loop settles within seconds and then only follows what is left.
 //!
-//! With no drift the rate stays near zero and the interpolator's taps near a unit impulse: the far
-//! end is read as it was (the integer path is used exactly while the rate and skew are zero).
+//! Rates under 10 ppm are left to the filter, which follows them by itself: the estimate's noise
+//! moves nothing, and with no drift the far end is read sample for sample as before.
 
 use realfft::num_complex::Complex32;
 
 /// Interpolator taps (positions `n − 7 ..= n + 8` around `n + fraction`).
 const TAPS: usize = 16;
+/// How far past a position the interpolator reads (samples): the caller reads the far end this
+/// much earlier, so every sample it needs has arrived.
+pub(crate) const LOOKAHEAD: usize = TAPS / 2;
 /// Fractions the interpolator's table holds (the fraction is rounded to 1/256 of a sample: a
 /// timing error of at most 1/512 sample, −50 dB at 10 kHz).
 const PHASES: usize = 256;
 /// Kaiser window parameter of the interpolator.
 const KAISER_BETA: f64 = 7.0;
-/// Blocks between two looks at how far the echo path moved (0.5 s).
-pub(crate) const INTERVAL_BLOCKS: u32 = 50;
+/// Blocks between two looks at how far the echo path moved (1 s).
+pub(crate) const INTERVAL_BLOCKS: u32 = 100;
 /// Part of each measured move the rate is corrected by.
 const LOOP_GAIN: f64 = 0.5;
 /// Largest rate followed (±1000 ppm): anything faster is not a clock.
@@ -61,16 +66,17 @@ pub(crate) struct DriftCompensator {
     table: Box<[[f32; TAPS]; PHASES]>,
     /// The learnt echo path one interval ago.
     snapshot: Box<[[Complex32; super::echo::BINS]]>,
-    /// Whether `snapshot` is usable (taken, and nothing moved the filter since).
+    /// Whether `snapshot` is usable (taken from a converged filter, and nothing moved the filter
+    /// since).
     snapshot_valid: bool,
+    /// The move measured at the end of the last interval, if it could be trusted (samples).
+    last_move: Option<f64>,
     /// Blocks since the snapshot, and how many of them had far-end activity.
     blocks: u32,
     active_blocks: u32,
-    /// How much the far-end read position advances per sample beyond one (`−ppm · 1e-6` for a
-    /// microphone running `ppm` fast).
+    /// How much the far-end read position advances per microphone sample beyond one (`−ppm ·
+    /// 1e-6` for a microphone running `ppm` fast).
     rate: f64,
-    /// Where the far end is read now, relative to the nominal position (samples).
-    skew: f64,
 }
 
 impl DriftCompensator {
@@ -106,16 +112,21 @@ impl DriftCompensator {
             snapshot: vec![[Complex32::default(); super::echo::BINS]; partitions]
                 .into_boxed_slice(),
             snapshot_valid: false,
+            last_move: None,
             blocks: 0,
             active_blocks: 0,
             rate: 0.0,
-            skew: 0.0,
         }
     }
 
-    /// The current read offset (samples; negative: the far end is read earlier than nominal).
-    pub(crate) fn skew(&self) -> f64 {
-        self.skew
+    /// The rate the far end is read at beyond one sample per microphone sample: the measured
+    /// one, or 0 under [`MIN_RATE`].
+    pub(crate) fn rate(&self) -> f64 {
+        if self.rate.abs() >= MIN_RATE {
+            self.rate
+        } else {
+            0.0
+        }
     }
 
     /// The drift followed now, in ppm of the microphone's clock against the far end's (positive:
@@ -124,16 +135,11 @@ impl DriftCompensator {
         -self.rate * 1e6
     }
 
-    /// Moves the read offset by `samples` without moving the read position (the caller moved
-    /// its bulk delay by the same amount the other way).
-    pub(crate) fn rebase(&mut self, samples: f64) {
-        self.skew += samples;
-    }
-
-    /// Reads `out.len()` far-end samples ending at nominal absolute position `end` (exclusive)
-    /// from `ring` (absolute position `a` at `ring[a % ring.len()]`; positions outside
-    /// `valid` read as silence), each at its drift-corrected position, and advances the skew.
-    pub(crate) fn read(&mut self, ring: &[f32], end: i64, valid: (i64, i64), out: &mut [f32]) {
+    /// Reads `out.len()` far-end samples from `ring` (absolute position `a` at
+    /// `ring[a % ring.len()]`; positions outside `valid` read as silence), the last at absolute
+    /// position `end − (1 + rate)` and each one `1 + rate` after the one before, interpolated
+    /// where the position is fractional.
+    pub(crate) fn read(&self, ring: &[f32], end: f64, valid: (i64, i64), out: &mut [f32]) {
         let len = ring.len() as i64;
         let at = |pos: i64| -> f32 {
             if pos < valid.0 || pos >= valid.1 {
@@ -142,20 +148,16 @@ impl DriftCompensator {
                 ring[(pos % len) as usize]
             }
         };
-        let start = end - out.len() as i64;
-        let rate = if self.rate.abs() >= MIN_RATE {
-            self.rate
-        } else {
-            0.0
-        };
-        if rate == 0.0 && self.skew == 0.0 {
+        let step = 1.0 + self.rate();
+        let start = end - out.len() as f64 * step;
+        if step == 1.0 && start.fract() == 0.0 {
             for (i, o) in out.iter_mut().enumerate() {
-                *o = at(start + i as i64);
+                *o = at(start as i64 + i as i64);
             }
             return;
         }
         for (i, o) in out.iter_mut().enumerate() {
-            let pos = (start + i as i64) as f64 + self.skew;
+            let pos = start + i as f64 * step;
             let n = pos.floor();
             let mut phase = ((pos - n) * PHASES as f64).round() as usize;
             let mut n = n as i64;
@@ -163,13 +165,12 @@ impl DriftCompensator {
                 phase = 0;
                 n += 1;
             }
-            let first = n - (TAPS as i64 / 2 - 1);
+            let first = n - (LOOKAHEAD as i64 - 1);
             *o = self.table[phase]
                 .iter()
                 .enumerate()
                 .map(|(t, w)| w * at(first + t as i64))
                 .sum();
-            self.skew += rate;
         }
     }
 
@@ -182,12 +183,15 @@ impl DriftCompensator {
     /// The filter moved as a whole (a realignment, a new hint): the snapshot no longer lines up.
     pub(crate) fn invalidate(&mut self) {
         self.snapshot_valid = false;
+        self.last_move = None;
     }
 
     /// Once per block, after the filter's update: every [`INTERVAL_BLOCKS`], how far the learnt
-    /// echo path `h` moved since the snapshot corrects the rate, when the move can be trusted
-    /// (far end active in most blocks, a filter that holds a clear echo path (`converged`), a
-    /// coherent phase slope, a plausible size).
+    /// echo path `h` moved since the snapshot corrects the rate, when the move can be trusted:
+    /// the snapshot and `h` both from a filter that holds a clear echo path (`converged`), the
+    /// far end active in most blocks, a coherent phase slope, a plausible size, and the move
+    /// before it in the same direction (a filter still converging moves its phase this way and
+    /// that; a clock moves it steadily). The smaller of the two moves is taken.
     pub(crate) fn observe(
         &mut self,
         h: &[[Complex32; super::echo::BINS]],
@@ -199,17 +203,24 @@ impl DriftCompensator {
         if self.blocks < INTERVAL_BLOCKS {
             return;
         }
-        if self.snapshot_valid && converged && 2 * self.active_blocks >= self.blocks {
-            if let Some(moved) = self.measure(h) {
-                let samples = f64::from(self.blocks) * super::CHUNK_SAMPLES as f64;
-                if moved.abs() <= 2.0 * MAX_RATE * samples {
-                    self.rate =
-                        (self.rate - LOOP_GAIN * moved / samples).clamp(-MAX_RATE, MAX_RATE);
-                }
+        let samples = f64::from(self.blocks) * super::CHUNK_SAMPLES as f64;
+        let moved = (self.snapshot_valid && converged && 2 * self.active_blocks >= self.blocks)
+            .then(|| self.measure(h))
+            .flatten()
+            .filter(|m| m.abs() <= 2.0 * MAX_RATE * samples);
+        if let (Some(now), Some(before)) = (moved, self.last_move) {
+            if now.signum() == before.signum() {
+                let m = if now.abs() < before.abs() {
+                    now
+                } else {
+                    before
+                };
+                self.rate = (self.rate - LOOP_GAIN * m / samples).clamp(-MAX_RATE, MAX_RATE);
             }
         }
+        self.last_move = moved;
         self.snapshot.copy_from_slice(h);
-        self.snapshot_valid = true;
+        self.snapshot_valid = converged;
         self.blocks = 0;
         self.active_blocks = 0;
     }
@@ -237,5 +248,113 @@ impl DriftCompensator {
         }
         let window = 2.0 * (super::echo::BINS - 1) as f64;
         Some(-f64::from(slope.arg()) * window / std::f64::consts::TAU)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::echo::BINS;
+
+    /// `h` moved `tau` samples later: every bin turned by `−2π·k·tau / 960`.
+    fn moved(h: &[[Complex32; BINS]], tau: f64) -> Vec<[Complex32; BINS]> {
+        h.iter()
+            .map(|part| {
+                let mut out = *part;
+                for (k, v) in out.iter_mut().enumerate() {
+                    let phi = -std::f64::consts::TAU * k as f64 * tau / (2 * (BINS - 1)) as f64;
+                    *v *= Complex32::from_polar(1.0, phi as f32);
+                }
+                out
+            })
+            .collect()
+    }
+
+    /// A filter-like state: a decaying random path in a few partitions.
+    fn path() -> Vec<[Complex32; BINS]> {
+        let mut seed = 5u32;
+        let mut next = || {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+        };
+        (0..8)
+            .map(|p| {
+                let mut part = [Complex32::default(); BINS];
+                for v in part.iter_mut() {
+                    *v = Complex32::new(next(), next()) * (-(p as f32) / 2.0).exp();
+                }
+                part
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_interpolator_reads_a_band_limited_signal_between_its_samples() {
+        let mut d = DriftCompensator::new(8);
+        d.rate = -150e-6;
+        for (hz, floor_db) in [(1000.0, -60.0), (8000.0, -45.0)] {
+            let w = std::f64::consts::TAU * hz / 48_000.0;
+            let ring: Vec<f32> = (0..4800).map(|n| (w * n as f64).sin() as f32).collect();
+            let mut out = vec![0.0f32; 960];
+            let end = 3000.37;
+            d.read(&ring, end, (0, ring.len() as i64), &mut out);
+            let step = 1.0 + d.rate();
+            let start = end - out.len() as f64 * step;
+            let err: f64 = out
+                .iter()
+                .enumerate()
+                .map(|(i, &o)| (f64::from(o) - (w * (start + i as f64 * step)).sin()).powi(2))
+                .sum::<f64>()
+                / out.len() as f64;
+            let db = 10.0 * (err / 0.5).log10();
+            assert!(db < floor_db, "{hz} Hz: error {db:.1} dB");
+        }
+    }
+
+    #[test]
+    fn a_moved_echo_path_is_measured_by_its_phase_slope() {
+        let mut d = DriftCompensator::new(8);
+        let h = path();
+        d.snapshot.copy_from_slice(&h);
+        for tau in [0.0, 0.3, -2.5, 7.0, 40.0] {
+            let m = d.measure(&moved(&h, tau)).expect("coherent");
+            assert!((m - tau).abs() < 0.01, "moved {tau}, measured {m}");
+        }
+    }
+
+    #[test]
+    fn a_steady_move_sets_the_rate_and_a_wavering_one_does_not() {
+        let mut d = DriftCompensator::new(8);
+        let interval = f64::from(INTERVAL_BLOCKS) * super::super::CHUNK_SAMPLES as f64;
+        let mut h = path();
+        let run = |d: &mut DriftCompensator, h: &mut Vec<[Complex32; BINS]>, tau: f64| {
+            *h = moved(h, tau);
+            for _ in 0..INTERVAL_BLOCKS {
+                d.observe(h, true, true);
+            }
+        };
+        // A filter moving as a 200 ppm fast microphone moves it, less what the rate already
+        // makes up for (the far end read faster moves the path back).
+        for _ in 0..30 {
+            let tau = (200e-6 + d.rate()) * interval;
+            run(&mut d, &mut h, tau);
+        }
+        assert!((d.ppm() - 200.0).abs() < 5.0, "{} ppm", d.ppm());
+        // A converging filter's phase goes this way and that: the rate stays (but for the
+        // first 3-sample move paired with the last steady one, a residual of a few hundredths).
+        let before = d.ppm();
+        for i in 0..20 {
+            run(&mut d, &mut h, if i % 2 == 0 { 3.0 } else { -3.0 });
+        }
+        assert!((d.ppm() - before).abs() < 0.5, "{before} → {} ppm", d.ppm());
+        // Not converged: nothing is measured.
+        let mut fresh = DriftCompensator::new(8);
+        for _ in 0..10 {
+            h = moved(&h, 4.8);
+            for _ in 0..INTERVAL_BLOCKS {
+                fresh.observe(&h, true, false);
+            }
+        }
+        assert_eq!(fresh.ppm(), 0.0);
     }
 }

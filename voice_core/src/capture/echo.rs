@@ -37,7 +37,7 @@ use std::sync::Arc;
 use realfft::num_complex::Complex32;
 use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
 
-use super::drift::DriftCompensator;
+use super::drift::{DriftCompensator, LOOKAHEAD};
 use super::CHUNK_SAMPLES;
 use crate::SAMPLE_RATE;
 
@@ -111,7 +111,7 @@ pub(crate) struct EchoCanceller {
     far: Box<[f32]>,
     /// Far-end samples written in total, and consumed by capture blocks in total.
     far_written: u64,
-    far_read: u64,
+    far_read: f64,
     /// Bulk delay applied to the far end (samples).
     bulk: usize,
     /// The far-end window of the current block (previous block + this one).
@@ -153,7 +153,7 @@ impl EchoCanceller {
             scratch: vec![Complex32::default(); scratch_len].into_boxed_slice(),
             far: vec![0.0; FAR_RING].into_boxed_slice(),
             far_written: 0,
-            far_read: 0,
+            far_read: 0.0,
             bulk: 0,
             x_time: Box::new([0.0; WINDOW]),
             x: vec![[Complex32::default(); BINS]; PARTITIONS].into_boxed_slice(),
@@ -285,25 +285,32 @@ impl EchoCanceller {
 
     /// The far-end block that pairs with the next capture block: the capture side consumes the
     /// far end at its own pace, so jitter between the two call sequences does not move the echo.
-    /// A block not handed in by the time the capture side needs it counts as silence (the far
-    /// end that arrives later pairs with later capture blocks), and the capture side catches up
-    /// when the far end is more than half the ring ahead.
+    /// Its pace is the microphone's clock: `M · (1 + rate)` far-end samples per block, where
+    /// `rate` is the drift between the clocks ([`DriftCompensator`]), so the far end stays paired
+    /// with what the loudspeaker played when the microphone heard it. A block not handed in by
+    /// the time the capture side needs it counts as silence (the far end that arrives later pairs
+    /// with later capture blocks), and the capture side catches up when the far end is more than
+    /// half the ring ahead.
     fn next_far_block(&mut self) {
-        self.far_read += M as u64;
-        if self.far_read > self.far_written {
+        let rate = self.drift.rate();
+        self.far_read += M as f64 * (1.0 + rate);
+        let needed = self.far_read.ceil() as u64;
+        if needed > self.far_written {
             // Nothing was handed in for this block: nothing played, so the far end was silent
             // (pairing the microphone with the last block again would invent an echo).
             let start = (self.far_written % FAR_RING as u64) as usize;
-            for i in 0..(self.far_read - self.far_written) as usize {
+            for i in 0..(needed - self.far_written) as usize {
                 self.far[(start + i) % FAR_RING] = 0.0;
             }
-            self.far_written = self.far_read;
+            self.far_written = needed;
         }
-        let ahead = self.far_written - self.far_read;
+        let ahead = self.far_written - needed;
         if ahead as usize > FAR_RING / 2 {
-            self.far_read = self.far_written - (FAR_RING / 2) as u64;
+            self.far_read += (ahead as usize - FAR_RING / 2) as f64;
         }
-        let end = self.far_read as i64 - self.bulk as i64;
+        // The interpolator reads up to `LOOKAHEAD` samples past a position; everything is read
+        // that much earlier, so it never needs a sample that has not arrived.
+        let end = self.far_read - (self.bulk + LOOKAHEAD) as f64;
         let oldest_kept = (self.far_written as i64 - FAR_RING as i64).max(0);
         let from = if self.reload_window { 0 } else { M };
         self.reload_window = false;
@@ -314,25 +321,6 @@ impl EchoCanceller {
             (oldest_kept, self.far_written as i64),
             &mut self.x_time[from..],
         );
-        // Whole blocks of drift move into the bulk delay (the read position stays). With no
-        // bulk delay left, the far end cannot be read later than it arrives: the span moves a
-        // block earlier instead, and the learnt path one partition with it (the echo really
-        // does arrive earlier and earlier), as long as the echo is clear of the span's start;
-        // an echo already there is left to the filter to follow.
-        let skew = self.drift.skew();
-        if skew <= -(M as f64) && self.bulk + M <= MAX_BULK {
-            self.bulk += M;
-            self.drift.rebase(M as f64);
-        } else if skew >= M as f64 && self.bulk >= M {
-            self.bulk -= M;
-            self.drift.rebase(-(M as f64));
-        } else if skew > 0.0 && self.bulk == 0 {
-            if self.peak_partition().is_some_and(|p| p.partition >= 3) {
-                self.shift(1);
-            } else {
-                self.drift.rebase(-skew);
-            }
-        }
     }
 
     /// Removes the echo from one 10 ms chunk of microphone audio in place (±1.0 scale).
@@ -458,7 +446,7 @@ impl EchoCanceller {
             self.out_power = s * self.out_power + (1.0 - s) * out_power / M as f32;
         }
         let converged = self.drift.due()
-            && self.erle_db().is_some_and(|e| e >= 6.0)
+            && self.erle_db().is_some_and(|e| e >= 10.0)
             && self
                 .peak_partition()
                 .is_some_and(|p| p.energy >= 4.0 * p.mean);
@@ -491,8 +479,8 @@ impl EchoCanceller {
     /// The echo path delay (ms) where the filter holds most of its energy, once it holds some.
     pub(crate) fn delay_ms(&self) -> Option<i32> {
         self.peak_partition().map(|peak| {
-            let samples = (self.bulk + peak.partition * M) as f64 - self.drift.skew();
-            (samples * 1000.0 / f64::from(SAMPLE_RATE)).round() as i32
+            let samples = self.bulk + peak.partition * M + LOOKAHEAD;
+            (samples * 1000 / SAMPLE_RATE as usize) as i32
         })
     }
 }

@@ -3,9 +3,7 @@
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use voice_core::capture::{
-    CaptureConfig, CaptureError, CaptureProcessor, CaptureStats, SuppressionLevel,
-};
+use voice_core::capture::{CaptureConfig, CaptureError, CaptureProcessor, SuppressionLevel};
 use voice_core::FRAME_SAMPLES;
 
 const SR: f32 = 48_000.0;
@@ -93,16 +91,6 @@ fn to_f32(x: &[i16]) -> Vec<f32> {
 /// Runs `near` (and optionally `far`) through a processor frame by frame; returns the output and
 /// the per-frame speech decisions.
 fn run(cfg: CaptureConfig, near: &[f32], far: Option<&[f32]>) -> (Vec<f32>, Vec<bool>) {
-    let (out, speech, _) = run_with_stats(cfg, near, far);
-    (out, speech)
-}
-
-/// [`run`], and what the processor reports at the end.
-fn run_with_stats(
-    cfg: CaptureConfig,
-    near: &[f32],
-    far: Option<&[f32]>,
-) -> (Vec<f32>, Vec<bool>, CaptureStats) {
     let mut p = CaptureProcessor::new(cfg);
     let near = to_i16(near);
     let far = far.map(to_i16);
@@ -117,7 +105,7 @@ fn run_with_stats(
         speech.push(p.process(&mut f).unwrap());
         out.extend_from_slice(&f);
     }
-    (to_f32(&out), speech, p.stats())
+    (to_f32(&out), speech)
 }
 
 /// Exponentially decaying room response (RT60 in seconds) after `delay_ms` of device delay.
@@ -473,7 +461,26 @@ fn echo_canceller_follows_clock_drift_between_speaker_and_microphone() {
     let from = ((seconds - 10.0) * SR) as usize;
     let erle = |ppm: f64| -> (f32, f64) {
         let echo = drifting_echo(&far, &reflections, ppm);
-        let (out, _, stats) = run_with_stats(echo_only(60), &echo, Some(&far));
+        // The far end is handed in as the loudspeaker plays it, at its clock: by the end of
+        // microphone frame i, the frames it has started by then.
+        let mut p = CaptureProcessor::new(echo_only(60));
+        let mic = to_i16(&echo);
+        let far16 = to_i16(&far);
+        let mut handed = 0;
+        let mut out = Vec::with_capacity(mic.len());
+        for (i, frame) in mic.chunks_exact(FRAME_SAMPLES).enumerate() {
+            let played = ((i + 1) * FRAME_SAMPLES) as f64 * (1.0 - ppm * 1e-6);
+            while ((handed * FRAME_SAMPLES) as f64) < played {
+                if let Some(f) = far16.get(handed * FRAME_SAMPLES..(handed + 1) * FRAME_SAMPLES) {
+                    p.far_end(f).unwrap();
+                }
+                handed += 1;
+            }
+            let mut f = frame.to_vec();
+            p.process(&mut f).unwrap();
+            out.extend_from_slice(&f);
+        }
+        let (out, stats) = (to_f32(&out), p.stats());
         let erle = 20.0 * (rms(&echo[from..]) / rms(&out[from..]).max(1e-9)).log10();
         eprintln!(
             "{ppm:+} ppm: ERLE over the last 10 s of {seconds} s: {erle:.1} dB; drift measured \

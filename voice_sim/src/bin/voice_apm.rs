@@ -10,7 +10,9 @@
 //! Mumble runs it; `none` copies the input. `--vad` writes one character per 20 ms frame, `1` when
 //! the frame would be sent in voice-activity mode (ours: the speech detector; none: the energy
 //! gate of `voice_core::vad`). `--echo-trace` writes, once a second of `ours` with a far end, the echo
-//! canceller's delay estimate and ERLE (`seconds delay_ms erle_db`, `-` where it has none). Prints one JSON line: audio seconds and the CPU seconds this thread spent processing.
+//! canceller's delay estimate, ERLE and the clock drift it follows (`seconds delay_ms erle_db
+//! drift_ppm`, `-` where it has none). Prints one JSON line: audio seconds and the CPU seconds
+//! this thread spent processing.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -106,10 +108,11 @@ fn real_main() -> Result<(), String> {
                     let st = p.stats();
                     let show = |v: Option<String>| v.unwrap_or_else(|| "-".into());
                     trace.push_str(&format!(
-                        "{} {} {}\n",
+                        "{} {} {} {:.1}\n",
                         (i + 1) / per_second,
                         show(st.echo_delay_ms.map(|d| d.to_string())),
                         show(st.erle_db.map(|e| format!("{e:.1}"))),
+                        st.clock_drift_ppm,
                     ));
                 }
             }
