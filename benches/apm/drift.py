@@ -8,7 +8,8 @@ benchmark's synthetic rooms (`apm.room`); the microphone records the echo with i
 `ppm` fast (band-limited FFT resampling of the whole echo), over a -65 dBFS noise floor. No one
 talks in the room. Each `voice-apm` (`NAME=PATH`, e.g. this build and one from before a change,
 side by side) runs with the echo canceller alone (`--no-ns --no-agc`, the delay hint at the
-room's delay) and the table gives ERLE over far-end-active frames in each 10 s window, and the
+room's delay, the far end handed in at the loudspeaker's clock with `--far-ppm` where the build
+has it) and the table gives ERLE over far-end-active frames in each 10 s window, and the
 drift the canceller reports at the end (`--echo-trace`).
 
     .venv/bin/python benches/apm/drift.py --voice-apm ours=target/release/voice-apm --work DIR \\
@@ -40,6 +41,7 @@ def scene(work, clips, seconds, rt60_ms, delay_ms, ppm, seed):
     if ppm:
         # The microphone takes (1 + ppm·1e-6) samples for each of the loudspeaker's.
         echo = resample(echo, int(round(len(echo) * (1 + ppm * 1e-6))))[: len(far)]
+        echo = np.pad(echo, (0, len(far) - len(echo)))
     echo *= 10 ** (-26 / 20) / apm.active_rms(echo)
     mic = echo + np.random.default_rng(100 + seed).standard_normal(len(far)) * 10 ** (-65 / 20)
     name = f"drift_{rt60_ms}_{delay_ms}_{ppm:+g}_{seed}"
@@ -47,7 +49,14 @@ def scene(work, clips, seconds, rt60_ms, delay_ms, ppm, seed):
     for part, x in (("far", far), ("mic", mic)):
         paths[part] = os.path.join(work, f"{name}_{part}.wav")
         apm.write(paths[part], x)
-    return dict(far=far, mic=mic, paths=paths, name=name)
+    return dict(far=far, mic=mic, paths=paths, name=name, ppm=ppm)
+
+
+def tag_supports_far_ppm(binary):
+    """Whether `binary` hands the far end in at the loudspeaker's clock (`--far-ppm`; older
+    builds pair frame i of each file)."""
+    res = subprocess.run([binary, "--help"], capture_output=True, text=True)
+    return "--far-ppm" in res.stdout
 
 
 def run(binary, s, delay_ms, work, tag):
@@ -55,6 +64,7 @@ def run(binary, s, delay_ms, work, tag):
     trace = os.path.join(work, f"{s['name']}_{tag}_trace.txt")
     cmd = [binary, "--input", s["paths"]["mic"], "--far", s["paths"]["far"], "--output", out]
     cmd += ["--mode", "ours", "--no-ns", "--no-agc", "--delay-ms", str(delay_ms), "--echo-trace", trace]
+    cmd += ["--far-ppm", str(s["ppm"])] if tag_supports_far_ppm(binary) else []
     subprocess.run(cmd, check=True, capture_output=True, text=True)
     with open(trace) as f:
         last = f.read().strip().splitlines()[-1].split()

@@ -36,6 +36,10 @@ const PHASES: usize = 256;
 const KAISER_BETA: f64 = 7.0;
 /// Blocks between two looks at how far the echo path moved (1 s).
 pub(crate) const INTERVAL_BLOCKS: u32 = 100;
+/// Intervals a filter must have held a clear path before its moves are measured: while it still
+/// learns the reverberant tail, its energy moves later as the tail fills in, which reads as a
+/// move.
+const WARMUP_INTERVALS: u32 = 5;
 /// Part of each measured move the rate is corrected by.
 const LOOP_GAIN: f64 = 0.5;
 /// Largest rate followed (±1000 ppm): anything faster is not a clock.
@@ -45,6 +49,10 @@ const MAX_RATE: f64 = 1e-3;
 const MIN_RATE: f64 = 1e-5;
 /// Smallest coherence of the phase slope (|Σ C(k+1)·C*(k)| / Σ |C(k+1)|·|C(k)|) trusted.
 const MIN_COHERENCE: f32 = 0.5;
+/// Partitions either side of the filter's peak the move is measured over: the direct path and
+/// the early reflections, which the filter learns first. The reverberant tail it learns later
+/// would otherwise read as a move (as it fills in, the filter's energy moves later).
+const AROUND_PEAK: usize = 64;
 /// Bins the slope is read from (0 – 12 kHz at 960 points and 48 kHz).
 const SLOPE_BINS: usize = 240;
 
@@ -71,6 +79,8 @@ pub(crate) struct DriftCompensator {
     snapshot_valid: bool,
     /// The move measured at the end of the last interval, if it could be trusted (samples).
     last_move: Option<f64>,
+    /// Intervals in a row that ended with a filter holding a clear echo path.
+    converged_intervals: u32,
     /// Blocks since the snapshot, and how many of them had far-end activity.
     blocks: u32,
     active_blocks: u32,
@@ -113,6 +123,7 @@ impl DriftCompensator {
                 .into_boxed_slice(),
             snapshot_valid: false,
             last_move: None,
+            converged_intervals: 0,
             blocks: 0,
             active_blocks: 0,
             rate: 0.0,
@@ -196,16 +207,23 @@ impl DriftCompensator {
         &mut self,
         h: &[[Complex32; super::echo::BINS]],
         far_active: bool,
-        converged: bool,
+        peak: Option<usize>,
     ) {
+        let converged = peak.is_some();
         self.blocks += 1;
         self.active_blocks += u32::from(far_active);
         if self.blocks < INTERVAL_BLOCKS {
             return;
         }
         let samples = f64::from(self.blocks) * super::CHUNK_SAMPLES as f64;
-        let moved = (self.snapshot_valid && converged && 2 * self.active_blocks >= self.blocks)
-            .then(|| self.measure(h))
+        self.converged_intervals = if converged {
+            self.converged_intervals.saturating_add(1)
+        } else {
+            0
+        };
+        let settled = self.converged_intervals > WARMUP_INTERVALS;
+        let moved = (self.snapshot_valid && settled && 2 * self.active_blocks >= self.blocks)
+            .then(|| self.measure(h, peak.unwrap_or(0)))
             .flatten()
             .filter(|m| m.abs() <= 2.0 * MAX_RATE * samples);
         if let (Some(now), Some(before)) = (moved, self.last_move) {
@@ -227,10 +245,12 @@ impl DriftCompensator {
 
     /// How many samples later the echo path `h` sits than the snapshot, from the phase slope of
     /// their cross-spectrum (`None` when it is not coherent).
-    fn measure(&self, h: &[[Complex32; super::echo::BINS]]) -> Option<f64> {
+    fn measure(&self, h: &[[Complex32; super::echo::BINS]], peak: usize) -> Option<f64> {
+        let parts = peak.saturating_sub(AROUND_PEAK)..(peak + AROUND_PEAK + 1).min(h.len());
         let cross = |k: usize| -> Complex32 {
-            h.iter()
-                .zip(self.snapshot.iter())
+            h[parts.clone()]
+                .iter()
+                .zip(self.snapshot[parts.clone()].iter())
                 .map(|(now, then)| now[k] * then[k].conj())
                 .sum()
         };
@@ -317,7 +337,7 @@ mod tests {
         let h = path();
         d.snapshot.copy_from_slice(&h);
         for tau in [0.0, 0.3, -2.5, 7.0, 40.0] {
-            let m = d.measure(&moved(&h, tau)).expect("coherent");
+            let m = d.measure(&moved(&h, tau), 2).expect("coherent");
             assert!((m - tau).abs() < 0.01, "moved {tau}, measured {m}");
         }
     }
@@ -330,7 +350,7 @@ mod tests {
         let run = |d: &mut DriftCompensator, h: &mut Vec<[Complex32; BINS]>, tau: f64| {
             *h = moved(h, tau);
             for _ in 0..INTERVAL_BLOCKS {
-                d.observe(h, true, true);
+                d.observe(h, true, Some(2));
             }
         };
         // A filter moving as a 200 ppm fast microphone moves it, less what the rate already
@@ -352,7 +372,7 @@ mod tests {
         for _ in 0..10 {
             h = moved(&h, 4.8);
             for _ in 0..INTERVAL_BLOCKS {
-                fresh.observe(&h, true, false);
+                fresh.observe(&h, true, None);
             }
         }
         assert_eq!(fresh.ppm(), 0.0);

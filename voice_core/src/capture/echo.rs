@@ -87,6 +87,8 @@ const ECHO_DOMINATED_RATIO: f32 = 0.1;
 /// Far-end power (per sample) under which a block is silence (−100 dBFS): the filter does not
 /// adapt while every block of its span is.
 const FAR_SILENT_POWER: f32 = 1e-10;
+/// ERLE (dB) from which the filter's moves are measured for the drift estimate.
+const DRIFT_MIN_ERLE_DB: f64 = 6.0;
 /// Smoothing of the ERLE estimate's powers (per far-end-active block, ~1 s).
 const ERLE_SMOOTHING: f32 = 0.99;
 
@@ -445,13 +447,17 @@ impl EchoCanceller {
             self.mic_power = s * self.mic_power + (1.0 - s) * mic_power / M as f32;
             self.out_power = s * self.out_power + (1.0 - s) * out_power / M as f32;
         }
-        let converged = self.drift.due()
-            && self.erle_db().is_some_and(|e| e >= 10.0)
-            && self
-                .peak_partition()
-                .is_some_and(|p| p.energy >= 4.0 * p.mean);
+        // The drift estimate needs a filter that holds a clear echo path (worked out only when
+        // it is due).
+        let peak = if self.drift.due() && self.erle_db().is_some_and(|e| e >= DRIFT_MIN_ERLE_DB) {
+            self.peak_partition()
+                .filter(|p| p.energy >= 4.0 * p.mean)
+                .map(|p| p.partition)
+        } else {
+            None
+        };
         self.drift
-            .observe(&self.h, far_power > FAR_ACTIVE_POWER, converged);
+            .observe(&self.h, far_power > FAR_ACTIVE_POWER, peak);
         self.blocks += 1;
         self.realign();
     }

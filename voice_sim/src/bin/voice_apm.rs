@@ -3,13 +3,16 @@
 //! ```text
 //! voice-apm --input NEAR.wav --output OUT.wav [--far FAR.wav] [--mode ours|rnnoise|none]
 //!           [--no-hpf] [--no-aec] [--no-ns] [--no-agc] [--ns-level low|moderate|high|very-high]
-//!           [--delay-ms N] [--vad VAD.txt] [--echo-trace TRACE.txt]
+//!           [--delay-ms N] [--vad VAD.txt] [--echo-trace TRACE.txt] [--far-ppm PPM]
 //! ```
 //!
 //! `ours` is [`voice_core::capture::CaptureProcessor`]; `rnnoise` is plain RNNoise on 10 ms frames as
 //! Mumble runs it; `none` copies the input. `--vad` writes one character per 20 ms frame, `1` when
 //! the frame would be sent in voice-activity mode (ours: the speech detector; none: the energy
-//! gate of `voice_core::vad`). `--echo-trace` writes, once a second of `ours` with a far end, the echo
+//! gate of `voice_core::vad`). `--far-ppm` hands the far end in at the loudspeaker's clock when
+//! the microphone's runs `PPM` fast (by the end of microphone frame `i`, the far frames that
+//! started before `(i + 1) · 960 · (1 − PPM · 1e-6)`), as a client does; without it, frame `i` of
+//! each file goes in together. `--echo-trace` writes, once a second of `ours` with a far end, the echo
 //! canceller's delay estimate, ERLE and the clock drift it follows (`seconds delay_ms erle_db
 //! drift_ppm`, `-` where it has none). Prints one JSON line: audio seconds and the CPU seconds
 //! this thread spent processing.
@@ -25,7 +28,8 @@ use voice_sim::wav;
 
 const USAGE: &str = "usage: voice-apm --input NEAR.wav --output OUT.wav [--far FAR.wav] \
 [--mode ours|rnnoise|none] [--no-hpf] [--no-aec] [--no-ns] [--no-agc] \
-[--ns-level low|moderate|high|very-high] [--delay-ms N] [--vad VAD.txt] [--echo-trace TRACE.txt]";
+[--ns-level low|moderate|high|very-high] [--delay-ms N] [--vad VAD.txt] [--echo-trace TRACE.txt] \
+[--far-ppm PPM]";
 
 fn main() -> ExitCode {
     match real_main() {
@@ -44,6 +48,7 @@ fn real_main() -> Result<(), String> {
     let mut vad_out: Option<PathBuf> = None;
     let mut trace_out: Option<PathBuf> = None;
     let mut mode = "ours".to_string();
+    let mut far_ppm = 0.0f64;
     let mut cfg = CaptureConfig::default();
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -64,6 +69,7 @@ fn real_main() -> Result<(), String> {
                 cfg.noise_suppression =
                     Some(SuppressionLevel::parse(&v).ok_or(format!("bad --ns-level {v}"))?);
             }
+            "--far-ppm" => far_ppm = val()?.parse().map_err(|e| format!("--far-ppm: {e}"))?,
             "--delay-ms" => {
                 cfg.echo_delay_ms = val()?.parse().map_err(|e| format!("--delay-ms: {e}"))?
             }
@@ -94,12 +100,17 @@ fn real_main() -> Result<(), String> {
             }
             let mut p = CaptureProcessor::new(cfg);
             let silence = [0i16; FRAME_SAMPLES];
+            let mut handed = 0usize;
             for (i, frame) in near.chunks_exact_mut(FRAME_SAMPLES).enumerate() {
                 if let Some(far) = far.as_ref() {
-                    let f = far
-                        .get(i * FRAME_SAMPLES..(i + 1) * FRAME_SAMPLES)
-                        .unwrap_or(&silence);
-                    p.far_end(f).map_err(|e| e.to_string())?;
+                    let played = ((i + 1) * FRAME_SAMPLES) as f64 * (1.0 - far_ppm * 1e-6);
+                    while ((handed * FRAME_SAMPLES) as f64) < played {
+                        let f = far
+                            .get(handed * FRAME_SAMPLES..(handed + 1) * FRAME_SAMPLES)
+                            .unwrap_or(&silence);
+                        p.far_end(f).map_err(|e| e.to_string())?;
+                        handed += 1;
+                    }
                 }
                 let speech = p.process(frame).map_err(|e| e.to_string())?;
                 vad.push(if speech { '1' } else { '0' });
