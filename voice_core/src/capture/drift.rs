@@ -39,7 +39,7 @@ pub(crate) const INTERVAL_BLOCKS: u32 = 100;
 /// Intervals a filter must have held a clear path before its moves are measured: while it still
 /// learns the reverberant tail, its energy moves later as the tail fills in, which reads as a
 /// move.
-const WARMUP_INTERVALS: u32 = 5;
+const WARMUP_INTERVALS: u32 = 3;
 /// Part of each measured move the rate is corrected by.
 const LOOP_GAIN: f64 = 0.5;
 /// Largest rate followed (±1000 ppm): anything faster is not a clock.
@@ -49,10 +49,6 @@ const MAX_RATE: f64 = 1e-3;
 const MIN_RATE: f64 = 1e-5;
 /// Smallest coherence of the phase slope (|Σ C(k+1)·C*(k)| / Σ |C(k+1)|·|C(k)|) trusted.
 const MIN_COHERENCE: f32 = 0.5;
-/// Partitions either side of the filter's peak the move is measured over: the direct path and
-/// the early reflections, which the filter learns first. The reverberant tail it learns later
-/// would otherwise read as a move (as it fills in, the filter's energy moves later).
-const AROUND_PEAK: usize = 64;
 /// Bins the slope is read from (0 – 12 kHz at 960 points and 48 kHz).
 const SLOPE_BINS: usize = 240;
 
@@ -140,6 +136,17 @@ impl DriftCompensator {
         }
     }
 
+    /// How fast the echo path moved over the last interval beyond what the rate makes up for
+    /// (samples per block; moves under [`MIN_RATE`]'s worth are taken as the measure's noise):
+    /// the filter turns this into process noise, so it follows the path while the rate catches
+    /// up instead of trusting what it learnt before.
+    pub(crate) fn motion_per_block(&self) -> f32 {
+        let interval = f64::from(INTERVAL_BLOCKS) * super::CHUNK_SAMPLES as f64;
+        self.last_move.map_or(0.0, |m| {
+            ((m.abs() - MIN_RATE * interval).max(0.0) / f64::from(INTERVAL_BLOCKS)) as f32
+        })
+    }
+
     /// The drift followed now, in ppm of the microphone's clock against the far end's (positive:
     /// the microphone runs fast, the echo arrives later and later).
     pub(crate) fn ppm(&self) -> f64 {
@@ -199,17 +206,16 @@ impl DriftCompensator {
 
     /// Once per block, after the filter's update: every [`INTERVAL_BLOCKS`], how far the learnt
     /// echo path `h` moved since the snapshot corrects the rate, when the move can be trusted:
-    /// the snapshot and `h` both from a filter that holds a clear echo path (`converged`), the
-    /// far end active in most blocks, a coherent phase slope, a plausible size, and the move
+    /// the snapshot and `h` both from a filter that holds a clear echo path (`converged`), and
+    /// has held one for [`WARMUP_INTERVALS`] before, the far end active in most blocks, a coherent phase slope, a plausible size, and the move
     /// before it in the same direction (a filter still converging moves its phase this way and
     /// that; a clock moves it steadily). The smaller of the two moves is taken.
     pub(crate) fn observe(
         &mut self,
         h: &[[Complex32; super::echo::BINS]],
         far_active: bool,
-        peak: Option<usize>,
+        converged: bool,
     ) {
-        let converged = peak.is_some();
         self.blocks += 1;
         self.active_blocks += u32::from(far_active);
         if self.blocks < INTERVAL_BLOCKS {
@@ -223,7 +229,7 @@ impl DriftCompensator {
         };
         let settled = self.converged_intervals > WARMUP_INTERVALS;
         let moved = (self.snapshot_valid && settled && 2 * self.active_blocks >= self.blocks)
-            .then(|| self.measure(h, peak.unwrap_or(0)))
+            .then(|| self.measure(h))
             .flatten()
             .filter(|m| m.abs() <= 2.0 * MAX_RATE * samples);
         if let (Some(now), Some(before)) = (moved, self.last_move) {
@@ -245,12 +251,10 @@ impl DriftCompensator {
 
     /// How many samples later the echo path `h` sits than the snapshot, from the phase slope of
     /// their cross-spectrum (`None` when it is not coherent).
-    fn measure(&self, h: &[[Complex32; super::echo::BINS]], peak: usize) -> Option<f64> {
-        let parts = peak.saturating_sub(AROUND_PEAK)..(peak + AROUND_PEAK + 1).min(h.len());
+    fn measure(&self, h: &[[Complex32; super::echo::BINS]]) -> Option<f64> {
         let cross = |k: usize| -> Complex32 {
-            h[parts.clone()]
-                .iter()
-                .zip(self.snapshot[parts.clone()].iter())
+            h.iter()
+                .zip(self.snapshot.iter())
                 .map(|(now, then)| now[k] * then[k].conj())
                 .sum()
         };
@@ -337,7 +341,7 @@ mod tests {
         let h = path();
         d.snapshot.copy_from_slice(&h);
         for tau in [0.0, 0.3, -2.5, 7.0, 40.0] {
-            let m = d.measure(&moved(&h, tau), 2).expect("coherent");
+            let m = d.measure(&moved(&h, tau)).expect("coherent");
             assert!((m - tau).abs() < 0.01, "moved {tau}, measured {m}");
         }
     }
@@ -350,7 +354,7 @@ mod tests {
         let run = |d: &mut DriftCompensator, h: &mut Vec<[Complex32; BINS]>, tau: f64| {
             *h = moved(h, tau);
             for _ in 0..INTERVAL_BLOCKS {
-                d.observe(h, true, Some(2));
+                d.observe(h, true, true);
             }
         };
         // A filter moving as a 200 ppm fast microphone moves it, less what the rate already
@@ -372,7 +376,7 @@ mod tests {
         for _ in 0..10 {
             h = moved(&h, 4.8);
             for _ in 0..INTERVAL_BLOCKS {
-                fresh.observe(&h, true, None);
+                fresh.observe(&h, true, false);
             }
         }
         assert_eq!(fresh.ppm(), 0.0);

@@ -88,7 +88,7 @@ const ECHO_DOMINATED_RATIO: f32 = 0.1;
 /// adapt while every block of its span is.
 const FAR_SILENT_POWER: f32 = 1e-10;
 /// ERLE (dB) from which the filter's moves are measured for the drift estimate.
-const DRIFT_MIN_ERLE_DB: f64 = 6.0;
+const DRIFT_MIN_ERLE_DB: f64 = 3.0;
 /// Smoothing of the ERLE estimate's powers (per far-end-active block, ~1 s).
 const ERLE_SMOOTHING: f32 = 0.99;
 
@@ -393,6 +393,10 @@ impl EchoCanceller {
         // and its variance to zero over minutes of silence, after which the gain is zero and the
         // filter never learns again.
         let a2 = TRANSITION * TRANSITION;
+        // A path moving by `motion` samples per block turns bin k by `π·k/480 · motion`: that
+        // much process noise on top of the random walk's.
+        let motion = self.drift.motion_per_block() * std::f32::consts::PI / (BINS - 1) as f32;
+        let motion2 = motion * motion;
         let far_heard = self.span_power.iter().any(|&p| p > FAR_SILENT_POWER);
         for part in (0..PARTITIONS).filter(|_| far_heard) {
             let xi = slot(newest, part);
@@ -419,8 +423,8 @@ impl EchoCanceller {
                 self.h[part][k] = h;
                 let x2 = self.x[xi][k].norm_sqr();
                 let mu = self.p[part][k] * self.gain[k];
-                self.p[part][k] =
-                    a2 * (1.0 - 0.5 * mu * x2) * self.p[part][k] + (1.0 - a2) * h.norm_sqr();
+                let q = (1.0 - a2) + motion2 * (k * k) as f32;
+                self.p[part][k] = a2 * (1.0 - 0.5 * mu * x2) * self.p[part][k] + q * h.norm_sqr();
             }
         }
 
@@ -449,15 +453,13 @@ impl EchoCanceller {
         }
         // The drift estimate needs a filter that holds a clear echo path (worked out only when
         // it is due).
-        let peak = if self.drift.due() && self.erle_db().is_some_and(|e| e >= DRIFT_MIN_ERLE_DB) {
-            self.peak_partition()
-                .filter(|p| p.energy >= 4.0 * p.mean)
-                .map(|p| p.partition)
-        } else {
-            None
-        };
+        let converged = self.drift.due()
+            && self.erle_db().is_some_and(|e| e >= DRIFT_MIN_ERLE_DB)
+            && self
+                .peak_partition()
+                .is_some_and(|p| p.energy >= 4.0 * p.mean);
         self.drift
-            .observe(&self.h, far_power > FAR_ACTIVE_POWER, peak);
+            .observe(&self.h, far_power > FAR_ACTIVE_POWER, converged);
         self.blocks += 1;
         self.realign();
     }
