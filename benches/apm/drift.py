@@ -40,7 +40,11 @@ def scene(work, clips, seconds, rt60_ms, delay_ms, ppm, seed):
     echo = fftconvolve(far, apm.room(rt60_ms / 1000, delay_ms, None, seed))[: len(far)]
     if ppm:
         # The microphone takes (1 + ppm·1e-6) samples for each of the loudspeaker's.
-        echo = resample(echo, int(round(len(echo) * (1 + ppm * 1e-6))))[: len(far)]
+        # Padded first: FFT resampling wraps the end onto the start.
+        padded = np.pad(echo, (SR, SR))
+        echo = resample(padded, int(round(len(padded) * (1 + ppm * 1e-6))))
+        shift = int(round(SR * (1 + ppm * 1e-6)))
+        echo = echo[shift : shift + len(far)]
         echo = np.pad(echo, (0, len(far) - len(echo)))
     echo *= 10 ** (-26 / 20) / apm.active_rms(echo)
     mic = echo + np.random.default_rng(100 + seed).standard_normal(len(far)) * 10 ** (-65 / 20)
@@ -77,6 +81,8 @@ def erle_windows(far, mic, out):
     act = ef > ef.max() * 10 ** (-35 / 10)
     em, eo = apm.frame_energy(mic), apm.frame_energy(out[: len(mic)])
     per = WINDOW_S * SR // FRAME
+    # The last second is left out: a slow microphone's recording ends before the far end does.
+    act[len(act) - SR // FRAME :] = False
     res = []
     for w in range(len(act) // per):
         sel = np.zeros(len(act), dtype=bool)

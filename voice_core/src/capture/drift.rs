@@ -40,8 +40,18 @@ pub(crate) const INTERVAL_BLOCKS: u32 = 100;
 /// learns the reverberant tail, its energy moves later as the tail fills in, which reads as a
 /// move.
 const WARMUP_INTERVALS: u32 = 3;
-/// Part of each measured move the rate is corrected by.
-const LOOP_GAIN: f64 = 0.5;
+/// Part of a large measured move (a rate off by more than [`ACQUIRE_RATE`]) the rate is
+/// corrected by: all of it (the move is the smaller of two, and a filter that lags its path
+/// measures less than the path moved), so a new drift is found in seconds.
+const ACQUIRE_GAIN: f64 = 1.0;
+/// Part of a small measured move the rate is corrected by: once found, the rate follows slowly,
+/// so the measure's noise (±10 ppm a second on a reverberant room) does not shake it.
+const TRACK_GAIN: f64 = 0.3;
+/// The rate error (30 ppm, three times what the measure scatters by) above which a move is
+/// corrected in full.
+const ACQUIRE_RATE: f64 = 3e-5;
+/// A rate correction this large (20 ppm) re-opens the filter's learning.
+const REOPEN_RATE: f64 = 2e-5;
 /// Largest rate followed (±1000 ppm): anything faster is not a clock.
 const MAX_RATE: f64 = 1e-3;
 /// Rates under this (10 ppm) are left to the filter, which follows them by itself (20 ppm cost
@@ -77,6 +87,9 @@ pub(crate) struct DriftCompensator {
     last_move: Option<f64>,
     /// Intervals in a row that ended with a filter holding a clear echo path.
     converged_intervals: u32,
+    /// The rate moved enough that what the filter learnt no longer fits (see
+    /// [`DriftCompensator::take_reopen`]).
+    reopen: bool,
     /// Blocks since the snapshot, and how many of them had far-end activity.
     blocks: u32,
     active_blocks: u32,
@@ -120,6 +133,7 @@ impl DriftCompensator {
             snapshot_valid: false,
             last_move: None,
             converged_intervals: 0,
+            reopen: false,
             blocks: 0,
             active_blocks: 0,
             rate: 0.0,
@@ -145,6 +159,12 @@ impl DriftCompensator {
         self.last_move.map_or(0.0, |m| {
             ((m.abs() - MIN_RATE * interval).max(0.0) / f64::from(INTERVAL_BLOCKS)) as f32
         })
+    }
+
+    /// Whether the rate moved by [`REOPEN_RATE`] or more since the last call: the far end is
+    /// now read differently enough that the filter should learn as at the start of a call.
+    pub(crate) fn take_reopen(&mut self) -> bool {
+        std::mem::take(&mut self.reopen)
     }
 
     /// The drift followed now, in ppm of the microphone's clock against the far end's (positive:
@@ -239,12 +259,25 @@ impl DriftCompensator {
                 } else {
                     before
                 };
-                self.rate = (self.rate - LOOP_GAIN * m / samples).clamp(-MAX_RATE, MAX_RATE);
+                let error = m / samples;
+                let gain = if error.abs() > ACQUIRE_RATE {
+                    ACQUIRE_GAIN
+                } else {
+                    TRACK_GAIN
+                };
+                let rate = (self.rate - gain * error).clamp(-MAX_RATE, MAX_RATE);
+                self.reopen |= (rate - self.rate).abs() >= REOPEN_RATE;
+                self.rate = rate;
             }
         }
         self.last_move = moved;
         self.snapshot.copy_from_slice(h);
         self.snapshot_valid = converged;
+        if self.reopen {
+            // The filter is about to relearn fast: its catching up would read as a move.
+            self.snapshot_valid = false;
+            self.last_move = None;
+        }
         self.blocks = 0;
         self.active_blocks = 0;
     }

@@ -460,6 +460,13 @@ impl EchoCanceller {
                 .is_some_and(|p| p.energy >= 4.0 * p.mean);
         self.drift
             .observe(&self.h, far_power > FAR_ACTIVE_POWER, converged);
+        if self.drift.take_reopen() {
+            // The far end is read at a new rate: what was learnt is a starting point, no longer
+            // a certainty (as at the start of a call, the filter learns fast again).
+            for p in self.p.iter_mut().flatten() {
+                *p = p.max(INITIAL_VARIANCE);
+            }
+        }
         self.blocks += 1;
         self.realign();
     }
