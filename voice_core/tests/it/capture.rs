@@ -449,7 +449,7 @@ fn echo_canceller_follows_clock_drift_between_speaker_and_microphone() {
     // microphone's rate, learnt from how its filter moves) instead of losing the echo within
     // seconds: without that, 200 ppm left 11–15 dB after a minute. Each case is compared with
     // the same room without drift.
-    let seconds = 40.0;
+    let seconds = 30.0;
     let far = synthetic_speech(seconds, 7, false);
     let reflections = [
         (70.0, 0.4),
