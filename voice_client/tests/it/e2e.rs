@@ -147,6 +147,9 @@ fn channel_voice_presence_chat_and_rtt() {
             &s("c.wav"),
             "--duration",
             "6",
+            // Capture processing on (it is off without a device): her stats lines carry it.
+            "--apm",
+            "on",
         ],
         &d.join("c.jsonl"),
     );
@@ -236,6 +239,18 @@ fn channel_voice_presence_chat_and_rtt() {
         .next_back()
         .expect("bob reports an RTT");
     assert!((0.0..200.0).contains(&rtt), "rtt {rtt}");
+    // Carol's final stats line says what her capture processing did: every frame of her (silent)
+    // input went through it, and what she played, Alice's voice, was handed to her echo
+    // canceller as its far end.
+    let capture = json_lines(&d.join("c.jsonl"))
+        .iter()
+        .filter_map(|l| l.get("stats"))
+        .map(|s| s["capture"].clone())
+        .next_back()
+        .expect("carol's stats");
+    assert!(capture["frames"].as_u64() > Some(100), "{capture}");
+    assert!(capture["far_end_chunks"].as_u64() > Some(100), "{capture}");
+    assert!(capture["clock_drift_ppm"].is_number(), "{capture}");
     let speaking = ev_b
         .iter()
         .filter_map(|e| e.get("Speaking"))
