@@ -2,25 +2,31 @@
 //!
 //! A microphone and a loudspeaker on different sound cards (a USB webcam beside the laptop's
 //! speakers) run on different crystals: 50–200 ppm apart is common. The echo path then moves by
-//! that much: 3–12 ms a minute. The Kalman filter follows slow changes at low frequencies, but a
-//! tenth of a sample every 10 ms turns a 10 kHz bin's phase by 7°, faster than the filter may
-//! change without giving up its robustness in double talk, and the cancellation falls from 40 to
-//! 10–20 dB within a minute (`voice_core/tests/it/capture.rs`, the drift test).
+//! that much: 3–12 ms a minute. The Kalman filter follows slow changes at low frequencies, but at
+//! 100 ppm a 10 kHz bin's phase turns by 3.6° every 10 ms, faster than the filter may change
+//! without giving up its robustness in double talk: on reverberant rooms 30 ppm left 10–12 dB of
+//! cancellation after a minute, 200 ppm 3–5 dB (`benches/apm/ECHO.md`).
 //!
 //! [`DriftCompensator`] keeps the echo path still instead (as Pawig, Enzner & Vary, "Adaptive
 //! sampling rate correction for acoustic echo control in voice-over-IP", IEEE TSP 2010, do): the
 //! canceller consumes the far end at the microphone's pace, `1 + rate` far-end samples per
 //! microphone sample, read at fractional positions with a 16-tap Kaiser-windowed sinc. That also
 //! keeps the far end the caller hands in (at the loudspeaker's pace) paired with the capture
-//! blocks: no block runs short and is filled with silence. `rate` comes from the filter itself:
-//! every [`INTERVAL_BLOCKS`] the learnt echo path is compared with a snapshot taken one interval
-//! earlier, and the phase slope across frequency of their cross-spectrum says how far it moved.
-//! The slope is read from products of neighbouring bins (`Σ C(k+1)·C*(k)`), which is unambiguous
-//! for moves up to half the FFT length. Each measured move corrects `rate` by half of what it
-//! implies, so the loop settles within seconds and then only follows what is left.
+//! blocks: no block runs short and is filled with silence.
+//!
+//! `rate` comes from the filter itself: every [`INTERVAL_BLOCKS`] the learnt echo path is
+//! compared with a snapshot taken one interval earlier, and the phase slope across frequency of
+//! their cross-spectrum says how far it moved. The slope is read from products of neighbouring
+//! bins (`Σ C(k+1)·C*(k)`), which is unambiguous for moves up to half the FFT length. A move is
+//! trusted only from a filter that has held a clear path for a few seconds and when the move
+//! before it went the same way ([`DriftCompensator::observe`]). A move implying a large rate error
+//! corrects the rate in full (a new drift is found in seconds), a small one by 30 % (a found rate
+//! does not shake with the measure's noise). A large correction re-opens the filter's learning
+//! ([`DriftCompensator::take_reopen`]), and while the rate catches up the measured motion is
+//! process noise for the filter ([`DriftCompensator::motion_per_block`]).
 //!
 //! Rates under 10 ppm are left to the filter, which follows them by itself: the estimate's noise
-//! moves nothing, and with no drift the far end is read sample for sample as before.
+//! moves nothing, and with no drift the far end is read sample for sample.
 
 use realfft::num_complex::Complex32;
 
@@ -226,10 +232,11 @@ impl DriftCompensator {
 
     /// Once per block, after the filter's update: every [`INTERVAL_BLOCKS`], how far the learnt
     /// echo path `h` moved since the snapshot corrects the rate, when the move can be trusted:
-    /// the snapshot and `h` both from a filter that holds a clear echo path (`converged`), and
-    /// has held one for [`WARMUP_INTERVALS`] before, the far end active in most blocks, a coherent phase slope, a plausible size, and the move
-    /// before it in the same direction (a filter still converging moves its phase this way and
-    /// that; a clock moves it steadily). The smaller of the two moves is taken.
+    /// the snapshot and `h` both from a filter that holds a clear echo path (`converged`) and
+    /// has held one for [`WARMUP_INTERVALS`] before, the far end active in most blocks, a
+    /// coherent phase slope, a plausible size, and the move before it in the same direction (a
+    /// filter still converging moves its phase this way and that; a clock moves it steadily).
+    /// The smaller of the two moves is taken.
     pub(crate) fn observe(
         &mut self,
         h: &[[Complex32; super::echo::BINS]],

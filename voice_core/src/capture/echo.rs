@@ -29,7 +29,9 @@
 //! latency) so the filter's 320 ms cover echo arriving from [`HINT_MARGIN_MS`] before the hint to
 //! well after it. Where the hint is off, the filter's own energy moves the span: a peak near its
 //! end moves it later, a peak at its start earlier, with what was learnt shifted along
-//! ([`EchoCanceller::realign`]). Everything is allocated in [`EchoCanceller::new`];
+//! ([`EchoCanceller::realign`]). The far end is consumed at the microphone's pace, corrected
+//! for clock drift between the two devices (`super::drift`). Everything is allocated in
+//! [`EchoCanceller::new`];
 //! [`EchoCanceller::process`] neither allocates nor locks.
 
 use std::sync::Arc;
