@@ -949,6 +949,19 @@ pub unsafe extern "C" fn voice_client_set_event_callback(
     })
 }
 
+/// The engine's stats for a call that writes them to `out`: a bad handle, a NULL `out` and an
+/// engine thread that does not answer (`VOICE_ERR_IO`) are its errors.
+fn stats_snapshot<T>(
+    client: *const voice_client,
+    out: *mut T,
+) -> Result<voice_core::engine::EngineStats, voice_result> {
+    let st = state(client)?;
+    if out.is_null() {
+        return Err(voice_result::VOICE_ERR_NULL);
+    }
+    st.stats.snapshot().ok_or(voice_result::VOICE_ERR_IO)
+}
+
 /// Writes a stats snapshot to `*out` (per-sender depth, loss % over 10 s, late, concealed,
 /// FEC-recovered, jitter; RTT). Waits up to 1.5 s for the engine thread (`VOICE_ERR_IO` if it
 /// does not answer); the caller's thread only waits on a condition variable, so a thread the
@@ -961,13 +974,7 @@ pub unsafe extern "C" fn voice_client_stats(
     out: *mut voice_stats,
 ) -> voice_result {
     ffi_guard!({
-        let st = try_res!(state(client));
-        if out.is_null() {
-            return voice_result::VOICE_ERR_NULL;
-        }
-        let Some(s) = st.stats.snapshot() else {
-            return voice_result::VOICE_ERR_IO;
-        };
+        let s = try_res!(stats_snapshot(client, out));
         let mut remotes = [voice_remote_stats::default(); VOICE_MAX_REMOTES];
         for (dst, r) in remotes.iter_mut().zip(&s.remotes) {
             *dst = voice_remote_stats {
@@ -1014,13 +1021,7 @@ pub unsafe extern "C" fn voice_client_capture_stats(
     out: *mut crate::processor::voice_capture_stats,
 ) -> voice_result {
     ffi_guard!({
-        let st = try_res!(state(client));
-        if out.is_null() {
-            return voice_result::VOICE_ERR_NULL;
-        }
-        let Some(s) = st.stats.snapshot() else {
-            return voice_result::VOICE_ERR_IO;
-        };
+        let s = try_res!(stats_snapshot(client, out));
         let Some(capture) = &s.capture else {
             return voice_result::VOICE_ERR_UNSUPPORTED;
         };
