@@ -875,8 +875,9 @@ voice_result voice_client_stats(const struct voice_client *client, struct voice_
 // Writes what capture processing measured on the last frame to `*out`: speech probability and
 // verdict, the echo canceller's echo return loss enhancement and the echo delay it found (the
 // same fields `voice_processor_stats` gives a sans-IO processor). Waits like `voice_client_stats`
-// (`VOICE_ERR_IO` if the engine thread does not answer). `VOICE_ERR_UNSUPPORTED` when capture
-// processing is off (`VOICE_CAPTURE_OFF`, or `VOICE_CAPTURE_AUTO` with application audio).
+// (`VOICE_ERR_IO` if the engine thread does not answer). `VOICE_ERR_UNSUPPORTED`, at once, when
+// capture processing is off (`VOICE_CAPTURE_OFF`, `VOICE_CAPTURE_AUTO` with application audio,
+// or every stage switched off).
 //
 // Thread safety: any thread.
 voice_result voice_client_capture_stats(const struct voice_client *client,

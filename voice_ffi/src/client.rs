@@ -435,6 +435,8 @@ pub(crate) struct ClientState {
     pub(crate) capture: Mutex<Option<AppCapture>>,
     pub(crate) playback: Mutex<Option<AppPlayback>>,
     callback: Mutex<Option<(Arc<AtomicBool>, JoinHandle<()>)>>,
+    /// Capture processing runs (fixed when the client is made).
+    processing: bool,
 }
 
 impl ClientState {
@@ -599,6 +601,7 @@ pub unsafe extern "C" fn voice_client_new(
             VOICE_CAPTURE_OFF => false,
             _ => return voice_result::VOICE_ERR_INVALID_ARGUMENT,
         };
+        let processing = capture_on && capture.any();
         if capture_on {
             c.engine.capture = capture;
         }
@@ -623,6 +626,7 @@ pub unsafe extern "C" fn voice_client_new(
             client,
             pending: Mutex::new(VecDeque::new()),
             callback: Mutex::new(None),
+            processing,
         };
         // SAFETY: checked non-null above.
         unsafe { *out = Handle::into_raw(st).cast::<voice_client>() };
@@ -1011,8 +1015,9 @@ pub unsafe extern "C" fn voice_client_stats(
 /// Writes what capture processing measured on the last frame to `*out`: speech probability and
 /// verdict, the echo canceller's echo return loss enhancement and the echo delay it found (the
 /// same fields `voice_processor_stats` gives a sans-IO processor). Waits like `voice_client_stats`
-/// (`VOICE_ERR_IO` if the engine thread does not answer). `VOICE_ERR_UNSUPPORTED` when capture
-/// processing is off (`VOICE_CAPTURE_OFF`, or `VOICE_CAPTURE_AUTO` with application audio).
+/// (`VOICE_ERR_IO` if the engine thread does not answer). `VOICE_ERR_UNSUPPORTED`, at once, when
+/// capture processing is off (`VOICE_CAPTURE_OFF`, `VOICE_CAPTURE_AUTO` with application audio,
+/// or every stage switched off).
 ///
 /// Thread safety: any thread.
 #[no_mangle]
@@ -1021,6 +1026,10 @@ pub unsafe extern "C" fn voice_client_capture_stats(
     out: *mut crate::processor::voice_capture_stats,
 ) -> voice_result {
     ffi_guard!({
+        // Processing off is known without asking the engine thread.
+        if !out.is_null() && !try_res!(state(client)).processing {
+            return voice_result::VOICE_ERR_UNSUPPORTED;
+        }
         let s = try_res!(stats_snapshot(client, out));
         let Some(capture) = &s.capture else {
             return voice_result::VOICE_ERR_UNSUPPORTED;
