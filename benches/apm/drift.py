@@ -56,19 +56,19 @@ def scene(work, clips, seconds, rt60_ms, delay_ms, ppm, seed):
     return dict(far=far, mic=mic, paths=paths, name=name, ppm=ppm)
 
 
-def tag_supports_far_ppm(binary):
+def supports_far_ppm(binary):
     """Whether `binary` hands the far end in at the loudspeaker's clock (`--far-ppm`; older
     builds pair frame i of each file)."""
     res = subprocess.run([binary, "--help"], capture_output=True, text=True)
     return "--far-ppm" in res.stdout
 
 
-def run(binary, s, delay_ms, work, tag):
+def run(binary, far_ppm, s, delay_ms, work, tag):
     out = os.path.join(work, f"{s['name']}_{tag}_out.wav")
     trace = os.path.join(work, f"{s['name']}_{tag}_trace.txt")
     cmd = [binary, "--input", s["paths"]["mic"], "--far", s["paths"]["far"], "--output", out]
     cmd += ["--mode", "ours", "--no-ns", "--no-agc", "--delay-ms", str(delay_ms), "--echo-trace", trace]
-    cmd += ["--far-ppm", str(s["ppm"])] if tag_supports_far_ppm(binary) else []
+    cmd += ["--far-ppm", str(s["ppm"])] if far_ppm else []
     subprocess.run(cmd, check=True, capture_output=True, text=True)
     with open(trace) as f:
         last = f.read().strip().splitlines()[-1].split()
@@ -103,6 +103,7 @@ def main():
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
     binaries = [v.partition("=")[::2] for v in args.voice_apm]
+    far_ppm = {binary: supports_far_ppm(binary) for _, binary in binaries}
     clips = [apm.make_clip(args.work, i) for i in range(3)]
     rooms = [tuple(int(v) for v in r.split(":")) for r in args.rooms.split(",")]
     scenes = [
@@ -113,7 +114,7 @@ def main():
 
     def job(item):
         ((key, s), (name, binary)) = item
-        out, drift = run(binary, s, key[2], args.work, name)
+        out, drift = run(binary, far_ppm[binary], s, key[2], args.work, name)
         return (key, name), (erle_windows(s["far"], s["mic"], out), drift)
 
     with ThreadPoolExecutor(args.j) as ex:

@@ -31,8 +31,7 @@
 //! end moves it later, a peak at its start earlier, with what was learnt shifted along
 //! ([`EchoCanceller::realign`]). The far end is consumed at the microphone's pace, corrected
 //! for clock drift between the two devices (`super::drift`). Everything is allocated in
-//! [`EchoCanceller::new`];
-//! [`EchoCanceller::process`] neither allocates nor locks.
+//! [`EchoCanceller::new`]; [`EchoCanceller::process`] neither allocates nor locks.
 
 use std::sync::Arc;
 
