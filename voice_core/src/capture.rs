@@ -190,8 +190,8 @@ pub struct CaptureStats {
     /// speech at the same time counts against it (as in every ERLE measurement): it reads the
     /// echo removed when the far end talks alone.
     pub erle_db: Option<f64>,
-    /// The echo canceller's echo path delay estimate in ms (where its filter holds the most
-    /// energy), once it has learnt some echo.
+    /// The echo canceller's echo path delay estimate in ms (its filter's largest tap, to the
+    /// sample), once it has learnt some echo.
     pub echo_delay_ms: Option<i32>,
     /// The clock drift between the far end (loudspeaker) and the microphone that the echo
     /// canceller measures, in ppm (positive: the microphone runs fast and the echo arrives later
@@ -328,7 +328,7 @@ impl CaptureProcessor {
         }
         self.stats.frames += 1;
         self.stats.speech_probability = best;
-        if let Some(echo) = self.echo.as_ref() {
+        if let Some(echo) = self.echo.as_mut() {
             self.stats.erle_db = echo.erle_db();
             self.stats.echo_delay_ms = echo.delay_ms();
             self.stats.clock_drift_ppm = echo.drift_ppm();
