@@ -32,9 +32,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::{FRAME_SAMPLES, SAMPLE_RATE};
 
+mod detector;
 mod drift;
 mod echo;
 mod postfilter;
+use detector::SpeechDetector;
 use echo::EchoCanceller;
 use postfilter::PostFilter;
 
@@ -87,8 +89,12 @@ impl SuppressionLevel {
     }
 }
 
+/// The default [`SpeechVadConfig::background_margin_db`].
+pub const BACKGROUND_MARGIN_DB: f32 = 6.0;
+
 /// Speech detector settings.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SpeechVadConfig {
     /// Speech probability (0..1) at or above which a 10 ms chunk counts as speech.
     pub threshold: f32,
@@ -96,6 +102,11 @@ pub struct SpeechVadConfig {
     pub attack_chunks: u32,
     /// 10 ms chunks kept open after the last speech chunk (30 = 300 ms).
     pub hangover_chunks: u32,
+    /// Background voices (people across the room, a TV): a speech chunk opens the microphone
+    /// only when the noise suppressor's output is at most this many dB under the talker's
+    /// level, and well above the lulls of the background. 0 turns the gate off (every voice
+    /// RNNoise hears opens it). See `capture/detector.rs`.
+    pub background_margin_db: f32,
 }
 
 impl Default for SpeechVadConfig {
@@ -107,6 +118,7 @@ impl Default for SpeechVadConfig {
             // frames sent 97.6 % → 97.2 %).
             attack_chunks: 2,
             hangover_chunks: 30,
+            background_margin_db: BACKGROUND_MARGIN_DB,
         }
     }
 }
@@ -215,14 +227,12 @@ pub struct CaptureProcessor {
     /// The post-filter's current floor (dB), slewed between the two.
     post_floor_db: f32,
     /// The speech detector's state, kept even when voice activity is not reported.
-    speech: bool,
+    detector: SpeechDetector,
     a: [f32; CHUNK_SAMPLES],
     b: [f32; CHUNK_SAMPLES],
     /// Input of the previous chunk: RNNoise's output lags its input by one chunk.
     dry: [f32; CHUNK_SAMPLES],
     far: [f32; CHUNK_SAMPLES],
-    run: u32,
-    hangover: u32,
     /// Weight of the unprocessed signal in the suppressor's output (slewed per chunk).
     dry_weight: f32,
     levels: LevelTracker,
@@ -258,13 +268,11 @@ impl CaptureProcessor {
             rnnoise,
             post,
             post_floor_db: 0.0,
-            speech: false,
+            detector: SpeechDetector::new(),
             a: [0.0; CHUNK_SAMPLES],
             b: [0.0; CHUNK_SAMPLES],
             dry: [0.0; CHUNK_SAMPLES],
             far: [0.0; CHUNK_SAMPLES],
-            run: 0,
-            hangover: 0,
             dry_weight: 0.0,
             levels: LevelTracker::default(),
             agc: Agc::default(),
@@ -347,6 +355,7 @@ impl CaptureProcessor {
             echo.process(&mut self.a);
         }
         let mut prob = 0.0;
+        let mut suppressed_power = 0.0;
         if let Some(rn) = self.rnnoise.as_mut() {
             // RNNoise works on the i16 scale.
             for (b, a) in self.b.iter_mut().zip(self.a.iter()) {
@@ -361,6 +370,7 @@ impl CaptureProcessor {
                 prob = 0.0;
             }
             self.levels.observe(mean_square(&self.a), prob);
+            suppressed_power = mean_square(&out) / (32768.0 * 32768.0);
             if let Some(level) = self.cfg.noise_suppression {
                 // Where the noise is inaudible anyway (clean input), pass the input: RNNoise costs
                 // a little speech quality even on clean speech.
@@ -378,7 +388,11 @@ impl CaptureProcessor {
             // Shallow while the detector (with its hangover) hears speech, deep in the pauses,
             // 3 dB per chunk between (1 dB measured 0.00-0.03 DNSMOS lower: the pauses reach
             // their floor later); nothing where the input is clean (bypass above).
-            let want = if self.speech { *speech_db } else { *pause_db } * (1.0 - self.dry_weight);
+            let want = if self.detector.any_speech() {
+                *speech_db
+            } else {
+                *pause_db
+            } * (1.0 - self.dry_weight);
             self.post_floor_db += (want - self.post_floor_db).clamp(-3.0, 3.0);
             post.set_floor_db(self.post_floor_db);
             post.process(&mut self.a, prob);
@@ -391,21 +405,10 @@ impl CaptureProcessor {
             *s = (a * 32768.0).round().clamp(-32768.0, 32767.0) as i16;
         }
         if self.rnnoise.is_some() {
-            let v = self.cfg.vad_config;
-            if prob >= v.threshold {
-                self.run = self.run.saturating_add(1);
-            } else {
-                self.run = 0;
-            }
-            if self.run >= v.attack_chunks.max(1) {
-                self.hangover = v.hangover_chunks;
-                self.speech = true;
-            } else if self.hangover > 0 {
-                self.hangover -= 1;
-            } else {
-                self.speech = false;
-            }
-            self.stats.speech = self.cfg.vad && self.speech;
+            let far_heard = self.echo.as_ref().is_some_and(|e| e.far_end_heard());
+            self.detector
+                .observe(prob, suppressed_power, far_heard, &self.cfg.vad_config);
+            self.stats.speech = self.cfg.vad && self.detector.near_speech();
         }
         prob
     }

@@ -488,6 +488,12 @@ impl EchoCanceller {
         self.echo_dominated
     }
 
+    /// Whether the far end played within the filter's span (320 ms): the microphone may be
+    /// hearing its echo.
+    pub(crate) fn far_end_heard(&self) -> bool {
+        self.span_power.iter().any(|&p| p > FAR_ACTIVE_POWER)
+    }
+
     /// Echo return loss enhancement (dB) over the recent far-end speech, once there was some.
     pub(crate) fn erle_db(&self) -> Option<f64> {
         (self.mic_power > 0.0).then(|| {

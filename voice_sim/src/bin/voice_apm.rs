@@ -3,13 +3,15 @@
 //! ```text
 //! voice-apm --input NEAR.wav --output OUT.wav [--far FAR.wav] [--mode ours|rnnoise|none]
 //!           [--no-hpf] [--no-aec] [--no-ns] [--no-agc] [--ns-level low|moderate|high|very-high]
-//!           [--delay-ms N] [--vad VAD.txt] [--echo-trace TRACE.txt] [--far-ppm PPM]
+//!           [--delay-ms N] [--vad VAD.txt] [--vad-background-db DB] [--echo-trace TRACE.txt]
+//!           [--far-ppm PPM]
 //! ```
 //!
 //! `ours` is [`voice_core::capture::CaptureProcessor`]; `rnnoise` is plain RNNoise on 10 ms frames as
 //! Mumble runs it; `none` copies the input. `--vad` writes one character per 20 ms frame, `1` when
 //! the frame would be sent in voice-activity mode (ours: the speech detector; none: the energy
-//! gate of `voice_core::vad`). `--far-ppm` hands the far end in at the loudspeaker's clock when
+//! gate of `voice_core::vad`); `--vad-background-db` sets the detector's margin over background
+//! voices (0: off; default `voice_core::capture::BACKGROUND_MARGIN_DB`). `--far-ppm` hands the far end in at the loudspeaker's clock when
 //! the microphone's runs `PPM` fast (by the end of microphone frame `i`, the far frames that
 //! started before `(i + 1) · 960 · (1 − PPM · 1e-6)`), as a client does; without it, frame `i` of
 //! each file goes in together. `--echo-trace` writes, once a second of `ours` with a far end, the echo
@@ -28,8 +30,8 @@ use voice_sim::wav;
 
 const USAGE: &str = "usage: voice-apm --input NEAR.wav --output OUT.wav [--far FAR.wav] \
 [--mode ours|rnnoise|none] [--no-hpf] [--no-aec] [--no-ns] [--no-agc] \
-[--ns-level low|moderate|high|very-high] [--delay-ms N] [--vad VAD.txt] [--echo-trace TRACE.txt] \
-[--far-ppm PPM]";
+[--ns-level low|moderate|high|very-high] [--delay-ms N] [--vad VAD.txt] [--vad-background-db DB] \
+[--echo-trace TRACE.txt] [--far-ppm PPM]";
 
 fn main() -> ExitCode {
     match real_main() {
@@ -68,6 +70,11 @@ fn real_main() -> Result<(), String> {
                 let v = val()?;
                 cfg.noise_suppression =
                     Some(SuppressionLevel::parse(&v).ok_or(format!("bad --ns-level {v}"))?);
+            }
+            "--vad-background-db" => {
+                cfg.vad_config.background_margin_db = val()?
+                    .parse()
+                    .map_err(|e| format!("--vad-background-db: {e}"))?
             }
             "--far-ppm" => far_ppm = val()?.parse().map_err(|e| format!("--far-ppm: {e}"))?,
             "--delay-ms" => {
