@@ -327,9 +327,13 @@ fn echo_heard_back(cancel: bool) -> (f64, f64, Option<CaptureStats>) {
     (tone_dbfs(&heard, 440.0), tone_dbfs(&heard, 1000.0), capture)
 }
 
-/// The level (dBFS) of a sine at `hz` in `x`, from its Goertzel power.
+/// The level (dBFS) of a sine at `hz` in `x`, from its Goertzel power averaged over 100 ms
+/// blocks: a frame concealed or time-scaled on the way shifts the tone's phase, which a single
+/// Goertzel over the whole recording would count as lost power.
 fn tone_dbfs(x: &[i16], hz: f64) -> f64 {
-    let amplitude = 2.0 * tone_power(x, hz).max(0.0).sqrt() / 32768.0;
+    let blocks: Vec<f64> = x.chunks_exact(SR / 10).map(|b| tone_power(b, hz)).collect();
+    let power = blocks.iter().sum::<f64>() / blocks.len().max(1) as f64;
+    let amplitude = 2.0 * power.max(0.0).sqrt() / 32768.0;
     20.0 * amplitude.max(1e-9).log10()
 }
 
