@@ -95,9 +95,12 @@ int main(void) {
     int bad = voice_processor_process(p, short_block, 100, &speech) != VOICE_ERR_INVALID_ARGUMENT ||
               voice_processor_process(p, NULL, BLOCK, &speech) != VOICE_ERR_NULL ||
               voice_processor_set_echo_delay(p, 10000) != VOICE_ERR_INVALID_ARGUMENT;
+    struct voice_processor *q = NULL;
+    cfg.background_voice_margin_db = -1.0f;
+    bad |= voice_processor_new(&cfg, &q) != VOICE_ERR_INVALID_ARGUMENT || q != NULL;
+    cfg.background_voice_margin_db = 6.0f;
     cfg.suppression_level = 99;
     cfg.noise_suppression = true;
-    struct voice_processor *q = NULL;
     bad |= voice_processor_new(&cfg, &q) != VOICE_ERR_INVALID_ARGUMENT || q != NULL;
     CHECK(voice_processor_free(p));
     bad |= voice_processor_free(p) != VOICE_ERR_INVALID_HANDLE;

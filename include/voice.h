@@ -39,7 +39,10 @@
 //
 // 4: `voice_capture_stats` gained `clock_drift_ppm` (the echo canceller follows clock drift
 // between loudspeaker and microphone).
-#define VOICE_ABI_VERSION 4
+//
+// 5: `voice_processor_config` (and so `voice_client_config.capture`) gained
+// `background_voice_margin_db` (the speech detector ignores background voices).
+#define VOICE_ABI_VERSION 5
 
 // Major version of the library (`voice_version()` as numbers; the shared library's SONAME is
 // `libvoice.so.MAJOR`).
@@ -401,6 +404,11 @@ typedef struct voice_processor_config {
   // The canceller's filter covers echo from 60 ms before the hint to 260 ms after it (changes
   // under 40 ms are ignored).
   uint32_t echo_delay_ms;
+  // Background voices (with `speech_detection`): speech opens the microphone only when it is
+  // at most this many dB under the talker's level (and well above the background's lulls),
+  // so people talking across the room or a TV do not. 0..=40 (default 6); 0 turns the gate
+  // off (every voice opens it).
+  float background_voice_margin_db;
 } voice_processor_config;
 
 // Settings for [`voice_client_new`]. Initialise with [`voice_client_config_default`].
@@ -1113,7 +1121,8 @@ voice_result voice_processor_config_default(struct voice_processor_config *out);
 
 // Creates a capture processor (48 kHz mono); `*out` receives a handle to free with
 // [`voice_processor_free`]. The configuration is copied. An unknown suppression level or a
-// delay over 500 ms is `VOICE_ERR_INVALID_ARGUMENT` (`*out` untouched).
+// delay over 500 ms or a background-voice margin outside 0..=40 dB (or NaN) is
+// `VOICE_ERR_INVALID_ARGUMENT` (`*out` untouched).
 //
 // Thread safety: any thread.
 voice_result voice_processor_new(const struct voice_processor_config *config,

@@ -122,6 +122,13 @@ namespace Voice
         /// under 40 ms are ignored).
         /// </summary>
         public uint echo_delay_ms;
+        /// <summary>
+        /// Background voices (with `speech_detection`): speech opens the microphone only when it is
+        /// at most this many dB under the talker's level (and well above the background's lulls),
+        /// so people talking across the room or a TV do not. 0..=40 (default 6); 0 turns the gate
+        /// off (every voice opens it).
+        /// </summary>
+        public float background_voice_margin_db;
     }
 
     /// <summary>
@@ -822,8 +829,11 @@ namespace Voice
         ///
         /// 4: `voice_capture_stats` gained `clock_drift_ppm` (the echo canceller follows clock drift
         /// between loudspeaker and microphone).
+        ///
+        /// 5: `voice_processor_config` (and so `voice_client_config.capture`) gained
+        /// `background_voice_margin_db` (the speech detector ignores background voices).
         /// </summary>
-        public const int VOICE_ABI_VERSION = 4;
+        public const int VOICE_ABI_VERSION = 5;
         /// <summary>
         /// Major version of the library (`voice_version()` as numbers; the shared library's SONAME is
         /// `libvoice.so.MAJOR`).
@@ -1625,7 +1635,8 @@ namespace Voice
         /// <summary>
         /// Creates a capture processor (48 kHz mono); `*out` receives a handle to free with
         /// [`voice_processor_free`]. The configuration is copied. An unknown suppression level or a
-        /// delay over 500 ms is `VOICE_ERR_INVALID_ARGUMENT` (`*out` untouched).
+        /// delay over 500 ms or a background-voice margin outside 0..=40 dB (or NaN) is
+        /// `VOICE_ERR_INVALID_ARGUMENT` (`*out` untouched).
         ///
         /// Thread safety: any thread.
         /// </summary>

@@ -233,6 +233,10 @@ namespace Voice
         /// <summary>Native.VOICE_CAPTURE_*: capture processing (echo cancellation, noise suppression, gain,
         /// speech detection) on, off, or AUTO (on with the library's own devices).</summary>
         public uint CaptureMode { get { return Raw.capture_mode; } set { Raw.capture_mode = value; } }
+        /// <summary>With capture processing: how many dB under the talker's level speech may be and
+        /// still open the microphone (0..=40, default 6); voices further down (across the room, a TV)
+        /// do not. 0 turns the gate off.</summary>
+        public float BackgroundVoiceMarginDb { get { return Raw.capture.background_voice_margin_db; } set { Raw.capture.background_voice_margin_db = value; } }
         /// <summary>Reconnect with backoff when the connection fails or drops.</summary>
         public bool Reconnect { get { return Raw.reconnect; } set { Raw.reconnect = value; } }
         /// <summary>Channel to join once connected; 0 = the relay's default.</summary>

@@ -53,7 +53,10 @@ use std::ffi::c_char;
 ///
 /// 4: `voice_capture_stats` gained `clock_drift_ppm` (the echo canceller follows clock drift
 /// between loudspeaker and microphone).
-pub const VOICE_ABI_VERSION: u32 = 4;
+///
+/// 5: `voice_processor_config` (and so `voice_client_config.capture`) gained
+/// `background_voice_margin_db` (the speech detector ignores background voices).
+pub const VOICE_ABI_VERSION: u32 = 5;
 /// Major version of the library (`voice_version()` as numbers; the shared library's SONAME is
 /// `libvoice.so.MAJOR`).
 pub const VOICE_VERSION_MAJOR: u32 = 0;

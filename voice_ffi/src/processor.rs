@@ -43,6 +43,11 @@ pub struct voice_processor_config {
     /// The canceller's filter covers echo from 60 ms before the hint to 260 ms after it (changes
     /// under 40 ms are ignored).
     pub echo_delay_ms: u32,
+    /// Background voices (with `speech_detection`): speech opens the microphone only when it is
+    /// at most this many dB under the talker's level (and well above the background's lulls),
+    /// so people talking across the room or a TV do not. 0..=40 (default 6); 0 turns the gate
+    /// off (every voice opens it).
+    pub background_voice_margin_db: f32,
 }
 
 /// What the processor measured on the last frame.
@@ -89,7 +94,7 @@ impl voice_processor_config {
             VOICE_SUPPRESSION_VERY_HIGH => SuppressionLevel::VeryHigh,
             _ => return Err(voice_result::VOICE_ERR_INVALID_ARGUMENT),
         };
-        if self.echo_delay_ms > 500 {
+        if self.echo_delay_ms > 500 || !(0.0..=40.0).contains(&self.background_voice_margin_db) {
             return Err(voice_result::VOICE_ERR_INVALID_ARGUMENT);
         }
         Ok(CaptureConfig {
@@ -98,7 +103,10 @@ impl voice_processor_config {
             noise_suppression: self.noise_suppression.then_some(level),
             gain_control: self.gain_control,
             vad: self.speech_detection,
-            vad_config: SpeechVadConfig::default(),
+            vad_config: SpeechVadConfig {
+                background_margin_db: self.background_voice_margin_db,
+                ..SpeechVadConfig::default()
+            },
             echo_delay_ms: self.echo_delay_ms,
         })
     }
@@ -112,6 +120,7 @@ impl voice_processor_config {
             gain_control: true,
             speech_detection: true,
             echo_delay_ms: CaptureConfig::default().echo_delay_ms,
+            background_voice_margin_db: SpeechVadConfig::default().background_margin_db,
         }
     }
 }
@@ -148,7 +157,8 @@ pub unsafe extern "C" fn voice_processor_config_default(
 
 /// Creates a capture processor (48 kHz mono); `*out` receives a handle to free with
 /// [`voice_processor_free`]. The configuration is copied. An unknown suppression level or a
-/// delay over 500 ms is `VOICE_ERR_INVALID_ARGUMENT` (`*out` untouched).
+/// delay over 500 ms or a background-voice margin outside 0..=40 dB (or NaN) is
+/// `VOICE_ERR_INVALID_ARGUMENT` (`*out` untouched).
 ///
 /// Thread safety: any thread.
 #[no_mangle]

@@ -458,6 +458,8 @@ namespace Voice.Tests
                     // Bob polls. He joins after Alice, so he is told about her as a member.
                     var bobConfig = relay.NewConfig(bobName);
                     bobConfig.CaptureMode = Native.VOICE_CAPTURE_ON;
+                    Check(bobConfig.BackgroundVoiceMarginDb == 6.0f, "background voices 6 dB under the talker by default");
+                    bobConfig.BackgroundVoiceMarginDb = 8.0f;
                     using (var bob = new VoiceClient(bobConfig))
                     {
                         var bobSeen = new List<VoiceEvent>();

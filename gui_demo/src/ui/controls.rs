@@ -12,7 +12,7 @@ use crate::backend::Request;
 use crate::global_keys::{Availability, Binding, MOUSE_BACK, MOUSE_FORWARD, MOUSE_MIDDLE};
 use crate::settings::{InputChoice, Mode, OutputChoice, Settings};
 use crate::ui::{SPEAKING, WARN, WHISPER};
-use voice_core::capture::SuppressionLevel;
+use voice_core::capture::{SuppressionLevel, BACKGROUND_MARGIN_DB};
 
 /// Level meter range (dBFS at the left edge).
 const METER_FLOOR_DBFS: f32 = -60.0;
@@ -436,7 +436,8 @@ fn capture_controls(ui: &mut egui::Ui, session: &mut Session, settings: &mut Set
             ui.checkbox(&mut ns, "Noise suppression");
             if ns {
                 let mut level = c.noise_suppression.unwrap_or_default();
-                egui::ComboBox::from_id_salt("ns_level")
+                // Labelled, so screen readers (and the UI tests) can name it.
+                egui::ComboBox::from_label("Suppression level")
                     .selected_text(format!("{level:?}"))
                     .show_ui(ui, |ui| {
                         for l in [
@@ -455,6 +456,18 @@ fn capture_controls(ui: &mut egui::Ui, session: &mut Session, settings: &mut Set
             ui.checkbox(&mut c.gain_control, "Automatic gain");
             ui.checkbox(&mut c.high_pass, "High-pass filter");
             ui.checkbox(&mut c.vad, "Speech detector (voice activity)");
+            if c.vad {
+                // Voices well under the user's own (across the room, a TV) do not open the
+                // microphone; off, every voice does.
+                let was = c.vad_config.background_margin_db > 0.0;
+                let mut ignore = was;
+                ui.checkbox(&mut ignore, "Ignore background voices")
+                    .on_hover_text("Voices well below yours do not open the microphone");
+                if ignore != was {
+                    c.vad_config.background_margin_db =
+                        if ignore { BACKGROUND_MARGIN_DB } else { 0.0 };
+                }
+            }
         });
     if settings.capture != before {
         session.send(Request::Capture(settings.capture));

@@ -340,3 +340,36 @@ fn whisper_key_whispers_while_held() {
         )
     );
 }
+
+/// "Microphone processing" lets background voices through and back out: each click sends the
+/// engine the capture settings with the speech detector's background-voice margin off (0) or at
+/// its default.
+#[test]
+fn background_voices_are_ignored_by_default_and_can_be_let_through() {
+    let (mut h, handle) = connected();
+    // The processing controls are there for a capture device.
+    h.state_mut().settings.input = gui_demo::settings::InputChoice::Device(None);
+    h.run();
+    h.get_by_label("Microphone processing").click();
+    h.run();
+    let last_margin = |handle: &StubHandle| {
+        handle.sent().into_iter().rev().find_map(|r| match r {
+            Request::Capture(c) => Some(c.vad_config.background_margin_db),
+            _ => None,
+        })
+    };
+    assert_eq!(last_margin(&handle), None, "nothing changed yet");
+    h.get_by_label("Ignore background voices").click();
+    h.run();
+    assert_eq!(last_margin(&handle), Some(0.0));
+    assert_eq!(
+        h.state().settings.capture.vad_config.background_margin_db,
+        0.0
+    );
+    h.get_by_label("Ignore background voices").click();
+    h.run();
+    assert_eq!(
+        last_margin(&handle),
+        Some(voice_core::capture::BACKGROUND_MARGIN_DB)
+    );
+}

@@ -7,7 +7,7 @@
 //!           [--input-device NAME|default] [--output-device NAME|default] [--stats-interval MS] [--no-reconnect]
 //!           [--fingerprint SHA256 | --ca CA.pem [--server-name NAME] | --tofu | --insecure-plaintext]
 //!           [--apm on|off] [--no-hpf] [--no-aec] [--no-ns] [--no-agc] [--no-speech-vad]
-//!           [--ns-level low|moderate|high|very-high] [--echo-delay MS]
+//!           [--ns-level low|moderate|high|very-high] [--echo-delay MS] [--vad-background-db DB]
 //!           [--token JWT | --token-file FILE]
 //!           [--position X,Y,Z | --path X,Y,Z;X,Y,Z;... [--speed UNITS_PER_S]] [--model MODEL:MIN:MAX:ROLLOFF]
 //!           [--kick NAME]... [--ban NAME[:SECS]]... [--reason TEXT] [--mute] [--deafen]
@@ -30,6 +30,9 @@
 //! Capture processing (`voice_core::capture`: high-pass, echo cancellation, noise suppression,
 //! gain control, speech detection for `--mode vad`) is on by default with `--input-device` and off
 //! for files and tones; `--apm` overrides that, the `--no-*` flags switch single stages off.
+//! `--vad-background-db` is how far (dB) under the talker's level speech may be and still open
+//! the microphone in `--mode vad` (default 6; voices further down, across the room, do not; 0:
+//! every voice does).
 //! `--token` (or `--token-file`, whose contents are trimmed) is the access token the relay
 //! requires (`relay token --name NAME` mints one for a development relay); only a relay started
 //! with `--open` admits a bot without one.
@@ -65,7 +68,7 @@ const USAGE: &str = "usage: voice-bot --server HOST:PORT --name NAME [--channel 
 [--output-device NAME|default] [--stats-interval MS] [--no-reconnect] \
 [--fingerprint SHA256 | --ca CA.pem [--server-name NAME] | --tofu | --insecure-plaintext] \
 [--apm on|off] [--no-hpf] [--no-aec] [--no-ns] [--no-agc] [--no-speech-vad] \
-[--ns-level low|moderate|high|very-high] [--echo-delay MS] \
+[--ns-level low|moderate|high|very-high] [--echo-delay MS] [--vad-background-db DB] \
 [--e2ee-password SECRET | --e2ee-password-env VAR | --e2ee-keys [--e2ee-identity HEX64]] \
 [--token JWT | --token-file FILE] \
 [--position X,Y,Z | --path X,Y,Z;X,Y,Z;... [--speed UNITS_PER_S]] [--model MODEL:MIN:MAX:ROLLOFF] \
@@ -393,6 +396,14 @@ fn parse() -> Result<Args, String> {
                 a.capture.noise_suppression = Some(SuppressionLevel::parse(&l).ok_or(format!(
                     "--ns-level {l:?}: low, moderate, high or very-high"
                 ))?);
+            }
+            "--vad-background-db" => {
+                let s = v("--vad-background-db")?;
+                a.capture.vad_config.background_margin_db = s
+                    .parse()
+                    .ok()
+                    .filter(|db| (0.0..=40.0).contains(db))
+                    .ok_or(format!("--vad-background-db {s:?}: 0..=40 dB"))?;
             }
             "--echo-delay" => {
                 let s = v("--echo-delay")?;

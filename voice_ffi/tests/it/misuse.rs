@@ -6,7 +6,7 @@ use std::ptr;
 use std::time::{Duration, Instant};
 
 use voice_ffi::client::*;
-use voice_ffi::processor::voice_capture_stats;
+use voice_ffi::processor::*;
 use voice_ffi::spatial::*;
 use voice_ffi::stream::*;
 use voice_ffi::voice_result::{self, *};
@@ -348,5 +348,32 @@ fn devices_mode_without_a_sound_card_falls_back_with_a_notice() {
             VOICE_ERR_UNSUPPORTED
         );
         assert_eq!(voice_client_free(c), VOICE_OK);
+    }
+}
+
+#[test]
+fn a_processor_with_a_bad_background_voice_margin_is_refused() {
+    unsafe {
+        let mut cfg = std::mem::MaybeUninit::uninit();
+        assert_eq!(voice_processor_config_default(cfg.as_mut_ptr()), VOICE_OK);
+        let mut cfg: voice_processor_config = cfg.assume_init();
+        assert_eq!(cfg.background_voice_margin_db, 6.0);
+        for bad in [-1.0, 40.5, f32::NAN, f32::INFINITY] {
+            cfg.background_voice_margin_db = bad;
+            let mut p = ptr::null_mut();
+            assert_eq!(
+                voice_processor_new(&cfg, &mut p),
+                VOICE_ERR_INVALID_ARGUMENT,
+                "{bad}"
+            );
+            assert!(p.is_null());
+        }
+        // 0 is the gate turned off, 40 the widest margin.
+        for good in [0.0, 40.0] {
+            cfg.background_voice_margin_db = good;
+            let mut p = ptr::null_mut();
+            assert_eq!(voice_processor_new(&cfg, &mut p), VOICE_OK);
+            assert_eq!(voice_processor_free(p), VOICE_OK);
+        }
     }
 }
