@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{FRAME_SAMPLES, SAMPLE_RATE};
 
+mod delay_slope;
 mod detector;
 mod drift;
 mod echo;

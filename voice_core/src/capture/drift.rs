@@ -25,10 +25,18 @@
 //! ([`DriftCompensator::take_reopen`]), and while the rate catches up the measured motion is
 //! process noise for the filter ([`DriftCompensator::motion_per_block`]).
 //!
+//! The filter's measure needs a filter that holds the path, which under 100–200 ppm it does not
+//! for 10–30 s (the path moves faster than it learns). The rate is also read from the signals
+//! ([`DelaySlope`]: how far the echo moved between two seconds, by GCC-PHAT), which needs no
+//! filter: two such moves the same way, each over 15 ppm's worth, correct the rate within the
+//! first seconds ([`DriftCompensator::hear`]); the filter's measure then tracks.
+//!
 //! Rates under 10 ppm are left to the filter, which follows them by itself: the estimate's noise
 //! moves nothing, and with no drift the far end is read sample for sample.
 
 use realfft::num_complex::Complex32;
+
+use super::delay_slope::DelaySlope;
 
 /// Interpolator taps (positions `n − 7 ..= n + 8` around `n + fraction`).
 const TAPS: usize = 16;
@@ -56,6 +64,11 @@ const TRACK_GAIN: f64 = 0.3;
 /// The rate error (30 ppm, three times what the measure scatters by) above which a move is
 /// corrected in full.
 const ACQUIRE_RATE: f64 = 3e-5;
+/// The rate error (15 ppm) above which moves read from the signals correct the rate: they
+/// scatter by ±2 ppm on the benchmark's rooms, a tenth of the filter's measure.
+const SIGNAL_ACQUIRE_RATE: f64 = 1.5e-5;
+/// Intervals a move read from the signals waits for the next one to confirm it.
+const SIGNAL_MOVE_KEPT: u32 = 5;
 /// A rate correction this large (20 ppm) re-opens the filter's learning.
 const REOPEN_RATE: f64 = 2e-5;
 /// Largest rate followed (±1000 ppm): anything faster is not a clock.
@@ -102,6 +115,11 @@ pub(crate) struct DriftCompensator {
     /// How much the far-end read position advances per microphone sample beyond one (`−ppm ·
     /// 1e-6` for a microphone running `ppm` fast).
     rate: f64,
+    /// The echo's move read from the signals (acquisition before the filter holds the path),
+    /// and the last interval's.
+    signals: DelaySlope,
+    /// The last move the signals gave (samples an interval), and intervals since.
+    last_signal_move: Option<(f64, u32)>,
 }
 
 impl DriftCompensator {
@@ -143,6 +161,8 @@ impl DriftCompensator {
             blocks: 0,
             active_blocks: 0,
             rate: 0.0,
+            signals: DelaySlope::new(),
+            last_signal_move: None,
         }
     }
 
@@ -228,6 +248,54 @@ impl DriftCompensator {
     pub(crate) fn invalidate(&mut self) {
         self.snapshot_valid = false;
         self.last_move = None;
+        self.signals.reset();
+        self.last_signal_move = None;
+    }
+
+    /// One block of the far end as paired with the microphone (after the rate and the bulk
+    /// delay) and the microphone block, before the canceller: what the signal measure reads.
+    pub(crate) fn hear(&mut self, far: &[f32], mic: &[f32]) {
+        self.signals.hear(far, mic);
+    }
+
+    /// Acquisition from the signals ([`DelaySlope`]): two moves in a row the same way, each
+    /// implying a rate error over [`ACQUIRE_RATE`] and within a factor of two of each other,
+    /// correct the rate by the smaller. Returns whether it did.
+    fn acquire(&mut self, samples: f64) -> bool {
+        let now = self
+            .signals
+            .measure()
+            .filter(|m| m.abs() <= 2.0 * MAX_RATE * samples);
+        let before = self
+            .last_signal_move
+            .filter(|&(_, age)| age < SIGNAL_MOVE_KEPT)
+            .map(|(m, _)| m);
+        self.last_signal_move = match now {
+            Some(m) => Some((m, 0)),
+            None => self
+                .last_signal_move
+                .map(|(m, age)| (m, age.saturating_add(1))),
+        };
+        let (Some(now), Some(before)) = (now, before) else {
+            return false;
+        };
+        let (small, large) = if now.abs() < before.abs() {
+            (now, before)
+        } else {
+            (before, now)
+        };
+        if now.signum() != before.signum()
+            || small.abs() <= SIGNAL_ACQUIRE_RATE * samples
+            || small.abs() < 0.5 * large.abs()
+        {
+            return false;
+        }
+        let rate = (self.rate - small / samples).clamp(-MAX_RATE, MAX_RATE);
+        self.reopen |= (rate - self.rate).abs() >= REOPEN_RATE;
+        self.rate = rate;
+        // The next pair starts after the correction.
+        self.last_signal_move = None;
+        true
     }
 
     /// Once per block, after the filter's update: every [`INTERVAL_BLOCKS`], how far the learnt
@@ -249,6 +317,7 @@ impl DriftCompensator {
             return;
         }
         let samples = f64::from(self.blocks) * super::CHUNK_SAMPLES as f64;
+        let acquired = self.acquire(samples);
         self.converged_intervals = if converged {
             self.converged_intervals.saturating_add(1)
         } else {
@@ -259,7 +328,7 @@ impl DriftCompensator {
             .then(|| self.measure(h))
             .flatten()
             .filter(|m| m.abs() <= 2.0 * MAX_RATE * samples);
-        if let (Some(now), Some(before)) = (moved, self.last_move) {
+        if let (Some(now), Some(before), false) = (moved, self.last_move, acquired) {
             if now.signum() == before.signum() {
                 let m = if now.abs() < before.abs() {
                     now

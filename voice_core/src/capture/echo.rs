@@ -332,6 +332,7 @@ impl EchoCanceller {
     /// Removes the echo from one 10 ms chunk of microphone audio in place (±1.0 scale).
     pub(crate) fn process(&mut self, mic: &mut [f32; M]) {
         self.next_far_block();
+        self.drift.hear(&self.x_time[M..], mic);
         self.newest = (self.newest + 1) % PARTITIONS;
         self.time.copy_from_slice(&self.x_time[..]);
         let newest = self.newest;
