@@ -37,6 +37,13 @@ const MIN_COHERENCE: f32 = 0.15;
 /// Mean-square level (±1.0 scale) both signals must exceed over a window (−60 dBFS).
 const MIN_POWER: f32 = 1e-6;
 
+/// Which of the two rings.
+#[derive(Clone, Copy)]
+enum Ring {
+    Far,
+    Mic,
+}
+
 /// See the module documentation.
 pub(crate) struct DelaySlope {
     forward: Arc<dyn RealToComplex<f32>>,
@@ -95,7 +102,28 @@ impl DelaySlope {
         self.previous_valid = false;
     }
 
-    /// How many samples a interval the echo moved later, from the newest window and the last
+    /// Transforms the last `n` samples of `ring`, placed at the end of a zeroed [`LEN`], into
+    /// its spectrum; returns their energy.
+    fn transform(&mut self, ring: Ring, n: usize) -> f32 {
+        let (samples, spectrum) = match ring {
+            Ring::Far => (&self.far, &mut self.far_spectrum),
+            Ring::Mic => (&self.mic, &mut self.mic_spectrum),
+        };
+        let start = self.written % LEN;
+        self.time[..LEN - n].fill(0.0);
+        let mut energy = 0.0f32;
+        for i in LEN - n..LEN {
+            let v = samples[(start + i) % LEN];
+            self.time[i] = v;
+            energy += v * v;
+        }
+        let _ = self
+            .forward
+            .process_with_scratch(&mut self.time, spectrum, &mut self.scratch);
+        energy
+    }
+
+    /// How many samples an interval the echo moved later, from the newest window and the last
     /// usable one (up to [`MAX_AGE`] intervals before; `None` when there is no such pair or the
     /// move is not clear). Call once an interval.
     pub(crate) fn measure(&mut self) -> Option<f64> {
@@ -107,30 +135,8 @@ impl DelaySlope {
             return None;
         }
         // The far end: the last LEN samples; the microphone: its last WINDOW, at the end.
-        let start = self.written % LEN;
-        let mut far_power = 0.0f32;
-        let mut mic_power = 0.0f32;
-        for i in 0..LEN {
-            let f = self.far[(start + i) % LEN];
-            self.time[i] = f;
-            far_power += f * f;
-        }
-        let _ = self.forward.process_with_scratch(
-            &mut self.time,
-            &mut self.far_spectrum,
-            &mut self.scratch,
-        );
-        self.time[..LEN - WINDOW].fill(0.0);
-        for i in LEN - WINDOW..LEN {
-            let m = self.mic[(start + i) % LEN];
-            self.time[i] = m;
-            mic_power += m * m;
-        }
-        let _ = self.forward.process_with_scratch(
-            &mut self.time,
-            &mut self.mic_spectrum,
-            &mut self.scratch,
-        );
+        let far_power = self.transform(Ring::Far, LEN);
+        let mic_power = self.transform(Ring::Mic, WINDOW);
         let usable = far_power / LEN as f32 > MIN_POWER && mic_power / WINDOW as f32 > MIN_POWER;
         if !usable {
             return None;

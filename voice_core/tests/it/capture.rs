@@ -3,7 +3,9 @@
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use voice_core::capture::{CaptureConfig, CaptureError, CaptureProcessor, SuppressionLevel};
+use voice_core::capture::{
+    CaptureConfig, CaptureError, CaptureProcessor, CaptureStats, SuppressionLevel,
+};
 use voice_core::FRAME_SAMPLES;
 
 const SR: f32 = 48_000.0;
@@ -442,6 +444,33 @@ fn drifting_echo(x: &[f32], reflections: &[(f32, f32)], ppm: f64) -> Vec<f32> {
         .collect()
 }
 
+/// Runs `mic` (recorded at the microphone's clock) through `p` frame by frame, the far end handed
+/// in as the loudspeaker plays it at its own clock, `ppm` slower: by the end of microphone frame
+/// `i`, the far frames it has started by then. `each` gets the frame's index, the processed frame
+/// and the stats after it.
+fn run_at_two_clocks(
+    p: &mut CaptureProcessor,
+    far: &[f32],
+    mic: &[f32],
+    ppm: f64,
+    mut each: impl FnMut(usize, &[i16], CaptureStats),
+) {
+    let (mic, far) = (to_i16(mic), to_i16(far));
+    let mut handed = 0;
+    for (i, frame) in mic.chunks_exact(FRAME_SAMPLES).enumerate() {
+        let played = ((i + 1) * FRAME_SAMPLES) as f64 * (1.0 - ppm * 1e-6);
+        while ((handed * FRAME_SAMPLES) as f64) < played {
+            if let Some(f) = far.get(handed * FRAME_SAMPLES..(handed + 1) * FRAME_SAMPLES) {
+                p.far_end(f).unwrap();
+            }
+            handed += 1;
+        }
+        let mut f = frame.to_vec();
+        p.process(&mut f).unwrap();
+        each(i, &f, p.stats());
+    }
+}
+
 #[test]
 fn echo_canceller_follows_clock_drift_between_speaker_and_microphone() {
     // A USB microphone beside the laptop's loudspeakers runs on its own clock: at 200 ppm the
@@ -461,25 +490,11 @@ fn echo_canceller_follows_clock_drift_between_speaker_and_microphone() {
     let from = ((seconds - 10.0) * SR) as usize;
     let erle = |ppm: f64| -> (f32, f64) {
         let echo = drifting_echo(&far, &reflections, ppm);
-        // The far end is handed in as the loudspeaker plays it, at its clock: by the end of
-        // microphone frame i, the frames it has started by then.
         let mut p = CaptureProcessor::new(echo_only(60));
-        let mic = to_i16(&echo);
-        let far16 = to_i16(&far);
-        let mut handed = 0;
-        let mut out = Vec::with_capacity(mic.len());
-        for (i, frame) in mic.chunks_exact(FRAME_SAMPLES).enumerate() {
-            let played = ((i + 1) * FRAME_SAMPLES) as f64 * (1.0 - ppm * 1e-6);
-            while ((handed * FRAME_SAMPLES) as f64) < played {
-                if let Some(f) = far16.get(handed * FRAME_SAMPLES..(handed + 1) * FRAME_SAMPLES) {
-                    p.far_end(f).unwrap();
-                }
-                handed += 1;
-            }
-            let mut f = frame.to_vec();
-            p.process(&mut f).unwrap();
-            out.extend_from_slice(&f);
-        }
+        let mut out = Vec::with_capacity(echo.len());
+        run_at_two_clocks(&mut p, &far, &echo, ppm, |_, frame, _| {
+            out.extend_from_slice(frame)
+        });
         let (out, stats) = (to_f32(&out), p.stats());
         let erle = 20.0 * (rms(&echo[from..]) / rms(&out[from..]).max(1e-9)).log10();
         eprintln!(
@@ -518,25 +533,13 @@ fn drift_is_found_within_seconds_in_a_reverberant_room() {
         // The microphone's clock: the echo read `ppm` fast.
         let heard = drifting_echo(&echo, &[(0.0, 1.0)], ppm);
         let mut p = CaptureProcessor::new(echo_only(60));
-        let mic = to_i16(&heard);
-        let far16 = to_i16(&far);
-        let mut handed = 0;
         let mut found_at = None;
-        for (i, frame) in mic.chunks_exact(FRAME_SAMPLES).enumerate() {
-            let played = ((i + 1) * FRAME_SAMPLES) as f64 * (1.0 - ppm * 1e-6);
-            while ((handed * FRAME_SAMPLES) as f64) < played {
-                if let Some(f) = far16.get(handed * FRAME_SAMPLES..(handed + 1) * FRAME_SAMPLES) {
-                    p.far_end(f).unwrap();
-                }
-                handed += 1;
-            }
-            let mut f = frame.to_vec();
-            p.process(&mut f).unwrap();
-            let measured = p.stats().clock_drift_ppm;
+        run_at_two_clocks(&mut p, &far, &heard, ppm, |i, _, stats| {
+            let measured = stats.clock_drift_ppm;
             if found_at.is_none() && (measured - ppm).abs() < 0.2 * ppm.abs() {
                 found_at = Some(i as f32 * 0.02);
             }
-        }
+        });
         let measured = p.stats().clock_drift_ppm;
         eprintln!("{ppm:+} ppm: within 20 % from {found_at:?} s, {measured:+.1} ppm at the end");
         assert!(
