@@ -28,7 +28,7 @@
 //! The filter's measure needs a filter that holds the path, which under 100–200 ppm it does not
 //! for 10–30 s (the path moves faster than it learns). The rate is also read from the signals
 //! ([`DelaySlope`]: how far the echo moved between two seconds, by GCC-PHAT), which needs no
-//! filter: two such moves the same way, each over 15 ppm's worth, correct the rate within the
+//! filter: two such moves the same way, each over 10 ppm's worth, correct the rate within the
 //! first seconds ([`DriftCompensator::hear`]); the filter's measure then tracks.
 //!
 //! Rates under 10 ppm are left to the filter, which follows them by itself: the estimate's noise
@@ -64,9 +64,10 @@ const TRACK_GAIN: f64 = 0.3;
 /// The rate error (30 ppm, three times what the measure scatters by) above which a move is
 /// corrected in full.
 const ACQUIRE_RATE: f64 = 3e-5;
-/// The rate error (15 ppm) above which moves read from the signals correct the rate: they
-/// scatter by ±2 ppm on the benchmark's rooms, a tenth of the filter's measure.
-const SIGNAL_ACQUIRE_RATE: f64 = 1.5e-5;
+/// The rate error (10 ppm) above which moves read from the signals correct the rate: they
+/// scatter by ±2 ppm on the benchmark's rooms, a fifth of the filter's measure (at 5 ppm, rooms
+/// without drift reported ±5 ppm now and then).
+const SIGNAL_ACQUIRE_RATE: f64 = 1e-5;
 /// Intervals a move read from the signals waits for the next one to confirm it.
 const SIGNAL_MOVE_KEPT: u32 = 5;
 /// A rate correction this large (20 ppm) re-opens the filter's learning.
