@@ -92,6 +92,9 @@ impl SuppressionLevel {
 
 /// The default [`SpeechVadConfig::background_margin_db`].
 pub const BACKGROUND_MARGIN_DB: f32 = 6.0;
+/// The widest [`SpeechVadConfig::background_margin_db`] the front ends (C, voice-bot, voice-apm)
+/// accept: 0 (off) up to this.
+pub const MAX_BACKGROUND_MARGIN_DB: f32 = 40.0;
 
 /// Speech detector settings.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

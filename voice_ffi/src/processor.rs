@@ -5,6 +5,7 @@
 
 use voice_core::capture::{
     CaptureConfig, CaptureProcessor, CaptureStats, SpeechVadConfig, SuppressionLevel,
+    MAX_BACKGROUND_MARGIN_DB,
 };
 
 use crate::handle::{Handle, Kind};
@@ -94,7 +95,9 @@ impl voice_processor_config {
             VOICE_SUPPRESSION_VERY_HIGH => SuppressionLevel::VeryHigh,
             _ => return Err(voice_result::VOICE_ERR_INVALID_ARGUMENT),
         };
-        if self.echo_delay_ms > 500 || !(0.0..=40.0).contains(&self.background_voice_margin_db) {
+        if self.echo_delay_ms > 500
+            || !(0.0..=MAX_BACKGROUND_MARGIN_DB).contains(&self.background_voice_margin_db)
+        {
             return Err(voice_result::VOICE_ERR_INVALID_ARGUMENT);
         }
         Ok(CaptureConfig {

@@ -60,7 +60,7 @@ use voice_client::{
     Attenuation, AudioInput, AudioOutput, ChannelId, Client, ClientConfig, DistanceModel, Event,
     ListenerPose, Position, TlsTrust, TransmitMode,
 };
-use voice_core::capture::{CaptureConfig, SuppressionLevel};
+use voice_core::capture::{CaptureConfig, SuppressionLevel, MAX_BACKGROUND_MARGIN_DB};
 
 const USAGE: &str = "usage: voice-bot --server HOST:PORT --name NAME [--channel ID|NAME] \
 [--play IN.wav [--loop] | --tone HZ] [--whisper NAME] [--record OUT.wav] [--duration SECS] \
@@ -402,7 +402,7 @@ fn parse() -> Result<Args, String> {
                 a.capture.vad_config.background_margin_db = s
                     .parse()
                     .ok()
-                    .filter(|db| (0.0..=40.0).contains(db))
+                    .filter(|db| (0.0..=MAX_BACKGROUND_MARGIN_DB).contains(db))
                     .ok_or(format!("--vad-background-db {s:?}: 0..=40 dB"))?;
             }
             "--echo-delay" => {

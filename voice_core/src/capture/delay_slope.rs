@@ -169,7 +169,7 @@ impl DelaySlope {
             &mut self.time,
             &mut self.scratch,
         );
-        // The peak within ±MAX_LAG (lag −n sits at LEN − n).
+        // The peak within ±MAX_LAG per interval between the windows (lag −n sits at LEN − n).
         let at = |lag: i64| self.time[lag.rem_euclid(LEN as i64) as usize];
         let reach = (MAX_LAG as u32 * age) as i64;
         let lag = (-reach..=reach)

@@ -41,10 +41,10 @@ const FLOOR_BLOCKS: usize = 5;
 /// lull in the background, not a single quiet chunk between two syllables.
 const LEVEL_SMOOTHING: f32 = 0.8;
 /// A speech chunk must stand this far (dB) above the floor.
-pub(crate) const FLOOR_MARGIN_DB: f32 = 10.0;
+const FLOOR_MARGIN_DB: f32 = 10.0;
 /// A speech chunk this far (dB) above the floor is the talker's whatever the talker's level:
 /// no background of voices has lulls that deep under its own peaks.
-pub(crate) const CLEAR_MARGIN_DB: f32 = 25.0;
+const CLEAR_MARGIN_DB: f32 = 25.0;
 /// The talker level's rise towards a louder speech chunk (per chunk), and its fall per chunk
 /// otherwise (0.5 dB/s).
 const TALKER_ATTACK: f32 = 0.3;

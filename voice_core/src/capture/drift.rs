@@ -259,9 +259,10 @@ impl DriftCompensator {
         self.signals.hear(far, mic);
     }
 
-    /// Acquisition from the signals ([`DelaySlope`]): two moves in a row the same way, each
-    /// implying a rate error over [`ACQUIRE_RATE`] and within a factor of two of each other,
-    /// correct the rate by the smaller. Returns whether it did.
+    /// Acquisition from the signals ([`DelaySlope`]): two moves in a row the same way (the
+    /// earlier one at most [`SIGNAL_MOVE_KEPT`] intervals old), each implying a rate error over
+    /// [`SIGNAL_ACQUIRE_RATE`] and within a factor of two of each other, correct the rate by the
+    /// smaller. Returns whether it did.
     fn acquire(&mut self, samples: f64) -> bool {
         let now = self
             .signals

@@ -127,9 +127,8 @@ pub(crate) struct EchoCanceller {
     noise: Box<[f32; BINS]>,
     error_power: Box<[f32; BINS]>,
     residual_power: Box<[f32; BINS]>,
+    /// Time-domain scratch (nothing in it outlives a call).
     time: Box<[f32; WINDOW]>,
-    /// The impulse response of one partition, for [`EchoCanceller::delay_ms`].
-    impulse: Box<[f32; WINDOW]>,
     spectrum: Box<[Complex32; BINS]>,
     error: Box<[Complex32; BINS]>,
     gain: Box<[f32; BINS]>,
@@ -169,7 +168,6 @@ impl EchoCanceller {
             error_power: Box::new([0.0; BINS]),
             residual_power: Box::new([0.0; BINS]),
             time: Box::new([0.0; WINDOW]),
-            impulse: Box::new([0.0; WINDOW]),
             spectrum: Box::new([Complex32::default(); BINS]),
             error: Box::new([Complex32::default(); BINS]),
             gain: Box::new([1.0; BINS]),
@@ -504,17 +502,17 @@ impl EchoCanceller {
 
     /// The echo path delay (ms) of the filter's largest tap, once it holds some echo: the
     /// partition with the most energy, then the largest tap of that partition's impulse response
-    /// (one inverse FFT, into a buffer of its own).
+    /// (one inverse FFT, through the scratch buffers `process` refills before it reads them).
     pub(crate) fn delay_ms(&mut self) -> Option<i32> {
         let peak = self.peak_partition()?;
         self.spectrum.copy_from_slice(&self.h[peak.partition]);
         let _ = self.inverse.process_with_scratch(
             &mut self.spectrum[..],
-            &mut self.impulse[..],
+            &mut self.time[..],
             &mut self.scratch,
         );
         let tap = (0..M)
-            .max_by(|&a, &b| self.impulse[a].abs().total_cmp(&self.impulse[b].abs()))
+            .max_by(|&a, &b| self.time[a].abs().total_cmp(&self.time[b].abs()))
             .unwrap_or(0);
         let samples = self.bulk + peak.partition * M + tap + LOOKAHEAD;
         Some((samples * 1000 / SAMPLE_RATE as usize) as i32)

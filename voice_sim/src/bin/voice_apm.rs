@@ -23,7 +23,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use voice_core::capture::{CaptureConfig, CaptureProcessor, SuppressionLevel, CHUNK_SAMPLES};
+use voice_core::capture::{
+    CaptureConfig, CaptureProcessor, SuppressionLevel, CHUNK_SAMPLES, MAX_BACKGROUND_MARGIN_DB,
+};
 use voice_core::vad::{FrameDecision, TransmitMode, Transmitter, VadConfig};
 use voice_core::{FRAME_SAMPLES, SAMPLE_RATE};
 use voice_sim::wav;
@@ -72,9 +74,12 @@ fn real_main() -> Result<(), String> {
                     Some(SuppressionLevel::parse(&v).ok_or(format!("bad --ns-level {v}"))?);
             }
             "--vad-background-db" => {
-                cfg.vad_config.background_margin_db = val()?
+                let s = val()?;
+                cfg.vad_config.background_margin_db = s
                     .parse()
-                    .map_err(|e| format!("--vad-background-db: {e}"))?
+                    .ok()
+                    .filter(|db| (0.0..=MAX_BACKGROUND_MARGIN_DB).contains(db))
+                    .ok_or(format!("--vad-background-db {s:?}: 0..=40 dB"))?
             }
             "--far-ppm" => far_ppm = val()?.parse().map_err(|e| format!("--far-ppm: {e}"))?,
             "--delay-ms" => {
