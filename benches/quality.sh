@@ -7,7 +7,7 @@
 # frames per class and receiver. Description and last table: docs/QUALITY.md.
 #
 #   benches/quality.sh [--quick] [--classes clean,wifi,...] [--receivers adaptive,fixed,speex,plain,plain-fec]
-#                      [--seeds N] [--phases 0,5,10,15] [--metrics pesq,visqol,plcmos]
+#                      [--seeds N] [--seed-from K] [--phases 0,5,10,15] [--metrics pesq,visqol,plcmos]
 #                      [--voice-sim PATH] [--work DIR] [-j N] [--keep]
 #   benches/quality.sh --tsm 3,-3    how audible forced time-scaling is (ours vs sox WSOLA)
 #

@@ -409,6 +409,9 @@ def main():
     ap.add_argument("--receivers", default=None)
     ap.add_argument("--seeds", type=int, default=1,
                     help="seed indices per clip (default 1: each clip its own path)")
+    ap.add_argument("--seed-from", type=int, default=1,
+                    help="first seed index (default 1); e.g. 3 with --seeds 2 measures indices 3-4, "
+                         "paths no tuning run has used")
     ap.add_argument("--phases", default=",".join(map(str, PHASES)))
     ap.add_argument("--metrics", default=None)
     ap.add_argument("--clips", type=int, default=len(TEXTS))
@@ -450,7 +453,7 @@ def main():
     with cf.ProcessPoolExecutor(max_workers=a.jobs) as ex:
         prep = list(ex.map(prepare, [(a.voice_sim, a.work, c, cls,
                                       (k - 1) * len(clips) + i + 1)
-                                     for cls in classes for k in range(1, seeds + 1)
+                                     for cls in classes for k in range(a.seed_from, a.seed_from + seeds)
                                      for i, c in enumerate(clips)]))
         jobs = [(a.voice_sim, a.baselines, a.work, clip, cls, seed, ph, rcv, trace, packets,
                  metrics, a.keep)
