@@ -68,6 +68,8 @@ pub struct Peer {
     pub whisper: WhisperScope,
     /// Its voice travels through the control connection.
     pub tunnel: bool,
+    /// It said it is deafened: it is sent no voice.
+    pub deafened: bool,
 }
 
 /// A session's last known position, shared by every forwarding worker (see the module
@@ -150,6 +152,7 @@ impl Snapshot {
                         tag_key: s.tag_key.clone(),
                         whisper: s.grants.whisper,
                         tunnel: s.tunnel,
+                        deafened: s.voice.deafened,
                     },
                 )
             })
@@ -162,7 +165,10 @@ impl Snapshot {
                     .members
                     .iter()
                     .filter_map(|t| {
-                        let s = state.sessions.get(t).filter(|s| !s.tunnel)?;
+                        let s = state
+                            .sessions
+                            .get(t)
+                            .filter(|s| !s.tunnel && !s.voice.deafened)?;
                         s.udp.map(|a| (*t, a))
                     })
                     .collect();
@@ -357,8 +363,9 @@ impl Snapshot {
     /// first; never the sender).
     pub fn tunnel_recipients(&self, header: &Header, out: &mut Vec<SessionToken>) {
         out.clear();
-        let tunneled =
-            |t: &SessionToken| *t != header.sender && self.peers.get(t).is_some_and(|p| p.tunnel);
+        let tunneled = |t: &SessionToken| {
+            *t != header.sender && self.peers.get(t).is_some_and(|p| p.tunnel && !p.deafened)
+        };
         if header.target.is_none() {
             let Some(ch) = self.peers.get(&header.sender).and_then(|p| p.channel) else {
                 return;
@@ -398,8 +405,8 @@ impl Snapshot {
             if !sender.whisper.allows(sender.channel, target.channel) {
                 return Err(DropReason::WhisperForbidden);
             }
-            if target.tunnel {
-                // Its copy goes through the tunnel.
+            if target.tunnel || target.deafened {
+                // Its copy goes through the tunnel; a deafened target gets none.
                 return Ok(());
             }
             let addr = target.udp.ok_or(DropReason::WhisperNoTarget)?;
@@ -636,11 +643,21 @@ mod tests {
         st.remove_member(SessionToken(5));
         st.sessions.get_mut(&SessionToken(3)).unwrap().udp = None;
         st.set_tunnel(SessionToken(2), true);
+        st.add_session("u6".into(), [6; 32], 6, Time::from_millis(1000))
+            .unwrap();
+        let p = register::sign(&[6; 32], SessionToken(6), 1);
+        st.register(addr(1006), SessionToken(6), &p).unwrap();
+        st.add_member(SessionToken(6), ChannelId(1));
+        st.sessions
+            .get_mut(&SessionToken(6))
+            .unwrap()
+            .voice
+            .deafened = true;
         let snap = Snapshot::of(&st, 1);
         let (mut a, mut b) = (Vec::new(), Vec::new());
-        for sender in 0..7 {
-            for target in 0..7 {
-                for port in [1001, 1002, 1004, 1005, 4000] {
+        for sender in 0..8 {
+            for target in 0..8 {
+                for port in [1001, 1002, 1004, 1005, 1006, 4000] {
                     let h = voice(sender, target, 0);
                     assert_eq!(
                         snap.route(addr(port), &h, &mut a),
@@ -663,6 +680,33 @@ mod tests {
                 assert_eq!(ta, tb, "tunnel recipients {sender} {target}");
             }
         }
+    }
+
+    #[test]
+    fn a_deafened_member_is_sent_no_voice_until_it_undeafens() {
+        let (mut st, _) = state(3);
+        let deafen = |st: &mut State, on: bool| {
+            st.sessions
+                .get_mut(&SessionToken(3))
+                .unwrap()
+                .voice
+                .deafened = on;
+        };
+        let mut out = Vec::new();
+        deafen(&mut st, true);
+        let snap = Snapshot::of(&st, 1);
+        // Channel voice reaches the others only; a whisper to it is accepted and goes nowhere.
+        assert_eq!(snap.route(addr(1001), &voice(1, 0, 0), &mut out), Ok(()));
+        assert_eq!(out, vec![addr(1002)]);
+        assert_eq!(snap.route(addr(1001), &voice(1, 3, 0), &mut out), Ok(()));
+        assert!(out.is_empty());
+        // It still talks: its own voice goes to the channel.
+        assert_eq!(snap.route(addr(1003), &voice(3, 0, 0), &mut out), Ok(()));
+        assert_eq!(out, vec![addr(1001), addr(1002)]);
+        deafen(&mut st, false);
+        let snap = Snapshot::of(&st, 2);
+        assert_eq!(snap.route(addr(1001), &voice(1, 0, 0), &mut out), Ok(()));
+        assert_eq!(out, vec![addr(1002), addr(1003)]);
     }
 
     #[test]

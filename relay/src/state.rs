@@ -476,10 +476,11 @@ impl State {
                 if *m == header.sender {
                     continue;
                 }
+                // A deafened member hears nobody: nothing is sent to it.
                 if let Some(addr) = self
                     .sessions
                     .get(m)
-                    .filter(|s| !s.tunnel)
+                    .filter(|s| !s.tunnel && !s.voice.deafened)
                     .and_then(|s| s.udp)
                 {
                     out.push(addr);
@@ -497,8 +498,8 @@ impl State {
             if !sender.grants.whisper.allows(sender.channel, target.channel) {
                 return Err(DropReason::WhisperForbidden);
             }
-            if target.tunnel {
-                // Its copy goes through the tunnel.
+            if target.tunnel || target.voice.deafened {
+                // Its copy goes through the tunnel; a deafened target gets none.
                 return Ok(());
             }
             let addr = target.udp.ok_or(DropReason::WhisperNoTarget)?;

@@ -81,7 +81,11 @@ impl State {
     pub fn tunnel_recipients(&self, header: &Header, out: &mut Vec<SessionToken>) {
         out.clear();
         let tunneled = |t: &SessionToken| {
-            *t != header.sender && self.sessions.get(t).is_some_and(|s| s.tunnel)
+            *t != header.sender
+                && self
+                    .sessions
+                    .get(t)
+                    .is_some_and(|s| s.tunnel && !s.voice.deafened)
         };
         if header.target.is_none() {
             let Some(ch) = self.sessions.get(&header.sender).and_then(|s| s.channel) else {

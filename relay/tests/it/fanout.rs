@@ -5,6 +5,7 @@
 use crate::common;
 
 use common::*;
+use voice_core::proto::tcp::{ClientMessage, ServerMessage, VoiceState};
 use voice_core::proto::udp::{self, DatagramKind, Header, MAX_DATAGRAM};
 
 #[test]
@@ -23,6 +24,41 @@ fn fan_out_delivers_identical_bytes_to_every_other_member_only() {
     let stats = g[0].stats();
     assert_eq!(stats["forwarded_packets"], 4);
     assert_eq!(stats["voice_accepted"], 2);
+}
+
+#[test]
+fn a_deafened_member_is_sent_no_voice_until_it_undeafens() {
+    let relay = start(|_| {});
+    let mut g = group(relay.local_addr(), 1, &["a", "b", "c"]);
+    let set = |c: &mut Client, deafened: bool| {
+        let state = VoiceState {
+            muted: false,
+            deafened,
+        };
+        c.send(&ClientMessage::SetVoiceState { state });
+        // The relay publishes the change to its forwarding workers before it tells anyone.
+        c.ctl
+            .recv_until(|m| matches!(m, ServerMessage::UserState { state: s, .. } if *s == state));
+    };
+    set(&mut g[2], true);
+    let sent = g[0].talk(&[0x5A; 120]);
+    g[1].expect_udp(&sent);
+    g[2].expect_no_udp();
+    // A whisper to it is accepted and goes nowhere; its own voice still reaches the channel.
+    let c = g[2].session;
+    let whisper = g[0].voice(c, &[0x33; 80]);
+    g[0].send_udp(&whisper);
+    g[2].expect_no_udp();
+    let sent = g[2].talk(&[0x77; 100]);
+    g[0].expect_udp(&sent);
+    g[1].expect_udp(&sent);
+    set(&mut g[2], false);
+    let sent = g[0].talk(&[0x5B; 120]);
+    g[1].expect_udp(&sent);
+    g[2].expect_udp(&sent);
+    let stats = g[0].stats();
+    assert_eq!(stats["voice_accepted"], 4, "{stats:?}");
+    assert_eq!(stats["forwarded_packets"], 5, "{stats:?}");
 }
 
 #[test]
