@@ -5,8 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use relay::config::Config;
-use relay::server::{Relay, RelayHandle};
+use crate::relays::*;
+use relay::server::RelayHandle;
 use voice_client::{
     AccessToken, AppCapture, AppPlayback, AudioInput, AudioOutput, ChannelId, Client, ClientConfig,
     Event, TlsTrust, TransmitMode,
@@ -19,15 +19,6 @@ const SR: usize = 48_000;
 /// One burst of 1 kHz every 500 ms, 10 ms long.
 const PERIOD: usize = SR / 2;
 const BURST: usize = SR / 100;
-
-fn start_relay() -> RelayHandle {
-    let cfg = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        stats_interval_ms: 0,
-        ..Config::default()
-    };
-    Relay::bind(cfg).unwrap().spawn().unwrap()
-}
 
 fn client(relay: &RelayHandle, name: &str, input: AudioInput, output: AudioOutput) -> Client {
     client_with(relay, name, input, output, |_| {})

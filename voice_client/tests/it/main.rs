@@ -11,5 +11,6 @@ mod faults;
 mod hosts;
 mod moderation;
 mod refused;
+mod relays;
 mod switch_audio;
 mod tunnel;

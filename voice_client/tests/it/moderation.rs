@@ -7,24 +7,13 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use relay::config::Config;
+use crate::relays::*;
 use relay::token::Claims;
 use relay::RelayHandle;
 use voice_client::{
     AccessToken, AudioInput, AudioOutput, Client, ClientConfig, ConnectionStatus, Event, Removal,
     TlsTrust,
 };
-
-fn start_relay() -> RelayHandle {
-    relay::server::Relay::bind(Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        stats_interval_ms: 0,
-        ..Config::default()
-    })
-    .unwrap()
-    .spawn()
-    .unwrap()
-}
 
 fn admin_token(relay: &RelayHandle, name: &str) -> String {
     relay

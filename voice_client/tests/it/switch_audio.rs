@@ -13,8 +13,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use relay::config::Config;
-use relay::server::{Relay, RelayHandle};
+use crate::relays::*;
+use relay::server::RelayHandle;
 use voice_client::{
     AccessToken, AudioError, AudioInput, AudioOutput, ChannelId, Client, ClientConfig,
     ConnectionStatus, Event, TlsTrust, TransmitMode,
@@ -24,15 +24,6 @@ use voice_sim::wav;
 const SR: usize = 48_000;
 /// The classification window: 100 ms.
 const WINDOW: usize = SR / 10;
-
-fn start_relay() -> RelayHandle {
-    let cfg = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        stats_interval_ms: 0,
-        ..Config::default()
-    };
-    Relay::bind(cfg).unwrap().spawn().unwrap()
-}
 
 /// A client in channel 2 with UDP up; the events up to then are returned with it.
 fn client(

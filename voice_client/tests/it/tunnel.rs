@@ -11,29 +11,12 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use relay::config::Config;
-use relay::server::{Relay, RelayHandle};
+use crate::relays::*;
+use relay::server::RelayHandle;
 use voice_client::{
     AccessToken, AudioInput, AudioOutput, ChannelId, Client, ClientConfig, ConnectionStatus, Event,
     TlsTrust, TransmitMode, VoicePath,
 };
-
-/// The relay of every test here (TLS with an in-memory certificate, tokens signed by its own
-/// key).
-fn start_relay() -> RelayHandle {
-    start_relay_with(1)
-}
-
-/// The relay with `workers` forwarding threads.
-fn start_relay_with(workers: usize) -> RelayHandle {
-    let cfg = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        stats_interval_ms: 0,
-        workers,
-        ..Config::default()
-    };
-    Relay::bind(cfg).unwrap().spawn().unwrap()
-}
 
 /// A client that talks (a continuous tone) and listens, in channel 2, connecting to `server`
 /// (the relay or a proxy in front of it), pinning the relay's certificate and presenting a token
@@ -247,7 +230,7 @@ fn longest_gap(a: &Client, b: &Client, span: Duration) -> Duration {
 
 #[test]
 fn blocked_udp_moves_voice_into_the_tunnel_and_back() {
-    let relay = start_relay();
+    let relay = start_relay_with(1);
     let proxy = Proxy::start(relay.local_addr(), false);
     let a = client(&relay, proxy.addr, "alice");
     let b = client(&relay, relay.local_addr(), "bob");
@@ -307,7 +290,7 @@ fn blocked_udp_moves_voice_into_the_tunnel_and_back() {
 
 #[test]
 fn a_client_whose_udp_never_gets_through_talks_through_the_tunnel() {
-    let relay = start_relay();
+    let relay = start_relay_with(1);
     let proxy = Proxy::start(relay.local_addr(), true);
     let t0 = Instant::now();
     let a = client(&relay, proxy.addr, "alice");
@@ -378,7 +361,7 @@ fn a_tunneled_member_hears_and_is_heard_across_workers() {
 
 #[test]
 fn a_nat_rebinding_is_recovered_by_registering_again() {
-    let relay = start_relay();
+    let relay = start_relay_with(1);
     let proxy = Proxy::start(relay.local_addr(), false);
     let a = client(&relay, proxy.addr, "alice");
     let b = client(&relay, relay.local_addr(), "bob");
