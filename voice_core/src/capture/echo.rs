@@ -19,11 +19,13 @@
 //! is much louder than the expected residual, the gain stays near one and the near end passes.
 //! The over-subtraction `c` is [`RESIDUAL_WEIGHT`] (8) while only the far end talks and
 //! [`DOUBLE_TALK_WEIGHT`] (1) in double talk: a block whose error power, summed over the bins,
-//! stands [`DOUBLE_TALK_RATIO`] (5 dB) above the expected residual for [`DOUBLE_TALK_BLOCKS`]
-//! blocks in a row holds someone in the room. With 8 everywhere the suppressor also bites into
-//! the near end's quieter bins, where the residual is locally as loud as the near end; the run of
-//! blocks keeps a short excursion of the error (a far-end sound the filter has not heard yet) from
-//! passing as double talk and letting echo through.
+//! stands [`DOUBLE_TALK_RATIO`] (5 dB) above the expected residual plus the room's steady noise
+//! (the error's running minimum) for [`DOUBLE_TALK_BLOCKS`] blocks in a row holds someone in the
+//! room. With 8 everywhere the suppressor also bites into the near end's quieter bins, where the
+//! residual is locally as loud as the near end; the run of blocks keeps a short excursion of the
+//! error (a far-end sound the filter has not heard yet) from passing as double talk, and the
+//! noise term keeps a fan or a hum as loud as the echo from passing as a talker, either of which
+//! would let echo through.
 //!
 //! Why not WebRTC's AEC3 (`sonora`, used before): on the benchmark's rooms (a dense reverberant
 //! tail 19–22 dB above the direct path) AEC3's linear filter removed only 2–7 dB of echo and its
@@ -89,6 +91,10 @@ const DOUBLE_TALK_WEIGHT: f32 = 1.0;
 const DOUBLE_TALK_RATIO: f32 = 3.16;
 /// Blocks in a row above [`DOUBLE_TALK_RATIO`] before the suppressor treats them as double talk.
 const DOUBLE_TALK_BLOCKS: u32 = 4;
+/// Blocks per window of the error's running minimum (the room's steady noise is the lowest
+/// error of the current and the previous window, 1.5–3 s: longer than the gaps between words,
+/// short enough to follow a fan switched on within seconds).
+const NOISE_FLOOR_BLOCKS: u64 = 150;
 /// Lowest suppressor gain (power): −20 dB.
 const SUPPRESSION_FLOOR: f32 = 0.01;
 /// Smoothing of the suppressor's error and residual powers (per block).
@@ -141,8 +147,12 @@ pub(crate) struct EchoCanceller {
     noise: Box<[f32; BINS]>,
     error_power: Box<[f32; BINS]>,
     residual_power: Box<[f32; BINS]>,
-    /// Blocks in a row whose error stood [`DOUBLE_TALK_RATIO`] above the expected residual.
+    /// Blocks in a row whose error stood [`DOUBLE_TALK_RATIO`] above the expected residual and
+    /// the noise floor.
     near_run: u32,
+    /// The lowest error power (summed over the bins) of the current and of the previous window
+    /// of [`NOISE_FLOOR_BLOCKS`]: the room's steady noise is the smaller.
+    error_floor: [f32; 2],
     /// Time-domain scratch (nothing in it outlives a call).
     time: Box<[f32; WINDOW]>,
     spectrum: Box<[Complex32; BINS]>,
@@ -184,6 +194,7 @@ impl EchoCanceller {
             error_power: Box::new([0.0; BINS]),
             residual_power: Box::new([0.0; BINS]),
             near_run: 0,
+            error_floor: [f32::INFINITY; 2],
             time: Box::new([0.0; WINDOW]),
             spectrum: Box::new([Complex32::default(); BINS]),
             error: Box::new([Complex32::default(); BINS]),
@@ -451,7 +462,12 @@ impl EchoCanceller {
         // Residual-echo suppression on the error spectrum, gentler in double talk.
         let error_total: f32 = self.error_power.iter().sum();
         let residual_total: f32 = self.residual_power.iter().sum();
-        self.near_run = if error_total > DOUBLE_TALK_RATIO * residual_total {
+        if self.blocks.is_multiple_of(NOISE_FLOOR_BLOCKS) {
+            self.error_floor = [f32::INFINITY, self.error_floor[0]];
+        }
+        self.error_floor[0] = self.error_floor[0].min(error_total);
+        let noise = self.error_floor[0].min(self.error_floor[1]);
+        self.near_run = if error_total > DOUBLE_TALK_RATIO * (residual_total + noise) {
             self.near_run.saturating_add(1)
         } else {
             0

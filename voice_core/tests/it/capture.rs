@@ -205,6 +205,42 @@ fn echo_canceller_keeps_near_end_speech() {
 }
 
 #[test]
+fn steady_noise_as_loud_as_the_echo_is_not_taken_for_a_talker() {
+    // A fan 5 dB under the echo: the error stands well over the residual the filter expects, as
+    // in double talk, but it is the room's steady noise, so the suppressor keeps its full weight
+    // and the echo stays removed (measured as the output's projection on the echo, per 20 ms
+    // frame, over the far end's active frames after 2 s).
+    let far = synthetic_speech(8.0, 9, false);
+    let echo = convolve(&far, &room(0.2, 40.0, 0.5, 10));
+    let mut noise = white(echo.len(), 11);
+    normalize(&mut noise, rms(&echo) * 10f32.powf(-5.0 / 20.0));
+    let mic: Vec<f32> = echo.iter().zip(&noise).map(|(e, n)| e + n).collect();
+    let (out, _) = run(echo_only(40), &mic, Some(&far));
+    let (mut kept, mut total) = (0.0f32, 0.0f32);
+    for ((o, e), f) in out
+        .chunks_exact(FRAME_SAMPLES)
+        .zip(echo.chunks_exact(FRAME_SAMPLES))
+        .zip(far.chunks_exact(FRAME_SAMPLES))
+        .skip((2.0 * SR) as usize / FRAME_SAMPLES)
+    {
+        if rms(f) < 0.01 {
+            continue;
+        }
+        let ee = e.iter().map(|v| v * v).sum::<f32>();
+        let gain = o.iter().zip(e).map(|(a, b)| a * b).sum::<f32>() / ee.max(1e-12);
+        kept += gain * gain * ee;
+        total += ee;
+    }
+    let left = 10.0 * (kept / total).max(1e-12).log10();
+    eprintln!("echo left under steady noise 5 dB below it: {left:.1} dB");
+    // -29.3 dB, as with the full weight throughout; taking the noise for a talker: -24.3 dB.
+    assert!(
+        left < -27.0,
+        "echo only {left:.1} dB down under steady noise"
+    );
+}
+
+#[test]
 fn double_talk_keeps_the_near_end_whole() {
     // At 0 dB signal-to-echo the near end's quieter syllables are about as loud as the echo the
     // linear filter leaves. The suppressor eases off once the error stands well above the residual
