@@ -1702,21 +1702,31 @@ impl Engine {
         if self.state != ConnectionState::Connected {
             return None;
         }
-        [
-            self.next_register,
-            self.next_ping,
-            self.next_keepalive,
-            self.monitor.deadline(),
-            self.next_report,
-            self.e2ee.poll_timeout(),
+        // Compared as plain microseconds (`u64::MAX`: no deadline). Taking the minimum of the
+        // `Option<Time>`s themselves let the optimiser compare the unused payload of a `None`
+        // before its tag, which valgrind reports as a jump on uninitialised memory (it happened
+        // in one CI run in several).
+        let us = |t: Option<Time>| match t {
+            Some(t) => t.as_micros(),
+            None => u64::MAX,
+        };
+        let next = [
+            us(self.next_register),
+            us(self.next_ping),
+            us(self.next_keepalive),
+            us(self.monitor.deadline()),
+            us(self.next_report),
+            us(self.e2ee.poll_timeout()),
             // A whisper by name waits: ask for the channel tree (at once the first time).
-            self.whisper_named
+            us(self
+                .whisper_named
                 .as_ref()
-                .map(|_| self.next_list_request.unwrap_or(Time::ZERO)),
+                .map(|_| self.next_list_request.unwrap_or(Time::ZERO))),
         ]
         .into_iter()
-        .flatten()
         .min()
+        .unwrap_or(u64::MAX);
+        (next != u64::MAX).then_some(Time::from_micros(next))
     }
 
     // ----- commands -----
