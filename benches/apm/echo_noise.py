@@ -21,18 +21,15 @@ from scipy.signal import fftconvolve
 
 sys.path.insert(0, os.path.dirname(__file__))
 import apm  # noqa: E402
+import echo_diag  # noqa: E402
 
 
 def echo_left_db(out, echo, far):
-    """Energy-weighted projection of `out` on `echo` over active far-end frames from 2 s, dB."""
+    """How much of `echo` is left in `out` over active far-end frames from 2 s, dB."""
     n = len(echo) // apm.FRAME
     ef = apm.frame_energy(far)[:n]
     act = (ef > ef.max() * 10 ** -3.5) & (np.arange(n) * apm.FRAME >= 2 * apm.SR)
-    o = out[: n * apm.FRAME].reshape(n, apm.FRAME)[act]
-    e = echo[: n * apm.FRAME].reshape(n, apm.FRAME)[act]
-    ee = (e * e).sum(axis=1)
-    g = (o * e).sum(axis=1) / np.maximum(ee, 1e-20)
-    return 10 * np.log10(max(np.sum(g * g * ee), 1e-20) / ee.sum())
+    return echo_diag.project_db(out, echo, act)[0]
 
 
 def main():

@@ -403,7 +403,9 @@ fn parse() -> Result<Args, String> {
                     .parse()
                     .ok()
                     .filter(|db| (0.0..=MAX_BACKGROUND_MARGIN_DB).contains(db))
-                    .ok_or(format!("--vad-background-db {s:?}: 0..=40 dB"))?;
+                    .ok_or(format!(
+                        "--vad-background-db {s:?}: 0..={MAX_BACKGROUND_MARGIN_DB} dB"
+                    ))?;
             }
             "--echo-delay" => {
                 let s = v("--echo-delay")?;

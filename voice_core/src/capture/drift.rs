@@ -123,6 +123,18 @@ pub(crate) struct DriftCompensator {
     last_signal_move: Option<(f64, u32)>,
 }
 
+/// Two consecutive moves that agree in direction, as (the smaller, the larger); `None` when they
+/// point different ways (a filter still converging, or noise: a clock moves the echo steadily).
+fn agreeing(now: f64, before: f64) -> Option<(f64, f64)> {
+    (now.signum() == before.signum()).then(|| {
+        if now.abs() < before.abs() {
+            (now, before)
+        } else {
+            (before, now)
+        }
+    })
+}
+
 impl DriftCompensator {
     /// No drift assumed; everything allocated here.
     pub(crate) fn new(partitions: usize) -> Self {
@@ -278,23 +290,13 @@ impl DriftCompensator {
                 .last_signal_move
                 .map(|(m, age)| (m, age.saturating_add(1))),
         };
-        let (Some(now), Some(before)) = (now, before) else {
+        let Some((small, large)) = now.zip(before).and_then(|(n, b)| agreeing(n, b)) else {
             return false;
         };
-        let (small, large) = if now.abs() < before.abs() {
-            (now, before)
-        } else {
-            (before, now)
-        };
-        if now.signum() != before.signum()
-            || small.abs() <= SIGNAL_ACQUIRE_RATE * samples
-            || small.abs() < 0.5 * large.abs()
-        {
+        if small.abs() <= SIGNAL_ACQUIRE_RATE * samples || small.abs() < 0.5 * large.abs() {
             return false;
         }
-        let rate = (self.rate - small / samples).clamp(-MAX_RATE, MAX_RATE);
-        self.reopen |= (rate - self.rate).abs() >= REOPEN_RATE;
-        self.rate = rate;
+        self.correct_rate(small / samples);
         // The next pair starts after the correction.
         self.last_signal_move = None;
         true
@@ -330,23 +332,17 @@ impl DriftCompensator {
             .then(|| self.measure(h))
             .flatten()
             .filter(|m| m.abs() <= 2.0 * MAX_RATE * samples);
-        if let (Some(now), Some(before), false) = (moved, self.last_move, acquired) {
-            if now.signum() == before.signum() {
-                let m = if now.abs() < before.abs() {
-                    now
-                } else {
-                    before
-                };
-                let error = m / samples;
-                let gain = if error.abs() > ACQUIRE_RATE {
-                    ACQUIRE_GAIN
-                } else {
-                    TRACK_GAIN
-                };
-                let rate = (self.rate - gain * error).clamp(-MAX_RATE, MAX_RATE);
-                self.reopen |= (rate - self.rate).abs() >= REOPEN_RATE;
-                self.rate = rate;
-            }
+        if let (Some((m, _)), false) = (
+            moved.zip(self.last_move).and_then(|(n, b)| agreeing(n, b)),
+            acquired,
+        ) {
+            let error = m / samples;
+            let gain = if error.abs() > ACQUIRE_RATE {
+                ACQUIRE_GAIN
+            } else {
+                TRACK_GAIN
+            };
+            self.correct_rate(gain * error);
         }
         self.last_move = moved;
         self.snapshot.copy_from_slice(h);
@@ -358,6 +354,14 @@ impl DriftCompensator {
         }
         self.blocks = 0;
         self.active_blocks = 0;
+    }
+
+    /// Lowers the rate by `error` (within ±[`MAX_RATE`]); a large enough correction re-opens the
+    /// filter's learning.
+    fn correct_rate(&mut self, error: f64) {
+        let rate = (self.rate - error).clamp(-MAX_RATE, MAX_RATE);
+        self.reopen |= (rate - self.rate).abs() >= REOPEN_RATE;
+        self.rate = rate;
     }
 
     /// How many samples later the echo path `h` sits than the snapshot, from the phase slope of

@@ -75,6 +75,12 @@ fn rms(x: &[f32]) -> f32 {
     (x.iter().map(|v| v * v).sum::<f32>() / x.len().max(1) as f32).sqrt()
 }
 
+/// The least-squares gain of `out` on `reference` (how much of `reference` is in `out`).
+fn projection(out: &[f32], reference: &[f32]) -> f32 {
+    let rr = reference.iter().map(|v| v * v).sum::<f32>();
+    out.iter().zip(reference).map(|(a, b)| a * b).sum::<f32>() / rr.max(1e-12)
+}
+
 fn normalize(x: &mut [f32], target_rms: f32) {
     let g = target_rms / rms(x).max(1e-9);
     x.iter_mut().for_each(|v| *v *= g);
@@ -227,7 +233,7 @@ fn steady_noise_as_loud_as_the_echo_is_not_taken_for_a_talker() {
             continue;
         }
         let ee = e.iter().map(|v| v * v).sum::<f32>();
-        let gain = o.iter().zip(e).map(|(a, b)| a * b).sum::<f32>() / ee.max(1e-12);
+        let gain = projection(o, e);
         kept += gain * gain * ee;
         total += ee;
     }
@@ -268,11 +274,7 @@ fn double_talk_keeps_the_near_end_whole() {
         .zip(near.chunks_exact(FRAME_SAMPLES))
         .skip((4.5 * SR) as usize / FRAME_SAMPLES)
         .filter(|(_, n)| rms(n) >= 0.01)
-        .map(|(o, n)| {
-            let gain = o.iter().zip(n).map(|(a, b)| a * b).sum::<f32>()
-                / n.iter().map(|b| b * b).sum::<f32>();
-            (20.0 * gain.abs().max(1e-6).log10()).max(-30.0)
-        })
+        .map(|(o, n)| (20.0 * projection(o, n).abs().max(1e-6).log10()).max(-30.0))
         .collect();
     let mean = gains_db.iter().sum::<f32>() / gains_db.len() as f32;
     let within_3db = gains_db.iter().filter(|&&g| g > -3.0).count();

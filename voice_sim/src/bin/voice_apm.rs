@@ -79,7 +79,9 @@ fn real_main() -> Result<(), String> {
                     .parse()
                     .ok()
                     .filter(|db| (0.0..=MAX_BACKGROUND_MARGIN_DB).contains(db))
-                    .ok_or(format!("--vad-background-db {s:?}: 0..=40 dB"))?
+                    .ok_or(format!(
+                        "--vad-background-db {s:?}: 0..={MAX_BACKGROUND_MARGIN_DB} dB"
+                    ))?
             }
             "--far-ppm" => far_ppm = val()?.parse().map_err(|e| format!("--far-ppm: {e}"))?,
             "--delay-ms" => {
